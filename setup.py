@@ -1,0 +1,30 @@
+"""Build the compiled core. Everything else about the package lives in pyproject.toml.
+
+Set LMCZ_FAST_DEBUG=1 to compile with bounds and wraparound checks back on (and without optimisation),
+for chasing a crash in the native code.
+"""
+
+import os
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("LMCZ_FAST_DEBUG", "") not in ("", "0")
+
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+
+extensions = [
+    Extension(name, [f"{name.replace('.', '/')}.pyx"], extra_compile_args=compile_args)
+    for name in ("lmcz_fast._codes", "lmcz_fast._probe")
+]
+
+setup(ext_modules=cythonize(extensions, compiler_directives=directives))
