@@ -1,0 +1,26 @@
+"""`lmcz-fast`: the command line. Only this package knows click; every command is a thin face over the library."""
+
+from __future__ import annotations
+
+import click
+
+from . import core
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(package_name="lmcz-fast", prog_name="lmcz-fast")
+def main() -> None:
+    """Offline blocklist checks for Chestny Znak marking codes: a faster, smaller Local Module.
+
+    \b
+    Typical first steps:
+      lmcz-fast demo                          # generate 900k blocked codes, load, check, time it
+      lmcz-fast load store.db blocked.txt     # build a database from a file (text, CSV, .gz)
+      lmcz-fast lookup store.db "0104650..."  # check scans; exit 1 if any is blocked
+      lmcz-fast info store.db                 # version, counts, sizes, times
+    """
+
+
+core.register(main)

@@ -1,0 +1,251 @@
+"""Commands over the store itself: load, lookup, info, delta, demo."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import click
+
+from .._codes import CodeError
+from ..store import Blocklist, LoadError, StoreError, Verdict, VersionError
+
+EXIT_OK = 0
+EXIT_BLOCKED = 1
+EXIT_INVALID = 3
+EXIT_STORE = 4
+
+
+def _fail(message: str, code: int = EXIT_STORE) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _progress_printer(label: str) -> Any:
+    """A line counter on stderr when a person is watching; nothing in pipes and logs."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(lines: int) -> None:
+        click.echo(f"\r{label}: {lines:,} lines read", err=True, nl=False)
+
+    return show
+
+
+@click.command()
+@click.argument("db", type=click.Path(file_okay=False))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--replace/--add", default=True, show_default=True,
+              help="Replace the whole list with SOURCES (a new full version) or add them to what is there.")
+@click.option("--strict", is_flag=True, help="Refuse the whole load if any line is bad (nothing changes).")
+@click.option("--version", "version", type=int, default=None,
+              help="Version number to give the result (default: current + 1). Must move forward.")
+@click.option("--authority", default=None, help="Who blocked these codes, recorded with every code loaded.")
+@click.option("--reason", default=None, help="Why they are blocked, recorded with every code loaded.")
+def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version: int | None,
+         authority: str | None, reason: str | None) -> None:
+    """Load blocked codes from SOURCES into the database DB (created if missing).
+
+    \b
+    SOURCES are files of one of these kinds, optionally gzip-compressed:
+      plain text   one scan, CIS or 14-digit GTIN (a whole product) per line; '#' starts a comment
+      CSV          a header naming a 'cis' (or 'code', 'km') column; optional 'gtin', 'authority',
+                   'reason', 'since' columns; ',' ';' or tab separated
+    Raw scans (with crypto tails, lost GS, scanner prefixes) are cut to their identity. Bad lines are
+    counted and the first ones shown with their line numbers; --strict refuses the load instead.
+
+    \b
+    Example:
+      lmcz-fast load store.db blocked-2026-11-23.csv.gz --strict
+    """
+    block = {k: v for k, v in (("authority", authority), ("reason", reason)) if v}
+    try:
+        bl = Blocklist.open(db, readonly=False) if os.path.exists(os.path.join(db, "data.mdb")) \
+            else Blocklist.create(db)
+    except StoreError as exc:
+        _fail(str(exc))
+    with bl:
+        try:
+            report = bl.load(list(sources), replace=replace, strict=strict, version=version,
+                             block=block or None, progress=_progress_printer("loading"))
+        except LoadError as exc:
+            if sys.stderr.isatty():
+                click.echo(err=True)
+            _print_errors(exc.report)
+            _fail(f"{exc}", EXIT_INVALID)
+        except (StoreError, VersionError) as exc:
+            _fail(str(exc))
+        if sys.stderr.isatty():
+            click.echo(err=True)
+        _print_errors(report)
+        click.echo(f"loaded {db}: {report.summary()}")
+        info = bl.info()
+        click.echo(f"database size {info['used_bytes'] / 1e6:.1f} MB, prefilter {info['prefilter_bytes'] / 1e6:.2f} MB")
+
+
+def _print_errors(report: Any) -> None:
+    for error in report.errors:
+        click.echo(f"  {error.source}:{error.line}: {error.reason}: {error.message}: {error.text!r}", err=True)
+    if report.rejected > len(report.errors):
+        click.echo(f"  ... and {report.rejected - len(report.errors)} more bad lines", err=True)
+
+
+def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
+    block = verdict.block
+    return {
+        "cis": verdict.cis,
+        "blocked": verdict.blocked,
+        "gtin": verdict.gtin,
+        "block": None if block is None else {
+            "scope": block.scope, "authority": block.authority, "reason": block.reason,
+            "since": block.since, "source": block.source,
+        },
+        "db_version": verdict.db_version,
+        "db_age": verdict.db_age,
+        "instance_id": verdict.instance_id,
+    }
+
+
+def _codes_from(codes: tuple[str, ...]) -> Iterator[str]:
+    if codes:
+        yield from codes
+        return
+    for line in sys.stdin:
+        line = line.rstrip("\r\n")
+        if line.strip():
+            yield line
+
+
+@click.command()
+@click.argument("db", type=click.Path(exists=True, file_okay=False))
+@click.argument("codes", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per code (JSON lines).")
+def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
+    """Check CODES (or stdin, one per line) against the database DB.
+
+    Codes may be raw scans as a till sends them (GS as 0x1D, lost GS, ']d2' prefix, Russian layout).
+
+    \b
+    Exit status:
+      0  every code may be sold
+      1  at least one code is blocked
+      3  no code is blocked, but at least one is not a valid marking code
+      4  the database cannot be read
+    \b
+    Example:
+      printf '%s\\n' "$SCAN1" "$SCAN2" | lmcz-fast lookup store.db --json
+    """
+    blocked = invalid = False
+    try:
+        bl = Blocklist.open(db)
+    except StoreError as exc:
+        _fail(str(exc))
+    with bl:
+        for raw in _codes_from(codes):
+            try:
+                verdict = bl.check(raw)
+            except CodeError as exc:
+                invalid = True
+                if as_json:
+                    click.echo(json.dumps({"code": raw, "error": exc.reason, "message": str(exc)},
+                                          ensure_ascii=False))
+                else:
+                    click.echo(f"INVALID  {raw!r}: {exc}")
+                continue
+            blocked |= verdict.blocked
+            if as_json:
+                click.echo(json.dumps(_verdict_dict(verdict), ensure_ascii=False))
+            elif verdict.blocked:
+                details = verdict.block
+                why = ", ".join(x for x in (details.scope if details else None,
+                                            details.authority if details else None,
+                                            details.reason if details else None) if x)
+                click.echo(f"BLOCKED  {verdict.cis}  ({why}; db v{verdict.db_version})")
+            else:
+                click.echo(f"ok       {verdict.cis}  (db v{verdict.db_version})")
+    sys.exit(EXIT_BLOCKED if blocked else EXIT_INVALID if invalid else EXIT_OK)
+
+
+@click.command()
+@click.argument("db", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the fields as one JSON object.")
+def info(db: str, as_json: bool) -> None:
+    """Show the version, counts, sizes and times of the database DB."""
+    try:
+        with Blocklist.open(db) as bl:
+            fields = bl.info()
+    except StoreError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
+        return
+    for name in sorted(fields):
+        value = fields[name]
+        if name.endswith("_at") and isinstance(value, (int, float)):
+            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({value:.0f})"
+        click.echo(f"{name:>18}: {value}")
+
+
+def _delta_lines(path: str) -> tuple[list[str], list[str], list[str], list[str]]:
+    """Read a delta file: '+CODE' blocks, '-CODE' unblocks, a 14-digit body means a whole GTIN."""
+    add: list[str] = []
+    remove: list[str] = []
+    add_gtins: list[str] = []
+    remove_gtins: list[str] = []
+    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
+    with opener(path, "rt", encoding="utf-8") as stream:
+        for number, line in enumerate(stream, 1):
+            text = line.rstrip("\r\n")
+            if not text.strip() or text.startswith("#"):
+                continue
+            sign, body = text[0], text[1:]
+            if sign not in "+-" or not body:
+                raise click.BadParameter(f"line {number}: expected '+CODE' or '-CODE', got {text[:60]!r}")
+            is_gtin = len(body) == 14 and body.isdigit()
+            target = (add_gtins if is_gtin else add) if sign == "+" else (remove_gtins if is_gtin else remove)
+            target.append(body)
+    return add, remove, add_gtins, remove_gtins
+
+
+@click.command()
+@click.argument("db", type=click.Path(exists=True, file_okay=False))
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--to-version", type=int, default=None, help="Version after the delta (default: current + 1).")
+@click.option("--from-version", type=int, default=None,
+              help="Refuse unless the database is at exactly this version (guards against gaps).")
+def delta(db: str, file: str, to_version: int | None, from_version: int | None) -> None:
+    """Apply a delta FILE to DB in one atomic transaction.
+
+    \b
+    FILE (optionally gzip) has one change per line:
+      +CODE   block a code (scan or CIS)      -CODE   unblock it
+      +GTIN   block a whole product (14 digits)  -GTIN   unblock it
+    Readers in other processes keep answering and see the new version atomically. A bad line refuses the
+    whole delta and changes nothing.
+    """
+    try:
+        add, remove, add_gtins, remove_gtins = _delta_lines(file)
+        with Blocklist.open(db, readonly=False) as bl:
+            target = to_version if to_version is not None else bl.get_meta("version") + 1
+            report = bl.apply_delta(add, remove, add_gtins=add_gtins, remove_gtins=remove_gtins,
+                                    to_version=target, from_version=from_version)
+    except CodeError as exc:
+        _fail(f"bad code in the delta, nothing changed: {exc}", EXIT_INVALID)
+    except (StoreError, VersionError) as exc:
+        _fail(str(exc))
+    if not report.applied:
+        click.echo(f"already at version {report.to_version}; nothing to do")
+        return
+    click.echo(f"version {report.from_version} -> {report.to_version}: +{report.added} -{report.removed} codes, "
+               f"+{report.gtins_added} -{report.gtins_removed} GTINs in {report.seconds * 1000:.1f} ms")
+
+
+def register(group: click.Group) -> None:
+    for command in (load, lookup, info, delta):
+        group.add_command(command)

@@ -1,0 +1,1101 @@
+"""`Blocklist`: the blocked marking codes of one store, in one LMDB environment.
+
+LMDB is the single source of truth. The blocked identities, blocked GTINs, block details, metadata, feed state
+and the serialized Roaring prefilter all live in one environment and change in one write transaction, so a
+reader in any process sees the old state or the new one, never a mix.
+
+The hot path (`is_blocked`, `is_blocked_many`) is inherited from the compiled `ProbeBase`: parse, hash and
+prefilter probe run in C straight on the memory map. This module only supplies the two things the compiled side
+cannot do itself: the exact confirmation of a rare prefilter hit (`_confirm`) and the periodic renewal of the
+read transaction (`_renew`), which is what bounds how long a reader keeps answering from an old version.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lmdb
+import xxhash
+
+from ._codes import CodeError, parse_code
+from ._probe import ProbeBase, keys_and_hashes, pack_identity, unpack_key
+
+__all__ = [
+    "Block",
+    "Blocklist",
+    "DeltaReport",
+    "LoadError",
+    "LoadReport",
+    "Status",
+    "StoreError",
+    "VersionError",
+    "Verdict",
+    "set_digest_of",
+]
+
+#: Virtual size of the memory map. It costs nothing on 64-bit Linux (pages are mapped lazily) and is far above
+#: what a blocklist needs (30 MB for 900k codes), so no writer ever has to grow it under running readers.
+MAP_SIZE = 1 << 34
+MAX_READERS = 1024
+DEFAULT_REFRESH_INTERVAL = 0.25
+DEFAULT_REFRESH_WINDOW = 2 * 3600.0
+DEFAULT_EXPIRE_AFTER = 72 * 3600.0
+_DIGEST_MOD = 1 << 128
+_GTIN_DIGEST_PREFIX = b"G"
+_MAX_REPORTED_ERRORS = 20
+
+_DB_CODES = b"codes"
+_DB_GTINS = b"gtins"
+_DB_BLOCKS = b"blocks"
+_DB_COLLISIONS = b"collisions"
+_DB_META = b"meta"
+
+_META_PREFILTER = b"prefilter"
+_META_GTIN_INDEX = b"gtin_index"
+_BINARY_META = {_META_PREFILTER, _META_GTIN_INDEX}
+
+
+class StoreError(Exception):
+    """Base of every error the store raises on purpose (bad path, read-only handle, corrupt metadata)."""
+
+
+class VersionError(StoreError):
+    """A delta does not start at the version the store holds; nothing was changed."""
+
+    def __init__(self, message: str, *, current: int, expected: int | None) -> None:
+        super().__init__(message)
+        self.current = current
+        self.expected = expected
+
+
+class LoadError(StoreError):
+    """A strict load met bad lines and was refused; nothing was changed. `.report` says which."""
+
+    def __init__(self, message: str, report: LoadReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """Why and since when something is blocked, as far as the source said."""
+
+    authority: str | None = None
+    reason: str | None = None
+    since: str | None = None
+    source: str | None = None
+    scope: str = "code"
+
+    def _key(self) -> tuple[str | None, ...]:
+        return (self.authority, self.reason, self.since, self.source)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The answer to one check; carries what a receipt and an auditor need about the database that gave it."""
+
+    blocked: bool
+    cis: str
+    gtin: str
+    serial: str
+    identity: str
+    block: Block | None
+    db_version: int
+    db_updated_at: float | None
+    db_age: float | None
+    instance_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """Freshness of the database: `empty`, `ready`, `stale` (serving, loudly) or `expired` (refuse checks)."""
+
+    state: str
+    version: int
+    last_sync_at: float | None
+    next_sync_at: float | None
+    age: float | None
+    feed_url: str | None
+    codes: int
+    gtins: int
+    refresh_window: float
+    expire_after: float
+
+
+@dataclass(slots=True)
+class LineError:
+    """One rejected input line: where it was, why, and the text (cut short)."""
+
+    source: str
+    line: int
+    reason: str
+    message: str
+    text: str
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """What a load did: how many lines it read, took, found twice or rejected, and the first rejections."""
+
+    version: int = 0
+    lines: int = 0
+    codes: int = 0
+    gtins: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    errors: list[LineError] = field(default_factory=list)
+    seconds: float = 0.0
+    replaced: bool = True
+
+    def summary(self) -> str:
+        text = (
+            f"version {self.version}: {self.codes} codes and {self.gtins} GTINs from {self.lines} lines, "
+            f"{self.duplicates} duplicates, {self.rejected} rejected, in {self.seconds:.2f} s"
+        )
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaReport:
+    """What a delta did. `applied` is False when the store already held `to_version` (a harmless re-apply)."""
+
+    applied: bool
+    from_version: int
+    to_version: int
+    added: int
+    removed: int
+    gtins_added: int
+    gtins_removed: int
+    seconds: float
+
+
+def set_digest_of(identities: Iterable[str | bytes], gtins: Iterable[str] = ()) -> str:
+    """Digest of a whole blocklist, independent of order: what a feed publishes and a store must match.
+
+    It is the sum modulo 2**128 of XXH3-128 over each packed identity key (and each packed GTIN with a prefix),
+    so a store can keep it up to date across deltas by adding and subtracting, without rereading the set.
+    """
+    total = 0
+    for identity in identities:
+        raw = identity.encode("ascii") if isinstance(identity, str) else identity
+        total += xxhash.xxh3_128_intdigest(pack_identity(raw))
+    for gtin in gtins:
+        total += xxhash.xxh3_128_intdigest(_GTIN_DIGEST_PREFIX + _pack_gtin(gtin))
+    return f"{total % _DIGEST_MOD:032x}"
+
+
+def _gtin_problem(gtin: str) -> str | None:
+    """Why `gtin` is not a valid GTIN-14, or None. The check digit is GS1's mod-10 with weights 3,1,3..."""
+    if len(gtin) != 14 or not gtin.isascii() or not gtin.isdigit():
+        return "a GTIN is 14 digits"
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(gtin[:13]))
+    if (10 - total % 10) % 10 != int(gtin[13]):
+        return "the GTIN's check digit is wrong"
+    return None
+
+
+def _pack_gtin(gtin: str) -> bytes:
+    problem = _gtin_problem(gtin)
+    if problem is not None:
+        error = CodeError(f"{problem}: {gtin!r}")
+        error.reason = "bad_gtin_check_digit" if "check digit" in problem else "bad_gtin"
+        raise error
+    return int(gtin).to_bytes(6, "big")
+
+
+def _encode_block_id(block_id: int) -> bytes:
+    """Block ids are varints, and id 0 (a load's default block) is the empty value, to keep 900k rows small."""
+    if block_id == 0:
+        return b""
+    out = bytearray()
+    while True:
+        byte = block_id & 0x7F
+        block_id >>= 7
+        if block_id:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _decode_block_id(value: bytes | memoryview) -> int:
+    result = 0
+    shift = 0
+    for byte in bytes(value):
+        result |= (byte & 0x7F) << shift
+        shift += 7
+    return result
+
+
+_ENV_LOCK = threading.Lock()
+_ENVS: dict[str, list[Any]] = {}
+
+
+def _acquire_env(path: str) -> lmdb.Environment:
+    """One environment per path per process (LMDB's rule), shared and reference-counted."""
+    key = os.path.realpath(path)
+    with _ENV_LOCK:
+        entry = _ENVS.get(key)
+        if entry is not None:
+            entry[1] += 1
+            return entry[0]
+        env = lmdb.open(
+            key,
+            map_size=MAP_SIZE,
+            max_dbs=8,
+            max_readers=MAX_READERS,
+            readahead=False,
+            subdir=True,
+            create=False,
+        )
+        env.reader_check()
+        _ENVS[key] = [env, 1]
+        return env
+
+
+def _release_env(env: lmdb.Environment) -> None:
+    with _ENV_LOCK:
+        for key, entry in list(_ENVS.items()):
+            if entry[0] is env:
+                entry[1] -= 1
+                if entry[1] == 0:
+                    del _ENVS[key]
+                    env.close()
+                return
+
+
+class Blocklist(ProbeBase):
+    """The blocked codes of one store. Open it once per process and share it between threads.
+
+    Use `Blocklist.create(path)` for a new database and `Blocklist.open(path)` for an existing one; both work as
+    context managers. `is_blocked` is the fast path; `check` returns a full `Verdict`.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("use Blocklist.open(path) or Blocklist.create(path)")
+
+    @classmethod
+    def create(cls, path: str | os.PathLike[str], *, instance_id: str | None = None) -> Blocklist:
+        """Make a new, empty database (version 0) at `path` and open it for writing."""
+        path = os.fspath(path)
+        if os.path.exists(os.path.join(path, "data.mdb")):
+            raise StoreError(f"a database already exists at {path}; open it instead")
+        os.makedirs(path, exist_ok=True)
+        env = _acquire_env(path)
+        try:
+            from pyroaring import BitMap
+
+            now = time.time()
+            with env.begin(write=True) as txn:
+                dbs = {name: env.open_db(name, txn=txn) for name in (_DB_CODES, _DB_GTINS, _DB_BLOCKS,
+                                                                     _DB_COLLISIONS, _DB_META)}
+                meta = dbs[_DB_META]
+                fields: dict[str, Any] = {
+                    "format": 1,
+                    "version": 0,
+                    "created_at": now,
+                    "updated_at": now,
+                    "instance_id": instance_id or str(uuid.uuid4()),
+                    "codes": 0,
+                    "gtins": 0,
+                    "set_digest": f"{0:032x}",
+                    "source": None,
+                    "refresh_window": DEFAULT_REFRESH_WINDOW,
+                    "expire_after": DEFAULT_EXPIRE_AFTER,
+                }
+                for name, value in fields.items():
+                    txn.put(name.encode(), json.dumps(value).encode(), db=meta)
+                txn.put(_META_PREFILTER, BitMap().serialize(), db=meta)
+                txn.put(_META_GTIN_INDEX, b"", db=meta)
+        finally:
+            _release_env(env)
+        return cls.open(path, readonly=False)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        readonly: bool = True,
+        *,
+        refresh_interval: float = DEFAULT_REFRESH_INTERVAL,
+    ) -> Blocklist:
+        """Open an existing database. Readers see a newer version within `refresh_interval` seconds."""
+        path = os.fspath(path)
+        if not os.path.exists(os.path.join(path, "data.mdb")):
+            raise StoreError(f"no database at {path}; create one with `lmcz-fast load {path} FILE`")
+        if refresh_interval <= 0:
+            raise ValueError("refresh_interval must be positive")
+        self = cls.__new__(cls)
+        self._path = path
+        self._readonly = readonly
+        self._refresh_interval = float(refresh_interval)
+        self._env = _acquire_env(path)
+        self._lock = threading.RLock()
+        self._txn = None
+        self._block_cache: dict[int, Block] = {}
+        self._meta_cache: dict[str, Any] = {}
+        try:
+            with self._env.begin() as txn:
+                try:
+                    self._dbs = {
+                        name: self._env.open_db(name, txn=txn, create=False)
+                        for name in (_DB_CODES, _DB_GTINS, _DB_BLOCKS, _DB_COLLISIONS, _DB_META)
+                    }
+                except lmdb.NotFoundError as exc:
+                    raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
+            self._renew()
+        except BaseException:
+            _release_env(self._env)
+            raise
+        return self
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+
+    def __enter__(self) -> Blocklist:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Let go of the read transaction and the environment. Idempotent."""
+        with self._lock:
+            if getattr(self, "_env", None) is None:
+                return
+            self._detach()
+            if self._txn is not None:
+                self._txn.abort()
+                self._txn = None
+            _release_env(self._env)
+            self._env = None
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def _renew(self) -> None:
+        """Start a fresh read transaction and re-attach the compiled probe to the version it sees.
+
+        Called by the compiled side when the refresh deadline has passed, and after every local write. The new
+        transaction is begun and attached before the old one is ended, so the probe never points at pages that
+        LMDB may reuse.
+        """
+        with self._lock:
+            if self._env is None:
+                raise StoreError("the blocklist is closed")
+            try:
+                txn = self._env.begin(buffers=True)
+            except lmdb.MapResizedError:
+                self._env.set_mapsize(0)
+                txn = self._env.begin(buffers=True)
+            meta = self._dbs[_DB_META]
+            prefilter = txn.get(_META_PREFILTER, db=meta)
+            gtin_index = txn.get(_META_GTIN_INDEX, db=meta)
+            if prefilter is None or gtin_index is None:
+                txn.abort()
+                raise StoreError(f"{self._path}: metadata is missing the prefilter")
+            try:
+                self._attach(prefilter, gtin_index, self._refresh_interval)
+            except BaseException:
+                txn.abort()
+                raise
+            old, self._txn = self._txn, txn
+            if old is not None:
+                old.abort()
+            self._meta_cache = self._read_meta(txn)
+            if self._meta_cache.get("version") != getattr(self, "_cached_version", None):
+                self._block_cache = {}
+                self._cached_version = self._meta_cache.get("version")
+            self._renew_at = time.monotonic() + self._refresh_interval
+
+    def _read_meta(self, txn: lmdb.Transaction) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        with txn.cursor(db=self._dbs[_DB_META]) as cursor:
+            for key, value in cursor:
+                key = bytes(key)
+                if key in _BINARY_META:
+                    result[key.decode()] = len(value)
+                else:
+                    result[key.decode()] = json.loads(bytes(value))
+        return result
+
+    def _fresh_txn(self) -> lmdb.Transaction:
+        if self._txn is None or time.monotonic() >= self._renew_at:
+            self._renew()
+        return self._txn
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    def _confirm(self, identity: bytes) -> bool:
+        """Exact check of a prefilter hit: the compiled probe calls this only for the rare maybe-blocked scan."""
+        with self._lock:
+            txn = self._txn
+            if txn is None:
+                raise StoreError("the blocklist is closed")
+            if txn.get(pack_identity(identity), db=self._dbs[_DB_CODES]) is not None:
+                return True
+            return txn.get(_pack_gtin(identity[2:16].decode()), db=self._dbs[_DB_GTINS]) is not None
+
+    def check(self, raw: str | bytes) -> Verdict:
+        """Parse a scan and say whether it is blocked, with why and the database version that said so.
+
+        Raises `CodeError` for anything that is not a marking code.
+        """
+        code = parse_code(raw)
+        identity = code.identity.encode("ascii")
+        with self._lock:
+            txn = self._fresh_txn()
+            meta = self._meta_cache
+            block = None
+            if self._maybe(identity):
+                value = txn.get(pack_identity(identity), db=self._dbs[_DB_CODES])
+                if value is not None:
+                    block = self._block(txn, _decode_block_id(value), "code")
+            if block is None and meta.get("gtins"):
+                value = txn.get(_pack_gtin(code.gtin), db=self._dbs[_DB_GTINS])
+                if value is not None:
+                    block = self._block(txn, _decode_block_id(value), "gtin")
+        return Verdict(
+            blocked=block is not None,
+            cis=code.cis,
+            gtin=code.gtin,
+            serial=code.serial,
+            identity=code.identity,
+            block=block,
+            db_version=meta["version"],
+            db_updated_at=meta.get("updated_at"),
+            db_age=self._age(meta, time.time()),
+            instance_id=meta["instance_id"],
+        )
+
+    def _block(self, txn: lmdb.Transaction, block_id: int, scope: str) -> Block:
+        cached = self._block_cache.get(block_id)
+        if cached is None or cached.scope != scope:
+            raw = txn.get(block_id.to_bytes(4, "big"), db=self._dbs[_DB_BLOCKS])
+            details = json.loads(bytes(raw)) if raw is not None else {}
+            cached = Block(
+                authority=details.get("authority"),
+                reason=details.get("reason"),
+                since=details.get("since"),
+                source=details.get("source"),
+                scope=scope,
+            )
+            self._block_cache[block_id] = cached
+        return cached
+
+    @staticmethod
+    def _age(meta: dict[str, Any], now: float) -> float | None:
+        reference = meta.get("last_sync_at") or meta.get("loaded_at")
+        return None if reference is None else max(0.0, now - reference)
+
+    def info(self) -> dict[str, Any]:
+        """Version, counts, sizes and times of the database as this reader sees it now."""
+        with self._lock:
+            self._fresh_txn()
+            meta = dict(self._meta_cache)
+            stat = self._env.stat()
+            env_info = self._env.info()
+        meta["prefilter_bytes"] = meta.pop("prefilter", 0)
+        meta["gtin_index_bytes"] = meta.pop("gtin_index", 0)
+        meta["path"] = self._path
+        meta["file_bytes"] = os.path.getsize(os.path.join(self._path, "data.mdb"))
+        meta["used_bytes"] = (env_info["last_pgno"] + 1) * stat["psize"]
+        return meta
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        """One metadata field (JSON value) as this reader sees it now."""
+        with self._lock:
+            self._fresh_txn()
+            return self._meta_cache.get(name, default)
+
+    def status(self, now: float | None = None) -> Status:
+        """How fresh the data is, by the refresh window and the offline limit kept in the metadata."""
+        now = time.time() if now is None else now
+        with self._lock:
+            self._fresh_txn()
+            meta = dict(self._meta_cache)
+        window = float(meta.get("refresh_window") or DEFAULT_REFRESH_WINDOW)
+        expire = float(meta.get("expire_after") or DEFAULT_EXPIRE_AFTER)
+        last = meta.get("last_sync_at") or meta.get("loaded_at")
+        age = None if last is None else max(0.0, now - last)
+        if meta["version"] == 0 and last is None:
+            state = "empty"
+        elif age is None or age > expire:
+            state = "expired"
+        elif age > window:
+            state = "stale"
+        else:
+            state = "ready"
+        return Status(
+            state=state,
+            version=meta["version"],
+            last_sync_at=meta.get("last_sync_at"),
+            next_sync_at=None if last is None else last + window,
+            age=age,
+            feed_url=meta.get("feed_url"),
+            codes=meta.get("codes", 0),
+            gtins=meta.get("gtins", 0),
+            refresh_window=window,
+            expire_after=expire,
+        )
+
+    def iter_identities(self) -> Iterator[str]:
+        """Every blocked identity (canonical GS1 form), in key order, from one consistent snapshot."""
+        with self._env.begin() as txn, txn.cursor(db=self._dbs[_DB_CODES]) as cursor:
+            for key in cursor.iternext(keys=True, values=False):
+                yield unpack_key(key)
+
+    def iter_gtins(self) -> Iterator[str]:
+        """Every GTIN blocked as a whole, in order."""
+        with self._env.begin() as txn, txn.cursor(db=self._dbs[_DB_GTINS]) as cursor:
+            for key in cursor.iternext(keys=True, values=False):
+                yield f"{int.from_bytes(key, 'big'):014d}"
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def _require_writable(self) -> None:
+        if self._readonly:
+            raise StoreError("this blocklist was opened read-only; open it with readonly=False to change it")
+        if self._env is None:
+            raise StoreError("the blocklist is closed")
+
+    def set_meta(self, **fields: Any) -> None:
+        """Set metadata fields (JSON values) in one transaction, e.g. `feed_url` or `refresh_window`."""
+        self._require_writable()
+        reserved = {"version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "instance_id"}
+        if reserved & fields.keys():
+            raise StoreError(f"these fields are kept by the store itself: {sorted(reserved & fields.keys())}")
+        with self._env.begin(write=True) as txn:
+            for name, value in fields.items():
+                txn.put(name.encode(), json.dumps(value).encode(), db=self._dbs[_DB_META])
+        self._renew()
+
+    def mark_synced(self, at: float | None = None, feed_url: str | None = None) -> None:
+        """Record a successful sync: the freshness clock restarts from `at` (now by default)."""
+        fields: dict[str, Any] = {"last_sync_at": time.time() if at is None else at}
+        if feed_url is not None:
+            fields["feed_url"] = feed_url
+        self.set_meta(**fields)
+
+    def load(
+        self,
+        sources: Iterable[Any] | str | os.PathLike[str],
+        *,
+        replace: bool = True,
+        strict: bool = False,
+        progress: Callable[[int], None] | None = None,
+        version: int | None = None,
+        block: dict[str, str] | None = None,
+        synced: bool = False,
+    ) -> LoadReport:
+        """Load blocked codes from files or iterables of lines, in one write transaction.
+
+        Each source is a path (plain text with one scan, CIS or 14-digit GTIN per line; CSV with a header naming a
+        `cis`/`code` column and optionally `gtin`, `authority`, `reason`, `since`; gzip of either) or an iterable
+        of lines. Raw scans are cut to their identity. Bad lines are counted and the first ones reported with
+        their line numbers; with `strict=True` any bad line refuses the whole load and nothing changes.
+        `replace=True` makes the result exactly the sources (a new full version); `replace=False` adds to what is
+        there. `progress` is called with the number of lines read so far, now and then.
+        """
+        self._require_writable()
+        started = time.perf_counter()
+        if isinstance(sources, (str, bytes, os.PathLike)):
+            sources = [sources]
+        report = LoadReport(replaced=replace)
+        collected = _Collected()
+        for source in sources:
+            _collect(source, collected, report, block, progress)
+        if strict and report.rejected:
+            raise LoadError(
+                f"{report.rejected} bad lines (first: line {report.errors[0].line} of {report.errors[0].source}: "
+                f"{report.errors[0].message}); nothing was loaded",
+                report,
+            )
+        if replace:
+            self._write_full(collected, report, version, synced)
+        else:
+            delta = self.apply_delta(
+                add=[unpack_key(key) for key in collected.keys],
+                add_gtins=list(collected.gtins),
+                to_version=version if version is not None else self.get_meta("version") + 1,
+                block=block,
+                synced=synced,
+                _block_ids=collected,
+            )
+            report.codes = delta.added
+            report.gtins = delta.gtins_added
+            report.version = delta.to_version
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _write_full(self, collected: _Collected, report: LoadReport, version: int | None, synced: bool) -> None:
+        from pyroaring import BitMap
+
+        unique_keys: list[bytes] = []
+        unique_items: list[tuple[bytes, bytes]] = []
+        unique_hashes: list[int] = []
+        previous = None
+        hashes = collected.hashes
+        order = sorted(range(len(collected.keys)), key=collected.keys.__getitem__)
+        for index in order:
+            key = collected.keys[index]
+            if key == previous:
+                report.duplicates += 1
+                continue
+            previous = key
+            unique_keys.append(key)
+            unique_items.append((key, collected.values[index]))
+            unique_hashes.append(hashes[index])
+        seen: set[int] = set()
+        counts: dict[int, int] = {}
+        for h in unique_hashes:
+            if h in seen:
+                counts[h] = counts.get(h, 1) + 1
+            else:
+                seen.add(h)
+        del seen
+        prefilter = BitMap(unique_hashes).serialize()
+        gtins = sorted(set(collected.gtins.items()))
+        gtin_keys = sorted({_pack_gtin(g): v for g, v in gtins}.items())
+        digest = _digest_add(0, unique_keys, [k for k, _ in gtin_keys])
+        now = time.time()
+        with self._env.begin(write=True) as txn:
+            current = self._read_json(txn, "version")
+            new_version = current + 1 if version is None else version
+            if new_version <= current:
+                raise VersionError(
+                    f"a full load must move the version forward: the store holds {current}, load asked for "
+                    f"{new_version}",
+                    current=current,
+                    expected=new_version,
+                )
+            for name in (_DB_CODES, _DB_GTINS, _DB_COLLISIONS, _DB_BLOCKS):
+                txn.drop(self._dbs[name], delete=False)
+            with txn.cursor(db=self._dbs[_DB_CODES]) as cursor:
+                cursor.putmulti(unique_items, append=True)
+            with txn.cursor(db=self._dbs[_DB_GTINS]) as cursor:
+                cursor.putmulti(gtin_keys, append=True)
+            with txn.cursor(db=self._dbs[_DB_COLLISIONS]) as cursor:
+                cursor.putmulti(
+                    [(h.to_bytes(4, "big"), n.to_bytes(4, "big")) for h, n in sorted(counts.items())], append=True
+                )
+            for block_id, details in collected.blocks.items():
+                txn.put(block_id.to_bytes(4, "big"), json.dumps(details).encode(), db=self._dbs[_DB_BLOCKS])
+            meta_fields: dict[str, Any] = {
+                "version": new_version,
+                "updated_at": now,
+                "loaded_at": now,
+                "codes": len(unique_keys),
+                "gtins": len(gtin_keys),
+                "set_digest": f"{digest:032x}",
+                "source": collected.source_names,
+            }
+            if synced:
+                meta_fields["last_sync_at"] = now
+            self._put_meta(txn, meta_fields)
+            txn.put(_META_PREFILTER, prefilter, db=self._dbs[_DB_META])
+            txn.put(_META_GTIN_INDEX, _gtin_index(k for k, _ in gtin_keys), db=self._dbs[_DB_META])
+        report.version = new_version
+        report.codes = len(unique_keys)
+        report.gtins = len(gtin_keys)
+        self._renew()
+
+    def _put_meta(self, txn: lmdb.Transaction, fields: dict[str, Any]) -> None:
+        for name, value in fields.items():
+            txn.put(name.encode(), json.dumps(value).encode(), db=self._dbs[_DB_META])
+
+    def _read_json(self, txn: lmdb.Transaction, name: str) -> Any:
+        raw = txn.get(name.encode(), db=self._dbs[_DB_META])
+        if raw is None:
+            raise StoreError(f"{self._path}: metadata field {name!r} is missing")
+        return json.loads(bytes(raw))
+
+    def apply_delta(
+        self,
+        add: Iterable[str | bytes] = (),
+        remove: Iterable[str | bytes] = (),
+        *,
+        to_version: int,
+        from_version: int | None = None,
+        add_gtins: Iterable[str] = (),
+        remove_gtins: Iterable[str] = (),
+        block: dict[str, str] | None = None,
+        synced: bool = False,
+        _block_ids: _Collected | None = None,
+    ) -> DeltaReport:
+        """Block and unblock codes and GTINs, moving the version to `to_version`, in one write transaction.
+
+        Removals are applied before additions. A delta whose `from_version` is not the current version, or whose
+        `to_version` does not move forward, raises `VersionError` and changes nothing; a delta whose `to_version`
+        the store already holds is a harmless no-op (`applied=False`). Any bad code raises `CodeError` and
+        changes nothing. Removing a code never unblocks another: prefilter keys shared by several codes are
+        reference-counted in the `collisions` table, and a bit is cleared only when its last code goes.
+        """
+        self._require_writable()
+        started = time.perf_counter()
+        add_keys, add_hashes = _cut_all(add, "add")
+        remove_keys, remove_hashes = _cut_all(remove, "remove")
+        add_gtins = list(add_gtins)
+        add_gtin_keys = [_pack_gtin(g) for g in add_gtins]
+        remove_gtin_keys = [_pack_gtin(g) for g in remove_gtins]
+        if _block_ids is not None:
+            add_values = list(_block_ids.values)
+            gtin_values = dict(_block_ids.gtins.items())
+            new_blocks = _block_ids.blocks
+        else:
+            add_values = [b""] * len(add_keys)
+            gtin_values = {}
+            new_blocks = {}
+        from pyroaring import BitMap
+
+        codes_db = self._dbs[_DB_CODES]
+        gtins_db = self._dbs[_DB_GTINS]
+        collisions_db = self._dbs[_DB_COLLISIONS]
+        meta_db = self._dbs[_DB_META]
+        with self._env.begin(write=True) as txn:
+            current = self._read_json(txn, "version")
+            if to_version == current and (from_version is None or from_version < current):
+                return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
+            if from_version is not None and from_version != current:
+                raise VersionError(
+                    f"the delta starts at version {from_version} but the store holds {current}",
+                    current=current,
+                    expected=from_version,
+                )
+            if to_version <= current:
+                raise VersionError(
+                    f"versions only move forward: the store holds {current}, the delta goes to {to_version}",
+                    current=current,
+                    expected=from_version,
+                )
+            block_value = b""
+            if block is not None or new_blocks:
+                next_id = self._next_block_id(txn)
+                remap: dict[int, int] = {}
+                for old_id, details in new_blocks.items():
+                    remap[old_id] = next_id
+                    txn.put(next_id.to_bytes(4, "big"), json.dumps(details).encode(), db=self._dbs[_DB_BLOCKS])
+                    next_id += 1
+                if block is not None and _block_ids is None:
+                    txn.put(next_id.to_bytes(4, "big"), json.dumps(dict(block)).encode(),
+                            db=self._dbs[_DB_BLOCKS])
+                    block_value = _encode_block_id(next_id)
+                add_values = [
+                    _encode_block_id(remap.get(_decode_block_id(v), 0)) if v else block_value for v in add_values
+                ]
+                gtin_values = {
+                    g: _encode_block_id(remap.get(_decode_block_id(v), 0)) if v else block_value
+                    for g, v in gtin_values.items()
+                }
+            bitmap = BitMap.deserialize(bytes(txn.get(_META_PREFILTER, db=meta_db)))
+            digest = int(self._read_json(txn, "set_digest"), 16)
+            count = self._read_json(txn, "codes")
+            removed_keys: list[bytes] = []
+            for key, h in zip(remove_keys, remove_hashes):
+                if not txn.delete(key, db=codes_db):
+                    continue
+                removed_keys.append(key)
+                hkey = h.to_bytes(4, "big")
+                shared = txn.get(hkey, db=collisions_db)
+                if shared is None:
+                    bitmap.discard(h)
+                else:
+                    left = int.from_bytes(shared, "big") - 1
+                    if left <= 1:
+                        txn.delete(hkey, db=collisions_db)
+                    else:
+                        txn.put(hkey, left.to_bytes(4, "big"), db=collisions_db)
+            added_keys: list[bytes] = []
+            for key, h, value in zip(add_keys, add_hashes, add_values):
+                if not txn.put(key, value, db=codes_db, overwrite=False):
+                    continue
+                added_keys.append(key)
+                if h in bitmap:
+                    hkey = h.to_bytes(4, "big")
+                    shared = txn.get(hkey, db=collisions_db)
+                    total = 2 if shared is None else int.from_bytes(shared, "big") + 1
+                    txn.put(hkey, total.to_bytes(4, "big"), db=collisions_db)
+                else:
+                    bitmap.add(h)
+            removed_gtins = [g for g in remove_gtin_keys if txn.delete(g, db=gtins_db)]
+            added_gtins = []
+            for gtin, key in zip(add_gtins, add_gtin_keys):
+                value = gtin_values.get(gtin, block_value)
+                if txn.put(key, value, db=gtins_db, overwrite=False):
+                    added_gtins.append(key)
+            digest = (_digest_add(digest, added_keys, added_gtins) - _digest_add(0, removed_keys, removed_gtins))
+            digest %= _DIGEST_MOD
+            gtin_count = txn.stat(gtins_db)["entries"]
+            now = time.time()
+            fields: dict[str, Any] = {
+                "version": to_version,
+                "updated_at": now,
+                "codes": count + len(added_keys) - len(removed_keys),
+                "gtins": gtin_count,
+                "set_digest": f"{digest:032x}",
+            }
+            if synced:
+                fields["last_sync_at"] = now
+            self._put_meta(txn, fields)
+            txn.put(_META_PREFILTER, bitmap.serialize(), db=meta_db)
+            if added_gtins or removed_gtins:
+                with txn.cursor(db=gtins_db) as cursor:
+                    index = _gtin_index(cursor.iternext(keys=True, values=False))
+                txn.put(_META_GTIN_INDEX, index, db=meta_db)
+        self._renew()
+        return DeltaReport(
+            applied=True,
+            from_version=current,
+            to_version=to_version,
+            added=len(added_keys),
+            removed=len(removed_keys),
+            gtins_added=len(added_gtins),
+            gtins_removed=len(removed_gtins),
+            seconds=time.perf_counter() - started,
+        )
+
+    def _next_block_id(self, txn: lmdb.Transaction) -> int:
+        with txn.cursor(db=self._dbs[_DB_BLOCKS]) as cursor:
+            if cursor.last():
+                return int.from_bytes(cursor.key(), "big") + 1
+        return 1
+
+
+def _digest_add(total: int, code_keys: Iterable[bytes], gtin_keys: Iterable[bytes]) -> int:
+    total += sum(map(xxhash.xxh3_128_intdigest, code_keys))
+    total += sum(xxhash.xxh3_128_intdigest(_GTIN_DIGEST_PREFIX + key) for key in gtin_keys)
+    return total % _DIGEST_MOD
+
+
+def _gtin_index(packed_gtins: Iterable[bytes]) -> bytes:
+    """The blocked GTINs as a sorted little-endian uint64 array, probed in place by the compiled side."""
+    return b"".join(int.from_bytes(key, "big").to_bytes(8, "little") for key in packed_gtins)
+
+
+def _cut_all(raws: Iterable[str | bytes], what: str) -> tuple[list[bytes], Any]:
+    items = list(raws)
+    keys, hashes, errors = keys_and_hashes(items)
+    if errors:
+        index, reason, message = errors[0]
+        error = CodeError(f"{what}[{index}] {items[index]!r}: {message} ({len(errors)} bad in all)")
+        error.reason = reason
+        raise error
+    return keys, hashes
+
+
+class _Collected:
+    """What a load gathered before it writes: keys, their hashes and block ids, GTINs, block details."""
+
+    def __init__(self) -> None:
+        self.keys: list[bytes] = []
+        self.hashes: list[int] = []
+        self.values: list[bytes] = []
+        self.gtins: dict[str, bytes] = {}
+        self.blocks: dict[int, dict[str, str]] = {}
+        self.block_ids: dict[tuple[tuple[str, str], ...], int] = {}
+        self.source_names: list[str] = []
+
+    def block_value(self, details: dict[str, str]) -> bytes:
+        cleaned = {k: v for k, v in details.items() if v}
+        if not cleaned:
+            return b""
+        signature = tuple(sorted(cleaned.items()))
+        block_id = self.block_ids.get(signature)
+        if block_id is None:
+            block_id = len(self.block_ids) + 1
+            self.block_ids[signature] = block_id
+            self.blocks[block_id] = cleaned
+        return _encode_block_id(block_id)
+
+
+_CIS_COLUMNS = ("cis", "code", "km", "mark", "marking_code", "kiz", "ки", "код")
+_DETAIL_COLUMNS = {
+    "authority": ("authority", "ogv", "ogvs", "огв"),
+    "reason": ("reason", "category", "причина"),
+    "since": ("since", "date", "blocked_at", "дата"),
+}
+_PROGRESS_EVERY = 50_000
+
+
+def _open_text(source: str | os.PathLike[str]) -> io.TextIOBase:
+    path = Path(source)
+    with open(path, "rb") as probe:
+        magic = probe.read(2)
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
+
+
+def _collect(
+    source: Any,
+    out: _Collected,
+    report: LoadReport,
+    block: dict[str, str] | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    if isinstance(source, (str, os.PathLike)):
+        name = os.fspath(source)
+        try:
+            stream = _open_text(name)
+        except OSError as exc:
+            raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from exc
+        with stream:
+            _collect_lines(name, stream, out, report, block, progress)
+    else:
+        _collect_lines("<iterable>", iter(source), out, report, block, progress)
+
+
+def _collect_lines(
+    name: str,
+    lines: Iterator[str],
+    out: _Collected,
+    report: LoadReport,
+    block: dict[str, str] | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    out.source_names.append(os.path.basename(name) if name != "<iterable>" else name)
+    default_details = dict(block or {})
+    try:
+        first = next(lines)
+    except StopIteration:
+        return
+    except UnicodeDecodeError as exc:
+        raise StoreError(f"{name} is not UTF-8 text: {exc}") from exc
+    header = _csv_header(first)
+    if header is not None:
+        _collect_csv(name, header, first, lines, out, report, default_details, progress)
+        return
+    default_value = out.block_value(default_details)
+    texts: list[str] = []
+    numbers: list[int] = []
+    line_no = 0
+    for line_no, line in enumerate(_chain_first(first, lines), 1):
+        text = line.strip("\r\n")
+        if not text.strip() or text.lstrip().startswith("#"):
+            continue
+        stripped = text.strip(" \t")
+        if len(stripped) == 14 and stripped.isdigit():
+            _take_gtin(name, line_no, stripped, default_value, out, report)
+            continue
+        texts.append(text)
+        numbers.append(line_no)
+        if progress is not None and line_no % _PROGRESS_EVERY == 0:
+            progress(line_no)
+    report.lines += line_no
+    _take_codes(name, texts, numbers, [default_value] * len(texts), out, report)
+    if progress is not None:
+        progress(line_no)
+
+
+def _chain_first(first: str, rest: Iterator[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _csv_header(first: str) -> list[str] | None:
+    """A first line is a CSV header when it names a code column; anything else is data."""
+    for delimiter in (",", ";", "\t"):
+        if delimiter in first:
+            fields = [f.strip().strip('"').lower() for f in first.strip("\r\n").split(delimiter)]
+            if any(f in _CIS_COLUMNS or f == "gtin" for f in fields):
+                return fields + [delimiter]
+    stripped = first.strip().lower()
+    if stripped in _CIS_COLUMNS:
+        return [stripped, ","]
+    return None
+
+
+def _collect_csv(
+    name: str,
+    header: list[str],
+    first: str,
+    lines: Iterator[str],
+    out: _Collected,
+    report: LoadReport,
+    default_details: dict[str, str],
+    progress: Callable[[int], None] | None,
+) -> None:
+    delimiter = header.pop()
+    cis_col = next((header.index(c) for c in _CIS_COLUMNS if c in header), None)
+    gtin_col = header.index("gtin") if "gtin" in header else None
+    detail_cols = {
+        field_name: next((header.index(c) for c in names if c in header), None)
+        for field_name, names in _DETAIL_COLUMNS.items()
+    }
+    texts: list[str] = []
+    numbers: list[int] = []
+    values: list[bytes] = []
+    line_no = 1
+    for line_no, row in enumerate(csv.reader(lines, delimiter=delimiter), 2):
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        details = dict(default_details)
+        for field_name, col in detail_cols.items():
+            if col is not None and col < len(row) and row[col].strip():
+                details[field_name] = row[col].strip()
+        value = out.block_value(details)
+        cis = row[cis_col].strip() if cis_col is not None and cis_col < len(row) else ""
+        if cis:
+            texts.append(cis)
+            numbers.append(line_no)
+            values.append(value)
+        elif gtin_col is not None and gtin_col < len(row) and row[gtin_col].strip():
+            _take_gtin(name, line_no, row[gtin_col].strip(), value, out, report)
+        else:
+            _reject(report, name, line_no, "missing_code", "the row has neither a code nor a GTIN", ",".join(row))
+        if progress is not None and line_no % _PROGRESS_EVERY == 0:
+            progress(line_no)
+    report.lines += line_no
+    _take_codes(name, texts, numbers, values, out, report)
+    if progress is not None:
+        progress(line_no)
+
+
+def _take_gtin(name: str, line_no: int, gtin: str, value: bytes, out: _Collected, report: LoadReport) -> None:
+    problem = _gtin_problem(gtin)
+    if problem is not None:
+        _reject(report, name, line_no, "bad_gtin", problem, gtin)
+        return
+    if gtin in out.gtins:
+        report.duplicates += 1
+    out.gtins[gtin] = value
+
+
+def _take_codes(
+    name: str,
+    texts: list[str],
+    numbers: list[int],
+    values: list[bytes],
+    out: _Collected,
+    report: LoadReport,
+) -> None:
+    keys, hashes, errors = keys_and_hashes(texts)
+    if not errors:
+        out.keys.extend(keys)
+        out.hashes.extend(hashes)
+        out.values.extend(values)
+        return
+    bad = {index for index, _, _ in errors}
+    for index, reason, message in errors:
+        _reject(report, name, numbers[index], reason, message, texts[index])
+    good = [i for i in range(len(texts)) if i not in bad]
+    out.keys.extend(keys)
+    out.hashes.extend(hashes)
+    out.values.extend(values[i] for i in good)
+
+
+def _reject(report: LoadReport, name: str, line_no: int, reason: str, message: str, text: str) -> None:
+    report.rejected += 1
+    if len(report.errors) < _MAX_REPORTED_ERRORS:
+        report.errors.append(LineError(name, line_no, reason, message, text[:80]))

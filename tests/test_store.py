@@ -1,0 +1,307 @@
+"""The LMDB store: loads, checks, deltas, versions, collision-safe removal, cross-process visibility."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from lmcz_fast import (
+    Blocklist,
+    CodeError,
+    LoadError,
+    StoreError,
+    VersionError,
+    set_digest_of,
+)
+
+from _store_support import GS, colliding_pairs, gtin_with_check, make_identity, make_scan, prefilter_key
+
+
+@pytest.fixture()
+def rng() -> random.Random:
+    return random.Random(1234)
+
+
+@pytest.fixture()
+def db(tmp_path):
+    with Blocklist.create(tmp_path / "db") as bl:
+        yield bl
+
+
+def write(path, lines):
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_open_missing_database_is_a_clear_error(tmp_path):
+    with pytest.raises(StoreError, match="no database"):
+        Blocklist.open(tmp_path / "nothing")
+
+
+def test_create_refuses_to_overwrite(tmp_path):
+    Blocklist.create(tmp_path / "db").close()
+    with pytest.raises(StoreError, match="already exists"):
+        Blocklist.create(tmp_path / "db")
+
+
+def test_direct_construction_is_refused():
+    with pytest.raises(TypeError):
+        Blocklist()
+
+
+def test_empty_database_blocks_nothing(db, rng):
+    identity = make_identity(rng)
+    assert db.is_blocked(identity) is False
+    verdict = db.check(identity)
+    assert verdict.blocked is False and verdict.db_version == 0 and verdict.block is None
+    assert db.status().state == "empty"
+
+
+def test_load_text_then_check_scans_in_every_form(db, tmp_path, rng):
+    blocked = [make_identity(rng) for _ in range(500)]
+    free = [make_identity(rng) for _ in range(500)]
+    report = db.load(write(tmp_path / "list.txt", blocked), block={"authority": "RPN", "reason": "recall"})
+    assert (report.codes, report.rejected, report.version) == (500, 0, 1)
+    for identity in blocked[:50]:
+        assert db.is_blocked(identity)
+        assert db.is_blocked(make_scan(identity, rng))
+        assert db.is_blocked("]d2" + make_scan(identity, rng) + "\r\n")
+        verdict = db.check(make_scan(identity, rng))
+        assert verdict.blocked and verdict.identity == identity
+        assert verdict.block.authority == "RPN" and verdict.block.reason == "recall"
+        assert verdict.block.scope == "code"
+    for identity in free[:50]:
+        assert not db.is_blocked(make_scan(identity, rng))
+        assert db.check(identity).blocked is False
+    scans = [make_scan(i, rng) for i in blocked[:100] + free[:100]]
+    assert db.is_blocked_many(scans) == [True] * 100 + [False] * 100
+
+
+def test_load_csv_with_details_and_gtin_rows(db, tmp_path, rng):
+    codes = [make_identity(rng) for _ in range(10)]
+    whole_product = gtin_with_check("4600000000123")
+    rows = ["cis;gtin;authority;reason;since"]
+    rows += [f"{c};;FNS;fake;2026-11-01" for c in codes[:5]]
+    rows += [f"{c};;RPN;recall;2026-11-02" for c in codes[5:]]
+    rows.append(f";{whole_product};MVD;batch;2026-11-03")
+    path = tmp_path / "list.csv.gz"
+    with gzip.open(path, "wt", encoding="utf-8") as stream:
+        stream.write("\n".join(rows) + "\n")
+    report = db.load(path)
+    assert (report.codes, report.gtins, report.rejected) == (10, 1, 0)
+    assert db.check(codes[0]).block.authority == "FNS"
+    assert db.check(codes[7]).block.reason == "recall"
+    any_serial = f"01{whole_product}21ABCDEFGHIJKLM"
+    verdict = db.check(any_serial)
+    assert verdict.blocked and verdict.block.scope == "gtin" and verdict.block.authority == "MVD"
+    assert db.is_blocked(any_serial)
+    assert db.is_blocked_many([any_serial, make_identity(rng)]) == [True, False]
+
+
+def test_bad_lines_are_reported_with_line_numbers_and_strict_refuses(db, tmp_path, rng):
+    good = [make_identity(rng) for _ in range(3)]
+    bad_gtin = "01" + "4600000000124" + "0" + "21ABC"
+    lines = [good[0], "hello world", good[1], bad_gtin, "", good[2]]
+    path = write(tmp_path / "list.txt", lines)
+    with pytest.raises(LoadError) as refused:
+        db.load(path, strict=True)
+    assert refused.value.report.rejected == 2
+    assert [e.line for e in refused.value.report.errors] == [2, 4]
+    assert db.get_meta("version") == 0 and db.info()["codes"] == 0
+    report = db.load(path)
+    assert (report.codes, report.rejected) == (3, 2)
+    assert all(db.is_blocked(g) for g in good)
+
+
+def test_replace_load_makes_exactly_the_new_list(db, rng):
+    first = [make_identity(rng) for _ in range(200)]
+    second = [make_identity(rng) for _ in range(200)]
+    db.load(first)
+    db.load(second + second[:10])
+    assert db.get_meta("version") == 2
+    assert not any(db.is_blocked_many(first))
+    assert all(db.is_blocked_many(second))
+    assert sorted(db.iter_identities()) == sorted(second)
+    assert db.info()["codes"] == 200
+
+
+def test_add_load_keeps_what_is_there(db, rng):
+    first = [make_identity(rng) for _ in range(50)]
+    second = [make_identity(rng) for _ in range(50)]
+    db.load(first)
+    report = db.load(second, replace=False)
+    assert report.codes == 50 and report.version == 2
+    assert all(db.is_blocked_many(first + second))
+
+
+def test_versions_only_move_forward(db, rng):
+    db.load([make_identity(rng)], version=5)
+    with pytest.raises(VersionError):
+        db.load([make_identity(rng)], version=5)
+    with pytest.raises(VersionError):
+        db.apply_delta(add=[make_identity(rng)], to_version=4)
+    with pytest.raises(VersionError):
+        db.apply_delta(add=[make_identity(rng)], from_version=3, to_version=6)
+    assert db.get_meta("version") == 5
+
+
+def test_delta_adds_and_removes_atomically_and_reapply_is_harmless(db, rng):
+    base = [make_identity(rng) for _ in range(100)]
+    db.load(base)
+    extra = [make_identity(rng) for _ in range(20)]
+    report = db.apply_delta(add=extra, remove=base[:30], from_version=1, to_version=2)
+    assert (report.applied, report.added, report.removed) == (True, 20, 30)
+    expected = set(base[30:]) | set(extra)
+    assert set(db.iter_identities()) == expected
+    again = db.apply_delta(add=extra, remove=base[:30], from_version=1, to_version=2)
+    assert again.applied is False
+    assert set(db.iter_identities()) == expected
+    assert db.info()["codes"] == len(expected)
+    assert db.info()["set_digest"] == set_digest_of(sorted(expected))
+
+
+def test_bad_code_in_delta_changes_nothing(db, rng):
+    base = [make_identity(rng) for _ in range(10)]
+    db.load(base)
+    digest = db.info()["set_digest"]
+    with pytest.raises(CodeError):
+        db.apply_delta(add=[make_identity(rng), "garbage"], remove=base[:5], to_version=2)
+    assert db.get_meta("version") == 1 and db.info()["set_digest"] == digest
+    assert all(db.is_blocked_many(base))
+
+
+def test_removing_one_of_a_colliding_pair_keeps_the_other_blocked(db):
+    pairs = colliding_pairs(3)
+    for left, right in pairs:
+        assert left != right and prefilter_key(left) == prefilter_key(right)
+    db.load([code for pair in pairs for code in pair])
+    db.apply_delta(remove=[left for left, _ in pairs], to_version=2)
+    for left, right in pairs:
+        assert db.is_blocked(right), "a still-blocked code was let through by a removal"
+        assert not db.is_blocked(left)
+        assert db.check(right).blocked and not db.check(left).blocked
+    db.apply_delta(remove=[right for _, right in pairs], to_version=3)
+    for left, right in pairs:
+        assert not db._maybe(right.encode()), "the bit of the last code with that key must be cleared"
+    db.apply_delta(add=[left for left, _ in pairs] + [right for _, right in pairs], to_version=4)
+    db.apply_delta(remove=[right for _, right in pairs], to_version=5)
+    assert all(db.is_blocked(left) for left, _ in pairs)
+
+
+def test_prefilter_false_positive_never_blocks(db):
+    (left, right), = colliding_pairs(1, seed=11)
+    db.load([left])
+    assert db._maybe(right.encode()) is True
+    assert db.is_blocked(right) is False
+    assert db.check(right).blocked is False
+    assert db.is_blocked_many([right, left]) == [False, True]
+
+
+def test_readonly_handle_refuses_writes(db, rng):
+    db.load([make_identity(rng)])
+    with Blocklist.open(db.path) as reader:
+        with pytest.raises(StoreError, match="read-only"):
+            reader.load([make_identity(rng)])
+        with pytest.raises(StoreError, match="read-only"):
+            reader.apply_delta(add=[make_identity(rng)], to_version=9)
+
+
+def test_reader_sees_a_new_version_within_the_refresh_interval(tmp_path, rng):
+    path = tmp_path / "db"
+    codes = [make_identity(rng) for _ in range(20)]
+    with Blocklist.create(path) as writer:
+        writer.load(codes[:10])
+        with Blocklist.open(path, refresh_interval=0.05) as reader:
+            assert not reader.is_blocked(codes[15])
+            writer.apply_delta(add=codes[10:], to_version=2)
+            deadline = time.monotonic() + 2
+            while not reader.is_blocked(codes[15]):
+                assert time.monotonic() < deadline, "reader never saw the new version"
+                time.sleep(0.01)
+            assert reader.check(codes[15]).db_version == 2
+
+
+def test_another_process_sees_the_new_version(tmp_path, rng):
+    path = tmp_path / "db"
+    codes = [make_identity(rng) for _ in range(4)]
+    script = textwrap.dedent(
+        """
+        import sys, time
+        from lmcz_fast import Blocklist
+        bl = Blocklist.open(sys.argv[1], refresh_interval=0.05)
+        print(int(bl.is_blocked(sys.argv[2])), flush=True)
+        sys.stdin.readline()
+        deadline = time.monotonic() + 5
+        while not bl.is_blocked(sys.argv[2]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        print(int(bl.is_blocked(sys.argv[2])), bl.check(sys.argv[2]).db_version, flush=True)
+        """
+    )
+    with Blocklist.create(path) as writer:
+        writer.load(codes[:2])
+        child = subprocess.Popen(
+            [sys.executable, "-c", script, str(path), codes[3]],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert child.stdout.readline().strip() == "0"
+            writer.apply_delta(add=codes[2:], to_version=2)
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().split() == ["1", "2"]
+        finally:
+            child.kill()
+            child.wait()
+
+
+def test_status_follows_sync_times(db, rng):
+    db.load([make_identity(rng)])
+    now = time.time()
+    db.mark_synced(at=now - 60, feed_url="http://127.0.0.1:1/feed")
+    status = db.status(now=now)
+    assert status.state == "ready" and status.feed_url.endswith("/feed")
+    assert db.status(now=now + 3 * 3600).state == "stale"
+    assert db.status(now=now + 73 * 3600).state == "expired"
+    db.set_meta(refresh_window=60.0, expire_after=120.0)
+    assert db.status(now=now + 30).state == "stale"
+    assert db.status(now=now + 100).state == "expired"
+
+
+def test_info_reports_counts_and_sizes(db, rng):
+    db.load([make_identity(rng) for _ in range(1000)] + [gtin_with_check("4600000000555")])
+    info = db.info()
+    assert info["codes"] == 1000 and info["gtins"] == 1 and info["version"] == 1
+    assert 0 < info["prefilter_bytes"] < 100_000
+    assert info["used_bytes"] <= info["file_bytes"]
+    assert len(info["instance_id"]) == 36
+
+
+def test_invalid_scans_raise_typed_errors(db):
+    with pytest.raises(CodeError):
+        db.check("not a code")
+    with pytest.raises(CodeError):
+        db.is_blocked("")
+    with pytest.raises(CodeError):
+        db.is_blocked_many(["0104600000000010" + "21ABC", "junk"])
+
+
+def test_gs_lost_scan_is_recovered_for_lookup(db, rng):
+    identity = make_identity(rng)
+    db.load([identity])
+    scan = make_scan(identity, rng).replace(GS, "")
+    assert db.is_blocked(scan)
+
+
+def test_unreadable_source_is_a_store_error(db, tmp_path):
+    with pytest.raises(StoreError, match="cannot read"):
+        db.load(tmp_path / "missing.txt")
+    assert os.path.exists(db.path)
