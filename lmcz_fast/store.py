@@ -208,9 +208,8 @@ def _gtin_problem(gtin: str) -> str | None:
 def _pack_gtin(gtin: str) -> bytes:
     problem = _gtin_problem(gtin)
     if problem is not None:
-        error = CodeError(f"{problem}: {gtin!r}")
-        error.reason = "bad_gtin_check_digit" if "check digit" in problem else "bad_gtin"
-        raise error
+        reason = "bad_gtin_check_digit" if "check digit" in problem else "bad_gtin"
+        raise CodeError(reason, None, f"{problem}: {gtin!r}")
     return int(gtin).to_bytes(6, "big")
 
 
@@ -262,6 +261,21 @@ def _acquire_env(path: str) -> lmdb.Environment:
         env.reader_check()
         _ENVS[key] = [env, 1]
         return env
+
+
+def _open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
+    """The named databases' handles, opened once per environment.
+
+    py-lmdb keeps a handle only when it was opened in a write transaction (it aborts a read transaction on
+    commit, and LMDB closes handles opened in an aborted one), so this takes the writer lock once, briefly.
+    """
+    try:
+        return {
+            name: env.open_db(name, create=False)
+            for name in (_DB_CODES, _DB_GTINS, _DB_BLOCKS, _DB_COLLISIONS, _DB_META)
+        }
+    except lmdb.NotFoundError as exc:
+        raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
 
 
 def _release_env(env: lmdb.Environment) -> None:
@@ -346,14 +360,7 @@ class Blocklist(ProbeBase):
         self._block_cache: dict[int, Block] = {}
         self._meta_cache: dict[str, Any] = {}
         try:
-            with self._env.begin() as txn:
-                try:
-                    self._dbs = {
-                        name: self._env.open_db(name, txn=txn, create=False)
-                        for name in (_DB_CODES, _DB_GTINS, _DB_BLOCKS, _DB_COLLISIONS, _DB_META)
-                    }
-                except lmdb.NotFoundError as exc:
-                    raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
+            self._dbs = _open_dbs(self._env, path)
             self._renew()
         except BaseException:
             _release_env(self._env)
@@ -888,9 +895,7 @@ def _cut_all(raws: Iterable[str | bytes], what: str) -> tuple[list[bytes], Any]:
     keys, hashes, errors = keys_and_hashes(items)
     if errors:
         index, reason, message = errors[0]
-        error = CodeError(f"{what}[{index}] {items[index]!r}: {message} ({len(errors)} bad in all)")
-        error.reason = reason
-        raise error
+        raise CodeError(reason, None, f"{what}[{index}] {items[index]!r}: {message} ({len(errors)} bad in all)")
     return keys, hashes
 
 

@@ -123,8 +123,8 @@ def test_bad_lines_are_reported_with_line_numbers_and_strict_refuses(db, tmp_pat
 def test_replace_load_makes_exactly_the_new_list(db, rng):
     first = [make_identity(rng) for _ in range(200)]
     second = [make_identity(rng) for _ in range(200)]
-    db.load(first)
-    db.load(second + second[:10])
+    db.load([first])
+    db.load([second + second[:10]])
     assert db.get_meta("version") == 2
     assert not any(db.is_blocked_many(first))
     assert all(db.is_blocked_many(second))
@@ -135,16 +135,16 @@ def test_replace_load_makes_exactly_the_new_list(db, rng):
 def test_add_load_keeps_what_is_there(db, rng):
     first = [make_identity(rng) for _ in range(50)]
     second = [make_identity(rng) for _ in range(50)]
-    db.load(first)
-    report = db.load(second, replace=False)
+    db.load([first])
+    report = db.load([second], replace=False)
     assert report.codes == 50 and report.version == 2
     assert all(db.is_blocked_many(first + second))
 
 
 def test_versions_only_move_forward(db, rng):
-    db.load([make_identity(rng)], version=5)
+    db.load([[make_identity(rng)]], version=5)
     with pytest.raises(VersionError):
-        db.load([make_identity(rng)], version=5)
+        db.load([[make_identity(rng)]], version=5)
     with pytest.raises(VersionError):
         db.apply_delta(add=[make_identity(rng)], to_version=4)
     with pytest.raises(VersionError):
@@ -154,7 +154,7 @@ def test_versions_only_move_forward(db, rng):
 
 def test_delta_adds_and_removes_atomically_and_reapply_is_harmless(db, rng):
     base = [make_identity(rng) for _ in range(100)]
-    db.load(base)
+    db.load([base])
     extra = [make_identity(rng) for _ in range(20)]
     report = db.apply_delta(add=extra, remove=base[:30], from_version=1, to_version=2)
     assert (report.applied, report.added, report.removed) == (True, 20, 30)
@@ -169,7 +169,7 @@ def test_delta_adds_and_removes_atomically_and_reapply_is_harmless(db, rng):
 
 def test_bad_code_in_delta_changes_nothing(db, rng):
     base = [make_identity(rng) for _ in range(10)]
-    db.load(base)
+    db.load([base])
     digest = db.info()["set_digest"]
     with pytest.raises(CodeError):
         db.apply_delta(add=[make_identity(rng), "garbage"], remove=base[:5], to_version=2)
@@ -181,7 +181,7 @@ def test_removing_one_of_a_colliding_pair_keeps_the_other_blocked(db):
     pairs = colliding_pairs(3)
     for left, right in pairs:
         assert left != right and prefilter_key(left) == prefilter_key(right)
-    db.load([code for pair in pairs for code in pair])
+    db.load([[code for pair in pairs for code in pair]])
     db.apply_delta(remove=[left for left, _ in pairs], to_version=2)
     for left, right in pairs:
         assert db.is_blocked(right), "a still-blocked code was let through by a removal"
@@ -197,7 +197,7 @@ def test_removing_one_of_a_colliding_pair_keeps_the_other_blocked(db):
 
 def test_prefilter_false_positive_never_blocks(db):
     (left, right), = colliding_pairs(1, seed=11)
-    db.load([left])
+    db.load([[left]])
     assert db._maybe(right.encode()) is True
     assert db.is_blocked(right) is False
     assert db.check(right).blocked is False
@@ -205,10 +205,10 @@ def test_prefilter_false_positive_never_blocks(db):
 
 
 def test_readonly_handle_refuses_writes(db, rng):
-    db.load([make_identity(rng)])
+    db.load([[make_identity(rng)]])
     with Blocklist.open(db.path) as reader:
         with pytest.raises(StoreError, match="read-only"):
-            reader.load([make_identity(rng)])
+            reader.load([[make_identity(rng)]])
         with pytest.raises(StoreError, match="read-only"):
             reader.apply_delta(add=[make_identity(rng)], to_version=9)
 
@@ -217,7 +217,7 @@ def test_reader_sees_a_new_version_within_the_refresh_interval(tmp_path, rng):
     path = tmp_path / "db"
     codes = [make_identity(rng) for _ in range(20)]
     with Blocklist.create(path) as writer:
-        writer.load(codes[:10])
+        writer.load([codes[:10]])
         with Blocklist.open(path, refresh_interval=0.05) as reader:
             assert not reader.is_blocked(codes[15])
             writer.apply_delta(add=codes[10:], to_version=2)
@@ -245,7 +245,7 @@ def test_another_process_sees_the_new_version(tmp_path, rng):
         """
     )
     with Blocklist.create(path) as writer:
-        writer.load(codes[:2])
+        writer.load([codes[:2]])
         child = subprocess.Popen(
             [sys.executable, "-c", script, str(path), codes[3]],
             stdin=subprocess.PIPE,
@@ -264,7 +264,7 @@ def test_another_process_sees_the_new_version(tmp_path, rng):
 
 
 def test_status_follows_sync_times(db, rng):
-    db.load([make_identity(rng)])
+    db.load([[make_identity(rng)]])
     now = time.time()
     db.mark_synced(at=now - 60, feed_url="http://127.0.0.1:1/feed")
     status = db.status(now=now)
@@ -277,7 +277,7 @@ def test_status_follows_sync_times(db, rng):
 
 
 def test_info_reports_counts_and_sizes(db, rng):
-    db.load([make_identity(rng) for _ in range(1000)] + [gtin_with_check("4600000000555")])
+    db.load([[make_identity(rng) for _ in range(1000)] + [gtin_with_check("4600000000555")]])
     info = db.info()
     assert info["codes"] == 1000 and info["gtins"] == 1 and info["version"] == 1
     assert 0 < info["prefilter_bytes"] < 100_000
@@ -296,7 +296,7 @@ def test_invalid_scans_raise_typed_errors(db):
 
 def test_gs_lost_scan_is_recovered_for_lookup(db, rng):
     identity = make_identity(rng)
-    db.load([identity])
+    db.load([[identity]])
     scan = make_scan(identity, rng).replace(GS, "")
     assert db.is_blocked(scan)
 

@@ -36,7 +36,7 @@ class StoreModel(RuleBasedStateMachine):
 
     @rule(codes=subsets)
     def full_load(self, codes):
-        self.bl.load(codes)
+        self.bl.load([codes])
         self.version += 1
         self.model = set(codes)
         self.last_delta = None
