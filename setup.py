@@ -24,7 +24,7 @@ compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
 
 extensions = [
     Extension(name, [f"{name.replace('.', '/')}.pyx"], extra_compile_args=compile_args)
-    for name in ("lmcz_fast._codes", "lmcz_fast._probe")
+    for name in ("lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk")
 ]
 
 setup(ext_modules=cythonize(extensions, compiler_directives=directives))

@@ -12,9 +12,11 @@ read transaction (`_renew`), which is what bounds how long a reader keeps answer
 
 from __future__ import annotations
 
+import array
 import csv
 import gzip
 import io
+import itertools
 import json
 import os
 import threading
@@ -28,6 +30,7 @@ from typing import Any
 import lmdb
 import xxhash
 
+from ._bulk import prepare_full_load
 from ._codes import CodeError, parse_code
 from ._probe import ProbeBase, keys_and_hashes, pack_identity, unpack_key
 
@@ -51,7 +54,7 @@ MAX_READERS = 1024
 DEFAULT_REFRESH_INTERVAL = 0.25
 DEFAULT_REFRESH_WINDOW = 2 * 3600.0
 DEFAULT_EXPIRE_AFTER = 72 * 3600.0
-_DIGEST_MOD = 1 << 128
+_DIGEST_MOD = 1 << 64
 _GTIN_DIGEST_PREFIX = b"G"
 _MAX_REPORTED_ERRORS = 20
 
@@ -183,16 +186,33 @@ class DeltaReport:
 def set_digest_of(identities: Iterable[str | bytes], gtins: Iterable[str] = ()) -> str:
     """Digest of a whole blocklist, independent of order: what a feed publishes and a store must match.
 
-    It is the sum modulo 2**128 of XXH3-128 over each packed identity key (and each packed GTIN with a prefix),
-    so a store can keep it up to date across deltas by adding and subtracting, without rereading the set.
+    Two sums modulo 2**64, over every packed identity key `k` (and every packed GTIN, prefixed with `G`), of
+    XXH3-64(`k`) and XXH3-64(`k` + b"\x01"), as 32 hex digits. Sums let a store keep the digest up to date across
+    deltas by adding and subtracting, without rereading the set.
     """
-    total = 0
+    keys = []
     for identity in identities:
         raw = identity.encode("ascii") if isinstance(identity, str) else identity
-        total += xxhash.xxh3_128_intdigest(pack_identity(raw))
-    for gtin in gtins:
-        total += xxhash.xxh3_128_intdigest(_GTIN_DIGEST_PREFIX + _pack_gtin(gtin))
-    return f"{total % _DIGEST_MOD:032x}"
+        keys.append(pack_identity(raw))
+    return _format_digest(_digest_add((0, 0), keys, [_pack_gtin(g) for g in gtins]))
+
+
+def _format_digest(sums: tuple[int, int]) -> str:
+    return f"{sums[0] % _DIGEST_MOD:016x}{sums[1] % _DIGEST_MOD:016x}"
+
+
+def _parse_digest(text: str) -> tuple[int, int]:
+    return int(text[:16], 16), int(text[16:], 16)
+
+
+def _digest_add(sums: tuple[int, int], code_keys: Iterable[bytes], gtin_keys: Iterable[bytes],
+                sign: int = 1) -> tuple[int, int]:
+    hash64 = xxhash.xxh3_64_intdigest
+    a, b = sums
+    for key in itertools.chain(code_keys, (_GTIN_DIGEST_PREFIX + g for g in gtin_keys)):
+        a += sign * hash64(key)
+        b += sign * hash64(key + b"\x01")
+    return a % _DIGEST_MOD, b % _DIGEST_MOD
 
 
 def _gtin_problem(gtin: str) -> str | None:
@@ -323,7 +343,7 @@ class Blocklist(ProbeBase):
                     "instance_id": instance_id or str(uuid.uuid4()),
                     "codes": 0,
                     "gtins": 0,
-                    "set_digest": f"{0:032x}",
+                    "set_digest": _format_digest((0, 0)),
                     "source": None,
                     "refresh_window": DEFAULT_REFRESH_WINDOW,
                     "expire_after": DEFAULT_EXPIRE_AFTER,
@@ -647,35 +667,21 @@ class Blocklist(ProbeBase):
         return report
 
     def _write_full(self, collected: _Collected, report: LoadReport, version: int | None, synced: bool) -> None:
+        """Replace everything with `collected` in one write transaction: codes in key order with MDB_APPEND (full
+        pages, no B-tree splits), the prefilter, the collision counts and the digest computed in bulk."""
         from pyroaring import BitMap
 
-        unique_keys: list[bytes] = []
-        unique_items: list[tuple[bytes, bytes]] = []
-        unique_hashes: list[int] = []
-        previous = None
-        hashes = collected.hashes
-        order = sorted(range(len(collected.keys)), key=collected.keys.__getitem__)
-        for index in order:
-            key = collected.keys[index]
-            if key == previous:
-                report.duplicates += 1
-                continue
-            previous = key
-            unique_keys.append(key)
-            unique_items.append((key, collected.values[index]))
-            unique_hashes.append(hashes[index])
-        seen: set[int] = set()
-        counts: dict[int, int] = {}
-        for h in unique_hashes:
-            if h in seen:
-                counts[h] = counts.get(h, 1) + 1
-            else:
-                seen.add(h)
-        del seen
-        prefilter = BitMap(unique_hashes).serialize()
-        gtins = sorted(set(collected.gtins.items()))
-        gtin_keys = sorted({_pack_gtin(g): v for g, v in gtins}.items())
-        digest = _digest_add(0, unique_keys, [k for k, _ in gtin_keys])
+        keys = collected.keys
+        order, unique_keys, sorted_hashes, shared_keys, sums = prepare_full_load(keys, collected.hashes)
+        if collected.mixed:
+            values = collected.values
+            items: Iterable[tuple[bytes, bytes]] = zip(unique_keys, (values[index] for index in order))
+        else:
+            items = zip(unique_keys, itertools.repeat(collected.uniform_value or b""))
+        report.duplicates += len(keys) - len(unique_keys)
+        bitmap = BitMap(sorted_hashes)
+        gtin_keys = sorted((_pack_gtin(gtin), value) for gtin, value in collected.gtins.items())
+        digest = _digest_add(sums, (), [key for key, _ in gtin_keys])
         now = time.time()
         with self._env.begin(write=True) as txn:
             current = self._read_json(txn, "version")
@@ -690,12 +696,13 @@ class Blocklist(ProbeBase):
             for name in (_DB_CODES, _DB_GTINS, _DB_COLLISIONS, _DB_BLOCKS):
                 txn.drop(self._dbs[name], delete=False)
             with txn.cursor(db=self._dbs[_DB_CODES]) as cursor:
-                cursor.putmulti(unique_items, append=True)
+                cursor.putmulti(items, append=True)
             with txn.cursor(db=self._dbs[_DB_GTINS]) as cursor:
                 cursor.putmulti(gtin_keys, append=True)
             with txn.cursor(db=self._dbs[_DB_COLLISIONS]) as cursor:
                 cursor.putmulti(
-                    [(h.to_bytes(4, "big"), n.to_bytes(4, "big")) for h, n in sorted(counts.items())], append=True
+                    [(h.to_bytes(4, "big"), n.to_bytes(4, "big")) for h, n in sorted(shared_keys.items())],
+                    append=True,
                 )
             for block_id, details in collected.blocks.items():
                 txn.put(block_id.to_bytes(4, "big"), json.dumps(details).encode(), db=self._dbs[_DB_BLOCKS])
@@ -705,14 +712,14 @@ class Blocklist(ProbeBase):
                 "loaded_at": now,
                 "codes": len(unique_keys),
                 "gtins": len(gtin_keys),
-                "set_digest": f"{digest:032x}",
+                "set_digest": _format_digest(digest),
                 "source": collected.source_names,
             }
             if synced:
                 meta_fields["last_sync_at"] = now
             self._put_meta(txn, meta_fields)
-            txn.put(_META_PREFILTER, prefilter, db=self._dbs[_DB_META])
-            txn.put(_META_GTIN_INDEX, _gtin_index(k for k, _ in gtin_keys), db=self._dbs[_DB_META])
+            txn.put(_META_PREFILTER, bitmap.serialize(), db=self._dbs[_DB_META])
+            txn.put(_META_GTIN_INDEX, _gtin_index(key for key, _ in gtin_keys), db=self._dbs[_DB_META])
         report.version = new_version
         report.codes = len(unique_keys)
         report.gtins = len(gtin_keys)
@@ -806,7 +813,7 @@ class Blocklist(ProbeBase):
                     for g, v in gtin_values.items()
                 }
             bitmap = BitMap.deserialize(bytes(txn.get(_META_PREFILTER, db=meta_db)))
-            digest = int(self._read_json(txn, "set_digest"), 16)
+            digest = _parse_digest(self._read_json(txn, "set_digest"))
             count = self._read_json(txn, "codes")
             removed_keys: list[bytes] = []
             for key, h in zip(remove_keys, remove_hashes):
@@ -841,8 +848,7 @@ class Blocklist(ProbeBase):
                 value = gtin_values.get(gtin, block_value)
                 if txn.put(key, value, db=gtins_db, overwrite=False):
                     added_gtins.append(key)
-            digest = (_digest_add(digest, added_keys, added_gtins) - _digest_add(0, removed_keys, removed_gtins))
-            digest %= _DIGEST_MOD
+            digest = _digest_add(_digest_add(digest, added_keys, added_gtins), removed_keys, removed_gtins, -1)
             gtin_count = txn.stat(gtins_db)["entries"]
             now = time.time()
             fields: dict[str, Any] = {
@@ -850,7 +856,7 @@ class Blocklist(ProbeBase):
                 "updated_at": now,
                 "codes": count + len(added_keys) - len(removed_keys),
                 "gtins": gtin_count,
-                "set_digest": f"{digest:032x}",
+                "set_digest": _format_digest(digest),
             }
             if synced:
                 fields["last_sync_at"] = now
@@ -879,12 +885,6 @@ class Blocklist(ProbeBase):
         return 1
 
 
-def _digest_add(total: int, code_keys: Iterable[bytes], gtin_keys: Iterable[bytes]) -> int:
-    total += sum(map(xxhash.xxh3_128_intdigest, code_keys))
-    total += sum(xxhash.xxh3_128_intdigest(_GTIN_DIGEST_PREFIX + key) for key in gtin_keys)
-    return total % _DIGEST_MOD
-
-
 def _gtin_index(packed_gtins: Iterable[bytes]) -> bytes:
     """The blocked GTINs as a sorted little-endian uint64 array, probed in place by the compiled side."""
     return b"".join(int.from_bytes(key, "big").to_bytes(8, "little") for key in packed_gtins)
@@ -904,12 +904,31 @@ class _Collected:
 
     def __init__(self) -> None:
         self.keys: list[bytes] = []
-        self.hashes: list[int] = []
+        self.hashes = array.array("I")
         self.values: list[bytes] = []
+        self.uniform_value: bytes | None = None
+        self.mixed = False
         self.gtins: dict[str, bytes] = {}
         self.blocks: dict[int, dict[str, str]] = {}
         self.block_ids: dict[tuple[tuple[str, str], ...], int] = {}
         self.source_names: list[str] = []
+
+    def add(self, keys: list[bytes], hashes: Any, values: bytes | list[bytes]) -> None:
+        """Take cut codes with one block value for all (`bytes`) or one each (a list)."""
+        self.keys.extend(keys)
+        self.hashes.extend(hashes)
+        if isinstance(values, bytes):
+            self.values.extend([values] * len(keys))
+            distinct = {values} if keys else set()
+        else:
+            self.values.extend(values)
+            distinct = set(values)
+        if self.uniform_value is not None:
+            distinct.add(self.uniform_value)
+        if len(distinct) > 1:
+            self.mixed = True
+        elif distinct:
+            self.uniform_value = distinct.pop()
 
     def block_value(self, details: dict[str, str]) -> bytes:
         cleaned = {k: v for k, v in details.items() if v}
@@ -953,59 +972,85 @@ def _collect(
         name = os.fspath(source)
         try:
             stream = _open_text(name)
+        except FileNotFoundError as exc:
+            hint = ""
+            if isinstance(source, str) and len(source) >= 21 and os.sep not in source:
+                hint = " (to load lines from memory, pass a list of them as one source: load([lines]))"
+            raise StoreError(f"cannot read {name}: no such file{hint}") from exc
         except OSError as exc:
             raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from exc
         with stream:
-            _collect_lines(name, stream, out, report, block, progress)
+            try:
+                _collect_lines(name, _chunks_of_stream(stream), out, report, block, progress)
+            except UnicodeDecodeError as exc:
+                raise StoreError(f"{name} is not UTF-8 text: {exc}") from exc
     else:
-        _collect_lines("<iterable>", iter(source), out, report, block, progress)
+        _collect_lines("<iterable>", _chunks_of_iterable(source), out, report, block, progress)
+
+
+_CHUNK_CHARS = 1 << 22
+_CHUNK_LINES = 100_000
+
+
+def _chunks_of_stream(stream: io.TextIOBase) -> Iterator[list[str]]:
+    """Lines in lists of ~100k, split in C: a Python loop per line would cost more than parsing the codes."""
+    carry = ""
+    while True:
+        chunk = stream.read(_CHUNK_CHARS)
+        if not chunk:
+            break
+        lines = (carry + chunk).split("\n")
+        carry = lines.pop()
+        yield lines
+    if carry:
+        yield [carry]
+
+
+def _chunks_of_iterable(lines: Iterable[str]) -> Iterator[list[str]]:
+    iterator = iter(lines)
+    while True:
+        chunk = [line.rstrip("\r\n") for line in itertools.islice(iterator, _CHUNK_LINES)]
+        if not chunk:
+            return
+        yield chunk
 
 
 def _collect_lines(
     name: str,
-    lines: Iterator[str],
+    chunks: Iterator[list[str]],
     out: _Collected,
     report: LoadReport,
     block: dict[str, str] | None,
     progress: Callable[[int], None] | None,
 ) -> None:
+    """Plain text: one scan, CIS or 14-digit GTIN per line. Hands over to the CSV reader on a header line."""
     out.source_names.append(os.path.basename(name) if name != "<iterable>" else name)
     default_details = dict(block or {})
-    try:
-        first = next(lines)
-    except StopIteration:
+    first_chunk = next(chunks, None)
+    if first_chunk is None:
         return
-    except UnicodeDecodeError as exc:
-        raise StoreError(f"{name} is not UTF-8 text: {exc}") from exc
-    header = _csv_header(first)
+    header = _csv_header(first_chunk[0]) if first_chunk else None
     if header is not None:
-        _collect_csv(name, header, first, lines, out, report, default_details, progress)
+        rows = itertools.chain(first_chunk[1:], (line for chunk in chunks for line in chunk))
+        _collect_csv(name, header, rows, out, report, default_details, progress)
         return
     default_value = out.block_value(default_details)
-    texts: list[str] = []
-    numbers: list[int] = []
-    line_no = 0
-    for line_no, line in enumerate(_chain_first(first, lines), 1):
-        text = line.strip("\r\n")
-        if not text.strip() or text.lstrip().startswith("#"):
-            continue
-        stripped = text.strip(" \t")
-        if len(stripped) == 14 and stripped.isdigit():
-            _take_gtin(name, line_no, stripped, default_value, out, report)
-            continue
-        texts.append(text)
-        numbers.append(line_no)
-        if progress is not None and line_no % _PROGRESS_EVERY == 0:
-            progress(line_no)
-    report.lines += line_no
-    _take_codes(name, texts, numbers, [default_value] * len(texts), out, report)
-    if progress is not None:
-        progress(line_no)
-
-
-def _chain_first(first: str, rest: Iterator[str]) -> Iterator[str]:
-    yield first
-    yield from rest
+    offset = 0
+    for chunk in itertools.chain([first_chunk], chunks):
+        keys, hashes, errors = keys_and_hashes(chunk)
+        out.add(keys, hashes, default_value)
+        for index, reason, message in errors:
+            text = chunk[index].strip()
+            if not text or text.startswith("#"):
+                continue
+            if len(text) == 14 and text.isdigit():
+                _take_gtin(name, offset + index + 1, text, default_value, out, report)
+            else:
+                _reject(report, name, offset + index + 1, reason, message, chunk[index])
+        offset += len(chunk)
+        if progress is not None:
+            progress(offset)
+    report.lines += offset
 
 
 def _csv_header(first: str) -> list[str] | None:
@@ -1024,7 +1069,6 @@ def _csv_header(first: str) -> list[str] | None:
 def _collect_csv(
     name: str,
     header: list[str],
-    first: str,
     lines: Iterator[str],
     out: _Collected,
     report: LoadReport,
@@ -1086,18 +1130,12 @@ def _take_codes(
     report: LoadReport,
 ) -> None:
     keys, hashes, errors = keys_and_hashes(texts)
-    if not errors:
-        out.keys.extend(keys)
-        out.hashes.extend(hashes)
-        out.values.extend(values)
-        return
-    bad = {index for index, _, _ in errors}
-    for index, reason, message in errors:
-        _reject(report, name, numbers[index], reason, message, texts[index])
-    good = [i for i in range(len(texts)) if i not in bad]
-    out.keys.extend(keys)
-    out.hashes.extend(hashes)
-    out.values.extend(values[i] for i in good)
+    if errors:
+        bad = {index for index, _, _ in errors}
+        for index, reason, message in errors:
+            _reject(report, name, numbers[index], reason, message, texts[index])
+        values = [value for index, value in enumerate(values) if index not in bad]
+    out.add(keys, hashes, values)
 
 
 def _reject(report: LoadReport, name: str, line_no: int, reason: str, message: str, text: str) -> None:
