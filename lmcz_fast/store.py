@@ -30,9 +30,9 @@ from typing import Any
 import lmdb
 import xxhash
 
-from ._bulk import prepare_full_load
+from ._bulk import cut_cis_lines, prepare_full_load
 from ._codes import CodeError, parse_code
-from ._probe import ProbeBase, keys_and_hashes, pack_identity, unpack_key
+from ._probe import ProbeBase, pack_identity, unpack_key
 
 __all__ = [
     "Block",
@@ -892,7 +892,7 @@ def _gtin_index(packed_gtins: Iterable[bytes]) -> bytes:
 
 def _cut_all(raws: Iterable[str | bytes], what: str) -> tuple[list[bytes], Any]:
     items = list(raws)
-    keys, hashes, errors = keys_and_hashes(items)
+    keys, hashes, errors = cut_cis_lines(items)
     if errors:
         index, reason, message = errors[0]
         raise CodeError(reason, None, f"{what}[{index}] {items[index]!r}: {message} ({len(errors)} bad in all)")
@@ -1037,7 +1037,7 @@ def _collect_lines(
     default_value = out.block_value(default_details)
     offset = 0
     for chunk in itertools.chain([first_chunk], chunks):
-        keys, hashes, errors = keys_and_hashes(chunk)
+        keys, hashes, errors = cut_cis_lines(chunk)
         out.add(keys, hashes, default_value)
         for index, reason, message in errors:
             text = chunk[index].strip()
@@ -1129,7 +1129,7 @@ def _take_codes(
     out: _Collected,
     report: LoadReport,
 ) -> None:
-    keys, hashes, errors = keys_and_hashes(texts)
+    keys, hashes, errors = cut_cis_lines(texts)
     if errors:
         bad = {index for index, _, _ in errors}
         for index, reason, message in errors:

@@ -305,3 +305,14 @@ def test_unreadable_source_is_a_store_error(db, tmp_path):
     with pytest.raises(StoreError, match="cannot read"):
         db.load(tmp_path / "missing.txt")
     assert os.path.exists(db.path)
+
+
+def test_a_cis_whose_serial_ends_like_a_93_tail_is_loaded_whole(db):
+    gtin = gtin_with_check("4600000000017")
+    cis = f"01{gtin}21ABCDEFG93wxyz"
+    db.load([[cis]])
+    assert db.is_blocked(cis + GS + "93abcd")
+    assert db.check(cis + GS + "93abcd").identity == cis
+    db.apply_delta(remove=[cis], to_version=2)
+    assert not db.is_blocked(cis + GS + "93abcd")
+    assert db.info()["codes"] == 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core
+from . import core, demo
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -24,3 +24,4 @@ def main() -> None:
 
 
 core.register(main)
+demo.register(main)

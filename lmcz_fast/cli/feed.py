@@ -1,0 +1,395 @@
+"""Commands over the update feed: keygen, publish, sync, mirror, status."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import logging
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from .. import feed
+from ..store import Blocklist, StoreError
+
+EXIT_OK = 0
+EXIT_STORE = 4
+EXIT_FEED = 5
+#: `status --check` exit codes, as monitoring plugins (Nagios, Icinga, Zabbix agents) read them.
+CHECK_CODES = {"ready": 0, "stale": 1, "expired": 2, "empty": 2}
+
+log = logging.getLogger("lmcz_fast.feed")
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """'2h', '90m', '1h30m', '45s', '1d' or plain seconds -> seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    if not text or _DURATION.sub("", text):
+        raise click.BadParameter(f"expected a duration like 2h, 30m, 1h30m, 45s: {text!r}")
+    return sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text))
+
+
+class Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        seconds = parse_duration(value)
+        if seconds <= 0:
+            self.fail("must be positive", param, ctx)
+        return seconds
+
+
+def _fail(message: str, code: int = EXIT_FEED) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _when(ts: float | None, now: float) -> str:
+    if ts is None:
+        return "never"
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+    delta = ts - now
+    return f"{stamp} ({_span(-delta)} ago)" if delta < 0 else f"{stamp} (in {_span(delta)})"
+
+
+def _span(seconds: float) -> str:
+    seconds = int(abs(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever `sys.stderr` is at the time of each record (click's test runner swaps it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        return None
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = _StderrHandler()
+    formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.INFO)
+    log.propagate = False
+
+
+def _retry(attempts: int, timeout: float) -> feed.RetryPolicy:
+    return feed.RetryPolicy(attempts=attempts, timeout=timeout)
+
+
+class _Stopped(Exception):
+    """SIGTERM/SIGINT arrived while a sync was waiting to retry: give up this round, change nothing."""
+
+
+def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on_schedule: Callable[[float], None],
+                 ) -> None:
+    """Run `once` now and then every `every` seconds (±10% jitter, so a chain's stores spread out) until SIGTERM.
+
+    A failed round is retried sooner (1 min, doubling up to `every`). A signal lets the running round finish its
+    transaction (a write is one LMDB transaction either way) but cuts retry waits short; then the loop exits 0.
+    """
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("received %s: stopping after the current step", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def sleep(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise _Stopped()
+
+    failures = 0
+    rng = random.Random()
+    log.info("running every %s; stop with SIGTERM", _span(every))
+    while not stop.is_set():
+        try:
+            log.info("%s", once(sleep))
+            failures = 0
+            delay = every * rng.uniform(0.9, 1.1)
+        except _Stopped:
+            break
+        except (feed.FeedError, StoreError, OSError) as exc:
+            failures += 1
+            delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
+            log.error("FAILED (%s): %s; nothing was changed; retrying in %s", type(exc).__name__, exc, _span(delay))
+        if stop.is_set():
+            break
+        on_schedule(time.time() + delay)
+        log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
+        stop.wait(delay)
+    log.info("stopped")
+
+
+def _status_line(bl: Blocklist) -> str:
+    status = bl.status()
+    return (f"store state {status.state.upper()}, version {status.version}, {status.codes} codes, "
+            f"{status.gtins} GTINs")
+
+
+@click.command()
+@click.argument("private_key", type=click.Path(dir_okay=False))
+@click.option("--public", "public_path", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the public key (default: PRIVATE_KEY with the suffix .pub).")
+@click.option("--force", is_flag=True, help="Overwrite existing key files.")
+def keygen(private_key: str, public_path: str | None, force: bool) -> None:
+    """Make an Ed25519 signing key for a feed.
+
+    \b
+    The private key (PEM, mode 0600) stays with the publisher; the public key (one line of base64) is what
+    every store and mirror is configured with:
+      lmcz-fast keygen /etc/lmcz/feed.key          # writes feed.key and feed.pub
+      lmcz-fast sync store.db --feed https://feed.example/ --public-key feed.pub
+    """
+    try:
+        priv, pub = feed.write_keypair(private_key, public_path, overwrite=force)
+    except FileExistsError as exc:
+        _fail(str(exc))
+    click.echo(f"private key: {priv} (keep it secret)")
+    click.echo(f"public key:  {pub}: {pub.read_text().strip()}")
+
+
+@click.command()
+@click.argument("feed_dir", type=click.Path(file_okay=False))
+@click.option("--key", "key_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The feed's private key (from `lmcz-fast keygen`).")
+@click.option("--snapshot", "snapshots", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="The complete new list (repeatable; text, CSV or .gz, as `lmcz-fast load` reads).")
+@click.option("--delta", "delta_path", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A change to the current list: +CODE/-CODE/+GTIN/-GTIN lines.")
+@click.option("--version", "version", type=int, default=None, help="The new version (default: current + 1).")
+@click.option("--feed-id", default=None, help="Name of the feed (set on first publish; default 'lmcz').")
+@click.option("--keep-deltas", type=int, default=feed.DEFAULT_KEEP_DELTAS, show_default=True,
+              help="How many of the last deltas stay listed; stores further behind load the snapshot.")
+@click.option("--valid-for", type=Duration(), default=str(feed.DEFAULT_VALID_FOR), show_default=True,
+              help="How long the signed manifest stays acceptable; re-publish (heartbeat) well within it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path: str | None, version: int | None,
+            feed_id: str | None, keep_deltas: int, valid_for: float, as_json: bool) -> None:
+    """Publish a new version of the feed in FEED_DIR (the central side), or re-sign the current one.
+
+    \b
+    FEED_DIR becomes a set of static files (manifest.json, snapshot-*.txt.gz, delta-*.txt.gz) to serve with
+    any HTTP server, object store or CDN as is. Examples:
+      lmcz-fast publish /srv/feed --key feed.key --snapshot blocked-2026-11-23.csv.gz
+      lmcz-fast publish /srv/feed --key feed.key --delta changes.txt
+      lmcz-fast publish /srv/feed --key feed.key          # heartbeat: same version, fresh signature
+    Run the heartbeat from cron at least hourly: stores refuse a manifest older than --valid-for.
+    """
+    if snapshots and delta_path:
+        raise click.UsageError("give --snapshot or --delta, not both")
+    try:
+        report = feed.publish(feed_dir, key_path, snapshot=list(snapshots) or None, delta=delta_path,
+                              version=version, feed_id=feed_id, keep_deltas=keep_deltas, valid_for=int(valid_for))
+    except feed.FeedError as exc:
+        _fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(asdict(report), indent=1))
+    else:
+        click.echo(report.summary())
+
+
+@click.command()
+@click.argument("db", type=click.Path(file_okay=False))
+@click.option("--feed", "feed_url", default=None,
+              help="Feed URL (http(s)://, file:// or a directory). Default: the one the store last synced from.")
+@click.option("--public-key", "public_key", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="The feed's public key file. Needed on the first sync; then kept in the store.")
+@click.option("--every", type=Duration(), default=None,
+              help="Keep running and sync at this interval (e.g. 2h, 30m) until SIGTERM.")
+@click.option("--attempts", type=click.IntRange(1, 20), default=5, show_default=True,
+              help="Tries per file, with exponential backoff and jitter, on network errors and 5xx.")
+@click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per network operation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (one-shot mode).")
+@click.option("-v", "--verbose", is_flag=True, help="Log retries and decisions in detail.")
+def sync(db: str, feed_url: str | None, public_key: str | None, every: float | None, attempts: int,
+         timeout: float, as_json: bool, verbose: bool) -> None:
+    """Bring DB up to date from a signed feed: deltas when possible, the snapshot when too far behind.
+
+    \b
+    Every byte is verified (signature, size, SHA-256, set digest) before anything is applied, and the change is
+    one transaction: readers keep answering and see the new version at once. Examples:
+      lmcz-fast sync store.db --feed https://mirror.shop.local/feed/ --public-key feed.pub
+      lmcz-fast sync store.db --every 2h        # daemon; logs to stderr; stops on SIGTERM
+    Exit codes: 0 synced or up to date, 4 store error, 5 feed error (nothing changed).
+    """
+    _setup_logging(verbose)
+    try:
+        with Blocklist.open(db, readonly=False) if _exists(db) else Blocklist.create(db) as bl:
+            url = feed_url or bl.get_meta("feed_url")
+            if url is None:
+                raise click.UsageError("no --feed given and the store has never synced from one")
+            if every is None:
+                report = feed.sync(bl, url, public_key, retry=_retry(attempts, timeout))
+                if as_json:
+                    click.echo(json.dumps(asdict(report), indent=1))
+                else:
+                    click.echo(report.summary())
+                return
+            key = [public_key]
+
+            def once(sleep: Callable[[float], Any]) -> str:
+                report = feed.sync(bl, url, key[0], retry=_retry(attempts, timeout), sleep=sleep)
+                key[0] = None
+                return f"sync ok: {report.summary()}; {_status_line(bl)}"
+
+            def on_schedule(at: float) -> None:
+                status = bl.status()
+                if status.state != "ready":
+                    log.warning("store is %s: last successful sync %s", status.state.upper(),
+                                _when(status.last_sync_at, time.time()))
+                bl.set_meta(feed_next_sync_at=at)
+
+            _run_forever(every, once, on_schedule)
+    except feed.FeedError as exc:
+        _fail(f"{type(exc).__name__}: {exc}; the store was not changed")
+    except StoreError as exc:
+        _fail(str(exc), EXIT_STORE)
+
+
+def _exists(db: str) -> bool:
+    return os.path.exists(os.path.join(db, "data.mdb"))
+
+
+def _serve(directory: str, address: str) -> http.server.ThreadingHTTPServer:
+    host, _, port = address.rpartition(":")
+    handler = functools.partial(_QuietHandler, directory=directory)
+    server = http.server.ThreadingHTTPServer((host or "0.0.0.0", int(port)), handler)
+    threading.Thread(target=server.serve_forever, name="mirror-http", daemon=True).start()
+    log.info("serving %s at http://%s:%d/", directory, *server.server_address[:2])
+    return server
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("http %s - %s", self.address_string(), format % args)
+
+
+@click.command()
+@click.argument("mirror_dir", type=click.Path(file_okay=False))
+@click.option("--feed", "feed_url", required=True, help="Upstream feed URL (http(s)://, file:// or a directory).")
+@click.option("--public-key", "public_key", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The feed's public key file; the mirror verifies everything and never re-signs.")
+@click.option("--db", default=None, type=click.Path(file_okay=False),
+              help="Also sync this store from the mirror directory (no second upstream download).")
+@click.option("--every", type=Duration(), default=None, help="Keep running at this interval until SIGTERM.")
+@click.option("--serve", "serve_address", default=None, metavar="HOST:PORT",
+              help="Also serve MIRROR_DIR over HTTP (Python's http.server; put nginx in front for thousands).")
+@click.option("--attempts", type=click.IntRange(1, 20), default=5, show_default=True)
+@click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option("-v", "--verbose", is_flag=True)
+def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, every: float | None,
+           serve_address: str | None, attempts: int, timeout: float, verbose: bool) -> None:
+    """Re-serve a verified copy of an upstream feed from MIRROR_DIR, for a chain's stores to sync from.
+
+    \b
+    Only the mirror pulls from upstream; stores point at the mirror. Files are verified against the upstream's
+    signed manifest, which the mirror serves byte for byte, so stores still verify the publisher's signature.
+      lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --every 30m
+      lmcz-fast mirror /srv/lmcz-mirror --feed ... --public-key feed.pub --db store.db --serve 0.0.0.0:8080 --every 30m
+      lmcz-fast sync till-store.db --feed http://mirror.local:8080/ --public-key feed.pub --every 2h
+    """
+    _setup_logging(verbose)
+    server = _serve(mirror_dir, serve_address) if serve_address else None
+    try:
+        def once(sleep: Callable[[float], Any]) -> str:
+            report = feed.mirror(feed_url, mirror_dir, public_key, db=db, retry=_retry(attempts, timeout),
+                                 sleep=sleep)
+            return f"mirror ok: {report.summary()}"
+
+        if every is None:
+            click.echo(once(time.sleep))
+            return
+        _run_forever(every, once, lambda at: None)
+    except feed.FeedError as exc:
+        _fail(f"{type(exc).__name__}: {exc}; the mirror was not changed")
+    except StoreError as exc:
+        _fail(str(exc), EXIT_STORE)
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+@click.command()
+@click.argument("db", type=click.Path(exists=True, file_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option("--check", is_flag=True,
+              help="Exit 0 if ready, 1 if stale, 2 if expired or empty (for monitoring).")
+def status(db: str, as_json: bool, check: bool) -> None:
+    """Freshness of DB: READY, STALE (still serving, sync overdue) or EXPIRED (beyond the offline limit).
+
+    \b
+    READY while the last successful sync is within the refresh window (default 2h), STALE after it, EXPIRED
+    after the offline limit (default 72h), when the Local-Module-compatible service refuses checks.
+      lmcz-fast status store.db
+      lmcz-fast status store.db --json --check      # for monitoring
+    """
+    try:
+        with Blocklist.open(db) as bl:
+            now = time.time()
+            st = bl.status(now)
+            extra = {name: bl.get_meta(name) for name in
+                     ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at")}
+    except StoreError as exc:
+        _fail(str(exc), EXIT_STORE)
+    expires_at = None if st.last_sync_at is None else st.last_sync_at + st.expire_after
+    scheduled = extra["feed_next_sync_at"]
+    if as_json:
+        click.echo(json.dumps({**asdict(st), "expires_at": expires_at, **extra}, indent=1))
+    else:
+        colour = {"ready": "green", "stale": "yellow", "expired": "red", "empty": "red"}[st.state]
+        click.echo(f"{'state':>12}: " + click.style(st.state.upper(), fg=colour, bold=st.state != "ready"))
+        click.echo(f"{'version':>12}: {st.version}")
+        click.echo(f"{'codes':>12}: {st.codes:,}")
+        click.echo(f"{'gtins':>12}: {st.gtins:,}")
+        click.echo(f"{'last sync':>12}: {_when(st.last_sync_at, now)}")
+        if scheduled is not None and scheduled > now - 60:
+            click.echo(f"{'next sync':>12}: {_when(scheduled, now)} (scheduled by the sync daemon)")
+        click.echo(f"{'refresh due':>12}: {_when(st.next_sync_at, now)} (window {_span(st.refresh_window)})")
+        click.echo(f"{'expires':>12}: {_when(expires_at, now)} (offline limit {_span(st.expire_after)})")
+        click.echo(f"{'feed':>12}: {st.feed_url or '-'}" + (f" ({extra['feed_id']})" if extra["feed_id"] else ""))
+        if extra["feed_published_at"] is not None:
+            click.echo(f"{'manifest':>12}: signed {_when(extra['feed_published_at'], now)} by key "
+                       f"{extra['feed_key_id']}, valid until {_when(extra['feed_expires_at'], now)}")
+        if st.state in ("stale", "expired"):
+            click.secho(f"WARNING: the blocklist is {st.state.upper()}: last successful sync "
+                        f"{_when(st.last_sync_at, now)}", fg=colour, bold=True, err=True)
+    if check:
+        sys.exit(CHECK_CODES[st.state])
+
+
+def register(group: click.Group) -> None:
+    for command in (keygen, publish, sync, mirror, status):
+        group.add_command(command)

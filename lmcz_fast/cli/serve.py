@@ -1,0 +1,164 @@
+"""Commands of the Local-Module-compatible service: `serve` and `audit export`."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import click
+
+from ..audit import DEFAULT_FLUSH_INTERVAL, DEFAULT_RETENTION_DAYS, AuditError, export, parse_when
+from ..service import (
+    DEFAULT_HOST,
+    DEFAULT_KEEPALIVE_TIMEOUT,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CODES,
+    DEFAULT_PASSWORD,
+    DEFAULT_PORT,
+    DEFAULT_USER,
+    ServiceConfig,
+    run,
+)
+from ..store import StoreError
+
+EXIT_STORE = 4
+EXIT_USAGE = 2
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S%z",
+        stream=sys.stderr,
+    )
+
+
+def _read_password(path: str | None) -> str:
+    if path is None:
+        return DEFAULT_PASSWORD
+    try:
+        with open(path, encoding="utf-8") as fh:
+            password = fh.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read the password file: {exc.strerror}", param_hint="--password-file")
+    if not password:
+        raise click.BadParameter("the password file's first line is empty", param_hint="--password-file")
+    return password
+
+
+@click.command()
+@click.argument("db", type=click.Path(file_okay=False))
+@click.option("--host", default=DEFAULT_HOST, show_default=True,
+              help="Address to listen on. Keep loopback unless tills on other machines must reach it.")
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
+              help="TCP port (the official Local Module's is 5995; 0 picks a free one).")
+@click.option("--user", default=DEFAULT_USER, show_default=True, help="HTTP Basic user name.")
+@click.option("--password-file", type=click.Path(dir_okay=False), envvar="LMCZ_FAST_PASSWORD_FILE",
+              help="File whose first line is the HTTP Basic password (default password: admin, as in the "
+                   "official guide's examples). Env: LMCZ_FAST_PASSWORD_FILE.")
+@click.option("--no-auth", is_flag=True, help="Accept requests without credentials (not recommended).")
+@click.option("--audit-dir", type=click.Path(file_okay=False),
+              help="Directory of the audit log [default: DB.audit next to the database].")
+@click.option("--no-audit", is_flag=True, help="Do not record checks (the audit log is on by default).")
+@click.option("--retention-days", default=DEFAULT_RETENTION_DAYS, show_default=True, type=click.IntRange(0),
+              help="Delete audit segments older than this many days (0: keep forever).")
+@click.option("--audit-flush", default=DEFAULT_FLUSH_INTERVAL, show_default=True, type=click.FloatRange(0.01, 1.0),
+              help="Seconds between audit writes: the most a crash can lose.")
+@click.option("--max-codes", default=DEFAULT_MAX_CODES, show_default=True, type=click.IntRange(1),
+              help="Most codes accepted in one check request (more: HTTP 413).")
+@click.option("--max-body", default=DEFAULT_MAX_BODY, show_default=True, type=click.IntRange(64),
+              help="Largest request body in bytes (more: HTTP 413).")
+@click.option("--keepalive-timeout", default=DEFAULT_KEEPALIVE_TIMEOUT, show_default=True,
+              type=click.FloatRange(1), help="Close keep-alive connections idle this many seconds.")
+@click.option("--name", default="lmcz-fast", show_default=True, help="`name` reported by /api/v1/status.")
+@click.option("--inn", default="", help="Participant's INN reported by /api/v1/status.")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(db: str, host: str, port: int, user: str, password_file: str | None, no_auth: bool,
+          audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
+          max_body: int, keepalive_timeout: float, name: str, inn: str, log_level: str) -> None:
+    """Serve the database DB over HTTP as a drop-in for the official Local Module.
+
+    Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
+    log. Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth,
+    POST /api/v1/cis/outCheck {"cis_list": [...]}, GET /api/v1/status. Prometheus metrics: GET /metrics.
+    The database is kept fresh by `lmcz-fast sync` running beside it; readers see a new version within 0.25 s.
+
+    \b
+    Examples:
+      lmcz-fast serve /var/lib/lmcz/store.db
+      lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz/password
+      lmcz-fast serve store.db --audit-dir /var/log/lmcz/audit --retention-days 120
+      curl -u admin:admin -H 'Content-Type: application/json' \\
+           -d '{"cis_list": ["0104650000000011215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
+    """
+    _setup_logging(log_level)
+    if not os.path.exists(os.path.join(db, "data.mdb")):
+        click.secho(f"error: no database at {db}; create one with `lmcz-fast load {db} FILE` or `lmcz-fast sync`",
+                    fg="red", err=True)
+        sys.exit(EXIT_STORE)
+    config = ServiceConfig(host=host, port=port, user=user, password=_read_password(password_file),
+                           auth=not no_auth, max_body=max_body, max_codes=max_codes,
+                           keepalive_timeout=keepalive_timeout, name=name, inn=inn)
+    if no_auth:
+        logging.getLogger("lmcz_fast.service").warning("authentication is OFF (--no-auth)")
+    if no_audit:
+        audit_path = None
+    else:
+        audit_path = audit_dir or os.path.normpath(db) + ".audit"
+    try:
+        run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush)
+    except StoreError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_STORE)
+    except AuditError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_STORE)
+    except OSError as exc:
+        click.secho(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", fg="red", err=True)
+        sys.exit(EXIT_STORE)
+
+
+@click.group()
+def audit() -> None:
+    """The audit log of checks answered by `serve`."""
+
+
+@audit.command("export")
+@click.option("--audit-dir", required=True, type=click.Path(exists=True, file_okay=False),
+              envvar="LMCZ_FAST_AUDIT_DIR", help="The audit directory (serve's --audit-dir, default DB.audit). "
+                                                  "Env: LMCZ_FAST_AUDIT_DIR.")
+@click.option("--since", help="From this time on: 2026-11-01, 2026-11-01T10:00+03:00, a Unix time, or an age "
+                              "such as 24h, 7d [default: the oldest record].")
+@click.option("--until", help="Before this time (same forms) [default: now].")
+@click.option("--json", "fmt", flag_value="json", default=True, help="JSON lines, one per request (default).")
+@click.option("--csv", "fmt", flag_value="csv", help="CSV, one row per checked code.")
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
+              help="Write here instead of stdout.")
+def audit_export(audit_dir: str, since: str | None, until: str | None, fmt: str, output: click.utils.LazyFile) \
+        -> None:
+    """Export audit records between --since and --until.
+
+    \b
+    Examples:
+      lmcz-fast audit export --audit-dir store.db.audit --since 24h
+      lmcz-fast audit export --audit-dir store.db.audit --since 2026-11-01 --until 2026-12-01 --csv -o nov.csv
+    """
+    try:
+        since_ms = parse_when(since) if since else None
+        until_ms = parse_when(until) if until else None
+        stats = export(audit_dir, output, since_ms=since_ms, until_ms=until_ms, fmt=fmt)
+    except AuditError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
+    if stats.damaged:
+        click.secho(f"warning: {stats.damaged} damaged lines skipped (a crash cuts the last line short)",
+                    fg="yellow", err=True)
+    click.echo(f"{stats.records} records exported", err=True)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve)
+    group.add_command(audit)
