@@ -316,6 +316,18 @@ class Blocklist(ProbeBase):
     context managers. `is_blocked` is the fast path; `check` returns a full `Verdict`.
     """
 
+    _path: str
+    _readonly: bool
+    _refresh_interval: float
+    _env: Any
+    _txn: Any
+    _lock: Any
+    _dbs: dict[bytes, Any]
+    _block_cache: dict[int, Block]
+    _meta_cache: dict[str, Any]
+    _cached_version: Any
+    _renew_at: float
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use Blocklist.open(path) or Blocklist.create(path)")
 
@@ -377,8 +389,9 @@ class Blocklist(ProbeBase):
         self._env = _acquire_env(path)
         self._lock = threading.RLock()
         self._txn = None
-        self._block_cache: dict[int, Block] = {}
-        self._meta_cache: dict[str, Any] = {}
+        self._block_cache = {}
+        self._meta_cache = {}
+        self._cached_version = None
         try:
             self._dbs = _open_dbs(self._env, path)
             self._renew()
@@ -441,7 +454,7 @@ class Blocklist(ProbeBase):
             if old is not None:
                 old.abort()
             self._meta_cache = self._read_meta(txn)
-            if self._meta_cache.get("version") != getattr(self, "_cached_version", None):
+            if self._meta_cache.get("version") != self._cached_version:
                 self._block_cache = {}
                 self._cached_version = self._meta_cache.get("version")
             self._renew_at = time.monotonic() + self._refresh_interval
