@@ -22,6 +22,7 @@ import os
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -828,33 +829,44 @@ class Blocklist(ProbeBase):
             bitmap = BitMap.deserialize(bytes(txn.get(_META_PREFILTER, db=meta_db)))
             digest = _parse_digest(self._read_json(txn, "set_digest"))
             count = self._read_json(txn, "codes")
-            removed_keys: list[bytes] = []
-            for key, h in zip(remove_keys, remove_hashes):
-                if not txn.delete(key, db=codes_db):
-                    continue
-                removed_keys.append(key)
+            shared = {
+                int.from_bytes(key, "big"): int.from_bytes(count, "big")
+                for key, count in txn.cursor(db=collisions_db)
+            }
+            changed: set[int] = set()
+            removed = [
+                (key, h) for key, h in sorted(zip(remove_keys, remove_hashes)) if txn.delete(key, db=codes_db)
+            ]
+            removed_keys = [key for key, _ in removed]
+            cleared = BitMap()
+            for h, n in Counter(h for _, h in removed).items():
+                owners = shared.get(h, 1) - n
+                if owners <= 0:
+                    cleared.add(h)
+                shared[h] = owners
+                changed.add(h)
+            bitmap -= cleared
+            added = [
+                (key, h)
+                for key, h, value in sorted(zip(add_keys, add_hashes, add_values))
+                if txn.put(key, value, db=codes_db, overwrite=False)
+            ]
+            added_keys = [key for key, _ in added]
+            added_hashes = [h for _, h in added]
+            fresh = BitMap(added_hashes)
+            overlap = bitmap & fresh
+            if overlap or len(fresh) != len(added_hashes):
+                for h, n in Counter(added_hashes).items():
+                    if n > 1 or h in overlap:
+                        shared[h] = shared.get(h, 1 if h in overlap else 0) + n
+                        changed.add(h)
+            bitmap |= fresh
+            for h in changed:
                 hkey = h.to_bytes(4, "big")
-                shared = txn.get(hkey, db=collisions_db)
-                if shared is None:
-                    bitmap.discard(h)
+                if shared.get(h, 0) > 1:
+                    txn.put(hkey, shared[h].to_bytes(4, "big"), db=collisions_db)
                 else:
-                    left = int.from_bytes(shared, "big") - 1
-                    if left <= 1:
-                        txn.delete(hkey, db=collisions_db)
-                    else:
-                        txn.put(hkey, left.to_bytes(4, "big"), db=collisions_db)
-            added_keys: list[bytes] = []
-            for key, h, value in zip(add_keys, add_hashes, add_values):
-                if not txn.put(key, value, db=codes_db, overwrite=False):
-                    continue
-                added_keys.append(key)
-                if h in bitmap:
-                    hkey = h.to_bytes(4, "big")
-                    shared = txn.get(hkey, db=collisions_db)
-                    total = 2 if shared is None else int.from_bytes(shared, "big") + 1
-                    txn.put(hkey, total.to_bytes(4, "big"), db=collisions_db)
-                else:
-                    bitmap.add(h)
+                    txn.delete(hkey, db=collisions_db)
             removed_gtins = [g for g in remove_gtin_keys if txn.delete(g, db=gtins_db)]
             added_gtins = []
             for gtin, key in zip(add_gtins, add_gtin_keys):
