@@ -446,18 +446,19 @@ class Blocklist(ProbeBase):
             if prefilter is None or gtin_index is None:
                 txn.abort()
                 raise StoreError(f"{self._path}: metadata is missing the prefilter")
+            snapshot = txn.id()
             try:
-                self._attach(prefilter, gtin_index, self._refresh_interval)
+                self._attach(prefilter, gtin_index, self._refresh_interval, snapshot)
             except BaseException:
                 txn.abort()
                 raise
             old, self._txn = self._txn, txn
             if old is not None:
                 old.abort()
-            self._meta_cache = self._read_meta(txn)
-            if self._meta_cache.get("version") != self._cached_version:
+            if snapshot != self._cached_version:
+                self._meta_cache = self._read_meta(txn)
                 self._block_cache = {}
-                self._cached_version = self._meta_cache.get("version")
+                self._cached_version = snapshot
             self._renew_at = time.monotonic() + self._refresh_interval
 
     def _read_meta(self, txn: lmdb.Transaction) -> dict[str, Any]:
