@@ -32,7 +32,7 @@ import lmdb
 import xxhash
 
 from ._bulk import cut_cis_lines, prepare_full_load
-from ._codes import CodeError, parse_code
+from ._codes import CodeError, MarkingCode, parse_code
 from ._probe import ProbeBase, pack_identity, unpack_key
 
 __all__ = [
@@ -214,6 +214,19 @@ def _digest_add(sums: tuple[int, int], code_keys: Iterable[bytes], gtin_keys: It
         a += sign * hash64(key)
         b += sign * hash64(key + b"\x01")
     return a % _DIGEST_MOD, b % _DIGEST_MOD
+
+
+def _bare_reading(raw: str | bytes) -> MarkingCode | None:
+    """The other reading of a GS-less scan whose tail the parser split off: everything after AI 21 as the serial.
+
+    `01`+GTIN+`21` + 13 characters ending in `93xxxx` is both a 13-character serial and a 7-character serial with a
+    lost GS before a `93` tail. The parser prefers the tail (scanners read DataMatrix codes, which carry one);
+    a check looks up both readings, so a blocked code typed or sent as its bare CIS is never let through.
+    """
+    try:
+        return parse_code(raw, cis=True)
+    except CodeError:
+        return None
 
 
 def _gtin_problem(gtin: str) -> str | None:
@@ -495,19 +508,20 @@ class Blocklist(ProbeBase):
         Raises `CodeError` for anything that is not a marking code.
         """
         code = parse_code(raw)
-        identity = code.identity.encode("ascii")
+        readings = [code]
+        if "lost_gs" in code.repaired:
+            bare = _bare_reading(raw)
+            if bare is not None and bare.identity != code.identity:
+                readings.append(bare)
         with self._lock:
             txn = self._fresh_txn()
             meta = self._meta_cache
             block = None
-            if self._maybe(identity):
-                value = txn.get(pack_identity(identity), db=self._dbs[_DB_CODES])
-                if value is not None:
-                    block = self._block(txn, _decode_block_id(value), "code")
-            if block is None and meta.get("gtins"):
-                value = txn.get(_pack_gtin(code.gtin), db=self._dbs[_DB_GTINS])
-                if value is not None:
-                    block = self._block(txn, _decode_block_id(value), "gtin")
+            for reading in readings:
+                block = self._lookup(txn, reading, meta)
+                if block is not None:
+                    code = reading
+                    break
         return Verdict(
             blocked=block is not None,
             cis=code.cis,
@@ -520,6 +534,18 @@ class Blocklist(ProbeBase):
             db_age=self._age(meta, time.time()),
             instance_id=meta["instance_id"],
         )
+
+    def _lookup(self, txn: lmdb.Transaction, code: MarkingCode, meta: dict[str, Any]) -> Block | None:
+        identity = code.identity.encode("ascii")
+        if self._maybe(identity):
+            value = txn.get(pack_identity(identity), db=self._dbs[_DB_CODES])
+            if value is not None:
+                return self._block(txn, _decode_block_id(value), "code")
+        if meta.get("gtins"):
+            value = txn.get(_pack_gtin(code.gtin), db=self._dbs[_DB_GTINS])
+            if value is not None:
+                return self._block(txn, _decode_block_id(value), "gtin")
+        return None
 
     def _block(self, txn: lmdb.Transaction, block_id: int, scope: str) -> Block:
         cached = self._block_cache.get(block_id)
