@@ -1,0 +1,1061 @@
+# cython: language_level=3, autotestdict=False, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled marking-code parser: any scan a till can produce -> the code identity (CIS) blocklists hold.
+
+One C core (`_parse`, nogil, no Python objects) turns the UTF-8 bytes of a scan into positions inside a
+normalised ASCII buffer. `cut_identity` (C, for the probe and the store's bulk paths), `identity_of` and
+`parse_code` all call it, so they can never disagree. The rules, including every choice made where the public
+CRPT/GS1 rules are silent, are in docs/codes.md; the short version:
+
+* Accepted forms: a GS1 element string (`01` GTIN-14 with a verified check digit, `21` serial of 1..20 characters
+  of GS1's 82-character set, then AIs such as `91`/`92`, `93`, `8005`, `17`, `10`, `3103`, `7003`); a tobacco pack's
+  29 characters (GTIN + 7-character serial + 4-character price + 4-character check, no AIs); the 21-character
+  tobacco CIS (GTIN + serial) CRPT prints for such packs.
+* Repairs, each named in `MarkingCode.repaired`: symbology identifiers (`]d2`, `]C1`, `]Q3`, `]e0`, any `]`
+  + letter + digit), leading GS standing for FNC1, trailing CR/LF (and other surrounding whitespace), a trailing GS,
+  GS written as the text `\\u001d` or `\\x1d`, text typed by a keyboard-wedge scanner under the Russian
+  ЙЦУКЕН layout, a scan a till sent Base64-encoded, and GS lost by a keyboard wedge where the tail's structure
+  fixes the serial's length (`cis=True` reads blocklist lines, whose GS-less text after AI 21 is all serial).
+* Refusals raise `CodeError` with a stable `.reason` (see `REASONS`) and `.position` (index of the offending
+  character in the input as code points, or None).
+"""
+
+from libc.string cimport memcpy
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_GET_LENGTH
+from cpython.exc cimport PyErr_Clear
+
+cdef extern from "Python.h":
+    const char* _as_utf8 "PyUnicode_AsUTF8AndSize"(object s, Py_ssize_t* size)
+
+
+cdef enum:
+    RAW_MAX = 2048       # bytes looked at, at all: longer input is refused before any other work
+    SCAN_MAX = 512       # characters of a normalised, trimmed scan
+    SERIAL_MAX = 20
+    TAIL_MAX = 12
+    GS = 0x1D
+
+# Negative return codes of the core; REASONS[-code - 1] is the CodeError.reason string.
+cdef enum:
+    E_EMPTY = -1
+    E_TOO_LONG = -2
+    E_INVALID_UTF8 = -3
+    E_BAD_CHARACTER = -4
+    E_TRUNCATED = -5
+    E_BAD_GTIN_CHECK_DIGIT = -6
+    E_MISSING_SERIAL = -7
+    E_SERIAL_TOO_LONG = -8
+    E_AMBIGUOUS_SERIAL = -9
+    E_UNKNOWN_AI = -10
+    E_BAD_TAIL = -11
+    E_DUPLICATE_AI = -12
+    E_UNKNOWN_FORMAT = -13
+    E_MIXED_LAYOUT = -14
+
+REASONS = (
+    "empty",
+    "too_long",
+    "invalid_utf8",
+    "bad_character",
+    "truncated",
+    "bad_gtin_check_digit",
+    "missing_serial",
+    "serial_too_long",
+    "ambiguous_serial",
+    "unknown_ai",
+    "bad_tail",
+    "duplicate_ai",
+    "unknown_format",
+    "mixed_layout",
+)
+
+_MESSAGES = {
+    "empty": "the scan is empty",
+    "too_long": "the scan is longer than any marking code",
+    "invalid_utf8": "the scan is not valid text (malformed UTF-8 or an unpaired surrogate)",
+    "bad_character": "a character that no marking code contains",
+    "truncated": "the scan ends before the code is complete",
+    "bad_gtin_check_digit": "the GTIN's check digit is wrong",
+    "missing_serial": "no serial (AI 21) right after the GTIN",
+    "serial_too_long": "the serial is longer than 20 characters and no GS ends it",
+    "ambiguous_serial": "the GS after the serial is missing and the serial's length cannot be told",
+    "unknown_ai": "an application identifier this parser does not know",
+    "bad_tail": "a malformed value after the serial",
+    "duplicate_ai": "an application identifier appears twice",
+    "unknown_format": "neither a GS1 element string nor a tobacco pack code",
+    "mixed_layout": "Latin and Cyrillic letters mixed: the keyboard layout cannot be undone",
+}
+
+cdef enum:
+    K_GS1 = 1
+    K_TOBACCO_PACK = 2
+    K_TOBACCO_CIS = 3
+
+KINDS = ("gs1", "tobacco_pack", "tobacco_pack_cis")
+
+cdef enum:
+    R_SYMBOLOGY = 1
+    R_FNC1 = 2
+    R_NEWLINE = 4
+    R_WHITESPACE = 8
+    R_TRAILING_GS = 16
+    R_ESCAPED_GS = 32
+    R_CYRILLIC = 64
+    R_LOST_GS = 128
+    R_BASE64 = 256
+
+REPAIRS = (
+    "symbology_prefix",
+    "leading_fnc1",
+    "trailing_newline",
+    "whitespace",
+    "trailing_gs",
+    "escaped_gs",
+    "cyrillic_layout",
+    "lost_gs",
+    "base64",
+)
+
+# Character classes.
+cdef enum:
+    C82 = 1       # GS1 AI encodable character set 82
+    CDIGIT = 2
+    CALPHA = 4
+
+cdef enum:
+    AI_01 = 200001
+    AI_21 = 200021
+    AI_91 = 200091
+    AI_92 = 200092
+    AI_93 = 200093
+    AI_3103 = 403103
+    AI_8005 = 408005
+
+cdef unsigned char CLS[256]
+cdef unsigned char CYR[96]        # U+0400..U+045F -> the ASCII key a US layout gives at the same place
+cdef unsigned char B64[256]       # Base64 character -> its 6 bits (both alphabets), 255 for others
+
+# Serial lengths of the known product groups; used only to choose between readings of a scan without GS.
+cdef inline bint _known_serial(Py_ssize_t n) noexcept nogil:
+    return n == 6 or n == 7 or n == 8 or n == 13 or n == 20
+
+
+cdef void _init_tables():
+    cdef int i
+    cdef bytes s82 = b"!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+    for i in range(256):
+        CLS[i] = 0
+    for i in range(len(s82)):
+        CLS[<unsigned char>s82[i]] |= C82
+    for i in range(48, 58):
+        CLS[i] |= CDIGIT
+    for i in range(65, 91):
+        CLS[i] |= CALPHA
+        CLS[i + 32] |= CALPHA
+    for i in range(96):
+        CYR[i] = 0
+    cdef bytes upper = b"F<DULT:PBQRKVYJGHCNEA{WXIO}SM\">Z"     # А..Я
+    cdef bytes lower = b"f,dult;pbqrkvyjghcnea[wxio]sm'.z"      # а..я
+    for i in range(32):
+        CYR[0x10 + i] = upper[i]
+        CYR[0x30 + i] = lower[i]
+    for i in range(256):
+        B64[i] = 255
+    cdef bytes alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+    for i in range(62):
+        B64[alphabet[i]] = i
+    B64[b'+'] = 62
+    B64[b'-'] = 62
+    B64[b'/'] = 63
+    B64[b'_'] = 63
+    CYR[0x01] = b'~'    # Ё
+    CYR[0x51] = b'`'    # ё
+
+
+_init_tables()
+
+
+cdef struct Parsed:
+    const unsigned char* s      # the trimmed, normalised scan (into the input, or into buf)
+    Py_ssize_t m
+    Py_ssize_t base             # fast path: code-point index of s[0] in the input
+    bint cis_mode               # the input is a CIS line: no GS means no tail
+    bint decoded                # p.s was Base64-decoded (never twice)
+    bint mapped                 # slow path: positions come from pos[]
+    int kind
+    int serial_len
+    int ntail
+    unsigned short ai_at[TAIL_MAX]
+    unsigned char ai_len[TAIL_MAX]
+    unsigned short val_at[TAIL_MAX]
+    unsigned short val_len[TAIL_MAX]
+    unsigned int repaired
+    Py_ssize_t err_at
+    unsigned char buf[RAW_MAX + 1]
+    unsigned short pos[RAW_MAX + 1]
+
+
+cdef inline int _fail(Parsed* p, int code, Py_ssize_t i) noexcept nogil:
+    """Record the failure at index i of p.s (-1: no position) and return the code."""
+    if i < 0:
+        p.err_at = -1
+    elif p.mapped:
+        p.err_at = p.pos[(p.s - p.buf) + i]
+    else:
+        p.err_at = p.base + i
+    return code
+
+
+cdef inline bint _gtin_ok(const unsigned char* g) noexcept nogil:
+    cdef int k, total = 0
+    for k in range(0, 13, 2):
+        total += 3 * (g[k] - 48)
+    for k in range(1, 13, 2):
+        total += g[k] - 48
+    return (10 - total % 10) % 10 == g[13] - 48
+
+
+cdef inline Py_ssize_t _trim(const unsigned char* s, Py_ssize_t n, Py_ssize_t* lo_out,
+                             unsigned int* repaired) noexcept nogil:
+    """Strip what scanners add around a code; return the remaining length, its start in *lo_out."""
+    cdef Py_ssize_t lo = 0, hi = n
+    cdef unsigned char c
+    while hi > lo:
+        c = s[hi - 1]
+        if c == 10 or c == 13:
+            repaired[0] |= R_NEWLINE
+        elif c == 32 or c == 9:
+            repaired[0] |= R_WHITESPACE
+        elif c == GS:
+            repaired[0] |= R_TRAILING_GS
+        else:
+            break
+        hi -= 1
+    while lo < hi and (s[lo] == 32 or s[lo] == 9 or s[lo] == 10 or s[lo] == 13):
+        repaired[0] |= R_WHITESPACE
+        lo += 1
+    if hi - lo >= 3 and s[lo] == 93 and (CLS[s[lo + 1]] & CALPHA) and (CLS[s[lo + 2]] & CDIGIT):
+        repaired[0] |= R_SYMBOLOGY
+        lo += 3
+    while lo < hi and s[lo] == GS:
+        repaired[0] |= R_FNC1
+        lo += 1
+    lo_out[0] = lo
+    return hi - lo
+
+
+cdef inline int _ai_spec(const unsigned char* s, Py_ssize_t i, Py_ssize_t m,
+                         int* ai_len, int* fixed, int* maxlen, bint* numeric) noexcept nogil:
+    """Length of the AI at s[i], and its value's fixed length (0: variable, up to *maxlen). 0 if unknown.
+
+    Fixed lengths are GS1's predefined-length AIs, the numeric fixed-format AIs (8005, 7003, ...) and CRPT's
+    fixed 4-character 91 and 93.
+    """
+    if i + 2 > m or not (CLS[s[i]] & CDIGIT) or not (CLS[s[i + 1]] & CDIGIT):
+        return 0
+    cdef int a = (s[i] - 48) * 10 + (s[i + 1] - 48)
+    cdef int a4 = -1
+    if i + 4 <= m and (CLS[s[i + 2]] & CDIGIT) and (CLS[s[i + 3]] & CDIGIT):
+        a4 = a * 100 + (s[i + 2] - 48) * 10 + (s[i + 3] - 48)
+    ai_len[0] = 2
+    fixed[0] = 0
+    maxlen[0] = 0
+    numeric[0] = True
+    if a == 0:
+        fixed[0] = 18
+    elif a == 1 or a == 2 or a == 3:
+        fixed[0] = 14
+    elif a == 4:
+        fixed[0] = 16
+    elif 11 <= a <= 19:
+        fixed[0] = 6
+    elif a == 20:
+        fixed[0] = 2
+    elif a == 10 or a == 21 or a == 22:
+        maxlen[0] = 20
+        numeric[0] = False
+    elif a == 23 or a == 24 or a == 25:
+        if i + 3 > m or not (CLS[s[i + 2]] & CDIGIT):
+            return 0
+        ai_len[0] = 3
+        maxlen[0] = 30
+        numeric[0] = False
+    elif a == 30 or a == 37:
+        maxlen[0] = 8
+    elif 31 <= a <= 36:
+        if a4 < 0:
+            return 0
+        ai_len[0] = 4
+        fixed[0] = 6
+    elif a == 39:
+        if a4 < 0:
+            return 0
+        ai_len[0] = 4
+        maxlen[0] = 18
+    elif 40 <= a <= 42:
+        if i + 3 > m or not (CLS[s[i + 2]] & CDIGIT):
+            return 0
+        ai_len[0] = 3
+        if a == 41:
+            fixed[0] = 13
+        else:
+            maxlen[0] = 30
+            numeric[0] = False
+    elif a == 43 or a == 70 or a == 72 or (80 <= a <= 82):
+        if a4 < 0:
+            return 0
+        ai_len[0] = 4
+        if a4 == 7003:
+            fixed[0] = 10
+        elif a4 == 7006 or a4 == 8005:
+            fixed[0] = 6
+        elif a4 == 7001:
+            fixed[0] = 13
+        elif a4 == 8001:
+            fixed[0] = 14
+        elif a4 == 8006 or a4 == 8017 or a4 == 8018 or a4 == 8026:
+            fixed[0] = 18
+        else:
+            maxlen[0] = 90 if a >= 80 else 70
+            numeric[0] = False
+    elif a == 71:
+        if i + 3 > m or not (CLS[s[i + 2]] & CDIGIT):
+            return 0
+        ai_len[0] = 3
+        maxlen[0] = 20
+        numeric[0] = False
+    elif a == 91 or a == 93:
+        fixed[0] = 4
+        numeric[0] = False
+    elif 90 <= a <= 99:
+        maxlen[0] = 90
+        numeric[0] = False
+    else:
+        return 0
+    return 1
+
+
+cdef inline int _ai_code(const unsigned char* s, int at, int n) noexcept nogil:
+    cdef int v = 0, k
+    for k in range(n):
+        v = v * 10 + (s[at + k] - 48)
+    return v + n * 100000     # keeps AIs of different lengths apart: "10" -> 200010, "240" -> 300240
+
+
+cdef int _parse_tail(Parsed* p, Py_ssize_t i, Py_ssize_t strict_until, bint recovering) noexcept nogil:
+    """Parse AIs from s[i] to the end into p's tail arrays.
+
+    AIs that start before strict_until sit where a GS was lost: they must have a fixed length (or be a 92 of
+    exactly 44 or 88 characters ending the lost-GS stretch). When recovering, failures are just "not this
+    reading" and the 91/92 pair must be complete.
+    """
+    cdef const unsigned char* s = p.s
+    cdef Py_ssize_t m = p.m, v, e
+    cdef int n = 0, ai_len, fixed, maxlen, k, code, c91 = 0, c92 = 0
+    cdef bint numeric
+    cdef int codes[TAIL_MAX]
+    while i < m:
+        if s[i] == GS:
+            i += 1
+            continue
+        if not _ai_spec(s, i, m, &ai_len, &fixed, &maxlen, &numeric):
+            return _fail(p, E_UNKNOWN_AI, i)
+        if n == TAIL_MAX:
+            return _fail(p, E_BAD_TAIL, i)
+        v = i + ai_len
+        code = _ai_code(s, i, ai_len)
+        if code == AI_01 or code == AI_21:
+            return _fail(p, E_DUPLICATE_AI, i)
+        for k in range(n):
+            if codes[k] == code:
+                return _fail(p, E_DUPLICATE_AI, i)
+        if fixed:
+            e = v + fixed
+            if e > m:
+                return _fail(p, E_TRUNCATED, m)
+            if numeric:
+                for k in range(v, e):
+                    if not (CLS[s[k]] & CDIGIT):
+                        return _fail(p, E_BAD_TAIL if (CLS[s[k]] & C82) or s[k] == GS else E_BAD_CHARACTER, k)
+            else:
+                for k in range(v, e):
+                    if not (CLS[s[k]] & C82):
+                        return _fail(p, E_BAD_TAIL if s[k] == GS else E_BAD_CHARACTER, k)
+        else:
+            e = v
+            if numeric:
+                while e < m and (CLS[s[e]] & CDIGIT):
+                    e += 1
+            else:
+                while e < m and (CLS[s[e]] & C82):
+                    e += 1
+            if e < m and s[e] != GS:
+                return _fail(p, E_BAD_TAIL if (CLS[s[e]] & C82) else E_BAD_CHARACTER, e)
+            if i < strict_until:
+                if not (code == AI_92 and (e - v == 44 or e - v == 88)):
+                    return _fail(p, E_BAD_TAIL, i)
+            if e == v or e - v > maxlen:
+                return _fail(p, E_BAD_TAIL, i)
+        if code == AI_91:
+            c91 = 1
+        elif code == AI_92:
+            c92 = 1
+        codes[n] = code
+        p.ai_at[n] = <unsigned short>i
+        p.ai_len[n] = <unsigned char>ai_len
+        p.val_at[n] = <unsigned short>v
+        p.val_len[n] = <unsigned short>(e - v)
+        n += 1
+        i = e
+    if recovering and c91 != c92:
+        return _fail(p, E_BAD_TAIL, m)
+    p.ntail = n
+    return 0
+
+
+cdef inline bint _known_tail(Parsed* p) noexcept nogil:
+    """Whether the parsed tail is one CRPT's product groups use: 91+92, 93, 93+3103, 3103+93, 8005+93."""
+    cdef int a0, a1
+    if p.ntail == 0 or p.ntail > 2:
+        return False
+    a0 = _ai_code(p.s, p.ai_at[0], p.ai_len[0])
+    if p.ntail == 1:
+        return a0 == AI_93
+    a1 = _ai_code(p.s, p.ai_at[1], p.ai_len[1])
+    return ((a0 == AI_91 and a1 == AI_92) or (a0 == AI_93 and a1 == AI_3103) or (a0 == AI_3103 and a1 == AI_93)
+            or (a0 == AI_8005 and a1 == AI_93))
+
+
+cdef int _parse_gs1(Parsed* p) noexcept nogil:
+    cdef const unsigned char* s = p.s
+    cdef Py_ssize_t m = p.m, i, seg_end, L, S, smax, chosen
+    cdef int count, plausible, plausible_s
+    cdef bint has_gs, bare_known
+    for i in range(2, 16 if m > 16 else m):
+        if not (CLS[s[i]] & CDIGIT):
+            return _fail(p, E_BAD_CHARACTER if not (CLS[s[i]] & C82) else E_UNKNOWN_FORMAT, i)
+    if m < 16:
+        return _fail(p, E_TRUNCATED, m)
+    if not _gtin_ok(s + 2):
+        return _fail(p, E_BAD_GTIN_CHECK_DIGIT, 15)
+    if m < 18 or s[16] != 50 or s[17] != 49:       # "21"
+        return _fail(p, E_MISSING_SERIAL, 16 if m >= 18 else m)
+    i = 18
+    while i < m and s[i] != GS:
+        if not (CLS[s[i]] & C82):
+            return _fail(p, E_BAD_CHARACTER, i)
+        i += 1
+    seg_end = i
+    L = seg_end - 18
+    has_gs = seg_end < m
+    if L == 0:
+        return _fail(p, E_MISSING_SERIAL, 18)
+    p.kind = K_GS1
+    if has_gs and L <= SERIAL_MAX and _known_serial(L):
+        p.serial_len = <int>L
+        return _parse_tail(p, seg_end, 0, False)
+    if not has_gs and L <= SERIAL_MAX and L < 7:
+        p.serial_len = <int>L      # too short to hide a tail
+        p.ntail = 0
+        return 0
+    if not has_gs and L <= SERIAL_MAX and p.cis_mode:
+        p.serial_len = <int>L      # a CIS line: no tail unless a GS starts one
+        p.ntail = 0
+        return 0
+    # A GS is missing after the serial (or the scan is a bare CIS): list the readings the structure allows.
+    count = 0
+    plausible = 0
+    plausible_s = 0
+    chosen = 0
+    bare_known = False
+    if L <= SERIAL_MAX:
+        count = 1
+        chosen = L
+        bare_known = _known_serial(L)
+    smax = SERIAL_MAX if L - 6 > SERIAL_MAX else L - 6
+    for S in range(1, smax + 1):
+        if _parse_tail(p, 18 + S, seg_end, True) == 0:
+            count += 1
+            chosen = S
+            if _known_serial(S) and _known_tail(p):
+                plausible += 1
+                plausible_s = <int>S
+    if count == 0:
+        if L > SERIAL_MAX:
+            return _fail(p, E_SERIAL_TOO_LONG, 18 + SERIAL_MAX)
+        return _fail(p, E_BAD_TAIL, seg_end)
+    if count > 1:
+        # Several readings. One with a product group's serial length and tail wins; a scanner reads a DataMatrix,
+        # which always carries a tail, so it also beats the bare reading (parse blocklist lines with cis=True,
+        # where the bare reading is the right one). Else a bare reading of a group's length wins over tails no
+        # group uses. Anything else is refused.
+        if plausible == 1:
+            chosen = plausible_s
+        elif plausible == 0 and bare_known:
+            chosen = L
+        else:
+            return _fail(p, E_AMBIGUOUS_SERIAL, 18)
+    p.serial_len = <int>chosen
+    if chosen == L:
+        if has_gs:
+            return _parse_tail(p, seg_end, 0, False)
+        p.ntail = 0
+        return 0
+    p.repaired |= R_LOST_GS
+    return _parse_tail(p, 18 + chosen, seg_end, True)
+
+
+cdef int _parse_tobacco(Parsed* p) noexcept nogil:
+    """A 29-character pack code or its 21-character CIS: 1 if it reads as one, 0 if it is not that shape (no
+    14 leading digits), or a negative code for a tobacco-shaped scan that is broken."""
+    cdef const unsigned char* s = p.s
+    cdef Py_ssize_t k
+    for k in range(14):
+        if not (CLS[s[k]] & CDIGIT):
+            return 0
+    for k in range(14, p.m):
+        if not (CLS[s[k]] & C82):
+            return 0 if s[k] == GS else _fail(p, E_BAD_CHARACTER, k)
+    if not _gtin_ok(s):
+        return _fail(p, E_BAD_GTIN_CHECK_DIGIT, 13)
+    p.serial_len = 7
+    if p.m == 29:
+        p.kind = K_TOBACCO_PACK
+        p.ntail = 2
+        p.ai_at[0] = 21
+        p.ai_len[0] = 0
+        p.val_at[0] = 21
+        p.val_len[0] = 4
+        p.ai_at[1] = 25
+        p.ai_len[1] = 0
+        p.val_at[1] = 25
+        p.val_len[1] = 4
+    else:
+        p.kind = K_TOBACCO_CIS
+        p.ntail = 0
+    return 1
+
+
+cdef inline bint _gs1_head(const unsigned char* s) noexcept nogil:
+    """Whether s (at least 16 characters) starts "01" + a GTIN with a valid check digit."""
+    cdef int k
+    if s[0] != 48 or s[1] != 49:
+        return False
+    for k in range(2, 16):
+        if not (CLS[s[k]] & CDIGIT):
+            return False
+    return _gtin_ok(s + 2)
+
+
+cdef int _parse_body(Parsed* p) noexcept nogil:
+    cdef const unsigned char* s = p.s
+    cdef Py_ssize_t m = p.m
+    cdef int rc
+    if m == 0:
+        return _fail(p, E_EMPTY, -1)
+    if m > SCAN_MAX:
+        return _fail(p, E_TOO_LONG, -1)
+    # A 29/21-character run whose first 14 characters are a valid GTIN is a tobacco pack (or its CIS), unless it
+    # starts like an element string ("01" + a valid GTIN), the likelier reading then: a tobacco GTIN starting
+    # "01" whose characters 3..16 also pass the check digit is a 1-in-10 coincidence on a rare import.
+    if (m == 29 or m == 21) and not _gs1_head(s):
+        rc = _parse_tobacco(p)
+        if rc == 1:
+            return 0
+        if rc < 0 and not (s[0] == 48 and s[1] == 49):
+            return rc
+    if m < 2 or s[0] != 48 or s[1] != 49:
+        if not (CLS[s[0]] & C82):
+            return _fail(p, E_BAD_CHARACTER, 0)
+        if not (CLS[s[0]] & CDIGIT) and not p.decoded and _unbase64(p):
+            return _parse_body(p)
+        return _fail(p, E_UNKNOWN_FORMAT, 0)
+    return _parse_gs1(p)
+
+
+cdef bint _unbase64(Parsed* p) noexcept nogil:
+    """Some tills send the scan Base64-encoded. If p.s is Base64 (standard or URL-safe alphabet, padded or not) of
+    ASCII text that starts like a code once trimmed, point p.s at that text, decoded into a part of p.buf that
+    p.s does not use (positions: the Base64 character each byte ends in). Else leave p as it was.
+
+    Only tried on a scan that starts with a letter or punctuation, which no marking code does as it stands
+    (element strings and tobacco packs start with a digit).
+    """
+    cdef const unsigned char* s = p.s
+    cdef Py_ssize_t m = p.m, end = p.m, r, w = 0, lo, n
+    cdef Py_ssize_t d = 0       # where the decoded text goes in p.buf; p.s (m <= SCAN_MAX) is at one end or neither
+    cdef unsigned int acc = 0, v
+    cdef int bits = 0
+    cdef unsigned short at
+    cdef unsigned int repaired = p.repaired
+    if p.mapped and s - p.buf <= SCAN_MAX:
+        d = RAW_MAX - SCAN_MAX
+    while end > 0 and s[end - 1] == 61:        # '=' padding
+        end -= 1
+    if m < 8 or m - end > 2 or (m != end and m % 4 != 0) or end % 4 == 1:
+        return False
+    for r in range(end):
+        v = B64[s[r]]
+        if v > 63:
+            return False
+        acc = ((acc << 6) | v) & 0xFFFFFF
+        bits += 6
+        if bits >= 8:
+            bits -= 8
+            at = p.pos[(s - p.buf) + r] if p.mapped else <unsigned short>(p.base + r)
+            p.buf[d + w] = <unsigned char>((acc >> bits) & 0xFF)
+            if p.buf[d + w] >= 0x80:
+                return False
+            p.pos[d + w] = at
+            w += 1
+    if acc & ((1u << bits) - 1):
+        return False
+    p.pos[d + w] = p.pos[d + w - 1] + 1
+    n = _trim(p.buf + d, w, &lo, &repaired)
+    if n == 0 or not (CLS[p.buf[d + lo]] & CDIGIT):
+        return False
+    p.decoded = True
+    p.mapped = True
+    p.repaired = repaired | R_BASE64
+    p.s = p.buf + d + lo
+    p.m = n
+    return True
+
+
+cdef inline int _utf8_len(const unsigned char* s, Py_ssize_t k, Py_ssize_t n) noexcept nogil:
+    """Length of a well-formed UTF-8 sequence at s[k], or 0."""
+    cdef unsigned char c = s[k]
+    cdef int need, j
+    cdef unsigned int cp
+    if c < 0xC2:
+        return 0
+    if c < 0xE0:
+        need = 2
+        cp = c & 0x1F
+    elif c < 0xF0:
+        need = 3
+        cp = c & 0x0F
+    elif c < 0xF5:
+        need = 4
+        cp = c & 0x07
+    else:
+        return 0
+    if k + need > n:
+        return 0
+    for j in range(1, need):
+        if (s[k + j] & 0xC0) != 0x80:
+            return 0
+        cp = (cp << 6) | (s[k + j] & 0x3F)
+    if (need == 3 and (cp < 0x800 or (0xD800 <= cp <= 0xDFFF))) or (need == 4 and (cp < 0x10000 or cp > 0x10FFFF)):
+        return 0
+    return need
+
+
+cdef int _normalise(const unsigned char* raw, Py_ssize_t n, Parsed* p) noexcept nogil:
+    """Slow path: undo the Russian layout and textual GS escapes into p.buf, with positions in p.pos."""
+    cdef Py_ssize_t k = 0, j = 0, ci = 0, r, w
+    cdef bint ru = False
+    cdef unsigned char c
+    cdef int ln
+    cdef unsigned int cp
+    for k in range(n - 1):
+        if (raw[k] == 0xD0 or raw[k] == 0xD1) and (raw[k + 1] & 0xC0) == 0x80:
+            ru = True
+            break
+    k = 0
+    while k < n:
+        c = raw[k]
+        if c < 0x80:
+            if ru:
+                if CLS[c] & CALPHA:
+                    p.err_at = ci
+                    return E_MIXED_LAYOUT
+                # The Russian layout's punctuation, back to the US key that typed it.
+                if c == 46:
+                    c = 47          # . <- /
+                elif c == 44:
+                    c = 63          # , <- ?
+                elif c == 63:
+                    c = 38          # ? <- &
+                elif c == 34:
+                    c = 64          # " <- @
+                elif c == 59:
+                    c = 36          # ; <- $
+                elif c == 58:
+                    c = 94          # : <- ^
+                elif c == 47:
+                    c = 124         # / <- |
+            p.buf[j] = c
+            p.pos[j] = <unsigned short>ci
+            j += 1
+            k += 1
+            ci += 1
+            continue
+        ln = _utf8_len(raw, k, n)
+        if ln == 0:
+            p.err_at = ci
+            return E_INVALID_UTF8
+        if ln == 2:
+            cp = ((c & 0x1F) << 6) | (raw[k + 1] & 0x3F)
+            if 0x400 <= cp < 0x460 and CYR[cp - 0x400]:
+                p.buf[j] = CYR[cp - 0x400]
+                p.pos[j] = <unsigned short>ci
+                p.repaired |= R_CYRILLIC
+                j += 1
+                k += 2
+                ci += 1
+                continue
+        p.err_at = ci
+        return E_BAD_CHARACTER
+    p.pos[j] = <unsigned short>ci
+    # Textual GS: \u001d, \x1d (hex digits in either case), also with a doubled backslash.
+    r = 0
+    w = 0
+    while r < j:
+        c = p.buf[r]
+        if c == 92:
+            ln = 0
+            k = r + 1
+            if k < j and p.buf[k] == 92:
+                k += 1
+            if k + 5 <= j and (p.buf[k] == 117 or p.buf[k] == 85) and p.buf[k + 1] == 48 and p.buf[k + 2] == 48 \
+                    and p.buf[k + 3] == 49 and (p.buf[k + 4] == 100 or p.buf[k + 4] == 68):
+                ln = <int>(k + 5 - r)
+            elif k + 3 <= j and (p.buf[k] == 120 or p.buf[k] == 88) and p.buf[k + 1] == 49 \
+                    and (p.buf[k + 2] == 100 or p.buf[k + 2] == 68):
+                ln = <int>(k + 3 - r)
+            if ln:
+                p.buf[w] = GS
+                p.pos[w] = p.pos[r]
+                p.repaired |= R_ESCAPED_GS
+                w += 1
+                r += ln
+                continue
+        p.buf[w] = c
+        p.pos[w] = p.pos[r]
+        w += 1
+        r += 1
+    p.pos[w] = p.pos[j]
+    return <int>w
+
+
+cdef int _parse(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode) noexcept nogil:
+    """The core: 0 and p filled, or a negative E_* code with p.err_at set."""
+    cdef Py_ssize_t lo, m, k
+    cdef int rc
+    p.repaired = 0
+    p.mapped = False
+    p.cis_mode = cis_mode
+    p.decoded = False
+    p.ntail = 0
+    p.err_at = -1
+    if n <= 0:
+        return E_EMPTY
+    if n > RAW_MAX:
+        return E_TOO_LONG
+    m = _trim(raw, n, &lo, &p.repaired)
+    p.s = raw + lo
+    p.m = m
+    p.base = lo
+    rc = _parse_body(p)
+    if rc == 0:
+        return 0
+    for k in range(n):
+        if raw[k] >= 0x80 or raw[k] == 92:
+            break
+    else:
+        return rc
+    # Non-ASCII or a backslash: undo the layout and escapes, then parse again.
+    p.repaired = 0
+    p.decoded = False
+    p.ntail = 0
+    p.err_at = -1
+    rc = _normalise(raw, n, p)
+    if rc < 0:
+        return rc
+    p.mapped = True
+    m = _trim(p.buf, rc, &lo, &p.repaired)
+    p.s = p.buf + lo
+    p.m = m
+    return _parse_body(p)
+
+
+cdef inline Py_ssize_t _write_identity(Parsed* p, unsigned char* out) noexcept nogil:
+    cdef const unsigned char* s = p.s
+    out[0] = 48
+    out[1] = 49
+    out[16] = 50
+    out[17] = 49
+    if p.kind == K_GS1:
+        memcpy(out + 2, s + 2, 14)
+        memcpy(out + 18, s + 18, p.serial_len)
+    else:
+        memcpy(out + 2, s, 14)
+        memcpy(out + 18, s + 14, 7)
+    return 18 + p.serial_len
+
+
+cdef Py_ssize_t cut_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil:
+    cdef Parsed p
+    cdef int rc = _parse(raw, n, &p, False)
+    if rc < 0:
+        return rc
+    return _write_identity(&p, out)
+
+
+cdef Py_ssize_t cut_cis_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil:
+    cdef Parsed p
+    cdef int rc = _parse(raw, n, &p, True)
+    if rc < 0:
+        return rc
+    return _write_identity(&p, out)
+
+
+# ---------------------------------------------------------------------------------------------- Python API
+
+class CodeError(ValueError):
+    """A scan that is not a valid marking code.
+
+    `reason` is a stable machine-readable string (one of `REASONS`); `position` the index (in code points of the
+    input) of the character where parsing failed, or None when no single character is to blame.
+    """
+
+    def __init__(self, reason, position=None, message=None):
+        if message is None:
+            message = _MESSAGES.get(reason, reason)
+            if position is not None:
+                message = f"{message} (at position {position})"
+        super().__init__(message)
+        self.reason = reason
+        self.position = position
+
+    def __reduce__(self):
+        return (type(self), (self.reason, self.position, str(self)))
+
+
+def reason_of(int code):
+    """The `CodeError.reason` for a negative return code of `cut_identity`."""
+    if -len(REASONS) <= code <= -1:
+        return REASONS[-code - 1]
+    raise ValueError(f"not a cut_identity error code: {code}")
+
+
+cdef object _error(int rc, Py_ssize_t at):
+    return CodeError(REASONS[-rc - 1], None if at < 0 else at)
+
+
+cdef object _utf8_error(object raw):
+    cdef Py_ssize_t i
+    for i, ch in enumerate(raw):
+        if 0xD800 <= ord(ch) <= 0xDFFF:
+            return CodeError("invalid_utf8", i)
+    return CodeError("invalid_utf8", None)
+
+
+cdef inline object _coerce(object raw):
+    """raw itself if the core can read it in place (str, bytes, bytearray), else a bytes copy of its buffer."""
+    if isinstance(raw, (str, bytes, bytearray)):
+        return raw
+    try:
+        return memoryview(raw).tobytes()
+    except TypeError:
+        raise TypeError(f"a marking code is str or bytes, not {type(raw).__name__}") from None
+
+
+cdef inline int _run(object raw, Parsed* p, bint cis) except? -100:
+    """Parse raw (str, bytes or bytearray, kept alive by the caller: p.s may point into it) into p; return the
+    core's code (negative: failed, p.err_at set; -2 there: a str that is not valid Unicode)."""
+    cdef const char* data
+    cdef Py_ssize_t n
+    if isinstance(raw, str):
+        if PyUnicode_GET_LENGTH(raw) > RAW_MAX:
+            p.err_at = -1
+            return E_TOO_LONG
+        data = _as_utf8(raw, &n)
+        if data == NULL:
+            PyErr_Clear()
+            p.err_at = -2
+            return E_INVALID_UTF8
+        return _parse(<const unsigned char*>data, n, p, cis)
+    if isinstance(raw, bytes):
+        return _parse(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), p, cis)
+    return _parse(<const unsigned char*>PyByteArray_AS_STRING(raw), PyByteArray_GET_SIZE(raw), p, cis)
+
+
+cdef inline object _raise_for(int rc, Parsed* p, object raw):
+    if p.err_at == -2:
+        raise _utf8_error(raw)
+    raise _error(rc, p.err_at)
+
+
+def identity_of(raw, *, bint cis=False):
+    """The canonical identity bytes (`01` + GTIN + `21` + serial) of a scan; raises CodeError.
+
+    Byte for byte what `cut_identity` writes (`cut_cis_identity` with cis=True): the bulk paths use this.
+    """
+    cdef Parsed p
+    cdef unsigned char out[IDENTITY_MAX]
+    raw = _coerce(raw)
+    cdef int rc = _run(raw, &p, cis)
+    if rc < 0:
+        _raise_for(rc, &p, raw)
+    return PyBytes_FromStringAndSize(<char*>out, _write_identity(&p, out))
+
+
+cdef inline str _ascii(const char* s, Py_ssize_t n):
+    return PyUnicode_DecodeASCII(s, n, NULL)
+
+
+cdef class MarkingCode:
+    """A parsed marking code. Immutable; attributes are computed from the normalised scan on access.
+
+    Two codes are equal when they are the same code (same kind, identity and tail), whatever repairs their
+    scans needed.
+    """
+
+    cdef bytes _s
+    cdef int _kind
+    cdef int _serial_len
+    cdef int _ntail
+    cdef unsigned int _repaired
+    cdef unsigned short _ai_at[TAIL_MAX]
+    cdef unsigned char _ai_len[TAIL_MAX]
+    cdef unsigned short _val_at[TAIL_MAX]
+    cdef unsigned short _val_len[TAIL_MAX]
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("MarkingCode is made by parse_code()")
+
+    @property
+    def kind(self):
+        """"gs1", "tobacco_pack" (29 characters) or "tobacco_pack_cis" (its 21-character CIS)."""
+        return KINDS[self._kind - 1]
+
+    @property
+    def gtin(self):
+        """The 14-digit GTIN."""
+        cdef const char* s = PyBytes_AS_STRING(self._s)
+        return _ascii(s + 2, 14) if self._kind == K_GS1 else _ascii(s, 14)
+
+    @property
+    def serial(self):
+        """The serial (AI 21 value; for a tobacco pack its 7 characters after the GTIN)."""
+        cdef const char* s = PyBytes_AS_STRING(self._s)
+        return _ascii(s + 18, self._serial_len) if self._kind == K_GS1 else _ascii(s + 14, 7)
+
+    @property
+    def identity(self):
+        """Canonical identity: "01" + GTIN + "21" + serial, for every kind."""
+        cdef const char* s = PyBytes_AS_STRING(self._s)
+        if self._kind == K_GS1:
+            return _ascii(s, 18 + self._serial_len)
+        return "01" + _ascii(s, 14) + "21" + _ascii(s + 14, 7)
+
+    @property
+    def cis(self):
+        """The CIS as CRPT prints it: the GS1 form, or a tobacco pack's first 21 characters."""
+        cdef const char* s = PyBytes_AS_STRING(self._s)
+        if self._kind == K_GS1:
+            return _ascii(s, 18 + self._serial_len)
+        return _ascii(s, 21)
+
+    @property
+    def tail(self):
+        """What follows the serial, in order: AI -> value; a tobacco pack's {"price": ..., "check": ...}."""
+        cdef const char* s = PyBytes_AS_STRING(self._s)
+        cdef dict out = {}
+        cdef int k
+        if self._kind == K_TOBACCO_PACK:
+            out["price"] = _ascii(s + 21, 4)
+            out["check"] = _ascii(s + 25, 4)
+            return out
+        for k in range(self._ntail):
+            out[_ascii(s + self._ai_at[k], self._ai_len[k])] = _ascii(s + self._val_at[k], self._val_len[k])
+        return out
+
+    @property
+    def repaired(self):
+        """Names of the scanner damage undone to read this code (see REPAIRS), in a fixed order."""
+        cdef int k
+        return tuple(REPAIRS[k] for k in range(len(REPAIRS)) if self._repaired & (1 << k))
+
+    @property
+    def element_string(self):
+        """The code in canonical form: GS1 element string with GS (0x1D) before every tail AI; a tobacco pack's
+        29 characters as scanned. What the online check (True API) expects as the full code."""
+        cdef const char* s = PyBytes_AS_STRING(self._s)
+        cdef int k
+        if self._kind != K_GS1:
+            return _ascii(s, PyBytes_GET_SIZE(self._s))
+        parts = [_ascii(s, 18 + self._serial_len)]
+        for k in range(self._ntail):
+            parts.append(_ascii(s + self._ai_at[k], self._ai_len[k] + self._val_len[k]))
+        return "\x1d".join(parts)
+
+    def _key(self):
+        return (self._kind, self.element_string)
+
+    def __eq__(self, other):
+        if not isinstance(other, MarkingCode):
+            return NotImplemented
+        return self._key() == (<MarkingCode>other)._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        return (f"MarkingCode({self.cis!r}, kind={self.kind!r}, tail={self.tail!r}"
+                f"{', repaired=' + repr(self.repaired) if self._repaired else ''})")
+
+    def __reduce__(self):
+        return (parse_code, (self.element_string,))
+
+
+def parse_code(raw, *, bint cis=False):
+    """Parse what a scanner or till sent (str or bytes) into a MarkingCode; raises CodeError.
+
+    cis=True reads a CIS line (a blocklist entry, a printed CIS): without a GS, everything after AI 21 is the
+    serial. By default a GS-less scan is read as a scanner's, whose GS may be lost (see docs/codes.md).
+    """
+    cdef Parsed p
+    cdef MarkingCode mc
+    raw = _coerce(raw)
+    cdef int rc = _run(raw, &p, cis)
+    cdef Py_ssize_t k
+    if rc < 0:
+        _raise_for(rc, &p, raw)
+    mc = MarkingCode.__new__(MarkingCode)
+    mc._s = PyBytes_FromStringAndSize(<const char*>p.s, p.m)
+    mc._kind = p.kind
+    mc._serial_len = p.serial_len
+    mc._ntail = p.ntail
+    mc._repaired = p.repaired
+    for k in range(p.ntail):
+        mc._ai_at[k] = p.ai_at[k]
+        mc._ai_len[k] = p.ai_len[k]
+        mc._val_at[k] = p.val_at[k]
+        mc._val_len[k] = p.val_len[k]
+    return mc
+
+
+def _cut_repeatedly(raw, Py_ssize_t repeat, *, bint cis=False):
+    """Run cut_identity (cut_cis_identity with cis=True) `repeat` times on one scan, with no Python in the loop; for
+    benches measuring its cost and tests reaching the C entry points.
+
+    Returns the identity bytes (or raises CodeError), so a bench can assert what it timed.
+    """
+    cdef bytes data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else bytes(raw)
+    cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(data)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(data), r, got = 0
+    cdef unsigned char out[IDENTITY_MAX]
+    with nogil:
+        if cis:
+            for r in range(repeat):
+                got = cut_cis_identity(s, n, out)
+        else:
+            for r in range(repeat):
+                got = cut_identity(s, n, out)
+    if got < 0:
+        raise _error(<int>got, -1)
+    return PyBytes_FromStringAndSize(<char*>out, got)
