@@ -4,7 +4,8 @@ The compiled core (`_codes`, `_probe`) parses scans and probes the prefilter wit
 `Blocklist` keeps everything in one LMDB environment.
 """
 
-from ._codes import CodeError, MarkingCode, parse_code
+from ._codes import CodeError, MarkingCode, identity_of, parse_code
+from ._probe import NotAttachedError
 from .store import (
     Block,
     Blocklist,
@@ -26,10 +27,12 @@ __all__ = [
     "LoadError",
     "LoadReport",
     "MarkingCode",
+    "NotAttachedError",
     "Status",
     "StoreError",
     "Verdict",
     "VersionError",
+    "identity_of",
     "parse_code",
     "set_digest_of",
 ]

@@ -316,3 +316,16 @@ def test_a_cis_whose_serial_ends_like_a_93_tail_is_loaded_whole(db):
     db.apply_delta(remove=[cis], to_version=2)
     assert not db.is_blocked(cis + GS + "93abcd")
     assert db.info()["codes"] == 0
+
+
+def test_a_bare_cis_that_reads_like_a_lost_gs_scan_is_still_found(db):
+    gtin = gtin_with_check("4600000000017")
+    cis = f"01{gtin}21ABCDEFG93wxyz"
+    short_reading = f"01{gtin}21ABCDEFG"
+    db.load([[cis]])
+    verdict = db.check(cis)
+    assert verdict.blocked and verdict.identity == cis
+    assert db.is_blocked(cis)
+    assert db.is_blocked_many([cis, short_reading]) == [True, False]
+    db.load([[short_reading]])
+    assert db.check(cis).blocked and db.check(cis).identity == short_reading

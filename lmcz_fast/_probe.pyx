@@ -1,0 +1,1142 @@
+# cython: language_level=3, embedsignature=True, auto_pickle=False, cdivision=True
+"""Hashing and probing core: XXH3-64, a zero-copy reader of Roaring's portable format, and ``ProbeBase``.
+
+Everything a till asks millions of times a day runs here without touching a Python object: the scan's UTF-8
+bytes are cut to the canonical identity (``_codes.cut_identity``), hashed with XXH3-64 (seed 0, default secret,
+implemented from the public xxHash specification), and the low 32 bits are probed in a Roaring bitmap that
+lives in someone else's buffer (the LMDB memory map). Only a prefilter hit calls back into Python, to the
+subclass's exact ``_confirm``.
+
+Per process, attaching a prefilter builds one derived table (65536 entries of 16 bytes, 1 MiB): for each high
+16-bit key, where its container is, its kind and size, and a 64-bit summary of which 1024-value ranges it
+occupies. A probe is one load of that entry, which alone answers ~80 % of absent keys at 900k codes, and at
+most one container search. The serialization itself is never copied.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF
+from cpython.exc cimport PyErr_Clear
+from cpython.array cimport array as c_array, resize as array_resize
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT64_MAX
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcmp, memcpy, memset
+
+from lmcz_fast._codes cimport IDENTITY_MAX, cut_cis_identity, cut_identity
+
+import array as _py_array
+
+from lmcz_fast import _codes as _codes_mod
+
+cdef extern from "Python.h":
+    bint PyUnicode_IS_COMPACT_ASCII(object o)
+    void* PyUnicode_DATA(object o)
+    Py_ssize_t PyUnicode_GET_LENGTH(object o)
+    bint PyUnicode_Check(object o)
+    bint PyBytes_Check(object o)
+    bint PyByteArray_Check(object o)
+    bint PyList_CheckExact(object o)
+    bint PyTuple_CheckExact(object o)
+    Py_ssize_t PyList_GET_SIZE(object o)
+    Py_ssize_t PyTuple_GET_SIZE(object o)
+    PyObject* PyList_GET_ITEM(object o, Py_ssize_t i)
+    PyObject* PyTuple_GET_ITEM(object o, Py_ssize_t i)
+    const char* _utf8_or_null "PyUnicode_AsUTF8AndSize"(object o, Py_ssize_t* size)
+
+
+# Small C primitives the algorithms are written with: little-endian unaligned loads (the memory map gives no
+# alignment guarantee), the 64x64->128 multiply XXH3 folds, software prefetch, and the coarse monotonic clock.
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+    #include <time.h>
+
+    /* GCC's -Warray-bounds follows the inlined short-input XXH3 branches into 38-byte identity buffers and
+       warns about reads on paths the length tests exclude; every read here is bounded by its length check. */
+    #if defined(__GNUC__) && !defined(__clang__)
+    #pragma GCC diagnostic ignored "-Warray-bounds"
+    #pragma GCC diagnostic ignored "-Wstringop-overread"
+    #endif
+
+    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    #define LMCZ_BIG_ENDIAN 1
+    #else
+    #define LMCZ_BIG_ENDIAN 0
+    #endif
+
+    static inline uint64_t lmcz_r64(const void* p) {
+        uint64_t v; memcpy(&v, p, 8);
+    #if LMCZ_BIG_ENDIAN
+        v = __builtin_bswap64(v);
+    #endif
+        return v;
+    }
+    static inline uint32_t lmcz_r32(const void* p) {
+        uint32_t v; memcpy(&v, p, 4);
+    #if LMCZ_BIG_ENDIAN
+        v = __builtin_bswap32(v);
+    #endif
+        return v;
+    }
+    static inline uint32_t lmcz_r16(const void* p) {
+        uint16_t v; memcpy(&v, p, 2);
+    #if LMCZ_BIG_ENDIAN
+        v = __builtin_bswap16(v);
+    #endif
+        return v;
+    }
+    static inline uint64_t lmcz_bswap64(uint64_t x) { return __builtin_bswap64(x); }
+    static inline uint32_t lmcz_bswap32(uint32_t x) { return __builtin_bswap32(x); }
+    static inline uint64_t lmcz_rotl64(uint64_t x, unsigned r) { return (x << r) | (x >> (64 - r)); }
+
+    /* Full 64x64 -> 128-bit product, folded to 64 bits by XOR of its halves. */
+    static inline uint64_t lmcz_mul_fold(uint64_t a, uint64_t b) {
+    #if defined(__SIZEOF_INT128__)
+        __uint128_t p = (__uint128_t)a * b;
+        return (uint64_t)p ^ (uint64_t)(p >> 64);
+    #else
+        uint64_t al = a & 0xFFFFFFFFu, ah = a >> 32, bl = b & 0xFFFFFFFFu, bh = b >> 32;
+        uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+        uint64_t mid = (ll >> 32) + (lh & 0xFFFFFFFFu) + (hl & 0xFFFFFFFFu);
+        uint64_t lo = (mid << 32) | (ll & 0xFFFFFFFFu);
+        uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+        return lo ^ hi;
+    #endif
+    }
+
+    #if defined(__GNUC__) || defined(__clang__)
+    #define lmcz_prefetch(p) __builtin_prefetch((const void*)(p), 0, 3)
+    #else
+    #define lmcz_prefetch(p) ((void)(p))
+    #endif
+
+    #ifndef CLOCK_MONOTONIC_COARSE
+    #define CLOCK_MONOTONIC_COARSE CLOCK_MONOTONIC
+    #endif
+    static inline int64_t lmcz_now_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return (int64_t)ts.tv_sec * 1000000000LL + (int64_t)ts.tv_nsec;
+    }
+
+    /* XXH3's default 192-byte secret (kSecret), as listed in the xxHash specification. */
+    static const uint8_t lmcz_xxh3_secret[192] = {
+      0xb8, 0xfe, 0x6c, 0x39, 0x23, 0xa4, 0x4b, 0xbe, 0x7c, 0x01, 0x81, 0x2c, 0xf7, 0x21, 0xad, 0x1c,
+      0xde, 0xd4, 0x6d, 0xe9, 0x83, 0x90, 0x97, 0xdb, 0x72, 0x40, 0xa4, 0xa4, 0xb7, 0xb3, 0x67, 0x1f,
+      0xcb, 0x79, 0xe6, 0x4e, 0xcc, 0xc0, 0xe5, 0x78, 0x82, 0x5a, 0xd0, 0x7d, 0xcc, 0xff, 0x72, 0x21,
+      0xb8, 0x08, 0x46, 0x74, 0xf7, 0x43, 0x24, 0x8e, 0xe0, 0x35, 0x90, 0xe6, 0x81, 0x3a, 0x26, 0x4c,
+      0x3c, 0x28, 0x52, 0xbb, 0x91, 0xc3, 0x00, 0xcb, 0x88, 0xd0, 0x65, 0x8b, 0x1b, 0x53, 0x2e, 0xa3,
+      0x71, 0x64, 0x48, 0x97, 0xa2, 0x0d, 0xf9, 0x4e, 0x38, 0x19, 0xef, 0x46, 0xa9, 0xde, 0xac, 0xd8,
+      0xa8, 0xfa, 0x76, 0x3f, 0xe3, 0x9c, 0x34, 0x3f, 0xf9, 0xdc, 0xbb, 0xc7, 0xc7, 0x0b, 0x4f, 0x1d,
+      0x8a, 0x51, 0xe0, 0x4b, 0xcd, 0xb4, 0x59, 0x31, 0xc8, 0x9f, 0x7e, 0xc9, 0xd9, 0x78, 0x73, 0x64,
+      0xea, 0xc5, 0xac, 0x83, 0x34, 0xd3, 0xeb, 0xc3, 0xc5, 0x81, 0xa0, 0xff, 0xfa, 0x13, 0x63, 0xeb,
+      0x17, 0x0d, 0xdd, 0x51, 0xb7, 0xf0, 0xda, 0x49, 0xd3, 0x16, 0x55, 0x26, 0x29, 0xd4, 0x68, 0x9e,
+      0x2b, 0x16, 0xbe, 0x58, 0x7d, 0x47, 0xa1, 0xfc, 0x8f, 0xf8, 0xb8, 0xd1, 0x7a, 0xd0, 0x31, 0xce,
+      0x45, 0xcb, 0x3a, 0x8f, 0x95, 0x16, 0x04, 0x28, 0xaf, 0xd7, 0xfb, 0xca, 0xbb, 0x4b, 0x40, 0x7e,
+    };
+
+    /* Prefetch the container lines a probe of `v` reads: an array's first and last bytes (2 lines at most for
+       the ~14-value arrays of a 900k prefilter), a bitset's word. Written branch-free: GCC 12 drops
+       __builtin_prefetch calls inside a switch. */
+    static inline void lmcz_prefetch_container(const uint8_t* c, int bitset, uint32_t n, uint32_t v) {
+        const uint8_t* second = bitset ? c + (((v & 0xFFFFu) >> 6) << 3) : c + 2 * (size_t)n - 1;
+        lmcz_prefetch(c);
+        lmcz_prefetch(second);
+    }
+
+    /* Roaring container searches. Branch-free lower bounds (the compiler turns the ternaries into cmov), so a
+       probe costs the container's cache miss and a handful of cycles. */
+    static inline int lmcz_array_contains(const uint8_t* c, uint32_t n, uint32_t x) {
+        while (n > 1) {
+            uint32_t half = n >> 1;
+            c = (lmcz_r16(c + 2 * half) <= x) ? c + 2 * half : c;
+            n -= half;
+        }
+        return lmcz_r16(c) == x;
+    }
+    static inline int lmcz_run_contains(const uint8_t* c, uint32_t n, uint32_t x) {
+        if (lmcz_r16(c) > x) return 0;
+        while (n > 1) {
+            uint32_t half = n >> 1;
+            c = (lmcz_r16(c + 4 * half) <= x) ? c + 4 * half : c;
+            n -= half;
+        }
+        return x - lmcz_r16(c) <= lmcz_r16(c + 2);
+    }
+    static inline int lmcz_u64_contains(const uint8_t* a, size_t n, uint64_t x) {
+        if (n == 0) return 0;
+        while (n > 1) {
+            size_t half = n >> 1;
+            a = (lmcz_r64(a + 8 * half) <= x) ? a + 8 * half : a;
+            n -= half;
+        }
+        return lmcz_r64(a) == x;
+    }
+    """
+    uint64_t lmcz_r64(const void* p) noexcept nogil
+    uint32_t lmcz_r32(const void* p) noexcept nogil
+    uint32_t lmcz_r16(const void* p) noexcept nogil
+    uint64_t lmcz_bswap64(uint64_t x) noexcept nogil
+    uint32_t lmcz_bswap32(uint32_t x) noexcept nogil
+    uint64_t lmcz_rotl64(uint64_t x, unsigned r) noexcept nogil
+    uint64_t lmcz_mul_fold(uint64_t a, uint64_t b) noexcept nogil
+    void lmcz_prefetch(const void* p) noexcept nogil
+    int64_t lmcz_now_ns() noexcept nogil
+    const uint8_t* lmcz_xxh3_secret
+    bint lmcz_array_contains(const uint8_t* c, uint32_t n, uint32_t x) noexcept nogil
+    bint lmcz_run_contains(const uint8_t* c, uint32_t n, uint32_t x) noexcept nogil
+    bint lmcz_u64_contains(const uint8_t* a, size_t n, uint64_t x) noexcept nogil
+    int __builtin_popcountll(unsigned long long x) noexcept nogil
+    void lmcz_prefetch_container(const uint8_t* c, bint bitset, uint32_t n, uint32_t v) noexcept nogil
+
+
+# --------------------------------------------------------------------------------------------------------------
+# XXH3-64, seed 0, default secret (xxHash specification, "XXH3 Algorithm Description")
+# --------------------------------------------------------------------------------------------------------------
+
+cdef enum:
+    SECRET_SIZE = 192
+    STRIPE_LEN = 64
+    STRIPES_PER_BLOCK = 16     # (SECRET_SIZE - STRIPE_LEN) / 8
+    BLOCK_LEN = 1024           # STRIPE_LEN * STRIPES_PER_BLOCK
+
+cdef uint64_t P32_1 = 0x9E3779B1U
+cdef uint64_t P32_2 = 0x85EBCA77U
+cdef uint64_t P32_3 = 0xC2B2AE3DU
+cdef uint64_t P64_1 = 0x9E3779B185EBCA87ULL
+cdef uint64_t P64_2 = 0xC2B2AE3D27D4EB4FULL
+cdef uint64_t P64_3 = 0x165667B19E3779F9ULL
+cdef uint64_t P64_4 = 0x85EBCA77C2B2AE63ULL
+cdef uint64_t P64_5 = 0x27D4EB2F165667C5ULL
+
+
+cdef inline uint64_t _avalanche(uint64_t x) noexcept nogil:
+    x ^= x >> 37
+    x *= 0x165667919E3779F9ULL      # PRIME_MX1
+    x ^= x >> 32
+    return x
+
+
+cdef inline uint64_t _avalanche_xxh64(uint64_t x) noexcept nogil:
+    x ^= x >> 33
+    x *= 0xC2B2AE3D27D4EB4FULL      # PRIME64_2
+    x ^= x >> 29
+    x *= 0x165667B19E3779F9ULL      # PRIME64_3
+    x ^= x >> 32
+    return x
+
+
+cdef inline uint64_t _mix16(const uint8_t* data, const uint8_t* secret) noexcept nogil:
+    return lmcz_mul_fold(lmcz_r64(data) ^ lmcz_r64(secret), lmcz_r64(data + 8) ^ lmcz_r64(secret + 8))
+
+
+cdef inline uint64_t _xxh3_0to16(const uint8_t* p, size_t n) noexcept nogil:
+    cdef const uint8_t* s = lmcz_xxh3_secret
+    cdef uint32_t combined
+    cdef uint64_t v, lo, hi
+    if n > 8:
+        lo = lmcz_r64(p) ^ (lmcz_r64(s + 24) ^ lmcz_r64(s + 32))
+        hi = lmcz_r64(p + n - 8) ^ (lmcz_r64(s + 40) ^ lmcz_r64(s + 48))
+        return _avalanche(<uint64_t>n + lmcz_bswap64(lo) + hi + lmcz_mul_fold(lo, hi))
+    if n >= 4:
+        v = (<uint64_t>lmcz_r32(p + n - 4) | (<uint64_t>lmcz_r32(p) << 32)) ^ (lmcz_r64(s + 8) ^ lmcz_r64(s + 16))
+        v ^= lmcz_rotl64(v, 49) ^ lmcz_rotl64(v, 24)
+        v *= 0x9FB21C651E98DF25ULL  # PRIME_MX2
+        v ^= (v >> 35) + <uint64_t>n
+        v *= 0x9FB21C651E98DF25ULL
+        v ^= v >> 28
+        return v
+    if n > 0:
+        combined = (<uint32_t>p[n - 1]) | (<uint32_t>n << 8) | (<uint32_t>p[0] << 16) | (<uint32_t>p[n >> 1] << 24)
+        return _avalanche_xxh64(<uint64_t>(lmcz_r32(s) ^ lmcz_r32(s + 4)) ^ <uint64_t>combined)
+    return _avalanche_xxh64(lmcz_r64(s + 56) ^ lmcz_r64(s + 64))
+
+
+cdef inline uint64_t _xxh3_17to128(const uint8_t* p, size_t n) noexcept nogil:
+    cdef const uint8_t* s = lmcz_xxh3_secret
+    cdef uint64_t acc = <uint64_t>n * 0x9E3779B185EBCA87ULL   # PRIME64_1
+    if n > 32:
+        if n > 64:
+            if n > 96:
+                acc += _mix16(p + 48, s + 96)
+                acc += _mix16(p + n - 64, s + 112)
+            acc += _mix16(p + 32, s + 64)
+            acc += _mix16(p + n - 48, s + 80)
+        acc += _mix16(p + 16, s + 32)
+        acc += _mix16(p + n - 32, s + 48)
+    acc += _mix16(p, s)
+    acc += _mix16(p + n - 16, s + 16)
+    return _avalanche(acc)
+
+
+cdef uint64_t _xxh3_129to240(const uint8_t* p, size_t n) noexcept nogil:
+    cdef const uint8_t* s = lmcz_xxh3_secret
+    cdef uint64_t acc = <uint64_t>n * 0x9E3779B185EBCA87ULL
+    cdef size_t i, chunks = n >> 4
+    for i in range(8):
+        acc += _mix16(p + 16 * i, s + 16 * i)
+    acc = _avalanche(acc)
+    for i in range(8, chunks):
+        acc += _mix16(p + 16 * i, s + 16 * (i - 8) + 3)
+    acc += _mix16(p + n - 16, s + 119)
+    return _avalanche(acc)
+
+
+cdef inline void _accumulate(uint64_t* acc, const uint8_t* stripe, const uint8_t* secret) noexcept nogil:
+    cdef int i
+    cdef uint64_t lane, v
+    for i in range(8):
+        lane = lmcz_r64(stripe + 8 * i)
+        v = lane ^ lmcz_r64(secret + 8 * i)
+        acc[i ^ 1] += lane
+        acc[i] += (v & 0xFFFFFFFFULL) * (v >> 32)
+
+
+cdef uint64_t _xxh3_long(const uint8_t* p, size_t n) noexcept nogil:
+    cdef const uint8_t* s = lmcz_xxh3_secret
+    cdef uint64_t acc[8]
+    cdef size_t b, k, blocks = (n - 1) // BLOCK_LEN, stripes
+    cdef const uint8_t* blk
+    cdef uint64_t result
+    cdef int i
+    acc[0] = P32_3
+    acc[1] = P64_1
+    acc[2] = P64_2
+    acc[3] = P64_3
+    acc[4] = P64_4
+    acc[5] = P32_2
+    acc[6] = P64_5
+    acc[7] = P32_1
+    for b in range(blocks):
+        blk = p + b * BLOCK_LEN
+        for k in range(<size_t>STRIPES_PER_BLOCK):
+            _accumulate(acc, blk + k * STRIPE_LEN, s + 8 * k)
+        for i in range(8):
+            acc[i] ^= acc[i] >> 47
+            acc[i] ^= lmcz_r64(s + SECRET_SIZE - STRIPE_LEN + 8 * i)
+            acc[i] *= P32_1
+    blk = p + blocks * BLOCK_LEN
+    stripes = ((n - 1) - blocks * BLOCK_LEN) // STRIPE_LEN
+    for k in range(stripes):
+        _accumulate(acc, blk + k * STRIPE_LEN, s + 8 * k)
+    _accumulate(acc, p + n - STRIPE_LEN, s + SECRET_SIZE - STRIPE_LEN - 7)
+    result = <uint64_t>n * P64_1
+    for i in range(4):
+        result += lmcz_mul_fold(acc[2 * i] ^ lmcz_r64(s + 11 + 16 * i), acc[2 * i + 1] ^ lmcz_r64(s + 19 + 16 * i))
+    return _avalanche(result)
+
+
+cdef uint64_t xxh3_64(const void* data, size_t n) noexcept nogil:
+    """XXH3-64 of ``n`` bytes at ``data`` with seed 0 and the default secret."""
+    cdef const uint8_t* p = <const uint8_t*>data
+    if n <= 16:
+        return _xxh3_0to16(p, n)
+    if n <= 128:
+        return _xxh3_17to128(p, n)
+    if n <= 240:
+        return _xxh3_129to240(p, n)
+    return _xxh3_long(p, n)
+
+
+cdef inline uint32_t _identity_key(const uint8_t* p, size_t n) noexcept nogil:
+    """Prefilter key of an identity (at most IDENTITY_MAX bytes): xxh3_64 inlined for the hot paths."""
+    if n <= 16:
+        return <uint32_t>_xxh3_0to16(p, n)
+    return <uint32_t>_xxh3_17to128(p, n)
+
+
+@cython.binding(False)
+@cython.always_allow_keywords(False)
+def xxh3_64_intdigest(data) -> int:
+    """XXH3-64 (seed 0) of a bytes-like object, equal to ``xxhash.xxh3_64_intdigest(data)``."""
+    cdef Py_buffer view
+    cdef uint64_t h
+    if PyBytes_Check(data):
+        return xxh3_64(PyBytes_AS_STRING(data), <size_t>PyBytes_GET_SIZE(data))
+    if isinstance(data, str):
+        raise TypeError("xxh3_64_intdigest() takes bytes-like data, not str; encode it first")
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        h = xxh3_64(view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+    return h
+
+
+def prefilter_key(identity) -> int:
+    """The prefilter key of a canonical identity: the low 32 bits of its XXH3-64."""
+    cdef Py_buffer view
+    cdef uint32_t k
+    if isinstance(identity, str):
+        identity = (<str>identity).encode("ascii")
+    PyObject_GetBuffer(identity, &view, PyBUF_SIMPLE)
+    try:
+        k = <uint32_t>xxh3_64(view.buf, <size_t>view.len)
+    finally:
+        PyBuffer_Release(&view)
+    return k
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Roaring portable format, read in place
+# --------------------------------------------------------------------------------------------------------------
+
+cdef enum:
+    SERIAL_COOKIE_NO_RUNCONTAINER = 12346
+    SERIAL_COOKIE = 12347
+    NO_OFFSET_THRESHOLD = 4
+    MAX_CONTAINERS = 65536
+    ARRAY_MAX = 4096
+    BITSET_BYTES = 8192
+    KIND_NONE = 0
+    KIND_ARRAY = 1
+    KIND_BITSET = 2
+    KIND_RUN = 3
+
+
+cdef struct Entry:
+    uint64_t summary    # bit i: the container holds a value in [1024 i, 1024 i + 1023]; 0 when absent
+    uint32_t offset     # of the container's values (runs: of the first pair) from the buffer's start
+    uint16_t kind
+    uint16_t n          # array: cardinality; run: number of runs; bitset: unused
+
+
+cdef struct RIndex:
+    const uint8_t* base
+    Py_ssize_t size
+    Entry* table        # MAX_CONTAINERS entries, indexed by the high 16 bits of a value
+    uint32_t containers
+    uint64_t cardinality
+
+
+cdef inline bint rindex_contains(const RIndex* ix, uint32_t v) noexcept nogil:
+    cdef Entry e = ix.table[v >> 16]
+    cdef uint32_t lo = v & 0xFFFF
+    cdef const uint8_t* c = ix.base + e.offset
+    if not ((e.summary >> (lo >> 10)) & 1):
+        return False
+    if e.kind == KIND_ARRAY:
+        return lmcz_array_contains(c, e.n, lo)
+    if e.kind == KIND_BITSET:
+        return (lmcz_r64(c + ((lo >> 6) << 3)) >> (lo & 63)) & 1
+    if e.kind == KIND_RUN:
+        return lmcz_run_contains(c, e.n, lo)
+    return False
+
+
+cdef inline void rindex_prefetch_container(const RIndex* ix, Entry e, uint32_t v) noexcept nogil:
+    if (e.summary >> ((v & 0xFFFF) >> 10)) & 1:
+        lmcz_prefetch_container(ix.base + e.offset, e.kind == KIND_BITSET, e.n, v)
+
+
+cdef inline bint rindex_contains_entry(const RIndex* ix, Entry e, uint32_t v) noexcept nogil:
+    cdef uint32_t lo = v & 0xFFFF
+    cdef const uint8_t* c = ix.base + e.offset
+    if not ((e.summary >> (lo >> 10)) & 1):
+        return False
+    if e.kind == KIND_ARRAY:
+        return lmcz_array_contains(c, e.n, lo)
+    if e.kind == KIND_BITSET:
+        return (lmcz_r64(c + ((lo >> 6) << 3)) >> (lo & 63)) & 1
+    if e.kind == KIND_RUN:
+        return lmcz_run_contains(c, e.n, lo)
+    return False
+
+
+cdef int _corrupt(str what) except -1:
+    raise ValueError(f"corrupt Roaring bitmap: {what}")
+
+
+cdef int rindex_build(RIndex* ix, const uint8_t* p, Py_ssize_t size) except -1:
+    """Validate a whole portable serialization at ``p`` and fill ``ix`` (its table already allocated).
+
+    Every offset stored in the table has been checked against ``size`` together with the extent of its
+    container, so probing can never read outside the buffer, whatever the buffer held.
+    """
+    cdef uint32_t cookie, n = 0, i, key, prev_key = 0, card, runs, r, start, length, prev_end = 0
+    cdef Py_ssize_t pos = 0, desc, offs, runbits = 0, need
+    cdef bint has_runs = False, has_offsets = False, is_run
+    cdef uint64_t total = 0, ones, summary, word
+    cdef uint64_t ALL_ONES = 0xFFFFFFFFFFFFFFFFULL
+    cdef const uint8_t* c
+    cdef Entry* t = ix.table
+    memset(t, 0, MAX_CONTAINERS * sizeof(Entry))
+    ix.base = p
+    ix.size = size
+    ix.containers = 0
+    ix.cardinality = 0
+    if size > 0xFFFFFFFF:
+        _corrupt("larger than 4 GiB")
+    if size < 4:
+        _corrupt(f"{size} bytes is shorter than the 4-byte cookie")
+    cookie = lmcz_r32(p)
+    if (cookie & 0xFFFF) == SERIAL_COOKIE:
+        has_runs = True
+        n = (cookie >> 16) + 1
+        runbits = 4
+        pos = 4 + (n + 7) // 8
+        has_offsets = n >= NO_OFFSET_THRESHOLD
+    elif cookie == SERIAL_COOKIE_NO_RUNCONTAINER:
+        has_runs = False
+        if size < 8:
+            _corrupt("truncated container count")
+        n = lmcz_r32(p + 4)
+        if n > MAX_CONTAINERS:
+            _corrupt(f"{n} containers (at most {MAX_CONTAINERS})")
+        pos = 8
+        has_offsets = True
+    else:
+        _corrupt(f"unknown cookie {cookie & 0xFFFF}")
+    desc = pos
+    pos += 4 * <Py_ssize_t>n
+    offs = pos
+    if has_offsets:
+        pos += 4 * <Py_ssize_t>n
+    if pos > size:
+        _corrupt(f"truncated header ({size} bytes, header needs {pos})")
+    for i in range(n):
+        key = lmcz_r16(p + desc + 4 * i)
+        card = lmcz_r16(p + desc + 4 * i + 2) + 1
+        if i > 0 and key <= prev_key:
+            _corrupt(f"container keys not strictly increasing at container {i}")
+        prev_key = key
+        if has_offsets and lmcz_r32(p + offs + 4 * i) != <uint32_t>pos:
+            _corrupt(f"offset of container {i} is {lmcz_r32(p + offs + 4 * i)}, expected {pos}")
+        is_run = has_runs and ((p[runbits + (i >> 3)] >> (i & 7)) & 1)
+        summary = 0
+        if is_run:
+            if pos + 2 > size:
+                _corrupt(f"truncated run container {i}")
+            runs = lmcz_r16(p + pos)
+            pos += 2
+            need = 4 * <Py_ssize_t>runs
+            if runs == 0 or pos + need > size:
+                _corrupt(f"run container {i} with {runs} runs does not fit")
+            c = p + pos
+            ones = 0
+            for r in range(runs):
+                start = lmcz_r16(c + 4 * r)
+                length = lmcz_r16(c + 4 * r + 2)
+                if start + length > 0xFFFF:
+                    _corrupt(f"run container {i} has a run past 65535")
+                if r > 0 and start <= prev_end:
+                    _corrupt(f"run container {i} has overlapping or unsorted runs")
+                prev_end = start + length
+                ones += length + 1
+                summary |= (ALL_ONES >> (63 - (prev_end >> 10))) & (ALL_ONES << (start >> 10))
+            if ones != card:
+                _corrupt(f"run container {i} holds {ones} values, header says {card}")
+            t[key].summary = summary
+            t[key].offset = <uint32_t>pos
+            t[key].kind = KIND_RUN
+            t[key].n = <uint16_t>runs
+            pos += need
+        elif card <= ARRAY_MAX:
+            need = 2 * <Py_ssize_t>card
+            if pos + need > size:
+                _corrupt(f"truncated array container {i}")
+            c = p + pos
+            summary = (<uint64_t>1) << (lmcz_r16(c) >> 10)
+            for r in range(1, card):
+                if lmcz_r16(c + 2 * r) <= lmcz_r16(c + 2 * r - 2):
+                    _corrupt(f"array container {i} not strictly increasing")
+                summary |= (<uint64_t>1) << (lmcz_r16(c + 2 * r) >> 10)
+            t[key].summary = summary
+            t[key].offset = <uint32_t>pos
+            t[key].kind = KIND_ARRAY
+            t[key].n = <uint16_t>card
+            pos += need
+        else:
+            if pos + BITSET_BYTES > size:
+                _corrupt(f"truncated bitset container {i}")
+            c = p + pos
+            ones = 0
+            for r in range(BITSET_BYTES // 8):
+                word = lmcz_r64(c + 8 * r)
+                ones += <uint64_t>__builtin_popcountll(word)
+                if word:
+                    summary |= (<uint64_t>1) << (r >> 4)
+            if ones != card:
+                _corrupt(f"bitset container {i} holds {ones} values, header says {card}")
+            t[key].summary = summary
+            t[key].offset = <uint32_t>pos
+            t[key].kind = KIND_BITSET
+            pos += BITSET_BYTES
+        total += card
+    if pos != size:
+        _corrupt(f"{size - pos} trailing bytes after the last container")
+    ix.containers = n
+    ix.cardinality = total
+    return 0
+
+
+cdef Entry* _table_alloc() except NULL:
+    cdef Entry* t = <Entry*>calloc(MAX_CONTAINERS, sizeof(Entry))
+    if t == NULL:
+        raise MemoryError()
+    return t
+
+
+INDEX_NBYTES = MAX_CONTAINERS * sizeof(Entry)
+
+
+@cython.final
+cdef class RoaringView:
+    """A read-only, zero-copy view of a Roaring bitmap in its portable serialization (``BitMap.serialize()``).
+
+    The whole structure is validated on construction (``ValueError`` when corrupt or truncated); the exporter's
+    buffer is held, so a ``bytearray`` cannot be resized and an ``mmap`` cannot be closed under the view.
+    """
+    cdef Py_buffer _view
+    cdef bint _held
+    cdef RIndex _ix
+
+    def __cinit__(self, buffer):
+        self._ix.table = _table_alloc()
+        PyObject_GetBuffer(buffer, &self._view, PyBUF_SIMPLE)
+        self._held = True
+        rindex_build(&self._ix, <const uint8_t*>self._view.buf, self._view.len)
+
+    def __dealloc__(self):
+        if self._held:
+            PyBuffer_Release(&self._view)
+            self._held = False
+        free(self._ix.table)
+        self._ix.table = NULL
+
+    def __contains__(self, value):
+        if not isinstance(value, int) or value < 0 or value > 0xFFFFFFFF:
+            return False
+        return rindex_contains(&self._ix, <uint32_t>value)
+
+    def __len__(self):
+        return self._ix.cardinality
+
+    @property
+    def containers(self) -> int:
+        """Number of containers (distinct high 16-bit keys)."""
+        return self._ix.containers
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the serialization viewed."""
+        return self._ix.size
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Identities and packed LMDB keys
+# --------------------------------------------------------------------------------------------------------------
+
+cdef enum:
+    GTIN_DIGITS = 14
+    SERIAL_AT = 18
+    SERIAL_MAX = 20
+    KEY_GTIN_BYTES = 6
+
+# GS1 AI encodable character set 82 (the serial's alphabet).
+cdef bint _CSET82[256]
+for _c in "!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz":
+    _CSET82[ord(_c)] = True
+
+
+cdef inline uint64_t _gtin_value(const uint8_t* ident) noexcept nogil:
+    """The GTIN of a canonical identity (bytes 2..15, known to be digits) as an integer."""
+    cdef uint64_t g = 0
+    cdef int i
+    for i in range(2, 2 + GTIN_DIGITS):
+        g = g * 10 + (ident[i] - 48)
+    return g
+
+
+cdef bint _is_canonical(const uint8_t* p, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    if n < SERIAL_AT + 1 or n > IDENTITY_MAX:
+        return False
+    if p[0] != 48 or p[1] != 49 or p[16] != 50 or p[17] != 49:
+        return False
+    for i in range(2, 2 + GTIN_DIGITS):
+        if p[i] < 48 or p[i] > 57:
+            return False
+    for i in range(SERIAL_AT, n):
+        if not _CSET82[p[i]]:
+            return False
+    return True
+
+
+cdef inline object _pack(const uint8_t* ident, Py_ssize_t n):
+    """Packed LMDB key: the GTIN as a 6-byte big-endian integer, then the serial bytes."""
+    cdef uint8_t out[KEY_GTIN_BYTES + SERIAL_MAX]
+    cdef uint64_t g = _gtin_value(ident)
+    cdef int i
+    for i in range(KEY_GTIN_BYTES):
+        out[KEY_GTIN_BYTES - 1 - i] = <uint8_t>(g >> (8 * i))
+    memcpy(out + KEY_GTIN_BYTES, ident + SERIAL_AT, n - SERIAL_AT)
+    return PyBytes_FromStringAndSize(<char*>out, KEY_GTIN_BYTES + n - SERIAL_AT)
+
+
+def pack_identity(identity) -> bytes:
+    """Packed LMDB key of a canonical identity (``b"01" + gtin + b"21" + serial``)."""
+    cdef Py_buffer view
+    if isinstance(identity, str):
+        identity = (<str>identity).encode("ascii", "replace")
+    PyObject_GetBuffer(identity, &view, PyBUF_SIMPLE)
+    try:
+        if not _is_canonical(<const uint8_t*>view.buf, view.len):
+            raise ValueError(f"not a canonical identity: {bytes(identity)!r}")
+        return _pack(<const uint8_t*>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
+def unpack_key(key) -> str:
+    """Canonical identity (as ``str``) of a packed LMDB key."""
+    cdef Py_buffer view
+    cdef uint64_t g = 0
+    cdef const uint8_t* p
+    cdef Py_ssize_t i
+    PyObject_GetBuffer(key, &view, PyBUF_SIMPLE)
+    try:
+        p = <const uint8_t*>view.buf
+        if view.len < KEY_GTIN_BYTES + 1 or view.len > KEY_GTIN_BYTES + SERIAL_MAX:
+            raise ValueError(f"packed key of {view.len} bytes (expected 7..26)")
+        for i in range(KEY_GTIN_BYTES):
+            g = (g << 8) | p[i]
+        if g >= 100000000000000ULL:
+            raise ValueError(f"packed key holds GTIN {g}, more than 14 digits")
+        for i in range(KEY_GTIN_BYTES, view.len):
+            if not _CSET82[p[i]]:
+                raise ValueError(f"packed key's serial has byte {p[i]:#04x} outside GS1 set 82")
+        serial = PyBytes_FromStringAndSize(<const char*>p + KEY_GTIN_BYTES, view.len - KEY_GTIN_BYTES)
+    finally:
+        PyBuffer_Release(&view)
+    return f"01{g:014d}21{serial.decode('ascii')}"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Raw scans
+# --------------------------------------------------------------------------------------------------------------
+
+CodeError = _codes_mod.CodeError
+_reason_of = _codes_mod.reason_of
+cdef Py_ssize_t _E_TOO_LONG = -1 - _codes_mod.REASONS.index("too_long")
+cdef Py_ssize_t _E_INVALID_UTF8 = -1 - _codes_mod.REASONS.index("invalid_utf8")
+cdef Py_ssize_t _RAW_MAX = 2048     # _codes' RAW_MAX: a longer str is refused before it is encoded
+
+
+cdef object _code_error(Py_ssize_t code, object raw, Py_ssize_t index, bint cis=False):
+    """The ``CodeError`` for a scan ``cut_identity`` refused with ``code``: the parser's own (with the
+    position), and for a batch item (``index`` >= 0) the index in the message and as ``.index``."""
+    try:
+        _codes_mod.parse_code(raw, cis=cis)
+    except CodeError as exc:
+        err = exc
+    else:
+        err = CodeError(_reason_of(code))
+    if index >= 0:
+        err = CodeError(err.reason, err.position, f"item {index}: {err}")
+        err.index = index
+    return err
+
+
+cdef inline Py_ssize_t _cut_text(const unsigned char* s, Py_ssize_t n, uint8_t* out, uint8_t* alt,
+                                 Py_ssize_t* alt_n, bint cis) noexcept nogil:
+    """Cut a scan (or with ``cis`` a CIS line); for a scan, also the bare-CIS reading when the parser split a
+    GS-less tail off the serial (``alt``, length in ``alt_n``; 0 when there is no other reading).
+
+    That split shows as an identity that is a prefix of the input followed by something other than a GS: the
+    parser recovered a lost GS (``lost_gs``). The bare reading, everything after AI 21 as the serial, is what a
+    blocklist line holds for that text, so a check looks both up (as ``Blocklist.check`` does).
+    """
+    cdef Py_ssize_t r, a
+    if cis:
+        return cut_cis_identity(s, n, out)
+    r = cut_identity(s, n, out)
+    if alt != NULL:
+        alt_n[0] = 0
+        if 0 < r < n and s[r] != 0x1D and memcmp(s, out, <size_t>r) == 0:
+            a = cut_cis_identity(s, n, alt)
+            if a > 0 and (a != r or memcmp(alt, out, <size_t>r) != 0):
+                alt_n[0] = a
+    return r
+
+
+cdef inline Py_ssize_t _cut(object raw, uint8_t* out, uint8_t* alt=NULL, Py_ssize_t* alt_n=NULL,
+                            bint cis=False) except? -0x7FFFFFFF:
+    """Cut ``raw`` (str, bytes, bytearray or any buffer) to its identity in ``out``; < 0 is a reason code."""
+    cdef const char* s
+    cdef Py_ssize_t n, r
+    cdef Py_buffer view
+    if PyUnicode_Check(raw):
+        if PyUnicode_IS_COMPACT_ASCII(raw):
+            s = <const char*>PyUnicode_DATA(raw)
+            n = PyUnicode_GET_LENGTH(raw)
+        else:
+            if PyUnicode_GET_LENGTH(raw) > _RAW_MAX:
+                return _E_TOO_LONG
+            s = _utf8_or_null(raw, &n)
+            if s == NULL:
+                PyErr_Clear()
+                return _E_INVALID_UTF8
+        return _cut_text(<const unsigned char*>s, n, out, alt, alt_n, cis)
+    if PyBytes_Check(raw):
+        return _cut_text(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), out, alt, alt_n, cis)
+    if PyByteArray_Check(raw):
+        return _cut_text(<const unsigned char*>PyByteArray_AS_STRING(raw), PyByteArray_GET_SIZE(raw), out, alt,
+                         alt_n, cis)
+    try:
+        PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)
+    except TypeError:
+        raise TypeError(f"a marking code must be str or bytes-like, not {type(raw).__name__}") from None
+    try:
+        r = _cut_text(<const unsigned char*>view.buf, view.len, out, alt, alt_n, cis)
+    finally:
+        PyBuffer_Release(&view)
+    return r
+
+
+def keys_and_hashes(raws, *, bint cis=True):
+    """Cut every input for a bulk load: ``(keys, prefilter_keys, errors)``.
+
+    ``keys`` are the packed LMDB keys and ``prefilter_keys`` (``array('I')``) their prefilter keys, in input
+    order, for the valid inputs only; ``errors`` lists ``(index, reason, message)`` for the invalid ones.
+    Inputs are read as blocklist lines (``cis=True``, ``cut_cis_identity``: a GS-less text after AI 21 is all
+    serial); ``cis=False`` reads them as till scans (``cut_identity``).
+    """
+    cdef uint8_t ident[IDENTITY_MAX]
+    cdef Py_ssize_t i = 0, r, count = 0, cap
+    cdef list keys = []
+    cdef list errors = []
+    cdef c_array hashes = _py_array.array("I")
+    if hasattr(raws, "__len__"):
+        cap = len(raws)
+    else:
+        cap = 1024
+    array_resize(hashes, cap)
+    for raw in raws:
+        r = _cut(raw, ident, NULL, NULL, cis)
+        if r < 0:
+            err = _code_error(r, raw, -1, cis)
+            errors.append((i, err.reason, str(err)))
+        else:
+            if count == cap:
+                cap = cap * 2 + 1024
+                array_resize(hashes, cap)
+            hashes.data.as_uints[count] = _identity_key(ident, <size_t>r)
+            count += 1
+            keys.append(_pack(ident, r))
+        i += 1
+    array_resize(hashes, count)
+    return keys, hashes, errors
+
+
+# --------------------------------------------------------------------------------------------------------------
+# ProbeBase
+# --------------------------------------------------------------------------------------------------------------
+
+class NotAttachedError(RuntimeError):
+    """The probe has no prefilter attached (never opened, closed, or a failed re-attach)."""
+
+
+cdef enum:
+    BATCH = 32
+
+
+cdef class ProbeBase:
+    """Compiled hot path of ``Blocklist``: cut, hash, probe the attached prefilter, confirm hits in Python.
+
+    A subclass provides ``_confirm(identity: bytes) -> bool`` (exact lookup, called only on a prefilter hit)
+    and ``_renew()`` (called once the refresh deadline has passed; it must call ``_attach`` again, or
+    ``_detach``). The buffers given to ``_attach`` must stay valid until the next ``_attach`` or ``_detach``;
+    both are held (``PyObject_GetBuffer``) until then.
+    """
+    cdef RIndex _ix
+    cdef Py_buffer _pf_view
+    cdef Py_buffer _gt_view
+    cdef bint _attached
+    cdef const uint8_t* _gtins
+    cdef size_t _n_gtins
+    cdef int64_t _deadline
+    cdef int64_t _interval_ns
+    cdef uint64_t _gen              # bumped by every _attach/_detach: a batch's loaded entries are stale
+    cdef object _version
+
+    def __cinit__(self):
+        self._attached = False
+        self._deadline = INT64_MAX
+        self._ix.table = NULL
+
+    def __dealloc__(self):
+        self._release()
+        free(self._ix.table)
+        self._ix.table = NULL
+
+    @cython.final
+    cdef void _release(self) noexcept:
+        self._gen += 1
+        if self._attached:
+            PyBuffer_Release(&self._pf_view)
+            PyBuffer_Release(&self._gt_view)
+            self._attached = False
+        self._gtins = NULL
+        self._n_gtins = 0
+        self._version = None
+
+    def _attach(self, prefilter, gtins, refresh_interval=0.25, version=None):
+        """Attach a prefilter (Roaring portable bytes) and a blocked-GTIN array (sorted LE uint64).
+
+        Both are validated in full; on any error the probe ends up detached and ``ValueError`` is raised.
+        ``refresh_interval`` (seconds, >= 0; ``math.inf`` for never) sets when ``_renew`` is next called.
+        If ``version`` equals the attached one and the prefilter has the same length, its validation and
+        index are reused (the buffer may have moved: the index is relative to its start).
+        """
+        cdef Py_buffer pf, gt
+        cdef const uint8_t* g
+        cdef Py_ssize_t i
+        cdef double interval = refresh_interval
+        if not (interval >= 0):
+            raise ValueError(f"refresh_interval must be >= 0, not {refresh_interval!r}")
+        PyObject_GetBuffer(prefilter, &pf, PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(gtins, &gt, PyBUF_SIMPLE)
+        except BaseException:
+            PyBuffer_Release(&pf)
+            raise
+        reuse = (self._attached and version is not None and version == self._version
+                 and pf.len == self._ix.size)
+        self._release()
+        try:
+            if gt.len % 8:
+                raise ValueError(f"blocked-GTIN array of {gt.len} bytes is not a whole number of uint64")
+            g = <const uint8_t*>gt.buf
+            for i in range(1, gt.len // 8):
+                if lmcz_r64(g + 8 * i) < lmcz_r64(g + 8 * i - 8):
+                    raise ValueError(f"blocked-GTIN array not sorted at item {i}")
+            if self._ix.table == NULL:
+                self._ix.table = _table_alloc()
+            if reuse:
+                self._ix.base = <const uint8_t*>pf.buf
+            else:
+                rindex_build(&self._ix, <const uint8_t*>pf.buf, pf.len)
+        except BaseException:
+            self._ix.size = -1
+            PyBuffer_Release(&pf)
+            PyBuffer_Release(&gt)
+            raise
+        self._pf_view = pf
+        self._gt_view = gt
+        self._gtins = <const uint8_t*>gt.buf
+        self._n_gtins = <size_t>(gt.len // 8)
+        self._version = version
+        self._attached = True
+        if interval * 1e9 >= <double>INT64_MAX / 2:
+            self._interval_ns = INT64_MAX
+            self._deadline = INT64_MAX
+        else:
+            self._interval_ns = <int64_t>(interval * 1e9)
+            self._deadline = lmcz_now_ns() + self._interval_ns
+
+    def _detach(self):
+        """Release the attached buffers; until the next ``_attach`` every probe raises ``NotAttachedError``."""
+        self._release()
+        self._ix.size = -1
+
+    @property
+    def _attached_info(self):
+        """``(containers, cardinality, gtins)`` of the attached prefilter, or None (tests, ``info()``)."""
+        if not self._attached:
+            return None
+        return (self._ix.containers, self._ix.cardinality, self._n_gtins)
+
+    @property
+    def _index_nbytes(self) -> int:
+        """Per-process memory of the derived index (0 before the first attach)."""
+        return 0 if self._ix.table == NULL else MAX_CONTAINERS * sizeof(Entry)
+
+    @cython.final
+    cdef int _ready(self) except -1:
+        """Renew past the deadline; fail if nothing is attached."""
+        if self._attached and lmcz_now_ns() < self._deadline:
+            return 0
+        if self._attached:
+            self._renew()
+        if not self._attached:
+            raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
+        return 0
+
+    @cython.final
+    cdef bint _hit(self, const uint8_t* ident, Py_ssize_t n) noexcept:
+        """Prefilter: the identity's key is in the bitmap, or its GTIN is in the blocked-GTIN array."""
+        if rindex_contains(&self._ix, _identity_key(ident, <size_t>n)):
+            return True
+        return self._n_gtins != 0 and lmcz_u64_contains(self._gtins, self._n_gtins, _gtin_value(ident))
+
+    @cython.final
+    cdef bint _confirm_hit(self, const uint8_t* ident, Py_ssize_t n) except -1:
+        return bool(self._confirm(PyBytes_FromStringAndSize(<const char*>ident, n)))
+
+    @cython.always_allow_keywords(False)
+    def is_blocked(self, raw):
+        """Whether ``raw`` (a scan, str or bytes) is blocked. Invalid scans raise ``CodeError``.
+
+        A GS-less scan the parser split before a tail is also looked up as its bare CIS (both readings)."""
+        cdef uint8_t ident[IDENTITY_MAX]
+        cdef uint8_t alt[IDENTITY_MAX]
+        cdef Py_ssize_t alt_n
+        cdef Py_ssize_t n = _cut(raw, ident, alt, &alt_n)
+        if n < 0:
+            raise _code_error(n, raw, -1)
+        self._ready()
+        if self._hit(ident, n) and self._confirm_hit(ident, n):
+            return True
+        if alt_n:
+            self._ready()  # _confirm may have re-attached or detached
+            if rindex_contains(&self._ix, _identity_key(alt, <size_t>alt_n)):
+                return self._confirm_hit(alt, alt_n)
+        return False
+
+    @cython.always_allow_keywords(False)
+    def _maybe(self, identity):
+        """Prefilter answer for a canonical identity (no cut, no confirmation, no renewal)."""
+        cdef Py_buffer view
+        cdef bint hit
+        if not self._attached:
+            raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
+        PyObject_GetBuffer(identity, &view, PyBUF_SIMPLE)
+        try:
+            hit = rindex_contains(&self._ix, <uint32_t>xxh3_64(view.buf, <size_t>view.len))
+            if not hit and self._n_gtins and _is_canonical(<const uint8_t*>view.buf, view.len):
+                hit = lmcz_u64_contains(self._gtins, self._n_gtins, _gtin_value(<const uint8_t*>view.buf))
+        finally:
+            PyBuffer_Release(&view)
+        return hit
+
+    @cython.always_allow_keywords(False)
+    def is_blocked_many(self, raws):
+        """``[self.is_blocked(r) for r in raws]``, software-pipelined. A bad scan raises ``CodeError`` naming its
+        index (also ``.index``).
+
+        Scans go in blocks of 32, two blocks in flight: block k is cut and hashed (prefetching each key's index
+        entry), block k-1 is compared, then block k's entries are loaded (prefetching each container), so every
+        load of the index and of a container has had a stage of other work to arrive.
+        """
+        cdef uint8_t ids[2 * BATCH * IDENTITY_MAX]
+        cdef uint8_t alts[2 * BATCH * IDENTITY_MAX]      # bare-CIS readings of lost-GS scans (rare)
+        cdef Py_ssize_t alt_lens[2 * BATCH]
+        cdef bint alt_hits[BATCH]
+        cdef Py_ssize_t lens[2 * BATCH]
+        cdef uint32_t keys[2 * BATCH]
+        cdef Entry ents[2 * BATCH]
+        cdef bint hits[BATCH]
+        cdef uint64_t gens[2]
+        cdef Py_ssize_t ms[2]
+        cdef Py_ssize_t starts[2]
+        cdef Py_ssize_t total, start = 0, m, j, r, b, nxt
+        cdef int cur = 0, prev = 1
+        cdef PyObject* item
+        cdef bint is_list, any_hit
+        cdef const RIndex* ix
+        cdef const Entry* table
+        cdef list out
+        if PyList_CheckExact(raws) or PyTuple_CheckExact(raws):
+            seq = raws
+        else:
+            seq = list(raws)
+        is_list = PyList_CheckExact(seq)
+        total = PyList_GET_SIZE(seq) if is_list else PyTuple_GET_SIZE(seq)
+        out = PyList_New(total)
+        ms[0] = 0
+        ms[1] = 0
+        while True:
+            m = total - start
+            if m > BATCH:
+                m = BATCH
+            if m > 0:
+                # Stage A: cut block `cur`; prefetch the next block's scan objects (scattered on the heap).
+                b = cur * BATCH
+                nxt = total - start - m
+                if nxt > BATCH:
+                    nxt = BATCH
+                if is_list and start + m + nxt > PyList_GET_SIZE(seq):
+                    nxt = 0
+                for j in range(start + m, start + m + nxt):
+                    item = PyList_GET_ITEM(seq, j) if is_list else PyTuple_GET_ITEM(seq, j)
+                    lmcz_prefetch(item)
+                    lmcz_prefetch(<const char*>item + 64)
+                    lmcz_prefetch(<const char*>item + 128)
+                for j in range(m):
+                    if is_list:
+                        if start + j >= PyList_GET_SIZE(seq):
+                            raise RuntimeError("the list of scans changed size during is_blocked_many")
+                        obj = <object>PyList_GET_ITEM(seq, start + j)
+                    else:
+                        obj = <object>PyTuple_GET_ITEM(seq, start + j)
+                    r = _cut(obj, &ids[(b + j) * IDENTITY_MAX], &alts[(b + j) * IDENTITY_MAX], &alt_lens[b + j])
+                    if r < 0:
+                        raise _code_error(r, obj, start + j)
+                    lens[b + j] = r
+                # Hash in a loop of its own, once the cut's byte stores have left the store buffer (reading them
+                # back at once stalls store-to-load forwarding); prefetch each key's index entry. The table never
+                # moves once allocated, and a prefetch never faults.
+                table = self._ix.table
+                for j in range(b, b + m):
+                    keys[j] = _identity_key(&ids[j * IDENTITY_MAX], <size_t>lens[j])
+                    lmcz_prefetch(&table[keys[j] >> 16])
+                ms[cur] = m
+                starts[cur] = start
+                start += m
+            elif ms[prev] == 0:
+                break
+            if ms[prev] > 0:
+                # Stage C: compare block `prev`, whose containers were prefetched a whole stage A ago.
+                b = prev * BATCH
+                if gens[prev] != self._gen or not self._attached:
+                    # Re-attached (a callback, or the deadline) since its entries were loaded: load them again.
+                    self._ready()
+                    ix = &self._ix
+                    for j in range(b, b + ms[prev]):
+                        ents[j] = ix.table[keys[j] >> 16]
+                ix = &self._ix
+                any_hit = False
+                for j in range(ms[prev]):
+                    hits[j] = rindex_contains_entry(ix, ents[b + j], keys[b + j])
+                    any_hit |= hits[j]
+                if self._n_gtins:
+                    for j in range(ms[prev]):
+                        if not hits[j] and lmcz_u64_contains(self._gtins, self._n_gtins,
+                                                             _gtin_value(&ids[(b + j) * IDENTITY_MAX])):
+                            hits[j] = True
+                            any_hit = True
+                for j in range(ms[prev]):
+                    alt_hits[j] = alt_lens[b + j] != 0 and rindex_contains(
+                        ix, _identity_key(&alts[(b + j) * IDENTITY_MAX], <size_t>alt_lens[b + j]))
+                    any_hit |= alt_hits[j]
+                if not any_hit:
+                    for j in range(ms[prev]):
+                        Py_INCREF(False)
+                        PyList_SET_ITEM(out, starts[prev] + j, False)
+                else:
+                    for j in range(ms[prev]):
+                        res = self._confirm_hit(&ids[(b + j) * IDENTITY_MAX], lens[b + j]) if hits[j] else False
+                        if not res and alt_hits[j]:
+                            res = self._confirm_hit(&alts[(b + j) * IDENTITY_MAX], alt_lens[b + j])
+                        Py_INCREF(res)
+                        PyList_SET_ITEM(out, starts[prev] + j, res)
+                ms[prev] = 0
+            if ms[cur] > 0:
+                # Stage B: past the deadline renew first; then load block `cur`'s entries, prefetch containers.
+                self._ready()
+                ix = &self._ix
+                b = cur * BATCH
+                for j in range(b, b + ms[cur]):
+                    ents[j] = ix.table[keys[j] >> 16]
+                    rindex_prefetch_container(ix, ents[j], keys[j])
+                gens[cur] = self._gen
+            cur, prev = prev, cur
+        if is_list and PyList_GET_SIZE(seq) != total:
+            raise RuntimeError("the list of scans changed size during is_blocked_many")
+        return out
