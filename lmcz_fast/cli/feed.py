@@ -245,6 +245,8 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     Exit codes: 0 synced or up to date, 4 store error, 5 feed error (nothing changed).
     """
     _setup_logging(verbose)
+    if feed_url is None and not _exists(db):
+        raise click.UsageError(f"no database at {db} yet: give --feed (and --public-key) for its first sync")
     try:
         with Blocklist.open(db, readonly=False) if _exists(db) else Blocklist.create(db) as bl:
             url = feed_url or bl.get_meta("feed_url")
