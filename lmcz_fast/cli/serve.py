@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TextIO
 
 import click
 
@@ -137,8 +138,7 @@ def audit() -> None:
 @click.option("--csv", "fmt", flag_value="csv", help="CSV, one row per checked code.")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
               help="Write here instead of stdout.")
-def audit_export(audit_dir: str, since: str | None, until: str | None, fmt: str, output: click.utils.LazyFile) \
-        -> None:
+def audit_export(audit_dir: str, since: str | None, until: str | None, fmt: str, output: TextIO) -> None:
     """Export audit records between --since and --until.
 
     \b
