@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo
+from . import core, demo, feed, serve, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -20,8 +20,14 @@ def main() -> None:
       lmcz-fast load store.db blocked.txt     # build a database from a file (text, CSV, .gz)
       lmcz-fast lookup store.db "0104650..."  # check scans; exit 1 if any is blocked
       lmcz-fast info store.db                 # version, counts, sizes, times
+      lmcz-fast sync store.db --feed URL      # signed updates (see: lmcz-fast sync --help)
+      lmcz-fast serve store.db                # Local-Module-compatible HTTP service on 127.0.0.1:5995
+      lmcz-fast check --db store.db SCAN      # till-side check: online first, offline within 1.5 s
     """
 
 
 core.register(main)
 demo.register(main)
+feed.register(main)
+serve.register(main)
+till.register(main)

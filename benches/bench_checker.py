@@ -1,0 +1,169 @@
+"""What the till-side Checker costs over a bare offline check, and how late past its deadline it returns.
+
+Run: cd /work/main && /root/dev/bin/python -m pytest -p no:randomly benches/bench_checker.py -q -s
+
+- group "checker-overhead": `Blocklist.check` alone vs `Checker(online=None, offline=bl).check`, same scans, same
+  run (compare the two rows, not absolute times: the VM is shared). `test_overhead_ratio` also measures both
+  interleaved, best of 7, and prints the per-call difference.
+- `test_deadline_overshoot`: sync and async calls against an online host that never answers in time; prints the
+  distribution of (return time - deadline), the figure docs/checker.md quotes as the deadline margin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import statistics
+import time
+from collections.abc import Iterator
+
+import pytest
+from conftest import median_of
+
+from lmcz_fast import Blocklist
+from lmcz_fast.checker import Checker, Decision
+from lmcz_fast.synth import blocklist_and_probes
+from lmcz_fast.trueapi import TrueApiClient
+
+N_BLOCKED = 20_000
+N_QUERIES = 1_000
+#: The margin tests/_checker_support.py asserts; the measured figure is printed by test_deadline_overshoot.
+MARGIN = 0.050
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory) -> Iterator[tuple[Blocklist, Checker, list[str], list[bool]]]:
+    blocked, queries, _cis, truth = blocklist_and_probes(N_BLOCKED, N_QUERIES, blocked_share=0.1, seed=2026)
+    bl = Blocklist.create(tmp_path_factory.mktemp("bench") / "db")
+    bl.load([blocked])
+    checker = Checker(None, bl)
+    yield bl, checker, queries, truth
+    checker.close()
+    bl.close()
+
+
+@pytest.mark.benchmark(group="checker-overhead")
+def test_bare_blocklist_check(benchmark, setup, board):
+    bl, _checker, queries, truth = setup
+
+    def run() -> list[bool]:
+        return [bl.check(q).blocked for q in queries]
+
+    assert benchmark(run) == truth
+    board.record("checker/bare Blocklist.check", median_of(benchmark) / len(queries))
+
+
+@pytest.mark.benchmark(group="checker-overhead")
+def test_checker_offline_only(benchmark, setup, board):
+    _bl, checker, queries, truth = setup
+
+    def run() -> list[bool]:
+        return [checker.check(q).decision is Decision.REFUSE for q in queries]
+
+    assert benchmark(run) == truth
+    board.record("checker/Checker.check offline-only", median_of(benchmark) / len(queries))
+    board.target("checker/Checker.check offline-only", "checker/bare Blocklist.check", 3.0,
+                 "Checker(online=None).check vs bare Blocklist.check, per scan")
+
+
+def test_overhead_ratio(setup):
+    bl, checker, queries, truth = setup
+    bare_times, checker_times = [], []
+    for _ in range(7):
+        started = time.perf_counter()
+        bare = [bl.check(q).blocked for q in queries]
+        bare_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        verdicts = [checker.check(q) for q in queries]
+        checker_times.append(time.perf_counter() - started)
+    assert bare == truth
+    assert [v.decision is Decision.REFUSE for v in verdicts] == truth
+    assert all(v.tag_1265 and v.tag_1265.endswith("&Ver=1") for v in verdicts)
+    per_bare = min(bare_times) / len(queries) * 1e6
+    per_checker = min(checker_times) / len(queries) * 1e6
+    print(f"\nBlocklist.check {per_bare:.2f} us/call, Checker.check (offline only) {per_checker:.2f} us/call: "
+          f"+{per_checker - per_bare:.2f} us ({per_checker / per_bare:.2f}x)")
+    # Loose on purpose (shared VM): the checker is a thin layer, not a second lookup.
+    assert per_checker < per_bare * 5 + 20
+
+
+def test_deadline_overshoot(setup):
+    """A host that accepts TCP and never answers: every call must come back at the deadline, not later."""
+    bl, _checker, scans, _truth = setup
+    deadline = 0.1
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(64)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+    try:
+        sync_over = []
+        with Checker(TrueApiClient("k", hosts=[url]), bl, deadline=deadline, late_grace=0.0) as checker:
+            for scan in scans[:30]:
+                started = time.monotonic()
+                checker.check(scan)
+                sync_over.append(time.monotonic() - started - deadline)
+
+        async def go() -> list[float]:
+            out = []
+            async with Checker(TrueApiClient("k", hosts=[url]), bl, deadline=deadline, late_grace=0.0) as ch:
+                for scan in scans[:30]:
+                    started = time.monotonic()
+                    await ch.check_async(scan)
+                    out.append(time.monotonic() - started - deadline)
+            return out
+
+        async_over = asyncio.run(go())
+    finally:
+        silent.close()
+    for name, over in (("sync", sync_over), ("async", async_over)):
+        ms = sorted(x * 1000 for x in over)
+        print(f"\n{name}: return time - deadline over {len(ms)} calls: median {statistics.median(ms):.2f} ms, "
+              f"max {ms[-1]:.2f} ms")
+        assert ms[0] >= 0 and ms[-1] <= MARGIN * 1000
+
+
+def test_http_client_vs_aiohttp():
+    """Why an own HTTP/1.1 client: per keep-alive round trip to the same loopback server, same run."""
+    aiohttp = pytest.importorskip("aiohttp")
+    from lmcz_fast.trueapi import HttpClient
+
+    reply = b'{"code":0,"description":"ok","reqId":"x","reqTimestamp":1,"codes":[]}'
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                await reader.readexactly(length)
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                             + str(len(reply)).encode() + b"\r\n\r\n" + reply)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    body = b'{"codes":["0104600000000000215abcdefghijkl\\u001d91EE10"]}'
+    headers = {"X-API-KEY": "k", "Content-Type": "application/json"}
+    n = 300
+
+    async def go() -> tuple[float, float]:
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/api/v4/true-api/codes/check"
+        own_best = aio_best = float("inf")
+        http = HttpClient()
+        async with aiohttp.ClientSession() as session:
+            for _ in range(3):
+                started = time.perf_counter()
+                for _ in range(n):
+                    await http.request("POST", url, headers=headers, body=body)
+                own_best = min(own_best, (time.perf_counter() - started) / n)
+                started = time.perf_counter()
+                for _ in range(n):
+                    async with session.post(url, data=body, headers=headers) as response:
+                        await response.read()
+                aio_best = min(aio_best, (time.perf_counter() - started) / n)
+        await http.aclose()
+        server.close()
+        await server.wait_closed()
+        return own_best, aio_best
+
+    own, aio = asyncio.run(go())
+    print(f"\nkeep-alive POST round trip on loopback: own HttpClient {own * 1e6:.0f} us, aiohttp {aio * 1e6:.0f} us")

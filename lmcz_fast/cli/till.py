@@ -1,0 +1,144 @@
+"""`lmcz-fast check`: what a till does with a scan — online first, offline within the deadline — from a shell."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import click
+
+from ..checker import MAX_RECEIPT_CODES, Checker, Decision, ReceiptTooLarge, TillVerdict
+from ..store import Blocklist, StoreError
+from ..trueapi import CDN_URL, TrueApiClient
+
+EXIT_SELL = 0
+EXIT_REFUSE = 1
+EXIT_CANNOT_CHECK = 3
+EXIT_SETUP = 4
+
+_GS_SPELLINGS = ("\\x1d", "\\x1D", "\\u001d", "\\u001D", "<GS>", "{GS}")
+
+
+def _unescape(scan: str) -> str:
+    """Shells cannot easily pass the GS character: accept its usual textual spellings too."""
+    for spelling in _GS_SPELLINGS:
+        scan = scan.replace(spelling, "\x1d")
+    return scan
+
+
+def _scans(codes: tuple[str, ...]) -> Iterator[str]:
+    for code in codes:
+        if code == "-":
+            for line in sys.stdin:
+                line = line.rstrip("\r\n")
+                if line:
+                    yield _unescape(line)
+        else:
+            yield _unescape(code)
+
+
+def _print(verdict: TillVerdict, lang: str) -> None:
+    colour = {Decision.SELL: "green", Decision.REFUSE: "red", Decision.CANNOT_CHECK: "yellow"}
+    for code in verdict.codes:
+        label = click.style(f"{code.decision.value.upper():12}", fg=colour[code.decision], bold=True)
+        mode = code.mode.value if code.mode else "-"
+        click.echo(f"{label} {mode:7} {code.cis or code.raw[:31]:33} {code.message(lang)}")
+        if code.tag_1265:
+            click.echo(f"{'':21} tag 1265: {code.tag_1265}")
+    summary = f"{verdict.decision.value} ({verdict.mode.value if verdict.mode else 'not checked'}) in " \
+              f"{verdict.elapsed * 1000:.1f} ms, deadline {verdict.deadline:g} s"
+    if verdict.online_error:
+        summary += f"; online: {verdict.online_error}"
+    if verdict.offline_error:
+        summary += f"; offline: {verdict.offline_error}"
+    click.echo(summary, err=True)
+
+
+@click.command()
+@click.argument("codes", nargs=-1, required=True)
+@click.option("--db", type=click.Path(file_okay=False, exists=True), default=None,
+              help="Offline check against this lmcz-fast database, in-process.")
+@click.option("--lm", "lm_url", metavar="URL", default=None, envvar="LMCZ_FAST_LM",
+              help="Offline check through a Local Module over HTTP (the official one or `lmcz-fast serve`), "
+                   "e.g. http://admin:admin@127.0.0.1:5995.")
+@click.option("--api-key", envvar="LMCZ_TRUE_API_KEY", default=None,
+              help="True API key (X-API-KEY) for the online check. Without it the check is offline only. "
+                   "[env: LMCZ_TRUE_API_KEY]")
+@click.option("--cdn", default=CDN_URL, show_default=True, help="CDN to discover True API hosts from.")
+@click.option("--host", "hosts", multiple=True, metavar="URL",
+              help="True API host to ask (repeatable); skips CDN discovery.")
+@click.option("--fiscal-drive", default=None, metavar="NUMBER",
+              help="Fiscal drive number, sent as fiscalDriveNumber online and X-ClientId to the Local Module.")
+@click.option("--deadline", type=click.FloatRange(min=0.01), default=1.5, show_default=True,
+              help="Seconds to wait for the online answer before deciding offline (hard).")
+@click.option("--each", is_flag=True,
+              help=f"Check every code on its own instead of as one receipt (a receipt takes at most "
+                   f"{MAX_RECEIPT_CODES} codes).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON (messages in Russian and English).")
+@click.option("--lang", type=click.Choice(["ru", "en"]), default="ru", show_default=True,
+              help="Language of the cashier messages.")
+@click.option("-v", "--verbose", is_flag=True, help="Log host discovery, set-aside hosts and late answers.")
+def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: str | None, cdn: str,
+          hosts: tuple[str, ...], fiscal_drive: str | None, deadline: float, each: bool, as_json: bool, lang: str,
+          verbose: bool) -> None:
+    """Check marking codes as a till does: online (True API) first; if no answer within --deadline, offline.
+
+    \b
+    CODES are scans as the scanner gives them; write GS as \\x1d, \\u001d or <GS>; '-' reads one scan per line
+    from stdin. By default all CODES are one receipt (one online request, at most 128 codes).
+
+    \b
+    Decisions: sell, refuse (with the reason for the cashier), cannot_check (neither side could answer).
+    Exit status: 0 all sell, 1 something refused, 3 something could not be checked, 4 setup error.
+
+    \b
+    Examples:
+      lmcz-fast check --db store.db "0104601234567893215Mvb<GS>93Abcd"
+      LMCZ_TRUE_API_KEY=... lmcz-fast check --lm http://admin:admin@127.0.0.1:5995 --fiscal-drive 7281440500000001 -
+    """
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if db and lm_url:
+        raise click.UsageError("give either --db or --lm for the offline side, not both")
+    if not (db or lm_url or api_key):
+        raise click.UsageError("nothing to check against: give --api-key (online), --db or --lm (offline)")
+    online = None
+    if api_key:
+        online = TrueApiClient(api_key, cdn_url=cdn, hosts=list(hosts) or None, fiscal_drive_number=fiscal_drive)
+    offline: Blocklist | str | None = lm_url
+    if db:
+        try:
+            offline = Blocklist.open(db)
+        except StoreError as exc:
+            click.secho(f"error: {exc}", fg="red", err=True)
+            sys.exit(EXIT_SETUP)
+    scans = list(_scans(codes))
+    if not scans:
+        raise click.UsageError("no codes given")
+    verdicts: list[TillVerdict] = []
+    try:
+        with Checker(online, offline, deadline=deadline, fiscal_drive_number=fiscal_drive) as checker:
+            if each:
+                verdicts = [checker.check(scan) for scan in scans]
+            else:
+                verdicts = [checker.check_receipt(scans)]
+    except ReceiptTooLarge as exc:
+        click.secho(f"error: {exc} (or use --each)", fg="red", err=True)
+        sys.exit(EXIT_SETUP)
+    finally:
+        if isinstance(offline, Blocklist):
+            offline.close()
+    if as_json:
+        payload = [v.to_dict() for v in verdicts]
+        click.echo(json.dumps(payload if each else payload[0], ensure_ascii=False, indent=2))
+    else:
+        for verdict in verdicts:
+            _print(verdict, lang)
+    decisions = {v.decision for v in verdicts}
+    sys.exit(EXIT_REFUSE if Decision.REFUSE in decisions else
+             EXIT_CANNOT_CHECK if Decision.CANNOT_CHECK in decisions else EXIT_SELL)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(check)
