@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -192,27 +190,6 @@ def info(db: str, as_json: bool) -> None:
         click.echo(f"{name:>18}: {value}")
 
 
-def _delta_lines(path: str) -> tuple[list[str], list[str], list[str], list[str]]:
-    """Read a delta file: '+CODE' blocks, '-CODE' unblocks, a 14-digit body means a whole GTIN."""
-    add: list[str] = []
-    remove: list[str] = []
-    add_gtins: list[str] = []
-    remove_gtins: list[str] = []
-    opener = gzip.open if open(path, "rb").read(2) == b"\x1f\x8b" else open
-    with opener(path, "rt", encoding="utf-8") as stream:
-        for number, line in enumerate(stream, 1):
-            text = line.rstrip("\r\n")
-            if not text.strip() or text.startswith("#"):
-                continue
-            sign, body = text[0], text[1:]
-            if sign not in "+-" or not body:
-                raise click.BadParameter(f"line {number}: expected '+CODE' or '-CODE', got {text[:60]!r}")
-            is_gtin = len(body) == 14 and body.isdigit()
-            target = (add_gtins if is_gtin else add) if sign == "+" else (remove_gtins if is_gtin else remove)
-            target.append(body)
-    return add, remove, add_gtins, remove_gtins
-
-
 @click.command()
 @click.argument("db", type=click.Path(exists=True, file_okay=False))
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
@@ -223,18 +200,26 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
     """Apply a delta FILE to DB in one atomic transaction.
 
     \b
-    FILE (optionally gzip) has one change per line:
+    FILE (optionally gzip; a feed's delta file works as is) has one change per line:
       +CODE   block a code (scan or CIS)      -CODE   unblock it
       +GTIN   block a whole product (14 digits)  -GTIN   unblock it
     Readers in other processes keep answering and see the new version atomically. A bad line refuses the
     whole delta and changes nothing.
     """
+    from ..feed import FeedError, read_delta
+
     try:
-        add, remove, add_gtins, remove_gtins = _delta_lines(file)
+        changes = read_delta(file)
+    except FeedError as exc:
+        _fail(f"bad delta file, nothing changed: {exc}", EXIT_INVALID)
+    try:
         with Blocklist.open(db, readonly=False) as bl:
-            target = to_version if to_version is not None else bl.get_meta("version") + 1
-            report = bl.apply_delta(add, remove, add_gtins=add_gtins, remove_gtins=remove_gtins,
-                                    to_version=target, from_version=from_version)
+            start = from_version if from_version is not None else changes.from_version
+            target = to_version if to_version is not None else changes.to_version
+            if target is None:
+                target = bl.get_meta("version") + 1
+            report = bl.apply_delta(changes.add, changes.remove, add_gtins=changes.add_gtins,
+                                    remove_gtins=changes.remove_gtins, to_version=target, from_version=start)
     except CodeError as exc:
         _fail(f"bad code in the delta, nothing changed: {exc}", EXIT_INVALID)
     except (StoreError, VersionError) as exc:
