@@ -15,6 +15,10 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# Child Python processes started by tests (readers, servers, killed syncs) must import the installed package too,
+# not the source tree that `python -c` would find in the current directory.
+os.environ["PYTHONSAFEPATH"] = "1"
+
 
 @dataclass
 class Target:

@@ -11,6 +11,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# Child Python processes started by tests (readers, servers, killed syncs) must import the installed package too,
+# not the source tree that `python -c` would find in the current directory.
+os.environ["PYTHONSAFEPATH"] = "1"
+
 
 def pytest_report_header(config):
     import lmcz_fast
