@@ -422,6 +422,14 @@ class Blocklist(ProbeBase):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        """An unclosed Blocklist lets go of its map pages before the compiled base releases its buffers."""
+        if getattr(self, "_lock", None) is not None:
+            try:
+                self.close()
+            except Exception:
+                pass
+
     def close(self) -> None:
         """Let go of the read transaction and the environment. Idempotent."""
         with self._lock:
