@@ -414,21 +414,6 @@ cdef struct RIndex:
     uint64_t cardinality
 
 
-cdef inline bint rindex_contains(const RIndex* ix, uint32_t v) noexcept nogil:
-    cdef Entry e = ix.table[v >> 16]
-    cdef uint32_t lo = v & 0xFFFF
-    cdef const uint8_t* c = ix.base + e.offset
-    if not ((e.summary >> (lo >> 10)) & 1):
-        return False
-    if e.kind == KIND_ARRAY:
-        return lmcz_array_contains(c, e.n, lo)
-    if e.kind == KIND_BITSET:
-        return (lmcz_r64(c + ((lo >> 6) << 3)) >> (lo & 63)) & 1
-    if e.kind == KIND_RUN:
-        return lmcz_run_contains(c, e.n, lo)
-    return False
-
-
 cdef inline void rindex_prefetch_container(const RIndex* ix, Entry e, uint32_t v) noexcept nogil:
     if (e.summary >> ((v & 0xFFFF) >> 10)) & 1:
         lmcz_prefetch_container(ix.base + e.offset, e.kind == KIND_BITSET, e.n, v)
@@ -446,6 +431,10 @@ cdef inline bint rindex_contains_entry(const RIndex* ix, Entry e, uint32_t v) no
     if e.kind == KIND_RUN:
         return lmcz_run_contains(c, e.n, lo)
     return False
+
+
+cdef inline bint rindex_contains(const RIndex* ix, uint32_t v) noexcept nogil:
+    return rindex_contains_entry(ix, ix.table[v >> 16], v)
 
 
 cdef int _corrupt(str what) except -1:
