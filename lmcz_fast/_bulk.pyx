@@ -14,24 +14,11 @@ from cpython.ref cimport Py_INCREF
 from libc.stdint cimport int64_t, uint32_t, uint64_t
 from libc.string cimport memcmp, memcpy, memset
 
-from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.unicode cimport PyUnicode_Check
-
-from ._codes cimport IDENTITY_MAX, cut_cis_identity
 from ._probe cimport xxh3_64
 
 import array
 
-from ._codes import CodeError, reason_of
-
-
-cdef extern from "Python.h":
-    const char* PyUnicode_AsUTF8AndSize(object unicode, Py_ssize_t* size) except NULL
-
 cdef enum:
-    GTIN_AT = 2
-    SERIAL_AT = 18
-    KEY_GTIN_BYTES = 6
     RADIX_BITS = 16
     RADIX_SIZE = 1 << RADIX_BITS
     DIGEST_KEY_MAX = 64
@@ -192,53 +179,3 @@ def prepare_full_load(list keys, hashes):
         PyMem_Free(sizes)
         PyMem_Free(counts)
 
-
-cdef object _packed_key(const unsigned char* ident, Py_ssize_t n):
-    """The LMDB key of a canonical identity: the 14-digit GTIN as a 6-byte big-endian integer, then the serial."""
-    cdef unsigned char out[KEY_GTIN_BYTES + IDENTITY_MAX]
-    cdef uint64_t gtin = 0
-    cdef int i
-    for i in range(14):
-        gtin = gtin * 10 + (ident[GTIN_AT + i] - 48)
-    for i in range(KEY_GTIN_BYTES):
-        out[KEY_GTIN_BYTES - 1 - i] = <unsigned char>(gtin >> (8 * i))
-    memcpy(out + KEY_GTIN_BYTES, ident + SERIAL_AT, n - SERIAL_AT)
-    return PyBytes_FromStringAndSize(<char*>out, KEY_GTIN_BYTES + n - SERIAL_AT)
-
-
-def cut_cis_lines(lines):
-    """Cut blocklist lines (CIS or full codes) for a load or a delta: `(keys, prefilter_keys, errors)`.
-
-    Unlike a till's scan, a line without a GS is read as a CIS: everything after AI 21 is the serial, so a
-    13-character serial that happens to end in `93` + 4 characters is never mistaken for a 7-character serial
-    with a lost GS. `keys` are packed LMDB keys and `prefilter_keys` (`array('I')`) the low 32 bits of XXH3-64
-    of each identity, for the valid lines in order; `errors` lists `(index, reason, message)` for the others.
-    """
-    cdef unsigned char ident[IDENTITY_MAX]
-    cdef const char* data
-    cdef Py_ssize_t size, length, index = 0
-    cdef list keys = []
-    cdef list errors = []
-    hashes = array.array("I")
-    for line in lines:
-        if PyUnicode_Check(line):
-            try:
-                data = PyUnicode_AsUTF8AndSize(line, &size)
-            except UnicodeEncodeError:
-                errors.append((index, "invalid_utf8", "the line holds characters that are not valid UTF-8"))
-                index += 1
-                continue
-        elif PyBytes_Check(line):
-            data = PyBytes_AS_STRING(line)
-            size = PyBytes_GET_SIZE(line)
-        else:
-            raise TypeError(f"lines[{index}] is {type(line).__name__}, not str or bytes")
-        length = cut_cis_identity(<const unsigned char*>data, size, ident)
-        if length < 0:
-            error = CodeError(reason_of(length))
-            errors.append((index, error.reason, str(error)))
-        else:
-            keys.append(_packed_key(ident, length))
-            hashes.append(<uint32_t>xxh3_64(ident, length))
-        index += 1
-    return keys, hashes, errors

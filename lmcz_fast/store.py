@@ -31,9 +31,9 @@ from typing import Any
 import lmdb
 import xxhash
 
-from ._bulk import cut_cis_lines, prepare_full_load
+from ._bulk import prepare_full_load
 from ._codes import CodeError, MarkingCode, parse_code
-from ._probe import ProbeBase, pack_identity, unpack_key
+from ._probe import ProbeBase, keys_and_hashes, pack_identity, unpack_key
 
 __all__ = [
     "Block",
@@ -952,7 +952,7 @@ def _gtin_index(packed_gtins: Iterable[bytes]) -> bytes:
 
 def _cut_all(raws: Iterable[str | bytes], what: str) -> tuple[list[bytes], Any]:
     items = list(raws)
-    keys, hashes, errors = cut_cis_lines(items)
+    keys, hashes, errors = keys_and_hashes(items)
     if errors:
         index, reason, message = errors[0]
         raise CodeError(reason, None, f"{what}[{index}] {items[index]!r}: {message} ({len(errors)} bad in all)")
@@ -1097,7 +1097,7 @@ def _collect_lines(
     default_value = out.block_value(default_details)
     offset = 0
     for chunk in itertools.chain([first_chunk], chunks):
-        keys, hashes, errors = cut_cis_lines(chunk)
+        keys, hashes, errors = keys_and_hashes(chunk)
         out.add(keys, hashes, default_value)
         for index, reason, message in errors:
             text = chunk[index].strip()
@@ -1189,7 +1189,7 @@ def _take_codes(
     out: _Collected,
     report: LoadReport,
 ) -> None:
-    keys, hashes, errors = cut_cis_lines(texts)
+    keys, hashes, errors = keys_and_hashes(texts)
     if errors:
         bad = {index for index, _, _ in errors}
         for index, reason, message in errors:

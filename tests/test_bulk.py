@@ -10,8 +10,8 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmcz_fast._bulk import cut_cis_lines, prepare_full_load
-from lmcz_fast._probe import pack_identity
+from lmcz_fast._bulk import prepare_full_load
+from lmcz_fast._probe import keys_and_hashes, pack_identity
 from lmcz_fast.store import set_digest_of
 
 from _store_support import GS, gtin_with_check, make_identity, make_scan, prefilter_key
@@ -20,7 +20,7 @@ from _store_support import GS, gtin_with_check, make_identity, make_scan, prefil
 def test_cis_lines_are_cut_as_cis_not_as_scans_with_a_lost_gs():
     gtin = gtin_with_check("4600000000017")
     tricky = f"01{gtin}21ABCDEFG93wxyz"
-    keys, hashes, errors = cut_cis_lines([tricky, tricky + GS + "93abcd", "junk", ""])
+    keys, hashes, errors = keys_and_hashes([tricky, tricky + GS + "93abcd", "junk", ""])
     assert [e[0] for e in errors] == [2, 3]
     assert keys == [pack_identity(tricky.encode())] * 2
     assert list(hashes) == [prefilter_key(tricky)] * 2
@@ -30,7 +30,7 @@ def test_cut_matches_the_probe_packing_and_python_xxhash():
     rng = random.Random(3)
     identities = [make_identity(rng, serial_len=rng.choice((6, 7, 8, 13, 20))) for _ in range(2000)]
     scans = [make_scan(i, rng) for i in identities]
-    keys, hashes, errors = cut_cis_lines(scans)
+    keys, hashes, errors = keys_and_hashes(scans)
     assert errors == []
     assert keys == [pack_identity(i.encode()) for i in identities]
     assert list(hashes) == [prefilter_key(i) for i in identities]
