@@ -7,6 +7,9 @@ from typing import Any
 from typing_extensions import Buffer, Self, disjoint_base, final
 
 INDEX_NBYTES: int
+STORED_INDEX_NBYTES: int
+
+def build_index(prefilter: Buffer) -> bytes: ...
 
 def xxh3_64_intdigest(data: Buffer) -> int: ...
 def prefilter_key(identity: Buffer | str) -> int: ...
@@ -31,7 +34,13 @@ class RoaringView:
 @disjoint_base
 class ProbeBase:
     def _attach(
-        self, prefilter: Buffer, gtins: Buffer, refresh_interval: float = 0.25, version: Any = None
+        self,
+        prefilter: Buffer,
+        gtins: Buffer,
+        refresh_interval: float = 0.25,
+        version: Any = None,
+        index: Buffer | None = None,
+        verify: bool = True,
     ) -> None: ...
     def _detach(self) -> None: ...
     @property
@@ -41,3 +50,4 @@ class ProbeBase:
     def is_blocked(self, raw: str | Buffer) -> bool: ...
     def is_blocked_many(self, raws: Iterable[str | Buffer]) -> list[bool]: ...
     def _maybe(self, identity: Buffer) -> bool: ...
+    def _maybe_key(self, key: int, /) -> bool: ...

@@ -409,7 +409,7 @@ cdef struct Entry:
 cdef struct RIndex:
     const uint8_t* base
     Py_ssize_t size
-    Entry* table        # MAX_CONTAINERS entries, indexed by the high 16 bits of a value
+    const Entry* table  # MAX_CONTAINERS entries, indexed by the high 16 bits of a value (owned or stored)
     uint32_t containers
     uint64_t cardinality
 
@@ -441,8 +441,8 @@ cdef int _corrupt(str what) except -1:
     raise ValueError(f"corrupt Roaring bitmap: {what}")
 
 
-cdef int rindex_build(RIndex* ix, const uint8_t* p, Py_ssize_t size) except -1:
-    """Validate a whole portable serialization at ``p`` and fill ``ix`` (its table already allocated).
+cdef int rindex_build(RIndex* ix, Entry* t, const uint8_t* p, Py_ssize_t size) except -1:
+    """Validate a whole portable serialization at ``p`` and fill ``ix``, with ``t`` (allocated) as its table.
 
     Every offset stored in the table has been checked against ``size`` together with the extent of its
     container, so probing can never read outside the buffer, whatever the buffer held.
@@ -453,8 +453,8 @@ cdef int rindex_build(RIndex* ix, const uint8_t* p, Py_ssize_t size) except -1:
     cdef uint64_t total = 0, ones, summary, word
     cdef uint64_t ALL_ONES = 0xFFFFFFFFFFFFFFFFULL
     cdef const uint8_t* c
-    cdef Entry* t = ix.table
     memset(t, 0, MAX_CONTAINERS * sizeof(Entry))
+    ix.table = t
     ix.base = p
     ix.size = size
     ix.containers = 0
@@ -574,6 +574,104 @@ cdef Entry* _table_alloc() except NULL:
 INDEX_NBYTES = MAX_CONTAINERS * sizeof(Entry)
 
 
+# A stored index: the table ``rindex_build`` derives, written by the writer next to the prefilter in the same
+# transaction, so that a reader switching to a new version only checks it (bounds of every entry, no pass over
+# the containers' values) instead of deriving it again inside a till's call. Native byte order and layout: the
+# magic read back as a number and the entry size both differ on a machine that would read it otherwise.
+cdef struct IndexHeader:
+    uint64_t magic
+    uint64_t prefilter_size
+    uint64_t cardinality
+    uint32_t containers
+    uint32_t entry_bytes
+
+cdef uint64_t INDEX_MAGIC = 0x3158495A434D4C00ULL   # b"\0LMCZIX1" read as a little-endian number
+STORED_INDEX_NBYTES = sizeof(IndexHeader) + MAX_CONTAINERS * sizeof(Entry)
+
+
+def build_index(prefilter) -> bytes:
+    """Validate a prefilter (Roaring portable bytes) in full and return its stored index (``ProbeBase._attach``).
+
+    ``ValueError`` when the prefilter is corrupt.
+    """
+    cdef Py_buffer view
+    cdef RIndex ix
+    cdef IndexHeader header
+    cdef Entry* table = _table_alloc()
+    cdef char* out_data
+    try:
+        PyObject_GetBuffer(prefilter, &view, PyBUF_SIMPLE)
+        try:
+            rindex_build(&ix, table, <const uint8_t*>view.buf, view.len)
+        finally:
+            PyBuffer_Release(&view)
+        header.magic = INDEX_MAGIC
+        header.prefilter_size = <uint64_t>ix.size
+        header.cardinality = ix.cardinality
+        header.containers = ix.containers
+        header.entry_bytes = sizeof(Entry)
+        out = PyBytes_FromStringAndSize(NULL, sizeof(IndexHeader) + MAX_CONTAINERS * sizeof(Entry))
+        out_data = PyBytes_AS_STRING(out)
+        memcpy(out_data, &header, sizeof(IndexHeader))
+        memcpy(out_data + sizeof(IndexHeader), table, MAX_CONTAINERS * sizeof(Entry))
+        return out
+    finally:
+        free(table)
+
+
+cdef int rindex_check_header(const uint8_t* index, Py_ssize_t index_size, Py_ssize_t size,
+                             IndexHeader* header) except -1:
+    if index_size != <Py_ssize_t>(sizeof(IndexHeader) + MAX_CONTAINERS * sizeof(Entry)):
+        raise ValueError(f"stored prefilter index of {index_size} bytes; expected {STORED_INDEX_NBYTES}")
+    memcpy(header, index, sizeof(IndexHeader))
+    if header.magic != INDEX_MAGIC or header.entry_bytes != sizeof(Entry):
+        raise ValueError("stored prefilter index was not written by this build (magic, byte order or layout)")
+    if header.prefilter_size != <uint64_t>size:
+        raise ValueError(f"stored prefilter index describes a {header.prefilter_size}-byte prefilter, "
+                         f"the prefilter has {size}")
+    return 0
+
+
+cdef int rindex_adopt(RIndex* ix, const Entry* table, const IndexHeader* header, const uint8_t* p,
+                      Py_ssize_t size) except -1:
+    """Use a stored table for the prefilter at ``p`` after checking each entry's kind and extent against
+    ``size``: whatever the table holds, a probe then reads only inside the prefilter (answers from a tampered
+    table may be wrong, but never a read out of bounds). One pass over 1 MiB, no pass over the values."""
+    cdef uint32_t present = 0
+    cdef int k
+    cdef uint64_t extent
+    cdef Entry e
+    for k in range(MAX_CONTAINERS):
+        e = table[k]
+        if e.kind == KIND_NONE:
+            if e.summary:
+                raise ValueError(f"stored prefilter index: empty entry {k} has a summary")
+            continue
+        present += 1
+        if e.kind == KIND_ARRAY:
+            if e.n == 0 or e.n > ARRAY_MAX:
+                raise ValueError(f"stored prefilter index: array entry {k} holds {e.n} values")
+            extent = 2 * <uint64_t>e.n
+        elif e.kind == KIND_BITSET:
+            extent = BITSET_BYTES
+        elif e.kind == KIND_RUN:
+            if e.n == 0:
+                raise ValueError(f"stored prefilter index: run entry {k} has no runs")
+            extent = 4 * <uint64_t>e.n
+        else:
+            raise ValueError(f"stored prefilter index: entry {k} has unknown kind {e.kind}")
+        if <uint64_t>e.offset + extent > <uint64_t>size:
+            raise ValueError(f"stored prefilter index: entry {k} reaches past the prefilter's end")
+    if present != header.containers:
+        raise ValueError(f"stored prefilter index: {present} entries, header says {header.containers}")
+    ix.base = p
+    ix.size = size
+    ix.table = table
+    ix.containers = header.containers
+    ix.cardinality = header.cardinality
+    return 0
+
+
 @cython.final
 cdef class RoaringView:
     """A read-only, zero-copy view of a Roaring bitmap in its portable serialization (``BitMap.serialize()``).
@@ -584,18 +682,20 @@ cdef class RoaringView:
     cdef Py_buffer _view
     cdef bint _held
     cdef RIndex _ix
+    cdef Entry* _table
 
     def __cinit__(self, buffer):
-        self._ix.table = _table_alloc()
+        self._table = _table_alloc()
         PyObject_GetBuffer(buffer, &self._view, PyBUF_SIMPLE)
         self._held = True
-        rindex_build(&self._ix, <const uint8_t*>self._view.buf, self._view.len)
+        rindex_build(&self._ix, self._table, <const uint8_t*>self._view.buf, self._view.len)
 
     def __dealloc__(self):
         if self._held:
             PyBuffer_Release(&self._view)
             self._held = False
-        free(self._ix.table)
+        free(self._table)
+        self._table = NULL
         self._ix.table = NULL
 
     def __contains__(self, value):
@@ -844,8 +944,11 @@ cdef class ProbeBase:
     both are held (``PyObject_GetBuffer``) until then.
     """
     cdef RIndex _ix
+    cdef Entry* _own_table          # the derived table when no stored index is used; NULL otherwise
     cdef Py_buffer _pf_view
     cdef Py_buffer _gt_view
+    cdef Py_buffer _ix_view         # the stored index, held while attached (when one was given)
+    cdef bint _ix_held
     cdef bint _attached
     cdef const uint8_t* _gtins
     cdef size_t _n_gtins
@@ -856,13 +959,16 @@ cdef class ProbeBase:
 
     def __cinit__(self):
         self._attached = False
+        self._ix_held = False
         self._deadline = INT64_MAX
         self._ix.table = NULL
+        self._own_table = NULL
 
     def __dealloc__(self):
         self._release()
-        free(self._ix.table)
         self._ix.table = NULL
+        free(self._own_table)
+        self._own_table = NULL
 
     @cython.final
     cdef void _release(self) noexcept:
@@ -871,20 +977,30 @@ cdef class ProbeBase:
             PyBuffer_Release(&self._pf_view)
             PyBuffer_Release(&self._gt_view)
             self._attached = False
+        if self._ix_held:
+            PyBuffer_Release(&self._ix_view)
+            self._ix_held = False
         self._gtins = NULL
         self._n_gtins = 0
         self._version = None
 
-    def _attach(self, prefilter, gtins, refresh_interval=0.25, version=None):
+    def _attach(self, prefilter, gtins, refresh_interval=0.25, version=None, index=None, bint verify=True):
         """Attach a prefilter (Roaring portable bytes) and a blocked-GTIN array (sorted LE uint64).
 
-        Both are validated in full; on any error the probe ends up detached and ``ValueError`` is raised.
+        ``index`` is the prefilter's stored index (``build_index``), or None to derive one here. With
+        ``verify`` the prefilter is validated in full and a given index must equal the one derived from it (a
+        reader does this once, on opening); without, a given index is only checked entry by entry against the
+        prefilter's bounds, which is what lets a reader switch to a new version in well under a millisecond.
+        On any error the probe ends up detached and ``ValueError`` is raised.
         ``refresh_interval`` (seconds, >= 0; ``math.inf`` for never) sets when ``_renew`` is next called.
-        If ``version`` equals the attached one and the prefilter has the same length, its validation and
-        index are reused (the buffer may have moved: the index is relative to its start).
+        If ``version`` equals the attached one and the prefilter has the same length, the earlier validation
+        is reused (the buffers may have moved: the index is relative to the prefilter's start).
         """
-        cdef Py_buffer pf, gt
+        cdef Py_buffer pf, gt, ixv
+        cdef bint has_index = index is not None
         cdef const uint8_t* g
+        cdef const Entry* stored
+        cdef IndexHeader header
         cdef Py_ssize_t i
         cdef double interval = refresh_interval
         if not (interval >= 0):
@@ -895,8 +1011,15 @@ cdef class ProbeBase:
         except BaseException:
             PyBuffer_Release(&pf)
             raise
+        if has_index:
+            try:
+                PyObject_GetBuffer(index, &ixv, PyBUF_SIMPLE)
+            except BaseException:
+                PyBuffer_Release(&pf)
+                PyBuffer_Release(&gt)
+                raise
         reuse = (self._attached and version is not None and version == self._version
-                 and pf.len == self._ix.size)
+                 and pf.len == self._ix.size and has_index == self._ix_held)
         self._release()
         try:
             if gt.len % 8:
@@ -905,19 +1028,45 @@ cdef class ProbeBase:
             for i in range(1, gt.len // 8):
                 if lmcz_r64(g + 8 * i) < lmcz_r64(g + 8 * i - 8):
                     raise ValueError(f"blocked-GTIN array not sorted at item {i}")
-            if self._ix.table == NULL:
-                self._ix.table = _table_alloc()
-            if reuse:
-                self._ix.base = <const uint8_t*>pf.buf
+            if has_index:
+                rindex_check_header(<const uint8_t*>ixv.buf, ixv.len, pf.len, &header)
+                stored = <const Entry*>(<const uint8_t*>ixv.buf + sizeof(IndexHeader))
+                if (<size_t>stored) % sizeof(uint64_t):
+                    raise ValueError("stored prefilter index is not 8-byte aligned in its buffer")
+                if reuse:
+                    self._ix.base = <const uint8_t*>pf.buf
+                    self._ix.table = stored
+                else:
+                    if verify:
+                        if self._own_table == NULL:
+                            self._own_table = _table_alloc()
+                        rindex_build(&self._ix, self._own_table, <const uint8_t*>pf.buf, pf.len)
+                        if (header.containers != self._ix.containers or header.cardinality != self._ix.cardinality
+                                or memcmp(stored, self._own_table, MAX_CONTAINERS * sizeof(Entry)) != 0):
+                            raise ValueError("stored prefilter index does not match the prefilter")
+                    rindex_adopt(&self._ix, stored, &header, <const uint8_t*>pf.buf, pf.len)
+                    free(self._own_table)
+                    self._own_table = NULL
             else:
-                rindex_build(&self._ix, <const uint8_t*>pf.buf, pf.len)
+                if self._own_table == NULL:
+                    self._own_table = _table_alloc()
+                if reuse:
+                    self._ix.base = <const uint8_t*>pf.buf
+                else:
+                    rindex_build(&self._ix, self._own_table, <const uint8_t*>pf.buf, pf.len)
         except BaseException:
             self._ix.size = -1
+            self._ix.table = NULL
             PyBuffer_Release(&pf)
             PyBuffer_Release(&gt)
+            if has_index:
+                PyBuffer_Release(&ixv)
             raise
         self._pf_view = pf
         self._gt_view = gt
+        if has_index:
+            self._ix_view = ixv
+            self._ix_held = True
         self._gtins = <const uint8_t*>gt.buf
         self._n_gtins = <size_t>(gt.len // 8)
         self._version = version
@@ -933,6 +1082,7 @@ cdef class ProbeBase:
         """Release the attached buffers; until the next ``_attach`` every probe raises ``NotAttachedError``."""
         self._release()
         self._ix.size = -1
+        self._ix.table = NULL
 
     @property
     def _attached_info(self):
@@ -943,8 +1093,8 @@ cdef class ProbeBase:
 
     @property
     def _index_nbytes(self) -> int:
-        """Per-process memory of the derived index (0 before the first attach)."""
-        return 0 if self._ix.table == NULL else MAX_CONTAINERS * sizeof(Entry)
+        """Private memory of the derived index: 1 MiB when derived here, 0 when a stored index is used."""
+        return 0 if self._own_table == NULL else MAX_CONTAINERS * sizeof(Entry)
 
     @cython.final
     cdef int _ready(self) except -1:
@@ -1003,6 +1153,15 @@ cdef class ProbeBase:
         finally:
             PyBuffer_Release(&view)
         return hit
+
+    @cython.always_allow_keywords(False)
+    def _maybe_key(self, key):
+        """Prefilter answer for a raw 32-bit prefilter key (tests and diagnostics; no renewal)."""
+        if not self._attached:
+            raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
+        if not 0 <= key <= 0xFFFFFFFF:
+            raise ValueError(f"a prefilter key is a 32-bit unsigned integer, not {key!r}")
+        return rindex_contains(&self._ix, <uint32_t>key)
 
     @cython.always_allow_keywords(False)
     def is_blocked_many(self, raws):

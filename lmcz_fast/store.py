@@ -33,7 +33,7 @@ import xxhash
 
 from ._bulk import prepare_full_load
 from ._codes import CodeError, MarkingCode, parse_code
-from ._probe import ProbeBase, keys_and_hashes, pack_identity, unpack_key
+from ._probe import ProbeBase, build_index, keys_and_hashes, pack_identity, unpack_key
 
 __all__ = [
     "Block",
@@ -67,7 +67,8 @@ _DB_META = b"meta"
 
 _META_PREFILTER = b"prefilter"
 _META_GTIN_INDEX = b"gtin_index"
-_BINARY_META = {_META_PREFILTER, _META_GTIN_INDEX}
+_META_PREFILTER_INDEX = b"prefilter_index"
+_BINARY_META = {_META_PREFILTER, _META_GTIN_INDEX, _META_PREFILTER_INDEX}
 
 
 class StoreError(Exception):
@@ -338,7 +339,7 @@ class Blocklist(ProbeBase):
     _lock: Any
     _dbs: dict[bytes, Any]
     _block_cache: dict[int, Block]
-    _meta_cache: dict[str, Any]
+    _meta_cache: dict[str, Any] | None
     _cached_version: Any
     _renew_at: float
 
@@ -376,7 +377,7 @@ class Blocklist(ProbeBase):
                 }
                 for name, value in fields.items():
                     txn.put(name.encode(), json.dumps(value).encode(), db=meta)
-                txn.put(_META_PREFILTER, BitMap().serialize(), db=meta)
+                _put_prefilter(txn, meta, BitMap().serialize())
                 txn.put(_META_GTIN_INDEX, b"", db=meta)
         finally:
             _release_env(env)
@@ -469,7 +470,13 @@ class Blocklist(ProbeBase):
                 raise StoreError(f"{self._path}: metadata is missing the prefilter")
             snapshot = txn.id()
             try:
-                self._attach(prefilter, gtin_index, self._refresh_interval, snapshot)
+                # The first attach of this handle validates everything; later versions, written by a writer that
+                # validated them, are switched to by checking the stored index's bounds only.
+                self._attach(prefilter, gtin_index, self._refresh_interval, snapshot,
+                             txn.get(_META_PREFILTER_INDEX, db=meta), self._txn is None)
+            except ValueError as exc:
+                txn.abort()
+                raise StoreError(f"{self._path}: corrupt prefilter: {exc}") from exc
             except BaseException:
                 txn.abort()
                 raise
@@ -477,10 +484,17 @@ class Blocklist(ProbeBase):
             if old is not None:
                 old.abort()
             if snapshot != self._cached_version:
-                self._meta_cache = self._read_meta(txn)
+                # Read on first use: a till's is_blocked that lands on a new version should not pay for it.
+                self._meta_cache = None
                 self._block_cache = {}
                 self._cached_version = snapshot
             self._renew_at = time.monotonic() + self._refresh_interval
+
+    def _meta(self) -> dict[str, Any]:
+        """The metadata of the current read transaction (call with the lock held, after `_fresh_txn`)."""
+        if self._meta_cache is None:
+            self._meta_cache = self._read_meta(self._txn)
+        return self._meta_cache
 
     def _read_meta(self, txn: lmdb.Transaction) -> dict[str, Any]:
         result: dict[str, Any] = {}
@@ -523,7 +537,7 @@ class Blocklist(ProbeBase):
                 readings.append(bare)
         with self._lock:
             txn = self._fresh_txn()
-            meta = self._meta_cache
+            meta = self._meta()
             block = None
             for reading in readings:
                 block = self._lookup(txn, reading, meta)
@@ -579,11 +593,12 @@ class Blocklist(ProbeBase):
         """Version, counts, sizes and times of the database as this reader sees it now."""
         with self._lock:
             self._fresh_txn()
-            meta = dict(self._meta_cache)
+            meta = dict(self._meta())
             stat = self._env.stat()
             env_info = self._env.info()
         meta["prefilter_bytes"] = meta.pop("prefilter", 0)
         meta["gtin_index_bytes"] = meta.pop("gtin_index", 0)
+        meta["prefilter_index_bytes"] = meta.pop("prefilter_index", 0)
         meta["path"] = self._path
         meta["file_bytes"] = os.path.getsize(os.path.join(self._path, "data.mdb"))
         meta["used_bytes"] = (env_info["last_pgno"] + 1) * stat["psize"]
@@ -593,14 +608,14 @@ class Blocklist(ProbeBase):
         """One metadata field (JSON value) as this reader sees it now."""
         with self._lock:
             self._fresh_txn()
-            return self._meta_cache.get(name, default)
+            return self._meta().get(name, default)
 
     def status(self, now: float | None = None) -> Status:
         """How fresh the data is, by the refresh window and the offline limit kept in the metadata."""
         now = time.time() if now is None else now
         with self._lock:
             self._fresh_txn()
-            meta = dict(self._meta_cache)
+            meta = dict(self._meta())
         window = float(meta.get("refresh_window") or DEFAULT_REFRESH_WINDOW)
         expire = float(meta.get("expire_after") or DEFAULT_EXPIRE_AFTER)
         last = meta.get("last_sync_at") or meta.get("loaded_at")
@@ -649,7 +664,8 @@ class Blocklist(ProbeBase):
     def set_meta(self, **fields: Any) -> None:
         """Set metadata fields (JSON values) in one transaction, e.g. `feed_url` or `refresh_window`."""
         self._require_writable()
-        reserved = {"version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "instance_id"}
+        reserved = {"version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "prefilter_index",
+                    "instance_id"}
         if reserved & fields.keys():
             raise StoreError(f"these fields are kept by the store itself: {sorted(reserved & fields.keys())}")
         with self._env.begin(write=True) as txn:
@@ -767,7 +783,7 @@ class Blocklist(ProbeBase):
             if synced:
                 meta_fields["last_sync_at"] = now
             self._put_meta(txn, meta_fields)
-            txn.put(_META_PREFILTER, bitmap.serialize(), db=self._dbs[_DB_META])
+            _put_prefilter(txn, self._dbs[_DB_META], bitmap.serialize())
             txn.put(_META_GTIN_INDEX, _gtin_index(key for key, _ in gtin_keys), db=self._dbs[_DB_META])
         report.version = new_version
         report.codes = len(unique_keys)
@@ -921,7 +937,7 @@ class Blocklist(ProbeBase):
             if synced:
                 fields["last_sync_at"] = now
             self._put_meta(txn, fields)
-            txn.put(_META_PREFILTER, bitmap.serialize(), db=meta_db)
+            _put_prefilter(txn, meta_db, bitmap.serialize())
             if added_gtins or removed_gtins:
                 with txn.cursor(db=gtins_db) as cursor:
                     index = _gtin_index(cursor.iternext(keys=True, values=False))
@@ -943,6 +959,12 @@ class Blocklist(ProbeBase):
             if cursor.last():
                 return int.from_bytes(cursor.key(), "big") + 1
         return 1
+
+
+def _put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> None:
+    """Write the prefilter with its stored index, validated here once, so readers need not derive it."""
+    txn.put(_META_PREFILTER, serialized, db=meta_db)
+    txn.put(_META_PREFILTER_INDEX, build_index(serialized), db=meta_db)
 
 
 def _gtin_index(packed_gtins: Iterable[bytes]) -> bytes:

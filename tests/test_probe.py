@@ -26,8 +26,11 @@ from pyroaring import BitMap
 
 from lmcz_fast._codes import CodeError, parse_code
 from lmcz_fast._probe import (
+    INDEX_NBYTES,
+    STORED_INDEX_NBYTES,
     NotAttachedError,
     ProbeBase,
+    build_index,
     keys_and_hashes,
     pack_identity,
     unpack_key,
@@ -237,6 +240,82 @@ def test_same_version_reuses_the_index(world: dict) -> None:
     assert probe._maybe(world["free"][0].encode())
 
 
+def test_stored_index_answers_as_the_derived_one(world: dict) -> None:
+    """A stored index (built once by the writer) gives the same answers, with no private table."""
+    data = prefilter_of(world["blocked"])
+    index = build_index(data)
+    assert len(index) == STORED_INDEX_NBYTES
+    derived = SetProbe(world["blocked"])
+    for verify in (True, False):
+        probe = SetProbe(world["blocked"])
+        probe._attach(data, b"", 3600, 1, index, verify)
+        assert probe._index_nbytes == 0 and derived._index_nbytes == INDEX_NBYTES
+        assert probe._attached_info == derived._attached_info
+        scans = world["scans_blocked"][:300] + world["scans_free"][:300]
+        assert probe.is_blocked_many(scans) == derived.is_blocked_many(scans) == [True] * 300 + [False] * 300
+        bitmap = BitMap.deserialize(data)
+        rng = random.Random(5)
+        keys = [key_of(i) for i in world["blocked"][:500]] + [rng.getrandbits(32) for _ in range(20000)]
+        assert [probe._maybe_key(k) for k in keys] == [k in bitmap for k in keys]
+    with pytest.raises(ValueError, match="corrupt Roaring"):
+        build_index(data[:-2])
+
+
+def _tampered(index: bytes, entry: int, field: slice, value: bytes) -> bytes:
+    out = bytearray(index)
+    at = 32 + 16 * entry
+    out[at + field.start:at + field.stop] = value
+    return bytes(out)
+
+
+def test_stored_index_is_checked_before_use(world: dict) -> None:
+    """Whatever a stored index holds, attaching it either fails with ValueError or probes inside the prefilter;
+    with verify, it must equal the index derived from the prefilter."""
+    data = prefilter_of(world["blocked"])
+    index = build_index(data)
+    used = next(k for k in range(65536) if index[32 + 16 * k + 12] != 0)   # kind byte of a present entry
+    bad = {
+        "size": (index[:-1], "bytes; expected"),
+        "magic": (b"X" + index[1:], "not written by this build"),
+        "other prefilter": (build_index(prefilter_of(world["free"])), "describes"),
+        "offset": (_tampered(index, used, slice(8, 12), (len(data) - 1).to_bytes(4, "little")), "past"),
+        "kind": (_tampered(index, used, slice(12, 14), (9).to_bytes(2, "little")), "unknown kind"),
+        "count": (_tampered(index, used, slice(14, 16), (0).to_bytes(2, "little")), "holds 0 values"),
+    }
+    probe = SetProbe(world["blocked"])
+    for name, (stored, message) in bad.items():
+        for verify in (False, True):
+            with pytest.raises(ValueError, match=f"{message}|does not match" if verify else message):
+                probe._attach(data, b"", 3600, None, stored, verify)
+            with pytest.raises(NotAttachedError):
+                probe.is_blocked(world["scans_free"][0])
+    # in bounds but wrong (a summary bit cleared): passes the bounds check, caught by verify
+    quiet = _tampered(index, used, slice(0, 8), (0).to_bytes(8, "little"))
+    probe._attach(data, b"", 3600, None, quiet, False)
+    with pytest.raises(ValueError, match="does not match"):
+        probe._attach(data, b"", 3600, None, quiet, True)
+    probe._attach(data, b"", 3600, None, index, True)
+    assert probe.is_blocked(world["scans_blocked"][0])
+
+
+@given(st.binary(min_size=0, max_size=64), st.integers(0, 65535))
+@settings(max_examples=200, deadline=None)
+def test_random_stored_entries_never_read_outside(junk: bytes, entry: int) -> None:
+    """Random bytes over one entry: the attach fails cleanly or every probe stays in bounds (ASan-free check:
+    probing values all over that container runs without crashing)."""
+    data = prefilter_of([make_identity(random.Random(entry), serial_len=13) for _ in range(50)])
+    index = bytearray(build_index(data))
+    at = 32 + 16 * entry
+    index[at:at + len(junk[:16])] = junk[:16]
+    probe = SetProbe([])
+    try:
+        probe._attach(data, b"", 3600, None, bytes(index), False)
+    except ValueError:
+        return
+    for low in range(0, 65536, 7):
+        probe._maybe_key((entry << 16) | low)
+
+
 def test_renew_after_the_deadline(world: dict) -> None:
     probe = SetProbe(world["blocked"], refresh_interval=0.05)
     scan = world["scans_free"][0]
@@ -318,7 +397,7 @@ def test_subclass_can_define_slots_and_attributes(world: dict) -> None:
     probe = SetProbe(world["blocked"])
     probe.extra = 1
     assert isinstance(probe, ProbeBase)
-    assert probe._index_nbytes <= 1 << 20
+    assert probe._index_nbytes == INDEX_NBYTES == 1 << 20
 
 
 def test_maybe_is_prefilter_only(world: dict) -> None:

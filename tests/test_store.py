@@ -329,3 +329,44 @@ def test_a_bare_cis_that_reads_like_a_lost_gs_scan_is_still_found(db):
     assert db.is_blocked_many([cis, short_reading]) == [True, False]
     db.load([[short_reading]])
     assert db.check(cis).blocked and db.check(cis).identity == short_reading
+
+
+def test_readers_switch_versions_through_the_stored_index(tmp_path, rng):
+    """The writer stores the prefilter's index; a reader validates everything once, on opening, and later
+    versions reuse the stored index (no private 1 MiB table, no pass over the prefilter's values)."""
+    from lmcz_fast._probe import STORED_INDEX_NBYTES
+
+    path = tmp_path / "db"
+    codes = [make_identity(rng) for _ in range(3000)]
+    with Blocklist.create(path) as writer:
+        writer.load([codes[:1000]])
+        assert writer.info()["prefilter_index_bytes"] == STORED_INDEX_NBYTES
+        with Blocklist.open(path, refresh_interval=3600) as reader:
+            assert reader._index_nbytes == 0
+            for step in range(1, 4):
+                writer.apply_delta(add=codes[1000 * step:1000 * step + 1000], remove=codes[:10 * step],
+                                   to_version=1 + step)
+                reader._renew()
+                assert reader.get_meta("version") == 1 + step
+                assert reader._index_nbytes == 0
+                blocked = set(codes[10 * step:1000 * step + 1000])
+                assert reader.is_blocked_many(codes) == [c in blocked for c in codes]
+
+
+def test_a_tampered_stored_index_is_refused_on_open(tmp_path, rng):
+    import lmdb
+
+    path = tmp_path / "db"
+    codes = [make_identity(rng) for _ in range(500)]
+    with Blocklist.create(path) as bl:
+        bl.load([codes])
+    env = lmdb.open(str(path), max_dbs=8, subdir=True)
+    meta = env.open_db(b"meta")
+    with env.begin(write=True) as txn:
+        index = bytearray(txn.get(b"prefilter_index", db=meta))
+        used = next(k for k in range(65536) if index[32 + 16 * k + 12])
+        index[32 + 16 * used:32 + 16 * used + 8] = bytes(8)   # clear a summary: in bounds, but wrong
+        txn.put(b"prefilter_index", bytes(index), db=meta)
+    env.close()
+    with pytest.raises(StoreError, match="corrupt prefilter.*does not match"):
+        Blocklist.open(path)

@@ -26,6 +26,8 @@ EXIT_OK = 0
 EXIT_STORE = 4
 EXIT_FEED = 5
 #: `status --check` exit codes, as monitoring plugins (Nagios, Icinga, Zabbix agents) read them.
+#: `sync --nice` default: a writer runs below the readers it shares the cores with (see `_lower_priority`).
+WRITER_NICE = 10
 CHECK_CODES = {"ready": 0, "stale": 1, "expired": 2, "empty": 2}
 
 log = logging.getLogger("lmcz_fast.feed")
@@ -232,9 +234,12 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
               help="Tries per file, with exponential backoff and jitter, on network errors and 5xx.")
 @click.option("--timeout", type=float, default=30.0, show_default=True, help="Seconds per network operation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (one-shot mode).")
+@click.option("--nice", "niceness", type=click.IntRange(0, 19), default=WRITER_NICE, show_default=True,
+              help="Lower this process's CPU priority by this much, so tills' lookups in other processes on the "
+                   "same cores come first while an update is applied (0: leave it).")
 @click.option("-v", "--verbose", is_flag=True, help="Log retries and decisions in detail.")
 def sync(db: str, feed_url: str | None, public_key: str | None, every: float | None, attempts: int,
-         timeout: float, as_json: bool, verbose: bool) -> None:
+         timeout: float, as_json: bool, niceness: int, verbose: bool) -> None:
     """Bring DB up to date from a signed feed: deltas when possible, the snapshot when too far behind.
 
     \b
@@ -245,6 +250,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     Exit codes: 0 synced or up to date, 4 store error, 5 feed error (nothing changed).
     """
     _setup_logging(verbose)
+    _lower_priority(niceness)
     if feed_url is None and not _exists(db):
         raise click.UsageError(f"no database at {db} yet: give --feed (and --public-key) for its first sync")
     try:
@@ -280,6 +286,16 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
         _fail(str(exc), EXIT_STORE)
 
 
+def _lower_priority(niceness: int) -> None:
+    """Writers yield the CPU to readers: on a 2-core till server a sync at equal priority can hold a core the
+    service needs, and a lookup then waits for the scheduler rather than for the store (benches/bench_delta.py)."""
+    if niceness:
+        try:
+            os.nice(niceness)
+        except OSError as exc:
+            log.warning("could not lower the CPU priority: %s", exc)
+
+
 def _exists(db: str) -> bool:
     return os.path.exists(os.path.join(db, "data.mdb"))
 
@@ -310,9 +326,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
               help="Also serve MIRROR_DIR over HTTP (Python's http.server; put nginx in front for thousands).")
 @click.option("--attempts", type=click.IntRange(1, 20), default=5, show_default=True)
 @click.option("--timeout", type=float, default=30.0, show_default=True)
+@click.option("--nice", "niceness", type=click.IntRange(0, 19), default=WRITER_NICE, show_default=True,
+              help="Lower this process's CPU priority by this much (as `sync --nice`; 0: leave it).")
 @click.option("-v", "--verbose", is_flag=True)
 def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, every: float | None,
-           serve_address: str | None, attempts: int, timeout: float, verbose: bool) -> None:
+           serve_address: str | None, attempts: int, timeout: float, niceness: int, verbose: bool) -> None:
     """Re-serve a verified copy of an upstream feed from MIRROR_DIR, for a chain's stores to sync from.
 
     \b
@@ -323,6 +341,7 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
       lmcz-fast sync till-store.db --feed http://mirror.local:8080/ --public-key feed.pub --every 2h
     """
     _setup_logging(verbose)
+    _lower_priority(niceness)
     server = _serve(mirror_dir, serve_address) if serve_address else None
     try:
         def once(sleep: Callable[[float], Any]) -> str:
