@@ -179,3 +179,28 @@ def prepare_full_load(list keys, hashes):
         PyMem_Free(sizes)
         PyMem_Free(counts)
 
+
+
+def digest_sums(list keys, bytes prefix=b""):
+    """`set_digest`'s two sums mod 2**64 over `keys` (bytes), each hashed with `prefix` in front: the sum of
+    XXH3-64(prefix + key) and the sum of XXH3-64(prefix + key + b"\\x01") (see `store.set_digest_of`)."""
+    cdef Py_ssize_t n = PyList_GET_SIZE(keys), i, size
+    cdef Py_ssize_t plen = PyBytes_GET_SIZE(prefix)
+    cdef uint64_t sum_a = 0, sum_b = 0
+    cdef unsigned char salted[DIGEST_KEY_MAX + 1]
+    cdef object item
+    if plen > DIGEST_KEY_MAX:
+        raise ValueError(f"a digest prefix of {plen} bytes is too long")
+    memcpy(salted, PyBytes_AS_STRING(prefix), plen)
+    for i in range(n):
+        item = <object>PyList_GET_ITEM(keys, i)
+        if not PyBytes_Check(item):
+            raise TypeError(f"keys[{i}] is {type(item).__name__}, not bytes")
+        size = PyBytes_GET_SIZE(item)
+        if plen + size > DIGEST_KEY_MAX:
+            raise ValueError(f"keys[{i}] is {size} bytes; packed identities are at most {DIGEST_KEY_MAX - plen}")
+        memcpy(salted + plen, PyBytes_AS_STRING(item), size)
+        sum_a += xxh3_64(salted, plen + size)
+        salted[plen + size] = 1
+        sum_b += xxh3_64(salted, plen + size + 1)
+    return sum_a, sum_b

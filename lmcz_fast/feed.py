@@ -45,7 +45,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from ._codes import CodeError
-from .store import Blocklist, LoadError, StoreError, VersionError, set_digest_of
+from .store import (
+    Blocklist,
+    DigestMismatchError,
+    LoadError,
+    StoreError,
+    VersionError,
+    digest_after,
+    set_digest_of,
+)
 
 __all__ = [
     "DEFAULT_KEEP_DELTAS",
@@ -536,19 +544,10 @@ def _compose(deltas: Sequence[Delta]) -> Delta:
 
 
 def _digest_after(digest: str, delta: Delta) -> str:
-    """The set digest after an exact delta: the digest is made of sums, so add the added and subtract the removed.
-
-    Uses the store's own digest arithmetic (private helpers of store.py), so the feed can never drift from what
-    `Blocklist.info()["set_digest"]` reports.
-    """
-    from ._probe import pack_identity
-    from .store import _digest_add, _format_digest, _pack_gtin, _parse_digest
-
-    sums = _digest_add(_parse_digest(digest), [pack_identity(i.encode("ascii")) for i in delta.add],
-                       [_pack_gtin(g) for g in delta.add_gtins])
-    sums = _digest_add(sums, [pack_identity(i.encode("ascii")) for i in delta.remove],
-                       [_pack_gtin(g) for g in delta.remove_gtins], -1)
-    return _format_digest(sums)
+    """The set digest after an exact delta, by the store's own arithmetic (`store.digest_after`), so the feed
+    can never drift from what `Blocklist.info()["set_digest"]` reports."""
+    return digest_after(digest, add=delta.add, remove=delta.remove, add_gtins=delta.add_gtins,
+                        remove_gtins=delta.remove_gtins)
 
 
 # -- atomic files -------------------------------------------------------------------------------------------
@@ -881,13 +880,15 @@ def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retr
         _check_replay(manifest, version, digest, bl.get_meta("feed_published_at"), "the store")
         try:
             with tempfile.TemporaryDirectory(prefix="lmcz-feed-", dir=temp_dir) as work:
-                outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings)
+                outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings,
+                                    _sync_fields(manifest, key, fetcher.base, clock))
             break
         except _NotFound as exc:
             if attempt == 2:
                 raise
             log.info("%s; the feed moved on meanwhile, re-reading the manifest", exc)
-    _record(bl, manifest, key, fetcher.base, clock)
+    if outcome.action == "up-to-date":
+        bl.mark_synced(**_sync_fields(manifest, key, fetcher.base, clock))
     timings["total"] = time.perf_counter() - started
     return SyncReport(
         feed_url=fetcher.base, action=outcome.action, from_version=version, to_version=manifest.version,
@@ -897,11 +898,11 @@ def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retr
     )
 
 
-def _record(bl: Blocklist, manifest: Manifest, key: Ed25519PublicKey, base: str, clock: float) -> None:
-    bl.set_meta(feed_id=manifest.feed_id, feed_published_at=manifest.published_at,
-                feed_expires_at=manifest.expires_at, feed_public_key=public_key_text(key),
-                feed_key_id=key_id(key))
-    bl.mark_synced(at=clock, feed_url=base)
+def _sync_fields(manifest: Manifest, key: Ed25519PublicKey, base: str, clock: float) -> dict[str, Any]:
+    """What a successful sync records, written in the same transaction as the change it applies."""
+    return {"feed_id": manifest.feed_id, "feed_published_at": manifest.published_at,
+            "feed_expires_at": manifest.expires_at, "feed_public_key": public_key_text(key),
+            "feed_key_id": key_id(key), "feed_url": base, "last_sync_at": clock}
 
 
 class _Outcome(NamedTuple):
@@ -913,7 +914,7 @@ class _Outcome(NamedTuple):
 
 
 def _bring_up(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, version: int, digest: str,
-              timings: dict[str, float]) -> _Outcome:
+              timings: dict[str, float], record: dict[str, Any]) -> _Outcome:
     """Download, verify and apply the deltas or the snapshot."""
     if manifest.version == version:
         return _Outcome("up-to-date", (), 0, 0, None)
@@ -926,12 +927,12 @@ def _bring_up(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, 
     elif sum(entry.size for entry in chain) > manifest.snapshot.size:
         reason = "the deltas are larger than the snapshot"
     if chain is not None and reason is None:
-        applied = _apply_deltas(bl, manifest, chain, fetcher, work, version, digest, timings)
+        applied = _apply_deltas(bl, manifest, chain, fetcher, work, version, digest, timings, record)
         if applied is not None:
             return applied
         reason = "the store's digest after the deltas differs from the publisher's"
         log.warning("%s; loading the snapshot instead", reason)
-    return _apply_snapshot(bl, manifest, fetcher, work, timings, reason)
+    return _apply_snapshot(bl, manifest, fetcher, work, timings, reason, record)
 
 
 def _fetch(fetcher: _Fetcher, entry: SnapshotEntry | DeltaEntry, work: Path) -> Path:
@@ -941,8 +942,9 @@ def _fetch(fetcher: _Fetcher, entry: SnapshotEntry | DeltaEntry, work: Path) -> 
 
 
 def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fetcher: _Fetcher, work: Path,
-                  version: int, digest: str, timings: dict[str, float]) -> _Outcome | None:
-    """Apply the chain as one composed delta; None if the store's digest afterwards is not the manifest's."""
+                  version: int, digest: str, timings: dict[str, float], record: dict[str, Any]) -> _Outcome | None:
+    """Apply the chain as one composed delta; None (nothing changed) if the store's digest afterwards would not
+    be the manifest's."""
     mark = time.perf_counter()
     deltas = []
     for entry in chain:
@@ -966,19 +968,20 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
     mark = time.perf_counter()
     try:
         bl.apply_delta(combined.add, combined.remove, add_gtins=combined.add_gtins,
-                       remove_gtins=combined.remove_gtins, from_version=version, to_version=manifest.version)
+                       remove_gtins=combined.remove_gtins, from_version=version, to_version=manifest.version,
+                       expect_digest=manifest.set_digest, meta=record)
+    except DigestMismatchError:
+        return None
     except CodeError as exc:
         raise IntegrityError(f"a signed delta holds a bad entry: {exc}") from exc
     except VersionError as exc:
         raise FeedError(f"another writer changed the store while the feed was being fetched: {exc}") from exc
     timings["apply"] = time.perf_counter() - mark
-    if bl.info()["set_digest"] != manifest.set_digest:
-        return None
     return _Outcome("delta", tuple(entry.path for entry in chain), len(combined.add), len(combined.remove), None)
 
 
 def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, timings: dict[str, float],
-                    reason: str | None) -> _Outcome:
+                    reason: str | None, record: dict[str, Any]) -> _Outcome:
     mark = time.perf_counter()
     path = _fetch(fetcher, manifest.snapshot, work)
     timings["fetch"] = timings.get("fetch", 0.0) + time.perf_counter() - mark
@@ -995,15 +998,15 @@ def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: 
     timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - mark
     mark = time.perf_counter()
     try:
-        bl.load([snapshot.lines()], replace=True, strict=True, version=manifest.version)
+        bl.load([snapshot.lines()], replace=True, strict=True, version=manifest.version,
+                expect_digest=manifest.set_digest, meta=record)
+    except DigestMismatchError as exc:
+        raise IntegrityError(f"the signed snapshot does not load to the manifest's digest: {exc}") from exc
     except LoadError as exc:
         raise IntegrityError(f"the signed snapshot holds bad lines: {exc}") from exc
     except VersionError as exc:
         raise FeedError(f"another writer changed the store while the feed was being fetched: {exc}") from exc
     timings["apply"] = timings.get("apply", 0.0) + time.perf_counter() - mark
-    after = bl.info()["set_digest"]
-    if after != manifest.set_digest:
-        raise IntegrityError(f"after loading the snapshot the store's digest is {after}, not {manifest.set_digest}")
     return _Outcome("snapshot", (manifest.snapshot.path,), len(snapshot.identities), 0, reason)
 
 

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import lmdb
-import xxhash
 
-from ._bulk import prepare_full_load
+from ._bulk import digest_sums, prepare_full_load
 from ._codes import CodeError, MarkingCode, parse_code
 from ._probe import ProbeBase, build_index, keys_and_hashes, pack_identity, unpack_key
 
@@ -43,8 +42,10 @@ __all__ = [
     "LoadReport",
     "Status",
     "StoreError",
+    "DigestMismatchError",
     "VersionError",
     "Verdict",
+    "digest_after",
     "set_digest_of",
 ]
 
@@ -82,6 +83,15 @@ class VersionError(StoreError):
         super().__init__(message)
         self.current = current
         self.expected = expected
+
+
+class DigestMismatchError(StoreError):
+    """A write would leave the store with another set digest than the caller expected; nothing was changed."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
 
 
 class LoadError(StoreError):
@@ -199,22 +209,42 @@ def set_digest_of(identities: Iterable[str | bytes], gtins: Iterable[str] = ()) 
     return _format_digest(_digest_add((0, 0), keys, [_pack_gtin(g) for g in gtins]))
 
 
+def digest_after(
+    digest: str,
+    *,
+    add: Iterable[str | bytes] = (),
+    remove: Iterable[str | bytes] = (),
+    add_gtins: Iterable[str] = (),
+    remove_gtins: Iterable[str] = (),
+) -> str:
+    """The set digest after an exact delta: every added identity absent before, every removed one present.
+
+    The digest is made of sums (`set_digest_of`), so this adds the added and subtracts the removed without the
+    rest of the set: what a feed publisher and a syncing store compute before touching the store.
+    Raises `ValueError` for an identity that is not canonical, `CodeError` for a bad GTIN.
+    """
+    def packed(identities: Iterable[str | bytes]) -> list[bytes]:
+        return [pack_identity(i.encode("ascii") if isinstance(i, str) else i) for i in identities]
+
+    sums = _digest_add(_parse_digest(digest), packed(add), [_pack_gtin(g) for g in add_gtins])
+    return _format_digest(_digest_add(sums, packed(remove), [_pack_gtin(g) for g in remove_gtins], -1))
+
+
 def _format_digest(sums: tuple[int, int]) -> str:
     return f"{sums[0] % _DIGEST_MOD:016x}{sums[1] % _DIGEST_MOD:016x}"
 
 
 def _parse_digest(text: str) -> tuple[int, int]:
+    if len(text) != 32:
+        raise ValueError(f"a set digest is 32 hex digits, not {text!r}")
     return int(text[:16], 16), int(text[16:], 16)
 
 
 def _digest_add(sums: tuple[int, int], code_keys: Iterable[bytes], gtin_keys: Iterable[bytes],
                 sign: int = 1) -> tuple[int, int]:
-    hash64 = xxhash.xxh3_64_intdigest
-    a, b = sums
-    for key in itertools.chain(code_keys, (_GTIN_DIGEST_PREFIX + g for g in gtin_keys)):
-        a += sign * hash64(key)
-        b += sign * hash64(key + b"\x01")
-    return a % _DIGEST_MOD, b % _DIGEST_MOD
+    codes_a, codes_b = digest_sums(list(code_keys))
+    gtins_a, gtins_b = digest_sums(list(gtin_keys), _GTIN_DIGEST_PREFIX)
+    return (sums[0] + sign * (codes_a + gtins_a)) % _DIGEST_MOD, (sums[1] + sign * (codes_b + gtins_b)) % _DIGEST_MOD
 
 
 def _bare_reading(raw: str | bytes) -> MarkingCode | None:
@@ -342,6 +372,7 @@ class Blocklist(ProbeBase):
     _meta_cache: dict[str, Any] | None
     _cached_version: Any
     _renew_at: float
+    _prefilter_cache: tuple[int, str, Any] | None   # (version, set digest, BitMap) this handle last wrote
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use Blocklist.open(path) or Blocklist.create(path)")
@@ -407,6 +438,7 @@ class Blocklist(ProbeBase):
         self._block_cache = {}
         self._meta_cache = {}
         self._cached_version = None
+        self._prefilter_cache = None
         try:
             self._dbs = _open_dbs(self._env, path)
             self._renew()
@@ -664,21 +696,32 @@ class Blocklist(ProbeBase):
     def set_meta(self, **fields: Any) -> None:
         """Set metadata fields (JSON values) in one transaction, e.g. `feed_url` or `refresh_window`."""
         self._require_writable()
-        reserved = {"version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "prefilter_index",
-                    "instance_id"}
-        if reserved & fields.keys():
-            raise StoreError(f"these fields are kept by the store itself: {sorted(reserved & fields.keys())}")
+        fields = self._checked_meta(fields)
         with self._env.begin(write=True) as txn:
-            for name, value in fields.items():
-                txn.put(name.encode(), json.dumps(value).encode(), db=self._dbs[_DB_META])
+            self._put_meta(txn, fields)
         self._renew()
 
-    def mark_synced(self, at: float | None = None, feed_url: str | None = None) -> None:
-        """Record a successful sync: the freshness clock restarts from `at` (now by default)."""
-        fields: dict[str, Any] = {"last_sync_at": time.time() if at is None else at}
+    def mark_synced(self, at: float | None = None, feed_url: str | None = None, **fields: Any) -> None:
+        """Record a successful sync, with any other `fields` (as `set_meta`), in one transaction: the freshness
+        clock restarts from `at` (now by default)."""
+        fields["last_sync_at"] = time.time() if at is None else at
         if feed_url is not None:
             fields["feed_url"] = feed_url
         self.set_meta(**fields)
+
+    @staticmethod
+    def _checked_meta(fields: dict[str, Any]) -> dict[str, Any]:
+        """Refuse fields the store keeps itself, and values that are not JSON, before any transaction starts."""
+        reserved = {"version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "prefilter_index",
+                    "instance_id", "updated_at", "loaded_at", "source"}
+        if reserved & fields.keys():
+            raise StoreError(f"these fields are kept by the store itself: {sorted(reserved & fields.keys())}")
+        for name, value in fields.items():
+            try:
+                json.dumps(value)
+            except (TypeError, ValueError) as exc:
+                raise StoreError(f"metadata field {name!r} is not a JSON value: {exc}") from exc
+        return dict(fields)
 
     def load(
         self,
@@ -690,6 +733,8 @@ class Blocklist(ProbeBase):
         version: int | None = None,
         block: dict[str, str] | None = None,
         synced: bool = False,
+        expect_digest: str | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> LoadReport:
         """Load blocked codes from files or iterables of lines, in one write transaction.
 
@@ -699,8 +744,10 @@ class Blocklist(ProbeBase):
         their line numbers; with `strict=True` any bad line refuses the whole load and nothing changes.
         `replace=True` makes the result exactly the sources (a new full version); `replace=False` adds to what is
         there. `progress` is called with the number of lines read so far, now and then.
+        `expect_digest`, `meta` and `synced` work as in `apply_delta`.
         """
         self._require_writable()
+        extra = self._checked_meta(meta or {})
         started = time.perf_counter()
         if isinstance(sources, (str, bytes, os.PathLike)):
             sources = [sources]
@@ -715,7 +762,7 @@ class Blocklist(ProbeBase):
                 report,
             )
         if replace:
-            self._write_full(collected, report, version, synced)
+            self._write_full(collected, report, version, synced, expect_digest, extra)
         else:
             delta = self.apply_delta(
                 add=[unpack_key(key) for key in collected.keys],
@@ -723,6 +770,8 @@ class Blocklist(ProbeBase):
                 to_version=version if version is not None else self.get_meta("version") + 1,
                 block=block,
                 synced=synced,
+                expect_digest=expect_digest,
+                meta=extra,
                 _block_ids=collected,
             )
             report.codes = delta.added
@@ -731,7 +780,8 @@ class Blocklist(ProbeBase):
         report.seconds = time.perf_counter() - started
         return report
 
-    def _write_full(self, collected: _Collected, report: LoadReport, version: int | None, synced: bool) -> None:
+    def _write_full(self, collected: _Collected, report: LoadReport, version: int | None, synced: bool,
+                    expect_digest: str | None, extra: dict[str, Any]) -> None:
         """Replace everything with `collected` in one write transaction: codes in key order with MDB_APPEND (full
         pages, no B-tree splits), the prefilter, the collision counts and the digest computed in bulk."""
         from pyroaring import BitMap
@@ -746,8 +796,15 @@ class Blocklist(ProbeBase):
         report.duplicates += len(keys) - len(unique_keys)
         bitmap = BitMap(sorted_hashes)
         gtin_keys = sorted((_pack_gtin(gtin), value) for gtin, value in collected.gtins.items())
-        digest = _digest_add(sums, (), [key for key, _ in gtin_keys])
+        digest = _format_digest(_digest_add(sums, (), [key for key, _ in gtin_keys]))
+        if expect_digest is not None and digest != expect_digest:
+            raise DigestMismatchError(
+                f"the load leads to digest {digest}, expected {expect_digest}; nothing was changed",
+                expected=expect_digest,
+                actual=digest,
+            )
         now = time.time()
+        self._prefilter_cache = None
         with self._env.begin(write=True) as txn:
             current = self._read_json(txn, "version")
             new_version = current + 1 if version is None else version
@@ -772,12 +829,13 @@ class Blocklist(ProbeBase):
             for block_id, details in collected.blocks.items():
                 txn.put(block_id.to_bytes(4, "big"), json.dumps(details).encode(), db=self._dbs[_DB_BLOCKS])
             meta_fields: dict[str, Any] = {
+                **extra,
                 "version": new_version,
                 "updated_at": now,
                 "loaded_at": now,
                 "codes": len(unique_keys),
                 "gtins": len(gtin_keys),
-                "set_digest": _format_digest(digest),
+                "set_digest": digest,
                 "source": collected.source_names,
             }
             if synced:
@@ -785,6 +843,7 @@ class Blocklist(ProbeBase):
             self._put_meta(txn, meta_fields)
             _put_prefilter(txn, self._dbs[_DB_META], bitmap.serialize())
             txn.put(_META_GTIN_INDEX, _gtin_index(key for key, _ in gtin_keys), db=self._dbs[_DB_META])
+        self._prefilter_cache = (new_version, digest, bitmap)
         report.version = new_version
         report.codes = len(unique_keys)
         report.gtins = len(gtin_keys)
@@ -811,6 +870,8 @@ class Blocklist(ProbeBase):
         remove_gtins: Iterable[str] = (),
         block: dict[str, str] | None = None,
         synced: bool = False,
+        expect_digest: str | None = None,
+        meta: dict[str, Any] | None = None,
         _block_ids: _Collected | None = None,
     ) -> DeltaReport:
         """Block and unblock codes and GTINs, moving the version to `to_version`, in one write transaction.
@@ -820,6 +881,9 @@ class Blocklist(ProbeBase):
         the store already holds is a harmless no-op (`applied=False`). Any bad code raises `CodeError` and
         changes nothing. Removing a code never unblocks another: prefilter keys shared by several codes are
         reference-counted in the `collisions` table, and a bit is cleared only when its last code goes.
+        With `expect_digest`, a result with any other set digest raises `DigestMismatchError` and changes
+        nothing (a feed checks the publisher's digest this way, before commit). `meta` fields (JSON values, see
+        `set_meta`) are written in the same transaction; `synced=True` also records the sync time.
         """
         self._require_writable()
         started = time.perf_counter()
@@ -828,6 +892,7 @@ class Blocklist(ProbeBase):
         add_gtins = list(add_gtins)
         add_gtin_keys = [_pack_gtin(g) for g in add_gtins]
         remove_gtin_keys = [_pack_gtin(g) for g in remove_gtins]
+        extra = self._checked_meta(meta or {})
         if _block_ids is not None:
             add_values = list(_block_ids.values)
             gtin_values = dict(_block_ids.gtins.items())
@@ -842,9 +907,11 @@ class Blocklist(ProbeBase):
         gtins_db = self._dbs[_DB_GTINS]
         collisions_db = self._dbs[_DB_COLLISIONS]
         meta_db = self._dbs[_DB_META]
+        cached, self._prefilter_cache = self._prefilter_cache, None
         with self._env.begin(write=True) as txn:
             current = self._read_json(txn, "version")
             if to_version == current and (from_version is None or from_version < current):
+                self._prefilter_cache = cached
                 return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
             if from_version is not None and from_version != current:
                 raise VersionError(
@@ -877,62 +944,104 @@ class Blocklist(ProbeBase):
                     g: _encode_block_id(remap.get(_decode_block_id(v), 0)) if v else block_value
                     for g, v in gtin_values.items()
                 }
-            bitmap = BitMap.deserialize(bytes(txn.get(_META_PREFILTER, db=meta_db)))
-            digest = _parse_digest(self._read_json(txn, "set_digest"))
+            digest_text = self._read_json(txn, "set_digest")
+            if cached is not None and cached[:2] == (current, digest_text):
+                bitmap = cached[2]
+            else:
+                bitmap = BitMap.deserialize(bytes(txn.get(_META_PREFILTER, db=meta_db)))
+            digest = _parse_digest(digest_text)
             count = self._read_json(txn, "codes")
-            shared = {
-                int.from_bytes(key, "big"): int.from_bytes(count, "big")
-                for key, count in txn.cursor(db=collisions_db)
+            stored_shared = {
+                int.from_bytes(key, "big"): int.from_bytes(value, "big")
+                for key, value in txn.cursor(db=collisions_db)
             }
+            shared = dict(stored_shared)
             changed: set[int] = set()
-            removed = [
-                (key, h) for key, h in sorted(zip(remove_keys, remove_hashes)) if txn.delete(key, db=codes_db)
-            ]
-            removed_keys = [key for key, _ in removed]
-            cleared = BitMap()
-            for h, n in Counter(h for _, h in removed).items():
-                owners = shared.get(h, 1) - n
-                if owners <= 0:
-                    cleared.add(h)
-                shared[h] = owners
+
+            # Removals, in key order (distinct keys; of the codes not there, nothing is removed).
+            order, unique, _, _, removed_sums = prepare_full_load(remove_keys, remove_hashes)
+            removed_keys: list[bytes] = []
+            removed_hashes = array.array("I")
+            missing: list[bytes] = []
+            for index, key in zip(order, unique):
+                if txn.delete(key, db=codes_db):
+                    removed_keys.append(key)
+                    removed_hashes.append(remove_hashes[index])
+                else:
+                    missing.append(key)
+            if missing:
+                removed_sums = _digest_add(removed_sums, missing, (), -1)
+            # A prefilter key without a `collisions` row has exactly one code: its bit goes with it.
+            gone = BitMap(removed_hashes)
+            counted = gone & BitMap(stored_shared)
+            for h, n in Counter(h for h in removed_hashes if h in counted).items():
+                shared[h] -= n
                 changed.add(h)
-            bitmap -= cleared
-            added = [
-                (key, h)
-                for key, h, value in sorted(zip(add_keys, add_hashes, add_values))
-                if txn.put(key, value, db=codes_db, overwrite=False)
-            ]
-            added_keys = [key for key, _ in added]
-            added_hashes = [h for _, h in added]
-            fresh = BitMap(added_hashes)
+            bitmap -= (gone - counted) | BitMap(h for h in counted if shared[h] <= 0)
+
+            # Additions, in key order; only a key whose prefilter bit is set can already be there.
+            order, unique, _, _, added_sums = prepare_full_load(add_keys, add_hashes)
+            unique_hashes = array.array("I", [add_hashes[index] for index in order])
+            maybe_there = BitMap(unique_hashes) & bitmap
+            present: set[bytes] = set()
+            if maybe_there:
+                present = {key for key, h in zip(unique, unique_hashes)
+                           if h in maybe_there and txn.get(key, db=codes_db) is not None}
+            if present:
+                added_sums = _digest_add(added_sums, present, (), -1)
+                kept = [i for i, key in enumerate(unique) if key not in present]
+                unique = [unique[i] for i in kept]
+                order = [order[i] for i in kept]
+                unique_hashes = array.array("I", [unique_hashes[i] for i in kept])
+            with txn.cursor(db=codes_db) as cursor:
+                _, written = cursor.putmulti(zip(unique, (add_values[index] for index in order)), overwrite=False)
+            if written != len(unique):
+                raise StoreError(f"internal error: {len(unique) - written} codes appeared during a delta")
+            fresh = BitMap(unique_hashes)
             overlap = bitmap & fresh
-            if overlap or len(fresh) != len(added_hashes):
-                for h, n in Counter(added_hashes).items():
-                    if n > 1 or h in overlap:
-                        shared[h] = shared.get(h, 1 if h in overlap else 0) + n
-                        changed.add(h)
+            if overlap or len(fresh) != len(unique_hashes):
+                special = overlap | BitMap(h for h, n in Counter(unique_hashes).items() if n > 1)
+                for h, n in Counter(h for h in unique_hashes if h in special).items():
+                    shared[h] = shared.get(h, 1 if h in overlap else 0) + n
+                    changed.add(h)
             bitmap |= fresh
             for h in changed:
                 hkey = h.to_bytes(4, "big")
                 if shared.get(h, 0) > 1:
                     txn.put(hkey, shared[h].to_bytes(4, "big"), db=collisions_db)
-                else:
+                elif h in stored_shared:
                     txn.delete(hkey, db=collisions_db)
+
             removed_gtins = [g for g in remove_gtin_keys if txn.delete(g, db=gtins_db)]
             added_gtins = []
             for gtin, key in zip(add_gtins, add_gtin_keys):
                 value = gtin_values.get(gtin, block_value)
                 if txn.put(key, value, db=gtins_db, overwrite=False):
                     added_gtins.append(key)
-            digest = _digest_add(_digest_add(digest, added_keys, added_gtins), removed_keys, removed_gtins, -1)
+            digest = _digest_add(digest, (), added_gtins)
+            digest = _digest_add(digest, (), removed_gtins, -1)
+            digest = (
+                (digest[0] + added_sums[0] - removed_sums[0]) % _DIGEST_MOD,
+                (digest[1] + added_sums[1] - removed_sums[1]) % _DIGEST_MOD,
+            )
+            new_digest = _format_digest(digest)
+            if expect_digest is not None and new_digest != expect_digest:
+                raise DigestMismatchError(
+                    f"the delta {current}->{to_version} leads to digest {new_digest}, expected {expect_digest}; "
+                    f"nothing was changed",
+                    expected=expect_digest,
+                    actual=new_digest,
+                )
+            added_count = len(unique)
             gtin_count = txn.stat(gtins_db)["entries"]
             now = time.time()
             fields: dict[str, Any] = {
+                **extra,
                 "version": to_version,
                 "updated_at": now,
-                "codes": count + len(added_keys) - len(removed_keys),
+                "codes": count + added_count - len(removed_keys),
                 "gtins": gtin_count,
-                "set_digest": _format_digest(digest),
+                "set_digest": new_digest,
             }
             if synced:
                 fields["last_sync_at"] = now
@@ -942,12 +1051,13 @@ class Blocklist(ProbeBase):
                 with txn.cursor(db=gtins_db) as cursor:
                     index = _gtin_index(cursor.iternext(keys=True, values=False))
                 txn.put(_META_GTIN_INDEX, index, db=meta_db)
+        self._prefilter_cache = (to_version, new_digest, bitmap)
         self._renew()
         return DeltaReport(
             applied=True,
             from_version=current,
             to_version=to_version,
-            added=len(added_keys),
+            added=added_count,
             removed=len(removed_keys),
             gtins_added=len(added_gtins),
             gtins_removed=len(removed_gtins),

@@ -275,7 +275,7 @@ def test_bad_gtin_check_digit():
 
 
 def test_non_digit_in_gtin():
-    assert reason(f"0104600439A3125621ABCDEF") == ("unknown_format", 10)
+    assert reason("0104600439A3125621ABCDEF") == ("unknown_format", 10)
     assert reason("0104600439\x0031256") == ("bad_character", 10)
 
 

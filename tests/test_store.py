@@ -370,3 +370,42 @@ def test_a_tampered_stored_index_is_refused_on_open(tmp_path, rng):
     env.close()
     with pytest.raises(StoreError, match="corrupt prefilter.*does not match"):
         Blocklist.open(path)
+
+
+def test_an_unexpected_digest_refuses_the_write_and_changes_nothing(db, rng):
+    from lmcz_fast import DigestMismatchError, digest_after
+
+    codes = [make_identity(rng) for _ in range(50)]
+    db.load([codes[:30]])
+    before = db.info()
+    right = digest_after(before["set_digest"], add=codes[30:], remove=codes[:5])
+    wrong = digest_after(right, add=[codes[0]])
+    with pytest.raises(DigestMismatchError) as caught:
+        db.apply_delta(add=codes[30:], remove=codes[:5], to_version=2, expect_digest=wrong, meta={"feed_id": "x"})
+    assert (caught.value.expected, caught.value.actual) == (wrong, right)
+    with pytest.raises(DigestMismatchError):
+        db.load([codes[10:]], expect_digest=wrong)
+    after = db.info()
+    assert {k: after[k] for k in ("version", "codes", "set_digest")} == {
+        k: before[k] for k in ("version", "codes", "set_digest")}
+    assert db.get_meta("feed_id") is None and sorted(db.iter_identities()) == sorted(codes[:30])
+    # the right digest goes through, with its metadata in the same transaction
+    report = db.apply_delta(add=codes[30:], remove=codes[:5], to_version=2, expect_digest=right,
+                            meta={"feed_id": "x"})
+    assert (report.added, report.removed) == (20, 5)
+    assert db.info()["set_digest"] == right == set_digest_of(codes[5:])
+    assert db.get_meta("feed_id") == "x"
+    db.load([codes[:3]], expect_digest=set_digest_of(codes[:3]), meta={"feed_id": "y"})
+    assert db.get_meta("feed_id") == "y" and db.info()["codes"] == 3
+
+
+def test_metadata_the_store_keeps_or_cannot_encode_is_refused_first(db, rng):
+    code = make_identity(rng)
+    for fields in ({"version": 9}, {"set_digest": "0" * 32}, {"prefilter_index": 1}, {"when": object()}):
+        with pytest.raises(StoreError):
+            db.apply_delta(add=[code], to_version=1, meta=fields)
+        with pytest.raises(StoreError):
+            db.set_meta(**fields)
+    assert db.info()["version"] == 0 and not db.is_blocked(code)
+    db.mark_synced(at=123.0, feed_url="http://x/", feed_id="f")
+    assert (db.get_meta("last_sync_at"), db.get_meta("feed_url"), db.get_meta("feed_id")) == (123.0, "http://x/", "f")

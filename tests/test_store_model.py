@@ -10,27 +10,38 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from lmcz_fast import Blocklist, VersionError, set_digest_of
+from lmcz_fast import Blocklist, DigestMismatchError, VersionError, digest_after, set_digest_of
 
-from _store_support import colliding_pairs, make_identity, make_scan
+from _store_support import colliding_pairs, make_identity, make_scan, prefilter_key
 
 _rng = random.Random(99)
 POOL = [make_identity(_rng, serial_len=_rng.choice((6, 7, 13, 20))) for _ in range(24)]
 POOL += [code for pair in colliding_pairs(3, seed=5) for code in pair]
 
 subsets = st.lists(st.sampled_from(POOL), unique=True, max_size=len(POOL))
+# with repeats: a delta may name a code twice
+bags = st.lists(st.sampled_from(POOL), max_size=len(POOL) + 6)
 
 
 class StoreModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="lmcz-model-")
-        self.bl = Blocklist.create(f"{self.dir}/db")
+        Blocklist.create(f"{self.dir}/db").close()
+        # Two writable handles: deltas through one make the other's cached prefilter stale. A handle sees the
+        # other's writes at its next renewal (within the refresh interval); the checks below renew both first.
+        self.bl = Blocklist.open(f"{self.dir}/db", readonly=False)
+        self.other = Blocklist.open(f"{self.dir}/db", readonly=False)
         self.model: set[str] = set()
         self.version = 0
         self.last_delta: tuple[list[str], list[str], int, int] | None = None
 
+    def renew_both(self) -> None:
+        self.bl._renew()
+        self.other._renew()
+
     def teardown(self) -> None:
+        self.other.close()
         self.bl.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -41,13 +52,38 @@ class StoreModel(RuleBasedStateMachine):
         self.model = set(codes)
         self.last_delta = None
 
-    @rule(add=subsets, remove=subsets)
-    def delta(self, add, remove):
-        report = self.bl.apply_delta(add=add, remove=remove, from_version=self.version, to_version=self.version + 1)
+    @rule(add=bags, remove=bags, through_other=st.booleans())
+    def delta(self, add, remove, through_other):
+        writer = self.other if through_other else self.bl
+        report = writer.apply_delta(add=add, remove=remove, from_version=self.version, to_version=self.version + 1)
         assert report.applied
+        after = (self.model - set(remove)) | set(add)
+        assert (report.added, report.removed) == (len(after - (self.model - set(remove))),
+                                                  len(self.model & set(remove)))
         self.last_delta = (add, remove, self.version, self.version + 1)
         self.version += 1
-        self.model = (self.model - set(remove)) | set(add)
+        self.model = after
+
+    @rule(add=subsets, remove=subsets, right=st.booleans())
+    def delta_with_an_expected_digest(self, add, remove, right):
+        after = (self.model - set(remove)) | set(add)
+        exact_add, exact_remove = after - self.model, self.model - after
+        expected = digest_after(set_digest_of(self.model), add=exact_add, remove=exact_remove)
+        assert expected == set_digest_of(after)
+        if not right:
+            expected = set_digest_of(after | {POOL[0]} if POOL[0] not in after else after - {POOL[0]})
+        try:
+            self.bl.apply_delta(add=add, remove=remove, to_version=self.version + 1, expect_digest=expected,
+                                meta={"model_step": self.version})
+        except DigestMismatchError:
+            assert not right
+            return
+        assert right
+        self.version += 1
+        self.model = after
+        self.last_delta = None
+        self.renew_both()
+        assert self.other.get_meta("model_step") == self.version - 1
 
     @precondition(lambda self: self.last_delta is not None)
     @rule()
@@ -66,13 +102,23 @@ class StoreModel(RuleBasedStateMachine):
 
     @invariant()
     def answers_match_the_model(self):
+        self.renew_both()
         truth = [code in self.model for code in POOL]
         assert [self.bl.is_blocked(code) for code in POOL] == truth
         assert self.bl.is_blocked_many([make_scan(code, _rng) for code in POOL]) == truth
         assert [self.bl.check(code).blocked for code in POOL] == truth
+        assert [self.other.is_blocked(code) for code in POOL] == truth
+
+    @invariant()
+    def prefilter_holds_exactly_the_models_keys(self):
+        self.renew_both()
+        keys = {prefilter_key(code) for code in self.model}
+        for handle in (self.bl, self.other):
+            assert [handle._maybe(code.encode()) for code in POOL] == [prefilter_key(code) in keys for code in POOL]
 
     @invariant()
     def contents_and_digest_match_the_model(self):
+        self.renew_both()
         assert sorted(self.bl.iter_identities()) == sorted(self.model)
         info = self.bl.info()
         assert info["codes"] == len(self.model)
