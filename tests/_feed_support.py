@@ -1,5 +1,6 @@
 """Helpers for the feed tests and the delta benchmark: fast seeded codes, a real loopback HTTP server with
-scripted failures, an independent manifest re-signer, and the state of a database as seen from outside.
+scripted failures, nginx serving a directory as a chain would, an independent manifest re-signer, and the state
+of a database as seen from outside.
 
 The re-signer builds the canonical JSON and the Ed25519 signature with `json` and `cryptography` directly,
 not with lmcz_fast.feed, so the tests check the published format against the spec in docs/feed.md.
@@ -12,7 +13,12 @@ import functools
 import http.server
 import json
 import random
+import shutil
+import socket
+import subprocess
+import tempfile
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,3 +155,88 @@ class FeedServer:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=5)
+
+
+NGINX_CONF = """\
+daemon off;
+master_process off;
+worker_processes 1;
+pid {work}/nginx.pid;
+error_log {work}/error.log warn;
+events {{ worker_connections 128; }}
+http {{
+    log_format feed '$uri $status $body_bytes_sent';
+    access_log {work}/access.log feed;
+    client_body_temp_path {work}/body;
+    proxy_temp_path {work}/proxy;
+    fastcgi_temp_path {work}/fastcgi;
+    uwsgi_temp_path {work}/uwsgi;
+    scgi_temp_path {work}/scgi;
+    types {{ application/json json; application/gzip gz; }}
+    default_type application/octet-stream;
+    server {{
+        listen 127.0.0.1:{port};
+        root {root};
+        location / {{ }}
+    }}
+}}
+"""
+
+
+class NginxServer:
+    """Debian's nginx serving `directory` as plain static files on 127.0.0.1 (a free port), for one `with` block:
+    the way a chain would publish its mirror. It runs in the foreground without a master process, so it keeps the
+    test's user and needs no system directories. `requests` lists the paths served, from its access log."""
+
+    def __init__(self, directory: Path):
+        self.binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+        if self.binary is None:
+            raise FileNotFoundError("nginx is not installed (.ci/run installs Debian's nginx-light)")
+        self.root = Path(directory).resolve()
+        self.work = Path(tempfile.mkdtemp(prefix="lmcz-nginx-"))
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    @property
+    def requests(self) -> list[str]:
+        log = self.work / "access.log"
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [line.split()[0].lstrip("/") for line in lines]
+
+    def __enter__(self) -> NginxServer:
+        for _ in range(5):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                self.port = probe.getsockname()[1]
+            conf = self.work / "nginx.conf"
+            conf.write_text(NGINX_CONF.format(work=self.work, port=self.port, root=self.root))
+            self.proc = subprocess.Popen([self.binary, "-p", str(self.work), "-e", str(self.work / "error.log"),
+                                          "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                    return self
+                except OSError:
+                    time.sleep(0.02)
+            self._stop()
+        raise RuntimeError(f"nginx did not start: {(self.work / 'error.log').read_text(errors='replace')[-2000:]}")
+
+    def _stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc is not None and self.proc.stderr is not None:
+            self.proc.stderr.close()
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop()
+        shutil.rmtree(self.work, ignore_errors=True)

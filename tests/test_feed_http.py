@@ -1,5 +1,5 @@
-"""The feed over real HTTP on loopback (Python's http.server): sync, retries, cut transfers, refusals, and a chain
-mirror: one upstream pull, several stores syncing from the mirror."""
+"""The feed over real HTTP on loopback (Python's http.server, and Debian's nginx where installed): sync, retries,
+cut transfers, refusals, and a chain mirror: one upstream pull, several stores syncing from the mirror."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from _feed_support import FeedServer, content_digest, db_state, fast_identities, write_list
+from _feed_support import FeedServer, NginxServer, content_digest, db_state, fast_identities, write_list
 
 from lmcz_fast import feed
 
@@ -133,6 +133,52 @@ def test_chain_mirror_one_upstream_pull_many_stores(tmp_path: Path, keys) -> Non
     assert (md / "manifest.json").read_bytes() == (fd / "manifest.json").read_bytes()
     for db in [*stores, tmp_path / "mirror.db"]:
         assert db_state(db) == (2, last.set_digest)
+
+
+def _nginx(directory: Path) -> NginxServer:
+    try:
+        return NginxServer(directory)
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+
+
+def test_chain_mirror_behind_nginx(tmp_path: Path, keys) -> None:
+    """Upstream feed and mirror both served by nginx, unchanged static files: one upstream pull per file, the
+    stores sync from the mirror, and everyone ends with the publisher's digest."""
+    key, pub = keys
+    fd, md = tmp_path / "feed", _mkdir(tmp_path / "mirror")
+    stores = [tmp_path / f"store-{n}" for n in range(3)]
+    publish_set(fd, key, CODES[:3000])
+    with _nginx(fd) as upstream, _nginx(md) as mirror_http:
+        assert feed.mirror(upstream.url, md, pub, retry=FAST_RETRY).action == "updated"
+        for store in stores:
+            assert feed.sync(store, mirror_http.url, pub, retry=FAST_RETRY).action == "snapshot"
+        last = publish_set(fd, key, CODES[300:3400])
+        assert feed.mirror(upstream.url, md, pub, retry=FAST_RETRY).action == "updated"
+        for store in stores:
+            report = feed.sync(store, mirror_http.url, retry=FAST_RETRY)
+            assert report.action == "delta" and report.files == ("delta-00000001-00000002.txt.gz",)
+        upstream_data = [name for name in upstream.requests if name != "manifest.json"]
+        mirror_data = [name for name in mirror_http.requests if name != "manifest.json"]
+    assert upstream_data == ["snapshot-00000001.txt.gz", "snapshot-00000002.txt.gz",
+                             "delta-00000001-00000002.txt.gz"]
+    assert mirror_data.count("delta-00000001-00000002.txt.gz") == len(stores)
+    assert mirror_data.count("snapshot-00000001.txt.gz") == len(stores)
+    for db in stores:
+        assert db_state(db) == (2, last.set_digest) and content_digest(db) == last.set_digest
+
+
+def test_nginx_refusal_of_a_missing_file_is_not_applied(tmp_path: Path, keys) -> None:
+    """A mirror whose data file went missing (a half-copied directory behind nginx): the store refuses after
+    its retries, nothing is applied."""
+    key, pub = keys
+    fd, db = tmp_path / "feed", tmp_path / "db"
+    publish_set(fd, key, CODES[:1000])
+    (fd / "snapshot-00000001.txt.gz").unlink()
+    with _nginx(fd) as server:
+        with pytest.raises(feed.FeedError):
+            feed.sync(db, server.url, pub, retry=FAST_RETRY)
+    assert not (db / "data.mdb").exists() or db_state(db)[0] == 0
 
 
 def _mkdir(path: Path) -> Path:
