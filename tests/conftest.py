@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 # Child Python processes started by tests (readers, servers, killed syncs) must import the installed package too,
@@ -20,3 +22,12 @@ def pytest_report_header(config):
     import lmcz_fast
 
     return f"lmcz_fast imported from {os.path.dirname(lmcz_fast.__file__)}"
+
+
+@pytest.fixture(autouse=True)
+def _cpu_priority_unchanged():
+    """`sync`/`mirror` lower their process's CPU priority; a test running them in this process must pass
+    `--nice 0`, or every later test and benchmark would run reniced."""
+    before = os.nice(0)
+    yield
+    assert os.nice(0) == before, "a test lowered the test process's CPU priority (run sync/mirror with --nice 0)"

@@ -217,10 +217,10 @@ def test_cli_mirror_then_store_sync_over_http(tmp_path: Path, keys) -> None:
     runner = CliRunner()
     with FeedServer(fd) as upstream, FeedServer(md) as mirror_http:
         result = runner.invoke(cli, ["mirror", str(md), "--feed", upstream.url, "--public-key", str(pub),
-                                     "--db", str(tmp_path / "mirror.db")])
+                                     "--db", str(tmp_path / "mirror.db"), "--nice", "0"])
         assert result.exit_code == 0 and "mirror at version 1 (updated)" in result.output, result.output
         result = runner.invoke(cli, ["sync", str(tmp_path / "store.db"), "--feed", mirror_http.url,
-                                     "--public-key", str(pub), "--json"])
+                                     "--public-key", str(pub), "--json", "--nice", "0"])
         assert result.exit_code == 0, result.output
     assert '"action": "snapshot"' in result.output
     assert db_state(tmp_path / "store.db") == db_state(tmp_path / "mirror.db") == (1, last.set_digest)
