@@ -765,14 +765,13 @@ class Blocklist(ProbeBase):
             self._write_full(collected, report, version, synced, expect_digest, extra)
         else:
             delta = self.apply_delta(
-                add=[unpack_key(key) for key in collected.keys],
+                _collected=collected,
                 add_gtins=list(collected.gtins),
                 to_version=version if version is not None else self.get_meta("version") + 1,
                 block=block,
                 synced=synced,
                 expect_digest=expect_digest,
                 meta=extra,
-                _block_ids=collected,
             )
             report.codes = delta.added
             report.gtins = delta.gtins_added
@@ -872,7 +871,7 @@ class Blocklist(ProbeBase):
         synced: bool = False,
         expect_digest: str | None = None,
         meta: dict[str, Any] | None = None,
-        _block_ids: _Collected | None = None,
+        _collected: _Collected | None = None,
     ) -> DeltaReport:
         """Block and unblock codes and GTINs, moving the version to `to_version`, in one write transaction.
 
@@ -887,16 +886,20 @@ class Blocklist(ProbeBase):
         """
         self._require_writable()
         started = time.perf_counter()
-        add_keys, add_hashes = _cut_all(add, "add")
+        if _collected is not None:
+            # a load that adds: its lines were cut while they were read, so take the packed keys as they are
+            add_keys, add_hashes = _collected.keys, _collected.hashes
+        else:
+            add_keys, add_hashes = _cut_all(add, "add")
         remove_keys, remove_hashes = _cut_all(remove, "remove")
         add_gtins = list(add_gtins)
         add_gtin_keys = [_pack_gtin(g) for g in add_gtins]
         remove_gtin_keys = [_pack_gtin(g) for g in remove_gtins]
         extra = self._checked_meta(meta or {})
-        if _block_ids is not None:
-            add_values = list(_block_ids.values)
-            gtin_values = dict(_block_ids.gtins.items())
-            new_blocks = _block_ids.blocks
+        if _collected is not None:
+            add_values = list(_collected.values)
+            gtin_values = dict(_collected.gtins.items())
+            new_blocks = _collected.blocks
         else:
             add_values = [b""] * len(add_keys)
             gtin_values = {}
@@ -933,7 +936,7 @@ class Blocklist(ProbeBase):
                     remap[old_id] = next_id
                     txn.put(next_id.to_bytes(4, "big"), json.dumps(details).encode(), db=self._dbs[_DB_BLOCKS])
                     next_id += 1
-                if block is not None and _block_ids is None:
+                if block is not None and _collected is None:
                     txn.put(next_id.to_bytes(4, "big"), json.dumps(dict(block)).encode(),
                             db=self._dbs[_DB_BLOCKS])
                     block_value = _encode_block_id(next_id)

@@ -52,6 +52,14 @@ class StoreModel(RuleBasedStateMachine):
         self.model = set(codes)
         self.last_delta = None
 
+    @rule(codes=bags)
+    def adding_load(self, codes):
+        report = self.bl.load([codes], replace=False)
+        assert report.codes == len(set(codes) - self.model)
+        self.version += 1
+        self.model |= set(codes)
+        self.last_delta = None
+
     @rule(add=bags, remove=bags, through_other=st.booleans())
     def delta(self, add, remove, through_other):
         writer = self.other if through_other else self.bl
