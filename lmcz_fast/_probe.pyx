@@ -1044,7 +1044,9 @@ cdef class ProbeBase:
                         if (header.containers != self._ix.containers or header.cardinality != self._ix.cardinality
                                 or memcmp(stored, self._own_table, MAX_CONTAINERS * sizeof(Entry)) != 0):
                             raise ValueError("stored prefilter index does not match the prefilter")
-                    rindex_adopt(&self._ix, stored, &header, <const uint8_t*>pf.buf, pf.len)
+                        self._ix.table = stored     # equal to the table just validated: no bounds pass needed
+                    else:
+                        rindex_adopt(&self._ix, stored, &header, <const uint8_t*>pf.buf, pf.len)
                     free(self._own_table)
                     self._own_table = NULL
             else:

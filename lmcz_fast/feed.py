@@ -878,17 +878,17 @@ def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retr
             raise ManifestError(f"this store follows feed {stored_feed!r}; the manifest is for {manifest.feed_id!r}")
         version, digest = info["version"], info["set_digest"]
         _check_replay(manifest, version, digest, bl.get_meta("feed_published_at"), "the store")
+        record = _sync_fields(manifest, key, fetcher.base, clock)
         try:
             with tempfile.TemporaryDirectory(prefix="lmcz-feed-", dir=temp_dir) as work:
-                outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings,
-                                    _sync_fields(manifest, key, fetcher.base, clock))
+                outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings, record)
             break
         except _NotFound as exc:
             if attempt == 2:
                 raise
             log.info("%s; the feed moved on meanwhile, re-reading the manifest", exc)
     if outcome.action == "up-to-date":
-        bl.mark_synced(**_sync_fields(manifest, key, fetcher.base, clock))
+        bl.mark_synced(**record)
     timings["total"] = time.perf_counter() - started
     return SyncReport(
         feed_url=fetcher.base, action=outcome.action, from_version=version, to_version=manifest.version,
