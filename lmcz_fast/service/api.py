@@ -1,0 +1,394 @@
+"""The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
+
+It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote
+
+from .._codes import CodeError
+from .config import (
+    DEFAULT_MAX_CODE_LENGTH,
+    ERROR_NOT_READY,
+    ERROR_SYNC,
+    ServiceConfig,
+    software_version,
+)
+from .metrics import Metrics
+from .responses import HttpError, Response, error
+
+if TYPE_CHECKING:
+    from ..audit import AuditLog
+    from ..store import Blocklist, Status
+
+log = logging.getLogger("lmcz_fast.service")
+
+_LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empty": "not_configured"}
+_VERSION_NAMESPACE = uuid.UUID("6f1d2b6e-7d0a-5c43-9a43-2f0f5b1c9e11")
+_JSON = json.JSONDecoder(strict=False)
+_ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+_STALE_LOG_EVERY = 600.0
+
+
+def _json_media_type(content_type: bytes | None) -> bool:
+    if content_type is None:
+        return True
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media in (b"application/json", b"text/json") or media.endswith(b"+json")
+
+
+def _query_values(query: bytes | None, name: bytes) -> list[str]:
+    """Values of one query parameter, percent-decoded without turning '+' into a space.
+
+    GS1's character set has '+' and no space, so a '+' in a scan is the scan's own character.
+    """
+    if not query:
+        return []
+    values = []
+    for part in query.split(b"&"):
+        key, sep, value = part.partition(b"=")
+        if key == name and sep:
+            values.append(unquote(value.decode("latin-1"), encoding="utf-8", errors="strict"))
+    return values
+
+
+class LocalModule:
+    """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
+
+    `blocklist` needs `check(raw) -> Verdict`, `status() -> Status` and `info() -> dict`; `audit` (optional)
+    needs `record(...)`. Not thread-safe: one event loop owns it.
+    """
+
+    def __init__(
+        self,
+        blocklist: Blocklist,
+        config: ServiceConfig | None = None,
+        *,
+        audit: AuditLog | None = None,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.blocklist = blocklist
+        self.config = config or ServiceConfig()
+        self.audit = audit
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.software_version = software_version()
+        self.initialized_at: float | None = None
+        self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{self.config.password}".encode())
+        self._status: Status | None = None
+        self._lm_status = "not_configured"
+        self._status_until = 0.0
+        self._last_state: str | None = None
+        self._stale_logged_at = 0.0
+        self._inst = ""
+        self._inst_source: str | None = None
+        self._version_uuids: dict[int, str] = {}
+        self._routes: dict[bytes, tuple[str, Callable[..., Response], tuple[bytes, ...], bool]] = {}
+        for prefix in (b"/api/v1", b"/api/v2"):
+            self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
+            self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
+            self._routes[prefix + b"/cis/outcheck"] = ("check", self._handle_check, (b"GET", b"POST"), True)
+            self._routes[prefix + b"/cis/check"] = ("check", self._handle_check, (b"GET", b"POST"), True)
+        self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
+
+    # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
+
+    def _instance_uuid(self, instance_id: str) -> str:
+        if instance_id != self._inst_source:
+            try:
+                self._inst = str(uuid.UUID(instance_id))
+            except (ValueError, TypeError, AttributeError):
+                self._inst = str(uuid.uuid5(_VERSION_NAMESPACE, f"instance:{instance_id}"))
+            self._inst_source = instance_id
+            self._version_uuids.clear()
+        return self._inst
+
+    def version_uuid(self, instance_id: str, db_version: int) -> str:
+        """The UUID sent as `version` (and `Ver=` of tag 1265) for one database version of one instance.
+
+        The official module sends a UUID there; ours is derived (UUIDv5) from the instance and the integer
+        version, so it is stable, the same in every process serving that version, and mappable back.
+        """
+        inst = self._instance_uuid(instance_id)
+        found = self._version_uuids.get(db_version)
+        if found is None:
+            found = str(uuid.uuid5(uuid.UUID(inst), f"db-version:{db_version}"))
+            self._version_uuids[db_version] = found
+        return found
+
+    # -- status ---------------------------------------------------------------------------------------------
+
+    def current_status(self, force: bool = False) -> tuple[Status, str]:
+        """The store's `Status` and the LM status it maps to, re-read at most every `status_cache` seconds."""
+        now = time.monotonic()
+        if force or self._status is None or now >= self._status_until:
+            status = self.blocklist.status()
+            lm = _LM_STATUS.get(status.state, "sync_error")
+            if lm == "not_configured" and self.initialized_at is not None:
+                lm = "initialization"
+            self._status, self._lm_status = status, lm
+            self._status_until = now + self.config.status_cache
+            self._log_transition(status, now)
+        assert self._status is not None
+        return self._status, self._lm_status
+
+    def _log_transition(self, status: Status, now: float) -> None:
+        age = "never synced" if status.age is None else f"last sync {status.age / 3600:.1f} h ago"
+        if status.state != self._last_state:
+            level = logging.INFO if status.state == "ready" else logging.WARNING
+            log.log(level, "database state %s -> %s (version %d, %s)", self._last_state, status.state,
+                    status.version, age)
+            self._last_state = status.state
+            self._stale_logged_at = now
+        elif status.state in ("stale", "expired") and now - self._stale_logged_at >= _STALE_LOG_EVERY:
+            log.warning("database is %s: version %d, %s; checks %s", status.state, status.version, age,
+                        "still served" if status.state == "stale" else "refused (4050)")
+            self._stale_logged_at = now
+
+    def _require_ready(self) -> Status:
+        status, lm = self.current_status()
+        if lm == "ready":
+            return status
+        if lm == "sync_error":
+            raise error(400, "sync_error", "no successful sync within the offline limit: checks are refused",
+                         errorCode=ERROR_SYNC, status=lm)
+        raise error(400, lm, "the local module is not configured or still initialising: no database loaded",
+                     errorCode=ERROR_NOT_READY, status=lm)
+
+    # -- dispatch ---------------------------------------------------------------------------------------------
+
+    def handle(
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes | None,
+        body: bytes,
+        authorization: bytes | None,
+        client_id: bytes | None,
+        content_type: bytes | None,
+        started: float | None = None,
+    ) -> Response:
+        """Answer one request. Never raises for anything a client can send."""
+        started = time.perf_counter() if started is None else started
+        endpoint = "other"
+        try:
+            key = path.rstrip(b"/").lower() or b"/"
+            route = self._routes.get(key)
+            if route is None:
+                raise error(404, "not_found", "no such endpoint")
+            endpoint, handler, methods, needs_auth = route
+            if needs_auth and self.config.auth and not self._authorized(authorization):
+                raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic)")
+            if method not in methods:
+                raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
+                             allow=b", ".join(methods).decode())
+            response = handler(method, query, body, client_id, content_type)
+            outcome = "ok"
+        except HttpError as exc:
+            response = self._error_response(exc)
+            outcome = exc.error
+        except Exception:
+            log.exception("internal error on %s %s", method.decode("latin-1"), endpoint)
+            response = self._error_response(error(500, "internal_error", "internal error; see the service log"))
+            outcome = "internal_error"
+        self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
+        return response
+
+    def _authorized(self, header: bytes | None) -> bool:
+        if header is None:
+            return False
+        if hmac.compare_digest(header, self._auth_expected):
+            return True
+        scheme, _, token = header.strip().partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            user, sep, password = base64.b64decode(token.strip(), validate=True).partition(b":")
+        except (binascii.Error, ValueError):
+            return False
+        ok_user = hmac.compare_digest(user, self.config.user.encode())
+        ok_password = hmac.compare_digest(password, self.config.password.encode())
+        return bool(sep) and ok_user and ok_password
+
+    def _error_response(self, exc: HttpError) -> Response:
+        body: dict[str, Any] = {"code": exc.extra.get("errorCode", exc.status), "error": exc.error,
+                                "description": exc.description}
+        headers = b""
+        for name, value in exc.extra.items():
+            if name == "allow":
+                headers += b"Allow: " + value.encode() + b"\r\n"
+            else:
+                body[name] = value
+        if exc.status == 401:
+            headers += b'WWW-Authenticate: Basic realm="lmcz-fast", charset="UTF-8"\r\n'
+        body["reqTimestamp"] = int(self.clock() * 1000)
+        return Response(exc.status, _ENCODE(body).encode(), headers,
+                        close=exc.status in (413, 431))
+
+    def _json_body(self, body: bytes, content_type: bytes | None) -> Any:
+        if not _json_media_type(content_type):
+            raise error(415, "unsupported_media_type", "send the body as application/json")
+        if not body:
+            raise error(400, "empty_body", "the request has no JSON body")
+        try:
+            return _JSON.decode(body.decode("utf-8-sig"))
+        except UnicodeDecodeError as exc:
+            raise error(400, "bad_encoding", f"the body is not UTF-8 (byte {exc.start})") from None
+        except ValueError as exc:
+            raise error(400, "bad_json", f"malformed JSON: {exc}") from None
+
+    # -- endpoints --------------------------------------------------------------------------------------------
+
+    def _handle_status(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                       content_type: bytes | None) -> Response:
+        status, lm = self.current_status(force=True)
+        info = self.blocklist.info()
+        inst = self._instance_uuid(str(info.get("instance_id", "")))
+        updated = info.get("updated_at")
+        payload = {
+            "status": lm,
+            "operationMode": self.config.operation_mode,
+            "version": self.software_version,
+            "dbVersion": status.version,
+            "lastSync": None if status.last_sync_at is None else int(status.last_sync_at * 1000),
+            "lastUpdate": None if updated is None else int(updated * 1000),
+            "inst": inst,
+            "inn": self.config.inn,
+            "name": self.config.name,
+            "serviceUrl": status.feed_url or "",
+            "requiresDownload": status.state == "empty",
+            "dbState": status.state,
+            "dbAge": None if status.age is None else round(status.age, 3),
+            "nextSync": None if status.next_sync_at is None else int(status.next_sync_at * 1000),
+            "codes": status.codes,
+            "gtins": status.gtins,
+            "initialized": self.initialized_at is not None,
+        }
+        return Response(200, _ENCODE(payload).encode())
+
+    def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                     content_type: bytes | None) -> Response:
+        data = self._json_body(body, content_type)
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token.strip():
+            raise error(400, "bad_request", 'expected {"token": "<participant token>"}')
+        first = self.initialized_at is None
+        self.initialized_at = self.clock()
+        if first:
+            log.info("init received (token not stored; the database comes from `lmcz-fast sync`)")
+        status, lm = self.current_status(force=True)
+        payload = {"code": 0, "description": "ok", "status": lm, "reqTimestamp": int(self.clock() * 1000)}
+        return Response(200, _ENCODE(payload).encode())
+
+    def _handle_metrics(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                        content_type: bytes | None) -> Response:
+        try:
+            status, lm = self.current_status(force=True)
+        except Exception:
+            log.exception("status unavailable for /metrics")
+            status, lm = None, "sync_error"
+        extra = self.audit.metrics() if self.audit is not None else None
+        return Response(200, self.metrics.render(status, lm, extra), content_type=b"text/plain; version=0.0.4")
+
+    def _raw_codes(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
+        if method == b"POST" and (body or content_type is not None):
+            data = self._json_body(body, content_type)
+            raws = data.get("cis_list") if isinstance(data, dict) else None
+            if not isinstance(raws, list):
+                raise error(400, "bad_request", 'expected {"cis_list": ["<code>", ...]}')
+        else:
+            try:
+                raws = _query_values(query, b"cis")
+            except UnicodeDecodeError:
+                raise error(400, "bad_encoding", "a cis parameter is not percent-encoded UTF-8") from None
+        if not raws:
+            raise error(400, "no_codes", "no codes given: POST {\"cis_list\": [...]} or GET ?cis=...")
+        if len(raws) > self.config.max_codes:
+            raise error(413, "too_many_codes", f"at most {self.config.max_codes} codes per request",
+                         limit=self.config.max_codes)
+        return raws
+
+    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                      content_type: bytes | None) -> Response:
+        raws = self._raw_codes(method, query, body, content_type)
+        now = self.clock()
+        req_ms = int(now * 1000)
+        req_id = str(uuid.uuid4())
+        client = client_id.decode("utf-8", "replace") if client_id else None
+        audit = self.audit
+        try:
+            status = self._require_ready()
+        except HttpError as exc:
+            if audit is not None:
+                audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
+            exc.extra["reqId"] = req_id
+            raise
+        check = self.blocklist.check
+        max_len = DEFAULT_MAX_CODE_LENGTH
+        verdicts = []
+        for index, raw in enumerate(raws):
+            try:
+                if not isinstance(raw, str):
+                    raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
+                if len(raw) > max_len:
+                    raise CodeError(f"longer than {max_len} characters")
+                if "\\" in raw:
+                    raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
+                verdicts.append(check(raw))
+            except CodeError as exc:
+                if audit is not None:
+                    audit.record(req_id, req_ms, client, status.version, "invalid_code",
+                                 [(str(r)[:64], None) for r in raws])
+                raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
+                             index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+        first = verdicts[0]
+        inst = self._instance_uuid(first.instance_id)
+        version = self.version_uuid(first.instance_id, first.db_version)
+        blocked = 0
+        codes = []
+        for v in verdicts:
+            block = v.block
+            if block is not None:
+                blocked += 1
+                block_json: Any = {"authority": block.authority, "reason": block.reason, "since": block.since,
+                                   "scope": block.scope}
+                ogvs = [block.authority] if block.authority else []
+            else:
+                block_json = None
+                ogvs = []
+            codes.append({
+                "cis": v.cis, "printView": v.cis, "gtin": v.gtin, "groupIds": [],
+                "found": True, "valid": True, "verified": True, "realizable": True, "utilised": True,
+                "sold": False, "isBlocked": v.blocked, "ogvs": ogvs, "isGreyGtin": False, "block": block_json,
+            })
+        self.metrics.codes_checked += len(verdicts)
+        self.metrics.codes_blocked += blocked
+        if audit is not None:
+            audit.record(req_id, req_ms, client, first.db_version, "ok", [(v.cis, v.blocked) for v in verdicts])
+        payload = {
+            "code": 0,
+            "description": "ok",
+            "reqId": req_id,
+            "reqTimestamp": req_ms,
+            "inst": inst,
+            "version": version,
+            "isCheckedOffline": True,
+            "codes": codes,
+            "tag1265": f"UUID={req_id}&Time={req_ms}&Inst={inst}&Ver={version}",
+            "dbVersion": first.db_version,
+            "dbAge": None if first.db_age is None else round(first.db_age, 3),
+            "dbState": status.state,
+        }
+        return Response(200, _ENCODE(payload).encode())
+

@@ -1,0 +1,96 @@
+"""Prometheus metrics of the service: counters and a latency histogram, rendered on scrape."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..store import Status
+
+LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    """Counters and a latency histogram, rendered in the Prometheus text format on scrape.
+
+    Updating costs a dict increment and a bisect per request; everything else is computed when scraped.
+    """
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str], int] = {}
+        self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+        self.codes_checked = 0
+        self.codes_blocked = 0
+        self.connections_total = 0
+        self.started = time.time()
+
+    def observe(self, endpoint: str, outcome: str, seconds: float) -> None:
+        key = (endpoint, outcome)
+        self.requests[key] = self.requests.get(key, 0) + 1
+        self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    def render(self, status: Status | None, lm_status: str, extra: dict[str, float] | None = None) -> bytes:
+        out = [
+            "# HELP lmcz_requests_total HTTP requests by endpoint and outcome.",
+            "# TYPE lmcz_requests_total counter",
+        ]
+        for (endpoint, outcome), count in sorted(self.requests.items()):
+            out.append(f'lmcz_requests_total{{endpoint="{endpoint}",outcome="{outcome}"}} {count}')
+        out += [
+            "# HELP lmcz_request_duration_seconds Time from the request's first byte to its response built.",
+            "# TYPE lmcz_request_duration_seconds histogram",
+        ]
+        running = 0
+        for bound, count in zip(LATENCY_BUCKETS, self.latency_counts):
+            running += count
+            out.append(f'lmcz_request_duration_seconds_bucket{{le="{bound}"}} {running}')
+        running += self.latency_counts[-1]
+        out.append(f'lmcz_request_duration_seconds_bucket{{le="+Inf"}} {running}')
+        out.append(f"lmcz_request_duration_seconds_sum {self.latency_sum:.6f}")
+        out.append(f"lmcz_request_duration_seconds_count {running}")
+        out += [
+            "# HELP lmcz_codes_checked_total Marking codes checked.",
+            "# TYPE lmcz_codes_checked_total counter",
+            f"lmcz_codes_checked_total {self.codes_checked}",
+            "# HELP lmcz_codes_blocked_total Marking codes found blocked.",
+            "# TYPE lmcz_codes_blocked_total counter",
+            f"lmcz_codes_blocked_total {self.codes_blocked}",
+            "# HELP lmcz_connections_total TCP connections accepted.",
+            "# TYPE lmcz_connections_total counter",
+            f"lmcz_connections_total {self.connections_total}",
+        ]
+        if status is not None:
+            out += [
+                "# HELP lmcz_db_version Version of the database being served.",
+                "# TYPE lmcz_db_version gauge",
+                f"lmcz_db_version {status.version}",
+                "# HELP lmcz_db_age_seconds Seconds since the last successful sync or load (-1: never).",
+                "# TYPE lmcz_db_age_seconds gauge",
+                f"lmcz_db_age_seconds {-1 if status.age is None else round(status.age, 3)}",
+                "# HELP lmcz_db_codes Blocked codes in the database.",
+                "# TYPE lmcz_db_codes gauge",
+                f"lmcz_db_codes {status.codes}",
+                "# HELP lmcz_db_gtins Wholly blocked GTINs in the database.",
+                "# TYPE lmcz_db_gtins gauge",
+                f"lmcz_db_gtins {status.gtins}",
+                "# HELP lmcz_db_state Freshness of the database (1 for the current state).",
+                "# TYPE lmcz_db_state gauge",
+            ]
+            for state in ("ready", "stale", "expired", "empty"):
+                out.append(f'lmcz_db_state{{state="{state}"}} {int(status.state == state)}')
+        out += [
+            "# HELP lmcz_lm_status Status as the Local Module API reports it (1 for the current one).",
+            "# TYPE lmcz_lm_status gauge",
+        ]
+        for name in ("ready", "initialization", "sync_error", "not_configured"):
+            out.append(f'lmcz_lm_status{{status="{name}"}} {int(lm_status == name)}')
+        for name, value in sorted((extra or {}).items()):
+            out.append(f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}")
+            out.append(f"{name} {value}")
+        out.append(f"lmcz_uptime_seconds {time.time() - self.started:.1f}")
+        return ("\n".join(out) + "\n").encode()
+

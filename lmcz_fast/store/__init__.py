@@ -1,0 +1,31 @@
+"""`Blocklist`: the blocked marking codes of one store, in one LMDB environment.
+
+LMDB is the single source of truth. The blocked identities, blocked GTINs, block details, metadata, feed state
+and the serialized Roaring prefilter all live in one environment and change in one write transaction, so a
+reader in any process sees the old state or the new one, never a mix.
+
+The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
+(loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
+tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `errors.py` (what it answers).
+"""
+
+from .blocklist import Blocklist
+from .digest import digest_after, set_digest_of
+from .errors import DigestMismatchError, LoadError, StoreError, VersionError
+from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
+
+__all__ = [
+    "Block",
+    "Blocklist",
+    "DeltaReport",
+    "DigestMismatchError",
+    "LineError",
+    "LoadError",
+    "LoadReport",
+    "Status",
+    "StoreError",
+    "Verdict",
+    "VersionError",
+    "digest_after",
+    "set_digest_of",
+]

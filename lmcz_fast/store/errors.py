@@ -1,0 +1,39 @@
+"""The store's typed errors. Each is raised before commit: a store that raised is unchanged."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .records import LoadReport
+
+
+class StoreError(Exception):
+    """Base of every error the store raises on purpose (bad path, read-only handle, corrupt metadata)."""
+
+
+class VersionError(StoreError):
+    """A delta does not start at the version the store holds; nothing was changed."""
+
+    def __init__(self, message: str, *, current: int, expected: int | None) -> None:
+        super().__init__(message)
+        self.current = current
+        self.expected = expected
+
+
+class DigestMismatchError(StoreError):
+    """A write would leave the store with another set digest than the caller expected; nothing was changed."""
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class LoadError(StoreError):
+    """A strict load met bad lines and was refused; nothing was changed. `.report` says which."""
+
+    def __init__(self, message: str, report: LoadReport) -> None:
+        super().__init__(message)
+        self.report = report
+
