@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -22,22 +22,30 @@ from .config import (
     ERROR_NOT_READY,
     ERROR_SYNC,
     ServiceConfig,
+    exposure_warnings,
     software_version,
 )
-from .metrics import Metrics
-from .responses import HttpError, Response, error
+from .metrics import Metrics, OncePer
+from .responses import HttpError, Response, Steps, error
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status
+    from ..store import Blocklist, Status, Verdict
 
 log = logging.getLogger("lmcz_fast.service")
+_nested_json_log = OncePer(log, 60.0)
 
 _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empty": "not_configured"}
 _VERSION_NAMESPACE = uuid.UUID("6f1d2b6e-7d0a-5c43-9a43-2f0f5b1c9e11")
 _JSON = json.JSONDecoder(strict=False)
 _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _STALE_LOG_EVERY = 600.0
+#: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
+CHECK_SLICE = 64
+
+
+def _release_nothing() -> None:
+    pass
 
 
 def _json_media_type(content_type: bytes | None) -> bool:
@@ -84,6 +92,8 @@ class LocalModule:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.software_version = software_version()
+        #: What an operator must fix (the default password on a network address): in the start log and /status.
+        self.warnings = exposure_warnings(self.config)
         self.initialized_at: float | None = None
         self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{self.config.password}".encode())
         self._status: Status | None = None
@@ -194,6 +204,8 @@ class LocalModule:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
             response = handler(method, query, body, client_id, content_type)
+            if isinstance(response, Steps):
+                return Steps(self._observed(response, endpoint, started))
             outcome = "ok"
         except HttpError as exc:
             response = self._error_response(exc)
@@ -204,6 +216,11 @@ class LocalModule:
             outcome = "internal_error"
         self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
         return response
+
+    def needs_auth(self, path: bytes) -> bool:
+        """Whether a request to `path` is answered only with valid credentials (so may fail them)."""
+        route = self._routes.get(path.rstrip(b"/").lower() or b"/")
+        return self.config.auth and route is not None and route[3]
 
     def _authorized(self, header: bytes | None) -> bool:
         if header is None:
@@ -220,6 +237,21 @@ class LocalModule:
         ok_user = hmac.compare_digest(user, self.config.user.encode())
         ok_password = hmac.compare_digest(password, self.config.password.encode())
         return bool(sep) and ok_user and ok_password
+
+    def _observed(self, steps: Steps, endpoint: str, started: float) -> Generator[None, None, Response]:
+        """An answer worked out in slices, with what `handle` does for a whole one: errors as responses, metrics."""
+        try:
+            response = yield from steps.slices
+            outcome = "ok"
+        except HttpError as exc:
+            response = self._error_response(exc)
+            outcome = exc.error
+        except Exception:
+            log.exception("internal error on %s", endpoint)
+            response = self._error_response(error(500, "internal_error", "internal error; see the service log"))
+            outcome = "internal_error"
+        self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
+        return response
 
     def _error_response(self, exc: HttpError) -> Response:
         body: dict[str, Any] = {"code": exc.extra.get("errorCode", exc.status), "error": exc.error,
@@ -247,6 +279,9 @@ class LocalModule:
             raise error(400, "bad_encoding", f"the body is not UTF-8 (byte {exc.start})") from None
         except ValueError as exc:
             raise error(400, "bad_json", f"malformed JSON: {exc}") from None
+        except RecursionError:
+            _nested_json_log.warning("refused a JSON body of %d bytes nested too deeply (400 bad_json)", len(body))
+            raise error(400, "bad_json", "malformed JSON: nested too deeply") from None
 
     # -- endpoints --------------------------------------------------------------------------------------------
 
@@ -274,6 +309,7 @@ class LocalModule:
             "codes": status.codes,
             "gtins": status.gtins,
             "initialized": self.initialized_at is not None,
+            "warnings": self.warnings,
         }
         return Response(200, _ENCODE(payload).encode())
 
@@ -320,7 +356,7 @@ class LocalModule:
         return raws
 
     def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                      content_type: bytes | None) -> Response:
+                      content_type: bytes | None) -> Response | Steps:
         raws = self._raw_codes(method, query, body, content_type)
         now = self.clock()
         req_ms = int(now * 1000)
@@ -334,30 +370,66 @@ class LocalModule:
                 audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
             exc.extra["reqId"] = req_id
             raise
-        check = self.blocklist.check
+        steps = self._check_steps(raws, req_id, req_ms, client, status)
+        if len(raws) <= CHECK_SLICE:
+            return Steps(steps).run()
+        return Steps(steps)
+
+    def _pin_version(self) -> tuple[Callable[[str], Verdict], Callable[[], None]]:
+        """The one place a request takes the database version it answers from: `check` for each of its codes,
+        then `release`. (Today the blocklist renews its read by itself, so `_verdicts` checks that every code of
+        a request saw one version and starts over if not.)"""
+        return self.blocklist.check, _release_nothing
+
+    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                  status: Status) -> Generator[None, None, list[Verdict]]:
+        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes; any scan that
+        is not a marking code refuses the whole request (audited)."""
         max_len = DEFAULT_MAX_CODE_LENGTH
-        verdicts = []
-        for index, raw in enumerate(raws):
+        pause = CHECK_SLICE
+        while True:
+            check, release = self._pin_version()
+            verdicts: list[Verdict] = []
             try:
-                if not isinstance(raw, str):
-                    raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                if len(raw) > max_len:
-                    raise CodeError(f"longer than {max_len} characters")
-                if "\\" in raw:
-                    raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
-                verdicts.append(check(raw))
-            except CodeError as exc:
-                if audit is not None:
-                    audit.record(req_id, req_ms, client, status.version, "invalid_code",
-                                 [(str(r)[:64], None) for r in raws])
-                raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
-                             index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+                for index, raw in enumerate(raws):
+                    if index and not index % pause:
+                        yield
+                    try:
+                        if not isinstance(raw, str):
+                            raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
+                        if len(raw) > max_len:
+                            raise CodeError(f"longer than {max_len} characters")
+                        if "\\" in raw:
+                            raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
+                        verdict = check(raw)
+                    except CodeError as exc:
+                        if self.audit is not None:
+                            self.audit.record(req_id, req_ms, client, status.version, "invalid_code",
+                                              [(str(r)[:64], None) for r in raws])
+                        raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
+                                     index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+                    if verdicts and (verdict.db_version != verdicts[0].db_version
+                                     or verdict.instance_id != verdicts[0].instance_id):
+                        break  # a new version came in mid-request: check them all again, without pausing
+                    verdicts.append(verdict)
+                else:
+                    return verdicts
+            finally:
+                release()
+            pause = len(raws) + 1
+
+    def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                     status: Status) -> Generator[None, None, Response]:
+        audit = self.audit
+        verdicts = yield from self._verdicts(raws, req_id, req_ms, client, status)
         first = verdicts[0]
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
         blocked = 0
         codes = []
-        for v in verdicts:
+        for index, v in enumerate(verdicts):
+            if index and not index % CHECK_SLICE:
+                yield
             block = v.block
             if block is not None:
                 blocked += 1
