@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     from ..store import Blocklist, Status, Verdict
 
 log = logging.getLogger("lmcz_fast.service")
-_nested_json_log = OncePer(log, 60.0)
 
 _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empty": "not_configured"}
 _VERSION_NAMESPACE = uuid.UUID("6f1d2b6e-7d0a-5c43-9a43-2f0f5b1c9e11")
@@ -94,6 +93,7 @@ class LocalModule:
         self.software_version = software_version()
         #: What an operator must fix (the default password on a network address): in the start log and /status.
         self.warnings = exposure_warnings(self.config)
+        self._nested_json_log = OncePer(log, 60.0)
         self.initialized_at: float | None = None
         self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{self.config.password}".encode())
         self._status: Status | None = None
@@ -280,7 +280,7 @@ class LocalModule:
         except ValueError as exc:
             raise error(400, "bad_json", f"malformed JSON: {exc}") from None
         except RecursionError:
-            _nested_json_log.warning("refused a JSON body of %d bytes nested too deeply (400 bad_json)", len(body))
+            self._nested_json_log.warning("refused a JSON body of %d bytes nested too deeply (400 bad_json)", len(body))
             raise error(400, "bad_json", "malformed JSON: nested too deeply") from None
 
     # -- endpoints --------------------------------------------------------------------------------------------

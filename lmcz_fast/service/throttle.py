@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -132,16 +131,17 @@ class AuthThrottle:
             if entry.burst_failures:
                 self._log_burst(key, entry, entry.last_failure)
             entry.burst_failures, entry.burst_refused, entry.burst_started = 0, 0, now
-            log.warning("failed HTTP Basic login from %s; later failures from it are delayed (the %d-th and on, "
-                        "from %.2f s up to %.0f s) and counted in lmcz_auth_failures_total until it is quiet for "
-                        "%.0f s", key, self.free_failures + 1, self.first_delay, self.max_delay, self.quiet)
+            log.warning("failed HTTP Basic login from %s; after %d free ones its failures are answered late "
+                        "(%.2g s, doubling up to %.3g s) and counted in lmcz_auth_failures_total; a summary follows "
+                        "when it has been quiet for %.0f s", key, self.free_failures, self.first_delay,
+                        self.max_delay, self.quiet)
         entry.burst_failures += 1
         entry.last_failure = now
         self.failures_total += 1
-        over = entry.score - self.free_failures
-        if over < 1.0 - 1e-9:
+        over = round(entry.score) - self.free_failures  # recent failures past the free ones, this one included
+        if over < 1:
             return 0.0
-        delay = min(self.max_delay, self.first_delay * 2.0 ** (math.floor(over + 1e-9) - 1))
+        delay = min(self.max_delay, self.first_delay * 2.0 ** (over - 1))
         entry.due.append(now + delay)
         self.delayed_total += 1
         self.delay_seconds_total += delay
