@@ -104,7 +104,7 @@ class LocalModule:
         self._inst = ""
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
-        self._routes: dict[bytes, tuple[str, Callable[..., Response], tuple[bytes, ...], bool]] = {}
+        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps], tuple[bytes, ...], bool]] = {}
         for prefix in (b"/api/v1", b"/api/v2"):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
             self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
@@ -188,7 +188,7 @@ class LocalModule:
         client_id: bytes | None,
         content_type: bytes | None,
         started: float | None = None,
-    ) -> Response:
+    ) -> Response | Steps:
         """Answer one request. Never raises for anything a client can send."""
         started = time.perf_counter() if started is None else started
         endpoint = "other"

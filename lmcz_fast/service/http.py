@@ -180,7 +180,8 @@ class _Connection(asyncio.Protocol):
             if time.perf_counter() - self.started > self.server.config.request_timeout:
                 self._refuse(error(408, "request_timeout", "the request did not arrive in time"))
                 return True
-        elif self.current is None and not self.queue and now - self.last_activity > self.server.config.keepalive_timeout:
+        elif (self.current is None and not self.queue
+              and now - self.last_activity > self.server.config.keepalive_timeout):
             if self.transport is not None:
                 self.transport.close()
             return True
