@@ -4,11 +4,13 @@ hang up, pipelines that would starve others, ambiguous credentials, memory over 
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import logging
 import random
 import socket
 import struct
+import sys
 import threading
 import time
 from pathlib import Path
@@ -316,14 +318,13 @@ def test_work_of_peers_that_reset_is_dropped(db: Path, codes: dict[str, list[str
             for peer in peers:
                 peer.close()  # RST
             time.sleep(1.5)
-        dropped = _metric(srv.port, "lmcz_queued_dropped_total")
+        worst = max(probe.latencies)
         checked = _metric(srv.port, "lmcz_codes_checked_total")
-    worst = max(probe.latencies)
-    print(f"\nreset flood, 100 peers x 1000 codes: {dropped:.0f} dropped, {checked:.0f} codes checked; "
-          f"health check max {worst * 1000:.1f} ms over {len(probe.latencies)}")
-    assert dropped >= 50, dropped
-    assert checked <= 50_000, checked
-    assert worst < 0.3, sorted(probe.latencies)[-5:]
+        print(f"\nreset flood, 100 peers x 1000 codes: {checked:.0f} codes checked; "
+              f"health check max {worst * 1000:.1f} ms over {len(probe.latencies)}")
+        assert worst < 0.3, sorted(probe.latencies)[-5:]
+        assert checked <= 50_000, checked
+        assert _metric(srv.port, "lmcz_queued_dropped_total") >= 50
 
 
 def test_a_big_request_does_not_hold_a_small_one(db: Path, codes: dict[str, list[str]]) -> None:
@@ -428,24 +429,47 @@ def _rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def test_refused_requests_do_not_grow_memory(tmp_path: Path, db: Path, codes: dict[str, list[str]]) -> None:
-    """Audited invalid checks (the last of 100 codes is not one): RSS after warming up stays flat."""
-    password = tmp_path / "password"
-    password.write_text(PASSWORD + "\n")
-    scans = codes["scans"][:99]
-    with ServeProcess(db, "--audit-dir", str(tmp_path / "audit"), password_file=password) as srv:
-        assert srv.proc is not None
-        sock = _connect(srv.port)
+def _invalid_checks(port: int, scans: list[str], first: int, count: int) -> None:
+    with _connect(port) as sock:
         buffer = bytearray()
-        samples = []
-        for n in range(12_000):
+        for n in range(first, first + count):
             body = json.dumps({"cis_list": scans + [f"not a code {n}"]}).encode()
             sock.sendall(_request("/api/v1/cis/outCheck", auth=auth_header(), body=body,
                                   headers=(f"X-ClientId: till-{n}",)))
             status, _ = _read_response(sock, buffer)
             assert status == 400
-            if n % 2000 == 1999:
-                samples.append(_rss_mb(srv.proc.pid))
-        sock.close()
-    print(f"\nRSS over 12,000 audited invalid 100-code checks, every 2,000: {[round(s, 1) for s in samples]} MB")
-    assert samples[-1] - samples[1] < 6, samples
+
+
+def test_refused_requests_leave_no_objects_behind(tmp_path: Path, db: Path, codes: dict[str, list[str]]) -> None:
+    """Audited invalid checks (the last of 100 codes is not one, a new X-ClientId each): after a warm-up, 5,000
+    more leave the number of live Python allocations where it was (before: every new client id stayed cached)."""
+    scans = codes["scans"][:99]
+    with ServerThread(db, audit_dir=tmp_path / "audit", flush_interval=0.05) as srv:
+        _invalid_checks(srv.port, scans, 0, 1000)
+        assert srv.audit is not None
+        srv.audit.flush()
+        gc.collect()
+        before = sys.getallocatedblocks()
+        _invalid_checks(srv.port, scans, 1000, 5000)
+        time.sleep(0.2)
+        srv.audit.flush()
+        gc.collect()
+        after = sys.getallocatedblocks()
+    print(f"\nlive allocations over 5,000 audited invalid checks: {before} -> {after}")
+    assert after - before < 2000, (before, after)
+
+
+def test_refused_requests_do_not_grow_memory(tmp_path: Path, db: Path, codes: dict[str, list[str]]) -> None:
+    """The same against `lmcz-fast serve`: its RSS after a warm-up stays within a band (it moves with the audit
+    writer's backlog and the allocator's arenas; it does not climb with the count)."""
+    password = tmp_path / "password"
+    password.write_text(PASSWORD + "\n")
+    scans = codes["scans"][:99]
+    with ServeProcess(db, "--audit-dir", str(tmp_path / "audit"), password_file=password) as srv:
+        assert srv.proc is not None
+        samples = []
+        for block in range(12):
+            _invalid_checks(srv.port, scans, block * 1000, 1000)
+            samples.append(_rss_mb(srv.proc.pid))
+    print(f"\nRSS over 12,000 audited invalid 100-code checks, every 1,000: {[round(s, 1) for s in samples]} MB")
+    assert max(samples[6:]) < max(samples[:6]) + 15, samples
