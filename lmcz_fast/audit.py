@@ -41,9 +41,9 @@ _SEGMENT = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 
 Record = tuple[str, int, "str | None", "int | None", str, "tuple[tuple[str, bool | None], ...]"]
-#: Records formatted by the writer thread between two releases of the GIL, so that the event loop's thread, which
-#: wants it back, waits a few microseconds rather than the interpreter's 5 ms switch interval.
-_FORMAT_BATCH = 32
+#: Seconds of formatting by the writer thread between two releases of the GIL, so that the event loop's thread,
+#: which wants it back, waits that long at most rather than the interpreter's 5 ms switch interval.
+_HOLD_GIL = 0.0005
 #: Bytes of formatted records written at a time (fdatasync once per flush): a flush of big records (1000 codes
 #: each) as one string of megabytes made glibc raise its mmap threshold and keep that much heap resident.
 _WRITE_CHUNK = 64 * 1024
@@ -235,9 +235,11 @@ class AuditLog:
             day_start, day_end = self._day_bounds
             written = 0
             try:
-                for done in range(count):
-                    if done % _FORMAT_BATCH == _FORMAT_BATCH - 1:
+                held_since = time.perf_counter()
+                for _ in range(count):
+                    if time.perf_counter() - held_since > _HOLD_GIL:
                         time.sleep(0)  # let the event loop's thread have the GIL
+                        held_since = time.perf_counter()
                     record = pending[0]
                     ts_ms = record[1]
                     if not day_start <= ts_ms < day_end:
