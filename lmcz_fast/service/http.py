@@ -87,7 +87,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("server", "app", "parser", "transport", "url", "headers_size", "authorization", "client_id",
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
                  "last_activity", "closing", "peer", "queue", "current", "current_keep_alive", "scheduled",
-                 "fresh", "stopped", "reading_paused")
+                 "fresh", "stopped", "reading_paused", "writing_paused")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -106,7 +106,8 @@ class _Connection(asyncio.Protocol):
         self.scheduled = False
         self.fresh = False          # no request answered yet in this data_received: the first may go inline
         self.stopped = False        # the stream is out of step (a refusal is queued): ignore further bytes
-        self.reading_paused = False
+        self.reading_paused = False  # by us: too many requests queued, or a refusal waits its turn
+        self.writing_paused = False  # by the transport: the client does not read its answers
         self._reset()
 
     def _reset(self) -> None:
@@ -151,10 +152,12 @@ class _Connection(asyncio.Protocol):
             self.current = None
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.transport is not None and not self.closing and not self.reading_paused:
             self.transport.resume_reading()
 
@@ -339,9 +342,10 @@ class _Connection(asyncio.Protocol):
         if current is not None or not self.queue:
             return
         item, keep_alive = self.queue.popleft()
-        if self.reading_paused and len(self.queue) < MAX_QUEUED // 2:
+        if self.reading_paused and len(self.queue) < MAX_QUEUED // 2 and not self.stopped:
             self.reading_paused = False
-            self.transport.resume_reading()
+            if not self.writing_paused:
+                self.transport.resume_reading()
         if isinstance(item, HttpError):
             self._fail(item)
             return
