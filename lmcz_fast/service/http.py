@@ -49,7 +49,7 @@ BULK_BYTES = 8192
 #: Requests one connection may have queued (pipelined) before the server stops reading from it.
 MAX_QUEUED = 64
 #: Connections accepted per turn of the loop (a burst of new connections is spread over turns: each costs ~50 us).
-ACCEPT_BATCH = 32
+ACCEPT_BATCH = 64
 
 _Request = tuple[bytes, bytes, "bytes | None", bytes, "bytes | None", "bytes | None", "bytes | None", float]
 
