@@ -48,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger("lmcz_fast.checker")
 
-#: A fiscal drive takes at most 128 marking codes per receipt (CRPT webinar; see /work/shared/domain.md).
+#: A fiscal drive takes at most 128 marking codes per receipt (CRPT webinar; see ../shared/domain.md).
 MAX_RECEIPT_CODES = 128
 TAG_1262 = "030"
 TAG_1263 = "21.11.2023"
