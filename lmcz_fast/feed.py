@@ -969,7 +969,7 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
     try:
         bl.apply_delta(combined.add, combined.remove, add_gtins=combined.add_gtins,
                        remove_gtins=combined.remove_gtins, from_version=version, to_version=manifest.version,
-                       expect_digest=manifest.set_digest, meta=record)
+                       expect_digest=manifest.set_digest, meta=record, advance_empty=True)
     except DigestMismatchError:
         return None
     except CodeError as exc:

@@ -101,6 +101,20 @@ def test_delta_command(runner, tmp_path, codes):
         assert not bl.is_blocked(codes[30]) and bl.get_meta("version") == 2
 
 
+def test_delta_that_changes_nothing_keeps_the_version(runner, tmp_path, codes):
+    db = str(tmp_path / "db")
+    listing = tmp_path / "blocked.txt"
+    listing.write_text("\n".join(codes[:10]) + "\n")
+    assert runner.invoke(main, ["load", db, str(listing)]).exit_code == 0
+    noop = tmp_path / "noop.txt"
+    noop.write_text(f"+{codes[0]}\n+{codes[1]}\n-{codes[40]}\n")
+    result = runner.invoke(main, ["delta", db, str(noop)])
+    assert result.exit_code == 0, result.output
+    assert "nothing changed" in result.output and "stays at version 1" in result.output
+    with Blocklist.open(db) as bl:
+        assert bl.get_meta("version") == 1
+
+
 def test_lookup_on_missing_database_is_a_clear_error(runner, tmp_path):
     result = runner.invoke(main, ["lookup", str(tmp_path / "nope"), "x"])
     assert result.exit_code != 0

@@ -101,6 +101,22 @@ def test_gtin_blocks_travel_through_deltas(tmp_path: Path, keys) -> None:
         assert list(bl.iter_gtins()) == [GTIN]
 
 
+def test_deltas_that_cancel_out_still_bring_the_store_to_the_feeds_version(tmp_path: Path, keys) -> None:
+    """A store composes the chain into one delta; +X then -X composes to nothing, and the store must still reach
+    the manifest's version (an empty delta keeps the version only outside a feed)."""
+    key, pub = keys
+    fd, db = tmp_path / "feed", tmp_path / "db"
+    publish_set(fd, key, CODES[:100], [GTIN])
+    feed.sync(db, str(fd), pub)
+    publish_set(fd, key, CODES[:101])
+    last = publish_set(fd, key, CODES[:100], [GTIN])
+    report = feed.sync(db, str(fd))
+    assert (report.action, report.from_version, report.to_version, len(report.files)) == ("delta", 1, 3, 2)
+    assert (report.added, report.removed) == (0, 0)
+    assert db_state(db) == (3, last.set_digest)
+    assert feed.sync(db, str(fd)).action == "up-to-date"
+
+
 def test_serials_that_look_like_a_lost_gs_travel_whole(tmp_path: Path, keys) -> None:
     """A 13-character serial ending in 93 + 4 characters is a CIS, not a short serial with a lost GS: the
     publisher, the delta files and the store must all keep it whole."""

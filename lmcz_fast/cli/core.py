@@ -225,7 +225,11 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
     except (StoreError, VersionError) as exc:
         _fail(str(exc))
     if not report.applied:
-        click.echo(f"already at version {report.to_version}; nothing to do")
+        if report.to_version == target:
+            click.echo(f"already at version {report.to_version}; nothing to do")
+        else:
+            click.echo(f"nothing changed: the codes it adds are blocked already and those it removes are not; "
+                       f"the store stays at version {report.to_version}")
         return
     click.echo(f"version {report.from_version} -> {report.to_version}: +{report.added} -{report.removed} codes, "
                f"+{report.gtins_added} -{report.gtins_removed} GTINs in {report.seconds * 1000:.1f} ms")
