@@ -63,6 +63,11 @@ def _fail(message: str, code: int = EXIT_FEED) -> None:
     sys.exit(code)
 
 
+def _kind(exc: BaseException) -> str:
+    """The error's public class name: the feed's internal subclasses are named by their documented parent."""
+    return next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+
+
 def _when(ts: float | None, now: float) -> str:
     if ts is None:
         return "never"
@@ -145,7 +150,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
         except (feed.FeedError, StoreError, OSError) as exc:
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
-            log.error("FAILED (%s): %s; nothing was changed; retrying in %s", type(exc).__name__, exc, _span(delay))
+            log.error("FAILED (%s): %s; nothing was changed; retrying in %s", _kind(exc), exc, _span(delay))
         if stop.is_set():
             break
         on_schedule(time.time() + delay)
@@ -281,7 +286,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
 
             _run_forever(every, once, on_schedule)
     except feed.FeedError as exc:
-        _fail(f"{type(exc).__name__}: {exc}; the store was not changed")
+        _fail(f"{_kind(exc)}: {exc}; the store was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
 
@@ -354,7 +359,7 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
             return
         _run_forever(every, once, lambda at: None)
     except feed.FeedError as exc:
-        _fail(f"{type(exc).__name__}: {exc}; the mirror was not changed")
+        _fail(f"{_kind(exc)}: {exc}; the mirror was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     finally:
