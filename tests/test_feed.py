@@ -438,6 +438,18 @@ def test_cli_names_a_missing_feed_file_by_its_public_error(tmp_path: Path, keys)
         assert "_NotFound" not in result.output and "Traceback" not in result.output
 
 
+def test_cli_keygen_refusing_to_overwrite_names_force(tmp_path: Path) -> None:
+    runner = CliRunner()
+    key = tmp_path / "feed.key"
+    assert runner.invoke(_cli(), ["keygen", str(key)]).exit_code == 0
+    before = key.read_bytes()
+    result = runner.invoke(_cli(), ["keygen", str(key)])
+    assert result.exit_code == 5 and "--force" in result.output and str(key) in result.output
+    assert key.read_bytes() == before
+    assert runner.invoke(_cli(), ["keygen", str(key), "--force"]).exit_code == 0
+    assert key.read_bytes() != before
+
+
 CLI_SCRIPT = "import click, sys\nfrom lmcz_fast.cli.feed import register\ng = click.Group()\nregister(g)\ng()\n"
 
 

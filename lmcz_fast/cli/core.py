@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -170,11 +170,25 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     sys.exit(EXIT_BLOCKED if blocked else EXIT_INVALID if invalid else EXIT_OK)
 
 
+def _local_time(ts: float) -> str:
+    """A Unix time as this machine's local time with its UTC offset, and the Unix time itself."""
+    stamp = datetime.datetime.fromtimestamp(ts, tz=datetime.timezone.utc).astimezone()
+    return f"{stamp.isoformat(sep=' ', timespec='seconds')} ({int(ts)})"
+
+
 @click.command()
 @click.argument("db", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as one JSON object.")
 def info(db: str, as_json: bool) -> None:
-    """Show the version, counts, sizes and times of the database DB."""
+    """Show the version, counts, sizes and times of the database DB.
+
+    Times are local, with their offset from UTC (`2026-11-23 14:05:09+03:00`); --json gives Unix seconds.
+
+    \b
+    Examples:
+      lmcz-fast info store.db
+      lmcz-fast info store.db --json
+    """
     try:
         with Blocklist.open(db) as bl:
             fields = bl.info()
@@ -186,7 +200,7 @@ def info(db: str, as_json: bool) -> None:
     for name in sorted(fields):
         value = fields[name]
         if name.endswith("_at") and isinstance(value, (int, float)):
-            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({value:.0f})"
+            value = _local_time(value)
         click.echo(f"{name:>18}: {value}")
 
 

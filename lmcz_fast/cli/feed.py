@@ -182,7 +182,8 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
     try:
         priv, pub = feed.write_keypair(private_key, public_path, overwrite=force)
     except FileExistsError as exc:
-        _fail(str(exc))
+        _fail(f"{exc}: give --force to replace it (stores holding the old public key then refuse the feed until "
+              f"they are given the new one)")
     click.echo(f"private key: {priv} (keep it secret)")
     click.echo(f"public key:  {pub}: {pub.read_text().strip()}")
 
