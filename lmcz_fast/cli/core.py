@@ -218,7 +218,12 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
       +CODE   block a code (scan or CIS)      -CODE   unblock it
       +GTIN   block a whole product (14 digits)  -GTIN   unblock it
     Readers in other processes keep answering and see the new version atomically. A bad line refuses the
-    whole delta and changes nothing.
+    whole delta and changes nothing; a delta that changes nothing keeps the version.
+
+    \b
+    Examples:
+      lmcz-fast delta store.db changes.txt
+      lmcz-fast delta store.db more-changes.txt --from-version 2    # refused unless the store is at version 2
     """
     from ..feed import FeedError, read_delta
 

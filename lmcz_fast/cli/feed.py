@@ -343,7 +343,8 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
     Only the mirror pulls from upstream; stores point at the mirror. Files are verified against the upstream's
     signed manifest, which the mirror serves byte for byte, so stores still verify the publisher's signature.
       lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --every 30m
-      lmcz-fast mirror /srv/lmcz-mirror --feed ... --public-key feed.pub --db store.db --serve 0.0.0.0:8080 --every 30m
+      lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --db store.db \\
+          --serve 0.0.0.0:8080 --every 30m
       lmcz-fast sync till-store.db --feed http://mirror.local:8080/ --public-key feed.pub --every 2h
     """
     _setup_logging(verbose)

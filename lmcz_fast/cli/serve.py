@@ -93,7 +93,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz/password
       lmcz-fast serve store.db --audit-dir /var/log/lmcz/audit --retention-days 120
       curl -u admin:admin -H 'Content-Type: application/json' \\
-           -d '{"cis_list": ["0104650000000011215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
+           -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
     _setup_logging(log_level)
     if not os.path.exists(os.path.join(db, "data.mdb")):
