@@ -102,6 +102,10 @@ def _setup_logging(verbose: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
+    store_log = logging.getLogger("lmcz_fast.store")   # e.g. the stale reader slots a write cleared
+    store_log.handlers[:] = [handler]
+    store_log.setLevel(logging.INFO)
+    store_log.propagate = False
 
 
 def _retry(attempts: int, timeout: float) -> feed.RetryPolicy:
@@ -148,7 +152,10 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
             log.error("FAILED (%s): %s; nothing was changed; retrying in %s", type(exc).__name__, exc, _span(delay))
         if stop.is_set():
             break
-        on_schedule(time.time() + delay)
+        try:
+            on_schedule(time.time() + delay)
+        except StoreError as exc:   # e.g. a full disk: keep serving the old version and try again next round
+            log.error("could not record the next sync time (%s): %s", type(exc).__name__, exc)
         log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
         stop.wait(delay)
     log.info("stopped")
@@ -284,6 +291,8 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
         _fail(f"{type(exc).__name__}: {exc}; the store was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
+    except OSError as exc:
+        _fail(f"{exc.filename or db}: {exc.strerror or exc}; the store was not changed", EXIT_STORE)
 
 
 def _lower_priority(niceness: int) -> None:

@@ -201,7 +201,9 @@ def write_txn(env: lmdb.Environment, path: str, meta_db: Any = None) -> Iterator
             yield txn
     except lmdb.Error as exc:
         served = _served_version(env, meta_db)
-        kept = "nothing was changed" if served is None else f"nothing was changed; version {served} is still being served"
+        kept = "nothing was changed"
+        if served is not None:
+            kept += f"; version {served} is still being served"
         raise lmdb_error(exc, path, kept) from exc
 
 
@@ -221,7 +223,8 @@ def lmdb_error(exc: lmdb.Error, path: str, consequence: str) -> StoreError:
     code = getattr(exc, "code", 0)
     free = free_bytes(path)
     if isinstance(exc, lmdb.MapFullError):
-        return MapFullError(f"the database at {path} reached its map size ({MAP_SIZE >> 30} GiB): {consequence}")
+        size = f"{MAP_SIZE / 2**30:g} GiB" if MAP_SIZE >= 2**30 else f"{MAP_SIZE / 2**20:g} MiB"
+        return MapFullError(f"the database at {path} reached its map size ({size}): {consequence}")
     if code in _NO_SPACE or isinstance(exc, lmdb.DiskError) or (
             code == errno.EIO and free is not None and free < _FULL_MARGIN):
         # LMDB reports a short write (the filesystem ran out part way) as EIO
