@@ -8,11 +8,14 @@ as its return code (SIGBUS: -7) instead of killing the test run.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -22,6 +25,33 @@ from lmcz_fast.synth import cis_list
 
 CLI = "import sys; from lmcz_fast.cli import main; sys.argv[0] = 'lmcz-fast'; main()"
 EXIT_STORE = 4
+
+
+class _Logged(logging.Handler):
+    """The messages of one logger, taken at the logger itself: `sync` run in this process (CliRunner) stops its
+    loggers from propagating to the root, where pytest's caplog listens."""
+
+    def __init__(self, name: str, level: int = logging.INFO) -> None:
+        super().__init__(level)
+        self.logger = logging.getLogger(name)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.messages)
+
+    def __enter__(self) -> "_Logged":
+        self.saved = self.logger.level
+        self.logger.setLevel(min(self.level, self.saved or logging.WARNING))
+        self.logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.logger.removeHandler(self)
+        self.logger.setLevel(self.saved)
 
 
 @pytest.fixture()
@@ -236,6 +266,72 @@ def test_a_sync_on_a_full_disk_is_a_store_error_and_changes_nothing(small_fs, tm
         assert bl.get_meta("version") == 1 and bl.get_meta("codes") == 1000
     filler.unlink()
     assert feed.sync(path, str(feed_dir), pub).to_version == 2
+
+
+def test_the_sync_daemon_outlives_a_full_disk_and_catches_up_once_space_is_freed(small_fs, tmp_path):
+    from lmcz_fast import feed
+
+    codes = cis_list(21_000, seed=9)
+    key, pub = feed.write_keypair(tmp_path / "feed.key")
+    feed_dir = tmp_path / "feed"
+    feed.publish(feed_dir, key, snapshot=str(_write_list(tmp_path / "v1.txt", codes[:1000])))
+    path = small_fs / "db"
+    feed.sync(path, str(feed_dir), pub)
+    daemon = subprocess.Popen([sys.executable, "-c", CLI, "sync", str(path), "--every", "0.3s", "--nice", "0"],
+                              stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def until(text):
+        deadline = time.monotonic() + 30
+        while not any(text in line for line in lines):
+            assert daemon.poll() is None and time.monotonic() < deadline, "".join(lines)
+            lines.append(daemon.stderr.readline())
+
+    try:
+        until("sync ok: up to date")
+        filler = _fill(small_fs)
+        feed.publish(feed_dir, key, delta=str(_write_list(tmp_path / "d.txt", [f"+{c}" for c in codes[1000:]])))
+        until("FAILED (DiskFullError): disk full at")
+        assert daemon.poll() is None
+        filler.unlink()
+        until("sync ok: version 1 -> 2 by delta")
+        daemon.send_signal(signal.SIGTERM)
+        _, rest = daemon.communicate(timeout=15)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait()
+    assert daemon.returncode == 0, "".join(lines) + rest
+    assert "Traceback" not in "".join(lines) + rest
+    with Blocklist.open(path) as bl:
+        assert bl.get_meta("version") == 2 and bl.get_meta("codes") == 21_000
+
+
+def test_the_sync_loop_keeps_running_when_recording_the_next_sync_time_fails():
+    import signal as signals
+
+    from lmcz_fast.cli import feed as cli_feed
+
+    rounds = []
+
+    def once(sleep):
+        rounds.append(1)
+        if len(rounds) == 3:
+            raise cli_feed._Stopped()
+        return "sync ok"
+
+    def on_schedule(at):
+        raise DiskFullError("disk full at X (0.0 MB free): nothing was changed", path="X", free_bytes=0)
+
+    handlers = {sig: signals.getsignal(sig) for sig in (signals.SIGTERM, signals.SIGINT)}
+    try:
+        with _Logged("lmcz_fast.feed") as logged:
+            cli_feed._run_forever(0.01, once, on_schedule)
+    finally:
+        for sig, handler in handlers.items():
+            signals.signal(sig, handler)
+    assert len(rounds) == 3
+    assert logged.text.count("could not record the next sync time (DiskFullError): disk full at X") == 2
 
 
 # -- the map ------------------------------------------------------------------------------------------------------

@@ -149,7 +149,8 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
         except (feed.FeedError, StoreError, OSError) as exc:
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
-            log.error("FAILED (%s): %s; nothing was changed; retrying in %s", type(exc).__name__, exc, _span(delay))
+            said = "" if "nothing was changed" in str(exc) else "; nothing was changed"
+            log.error("FAILED (%s): %s%s; retrying in %s", type(exc).__name__, exc, said, _span(delay))
         if stop.is_set():
             break
         try:
@@ -254,7 +255,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     one transaction: readers keep answering and see the new version at once. Examples:
       lmcz-fast sync store.db --feed https://mirror.shop.local/feed/ --public-key feed.pub
       lmcz-fast sync store.db --every 2h        # daemon; logs to stderr; stops on SIGTERM
-    Exit codes: 0 synced or up to date, 4 store error, 5 feed error (nothing changed).
+    Exit codes: 0 synced or up to date, 4 store error (e.g. disk full), 5 feed error (nothing changed).
     """
     _setup_logging(verbose)
     _lower_priority(niceness)
