@@ -81,6 +81,10 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(0.003, 0.003, True, "issue 3 closing note, this bench"),
     ("load/full", "load/sqlite"):
         Record(0.165, 0.17, True, "issue 3 closing note, this bench"),
+    ("readers/reader_check_per_renewal", "readers/renew"):
+        Record(0.074, 0.094, True, "this bench (16 till processes)"),
+    ("readers/reader_check", "readers/delta"):
+        Record(0.000037, 0.000038, True, "this bench (16 till processes)"),
 }
 
 
@@ -105,7 +109,8 @@ class Row:
         return self.ratio <= self.limit
 
     def line(self) -> str:
-        text = f"{self.label:<62} {self.ratio:8.3f}x  target <= {self.limit:<6g} {self.status}"
+        shown = f"{self.ratio:8.3f}" if self.ratio >= 0.01 else f"{self.ratio:8.2g}"
+        text = f"{self.label:<62} {shown}x  target <= {self.limit:<6g} {self.status}"
         record = self.record
         if record is None:
             return text + " (no record: add its measured range to RECORDS in benches/_board.py)"

@@ -280,8 +280,10 @@ class World:
         self.scan_blocked = scans[truth.index(True)]
         self.scan_free = scans[truth.index(False)]
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("LMCZ_")}
+        # the shell variables the examples use: $SCAN/$SCAN1 a till's scan of a blocked code, $SCAN2 of a free one,
+        # $CIS a code that is not blocked yet
         self.env.update(PATH=f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}", SCAN=self.scan_blocked,
-                        SCAN1=self.scan_blocked, SCAN2=self.scan_free, PYTHONSAFEPATH="1")
+                        SCAN1=self.scan_blocked, SCAN2=self.scan_free, CIS=self.spare[-20], PYTHONSAFEPATH="1")
 
     # -- rewriting an example to run on loopback inside the world
 
@@ -304,15 +306,21 @@ class World:
         return text
 
     @staticmethod
-    def argv(text: str) -> list[str] | None:
-        """The lmcz-fast arguments of the command's last pipeline stage, or None for another program."""
-        stage = text.rsplit(" | ", 1)[-1]
-        words = shlex.split(stage, comments=True)
-        while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
-            words = words[1:]
-        if not words or not words[0].endswith("lmcz-fast"):
-            return None
-        return words[1:]
+    def stages(text: str) -> list[list[str] | None]:
+        """Each stage of a command line (split at `|`, `&&`, `||`, `;`): its lmcz-fast arguments, or None for
+        another program."""
+        out: list[list[str] | None] = []
+        for stage in re.split(r"\s(?:\|\||&&|\||;)\s", text):
+            words = shlex.split(stage, comments=True)
+            while words and re.match(r"^[A-Z_][A-Z0-9_]*=", words[0]):
+                words = words[1:]
+            out.append(words[1:] if words and words[0].endswith("lmcz-fast") else None)
+        return out
+
+    @classmethod
+    def argv(cls, text: str) -> list[str] | None:
+        """The lmcz-fast arguments of the command line's last stage (what it runs and waits for), or None."""
+        return cls.stages(text)[-1]
 
     def path(self, name: str) -> Path:
         return Path(name) if os.path.isabs(name) else self.cwd / name
@@ -478,9 +486,10 @@ class World:
             return
         text = self.rewrite(command)
         argv = self.argv(text)
-        if argv is not None:
-            self.prepare(argv)
-        elif command.startswith("curl ") and shutil.which("curl") is None:
+        for stage in self.stages(text):
+            if stage is not None:
+                self.prepare(stage)
+        if command.startswith("curl ") and shutil.which("curl") is None:
             pytest.skip("curl is not installed here (.ci/run installs it)")
         if argv is not None and (argv[0] == "serve" or "--every" in argv):
             self.start(command, text, argv)
