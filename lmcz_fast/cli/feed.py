@@ -63,6 +63,11 @@ def _fail(message: str, code: int = EXIT_FEED) -> None:
     sys.exit(code)
 
 
+def _kind(exc: BaseException) -> str:
+    """The error's public class name: the feed's internal subclasses are named by their documented parent."""
+    return next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+
+
 def _when(ts: float | None, now: float) -> str:
     if ts is None:
         return "never"
@@ -150,7 +155,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
             said = "" if "nothing was changed" in str(exc) else "; nothing was changed"
-            log.error("FAILED (%s): %s%s; retrying in %s", type(exc).__name__, exc, said, _span(delay))
+            log.error("FAILED (%s): %s%s; retrying in %s", _kind(exc), exc, said, _span(delay))
         if stop.is_set():
             break
         try:
@@ -185,7 +190,8 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
     try:
         priv, pub = feed.write_keypair(private_key, public_path, overwrite=force)
     except FileExistsError as exc:
-        _fail(str(exc))
+        _fail(f"{exc}: give --force to replace it (stores holding the old public key then refuse the feed until "
+              f"they are given the new one)")
     click.echo(f"private key: {priv} (keep it secret)")
     click.echo(f"public key:  {pub}: {pub.read_text().strip()}")
 
@@ -289,7 +295,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
 
             _run_forever(every, once, on_schedule)
     except feed.FeedError as exc:
-        _fail(f"{type(exc).__name__}: {exc}; the store was not changed")
+        _fail(f"{_kind(exc)}: {exc}; the store was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     except OSError as exc:
@@ -347,7 +353,8 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
     Only the mirror pulls from upstream; stores point at the mirror. Files are verified against the upstream's
     signed manifest, which the mirror serves byte for byte, so stores still verify the publisher's signature.
       lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --every 30m
-      lmcz-fast mirror /srv/lmcz-mirror --feed ... --public-key feed.pub --db store.db --serve 0.0.0.0:8080 --every 30m
+      lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --db store.db \\
+          --serve 0.0.0.0:8080 --every 30m
       lmcz-fast sync till-store.db --feed http://mirror.local:8080/ --public-key feed.pub --every 2h
     """
     _setup_logging(verbose)
@@ -364,7 +371,7 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
             return
         _run_forever(every, once, lambda at: None)
     except feed.FeedError as exc:
-        _fail(f"{type(exc).__name__}: {exc}; the mirror was not changed")
+        _fail(f"{_kind(exc)}: {exc}; the mirror was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     finally:
