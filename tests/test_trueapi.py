@@ -227,7 +227,10 @@ def test_tls_handshake_that_never_completes_is_cut_by_the_timeout(scans):
 
 
 def test_http_client_reads_chunked_and_close_delimited_bodies():
+    accepted = []
+
     async def serve(reader, writer):
+        accepted.append(writer)
         while True:
             try:
                 request = await reader.readuntil(b"\r\n\r\n")
@@ -250,14 +253,16 @@ def test_http_client_reads_chunked_and_close_delimited_bodies():
         http = HttpClient()
         chunked = await http.request("GET", f"http://127.0.0.1:{port}/chunked")
         closing = await http.request("GET", f"http://127.0.0.1:{port}/close")
+        after = await http.request("GET", f"http://127.0.0.1:{port}/chunked")
         await http.aclose()
         server.close()
         await server.wait_closed()
-        return chunked, closing, http
+        return chunked, closing, after, http
 
-    chunked, closing, http = run(go())
-    assert chunked.body == b"hello world" and closing.body == b"until close"
-    assert http.idle_connections() == 0
+    chunked, closing, after, http = run(go())
+    assert chunked.body == b"hello world" and closing.body == b"until close" and after.body == b"hello world"
+    # the chunked answer kept its connection for the next request; the close-delimited one was not reused
+    assert http.connects == 2 and len(accepted) == 2
 
 
 def test_no_threads_or_sockets_left_behind(scans):
