@@ -25,6 +25,7 @@ import gzip
 import hashlib
 import http.client
 import io
+import itertools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ import random
 import re
 import tempfile
 import time
+import zlib
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -53,7 +55,7 @@ from .store import (
     digest_after,
     set_digest_of,
 )
-from .progress import Progress, announce_after, line_counter
+from .progress import Progress, announce_after, estimate_lines, line_counter
 from .upstream import ProxyAuthError, ProxyConfig, SyncHttpClient, UpstreamError
 
 __all__ = [
@@ -503,10 +505,27 @@ def read_delta(source: str | os.PathLike[str] | bytes) -> Delta:
     return delta
 
 
-def _snapshot_bytes(version: int, gtins: Sequence[str], identities: Sequence[str]) -> bytes:
+_PROGRESS_LINES = 1 << 16
+
+
+def _snapshot_bytes(version: int, gtins: Sequence[str], identities: Sequence[str],
+                    progress: Progress | None = None) -> bytes:
+    """The gzip snapshot file. Compressed in slices of 64k lines (the bytes are exactly those of one
+    `gzip.compress(..., mtime=0)` over the whole text), reporting each slice to `progress`."""
     head = f"# lmcz-feed snapshot 1\n# version {version}\n# codes {len(identities)}\n# gtins {len(gtins)}\n"
-    body = "".join(f"{line}\n" for line in (*gtins, *identities))
-    return gzip.compress((head + body).encode("ascii"), compresslevel=6, mtime=0)
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # what gzip.compress(data, 6, mtime=0) uses, incrementally
+    out = [packer.compress(head.encode("ascii"))]
+    total = len(gtins) + len(identities)
+    done = 0
+    for lines in (gtins, identities):
+        for start in range(0, len(lines), _PROGRESS_LINES):
+            piece = lines[start:start + _PROGRESS_LINES]
+            out.append(packer.compress("".join(f"{line}\n" for line in piece).encode("ascii")))
+            done += len(piece)
+            if progress is not None:
+                progress("compressing the snapshot", done, total, "lines")
+    out.append(packer.flush())
+    return b"".join(out)
 
 
 def _delta_bytes(from_version: int, to_version: int, delta: Delta) -> bytes:
@@ -1123,15 +1142,32 @@ def _current(feed_dir: Path, key: Ed25519PublicKey) -> Manifest | None:
     return parse_manifest(path.read_bytes(), key)
 
 
-def _scratch_set(path: Path, sources: Any) -> tuple[list[str], list[str], str]:
+def _scratch_set(path: Path, sources: Any, progress: Progress | None = None) -> tuple[list[str], list[str], str]:
     """Let a throwaway store at `path` parse, validate and canonicalize input (anything `Blocklist.load` reads,
     with its reading of a line as a CIS); return its sorted GTINs, sorted identities and set digest."""
+    counter = None
+    if progress is not None:
+        if isinstance(sources, (str, os.PathLike)):
+            sources = [sources]
+        sources = list(sources)
+        counter = line_counter(progress, "reading input", estimate_lines(sources))
+        sources = announce_after(sources, progress, "checking and sorting")
     with Blocklist.create(path) as scratch:
         try:
-            scratch.load(sources, replace=True, strict=True)
+            scratch.load(sources, replace=True, strict=True, progress=counter)
         except (LoadError, CodeError, StoreError) as exc:
             raise PublishError(f"bad input, nothing published: {exc}") from exc
-        return list(scratch.iter_gtins()), list(scratch.iter_identities()), scratch.info()["set_digest"]
+        gtins = list(scratch.iter_gtins())
+        identities: list[str] = []
+        if progress is None:
+            identities.extend(scratch.iter_identities())
+        else:
+            total = scratch.info()["codes"]
+            codes = scratch.iter_identities()
+            while piece := list(itertools.islice(codes, _PROGRESS_LINES)):
+                identities.extend(piece)
+                progress("collecting the new list", len(identities), total, "codes")
+        return gtins, identities, scratch.info()["set_digest"]
 
 
 def _exact(old: Snapshot, change: Delta) -> Delta:
@@ -1159,6 +1195,7 @@ def publish(
     keep_deltas: int = DEFAULT_KEEP_DELTAS,
     valid_for: int = DEFAULT_VALID_FOR,
     now: float | None = None,
+    progress: Progress | None = None,
 ) -> PublishReport:
     """Build or extend the feed in `feed_dir` and sign its manifest with `private_key`.
 
@@ -1168,7 +1205,8 @@ def publish(
     computed and published alongside the new snapshot; the last `keep_deltas` deltas stay listed. With neither
     input (or no change), the current version is re-signed with fresh timestamps: run that well within
     `valid_for` seconds so stores never see an expired manifest. Files are written atomically, the manifest last;
-    files that neither the new nor the previous manifest names are then deleted.
+    files that neither the new nor the previous manifest names are then deleted. `progress` (see
+    `lmcz_fast.progress`) hears about each step: reading the input, sorting, comparing, compressing, writing.
     """
     if snapshot is not None and delta is not None:
         raise PublishError("give either a snapshot (the whole new list) or a delta, not both")
@@ -1192,8 +1230,13 @@ def publish(
         raise PublishError(f"the clock reads {clock}, before the current manifest's signing time "
                            f"{previous.published_at}: stores would refuse the new manifest as a replay")
 
+    def step(stage: str) -> None:
+        if progress is not None:
+            progress(stage, 0, None, "")
+
     old = Snapshot(0, [], [])
     if previous is not None:
+        step(f"reading version {previous.version}")
         snap_path = feed_path / previous.snapshot.path
         if not _file_matches(snap_path, previous.snapshot.size, previous.snapshot.sha256):
             raise PublishError(f"{snap_path} does not match the feed's manifest; the feed directory is damaged")
@@ -1201,11 +1244,12 @@ def publish(
 
     with tempfile.TemporaryDirectory(prefix="lmcz-publish-") as work:
         if snapshot is not None:
-            gtins, identities, digest = _scratch_set(Path(work) / "new", snapshot)
+            gtins, identities, digest = _scratch_set(Path(work) / "new", snapshot, progress)
         elif delta is not None:
             change = delta if isinstance(delta, Delta) else read_delta(delta)
             add_gtins, add, _ = _scratch_set(Path(work) / "add", [change.add + change.add_gtins])
             remove_gtins, remove, _ = _scratch_set(Path(work) / "remove", [change.remove + change.remove_gtins])
+    step("comparing with the previous version" if previous is not None else "preparing the first version")
     if snapshot is not None:
         old_ids, new_ids = set(old.identities), set(identities)
         old_gtins, new_gtins = set(old.gtins), set(gtins)
@@ -1233,6 +1277,7 @@ def publish(
     snap_entry = previous.snapshot if previous else None
     if changed:
         if previous is not None:
+            step(f"writing the delta {previous.version} -> {new_version}")
             data = _delta_bytes(previous.version, new_version, diff)
             name = f"delta-{previous.version:08d}-{new_version:08d}.txt.gz"
             _atomic_write(feed_path / name, data)
@@ -1243,8 +1288,9 @@ def publish(
                 to_digest=digest, added=len(diff.add), removed=len(diff.remove),
                 gtins_added=len(diff.add_gtins), gtins_removed=len(diff.remove_gtins),
             ))
-        data = _snapshot_bytes(new_version, gtins, identities)
+        data = _snapshot_bytes(new_version, gtins, identities, progress)
         name = f"snapshot-{new_version:08d}.txt.gz"
+        step("writing and signing")
         _atomic_write(feed_path / name, data)
         written.append(name)
         snap_entry = SnapshotEntry(name, len(data), hashlib.sha256(data).hexdigest(), new_version,

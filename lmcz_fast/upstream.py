@@ -282,20 +282,30 @@ def _proxy_error(exc: httpx.ProxyError, route: ProxyRoute) -> UpstreamError:
     text = str(exc)
     head = text.split(" ", 1)[0]
     status = int(head) if head.isdigit() else None
-    if status == 407:
-        return _auth_error(route)
+    if status == 407 or (status == 401 and route.username is not None):
+        return _auth_error(route, status)
     what = f"answered HTTP {text}" if status is not None else f"failed: {text or type(exc).__name__}"
     return UpstreamError("proxy", f"the proxy {route.url} {what}", status=status)
 
 
-def _auth_error(route: ProxyRoute) -> ProxyAuthError:
+def _refused_by_proxy(status: int, headers: Mapping[str, str], route: ProxyRoute | None) -> bool:
+    """Whether a response to a forwarded (plain http) request is the proxy refusing us: 407, or 401 with our proxy
+    credentials and no `Via` header (the proxy's own answer, not a relayed one: tinyproxy answers wrong
+    credentials so)."""
+    if route is None:
+        return False
+    return status == 407 or (status == 401 and route.username is not None and "via" not in headers)
+
+
+def _auth_error(route: ProxyRoute, status: int | None = 407) -> ProxyAuthError:
+    said = "407 Proxy Authentication Required" if status == 407 else f"{status}"
     if route.username is None:
-        message = (f"the proxy {route.url} asks for credentials (HTTP 407 Proxy Authentication Required); give "
-                   f"them in a file with --proxy-auth-file (one line user:password)")
+        message = (f"the proxy {route.url} asks for credentials (HTTP {said}); give them in a file with "
+                   f"--proxy-auth-file (one line user:password)")
     else:
-        message = (f"the proxy {route.url} refused the credentials of user {route.username!r} (HTTP 407 Proxy "
-                   f"Authentication Required); check the proxy credentials file")
-    return ProxyAuthError("proxy_auth", message, status=407)
+        message = (f"the proxy {route.url} refused the credentials of user {route.username!r} (HTTP {said}); "
+                   f"check the proxy credentials file")
+    return ProxyAuthError("proxy_auth", message, status=status)
 
 
 def _transport_error(exc: httpx.HTTPError, url: str, route: ProxyRoute | None, started: bool) -> UpstreamError:
@@ -466,8 +476,9 @@ class HttpClient:
                 async with client.stream(method, target, headers=headers, content=body,
                                          extensions={**extensions, "trace": trace}) as response:
                     trace.started = True
-                    if response.status_code == 407 and route is not None:
-                        raise _auth_error(route)
+                    if _refused_by_proxy(response.status_code, response.headers, route):
+                        assert route is not None
+                        raise _auth_error(route, response.status_code)
                     chunks = []
                     total = 0
                     async for chunk in response.aiter_bytes():
@@ -593,8 +604,9 @@ class SyncHttpClient:
             except httpx.HTTPError as exc:
                 raise _transport_error(exc, url, route, False) from exc
             try:
-                if response.status_code == 407 and route is not None:
-                    raise _auth_error(route)
+                if _refused_by_proxy(response.status_code, response.headers, route):
+                    assert route is not None
+                    raise _auth_error(route, response.status_code)
                 location = response.headers.get("location")
                 if response.status_code in _REDIRECTS and location:
                     url = str(httpx.URL(url).join(location))

@@ -17,7 +17,7 @@ from typing import IO, Any
 
 __all__ = ["ProgressBar", "progress_for"]
 
-_WIDTH = 24
+_WIDTH = 20
 
 
 def _amount(value: float, unit: str) -> str:
@@ -105,8 +105,8 @@ class ProgressBar:
             parts.append(f"{_amount(done, unit)} {unit if unit != 'bytes' else ''}".rstrip())
         if done and rate:
             parts.append(f"{_amount(rate, unit)}{'/s' if unit == 'bytes' else f' {unit}/s'}")
-        if total and done and rate:
-            parts.append(f"ETA {_clock(max(0, total - done) / rate)}")
+        if total and done and rate and done < total:
+            parts.append(f"ETA {_clock((total - done) / rate)}")
         parts.append(f"{elapsed:.1f} s")
         return "  ".join(parts)
 
