@@ -1,7 +1,7 @@
 """A progress bar with rate and ETA on stderr, drawn only when a person watches (stderr is a terminal).
 
 It takes the library's progress callbacks (`lmcz_fast.progress`: `progress(stage, done, total, unit)`). Each stage
-is one line, redrawn in place at most every 0.1 s (and every 0.5 s by a ticker thread, so the elapsed time of a step
+is one line, redrawn in place when its bar grows by a cell or 0.1 s passed (and every 0.5 s by a ticker thread, so the elapsed time of a step
 with nothing to count still moves); when the next stage starts, the finished one stays on screen with
 its elapsed time. In logs, pipes and with --json nothing is drawn: `progress_for()` returns None and the library
 does not even count.
@@ -51,6 +51,7 @@ class ProgressBar:
         self._stage: str | None = None
         self._started = 0.0
         self._drawn = 0.0
+        self._drawn_cells = 0
         self._last: tuple[int, int | None, str] = (0, None, "")
         self._lock = threading.RLock()
         self._stop = threading.Event()
@@ -85,8 +86,13 @@ class ProgressBar:
             self._draw(now)
             return
         self._last = (done, total, unit)
-        if now - self._drawn >= self.interval or (total is not None and done >= total):
+        if now - self._drawn >= self.interval or self._cells() != self._drawn_cells or (
+                total is not None and done >= total):
             self._draw(now)
+
+    def _cells(self) -> int:
+        done, total, _unit = self._last
+        return int(min(1.0, done / total) * _WIDTH) if total else 0
 
     def line(self, now: float | None = None) -> str:
         """The current stage's line, as drawn."""
@@ -117,6 +123,7 @@ class ProgressBar:
         self.stream.write("\r" + self.line(now)[:width] + "\x1b[K")
         self.stream.flush()
         self._drawn = now
+        self._drawn_cells = self._cells()
 
     def _finish(self, now: float) -> None:
         if self._stage is None:
