@@ -47,7 +47,8 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
       CSV          a header naming a 'cis' (or 'code', 'km') column; optional 'gtin', 'authority',
                    'reason', 'since' columns; ',' ';' or tab separated
     Raw scans (with crypto tails, lost GS, scanner prefixes) are cut to their identity. Bad lines are
-    counted and the first ones shown with their line numbers; --strict refuses the load instead.
+    counted and the first ones shown with their line numbers; --strict refuses the load instead. On a terminal a
+    progress bar shows the lines read, their rate and the time left; logs and pipes get none.
 
     \b
     Example:

@@ -210,6 +210,7 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
       lmcz-fast publish /srv/feed --key feed.key --delta changes.txt
       lmcz-fast publish /srv/feed --key feed.key          # heartbeat: same version, fresh signature
     Run the heartbeat from cron at least hourly: stores refuse a manifest older than --valid-for.
+    On a terminal each step shows progress (rate, time left); logs and --json stay quiet.
     """
     if snapshots and delta_path:
         raise click.UsageError("give --snapshot or --delta, not both")

@@ -26,9 +26,10 @@ def _amount(value: float, unit: str) -> str:
             if value >= scale:
                 return f"{value / scale:.1f} {suffix}"
         return f"{value:.0f} B"
-    for suffix, scale in (("M", 1e6), ("k", 1e3)):
-        if value >= scale:
-            return f"{value / scale:.2f}{suffix}" if suffix == "M" else f"{value / scale:.0f}k"
+    if value >= 1e6:
+        return f"{value / 1e6:.2f}M"
+    if value >= 1e3:
+        return f"{value / 1e3:.0f}k"
     return f"{value:.0f}"
 
 
