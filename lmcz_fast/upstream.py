@@ -288,11 +288,12 @@ def _proxy_error(exc: httpx.ProxyError, route: ProxyRoute) -> UpstreamError:
     return UpstreamError("proxy", f"the proxy {route.url} {what}", status=status)
 
 
-def _refused_by_proxy(status: int, headers: Mapping[str, str], route: ProxyRoute | None) -> bool:
+def _refused_by_proxy(status: int, headers: Mapping[str, str], route: ProxyRoute | None, url: str) -> bool:
     """Whether a response to a forwarded (plain http) request is the proxy refusing us: 407, or 401 with our proxy
     credentials and no `Via` header (the proxy's own answer, not a relayed one: tinyproxy answers wrong
-    credentials so)."""
-    if route is None:
+    credentials so). An https request goes through a CONNECT tunnel: its response is the server's own, and the
+    proxy's refusal came earlier, as the answer to CONNECT (`httpx.ProxyError`)."""
+    if route is None or not url.lower().startswith("http:"):
         return False
     return status == 407 or (status == 401 and route.username is not None and "via" not in headers)
 
@@ -452,6 +453,8 @@ class HttpClient:
             addresses = await self._resolve(host, port)
         except OSError as exc:
             raise UpstreamError("connect", f"cannot resolve {host}: {exc}") from exc
+        if not addresses:
+            raise UpstreamError("connect", f"cannot resolve {host}: no address")
         client = self._client(loop, None, scheme, host)
         literal = _is_ip(host)
         send_headers = dict(headers or {})
@@ -476,7 +479,7 @@ class HttpClient:
                 async with client.stream(method, target, headers=headers, content=body,
                                          extensions={**extensions, "trace": trace}) as response:
                     trace.started = True
-                    if _refused_by_proxy(response.status_code, response.headers, route):
+                    if _refused_by_proxy(response.status_code, response.headers, route, target):
                         assert route is not None
                         raise _auth_error(route, response.status_code)
                     chunks = []
@@ -604,7 +607,7 @@ class SyncHttpClient:
             except httpx.HTTPError as exc:
                 raise _transport_error(exc, url, route, False) from exc
             try:
-                if _refused_by_proxy(response.status_code, response.headers, route):
+                if _refused_by_proxy(response.status_code, response.headers, route, url):
                     assert route is not None
                     raise _auth_error(route, response.status_code)
                 location = response.headers.get("location")

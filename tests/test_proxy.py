@@ -108,7 +108,9 @@ def test_sync_with_a_wrong_proxy_password_fails_clearly_and_changes_nothing(tmp_
     with pytest.raises(feed.FeedUnavailable, match=r"refused the credentials of user 'till' \(HTTP 40[17]"):
         feed.sync(tmp_path / "store", server.url, pub, retry=FAST_RETRY, proxy=proxy)
     assert server.requests == []  # the proxy refused before anything reached the feed
-    assert len(auth_proxy.wait_for(1)) == 1  # and it is not retried: the same credentials would fail again
+    assert len(auth_proxy.wait_for(1)) == 1
+    time.sleep(0.3)
+    assert len(auth_proxy.requests()) == 1  # and it is not retried: the same credentials would fail again
     without = ProxyConfig(auth_proxy.url)
     with pytest.raises(feed.FeedUnavailable, match=r"asks for credentials .*--proxy-auth-file"):
         feed.sync(tmp_path / "store", server.url, pub, retry=FAST_RETRY, proxy=without)
@@ -168,12 +170,14 @@ def test_true_api_check_goes_through_the_proxy(open_proxy, scans):
                r.headers.get("via", "") for r in host.requests)
 
 
-def tls_true_api(tmp_path):
+def tls_true_api(tmp_path, status: bytes = b"200 OK"):
     """A True API host over TLS on 127.0.0.1 (a test CA); returns (start coroutine, client TLS context)."""
     cert_file, key_file = self_signed(tmp_path)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert_file, key_file)
     reply = b'{"code":0,"description":"ok","reqId":"r","reqTimestamp":1,"codes":[{"valid":true}]}'
+    if not status.startswith(b"200"):
+        reply = b'{"code":401,"description":"bad X-API-KEY"}'
 
     async def serve(reader, writer):
         try:
@@ -181,7 +185,7 @@ def tls_true_api(tmp_path):
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
                 await reader.readexactly(length)
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(reply), reply))
+                writer.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s" % (status, len(reply), reply))
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
@@ -217,6 +221,29 @@ def test_true_api_with_proxy_auth_and_a_wrong_password(tmp_path, auth_proxy, sca
     assert error.kind == "proxy_auth" and error.status in (401, 407) and "refused the credentials" in str(error)
     assert aside == 0.0  # the host did nothing wrong: it is not set aside
     assert [r.split()[0] for r in auth_proxy.wait_for(2)] == ["CONNECT", "CONNECT"]
+
+
+def test_a_servers_401_through_the_tunnel_is_not_taken_for_the_proxy(tmp_path, auth_proxy, scans):
+    """Inside a CONNECT tunnel the answer is the server's: its 401 (a bad API key) is an HTTP error of the host."""
+    start, client_ctx = tls_true_api(tmp_path, status=b"401 Unauthorized")
+
+    async def go():
+        server = await start()
+        port = server.sockets[0].getsockname()[1]
+        proxy = ProxyConfig.from_options(auth_proxy.url, auth_file(tmp_path))
+        client = TrueApiClient(KEY, hosts=[f"https://localhost:{port}"],
+                               http=HttpClient(proxy=proxy, ssl_context=client_ctx))
+        try:
+            with pytest.raises(TrueApiError) as caught:
+                await client.check_codes([parse_code(scans[0]).element_string])
+            return caught.value
+        finally:
+            await client.aclose()
+            server.close()
+            await server.wait_closed()
+
+    error = run(go())
+    assert error.kind == "http" and error.status == 401 and "proxy" not in str(error)
 
 
 def test_true_api_over_tls_is_tunnelled_with_connect(tmp_path, auth_proxy, scans):
