@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, serve, till
+from . import core, demo, feed, serve, systemd, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -23,6 +23,7 @@ def main() -> None:
       lmcz-fast sync store.db --feed https://feed.example/ --public-key feed.pub   # signed updates (sync --help)
       lmcz-fast serve store.db                         # Local-Module-compatible HTTP service on 127.0.0.1:5995
       lmcz-fast check --db store.db "0104650000000010215abcdef<GS>93ab12"   # till-side: online first, then offline
+      lmcz-fast systemd --feed https://feed.example/   # print hardened systemd units for serve and sync
     """
 
 
@@ -30,4 +31,5 @@ core.register(main)
 demo.register(main)
 feed.register(main)
 serve.register(main)
+systemd.register(main)
 till.register(main)
