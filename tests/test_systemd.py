@@ -82,9 +82,13 @@ def test_hardening_user_paths_and_restart(tmp_path):
         assert d["ReadWritePaths"] == ["/srv/lmcz /var/log/lmcz-fast/audit"]
         for key, value in (("ProtectSystem", "strict"), ("NoNewPrivileges", "yes"), ("PrivateTmp", "yes"),
                            ("ProtectHome", "yes"), ("CapabilityBoundingSet", ""), ("AmbientCapabilities", ""),
-                           ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"), ("Type", "simple"),
+                           ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
                            ("WantedBy", "multi-user.target")):
             assert d[key] == [value], (name, key)
+    serve = directives(files["lmcz-fast-serve.service"])
+    # serve speaks sd_notify (READY=1 once listening) and reloads its password file on SIGHUP
+    assert serve["Type"] == ["notify"] and serve["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert directives(files["lmcz-fast-sync.service"])["Type"] == ["simple"]
     sync = directives(files["lmcz-fast-sync.service"])
     assert sync["Nice"] == ["10"] and "--nice 0" in sync["ExecStart"][0]
     assert files["lmcz-fast.sysusers.conf"].splitlines()[-1] == \

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hmac
+import ipaddress
 import json
 import logging
 import time
@@ -19,12 +21,14 @@ from urllib.parse import unquote
 from .._codes import CodeError
 from .config import (
     DEFAULT_MAX_CODE_LENGTH,
+    DEFAULT_PASSWORD,
     ERROR_NOT_READY,
     ERROR_SYNC,
     ServiceConfig,
     software_version,
 )
 from .metrics import Metrics
+from .page import Activity, PageData, render
 from .responses import HttpError, Response, error
 
 if TYPE_CHECKING:
@@ -45,6 +49,16 @@ def _json_media_type(content_type: bytes | None) -> bool:
         return True
     media = content_type.split(b";", 1)[0].strip().lower()
     return media in (b"application/json", b"text/json") or media.endswith(b"+json")
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` (what `serve --host` was given) is reachable only from this machine."""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _query_values(query: bytes | None, name: bytes) -> list[str]:
@@ -85,7 +99,8 @@ class LocalModule:
         self.clock = clock
         self.software_version = software_version()
         self.initialized_at: float | None = None
-        self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{self.config.password}".encode())
+        self._auth_expected = b""
+        self.set_password(self.config.password)
         self._status: Status | None = None
         self._lm_status = "not_configured"
         self._status_until = 0.0
@@ -94,6 +109,7 @@ class LocalModule:
         self._inst = ""
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
+        self._peer: str | None = None   # the address of the request being handled (for the status page)
         self._routes: dict[bytes, tuple[str, Callable[..., Response], tuple[bytes, ...], bool]] = {}
         for prefix in (b"/api/v1", b"/api/v2"):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
@@ -101,6 +117,13 @@ class LocalModule:
             self._routes[prefix + b"/cis/outcheck"] = ("check", self._handle_check, (b"GET", b"POST"), True)
             self._routes[prefix + b"/cis/check"] = ("check", self._handle_check, (b"GET", b"POST"), True)
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
+        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
+        self.activity = Activity(clock)
+
+    def set_password(self, password: str) -> None:
+        """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
+        self.config = dataclasses.replace(self.config, password=password)
+        self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{password}".encode())
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
 
@@ -178,10 +201,16 @@ class LocalModule:
         client_id: bytes | None,
         content_type: bytes | None,
         started: float | None = None,
+        *,
+        peer: str | None = None,
     ) -> Response:
-        """Answer one request. Never raises for anything a client can send."""
+        """Answer one request. Never raises for anything a client can send.
+
+        `peer` is the client's address (the status page names a till by it when it sends no X-ClientId).
+        """
         started = time.perf_counter() if started is None else started
         endpoint = "other"
+        self._peer = peer
         try:
             key = path.rstrip(b"/").lower() or b"/"
             route = self._routes.get(key)
@@ -195,6 +224,8 @@ class LocalModule:
                              allow=b", ".join(methods).decode())
             response = handler(method, query, body, client_id, content_type)
             outcome = "ok"
+            if endpoint in ("status", "init"):
+                self.activity.request(client_id.decode("utf-8", "replace") if client_id else None, peer)
         except HttpError as exc:
             response = self._error_response(exc)
             outcome = exc.error
@@ -303,6 +334,47 @@ class LocalModule:
         return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared),
                         content_type=b"text/plain; version=0.0.4")
 
+    def _handle_page(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                     content_type: bytes | None) -> Response:
+        """The status page for a person (service/page.py): Russian, or English with `?lang=en`."""
+        lang = "en" if _query_values(query, b"lang")[-1:] == ["en"] else "ru"
+        status, lm = self.current_status(force=True)
+        info = self.blocklist.info()
+        now = self.clock()
+        last = status.last_sync_at or info.get("loaded_at")
+        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins}
+        page = PageData(
+            state=status.state,
+            lm_status=lm,
+            now=now,
+            version=status.version,
+            age=status.age,
+            last_sync_at=status.last_sync_at,
+            next_sync_at=status.next_sync_at,
+            expires_at=None if last is None else last + status.expire_after,
+            source=status.feed_url or (", ".join(info.get("source") or []) or None),
+            counts=counts,
+            tills=sorted(self.activity.tills.values(), key=lambda t: t.last_request, reverse=True),
+            refusals=list(self.activity.refusals),
+            rate=self.activity.rate(),
+            name=self.config.name,
+            software_version=self.software_version,
+            warnings=self.warnings(),
+        )
+        return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
+
+    def warnings(self) -> list[str]:
+        """What an operator must fix, said on the status page and at start."""
+        out = []
+        if self.config.auth and self.config.password == DEFAULT_PASSWORD and not _loopback(self.config.host):
+            out.append(f"the default password admin:admin is in use while the service listens on "
+                       f"{self.config.host}, reachable from the network: set one with `serve --password-file` "
+                       f"(пароль по умолчанию при доступе из сети: задайте свой)")
+        elif not self.config.auth and not _loopback(self.config.host):
+            out.append(f"authentication is off while the service listens on {self.config.host} "
+                       f"(проверка пароля отключена при доступе из сети)")
+        return out
+
     def _raw_codes(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         if method == b"POST" and (body or content_type is not None):
             data = self._json_body(body, content_type)
@@ -329,9 +401,12 @@ class LocalModule:
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
         audit = self.audit
+        self.activity.request(client, self._peer, len(raws))
         try:
             status = self._require_ready()
         except HttpError as exc:
+            self.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
+                                                f"{exc.description}")
             if audit is not None:
                 audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
             exc.extra["reqId"] = req_id
@@ -349,6 +424,7 @@ class LocalModule:
                     raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
                 verdicts.append(check(raw))
             except CodeError as exc:
+                self.activity.refused(str(raw), f"invalid_code: {exc}")
                 if audit is not None:
                     audit.record(req_id, req_ms, client, status.version, "invalid_code",
                                  [(str(r)[:64], None) for r in raws])
@@ -363,6 +439,7 @@ class LocalModule:
             block = v.block
             if block is not None:
                 blocked += 1
+                self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority) if x))
                 block_json: Any = {"authority": block.authority, "reason": block.reason, "since": block.since,
                                    "scope": block.scope}
                 ogvs = [block.authority] if block.authority else []
