@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, serve, till
+from . import core, demo, feed, replicate, serve, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -29,5 +29,6 @@ def main() -> None:
 core.register(main)
 demo.register(main)
 feed.register(main)
+replicate.register(main)
 serve.register(main)
 till.register(main)
