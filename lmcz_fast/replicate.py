@@ -21,9 +21,12 @@ not map are counted per database and reported, never dropped silently.
 from __future__ import annotations
 
 import base64
+import codecs
+import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 import time
@@ -34,8 +37,10 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import ijson
+import msgspec
 
 from ._codes import CodeError, parse_code
+from ._probe import keys_and_hashes
 from .store import Blocklist, StoreError
 from .upstream import ProxyConfig, SyncHttpClient, UpstreamError
 
@@ -261,13 +266,15 @@ class _Source:
             raise SourceUnavailable(f"{url}: not a CouchDB database answer")
         return info
 
-    def changes(self, db: str, since: Any, limit: int, longpoll: bool = False) -> Iterator[dict[str, Any] | Any]:
+    def changes(self, db: str, since: Any, limit: int, longpoll: bool = False,
+                include_docs: bool = True, ids_only: bool = False) -> Iterator[list[Any] | _LastSeq]:
         """Yield each change (a dict) of one `_changes` page, then the page's `last_seq` (not a dict).
 
         Raises `_BadCheckpoint` when the source refuses `since` (HTTP 400), which calls for a full pass.
         """
-        query: dict[str, Any] = {"since": _seq_text(since), "limit": limit, "include_docs": "true",
-                                 "style": "main_only"}
+        query: dict[str, Any] = {"since": _seq_text(since), "limit": limit, "style": "main_only"}
+        if include_docs:
+            query["include_docs"] = "true"
         if longpoll:
             # A heartbeat (a newline) every second lets us keep our own deadline and notice `stop`, whether or
             # not the server honours `timeout` (pouchdb-server does not).
@@ -285,7 +292,7 @@ class _Source:
                 if longpoll:
                     chunks = self._until_deadline(chunks, time.monotonic() + self.config.longpoll_timeout + 1)
                 try:
-                    yield from _parse_changes(chunks, url)
+                    yield from _parse_changes(chunks, url, ids_only)
                 except _WaitOver:
                     yield _LastSeq(since)          # no change within the wait: nothing to apply
         except UpstreamError as exc:
@@ -330,8 +337,124 @@ class _WaitOver(Exception):
     """A longpoll wait ended (deadline or stop) with nothing received."""
 
 
-def _parse_changes(chunks: Iterator[bytes], url: str) -> Iterator[Any]:
-    """Stream-parse a `_changes` answer: each element of `results`, then `last_seq`."""
+_RESULTS_OPEN = re.compile(r'\s*\{\s*"results"\s*:\s*\[')
+_SKIP = re.compile(r"[\s,]*")
+_DECODE = json.JSONDecoder().raw_decode
+
+
+class _Change(msgspec.Struct):
+    """The two fields of a change that a full pass of codes keyed by the document id needs; the rest is skipped."""
+
+    id: str
+    deleted: bool = False
+
+
+_DECODE_IDS = msgspec.json.Decoder(list[_Change]).decode
+_DECODE_ANY = msgspec.json.Decoder().decode
+_RESULTS_OPEN_BYTES = re.compile(rb'\s*\{\s*"results"\s*:\s*\[')
+
+
+def _decode_array(text: bytes, ids_only: bool) -> list[Any]:
+    """A JSON array of changes, decoded in C: `_Change`s with `ids_only` (dicts where an element does not fit)."""
+    if ids_only:
+        try:
+            return _DECODE_IDS(text)
+        except msgspec.ValidationError:
+            pass
+    try:
+        return _DECODE_ANY(text)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) -> Iterator[list[Any] | _LastSeq]:
+    """Stream-parse a `_changes` answer: lists of the elements of `results` as they arrive, then `last_seq`.
+
+    CouchDB and its kin write `{"results":[`, then one change per line, then `],"last_seq":...}`: in that
+    common layout all complete lines of each chunk are decoded as one JSON array in C (msgspec), straight from
+    the bytes. A chunk whose lines are not whole changes is cut change by change (`raw_decode`); any other layout
+    goes through ijson's event stream. Memory is bounded by a chunk and one change, whatever `limit` the server
+    honoured. With `ids_only`, changes come as `_Change` (id and deleted only, the rest skipped unbuilt) where
+    they fit, else as dicts.
+    """
+    buffer = b""
+    chunks = iter(chunks)
+    for chunk in chunks:
+        buffer += chunk
+        if len(buffer.lstrip()) >= 16 or b"[" in buffer:
+            break
+    opening = _RESULTS_OPEN_BYTES.match(buffer)
+    if opening is None:
+        yield from _parse_changes_generally(itertools.chain([buffer], chunks), url)
+        return
+    buffer = buffer[opening.end():]
+    closed = False
+    while not closed:                   # one change per line: whole lines of each chunk in one decode
+        cut = buffer.rfind(b"\n")
+        if cut >= 0:
+            head, left = buffer[:cut + 1], buffer[cut + 1:]
+            end = head.find(b"\n]")
+            if head.lstrip().startswith(b"]"):
+                end = head.find(b"]") - 1
+            body = head if end < 0 else head[:end + 1]
+            body = body.strip().rstrip(b",")
+            try:
+                items = _decode_array(b"[" + body + b"]", ids_only) if body else []
+            except ValueError:
+                break                   # not one change per line: cut them one by one below
+            if items:
+                yield items
+            if end >= 0:
+                closed = True
+                buffer = head[end + 2:] + left
+                break
+            buffer = left
+        chunk = next(chunks, None)
+        if chunk is None:
+            raise SourceUnavailable(f"{url}: the answer is malformed or was cut short inside its results")
+        buffer += chunk
+    if not closed:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        text = decoder.decode(buffer)
+        while True:
+            items, text, closed = _cut_objects(text)
+            if items:
+                yield items
+            if closed:
+                break
+            chunk = next(chunks, None)
+            if chunk is None:
+                raise SourceUnavailable(f"{url}: the answer is malformed or was cut short inside its results")
+            text += decoder.decode(chunk)
+        buffer = text.encode()
+    rest = (buffer + b"".join(chunks)).strip().lstrip(b",").strip()
+    try:
+        tail = {} if rest == b"}" else json.loads(b"{" + rest)
+    except ValueError:
+        raise SourceUnavailable(f"{url}: the end of the answer is not JSON (cut short?): {rest[:80]!r}") from None
+    if not isinstance(tail, dict) or "last_seq" not in tail:
+        raise SourceUnavailable(f"{url}: the answer has no last_seq (cut short?)")
+    yield _LastSeq(tail["last_seq"])
+
+
+def _cut_objects(text: str) -> tuple[list[Any], str, bool]:
+    """The complete changes at the start of `text`, one by one -> (changes, what is left, results closed)."""
+    items = []
+    pos = _SKIP.match(text).end()
+    while pos < len(text) and text[pos] != "]":
+        try:
+            item, end = _DECODE(text, pos)
+        except ValueError:
+            break                                       # cut by the chunk boundary: wait for more
+        items.append(item)
+        pos = _SKIP.match(text, end).end()
+    if pos < len(text) and text[pos] == "]":
+        return items, text[pos + 1:], True
+    return items, text[pos:], False
+
+
+def _parse_changes_generally(chunks: Iterator[bytes], url: str) -> Iterator[Any]:
+    """Any JSON layout of a `_changes` answer, through ijson's events."""
     last_seq: Any = _MISSING
     builder: Any = None
     try:
@@ -339,7 +462,7 @@ def _parse_changes(chunks: Iterator[bytes], url: str) -> Iterator[Any]:
             if builder is not None:
                 builder.event(event, value)
                 if prefix == "results.item" and event == "end_map":
-                    yield builder.value
+                    yield [builder.value]
                     builder = None
             elif prefix == "results.item" and event == "start_map":
                 builder = ijson.ObjectBuilder()
@@ -389,6 +512,7 @@ class _Batch:
         self.add: dict[str, str] = {}         # doc id -> identity / GTIN / price key
         self.remove: dict[str, None] = {}     # doc ids deleted
         self.prices: dict[str, int] = {}      # price key -> kopecks (prices kind)
+        self.ids: list[str] = []              # a full pass of codes keyed by the id: the ids as written
         self.changes = 0
         self.unmapped: list[str] = []
 
@@ -397,7 +521,29 @@ def _value_of(doc: dict[str, Any], name: str) -> Any:
     return doc.get(name) if name != "_id" else doc.get("_id")
 
 
+def _map_bulk(changes: list[Any], batch: _Batch) -> None:
+    """A full pass of codes keyed by the document id: each code is kept as the source wrote it, in `batch.ids`,
+    and the full load cuts them all in compiled code (the ones that are no code are counted before it). In a
+    pass from the start each document comes once, at its latest revision; one deleted during the pass is
+    dropped at the end (`batch.remove`)."""
+    if all(type(change) is _Change for change in changes):
+        batch.ids.extend([c.id for c in changes if c.deleted is not True])
+        batch.remove.update((c.id, None) for c in changes if c.deleted is True)
+    else:
+        for change in changes:
+            doc_id = change.get("id") if type(change) is dict else getattr(change, "id", None)
+            deleted = change.get("deleted") if type(change) is dict else getattr(change, "deleted", False)
+            if type(doc_id) is not str:
+                batch.unmapped.append(f"a change without a document id: {str(change)[:80]}")
+            elif deleted is True:
+                batch.remove[doc_id] = None
+            else:
+                batch.ids.append(doc_id)
+    batch.changes += len(changes)
+
+
 def _map_change(change: Any, batch: _Batch, mapping: Mapping) -> None:
+    """Map one change into `batch`: a record to add (from the document id or a field), a deletion, or unmapped."""
     batch.changes += 1
     if not isinstance(change, dict) or not isinstance(change.get("id"), str):
         batch.unmapped.append(f"a change without a document id: {str(change)[:80]}")
@@ -409,12 +555,12 @@ def _map_change(change: Any, batch: _Batch, mapping: Mapping) -> None:
         batch.add.pop(doc_id, None)
         batch.remove[doc_id] = None
         return
-    doc = change.get("doc")
+    batch.remove.pop(doc_id, None)
+    name = mapping.field_of(batch.kind)
+    doc = {"_id": doc_id} if _needs_no_doc(batch.kind, mapping) else change.get("doc")
     if not isinstance(doc, dict):
         batch.unmapped.append(f"{doc_id}: no document in the change (include_docs unsupported?)")
         return
-    batch.remove.pop(doc_id, None)
-    name = mapping.field_of(batch.kind)
     try:
         record = _record_of(batch.kind, _value_of(doc, name), name)
         if batch.kind == "prices":
@@ -426,6 +572,11 @@ def _map_change(change: Any, batch: _Batch, mapping: Mapping) -> None:
     except (ValueError, CodeError) as exc:
         batch.add.pop(doc_id, None)
         batch.unmapped.append(f"{doc_id}: {exc}")
+
+
+def _needs_no_doc(kind: str, mapping: Mapping) -> bool:
+    """Codes and GTINs keyed by the document id are read off the change itself: no `include_docs` needed."""
+    return kind != "prices" and mapping.field_of(kind) == "_id"
 
 
 def _record_of(kind: str, value: Any, name: str) -> str:
@@ -539,13 +690,18 @@ class _Replicator:
             report = DbReport(name, kind, source_docs=_int(infos[name].get("doc_count")))
             mapped: dict[str, str] = {}
             seq: Any = None
+            bulk = kind == "codes" and self.config.mapping.code_field == "_id"
+            ids: list[str] = []
+            deleted: set[str] = set()
             while True:
-                batch, seq, count = self._page(name, kind, seq)
+                batch, seq, count = self._page(name, kind, seq, bulk=bulk)
                 report.changes += batch.changes
                 report.unmapped += len(batch.unmapped)
                 for doc_id in batch.remove:
                     mapped.pop(doc_id, None)
                 mapped.update(batch.add)
+                ids += batch.ids
+                deleted.update(batch.remove)
                 if kind == "prices":
                     prices.update(batch.prices)
                 report.batches += 1
@@ -554,24 +710,47 @@ class _Replicator:
                 if count < self.config.batch_size:
                     break
             report.last_seq = seq
+            if bulk:
+                code_lines = ids if not deleted else [doc_id for doc_id in ids if doc_id not in deleted]
+                del ids
             if kind == "codes":
                 codes = mapped
             elif kind == "gtins":
                 gtins = mapped
             else:
                 prices = {key: prices[key] for key in set(mapped.values())}
-            report.added = len(set(mapped.values()))
+            report.added = len(code_lines) if bulk else len(set(mapped.values()))
             if self.config.mapping.field_of(kind) != "_id":
                 side[_side_table(name)] = {d.encode(): v.encode() for d, v in mapped.items()}
             checkpoints[name] = self._checkpoint_value(kind, infos[name], seq, report.added, report.unmapped)
             reports.append(report)
         meta = {META_PREFIX + name: cp for name, cp in checkpoints.items()}
         meta[META_SOURCE] = self._source_value()
-        lines = list(set(codes.values())) + sorted(set(gtins.values()))
+        codes_report = next((r for r in reports if r.kind == "codes"), None)
+        if codes_report is None or self.config.mapping.code_field != "_id":
+            code_lines = list(codes.values())
+        else:
+            # Kept as the source wrote them: cut them all in compiled code now to count the ones that are no
+            # marking code, so the checkpoint's figures go into the load's own transaction.
+            errors = [e for e in keys_and_hashes(code_lines)[2] if not code_lines[e[0]].startswith("_design/")]
+            errors += [(i, "gtin", "a GTIN, not a marking code") for i, line in enumerate(code_lines)
+                       if len(line) == 14 and line.isdigit()]
+            design = [i for i, line in enumerate(code_lines) if line.startswith("_design/")]
+            if errors or design:
+                bad = {index for index, _, _ in errors} | set(design)
+                self.examples.extend(f"{code_lines[i]}: {message}" for i, _, message in errors[:20])
+                if errors:
+                    log.warning("%s: %d documents are not marking codes (first: %s)", codes_report.name,
+                                len(errors), errors[0][2])
+                code_lines = [line for i, line in enumerate(code_lines) if i not in bad]
+                codes_report.unmapped += len(bad) - len(design)
+                key = META_PREFIX + codes_report.name
+                meta[key] = {**meta[key], "unmapped": codes_report.unmapped, "docs": len(code_lines)}
+            codes_report.added = len(code_lines)
         with self.lock:
             version = self.bl.get_meta("version") + 1
-            self.bl.load([lines], replace=True, version=version, synced=True, meta=meta, side=side,
-                         clear_side=[_side_table(n) for n in self.config.databases.values()],
+            self.bl.load([code_lines + sorted(set(gtins.values()))], replace=True, version=version, synced=True,
+                         meta=meta, side=side, clear_side=[_side_table(n) for n in self.config.databases.values()],
                          **(_price_args(prices, replace=True) if "prices" in self.config.databases else {}))
         return ReplicationReport(True, reason, version, reports, time.perf_counter() - started, self.examples[:20])
 
@@ -598,16 +777,23 @@ class _Replicator:
         return ReplicationReport(False, "checkpoints", self.bl.get_meta("version"), reports,
                                  time.perf_counter() - started, self.examples[:20])
 
-    def _page(self, name: str, kind: str, since: Any, longpoll: bool = False) -> tuple[_Batch, Any, int]:
+    def _page(self, name: str, kind: str, since: Any, longpoll: bool = False,
+              bulk: bool = False) -> tuple[_Batch, Any, int]:
         batch = _Batch(kind)
         last: Any = since
         count = 0
-        for item in self.source.changes(name, since, self.config.batch_size, longpoll):
-            if isinstance(item, _LastSeq):
-                last = item.value
+        mapping = self.config.mapping
+        for items in self.source.changes(name, since, self.config.batch_size, longpoll,
+                                         include_docs=not _needs_no_doc(kind, mapping), ids_only=bulk):
+            if isinstance(items, _LastSeq):
+                last = items.value
+            elif bulk:
+                count += len(items)
+                _map_bulk(items, batch)
             else:
-                count += 1
-                _map_change(item, batch, self.config.mapping)
+                count += len(items)
+                for item in items:
+                    _map_change(item, batch, mapping)
         if batch.unmapped:
             log.warning("%s: %d documents do not map (first: %s)", name, len(batch.unmapped), batch.unmapped[0])
             self.examples.extend(batch.unmapped[: max(0, 20 - len(self.examples))])
