@@ -1,6 +1,6 @@
 """What the till-side Checker costs over a bare offline check, and how late past its deadline it returns.
 
-Run: cd /work/main && /root/dev/bin/python -m pytest -p no:randomly benches/bench_checker.py -q -s
+Run (from the repository root): python -m pytest -p no:randomly benches/bench_checker.py -q -s
 
 - group "checker-overhead": `Blocklist.check` alone vs `Checker(online=None, offline=bl).check`, same scans, same
   run (compare the two rows, not absolute times: the VM is shared). `test_overhead_ratio` also measures both

@@ -48,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger("lmcz_fast.checker")
 
-#: A fiscal drive takes at most 128 marking codes per receipt (CRPT webinar; see /work/shared/domain.md).
+#: A fiscal drive takes at most 128 marking codes per receipt (CRPT webinar; see ../shared/domain.md).
 MAX_RECEIPT_CODES = 128
 TAG_1262 = "030"
 TAG_1263 = "21.11.2023"
@@ -120,6 +120,8 @@ REASONS: dict[str, Reason] = {
            "Could not check: the Local Module has not synchronised for 72 hours"),
         _r("offline_failed", "Проверка не удалась: локальный модуль не ответил",
            "Could not check: the Local Module did not answer"),
+        _r("offline_auth", "Проверка не удалась: локальный модуль отклонил логин или пароль — проверьте настройки",
+           "Could not check: the Local Module refused the user name or password — check the settings"),
         # Notes: how a verdict was reached. They never change the decision.
         _r("checked_offline", "Проверено офлайн: онлайн-проверка не ответила вовремя",
            "Checked offline: the online check did not answer in time"),
@@ -808,8 +810,8 @@ class Checker:
 
     def _from_local_module(self, items: list[_Item], outcome: Any) -> _Offline:
         if isinstance(outcome, LocalModuleError):
-            reason = {"not_ready": "offline_not_ready", "sync_error": "offline_sync_error"}.get(
-                outcome.kind, "offline_failed")
+            reason = {"not_ready": "offline_not_ready", "sync_error": "offline_sync_error",
+                      "auth": "offline_auth"}.get(outcome.kind, "offline_failed")
             return self._offline_failure(REASONS[reason], f"{outcome.kind}: {outcome}")
         if isinstance(outcome, BaseException):
             return self._offline_failure(REASONS["offline_failed"], repr(outcome))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import errno
 import gzip
 import hashlib
 import http.client
@@ -54,6 +55,7 @@ from .store import (
     digest_after,
     set_digest_of,
 )
+from .store.environment import disk_full, free_bytes
 
 __all__ = [
     "DEFAULT_KEEP_DELTAS",
@@ -782,13 +784,18 @@ class SyncReport:
     removed: int
     reason: str | None
     seconds: dict[str, float]
+    gtins_added: int = 0
+    gtins_removed: int = 0
 
     def summary(self) -> str:
         total = self.seconds.get("total", 0.0)
         if self.action == "up-to-date":
             return f"up to date at version {self.to_version} ({total:.2f} s)"
         how = f"{len(self.files)} file(s), {self.downloaded_bytes / 1024:.0f} KiB"
-        change = f"+{self.added} -{self.removed} codes" if self.action == "delta" else f"{self.added} codes"
+        if self.action == "delta":
+            change = f"+{self.added} -{self.removed} codes, +{self.gtins_added} -{self.gtins_removed} GTINs"
+        else:
+            change = f"{self.added} codes, {self.gtins_added} GTINs"
         why = f" [{self.reason}]" if self.reason else ""
         return (f"version {self.from_version} -> {self.to_version} by {self.action}: {change}, {how}, "
                 f"in {total:.2f} s{why}")
@@ -881,7 +888,14 @@ def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retr
         record = _sync_fields(manifest, key, fetcher.base, clock)
         try:
             with tempfile.TemporaryDirectory(prefix="lmcz-feed-", dir=temp_dir) as work:
-                outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings, record)
+                try:
+                    outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings, record)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    # the downloads' directory is full: a StoreError (local trouble, exit 4), not the feed's fault
+                    raise disk_full(work, free_bytes(work), f"the update could not be downloaded; "
+                                                            f"nothing was changed") from exc
             break
         except _NotFound as exc:
             if attempt == 2:
@@ -894,7 +908,7 @@ def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retr
         feed_url=fetcher.base, action=outcome.action, from_version=version, to_version=manifest.version,
         set_digest=manifest.set_digest, files=outcome.files, downloaded_bytes=fetcher.bytes,
         requests=fetcher.requests, added=outcome.added, removed=outcome.removed, reason=outcome.reason,
-        seconds=timings,
+        seconds=timings, gtins_added=outcome.gtins_added, gtins_removed=outcome.gtins_removed,
     )
 
 
@@ -911,6 +925,8 @@ class _Outcome(NamedTuple):
     added: int
     removed: int
     reason: str | None
+    gtins_added: int = 0
+    gtins_removed: int = 0
 
 
 def _bring_up(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, version: int, digest: str,
@@ -969,7 +985,7 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
     try:
         bl.apply_delta(combined.add, combined.remove, add_gtins=combined.add_gtins,
                        remove_gtins=combined.remove_gtins, from_version=version, to_version=manifest.version,
-                       expect_digest=manifest.set_digest, meta=record)
+                       expect_digest=manifest.set_digest, meta=record, advance_empty=True)
     except DigestMismatchError:
         return None
     except CodeError as exc:
@@ -977,7 +993,8 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
     except VersionError as exc:
         raise FeedError(f"another writer changed the store while the feed was being fetched: {exc}") from exc
     timings["apply"] = time.perf_counter() - mark
-    return _Outcome("delta", tuple(entry.path for entry in chain), len(combined.add), len(combined.remove), None)
+    return _Outcome("delta", tuple(entry.path for entry in chain), len(combined.add), len(combined.remove), None,
+                    len(combined.add_gtins), len(combined.remove_gtins))
 
 
 def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, timings: dict[str, float],
@@ -1007,7 +1024,7 @@ def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: 
     except VersionError as exc:
         raise FeedError(f"another writer changed the store while the feed was being fetched: {exc}") from exc
     timings["apply"] = timings.get("apply", 0.0) + time.perf_counter() - mark
-    return _Outcome("snapshot", (manifest.snapshot.path,), len(snapshot.identities), 0, reason)
+    return _Outcome("snapshot", (manifest.snapshot.path,), len(snapshot.identities), 0, reason, len(snapshot.gtins))
 
 
 # -- publish ------------------------------------------------------------------------------------------------

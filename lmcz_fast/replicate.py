@@ -841,6 +841,8 @@ class _Replicator:
             else:
                 delta = self.bl.apply_delta(to_version=self.bl.get_meta("version") + 1, synced=True, meta=meta,
                                             side=side or None, **args)
+                if not delta.applied and not side:
+                    self.bl.mark_synced(**meta)     # the records were there already: only the checkpoint moves
                 report.added += delta.added + delta.gtins_added
                 report.removed += delta.removed + delta.gtins_removed
             if self.progress is not None:

@@ -10,7 +10,7 @@ offers per-phase timeouts (not one deadline over the whole exchange); aiohttp wo
 and of ~2.5x the client time per keep-alive round trip on loopback (42 vs 111 us, benches/bench_checker.py
 `test_http_client_vs_aiohttp`).
 
-Protocol facts (CRPT's methodological recommendations as integrators quote them, see /work/shared/domain.md):
+Protocol facts (CRPT's methodological recommendations as integrators quote them, see ../shared/domain.md):
 `GET {cdn}/api/v4/true-api/cdn/info` (X-API-KEY) -> `{code, description, hosts: [{host}]}`;
 `GET {host}/api/v4/true-api/cdn/health/check` -> `{code, avgTimeMs}`; hosts ranked by `avgTimeMs`, a failing host
 set aside for 15 minutes, the list refreshed every 6 hours; `POST {host}/api/v4/true-api/codes/check` with

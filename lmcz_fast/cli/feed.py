@@ -63,6 +63,11 @@ def _fail(message: str, code: int = EXIT_FEED) -> None:
     sys.exit(code)
 
 
+def _kind(exc: BaseException) -> str:
+    """The error's public class name: the feed's internal subclasses are named by their documented parent."""
+    return next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+
+
 def _when(ts: float | None, now: float) -> str:
     if ts is None:
         return "never"
@@ -102,6 +107,10 @@ def _setup_logging(verbose: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
+    store_log = logging.getLogger("lmcz_fast.store")   # e.g. the stale reader slots a write cleared
+    store_log.handlers[:] = [handler]
+    store_log.setLevel(logging.INFO)
+    store_log.propagate = False
 
 
 def _retry(attempts: int, timeout: float) -> feed.RetryPolicy:
@@ -145,10 +154,14 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
         except (feed.FeedError, StoreError, OSError) as exc:
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
-            log.error("FAILED (%s): %s; nothing was changed; retrying in %s", type(exc).__name__, exc, _span(delay))
+            said = "" if "nothing was changed" in str(exc) else "; nothing was changed"
+            log.error("FAILED (%s): %s%s; retrying in %s", _kind(exc), exc, said, _span(delay))
         if stop.is_set():
             break
-        on_schedule(time.time() + delay)
+        try:
+            on_schedule(time.time() + delay)
+        except StoreError as exc:   # e.g. a full disk: keep serving the old version and try again next round
+            log.error("could not record the next sync time (%s): %s", type(exc).__name__, exc)
         log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
         stop.wait(delay)
     log.info("stopped")
@@ -177,7 +190,8 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
     try:
         priv, pub = feed.write_keypair(private_key, public_path, overwrite=force)
     except FileExistsError as exc:
-        _fail(str(exc))
+        _fail(f"{exc}: give --force to replace it (stores holding the old public key then refuse the feed until "
+              f"they are given the new one)")
     click.echo(f"private key: {priv} (keep it secret)")
     click.echo(f"public key:  {pub}: {pub.read_text().strip()}")
 
@@ -247,7 +261,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     one transaction: readers keep answering and see the new version at once. Examples:
       lmcz-fast sync store.db --feed https://mirror.shop.local/feed/ --public-key feed.pub
       lmcz-fast sync store.db --every 2h        # daemon; logs to stderr; stops on SIGTERM
-    Exit codes: 0 synced or up to date, 4 store error, 5 feed error (nothing changed).
+    Exit codes: 0 synced or up to date, 4 store error (e.g. disk full), 5 feed error (nothing changed).
     """
     _setup_logging(verbose)
     _lower_priority(niceness)
@@ -281,9 +295,11 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
 
             _run_forever(every, once, on_schedule)
     except feed.FeedError as exc:
-        _fail(f"{type(exc).__name__}: {exc}; the store was not changed")
+        _fail(f"{_kind(exc)}: {exc}; the store was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
+    except OSError as exc:
+        _fail(f"{exc.filename or db}: {exc.strerror or exc}; the store was not changed", EXIT_STORE)
 
 
 def _lower_priority(niceness: int) -> None:
@@ -337,7 +353,8 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
     Only the mirror pulls from upstream; stores point at the mirror. Files are verified against the upstream's
     signed manifest, which the mirror serves byte for byte, so stores still verify the publisher's signature.
       lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --every 30m
-      lmcz-fast mirror /srv/lmcz-mirror --feed ... --public-key feed.pub --db store.db --serve 0.0.0.0:8080 --every 30m
+      lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --db store.db \\
+          --serve 0.0.0.0:8080 --every 30m
       lmcz-fast sync till-store.db --feed http://mirror.local:8080/ --public-key feed.pub --every 2h
     """
     _setup_logging(verbose)
@@ -354,7 +371,7 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
             return
         _run_forever(every, once, lambda at: None)
     except feed.FeedError as exc:
-        _fail(f"{type(exc).__name__}: {exc}; the mirror was not changed")
+        _fail(f"{_kind(exc)}: {exc}; the mirror was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     finally:

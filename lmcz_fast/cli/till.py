@@ -56,7 +56,26 @@ def _print(verdict: TillVerdict, lang: str) -> None:
     click.echo(summary, err=True)
 
 
-@click.command()
+class _SetupErrorsExit4(click.Command):
+    """`check` promises exit 4 for a setup error (a missing database, nothing to check against, conflicting or
+    unknown options): a till's script reads 2 as nothing in particular, so click's usage errors exit 4 here too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_SETUP
+            raise
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_SETUP
+            raise
+
+
+@click.command(cls=_SetupErrorsExit4)
 @click.argument("codes", nargs=-1, required=True)
 @click.option("--db", type=click.Path(file_okay=False, exists=True), default=None,
               help="Offline check against this lmcz-fast database, in-process.")
@@ -91,7 +110,8 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
 
     \b
     Decisions: sell, refuse (with the reason for the cashier), cannot_check (neither side could answer).
-    Exit status: 0 all sell, 1 something refused, 3 something could not be checked, 4 setup error.
+    Exit status: 0 all sell, 1 something refused, 3 something could not be checked, 4 setup error (no
+    database, nothing to check against, a wrong option).
 
     \b
     Examples:

@@ -11,7 +11,7 @@ tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `e
 
 from .blocklist import Blocklist
 from .digest import digest_after, set_digest_of
-from .errors import DigestMismatchError, LoadError, StoreError, VersionError
+from .errors import DigestMismatchError, DiskFullError, LoadError, MapFullError, StoreError, VersionError
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 
 __all__ = [
@@ -19,9 +19,11 @@ __all__ = [
     "Blocklist",
     "DeltaReport",
     "DigestMismatchError",
+    "DiskFullError",
     "LineError",
     "LoadError",
     "LoadReport",
+    "MapFullError",
     "Status",
     "StoreError",
     "Verdict",

@@ -29,6 +29,7 @@ from .environment import (
     META_GTIN_INDEX,
     META_PREFILTER,
     put_prefilter,
+    write_txn,
 )
 from .errors import DigestMismatchError, LoadError, StoreError, VersionError
 from .keys import cut_all, decode_block_id, encode_block_id, gtin_index, pack_gtin
@@ -51,7 +52,7 @@ class BlocklistWriter:
         """Set metadata fields (JSON values) in one transaction, e.g. `feed_url` or `refresh_window`."""
         self._require_writable()
         fields = self._checked_meta(fields)
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, self._dbs[DB_META]) as txn:
             self._put_meta(txn, fields)
         self._renew()
 
@@ -164,7 +165,7 @@ class BlocklistWriter:
             )
         now = time.time()
         self._prefilter_cache = None
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, self._dbs[DB_META]) as txn:
             current = self._read_json(txn, "version")
             new_version = current + 1 if version is None else version
             if new_version <= current:
@@ -254,6 +255,7 @@ class BlocklistWriter:
         meta: dict[str, Any] | None = None,
         side: Mapping[bytes, Mapping[bytes, bytes | None]] | None = None,
         clear_side: Iterable[bytes] = (),
+        advance_empty: bool = False,
         _collected: Collected | None = None,
     ) -> DeltaReport:
         """Block and unblock codes and GTINs, moving the version to `to_version`, in one write transaction.
@@ -265,9 +267,13 @@ class BlocklistWriter:
         reference-counted in the `collisions` table, and a bit is cleared only when its last code goes.
         With `expect_digest`, a result with any other set digest raises `DigestMismatchError` and changes
         nothing (a feed checks the publisher's digest this way, before commit). `meta` fields (JSON values, see
-        `set_meta`) are written in the same transaction; `synced=True` also records the sync time. `side` maps a
-        side table's name to keys and values (None: delete) written in the same transaction, `clear_side` empties
-        side tables first (see `side_get`).
+        `set_meta`) are written in the same transaction; `synced=True` also records the sync time.
+        A delta that changes nothing (every code and GTIN it adds is there already, every one it removes is not)
+        writes nothing: `applied=False`, the version and the metadata stay. `advance_empty=True` moves the version
+        (and writes `meta`) anyway: a feed's manifest names the version to reach, and a chain of deltas that
+        cancel out still has to get there. `side` maps a side table's name to keys and values (None: delete)
+        written in the same transaction, `clear_side` empties side tables first (see `side_get`); when the
+        records do not change but `side` does, the side tables and `meta` are written and the version stays.
         """
         self._require_writable()
         started = time.perf_counter()
@@ -296,7 +302,7 @@ class BlocklistWriter:
         collisions_db = self._dbs[DB_COLLISIONS]
         meta_db = self._dbs[DB_META]
         cached, self._prefilter_cache = self._prefilter_cache, None
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, meta_db) as txn:
             current = self._read_json(txn, "version")
             if to_version == current and (from_version is None or from_version < current):
                 self._prefilter_cache = cached
@@ -421,6 +427,16 @@ class BlocklistWriter:
                     actual=new_digest,
                 )
             added_count = len(unique)
+            if not (added_count or removed_keys or added_gtins or removed_gtins or advance_empty):
+                if side or clear_side:
+                    # The records stay; the writer's side tables and its fields about them move together.
+                    self._put_side(txn, side, clear_side)
+                    self._put_meta(txn, extra)
+                    self._prefilter_cache = cached
+                    return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
+                txn.abort()  # nothing changes: not even a new block record or the version
+                self._prefilter_cache = cached
+                return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
             gtin_count = txn.stat(gtins_db)["entries"]
             now = time.time()
             fields: dict[str, Any] = {
