@@ -77,22 +77,6 @@ def acquire_env(path: str) -> lmdb.Environment:
     with _ENV_LOCK:
         entry = _ENVS.get(key)
         if entry is not None:
-<<<<<<< HEAD
-            entry[1] += 1
-            return entry[0]
-        env = lmdb.open(
-            key,
-            map_size=MAP_SIZE,
-            max_dbs=16,
-            max_readers=MAX_READERS,
-            readahead=False,
-            subdir=True,
-            create=False,
-        )
-        env.reader_check()
-        _ENVS[key] = [env, 1]
-        return env
-=======
             entry.refs += 1
             return entry.env
         lock_fd = open_lock_file(key)
@@ -104,7 +88,7 @@ def acquire_env(path: str) -> lmdb.Environment:
                 env = lmdb.open(
                     key,
                     map_size=MAP_SIZE,
-                    max_dbs=8,
+                    max_dbs=16,
                     max_readers=MAX_READERS,
                     readahead=False,
                     subdir=True,
@@ -123,7 +107,6 @@ def acquire_env(path: str) -> lmdb.Environment:
         _ENVS[key] = _Shared(env, lock_fd)
     clear_stale_readers(env, path)
     return env
->>>>>>> main
 
 
 def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
