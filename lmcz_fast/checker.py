@@ -28,7 +28,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from ._codes import CodeError, parse_code
-from .trueapi import CheckResponse, HttpClient, TrueApiClient, TrueApiError, split
+from .trueapi import CheckResponse, TrueApiClient, TrueApiError, split
+from .upstream import HttpClient, ProxyConfig
 
 __all__ = [
     "MAX_RECEIPT_CODES",
@@ -304,7 +305,8 @@ class LocalModuleClient:
 
     `url` may carry the Basic-auth credentials (`http://admin:secret@127.0.0.1:5995`); otherwise `user`/`password`
     (the programmer's guide's examples use admin:admin). `client_id` is sent as `X-ClientId` (the fiscal drive
-    number), as tills do.
+    number), as tills do. The Local Module is on the store's own network: requests go direct unless `proxy` says
+    otherwise (a proxy from the environment is meant for the internet, not for 127.0.0.1).
     """
 
     def __init__(
@@ -316,6 +318,7 @@ class LocalModuleClient:
         client_id: str | None = None,
         path: str = "/api/v1/cis/outCheck",
         http: HttpClient | None = None,
+        proxy: ProxyConfig | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -327,7 +330,7 @@ class LocalModuleClient:
         self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.client_id = client_id
         self.path = path
-        self.http = http or HttpClient()
+        self.http = http or HttpClient(proxy=proxy if proxy is not None else ProxyConfig.direct())
 
     def __repr__(self) -> str:
         return f"LocalModuleClient({self.url!r})"

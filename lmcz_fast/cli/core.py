@@ -12,7 +12,9 @@ from typing import Any
 import click
 
 from .._codes import CodeError
+from ..progress import announce_after, estimate_lines, line_counter
 from ..store import Blocklist, LoadError, StoreError, Verdict, VersionError
+from .progress import progress_for
 
 EXIT_OK = 0
 EXIT_BLOCKED = 1
@@ -23,17 +25,6 @@ EXIT_STORE = 4
 def _fail(message: str, code: int = EXIT_STORE) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
-
-
-def _progress_printer(label: str) -> Any:
-    """A line counter on stderr when a person is watching; nothing in pipes and logs."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(lines: int) -> None:
-        click.echo(f"\r{label}: {lines:,} lines read", err=True, nl=False)
-
-    return show
 
 
 @click.command()
@@ -56,7 +47,8 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
       CSV          a header naming a 'cis' (or 'code', 'km') column; optional 'gtin', 'authority',
                    'reason', 'since' columns; ',' ';' or tab separated
     Raw scans (with crypto tails, lost GS, scanner prefixes) are cut to their identity. Bad lines are
-    counted and the first ones shown with their line numbers; --strict refuses the load instead.
+    counted and the first ones shown with their line numbers; --strict refuses the load instead. On a terminal a
+    progress bar shows the lines read, their rate and the time left; logs and pipes get none.
 
     \b
     Exit status:
@@ -73,19 +65,27 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
             else Blocklist.create(db)
     except StoreError as exc:
         _fail(str(exc))
+    bar = progress_for()
     with bl:
         try:
-            report = bl.load(list(sources), replace=replace, strict=strict, version=version,
-                             block=block or None, progress=_progress_printer("loading"))
+            counter = None
+            inputs: Any = list(sources)
+            if bar is not None:
+                counter = line_counter(bar, "reading", estimate_lines(sources))
+                inputs = announce_after(inputs, bar, "writing the database")
+            report = bl.load(inputs, replace=replace, strict=strict, version=version,
+                             block=block or None, progress=counter)
         except LoadError as exc:
-            if sys.stderr.isatty():
-                click.echo(err=True)
+            if bar is not None:
+                bar.close()
             _print_errors(exc.report)
             _fail(f"{exc}", EXIT_INVALID)
         except (StoreError, VersionError) as exc:
+            if bar is not None:
+                bar.close()
             _fail(str(exc))
-        if sys.stderr.isatty():
-            click.echo(err=True)
+        if bar is not None:
+            bar.close()
         _print_errors(report)
         click.echo(f"loaded {db}: {report.summary()}")
         info = bl.info()
