@@ -34,9 +34,9 @@ def free_port() -> int:
 class Couch:
     """`pouchdb-server --in-memory` on a free port, with a tiny admin client over urllib."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, port: int | None = None) -> None:
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.auth: str | None = None

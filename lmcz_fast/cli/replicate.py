@@ -79,7 +79,7 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
     Examples:
       lmcz-fast replicate store.db --source http://127.0.0.1:5984 --credentials-file /etc/lmcz/couch.cred
       lmcz-fast replicate store.db --source http://hq.chain.local:5984 --every 2h
-      lmcz-fast replicate store.db --source http://hq.chain.local:5984 --follow --proxy http://proxy:3128
+      lmcz-fast replicate store.db --source http://hq.chain.local:5984 --follow --proxy http://proxy.shop.local:3128
       lmcz-fast replicate store.db --source http://127.0.0.1:5984 --databases codes=blocked_cis,gtins=blocked_gtin
     Exit codes: 0 replicated, 4 store error, 5 source error (the store keeps what it held).
     """
