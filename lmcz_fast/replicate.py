@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import contextlib
 import itertools
 import json
 import logging
@@ -42,6 +43,8 @@ import msgspec
 from ._codes import CodeError, parse_code
 from ._probe import keys_and_hashes
 from .store import Blocklist, StoreError
+from .store.replication import META_PREFIX, META_SOURCE, replication_status
+from .store.replication import checkpoint as _checkpoint
 from .upstream import ProxyConfig, SyncHttpClient, UpstreamError
 
 __all__ = [
@@ -64,9 +67,6 @@ log = logging.getLogger("lmcz_fast.replicate")
 DEFAULT_DATABASES = {"codes": "blocked_cis", "gtins": "blocked_gtin", "prices": "min_price"}
 KINDS = ("codes", "gtins", "prices")
 DEFAULT_BATCH = 10_000
-#: Meta field of the store holding the checkpoints and figures of one source database: `replication:<name>`.
-META_PREFIX = "replication:"
-META_SOURCE = "replication_source"
 
 
 class ReplicationError(Exception):
@@ -247,10 +247,25 @@ class _Source:
                                    f"--credentials-file")
         return SourceUnavailable(f"{url}: HTTP {status} ({text})")
 
+    @contextlib.contextmanager
+    def _get(self, url: str, headers: dict[str, str]) -> Iterator[Any]:
+        """A GET, tried again once when a kept-alive connection was closed before any byte of the answer (a proxy
+        such as tinyproxy closes them after each request; every request here is a read, safe to repeat)."""
+        try:
+            with self.client.get(url, headers) as response:
+                yield response
+                return
+        except UpstreamError as exc:
+            if exc.phase != "dropped" or exc.started:
+                raise
+            log.debug("%s: connection closed before the answer (%s); trying once more", url, exc)
+        with self.client.get(url, headers) as response:
+            yield response
+
     def info(self, db: str) -> dict[str, Any]:
         url = self.url(db)
         try:
-            with self.client.get(url, self.headers) as response:
+            with self._get(url, self.headers) as response:
                 body = b"".join(_decoded(response, 65536))
                 if response.status == 404:
                     raise SourceUnavailable(f"{url}: the source has no database {db!r}")
@@ -283,7 +298,7 @@ class _Source:
         # A compressed longpoll answer would sit in the server's compressor, heartbeats and all.
         headers = {**self.headers, "Accept-Encoding": "identity"} if longpoll else self.headers
         try:
-            with self.client.get(url, headers) as response:
+            with self._get(url, headers) as response:
                 if response.status == 400:
                     raise _BadCheckpoint(f"{db}: the source refuses checkpoint {since!r}")
                 if response.status != 200:
@@ -610,35 +625,6 @@ def _price_key(value: Any, name: str) -> str:
 
 
 # -- the store side ------------------------------------------------------------------------------------------------
-
-
-def _checkpoint(bl: Blocklist, db: str) -> dict[str, Any] | None:
-    value = bl.get_meta(META_PREFIX + db)
-    return value if isinstance(value, dict) else None
-
-
-def replication_status(bl: Blocklist, now: float | None = None) -> dict[str, Any] | None:
-    """Per source database: our document count, the source's, the seq lag and the time of the last batch —
-    the shape of the official module's replication status. None when the store is not replicated."""
-    source = bl.get_meta(META_SOURCE)
-    if not source:
-        return None
-    now = time.time() if now is None else now
-    out: dict[str, Any] = {"source": source, "databases": {}}
-    for name in sorted(source.get("databases", {}).values()):
-        cp = _checkpoint(bl, name) or {}
-        last = cp.get("last_batch_at")
-        out["databases"][name] = {
-            "kind": cp.get("kind"),
-            "localDocCount": cp.get("docs", 0),
-            "serverDocCount": cp.get("source_docs"),
-            "seqLag": cp.get("seq_lag"),
-            "lastSeq": cp.get("last_seq"),
-            "unmapped": cp.get("unmapped", 0),
-            "lastBatchAt": last,
-            "timeLag": None if last is None else round(max(0.0, now - last), 3),
-        }
-    return out
 
 
 class _Replicator:

@@ -304,3 +304,50 @@ def test_follow_applies_changes_as_they_come(couch, tmp_path):
         stop.set()
         worker.join(15)
     assert not worker.is_alive()
+
+
+def test_status_and_metrics_report_replication(couch, tmp_path):
+    codes = _identities(120, 16)
+    couch.put_docs("blocked_cis", [{"_id": c} for c in codes] + [{"_id": "junk"}])
+    db = tmp_path / "store.db"
+    repl.replicate(db, _config(couch))
+    result = CliRunner().invoke(main, ["status", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.stdout)
+    assert shown["state"] == "ready" and shown["replication"]["source"] == couch.url
+    cis = shown["replication"]["databases"]["blocked_cis"]
+    assert (cis["localDocCount"], cis["serverDocCount"], cis["seqLag"], cis["unmapped"]) == (120, 121, 0, 1)
+    text = CliRunner().invoke(main, ["status", str(db)]).output
+    assert f"replicated: from {couch.url}" in text and "1 documents that do not map" in text
+    from lmcz_fast.service import LocalModule, ServiceConfig
+
+    with Blocklist.open(db) as bl:
+        body = LocalModule(bl, ServiceConfig(auth=False)).handle(b"GET", b"/metrics", None, b"", None, None,
+                                                                 None).body.decode()
+    assert 'lmcz_replication_local_docs{database="blocked_cis"} 120' in body
+    assert 'lmcz_replication_source_docs{database="blocked_cis"} 121' in body
+    assert 'lmcz_replication_unmapped_docs{database="blocked_cis"} 1' in body
+
+
+@pytest.mark.parametrize("auth", [None, ("shop", "pr0xy-Pass")])
+def test_through_a_real_proxy(couch, tmp_path, auth):
+    from _proxy_support import Tinyproxy, tinyproxy_binary
+
+    if tinyproxy_binary() is None:
+        pytest.skip("tinyproxy is not installed (.ci/run installs Debian's tinyproxy)")
+    codes = _identities(300, 17)
+    couch.put_docs("blocked_cis", [{"_id": c} for c in codes])
+    with Tinyproxy(auth=auth) as proxy:
+        config = repl.ReplicationConfig(source=couch.url, databases=dict(CODES_ONLY),
+                                        proxy=repl.ProxyConfig(url=proxy.url, username=auth and auth[0],
+                                                               password=auth and auth[1], trust_env=False))
+        report = repl.replicate(tmp_path / "store.db", config)
+        seen = proxy.wait_for(4)
+    assert report.full and _store_set(tmp_path / "store.db")[0] == set(codes)
+    assert any("/blocked_cis/_changes" in r for r in seen) and any(r.endswith("/blocked_gtin") for r in seen), seen
+    if auth is not None:
+        wrong = repl.ReplicationConfig(source=couch.url, databases=dict(CODES_ONLY),
+                                       proxy=repl.ProxyConfig(url="http://127.0.0.1:1", trust_env=False), timeout=2)
+        with pytest.raises(repl.SourceUnavailable):
+            repl.replicate(tmp_path / "other.db", wrong)
+        assert not (tmp_path / "other.db").exists()

@@ -21,6 +21,7 @@ import click
 
 from .. import feed
 from ..store import Blocklist, StoreError
+from ..store.replication import replication_status
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
 
@@ -424,12 +425,14 @@ def status(db: str, as_json: bool, check: bool) -> None:
             st = bl.status(now)
             extra = {name: bl.get_meta(name) for name in
                      ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at")}
+            replication = replication_status(bl, now)
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     expires_at = None if st.last_sync_at is None else st.last_sync_at + st.expire_after
     scheduled = extra["feed_next_sync_at"]
     if as_json:
-        click.echo(json.dumps({**asdict(st), "expires_at": expires_at, **extra}, indent=1))
+        click.echo(json.dumps({**asdict(st), "expires_at": expires_at, **extra, "replication": replication},
+                              indent=1))
     else:
         colour = {"ready": "green", "stale": "yellow", "expired": "red", "empty": "red"}[st.state]
         click.echo(f"{'state':>12}: " + click.style(st.state.upper(), fg=colour, bold=st.state != "ready"))
@@ -445,6 +448,14 @@ def status(db: str, as_json: bool, check: bool) -> None:
         if extra["feed_published_at"] is not None:
             click.echo(f"{'manifest':>12}: signed {_when(extra['feed_published_at'], now)} by key "
                        f"{extra['feed_key_id']}, valid until {_when(extra['feed_expires_at'], now)}")
+        if replication is not None:
+            click.echo(f"{'replicated':>12}: from {replication['source']}")
+            for name, db in replication["databases"].items():
+                lag = "?" if db["seqLag"] is None else f"{db['seqLag']:,}"
+                theirs = "?" if db["serverDocCount"] is None else f"{db['serverDocCount']:,}"
+                click.echo(f"{name:>12}: {db['localDocCount']:,} here / {theirs} at the source, seq lag {lag}, "
+                           f"last batch {_when(db['lastBatchAt'], now)}"
+                           + (f", {db['unmapped']:,} documents that do not map" if db["unmapped"] else ""))
         if st.state in ("stale", "expired"):
             click.secho(f"WARNING: the blocklist is {st.state.upper()}: last successful sync "
                         f"{_when(st.last_sync_at, now)}", fg=colour, bold=True, err=True)

@@ -24,6 +24,7 @@ from .config import (
     ServiceConfig,
     software_version,
 )
+from ..store.replication import replication_status
 from .metrics import Metrics
 from .responses import HttpError, Response, error
 
@@ -300,7 +301,9 @@ class LocalModule:
             status, lm = None, "sync_error"
         extra = self.audit.metrics() if self.audit is not None else None
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
-        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared),
+        replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
+        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
+                                                 replication=replication),
                         content_type=b"text/plain; version=0.0.4")
 
     def _raw_codes(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
