@@ -351,3 +351,24 @@ def test_through_a_real_proxy(couch, tmp_path, auth):
         with pytest.raises(repl.SourceUnavailable):
             repl.replicate(tmp_path / "other.db", wrong)
         assert not (tmp_path / "other.db").exists()
+
+
+def test_publish_from_a_replicated_store_feeds_the_chain(couch, tmp_path):
+    """One server replicates; the chain's stores sync the signed static feed published from that store."""
+    from lmcz_fast import feed
+
+    codes, gtins = _identities(400, 18), _gtins(5, 19)
+    couch.put_docs("blocked_cis", [{"_id": c} for c in codes])
+    couch.put_docs("blocked_gtin", [{"_id": g} for g in gtins])
+    replica = tmp_path / "replica.db"
+    repl.replicate(replica, _config(couch))
+    key = tmp_path / "feed.key"
+    feed.write_keypair(key, tmp_path / "feed.pub")
+    result = CliRunner().invoke(main, ["publish", str(tmp_path / "feed"), "--key", str(key), "--from-store",
+                                       str(replica)])
+    assert result.exit_code == 0, result.output
+    store = tmp_path / "till.db"
+    feed.sync(store, (tmp_path / "feed").as_uri(), tmp_path / "feed.pub")
+    assert _store_set(store) == (set(codes), set(gtins))
+    with Blocklist.open(replica) as a, Blocklist.open(store) as b:
+        assert a.get_meta("set_digest") == b.get_meta("set_digest")

@@ -207,6 +207,9 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
               help="The complete new list (repeatable; text, CSV or .gz, as `lmcz-fast load` reads).")
 @click.option("--delta", "delta_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A change to the current list: +CODE/-CODE/+GTIN/-GTIN lines.")
+@click.option("--from-store", "from_store", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Take the complete new list from a store (e.g. one kept by `lmcz-fast replicate`): one server "
+                   "pulls from upstream, the chain's stores sync the signed feed.")
 @click.option("--version", "version", type=int, default=None, help="The new version (default: current + 1).")
 @click.option("--feed-id", default=None, help="Name of the feed (set on first publish; default 'lmcz').")
 @click.option("--keep-deltas", type=int, default=feed.DEFAULT_KEEP_DELTAS, show_default=True,
@@ -214,8 +217,9 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
 @click.option("--valid-for", type=Duration(), default=str(feed.DEFAULT_VALID_FOR), show_default=True,
               help="How long the signed manifest stays acceptable; re-publish (heartbeat) well within it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path: str | None, version: int | None,
-            feed_id: str | None, keep_deltas: int, valid_for: float, as_json: bool) -> None:
+def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path: str | None,
+            from_store: str | None, version: int | None, feed_id: str | None, keep_deltas: int, valid_for: float,
+            as_json: bool) -> None:
     """Publish a new version of the feed in FEED_DIR (the central side), or re-sign the current one.
 
     \b
@@ -223,15 +227,23 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
     any HTTP server, object store or CDN as is. Examples:
       lmcz-fast publish /srv/feed --key feed.key --snapshot blocked-2026-11-23.csv.gz
       lmcz-fast publish /srv/feed --key feed.key --delta changes.txt
+      lmcz-fast publish /srv/feed --key feed.key --from-store replica.db   # after `lmcz-fast replicate replica.db`
       lmcz-fast publish /srv/feed --key feed.key          # heartbeat: same version, fresh signature
     Run the heartbeat from cron at least hourly: stores refuse a manifest older than --valid-for.
     On a terminal each step shows progress (rate, time left); logs and --json stay quiet.
     """
-    if snapshots and delta_path:
-        raise click.UsageError("give --snapshot or --delta, not both")
+    if sum(map(bool, (snapshots, delta_path, from_store))) > 1:
+        raise click.UsageError("give one of --snapshot, --delta and --from-store")
+    snapshot: list | None = list(snapshots) or None
+    if from_store is not None:
+        try:
+            with Blocklist.open(from_store) as source:
+                snapshot = [list(source.snapshot_lines())]
+        except StoreError as exc:
+            _fail(str(exc), EXIT_STORE)
     bar = progress_for(quiet=as_json)
     try:
-        report = feed.publish(feed_dir, key_path, snapshot=list(snapshots) or None, delta=delta_path,
+        report = feed.publish(feed_dir, key_path, snapshot=snapshot, delta=delta_path,
                               version=version, feed_id=feed_id, keep_deltas=keep_deltas, valid_for=int(valid_for),
                               progress=bar)
     except feed.FeedError as exc:

@@ -424,6 +424,17 @@ class Blocklist(BlocklistWriter, ProbeBase):
             found = txn.get(table + b"\0" + key, db=self._dbs[DB_SIDE])
             return None if found is None else bytes(found)
 
+    def snapshot_lines(self) -> Iterator[str]:
+        """The whole list as load/publish lines, from ONE read transaction: every blocked GTIN, then every identity.
+        (`iter_gtins` and `iter_identities` each take their own, so a writer between them could mix versions.)"""
+        with self._env.begin() as txn:
+            with txn.cursor(db=self._dbs[DB_GTINS]) as cursor:
+                for key in cursor.iternext(keys=True, values=False):
+                    yield f"{int.from_bytes(key, 'big'):014d}"
+            with txn.cursor(db=self._dbs[DB_CODES]) as cursor:
+                for key in cursor.iternext(keys=True, values=False):
+                    yield unpack_key(key)
+
     def iter_identities(self) -> Iterator[str]:
         """Every blocked identity (canonical GS1 form), in key order, from one consistent snapshot."""
         with self._env.begin() as txn, txn.cursor(db=self._dbs[DB_CODES]) as cursor:
