@@ -27,6 +27,7 @@ from .config import (
     ServiceConfig,
     software_version,
 )
+from ..store.replication import replication_status
 from .metrics import Metrics
 from .page import Activity, PageData, render
 from .responses import HttpError, Response, error
@@ -331,7 +332,9 @@ class LocalModule:
             status, lm = None, "sync_error"
         extra = self.audit.metrics() if self.audit is not None else None
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
-        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared),
+        replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
+        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
+                                                 replication=replication),
                         content_type=b"text/plain; version=0.0.4")
 
     def _handle_page(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,

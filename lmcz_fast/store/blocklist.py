@@ -32,9 +32,11 @@ from .environment import (
     DB_COLLISIONS,
     DB_GTINS,
     DB_META,
+    DB_SIDE,
     DEFAULT_EXPIRE_AFTER,
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_REFRESH_WINDOW,
+    LATER_TABLES,
     META_GTIN_INDEX,
     META_PREFILTER,
     META_PREFILTER_INDEX,
@@ -124,7 +126,7 @@ class Blocklist(BlocklistWriter, ProbeBase):
             now = time.time()
             with write_txn(env, path) as txn:
                 dbs = {name: env.open_db(name, txn=txn) for name in (DB_CODES, DB_GTINS, DB_BLOCKS,
-                                                                     DB_COLLISIONS, DB_META)}
+                                                                     DB_COLLISIONS, DB_META, *LATER_TABLES)}
                 meta = dbs[DB_META]
                 fields: dict[str, Any] = {
                     "format": 1,
@@ -414,6 +416,24 @@ class Blocklist(BlocklistWriter, ProbeBase):
             refresh_window=window,
             expire_after=expire,
         )
+
+    def side_get(self, table: bytes, key: bytes) -> bytes | None:
+        """One value of a side table (written with `apply_delta(side=...)`), as this reader sees it now."""
+        with self._lock:
+            txn = self._fresh_txn()
+            found = txn.get(table + b"\0" + key, db=self._dbs[DB_SIDE])
+            return None if found is None else bytes(found)
+
+    def snapshot_lines(self) -> Iterator[str]:
+        """The whole list as load/publish lines, from ONE read transaction: every blocked GTIN, then every identity.
+        (`iter_gtins` and `iter_identities` each take their own, so a writer between them could mix versions.)"""
+        with self._env.begin() as txn:
+            with txn.cursor(db=self._dbs[DB_GTINS]) as cursor:
+                for key in cursor.iternext(keys=True, values=False):
+                    yield f"{int.from_bytes(key, 'big'):014d}"
+            with txn.cursor(db=self._dbs[DB_CODES]) as cursor:
+                for key in cursor.iternext(keys=True, values=False):
+                    yield unpack_key(key)
 
     def iter_identities(self) -> Iterator[str]:
         """Every blocked identity (canonical GS1 form), in key order, from one consistent snapshot."""

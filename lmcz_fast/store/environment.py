@@ -41,6 +41,9 @@ DB_GTINS = b"gtins"
 DB_BLOCKS = b"blocks"
 DB_COLLISIONS = b"collisions"
 DB_META = b"meta"
+#: Tables added after the first format: created when an older store is opened (an empty table changes nothing).
+DB_SIDE = b"side"          # side tables of writers above the store (replication's document maps), key table\0key
+LATER_TABLES = (DB_SIDE,)
 
 META_PREFILTER = b"prefilter"
 META_GTIN_INDEX = b"gtin_index"
@@ -85,7 +88,7 @@ def acquire_env(path: str) -> lmdb.Environment:
                 env = lmdb.open(
                     key,
                     map_size=MAP_SIZE,
-                    max_dbs=8,
+                    max_dbs=16,
                     max_readers=MAX_READERS,
                     readahead=False,
                     subdir=True,
@@ -113,12 +116,15 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
     commit, and LMDB closes handles opened in an aborted one), so this takes the writer lock once, briefly.
     """
     try:
-        return {
+        dbs = {
             name: env.open_db(name, create=False)
             for name in (DB_CODES, DB_GTINS, DB_BLOCKS, DB_COLLISIONS, DB_META)
         }
     except lmdb.NotFoundError as exc:
         raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
+    for name in LATER_TABLES:
+        dbs[name] = env.open_db(name, create=True)
+    return dbs
 
 
 def release_env(env: lmdb.Environment) -> None:
