@@ -556,7 +556,7 @@ class World:
                                          err)
             assert status == 200 and payload.get("dbVersion", 0) >= 1, (command, status, payload)
         else:
-            words = {"mirror": "mirror ok", "replicate": "replicate"}.get(name, "sync ok")
+            words = {"mirror": "mirror ok", "replicate": "replicate ok"}.get(name, "sync ok")
             _wait_log(err, words, process, command)
             if opts.get("serve_address"):
                 port = int(opts["serve_address"].rsplit(":", 1)[1])

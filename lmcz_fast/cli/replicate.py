@@ -129,7 +129,7 @@ def _follow(bl: Blocklist, config: repl.ReplicationConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("following %s (longpoll); SIGTERM stops", config.base)
-    repl.follow(bl, config, stop=stop, on_report=lambda r: log.info("replicate: %s", r.summary()),
+    repl.follow(bl, config, stop=stop, on_report=lambda r: log.info("replicate ok: %s", r.summary()),
                 on_error=lambda e: log.error("replicate: %s; retrying", e))
 
 
