@@ -623,6 +623,18 @@ cdef int _parse_body(Parsed* p) noexcept nogil:
     return _parse_gs1(p)
 
 
+cdef inline bint _only_prefix(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Whether s[:n] is only what may come before a code: whitespace, a symbology identifier, GS (FNC1)."""
+    cdef Py_ssize_t i = 0
+    while i < n and (s[i] == 32 or s[i] == 9 or s[i] == 10 or s[i] == 13):
+        i += 1
+    if i + 3 <= n and s[i] == 93 and (CLS[s[i + 1]] & CALPHA) and (CLS[s[i + 2]] & CDIGIT):
+        i += 3
+    while i < n and s[i] == GS:
+        i += 1
+    return i == n
+
+
 cdef Py_ssize_t _gs_forms(Parsed* p, Py_ssize_t d, Py_ssize_t j, unsigned int* repaired) noexcept nogil:
     """Turn GS written as text in p.buf[d:d+j] (positions in p.pos, p.pos[d+j] the end) into GS, in place; return
     the new length.
@@ -630,7 +642,8 @@ cdef Py_ssize_t _gs_forms(Parsed* p, Py_ssize_t d, Py_ssize_t j, unsigned int* r
     Always: `\\u001d` and `\\x1d` (letters and hex digits in either case, one backslash or two as in JSON encoded
     twice), `{GS}` and `[GS]` (either case): a backslash, brace or bracket is no code character, so this text can
     mean nothing else. Made of code characters, `<GS>` and `%1D` (either case) may be a serial's own text: they are
-    counted in p.ph_count, in order, and those from ordinal p.ph_from on become GS; earlier ones stay text.
+    counted in p.ph_count, in order, and those from ordinal p.ph_from on become GS; earlier ones stay text. Before
+    the code (nothing but whitespace, a symbology identifier and GS ahead) they are FNC1: always GS, not counted.
     """
     cdef Py_ssize_t r = d, w, end = d + j, k
     cdef unsigned char c
@@ -660,7 +673,7 @@ cdef Py_ssize_t _gs_forms(Parsed* p, Py_ssize_t d, Py_ssize_t j, unsigned int* r
                 ln = 4
         elif CLS[c] & CPH:                           # <GS>, %1D: GS, or the serial's own characters
             ln = _ph_len(p.buf, r, end)
-            if ln:
+            if ln and not _only_prefix(p.buf + d, w - d):   # before the code it can only be FNC1
                 keep = p.ph_count < p.ph_from
                 p.ph_count += 1
         if ln and not keep:

@@ -31,7 +31,7 @@ from typing import Any
 import lmdb
 
 from ._bulk import digest_sums, prepare_full_load
-from ._codes import CodeError, MarkingCode, parse_code
+from ._codes import CodeError, MarkingCode, readings_of
 from ._probe import ProbeBase, build_index, keys_and_hashes, pack_identity, unpack_key
 
 __all__ = [
@@ -245,19 +245,6 @@ def _digest_add(sums: tuple[int, int], code_keys: Iterable[bytes], gtin_keys: It
     codes_a, codes_b = digest_sums(list(code_keys))
     gtins_a, gtins_b = digest_sums(list(gtin_keys), _GTIN_DIGEST_PREFIX)
     return (sums[0] + sign * (codes_a + gtins_a)) % _DIGEST_MOD, (sums[1] + sign * (codes_b + gtins_b)) % _DIGEST_MOD
-
-
-def _bare_reading(raw: str | bytes) -> MarkingCode | None:
-    """The other reading of a GS-less scan whose tail the parser split off: everything after AI 21 as the serial.
-
-    `01`+GTIN+`21` + 13 characters ending in `93xxxx` is both a 13-character serial and a 7-character serial with a
-    lost GS before a `93` tail. The parser prefers the tail (scanners read DataMatrix codes, which carry one);
-    a check looks up both readings, so a blocked code typed or sent as its bare CIS is never let through.
-    """
-    try:
-        return parse_code(raw, cis=True)
-    except CodeError:
-        return None
 
 
 def _gtin_problem(gtin: str) -> str | None:
@@ -561,12 +548,8 @@ class Blocklist(ProbeBase):
 
         Raises `CodeError` for anything that is not a marking code.
         """
-        code = parse_code(raw)
-        readings = [code]
-        if "lost_gs" in code.repaired:
-            bare = _bare_reading(raw)
-            if bare is not None and bare.identity != code.identity:
-                readings.append(bare)
+        readings = readings_of(raw)     # the parser's every reading of the scan: blocked if any reading is
+        code = readings[0]
         with self._lock:
             txn = self._fresh_txn()
             meta = self._meta()

@@ -18,25 +18,16 @@ EXIT_REFUSE = 1
 EXIT_CANNOT_CHECK = 3
 EXIT_SETUP = 4
 
-_GS_SPELLINGS = ("\\x1d", "\\x1D", "\\u001d", "\\u001D", "<GS>", "{GS}")
-
-
-def _unescape(scan: str) -> str:
-    """Shells cannot easily pass the GS character: accept its usual textual spellings too."""
-    for spelling in _GS_SPELLINGS:
-        scan = scan.replace(spelling, "\x1d")
-    return scan
-
-
 def _scans(codes: tuple[str, ...]) -> Iterator[str]:
+    """The scans as given: GS written as text (`<GS>`, `\\x1d`, ...) is the parser's to read, as on every surface."""
     for code in codes:
         if code == "-":
             for line in sys.stdin:
                 line = line.rstrip("\r\n")
                 if line:
-                    yield _unescape(line)
+                    yield line
         else:
-            yield _unescape(code)
+            yield code
 
 
 def _print(verdict: TillVerdict, lang: str) -> None:
