@@ -12,9 +12,13 @@ CRPT/GS1 rules are silent, are in docs/codes.md; the short version:
   tobacco CIS (GTIN + serial) CRPT prints for such packs.
 * Repairs, each named in `MarkingCode.repaired`: symbology identifiers (`]d2`, `]C1`, `]Q3`, `]e0`, any `]`
   + letter + digit), leading GS standing for FNC1, trailing CR/LF (and other surrounding whitespace), a trailing GS,
-  GS written as the text `\\u001d` or `\\x1d`, text typed by a keyboard-wedge scanner under the Russian
-  ЙЦУКЕН layout, a scan a till sent Base64-encoded, and GS lost by a keyboard wedge where the tail's structure
-  fixes the serial's length (`cis=True` reads blocklist lines, whose GS-less text after AI 21 is all serial).
+  GS written as text (`\\u001d`, `\\x1d`, `{GS}`, `[GS]`, U+241D, and `<GS>`, `%1D`), text typed by a
+  keyboard-wedge scanner under the Russian ЙЦУКЕН layout, a scan a till sent Base64-encoded, and GS lost by a
+  keyboard wedge where the tail's structure fixes the serial's length (`cis=True` reads blocklist lines, whose
+  GS-less text after AI 21 is all serial).
+* A scan may have several readings (`readings_of`, `cut_readings`): `<GS>` and `%1D` are made of code characters, so
+  each may be a GS or the serial's own text, and a lost GS recovered also leaves the bare CIS. Checks look up every
+  reading: a code blocked under any reading is blocked.
 * Refusals raise `CodeError` with a stable `.reason` (see `REASONS`) and `.position` (index of the offending
   character in the input as code points, or None).
 """
