@@ -77,8 +77,9 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
     """Check marking codes as a till does: online (True API) first; if no answer within --deadline, offline.
 
     \b
-    CODES are scans as the scanner gives them; write GS as \\x1d, \\u001d or <GS>; '-' reads one scan per line
-    from stdin. By default all CODES are one receipt (one online request, at most 128 codes).
+    CODES are scans as the scanner gives them; GS may be written as <GS>, {GS}, [GS], \\x1d or \\u001d (the parser
+    reads them as every surface does, docs/codes.md); '-' reads one scan per line from stdin. By default all CODES
+    are one receipt (one online request, at most 128 codes).
 
     \b
     Decisions: sell, refuse (with the reason for the cashier), cannot_check (neither side could answer).
