@@ -242,3 +242,58 @@ def test_the_written_code_is_always_a_reading_and_blocked(written):
     assert SetProbe([ident]).is_blocked_many([scan, scan]) == [True, True]
     assert SetProbe(identities[1:]).is_blocked(scan) is (len(identities) > 1)   # every other reading is looked up
     assert SetProbe([]).is_blocked(scan) is False
+
+
+# ----------------------------------------------------------------------------------------- parser details
+
+
+def test_readings_order_and_what_each_is():
+    scan = f"01{G}21CfG9VcmbLzUky<GS>93Ab12"
+    first, second = _codes.readings_of(scan)
+    assert (first.serial, first.tail, first.repaired) == ("CfG9VcmbLzUky", {"93": "Ab12"}, ("escaped_gs",))
+    assert (second.serial, second.tail, second.repaired) == ("CfG9VcmbLzUky<GS>", {"93": "Ab12"}, ("lost_gs",))
+    assert parse_code(scan) == first and _codes.identity_of(scan) == first.identity.encode()
+    assert _codes._cut_repeatedly(scan, 3) == first.identity.encode()
+    assert _codes.readings_of(scan.encode()) == (first, second)
+    # A lost GS alone: the split reading, then the bare CIS.
+    lost = _codes.readings_of(f"01{G}21CfG9VcmbLzUky93Ab12")
+    assert [r.serial for r in lost] == ["CfG9VcmbLzUky", "CfG9VcmbLzUky93Ab12"]
+    # Unambiguous forms have one reading.
+    assert len(_codes.readings_of(f"01{G}21CfG9VcmbLzUky{{gs}}93Ab12")) == 1
+
+
+def test_a_symbology_prefix_does_not_hide_the_bare_reading():
+    """The probe found a lost-GS scan's bare reading only when the scan started with its identity; `]d2` hid it."""
+    bare = f"01{G}21CfG9VcmbLzUky93Ab12"
+    probe = SetProbe([bare])
+    for scan in (bare, "]d2" + bare, "\x1d" + bare, bare + "\r\n"):
+        assert probe.is_blocked(scan) and probe.is_blocked_many([scan]) == [True], scan
+
+
+def test_cis_lines_read_their_text_as_it_stands():
+    """A blocklist line's `<GS>` is its serial's own text when the line reads that way; else it is a GS."""
+    assert parse_code(f"01{G2}21ab<GS>cdefghi", cis=True).serial == "ab<GS>cdefghi"
+    assert parse_code(f"01{G2}21ab%1Dcdefghi", cis=True).serial == "ab%1Dcdefghi"
+    assert parse_code(f"01{G}21CfG9VcmbLzUky<GS>93Ab12<GS>3103000750", cis=True).serial == "CfG9VcmbLzUky"
+    assert _codes.identity_of(f"01{G}21CfG9VcmbLzUky\\u001d93Ab12", cis=True) == f"01{G}21CfG9VcmbLzUky".encode()
+
+
+def test_errors_of_scans_with_placeholders_point_into_the_input():
+    with pytest.raises(CodeError) as err:
+        parse_code(f"01{G}21CfG9VcmbLzUky<GS>55Ab12")      # no reading: 55 is no AI, and 20+ characters no serial
+    assert err.value.reason in ("unknown_ai", "serial_too_long", "bad_tail")
+    with pytest.raises(CodeError) as err:
+        parse_code(f"01{G[:-1]}0<GS>21CfG9VcmbLzUky<GS>93Ab12")
+    assert (err.value.reason, err.value.position) == ("bad_gtin_check_digit", 15)
+    scan = f"01{G}21CfG9Vcmb#zUky{{GS}}93Ab12"
+    with pytest.raises(CodeError) as err:
+        parse_code(scan)
+    assert (err.value.reason, err.value.position) == ("bad_character", scan.index("#"))
+
+
+def test_placeholder_forms_in_a_russian_layout_scan():
+    """A scan typed under the Russian layout: `<GS>` arrives as `БПЫЮ`, mapped back, then read as GS."""
+    typed = f"01{G}21CfG9VcmbLzUky<GS>93Ab12".translate(synth._TO_RUSSIAN_LAYOUT)
+    assert "БПЫЮ" in typed
+    assert [r.identity for r in _codes.readings_of(typed)][0] == f"01{G}21CfG9VcmbLzUky"
+    assert parse_code(typed.replace("БПЫЮ", "\u241d")).identity == f"01{G}21CfG9VcmbLzUky"
