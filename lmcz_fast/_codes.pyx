@@ -565,8 +565,9 @@ cdef int _parse_tobacco(Parsed* p) noexcept nogil:
         if not (CLS[s[k]] & CDIGIT):
             return 0
     # No look for GS placeholders here: a pack read as one is exactly 21 or 29 code characters, and with a
-    # placeholder made GS it would be neither a pack (another length, a GS) nor an element string (its first 16
-    # characters, which _gs1_head refused, are the same), so it has no other reading.
+    # placeholder made GS it is no other code: not a pack (another length, or trailing placeholders trimmed to the
+    # same pack's CIS), not an element string (its first 16 characters are the ones _gs1_head refused, or hold
+    # the GS).
     for k in range(14, p.m):
         if not (CLS[s[k]] & C82):
             return 0 if s[k] == GS else _fail(p, E_BAD_CHARACTER, k)
@@ -855,7 +856,7 @@ cdef int _normalise(const unsigned char* raw, Py_ssize_t n, Parsed* p) noexcept 
 cdef int _parse_text(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode) noexcept nogil:
     """The core, reading every GS placeholder made of code characters (`<GS>`, `%1D`) as text (the fast path):
     0 and p filled, or a negative E_* code with p.err_at set. R_PH_SEEN in p.repaired: such a placeholder was
-    read as text, so the scan has other readings (`_readings_after`)."""
+    read as text, so the scan has other readings (`_readings_after` lists them)."""
     cdef Py_ssize_t lo, m, k
     cdef int rc
     cdef unsigned char c
