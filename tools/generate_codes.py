@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.format == "jsonl":
                 lines = []
                 for c, hit in zip(codes, blocked):
-                    record = {"scan": c.scan, "identity": c.identity, "cis": c.cis, "group": c.group,
-                              "damage": list(c.damage)}
+                    record: dict[str, Any] = {"scan": c.scan, "identity": c.identity, "cis": c.cis,
+                                              "group": c.group, "damage": list(c.damage)}
                     if args.blocklist is not None:
                         record["blocked"] = hit
                     lines.append(json.dumps(record, ensure_ascii=False) + "\n")
