@@ -26,7 +26,7 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT64_M
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 
-from lmcz_fast._codes cimport IDENTITY_MAX, cut_cis_identity, cut_identity
+from lmcz_fast._codes cimport IDENTITY_MAX, READINGS_MAX, cut_cis_identity, cut_identity, cut_readings
 
 import array as _py_array
 
@@ -832,31 +832,26 @@ cdef object _code_error(Py_ssize_t code, object raw, Py_ssize_t index, bint cis=
     return err
 
 
-cdef inline Py_ssize_t _cut_text(const unsigned char* s, Py_ssize_t n, uint8_t* out, uint8_t* alt,
-                                 Py_ssize_t* alt_n, bint cis) noexcept nogil:
-    """Cut a scan (or with ``cis`` a CIS line); for a scan, also the bare-CIS reading when the parser split a
-    GS-less tail off the serial (``alt``, length in ``alt_n``; 0 when there is no other reading).
+cdef inline Py_ssize_t _cut_text(const unsigned char* s, Py_ssize_t n, uint8_t* out, uint8_t* alts,
+                                 Py_ssize_t* alt_lens, int* n_alts, bint cis) noexcept nogil:
+    """Cut a scan (or with ``cis`` a CIS line, one reading); for a scan, also its other readings when ``alts`` is
+    given (room for READINGS_MAX - 1 identities, lengths in ``alt_lens``, how many in ``n_alts``).
 
-    That split shows as an identity that is a prefix of the input followed by something other than a GS: the
-    parser recovered a lost GS (``lost_gs``). The bare reading, everything after AI 21 as the serial, is what a
-    blocklist line holds for that text, so a check looks both up (as ``Blocklist.check`` does).
+    The parser decides what a scan can mean (``_codes.cut_readings``): a GS placeholder such as ``<GS>`` read as GS
+    and as serial text, a lost GS recovered and the bare CIS. A check looks every reading up (as
+    ``Blocklist.check`` does with ``readings_of``): the scan is blocked when any reading is.
     """
-    cdef Py_ssize_t r, a
     if cis:
         return cut_cis_identity(s, n, out)
-    r = cut_identity(s, n, out)
-    if alt != NULL:
-        alt_n[0] = 0
-        if 0 < r < n and s[r] != 0x1D and memcmp(s, out, <size_t>r) == 0:
-            a = cut_cis_identity(s, n, alt)
-            if a > 0 and (a != r or memcmp(alt, out, <size_t>r) != 0):
-                alt_n[0] = a
-    return r
+    if alts == NULL:
+        return cut_identity(s, n, out)      # the most likely reading only (bulk cuts of scans)
+    return cut_readings(s, n, out, alts, alt_lens, n_alts)
 
 
-cdef inline Py_ssize_t _cut(object raw, uint8_t* out, uint8_t* alt=NULL, Py_ssize_t* alt_n=NULL,
-                            bint cis=False) except? -0x7FFFFFFF:
-    """Cut ``raw`` (str, bytes, bytearray or any buffer) to its identity in ``out``; < 0 is a reason code."""
+cdef inline Py_ssize_t _cut(object raw, uint8_t* out, uint8_t* alts=NULL, Py_ssize_t* alt_lens=NULL,
+                            int* n_alts=NULL, bint cis=False) except? -0x7FFFFFFF:
+    """Cut ``raw`` (str, bytes, bytearray or any buffer) to its identity in ``out``; < 0 is a reason code.
+    Without ``cis``, ``alts``, ``alt_lens`` and ``n_alts`` receive the other readings (see ``_cut_text``)."""
     cdef const char* s
     cdef Py_ssize_t n, r
     cdef Py_buffer view
@@ -871,18 +866,19 @@ cdef inline Py_ssize_t _cut(object raw, uint8_t* out, uint8_t* alt=NULL, Py_ssiz
             if s == NULL:
                 PyErr_Clear()
                 return _E_INVALID_UTF8
-        return _cut_text(<const unsigned char*>s, n, out, alt, alt_n, cis)
+        return _cut_text(<const unsigned char*>s, n, out, alts, alt_lens, n_alts, cis)
     if PyBytes_Check(raw):
-        return _cut_text(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), out, alt, alt_n, cis)
+        return _cut_text(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), out, alts, alt_lens,
+                         n_alts, cis)
     if PyByteArray_Check(raw):
-        return _cut_text(<const unsigned char*>PyByteArray_AS_STRING(raw), PyByteArray_GET_SIZE(raw), out, alt,
-                         alt_n, cis)
+        return _cut_text(<const unsigned char*>PyByteArray_AS_STRING(raw), PyByteArray_GET_SIZE(raw), out, alts,
+                         alt_lens, n_alts, cis)
     try:
         PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)
     except TypeError:
         raise TypeError(f"a marking code must be str or bytes-like, not {type(raw).__name__}") from None
     try:
-        r = _cut_text(<const unsigned char*>view.buf, view.len, out, alt, alt_n, cis)
+        r = _cut_text(<const unsigned char*>view.buf, view.len, out, alts, alt_lens, n_alts, cis)
     finally:
         PyBuffer_Release(&view)
     return r
@@ -907,7 +903,7 @@ def keys_and_hashes(raws, *, bint cis=True):
         cap = 1024
     array_resize(hashes, cap)
     for raw in raws:
-        r = _cut(raw, ident, NULL, NULL, cis)
+        r = _cut(raw, ident, NULL, NULL, NULL, cis)
         if r < 0:
             err = _code_error(r, raw, -1, cis)
             errors.append((i, err.reason, str(err)))
@@ -1124,20 +1120,23 @@ cdef class ProbeBase:
     def is_blocked(self, raw):
         """Whether ``raw`` (a scan, str or bytes) is blocked. Invalid scans raise ``CodeError``.
 
-        A GS-less scan the parser split before a tail is also looked up as its bare CIS (both readings)."""
+        A scan with several readings (``_codes.readings_of``: a ``<GS>`` that may be GS or serial text, a lost GS)
+        is blocked when any reading is."""
         cdef uint8_t ident[IDENTITY_MAX]
-        cdef uint8_t alt[IDENTITY_MAX]
-        cdef Py_ssize_t alt_n
-        cdef Py_ssize_t n = _cut(raw, ident, alt, &alt_n)
+        cdef uint8_t alts[(READINGS_MAX - 1) * IDENTITY_MAX]
+        cdef Py_ssize_t alt_lens[READINGS_MAX - 1]
+        cdef int n_alts, k
+        cdef Py_ssize_t n = _cut(raw, ident, alts, alt_lens, &n_alts)
         if n < 0:
             raise _code_error(n, raw, -1)
         self._ready()
         if self._hit(ident, n) and self._confirm_hit(ident, n):
             return True
-        if alt_n:
+        for k in range(n_alts):
             self._ready()  # _confirm may have re-attached or detached
-            if rindex_contains(&self._ix, _identity_key(alt, <size_t>alt_n)):
-                return self._confirm_hit(alt, alt_n)
+            if self._hit(&alts[k * IDENTITY_MAX], alt_lens[k]) and \
+                    self._confirm_hit(&alts[k * IDENTITY_MAX], alt_lens[k]):
+                return True
         return False
 
     @cython.always_allow_keywords(False)
@@ -1175,8 +1174,9 @@ cdef class ProbeBase:
         load of the index and of a container has had a stage of other work to arrive.
         """
         cdef uint8_t ids[2 * BATCH * IDENTITY_MAX]
-        cdef uint8_t alts[2 * BATCH * IDENTITY_MAX]      # bare-CIS readings of lost-GS scans (rare)
-        cdef Py_ssize_t alt_lens[2 * BATCH]
+        cdef uint8_t alts[2 * BATCH * (READINGS_MAX - 1) * IDENTITY_MAX]      # other readings of a scan (rare)
+        cdef Py_ssize_t alt_lens[2 * BATCH * (READINGS_MAX - 1)]
+        cdef int n_alts[2 * BATCH]
         cdef bint alt_hits[BATCH]
         cdef Py_ssize_t lens[2 * BATCH]
         cdef uint32_t keys[2 * BATCH]
@@ -1185,8 +1185,8 @@ cdef class ProbeBase:
         cdef uint64_t gens[2]
         cdef Py_ssize_t ms[2]
         cdef Py_ssize_t starts[2]
-        cdef Py_ssize_t total, start = 0, m, j, r, b, nxt
-        cdef int cur = 0, prev = 1
+        cdef Py_ssize_t total, start = 0, m, j, r, b, nxt, a
+        cdef int cur = 0, prev = 1, k
         cdef PyObject* item
         cdef bint is_list, any_hit
         cdef const RIndex* ix
@@ -1225,7 +1225,8 @@ cdef class ProbeBase:
                         obj = <object>PyList_GET_ITEM(seq, start + j)
                     else:
                         obj = <object>PyTuple_GET_ITEM(seq, start + j)
-                    r = _cut(obj, &ids[(b + j) * IDENTITY_MAX], &alts[(b + j) * IDENTITY_MAX], &alt_lens[b + j])
+                    r = _cut(obj, &ids[(b + j) * IDENTITY_MAX], &alts[(b + j) * (READINGS_MAX - 1) * IDENTITY_MAX],
+                             &alt_lens[(b + j) * (READINGS_MAX - 1)], &n_alts[b + j])
                     if r < 0:
                         raise _code_error(r, obj, start + j)
                     lens[b + j] = r
@@ -1262,8 +1263,11 @@ cdef class ProbeBase:
                             hits[j] = True
                             any_hit = True
                 for j in range(ms[prev]):
-                    alt_hits[j] = alt_lens[b + j] != 0 and rindex_contains(
-                        ix, _identity_key(&alts[(b + j) * IDENTITY_MAX], <size_t>alt_lens[b + j]))
+                    alt_hits[j] = False
+                    for k in range(n_alts[b + j]):
+                        a = (b + j) * (READINGS_MAX - 1) + k
+                        if self._hit(&alts[a * IDENTITY_MAX], alt_lens[a]):
+                            alt_hits[j] = True
                     any_hit |= alt_hits[j]
                 if not any_hit:
                     for j in range(ms[prev]):
@@ -1273,7 +1277,11 @@ cdef class ProbeBase:
                     for j in range(ms[prev]):
                         res = self._confirm_hit(&ids[(b + j) * IDENTITY_MAX], lens[b + j]) if hits[j] else False
                         if not res and alt_hits[j]:
-                            res = self._confirm_hit(&alts[(b + j) * IDENTITY_MAX], alt_lens[b + j])
+                            for k in range(n_alts[b + j]):
+                                a = (b + j) * (READINGS_MAX - 1) + k
+                                if self._confirm_hit(&alts[a * IDENTITY_MAX], alt_lens[a]):
+                                    res = True
+                                    break
                         Py_INCREF(res)
                         PyList_SET_ITEM(out, starts[prev] + j, res)
                 ms[prev] = 0

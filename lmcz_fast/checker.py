@@ -18,7 +18,6 @@ import concurrent.futures
 import datetime as _dt
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +26,8 @@ from enum import Enum
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from ._codes import CodeError, parse_code
+from ._codes import CodeError, readings_of
+from .receipt import instance_uuid, request_id, tag_1265, version_uuid
 from .trueapi import CheckResponse, TrueApiClient, TrueApiError, split
 from .upstream import HttpClient, ProxyConfig
 
@@ -380,6 +380,7 @@ class _BlocklistLike(Protocol):
 class _Item:
     raw: str
     code: str | None = None
+    alts: tuple[str, ...] = ()      # the scan's other readings (`readings_of`), asked of a Local Module too
     cis: str | None = None
     gtin: str | None = None
     unreadable: str | None = None
@@ -402,16 +403,8 @@ class _Offline:
 
     def tag_1265(self) -> str:
         if self._tag is None:
-            self._tag = f"UUID={self.req_id}&Time={self.req_timestamp}&Inst={self.inst}&Ver={self.version}"
+            self._tag = tag_1265(self.req_id, self.req_timestamp, self.inst, self.version)
         return self._tag
-
-
-def _uuid4(bits: int) -> str:
-    """A random (version 4) UUID string from 128 random bits, ~5x faster than `str(uuid.UUID(int=..., version=4))`."""
-    bits = (bits & ~(0xF << 76)) | (0x4 << 76)
-    bits = (bits & ~(0xC << 62)) | (0x2 << 62)
-    h = f"{bits:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _parse_expiry(value: Any) -> float | None:
@@ -504,7 +497,6 @@ class Checker:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
-        self._rand = random.Random()
 
     # ----- lifecycle
 
@@ -623,8 +615,8 @@ class Checker:
         except CodeError:
             return self.check_receipt((raw,))
         tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,
-                1265: f"UUID={_uuid4(self._rand.getrandbits(128))}&Time={int(time.time() * 1000)}"
-                      f"&Inst={verdict.instance_id}&Ver={verdict.db_version}"}
+                1265: tag_1265(request_id(), int(time.time() * 1000), instance_uuid(verdict.instance_id),
+                               version_uuid(verdict.instance_id, verdict.db_version))}
         if verdict.blocked:
             decision, reasons = Decision.REFUSE, _BLOCKED
         else:
@@ -655,7 +647,7 @@ class Checker:
             if self.online is not None:
                 online_fut = asyncio.run_coroutine_threadsafe(self._online(sendable, until), loop)
             if self._lm is not None:
-                lm_fut = asyncio.run_coroutine_threadsafe(self._local_module(sendable), loop)
+                lm_fut = asyncio.run_coroutine_threadsafe(self._local_module(items), loop)
         offline = self._in_process(items) if self._blocklist is not None else None
         online: Any = None
         if online_fut is not None:
@@ -685,7 +677,7 @@ class Checker:
         items = self._prepare(raws)
         sendable = [i.code for i in items if i.code is not None]
         online_task = self._spawn(self._online(sendable, until)) if sendable and self.online is not None else None
-        lm_task = self._spawn(self._local_module(sendable)) if sendable and self._lm is not None else None
+        lm_task = self._spawn(self._local_module(items)) if sendable and self._lm is not None else None
         offline = self._in_process(items) if self._blocklist is not None else None
         online: Any = None
         if online_task is not None:
@@ -724,12 +716,17 @@ class Checker:
             item = _Item(raw=text)
             if need_parse:
                 try:
-                    parsed = parse_code(raw)
+                    readings = readings_of(raw)
                 except CodeError as exc:
                     item.unreadable = str(exc)
                 else:
+                    parsed = readings[0]
                     item.cis, item.gtin = parsed.cis, parsed.gtin
                     item.code = parsed.element_string
+                    # Online, the most likely reading only: a wrong reading is no code the national system knows
+                    # (refused as not found). A Local Module knows only what is blocked, so it is asked every reading.
+                    if self._lm is not None and len(readings) > 1:
+                        item.alts = tuple(r.element_string for r in readings[1:])
             items.append(item)
         return items
 
@@ -773,9 +770,10 @@ class Checker:
             item.offline_reasons = _BLOCKED if verdict.blocked else ()
             if item.cis is None:
                 item.cis, item.gtin = verdict.cis, verdict.gtin
-            inst, version = verdict.instance_id, str(verdict.db_version)
+            inst = instance_uuid(verdict.instance_id)
+            version = version_uuid(verdict.instance_id, verdict.db_version)
         return _Offline(
-            req_id=_uuid4(self._rand.getrandbits(128)),
+            req_id=request_id(),
             req_timestamp=int(time.time() * 1000),
             inst=inst,
             version=version,
@@ -807,9 +805,10 @@ class Checker:
             raise TrueApiError("timeout", f"no online answer within {self.deadline} + {self.late_grace} s")
         return [(len(chunk), _outcome(task)) for chunk, task in zip(chunks, tasks)]
 
-    async def _local_module(self, codes: list[str]) -> dict[str, Any]:
+    async def _local_module(self, items: list[_Item]) -> dict[str, Any]:
+        """Ask the Local Module about every reading of every readable scan, in order (see `_from_local_module`)."""
         assert self._lm is not None
-        return await self._lm.check_codes(codes)
+        return await self._lm.check_codes([c for i in items if i.code is not None for c in (i.code, *i.alts)])
 
     def _from_local_module(self, items: list[_Item], outcome: Any) -> _Offline:
         if isinstance(outcome, LocalModuleError):
@@ -820,11 +819,16 @@ class Checker:
             return self._offline_failure(REASONS["offline_failed"], repr(outcome))
         entries = outcome.get("codes") or []
         sent = [i for i in items if i.code is not None]
-        if len(entries) == len(sent):
-            for item, entry in zip(sent, entries):
-                if isinstance(entry, Mapping):
-                    item.offline = entry
-                    item.offline_reasons = offline_reasons(entry)
+        if len(entries) == sum(1 + len(i.alts) for i in sent):
+            at = 0
+            for item in sent:
+                mine = entries[at:at + 1 + len(item.alts)]
+                at += len(mine)
+                if all(isinstance(e, Mapping) for e in mine):
+                    # One entry per reading: refused if any reading is (a blocked code is blocked under either).
+                    said = [offline_reasons(e) for e in mine]
+                    item.offline = next((e for e, r in zip(mine, said) if r), mine[0])
+                    item.offline_reasons = tuple(dict.fromkeys(r for rs in said for r in rs))
         return _Offline(
             req_id=str(outcome.get("reqId") or ""),
             req_timestamp=int(outcome.get("reqTimestamp") or 0),

@@ -132,7 +132,9 @@ def _codes_from(codes: tuple[str, ...]) -> Iterator[str]:
 def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     """Check CODES (or stdin, one per line) against the database DB.
 
-    Codes may be raw scans as a till sends them (GS as 0x1D, lost GS, ']d2' prefix, Russian layout).
+    Codes may be raw scans as a till sends them (GS as 0x1D, lost GS, ']d2' prefix, Russian layout). GS may be
+    written as text: <GS>, {GS}, [GS], \\x1d, \\u001d, %1D (docs/codes.md). A scan that reads more than one way
+    is blocked when any reading is.
 
     \b
     Exit status:
@@ -141,7 +143,8 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
       3  no code is blocked, but at least one is not a valid marking code
       4  the database cannot be read
     \b
-    Example:
+    Examples:
+      lmcz-fast lookup store.db "010460537036288621CfG9VcmbLzUky<GS>93Ab12"
       printf '%s\\n' "$SCAN1" "$SCAN2" | lmcz-fast lookup store.db --json
     """
     blocked = invalid = False

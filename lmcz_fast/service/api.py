@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .._codes import CodeError
+from ..receipt import instance_uuid, tag_1265, version_uuid
 from .config import (
     DEFAULT_MAX_CODE_LENGTH,
     DEFAULT_PASSWORD,
@@ -39,7 +40,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lmcz_fast.service")
 
 _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empty": "not_configured"}
-_VERSION_NAMESPACE = uuid.UUID("6f1d2b6e-7d0a-5c43-9a43-2f0f5b1c9e11")
 _JSON = json.JSONDecoder(strict=False)
 _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _STALE_LOG_EVERY = 600.0
@@ -130,10 +130,7 @@ class LocalModule:
 
     def _instance_uuid(self, instance_id: str) -> str:
         if instance_id != self._inst_source:
-            try:
-                self._inst = str(uuid.UUID(instance_id))
-            except (ValueError, TypeError, AttributeError):
-                self._inst = str(uuid.uuid5(_VERSION_NAMESPACE, f"instance:{instance_id}"))
+            self._inst = instance_uuid(instance_id)
             self._inst_source = instance_id
             self._version_uuids.clear()
         return self._inst
@@ -144,10 +141,10 @@ class LocalModule:
         The official module sends a UUID there; ours is derived (UUIDv5) from the instance and the integer
         version, so it is stable, the same in every process serving that version, and mappable back.
         """
-        inst = self._instance_uuid(instance_id)
+        self._instance_uuid(instance_id)          # a new instance id clears the cache below
         found = self._version_uuids.get(db_version)
         if found is None:
-            found = str(uuid.uuid5(uuid.UUID(inst), f"db-version:{db_version}"))
+            found = version_uuid(instance_id, db_version)
             self._version_uuids[db_version] = found
         return found
 
@@ -423,8 +420,6 @@ class LocalModule:
                     raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
                 if len(raw) > max_len:
                     raise CodeError(f"longer than {max_len} characters")
-                if "\\" in raw:
-                    raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
                 verdicts.append(check(raw))
             except CodeError as exc:
                 self.activity.refused(str(raw), f"invalid_code: {exc}")
@@ -467,7 +462,7 @@ class LocalModule:
             "version": version,
             "isCheckedOffline": True,
             "codes": codes,
-            "tag1265": f"UUID={req_id}&Time={req_ms}&Inst={inst}&Ver={version}",
+            "tag1265": tag_1265(req_id, req_ms, inst, version),
             "dbVersion": first.db_version,
             "dbAge": None if first.db_age is None else round(first.db_age, 3),
             "dbState": status.state,

@@ -22,7 +22,7 @@ from typing import Any
 
 import lmdb
 
-from .._codes import CodeError, MarkingCode, parse_code
+from .._codes import MarkingCode, readings_of
 from .._probe import ProbeBase, pack_identity, unpack_key
 from .digest import format_digest
 from .environment import (
@@ -53,19 +53,6 @@ from .errors import StoreError
 from .keys import decode_block_id, pack_gtin
 from .records import Block, Status, Verdict
 from .writing import BlocklistWriter
-
-
-def _bare_reading(raw: str | bytes) -> MarkingCode | None:
-    """The other reading of a GS-less scan whose tail the parser split off: everything after AI 21 as the serial.
-
-    `01`+GTIN+`21` + 13 characters ending in `93xxxx` is both a 13-character serial and a 7-character serial with a
-    lost GS before a `93` tail. The parser prefers the tail (scanners read DataMatrix codes, which carry one);
-    a check looks up both readings, so a blocked code typed or sent as its bare CIS is never let through.
-    """
-    try:
-        return parse_code(raw, cis=True)
-    except CodeError:
-        return None
 
 
 def _discard_new(path: str, made_dir: bool) -> None:
@@ -305,12 +292,8 @@ class Blocklist(BlocklistWriter, ProbeBase):
 
         Raises `CodeError` for anything that is not a marking code.
         """
-        code = parse_code(raw)
-        readings = [code]
-        if "lost_gs" in code.repaired:
-            bare = _bare_reading(raw)
-            if bare is not None and bare.identity != code.identity:
-                readings.append(bare)
+        readings = readings_of(raw)     # the parser's every reading of the scan: blocked if any reading is
+        code = readings[0]
         with self._lock:
             txn = self._fresh_txn()
             meta = self._meta()
