@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from .._codes import CodeError
-from ..store import Blocklist, LoadError, StoreError, Verdict, VersionError
+from ..store import Blocklist, LoadError, NoListError, StoreError, Verdict, VersionError
 
 EXIT_OK = 0
 EXIT_BLOCKED = 1
@@ -63,28 +63,31 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
       lmcz-fast load store.db blocked-2026-11-23.csv.gz --strict
     """
     block = {k: v for k, v in (("authority", authority), ("reason", reason)) if v}
+    first = not os.path.exists(os.path.join(db, "data.mdb"))
     try:
-        bl = Blocklist.open(db, readonly=False) if os.path.exists(os.path.join(db, "data.mdb")) \
-            else Blocklist.create(db)
-    except StoreError as exc:
-        _fail(str(exc))
-    with bl:
-        try:
+        # A first load builds the store beside DB and moves it in only when the load succeeded: a refused load
+        # leaves no (empty) database behind.
+        store = Blocklist.building(db) if first else Blocklist.open(db, readonly=False)
+        with store as bl:
             report = bl.load(list(sources), replace=replace, strict=strict, version=version,
                              block=block or None, progress=_progress_printer("loading"))
-        except LoadError as exc:
-            if sys.stderr.isatty():
-                click.echo(err=True)
-            _print_errors(exc.report)
-            _fail(f"{exc}", EXIT_INVALID)
-        except (StoreError, VersionError) as exc:
-            _fail(str(exc))
+    except LoadError as exc:
         if sys.stderr.isatty():
             click.echo(err=True)
-        _print_errors(report)
-        click.echo(f"loaded {db}: {report.summary()}")
-        info = bl.info()
-        click.echo(f"database size {info['used_bytes'] / 1e6:.1f} MB, prefilter {info['prefilter_bytes'] / 1e6:.2f} MB")
+        _print_errors(exc.report)
+        _fail(f"{exc}" + ("; no database was created" if first else ""), EXIT_INVALID)
+    except (StoreError, VersionError) as exc:
+        _fail(str(exc) + ("; no database was created" if first else ""))
+    if sys.stderr.isatty():
+        click.echo(err=True)
+    _print_errors(report)
+    click.echo(f"loaded {db}: {report.summary()}")
+    try:
+        with Blocklist.open(db) as bl:
+            info = bl.info()
+    except StoreError as exc:
+        _fail(str(exc))
+    click.echo(f"database size {info['used_bytes'] / 1e6:.1f} MB, prefilter {info['prefilter_bytes'] / 1e6:.2f} MB")
 
 
 def _print_errors(report: Any) -> None:
@@ -134,7 +137,7 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
       0  every code may be sold
       1  at least one code is blocked
       3  no code is blocked, but at least one is not a valid marking code
-      4  the database cannot be read
+      4  the database cannot be read, or holds no list yet ("no list loaded": never loaded or synced)
     \b
     Example:
       printf '%s\\n' "$SCAN1" "$SCAN2" | lmcz-fast lookup store.db --json
@@ -145,9 +148,14 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     except StoreError as exc:
         _fail(str(exc))
     with bl:
+        if bl.status().state == "empty":
+            _fail(f"no list loaded: {db} has never held a blocklist; nothing can be checked against it "
+                  f"(`lmcz-fast load {db} FILE` or `lmcz-fast sync {db} --feed URL --public-key KEY` first)")
         for raw in _codes_from(codes):
             try:
                 verdict = bl.check(raw)
+            except NoListError as exc:
+                _fail(str(exc))
             except CodeError as exc:
                 invalid = True
                 if as_json:
@@ -174,7 +182,11 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
 @click.argument("db", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as one JSON object.")
 def info(db: str, as_json: bool) -> None:
-    """Show the version, counts, sizes and times of the database DB."""
+    """Show the version, counts, sizes, times and freshness of the database DB.
+
+    `state` and `expires_at` (when offline answers stop: the last sync or load plus the offline limit) are
+    what `lmcz-fast status` and `serve` report too; a store that never held a list says "no list loaded".
+    """
     try:
         with Blocklist.open(db) as bl:
             fields = bl.info()
@@ -185,7 +197,11 @@ def info(db: str, as_json: bool) -> None:
         return
     for name in sorted(fields):
         value = fields[name]
-        if name.endswith("_at") and isinstance(value, (int, float)):
+        if name == "state" and value == "empty":
+            value = "empty (no list loaded)"
+        elif name == "expires_at" and value is None:
+            value = "- (no list loaded: no offline answers at all)"
+        elif name.endswith("_at") and isinstance(value, (int, float)):
             value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({value:.0f})"
         click.echo(f"{name:>18}: {value}")
 
