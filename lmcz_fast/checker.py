@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from ._codes import CodeError, parse_code
+from .store.errors import NoListError
 from .trueapi import CheckResponse, HttpClient, TrueApiClient, TrueApiError, split
 
 __all__ = [
@@ -615,7 +617,7 @@ class Checker:
             return self.check_receipt((raw,))
         try:
             verdict = self._blocklist.check(raw)  # type: ignore[union-attr]
-        except CodeError:
+        except (CodeError, NoListError):
             return self.check_receipt((raw,))
         tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,
                 1265: f"UUID={_uuid4(self._rand.getrandbits(128))}&Time={int(time.time() * 1000)}"
@@ -756,19 +758,25 @@ class Checker:
             return status
         bl = self._blocklist
         inst = version = ""
-        for item in items:
-            if item.unreadable is not None:
-                continue
-            try:
-                verdict = bl.check(item.raw)
-            except CodeError as exc:
-                item.unreadable = str(exc)
-                continue
-            item.offline = verdict
-            item.offline_reasons = _BLOCKED if verdict.blocked else ()
-            if item.cis is None:
-                item.cis, item.gtin = verdict.cis, verdict.gtin
-            inst, version = verdict.instance_id, str(verdict.db_version)
+        # One receipt, one version: every code from one snapshot (a duck-typed offline without `snapshot` can
+        # promise no such thing and is asked code by code).
+        take = getattr(bl, "snapshot", None)
+        with take() if take is not None else contextlib.nullcontext(bl) as view:
+            for item in items:
+                if item.unreadable is not None:
+                    continue
+                try:
+                    verdict = view.check(item.raw)
+                except CodeError as exc:
+                    item.unreadable = str(exc)
+                    continue
+                except NoListError:
+                    return self._offline_failure(REASONS["offline_empty"], "offline database never loaded")
+                item.offline = verdict
+                item.offline_reasons = _BLOCKED if verdict.blocked else ()
+                if item.cis is None:
+                    item.cis, item.gtin = verdict.cis, verdict.gtin
+                inst, version = verdict.instance_id, str(verdict.db_version)
         return _Offline(
             req_id=_uuid4(self._rand.getrandbits(128)),
             req_timestamp=int(time.time() * 1000),

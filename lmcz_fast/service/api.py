@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .._codes import CodeError
+from ..store.errors import NoListError
 from .config import (
     DEFAULT_MAX_CODE_LENGTH,
     ERROR_NOT_READY,
@@ -65,7 +66,8 @@ def _query_values(query: bytes | None, name: bytes) -> list[str]:
 class LocalModule:
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
-    `blocklist` needs `check(raw) -> Verdict`, `status() -> Status` and `info() -> dict`; `audit` (optional)
+    `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status` and
+    `info() -> dict`; `audit` (optional)
     needs `record(...)`. Not thread-safe: one event loop owns it.
     """
 
@@ -334,24 +336,29 @@ class LocalModule:
                 audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
             exc.extra["reqId"] = req_id
             raise
-        check = self.blocklist.check
         max_len = DEFAULT_MAX_CODE_LENGTH
         verdicts = []
-        for index, raw in enumerate(raws):
-            try:
-                if not isinstance(raw, str):
-                    raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                if len(raw) > max_len:
-                    raise CodeError(f"longer than {max_len} characters")
-                if "\\" in raw:
-                    raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
-                verdicts.append(check(raw))
-            except CodeError as exc:
-                if audit is not None:
-                    audit.record(req_id, req_ms, client, status.version, "invalid_code",
-                                 [(str(r)[:64], None) for r in raws])
-                raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
-                             index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+        # One request, one version: every code is answered from one snapshot, which names the version sent.
+        with self.blocklist.snapshot() as view:
+            check = view.check
+            for index, raw in enumerate(raws):
+                try:
+                    if not isinstance(raw, str):
+                        raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
+                    if len(raw) > max_len:
+                        raise CodeError(f"longer than {max_len} characters")
+                    if "\\" in raw:
+                        raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
+                    verdicts.append(check(raw))
+                except CodeError as exc:
+                    if audit is not None:
+                        audit.record(req_id, req_ms, client, view.db_version, "invalid_code",
+                                     [(str(r)[:64], None) for r in raws])
+                    raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
+                                 index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+                except NoListError:
+                    raise error(400, "not_configured", "the local module is not configured: no list loaded",
+                                errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
         first = verdicts[0]
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
