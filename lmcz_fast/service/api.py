@@ -48,6 +48,23 @@ def _json_media_type(content_type: bytes | None) -> bool:
     return media in (b"application/json", b"text/json") or media.endswith(b"+json")
 
 
+def _ms(moment: float | None) -> int | None:
+    return None if moment is None else int(moment * 1000)
+
+
+def _utc(moment: float | None) -> str:
+    return "-" if moment is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
+
+
+def _span(seconds: float) -> str:
+    """An offline limit in words: '72 h', '90 min', '45 s'."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:g} s"
+
+
 def _query_values(query: bytes | None, name: bytes) -> list[str]:
     """Values of one query parameter, percent-decoded without turning '+' into a space.
 
@@ -163,8 +180,11 @@ class LocalModule:
         if lm == "ready":
             return status
         if lm == "sync_error":
-            raise error(400, "sync_error", "no successful sync within the offline limit: checks are refused",
-                         errorCode=ERROR_SYNC, status=lm)
+            raise error(400, "sync_error",
+                        f"no successful sync within the offline limit ({_span(status.expire_after)}): checks are "
+                        f"refused since {_utc(status.expires_at)}",
+                        errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
+                        expiresAt=_ms(status.expires_at))
         raise error(400, lm, "the local module is not configured or still initialising: no database loaded",
                      errorCode=ERROR_NOT_READY, status=lm)
 
@@ -273,6 +293,8 @@ class LocalModule:
             "dbState": status.state,
             "dbAge": None if status.age is None else round(status.age, 3),
             "nextSync": None if status.next_sync_at is None else int(status.next_sync_at * 1000),
+            "expiresAt": _ms(status.expires_at),
+            "offlineLimit": status.expire_after,
             "codes": status.codes,
             "gtins": status.gtins,
             "initialized": self.initialized_at is not None,
