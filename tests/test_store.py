@@ -431,3 +431,41 @@ def test_metadata_the_store_keeps_or_cannot_encode_is_refused_first(db, rng):
         db.is_blocked(code)
     db.mark_synced(at=123.0, feed_url="http://x/", feed_id="f")
     assert (db.get_meta("last_sync_at"), db.get_meta("feed_url"), db.get_meta("feed_id")) == (123.0, "http://x/", "f")
+
+
+def test_building_a_store_leaves_nothing_behind_on_error(tmp_path, rng):
+    codes = [make_identity(rng) for _ in range(10)]
+    target = tmp_path / "store.db"
+    with pytest.raises(LoadError):
+        with Blocklist.building(target) as bl:
+            assert bl.path != str(target) and not target.exists()   # built aside, invisible to readers
+            bl.load([codes + ["broken"]], strict=True)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with Blocklist.building(target) as bl:
+            bl.load([codes])
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with Blocklist.building(target) as bl:
+        bl.load([codes])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
+    with Blocklist.open(target) as bl:
+        assert bl.is_blocked_many(codes) == [True] * 10 and bl.get_meta("version") == 1
+
+
+def test_building_never_replaces_a_store_that_is_there(tmp_path, rng):
+    codes = [make_identity(rng) for _ in range(4)]
+    target = tmp_path / "store.db"
+    with Blocklist.building(target) as bl:
+        bl.load([codes[:2]])
+    with pytest.raises(StoreError, match="already exists"):
+        with Blocklist.building(target):
+            pass
+    with pytest.raises(StoreError, match="appeared"):
+        with Blocklist.building(tmp_path / "other.db") as bl:
+            bl.load([codes[2:]])
+            (tmp_path / "other.db").mkdir()                         # another store arrives meanwhile
+            os.link(target / "data.mdb", tmp_path / "other.db" / "data.mdb")
+    with Blocklist.open(tmp_path / "other.db") as bl:              # still the one that was there first
+        assert bl.is_blocked_many(codes) == [True, True, False, False]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".building")]
