@@ -275,9 +275,10 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
         def once(sleep: Callable[[float], Any]) -> str:
             report = feed.sync(store[0] or db, url, key[0], retry=_retry(attempts, timeout), sleep=sleep)
             key[0] = None
-            if store[0] is None:
-                store[0] = Blocklist.open(db, readonly=False)
-            return f"sync ok: {report.summary()}; {_status_line(store[0])}"
+            bl = store[0]
+            if bl is None:
+                bl = store[0] = Blocklist.open(db, readonly=False)
+            return f"sync ok: {report.summary()}; {_status_line(bl)}"
 
         def on_schedule(at: float) -> None:
             bl = store[0]
