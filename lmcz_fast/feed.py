@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import errno
 import gzip
 import hashlib
 import http.client
@@ -54,6 +55,7 @@ from .store import (
     digest_after,
     set_digest_of,
 )
+from .store.environment import disk_full, free_bytes
 
 __all__ = [
     "DEFAULT_KEEP_DELTAS",
@@ -881,7 +883,14 @@ def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retr
         record = _sync_fields(manifest, key, fetcher.base, clock)
         try:
             with tempfile.TemporaryDirectory(prefix="lmcz-feed-", dir=temp_dir) as work:
-                outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings, record)
+                try:
+                    outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings, record)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    # the downloads' directory is full: a StoreError (local trouble, exit 4), not the feed's fault
+                    raise disk_full(work, free_bytes(work), f"the update could not be downloaded; "
+                                                            f"nothing was changed") from exc
             break
         except _NotFound as exc:
             if attempt == 2:

@@ -59,6 +59,11 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
     counted and the first ones shown with their line numbers; --strict refuses the load instead.
 
     \b
+    Exit status:
+      0  loaded
+      3  refused: --strict and bad lines (nothing changed)
+      4  store error, e.g. disk full or map size reached (nothing changed; the old version is still served)
+    \b
     Example:
       lmcz-fast load store.db blocked-2026-11-23.csv.gz --strict
     """
@@ -221,6 +226,13 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
       +GTIN   block a whole product (14 digits)  -GTIN   unblock it
     Readers in other processes keep answering and see the new version atomically. A bad line refuses the
     whole delta and changes nothing.
+
+    \b
+    Exit status: 0 applied (or already there), 3 bad delta file or code, 4 store error (version gap, disk full,
+    map size reached); on 3 and 4 nothing changed.
+    \b
+    Example:
+      printf "+%s\\n" "$CIS" > changes.txt && lmcz-fast delta store.db changes.txt
     """
     from ..feed import FeedError, read_delta
 

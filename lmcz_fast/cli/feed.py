@@ -102,6 +102,10 @@ def _setup_logging(verbose: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
+    store_log = logging.getLogger("lmcz_fast.store")   # e.g. the stale reader slots a write cleared
+    store_log.handlers[:] = [handler]
+    store_log.setLevel(logging.INFO)
+    store_log.propagate = False
 
 
 def _retry(attempts: int, timeout: float) -> feed.RetryPolicy:
@@ -145,10 +149,14 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
         except (feed.FeedError, StoreError, OSError) as exc:
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
-            log.error("FAILED (%s): %s; nothing was changed; retrying in %s", type(exc).__name__, exc, _span(delay))
+            said = "" if "nothing was changed" in str(exc) else "; nothing was changed"
+            log.error("FAILED (%s): %s%s; retrying in %s", type(exc).__name__, exc, said, _span(delay))
         if stop.is_set():
             break
-        on_schedule(time.time() + delay)
+        try:
+            on_schedule(time.time() + delay)
+        except StoreError as exc:   # e.g. a full disk: keep serving the old version and try again next round
+            log.error("could not record the next sync time (%s): %s", type(exc).__name__, exc)
         log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
         stop.wait(delay)
     log.info("stopped")
@@ -247,7 +255,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     one transaction: readers keep answering and see the new version at once. Examples:
       lmcz-fast sync store.db --feed https://mirror.shop.local/feed/ --public-key feed.pub
       lmcz-fast sync store.db --every 2h        # daemon; logs to stderr; stops on SIGTERM
-    Exit codes: 0 synced or up to date, 4 store error, 5 feed error (nothing changed).
+    Exit codes: 0 synced or up to date, 4 store error (e.g. disk full), 5 feed error (nothing changed).
     """
     _setup_logging(verbose)
     _lower_priority(niceness)
@@ -297,6 +305,10 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
                                                   else "the store was not changed"))
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
+    except OSError as exc:
+        _fail(f"{exc.filename or db}: {exc.strerror or exc}; " + ("no database was created" if first and not
+                                                                 _exists(db) else "the store was not changed"),
+              EXIT_STORE)
     finally:
         if store[0] is not None:
             store[0].close()

@@ -323,7 +323,9 @@ class LocalModule:
             log.exception("status unavailable for /metrics")
             status, lm = None, "sync_error"
         extra = self.audit.metrics() if self.audit is not None else None
-        return Response(200, self.metrics.render(status, lm, extra), content_type=b"text/plain; version=0.0.4")
+        cleared = getattr(self.blocklist, "stale_readers_cleared", None)
+        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared),
+                        content_type=b"text/plain; version=0.0.4")
 
     def _raw_codes(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         if method == b"POST" and (body or content_type is not None):

@@ -12,7 +12,15 @@ answers stop), `records.py` and `errors.py` (what it answers).
 
 from .blocklist import Blocklist
 from .digest import digest_after, set_digest_of
-from .errors import DigestMismatchError, LoadError, NoListError, StoreError, VersionError
+from .errors import (
+    DigestMismatchError,
+    DiskFullError,
+    LoadError,
+    MapFullError,
+    NoListError,
+    StoreError,
+    VersionError,
+)
 from .freshness import freshness
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .snapshot import Snapshot
@@ -22,9 +30,11 @@ __all__ = [
     "Blocklist",
     "DeltaReport",
     "DigestMismatchError",
+    "DiskFullError",
     "LineError",
     "LoadError",
     "LoadReport",
+    "MapFullError",
     "NoListError",
     "Snapshot",
     "Status",

@@ -41,15 +41,34 @@ from .environment import (
     META_PREFILTER,
     META_PREFILTER_INDEX,
     acquire_env,
+    begin_read,
+    check_room_to_create,
     open_dbs,
     put_prefilter,
     release_env,
+    stale_readers_cleared,
+    write_txn,
 )
 from .errors import StoreError
 from .freshness import freshness
 from .records import Status, Verdict
 from .snapshot import Snapshot, _Reading, no_list_error, read_meta, readings_of
 from .writing import BlocklistWriter
+
+
+def _discard_new(path: str, made_dir: bool) -> None:
+    """Remove what a failed `create` left (an environment no transaction was ever committed to), so that a retry
+    after freeing space starts afresh."""
+    for name in ("data.mdb", "lock.mdb"):
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+    if made_dir:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 class Blocklist(BlocklistWriter, ProbeBase):
@@ -86,13 +105,19 @@ class Blocklist(BlocklistWriter, ProbeBase):
         path = os.fspath(path)
         if os.path.exists(os.path.join(path, "data.mdb")):
             raise StoreError(f"a database already exists at {path}; open it instead")
+        check_room_to_create(path)
+        made_dir = not os.path.isdir(path)
         os.makedirs(path, exist_ok=True)
-        env = acquire_env(path)
+        try:
+            env = acquire_env(path)
+        except StoreError:
+            _discard_new(path, made_dir)
+            raise
         try:
             from pyroaring import BitMap
 
             now = time.time()
-            with env.begin(write=True) as txn:
+            with write_txn(env, path) as txn:
                 dbs = {name: env.open_db(name, txn=txn) for name in (DB_CODES, DB_GTINS, DB_BLOCKS,
                                                                      DB_COLLISIONS, DB_META)}
                 meta = dbs[DB_META]
@@ -113,8 +138,11 @@ class Blocklist(BlocklistWriter, ProbeBase):
                     txn.put(name.encode(), json.dumps(value).encode(), db=meta)
                 put_prefilter(txn, meta, BitMap().serialize())
                 txn.put(META_GTIN_INDEX, b"", db=meta)
-        finally:
+        except StoreError:
             release_env(env)
+            _discard_new(path, made_dir)
+            raise
+        release_env(env)
         return cls.open(path, readonly=False)
 
     @classmethod
@@ -136,8 +164,13 @@ class Blocklist(BlocklistWriter, ProbeBase):
             raise StoreError(f"a database already exists at {path}; open it instead")
         parent = os.path.dirname(os.path.abspath(path))
         name = os.path.basename(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
-        work = tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=parent)
+        check_room_to_create(parent)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            work = tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=parent)
+        except OSError as exc:
+            raise StoreError(f"cannot make a directory beside {path} to build the store in: "
+                             f"{exc.strerror or exc}; nothing was created") from exc
         try:
             bl = cls.create(work, instance_id=instance_id)
             try:
@@ -216,6 +249,12 @@ class Blocklist(BlocklistWriter, ProbeBase):
     def path(self) -> str:
         return self._path
 
+    @property
+    def stale_readers_cleared(self) -> int:
+        """Reader slots of dead processes this process has cleared in the store since it opened it (each pinned
+        an old version: the file would grow with every write while it stayed)."""
+        return stale_readers_cleared(self._env)
+
     def _renew(self) -> None:
         """Start a fresh read transaction and re-attach the compiled probe to the version it sees.
 
@@ -228,7 +267,7 @@ class Blocklist(BlocklistWriter, ProbeBase):
             if self._env is None:
                 raise StoreError("the blocklist is closed")
             try:
-                txn = self._env.begin(buffers=True)
+                txn = begin_read(self._env, self._path)
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
                 txn = self._env.begin(buffers=True)
@@ -367,8 +406,8 @@ def _move_into_place(work: str, path: str) -> None:
     """Move the database built in `work` to `path` without ever replacing one that is there.
 
     `data.mdb` is hard-linked into `path` (which fails if the name exists, so a database another process put
-    there meanwhile survives), then the directory entry is synced. The lock file is not moved: the next opener
-    makes a fresh one.
+    there meanwhile survives), then the directory entry is synced. The lock file goes first, unless one is there:
+    it is already allocated (64 KiB), so opening the store later needs no room on a full disk.
     """
     made_dir = not os.path.isdir(path)
     try:
@@ -377,7 +416,12 @@ def _move_into_place(work: str, path: str) -> None:
         raise StoreError(f"cannot make the database directory {path}: {exc}") from exc
     source = os.path.join(work, "data.mdb")
     target = os.path.join(path, "data.mdb")
+    lock = os.path.join(path, "lock.mdb")
+    linked_lock = False
     try:
+        with contextlib.suppress(OSError):
+            os.link(os.path.join(work, "lock.mdb"), lock)
+            linked_lock = True
         try:
             os.link(source, target)
         except FileExistsError:
@@ -390,6 +434,9 @@ def _move_into_place(work: str, path: str) -> None:
                                  f"is and the new one discarded") from None
             os.rename(source, target)
     except BaseException:
+        if linked_lock:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
         if made_dir:
             with contextlib.suppress(OSError):
                 os.rmdir(path)

@@ -28,6 +28,7 @@ from .environment import (
     META_GTIN_INDEX,
     META_PREFILTER,
     put_prefilter,
+    write_txn,
 )
 from .errors import DigestMismatchError, LoadError, StoreError, VersionError
 from .keys import cut_all, decode_block_id, encode_block_id, gtin_index, pack_gtin
@@ -50,7 +51,7 @@ class BlocklistWriter:
         """Set metadata fields (JSON values) in one transaction, e.g. `feed_url` or `refresh_window`."""
         self._require_writable()
         fields = self._checked_meta(fields)
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, self._dbs[DB_META]) as txn:
             self._put_meta(txn, fields)
         self._renew()
 
@@ -157,7 +158,7 @@ class BlocklistWriter:
             )
         now = time.time()
         self._prefilter_cache = None
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, self._dbs[DB_META]) as txn:
             current = self._read_json(txn, "version")
             new_version = current + 1 if version is None else version
             if new_version <= current:
@@ -264,7 +265,7 @@ class BlocklistWriter:
         collisions_db = self._dbs[DB_COLLISIONS]
         meta_db = self._dbs[DB_META]
         cached, self._prefilter_cache = self._prefilter_cache, None
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, meta_db) as txn:
             current = self._read_json(txn, "version")
             if to_version == current and (from_version is None or from_version < current):
                 self._prefilter_cache = cached
