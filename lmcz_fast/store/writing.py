@@ -225,6 +225,7 @@ class BlocklistWriter:
         synced: bool = False,
         expect_digest: str | None = None,
         meta: dict[str, Any] | None = None,
+        advance_empty: bool = False,
         _collected: Collected | None = None,
     ) -> DeltaReport:
         """Block and unblock codes and GTINs, moving the version to `to_version`, in one write transaction.
@@ -237,6 +238,10 @@ class BlocklistWriter:
         With `expect_digest`, a result with any other set digest raises `DigestMismatchError` and changes
         nothing (a feed checks the publisher's digest this way, before commit). `meta` fields (JSON values, see
         `set_meta`) are written in the same transaction; `synced=True` also records the sync time.
+        A delta that changes nothing (every code and GTIN it adds is there already, every one it removes is not)
+        writes nothing: `applied=False`, the version and the metadata stay. `advance_empty=True` moves the version
+        (and writes `meta`) anyway: a feed's manifest names the version to reach, and a chain of deltas that
+        cancel out still has to get there.
         """
         self._require_writable()
         started = time.perf_counter()
@@ -390,6 +395,10 @@ class BlocklistWriter:
                     actual=new_digest,
                 )
             added_count = len(unique)
+            if not (added_count or removed_keys or added_gtins or removed_gtins or advance_empty):
+                txn.abort()  # nothing changes: not even a new block record or the version
+                self._prefilter_cache = cached
+                return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
             gtin_count = txn.stat(gtins_db)["entries"]
             now = time.time()
             fields: dict[str, Any] = {
