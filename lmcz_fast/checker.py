@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import json
 import logging
@@ -28,6 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ._codes import CodeError, readings_of
 from .receipt import instance_uuid, request_id, tag_1265, version_uuid
+from .store.environment import DEFAULT_EXPIRE_AFTER
+from .store.errors import NoListError
 from .trueapi import CheckResponse, TrueApiClient, TrueApiError, split
 from .upstream import HttpClient, ProxyConfig
 
@@ -87,6 +90,32 @@ def _r(key: str, ru: str, en: str) -> Reason:
     return Reason(key, ru, en)
 
 
+def _limit_words(seconds: float) -> tuple[str, str]:
+    """An offline limit after "больше" / "for over", in Russian (genitive) and English: 72 часов / 72 hours."""
+    for size, ru_one, ru_many, en in ((3600, "часа", "часов", "hour"), (60, "минуты", "минут", "minute"),
+                                      (1, "секунды", "секунд", "second")):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            ru = ru_one if n % 10 == 1 and n % 100 != 11 else ru_many
+            return f"{n} {ru}", f"{n} {en}{'' if n == 1 else 's'}"
+    return f"{seconds:g} секунды", f"{seconds:g} seconds"
+
+
+def offline_expired_reason(expire_after: float) -> Reason:
+    """The refusal for an in-process offline database past its offline limit, naming the configured limit."""
+    ru, en = _limit_words(expire_after)
+    return Reason("offline_expired", f"Проверка не удалась: офлайн-база не обновлялась больше {ru}",
+                  f"Could not check: the offline database has not been updated for over {en}")
+
+
+def offline_sync_error_reason(expire_after: float | None) -> Reason:
+    """The refusal for a Local Module in `sync_error` (4050). `lmcz-fast serve` says its limit (`offlineLimit`);
+    the official module's is 72 hours (the programmer's guide), assumed when it says none."""
+    ru, en = _limit_words(DEFAULT_EXPIRE_AFTER if expire_after is None else expire_after)
+    return Reason("offline_sync_error", f"Проверка не удалась: локальный модуль не синхронизировался больше {ru}",
+                  f"Could not check: the Local Module has not synchronised for over {en}")
+
+
 #: Refusal reasons in the order CRPT's recommendations check them (online), then offline and operational ones.
 REASONS: dict[str, Reason] = {
     r.key: r
@@ -111,14 +140,12 @@ REASONS: dict[str, Reason] = {
            "The scan is not a marking code — scan it again"),
         _r("no_answer", "Проверка не удалась: нет ответа онлайн и нет офлайн-проверки",
            "Could not check: no online answer and no offline check available"),
-        _r("offline_expired", "Проверка не удалась: офлайн-база не обновлялась больше 72 часов",
-           "Could not check: the offline database has not been updated for over 72 hours"),
+        offline_expired_reason(DEFAULT_EXPIRE_AFTER),
         _r("offline_empty", "Проверка не удалась: офлайн-база пуста (не загружена)",
            "Could not check: the offline database is empty (never loaded)"),
         _r("offline_not_ready", "Проверка не удалась: локальный модуль не готов к работе",
            "Could not check: the Local Module is not ready"),
-        _r("offline_sync_error", "Проверка не удалась: локальный модуль давно не синхронизировался (72 часа)",
-           "Could not check: the Local Module has not synchronised for 72 hours"),
+        offline_sync_error_reason(None),
         _r("offline_failed", "Проверка не удалась: локальный модуль не ответил",
            "Could not check: the Local Module did not answer"),
         _r("offline_auth", "Проверка не удалась: локальный модуль отклонил логин или пароль — проверьте настройки",
@@ -289,15 +316,18 @@ class TillVerdict:
 class LocalModuleError(Exception):
     """The Local Module (official or `lmcz-fast serve`) gave no usable answer.
 
-    `kind`: "not_ready" (HTTP 400, errorCode 4045), "sync_error" (errorCode 4050: no sync for 72 h), "auth"
+    `kind`: "not_ready" (HTTP 400, errorCode 4045), "sync_error" (errorCode 4050: no sync within the offline limit,
+    `offline_limit` when the module says it), "auth"
     (401/403), "http" (another status), "bad_response", "connect", "dropped".
     """
 
-    def __init__(self, kind: str, message: str, *, error_code: int | None = None, status: int | None = None) -> None:
+    def __init__(self, kind: str, message: str, *, error_code: int | None = None, status: int | None = None,
+                 offline_limit: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.error_code = error_code
         self.status = status
+        self.offline_limit = offline_limit     # seconds, when the module says its limit (lmcz-fast serve does)
 
 
 class LocalModuleClient:
@@ -354,8 +384,11 @@ class LocalModuleClient:
         if response.status != 200:
             error_code = payload.get("errorCode") if isinstance(payload, Mapping) else None
             kind = {4045: "not_ready", 4050: "sync_error"}.get(error_code, "http")  # type: ignore[arg-type]
+            limit = payload.get("offlineLimit") if isinstance(payload, Mapping) else None
             raise LocalModuleError(kind, f"{self.url} answered HTTP {response.status}: {response.body[:160]!r}",
-                                   error_code=error_code, status=response.status)
+                                   error_code=error_code, status=response.status,
+                                   offline_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0
+                                   else None)
         if not isinstance(payload, Mapping) or not isinstance(payload.get("codes"), list):
             raise LocalModuleError("bad_response", f"{self.url} answered something that is not an outCheck "
                                    f"response: {response.body[:160]!r}")
@@ -612,7 +645,7 @@ class Checker:
             return self.check_receipt((raw,))
         try:
             verdict = self._blocklist.check(raw)  # type: ignore[union-attr]
-        except CodeError:
+        except (CodeError, NoListError):
             return self.check_receipt((raw,))
         tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,
                 1265: tag_1265(request_id(), int(time.time() * 1000), instance_uuid(verdict.instance_id),
@@ -738,9 +771,12 @@ class Checker:
         status_of = getattr(self._blocklist, "status", None)
         note: _Offline | None = None
         if status_of is not None:
-            state = status_of().state
+            status = status_of()
+            state = status.state
             if state == "expired":
-                note = self._offline_failure(REASONS["offline_expired"], "offline database expired")
+                limit = getattr(status, "expire_after", DEFAULT_EXPIRE_AFTER)
+                note = self._offline_failure(offline_expired_reason(limit),
+                                             f"offline database expired (offline limit {limit:g} s)")
             elif state == "empty":
                 note = self._offline_failure(REASONS["offline_empty"], "offline database never loaded")
             elif state == "stale":
@@ -758,20 +794,26 @@ class Checker:
             return status
         bl = self._blocklist
         inst = version = ""
-        for item in items:
-            if item.unreadable is not None:
-                continue
-            try:
-                verdict = bl.check(item.raw)
-            except CodeError as exc:
-                item.unreadable = str(exc)
-                continue
-            item.offline = verdict
-            item.offline_reasons = _BLOCKED if verdict.blocked else ()
-            if item.cis is None:
-                item.cis, item.gtin = verdict.cis, verdict.gtin
-            inst = instance_uuid(verdict.instance_id)
-            version = version_uuid(verdict.instance_id, verdict.db_version)
+        # One receipt, one version: every code from one snapshot (a duck-typed offline without `snapshot` can
+        # promise no such thing and is asked code by code).
+        take = getattr(bl, "snapshot", None)
+        with take() if take is not None else contextlib.nullcontext(bl) as view:
+            for item in items:
+                if item.unreadable is not None:
+                    continue
+                try:
+                    verdict = view.check(item.raw)
+                except CodeError as exc:
+                    item.unreadable = str(exc)
+                    continue
+                except NoListError:
+                    return self._offline_failure(REASONS["offline_empty"], "offline database never loaded")
+                item.offline = verdict
+                item.offline_reasons = _BLOCKED if verdict.blocked else ()
+                if item.cis is None:
+                    item.cis, item.gtin = verdict.cis, verdict.gtin
+                inst = instance_uuid(verdict.instance_id)
+                version = version_uuid(verdict.instance_id, verdict.db_version)
         return _Offline(
             req_id=request_id(),
             req_timestamp=int(time.time() * 1000),
@@ -812,8 +854,10 @@ class Checker:
 
     def _from_local_module(self, items: list[_Item], outcome: Any) -> _Offline:
         if isinstance(outcome, LocalModuleError):
-            reason = {"not_ready": "offline_not_ready", "sync_error": "offline_sync_error",
-                      "auth": "offline_auth"}.get(outcome.kind, "offline_failed")
+            if outcome.kind == "sync_error":
+                return self._offline_failure(offline_sync_error_reason(outcome.offline_limit),
+                                             f"{outcome.kind}: {outcome}")
+            reason = {"not_ready": "offline_not_ready", "auth": "offline_auth"}.get(outcome.kind, "offline_failed")
             return self._offline_failure(REASONS[reason], f"{outcome.kind}: {outcome}")
         if isinstance(outcome, BaseException):
             return self._offline_failure(REASONS["offline_failed"], repr(outcome))

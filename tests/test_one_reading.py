@@ -11,7 +11,6 @@ under any reading of the scan is blocked (docs/codes.md, "One reading, or severa
 from __future__ import annotations
 
 import json
-import random
 import string
 from pathlib import Path
 from urllib.parse import quote

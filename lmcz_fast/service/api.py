@@ -20,6 +20,7 @@ from urllib.parse import unquote
 
 from .._codes import CodeError
 from ..receipt import instance_uuid, tag_1265, version_uuid
+from ..store.errors import NoListError
 from .config import (
     DEFAULT_MAX_CODE_LENGTH,
     DEFAULT_PASSWORD,
@@ -62,6 +63,23 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _ms(moment: float | None) -> int | None:
+    return None if moment is None else int(moment * 1000)
+
+
+def _utc(moment: float | None) -> str:
+    return "-" if moment is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
+
+
+def _span(seconds: float) -> str:
+    """An offline limit in words: '72 h', '90 min', '45 s'."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:g} s"
+
+
 def _query_values(query: bytes | None, name: bytes) -> list[str]:
     """Values of one query parameter, percent-decoded without turning '+' into a space.
 
@@ -80,7 +98,8 @@ def _query_values(query: bytes | None, name: bytes) -> list[str]:
 class LocalModule:
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
-    `blocklist` needs `check(raw) -> Verdict`, `status() -> Status` and `info() -> dict`; `audit` (optional)
+    `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status` and
+    `info() -> dict`; `audit` (optional)
     needs `record(...)`. Not thread-safe: one event loop owns it.
     """
 
@@ -182,8 +201,11 @@ class LocalModule:
         if lm == "ready":
             return status
         if lm == "sync_error":
-            raise error(400, "sync_error", "no successful sync within the offline limit: checks are refused",
-                         errorCode=ERROR_SYNC, status=lm)
+            raise error(400, "sync_error",
+                        f"no successful sync within the offline limit ({_span(status.expire_after)}): checks are "
+                        f"refused since {_utc(status.expires_at)}",
+                        errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
+                        expiresAt=_ms(status.expires_at))
         raise error(400, lm, "the local module is not configured or still initialising: no database loaded",
                      errorCode=ERROR_NOT_READY, status=lm)
 
@@ -300,6 +322,8 @@ class LocalModule:
             "dbState": status.state,
             "dbAge": None if status.age is None else round(status.age, 3),
             "nextSync": None if status.next_sync_at is None else int(status.next_sync_at * 1000),
+            "expiresAt": _ms(status.expires_at),
+            "offlineLimit": status.expire_after,
             "codes": status.codes,
             "gtins": status.gtins,
             "initialized": self.initialized_at is not None,
@@ -341,7 +365,6 @@ class LocalModule:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         now = self.clock()
-        last = status.last_sync_at or info.get("loaded_at")
         counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins}
         page = PageData(
             state=status.state,
@@ -351,7 +374,7 @@ class LocalModule:
             age=status.age,
             last_sync_at=status.last_sync_at,
             next_sync_at=status.next_sync_at,
-            expires_at=None if last is None else last + status.expire_after,
+            expires_at=status.expires_at,
             source=status.feed_url or (", ".join(info.get("source") or []) or None),
             counts=counts,
             tills=sorted(self.activity.tills.values(), key=lambda t: t.last_request, reverse=True),
@@ -411,23 +434,28 @@ class LocalModule:
                 audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
             exc.extra["reqId"] = req_id
             raise
-        check = self.blocklist.check
         max_len = DEFAULT_MAX_CODE_LENGTH
         verdicts = []
-        for index, raw in enumerate(raws):
-            try:
-                if not isinstance(raw, str):
-                    raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                if len(raw) > max_len:
-                    raise CodeError(f"longer than {max_len} characters")
-                verdicts.append(check(raw))
-            except CodeError as exc:
-                self.activity.refused(str(raw), f"invalid_code: {exc}")
-                if audit is not None:
-                    audit.record(req_id, req_ms, client, status.version, "invalid_code",
-                                 [(str(r)[:64], None) for r in raws])
-                raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
-                             index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+        # One request, one version: every code is answered from one snapshot, which names the version sent.
+        with self.blocklist.snapshot() as view:
+            check = view.check
+            for index, raw in enumerate(raws):
+                try:
+                    if not isinstance(raw, str):
+                        raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
+                    if len(raw) > max_len:
+                        raise CodeError(f"longer than {max_len} characters")
+                    verdicts.append(check(raw))
+                except CodeError as exc:
+                    self.activity.refused(str(raw), f"invalid_code: {exc}")
+                    if audit is not None:
+                        audit.record(req_id, req_ms, client, view.db_version, "invalid_code",
+                                     [(str(r)[:64], None) for r in raws])
+                    raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
+                                 index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+                except NoListError:
+                    raise error(400, "not_configured", "the local module is not configured: no list loaded",
+                                errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
         first = verdicts[0]
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)

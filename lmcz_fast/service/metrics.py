@@ -72,6 +72,13 @@ class Metrics:
                 "# HELP lmcz_db_age_seconds Seconds since the last successful sync or load (-1: never).",
                 "# TYPE lmcz_db_age_seconds gauge",
                 f"lmcz_db_age_seconds {-1 if status.age is None else round(status.age, 3)}",
+                "# HELP lmcz_db_expires_at_seconds When offline answers stop (Unix s; -1: no list loaded).",
+                "# TYPE lmcz_db_expires_at_seconds gauge",
+                f"lmcz_db_expires_at_seconds {-1 if status.expires_at is None else round(status.expires_at, 3)}",
+                "# HELP lmcz_db_offline_limit_seconds The offline limit: checks are refused this long after the "
+                "last successful sync or load.",
+                "# TYPE lmcz_db_offline_limit_seconds gauge",
+                f"lmcz_db_offline_limit_seconds {status.expire_after:g}",
                 "# HELP lmcz_db_codes Blocked codes in the database.",
                 "# TYPE lmcz_db_codes gauge",
                 f"lmcz_db_codes {status.codes}",

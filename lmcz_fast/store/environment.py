@@ -219,7 +219,8 @@ def _served_version(env: lmdb.Environment, meta_db: Any) -> int | None:
     try:
         with env.begin(db=meta_db) as txn:
             raw = txn.get(b"version")
-            return None if raw is None else int(json.loads(bytes(raw)))
+            version = None if raw is None else int(json.loads(bytes(raw)))
+            return version or None     # version 0 holds no list: it serves nothing (NoListError)
     except Exception:
         return None
 
