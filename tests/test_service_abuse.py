@@ -29,7 +29,6 @@ from _service_support import (
 )
 
 from lmcz_fast.service import LocalModule, ServiceConfig
-from lmcz_fast.service.config import exposure_warnings
 from lmcz_fast.service.throttle import AuthThrottle, address_key
 from lmcz_fast.store import Blocklist
 
@@ -224,13 +223,15 @@ def test_throttle_table_is_bounded_and_forgets() -> None:
 
 
 def test_default_password_on_a_network_address_is_loud(db: Path) -> None:
-    assert exposure_warnings(ServiceConfig()) == []
-    assert exposure_warnings(ServiceConfig(host="::1")) == []
-    assert exposure_warnings(ServiceConfig(host="0.0.0.0", password="a-long-one")) == []
-    warned = exposure_warnings(ServiceConfig(host="0.0.0.0"))
-    assert len(warned) == 1 and "default password" in warned[0]
-    assert "OFF" in exposure_warnings(ServiceConfig(host="192.168.1.5", auth=False))[0]
     with Blocklist.open(db) as bl:
+        def warnings(**config: object) -> list[str]:
+            return LocalModule(bl, ServiceConfig(**config)).warnings()  # type: ignore[arg-type]
+
+        assert warnings() == [] and warnings(host="::1") == []
+        assert warnings(host="0.0.0.0", password="a-long-one") == []
+        warned = warnings(host="0.0.0.0")
+        assert len(warned) == 1 and "default password" in warned[0]
+        assert "authentication is off" in warnings(host="192.168.1.5", auth=False)[0]
         app = LocalModule(bl, ServiceConfig(host="0.0.0.0"))
         response = app.handle(b"GET", b"/api/v1/status", None, b"", b"Basic " + base64.b64encode(b"admin:admin"),
                               None, None)
@@ -393,7 +394,8 @@ def test_a_long_pipeline_is_answered_whole_and_in_order(db: Path, codes: dict[st
 
 
 def test_a_sliced_check_answers_from_one_version(tmp_path: Path, codes: dict[str, list[str]]) -> None:
-    """A new version committed while a 1000-code check is half done: every code is answered from one version."""
+    """A new version committed while a 1000-code check is half done: every code is answered from the version the
+    request started in; the next request answers from the new one."""
     path = make_db(tmp_path / "store.db", codes["blocked"][:100])
     scans = codes["blocked"][100:200] + codes["free"][:900]
     body = json.dumps({"cis_list": scans}).encode()
@@ -410,10 +412,16 @@ def test_a_sliced_check_answers_from_one_version(tmp_path: Path, codes: dict[str
         response = None
         while response is None:
             response = answer.step()
+        after = app.handle(b"POST", b"/api/v1/cis/outCheck", None, body, auth, None, b"application/json")
+        assert after.__class__.__name__ == "Steps"
+        later = after.run()
     assert response.status == 200
     got = json.loads(response.body)
-    blocked = [c["isBlocked"] for c in got["codes"]]
-    assert blocked == [True] * 100 + [False] * 900, "codes answered from two versions"
+    # the version the request started in, for all of its codes (the first 320 were checked before the commit)
+    assert [c["isBlocked"] for c in got["codes"]] == [False] * 1000, "codes answered from two versions"
+    assert got["dbVersion"] == 1
+    got = json.loads(later.body)
+    assert [c["isBlocked"] for c in got["codes"]] == [True] * 100 + [False] * 900
     assert got["dbVersion"] == 2
 
 

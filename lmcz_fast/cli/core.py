@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from .._codes import CodeError
-from ..store import Blocklist, LoadError, StoreError, Verdict, VersionError
+from ..progress import announce_after, estimate_lines, line_counter
+from ..store import Blocklist, LoadError, NoListError, StoreError, Verdict, VersionError
+from .progress import progress_for
 
 EXIT_OK = 0
 EXIT_BLOCKED = 1
@@ -23,17 +25,6 @@ EXIT_STORE = 4
 def _fail(message: str, code: int = EXIT_STORE) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
-
-
-def _progress_printer(label: str) -> Any:
-    """A line counter on stderr when a person is watching; nothing in pipes and logs."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(lines: int) -> None:
-        click.echo(f"\r{label}: {lines:,} lines read", err=True, nl=False)
-
-    return show
 
 
 @click.command()
@@ -56,35 +47,50 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
       CSV          a header naming a 'cis' (or 'code', 'km') column; optional 'gtin', 'authority',
                    'reason', 'since' columns; ',' ';' or tab separated
     Raw scans (with crypto tails, lost GS, scanner prefixes) are cut to their identity. Bad lines are
-    counted and the first ones shown with their line numbers; --strict refuses the load instead.
+    counted and the first ones shown with their line numbers; --strict refuses the load instead. On a terminal a
+    progress bar shows the lines read, their rate and the time left; logs and pipes get none.
 
+    \b
+    Exit status:
+      0  loaded
+      3  refused: --strict and bad lines (nothing changed)
+      4  store error, e.g. disk full or map size reached (nothing changed; the old version is still served)
     \b
     Example:
       lmcz-fast load store.db blocked-2026-11-23.csv.gz --strict
     """
     block = {k: v for k, v in (("authority", authority), ("reason", reason)) if v}
+    first = not os.path.exists(os.path.join(db, "data.mdb"))
     try:
-        bl = Blocklist.open(db, readonly=False) if os.path.exists(os.path.join(db, "data.mdb")) \
-            else Blocklist.create(db)
+        # A first load builds the store beside DB and moves it in only when the load succeeded: a refused load
+        # leaves no (empty) database behind.
+        store = Blocklist.building(db) if first else Blocklist.open(db, readonly=False)
+        bar = progress_for()
+        try:
+            with store as bl:
+                counter = None
+                inputs: Any = list(sources)
+                if bar is not None:
+                    counter = line_counter(bar, "reading", estimate_lines(sources))
+                    inputs = announce_after(inputs, bar, "writing the database")
+                report = bl.load(inputs, replace=replace, strict=strict, version=version,
+                                 block=block or None, progress=counter)
+        finally:
+            if bar is not None:
+                bar.close()
+    except LoadError as exc:
+        _print_errors(exc.report)
+        _fail(f"{exc}" + ("; no database was created" if first else ""), EXIT_INVALID)
+    except (StoreError, VersionError) as exc:
+        _fail(str(exc) + ("; no database was created" if first else ""))
+    _print_errors(report)
+    click.echo(f"loaded {db}: {report.summary()}")
+    try:
+        with Blocklist.open(db) as bl:
+            info = bl.info()
     except StoreError as exc:
         _fail(str(exc))
-    with bl:
-        try:
-            report = bl.load(list(sources), replace=replace, strict=strict, version=version,
-                             block=block or None, progress=_progress_printer("loading"))
-        except LoadError as exc:
-            if sys.stderr.isatty():
-                click.echo(err=True)
-            _print_errors(exc.report)
-            _fail(f"{exc}", EXIT_INVALID)
-        except (StoreError, VersionError) as exc:
-            _fail(str(exc))
-        if sys.stderr.isatty():
-            click.echo(err=True)
-        _print_errors(report)
-        click.echo(f"loaded {db}: {report.summary()}")
-        info = bl.info()
-        click.echo(f"database size {info['used_bytes'] / 1e6:.1f} MB, prefilter {info['prefilter_bytes'] / 1e6:.2f} MB")
+    click.echo(f"database size {info['used_bytes'] / 1e6:.1f} MB, prefilter {info['prefilter_bytes'] / 1e6:.2f} MB")
 
 
 def _print_errors(report: Any) -> None:
@@ -127,16 +133,19 @@ def _codes_from(codes: tuple[str, ...]) -> Iterator[str]:
 def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     """Check CODES (or stdin, one per line) against the database DB.
 
-    Codes may be raw scans as a till sends them (GS as 0x1D, lost GS, ']d2' prefix, Russian layout).
+    Codes may be raw scans as a till sends them (GS as 0x1D, lost GS, ']d2' prefix, Russian layout). GS may be
+    written as text: <GS>, {GS}, [GS], \\x1d, \\u001d, %1D (docs/codes.md). A scan that reads more than one way
+    is blocked when any reading is.
 
     \b
     Exit status:
       0  every code may be sold
       1  at least one code is blocked
       3  no code is blocked, but at least one is not a valid marking code
-      4  the database cannot be read
+      4  the database cannot be read, or holds no list yet ("no list loaded": never loaded or synced)
     \b
-    Example:
+    Examples:
+      lmcz-fast lookup store.db "010460537036288621CfG9VcmbLzUky<GS>93Ab12"
       printf '%s\\n' "$SCAN1" "$SCAN2" | lmcz-fast lookup store.db --json
     """
     blocked = invalid = False
@@ -145,9 +154,14 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     except StoreError as exc:
         _fail(str(exc))
     with bl:
+        if bl.status().state == "empty":
+            _fail(f"no list loaded: {db} has never held a blocklist; nothing can be checked against it "
+                  f"(`lmcz-fast load {db} FILE` or `lmcz-fast sync {db} --feed URL --public-key KEY` first)")
         for raw in _codes_from(codes):
             try:
                 verdict = bl.check(raw)
+            except NoListError as exc:
+                _fail(str(exc))
             except CodeError as exc:
                 invalid = True
                 if as_json:
@@ -170,11 +184,27 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     sys.exit(EXIT_BLOCKED if blocked else EXIT_INVALID if invalid else EXIT_OK)
 
 
+def _local_time(ts: float) -> str:
+    """A Unix time as this machine's local time with its UTC offset, and the Unix time itself."""
+    stamp = datetime.datetime.fromtimestamp(ts, tz=datetime.timezone.utc).astimezone()
+    return f"{stamp.isoformat(sep=' ', timespec='seconds')} ({int(ts)})"
+
+
 @click.command()
 @click.argument("db", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as one JSON object.")
 def info(db: str, as_json: bool) -> None:
-    """Show the version, counts, sizes and times of the database DB."""
+    """Show the version, counts, sizes, times and freshness of the database DB.
+
+    Times are local, with their offset from UTC (`2026-11-23 14:05:09+03:00`); --json gives Unix seconds.
+    `state` and `expires_at` (when offline answers stop: the last sync or load plus the offline limit) are
+    what `lmcz-fast status` and `serve` report too; a store that never held a list says "no list loaded".
+
+    \b
+    Examples:
+      lmcz-fast info store.db
+      lmcz-fast info store.db --json
+    """
     try:
         with Blocklist.open(db) as bl:
             fields = bl.info()
@@ -185,8 +215,12 @@ def info(db: str, as_json: bool) -> None:
         return
     for name in sorted(fields):
         value = fields[name]
-        if name.endswith("_at") and isinstance(value, (int, float)):
-            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({value:.0f})"
+        if name == "state" and value == "empty":
+            value = "empty (no list loaded)"
+        elif name == "expires_at" and value is None:
+            value = "- (no list loaded: no offline answers at all)"
+        elif name.endswith("_at") and isinstance(value, (int, float)):
+            value = _local_time(value)
         click.echo(f"{name:>18}: {value}")
 
 
@@ -204,7 +238,15 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
       +CODE   block a code (scan or CIS)      -CODE   unblock it
       +GTIN   block a whole product (14 digits)  -GTIN   unblock it
     Readers in other processes keep answering and see the new version atomically. A bad line refuses the
-    whole delta and changes nothing.
+    whole delta and changes nothing; a delta that changes nothing keeps the version.
+
+    \b
+    Exit status: 0 applied (or already there, or nothing to change), 3 bad delta file or code, 4 store error
+    (version gap, disk full, map size reached); on 3 and 4 nothing changed.
+    \b
+    Examples:
+      printf "+%s\\n" "$CIS" > changes.txt && lmcz-fast delta store.db changes.txt
+      lmcz-fast delta store.db more-changes.txt --from-version 2    # refused unless the store is at version 2
     """
     from ..feed import FeedError, read_delta
 
@@ -225,7 +267,11 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
     except (StoreError, VersionError) as exc:
         _fail(str(exc))
     if not report.applied:
-        click.echo(f"already at version {report.to_version}; nothing to do")
+        if report.to_version == target:
+            click.echo(f"already at version {report.to_version}; nothing to do")
+        else:
+            click.echo(f"nothing changed: the codes it adds are blocked already and those it removes are not; "
+                       f"the store stays at version {report.to_version}")
         return
     click.echo(f"version {report.from_version} -> {report.to_version}: +{report.added} -{report.removed} codes, "
                f"+{report.gtins_added} -{report.gtins_removed} GTINs in {report.seconds * 1000:.1f} ms")

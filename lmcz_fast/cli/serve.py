@@ -36,17 +36,25 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _read_password(path: str | None) -> str:
-    if path is None:
-        return DEFAULT_PASSWORD
+def _password_in(path: str) -> str:
+    """The first line of the password file; `ValueError` in words when it cannot be read or is empty."""
     try:
         with open(path, encoding="utf-8") as fh:
             password = fh.readline().rstrip("\r\n")
     except OSError as exc:
-        raise click.BadParameter(f"cannot read the password file: {exc.strerror}", param_hint="--password-file")
+        raise ValueError(f"cannot read the password file {path}: {exc.strerror}") from None
     if not password:
-        raise click.BadParameter("the password file's first line is empty", param_hint="--password-file")
+        raise ValueError(f"the first line of the password file {path} is empty")
     return password
+
+
+def _read_password(path: str | None) -> str:
+    if path is None:
+        return DEFAULT_PASSWORD
+    try:
+        return _password_in(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--password-file") from None
 
 
 @click.command()
@@ -84,7 +92,8 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
-    log. Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth,
+    log; SIGHUP reads --password-file again without dropping connections. Under systemd (Type=notify) it
+    reports readiness with sd_notify. A person reads GET / in a browser: the status page (Russian; ?lang=en). Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth,
     POST /api/v1/cis/outCheck {"cis_list": [...]}, GET /api/v1/status. Prometheus metrics: GET /metrics.
     The database is kept fresh by `lmcz-fast sync` running beside it; readers see a new version within 0.25 s.
 
@@ -94,7 +103,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz/password
       lmcz-fast serve store.db --audit-dir /var/log/lmcz/audit --retention-days 120
       curl -u admin:admin -H 'Content-Type: application/json' \\
-           -d '{"cis_list": ["0104650000000011215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
+           -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
     _setup_logging(log_level)
     if not os.path.exists(os.path.join(db, "data.mdb")):
@@ -111,7 +120,8 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     else:
         audit_path = audit_dir or os.path.normpath(db) + ".audit"
     try:
-        run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush)
+        run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush,
+            password=None if password_file is None else lambda: _password_in(password_file))
     except StoreError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_STORE)
@@ -129,9 +139,10 @@ def audit() -> None:
 
 
 @audit.command("export")
-@click.option("--audit-dir", required=True, type=click.Path(exists=True, file_okay=False),
-              envvar="LMCZ_FAST_AUDIT_DIR", help="The audit directory (serve's --audit-dir, default DB.audit). "
-                                                  "Env: LMCZ_FAST_AUDIT_DIR.")
+@click.argument("db", required=False, type=click.Path(file_okay=False))
+@click.option("--audit-dir", type=click.Path(file_okay=False), envvar="LMCZ_FAST_AUDIT_DIR",
+              help="The audit directory, if `serve` was given another one than its default DB.audit. "
+                   "Env: LMCZ_FAST_AUDIT_DIR.")
 @click.option("--since", help="From this time on: 2026-11-01, 2026-11-01T10:00+03:00, a Unix time, or an age "
                               "such as 24h, 7d [default: the oldest record].")
 @click.option("--until", help="Before this time (same forms) [default: now].")
@@ -139,14 +150,24 @@ def audit() -> None:
 @click.option("--csv", "fmt", flag_value="csv", help="CSV, one row per checked code.")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
               help="Write here instead of stdout.")
-def audit_export(audit_dir: str, since: str | None, until: str | None, fmt: str, output: TextIO) -> None:
-    """Export audit records between --since and --until.
+def audit_export(db: str | None, audit_dir: str | None, since: str | None, until: str | None, fmt: str,
+                 output: TextIO) -> None:
+    """Export the audit records of the database DB (kept in DB.audit by `serve`) between --since and --until.
 
     \b
     Examples:
-      lmcz-fast audit export --audit-dir store.db.audit --since 24h
-      lmcz-fast audit export --audit-dir store.db.audit --since 2026-11-01 --until 2026-12-01 --csv -o nov.csv
+      lmcz-fast audit export store.db --since 24h
+      lmcz-fast audit export store.db --since 2026-11-01 --until 2026-12-01 --csv -o nov.csv
+      lmcz-fast audit export --audit-dir /var/lib/lmcz/audit --since 7d
     """
+    if audit_dir is None:
+        if db is None:
+            raise click.UsageError("give the database DB (its audit log is DB.audit) or --audit-dir")
+        audit_dir = os.path.normpath(db) + ".audit"
+    if not os.path.isdir(audit_dir):
+        click.secho(f"error: no audit log at {audit_dir} (`serve` keeps one there unless given --no-audit or "
+                    f"another --audit-dir)", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
     try:
         since_ms = parse_when(since) if since else None
         until_ms = parse_when(until) if until else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 
 DEFAULT_HOST = "127.0.0.1"
@@ -51,25 +50,3 @@ class ServiceConfig:
     def __repr__(self) -> str:
         return f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>)"
 
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` (a --host value) is reachable from this machine only."""
-    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0]).is_loopback
-    except ValueError:
-        return False  # a name: assume it resolves to a network address
-
-
-def exposure_warnings(config: ServiceConfig) -> list[str]:
-    """What an operator must fix before the service faces the network: logged at start and sent in /status."""
-    if is_loopback(config.host):
-        return []
-    if not config.auth:
-        return [f"listening on {config.host}, reachable from the network, with authentication OFF (--no-auth): "
-                f"anyone who can reach it can use the API"]
-    if config.password == DEFAULT_PASSWORD:
-        return [f"listening on {config.host}, reachable from the network, with the default password "
-                f"{DEFAULT_PASSWORD!r}: anyone on the network can use the API; set one with --password-file"]
-    return []

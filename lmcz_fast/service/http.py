@@ -87,7 +87,7 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("server", "app", "parser", "transport", "url", "headers_size", "authorization", "client_id",
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
                  "last_activity", "closing", "peer", "queue", "current", "current_keep_alive", "scheduled",
-                 "fresh", "stopped", "reading_paused", "writing_paused")
+                 "fresh", "stopped", "reading_paused", "writing_paused", "peer_key")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -97,7 +97,8 @@ class _Connection(asyncio.Protocol):
         self.in_message = False
         self.closing = False
         self.last_activity = time.monotonic()
-        self.peer = "unknown"
+        self.peer: str | None = None  # the client's address (the status page names a till by it)
+        self.peer_key = "unknown"     # what its failed logins are counted under (throttle.address_key)
         #: Requests read but not yet answered, in order: a parsed request, or a refusal to send and close on.
         self.queue: deque[tuple[_Request | HttpError, bool]] = deque()
         #: The answer being worked out (in slices) or held (a delayed 401), ahead of `queue`.
@@ -128,7 +129,9 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
         self.app.metrics.connections_total += 1
-        self.peer = address_key(transport.get_extra_info("peername"))
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) and peer else None
+        self.peer_key = address_key(peer)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -286,19 +289,19 @@ class _Connection(asyncio.Protocol):
     def _answer(self, request: _Request, keep_alive: bool) -> None:
         throttle = self.server.throttle
         if throttle is not None and self.app.needs_auth(request[1]):
-            retry = throttle.refuse(self.peer)
+            retry = throttle.refuse(self.peer_key)
             if retry is not None:
                 self._write(self._too_many_failures(retry), keep_alive)
                 return
-            answer = self.app.handle(*request)
+            answer = self.app.handle(*request, peer=self.peer)
             if isinstance(answer, Response) and answer.status == 401:
-                delay = throttle.failed(self.peer)
+                delay = throttle.failed(self.peer_key)
                 if delay > 0:
                     self.current = _Held(answer, keep_alive)
                     asyncio.get_running_loop().call_later(delay, self._release)
                     return
         else:
-            answer = self.app.handle(*request)
+            answer = self.app.handle(*request, peer=self.peer)
         self._take(answer, keep_alive)
 
     def _take(self, answer: Response | Steps, keep_alive: bool) -> None:
@@ -315,7 +318,7 @@ class _Connection(asyncio.Protocol):
         """A held 401's delay is over: free its throttle slot, send it if the client is still there."""
         held = self.current
         if self.server.throttle is not None:
-            self.server.throttle.release(self.peer)
+            self.server.throttle.release(self.peer_key)
         if not isinstance(held, _Held):
             return
         self.current = None

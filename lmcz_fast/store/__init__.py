@@ -6,26 +6,42 @@ reader in any process sees the old state or the new one, never a mix.
 
 The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
 (loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
-tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `errors.py` (what it answers).
+tables), `keys.py` (row keys), `digest.py` (the set digest), `snapshot.py` (one version as calls answer from it), `freshness.py` (when offline
+answers stop), `records.py` and `errors.py` (what it answers).
 """
 
 from .blocklist import Blocklist
 from .digest import digest_after, set_digest_of
-from .errors import DigestMismatchError, LoadError, StoreError, VersionError
+from .errors import (
+    DigestMismatchError,
+    DiskFullError,
+    LoadError,
+    MapFullError,
+    NoListError,
+    StoreError,
+    VersionError,
+)
+from .freshness import freshness
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
+from .snapshot import Snapshot
 
 __all__ = [
     "Block",
     "Blocklist",
     "DeltaReport",
     "DigestMismatchError",
+    "DiskFullError",
     "LineError",
     "LoadError",
     "LoadReport",
+    "MapFullError",
+    "NoListError",
+    "Snapshot",
     "Status",
     "StoreError",
     "Verdict",
     "VersionError",
     "digest_after",
+    "freshness",
     "set_digest_of",
 ]
