@@ -328,27 +328,30 @@ def test_work_of_peers_that_reset_is_dropped(db: Path, codes: dict[str, list[str
 
 
 def test_a_big_request_does_not_hold_a_small_one(db: Path, codes: dict[str, list[str]]) -> None:
-    """20 pipelined 1000-code checks (~0.2 s of work) on one connection; a one-code check on another waits for
-    a slice, not for them; the big ones are answered whole, in order."""
-    data = _big_check(codes["scans"][:1000]) * 20
+    """40 pipelined 1000-code checks (~0.4 s of work, seconds on a loaded VM) on one connection; a one-code check
+    on another is answered within the first sixth of that (before: ~a quarter in); the big ones are answered
+    whole, in order."""
+    count = 40
+    data = _big_check(codes["scans"][:1000]) * count
     with ServerThread(db) as srv:
         bulk = _connect(srv.port)
+        started = time.perf_counter()
         bulk.sendall(data)
         time.sleep(0.02)
-        status, body, small = _ask(srv.port, _big_check(codes["scans"][:1]))
+        status, _, small = _ask(srv.port, _big_check(codes["scans"][:1]))
         assert status == 200
+        small_done = time.perf_counter()
         buffer = bytearray()
-        answers = [_read_response(bulk, buffer) for _ in range(20)]
+        answers = [_read_response(bulk, buffer) for _ in range(count)]
         bulk_done = time.perf_counter()
         bulk.close()
     assert all(status == 200 for status, _ in answers)
-    ids = [json.loads(body)["reqId"] for _, body in answers]
-    assert len(set(ids)) == 20
+    assert len({json.loads(body)["reqId"] for _, body in answers}) == count
     for _, body in answers:
-        got = json.loads(body)["codes"]
-        assert [c["cis"] for c in got] == [c for c in codes["free"][:1000]]
-    assert small < 0.1, small
-    assert bulk_done > 0
+        assert [c["cis"] for c in json.loads(body)["codes"]] == codes["free"][:1000]
+    print(f"\n{count} x 1000 codes on one connection: {bulk_done - started:.2f} s; "
+          f"a one-code check meanwhile: {small * 1000:.1f} ms")
+    assert small_done - started < (bulk_done - started) / 6, (small, bulk_done - started)
 
 
 def test_pipelines_take_turns(db: Path, codes: dict[str, list[str]]) -> None:
