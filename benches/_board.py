@@ -92,6 +92,15 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(0.30, 0.47, True, "issue 13, this bench (10k changes: 0.6-0.93 s on a loaded VM)"),
     ("replicate.first_peak_rss_mb", "replicate.rss_limit_mb"):
         Record(1.23, 1.23, False, "issue 13: 368 MB for 900k documents (the ids as str, then the load's keys)"),
+    ("abuse: guesses looked at per second, 50 connections", "abuse: right-password answers per second, 1 connection"):
+        Record(0.0005, 0.001, True, "issue 12, this bench (4-5 guesses/s against 4,000-7,000 answers/s; "
+                                    "before: 18,000 guesses/s on 50 connections)"),
+    ("abuse: health check max during a reset flood", "abuse: 100 ms"):
+        Record(0.28, 2.36, True, "issue 12, this bench: 28-45 ms, 236 ms in the most loaded run "
+                                 "(before: 2,243 ms)"),
+    ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
+        Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
+                                "(its queue of ~17 KB records)"),
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import lmcz_fast
 from lmcz_fast.audit import AuditLog
 from lmcz_fast.service import LocalModule, Server, ServiceConfig
+from lmcz_fast.service.throttle import AuthThrottle
 from lmcz_fast.store import Blocklist
 
 GS = "\x1d"
@@ -79,13 +80,15 @@ class ServerThread:
     """The real `Server` over a real database, on 127.0.0.1 and a free port, in a background event loop."""
 
     def __init__(self, db: Path, *, audit_dir: Path | None = None, flush_interval: float = 0.2,
-                 status_cache: float = 0.0, **config: Any) -> None:
+                 status_cache: float = 0.0, throttle: AuthThrottle | None = None, **config: Any) -> None:
         self.config = ServiceConfig(host="127.0.0.1", port=0, user=USER, password=PASSWORD,
                                     status_cache=status_cache, **config)
         self.blocklist = Blocklist.open(db, refresh_interval=0.05)
         self.audit = AuditLog(audit_dir, flush_interval=flush_interval) if audit_dir else None
         self.app = LocalModule(self.blocklist, self.config, audit=self.audit)
-        self.server = Server(self.app)
+        # The suite fails logins on purpose, from one address: delays of a few ms keep it fast (the real delays
+        # are tested in test_service_abuse.py).
+        self.server = Server(self.app, throttle=throttle if throttle is not None else AuthThrottle(first_delay=0.001, max_delay=0.002))
         self.loop = asyncio.new_event_loop()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lmcz-test-server", daemon=True)

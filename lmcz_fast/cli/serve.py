@@ -60,7 +60,8 @@ def _read_password(path: str | None) -> str:
 @click.command()
 @click.argument("db", type=click.Path(file_okay=False))
 @click.option("--host", default=DEFAULT_HOST, show_default=True,
-              help="Address to listen on. Keep loopback unless tills on other machines must reach it.")
+              help="Address to listen on. Keep loopback unless tills on other machines must reach it; then "
+                   "set a password (with the default one the server warns at start and in /api/v1/status).")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=click.IntRange(0, 65535),
               help="TCP port (the official Local Module's is 5995; 0 picks a free one).")
 @click.option("--user", default=DEFAULT_USER, show_default=True, help="HTTP Basic user name.")

@@ -14,7 +14,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -30,13 +30,14 @@ from .config import (
     software_version,
 )
 from ..store.replication import replication_status
-from .metrics import Metrics
+from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
-from .responses import HttpError, Response, error
+from .responses import HttpError, Response, Steps, error
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status
+    from ..store import Blocklist, Status, Verdict
+    from ..store.snapshot import Snapshot
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -44,6 +45,8 @@ _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empt
 _JSON = json.JSONDecoder(strict=False)
 _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _STALE_LOG_EVERY = 600.0
+#: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
+CHECK_SLICE = 64
 
 
 def _json_media_type(content_type: bytes | None) -> bool:
@@ -118,6 +121,7 @@ class LocalModule:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.software_version = software_version()
+        self._nested_json_log = OncePer(log, 60.0)
         self.initialized_at: float | None = None
         self._auth_expected = b""
         self.set_password(self.config.password)
@@ -130,7 +134,7 @@ class LocalModule:
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
         self._peer: str | None = None   # the address of the request being handled (for the status page)
-        self._routes: dict[bytes, tuple[str, Callable[..., Response], tuple[bytes, ...], bool]] = {}
+        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps], tuple[bytes, ...], bool]] = {}
         for prefix in (b"/api/v1", b"/api/v2"):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
             self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
@@ -223,7 +227,7 @@ class LocalModule:
         started: float | None = None,
         *,
         peer: str | None = None,
-    ) -> Response:
+    ) -> Response | Steps:
         """Answer one request. Never raises for anything a client can send.
 
         `peer` is the client's address (the status page names a till by it when it sends no X-ClientId).
@@ -243,6 +247,8 @@ class LocalModule:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
             response = handler(method, query, body, client_id, content_type)
+            if isinstance(response, Steps):
+                return Steps(self._observed(response, endpoint, started))
             outcome = "ok"
             if endpoint in ("status", "init"):
                 self.activity.request(client_id.decode("utf-8", "replace") if client_id else None, peer)
@@ -255,6 +261,11 @@ class LocalModule:
             outcome = "internal_error"
         self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
         return response
+
+    def needs_auth(self, path: bytes) -> bool:
+        """Whether a request to `path` is answered only with valid credentials (so may fail them)."""
+        route = self._routes.get(path.rstrip(b"/").lower() or b"/")
+        return self.config.auth and route is not None and route[3]
 
     def _authorized(self, header: bytes | None) -> bool:
         if header is None:
@@ -271,6 +282,21 @@ class LocalModule:
         ok_user = hmac.compare_digest(user, self.config.user.encode())
         ok_password = hmac.compare_digest(password, self.config.password.encode())
         return bool(sep) and ok_user and ok_password
+
+    def _observed(self, steps: Steps, endpoint: str, started: float) -> Generator[None, None, Response]:
+        """An answer worked out in slices, with what `handle` does for a whole one: errors as responses, metrics."""
+        try:
+            response = yield from steps.slices
+            outcome = "ok"
+        except HttpError as exc:
+            response = self._error_response(exc)
+            outcome = exc.error
+        except Exception:
+            log.exception("internal error on %s", endpoint)
+            response = self._error_response(error(500, "internal_error", "internal error; see the service log"))
+            outcome = "internal_error"
+        self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
+        return response
 
     def _error_response(self, exc: HttpError) -> Response:
         body: dict[str, Any] = {"code": exc.extra.get("errorCode", exc.status), "error": exc.error,
@@ -298,6 +324,9 @@ class LocalModule:
             raise error(400, "bad_encoding", f"the body is not UTF-8 (byte {exc.start})") from None
         except ValueError as exc:
             raise error(400, "bad_json", f"malformed JSON: {exc}") from None
+        except RecursionError:
+            self._nested_json_log.warning("refused a JSON body of %d bytes nested too deeply (400 bad_json)", len(body))
+            raise error(400, "bad_json", "malformed JSON: nested too deeply") from None
 
     # -- endpoints --------------------------------------------------------------------------------------------
 
@@ -327,6 +356,7 @@ class LocalModule:
             "codes": status.codes,
             "gtins": status.gtins,
             "initialized": self.initialized_at is not None,
+            "warnings": self.warnings(),
         }
         return Response(200, _ENCODE(payload).encode())
 
@@ -417,7 +447,7 @@ class LocalModule:
         return raws
 
     def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                      content_type: bytes | None) -> Response:
+                      content_type: bytes | None) -> Response | Steps:
         raws = self._raw_codes(method, query, body, content_type)
         now = self.clock()
         req_ms = int(now * 1000)
@@ -434,12 +464,29 @@ class LocalModule:
                 audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
             exc.extra["reqId"] = req_id
             raise
+        steps = self._check_steps(raws, req_id, req_ms, client, status)
+        if len(raws) <= CHECK_SLICE:
+            return Steps(steps).run()
+        return Steps(steps)
+
+    def _pin_version(self) -> Snapshot:
+        """The one place a request takes the database version it answers from: a snapshot of the store, which
+        checks every code of the request (across the slices of a big one) and names the version sent."""
+        return self.blocklist.snapshot()
+
+    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                  status: Status) -> Generator[None, None, list[Verdict]]:
+        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes; any scan that
+        is not a marking code refuses the whole request (audited)."""
         max_len = DEFAULT_MAX_CODE_LENGTH
-        verdicts = []
-        # One request, one version: every code is answered from one snapshot, which names the version sent.
-        with self.blocklist.snapshot() as view:
+        verdicts: list[Verdict] = []
+        # One request, one version: every code is answered from one snapshot, which names the version sent. A
+        # request dropped between two slices (its client hung up) closes it on the way out.
+        with self._pin_version() as view:
             check = view.check
             for index, raw in enumerate(raws):
+                if index and not index % CHECK_SLICE:
+                    yield
                 try:
                     if not isinstance(raw, str):
                         raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
@@ -448,20 +495,28 @@ class LocalModule:
                     verdicts.append(check(raw))
                 except CodeError as exc:
                     self.activity.refused(str(raw), f"invalid_code: {exc}")
-                    if audit is not None:
-                        audit.record(req_id, req_ms, client, view.db_version, "invalid_code",
-                                     [(str(r)[:64], None) for r in raws])
+                    if self.audit is not None:
+                        self.audit.record(req_id, req_ms, client, view.db_version, "invalid_code",
+                                          [(str(r)[:64], None) for r in raws])
                     raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
                                  index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
                 except NoListError:
                     raise error(400, "not_configured", "the local module is not configured: no list loaded",
                                 errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
+        return verdicts
+
+    def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                     status: Status) -> Generator[None, None, Response]:
+        audit = self.audit
+        verdicts = yield from self._verdicts(raws, req_id, req_ms, client, status)
         first = verdicts[0]
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
         blocked = 0
         codes = []
-        for v in verdicts:
+        for index, v in enumerate(verdicts):
+            if index and not index % CHECK_SLICE:
+                yield
             block = v.block
             if block is not None:
                 blocked += 1

@@ -1,29 +1,57 @@
 """The HTTP/1.1 stack: asyncio protocols over `httptools` (the llhttp parser), uvloop when installed.
 
-Handling is synchronous — a check is a few microseconds of compiled probe plus an LMDB read — so responses are
-written from the parser callback, in order, and pipelining needs nothing more. The application behind it
-(`api.LocalModule`) knows nothing of sockets.
+A small request — a check is a few microseconds of compiled probe plus an LMDB read — is answered at once, from
+the parser callback. Everything that could hold the event loop longer waits its turn in the `Scheduler`
+(`scheduler.py`), round-robin across connections with a time budget per turn of the loop: a request with a large
+body, a check of many codes (answered in slices, `Steps`), and requests pipelined behind another one (a client
+that pipelines 100 requests gets one per turn, like everyone else). Responses leave in request order. Work of a
+connection that has hung up is dropped, not run.
+
+Wrong credentials are answered late (`throttle.py`): the 401 is held with `loop.call_later`, never a sleep, and an
+address whose delayed failures fill its slots gets 429 without its credentials being read.
+
+The server accepts connections itself (`loop.add_reader` on the listening socket, up to `ACCEPT_BATCH` at a
+time) instead of leaving it to uvloop's `create_server`: under load, uvloop's listener took one waiting connection
+per turn of the loop, so with 1,000 busy connections a new one waited seconds in the kernel's accept queue.
+
+The application behind it (`api.LocalModule`) knows nothing of sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
+import math
 import socket
 import time
+from collections import deque
 from email.utils import formatdate
 
 import httptools
 
 from .api import LocalModule
 from .config import MAX_HEAD_BYTES, ServiceConfig
-from .responses import HttpError, Response, error
+from .responses import HttpError, Response, Steps, error
+from .scheduler import Scheduler
+from .throttle import AuthThrottle, address_key
 
 log = logging.getLogger("lmcz_fast.service")
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
             408: b"Request Timeout", 413: b"Content Too Large", 415: b"Unsupported Media Type",
-            431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable"}
+            429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
+            503: b"Service Unavailable"}
+
+#: A request with a body (or query) larger than this waits its turn in the scheduler instead of being answered
+#: inside the read callback: decoding it is not free, and its client may be gone by its turn.
+BULK_BYTES = 8192
+#: Requests one connection may have queued (pipelined) before the server stops reading from it.
+MAX_QUEUED = 64
+#: Connections accepted per turn of the loop (a burst of new connections is spread over turns: each costs ~50 us).
+ACCEPT_BATCH = 64
+
+_Request = tuple[bytes, bytes, "bytes | None", bytes, "bytes | None", "bytes | None", "bytes | None", float]
 
 
 class _Clock:
@@ -43,12 +71,23 @@ class _Clock:
         return self.header
 
 
+class _Held:
+    """A 401 held back by the throttle until its delay is over."""
+
+    __slots__ = ("response", "keep_alive")
+
+    def __init__(self, response: Response, keep_alive: bool) -> None:
+        self.response = response
+        self.keep_alive = keep_alive
+
+
 class _Connection(asyncio.Protocol):
-    """One client connection: feeds bytes to llhttp, answers each complete request at once, in order."""
+    """One client connection: feeds bytes to llhttp; answers a small request at once, queues the rest in order."""
 
     __slots__ = ("server", "app", "parser", "transport", "url", "headers_size", "authorization", "client_id",
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
-                 "last_activity", "closing", "peer")
+                 "last_activity", "closing", "peer", "queue", "current", "current_keep_alive", "scheduled",
+                 "fresh", "stopped", "reading_paused", "writing_paused", "peer_key")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -57,8 +96,19 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.in_message = False
         self.closing = False
-        self.peer: str | None = None
         self.last_activity = time.monotonic()
+        self.peer: str | None = None  # the client's address (the status page names a till by it)
+        self.peer_key = "unknown"     # what its failed logins are counted under (throttle.address_key)
+        #: Requests read but not yet answered, in order: a parsed request, or a refusal to send and close on.
+        self.queue: deque[tuple[_Request | HttpError, bool]] = deque()
+        #: The answer being worked out (in slices) or held (a delayed 401), ahead of `queue`.
+        self.current: Steps | _Held | None = None
+        self.current_keep_alive = False
+        self.scheduled = False
+        self.fresh = False          # no request answered yet in this data_received: the first may go inline
+        self.stopped = False        # the stream is out of step (a refusal is queued): ignore further bytes
+        self.reading_paused = False  # by us: too many requests queued, or a refusal waits its turn
+        self.writing_paused = False  # by the transport: the client does not read its answers
         self._reset()
 
     def _reset(self) -> None:
@@ -81,6 +131,7 @@ class _Connection(asyncio.Protocol):
         self.app.metrics.connections_total += 1
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if isinstance(peer, tuple) and peer else None
+        self.peer_key = address_key(peer)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -91,39 +142,61 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        self._drop()
+
+    def _drop(self) -> None:
+        """The client is gone: nothing queued for it runs (a held 401 still keeps its throttle slot to the end)."""
+        if self.queue:
+            self.server.dropped_total += len(self.queue)
+            self.queue.clear()
+        if isinstance(self.current, Steps):
+            self.server.dropped_total += 1
+            self.current.close()
+            self.current = None
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.transport is not None:
             self.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.transport is not None and not self.closing:
+        self.writing_paused = False
+        if self.transport is not None and not self.closing and not self.reading_paused:
             self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self.stopped:
+            return
         self.last_activity = time.monotonic()
+        self.fresh = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(error(400, "bad_http", "protocol upgrades are not supported"))
+            self._refuse(error(400, "bad_http", "protocol upgrades are not supported"))
         except httptools.HttpParserError as exc:
-            self._fail(error(400, "bad_http", f"malformed HTTP request: {exc}"))
+            self._refuse(error(400, "bad_http", f"malformed HTTP request: {exc}"))
             return
         if self.reject is not None and self.in_message and not self.closing:
-            self._fail(self.reject)
+            self._refuse(self.reject)
 
     def timed_out(self, now: float) -> bool:
         """Idle keep-alive connections, and requests not complete `request_timeout` after their first byte
         (however slowly they trickle in), are closed."""
         if self.in_message:
             if time.perf_counter() - self.started > self.server.config.request_timeout:
-                self._fail(error(408, "request_timeout", "the request did not arrive in time"))
+                self._refuse(error(408, "request_timeout", "the request did not arrive in time"))
                 return True
-        elif now - self.last_activity > self.server.config.keepalive_timeout:
+        elif (self.current is None and not self.queue
+              and now - self.last_activity > self.server.config.keepalive_timeout):
             if self.transport is not None:
                 self.transport.close()
             return True
         return False
+
+    @property
+    def busy(self) -> bool:
+        """A request is being read, queued or answered."""
+        return self.in_message or self.current is not None or bool(self.queue)
 
     # httptools callbacks
 
@@ -147,6 +220,10 @@ class _Connection(asyncio.Protocol):
             return
         lname = name.lower()
         if lname == b"authorization":
+            if self.authorization is not None and self.reject is None:
+                # Which one would count is a guess a proxy and this server may make differently: refuse.
+                self.reject = error(400, "duplicate_authorization",
+                                    "more than one Authorization header: send exactly one")
             self.authorization = value
         elif lname == b"x-clientid":
             self.client_id = value[:64]
@@ -165,7 +242,10 @@ class _Connection(asyncio.Protocol):
             self.expect = True
 
     def on_headers_complete(self) -> None:
-        if self.expect and self.reject is None and self.transport is not None:
+        # An interim 100 may only follow the answers of the requests before it: with some still queued, the
+        # client sends its body after its own short wait instead.
+        if self.expect and self.reject is None and self.transport is not None and not self.queue \
+                and self.current is None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, data: bytes) -> None:
@@ -180,25 +260,114 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.in_message = False
-        if self.closing or self.transport is None:
+        if self.closing or self.transport is None or self.stopped:
             return
         if self.reject is not None:
-            self._fail(self.reject)
+            self._refuse(self.reject)
             return
         parsed = httptools.parse_url(self.url)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        response = self.app.handle(self.parser.get_method(), parsed.path, parsed.query, body, self.authorization,
-                                   self.client_id, self.content_type, self.started, peer=self.peer)
-        keep_alive = self.parser.should_keep_alive() and not response.close and not self.server.draining
-        self._write(response, keep_alive)
+        request: _Request = (self.parser.get_method(), parsed.path, parsed.query, body, self.authorization,
+                             self.client_id, self.content_type, self.started)
+        keep_alive = self.parser.should_keep_alive() and not self.server.draining
         self.body = []
         self.authorization = None
+        if (self.fresh and self.current is None and not self.queue and len(body) <= BULK_BYTES
+                and (parsed.query is None or len(parsed.query) <= BULK_BYTES)):
+            self.fresh = False
+            self._answer(request, keep_alive)
+            return
+        self.queue.append((request, keep_alive))
+        if len(self.queue) >= MAX_QUEUED and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        if self.current is None:
+            self.server.scheduler.add(self)
+
+    # answering, in order
+
+    def _answer(self, request: _Request, keep_alive: bool) -> None:
+        throttle = self.server.throttle
+        if throttle is not None and self.app.needs_auth(request[1]):
+            retry = throttle.refuse(self.peer_key)
+            if retry is not None:
+                self._write(self._too_many_failures(retry), keep_alive)
+                return
+            answer = self.app.handle(*request, peer=self.peer)
+            if isinstance(answer, Response) and answer.status == 401:
+                delay = throttle.failed(self.peer_key)
+                if delay > 0:
+                    self.current = _Held(answer, keep_alive)
+                    asyncio.get_running_loop().call_later(delay, self._release)
+                    return
+        else:
+            answer = self.app.handle(*request, peer=self.peer)
+        self._take(answer, keep_alive)
+
+    def _take(self, answer: Response | Steps, keep_alive: bool) -> None:
+        if isinstance(answer, Steps):
+            self.current = answer
+            self.current_keep_alive = keep_alive
+            self.server.scheduler.add(self)
+            return
+        self._write(answer, keep_alive and not answer.close)
+        if self.queue and self.current is None:
+            self.server.scheduler.add(self)
+
+    def _release(self) -> None:
+        """A held 401's delay is over: free its throttle slot, send it if the client is still there."""
+        held = self.current
+        if self.server.throttle is not None:
+            self.server.throttle.release(self.peer_key)
+        if not isinstance(held, _Held):
+            return
+        self.current = None
+        if self.transport is None or self.closing:
+            return
+        self._write(held.response, held.keep_alive and not held.response.close)
+        if self.queue:
+            self.server.scheduler.add(self)
+
+    def step(self) -> None:
+        """One slice of this connection's queued work (the scheduler calls it in turn with the others')."""
+        if self.transport is None or self.closing:
+            self._drop()
+            return
+        current = self.current
+        if isinstance(current, Steps):
+            response = current.step()
+            if response is None:
+                self.server.scheduler.add(self)
+                return
+            self.current = None
+            self._take(response, self.current_keep_alive)
+            return
+        if current is not None or not self.queue:
+            return
+        item, keep_alive = self.queue.popleft()
+        if self.reading_paused and len(self.queue) < MAX_QUEUED // 2 and not self.stopped:
+            self.reading_paused = False
+            if not self.writing_paused:
+                self.transport.resume_reading()
+        if isinstance(item, HttpError):
+            self._fail(item)
+            return
+        self._answer(item, keep_alive)
+
+    def _too_many_failures(self, retry: float) -> Response:
+        seconds = max(1, math.ceil(retry))
+        self.app.metrics.observe("http", "too_many_failed_logins", 0.0)
+        response = self.app._error_response(error(
+            429, "too_many_failed_logins",
+            f"too many failed logins from this address: try again in {seconds} s", retryAfter=seconds))
+        response.headers += b"Retry-After: " + str(seconds).encode() + b"\r\n"
+        return response
 
     # writing
 
     def _write(self, response: Response, keep_alive: bool) -> None:
         transport = self.transport
-        if transport is None:
+        if transport is None or self.closing:
             return
         head = [
             b"HTTP/1.1 ", str(response.status).encode(), b" ", _REASONS.get(response.status, b"Error"),
@@ -216,9 +385,22 @@ class _Connection(asyncio.Protocol):
         if not keep_alive:
             self.closing = True
             transport.close()
+            self._drop()
+
+    def _refuse(self, exc: HttpError) -> None:
+        """A request the parser or the limits refused: answer it after those before it, then close (the stream
+        is out of step, so nothing after it is read)."""
+        if self.closing or self.transport is None or self.stopped:
+            return
+        self.stopped = True
+        if self.current is None and not self.queue:
+            self._fail(exc)
+            return
+        self.queue.append((exc, False))
+        self.transport.pause_reading()
+        self.reading_paused = True
 
     def _fail(self, exc: HttpError) -> None:
-        """Answer a request the parser or the limits refused, then close: the stream is out of step."""
         if self.closing or self.transport is None:
             return
         self.app.metrics.observe("http", exc.error, time.perf_counter() - self.started if self.started else 0.0)
@@ -228,26 +410,102 @@ class _Connection(asyncio.Protocol):
 class Server:
     """The HTTP/1.1 server around a `LocalModule`. `start()` binds; `close()` drains and stops."""
 
-    def __init__(self, app: LocalModule, config: ServiceConfig | None = None, *, backlog: int = 4096) -> None:
+    def __init__(self, app: LocalModule, config: ServiceConfig | None = None, *, backlog: int = 4096,
+                 throttle: AuthThrottle | None = None) -> None:
         self.app = app
         self.config = config or app.config
         self.backlog = backlog
         self.connections: set[_Connection] = set()
         self.clock = _Clock()
         self.draining = False
-        self._server: asyncio.base_events.Server | None = None
+        self.scheduler = Scheduler()
+        self.throttle = throttle if throttle is not None else (AuthThrottle() if self.config.auth else None)
+        self.dropped_total = 0
+        self.accept_errors_total = 0
+        app.metrics.sources.append(self.metrics)
+        self._sockets: list[socket.socket] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._accept_error_logged = 0.0
         self.port: int | None = None
 
     async def start(self, sock: socket.socket | None = None) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         if sock is not None:
-            self._server = await loop.create_server(lambda: _Connection(self), sock=sock, backlog=self.backlog)
+            sock.setblocking(False)
+            self._sockets = [sock]
         else:
-            self._server = await loop.create_server(lambda: _Connection(self), self.config.host, self.config.port,
-                                                    backlog=self.backlog, reuse_address=True)
-        self.port = self._server.sockets[0].getsockname()[1]
+            self._sockets = await self._bind(loop)
+        self.port = self._sockets[0].getsockname()[1]
+        for listener in self._sockets:
+            loop.add_reader(listener.fileno(), self._accept, listener)
         self._sweeper = loop.create_task(self._sweep())
+
+    async def _bind(self, loop: asyncio.AbstractEventLoop) -> list[socket.socket]:
+        """Listening sockets for `config.host` (every address it resolves to) on `config.port`."""
+        infos = await loop.getaddrinfo(self.config.host or None, self.config.port, family=socket.AF_UNSPEC,
+                                       type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        sockets: list[socket.socket] = []
+        seen = set()
+        port = self.config.port
+        try:
+            for family, kind, proto, _, address in infos:
+                if (family, address) in seen:
+                    continue
+                seen.add((family, address))
+                listener = socket.socket(family, kind, proto)
+                sockets.append(listener)
+                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                if port == 0 and len(sockets) > 1:  # one free port for every address of the name
+                    address = (address[0], sockets[0].getsockname()[1], *address[2:])
+                listener.bind(address)
+                listener.listen(self.backlog)
+                listener.setblocking(False)
+        except OSError:
+            for listener in sockets:
+                listener.close()
+            raise
+        return sockets
+
+    def _accept(self, listener: socket.socket) -> None:
+        loop = self._loop
+        assert loop is not None
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                # Out of file descriptors: the socket stays readable, so stop watching it for a moment instead of
+                # spinning on it.
+                self.accept_errors_total += 1
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    now = time.monotonic()
+                    if now - self._accept_error_logged > 60:
+                        log.error("cannot accept connections: %s (%d connections open); retrying every 0.1 s",
+                                  exc.strerror, len(self.connections))
+                        self._accept_error_logged = now
+                    loop.remove_reader(listener.fileno())
+                    loop.call_later(0.1, self._resume_accepting, listener)
+                    return
+                log.warning("accept failed: %s", exc)
+                return
+            conn.setblocking(False)
+            loop.create_task(self._connect(loop, conn))
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if self._loop is not None and not self.draining and listener.fileno() >= 0:
+            self._loop.add_reader(listener.fileno(), self._accept, listener)
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
+        try:
+            await loop.connect_accepted_socket(lambda: _Connection(self), conn)
+        except OSError:
+            conn.close()
 
     async def _sweep(self) -> None:
         while True:
@@ -255,20 +513,36 @@ class Server:
             now = time.monotonic()
             for conn in list(self.connections):
                 conn.timed_out(now)
+            if self.throttle is not None:
+                self.throttle.sweep()
+
+    def metrics(self) -> dict[str, float]:
+        """The HTTP stack's own figures, for /metrics."""
+        out: dict[str, float] = {
+            "lmcz_connections_open": len(self.connections),
+            "lmcz_queued_dropped_total": self.dropped_total,
+            "lmcz_scheduler_longest_step_seconds": round(self.scheduler.longest_step, 6),
+            "lmcz_accept_errors_total": self.accept_errors_total,
+        }
+        if self.throttle is not None:
+            out.update(self.throttle.metrics())
+        return out
 
     async def close(self, grace: float = 2.0) -> None:
-        """Stop accepting, let connections finish the request they are in, then close them all."""
+        """Stop accepting, let connections finish the requests they are in, then close them all."""
         self.draining = True
-        if self._server is not None:
-            self._server.close()
+        loop = self._loop
+        for listener in self._sockets:
+            if loop is not None and listener.fileno() >= 0:
+                loop.remove_reader(listener.fileno())
+            listener.close()
+        self._sockets = []
         if self._sweeper is not None:
             self._sweeper.cancel()
         deadline = time.monotonic() + grace
-        while any(c.in_message for c in self.connections) and time.monotonic() < deadline:
+        while any(c.busy for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()
-        if self._server is not None:
-            await self._server.wait_closed()
 

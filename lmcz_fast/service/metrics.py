@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import bisect
+import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,6 +28,8 @@ class Metrics:
         self.codes_blocked = 0
         self.connections_total = 0
         self.started = time.time()
+        #: More figures to render on scrape (the HTTP stack's, the throttle's): callables returning name -> value.
+        self.sources: list[Callable[[], dict[str, float]]] = []
 
     def observe(self, endpoint: str, outcome: str, seconds: float) -> None:
         key = (endpoint, outcome)
@@ -104,7 +108,10 @@ class Metrics:
             ]
         if replication is not None:
             out += _replication_lines(replication)
-        for name, value in sorted((extra or {}).items()):
+        extra = dict(extra or {})
+        for source in self.sources:
+            extra.update(source())
+        for name, value in sorted(extra.items()):
             out.append(f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}")
             out.append(f"{name} {value}")
         out.append(f"lmcz_uptime_seconds {time.time() - self.started:.1f}")
@@ -129,3 +136,25 @@ def _replication_lines(replication: dict[str, Any]) -> list[str]:
             if value is not None:
                 out.append(f'{metric}{{database="{name}"}} {value}')
     return out
+
+
+class OncePer:
+    """A log line at most once per `seconds`, telling how many like it were held back since the last one: for
+    events a client can cause at will (a hostile body), which must be seen but must not flood the log."""
+
+    def __init__(self, logger: logging.Logger, seconds: float) -> None:
+        self.logger = logger
+        self.seconds = seconds
+        self._next = 0.0
+        self._held = 0
+
+    def warning(self, message: str, *args: object) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._held += 1
+            return
+        if self._held:
+            message += f" ({self._held} more like it in the last {self.seconds:.0f} s not logged)"
+        self.logger.warning(message, *args)
+        self._next = now + self.seconds
+        self._held = 0

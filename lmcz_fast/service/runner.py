@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -14,6 +15,16 @@ from .config import DEFAULT_PASSWORD, ServiceConfig
 from .http import Server
 
 log = logging.getLogger("lmcz_fast.service")
+
+
+def settle_garbage_collector() -> None:
+    """Move everything built at start (modules, the store, the app) out of the collector's sight.
+
+    A full collection walks every tracked object; with ~40k of them from start-up alone it held the event loop for
+    5-20 ms, the worst stall of a paced load. Frozen, they are never walked again; what a full collection walks is
+    then only what was made since (connections), and the per-request objects die young (reference counting)."""
+    gc.collect()
+    gc.freeze()
 
 
 def install_uvloop() -> bool:
@@ -94,6 +105,7 @@ def run(
         loop.add_signal_handler(signal.SIGHUP, reload)
         await server.start()
         status, lm = app.current_status()
+        settle_garbage_collector()
         log.info("serving %s on http://%s:%d (status %s, version %d, %d codes, %d gtins; auth %s; audit %s)",
                  db_path, config.host, server.port, lm, status.version, status.codes, status.gtins,
                  f"user {config.user!r}" if config.auth else "OFF", audit_dir or "OFF")
