@@ -6,13 +6,16 @@ reader in any process sees the old state or the new one, never a mix.
 
 The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
 (loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
-tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `errors.py` (what it answers).
+tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `errors.py` (what it answers),
+`tables.py` (the minimum-price and grey-GTIN record kinds) and `prices.py` (loading and asking them).
 """
 
 from .blocklist import Blocklist
 from .digest import digest_after, set_digest_of
 from .errors import DigestMismatchError, DiskFullError, LoadError, MapFullError, StoreError, VersionError
+from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
+from .tables import PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
 
 __all__ = [
     "Block",
@@ -24,10 +27,18 @@ __all__ = [
     "LoadError",
     "LoadReport",
     "MapFullError",
+    "PRODUCT_GROUPS",
+    "RECORD_KINDS",
+    "RecordError",
     "Status",
     "StoreError",
+    "TablesReport",
     "Verdict",
     "VersionError",
     "digest_after",
+    "parse_record",
+    "product_group_of",
+    "read_grey_file",
+    "read_price_file",
     "set_digest_of",
 ]

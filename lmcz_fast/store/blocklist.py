@@ -27,6 +27,7 @@ from .._probe import ProbeBase, pack_identity, unpack_key
 from .digest import format_digest
 from .environment import (
     BINARY_META,
+    CORE_DBS,
     DB_BLOCKS,
     DB_CODES,
     DB_COLLISIONS,
@@ -38,6 +39,7 @@ from .environment import (
     META_GTIN_INDEX,
     META_PREFILTER,
     META_PREFILTER_INDEX,
+    TABLE_DBS,
     acquire_env,
     begin_read,
     check_room_to_create,
@@ -49,7 +51,9 @@ from .environment import (
 )
 from .errors import StoreError
 from .keys import decode_block_id, pack_gtin
+from .prices import TablesMixin
 from .records import Block, Status, Verdict
+from .tables import META_COUNTS, META_TABLES_DIGEST, check_group
 from .writing import BlocklistWriter
 
 
@@ -81,7 +85,7 @@ def _discard_new(path: str, made_dir: bool) -> None:
             pass
 
 
-class Blocklist(BlocklistWriter, ProbeBase):
+class Blocklist(BlocklistWriter, TablesMixin, ProbeBase):
     """The blocked codes of one store. Open it once per process and share it between threads.
 
     Use `Blocklist.create(path)` for a new database and `Blocklist.open(path)` for an existing one; both work as
@@ -123,8 +127,7 @@ class Blocklist(BlocklistWriter, ProbeBase):
 
             now = time.time()
             with write_txn(env, path) as txn:
-                dbs = {name: env.open_db(name, txn=txn) for name in (DB_CODES, DB_GTINS, DB_BLOCKS,
-                                                                     DB_COLLISIONS, DB_META)}
+                dbs = {name: env.open_db(name, txn=txn) for name in (*CORE_DBS, *TABLE_DBS)}
                 meta = dbs[DB_META]
                 fields: dict[str, Any] = {
                     "format": 1,
@@ -135,6 +138,8 @@ class Blocklist(BlocklistWriter, ProbeBase):
                     "codes": 0,
                     "gtins": 0,
                     "set_digest": format_digest((0, 0)),
+                    META_TABLES_DIGEST: format_digest((0, 0)),
+                    **{count: 0 for count in META_COUNTS.values()},
                     "source": None,
                     "refresh_window": DEFAULT_REFRESH_WINDOW,
                     "expire_after": DEFAULT_EXPIRE_AFTER,
@@ -298,11 +303,16 @@ class Blocklist(BlocklistWriter, ProbeBase):
                 return True
             return txn.get(pack_gtin(identity[2:16].decode()), db=self._dbs[DB_GTINS]) is not None
 
-    def check(self, raw: str | bytes) -> Verdict:
+    def check(self, raw: str | bytes, pg: int | None = None) -> Verdict:
         """Parse a scan and say whether it is blocked, with why and the database version that said so.
 
-        Raises `CodeError` for anything that is not a marking code.
+        The verdict also carries the prices a till compares a sale with: `mrp` (from the code itself), `smp` (the
+        minimum price of the GTIN, else of product group `pg` — given by the caller, or a tobacco pack's own
+        group 3) and `grey_gtin`, all from the same database version. Raises `CodeError` for anything that is not
+        a marking code, `RecordError` (a `ValueError`) for a `pg` that is not a group id.
         """
+        if pg is not None:
+            check_group(pg)
         code = parse_code(raw)
         readings = [code]
         if "lost_gs" in code.repaired:
@@ -318,6 +328,7 @@ class Blocklist(BlocklistWriter, ProbeBase):
                 if block is not None:
                     code = reading
                     break
+            smp, grey = self._tables_answer(txn, meta, code, pg)
         return Verdict(
             blocked=block is not None,
             cis=code.cis,
@@ -329,6 +340,9 @@ class Blocklist(BlocklistWriter, ProbeBase):
             db_updated_at=meta.get("updated_at"),
             db_age=self._age(meta, time.time()),
             instance_id=meta["instance_id"],
+            mrp=code.mrp,
+            smp=smp,
+            grey_gtin=grey,
         )
 
     def _lookup(self, txn: lmdb.Transaction, code: MarkingCode, meta: dict[str, Any]) -> Block | None:

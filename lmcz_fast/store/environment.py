@@ -16,6 +16,7 @@ import lmdb
 
 from .._probe import build_index
 from .errors import DiskFullError, MapFullError, StoreError
+from .tables import DB_GREY, DB_PRICES
 
 log = logging.getLogger("lmcz_fast.store")
 
@@ -41,6 +42,10 @@ DB_GTINS = b"gtins"
 DB_BLOCKS = b"blocks"
 DB_COLLISIONS = b"collisions"
 DB_META = b"meta"
+#: The databases every store has had since the first version.
+CORE_DBS = (DB_CODES, DB_GTINS, DB_BLOCKS, DB_COLLISIONS, DB_META)
+#: Tables added later (tables.py): a store made before them gets them, empty, when it is first opened.
+TABLE_DBS = (DB_PRICES, DB_GREY)
 
 META_PREFILTER = b"prefilter"
 META_GTIN_INDEX = b"gtin_index"
@@ -85,7 +90,7 @@ def acquire_env(path: str) -> lmdb.Environment:
                 env = lmdb.open(
                     key,
                     map_size=MAP_SIZE,
-                    max_dbs=8,
+                    max_dbs=16,
                     max_readers=MAX_READERS,
                     readahead=False,
                     subdir=True,
@@ -113,12 +118,17 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
     commit, and LMDB closes handles opened in an aborted one), so this takes the writer lock once, briefly.
     """
     try:
-        return {
-            name: env.open_db(name, create=False)
-            for name in (DB_CODES, DB_GTINS, DB_BLOCKS, DB_COLLISIONS, DB_META)
-        }
+        dbs = {name: env.open_db(name, create=False) for name in CORE_DBS}
     except lmdb.NotFoundError as exc:
         raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
+    try:
+        for name in TABLE_DBS:
+            # Empty tables add nothing to the set digest: creating them leaves an older store's content as it was.
+            dbs[name] = env.open_db(name, create=True)
+    except lmdb.Error as exc:
+        raise lmdb_error(exc, path, "the store's price and grey tables could not be added; nothing was changed") \
+            from exc
+    return dbs
 
 
 def release_env(env: lmdb.Environment) -> None:
