@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, serve, systemd, till
+from . import core, demo, feed, serve, systemd, tables, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -20,6 +20,7 @@ def main() -> None:
       lmcz-fast load store.db blocked.txt              # build a database from your list (text, CSV, .gz)
       lmcz-fast lookup store.db 0104650000000010215abcdef      # check scans; exit 1 if any is blocked
       lmcz-fast info store.db                          # version, counts, sizes, times
+      lmcz-fast prices load store.db min-prices.csv    # minimum prices (gtin,price / pg,price); also: grey load
       lmcz-fast sync store.db --feed https://feed.example/ --public-key feed.pub   # signed updates (sync --help)
       lmcz-fast serve store.db                         # Local-Module-compatible HTTP service on 127.0.0.1:5995
       lmcz-fast check --db store.db "0104650000000010215abcdef<GS>93ab12"   # till-side: online first, then offline
@@ -32,4 +33,5 @@ demo.register(main)
 feed.register(main)
 serve.register(main)
 systemd.register(main)
+tables.register(main)
 till.register(main)
