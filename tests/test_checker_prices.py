@@ -221,3 +221,21 @@ def test_the_table_functions_directly():
     assert [r.key for r in price_reasons(100, 16, None, 150)] == ["price_below_min"]
     assert [r.key for r in price_reasons(100, 16, 120, None)] == ["price_below_mrp"]
     assert price_reasons(None, 3, 100, 100) == () and price_reasons(100, 3, None, None) == ()
+
+
+def test_cli_check_with_prices(store, tmp_path):
+    from click.testing import CliRunner
+
+    from lmcz_fast.cli import main
+
+    store.close()
+    runner = CliRunner()
+    db = str(tmp_path / "db")
+    ok = runner.invoke(main, ["check", "--db", db, PACK, "--price", "14630"])
+    assert ok.exit_code == 0, ok.output
+    refused = runner.invoke(main, ["check", "--db", db, PACK, MILK_SCAN, "--price", "15000", "--price", "1",
+                                   "--lang", "en"])
+    assert refused.exit_code == 1 and "146.30 RUB" in refused.output
+    assert runner.invoke(main, ["check", "--db", db, PACK, "--price", "146.30"]).exit_code == 2
+    mismatch = runner.invoke(main, ["check", "--db", db, PACK, MILK_SCAN, "--price", "1"])
+    assert mismatch.exit_code == 2 and "one --price per code" in mismatch.output
