@@ -13,7 +13,7 @@ These are separate questions from `is_blocked`: the compiled hot path never look
 File formats (UTF-8, optionally gzip; `#` starts a comment line):
 
     gtin,price              # minimum price of one product, kopecks
-    04601234567895,14630
+    04601234567893,14630
     pg,price                # or a whole product group (id or name: 3, tobacco)
     3,12000
 
