@@ -287,3 +287,97 @@ def test_reader_process_memory(data, board, tmp_path_factory):
         f"{baseline['private_kb'] / 1024:.1f} MB private; target < 10 MB"
     )
     assert lmcz["private_kb"] < baseline["private_kb"]
+
+
+# -- the price and grey tables beside the codes (issue 10): the hot path must not pay for them -----------------------
+
+N_PRICED_GTINS = 20_000
+N_GREY_GTINS = 5_000
+
+
+@pytest.fixture(scope="module")
+def tables_reader(data, tmp_path_factory):
+    """A copy of the benchmark database with a minimum-price table and a grey list loaded (the GTINs of the
+    probes, so `check` finds entries), opened read-only."""
+    import shutil
+
+    from lmcz_fast import parse_code
+
+    root = tmp_path_factory.mktemp("store-tables")
+    path = root / "db"
+    shutil.copytree(data["db"], path)
+    gtins = sorted({parse_code(scan).gtin for scan in data["scans"]})
+    prices = root / "prices.csv"
+    rows = [f"{gtin},,{10000 + i}" for i, gtin in enumerate(gtins[:N_PRICED_GTINS])]
+    prices.write_text("gtin,pg,price\n" + "\n".join(rows) + "\n,3,12000\n")
+    grey = root / "grey.txt"
+    grey.write_text("\n".join(gtins[-N_GREY_GTINS:]) + "\n")
+    with Blocklist.open(path, readonly=False) as bl:
+        bl.load_prices(prices)
+        bl.load_grey(grey)
+        assert bl.info()["min_prices"] == min(N_PRICED_GTINS, len(gtins))
+    with Blocklist.open(path) as bl:
+        yield bl
+
+
+@pytest.mark.benchmark(group="single")
+def test_single_is_blocked_with_tables(benchmark, data, tables_reader, board):
+    probes = data["scans"]
+    is_blocked = tables_reader.is_blocked
+
+    def loop():
+        hits = 0
+        for scan in probes:
+            if is_blocked(scan):
+                hits += 1
+        return hits
+
+    assert benchmark(loop) == sum(data["truth"])
+    board.record("single/is_blocked_tables", _per_code(median_of(benchmark), len(probes)))
+    board.target("single/is_blocked_tables", "single/is_blocked", 1.1,
+                 "is_blocked with price+grey tables vs without (same run)")
+
+
+@pytest.mark.benchmark(group="batch")
+def test_batch_is_blocked_many_with_tables(benchmark, data, tables_reader, board):
+    result = benchmark(tables_reader.is_blocked_many, data["scans"])
+    assert result == data["truth"]
+    board.record("batch/is_blocked_many_tables", _per_code(median_of(benchmark), len(data["scans"])))
+    board.target("batch/is_blocked_many_tables", "batch/is_blocked_many", 1.1,
+                 "is_blocked_many with price+grey tables vs without, per code")
+
+
+N_CHECKS = 20_000
+
+
+@pytest.mark.benchmark(group="check")
+def test_check_without_tables(benchmark, data, reader, board):
+    probes = data["scans"][:N_CHECKS]
+    check = reader.check
+    result = benchmark(lambda: sum(check(scan).blocked for scan in probes))
+    assert result == sum(data["truth"][:N_CHECKS])
+    board.record("check/plain", _per_code(median_of(benchmark), len(probes)))
+
+
+@pytest.mark.benchmark(group="check")
+def test_check_with_tables(benchmark, data, tables_reader, board):
+    """The richer call: `check` also answers smp and grey (two LMDB gets) when the tables hold anything."""
+    probes = data["scans"][:N_CHECKS]
+    check = tables_reader.check
+
+    def loop():
+        blocked = priced = 0
+        for scan in probes:
+            verdict = check(scan)
+            blocked += verdict.blocked
+            priced += verdict.smp is not None
+        return blocked, priced
+
+    blocked, priced = benchmark(loop)
+    assert blocked == sum(data["truth"][:N_CHECKS]) and priced > 0
+    board.record("check/tables", _per_code(median_of(benchmark), len(probes)))
+    board.notes.append(
+        f"check() with price+grey tables: {board.values['check/tables'] * 1e6:.2f} us per scan vs "
+        f"{board.values.get('check/plain', float('nan')) * 1e6:.2f} us without ({priced} of {len(probes)} "
+        f"scans priced)"
+    )

@@ -328,3 +328,23 @@ def test_cli_delta_changes_records(runner, tmp_path, price_file):
     assert result.exit_code != 0 and "upgrade lmcz-fast" in result.output + result.stderr
     with Blocklist.open(db) as bl:
         assert bl.info()["version"] == 2
+
+
+def test_a_reader_sees_new_tables_and_keeps_its_copy_across_code_only_updates(tmp_path, price_file):
+    import time
+
+    path = tmp_path / "db"
+    rng = random.Random(6)
+    codes = [make_identity(rng) for _ in range(10)]
+    with Blocklist.create(path) as writer, Blocklist.open(path, refresh_interval=0.02) as reader:
+        writer.load_prices(price_file)
+        time.sleep(0.05)
+        assert reader.check(pack(G2)).smp == 12000 and reader.min_price(G1) == 14630
+        copy = reader._tables_copy
+        writer.apply_delta(add=codes, to_version=writer.info()["version"] + 1)      # codes only
+        time.sleep(0.05)
+        assert reader.check(codes[0]).blocked and reader._tables_copy is copy
+        writer.apply_delta(add_records=["group_min_price 3 12500"], to_version=writer.info()["version"] + 1)
+        time.sleep(0.05)
+        assert reader.check(pack(G2)).smp == 12500 and reader._tables_copy is not copy
+        assert reader.check(pack(G1)).smp == 14630

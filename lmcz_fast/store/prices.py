@@ -44,6 +44,8 @@ from .tables import (
     DB_PRICES,
     KIND_GREY_GTIN,
     META_COUNTS,
+    META_TABLES_DIGEST,
+    META_TABLES_VERSION,
     PG_TOBACCO,
     PRICE_KINDS,
     Record,
@@ -243,6 +245,8 @@ class TablesMixin:
     _dbs: dict[bytes, Any]
     _lock: Any
     _env: Any
+    #: (stamp, GTIN -> price, group -> price, grey GTINs) of the tables as this handle last read them.
+    _tables_copy: tuple[Any, dict[str, int], dict[int, int], frozenset[str]] | None = None
 
     if TYPE_CHECKING:
         # The Blocklist methods this mixin uses (declared for the type checker only: never defined here, so the
@@ -257,45 +261,63 @@ class TablesMixin:
     def min_price(self, gtin: str, pg: int | None = None) -> int | None:
         """The minimum price (kopecks) that applies to GTIN `gtin`: its own entry, else the entry of product group
         `pg` when one is given, else None. Raises `RecordError` (a `ValueError`) for a bad GTIN or group."""
-        gtin_row = gtin_price_key(gtin)
-        group_row = group_price_key(pg) if pg is not None else None
+        gtin_price_key(gtin)
+        if pg is not None:
+            group_price_key(pg)
         with self._lock:
             txn = self._fresh_txn()
-            return self._min_price(txn, self._meta(), gtin_row, group_row)
+            _, gtins, groups, _ = self._tables(txn, self._meta())
+        price = gtins.get(gtin)
+        return price if price is not None or pg is None else groups.get(pg)
 
     def is_grey_gtin(self, gtin: str) -> bool:
         """Whether `gtin` is in the grey list. Raises `RecordError` (a `ValueError`) for a bad GTIN."""
-        row = grey_key(gtin)
+        grey_key(gtin)
         with self._lock:
             txn = self._fresh_txn()
-            return bool(self._meta().get(META_COUNTS[KIND_GREY_GTIN])) and \
-                txn.get(row, db=self._dbs[DB_GREY]) is not None
+            return gtin in self._tables(txn, self._meta())[3]
 
-    def _min_price(self, txn: lmdb.Transaction, meta: dict[str, Any], gtin_row: bytes,
-                   group_row: bytes | None) -> int | None:
-        prices = self._dbs[DB_PRICES]
-        if meta.get("min_prices"):
-            value = txn.get(gtin_row, db=prices)
-            if value is not None:
-                return int.from_bytes(value, "big")
-        if group_row is not None and meta.get("group_min_prices"):
-            value = txn.get(group_row, db=prices)
-            if value is not None:
-                return int.from_bytes(value, "big")
-        return None
+    def _tables(self, txn: lmdb.Transaction,
+                meta: dict[str, Any]) -> tuple[Any, dict[str, int], dict[int, int], frozenset[str]]:
+        """The tables of the reader's current version, from memory (call with the lock held).
+
+        They are read once into dicts (thousands of rows: milliseconds) and kept while the version of their last
+        change and their digest stay the same — code-only updates do not touch them — so a check costs dict
+        lookups, not LMDB gets. The copy is made from the same read transaction as the answer it serves.
+        """
+        stamp = (meta.get(META_TABLES_VERSION), meta.get(META_TABLES_DIGEST))
+        copy = self._tables_copy
+        if copy is None or copy[0] != stamp:
+            gtins: dict[str, int] = {}
+            groups: dict[int, int] = {}
+            grey: set[str] = set()
+            if any(meta.get(name) for name in META_COUNTS.values()):
+                for record in iter_rows(txn, self._dbs):
+                    parts = record.text.split()
+                    if record.kind == KIND_GREY_GTIN:
+                        grey.add(parts[1])
+                    elif record.db == DB_PRICES and record.key[:1] == b"g":
+                        gtins[parts[1]] = int(parts[2])
+                    else:
+                        groups[int(parts[1])] = int(parts[2])
+            copy = (stamp, gtins, groups, frozenset(grey))
+            self._tables_copy = copy
+        return copy
 
     def _tables_answer(self, txn: lmdb.Transaction, meta: dict[str, Any], code: MarkingCode,
                        pg: int | None) -> tuple[int | None, bool]:
-        """(smp, grey) of a parsed code inside the caller's read transaction (lock held): two gets at most, none
-        when the tables are empty."""
+        """(smp, grey) of a parsed code for the caller's read transaction (lock held); nothing to look up when
+        the tables are empty."""
         if not (meta.get("min_prices") or meta.get("group_min_prices") or meta.get("grey_gtins")):
             return None, False
-        gtin_row = int(code.gtin).to_bytes(6, "big")
-        group = pg if pg is not None else product_group_of(code)
-        smp = self._min_price(txn, meta, b"g" + gtin_row,
-                              b"p" + group.to_bytes(2, "big") if group is not None else None)
-        grey = bool(meta.get("grey_gtins")) and txn.get(gtin_row, db=self._dbs[DB_GREY]) is not None
-        return smp, grey
+        _, gtins, groups, grey = self._tables(txn, meta)
+        gtin = code.gtin
+        smp = gtins.get(gtin)
+        if smp is None and groups:
+            group = pg if pg is not None else product_group_of(code)
+            if group is not None:
+                smp = groups.get(group)
+        return smp, gtin in grey
 
     def iter_records(self) -> Iterator[str]:
         """Every table record in canonical text form (`min_price GTIN KOPECKS`, ...), from one consistent

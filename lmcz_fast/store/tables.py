@@ -43,6 +43,9 @@ DB_GREY = b"grey"
 
 META_COUNTS = {KIND_MIN_PRICE: "min_prices", KIND_GROUP_MIN_PRICE: "group_min_prices", KIND_GREY_GTIN: "grey_gtins"}
 META_TABLES_DIGEST = "tables_digest"
+#: The store version of the last write that changed a table: readers keep their in-memory copy of the tables
+#: while it (and the tables' digest) stays the same, so code-only updates never make them reread the tables.
+META_TABLES_VERSION = "tables_version"
 
 _TAG_GTIN_PRICE = b"g"
 _TAG_GROUP_PRICE = b"p"

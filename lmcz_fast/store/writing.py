@@ -37,6 +37,7 @@ from .sources import Collected, collect
 from .tables import (
     META_COUNTS,
     META_TABLES_DIGEST,
+    META_TABLES_VERSION,
     Record,
     TableRows,
     apply_records,
@@ -77,7 +78,8 @@ class BlocklistWriter:
     def _checked_meta(fields: dict[str, Any]) -> dict[str, Any]:
         """Refuse fields the store keeps itself, and values that are not JSON, before any transaction starts."""
         reserved = {"version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "prefilter_index",
-                    "instance_id", "updated_at", "loaded_at", "source", META_TABLES_DIGEST, *META_COUNTS.values()}
+                    "instance_id", "updated_at", "loaded_at", "source", META_TABLES_DIGEST, META_TABLES_VERSION,
+                    *META_COUNTS.values()}
         if reserved & fields.keys():
             raise StoreError(f"these fields are kept by the store itself: {sorted(reserved & fields.keys())}")
         for name, value in fields.items():
@@ -220,6 +222,7 @@ class BlocklistWriter:
             if tables is not None:
                 write_whole(txn, self._dbs, tables)
                 meta_fields[META_TABLES_DIGEST] = format_digest(tables.sums)
+                meta_fields[META_TABLES_VERSION] = new_version
                 meta_fields.update({META_COUNTS[kind]: n for kind, n in tables.counts.items()})
             self._put_meta(txn, meta_fields)
             put_prefilter(txn, self._dbs[DB_META], bitmap.serialize())
@@ -440,6 +443,8 @@ class BlocklistWriter:
                 tables_digest = digest_add(digest_add(tables_digest, applied.added, ()), applied.removed, (), -1)
                 digest = digest_add(digest_add(digest, applied.added, ()), applied.removed, (), -1)
                 table_fields[META_TABLES_DIGEST] = format_digest(tables_digest)
+                if applied.changed_in or applied.changed_out:
+                    table_fields[META_TABLES_VERSION] = to_version
                 for kind, change in applied.counts.items():
                     if change:
                         name = META_COUNTS[kind]
