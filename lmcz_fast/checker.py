@@ -504,7 +504,10 @@ def _flatten_v2(results: list[Any]) -> dict[str, Any] | None:
 
 
 class _BlocklistLike(Protocol):
-    def check(self, raw: str | bytes) -> Any: ...
+    """What the checker needs of an in-process store: `check(raw)`; `check(raw, pg=...)` is used only when a
+    product group is given, and `is_sold(cis)` only if present (see `_is_sold`)."""
+
+    def check(self, raw: str | bytes, pg: int | None = ...) -> Any: ...
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -770,7 +773,7 @@ class Checker:
             return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
         try:
             bl = self._blocklist
-            verdict = bl.check(raw) if pg is None else bl.check(raw, pg=pg)  # type: ignore[union-attr,call-arg]
+            verdict = bl.check(raw) if pg is None else bl.check(raw, pg=pg)  # type: ignore[union-attr]
         except CodeError:
             return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
         tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,

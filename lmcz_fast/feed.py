@@ -430,7 +430,7 @@ def _manifest_from_body(body: dict[str, Any], signer: str, raw: bytes) -> Manife
         if not isinstance(item, dict):
             raise ManifestError(f"deltas[{number}] is not an object")
         entries.append(_entry(DeltaEntry, item, f"deltas[{number}]", fmt))
-    counted = ("feed_id", "version", "published_at", "expires_at", "set_digest", "codes", "gtins")
+    counted: tuple[str, ...] = ("feed_id", "version", "published_at", "expires_at", "set_digest", "codes", "gtins")
     if fmt != FORMAT_1:
         counted += ("records",)
     elif "records" in body:
@@ -1549,7 +1549,7 @@ def publish(
         written.append(name)
         snap_entry = SnapshotEntry(name, len(data), hashlib.sha256(data).hexdigest(), new_version,
                                    len(identities), len(gtins), len(record_list))
-    elif snap_entry is not None and fmt != previous.format:
+    elif previous is not None and fmt != previous.format:
         raise PublishError("internal error: the feed's format changes without a new version")
     deltas = deltas[-keep_deltas:] if keep_deltas else []
     assert snap_entry is not None

@@ -155,8 +155,8 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
         raise click.UsageError(f"give one --price per code: {len(scans)} codes, {len(prices)} prices")
     if pgs and len(pgs) not in (1, len(scans)):
         raise click.UsageError(f"give one --pg per code, or one for all: {len(scans)} codes, {len(pgs)} groups")
-    price_of: list[int | None] = list(prices) if prices else [None] * len(scans)
-    pg_of: list[int | None] = list(pgs) * (len(scans) if len(pgs) == 1 else 1) if pgs else [None] * len(scans)
+    price_of: list[int | None] = [*prices] if prices else [None] * len(scans)
+    pg_of: list[int | None] = [*pgs] * (len(scans) if len(pgs) == 1 else 1) if pgs else [None] * len(scans)
     verdicts: list[TillVerdict] = []
     try:
         with Checker(online, offline, deadline=deadline, fiscal_drive_number=fiscal_drive) as checker:
