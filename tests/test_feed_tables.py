@@ -249,3 +249,14 @@ def test_cli_publish_prices_and_grey_then_sync(tmp_path: Path) -> None:
     (tmp_path / "bad.csv").write_text(f"gtin,price\n{G1},146.30\n")
     result = runner.invoke(main, ["publish", str(fd), "--key", str(key), "--prices", str(tmp_path / "bad.csv")])
     assert result.exit_code != 0 and "whole number of kopecks" in result.output + result.stderr
+
+
+def test_a_mirror_relays_format_2_unchanged(tmp_path: Path, keys) -> None:
+    key, pub = keys
+    fd, mirror_dir, db = tmp_path / "feed", tmp_path / "mirror", tmp_path / "db"
+    feed.publish(fd, key, snapshot=write_list(tmp_path / "in.txt", CODES[:300]),
+                 prices=prices_csv(tmp_path, f"{G1},,100\n"), grey=grey_txt(tmp_path, G2))
+    report = feed.mirror(str(fd), mirror_dir, pub, db=db)
+    assert report.store is not None and report.store.action == "snapshot"
+    assert (mirror_dir / "manifest.json").read_bytes() == (fd / "manifest.json").read_bytes()
+    assert state(db)[2] == [f"min_price {G1} 100", f"grey_gtin {G2}"] and state(db)[1] == content_digest(db)
