@@ -63,6 +63,7 @@ from .tables import (
 
 __all__ = ["TablesMixin", "TablesReport", "product_group_of", "read_grey_file", "read_price_file"]
 
+_NOTHING: tuple[int | None, bool] = (None, False)
 _PRICE_COLUMNS = ("price", "min_price", "smp", "kopecks", "цена")
 _GROUP_COLUMNS = ("pg", "group", "product_group")
 _MAX_REPORTED_ERRORS = 20
@@ -245,8 +246,11 @@ class TablesMixin:
     _dbs: dict[bytes, Any]
     _lock: Any
     _env: Any
-    #: (stamp, GTIN -> price, group -> price, grey GTINs) of the tables as this handle last read them.
-    _tables_copy: tuple[Any, dict[str, int], dict[int, int], frozenset[str]] | None = None
+    #: (stamp, GTIN -> (its minimum price or None, grey), group -> price) of the tables as this handle last read
+    #: them: one dict lookup answers both questions about a GTIN.
+    _tables_copy: tuple[Any, dict[str, tuple[int | None, bool]], dict[int, int]] | None = None
+    #: The metadata dict (one per read version) the copy was last checked against: the same dict, no check.
+    _tables_meta: dict[str, Any] | None = None
 
     if TYPE_CHECKING:
         # The Blocklist methods this mixin uses (declared for the type checker only: never defined here, so the
@@ -266,8 +270,8 @@ class TablesMixin:
             group_price_key(pg)
         with self._lock:
             txn = self._fresh_txn()
-            _, gtins, groups, _ = self._tables(txn, self._meta())
-        price = gtins.get(gtin)
+            _, gtins, groups = self._tables(txn, self._meta())
+        price = gtins.get(gtin, _NOTHING)[0]
         return price if price is not None or pg is None else groups.get(pg)
 
     def is_grey_gtin(self, gtin: str) -> bool:
@@ -275,33 +279,35 @@ class TablesMixin:
         grey_key(gtin)
         with self._lock:
             txn = self._fresh_txn()
-            return gtin in self._tables(txn, self._meta())[3]
+            return self._tables(txn, self._meta())[1].get(gtin, _NOTHING)[1]
 
     def _tables(self, txn: lmdb.Transaction,
-                meta: dict[str, Any]) -> tuple[Any, dict[str, int], dict[int, int], frozenset[str]]:
+                meta: dict[str, Any]) -> tuple[Any, dict[str, tuple[int | None, bool]], dict[int, int]]:
         """The tables of the reader's current version, from memory (call with the lock held).
 
         They are read once into dicts (thousands of rows: milliseconds) and kept while the version of their last
         change and their digest stay the same — code-only updates do not touch them — so a check costs dict
         lookups, not LMDB gets. The copy is made from the same read transaction as the answer it serves.
         """
-        stamp = (meta.get(META_TABLES_VERSION), meta.get(META_TABLES_DIGEST))
         copy = self._tables_copy
+        if copy is not None and meta is self._tables_meta:
+            return copy
+        stamp = (meta.get(META_TABLES_VERSION), meta.get(META_TABLES_DIGEST))
         if copy is None or copy[0] != stamp:
-            gtins: dict[str, int] = {}
+            gtins: dict[str, tuple[int | None, bool]] = {}
             groups: dict[int, int] = {}
-            grey: set[str] = set()
             if any(meta.get(name) for name in META_COUNTS.values()):
                 for record in iter_rows(txn, self._dbs):
                     parts = record.text.split()
                     if record.kind == KIND_GREY_GTIN:
-                        grey.add(parts[1])
+                        gtins[parts[1]] = (gtins.get(parts[1], _NOTHING)[0], True)
                     elif record.db == DB_PRICES and record.key[:1] == b"g":
-                        gtins[parts[1]] = int(parts[2])
+                        gtins[parts[1]] = (int(parts[2]), gtins.get(parts[1], _NOTHING)[1])
                     else:
                         groups[int(parts[1])] = int(parts[2])
-            copy = (stamp, gtins, groups, frozenset(grey))
+            copy = (stamp, gtins, groups)
             self._tables_copy = copy
+        self._tables_meta = meta
         return copy
 
     def _tables_answer(self, txn: lmdb.Transaction, meta: dict[str, Any], code: MarkingCode,
@@ -310,14 +316,13 @@ class TablesMixin:
         the tables are empty."""
         if not (meta.get("min_prices") or meta.get("group_min_prices") or meta.get("grey_gtins")):
             return None, False
-        _, gtins, groups, grey = self._tables(txn, meta)
-        gtin = code.gtin
-        smp = gtins.get(gtin)
+        _, gtins, groups = self._tables(txn, meta)
+        smp, grey = gtins.get(code.gtin, _NOTHING)
         if smp is None and groups:
             group = pg if pg is not None else product_group_of(code)
             if group is not None:
                 smp = groups.get(group)
-        return smp, gtin in grey
+        return smp, grey
 
     def iter_records(self) -> Iterator[str]:
         """Every table record in canonical text form (`min_price GTIN KOPECKS`, ...), from one consistent
