@@ -345,6 +345,12 @@ class World:
             removes = self.blocked[1 + self.changes_made * 20:1 + (self.changes_made + 1) * 20]
             self.changes_made += 1
             data = "".join(f"+{c}\n" for c in adds) + "".join(f"-{c}\n" for c in removes)
+        elif "price" in base:
+            # a minimum-price table: the GTINs of the first blocked codes, and the tobacco group
+            gtins = sorted({code[2:16] for code in self.blocked[:5]})
+            data = "gtin,pg,price\n" + "".join(f"{g},,{10000 + i}\n" for i, g in enumerate(gtins)) + ",3,12000\n"
+        elif "grey" in base:
+            data = "".join(f"{g}\n" for g in sorted({code[2:16] for code in self.blocked[5:8]}))
         elif re.search(r"\.csv(\.gz)?$", base):
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
@@ -456,9 +462,11 @@ class World:
 
     def prepare(self, argv: list[str]) -> None:
         name, opts = _parse(argv)
-        if name == "load":
+        if name in ("load", "prices load", "grey load"):
             for source in opts.get("sources", ()):
                 self.ensure_input(source)
+        if name in ("prices list", "grey list"):
+            self.ensure_store(opts["db"])
         if name in ("lookup", "info", "status", "delta", "serve"):
             self.ensure_store(opts["db"])
         if name == "delta":
@@ -480,6 +488,8 @@ class World:
                 self.ensure_input(source)
             if opts.get("delta_path"):
                 self.ensure_input(opts["delta_path"])
+            for source in (*opts.get("price_files", ()), *opts.get("grey_files", ())):
+                self.ensure_input(source)
             if not opts.get("snapshots"):
                 self.ensure_published(self.path(opts["feed_dir"]), key)
         if name == "audit export":

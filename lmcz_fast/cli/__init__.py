@@ -20,11 +20,11 @@ def main() -> None:
       lmcz-fast load store.db blocked.txt              # build a database from your list (text, CSV, .gz)
       lmcz-fast lookup store.db 0104650000000010215abcdef      # check scans; exit 1 if any is blocked
       lmcz-fast info store.db                          # version, counts, sizes, times
-      lmcz-fast prices load store.db min-prices.csv    # minimum prices (gtin,price / pg,price); also: grey load
       lmcz-fast sync store.db --feed https://feed.example/ --public-key feed.pub   # signed updates (sync --help)
       lmcz-fast serve store.db                         # Local-Module-compatible HTTP service on 127.0.0.1:5995
       lmcz-fast check --db store.db "0104650000000010215abcdef<GS>93ab12"   # till-side: online first, then offline
       lmcz-fast systemd --feed https://feed.example/   # print hardened systemd units for serve and sync
+      lmcz-fast prices load local.db min-prices.csv    # minimum prices (gtin,price / pg,price); also: grey load
     """
 
 
