@@ -236,6 +236,8 @@ def test_cli_check_with_prices(store, tmp_path):
     refused = runner.invoke(main, ["check", "--db", db, PACK, MILK_SCAN, "--price", "15000", "--price", "1",
                                    "--lang", "en"])
     assert refused.exit_code == 1 and "146.30 RUB" in refused.output
-    assert runner.invoke(main, ["check", "--db", db, PACK, "--price", "146.30"]).exit_code == 2
+    # usage errors are `check`'s setup errors (exit 4), the price named in words
+    bad = runner.invoke(main, ["check", "--db", db, PACK, "--price", "146.30"])
+    assert bad.exit_code == 4 and "'146.30' is not a valid integer" in bad.output
     mismatch = runner.invoke(main, ["check", "--db", db, PACK, MILK_SCAN, "--price", "1"])
-    assert mismatch.exit_code == 2 and "one --price per code" in mismatch.output
+    assert mismatch.exit_code == 4 and "one --price per code" in mismatch.output
