@@ -340,11 +340,35 @@ def test_a_reader_sees_new_tables_and_keeps_its_copy_across_code_only_updates(tm
         writer.load_prices(price_file)
         time.sleep(0.05)
         assert reader.check(pack(G2)).smp == 12000 and reader.min_price(G1) == 14630
-        copy = reader._tables_copy
+        version, copy = reader._reading, reader._reading.tables      # the tables as that version answers them
         writer.apply_delta(add=codes, to_version=writer.info()["version"] + 1)      # codes only
         time.sleep(0.05)
-        assert reader.check(codes[0]).blocked and reader._tables_copy is copy
+        assert reader.check(codes[0]).blocked and reader._reading is not version
+        assert reader._reading.tables is copy                          # a new version, the same tables: not reread
         writer.apply_delta(add_records=["group_min_price 3 12500"], to_version=writer.info()["version"] + 1)
         time.sleep(0.05)
-        assert reader.check(pack(G2)).smp == 12500 and reader._tables_copy is not copy
+        assert reader.check(pack(G2)).smp == 12500 and reader._reading.tables is not copy
         assert reader.check(pack(G1)).smp == 14630
+
+
+def test_a_snapshot_answers_prices_from_its_one_version(tmp_path, price_file):
+    path = tmp_path / "db"
+    rng = random.Random(7)
+    milk = f"01{G2}21Ab3!x_{GS}93dGVz"
+    with Blocklist.create(path) as bl:
+        bl.load([[make_identity(rng)]])
+        bl.load_prices(price_file)
+        with bl.snapshot() as view:
+            bl.apply_delta(remove_records=["group_min_price 3 12000"], add_records=["group_min_price 3 13000"],
+                           to_version=bl.info()["version"] + 1)
+            assert [v.smp for v in view.check_many([pack(G1), pack(G2), milk], [None, None, 16])] == [
+                14630, 12000, 9000]
+            assert view.min_price(G2, 3) == 12000 and view.check(milk, pg=3).smp == 12000
+            with pytest.raises(ValueError):
+                view.check_many([milk], [1, 2])
+        assert bl.min_price(G2, 3) == 13000 and bl.check_many([milk], [3])[0].smp == 13000
+        lines = list(bl.snapshot_lines())
+    assert lines[-3:] == [f"@min_price {G1} 14630", "@group_min_price 3 13000", "@group_min_price 16 9000"]
+    with Blocklist.create(tmp_path / "copy") as copy:             # a store's lines load whole elsewhere
+        copy.load([lines], strict=True)
+        assert list(copy.iter_records()) == [line[1:] for line in lines[-3:]]

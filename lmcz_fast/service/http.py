@@ -48,7 +48,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = ("server", "app", "parser", "transport", "url", "headers_size", "authorization", "client_id",
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
-                 "last_activity", "closing")
+                 "last_activity", "closing", "peer")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -57,6 +57,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.in_message = False
         self.closing = False
+        self.peer: str | None = None
         self.last_activity = time.monotonic()
         self._reset()
 
@@ -78,6 +79,8 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
         self.app.metrics.connections_total += 1
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) and peer else None
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -185,7 +188,7 @@ class _Connection(asyncio.Protocol):
         parsed = httptools.parse_url(self.url)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         response = self.app.handle(self.parser.get_method(), parsed.path, parsed.query, body, self.authorization,
-                                   self.client_id, self.content_type, self.started)
+                                   self.client_id, self.content_type, self.started, peer=self.peer)
         keep_alive = self.parser.should_keep_alive() and not response.close and not self.server.draining
         self._write(response, keep_alive)
         self.body = []

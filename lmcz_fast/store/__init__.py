@@ -6,15 +6,26 @@ reader in any process sees the old state or the new one, never a mix.
 
 The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
 (loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
-tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `errors.py` (what it answers),
-`tables.py` (the minimum-price and grey-GTIN record kinds) and `prices.py` (loading and asking them).
+tables), `keys.py` (row keys), `digest.py` (the set digest), `snapshot.py` (one version as calls answer from it), `freshness.py` (when offline
+answers stop), `records.py` and `errors.py` (what it answers), `tables.py` (the minimum-price and grey-GTIN
+record kinds) and `prices.py` (loading and asking them).
 """
 
 from .blocklist import Blocklist
 from .digest import digest_after, set_digest_of
-from .errors import DigestMismatchError, DiskFullError, LoadError, MapFullError, StoreError, VersionError
+from .errors import (
+    DigestMismatchError,
+    DiskFullError,
+    LoadError,
+    MapFullError,
+    NoListError,
+    StoreError,
+    VersionError,
+)
+from .freshness import freshness
 from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
+from .snapshot import Snapshot
 from .tables import PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
 
 __all__ = [
@@ -27,15 +38,18 @@ __all__ = [
     "LoadError",
     "LoadReport",
     "MapFullError",
+    "NoListError",
     "PRODUCT_GROUPS",
     "RECORD_KINDS",
     "RecordError",
+    "Snapshot",
     "Status",
     "StoreError",
     "TablesReport",
     "Verdict",
     "VersionError",
     "digest_after",
+    "freshness",
     "parse_record",
     "product_group_of",
     "read_grey_file",

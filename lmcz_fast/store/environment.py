@@ -44,8 +44,12 @@ DB_COLLISIONS = b"collisions"
 DB_META = b"meta"
 #: The databases every store has had since the first version.
 CORE_DBS = (DB_CODES, DB_GTINS, DB_BLOCKS, DB_COLLISIONS, DB_META)
-#: Tables added later (tables.py): a store made before them gets them, empty, when it is first opened.
+#: The price and grey tables (tables.py).
 TABLE_DBS = (DB_PRICES, DB_GREY)
+#: Tables added after the first format: created when an older store is opened (an empty table changes nothing;
+#: empty price and grey tables add nothing to the set digest).
+DB_SIDE = b"side"          # side tables of writers above the store (replication's document maps), key table\0key
+LATER_TABLES = (DB_SIDE, *TABLE_DBS)
 
 META_PREFILTER = b"prefilter"
 META_GTIN_INDEX = b"gtin_index"
@@ -122,12 +126,11 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
     except lmdb.NotFoundError as exc:
         raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
     try:
-        for name in TABLE_DBS:
-            # Empty tables add nothing to the set digest: creating them leaves an older store's content as it was.
+        for name in LATER_TABLES:
             dbs[name] = env.open_db(name, create=True)
     except lmdb.Error as exc:
-        raise lmdb_error(exc, path, "the store's price and grey tables could not be added; nothing was changed") \
-            from exc
+        raise lmdb_error(exc, path, "the store's later tables (side, prices, grey) could not be added; nothing "
+                                    "was changed") from exc
     return dbs
 
 
@@ -223,7 +226,8 @@ def _served_version(env: lmdb.Environment, meta_db: Any) -> int | None:
     try:
         with env.begin(db=meta_db) as txn:
             raw = txn.get(b"version")
-            return None if raw is None else int(json.loads(bytes(raw)))
+            version = None if raw is None else int(json.loads(bytes(raw)))
+            return version or None     # version 0 holds no list: it serves nothing (NoListError)
     except Exception:
         return None
 

@@ -28,20 +28,17 @@ import gzip
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import lmdb
-
 from .._codes import MarkingCode
 from .errors import LoadError, StoreError
 from .records import LineError, LoadReport
 from .tables import (
-    DB_GREY,
-    DB_PRICES,
     KIND_GREY_GTIN,
     META_COUNTS,
     META_TABLES_DIGEST,
@@ -61,7 +58,10 @@ from .tables import (
     parse_price,
 )
 
-__all__ = ["TablesMixin", "TablesReport", "product_group_of", "read_grey_file", "read_price_file"]
+if TYPE_CHECKING:
+    from .snapshot import _Reading
+
+__all__ = ["TablesMixin", "TablesReport", "product_group_of", "read_grey_file", "read_price_file", "tables_answer"]
 
 _NOTHING: tuple[int | None, bool] = (None, False)
 _PRICE_COLUMNS = ("price", "min_price", "smp", "kopecks", "цена")
@@ -240,23 +240,91 @@ def read_grey_file(sources: Iterable[Any] | str | os.PathLike[str],
     return list(seen.values()), report
 
 
+# -- the tables as a version answers from them ----------------------------------------------------------------
+#
+# A version's tables are read once into dicts (thousands of rows: milliseconds): GTIN -> (its minimum price or
+# None, grey), and group -> price, so one dict lookup answers both questions about a GTIN. The copy is kept per
+# store path while the version of the tables' last change (`tables_version`) and their digest stay the same, so
+# code-only updates never make a reader reread them; each read version (`_Reading`) holds the copy it answers
+# from, taken in its own transaction.
+
+Tables = tuple[dict[str, tuple[int | None, bool]], dict[int, int]]
+_NO_TABLES: Tables = ({}, {})
+_COPIES: dict[str, tuple[Any, Tables]] = {}
+_COPIES_LOCK = threading.Lock()
+
+
+def tables_of(reading: _Reading) -> Tables:
+    """The tables of the version `reading` is (call with the blocklist's lock held)."""
+    copy = reading.tables
+    if copy is not None:
+        return copy
+    meta = reading.meta()
+    if not any(meta.get(name) for name in META_COUNTS.values()):
+        copy = _NO_TABLES
+    else:
+        stamp = (meta.get(META_TABLES_VERSION), meta.get(META_TABLES_DIGEST))
+        with _COPIES_LOCK:
+            kept = _COPIES.get(reading.path)
+        if kept is not None and kept[0] == stamp:
+            copy = kept[1]
+        else:
+            gtins: dict[str, tuple[int | None, bool]] = {}
+            groups: dict[int, int] = {}
+            for record in iter_rows(reading.txn, reading.dbs):
+                parts = record.text.split()
+                if record.kind == KIND_GREY_GTIN:
+                    gtins[parts[1]] = (gtins.get(parts[1], _NOTHING)[0], True)
+                elif record.kind == "min_price":
+                    gtins[parts[1]] = (int(parts[2]), gtins.get(parts[1], _NOTHING)[1])
+                else:
+                    groups[int(parts[1])] = int(parts[2])
+            copy = (gtins, groups)
+            with _COPIES_LOCK:
+                _COPIES[reading.path] = (stamp, copy)
+    reading.tables = copy
+    return copy
+
+
+def tables_answer(reading: _Reading, code: MarkingCode, pg: int | None) -> tuple[int | None, bool]:
+    """(smp, grey) of a parsed code in the version `reading` is (lock held): the GTIN's minimum price, else its
+    product group's (`pg`, or the group the code's form proves); nothing to look up when the tables are empty."""
+    gtins, groups = tables_of(reading)
+    if not gtins and not groups:
+        return None, False
+    smp, grey = gtins.get(code.gtin, _NOTHING)
+    if smp is None and groups:
+        group = pg if pg is not None else product_group_of(code)
+        if group is not None:
+            smp = groups.get(group)
+    return smp, grey
+
+
+def min_price_in(reading: _Reading, gtin: str, pg: int | None) -> int | None:
+    gtin_price_key(gtin)
+    if pg is not None:
+        group_price_key(pg)
+    gtins, groups = tables_of(reading)
+    price = gtins.get(gtin, _NOTHING)[0]
+    return price if price is not None or pg is None else groups.get(pg)
+
+
+def is_grey_in(reading: _Reading, gtin: str) -> bool:
+    grey_key(gtin)
+    return tables_of(reading)[0].get(gtin, _NOTHING)[1]
+
+
 class TablesMixin:
     """Mixin of `Blocklist`: the minimum-price and grey-GTIN tables (queries and whole-table loads)."""
 
     _dbs: dict[bytes, Any]
     _lock: Any
     _env: Any
-    #: (stamp, GTIN -> (its minimum price or None, grey), group -> price) of the tables as this handle last read
-    #: them: one dict lookup answers both questions about a GTIN.
-    _tables_copy: tuple[Any, dict[str, tuple[int | None, bool]], dict[int, int]] | None = None
-    #: The metadata dict (one per read version) the copy was last checked against: the same dict, no check.
-    _tables_meta: dict[str, Any] | None = None
 
     if TYPE_CHECKING:
         # The Blocklist methods this mixin uses (declared for the type checker only: never defined here, so the
         # real ones are found whatever the order of the bases).
-        def _fresh_txn(self) -> lmdb.Transaction: ...
-        def _meta(self) -> dict[str, Any]: ...
+        def _fresh(self) -> _Reading: ...
         def _require_writable(self) -> None: ...
         def apply_delta(self, *args: Any, **kwargs: Any) -> Any: ...
 
@@ -265,64 +333,13 @@ class TablesMixin:
     def min_price(self, gtin: str, pg: int | None = None) -> int | None:
         """The minimum price (kopecks) that applies to GTIN `gtin`: its own entry, else the entry of product group
         `pg` when one is given, else None. Raises `RecordError` (a `ValueError`) for a bad GTIN or group."""
-        gtin_price_key(gtin)
-        if pg is not None:
-            group_price_key(pg)
         with self._lock:
-            txn = self._fresh_txn()
-            _, gtins, groups = self._tables(txn, self._meta())
-        price = gtins.get(gtin, _NOTHING)[0]
-        return price if price is not None or pg is None else groups.get(pg)
+            return min_price_in(self._fresh(), gtin, pg)
 
     def is_grey_gtin(self, gtin: str) -> bool:
         """Whether `gtin` is in the grey list. Raises `RecordError` (a `ValueError`) for a bad GTIN."""
-        grey_key(gtin)
         with self._lock:
-            txn = self._fresh_txn()
-            return self._tables(txn, self._meta())[1].get(gtin, _NOTHING)[1]
-
-    def _tables(self, txn: lmdb.Transaction,
-                meta: dict[str, Any]) -> tuple[Any, dict[str, tuple[int | None, bool]], dict[int, int]]:
-        """The tables of the reader's current version, from memory (call with the lock held).
-
-        They are read once into dicts (thousands of rows: milliseconds) and kept while the version of their last
-        change and their digest stay the same — code-only updates do not touch them — so a check costs dict
-        lookups, not LMDB gets. The copy is made from the same read transaction as the answer it serves.
-        """
-        copy = self._tables_copy
-        if copy is not None and meta is self._tables_meta:
-            return copy
-        stamp = (meta.get(META_TABLES_VERSION), meta.get(META_TABLES_DIGEST))
-        if copy is None or copy[0] != stamp:
-            gtins: dict[str, tuple[int | None, bool]] = {}
-            groups: dict[int, int] = {}
-            if any(meta.get(name) for name in META_COUNTS.values()):
-                for record in iter_rows(txn, self._dbs):
-                    parts = record.text.split()
-                    if record.kind == KIND_GREY_GTIN:
-                        gtins[parts[1]] = (gtins.get(parts[1], _NOTHING)[0], True)
-                    elif record.db == DB_PRICES and record.key[:1] == b"g":
-                        gtins[parts[1]] = (int(parts[2]), gtins.get(parts[1], _NOTHING)[1])
-                    else:
-                        groups[int(parts[1])] = int(parts[2])
-            copy = (stamp, gtins, groups)
-            self._tables_copy = copy
-        self._tables_meta = meta
-        return copy
-
-    def _tables_answer(self, txn: lmdb.Transaction, meta: dict[str, Any], code: MarkingCode,
-                       pg: int | None) -> tuple[int | None, bool]:
-        """(smp, grey) of a parsed code for the caller's read transaction (lock held); nothing to look up when
-        the tables are empty."""
-        if not (meta.get("min_prices") or meta.get("group_min_prices") or meta.get("grey_gtins")):
-            return None, False
-        _, gtins, groups = self._tables(txn, meta)
-        smp, grey = gtins.get(code.gtin, _NOTHING)
-        if smp is None and groups:
-            group = pg if pg is not None else product_group_of(code)
-            if group is not None:
-                smp = groups.get(group)
-        return smp, grey
+            return is_grey_in(self._fresh(), gtin)
 
     def iter_records(self) -> Iterator[str]:
         """Every table record in canonical text form (`min_price GTIN KOPECKS`, ...), from one consistent
