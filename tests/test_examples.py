@@ -481,6 +481,12 @@ class World:
             path.write_text("replicator:a-long-password\n")
             self.couch.require_auth("replicator", "a-long-password", "blocked_cis", "blocked_gtin", "min_price")
             self.log.append(f"made credentials file {credentials_file} (an admin of the source)")
+            self.couch_private = True
+        elif not credentials_file and getattr(self, "couch_private", False):
+            # an example without credentials names a source that needs none: the source is public again
+            self.couch.open_to_all("blocked_cis", "blocked_gtin", "min_price")
+            self.couch_private = False
+            self.log.append("the source needs no credentials for this example")
 
     def prepare(self, argv: list[str]) -> None:
         name, opts = _parse(argv)
@@ -514,6 +520,8 @@ class World:
                 self.ensure_input(opts["delta_path"])
             for source in (*opts.get("price_files", ()), *opts.get("grey_files", ())):
                 self.ensure_input(source)
+            if opts.get("from_store"):
+                self.ensure_store(opts["from_store"])
             if not opts.get("snapshots"):
                 self.ensure_published(self.path(opts["feed_dir"]), key)
         if name == "audit export":

@@ -341,6 +341,12 @@ class TablesMixin:
         with self._lock:
             return is_grey_in(self._fresh(), gtin)
 
+    def group_min_price(self, pg: int) -> int | None:
+        """The minimum price (kopecks) set for product group `pg` as a whole, or None."""
+        group_price_key(pg)
+        with self._lock:
+            return tables_of(self._fresh())[1].get(pg)
+
     def iter_records(self) -> Iterator[str]:
         """Every table record in canonical text form (`min_price GTIN KOPECKS`, ...), from one consistent
         snapshot: GTIN prices, group prices, then grey GTINs, each in key order."""
