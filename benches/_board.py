@@ -73,6 +73,14 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(1.34, 2.39, False, "issue 3 (1.34-1.44), issue 4 stop (1.48-2.2), this bench on a loaded VM (2.39)"),
     ("batch/is_blocked_many", "batch/set"):
         Record(0.796, 1.37, False, "issue 3 (0.90-0.95), issue 4 stop (0.91-1.37), this bench (0.80)"),
+    ("tables/single_tables", "tables/single"):
+        Record(0.908, 1.189, True, "issue 10: the same compiled hot path on two database files, interleaved rounds; "
+                                   "0.91-1.02 in most runs, 1.19 in one on a loaded VM"),
+    ("tables/batch_tables", "tables/batch"):
+        Record(0.964, 1.333, True, "issue 10: as above; 0.96-1.06 in most runs, 1.33 in one on a loaded VM"),
+    ("check/tables", "check/plain"):
+        Record(0.892, 1.59, True, "issue 10: check() answers smp and grey too (~0.2-0.8 us a scan in quiet runs, "
+                                  "0.89-1.19x); 1.59 in one run on a loaded VM"),
     ("single/is_blocked", "single/lmdb_get"):
         Record(0.155, 0.16, True, "issue 3 closing note, this bench"),
     ("single/is_blocked", "single/sqlite"):

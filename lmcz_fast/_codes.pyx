@@ -1183,6 +1183,22 @@ cdef inline str _ascii(const char* s, Py_ssize_t n):
     return PyUnicode_DecodeASCII(s, n, NULL)
 
 
+cdef inline int _base80_digit(unsigned char c) noexcept nogil:
+    """A tobacco pack's price character -> 0..79 (A-Z, a-z, 0-9, then the 18 signs below, in order); -1 if none."""
+    cdef const char* signs = b"!\"%&'*+-./_,:;=<>?"
+    cdef int k
+    if 65 <= c <= 90:
+        return c - 65
+    if 97 <= c <= 122:
+        return c - 97 + 26
+    if 48 <= c <= 57:
+        return c - 48 + 52
+    for k in range(18):
+        if <unsigned char>signs[k] == c:
+            return 62 + k
+    return -1
+
+
 cdef class MarkingCode:
     """A parsed marking code. Immutable; attributes are computed from the normalised scan on access.
 
@@ -1249,6 +1265,33 @@ cdef class MarkingCode:
         for k in range(self._ntail):
             out[_ascii(s + self._ai_at[k], self._ai_len[k])] = _ascii(s + self._val_at[k], self._val_len[k])
         return out
+
+    @property
+    def mrp(self):
+        """The maximum retail price (kopecks) the code itself carries, or None.
+
+        A tobacco pack: its characters 22-25, base 80 over `A-Z a-z 0-9 ! " % & ' * + - . / _ , : ; = < > ?`
+        (A = 0 ... ? = 79), most significant first ("ACW." = 14630); None if one of them is outside that alphabet.
+        An element string: the 6 digits of AI 8005 as kopecks (a tobacco block: the block's price); else None.
+        """
+        cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(self._s)
+        cdef int k, d
+        cdef long total = 0
+        if self._kind == K_TOBACCO_PACK:
+            for k in range(21, 25):
+                d = _base80_digit(s[k])
+                if d < 0:
+                    return None
+                total = total * 80 + d
+            return total
+        if self._kind == K_GS1:
+            for k in range(self._ntail):
+                if (self._ai_len[k] == 4 and s[self._ai_at[k]] == 56 and s[self._ai_at[k] + 1] == 48
+                        and s[self._ai_at[k] + 2] == 48 and s[self._ai_at[k] + 3] == 53):     # "8005"
+                    for d in range(self._val_len[k]):
+                        total = total * 10 + (s[self._val_at[k] + d] - 48)
+                    return total
+        return None
 
     @property
     def repaired(self):

@@ -31,11 +31,14 @@ from ._codes import CodeError, readings_of
 from .receipt import instance_uuid, request_id, tag_1265, version_uuid
 from .store.environment import DEFAULT_EXPIRE_AFTER
 from .store.errors import NoListError
+from .store.prices import product_group_of
 from .trueapi import CheckResponse, TrueApiClient, TrueApiError, split
 from .upstream import HttpClient, ProxyConfig
 
 __all__ = [
     "MAX_RECEIPT_CODES",
+    "PG_MINIMUM_PRICE_GROUPS",
+    "PG_TOBACCO",
     "TAG_1262",
     "TAG_1263",
     "TAG_1264",
@@ -45,9 +48,12 @@ __all__ = [
     "LocalModuleClient",
     "LocalModuleError",
     "Mode",
+    "PriceError",
     "Reason",
     "ReceiptTooLarge",
     "TillVerdict",
+    "offline_table",
+    "price_reasons",
 ]
 
 log = logging.getLogger("lmcz_fast.checker")
@@ -136,6 +142,16 @@ REASONS: dict[str, Reason] = {
            "The item is blocked by a government authority — do not sell"),
         _r("expired", "Истёк срок годности — продажа запрещена",
            "The item is past its expiry date — do not sell"),
+        # Prices (the sale price given per code; kopecks in the code and the tables, roubles in the messages).
+        _r("price_not_mrp", "Цена продажи не равна МРЦ, указанной в коде — продажа запрещена",
+           "The sale price is not the maximum retail price printed in the code — do not sell"),
+        _r("price_below_min", "Цена продажи ниже минимальной — продажа запрещена",
+           "The sale price is below the minimum price — do not sell"),
+        _r("price_below_mrp", "Цена продажи ниже МРЦ — продажа запрещена",
+           "The sale price is below the maximum retail price — do not sell"),
+        # Offline, a blocked code of a grey-zone GTIN: the offline check cannot allow it, an online one may.
+        _r("online_only", "Товар из «серой зоны» заблокирован: продать можно только после онлайн-проверки",
+           "A blocked grey-zone item: only an online check can allow the sale"),
         _r("unreadable", "Код не распознан — отсканируйте ещё раз",
            "The scan is not a marking code — scan it again"),
         _r("no_answer", "Проверка не удалась: нет ответа онлайн и нет офлайн-проверки",
@@ -170,6 +186,100 @@ _ONLINE_ORDER = (
 
 
 _BLOCKED: tuple[Reason, ...] = (REASONS["blocked"],)
+#: Reasons that make a code `cannot_check` rather than `refuse` (try again online).
+_CANNOT_DECIDE = frozenset({"online_only"})
+
+PG_TOBACCO = 3
+#: Product groups with a single minimum price by law (tobacco, other tobacco products, nicotine products): the
+#: only ones for which a Local Module's `smp` is used (LM 2.6 answers an `smp` for every product; FMU-API applies
+#: it to groups 3 and 16 only). The store's own table counts for whatever GTIN or group it lists.
+PG_MINIMUM_PRICE_GROUPS = frozenset({3, 12, 16})
+
+
+class PriceError(ValueError):
+    """A sale price that is not a whole, non-negative number of kopecks (or a bad `pg`); nothing was checked."""
+
+
+def _check_price(price: Any, where: str) -> int | None:
+    if price is None:
+        return None
+    if isinstance(price, bool) or not isinstance(price, int) or price < 0 or price >= 1 << 63:
+        raise PriceError(f"{where}: a sale price is a whole, non-negative number of kopecks (14630 for 146.30 "
+                         f"roubles), not {price!r}")
+    return price
+
+
+def _check_pg(pg: Any, where: str) -> int | None:
+    if pg is None:
+        return None
+    if isinstance(pg, bool) or not isinstance(pg, int) or not 1 <= pg <= 0xFFFF:
+        raise PriceError(f"{where}: a product group (pg) is an integer id such as 3 (tobacco), not {pg!r}")
+    return pg
+
+
+def _rub(kopecks: int) -> str:
+    return f"{kopecks // 100}.{kopecks % 100:02d}"
+
+
+def _price_reason(key: str, price: int, limit: int) -> Reason:
+    base = REASONS[key]
+    ru_limit = {"price_not_mrp": "МРЦ", "price_below_min": "минимальная цена", "price_below_mrp": "МРЦ"}[key]
+    en_limit = {"price_not_mrp": "maximum retail price", "price_below_min": "minimum price",
+                "price_below_mrp": "maximum retail price"}[key]
+    return Reason(key, f"{base.ru} (цена {_rub(price)} ₽, {ru_limit} {_rub(limit)} ₽)",
+                  f"{base.en} (price {_rub(price)} RUB, {en_limit} {_rub(limit)} RUB)")
+
+
+def price_reasons(price: int | None, pg: int | None, mrp: int | None, smp: int | None) -> tuple[Reason, ...]:
+    """The refusals a sale price earns against the code's maximum retail price (`mrp`) and the minimum price
+    that applies (`smp`), by the offline refusal table (../shared/domain.md; one source):
+
+    - tobacco (pg 3): price != mrp, or price < smp;
+    - every other group (nicotine products 16, 12 and the rest with a minimum price): price < smp, or
+      price < mrp when the code or the answer carries an mrp (the table's wording for these groups).
+
+    A limit that is not known (None) refuses nothing; no price given, nothing to check.
+    """
+    if price is None:
+        return ()
+    out = []
+    if pg == PG_TOBACCO:
+        if mrp is not None and price != mrp:
+            out.append(_price_reason("price_not_mrp", price, mrp))
+        if smp is not None and price < smp:
+            out.append(_price_reason("price_below_min", price, smp))
+    else:
+        if smp is not None and price < smp:
+            out.append(_price_reason("price_below_min", price, smp))
+        if mrp is not None and price < mrp:
+            out.append(_price_reason("price_below_mrp", price, mrp))
+    return tuple(out)
+
+
+def offline_table(*, sold: bool, blocked: bool, grey: bool, price: int | None = None, pg: int | None = None,
+                  mrp: int | None = None, smp: int | None = None) -> tuple[Reason, ...]:
+    """The offline refusal table (../shared/domain.md), in its order: sold refuses always; blocked refuses, but a
+    blocked code of a grey GTIN only an online check may allow (`online_only`: cannot check); then the price."""
+    reasons: list[Reason] = []
+    if sold:
+        reasons.append(REASONS["sold"])
+    if blocked:
+        reasons.append(REASONS["online_only"] if grey else REASONS["blocked"])
+    reasons.extend(price_reasons(price, pg, mrp, smp))
+    return tuple(reasons)
+
+
+def _int_field(entry: Mapping[str, Any], name: str) -> int | None:
+    value = entry.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _is_sold(bl: Any, cis: str) -> bool:
+    """THE ONE PLACE the in-process checker asks the store's sold register (`Blocklist.is_sold`, the register
+    engineer lm2 adds for LM 2.x parity). A store object without one (older lmcz-fast, another `check()`
+    provider) has no sales to report, so nothing is answered sold."""
+    is_sold = getattr(bl, "is_sold", None)
+    return bool(is_sold(cis)) if is_sold is not None else False
 
 
 class ReceiptTooLarge(ValueError):
@@ -336,7 +446,10 @@ class LocalModuleClient:
     `url` may carry the Basic-auth credentials (`http://admin:secret@127.0.0.1:5995`); otherwise `user`/`password`
     (the programmer's guide's examples use admin:admin). `client_id` is sent as `X-ClientId` (the fiscal drive
     number), as tills do. The Local Module is on the store's own network: requests go direct unless `proxy` says
-    otherwise (a proxy from the environment is meant for the internet, not for 127.0.0.1).
+    otherwise (a proxy from the environment is meant for the internet, not for 127.0.0.1). With
+    `path="/api/v2/cis/outCheck"` it speaks the second protocol: each code goes as `{"cis", "pg"}` and the
+    `results` envelopes of the answer are read back as one flat answer (the first envelope's `reqId`/
+    `reqTimestamp`/`inst`/`version`, every envelope's `codes` in order).
     """
 
     def __init__(
@@ -365,11 +478,19 @@ class LocalModuleClient:
     def __repr__(self) -> str:
         return f"LocalModuleClient({self.url!r})"
 
-    async def check_codes(self, codes: Sequence[str]) -> dict[str, Any]:
+    @property
+    def protocol(self) -> int:
+        return 2 if "/api/v2/" in self.path else 1
+
+    async def check_codes(self, codes: Sequence[str], pgs: Sequence[int | None] | None = None) -> dict[str, Any]:
         headers = {"Authorization": self._auth, "Content-Type": "application/json", "Accept": "application/json"}
         if self.client_id:
             headers["X-ClientId"] = self.client_id
-        body = json.dumps({"cis_list": list(codes)}, separators=(",", ":")).encode()
+        items: list[Any] = list(codes)
+        if self.protocol == 2:
+            groups = list(pgs) if pgs is not None else [None] * len(items)
+            items = [{"cis": c} if g is None else {"cis": c, "pg": g} for c, g in zip(items, groups)]
+        body = json.dumps({"cis_list": items}, separators=(",", ":")).encode()
         try:
             response = await self.http.request("POST", self.url + self.path, headers=headers, body=body)
         except (ConnectionError, OSError) as exc:
@@ -389,6 +510,8 @@ class LocalModuleClient:
                                    error_code=error_code, status=response.status,
                                    offline_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0
                                    else None)
+        if self.protocol == 2 and isinstance(payload, Mapping) and isinstance(payload.get("results"), list):
+            payload = _flatten_v2(payload["results"])
         if not isinstance(payload, Mapping) or not isinstance(payload.get("codes"), list):
             raise LocalModuleError("bad_response", f"{self.url} answered something that is not an outCheck "
                                    f"response: {response.body[:160]!r}")
@@ -401,8 +524,23 @@ class LocalModuleClient:
         await self.http.aclose()
 
 
+def _flatten_v2(results: list[Any]) -> dict[str, Any] | None:
+    """A protocol-2 answer (`{"results": [envelope, ...]}`) as one v1-shaped answer, or None if malformed."""
+    envelopes = [e for e in results if isinstance(e, Mapping)]
+    if not envelopes or len(envelopes) != len(results) or not all(isinstance(e.get("codes"), list)
+                                                                     for e in envelopes):
+        return None
+    bad = next((e for e in envelopes if e.get("code", 0) not in (0, None)), None)
+    flat = dict(bad if bad is not None else envelopes[0])
+    flat["codes"] = [code for e in envelopes for code in e["codes"]]
+    return flat
+
+
 class _BlocklistLike(Protocol):
-    def check(self, raw: str | bytes) -> Any: ...
+    """What the checker needs of an in-process store: `check(raw)`; `check(raw, pg=...)` is used only when a
+    product group is given, and `is_sold(cis)` only if present (see `_is_sold`)."""
+
+    def check(self, raw: str | bytes, pg: int | None = ...) -> Any: ...
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -419,6 +557,9 @@ class _Item:
     unreadable: str | None = None
     offline: Any = None
     offline_reasons: tuple[Reason, ...] | None = None
+    price: int | None = None      # the sale price the till means to charge, kopecks
+    pg: int | None = None         # the product group: given, else what the code's form proves (tobacco pack: 3)
+    mrp: int | None = None        # the maximum retail price the code carries
 
 
 @dataclass(slots=True)
@@ -468,18 +609,23 @@ def online_reasons(entry: Any, now: float) -> tuple[Reason, ...] | None:
     return tuple(reasons)
 
 
-def offline_reasons(entry: Mapping[str, Any]) -> tuple[Reason, ...]:
-    """Offline answers decide on `isBlocked` and `sold` only (the Local Module's other fields carry no meaning)."""
-    reasons = []
-    if entry.get("sold") is True:
-        reasons.append(REASONS["sold"])
-    if entry.get("isBlocked") is True:
-        reasons.append(REASONS["blocked"])
-    return tuple(reasons)
+def offline_reasons(entry: Mapping[str, Any], price: int | None = None, pg: int | None = None,
+                    mrp: int | None = None) -> tuple[Reason, ...]:
+    """A Local Module's answer for one code through the offline refusal table: `sold`, `isBlocked`,
+    `isGreyGtin`, and with a sale `price` its `mrp` (the code's own `mrp` first) and `smp` (for the groups in
+    PG_MINIMUM_PRICE_GROUPS only). Its other fields carry no meaning offline."""
+    smp = _int_field(entry, "smp") if pg in PG_MINIMUM_PRICE_GROUPS else None
+    return offline_table(sold=entry.get("sold") is True, blocked=entry.get("isBlocked") is True,
+                         grey=entry.get("isGreyGtin") is True, price=price, pg=pg,
+                         mrp=mrp if mrp is not None else _int_field(entry, "mrp"), smp=smp)
 
 
 def _decided(reasons: tuple[Reason, ...]) -> Decision:
-    return Decision.REFUSE if reasons else Decision.SELL
+    if not reasons:
+        return Decision.SELL
+    if all(r.key in _CANNOT_DECIDE for r in reasons):
+        return Decision.CANNOT_CHECK
+    return Decision.REFUSE
 
 
 class Checker:
@@ -630,48 +776,58 @@ class Checker:
 
     # ----- public checks
 
-    def check(self, raw: str | bytes) -> TillVerdict:
-        """Check one scan (sync). Returns within `deadline` plus a few milliseconds, whatever the network does."""
-        if self.online is None and self._blocklist is not None:
-            return self._check_in_process(raw)
-        return self.check_receipt((raw,))
+    def check(self, raw: str | bytes, *, price: int | None = None, pg: int | None = None) -> TillVerdict:
+        """Check one scan (sync). Returns within `deadline` plus a few milliseconds, whatever the network does.
 
-    def _check_in_process(self, raw: str | bytes) -> TillVerdict:
+        `price`: the sale price (kopecks) the till means to charge; it is checked against the code's maximum
+        retail price and the minimum price that applies (see `price_reasons`). `pg`: the product group, when the
+        till knows it (a tobacco pack is group 3 by itself). A bad price or pg raises `PriceError` first.
+        """
+        price = _check_price(price, "check")
+        pg = _check_pg(pg, "check")
+        if self.online is None and self._blocklist is not None:
+            return self._check_in_process(raw, price, pg)
+        return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
+
+    def _check_in_process(self, raw: str | bytes, price: int | None = None, pg: int | None = None) -> TillVerdict:
         """`check_receipt((raw,))` for the offline-only in-process case, without its general machinery: this is
         the path a till without internet takes for every scan, so it is kept to the lookup plus one verdict."""
         started = time.monotonic()
         status = self._offline_status()
         if status is not None and status.failure is not None:
-            return self.check_receipt((raw,))
+            return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
         try:
-            verdict = self._blocklist.check(raw)  # type: ignore[union-attr]
+            bl = self._blocklist
+            verdict = bl.check(raw) if pg is None else bl.check(raw, pg=pg)  # type: ignore[union-attr]
         except (CodeError, NoListError):
-            return self.check_receipt((raw,))
+            return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
         tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,
                 1265: tag_1265(request_id(), int(time.time() * 1000), instance_uuid(verdict.instance_id),
                                version_uuid(verdict.instance_id, verdict.db_version))}
-        if verdict.blocked:
-            decision, reasons = Decision.REFUSE, _BLOCKED
-        else:
-            decision, reasons = Decision.SELL, ()
+        reasons = self._verdict_reasons(bl, verdict, raw, price, pg)
+        decision = _decided(reasons)
         text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, (bytes, bytearray)) else raw
         code = CodeVerdict(text, None, verdict.cis, verdict.gtin, decision, Mode.OFFLINE, reasons,
                            status.notes if status is not None else (), tags, None, verdict)
         return TillVerdict(decision, Mode.OFFLINE, (code,), time.monotonic() - started, self.deadline,
                            "no online check configured", None)
 
-    async def check_async(self, raw: str | bytes) -> TillVerdict:
-        """Check one scan in the running event loop."""
-        return await self.check_receipt_async((raw,))
+    async def check_async(self, raw: str | bytes, *, price: int | None = None,
+                          pg: int | None = None) -> TillVerdict:
+        """Check one scan in the running event loop (`price`, `pg` as in `check`)."""
+        return await self.check_receipt_async((raw,), prices=(price,), pgs=(pg,))
 
-    def check_receipt(self, raws: Sequence[str | bytes]) -> TillVerdict:
+    def check_receipt(self, raws: Sequence[str | bytes], *, prices: Sequence[int | None] | None = None,
+                      pgs: Sequence[int | None] | None = None) -> TillVerdict:
         """Check every marking code of one receipt in one online request (sync).
 
-        Raises `ReceiptTooLarge` for more than 128 codes (the fiscal drive's limit) and `ValueError` for none.
+        `prices` / `pgs`, when given, hold one sale price (kopecks, or None) / product group (or None) per scan.
+        Raises `ReceiptTooLarge` for more than 128 codes (the fiscal drive's limit), `ValueError` for none, and
+        `PriceError` for a bad price or pg (before anything is sent).
         """
         started = time.monotonic()
         until = started + self.deadline
-        items = self._prepare(raws)
+        items = self._prepare(raws, prices, pgs)
         sendable = [i.code for i in items if i.code is not None]
         online_fut: concurrent.futures.Future[Any] | None = None
         lm_fut: concurrent.futures.Future[Any] | None = None
@@ -703,11 +859,12 @@ class Checker:
                                                 f"{self.deadline} s")
         return self._verdict(items, online, offline, started)
 
-    async def check_receipt_async(self, raws: Sequence[str | bytes]) -> TillVerdict:
+    async def check_receipt_async(self, raws: Sequence[str | bytes], *, prices: Sequence[int | None] | None = None,
+                                  pgs: Sequence[int | None] | None = None) -> TillVerdict:
         """Check every marking code of one receipt in one online request, in the running event loop."""
         started = time.monotonic()
         until = started + self.deadline
-        items = self._prepare(raws)
+        items = self._prepare(raws, prices, pgs)
         sendable = [i.code for i in items if i.code is not None]
         online_task = self._spawn(self._online(sendable, until)) if sendable and self.online is not None else None
         lm_task = self._spawn(self._local_module(items)) if sendable and self._lm is not None else None
@@ -735,19 +892,29 @@ class Checker:
 
     # ----- pieces
 
-    def _prepare(self, raws: Sequence[str | bytes]) -> list[_Item]:
+    def _prepare(self, raws: Sequence[str | bytes], prices: Sequence[int | None] | None = None,
+                 pgs: Sequence[int | None] | None = None) -> list[_Item]:
         if isinstance(raws, (str, bytes)):
             raise TypeError("check_receipt takes a sequence of scans; use check() for one")
         if len(raws) > MAX_RECEIPT_CODES:
             raise ReceiptTooLarge(len(raws))
         if not raws:
             raise ValueError("a receipt needs at least one marking code")
+        for name, given in (("prices", prices), ("pgs", pgs)):
+            if given is not None and (isinstance(given, (str, bytes)) or len(given) != len(raws)):
+                raise PriceError(f"{name} holds one entry (or None) per scan: {len(raws)} scans")
+        checked_prices = [_check_price(p, f"item {i + 1}") for i, p in enumerate(prices or ())] or None
+        checked_pgs = [_check_pg(g, f"item {i + 1}") for i, g in enumerate(pgs or ())] or None
         items = []
         need_parse = self.online is not None or self._lm is not None
-        for raw in raws:
+        for index, raw in enumerate(raws):
             text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, (bytes, bytearray)) else raw
             item = _Item(raw=text)
-            if need_parse:
+            if checked_prices is not None:
+                item.price = checked_prices[index]
+            if checked_pgs is not None:
+                item.pg = checked_pgs[index]
+            if need_parse or item.price is not None:
                 try:
                     readings = readings_of(raw)
                 except CodeError as exc:
@@ -756,12 +923,30 @@ class Checker:
                     parsed = readings[0]
                     item.cis, item.gtin = parsed.cis, parsed.gtin
                     item.code = parsed.element_string
+                    item.mrp = parsed.mrp
+                    if item.pg is None:
+                        item.pg = product_group_of(parsed)
                     # Online, the most likely reading only: a wrong reading is no code the national system knows
                     # (refused as not found). A Local Module knows only what is blocked, so it is asked every reading.
                     if self._lm is not None and len(readings) > 1:
                         item.alts = tuple(r.element_string for r in readings[1:])
             items.append(item)
         return items
+
+    def _verdict_reasons(self, bl: Any, verdict: Any, raw: str | bytes, price: int | None,
+                         pg: int | None) -> tuple[Reason, ...]:
+        """An in-process `Verdict` through the offline refusal table (the sold register, blocked, grey, price)."""
+        sold = _is_sold(bl, verdict.cis)
+        grey = getattr(verdict, "grey_gtin", False) is True
+        if not sold and not verdict.blocked and price is None:
+            return ()
+        if price is not None and pg is None:
+            try:
+                pg = product_group_of(readings_of(raw)[0])
+            except CodeError:
+                pg = None
+        return offline_table(sold=sold, blocked=verdict.blocked, grey=grey, price=price, pg=pg,
+                             mrp=getattr(verdict, "mrp", None), smp=getattr(verdict, "smp", None))
 
     def _offline_status(self) -> _Offline | None:
         """The Blocklist's freshness, re-read at most every `status_every` seconds (a meta read is not free)."""
@@ -802,14 +987,14 @@ class Checker:
                 if item.unreadable is not None:
                     continue
                 try:
-                    verdict = view.check(item.raw)
+                    verdict = view.check(item.raw) if item.pg is None else view.check(item.raw, pg=item.pg)
                 except CodeError as exc:
                     item.unreadable = str(exc)
                     continue
                 except NoListError:
                     return self._offline_failure(REASONS["offline_empty"], "offline database never loaded")
                 item.offline = verdict
-                item.offline_reasons = _BLOCKED if verdict.blocked else ()
+                item.offline_reasons = self._verdict_reasons(bl, verdict, item.raw, item.price, item.pg)
                 if item.cis is None:
                     item.cis, item.gtin = verdict.cis, verdict.gtin
                 inst = instance_uuid(verdict.instance_id)
@@ -848,9 +1033,12 @@ class Checker:
         return [(len(chunk), _outcome(task)) for chunk, task in zip(chunks, tasks)]
 
     async def _local_module(self, items: list[_Item]) -> dict[str, Any]:
-        """Ask the Local Module about every reading of every readable scan, in order (see `_from_local_module`)."""
+        """Ask the Local Module about every reading of every readable scan, in order (see `_from_local_module`),
+        each with its scan's product group (protocol 2 sends it as `pg`)."""
         assert self._lm is not None
-        return await self._lm.check_codes([c for i in items if i.code is not None for c in (i.code, *i.alts)])
+        sent = [i for i in items if i.code is not None]
+        return await self._lm.check_codes([c for i in sent for c in (i.code, *i.alts)],
+                                          [i.pg for i in sent for _ in (i.code, *i.alts)])
 
     def _from_local_module(self, items: list[_Item], outcome: Any) -> _Offline:
         if isinstance(outcome, LocalModuleError):
@@ -870,7 +1058,7 @@ class Checker:
                 at += len(mine)
                 if all(isinstance(e, Mapping) for e in mine):
                     # One entry per reading: refused if any reading is (a blocked code is blocked under either).
-                    said = [offline_reasons(e) for e in mine]
+                    said = [offline_reasons(e, item.price, item.pg, item.mrp) for e in mine]
                     item.offline = next((e for e, r in zip(mine, said) if r), mine[0])
                     item.offline_reasons = tuple(dict.fromkeys(r for rs in said for r in rs))
         return _Offline(
@@ -886,6 +1074,14 @@ class Checker:
             return False
         now = time.time()
         return all(r is not None and online_reasons(e, now) is not None for e, r in _online_entries(online))
+
+    @staticmethod
+    def _online_price_reasons(item: _Item, entry: Mapping[str, Any]) -> tuple[Reason, ...]:
+        """The price rules on an online answer: the code's own mrp (else the answer's), the answer's smp; the
+        group as given, else the answer's single `groupIds` entry, else the code's form."""
+        pg = item.pg if item.pg is not None else _online_groups(entry)
+        mrp = item.mrp if item.mrp is not None else _int_field(entry, "mrp")
+        return price_reasons(item.price, pg, mrp, _int_field(entry, "smp"))
 
     def _leave_late(self, fut: Any, started: float, items: list[_Item]) -> None:
         """The deadline passed: stop waiting, but let the request run on (up to `late_grace`) to log its answer."""
@@ -962,6 +1158,8 @@ class Checker:
         if online is not None:
             entry, response = online
             reasons = online_reasons(entry, now)
+            if reasons is not None and response is not None and item.price is not None:
+                reasons += self._online_price_reasons(item, entry)
             if reasons is not None and response is not None:
                 tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,
                         1265: f"UUID={response.req_id}&Time={response.req_timestamp}"}
@@ -980,6 +1178,13 @@ class Checker:
             reason = REASONS["no_answer"]
         return CodeVerdict(item.raw, item.code, item.cis, item.gtin, Decision.CANNOT_CHECK, None, (reason,), (),
                            dict(_CONST_TAGS))
+
+
+def _online_groups(entry: Mapping[str, Any]) -> int | None:
+    groups = entry.get("groupIds")
+    if isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], int):
+        return groups[0]
+    return None
 
 
 def _online_entries(results: list[tuple[int, Any]]) -> list[tuple[Any, CheckResponse | None]]:

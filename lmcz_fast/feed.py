@@ -3,9 +3,10 @@
 A feed is a directory of plain files that any HTTP server, object store or CDN can serve unchanged:
 
 - `snapshot-<version>.txt.gz`: the whole list (gzip text: `#` header lines, then blocked GTINs, then canonical
-  identities, sorted), loadable as is by `Blocklist.load` and `lmcz-fast load`;
-- `delta-<from>-<to>.txt.gz`: the change between two consecutive versions (`+CODE`, `-CODE`, `+GTIN`, `-GTIN`
-  lines), applicable as is by `lmcz-fast delta`;
+  identities, sorted, then the table records: `@min_price ...`, `@group_min_price ...`, `@grey_gtin ...`),
+  loadable as is by `Blocklist.load` and `lmcz-fast load`;
+- `delta-<from>-<to>.txt.gz`: the change between two consecutive versions (`+CODE`, `-CODE`, `+GTIN`, `-GTIN`,
+  `+@record`, `-@record` lines), applicable as is by `lmcz-fast delta`;
 - `manifest.json`: one signed envelope naming the current version, the digest of the whole set, the snapshot and
   the last deltas with their sizes and SHA-256. It is written last, so a reader never sees a manifest naming a
   file that is not there yet, and it is one file, so a cache can never pair a manifest with the wrong signature.
@@ -13,7 +14,9 @@ A feed is a directory of plain files that any HTTP server, object store or CDN c
 Every file name except the manifest's is immutable (it carries its versions), so caches may keep them forever.
 `sync` trusts nothing it downloads until the manifest's Ed25519 signature, then each file's size and SHA-256,
 then the digest arithmetic all check out; only then does it change the store, in one LMDB transaction.
-The format is described in docs/feed.md.
+The format is described in docs/feed.md. Format 2 (`lmcz-feed/2`) added the table records; a publisher keeps
+writing format 1 until its feed first carries a record, so stores of older versions keep syncing until then and
+refuse the new format by name (never applying the codes without the tables).
 """
 
 from __future__ import annotations
@@ -48,17 +51,23 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from ._codes import CodeError
 from .store import (
+    RECORD_KINDS,
     Blocklist,
     DigestMismatchError,
     LoadError,
+    RecordError,
     StoreError,
     VersionError,
     digest_after,
+    parse_record,
+    read_grey_file,
+    read_price_file,
     set_digest_of,
 )
 from .store.environment import disk_full, free_bytes
 from .progress import Progress, announce_after, estimate_lines, line_counter
 from .upstream import ProxyAuthError, ProxyConfig, SyncHttpClient, UpstreamError
+from .store.tables import PRICE_KINDS
 
 __all__ = [
     "DEFAULT_KEEP_DELTAS",
@@ -81,6 +90,7 @@ __all__ = [
     "Snapshot",
     "SnapshotEntry",
     "SyncReport",
+    "UnsupportedFeedError",
     "key_id",
     "load_private_key",
     "load_public_key",
@@ -96,11 +106,21 @@ __all__ = [
 
 log = logging.getLogger("lmcz_fast.feed")
 
-FORMAT = "lmcz-feed/1"
+FORMAT_1 = "lmcz-feed/1"
+#: Format 2: snapshots and deltas may carry table records (minimum prices, grey GTINs); the manifest counts them.
+FORMAT_2 = "lmcz-feed/2"
+#: The newest format this version reads and writes; it reads every format in FORMATS.
+FORMAT = FORMAT_2
+FORMATS = (FORMAT_1, FORMAT_2)
+_FORMAT_NAME = re.compile(r"lmcz-feed/(\d{1,6})")
 MANIFEST_NAME = "manifest.json"
 #: Signed bytes are this prefix plus the canonical JSON of the manifest body, so a signature made by the feed
-#: key for anything else can never pass for a manifest.
+#: key for anything else can never pass for a manifest. Each format has its own (`lmcz-feed/2 manifest\n`).
 SIGNING_CONTEXT = b"lmcz-feed/1 manifest\n"
+
+
+def _signing_context(fmt: str) -> bytes:
+    return f"{fmt} manifest\n".encode("ascii")
 DEFAULT_KEEP_DELTAS = 48
 #: A manifest stops being acceptable this long after it was signed. The publisher re-signs (a "heartbeat"
 #: `publish` without input) well within it; a mirror or attacker replaying the last manifest forever can therefore
@@ -142,6 +162,11 @@ class ReplayError(FeedError):
 
 class ExpiredManifestError(FeedError):
     """The manifest's validity ended: the publisher (or the mirror in between) has stopped refreshing it."""
+
+
+class UnsupportedFeedError(FeedError):
+    """The feed uses a format or a record kind newer than this version of lmcz-fast: upgrade it. Nothing was
+    changed (a store never applies the part of a feed it understands and skips the rest)."""
 
 
 class PublishError(FeedError):
@@ -234,6 +259,7 @@ class SnapshotEntry:
     version: int
     codes: int
     gtins: int
+    records: int = 0          # format 2: table records (minimum prices, grey GTINs)
 
 
 @dataclass(frozen=True)
@@ -249,6 +275,12 @@ class DeltaEntry:
     removed: int
     gtins_added: int
     gtins_removed: int
+    records_added: int = 0    # format 2
+    records_removed: int = 0  # format 2
+
+
+#: Fields a format-2 manifest has that a format-1 one has not (and must not have).
+_V2_FIELDS = frozenset({"records", "records_added", "records_removed"})
 
 
 @dataclass(frozen=True)
@@ -266,6 +298,8 @@ class Manifest:
     deltas: tuple[DeltaEntry, ...]
     key_id: str
     raw: bytes = field(repr=False)
+    format: str = FORMAT_1
+    records: int = 0
 
     def files(self) -> list[SnapshotEntry | DeltaEntry]:
         return [self.snapshot, *self.deltas]
@@ -297,9 +331,10 @@ def _no_float(text: str) -> Any:
 
 
 def _sign_envelope(body: dict[str, Any], key: Ed25519PrivateKey) -> bytes:
-    signature = key.sign(SIGNING_CONTEXT + _canonical(body))
+    fmt = body["feed"]
+    signature = key.sign(_signing_context(fmt) + _canonical(body))
     envelope = {
-        "format": FORMAT,
+        "format": fmt,
         "key_id": key_id(key),
         "signature": base64.b64encode(signature).decode("ascii"),
         "signed": body,
@@ -317,20 +352,36 @@ def parse_manifest(raw: bytes, public_key: Ed25519PublicKey | bytes | str | os.P
                               parse_constant=_no_float)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ManifestError(f"the manifest is not JSON: {exc}") from exc
-    if not isinstance(envelope, dict) or envelope.get("format") != FORMAT:
-        raise ManifestError(f"not an {FORMAT} manifest envelope")
+    fmt = envelope.get("format") if isinstance(envelope, dict) else None
+    _check_format(fmt, "manifest")
+    assert isinstance(envelope, dict) and isinstance(fmt, str)
     body = envelope.get("signed")
     signature = envelope.get("signature")
     if not isinstance(body, dict) or not isinstance(signature, str):
         raise ManifestError("the envelope needs a 'signed' object and a 'signature' string")
     try:
-        key.verify(base64.b64decode(signature, validate=True), SIGNING_CONTEXT + _canonical(body))
+        key.verify(base64.b64decode(signature, validate=True), _signing_context(fmt) + _canonical(body))
     except (InvalidSignature, ValueError) as exc:
         raise SignatureError(
             f"the manifest's signature does not verify with key {key_id(key)} "
             f"(the envelope says it was signed by {envelope.get('key_id')!r})"
         ) from exc
     return _manifest_from_body(body, key_id(key), raw)
+
+
+def _check_format(fmt: Any, what: str) -> None:
+    """Refuse, by name, a format this version does not read: a newer one with `UnsupportedFeedError` (upgrade),
+    anything else with `ManifestError`."""
+    if fmt in FORMATS:
+        return
+    newer = _FORMAT_NAME.fullmatch(fmt) if isinstance(fmt, str) else None
+    if newer is not None and int(newer.group(1)) > int(FORMAT.split("/")[1]):
+        raise UnsupportedFeedError(
+            f"the feed's {what} is in format {fmt}, newer than this version of lmcz-fast reads "
+            f"({', '.join(FORMATS)}): upgrade lmcz-fast on this machine; nothing was changed"
+        )
+    raise ManifestError(f"not an lmcz-feed manifest envelope (format {fmt!r}; this version reads "
+                        f"{', '.join(FORMATS)})")
 
 
 def _field(obj: dict[str, Any], name: str, kind: str, where: str) -> Any:
@@ -355,32 +406,45 @@ _KINDS = {"path": "name", "feed_id": "name", "sha256": "sha256", "set_digest": "
           "to_digest": "digest"}
 
 
-def _entry(cls: Any, obj: dict[str, Any], where: str) -> Any:
-    return cls(**{f.name: _field(obj, f.name, _KINDS.get(f.name, "int"), where) for f in dataclasses.fields(cls)})
+def _entry(cls: Any, obj: dict[str, Any], where: str, fmt: str) -> Any:
+    fields = [f.name for f in dataclasses.fields(cls)]
+    if fmt == FORMAT_1:
+        extra = _V2_FIELDS & obj.keys()
+        if extra:
+            raise ManifestError(f"{where}: a {FORMAT_1} manifest cannot have {sorted(extra)}")
+        fields = [name for name in fields if name not in _V2_FIELDS]
+    return cls(**{name: _field(obj, name, _KINDS.get(name, "int"), where) for name in fields})
 
 
 def _manifest_from_body(body: dict[str, Any], signer: str, raw: bytes) -> Manifest:
-    if body.get("feed") != FORMAT:
-        raise ManifestError(f"the signed body is not an {FORMAT} manifest")
+    fmt = body.get("feed")
+    _check_format(fmt, "signed manifest")
+    assert isinstance(fmt, str)
     snap = body.get("snapshot")
     deltas = body.get("deltas")
     if not isinstance(snap, dict) or not isinstance(deltas, list):
         raise ManifestError("the manifest needs a 'snapshot' object and a 'deltas' list")
-    snapshot = _entry(SnapshotEntry, snap, "snapshot")
+    snapshot = _entry(SnapshotEntry, snap, "snapshot", fmt)
     entries = []
     for number, item in enumerate(deltas):
         if not isinstance(item, dict):
             raise ManifestError(f"deltas[{number}] is not an object")
-        entries.append(_entry(DeltaEntry, item, f"deltas[{number}]"))
+        entries.append(_entry(DeltaEntry, item, f"deltas[{number}]", fmt))
+    counted: tuple[str, ...] = ("feed_id", "version", "published_at", "expires_at", "set_digest", "codes", "gtins")
+    if fmt != FORMAT_1:
+        counted += ("records",)
+    elif "records" in body:
+        raise ManifestError(f"a {FORMAT_1} manifest cannot count table records")
     manifest = Manifest(
-        **{name: _field(body, name, _KINDS.get(name, "int"), "manifest")
-           for name in ("feed_id", "version", "published_at", "expires_at", "set_digest", "codes", "gtins")},
+        **{name: _field(body, name, _KINDS.get(name, "int"), "manifest") for name in counted},
         snapshot=snapshot,
         deltas=tuple(entries),
         key_id=signer,
         raw=raw,
+        format=fmt,
     )
-    if snapshot.version != manifest.version or (snapshot.codes, snapshot.gtins) != (manifest.codes, manifest.gtins):
+    if snapshot.version != manifest.version or (snapshot.codes, snapshot.gtins, snapshot.records) != (
+            manifest.codes, manifest.gtins, manifest.records):
         raise ManifestError("the snapshot entry does not describe the manifest's version")
     names = [entry.path for entry in manifest.files()]
     if len(set(names)) != len(names) or MANIFEST_NAME in names:
@@ -404,13 +468,16 @@ def _manifest_from_body(body: dict[str, Any], signer: str, raw: bytes) -> Manife
 
 @dataclass
 class Snapshot:
-    """A parsed snapshot: sorted canonical identities and blocked GTINs at `version`."""
+    """A parsed snapshot: sorted canonical identities and blocked GTINs at `version`, and the table records
+    (canonical text without the `@`; format 2)."""
 
     version: int
     gtins: list[str]
     identities: list[str]
+    records: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
+        """The code lines (GTINs, identities), as `Blocklist.load` takes them; the records go as `records=`."""
         return self.gtins + self.identities
 
 
@@ -424,9 +491,12 @@ class Delta:
     remove: list[str] = field(default_factory=list)
     add_gtins: list[str] = field(default_factory=list)
     remove_gtins: list[str] = field(default_factory=list)
+    add_records: list[str] = field(default_factory=list)
+    remove_records: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
-        return len(self.add) + len(self.remove) + len(self.add_gtins) + len(self.remove_gtins)
+        return (len(self.add) + len(self.remove) + len(self.add_gtins) + len(self.remove_gtins)
+                + len(self.add_records) + len(self.remove_records))
 
 
 def _is_gtin(text: str) -> bool:
@@ -443,12 +513,23 @@ def _read_text(source: str | os.PathLike[str] | bytes) -> str:
         raise IntegrityError(f"not gzip text: {exc}") from exc
 
 
+_FILE_HEAD = re.compile(r"# lmcz-feed (snapshot|delta) (\d{1,6})")
+
+
 def _header(lines: list[str], kind: str) -> tuple[dict[str, int] | None, int]:
-    """The `# name value` lines after a `# lmcz-feed <kind> 1` first line, and where the data starts.
-    None when the first line is not that (a hand-written file)."""
-    if not lines or lines[0].strip() != f"# lmcz-feed {kind} 1":
+    """The `# name value` lines after a `# lmcz-feed <kind> <format>` first line, and where the data starts.
+    None when the first line is not that (a hand-written file). A format newer than this version reads raises
+    `UnsupportedFeedError`."""
+    head = _FILE_HEAD.fullmatch(lines[0].strip()) if lines else None
+    if head is None or head.group(1) != kind:
         return None, 0
-    fields: dict[str, int] = {}
+    number = int(head.group(2))
+    if f"lmcz-feed/{number}" not in FORMATS:
+        raise UnsupportedFeedError(
+            f"this {kind} file is in format lmcz-feed/{number}; this version of lmcz-fast reads "
+            f"{', '.join(FORMATS)}: upgrade lmcz-fast; nothing was changed"
+        )
+    fields: dict[str, int] = {"format": number}
     start = 1
     while start < len(lines) and lines[start].startswith("#"):
         parts = lines[start][1:].split()
@@ -458,26 +539,52 @@ def _header(lines: list[str], kind: str) -> tuple[dict[str, int] | None, int]:
     return fields, start
 
 
+def _record_line(text: str, where: str) -> str:
+    """The canonical text of one `@kind ...` line of a feed file. A kind this version does not know raises
+    `UnsupportedFeedError` (the feed is newer: never skip it), a malformed record `IntegrityError`."""
+    try:
+        return parse_record(text).text
+    except RecordError as exc:
+        if exc.reason == "unknown_record_kind":
+            raise UnsupportedFeedError(f"{where}: {exc}; nothing was changed") from exc
+        raise IntegrityError(f"{where}: {exc}") from exc
+
+
 def read_snapshot(source: str | os.PathLike[str] | bytes) -> Snapshot:
     """Parse a feed snapshot (path or bytes, gzip or plain) and check its header against its contents.
 
-    The body is the GTIN lines, then the identity lines (what `publish` writes); anything else there shows up
-    as a count mismatch here or as a bad identity when the digest is computed.
+    The body is the GTIN lines, then the identity lines, then (format 2) the `@` record lines: what `publish`
+    writes; anything else there shows up as a count mismatch here or as a bad identity when the digest is
+    computed. A record of a kind this version does not know raises `UnsupportedFeedError`.
     """
     lines = _read_text(source).split("\n")
     if lines and not lines[-1]:
         lines.pop()
     fields, start = _header(lines, "snapshot")
     if fields is None or "version" not in fields:
-        raise IntegrityError("not an lmcz-feed snapshot (missing '# lmcz-feed snapshot 1' / '# version' header)")
+        raise IntegrityError("not an lmcz-feed snapshot (missing '# lmcz-feed snapshot N' / '# version' header)")
     body = lines[start:]
     split = fields.get("gtins", -1)
-    if not 0 <= split <= len(body) or not all(map(_is_gtin, body[:split])) or fields.get("codes") != len(body) - split:
+    codes = fields.get("codes", -1)
+    records = fields.get("records", 0)
+    if (not 0 <= split <= len(body) or codes < 0 or split + codes + records != len(body)
+            or not all(map(_is_gtin, body[:split]))):
         raise IntegrityError(
-            f"the snapshot's header says {fields.get('codes')} codes and {fields.get('gtins')} GTINs; "
-            f"its {len(body)} lines do not match"
+            f"the snapshot's header says {fields.get('codes')} codes, {fields.get('gtins')} GTINs and {records} "
+            f"records; its {len(body)} lines do not match"
         )
-    return Snapshot(fields["version"], body[:split], body[split:])
+    tail = body[split + codes:]
+    if tail and fields["format"] == 1:
+        raise IntegrityError(f"a {FORMAT_1} snapshot holds no records; its header counts {records}")
+    texts = []
+    for number, line in enumerate(tail, start + split + codes + 1):
+        if not line.startswith("@"):
+            raise IntegrityError(f"snapshot line {number}: expected a '@kind ...' record, got {line[:60]!r}")
+        text = _record_line(line, f"snapshot line {number}")
+        if text != line[1:]:
+            raise IntegrityError(f"snapshot line {number}: the record {line[:60]!r} is not in canonical form")
+        texts.append(text)
+    return Snapshot(fields["version"], body[:split], body[split:split + codes], texts)
 
 
 def read_delta(source: str | os.PathLike[str] | bytes) -> Delta:
@@ -485,6 +592,8 @@ def read_delta(source: str | os.PathLike[str] | bytes) -> Delta:
 
     Feed deltas carry `# from N` / `# to N` headers; a hand-written delta has none (versions are then None).
     A line that both adds and removes the same entry is refused, since the order would be ambiguous.
+    `+@kind ...` / `-@kind ...` lines change the price and grey tables (a changed price: `-` the old record, `+`
+    the new); a record of a kind this version does not know raises `UnsupportedFeedError`.
     """
     lines = _read_text(source).splitlines()
     fields = _header(lines, "delta")[0] or {}
@@ -496,11 +605,15 @@ def read_delta(source: str | os.PathLike[str] | bytes) -> Delta:
         sign, body = text[0], text[1:]
         if sign not in "+-" or not body:
             raise IntegrityError(f"delta line {number}: expected '+CODE' or '-CODE', got {text[:60]!r}")
-        if _is_gtin(body):
+        if body.startswith("@"):
+            record = _record_line(body, f"delta line {number}")
+            (delta.add_records if sign == "+" else delta.remove_records).append(record)
+        elif _is_gtin(body):
             (delta.add_gtins if sign == "+" else delta.remove_gtins).append(body)
         else:
             (delta.add if sign == "+" else delta.remove).append(body)
-    for adds, removes, what in ((delta.add, delta.remove, "code"), (delta.add_gtins, delta.remove_gtins, "GTIN")):
+    for adds, removes, what in ((delta.add, delta.remove, "code"), (delta.add_gtins, delta.remove_gtins, "GTIN"),
+                                (delta.add_records, delta.remove_records, "record")):
         both = set(adds) & set(removes)
         if both:
             raise IntegrityError(f"the delta both adds and removes {what} {min(both)!r}")
@@ -510,11 +623,21 @@ def read_delta(source: str | os.PathLike[str] | bytes) -> Delta:
 _PROGRESS_LINES = 1 << 16
 
 
-def _snapshot_bytes(version: int, gtins: Sequence[str], identities: Sequence[str],
-                    progress: Progress | None = None) -> bytes:
+def _format_number(fmt: str) -> int:
+    return int(fmt.split("/")[1])
+
+
+def _snapshot_bytes(version: int, gtins: Sequence[str], identities: Sequence[str], records: Sequence[str] = (),
+                    fmt: str = FORMAT_1, progress: Progress | None = None) -> bytes:
     """The gzip snapshot file. Compressed in slices of 64k lines (the bytes are exactly those of one
-    `gzip.compress(..., mtime=0)` over the whole text), reporting each slice to `progress`."""
-    head = f"# lmcz-feed snapshot 1\n# version {version}\n# codes {len(identities)}\n# gtins {len(gtins)}\n"
+    `gzip.compress(..., mtime=0)` over the whole text), reporting each slice to `progress`. Format 2 adds the
+    `# records N` header and the `@` record lines after the codes."""
+    if records and fmt == FORMAT_1:
+        raise PublishError(f"internal error: table records in a {FORMAT_1} snapshot")
+    head = (f"# lmcz-feed snapshot {_format_number(fmt)}\n# version {version}\n# codes {len(identities)}\n"
+            f"# gtins {len(gtins)}\n")
+    if fmt != FORMAT_1:
+        head += f"# records {len(records)}\n"
     packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # what gzip.compress(data, 6, mtime=0) uses, incrementally
     out = [packer.compress(head.encode("ascii"))]
     total = len(gtins) + len(identities)
@@ -526,16 +649,22 @@ def _snapshot_bytes(version: int, gtins: Sequence[str], identities: Sequence[str
             done += len(piece)
             if progress is not None:
                 progress("compressing the snapshot", done, total, "lines")
+    out.append(packer.compress("".join(f"@{text}\n" for text in records).encode("ascii")))
     out.append(packer.flush())
     return b"".join(out)
 
 
-def _delta_bytes(from_version: int, to_version: int, delta: Delta) -> bytes:
+def _delta_bytes(from_version: int, to_version: int, delta: Delta, fmt: str = FORMAT_1) -> bytes:
+    if (delta.add_records or delta.remove_records) and fmt == FORMAT_1:
+        raise PublishError(f"internal error: table records in a {FORMAT_1} delta")
     out = io.StringIO()
-    out.write(f"# lmcz-feed delta 1\n# from {from_version}\n# to {to_version}\n")
+    out.write(f"# lmcz-feed delta {_format_number(fmt)}\n# from {from_version}\n# to {to_version}\n")
     for sign, items in (("-", delta.remove_gtins), ("+", delta.add_gtins), ("-", delta.remove), ("+", delta.add)):
         for item in items:
             out.write(f"{sign}{item}\n")
+    for sign, items in (("-", delta.remove_records), ("+", delta.add_records)):
+        for item in items:
+            out.write(f"{sign}@{item}\n")
     return gzip.compress(out.getvalue().encode("ascii"), compresslevel=6, mtime=0)
 
 
@@ -545,23 +674,21 @@ def _compose(deltas: Sequence[Delta]) -> Delta:
     For each entry only its first and last operation matter: removed then re-added (or added then removed)
     cancels out, otherwise the last operation wins. Applying the result is one transaction instead of several.
     """
-    first: dict[tuple[bool, str], str] = {}
-    last: dict[tuple[bool, str], str] = {}
+    first: dict[tuple[int, str], str] = {}
+    last: dict[tuple[int, str], str] = {}
     for delta in deltas:
-        for sign, is_gtin, items in (("-", False, delta.remove), ("-", True, delta.remove_gtins),
-                                     ("+", False, delta.add), ("+", True, delta.add_gtins)):
+        # Within one delta removals come first (the store applies them first): a changed price is -old +new.
+        for sign, what, items in (("-", 0, delta.remove), ("-", 1, delta.remove_gtins), ("-", 2, delta.remove_records),
+                                  ("+", 0, delta.add), ("+", 1, delta.add_gtins), ("+", 2, delta.add_records)):
             for item in items:
-                first.setdefault((is_gtin, item), sign)
-                last[(is_gtin, item)] = sign
+                first.setdefault((what, item), sign)
+                last[(what, item)] = sign
     result = Delta(deltas[0].from_version if deltas else None, deltas[-1].to_version if deltas else None)
-    for entry, sign in last.items():
-        if first[entry] != sign:
-            continue
-        is_gtin, item = entry
-        if is_gtin:
-            (result.add_gtins if sign == "+" else result.remove_gtins).append(item)
-        else:
-            (result.add if sign == "+" else result.remove).append(item)
+    targets = {("+", 0): result.add, ("-", 0): result.remove, ("+", 1): result.add_gtins,
+               ("-", 1): result.remove_gtins, ("+", 2): result.add_records, ("-", 2): result.remove_records}
+    for (what, item), sign in last.items():
+        if first[(what, item)] == sign:
+            targets[(sign, what)].append(item)
     return result
 
 
@@ -569,7 +696,8 @@ def _digest_after(digest: str, delta: Delta) -> str:
     """The set digest after an exact delta, by the store's own arithmetic (`store.digest_after`), so the feed
     can never drift from what `Blocklist.info()["set_digest"]` reports."""
     return digest_after(digest, add=delta.add, remove=delta.remove, add_gtins=delta.add_gtins,
-                        remove_gtins=delta.remove_gtins)
+                        remove_gtins=delta.remove_gtins, add_records=delta.add_records,
+                        remove_records=delta.remove_records)
 
 
 # -- atomic files -------------------------------------------------------------------------------------------
@@ -845,6 +973,8 @@ class SyncReport:
     seconds: dict[str, float]
     gtins_added: int = 0
     gtins_removed: int = 0
+    records_added: int = 0
+    records_removed: int = 0
 
     def summary(self) -> str:
         total = self.seconds.get("total", 0.0)
@@ -855,6 +985,9 @@ class SyncReport:
             change = f"+{self.added} -{self.removed} codes, +{self.gtins_added} -{self.gtins_removed} GTINs"
         else:
             change = f"{self.added} codes, {self.gtins_added} GTINs"
+        if self.records_added or self.records_removed:
+            change += (f", +{self.records_added} -{self.records_removed} table records" if self.action == "delta"
+                       else f", {self.records_added} table records")
         why = f" [{self.reason}]" if self.reason else ""
         return (f"version {self.from_version} -> {self.to_version} by {self.action}: {change}, {how}, "
                 f"in {total:.2f} s{why}")
@@ -979,6 +1112,7 @@ def _sync_with(bl: Blocklist, fetcher: _Fetcher, key: Ed25519PublicKey, now: flo
         set_digest=manifest.set_digest, files=outcome.files, downloaded_bytes=fetcher.bytes,
         requests=fetcher.requests, added=outcome.added, removed=outcome.removed, reason=outcome.reason,
         seconds=timings, gtins_added=outcome.gtins_added, gtins_removed=outcome.gtins_removed,
+        records_added=outcome.records_added, records_removed=outcome.records_removed,
     )
 
 
@@ -997,6 +1131,8 @@ class _Outcome(NamedTuple):
     reason: str | None
     gtins_added: int = 0
     gtins_removed: int = 0
+    records_added: int = 0
+    records_removed: int = 0
 
 
 def _bring_up(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, version: int, digest: str,
@@ -1070,17 +1206,19 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
         progress("applying the change", 0, None, "")
     try:
         bl.apply_delta(combined.add, combined.remove, add_gtins=combined.add_gtins,
-                       remove_gtins=combined.remove_gtins, from_version=version, to_version=manifest.version,
+                       remove_gtins=combined.remove_gtins, add_records=combined.add_records,
+                       remove_records=combined.remove_records, from_version=version, to_version=manifest.version,
                        expect_digest=manifest.set_digest, meta=record, advance_empty=True)
     except DigestMismatchError:
         return None
-    except CodeError as exc:
+    except (CodeError, RecordError) as exc:
         raise IntegrityError(f"a signed delta holds a bad entry: {exc}") from exc
     except VersionError as exc:
         raise FeedError(f"another writer changed the store while the feed was being fetched: {exc}") from exc
     timings["apply"] = time.perf_counter() - mark
     return _Outcome("delta", tuple(entry.path for entry in chain), len(combined.add), len(combined.remove), None,
-                    len(combined.add_gtins), len(combined.remove_gtins))
+                    len(combined.add_gtins), len(combined.remove_gtins), records_added=len(combined.add_records),
+                    records_removed=len(combined.remove_records))
 
 
 def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, timings: dict[str, float],
@@ -1094,8 +1232,11 @@ def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: 
     snapshot = read_snapshot(path)
     if snapshot.version != manifest.version:
         raise IntegrityError(f"{manifest.snapshot.path}'s header says version {snapshot.version}")
+    if len(snapshot.records) != manifest.records:
+        raise IntegrityError(f"{manifest.snapshot.path} holds {len(snapshot.records)} table records, the manifest "
+                             f"says {manifest.records}")
     try:
-        digest = set_digest_of(snapshot.identities, snapshot.gtins)
+        digest = set_digest_of(snapshot.identities, snapshot.gtins, snapshot.records)
     except (CodeError, ValueError) as exc:
         raise IntegrityError(f"the signed snapshot holds a bad entry: {exc}") from exc
     if digest != manifest.set_digest:
@@ -1108,8 +1249,9 @@ def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: 
         counter = line_counter(progress, "loading into the store", len(snapshot.gtins) + len(snapshot.identities))
         sources = announce_after(sources, progress, "writing the database")
     try:
+        # records= (even an empty list) replaces the tables too: the store then holds exactly the publisher's set.
         bl.load(sources, replace=True, strict=True, version=manifest.version,
-                expect_digest=manifest.set_digest, meta=record, progress=counter)
+                expect_digest=manifest.set_digest, meta=record, progress=counter, records=snapshot.records)
     except DigestMismatchError as exc:
         raise IntegrityError(f"the signed snapshot does not load to the manifest's digest: {exc}") from exc
     except LoadError as exc:
@@ -1117,7 +1259,8 @@ def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: 
     except VersionError as exc:
         raise FeedError(f"another writer changed the store while the feed was being fetched: {exc}") from exc
     timings["apply"] = timings.get("apply", 0.0) + time.perf_counter() - mark
-    return _Outcome("snapshot", (manifest.snapshot.path,), len(snapshot.identities), 0, reason, len(snapshot.gtins))
+    return _Outcome("snapshot", (manifest.snapshot.path,), len(snapshot.identities), 0, reason, len(snapshot.gtins),
+                    records_added=len(snapshot.records))
 
 
 # -- publish ------------------------------------------------------------------------------------------------
@@ -1144,13 +1287,22 @@ class PublishReport:
     published_at: int
     expires_at: int
     seconds: float
+    records: int = 0
+    records_added: int = 0
+    records_removed: int = 0
+    format: str = FORMAT_1
 
     def summary(self) -> str:
         if self.action == "refreshed":
             return f"version {self.version} re-signed, valid until {self.expires_at}"
         change = f"+{self.added} -{self.removed} codes, +{self.gtins_added} -{self.gtins_removed} GTINs"
-        return (f"version {self.version} ({self.action}): {self.codes} codes, {self.gtins} GTINs ({change}), "
-                f"{len(self.written)} file(s) written, {len(self.pruned)} pruned, in {self.seconds:.2f} s")
+        tables = ""
+        if self.format != FORMAT_1:
+            change += f", +{self.records_added} -{self.records_removed} table records"
+            tables = f", {self.records} table records"
+        return (f"version {self.version} ({self.action}): {self.codes} codes, {self.gtins} GTINs{tables} ({change}), "
+                f"{len(self.written)} file(s) written, {len(self.pruned)} pruned, in {self.seconds:.2f} s "
+                f"[{self.format}]")
 
 
 def _current(feed_dir: Path, key: Ed25519PublicKey) -> Manifest | None:
@@ -1160,9 +1312,11 @@ def _current(feed_dir: Path, key: Ed25519PublicKey) -> Manifest | None:
     return parse_manifest(path.read_bytes(), key)
 
 
-def _scratch_set(path: Path, sources: Any, progress: Progress | None = None) -> tuple[list[str], list[str], str]:
+def _scratch_set(path: Path, sources: Any,
+                 progress: Progress | None = None) -> tuple[list[str], list[str], str, list[str]]:
     """Let a throwaway store at `path` parse, validate and canonicalize input (anything `Blocklist.load` reads,
-    with its reading of a line as a CIS); return its sorted GTINs, sorted identities and set digest."""
+    with its reading of a line as a CIS, and its `@` record lines); return its sorted GTINs, sorted identities,
+    set digest and table records."""
     counter = None
     if progress is not None:
         if isinstance(sources, (str, os.PathLike)):
@@ -1185,7 +1339,54 @@ def _scratch_set(path: Path, sources: Any, progress: Progress | None = None) -> 
             while piece := list(itertools.islice(codes, _PROGRESS_LINES)):
                 identities.extend(piece)
                 progress("collecting the new list", len(identities), total, "codes")
-        return gtins, identities, scratch.info()["set_digest"]
+        return gtins, identities, scratch.info()["set_digest"], list(scratch.iter_records())
+
+
+def _record_key(text: str) -> tuple[str, str]:
+    """A record's key in its table: its kind and its GTIN or group (the value is what a key holds)."""
+    kind, key = text.split()[:2]
+    return kind, key
+
+
+def _apply_records(records: set[str], add: Iterable[str], remove: Iterable[str]) -> set[str]:
+    """The record set after a change, as the store applies it: a removal deletes a key holding exactly that
+    record, an addition sets its key's value."""
+    by_key = {_record_key(text): text for text in records}
+    for text in remove:
+        if by_key.get(_record_key(text)) == text:
+            del by_key[_record_key(text)]
+    for text in add:
+        by_key[_record_key(text)] = text
+    return set(by_key.values())
+
+
+def _table_input(kind: str, sources: Any) -> list[str]:
+    """The records of a publisher's price or grey-list input (files as `Blocklist.load_prices` / `load_grey`
+    read them), refused whole on any bad line."""
+    reader = read_price_file if kind == "prices" else read_grey_file
+    try:
+        records, report = reader(sources)
+    except StoreError as exc:
+        raise PublishError(f"bad {kind} input, nothing published: {exc}") from exc
+    if report.rejected:
+        first = report.errors[0]
+        raise PublishError(f"bad {kind} input, nothing published: {report.rejected} bad lines (first: line "
+                           f"{first.line} of {first.source}: {first.message})")
+    return [record.text for record in records]
+
+
+def _record_order(text: str) -> tuple[int, int, str]:
+    """Snapshot order of records, the store's key order: by kind (RECORD_KINDS' order), then GTIN or group."""
+    kind, key = _record_key(text)
+    return RECORD_KINDS.index(kind), int(key) if kind == "group_min_price" else 0, key
+
+
+def _entry_body(entry: SnapshotEntry | DeltaEntry, fmt: str) -> dict[str, Any]:
+    body = dataclasses.asdict(entry)
+    if fmt == FORMAT_1:
+        for name in _V2_FIELDS:
+            body.pop(name, None)
+    return body
 
 
 def _exact(old: Snapshot, change: Delta) -> Delta:
@@ -1208,6 +1409,8 @@ def publish(
     *,
     snapshot: Iterable[Any] | str | os.PathLike[str] | None = None,
     delta: Delta | str | os.PathLike[str] | None = None,
+    prices: Iterable[Any] | str | os.PathLike[str] | None = None,
+    grey: Iterable[Any] | str | os.PathLike[str] | None = None,
     version: int | None = None,
     feed_id: str | None = None,
     keep_deltas: int = DEFAULT_KEEP_DELTAS,
@@ -1225,6 +1428,11 @@ def publish(
     `valid_for` seconds so stores never see an expired manifest. Files are written atomically, the manifest last;
     files that neither the new nor the previous manifest names are then deleted. `progress` (see
     `lmcz_fast.progress`) hears about each step: reading the input, sorting, comparing, compressing, writing.
+
+    The tables: `prices` (CSV files `gtin,price` / `pg,price`, kopecks) replaces the whole minimum-price table,
+    `grey` (files of GTINs) the grey list; a snapshot input's `@` record lines replace both; a delta's `+@`/`-@`
+    lines change them. Otherwise they stay as published. The feed is written in format 1 until it first holds a
+    table record, then in format 2 for good (older stores refuse format 2 by name instead of dropping the tables).
     """
     if snapshot is not None and delta is not None:
         raise PublishError("give either a snapshot (the whole new list) or a delta, not both")
@@ -1252,7 +1460,7 @@ def publish(
         if progress is not None:
             progress(stage, 0, None, "")
 
-    old = Snapshot(0, [], [])
+    old = Snapshot(0, [], [], [])
     if previous is not None:
         step(f"reading version {previous.version}")
         snap_path = feed_path / previous.snapshot.path
@@ -1260,27 +1468,54 @@ def publish(
             raise PublishError(f"{snap_path} does not match the feed's manifest; the feed directory is damaged")
         old = read_snapshot(snap_path)
 
+    records = set(old.records)
+    snapshot_records: list[str] = []
+    change: Delta | None = None
     with tempfile.TemporaryDirectory(prefix="lmcz-publish-") as work:
         if snapshot is not None:
-            gtins, identities, digest = _scratch_set(Path(work) / "new", snapshot, progress)
+            gtins, identities, digest, snapshot_records = _scratch_set(Path(work) / "new", snapshot, progress)
+            if snapshot_records:
+                records = set(snapshot_records)
         elif delta is not None:
-            change = delta if isinstance(delta, Delta) else read_delta(delta)
-            add_gtins, add, _ = _scratch_set(Path(work) / "add", [change.add + change.add_gtins])
-            remove_gtins, remove, _ = _scratch_set(Path(work) / "remove", [change.remove + change.remove_gtins])
+            try:
+                change = delta if isinstance(delta, Delta) else read_delta(delta)
+            except UnsupportedFeedError as exc:
+                raise PublishError(f"bad delta input, nothing published: {exc}") from exc
+            add_gtins, add, _, _ = _scratch_set(Path(work) / "add", [change.add + change.add_gtins])
+            remove_gtins, remove, _, _ = _scratch_set(Path(work) / "remove", [change.remove + change.remove_gtins])
+    if prices is not None:
+        records = {t for t in records if _record_key(t)[0] not in PRICE_KINDS} | set(_table_input("prices", prices))
+    if grey is not None:
+        records = {t for t in records if _record_key(t)[0] in PRICE_KINDS} | set(_table_input("grey", grey))
+    if change is not None:
+        try:
+            records = _apply_records(records, [parse_record(t).text for t in change.add_records],
+                                     [parse_record(t).text for t in change.remove_records])
+        except RecordError as exc:
+            raise PublishError(f"bad delta input, nothing published: {exc}") from exc
+    old_records = set(old.records)
+    add_records, remove_records = sorted(records - old_records), sorted(old_records - records)
     step("comparing with the previous version" if previous is not None else "preparing the first version")
     if snapshot is not None:
         old_ids, new_ids = set(old.identities), set(identities)
         old_gtins, new_gtins = set(old.gtins), set(gtins)
         diff = Delta(old.version, None, add=sorted(new_ids - old_ids), remove=sorted(old_ids - new_ids),
-                     add_gtins=sorted(new_gtins - old_gtins), remove_gtins=sorted(old_gtins - new_gtins))
+                     add_gtins=sorted(new_gtins - old_gtins), remove_gtins=sorted(old_gtins - new_gtins),
+                     add_records=add_records, remove_records=remove_records)
         del old_ids, new_ids
+        # The scratch digest covers the input's own records; the published set holds `records`.
+        scratch_records = set(snapshot_records)
+        digest = digest_after(digest, add_records=records - scratch_records, remove_records=scratch_records - records)
     else:
         diff = Delta(old.version, None)
         if delta is not None:
             diff = _exact(old, Delta(None, None, add, remove, add_gtins, remove_gtins))
+        diff.add_records, diff.remove_records = add_records, remove_records
         identities = sorted(set(old.identities).difference(diff.remove).union(diff.add))
         gtins = sorted(set(old.gtins).difference(diff.remove_gtins).union(diff.add_gtins))
         digest = _digest_after(previous.set_digest if previous else set_digest_of((), ()), diff)
+    record_list = sorted(records, key=_record_order)
+    fmt = FORMAT_2 if records or (previous is not None and previous.format != FORMAT_1) else FORMAT_1
     changed = previous is None or len(diff) > 0 or (version is not None and version != previous.version)
     new_version = previous.version if previous else 0
     if changed:
@@ -1296,7 +1531,7 @@ def publish(
     if changed:
         if previous is not None:
             step(f"writing the delta {previous.version} -> {new_version}")
-            data = _delta_bytes(previous.version, new_version, diff)
+            data = _delta_bytes(previous.version, new_version, diff, fmt)
             name = f"delta-{previous.version:08d}-{new_version:08d}.txt.gz"
             _atomic_write(feed_path / name, data)
             written.append(name)
@@ -1305,18 +1540,21 @@ def publish(
                 from_version=previous.version, to_version=new_version, from_digest=previous.set_digest,
                 to_digest=digest, added=len(diff.add), removed=len(diff.remove),
                 gtins_added=len(diff.add_gtins), gtins_removed=len(diff.remove_gtins),
+                records_added=len(diff.add_records), records_removed=len(diff.remove_records),
             ))
-        data = _snapshot_bytes(new_version, gtins, identities, progress)
+        data = _snapshot_bytes(new_version, gtins, identities, record_list, fmt, progress)
         name = f"snapshot-{new_version:08d}.txt.gz"
         step("writing and signing")
         _atomic_write(feed_path / name, data)
         written.append(name)
         snap_entry = SnapshotEntry(name, len(data), hashlib.sha256(data).hexdigest(), new_version,
-                                   len(identities), len(gtins))
+                                   len(identities), len(gtins), len(record_list))
+    elif previous is not None and fmt != previous.format:
+        raise PublishError("internal error: the feed's format changes without a new version")
     deltas = deltas[-keep_deltas:] if keep_deltas else []
     assert snap_entry is not None
-    body = {
-        "feed": FORMAT,
+    body: dict[str, Any] = {
+        "feed": fmt,
         "feed_id": feed_id,
         "version": new_version,
         "published_at": clock,
@@ -1324,9 +1562,11 @@ def publish(
         "set_digest": digest,
         "codes": len(identities),
         "gtins": len(gtins),
-        "snapshot": dataclasses.asdict(snap_entry),
-        "deltas": [dataclasses.asdict(entry) for entry in deltas],
+        "snapshot": _entry_body(snap_entry, fmt),
+        "deltas": [_entry_body(entry, fmt) for entry in deltas],
     }
+    if fmt != FORMAT_1:
+        body["records"] = len(record_list)
     raw = _sign_envelope(body, key)
     manifest = _manifest_from_body(body, key_id(key), raw)
     _atomic_write(feed_path / MANIFEST_NAME, raw)
@@ -1341,7 +1581,8 @@ def publish(
         codes=len(identities), gtins=len(gtins), added=len(diff.add), removed=len(diff.remove),
         gtins_added=len(diff.add_gtins), gtins_removed=len(diff.remove_gtins), set_digest=digest,
         written=tuple(written), pruned=tuple(pruned), published_at=clock, expires_at=clock + int(valid_for),
-        seconds=time.perf_counter() - started,
+        seconds=time.perf_counter() - started, records=len(record_list), records_added=len(diff.add_records),
+        records_removed=len(diff.remove_records), format=fmt,
     )
 
 

@@ -737,7 +737,7 @@ class _Replicator:
             version = self.bl.get_meta("version") + 1
             self.bl.load([code_lines + sorted(set(gtins.values()))], replace=True, version=version, synced=True,
                          meta=meta, side=side, clear_side=[_side_table(n) for n in self.config.databases.values()],
-                         **(_price_args(prices, replace=True) if "prices" in self.config.databases else {}))
+                         **(_price_args(self.bl, prices, replace=True) if "prices" in self.config.databases else {}))
         return ReplicationReport(True, reason, version, reports, time.perf_counter() - started, self.examples[:20])
 
     # - incremental -
@@ -819,7 +819,7 @@ class _Replicator:
             elif kind == "gtins":
                 args = {"add_gtins": sorted(values), "remove_gtins": gone}
             else:
-                args = _price_args(batch.prices, remove=gone)
+                args = _price_args(self.bl, batch.prices, remove=gone)
             docs = self._record_count(kind) + len(values) - len(gone)     # an estimate, corrected below
             meta = {META_PREFIX + name: self._checkpoint_value(kind, info, seq, docs, unmapped)}
             if not values and not gone and not side:
@@ -835,7 +835,9 @@ class _Replicator:
                 self.progress(name, report.changes)
 
     def _record_count(self, kind: str) -> int:
-        return int(self.bl.get_meta({"codes": "codes", "gtins": "gtins", "prices": "prices"}[kind]) or 0)
+        if kind == "prices":
+            return int(self.bl.get_meta("min_prices") or 0) + int(self.bl.get_meta("group_min_prices") or 0)
+        return int(self.bl.get_meta({"codes": "codes", "gtins": "gtins"}[kind]) or 0)
 
     def _doc_value(self, name: str, kind: str, doc_id: str, by_id: bool) -> str | None:
         """The record a document maps to now: derived from its id, or looked up in the document map."""
@@ -892,16 +894,29 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _price_args(prices: dict[str, int], *, replace: bool = False, remove: Iterable[str] = ()) -> dict[str, Any]:
-    """The store's arguments for minimum prices (the price table of the LM 2.x work)."""
-    args: dict[str, Any] = {}
-    if prices or replace:
-        args["set_prices"] = dict(prices)
-    removed = list(remove)
-    if removed:
-        args["remove_prices"] = removed
+def _price_record(key: str, price: int) -> str:
+    """A price key (`pg:N` or a GTIN) and its kopecks as the store's table record (store/tables.py)."""
+    return f"group_min_price {key[3:]} {price}" if key.startswith("pg:") else f"min_price {key} {price}"
+
+
+def _price_args(bl: Blocklist, prices: dict[str, int], *, replace: bool = False,
+                remove: Iterable[str] = ()) -> dict[str, Any]:
+    """The store's arguments for minimum prices: its table records (`load(records=)` replaces the tables, the
+    grey list kept as it is, since the source has none; `apply_delta(add_records=, remove_records=)` sets and
+    deletes keys, a deleted key's record named with the price the store holds for it)."""
     if replace:
-        args["replace_prices"] = True
+        kept = [text for text in bl.iter_records() if text.startswith("grey_gtin ")]
+        return {"records": [_price_record(key, price) for key, price in sorted(prices.items())] + kept}
+    args: dict[str, Any] = {}
+    if prices:
+        args["add_records"] = [_price_record(key, price) for key, price in sorted(prices.items())]
+    gone = []
+    for key in remove:
+        held = bl.group_min_price(int(key[3:])) if key.startswith("pg:") else bl.min_price(key)
+        if held is not None:
+            gone.append(_price_record(key, held))
+    if gone:
+        args["remove_records"] = gone
     return args
 
 

@@ -269,13 +269,18 @@ class FakeTrueApi(LoopbackServer):
 
 
 class FakeLocalModule(LoopbackServer):
-    """The official Local Module's `POST /api/v1/cis/outCheck` as integrators describe it (Basic auth)."""
+    """The official Local Module's `POST /api/v1/cis/outCheck` as integrators describe it (Basic auth), and the
+    second protocol's `POST /api/v2/cis/outCheck` (`cis_list` of `{"cis", "pg"}`, answer `{"results": [...]}`,
+    per code `isGreyGtin`, `mrp`, `smp`; ../shared/domain.md). `grey` holds CIS answered `isGreyGtin`, `prices`
+    the `mrp`/`smp` fields to answer per CIS."""
 
     def __init__(self, user: str = "admin", password: str = "admin") -> None:
         super().__init__()
         self.auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.blocked: set[str] = set()
         self.sold: set[str] = set()
+        self.grey: set[str] = set()
+        self.prices: dict[str, dict[str, int]] = {}
         self.state = "ready"
         self.delay = 0.0
         self.inst = str(uuid.uuid4())
@@ -284,21 +289,29 @@ class FakeLocalModule(LoopbackServer):
     async def handle(self, request: Request) -> Any:
         if request.headers.get("authorization") != self.auth:
             return Reply.json({"error": "unauthorized"}, status=401)
-        if request.path != "/api/v1/cis/outCheck" or request.method != "POST":
+        if request.path not in ("/api/v1/cis/outCheck", "/api/v2/cis/outCheck") or request.method != "POST":
             return Reply.json({"error": "not found"}, status=404)
         if self.state != "ready":
             code = 4050 if self.state == "sync_error" else 4045
             return Reply.json({"errorCode": code, "description": self.state}, status=400, delay=self.delay)
+        v2 = request.path.startswith("/api/v2/")
         out = []
-        for code in request.json()["cis_list"]:
-            cis = code.split(GS)[0]
-            out.append({"cis": cis, "gtin": code[2:16], "printView": cis, "found": True, "valid": True,
-                        "verified": True, "realizable": True, "utilised": True,
-                        "isBlocked": cis in self.blocked, "sold": cis in self.sold, "ogvs": [], "groupIds": [3]})
+        for item in request.json()["cis_list"]:
+            code = item["cis"] if v2 else item
+            pack = len(code) == 29 and GS not in code and not code.startswith("01")   # a tobacco pack: CIS = 21
+            cis = code[:21] if pack else code.split(GS)[0]
+            entry = {"cis": cis, "gtin": code[:14] if pack else code[2:16], "printView": cis, "found": True,
+                     "valid": True,
+                     "verified": True, "realizable": True, "utilised": True,
+                     "isBlocked": cis in self.blocked, "sold": cis in self.sold, "ogvs": [], "groupIds": [3]}
+            if v2:
+                entry.update(isGreyGtin=cis in self.grey, mrp=0, smp=0)
+            entry.update(self.prices.get(cis, {}))
+            out.append(entry)
         payload = {"code": 0, "description": "ok", "reqId": str(uuid.uuid4()),
                    "reqTimestamp": int(time.time() * 1000), "inst": self.inst, "version": self.version,
                    "isCheckedOffline": True, "codes": out}
-        return Reply.json(payload, delay=self.delay)
+        return Reply.json({"results": [payload]} if v2 else payload, delay=self.delay)
 
 
 def self_signed(tmp_path: Any) -> tuple[Any, Any]:

@@ -91,6 +91,12 @@ class Couch:
                 for row in found["rows"] if "value" in row]
         self.put_docs(name, docs)
 
+    def open_to_all(self, *names: str) -> None:
+        """Readable without credentials again (no members), as a public source is."""
+        for name in names:
+            self.request("PUT", f"/{name}/_security", {"admins": {"names": [], "roles": []},
+                                                       "members": {"names": [], "roles": []}})
+
     def require_auth(self, user: str, password: str, *names: str) -> None:
         """An admin and per-database members: reads then need these credentials."""
         self.request("PUT", f"/_config/admins/{user}", password)

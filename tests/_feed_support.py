@@ -26,7 +26,11 @@ from typing import Any
 from _store_support import gtin_with_check
 from cryptography.hazmat.primitives import serialization
 
-SIGNING_CONTEXT = b"lmcz-feed/1 manifest\n"
+
+
+def signing_context(fmt: str) -> bytes:
+    """docs/feed.md: each format signs under its own prefix, `<format> manifest\\n`."""
+    return f"{fmt} manifest\n".encode("ascii")
 _SERIAL_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789!\"%&'()*+,-./:;<=>?_"
 _SERIAL_TABLE = bytes(_SERIAL_CHARS[i % len(_SERIAL_CHARS)] for i in range(256))
 
@@ -63,7 +67,7 @@ def content_digest(path: Any) -> str:
     from lmcz_fast.store import Blocklist, set_digest_of
 
     with Blocklist.open(path) as bl:
-        return set_digest_of(bl.iter_identities(), bl.iter_gtins())
+        return set_digest_of(bl.iter_identities(), bl.iter_gtins(), bl.iter_records())
 
 
 def resign(feed_dir: Path, private_key_pem: Path, edit: Callable[[dict[str, Any]], None]) -> None:
@@ -73,7 +77,9 @@ def resign(feed_dir: Path, private_key_pem: Path, edit: Callable[[dict[str, Any]
     edit(envelope["signed"])
     key = serialization.load_pem_private_key(Path(private_key_pem).read_bytes(), password=None)
     canonical = json.dumps(envelope["signed"], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    envelope["signature"] = base64.b64encode(key.sign(SIGNING_CONTEXT + canonical.encode())).decode()
+    context = signing_context(envelope["signed"].get("feed", envelope["format"]))
+    envelope["format"] = envelope["signed"].get("feed", envelope["format"])
+    envelope["signature"] = base64.b64encode(key.sign(context + canonical.encode())).decode()
     path.write_text(json.dumps(envelope, indent=1))
 
 

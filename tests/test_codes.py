@@ -416,3 +416,57 @@ def test_base64_of_something_else_is_not_a_code():
     # Base64 of an incomplete code: the error points at the Base64 character where the code ran out.
     text = base64.b64encode(f"01{G}21".encode()).decode()
     assert reason(text) == ("missing_serial", len(text))
+
+
+# -- the maximum retail price a code carries (`mrp`) ------------------------------------------------------------------
+
+#: The price alphabet of a tobacco pack, written out here independently of the parser (../shared/domain.md).
+BASE80 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + "!\"%&'*+-./_,:;=<>?"
+
+
+def base80(kopecks: int) -> str:
+    digits = []
+    for _ in range(4):
+        kopecks, digit = divmod(kopecks, 80)
+        digits.append(BASE80[digit])
+    assert kopecks == 0
+    return "".join(reversed(digits))
+
+
+def test_mrp_of_a_tobacco_pack_decodes_the_worked_example():
+    assert len(BASE80) == 80 and len(set(BASE80)) == 80
+    pack = parse_code(f"{G}aB3!x_-ACW.ck<>")
+    assert pack.kind == "tobacco_pack" and pack.tail["price"] == "ACW."
+    assert pack.mrp == 14630                  # 0*80^3 + 2*80^2 + 22*80 + 70: 146 roubles 30 kopecks
+
+
+@pytest.mark.parametrize("kopecks", [0, 1, 79, 80, 14630, 25000, 80 ** 4 - 1, 123457, 4096000])
+def test_mrp_of_a_tobacco_pack_round_trips_every_digit_position(kopecks):
+    pack = parse_code(f"{G}Zz9?*._{base80(kopecks)}AbCd")
+    assert pack.mrp == kopecks
+
+
+def test_mrp_of_every_price_character():
+    for value, char in enumerate(BASE80):
+        assert parse_code(f"{G}aB3!x_-AAA{char}AbCd").mrp == value
+        assert parse_code(f"{G}aB3!x_-{char}AAAAbCd").mrp == value * 80 ** 3
+
+
+def test_mrp_is_none_when_a_price_character_is_outside_the_alphabet():
+    # '(' and ')' are GS1 code characters (the parser accepts the pack) but not price digits.
+    pack = parse_code(f"{G}aB3!x_-A(W.AbCd")
+    assert pack.kind == "tobacco_pack" and pack.mrp is None
+
+
+def test_mrp_of_a_tobacco_block_is_its_ai_8005_value_in_kopecks():
+    block = parse_code(TOBACCO_BLOCK)
+    assert block.tail["8005"] == "012500" and block.mrp == 12500
+    assert parse_code(f"01{G}21aB3!x_-{GS}8005000000{GS}93AbCd").mrp == 0
+    assert parse_code(f"01{G}21aB3!x_-{GS}93AbCd{GS}8005999999").mrp == 999999
+    lost_gs = parse_code(f"01{G}21aB3!x_-8005012500{GS}93AbCd")     # a scanner dropped the GS
+    assert "lost_gs" in lost_gs.repaired and lost_gs.mrp == 12500
+
+
+def test_codes_without_a_price_have_no_mrp():
+    for raw in (SHOES, MILK, WATER, BEER, MILK_WEIGHTED, f"{G}aB3!x_-"):
+        assert parse_code(raw).mrp is None, raw

@@ -349,6 +349,12 @@ class World:
             removes = self.blocked[1 + self.changes_made * 20:1 + (self.changes_made + 1) * 20]
             self.changes_made += 1
             data = "".join(f"+{c}\n" for c in adds) + "".join(f"-{c}\n" for c in removes)
+        elif "price" in base:
+            # a minimum-price table: the GTINs of the first blocked codes, and the tobacco group
+            gtins = sorted({code[2:16] for code in self.blocked[:5]})
+            data = "gtin,pg,price\n" + "".join(f"{g},,{10000 + i}\n" for i, g in enumerate(gtins)) + ",3,12000\n"
+        elif "grey" in base:
+            data = "".join(f"{g}\n" for g in sorted({code[2:16] for code in self.blocked[5:8]}))
         elif re.search(r"\.csv(\.gz)?$", base):
             out = io.StringIO()
             writer = csv.writer(out, lineterminator="\n")
@@ -475,14 +481,22 @@ class World:
             path.write_text("replicator:a-long-password\n")
             self.couch.require_auth("replicator", "a-long-password", "blocked_cis", "blocked_gtin", "min_price")
             self.log.append(f"made credentials file {credentials_file} (an admin of the source)")
+            self.couch_private = True
+        elif not credentials_file and getattr(self, "couch_private", False):
+            # an example without credentials names a source that needs none: the source is public again
+            self.couch.open_to_all("blocked_cis", "blocked_gtin", "min_price")
+            self.couch_private = False
+            self.log.append("the source needs no credentials for this example")
 
     def prepare(self, argv: list[str]) -> None:
         name, opts = _parse(argv)
         if name == "replicate":
             self.ensure_couch(opts.get("credentials_file"))
-        if name == "load":
+        if name in ("load", "prices load", "grey load"):
             for source in opts.get("sources", ()):
                 self.ensure_input(source)
+        if name in ("prices list", "grey list"):
+            self.ensure_store(opts["db"])
         if name in ("lookup", "info", "status", "delta", "serve"):
             self.ensure_store(opts["db"])
         if name == "delta":
@@ -504,6 +518,10 @@ class World:
                 self.ensure_input(source)
             if opts.get("delta_path"):
                 self.ensure_input(opts["delta_path"])
+            for source in (*opts.get("price_files", ()), *opts.get("grey_files", ())):
+                self.ensure_input(source)
+            if opts.get("from_store"):
+                self.ensure_store(opts["from_store"])
             if not opts.get("snapshots"):
                 self.ensure_published(self.path(opts["feed_dir"]), key)
         if name == "audit export":

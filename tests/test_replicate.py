@@ -372,3 +372,36 @@ def test_publish_from_a_replicated_store_feeds_the_chain(couch, tmp_path):
     assert _store_set(store) == (set(codes), set(gtins))
     with Blocklist.open(replica) as a, Blocklist.open(store) as b:
         assert a.get_meta("set_digest") == b.get_meta("set_digest")
+
+
+def test_min_prices_replicate_into_the_price_table(couch, tmp_path):
+    """`min_price` documents (a GTIN or `pg:N` as the id, `price` in kopecks) become the store's minimum-price
+    records; deletions delete them; a full re-replication replaces them and keeps the grey list."""
+    couch.create("min_price")
+    codes, gtins = _identities(50, 21), _gtins(4, 22)
+    couch.put_docs("blocked_cis", [{"_id": c} for c in codes])
+    couch.put_docs("min_price", [{"_id": gtins[0], "price": 14630}, {"_id": gtins[1], "price": 9900},
+                                 {"_id": "pg:3", "price": 12000}, {"_id": "16", "price": 8000}])
+    db = tmp_path / "store.db"
+    config = _config(couch, databases={**CODES_ONLY, "prices": "min_price"})
+    repl.replicate(db, config)
+    with Blocklist.open(db, readonly=False) as bl:
+        assert sorted(bl.iter_records()) == sorted([f"min_price {gtins[0]} 14630", f"min_price {gtins[1]} 9900",
+                                                    "group_min_price 3 12000", "group_min_price 16 8000"])
+        assert bl.min_price(gtins[1]) == 9900 and bl.min_price(gtins[3], 16) == 8000
+        bl.apply_delta(add_records=[f"grey_gtin {gtins[2]}"], to_version=bl.get_meta("version") + 1)
+    couch.delete_docs("min_price", [gtins[1], "pg:3"])
+    couch.put_docs("min_price", [{"_id": gtins[3], "price": 500}])
+    report = repl.replicate(db, config)
+    assert not report.full
+    with Blocklist.open(db) as bl:
+        assert sorted(bl.iter_records()) == sorted([f"min_price {gtins[0]} 14630", f"min_price {gtins[3]} 500",
+                                                    "group_min_price 16 8000", f"grey_gtin {gtins[2]}"])
+        assert bl.group_min_price(3) is None and bl.min_price(gtins[1]) is None
+    report = repl.replicate(db, config, full=True)
+    assert report.full
+    with Blocklist.open(db) as bl:
+        assert sorted(bl.iter_records()) == sorted([f"min_price {gtins[0]} 14630", f"min_price {gtins[3]} 500",
+                                                    "group_min_price 16 8000", f"grey_gtin {gtins[2]}"])
+        from lmcz_fast.store import set_digest_of
+        assert set_digest_of(bl.iter_identities(), bl.iter_gtins(), bl.iter_records()) == bl.info()["set_digest"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, replicate, serve, systemd, till
+from . import core, demo, feed, replicate, serve, systemd, tables, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -25,6 +25,7 @@ def main() -> None:
       lmcz-fast serve store.db                         # Local-Module-compatible HTTP service on 127.0.0.1:5995
       lmcz-fast check --db store.db "0104650000000010215abcdef<GS>93ab12"   # till-side: online first, then offline
       lmcz-fast systemd --feed https://feed.example/   # print hardened systemd units for serve and sync
+      lmcz-fast prices load local.db min-prices.csv    # minimum prices (gtin,price / pg,price); also: grey load
     """
 
 
@@ -34,4 +35,5 @@ feed.register(main)
 replicate.register(main)
 serve.register(main)
 systemd.register(main)
+tables.register(main)
 till.register(main)

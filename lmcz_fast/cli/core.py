@@ -113,6 +113,9 @@ def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
         "db_version": verdict.db_version,
         "db_age": verdict.db_age,
         "instance_id": verdict.instance_id,
+        "mrp": verdict.mrp,
+        "smp": verdict.smp,
+        "grey_gtin": verdict.grey_gtin,
     }
 
 
@@ -237,6 +240,9 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
     FILE (optionally gzip; a feed's delta file works as is) has one change per line:
       +CODE   block a code (scan or CIS)      -CODE   unblock it
       +GTIN   block a whole product (14 digits)  -GTIN   unblock it
+      +@min_price GTIN KOPECKS   set a minimum price (also @group_min_price PG KOPECKS)
+      -@min_price GTIN KOPECKS   delete it (only if it holds that price)
+      +@grey_gtin GTIN           add a GTIN to the grey list       -@grey_gtin GTIN   take it out
     Readers in other processes keep answering and see the new version atomically. A bad line refuses the
     whole delta and changes nothing; a delta that changes nothing keeps the version.
 
@@ -261,7 +267,8 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
             if target is None:
                 target = bl.get_meta("version") + 1
             report = bl.apply_delta(changes.add, changes.remove, add_gtins=changes.add_gtins,
-                                    remove_gtins=changes.remove_gtins, to_version=target, from_version=start)
+                                    remove_gtins=changes.remove_gtins, add_records=changes.add_records,
+                                    remove_records=changes.remove_records, to_version=target, from_version=start)
     except CodeError as exc:
         _fail(f"bad code in the delta, nothing changed: {exc}", EXIT_INVALID)
     except (StoreError, VersionError) as exc:
@@ -273,8 +280,10 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
             click.echo(f"nothing changed: the codes it adds are blocked already and those it removes are not; "
                        f"the store stays at version {report.to_version}")
         return
+    tables = (f", +{report.records_added} -{report.records_removed} table records"
+              if report.records_added or report.records_removed else "")
     click.echo(f"version {report.from_version} -> {report.to_version}: +{report.added} -{report.removed} codes, "
-               f"+{report.gtins_added} -{report.gtins_removed} GTINs in {report.seconds * 1000:.1f} ms")
+               f"+{report.gtins_added} -{report.gtins_removed} GTINs{tables} in {report.seconds * 1000:.1f} ms")
 
 
 def register(group: click.Group) -> None:

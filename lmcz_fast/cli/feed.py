@@ -207,6 +207,11 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
               help="The complete new list (repeatable; text, CSV or .gz, as `lmcz-fast load` reads).")
 @click.option("--delta", "delta_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A change to the current list: +CODE/-CODE/+GTIN/-GTIN lines.")
+@click.option("--prices", "price_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Replace the minimum-price table with these CSV files (gtin,price / pg,price; kopecks), as "
+                   "`lmcz-fast prices load` reads them (repeatable).")
+@click.option("--grey", "grey_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Replace the grey list with these files of GTINs, as `lmcz-fast grey load` reads them.")
 @click.option("--from-store", "from_store", type=click.Path(exists=True, file_okay=False), default=None,
               help="Take the complete new list from a store (e.g. one kept by `lmcz-fast replicate`): one server "
                    "pulls from upstream, the chain's stores sync the signed feed.")
@@ -218,8 +223,8 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
               help="How long the signed manifest stays acceptable; re-publish (heartbeat) well within it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path: str | None,
-            from_store: str | None, version: int | None, feed_id: str | None, keep_deltas: int, valid_for: float,
-            as_json: bool) -> None:
+            price_files: tuple[str, ...], grey_files: tuple[str, ...], from_store: str | None,
+            version: int | None, feed_id: str | None, keep_deltas: int, valid_for: float, as_json: bool) -> None:
     """Publish a new version of the feed in FEED_DIR (the central side), or re-sign the current one.
 
     \b
@@ -227,10 +232,13 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
     any HTTP server, object store or CDN as is. Examples:
       lmcz-fast publish /srv/feed --key feed.key --snapshot blocked-2026-11-23.csv.gz
       lmcz-fast publish /srv/feed --key feed.key --delta changes.txt
+      lmcz-fast publish /srv/feed --key feed.key --prices min-prices.csv --grey grey.txt
       lmcz-fast publish /srv/feed --key feed.key --from-store replica.db   # after `lmcz-fast replicate replica.db`
       lmcz-fast publish /srv/feed --key feed.key          # heartbeat: same version, fresh signature
     Run the heartbeat from cron at least hourly: stores refuse a manifest older than --valid-for.
     On a terminal each step shows progress (rate, time left); logs and --json stay quiet.
+    The first publish with a price or grey-list entry switches the feed to format lmcz-feed/2: upgrade every
+    store and mirror first (older versions refuse it by name and keep their data).
     """
     if sum(map(bool, (snapshots, delta_path, from_store))) > 1:
         raise click.UsageError("give one of --snapshot, --delta and --from-store")
@@ -244,6 +252,7 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
     bar = progress_for(quiet=as_json)
     try:
         report = feed.publish(feed_dir, key_path, snapshot=snapshot, delta=delta_path,
+                              prices=list(price_files) or None, grey=list(grey_files) or None,
                               version=version, feed_id=feed_id, keep_deltas=keep_deltas, valid_for=int(valid_for),
                               progress=bar)
     except feed.FeedError as exc:

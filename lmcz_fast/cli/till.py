@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import click
 
-from ..checker import MAX_RECEIPT_CODES, Checker, Decision, ReceiptTooLarge, TillVerdict
+from ..checker import MAX_RECEIPT_CODES, Checker, Decision, PriceError, ReceiptTooLarge, TillVerdict
 from ..store import Blocklist, StoreError
 from ..trueapi import CDN_URL, TrueApiClient
 from .upstream import proxy_config, proxy_options
@@ -84,6 +84,12 @@ class _SetupErrorsExit4(click.Command):
               help="Fiscal drive number, sent as fiscalDriveNumber online and X-ClientId to the Local Module.")
 @click.option("--deadline", type=click.FloatRange(min=0.01), default=1.5, show_default=True,
               help="Seconds to wait for the online answer before deciding offline (hard).")
+@click.option("--price", "prices", multiple=True, type=click.IntRange(min=0), metavar="KOPECKS",
+              help="The sale price of each code, in order (repeat once per code): checked against the price in "
+                   "the code (mrp) and the minimum price (smp).")
+@click.option("--pg", "pgs", multiple=True, type=click.IntRange(1, 0xFFFF), metavar="ID",
+              help="The product group of each code (repeat once per code, or once for all), e.g. 3 for tobacco; "
+                   "a 29-character tobacco pack needs none.")
 @click.option("--each", is_flag=True,
               help=f"Check every code on its own instead of as one receipt (a receipt takes at most "
                    f"{MAX_RECEIPT_CODES} codes).")
@@ -93,8 +99,9 @@ class _SetupErrorsExit4(click.Command):
 @proxy_options
 @click.option("-v", "--verbose", is_flag=True, help="Log host discovery, set-aside hosts and late answers.")
 def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: str | None, cdn: str,
-          hosts: tuple[str, ...], fiscal_drive: str | None, deadline: float, each: bool, as_json: bool, lang: str,
-          proxy_url: str | None, proxy_auth_file: str | None, verbose: bool) -> None:
+          hosts: tuple[str, ...], fiscal_drive: str | None, deadline: float, prices: tuple[int, ...],
+          pgs: tuple[int, ...], each: bool, as_json: bool, lang: str, proxy_url: str | None,
+          proxy_auth_file: str | None, verbose: bool) -> None:
     """Check marking codes as a till does: online (True API) first; if no answer within --deadline, offline.
 
     \b
@@ -110,6 +117,7 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
     \b
     Examples:
       lmcz-fast check --db store.db "0104601234567893215Mvb<GS>93Abcd"
+      lmcz-fast check --db store.db '04600439931256aB3!x_-ACW.Ck12' --price 14630    # a pack at 146.30
       LMCZ_TRUE_API_KEY=... lmcz-fast check --lm http://admin:admin@127.0.0.1:5995 --fiscal-drive 7281440500000001 -
       LMCZ_TRUE_API_KEY=... lmcz-fast check --db store.db --proxy http://proxy.shop.local:3128 \\
           --proxy-auth-file /etc/lmcz-fast/proxy.auth "0104601234567893215Mvb<GS>93Abcd"
@@ -135,15 +143,24 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
     scans = list(_scans(codes))
     if not scans:
         raise click.UsageError("no codes given")
+    if prices and len(prices) != len(scans):
+        raise click.UsageError(f"give one --price per code: {len(scans)} codes, {len(prices)} prices")
+    if pgs and len(pgs) not in (1, len(scans)):
+        raise click.UsageError(f"give one --pg per code, or one for all: {len(scans)} codes, {len(pgs)} groups")
+    price_of: list[int | None] = [*prices] if prices else [None] * len(scans)
+    pg_of: list[int | None] = [*pgs] * (len(scans) if len(pgs) == 1 else 1) if pgs else [None] * len(scans)
     verdicts: list[TillVerdict] = []
     try:
         with Checker(online, offline, deadline=deadline, fiscal_drive_number=fiscal_drive) as checker:
             if each:
-                verdicts = [checker.check(scan) for scan in scans]
+                verdicts = [checker.check(scan, price=price, pg=pg) for scan, price, pg in zip(scans, price_of, pg_of)]
             else:
-                verdicts = [checker.check_receipt(scans)]
+                verdicts = [checker.check_receipt(scans, prices=price_of, pgs=pg_of)]
     except ReceiptTooLarge as exc:
         click.secho(f"error: {exc} (or use --each)", fg="red", err=True)
+        sys.exit(EXIT_SETUP)
+    except PriceError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_SETUP)
     finally:
         if isinstance(offline, Blocklist):

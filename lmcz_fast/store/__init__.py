@@ -7,7 +7,8 @@ reader in any process sees the old state or the new one, never a mix.
 The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
 (loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
 tables), `keys.py` (row keys), `digest.py` (the set digest), `snapshot.py` (one version as calls answer from it), `freshness.py` (when offline
-answers stop), `records.py` and `errors.py` (what it answers).
+answers stop), `records.py` and `errors.py` (what it answers), `tables.py` (the minimum-price and grey-GTIN
+record kinds) and `prices.py` (loading and asking them).
 """
 
 from .blocklist import Blocklist
@@ -22,8 +23,10 @@ from .errors import (
     VersionError,
 )
 from .freshness import freshness
+from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .snapshot import Snapshot
+from .tables import PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
 
 __all__ = [
     "Block",
@@ -36,12 +39,20 @@ __all__ = [
     "LoadReport",
     "MapFullError",
     "NoListError",
+    "PRODUCT_GROUPS",
+    "RECORD_KINDS",
+    "RecordError",
     "Snapshot",
     "Status",
     "StoreError",
+    "TablesReport",
     "Verdict",
     "VersionError",
     "digest_after",
     "freshness",
+    "parse_record",
+    "product_group_of",
+    "read_grey_file",
+    "read_price_file",
     "set_digest_of",
 ]

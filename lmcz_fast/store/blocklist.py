@@ -53,8 +53,10 @@ from .environment import (
 )
 from .errors import StoreError
 from .freshness import freshness
+from .prices import TablesMixin
 from .records import Status, Verdict
 from .snapshot import Snapshot, _Reading, no_list_error, read_meta, readings_of
+from .tables import META_COUNTS, META_TABLES_DIGEST, check_group, iter_rows
 from .writing import BlocklistWriter
 
 
@@ -73,7 +75,7 @@ def _discard_new(path: str, made_dir: bool) -> None:
             pass
 
 
-class Blocklist(BlocklistWriter, ProbeBase):
+class Blocklist(BlocklistWriter, TablesMixin, ProbeBase):
     """The blocked codes of one store. Open it once per process and share it between threads.
 
     Use `Blocklist.building(path)` to build a new database (it appears only once the block succeeds),
@@ -132,6 +134,8 @@ class Blocklist(BlocklistWriter, ProbeBase):
                     "codes": 0,
                     "gtins": 0,
                     "set_digest": format_digest((0, 0)),
+                    META_TABLES_DIGEST: format_digest((0, 0)),
+                    **{count: 0 for count in META_COUNTS.values()},
                     "source": None,
                     "refresh_window": DEFAULT_REFRESH_WINDOW,
                     "expire_after": DEFAULT_EXPIRE_AFTER,
@@ -327,24 +331,30 @@ class Blocklist(BlocklistWriter, ProbeBase):
                 raise StoreError("the blocklist is closed")
             return reading._confirm(identity)
 
-    def check(self, raw: str | bytes) -> Verdict:
+    def check(self, raw: str | bytes, pg: int | None = None) -> Verdict:
         """Parse a scan and say whether it is blocked, with why and the database version that said so.
 
-        Raises `CodeError` for anything that is not a marking code, and `NoListError` if the store never held a
-        list.
+        The verdict also carries the prices a till compares a sale with: `mrp` (from the code itself), `smp` (the
+        minimum price of the GTIN, else of product group `pg` — given by the caller, or a tobacco pack's own
+        group 3) and `grey_gtin`, all from the same database version. Raises `CodeError` for anything that is not
+        a marking code, `RecordError` (a `ValueError`) for a `pg` that is not a group id, and `NoListError` if
+        the store never held a list.
         """
+        if pg is not None:
+            check_group(pg)
         readings = readings_of(raw)
         with self._lock:
             reading = self._fresh()
             if reading.empty:
                 raise no_list_error(self._path)
-            return reading.verdict(self, readings, time.time())
+            return reading.verdict(self, readings, time.time(), pg)
 
-    def check_many(self, raws: Iterable[str | bytes]) -> list[Verdict]:
-        """`[check(r) for r in raws]`, every verdict from one version. A bad scan raises `CodeError` naming its
-        index (also `.index`); nothing is answered then."""
+    def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
+        """`[check(r) for r in raws]`, every verdict from one version (`pgs`: one product group or None per scan,
+        as `check`'s `pg`). A bad scan raises `CodeError` naming its index (also `.index`); nothing is answered
+        then."""
         with self.snapshot() as snapshot:
-            return snapshot.check_many(raws)
+            return snapshot.check_many(raws, pgs)
 
     def snapshot(self) -> Snapshot:
         """The current version, for several calls that must agree (renewed first if due).
@@ -394,12 +404,13 @@ class Blocklist(BlocklistWriter, ProbeBase):
     def side_get(self, table: bytes, key: bytes) -> bytes | None:
         """One value of a side table (written with `apply_delta(side=...)`), as this reader sees it now."""
         with self._lock:
-            txn = self._fresh_txn()
+            txn = self._fresh().txn
             found = txn.get(table + b"\0" + key, db=self._dbs[DB_SIDE])
             return None if found is None else bytes(found)
 
     def snapshot_lines(self) -> Iterator[str]:
-        """The whole list as load/publish lines, from ONE read transaction: every blocked GTIN, then every identity.
+        """The whole list as load/publish lines, from ONE read transaction: every blocked GTIN, then every identity,
+        then every table record as an `@` line (as a feed snapshot holds them; `load` and `publish` read them).
         (`iter_gtins` and `iter_identities` each take their own, so a writer between them could mix versions.)"""
         with self._env.begin() as txn:
             with txn.cursor(db=self._dbs[DB_GTINS]) as cursor:
@@ -408,6 +419,8 @@ class Blocklist(BlocklistWriter, ProbeBase):
             with txn.cursor(db=self._dbs[DB_CODES]) as cursor:
                 for key in cursor.iternext(keys=True, values=False):
                     yield unpack_key(key)
+            for record in iter_rows(txn, self._dbs):
+                yield f"@{record.text}"
 
     def iter_identities(self) -> Iterator[str]:
         """Every blocked identity (canonical GS1 form), in key order, from one consistent snapshot."""

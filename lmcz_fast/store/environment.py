@@ -16,6 +16,7 @@ import lmdb
 
 from .._probe import build_index
 from .errors import DiskFullError, MapFullError, StoreError
+from .tables import DB_GREY, DB_PRICES
 
 log = logging.getLogger("lmcz_fast.store")
 
@@ -41,9 +42,14 @@ DB_GTINS = b"gtins"
 DB_BLOCKS = b"blocks"
 DB_COLLISIONS = b"collisions"
 DB_META = b"meta"
-#: Tables added after the first format: created when an older store is opened (an empty table changes nothing).
+#: The databases every store has had since the first version.
+CORE_DBS = (DB_CODES, DB_GTINS, DB_BLOCKS, DB_COLLISIONS, DB_META)
+#: The price and grey tables (tables.py).
+TABLE_DBS = (DB_PRICES, DB_GREY)
+#: Tables added after the first format: created when an older store is opened (an empty table changes nothing;
+#: empty price and grey tables add nothing to the set digest).
 DB_SIDE = b"side"          # side tables of writers above the store (replication's document maps), key table\0key
-LATER_TABLES = (DB_SIDE,)
+LATER_TABLES = (DB_SIDE, *TABLE_DBS)
 
 META_PREFILTER = b"prefilter"
 META_GTIN_INDEX = b"gtin_index"
@@ -116,14 +122,15 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
     commit, and LMDB closes handles opened in an aborted one), so this takes the writer lock once, briefly.
     """
     try:
-        dbs = {
-            name: env.open_db(name, create=False)
-            for name in (DB_CODES, DB_GTINS, DB_BLOCKS, DB_COLLISIONS, DB_META)
-        }
+        dbs = {name: env.open_db(name, create=False) for name in CORE_DBS}
     except lmdb.NotFoundError as exc:
         raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
-    for name in LATER_TABLES:
-        dbs[name] = env.open_db(name, create=True)
+    try:
+        for name in LATER_TABLES:
+            dbs[name] = env.open_db(name, create=True)
+    except lmdb.Error as exc:
+        raise lmdb_error(exc, path, "the store's later tables (side, prices, grey) could not be added; nothing "
+                                    "was changed") from exc
     return dbs
 
 

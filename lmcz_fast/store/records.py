@@ -33,6 +33,12 @@ class Verdict:
     db_updated_at: float | None
     db_age: float | None
     instance_id: str
+    #: The maximum retail price the code itself carries (kopecks; `MarkingCode.mrp`), or None.
+    mrp: int | None = None
+    #: The minimum price that applies (kopecks): the GTIN's entry, else its product group's, else None.
+    smp: int | None = None
+    #: The GTIN is in the store's grey list.
+    grey_gtin: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,4 +106,7 @@ class DeltaReport:
     gtins_added: int
     gtins_removed: int
     seconds: float
+    #: Table records (minimum prices, grey GTINs) that really changed: set or replaced, and deleted.
+    records_added: int = 0
+    records_removed: int = 0
 

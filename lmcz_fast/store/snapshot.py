@@ -24,7 +24,9 @@ from .environment import BINARY_META, DB_BLOCKS, DB_CODES, DB_GTINS, DB_META
 from .errors import NoListError, StoreError
 from .freshness import holds_list, reference_time
 from .keys import decode_block_id, pack_gtin
+from .prices import is_grey_in, min_price_in, tables_answer
 from .records import Block, Verdict
+from .tables import check_group
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -55,7 +57,7 @@ class _Reading:
     and the exact confirmation of the prefilter hits probed in it. Shared by the threads of one `Blocklist`: every
     use of the transaction holds the blocklist's lock."""
 
-    __slots__ = ("txn", "snapshot", "dbs", "lock", "path", "version", "empty", "_meta", "_blocks")
+    __slots__ = ("txn", "snapshot", "dbs", "lock", "path", "version", "empty", "_meta", "_blocks", "tables")
 
     def __init__(self, txn: lmdb.Transaction, snapshot: int, dbs: dict[bytes, Any], lock: threading.RLock,
                  path: str, version: int) -> None:
@@ -68,6 +70,7 @@ class _Reading:
         self.empty = not holds_list(version)
         self._meta: dict[str, Any] | None = None
         self._blocks: dict[int, Block] = {}
+        self.tables: Any = None     # the price and grey tables of this version, read on first use (prices.py)
 
     def _confirm(self, identity: bytes) -> bool:
         """Exact check of a prefilter hit, in this version (the compiled probe calls it, rarely)."""
@@ -86,8 +89,10 @@ class _Reading:
             self._meta = read_meta(self.txn, self.dbs[DB_META])
         return self._meta
 
-    def verdict(self, probe: ProbeBase, readings: list[MarkingCode], now: float) -> Verdict:
-        """The verdict on one parsed scan, from this version; `probe` must be attached to it. Lock held."""
+    def verdict(self, probe: ProbeBase, readings: list[MarkingCode], now: float, pg: int | None = None) -> Verdict:
+        """The verdict on one parsed scan, from this version; `probe` must be attached to it. Lock held. With the
+        prices a till compares a sale with: `mrp` from the code, `smp` and `grey_gtin` from this version's tables
+        (`pg`: the product group the caller knows, for a group's minimum price)."""
         txn = self.txn
         meta = self.meta()
         code = readings[0]
@@ -98,6 +103,7 @@ class _Reading:
                 code = reading
                 break
         reference = reference_time(meta)
+        smp, grey = tables_answer(self, code, pg)
         return Verdict(
             blocked=block is not None,
             cis=code.cis,
@@ -109,6 +115,9 @@ class _Reading:
             db_updated_at=meta.get("updated_at"),
             db_age=None if reference is None else max(0.0, now - reference),
             instance_id=meta["instance_id"],
+            mrp=code.mrp,
+            smp=smp,
+            grey_gtin=grey,
         )
 
     def _lookup(self, probe: ProbeBase, txn: lmdb.Transaction, code: MarkingCode,
@@ -209,15 +218,18 @@ class Snapshot(ProbeBase):
                 raise StoreError("this snapshot is closed (or its blocklist was)")
             return dict(reading.meta())
 
-    def check(self, raw: str | bytes) -> Verdict:
-        """`Blocklist.check`, from this snapshot's version. Raises `CodeError` for anything not a marking code."""
+    def check(self, raw: str | bytes, pg: int | None = None) -> Verdict:
+        """`Blocklist.check`, from this snapshot's version. Raises `CodeError` for anything not a marking code,
+        `RecordError` (a `ValueError`) for a `pg` that is not a product group id."""
+        if pg is not None:
+            check_group(pg)
         readings = readings_of(raw)
         with self._lock:
-            return self._live().verdict(self, readings, time.time())
+            return self._live().verdict(self, readings, time.time(), pg)
 
-    def check_many(self, raws: Iterable[str | bytes]) -> list[Verdict]:
-        """`[check(r) for r in raws]`, all from this version. A bad scan raises `CodeError` naming its index
-        (also `.index`), as `is_blocked_many` does."""
+    def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
+        """`[check(r) for r in raws]`, all from this version (`pgs`: one product group or None per scan). A bad
+        scan raises `CodeError` naming its index (also `.index`), as `is_blocked_many` does."""
         parsed: list[list[MarkingCode]] = []
         for index, raw in enumerate(raws):
             try:
@@ -226,10 +238,28 @@ class Snapshot(ProbeBase):
                 error = CodeError(exc.reason, exc.position, f"item {index}: {exc}")
                 error.index = index  # type: ignore[attr-defined]
                 raise error from None
-        return self._verdicts(parsed)
+        groups = list(pgs) if pgs is not None else [None] * len(parsed)
+        if len(groups) != len(parsed):
+            raise ValueError(f"pgs holds {len(groups)} entries for {len(parsed)} scans: one (or None) per scan")
+        for pg in groups:
+            if pg is not None:
+                check_group(pg)
+        return self._verdicts(parsed, groups)
 
-    def _verdicts(self, parsed: Sequence[list[MarkingCode]]) -> list[Verdict]:
+    def _verdicts(self, parsed: Sequence[list[MarkingCode]],
+                  pgs: Sequence[int | None] | None = None) -> list[Verdict]:
         now = time.time()
+        groups = pgs if pgs is not None else [None] * len(parsed)
         with self._lock:
             reading = self._live()
-            return [reading.verdict(self, readings, now) for readings in parsed]
+            return [reading.verdict(self, readings, now, pg) for readings, pg in zip(parsed, groups)]
+
+    def min_price(self, gtin: str, pg: int | None = None) -> int | None:
+        """`Blocklist.min_price`, from this snapshot's version."""
+        with self._lock:
+            return min_price_in(self._live(), gtin, pg)
+
+    def is_grey_gtin(self, gtin: str) -> bool:
+        """`Blocklist.is_grey_gtin`, from this snapshot's version."""
+        with self._lock:
+            return is_grey_in(self._live(), gtin)

@@ -16,6 +16,7 @@ from .._probe import keys_and_hashes
 from .errors import StoreError
 from .keys import encode_block_id, gtin_problem
 from .records import LineError, LoadReport
+from .tables import Record, RecordError, parse_record
 
 _MAX_REPORTED_ERRORS = 20
 
@@ -32,6 +33,7 @@ class Collected:
         self.blocks: dict[int, dict[str, str]] = {}
         self.block_ids: dict[tuple[tuple[str, str], ...], int] = {}
         self.source_names: list[str] = []
+        self.records: list[Record] = []        # `@kind ...` lines: price and grey table records
 
     def add(self, keys: list[bytes], hashes: Any, values: bytes | list[bytes]) -> None:
         """Take cut codes with one block value for all (`bytes`) or one each (a list)."""
@@ -164,6 +166,8 @@ def _collect_lines(
                 continue
             if len(text) == 14 and text.isdigit():
                 _take_gtin(name, offset + index + 1, text, default_value, out, report)
+            elif text.startswith("@"):
+                _take_record(name, offset + index + 1, text, out, report)
             else:
                 _reject(report, name, offset + index + 1, reason, message, chunk[index])
         offset += len(chunk)
@@ -238,6 +242,14 @@ def _take_gtin(name: str, line_no: int, gtin: str, value: bytes, out: Collected,
     if gtin in out.gtins:
         report.duplicates += 1
     out.gtins[gtin] = value
+
+
+def _take_record(name: str, line_no: int, text: str, out: Collected, report: LoadReport) -> None:
+    """A table record line (`@min_price GTIN KOPECKS`, ...); an unknown kind is a bad line, never skipped."""
+    try:
+        out.records.append(parse_record(text))
+    except RecordError as exc:
+        _reject(report, name, line_no, exc.reason, str(exc), text)
 
 
 def _take_codes(

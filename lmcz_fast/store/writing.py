@@ -35,6 +35,17 @@ from .errors import DigestMismatchError, LoadError, StoreError, VersionError
 from .keys import cut_all, decode_block_id, encode_block_id, gtin_index, pack_gtin
 from .records import DeltaReport, LoadReport
 from .sources import Collected, collect
+from .tables import (
+    META_COUNTS,
+    META_TABLES_DIGEST,
+    META_TABLES_VERSION,
+    Record,
+    TableRows,
+    apply_records,
+    parse_record,
+    whole_tables,
+    write_whole,
+)
 
 
 class BlocklistWriter:
@@ -68,7 +79,8 @@ class BlocklistWriter:
     def _checked_meta(fields: dict[str, Any]) -> dict[str, Any]:
         """Refuse fields the store keeps itself, and values that are not JSON, before any transaction starts."""
         reserved = {"version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "prefilter_index",
-                    "instance_id", "updated_at", "loaded_at", "source"}
+                    "instance_id", "updated_at", "loaded_at", "source", META_TABLES_DIGEST, META_TABLES_VERSION,
+                    *META_COUNTS.values()}
         if reserved & fields.keys():
             raise StoreError(f"these fields are kept by the store itself: {sorted(reserved & fields.keys())}")
         for name, value in fields.items():
@@ -92,6 +104,7 @@ class BlocklistWriter:
         meta: dict[str, Any] | None = None,
         side: Mapping[bytes, Mapping[bytes, bytes | None]] | None = None,
         clear_side: Iterable[bytes] = (),
+        records: Iterable[str | Record] | None = None,
     ) -> LoadReport:
         """Load blocked codes from files or iterables of lines, in one write transaction.
 
@@ -102,6 +115,11 @@ class BlocklistWriter:
         `replace=True` makes the result exactly the sources (a new full version); `replace=False` adds to what is
         there. `progress` is called with the number of lines read so far, now and then.
         `expect_digest`, `meta`, `synced`, `side` and `clear_side` work as in `apply_delta`.
+
+        Table records (minimum prices, grey GTINs; see `store.tables`) come as `records` or as `@kind ...` lines
+        in the sources. With `replace=True` and any records, both tables become exactly those records (a feed
+        snapshot is loaded whole); with none, the tables are kept as they are. With `replace=False` records are
+        added (a record sets its key's value).
         """
         self._require_writable()
         extra = self._checked_meta(meta or {})
@@ -112,6 +130,9 @@ class BlocklistWriter:
         collected = Collected()
         for source in sources:
             collect(source, collected, report, block, progress)
+        table_records = list(collected.records)
+        if records is not None:
+            table_records.extend(parse_record(item) for item in records)
         if strict and report.rejected:
             raise LoadError(
                 f"{report.rejected} bad lines (first: line {report.errors[0].line} of {report.errors[0].source}: "
@@ -119,11 +140,13 @@ class BlocklistWriter:
                 report,
             )
         if replace:
-            self._write_full(collected, report, version, synced, expect_digest, extra, side, clear_side)
+            tables = whole_tables(table_records) if records is not None or table_records else None
+            self._write_full(collected, report, version, synced, expect_digest, extra, side, clear_side, tables)
         else:
             delta = self.apply_delta(
                 _collected=collected,
                 add_gtins=list(collected.gtins),
+                add_records=table_records,
                 to_version=version if version is not None else self.get_meta("version") + 1,
                 block=block,
                 synced=synced,
@@ -141,9 +164,10 @@ class BlocklistWriter:
     def _write_full(self, collected: Collected, report: LoadReport, version: int | None, synced: bool,
                     expect_digest: str | None, extra: dict[str, Any],
                     side: Mapping[bytes, Mapping[bytes, bytes | None]] | None = None,
-                    clear_side: Iterable[bytes] = ()) -> None:
+                    clear_side: Iterable[bytes] = (), tables: TableRows | None = None) -> None:
         """Replace everything with `collected` in one write transaction: codes in key order with MDB_APPEND (full
-        pages, no B-tree splits), the prefilter, the collision counts and the digest computed in bulk."""
+        pages, no B-tree splits), the prefilter, the collision counts and the digest computed in bulk. The price
+        and grey tables are replaced by `tables`, or kept (and their part of the digest with them) when None."""
         from pyroaring import BitMap
 
         keys = collected.keys
@@ -156,13 +180,10 @@ class BlocklistWriter:
         report.duplicates += len(keys) - len(unique_keys)
         bitmap = BitMap(sorted_hashes)
         gtin_keys = sorted((pack_gtin(gtin), value) for gtin, value in collected.gtins.items())
-        digest = format_digest(digest_add(sums, (), [key for key, _ in gtin_keys]))
-        if expect_digest is not None and digest != expect_digest:
-            raise DigestMismatchError(
-                f"the load leads to digest {digest}, expected {expect_digest}; nothing was changed",
-                expected=expect_digest,
-                actual=digest,
-            )
+        code_sums = digest_add(sums, (), [key for key, _ in gtin_keys])
+        if tables is not None:
+            digest = format_digest((code_sums[0] + tables.sums[0], code_sums[1] + tables.sums[1]))
+            self._expect(digest, expect_digest, "the load")
         now = time.time()
         self._prefilter_cache = None
         with write_txn(self._env, self._path, self._dbs[DB_META]) as txn:
@@ -175,6 +196,11 @@ class BlocklistWriter:
                     current=current,
                     expected=new_version,
                 )
+            if tables is None:
+                # The tables stay: their part of the digest comes from the transaction that keeps them.
+                kept = parse_digest(self._read_json(txn, META_TABLES_DIGEST, format_digest((0, 0))))
+                digest = format_digest((code_sums[0] + kept[0], code_sums[1] + kept[1]))
+                self._expect(digest, expect_digest, "the load")
             for name in (DB_CODES, DB_GTINS, DB_COLLISIONS, DB_BLOCKS):
                 txn.drop(self._dbs[name], delete=False)
             with txn.cursor(db=self._dbs[DB_CODES]) as cursor:
@@ -200,6 +226,11 @@ class BlocklistWriter:
             }
             if synced:
                 meta_fields["last_sync_at"] = now
+            if tables is not None:
+                write_whole(txn, self._dbs, tables)
+                meta_fields[META_TABLES_DIGEST] = format_digest(tables.sums)
+                meta_fields[META_TABLES_VERSION] = new_version
+                meta_fields.update({META_COUNTS[kind]: n for kind, n in tables.counts.items()})
             self._put_meta(txn, meta_fields)
             put_prefilter(txn, self._dbs[DB_META], bitmap.serialize())
             txn.put(META_GTIN_INDEX, gtin_index(key for key, _ in gtin_keys), db=self._dbs[DB_META])
@@ -234,11 +265,26 @@ class BlocklistWriter:
         for name, value in fields.items():
             txn.put(name.encode(), json.dumps(value).encode(), db=self._dbs[DB_META])
 
-    def _read_json(self, txn: lmdb.Transaction, name: str) -> Any:
+    _MISSING = object()
+
+    def _read_json(self, txn: lmdb.Transaction, name: str, default: Any = _MISSING) -> Any:
         raw = txn.get(name.encode(), db=self._dbs[DB_META])
         if raw is None:
+            if default is not BlocklistWriter._MISSING:
+                return default
             raise StoreError(f"{self._path}: metadata field {name!r} is missing")
         return json.loads(bytes(raw))
+
+    @staticmethod
+    def _expect(digest: str, expect_digest: str | None, what: str) -> None:
+        """Refuse (before commit: the caller's transaction is aborted) a write that would not lead to
+        `expect_digest`."""
+        if expect_digest is not None and digest != expect_digest:
+            raise DigestMismatchError(
+                f"{what} leads to digest {digest}, expected {expect_digest}; nothing was changed",
+                expected=expect_digest,
+                actual=digest,
+            )
 
     def apply_delta(
         self,
@@ -256,6 +302,8 @@ class BlocklistWriter:
         side: Mapping[bytes, Mapping[bytes, bytes | None]] | None = None,
         clear_side: Iterable[bytes] = (),
         advance_empty: bool = False,
+        add_records: Iterable[str | Record] = (),
+        remove_records: Iterable[str | Record] = (),
         _collected: Collected | None = None,
     ) -> DeltaReport:
         """Block and unblock codes and GTINs, moving the version to `to_version`, in one write transaction.
@@ -274,6 +322,9 @@ class BlocklistWriter:
         cancel out still has to get there. `side` maps a side table's name to keys and values (None: delete)
         written in the same transaction, `clear_side` empties side tables first (see `side_get`); when the
         records do not change but `side` does, the side tables and `meta` are written and the version stays.
+        `add_records` / `remove_records` change the price and grey tables (`store.tables`: a removal deletes a
+        row holding exactly that value, an addition sets the key's value), in the same transaction; a record of a
+        kind this version does not know raises `RecordError` and changes nothing.
         """
         self._require_writable()
         started = time.perf_counter()
@@ -286,6 +337,8 @@ class BlocklistWriter:
         add_gtins = list(add_gtins)
         add_gtin_keys = [pack_gtin(g) for g in add_gtins]
         remove_gtin_keys = [pack_gtin(g) for g in remove_gtins]
+        plus_records = [parse_record(item) for item in add_records]
+        minus_records = [parse_record(item) for item in remove_records]
         extra = self._checked_meta(meta or {})
         if _collected is not None:
             add_values = list(_collected.values)
@@ -414,6 +467,20 @@ class BlocklistWriter:
                     added_gtins.append(key)
             digest = digest_add(digest, (), added_gtins)
             digest = digest_add(digest, (), removed_gtins, -1)
+            table_fields: dict[str, Any] = {}
+            applied = None
+            if plus_records or minus_records:
+                applied = apply_records(txn, self._dbs, plus_records, minus_records)
+                tables_digest = parse_digest(self._read_json(txn, META_TABLES_DIGEST, format_digest((0, 0))))
+                tables_digest = digest_add(digest_add(tables_digest, applied.added, ()), applied.removed, (), -1)
+                digest = digest_add(digest_add(digest, applied.added, ()), applied.removed, (), -1)
+                table_fields[META_TABLES_DIGEST] = format_digest(tables_digest)
+                if applied.changed_in or applied.changed_out:
+                    table_fields[META_TABLES_VERSION] = to_version
+                for kind, change in applied.counts.items():
+                    if change:
+                        name = META_COUNTS[kind]
+                        table_fields[name] = self._read_json(txn, name, 0) + change
             digest = (
                 (digest[0] + added_sums[0] - removed_sums[0]) % _DIGEST_MOD,
                 (digest[1] + added_sums[1] - removed_sums[1]) % _DIGEST_MOD,
@@ -427,7 +494,8 @@ class BlocklistWriter:
                     actual=new_digest,
                 )
             added_count = len(unique)
-            if not (added_count or removed_keys or added_gtins or removed_gtins or advance_empty):
+            records_changed = applied is not None and (applied.changed_in or applied.changed_out)
+            if not (added_count or removed_keys or added_gtins or removed_gtins or records_changed or advance_empty):
                 if side or clear_side:
                     # The records stay; the writer's side tables and its fields about them move together.
                     self._put_side(txn, side, clear_side)
@@ -441,6 +509,7 @@ class BlocklistWriter:
             now = time.time()
             fields: dict[str, Any] = {
                 **extra,
+                **table_fields,
                 "version": to_version,
                 "updated_at": now,
                 "codes": count + added_count - len(removed_keys),
@@ -467,6 +536,8 @@ class BlocklistWriter:
             gtins_added=len(added_gtins),
             gtins_removed=len(removed_gtins),
             seconds=time.perf_counter() - started,
+            records_added=applied.changed_in if applied is not None else 0,
+            records_removed=applied.changed_out if applied is not None else 0,
         )
 
     def _next_block_id(self, txn: lmdb.Transaction) -> int:
