@@ -1,6 +1,9 @@
 """The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
 
 It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
+This file is the dispatcher and protocol 1 (`/api/v1`); protocol 2's own answers are in `v2.py`, the sold register's
+endpoints in `sold.py`, the fields both protocols answer in `answers.py`. A durable write (a sale, `init` with
+`clearSold`) answers a `Deferred` that the writer thread resolves once committed.
 """
 
 from __future__ import annotations
@@ -24,12 +27,15 @@ from .config import (
     ServiceConfig,
     software_version,
 )
+from .answers import code_json, envelope, status_json
 from .metrics import Metrics
-from .responses import HttpError, Response, error
+from .responses import Deferred, HttpError, Response, error
+from .sold import SoldEndpoints
+from .v2 import ProtocolTwo
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status
+    from ..store import Blocklist, Status, Verdict
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -62,11 +68,13 @@ def _query_values(query: bytes | None, name: bytes) -> list[str]:
     return values
 
 
-class LocalModule:
+class LocalModule(ProtocolTwo, SoldEndpoints):
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
-    `blocklist` needs `check(raw) -> Verdict`, `status() -> Status` and `info() -> dict`; `audit` (optional)
-    needs `record(...)`. Not thread-safe: one event loop owns it.
+    `blocklist` needs `check(raw) -> Verdict`, `status() -> Status`, `info() -> dict` and `sold` (the sold
+    register); `audit` (optional) needs `record(...)`. Not thread-safe: one event loop owns it. A handler that
+    makes a durable write answers a `Deferred` once `start_writer(loop)` was called (the server does), else it
+    commits synchronously.
     """
 
     def __init__(
@@ -95,11 +103,15 @@ class LocalModule:
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
         self._routes: dict[bytes, tuple[str, Callable[..., Response], tuple[bytes, ...], bool]] = {}
-        for prefix in (b"/api/v1", b"/api/v2"):
+        for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
             self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
-            self._routes[prefix + b"/cis/outcheck"] = ("check", self._handle_check, (b"GET", b"POST"), True)
-            self._routes[prefix + b"/cis/check"] = ("check", self._handle_check, (b"GET", b"POST"), True)
+            self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), True)
+            self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), True)
+            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), True)
+            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), True)
+            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), True)
+        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), True)
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
@@ -156,6 +168,10 @@ class LocalModule:
                         "still served" if status.state == "stale" else "refused (4050)")
             self._stale_logged_at = now
 
+    def grey_list_enabled(self) -> bool:
+        """Whether `isGreyGtin` answers from the grey-GTIN list (`init`/`greyList` `enableGreyList`; a meta field)."""
+        return self.blocklist.get_meta("grey_list_enabled", False) is True
+
     def _require_ready(self) -> Status:
         status, lm = self.current_status()
         if lm == "ready":
@@ -178,7 +194,7 @@ class LocalModule:
         client_id: bytes | None,
         content_type: bytes | None,
         started: float | None = None,
-    ) -> Response:
+    ) -> Response | Deferred:
         """Answer one request. Never raises for anything a client can send."""
         started = time.perf_counter() if started is None else started
         endpoint = "other"
@@ -193,7 +209,10 @@ class LocalModule:
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
+            self._request_endpoint, self._request_started = endpoint, started
             response = handler(method, query, body, client_id, content_type)
+            if isinstance(response, Deferred):
+                return response        # observed when resolved, after its commit
             outcome = "ok"
         except HttpError as exc:
             response = self._error_response(exc)
@@ -255,41 +274,52 @@ class LocalModule:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         inst = self._instance_uuid(str(info.get("instance_id", "")))
-        updated = info.get("updated_at")
-        payload = {
-            "status": lm,
-            "operationMode": self.config.operation_mode,
-            "version": self.software_version,
-            "dbVersion": status.version,
-            "lastSync": None if status.last_sync_at is None else int(status.last_sync_at * 1000),
-            "lastUpdate": None if updated is None else int(updated * 1000),
-            "inst": inst,
-            "inn": self.config.inn,
-            "name": self.config.name,
-            "serviceUrl": status.feed_url or "",
-            "requiresDownload": status.state == "empty",
-            "dbState": status.state,
-            "dbAge": None if status.age is None else round(status.age, 3),
-            "nextSync": None if status.next_sync_at is None else int(status.next_sync_at * 1000),
-            "codes": status.codes,
-            "gtins": status.gtins,
-            "initialized": self.initialized_at is not None,
-        }
+        payload = status_json(
+            lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
+            status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
+            grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
+            initialized=self.initialized_at is not None,
+        )
         return Response(200, _ENCODE(payload).encode())
 
     def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                     content_type: bytes | None) -> Response:
+                     content_type: bytes | None) -> Response | Deferred:
         data = self._json_body(body, content_type)
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token.strip():
             raise error(400, "bad_request", 'expected {"token": "<participant token>"}')
+        clear_sold = data.get("clearSold", False)
+        grey = data.get("enableGreyList")
+        if not isinstance(clear_sold, bool) or not (grey is None or isinstance(grey, bool)):
+            raise error(400, "bad_request", "clearSold and enableGreyList must be true or false")
         first = self.initialized_at is None
         self.initialized_at = self.clock()
         if first:
             log.info("init received (token not stored; the database comes from `lmcz-fast sync`)")
         status, lm = self.current_status(force=True)
-        payload = {"code": 0, "description": "ok", "status": lm, "reqTimestamp": int(self.clock() * 1000)}
-        return Response(200, _ENCODE(payload).encode())
+        payload: dict[str, Any] = {"code": 0, "description": "ok", "status": lm,
+                                   "reqTimestamp": int(self.clock() * 1000)}
+        if not clear_sold and grey is None:
+            return Response(200, _ENCODE(payload).encode())
+        register = self.blocklist.sold
+        clear = register.op_clear() if clear_sold else None
+        meta = register.op_set_meta(grey_list_enabled=grey) if grey is not None else None
+
+        def op(txn: Any) -> int:
+            cleared = clear(txn) if clear is not None else 0
+            if meta is not None:
+                meta(txn)
+            return cleared
+
+        def build(cleared: int) -> Response:
+            if clear_sold:
+                log.info("init with clearSold: %d sold codes forgotten", cleared)
+                payload["soldCleared"] = cleared
+            if grey is not None:
+                payload["enableGreyList"] = grey
+            return Response(200, _ENCODE(payload).encode())
+
+        return self._durable(op, build)
 
     def _handle_metrics(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                         content_type: bytes | None) -> Response:
@@ -301,7 +331,8 @@ class LocalModule:
         extra = self.audit.metrics() if self.audit is not None else None
         return Response(200, self.metrics.render(status, lm, extra), content_type=b"text/plain; version=0.0.4")
 
-    def _raw_codes(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
+    def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
+        """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
         if method == b"POST" and (body or content_type is not None):
             data = self._json_body(body, content_type)
             raws = data.get("cis_list") if isinstance(data, dict) else None
@@ -319,21 +350,19 @@ class LocalModule:
                          limit=self.config.max_codes)
         return raws
 
-    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                      content_type: bytes | None) -> Response:
-        raws = self._raw_codes(method, query, body, content_type)
-        now = self.clock()
-        req_ms = int(now * 1000)
-        req_id = str(uuid.uuid4())
-        client = client_id.decode("utf-8", "replace") if client_id else None
-        audit = self.audit
+    def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status:
+        """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         try:
-            status = self._require_ready()
+            return self._require_ready()
         except HttpError as exc:
-            if audit is not None:
-                audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
+            if self.audit is not None:
+                self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
             exc.extra["reqId"] = req_id
             raise
+
+    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                  status: Status) -> list[Verdict]:
+        """One `Verdict` per scan; any scan that is not a marking code refuses the whole request (audited)."""
         check = self.blocklist.check
         max_len = DEFAULT_MAX_CODE_LENGTH
         verdicts = []
@@ -347,48 +376,32 @@ class LocalModule:
                     raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
                 verdicts.append(check(raw))
             except CodeError as exc:
-                if audit is not None:
-                    audit.record(req_id, req_ms, client, status.version, "invalid_code",
-                                 [(str(r)[:64], None) for r in raws])
+                if self.audit is not None:
+                    self.audit.record(req_id, req_ms, client, status.version, "invalid_code",
+                                      [(str(r)[:64], None) for r in raws])
                 raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
                              index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+        return verdicts
+
+    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                      content_type: bytes | None) -> Response:
+        raws = self._check_items(method, query, body, content_type)
+        now = self.clock()
+        req_ms = int(now * 1000)
+        req_id = str(uuid.uuid4())
+        client = client_id.decode("utf-8", "replace") if client_id else None
+        status = self._ready_for(req_id, req_ms, client, raws)
+        verdicts = self._verdicts(raws, req_id, req_ms, client, status)
         first = verdicts[0]
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
-        blocked = 0
-        codes = []
-        for v in verdicts:
-            block = v.block
-            if block is not None:
-                blocked += 1
-                block_json: Any = {"authority": block.authority, "reason": block.reason, "since": block.since,
-                                   "scope": block.scope}
-                ogvs = [block.authority] if block.authority else []
-            else:
-                block_json = None
-                ogvs = []
-            codes.append({
-                "cis": v.cis, "printView": v.cis, "gtin": v.gtin, "groupIds": [],
-                "found": True, "valid": True, "verified": True, "realizable": True, "utilised": True,
-                "sold": False, "isBlocked": v.blocked, "ogvs": ogvs, "isGreyGtin": False, "block": block_json,
-            })
+        grey = self.grey_list_enabled()
+        codes = [code_json(self.blocklist, v, None, grey) for v in verdicts]
+        blocked = sum(v.blocked for v in verdicts)
         self.metrics.codes_checked += len(verdicts)
         self.metrics.codes_blocked += blocked
-        if audit is not None:
-            audit.record(req_id, req_ms, client, first.db_version, "ok", [(v.cis, v.blocked) for v in verdicts])
-        payload = {
-            "code": 0,
-            "description": "ok",
-            "reqId": req_id,
-            "reqTimestamp": req_ms,
-            "inst": inst,
-            "version": version,
-            "isCheckedOffline": True,
-            "codes": codes,
-            "tag1265": f"UUID={req_id}&Time={req_ms}&Inst={inst}&Ver={version}",
-            "dbVersion": first.db_version,
-            "dbAge": None if first.db_age is None else round(first.db_age, 3),
-            "dbState": status.state,
-        }
+        if self.audit is not None:
+            self.audit.record(req_id, req_ms, client, first.db_version, "ok",
+                              [(v.cis, v.blocked) for v in verdicts])
+        payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)
         return Response(200, _ENCODE(payload).encode())
-

@@ -46,6 +46,8 @@ class ServiceConfig:
     name: str = "lmcz-fast"
     inn: str = ""
     operation_mode: str = "active"
+    #: Most sales one durable commit carries (group commit); 1 commits (and fsyncs) each request on its own.
+    sold_max_batch: int = 1024
 
     def __repr__(self) -> str:
         return f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>)"

@@ -1,13 +1,16 @@
 """The HTTP/1.1 stack: asyncio protocols over `httptools` (the llhttp parser), uvloop when installed.
 
 Handling is synchronous — a check is a few microseconds of compiled probe plus an LMDB read — so responses are
-written from the parser callback, in order, and pipelining needs nothing more. The application behind it
-(`api.LocalModule`) knows nothing of sockets.
+written from the parser callback, in order, and pipelining needs nothing more. The one exception is a durable
+write (a sale): the application answers a `Deferred`, resolved once the group commit holding it is on disk; until
+then the connection queues the answers of any requests pipelined behind it, so responses still leave in request
+order. The application behind it (`api.LocalModule`) knows nothing of sockets.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import socket
 import time
@@ -17,11 +20,11 @@ import httptools
 
 from .api import LocalModule
 from .config import MAX_HEAD_BYTES, ServiceConfig
-from .responses import HttpError, Response, error
+from .responses import Deferred, HttpError, Response, error
 
 log = logging.getLogger("lmcz_fast.service")
 
-_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
+_REASONS = {200: b"OK", 201: b"Created", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
             408: b"Request Timeout", 413: b"Content Too Large", 415: b"Unsupported Media Type",
             431: b"Request Header Fields Too Large", 500: b"Internal Server Error", 503: b"Service Unavailable"}
 
@@ -48,7 +51,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = ("server", "app", "parser", "transport", "url", "headers_size", "authorization", "client_id",
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
-                 "last_activity", "closing")
+                 "last_activity", "closing", "queue")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -58,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self.in_message = False
         self.closing = False
         self.last_activity = time.monotonic()
+        self.queue: collections.deque[tuple[Response | Deferred, bool]] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -186,10 +190,39 @@ class _Connection(asyncio.Protocol):
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         response = self.app.handle(self.parser.get_method(), parsed.path, parsed.query, body, self.authorization,
                                    self.client_id, self.content_type, self.started)
-        keep_alive = self.parser.should_keep_alive() and not response.close and not self.server.draining
-        self._write(response, keep_alive)
+        keep_alive = self.parser.should_keep_alive() and not self.server.draining
+        if self.queue is None and isinstance(response, Response):
+            self._write(response, keep_alive and not response.close)
+        else:
+            self._enqueue(response, keep_alive)
         self.body = []
         self.authorization = None
+
+    # answers that wait for a durable write, and those pipelined behind them
+
+    def _enqueue(self, response: Response | Deferred, keep_alive: bool) -> None:
+        if self.queue is None:
+            self.queue = collections.deque()
+        self.queue.append((response, keep_alive))
+        if isinstance(response, Deferred):
+            response.on_resolved(self._flush)
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Write the queued answers that are ready, in request order, up to the first still waiting."""
+        queue = self.queue
+        while queue:
+            item, keep_alive = queue[0]
+            if isinstance(item, Deferred):
+                if item.response is None:
+                    return
+                item = item.response
+            queue.popleft()
+            if self.closing or self.transport is None:
+                continue
+            self._write(item, keep_alive and not item.close)
+        self.queue = None
 
     # writing
 
@@ -244,6 +277,7 @@ class Server:
             self._server = await loop.create_server(lambda: _Connection(self), self.config.host, self.config.port,
                                                     backlog=self.backlog, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
+        self.app.start_writer(loop)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sweep(self) -> None:
@@ -261,8 +295,9 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         deadline = time.monotonic() + grace
-        while any(c.in_message for c in self.connections) and time.monotonic() < deadline:
+        while any(c.in_message or c.queue for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        self.app.stop_writer()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()

@@ -6,22 +6,30 @@ reader in any process sees the old state or the new one, never a mix.
 
 The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
 (loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
-tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `errors.py` (what it answers).
+tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `errors.py` (what it answers),
+`sold.py` (the sold register: codes this store sold) and `group_commit.py` (batching many durable writes into one
+transaction).
 """
 
 from .blocklist import Blocklist
 from .digest import digest_after, set_digest_of
 from .errors import DigestMismatchError, LoadError, StoreError, VersionError
+from .group_commit import GroupCommitter
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
+from .sold import SoldEntry, SoldRegister, SoldRegisterError
 
 __all__ = [
     "Block",
     "Blocklist",
     "DeltaReport",
     "DigestMismatchError",
+    "GroupCommitter",
     "LineError",
     "LoadError",
     "LoadReport",
+    "SoldEntry",
+    "SoldRegister",
+    "SoldRegisterError",
     "Status",
     "StoreError",
     "Verdict",

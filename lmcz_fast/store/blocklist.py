@@ -46,6 +46,7 @@ from .environment import (
 from .errors import StoreError
 from .keys import decode_block_id, pack_gtin
 from .records import Block, Status, Verdict
+from .sold import SoldAccess
 from .writing import BlocklistWriter
 
 
@@ -62,7 +63,7 @@ def _bare_reading(raw: str | bytes) -> MarkingCode | None:
         return None
 
 
-class Blocklist(BlocklistWriter, ProbeBase):
+class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
     """The blocked codes of one store. Open it once per process and share it between threads.
 
     Use `Blocklist.create(path)` for a new database and `Blocklist.open(path)` for an existing one; both work as
@@ -284,6 +285,8 @@ class Blocklist(BlocklistWriter, ProbeBase):
                 if block is not None:
                     code = reading
                     break
+            now = time.time()
+            sold = self.sold.sold_in(txn, code.identity, meta, now)
         return Verdict(
             blocked=block is not None,
             cis=code.cis,
@@ -293,8 +296,9 @@ class Blocklist(BlocklistWriter, ProbeBase):
             block=block,
             db_version=meta["version"],
             db_updated_at=meta.get("updated_at"),
-            db_age=self._age(meta, time.time()),
+            db_age=self._age(meta, now),
             instance_id=meta["instance_id"],
+            sold=sold,
         )
 
     def _lookup(self, txn: lmdb.Transaction, code: MarkingCode, meta: dict[str, Any]) -> Block | None:

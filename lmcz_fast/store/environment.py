@@ -24,6 +24,11 @@ DB_GTINS = b"gtins"
 DB_BLOCKS = b"blocks"
 DB_COLLISIONS = b"collisions"
 DB_META = b"meta"
+#: The sold register (store/sold.py): written by the sales, never by a load, a delta, a sync or a snapshot.
+DB_SOLD = b"sold"
+DB_SOLD_TIME = b"sold_time"
+#: Named databases the environment may hold: the blocklist's five, the sold register's two, room for more tables.
+MAX_DBS = 16
 
 META_PREFILTER = b"prefilter"
 META_GTIN_INDEX = b"gtin_index"
@@ -46,7 +51,7 @@ def acquire_env(path: str) -> lmdb.Environment:
         env = lmdb.open(
             key,
             map_size=MAP_SIZE,
-            max_dbs=8,
+            max_dbs=MAX_DBS,
             max_readers=MAX_READERS,
             readahead=False,
             subdir=True,
@@ -62,14 +67,19 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
 
     py-lmdb keeps a handle only when it was opened in a write transaction (it aborts a read transaction on
     commit, and LMDB closes handles opened in an aborted one), so this takes the writer lock once, briefly.
+    The sold register's tables are created here when missing, so a database made before the register existed
+    gains them on its first open, empty.
     """
     try:
-        return {
+        dbs = {
             name: env.open_db(name, create=False)
             for name in (DB_CODES, DB_GTINS, DB_BLOCKS, DB_COLLISIONS, DB_META)
         }
     except lmdb.NotFoundError as exc:
         raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
+    for name in (DB_SOLD, DB_SOLD_TIME):
+        dbs[name] = env.open_db(name, create=True)
+    return dbs
 
 
 def release_env(env: lmdb.Environment) -> None:

@@ -33,6 +33,8 @@ class Verdict:
     db_updated_at: float | None
     db_age: float | None
     instance_id: str
+    #: In the sold register (store/sold.py) and not expired: a second sale of this code must be refused.
+    sold: bool = False
 
 
 @dataclass(frozen=True, slots=True)
