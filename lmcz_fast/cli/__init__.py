@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, serve, till
+from . import core, demo, feed, serve, sold, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -22,6 +22,7 @@ def main() -> None:
       lmcz-fast info store.db                 # version, counts, sizes, times
       lmcz-fast sync store.db --feed URL      # signed updates (see: lmcz-fast sync --help)
       lmcz-fast serve store.db                # Local-Module-compatible HTTP service on 127.0.0.1:5995
+      lmcz-fast sold export store.db -o s.jsonl  # back up the codes this store sold (see: lmcz-fast sold --help)
       lmcz-fast check --db store.db SCAN      # till-side check: online first, offline within 1.5 s
     """
 
@@ -30,4 +31,5 @@ core.register(main)
 demo.register(main)
 feed.register(main)
 serve.register(main)
+sold.register(main)
 till.register(main)
