@@ -15,6 +15,7 @@ import logging
 import socket
 import time
 from email.utils import formatdate
+from typing import Any
 
 import httptools
 
@@ -61,7 +62,7 @@ class _Connection(asyncio.Protocol):
         self.in_message = False
         self.closing = False
         self.last_activity = time.monotonic()
-        self.queue: collections.deque[tuple[Response | Deferred, bool]] | None = None
+        self.queue: collections.deque[tuple[Any, Response | Deferred | None, bool]] | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -188,40 +189,44 @@ class _Connection(asyncio.Protocol):
             return
         parsed = httptools.parse_url(self.url)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-        response = self.app.handle(self.parser.get_method(), parsed.path, parsed.query, body, self.authorization,
-                                   self.client_id, self.content_type, self.started)
+        request = (self.parser.get_method(), parsed.path, parsed.query, body, self.authorization, self.client_id,
+                   self.content_type, self.started)
         keep_alive = self.parser.should_keep_alive() and not self.server.draining
-        if self.queue is None and isinstance(response, Response):
-            self._write(response, keep_alive and not response.close)
-        else:
-            self._enqueue(response, keep_alive)
         self.body = []
         self.authorization = None
-
-    # answers that wait for a durable write, and those pipelined behind them
-
-    def _enqueue(self, response: Response | Deferred, keep_alive: bool) -> None:
-        if self.queue is None:
-            self.queue = collections.deque()
-        self.queue.append((response, keep_alive))
-        if isinstance(response, Deferred):
-            response.on_resolved(self._flush)
+        if self.queue is not None:  # an earlier request still waits for its commit: this one runs after it
+            self.queue.append((request, None, keep_alive))
+            return
+        response = self.app.handle(*request)
+        if isinstance(response, Response):
+            self._write(response, keep_alive and not response.close)
         else:
-            self._flush()
+            self.queue = collections.deque([(None, response, keep_alive)])
+            response.on_resolved(self._flush)
+
+    # a request that waits for a durable write, and those pipelined behind it
 
     def _flush(self) -> None:
-        """Write the queued answers that are ready, in request order, up to the first still waiting."""
+        """Write the answers that are ready, in request order; handle the requests pipelined behind a durable
+        write only once it is answered (a check sent after a sale sees the sale), stopping at the next one."""
         queue = self.queue
         while queue:
-            item, keep_alive = queue[0]
-            if isinstance(item, Deferred):
-                if item.response is None:
+            request, answer, keep_alive = queue[0]
+            if answer is None:
+                if self.closing or self.transport is None:
+                    queue.popleft()
+                    continue
+                answer = self.app.handle(*request)
+                queue[0] = (None, answer, keep_alive)
+            if isinstance(answer, Deferred):
+                if answer.response is None:
+                    answer.on_resolved(self._flush)
                     return
-                item = item.response
+                answer = answer.response
             queue.popleft()
             if self.closing or self.transport is None:
                 continue
-            self._write(item, keep_alive and not item.close)
+            self._write(answer, keep_alive and not answer.close)
         self.queue = None
 
     # writing

@@ -20,6 +20,7 @@ from .._codes import CodeError, MarkingCode, parse_code
 from ..store import StoreError
 from ..store.group_commit import GroupCommitter, Job
 from ..store.sold import MAX_PAGE
+from .config import DEFAULT_MAX_CODE_LENGTH
 from .responses import Deferred, Response, encode_json, error
 from .v2 import cis_items
 
@@ -138,6 +139,12 @@ class SoldEndpoints:
         codes = []
         for index, (raw, _pg) in enumerate(cis_items(items)):
             try:
+                if not isinstance(raw, str):
+                    raise CodeError("not_a_string", None, f"item {index} is {type(raw).__name__}, not a string")
+                if len(raw) > DEFAULT_MAX_CODE_LENGTH:
+                    raise CodeError("too_long", None, f"longer than {DEFAULT_MAX_CODE_LENGTH} characters")
+                if "\\" in raw:
+                    raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
                 codes.append(parse_code(raw))
             except CodeError as exc:
                 raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}; nothing was "
