@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..store.records import Verdict
+
 if TYPE_CHECKING:
-    from ..store import Blocklist, Verdict
+    from ..store import Blocklist
 
 #: Product group ids a till sends as `pg` (../shared/domain.md: Dev1100/chz-emulator's list).
 PRODUCT_GROUPS: dict[int, str] = {
@@ -27,8 +29,13 @@ PRODUCT_GROUPS: dict[int, str] = {
 # Until that lands, these two functions read them with defaults; they are the ONLY place the service does, and
 # the place to re-point (plain attribute access) once the store has them.
 
+_VERDICT_HAS_PRICES = "mrp" in getattr(Verdict, "__dataclass_fields__", {})
+
+
 def _price_fields(blocklist: Blocklist, verdict: Verdict, pg: int | None) -> tuple[int | None, int | None, bool]:
     """`(mrp, smp, grey_gtin)` of one checked code: kopecks or None, and whether its GTIN is on the grey list."""
+    if not _VERDICT_HAS_PRICES:         # (a getattr that misses costs ~1 us: decided once, at import)
+        return None, None, False
     mrp = getattr(verdict, "mrp", None)
     smp = getattr(verdict, "smp", None)
     if pg is not None:

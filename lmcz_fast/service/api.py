@@ -97,6 +97,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self._status: Status | None = None
         self._lm_status = "not_configured"
         self._status_until = 0.0
+        self._grey_list = False
         self._last_state: str | None = None
         self._stale_logged_at = 0.0
         self._inst = ""
@@ -146,6 +147,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         now = time.monotonic()
         if force or self._status is None or now >= self._status_until:
             status = self.blocklist.status()
+            self._grey_list = self.blocklist.get_meta("grey_list_enabled", False) is True
             lm = _LM_STATUS.get(status.state, "sync_error")
             if lm == "not_configured" and self.initialized_at is not None:
                 lm = "initialization"
@@ -169,8 +171,10 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             self._stale_logged_at = now
 
     def grey_list_enabled(self) -> bool:
-        """Whether `isGreyGtin` answers from the grey-GTIN list (`init`/`greyList` `enableGreyList`; a meta field)."""
-        return self.blocklist.get_meta("grey_list_enabled", False) is True
+        """Whether `isGreyGtin` answers from the grey-GTIN list (`init`/`greyList` `enableGreyList`; a meta field),
+        read with the status (at most every `status_cache` seconds; at once after this module changed it)."""
+        self.current_status()
+        return self._grey_list
 
     def _require_ready(self) -> Status:
         status, lm = self.current_status()
@@ -396,8 +400,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
         grey = self.grey_list_enabled()
-        codes = [code_json(self.blocklist, v, None, grey) for v in verdicts]
-        blocked = sum(v.blocked for v in verdicts)
+        blocklist = self.blocklist
+        codes = [code_json(blocklist, v, None, grey) for v in verdicts]
+        blocked = sum([v.blocked for v in verdicts])
         self.metrics.codes_checked += len(verdicts)
         self.metrics.codes_blocked += blocked
         if self.audit is not None:

@@ -58,6 +58,7 @@ class SoldEndpoints:
     _loop: asyncio.AbstractEventLoop | None = None
     _request_endpoint: str = "other"
     _request_started: float = 0.0
+    _status_until: float
 
     if TYPE_CHECKING:
         def _json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
@@ -94,6 +95,7 @@ class SoldEndpoints:
             pass
 
     def _finish_batch(self, batch: list[Job]) -> None:
+        self._status_until = 0.0        # the batch may have changed metadata (greyList): re-read with the status
         now = time.perf_counter()
         for job in batch:
             deferred, build = job.context
@@ -119,6 +121,7 @@ class SoldEndpoints:
                 result = self.blocklist.sold._write(op)
             except (lmdb.Error, StoreError) as exc:
                 raise self._write_failed(exc) from None
+            self._status_until = 0.0
             return build(result)
         deferred = Deferred(self._request_endpoint, self._request_started)
         committer.submit(op, context=(deferred, build))

@@ -32,6 +32,7 @@ from .environment import (
     DB_COLLISIONS,
     DB_GTINS,
     DB_META,
+    DB_SOLD,
     DEFAULT_EXPIRE_AFTER,
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_REFRESH_WINDOW,
@@ -46,7 +47,7 @@ from .environment import (
 from .errors import StoreError
 from .keys import decode_block_id, pack_gtin
 from .records import Block, Status, Verdict
-from .sold import SoldAccess
+from .sold import SoldAccess, sold_in
 from .writing import BlocklistWriter
 
 
@@ -286,7 +287,7 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
                     code = reading
                     break
             now = time.time()
-            sold = self.sold.sold_in(txn, code.identity, meta, now)
+            sold = sold_in(txn, self._dbs[DB_SOLD], code.identity, meta, now)
         return Verdict(
             blocked=block is not None,
             cis=code.cis,

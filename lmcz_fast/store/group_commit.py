@@ -81,6 +81,9 @@ class GroupCommitter:
         self.jobs_done = 0
         self.failures = 0
         self.last_batch = 0
+        self.commit_seconds = 0.0      # time inside write transactions (apply + commit + sync), summed
+        self.max_commit_seconds = 0.0
+        self.max_batch_seen = 0
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -148,6 +151,7 @@ class GroupCommitter:
             self._after_commit()
 
     def _commit(self, batch: list[Job]) -> None:
+        started = time.perf_counter()
         try:
             with self._env.begin(write=True) as txn:
                 for job in batch:
@@ -168,7 +172,11 @@ class GroupCommitter:
                 self.commits += 1
         else:
             self.commits += 1
+        elapsed = time.perf_counter() - started
+        self.commit_seconds += elapsed
+        self.max_commit_seconds = max(self.max_commit_seconds, elapsed)
         self.last_batch = len(batch)
+        self.max_batch_seen = max(self.max_batch_seen, len(batch))
         self.jobs_done += len(batch)
         if self._after_commit is not None:
             try:

@@ -85,6 +85,16 @@ def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
     return codes
 
 
+def sold_in(txn: lmdb.Transaction, db: Any, identity: str, meta: dict[str, Any], now: float) -> bool:
+    """Whether `identity` is in the register `db` and not expired, in the given read transaction: one `get`
+    (what `Blocklist.check` adds to a check); the expiry is looked at only for a code that is there."""
+    value = txn.get(pack_identity(identity), db=db)
+    if value is None:
+        return False
+    expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
+    return int.from_bytes(value[:8], "big") >= int((now - float(expire)) * 1000)
+
+
 class SoldRegister:
     """The sold register of one open `Blocklist` (`bl.sold`). Thread-safe; writes are durable on return."""
 
@@ -276,9 +286,8 @@ class SoldRegister:
         return SoldEntry(identity, bytes(value[8:]).decode(), sold_at)
 
     def sold_in(self, txn: lmdb.Transaction, identity: str, meta: dict[str, Any], now: float) -> bool:
-        """Whether `identity` is sold and not expired, in the given read transaction (for `Blocklist.check`)."""
-        value = txn.get(pack_identity(identity), db=self._db)
-        return value is not None and int.from_bytes(value[:8], "big") >= self._cutoff_ms(meta, now)
+        """Whether `identity` is sold and not expired, in the given read transaction."""
+        return sold_in(txn, self._db, identity, meta, now)
 
     def entry(self, raw: str | bytes) -> SoldEntry | None:
         """The register's entry for a scan, or None (not sold, or expired). `CodeError` for a bad scan."""
