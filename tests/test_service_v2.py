@@ -295,6 +295,9 @@ def test_sales_share_commits_under_concurrency(tmp_path: Path, codes: dict[str, 
         assert done.count(201) == 100 and writer.jobs_done == 100
         assert writer.commits < 100
         assert all(srv.blocklist.is_sold(code) for code in codes["free"][100:200])
+        metrics = srv.client().request("GET", "/metrics", auth=False)[2]
+        assert "lmcz_sold_writes_total 100\n" in metrics and "lmcz_sold_entries 100\n" in metrics
+        assert 'lmcz_requests_total{endpoint="sell",outcome="ok"} 100' in metrics
 
 
 # -- every answer of every endpoint decodes with the typed models ------------------------------------------------

@@ -332,7 +332,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         except Exception:
             log.exception("status unavailable for /metrics")
             status, lm = None, "sync_error"
-        extra = self.audit.metrics() if self.audit is not None else None
+        extra = dict(self.audit.metrics()) if self.audit is not None else {}
+        extra.update(self.sold_metrics())
         return Response(200, self.metrics.render(status, lm, extra), content_type=b"text/plain; version=0.0.4")
 
     def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:

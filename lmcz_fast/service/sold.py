@@ -85,6 +85,24 @@ class SoldEndpoints:
     def writer(self) -> GroupCommitter | None:
         return self._committer
 
+    def sold_metrics(self) -> dict[str, float]:
+        """The register's size and its writer's health, for /metrics."""
+        out: dict[str, float] = {}
+        try:
+            out["lmcz_sold_entries"] = self.blocklist.sold.count()
+        except Exception:
+            log.exception("sold register unavailable for /metrics")
+        committer = self._committer
+        if committer is not None:
+            out.update({
+                "lmcz_sold_writes_total": committer.jobs_done,
+                "lmcz_sold_commits_total": committer.commits,
+                "lmcz_sold_commit_seconds_total": round(committer.commit_seconds, 6),
+                "lmcz_sold_write_failures_total": committer.failures,
+                "lmcz_sold_writes_pending": committer.pending,
+            })
+        return out
+
     def _notify_batch(self, batch: list[Job]) -> None:
         loop = self._loop
         if loop is None:
