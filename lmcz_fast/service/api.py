@@ -103,7 +103,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self._inst = ""
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
-        self._routes: dict[bytes, tuple[str, Callable[..., Response], tuple[bytes, ...], bool]] = {}
+        self._routes: dict[bytes, tuple[str, Callable[..., Response | Deferred], tuple[bytes, ...], bool]] = {}
         for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
             self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)

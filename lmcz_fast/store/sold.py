@@ -153,7 +153,7 @@ class SoldRegister:
                     old_ms = int.from_bytes(old[:8], "big")
                     if old_ms >= when:        # an older report of a sale never moves the entry back in time
                         when = old_ms
-                    txn.delete(old[:8] + packed, db=time_db)
+                    txn.delete(bytes(old[:8]) + packed, db=time_db)
                 stamp = _ms(when)
                 txn.put(packed, stamp + code.cis.encode(), db=db)
                 txn.put(stamp + packed, b"", db=time_db)
@@ -172,7 +172,7 @@ class SoldRegister:
                 old = txn.get(packed, db=db)
                 if old is not None:
                     txn.delete(packed, db=db)
-                    txn.delete(old[:8] + packed, db=time_db)
+                    txn.delete(bytes(old[:8]) + packed, db=time_db)
                 out.append(old is not None)
             return out
 
@@ -207,14 +207,14 @@ class SoldRegister:
 
         def op(txn: lmdb.Transaction) -> int:
             raw = txn.get(b"sold_expire_after", db=meta_db)
-            expire = (json.loads(raw) if raw is not None else None) or DEFAULT_SOLD_EXPIRE_AFTER
+            expire = (json.loads(bytes(raw)) if raw is not None else None) or DEFAULT_SOLD_EXPIRE_AFTER
             cutoff = _ms(((time.time() if now is None else now) - float(expire)) * 1000)
             removed = 0
             with txn.cursor(db=time_db) as cursor:
                 if not cursor.first():
                     return 0
                 while limit is None or removed < limit:
-                    key = cursor.key()
+                    key = bytes(cursor.key())
                     if not key or key[:8] >= cutoff:
                         break
                     packed = key[8:]
