@@ -135,8 +135,14 @@ class SoldRegister:
         return result
 
     def invalidate(self) -> None:
-        """Make this handle's next read start a fresh read transaction (called after every commit)."""
-        self._bl._renew_at = 0.0
+        """Make this handle's next read start a fresh read transaction (called after every commit).
+
+        Taken under the handle's lock, which `_renew` holds throughout: a renewal that began its transaction before
+        the commit cannot then push the deadline past this reset, so no read after the commit returned misses it.
+        """
+        bl = self._bl
+        with bl._lock:
+            bl._renew_at = 0.0
 
     # -- write operations, each applied inside a write transaction (alone or in a group commit) ---------------
 
