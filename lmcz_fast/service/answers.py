@@ -62,7 +62,7 @@ def code_json(blocklist: Blocklist, verdict: Verdict, pg: int | None, grey_list:
     else:
         block_json = None
         ogvs = []
-    mrp, smp, grey = _price_fields(blocklist, verdict, pg)
+    mrp, smp, grey = _price_fields(blocklist, verdict, pg) if _VERDICT_HAS_PRICES else (None, None, False)
     return {
         "cis": verdict.cis, "printView": verdict.cis, "gtin": verdict.gtin, "groupIds": [] if pg is None else [pg],
         "found": True, "valid": True, "verified": True, "realizable": True, "utilised": True,

@@ -400,10 +400,13 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         first = verdicts[0]
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
-        grey = self.grey_list_enabled()
+        grey = self._grey_list          # read with the status `_ready_for` just refreshed
         blocklist = self.blocklist
-        codes = [code_json(blocklist, v, None, grey) for v in verdicts]
-        blocked = sum([v.blocked for v in verdicts])
+        codes = []
+        blocked = 0
+        for v in verdicts:
+            codes.append(code_json(blocklist, v, None, grey))
+            blocked += v.blocked
         self.metrics.codes_checked += len(verdicts)
         self.metrics.codes_blocked += blocked
         if self.audit is not None:

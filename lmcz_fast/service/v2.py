@@ -63,6 +63,7 @@ class ProtocolTwo:
     metrics: Metrics
     audit: AuditLog | None
     clock: Callable[[], float]
+    _grey_list: bool
 
     if TYPE_CHECKING:
         def _json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
@@ -85,7 +86,7 @@ class ProtocolTwo:
         client = client_id.decode("utf-8", "replace") if client_id else None
         status = self._ready_for(req_id, req_ms, client, raws)
         verdicts = self._verdicts(raws, req_id, req_ms, client, status)
-        grey = self.grey_list_enabled()
+        grey = self._grey_list          # read with the status `_ready_for` just refreshed
         audit = self.audit
         results = []
         blocked = 0
