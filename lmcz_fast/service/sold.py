@@ -142,7 +142,10 @@ class SoldEndpoints:
             self._status_until = 0.0
             return build(result)
         deferred = Deferred(self._request_endpoint, self._request_started)
-        committer.submit(op, context=(deferred, build))
+        try:
+            committer.submit(op, context=(deferred, build))
+        except StoreError as exc:       # the writer is closing (the server is shutting down)
+            raise self._write_failed(exc) from None
         return deferred
 
     # -- endpoints --------------------------------------------------------------------------------------------
