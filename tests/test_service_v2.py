@@ -378,3 +378,32 @@ def test_no_field_changes_type_between_v1_and_v2(client: Client, codes: dict[str
     two = types(post(client, "/api/v2/cis/outCheck", {"cis_list": [codes["blocked"][3]]})[1]["results"][0])
     shared = one.keys() & two.keys()
     assert len(shared) > 20 and all(one[k] == two[k] for k in shared if "null" not in (one[k], two[k]))
+
+
+def test_a_sale_that_cannot_be_committed_is_answered_503(tmp_path: Path, codes: dict[str, list[str]],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import lmdb
+
+    from lmcz_fast.store.sold import SoldRegister
+
+    db = make_db(tmp_path / "full.db", codes["blocked"][:3])
+    original = SoldRegister.op_record
+
+    def failing(self: SoldRegister, batch: Any, at_ms: int) -> Any:
+        record = original(self, batch, at_ms)
+
+        def op(txn: Any) -> Any:
+            if any(code.identity == codes["free"][60] for code in batch):
+                raise lmdb.MapFullError("mdb_put: MDB_MAP_FULL: Environment mapsize limit reached")
+            return record(txn)
+
+        return op
+
+    monkeypatch.setattr(SoldRegister, "op_record", failing)
+    with ServerThread(db) as srv:
+        client = srv.client()
+        status, body = post(client, "/api/v2/cis/sell", {"cis_list": [codes["free"][61], codes["free"][60]]})
+        assert (status, body["error"]) == (503, "write_failed"), body
+        decode(body, ERROR)
+        assert post(client, "/api/v2/cis/sell", {"cis_list": [codes["free"][62]]})[0] == 201
+        assert not srv.blocklist.is_sold(codes["free"][61]) and srv.blocklist.is_sold(codes["free"][62])
