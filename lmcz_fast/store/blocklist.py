@@ -32,7 +32,6 @@ from .environment import (
     DB_COLLISIONS,
     DB_GTINS,
     DB_META,
-    DB_SOLD,
     DEFAULT_EXPIRE_AFTER,
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_REFRESH_WINDOW,
@@ -287,7 +286,7 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
                     code = reading
                     break
             now = time.time()
-            sold = sold_in(txn, self._dbs[DB_SOLD], code.identity, meta, now)
+            sold = sold_in(self._sold_cursor(txn), code.identity, meta, now)
         return Verdict(
             blocked=block is not None,
             cis=code.cis,

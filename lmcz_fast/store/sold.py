@@ -8,9 +8,13 @@ Local Module 2.x keeps the same register; see ../shared/domain.md, "The official
 
 The register lives in the store's LMDB environment, beside the blocked codes, in two tables of its own:
 
-- `sold`: key = packed identity (as in `codes`) -> value = sold-at (u64 BE, Unix ms) + the CIS as CRPT prints it;
-- `sold_time`: key = sold-at (u64 BE ms) + packed identity -> empty: the same entries in time order, so expired
-  ones are found (and purged) from the front, and `/cis/sold` pages through them oldest first.
+- `sold`: key = the identity (canonical GS1 form, ASCII) -> value = sold-at (u64 BE, Unix ms) + the CIS as CRPT
+  prints it;
+- `sold_time`: key = sold-at (u64 BE ms) + identity -> empty: the same entries in time order, so expired ones are
+  found (and purged) from the front, and `/cis/sold` pages through them oldest first.
+
+(The key is the identity itself rather than the packed form of `codes`: a check looks it up with a cursor kept per
+read transaction, and encoding the str is cheaper than packing it; the few bytes more per sale do not matter.)
 
 Loads, deltas, feed syncs and snapshots never touch these tables: a full reload drops the blocklist's tables only.
 Every change is one durable write transaction (committed before the call returns). Many concurrent sales are
@@ -31,7 +35,6 @@ from typing import TYPE_CHECKING, Any
 import lmdb
 
 from .._codes import CodeError, MarkingCode, parse_code
-from .._probe import pack_identity, unpack_key
 from .environment import DB_META, DB_SOLD, DB_SOLD_TIME
 from .errors import StoreError
 from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
@@ -85,14 +88,14 @@ def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
     return codes
 
 
-def sold_in(txn: lmdb.Transaction, db: Any, identity: str, meta: dict[str, Any], now: float) -> bool:
-    """Whether `identity` is in the register `db` and not expired, in the given read transaction: one `get`
-    (what `Blocklist.check` adds to a check); the expiry is looked at only for a code that is there."""
-    value = txn.get(pack_identity(identity), db=db)
-    if value is None:
+def sold_in(cursor: lmdb.Cursor, identity: str, meta: dict[str, Any], now: float) -> bool:
+    """Whether `identity` is in the register and not expired, through a cursor on the `sold` table of the reader's
+    transaction: one `set_key` is what `Blocklist.check` adds to a check (a cursor lookup costs less than half a
+    `Transaction.get`, which also releases and retakes the GIL); the expiry is looked at only for a code there."""
+    if not cursor.set_key(identity.encode("ascii")):
         return False
     expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
-    return int.from_bytes(value[:8], "big") >= int((now - float(expire)) * 1000)
+    return int.from_bytes(cursor.value()[:8], "big") >= int((now - float(expire)) * 1000)
 
 
 class SoldRegister:
@@ -152,7 +155,7 @@ class SoldRegister:
         def op(txn: lmdb.Transaction) -> list[SoldEntry]:
             out = []
             for code in codes:
-                packed = pack_identity(code.identity)
+                packed = code.identity.encode("ascii")
                 old = txn.get(packed, db=db)
                 when = at_ms
                 if old is not None:
@@ -174,7 +177,7 @@ class SoldRegister:
         def op(txn: lmdb.Transaction) -> list[bool]:
             out = []
             for code in codes:
-                packed = pack_identity(code.identity)
+                packed = code.identity.encode("ascii")
                 old = txn.get(packed, db=db)
                 if old is not None:
                     txn.delete(packed, db=db)
@@ -283,7 +286,7 @@ class SoldRegister:
     # -- reads ------------------------------------------------------------------------------------------------
 
     def _lookup(self, txn: lmdb.Transaction, identity: str, cutoff_ms: int) -> SoldEntry | None:
-        value = txn.get(pack_identity(identity), db=self._db)
+        value = txn.get(identity.encode("ascii"), db=self._db)
         if value is None:
             return None
         sold_at = int.from_bytes(value[:8], "big")
@@ -293,7 +296,8 @@ class SoldRegister:
 
     def sold_in(self, txn: lmdb.Transaction, identity: str, meta: dict[str, Any], now: float) -> bool:
         """Whether `identity` is sold and not expired, in the given read transaction."""
-        return sold_in(txn, self._db, identity, meta, now)
+        with txn.cursor(db=self._db) as cursor:
+            return sold_in(cursor, identity, meta, now)
 
     def entry(self, raw: str | bytes) -> SoldEntry | None:
         """The register's entry for a scan, or None (not sold, or expired). `CodeError` for a bad scan."""
@@ -314,7 +318,8 @@ class SoldRegister:
             txn = bl._fresh_txn()
             meta = bl._meta()
             now = time.time()
-            return [self.sold_in(txn, identity, meta, now) for identity in identities]
+            cursor = bl._sold_cursor(txn)
+            return [sold_in(cursor, identity, meta, now) for identity in identities]
 
     def count(self) -> int:
         """Entries not expired."""
@@ -362,7 +367,7 @@ class SoldRegister:
                 value = txn.get(key[8:], db=db)
                 if value is None:
                     continue
-                yield SoldEntry(unpack_key(key[8:]), bytes(value[8:]).decode(), int.from_bytes(key[:8], "big"))
+                yield SoldEntry(key[8:].decode("ascii"), bytes(value[8:]).decode(), int.from_bytes(key[:8], "big"))
                 produced += 1
 
     def __iter__(self) -> Iterator[SoldEntry]:
@@ -466,6 +471,7 @@ class SoldAccess:
     """
 
     _sold_register: SoldRegister | None = None
+    _sold_cursor_of: tuple[Any, Any] | None = None     # (read transaction, cursor on `sold` within it)
 
     @property
     def sold(self) -> SoldRegister:
@@ -473,6 +479,15 @@ class SoldAccess:
         if register is None:
             register = self._sold_register = SoldRegister(self)  # type: ignore[arg-type]
         return register
+
+    def _sold_cursor(self, txn: lmdb.Transaction) -> lmdb.Cursor:
+        """The cursor on the `sold` table of this read transaction (one per transaction; call with the lock held)."""
+        held = self._sold_cursor_of
+        if held is not None and held[0] is txn:
+            return held[1]
+        cursor = txn.cursor(db=self._dbs[DB_SOLD])  # type: ignore[attr-defined]
+        self._sold_cursor_of = (txn, cursor)
+        return cursor
 
     def record_sold(self, raws: Sequence[str | bytes], *, at: float | None = None) -> list[SoldEntry]:
         """Record sales (durable on return); see `SoldRegister.record`."""
