@@ -46,7 +46,7 @@ from .environment import (
 from .errors import StoreError
 from .keys import decode_block_id, pack_gtin
 from .records import Block, Status, Verdict
-from .sold import SoldAccess, sold_in
+from .sold import SoldAccess
 from .writing import BlocklistWriter
 
 
@@ -286,7 +286,7 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
                     code = reading
                     break
             now = time.time()
-            sold = sold_in(self._sold_cursor(txn), code.identity, meta, now)
+            sold = self._is_sold_in(txn, code.identity, meta, now)
         return Verdict(
             blocked=block is not None,
             cis=code.cis,

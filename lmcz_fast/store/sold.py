@@ -489,6 +489,15 @@ class SoldAccess:
         self._sold_cursor_of = (txn, cursor)
         return cursor
 
+    def _is_sold_in(self, txn: lmdb.Transaction, identity: str, meta: dict[str, Any], now: float) -> bool:
+        """`Verdict.sold` for `check()`: in this read transaction, with the lock held (one call on the check path)."""
+        held = self._sold_cursor_of
+        cursor = held[1] if held is not None and held[0] is txn else self._sold_cursor(txn)
+        if not cursor.set_key(identity.encode("ascii")):
+            return False
+        expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
+        return int.from_bytes(cursor.value()[:8], "big") >= int((now - float(expire)) * 1000)
+
     def record_sold(self, raws: Sequence[str | bytes], *, at: float | None = None) -> list[SoldEntry]:
         """Record sales (durable on return); see `SoldRegister.record`."""
         return self.sold.record(raws, at=at)
