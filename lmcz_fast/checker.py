@@ -28,7 +28,8 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from ._codes import CodeError, parse_code
-from .trueapi import CheckResponse, HttpClient, TrueApiClient, TrueApiError, split
+from .trueapi import CheckResponse, TrueApiClient, TrueApiError, split
+from .upstream import HttpClient, ProxyConfig
 
 __all__ = [
     "MAX_RECEIPT_CODES",
@@ -48,7 +49,7 @@ __all__ = [
 
 log = logging.getLogger("lmcz_fast.checker")
 
-#: A fiscal drive takes at most 128 marking codes per receipt (CRPT webinar; see /work/shared/domain.md).
+#: A fiscal drive takes at most 128 marking codes per receipt (CRPT webinar; see ../shared/domain.md).
 MAX_RECEIPT_CODES = 128
 TAG_1262 = "030"
 TAG_1263 = "21.11.2023"
@@ -120,6 +121,8 @@ REASONS: dict[str, Reason] = {
            "Could not check: the Local Module has not synchronised for 72 hours"),
         _r("offline_failed", "Проверка не удалась: локальный модуль не ответил",
            "Could not check: the Local Module did not answer"),
+        _r("offline_auth", "Проверка не удалась: локальный модуль отклонил логин или пароль — проверьте настройки",
+           "Could not check: the Local Module refused the user name or password — check the settings"),
         # Notes: how a verdict was reached. They never change the decision.
         _r("checked_offline", "Проверено офлайн: онлайн-проверка не ответила вовремя",
            "Checked offline: the online check did not answer in time"),
@@ -302,7 +305,8 @@ class LocalModuleClient:
 
     `url` may carry the Basic-auth credentials (`http://admin:secret@127.0.0.1:5995`); otherwise `user`/`password`
     (the programmer's guide's examples use admin:admin). `client_id` is sent as `X-ClientId` (the fiscal drive
-    number), as tills do.
+    number), as tills do. The Local Module is on the store's own network: requests go direct unless `proxy` says
+    otherwise (a proxy from the environment is meant for the internet, not for 127.0.0.1).
     """
 
     def __init__(
@@ -314,6 +318,7 @@ class LocalModuleClient:
         client_id: str | None = None,
         path: str = "/api/v1/cis/outCheck",
         http: HttpClient | None = None,
+        proxy: ProxyConfig | None = None,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -325,7 +330,7 @@ class LocalModuleClient:
         self._auth = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
         self.client_id = client_id
         self.path = path
-        self.http = http or HttpClient()
+        self.http = http or HttpClient(proxy=proxy if proxy is not None else ProxyConfig.direct())
 
     def __repr__(self) -> str:
         return f"LocalModuleClient({self.url!r})"
@@ -808,8 +813,8 @@ class Checker:
 
     def _from_local_module(self, items: list[_Item], outcome: Any) -> _Offline:
         if isinstance(outcome, LocalModuleError):
-            reason = {"not_ready": "offline_not_ready", "sync_error": "offline_sync_error"}.get(
-                outcome.kind, "offline_failed")
+            reason = {"not_ready": "offline_not_ready", "sync_error": "offline_sync_error",
+                      "auth": "offline_auth"}.get(outcome.kind, "offline_failed")
             return self._offline_failure(REASONS[reason], f"{outcome.kind}: {outcome}")
         if isinstance(outcome, BaseException):
             return self._offline_failure(REASONS["offline_failed"], repr(outcome))

@@ -21,10 +21,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import errno
 import gzip
 import hashlib
 import http.client
 import io
+import itertools
 import json
 import logging
 import os
@@ -32,10 +34,10 @@ import random
 import re
 import tempfile
 import time
-import urllib.error
+import zlib
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -54,6 +56,9 @@ from .store import (
     digest_after,
     set_digest_of,
 )
+from .store.environment import disk_full, free_bytes
+from .progress import Progress, announce_after, estimate_lines, line_counter
+from .upstream import ProxyAuthError, ProxyConfig, SyncHttpClient, UpstreamError
 
 __all__ = [
     "DEFAULT_KEEP_DELTAS",
@@ -502,10 +507,27 @@ def read_delta(source: str | os.PathLike[str] | bytes) -> Delta:
     return delta
 
 
-def _snapshot_bytes(version: int, gtins: Sequence[str], identities: Sequence[str]) -> bytes:
+_PROGRESS_LINES = 1 << 16
+
+
+def _snapshot_bytes(version: int, gtins: Sequence[str], identities: Sequence[str],
+                    progress: Progress | None = None) -> bytes:
+    """The gzip snapshot file. Compressed in slices of 64k lines (the bytes are exactly those of one
+    `gzip.compress(..., mtime=0)` over the whole text), reporting each slice to `progress`."""
     head = f"# lmcz-feed snapshot 1\n# version {version}\n# codes {len(identities)}\n# gtins {len(gtins)}\n"
-    body = "".join(f"{line}\n" for line in (*gtins, *identities))
-    return gzip.compress((head + body).encode("ascii"), compresslevel=6, mtime=0)
+    packer = zlib.compressobj(6, zlib.DEFLATED, 31)  # what gzip.compress(data, 6, mtime=0) uses, incrementally
+    out = [packer.compress(head.encode("ascii"))]
+    total = len(gtins) + len(identities)
+    done = 0
+    for lines in (gtins, identities):
+        for start in range(0, len(lines), _PROGRESS_LINES):
+            piece = lines[start:start + _PROGRESS_LINES]
+            out.append(packer.compress("".join(f"{line}\n" for line in piece).encode("ascii")))
+            done += len(piece)
+            if progress is not None:
+                progress("compressing the snapshot", done, total, "lines")
+    out.append(packer.flush())
+    return b"".join(out)
 
 
 def _delta_bytes(from_version: int, to_version: int, delta: Delta) -> bytes:
@@ -645,20 +667,39 @@ def _feed_base(feed_url: str) -> str:
 
 
 class _Fetcher:
-    """GETs files below one feed URL (http, https or file) with retries; streams them through size and hash."""
+    """GETs files below one feed URL (http, https or file) with retries; streams them through size and hash.
 
-    def __init__(self, feed_url: str, retry: RetryPolicy, sleep: Callable[[float], Any], rng: random.Random) -> None:
+    http(s) goes through `lmcz_fast.upstream` (httpx), with the proxy `proxy` says (default: the environment's).
+    Use as a context manager: it keeps its connections open between the files of one sync."""
+
+    def __init__(self, feed_url: str, retry: RetryPolicy, sleep: Callable[[float], Any], rng: random.Random,
+                 proxy: ProxyConfig | None = None) -> None:
         self.base = _feed_base(feed_url)
         self.retry = retry
         self.sleep = sleep
         self.rng = rng
+        self.proxy = proxy
         self.requests = 0
         self.bytes = 0
+        self._http: SyncHttpClient | None = None
+
+    def __enter__(self) -> _Fetcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def url(self, name: str) -> str:
         return urllib.parse.urljoin(self.base, urllib.parse.quote(name))
 
-    def _open(self, url: str, fresh: bool) -> tuple[Any, int | None]:
+    @contextlib.contextmanager
+    def _open(self, url: str, fresh: bool, what: str) -> Iterator[tuple[Iterator[bytes], int | None]]:
+        """Yield the body as chunks of at most `_CHUNK` bytes, and its length when the server said it."""
         self.requests += 1
         if url.startswith("file:"):
             path = urllib.request.url2pathname(urllib.parse.urlparse(url).path)
@@ -668,25 +709,31 @@ class _Fetcher:
                 raise _NotFound(f"{url}: no such file") from exc
             except OSError as exc:
                 raise FeedUnavailable(f"{url}: {exc.strerror or exc}") from exc
-            return stream, os.fstat(stream.fileno()).st_size
-        headers = {"User-Agent": "lmcz-fast-feed/1", "Accept-Encoding": "identity"}
+            with stream:
+                yield iter(lambda: stream.read(_CHUNK), b""), os.fstat(stream.fileno()).st_size
+            return
+        headers = {"Accept-Encoding": "identity"}
         if fresh:
             headers["Cache-Control"] = "no-cache"
-        request = urllib.request.Request(url, headers=headers)
+        if self._http is None:
+            self._http = SyncHttpClient(self.proxy, timeout=self.retry.timeout, user_agent="lmcz-fast-feed/1")
         try:
-            response = urllib.request.urlopen(request, timeout=self.retry.timeout)
-        except urllib.error.HTTPError as exc:
-            exc.close()
-            if exc.code in (404, 410):
-                raise _NotFound(f"{url}: HTTP {exc.code}") from exc
-            if exc.code >= 500 or exc.code in (408, 429):
-                raise _Transient(f"HTTP {exc.code}", _retry_after(exc.headers.get("Retry-After"))) from exc
-            raise FeedUnavailable(f"{url}: HTTP {exc.code} {exc.reason}") from exc
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise _Transient(f"{type(reason).__name__}: {reason}") from exc
-        length = response.headers.get("Content-Length")
-        return response, int(length) if length and length.isdigit() else None
+            with self._http.get(url, headers) as response:
+                status = response.status
+                if not 200 <= status < 300:
+                    if status in (404, 410):
+                        raise _NotFound(f"{url}: HTTP {status}")
+                    if status >= 500 or status in (408, 429):
+                        raise _Transient(f"HTTP {status}", _retry_after(response.headers.get("retry-after")))
+                    raise FeedUnavailable(f"{url}: HTTP {status} {http.client.responses.get(status, '')}".rstrip())
+                length = response.headers.get("content-length")
+                yield _reading(response.iter_raw(_CHUNK), what), int(length) if length and length.isdigit() else None
+        except ProxyAuthError as exc:
+            raise FeedUnavailable(str(exc)) from exc
+        except UpstreamError as exc:
+            if exc.phase == "proxy" and exc.status is not None and 400 <= exc.status < 500 and exc.status != 408:
+                raise FeedUnavailable(str(exc)) from exc  # the proxy refuses this tunnel: retrying will not help
+            raise _Transient(str(exc)) from exc
 
     def _with_retries(self, what: str, operation: Callable[[], Any]) -> Any:
         last: _Transient | None = None
@@ -709,42 +756,48 @@ class _Fetcher:
         url = self.url(MANIFEST_NAME)
 
         def once() -> bytes:
-            stream, length = self._open(url, fresh=True)
-            with stream:
-                try:
-                    data = stream.read(MAX_MANIFEST_BYTES + 1)
-                except (OSError, http.client.HTTPException) as exc:
-                    raise _Transient(f"reading the manifest: {exc}") from exc
+            data = bytearray()
+            with self._open(url, fresh=True, what="the manifest") as (chunks, length):
+                for chunk in chunks:
+                    data += chunk
+                    if len(data) > MAX_MANIFEST_BYTES:
+                        break
             if length is not None and len(data) < length:
                 raise _Transient(f"the manifest transfer stopped after {len(data)} of {length} bytes")
             self.bytes += len(data)
-            return data
+            return bytes(data)
 
         return self._with_retries(url, once)
 
-    def download(self, name: str, size: int, sha256: str, dest: Path) -> None:
-        """Fetch `name` into `dest` (a temp path the caller owns); raise unless exactly `size` bytes of `sha256`."""
+    def download(self, name: str, size: int, sha256: str, dest: Path,
+                 progress: Callable[[int], Any] | None = None) -> None:
+        """Fetch `name` into `dest` (a temp path the caller owns); raise unless exactly `size` bytes of `sha256`.
+
+        `progress(n)` is called with each chunk's byte count (a retry starts the count again from zero: it is
+        called with minus what the failed attempt had counted)."""
         url = self.url(name)
 
         def once() -> None:
-            stream, length = self._open(url, fresh=False)
             digest = hashlib.sha256()
             received = 0
-            with stream, open(dest, "wb") as out:
-                while True:
-                    try:
-                        chunk = stream.read(min(_CHUNK, size + 1 - received))
-                    except (OSError, http.client.HTTPException) as exc:
-                        raise _Transient(f"reading {name}: {exc}") from exc
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    if received > size:
-                        raise IntegrityError(f"{name} is longer than the {size} bytes the manifest says")
-                    digest.update(chunk)
-                    out.write(chunk)
+            try:
+                with self._open(url, fresh=False, what=name) as (chunks, length), open(dest, "wb") as out:
+                    for chunk in chunks:
+                        received += len(chunk)
+                        if received > size:
+                            raise IntegrityError(f"{name} is longer than the {size} bytes the manifest says")
+                        digest.update(chunk)
+                        out.write(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
+            except _Transient:
+                if progress is not None and received:
+                    progress(-received)
+                raise
             self.bytes += received
             if length is not None and received < length:
+                if progress is not None and received:
+                    progress(-received)
                 raise _Transient(f"the transfer of {name} stopped after {received} of {length} bytes")
             if received != size:
                 raise IntegrityError(f"{name} is {received} bytes; the manifest says {size}")
@@ -752,6 +805,14 @@ class _Fetcher:
                 raise IntegrityError(f"{name}: SHA-256 {digest.hexdigest()} differs from the manifest's {sha256}")
 
         self._with_retries(url, once)
+
+
+def _reading(chunks: Iterator[bytes], what: str) -> Iterator[bytes]:
+    """A transfer cut or stalled part-way is worth another try."""
+    try:
+        yield from chunks
+    except (UpstreamError, OSError) as exc:
+        raise _Transient(f"reading {what}: {exc}") from exc
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -782,13 +843,18 @@ class SyncReport:
     removed: int
     reason: str | None
     seconds: dict[str, float]
+    gtins_added: int = 0
+    gtins_removed: int = 0
 
     def summary(self) -> str:
         total = self.seconds.get("total", 0.0)
         if self.action == "up-to-date":
             return f"up to date at version {self.to_version} ({total:.2f} s)"
         how = f"{len(self.files)} file(s), {self.downloaded_bytes / 1024:.0f} KiB"
-        change = f"+{self.added} -{self.removed} codes" if self.action == "delta" else f"{self.added} codes"
+        if self.action == "delta":
+            change = f"+{self.added} -{self.removed} codes, +{self.gtins_added} -{self.gtins_removed} GTINs"
+        else:
+            change = f"{self.added} codes, {self.gtins_added} GTINs"
         why = f" [{self.reason}]" if self.reason else ""
         return (f"version {self.from_version} -> {self.to_version} by {self.action}: {change}, {how}, "
                 f"in {total:.2f} s{why}")
@@ -834,6 +900,8 @@ def sync(
     sleep: Callable[[float], Any] = time.sleep,
     rng: random.Random | None = None,
     temp_dir: str | os.PathLike[str] | None = None,
+    proxy: ProxyConfig | None = None,
+    progress: Progress | None = None,
 ) -> SyncReport:
     """Bring the store `db` (a `Blocklist` opened writable, or a path; created if missing) to the feed's version.
 
@@ -844,27 +912,35 @@ def sync(
     back to the snapshot). Records the sync (`mark_synced`) only when all of that held.
 
     `public_key` defaults to the one recorded in the store by an earlier sync; a key given here is recorded.
-    `now` (Unix seconds) is the clock used for the manifest's validity and the sync time.
+    `now` (Unix seconds) is the clock used for the manifest's validity and the sync time. `proxy` says how to reach
+    an http(s) feed (default: the proxy environment variables). `progress` (see `lmcz_fast.progress`) hears about
+    each download and, for a snapshot, its reading, checking and loading.
     Raises a `FeedError` subclass on failure; every check runs before the store is written, so a refused feed
     leaves the store as it was.
     """
     bl, owned = _open_store(db)
     try:
-        return _sync(bl, feed_url, public_key, now, retry, sleep, rng or random.Random(), temp_dir)
+        return _sync(bl, feed_url, public_key, now, retry, sleep, rng or random.Random(), temp_dir, proxy, progress)
     finally:
         if owned:
             bl.close()
 
 
 def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retry: RetryPolicy,
-          sleep: Callable[[float], Any], rng: random.Random, temp_dir: Any) -> SyncReport:
+          sleep: Callable[[float], Any], rng: random.Random, temp_dir: Any, proxy: ProxyConfig | None,
+          progress: Progress | None) -> SyncReport:
     started = time.perf_counter()
     if public_key is None:
         public_key = bl.get_meta("feed_public_key")
         if public_key is None:
             raise FeedError("no feed public key: give one (--public-key) on the first sync of this store")
     key = load_public_key(public_key)
-    fetcher = _Fetcher(feed_url, retry, sleep, rng)
+    with _Fetcher(feed_url, retry, sleep, rng, proxy) as fetcher:
+        return _sync_with(bl, fetcher, key, now, temp_dir, progress, started)
+
+
+def _sync_with(bl: Blocklist, fetcher: _Fetcher, key: Ed25519PublicKey, now: float | None, temp_dir: Any,
+               progress: Progress | None, started: float) -> SyncReport:
     timings: dict[str, float] = {}
     for attempt in range(3):
         mark = time.perf_counter()
@@ -881,7 +957,15 @@ def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retr
         record = _sync_fields(manifest, key, fetcher.base, clock)
         try:
             with tempfile.TemporaryDirectory(prefix="lmcz-feed-", dir=temp_dir) as work:
-                outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings, record)
+                try:
+                    outcome = _bring_up(bl, manifest, fetcher, Path(work), version, digest, timings, record,
+                                        progress)
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    # the downloads' directory is full: a StoreError (local trouble, exit 4), not the feed's fault
+                    raise disk_full(work, free_bytes(work), "the update could not be downloaded; "
+                                                            "nothing was changed") from exc
             break
         except _NotFound as exc:
             if attempt == 2:
@@ -894,7 +978,7 @@ def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retr
         feed_url=fetcher.base, action=outcome.action, from_version=version, to_version=manifest.version,
         set_digest=manifest.set_digest, files=outcome.files, downloaded_bytes=fetcher.bytes,
         requests=fetcher.requests, added=outcome.added, removed=outcome.removed, reason=outcome.reason,
-        seconds=timings,
+        seconds=timings, gtins_added=outcome.gtins_added, gtins_removed=outcome.gtins_removed,
     )
 
 
@@ -911,10 +995,12 @@ class _Outcome(NamedTuple):
     added: int
     removed: int
     reason: str | None
+    gtins_added: int = 0
+    gtins_removed: int = 0
 
 
 def _bring_up(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, version: int, digest: str,
-              timings: dict[str, float], record: dict[str, Any]) -> _Outcome:
+              timings: dict[str, float], record: dict[str, Any], progress: Progress | None = None) -> _Outcome:
     """Download, verify and apply the deltas or the snapshot."""
     if manifest.version == version:
         return _Outcome("up-to-date", (), 0, 0, None)
@@ -927,28 +1013,42 @@ def _bring_up(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, 
     elif sum(entry.size for entry in chain) > manifest.snapshot.size:
         reason = "the deltas are larger than the snapshot"
     if chain is not None and reason is None:
-        applied = _apply_deltas(bl, manifest, chain, fetcher, work, version, digest, timings, record)
+        applied = _apply_deltas(bl, manifest, chain, fetcher, work, version, digest, timings, record, progress)
         if applied is not None:
             return applied
         reason = "the store's digest after the deltas differs from the publisher's"
         log.warning("%s; loading the snapshot instead", reason)
-    return _apply_snapshot(bl, manifest, fetcher, work, timings, reason, record)
+    return _apply_snapshot(bl, manifest, fetcher, work, timings, reason, record, progress)
 
 
-def _fetch(fetcher: _Fetcher, entry: SnapshotEntry | DeltaEntry, work: Path) -> Path:
+def _fetch(fetcher: _Fetcher, entry: SnapshotEntry | DeltaEntry, work: Path, progress: Progress | None = None) -> Path:
     dest = work / entry.path
-    fetcher.download(entry.path, entry.size, entry.sha256, dest)
+    _fetch_to(fetcher, entry, dest, progress)
     return dest
 
 
+def _fetch_to(fetcher: _Fetcher, entry: SnapshotEntry | DeltaEntry, dest: Path, progress: Progress | None) -> None:
+    counted = None
+    if progress is not None:
+        stage, done = f"downloading {entry.path}", [0]
+        progress(stage, 0, entry.size, "bytes")
+
+        def counted(n: int) -> None:
+            done[0] += n
+            progress(stage, done[0], entry.size, "bytes")
+
+    fetcher.download(entry.path, entry.size, entry.sha256, dest, counted)
+
+
 def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fetcher: _Fetcher, work: Path,
-                  version: int, digest: str, timings: dict[str, float], record: dict[str, Any]) -> _Outcome | None:
+                  version: int, digest: str, timings: dict[str, float], record: dict[str, Any],
+                  progress: Progress | None = None) -> _Outcome | None:
     """Apply the chain as one composed delta; None (nothing changed) if the store's digest afterwards would not
     be the manifest's."""
     mark = time.perf_counter()
     deltas = []
     for entry in chain:
-        delta = read_delta(_fetch(fetcher, entry, work))
+        delta = read_delta(_fetch(fetcher, entry, work, progress))
         if (delta.from_version, delta.to_version) != (entry.from_version, entry.to_version):
             raise IntegrityError(f"{entry.path}'s header says {delta.from_version}->{delta.to_version}")
         deltas.append(delta)
@@ -966,10 +1066,12 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
         )
     timings["verify"] = time.perf_counter() - mark
     mark = time.perf_counter()
+    if progress is not None:
+        progress("applying the change", 0, None, "")
     try:
         bl.apply_delta(combined.add, combined.remove, add_gtins=combined.add_gtins,
                        remove_gtins=combined.remove_gtins, from_version=version, to_version=manifest.version,
-                       expect_digest=manifest.set_digest, meta=record)
+                       expect_digest=manifest.set_digest, meta=record, advance_empty=True)
     except DigestMismatchError:
         return None
     except CodeError as exc:
@@ -977,15 +1079,18 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
     except VersionError as exc:
         raise FeedError(f"another writer changed the store while the feed was being fetched: {exc}") from exc
     timings["apply"] = time.perf_counter() - mark
-    return _Outcome("delta", tuple(entry.path for entry in chain), len(combined.add), len(combined.remove), None)
+    return _Outcome("delta", tuple(entry.path for entry in chain), len(combined.add), len(combined.remove), None,
+                    len(combined.add_gtins), len(combined.remove_gtins))
 
 
 def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: Path, timings: dict[str, float],
-                    reason: str | None, record: dict[str, Any]) -> _Outcome:
+                    reason: str | None, record: dict[str, Any], progress: Progress | None = None) -> _Outcome:
     mark = time.perf_counter()
-    path = _fetch(fetcher, manifest.snapshot, work)
+    path = _fetch(fetcher, manifest.snapshot, work, progress)
     timings["fetch"] = timings.get("fetch", 0.0) + time.perf_counter() - mark
     mark = time.perf_counter()
+    if progress is not None:
+        progress("checking the snapshot", 0, None, "")
     snapshot = read_snapshot(path)
     if snapshot.version != manifest.version:
         raise IntegrityError(f"{manifest.snapshot.path}'s header says version {snapshot.version}")
@@ -997,9 +1102,14 @@ def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: 
         raise IntegrityError(f"the snapshot's digest is {digest}, the manifest says {manifest.set_digest}")
     timings["verify"] = timings.get("verify", 0.0) + time.perf_counter() - mark
     mark = time.perf_counter()
+    counter = None
+    sources: Iterable[Any] = [snapshot.lines()]
+    if progress is not None:
+        counter = line_counter(progress, "loading into the store", len(snapshot.gtins) + len(snapshot.identities))
+        sources = announce_after(sources, progress, "writing the database")
     try:
-        bl.load([snapshot.lines()], replace=True, strict=True, version=manifest.version,
-                expect_digest=manifest.set_digest, meta=record)
+        bl.load(sources, replace=True, strict=True, version=manifest.version,
+                expect_digest=manifest.set_digest, meta=record, progress=counter)
     except DigestMismatchError as exc:
         raise IntegrityError(f"the signed snapshot does not load to the manifest's digest: {exc}") from exc
     except LoadError as exc:
@@ -1007,7 +1117,7 @@ def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: 
     except VersionError as exc:
         raise FeedError(f"another writer changed the store while the feed was being fetched: {exc}") from exc
     timings["apply"] = timings.get("apply", 0.0) + time.perf_counter() - mark
-    return _Outcome("snapshot", (manifest.snapshot.path,), len(snapshot.identities), 0, reason)
+    return _Outcome("snapshot", (manifest.snapshot.path,), len(snapshot.identities), 0, reason, len(snapshot.gtins))
 
 
 # -- publish ------------------------------------------------------------------------------------------------
@@ -1050,15 +1160,32 @@ def _current(feed_dir: Path, key: Ed25519PublicKey) -> Manifest | None:
     return parse_manifest(path.read_bytes(), key)
 
 
-def _scratch_set(path: Path, sources: Any) -> tuple[list[str], list[str], str]:
+def _scratch_set(path: Path, sources: Any, progress: Progress | None = None) -> tuple[list[str], list[str], str]:
     """Let a throwaway store at `path` parse, validate and canonicalize input (anything `Blocklist.load` reads,
     with its reading of a line as a CIS); return its sorted GTINs, sorted identities and set digest."""
+    counter = None
+    if progress is not None:
+        if isinstance(sources, (str, os.PathLike)):
+            sources = [sources]
+        sources = list(sources)
+        counter = line_counter(progress, "reading input", estimate_lines(sources))
+        sources = announce_after(sources, progress, "checking and sorting")
     with Blocklist.create(path) as scratch:
         try:
-            scratch.load(sources, replace=True, strict=True)
+            scratch.load(sources, replace=True, strict=True, progress=counter)
         except (LoadError, CodeError, StoreError) as exc:
             raise PublishError(f"bad input, nothing published: {exc}") from exc
-        return list(scratch.iter_gtins()), list(scratch.iter_identities()), scratch.info()["set_digest"]
+        gtins = list(scratch.iter_gtins())
+        identities: list[str] = []
+        if progress is None:
+            identities.extend(scratch.iter_identities())
+        else:
+            total = scratch.info()["codes"]
+            codes = scratch.iter_identities()
+            while piece := list(itertools.islice(codes, _PROGRESS_LINES)):
+                identities.extend(piece)
+                progress("collecting the new list", len(identities), total, "codes")
+        return gtins, identities, scratch.info()["set_digest"]
 
 
 def _exact(old: Snapshot, change: Delta) -> Delta:
@@ -1086,6 +1213,7 @@ def publish(
     keep_deltas: int = DEFAULT_KEEP_DELTAS,
     valid_for: int = DEFAULT_VALID_FOR,
     now: float | None = None,
+    progress: Progress | None = None,
 ) -> PublishReport:
     """Build or extend the feed in `feed_dir` and sign its manifest with `private_key`.
 
@@ -1095,7 +1223,8 @@ def publish(
     computed and published alongside the new snapshot; the last `keep_deltas` deltas stay listed. With neither
     input (or no change), the current version is re-signed with fresh timestamps: run that well within
     `valid_for` seconds so stores never see an expired manifest. Files are written atomically, the manifest last;
-    files that neither the new nor the previous manifest names are then deleted.
+    files that neither the new nor the previous manifest names are then deleted. `progress` (see
+    `lmcz_fast.progress`) hears about each step: reading the input, sorting, comparing, compressing, writing.
     """
     if snapshot is not None and delta is not None:
         raise PublishError("give either a snapshot (the whole new list) or a delta, not both")
@@ -1119,8 +1248,13 @@ def publish(
         raise PublishError(f"the clock reads {clock}, before the current manifest's signing time "
                            f"{previous.published_at}: stores would refuse the new manifest as a replay")
 
+    def step(stage: str) -> None:
+        if progress is not None:
+            progress(stage, 0, None, "")
+
     old = Snapshot(0, [], [])
     if previous is not None:
+        step(f"reading version {previous.version}")
         snap_path = feed_path / previous.snapshot.path
         if not _file_matches(snap_path, previous.snapshot.size, previous.snapshot.sha256):
             raise PublishError(f"{snap_path} does not match the feed's manifest; the feed directory is damaged")
@@ -1128,11 +1262,12 @@ def publish(
 
     with tempfile.TemporaryDirectory(prefix="lmcz-publish-") as work:
         if snapshot is not None:
-            gtins, identities, digest = _scratch_set(Path(work) / "new", snapshot)
+            gtins, identities, digest = _scratch_set(Path(work) / "new", snapshot, progress)
         elif delta is not None:
             change = delta if isinstance(delta, Delta) else read_delta(delta)
             add_gtins, add, _ = _scratch_set(Path(work) / "add", [change.add + change.add_gtins])
             remove_gtins, remove, _ = _scratch_set(Path(work) / "remove", [change.remove + change.remove_gtins])
+    step("comparing with the previous version" if previous is not None else "preparing the first version")
     if snapshot is not None:
         old_ids, new_ids = set(old.identities), set(identities)
         old_gtins, new_gtins = set(old.gtins), set(gtins)
@@ -1160,6 +1295,7 @@ def publish(
     snap_entry = previous.snapshot if previous else None
     if changed:
         if previous is not None:
+            step(f"writing the delta {previous.version} -> {new_version}")
             data = _delta_bytes(previous.version, new_version, diff)
             name = f"delta-{previous.version:08d}-{new_version:08d}.txt.gz"
             _atomic_write(feed_path / name, data)
@@ -1170,8 +1306,9 @@ def publish(
                 to_digest=digest, added=len(diff.add), removed=len(diff.remove),
                 gtins_added=len(diff.add_gtins), gtins_removed=len(diff.remove_gtins),
             ))
-        data = _snapshot_bytes(new_version, gtins, identities)
+        data = _snapshot_bytes(new_version, gtins, identities, progress)
         name = f"snapshot-{new_version:08d}.txt.gz"
+        step("writing and signing")
         _atomic_write(feed_path / name, data)
         written.append(name)
         snap_entry = SnapshotEntry(name, len(data), hashlib.sha256(data).hexdigest(), new_version,
@@ -1247,19 +1384,27 @@ def mirror(
     retry: RetryPolicy = RetryPolicy(),
     sleep: Callable[[float], Any] = time.sleep,
     rng: random.Random | None = None,
+    proxy: ProxyConfig | None = None,
+    progress: Progress | None = None,
 ) -> MirrorReport:
     """Copy the upstream feed into `mirror_dir`, verified, for other stores to sync from; never re-signs.
 
     Every file the upstream manifest names is downloaded (unless the mirror already holds it byte for byte),
     checked against the signed size and SHA-256, and renamed into place; the manifest goes last, exactly as
     signed upstream. A manifest older than the mirror's own is refused (`ReplayError`), as in `sync`. With `db`,
-    the mirror's store is then synced from the mirror directory itself, so the upstream is read once.
+    the mirror's store is then synced from the mirror directory itself, so the upstream is read once. `proxy` and
+    `progress` work as in `sync`.
     """
     started = time.perf_counter()
     key = load_public_key(public_key)
     target = Path(mirror_dir)
     target.mkdir(parents=True, exist_ok=True)
-    fetcher = _Fetcher(feed_url, retry, sleep, rng or random.Random())
+    with _Fetcher(feed_url, retry, sleep, rng or random.Random(), proxy) as fetcher:
+        return _mirror_with(fetcher, target, key, db, now, started, progress)
+
+
+def _mirror_with(fetcher: _Fetcher, target: Path, key: Ed25519PublicKey, db: Any, now: float | None, started: float,
+                 progress: Progress | None) -> MirrorReport:
     clock = time.time() if now is None else now
     try:
         local = _current(target, key)
@@ -1284,7 +1429,7 @@ def mirror(
                 fd, temp = tempfile.mkstemp(dir=target, prefix=f".{entry.path}.", suffix=".tmp")
                 os.close(fd)
                 try:
-                    fetcher.download(entry.path, entry.size, entry.sha256, Path(temp))
+                    _fetch_to(fetcher, entry, Path(temp), progress)
                     with open(temp, "rb") as stream:
                         os.fsync(stream.fileno())
                     os.chmod(temp, 0o644)
@@ -1308,7 +1453,7 @@ def mirror(
     pruned = _prune(target, keep, clock)
     store_report = None
     if db is not None:
-        store_report = sync(db, str(target), key, now=clock)
+        store_report = sync(db, str(target), key, now=clock, progress=progress)
     return MirrorReport(
         feed_url=fetcher.base, mirror_dir=str(target), action="up-to-date" if unchanged else "updated",
         version=manifest.version, fetched=tuple(fetched), reused=tuple(reused), pruned=tuple(pruned),

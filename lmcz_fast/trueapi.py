@@ -1,16 +1,11 @@
-"""Online client for CRPT's True API permissive-mode check, and the small HTTP/1.1 client it runs on.
+"""Online client for CRPT's True API permissive-mode check.
 
-Why an own HTTP/1.1 client over asyncio streams rather than aiohttp or httpx: the till's rule is a *hard* 1.5 s over
-DNS, connect, TLS and read, and that is enforced by the caller (`Checker`) waiting on an asyncio task with a
-deadline, which works the same whatever the client is; what the client must add is (a) no runtime dependency
-beyond the standard library (aiohttp/httpx are not project dependencies), (b) keep-alive connections reused across
-checks and closed — never returned to the pool — when a request is cancelled half-way, (c) a DNS answer cache so a
-stalling resolver costs the till at most one check, and (d) no thread or socket per call. httpx's sync client only
-offers per-phase timeouts (not one deadline over the whole exchange); aiohttp would do, at the cost of a dependency
-and of ~2.5x the client time per keep-alive round trip on loopback (42 vs 111 us, benches/bench_checker.py
-`test_http_client_vs_aiohttp`).
+It runs on the project's one HTTP client layer (`lmcz_fast.upstream`: httpx, with proxies, keep-alive, a DNS answer
+cache and typed errors). The till's rule is a *hard* 1.5 s over DNS, connect, TLS and read; that is enforced by the
+caller (`Checker`) waiting on an asyncio task with a deadline and cancelling it, which works the same whatever the
+client is: a cancelled request closes its connection, it is never returned to the pool half-read.
 
-Protocol facts (CRPT's methodological recommendations as integrators quote them, see /work/shared/domain.md):
+Protocol facts (CRPT's methodological recommendations as integrators quote them, see ../shared/domain.md):
 `GET {cdn}/api/v4/true-api/cdn/info` (X-API-KEY) -> `{code, description, hosts: [{host}]}`;
 `GET {host}/api/v4/true-api/cdn/health/check` -> `{code, avgTimeMs}`; hosts ranked by `avgTimeMs`, a failing host
 set aside for 15 minutes, the list refreshed every 6 hours; `POST {host}/api/v4/true-api/codes/check` with
@@ -20,16 +15,14 @@ set aside for 15 minutes, the list refreshed every 6 hours; `POST {host}/api/v4/
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
-import socket
-import ssl
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+
+from .upstream import HttpClient, HttpResponse, ProxyConfig, UpstreamError
 
 __all__ = [
     "CDN_URL",
@@ -37,6 +30,7 @@ __all__ = [
     "HostState",
     "HttpClient",
     "HttpResponse",
+    "ProxyConfig",
     "TrueApiClient",
     "TrueApiError",
 ]
@@ -48,14 +42,13 @@ INFO_PATH = "/api/v4/true-api/cdn/info"
 HEALTH_PATH = "/api/v4/true-api/cdn/health/check"
 CHECK_PATH = "/api/v4/true-api/codes/check"
 
-_USER_AGENT = "lmcz-fast/0.1"
-
 
 class TrueApiError(Exception):
     """The online check gave no usable answer.
 
     `kind` says why, in a word a log or metric can group on: "connect" (DNS, TCP or TLS failed), "dropped" (the
-    connection closed before a full response), "http" (an HTTP status other than 200; `status` holds it),
+    connection closed before a full response), "proxy" (the proxy could not be reached or failed the tunnel),
+    "proxy_auth" (the proxy refused the credentials, HTTP 407: no host is set aside, none is tried next), "http" (an HTTP status other than 200; `status` holds it),
     "throttled" (429), "bad_response" (not JSON, or not the True API's shape), "api" (the envelope's `code` is not 0),
     "no_hosts" (discovery found no host to ask), "timeout" (a standalone call ran out of time).
     """
@@ -65,296 +58,6 @@ class TrueApiError(Exception):
         self.kind = kind
         self.host = host
         self.status = status
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# HTTP/1.1 over asyncio streams
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class _Dropped(ConnectionError):
-    """The peer closed the connection before a complete response; `started` says whether any byte arrived."""
-
-    def __init__(self, message: str, *, started: bool) -> None:
-        super().__init__(message)
-        self.started = started
-
-
-class _Conn:
-    __slots__ = ("reader", "writer", "idle_since", "loop")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.idle_since = 0.0
-        self.loop = asyncio.get_running_loop()
-
-    def usable(self, now: float, idle_timeout: float) -> bool:
-        return (
-            not self.writer.is_closing()
-            and not self.reader.at_eof()
-            and now - self.idle_since < idle_timeout
-        )
-
-    def close(self) -> None:
-        if not self.loop.is_closed():  # a closed loop can no longer run the transport's close callbacks
-            self.writer.close()
-
-
-_PoolKey = tuple[asyncio.AbstractEventLoop, str, str, int]
-
-
-class HttpClient:
-    """A keep-alive HTTP/1.1 client for a handful of hosts, usable from several event loops at once.
-
-    Connections belong to the loop that opened them (asyncio transports cannot move between loops), so the idle
-    pool is keyed by loop. A request that fails or is cancelled part-way closes its connection instead of returning
-    it: a half-read response must never be mistaken for the next request's answer.
-    """
-
-    def __init__(
-        self,
-        *,
-        ssl_context: ssl.SSLContext | None = None,
-        idle_timeout: float = 30.0,
-        max_idle_per_host: int = 4,
-        dns_ttl: float = 300.0,
-        max_body: int = 8 << 20,
-    ) -> None:
-        self._ssl = ssl_context
-        self.idle_timeout = idle_timeout
-        self.max_idle_per_host = max_idle_per_host
-        self.dns_ttl = dns_ttl
-        self.max_body = max_body
-        self._idle: dict[_PoolKey, list[_Conn]] = {}
-        self._busy: set[_Conn] = set()
-        self._dns: dict[tuple[str, int], tuple[float, list[tuple[Any, ...]]]] = {}
-        self.connects = 0
-
-    def _ssl_context(self) -> ssl.SSLContext:
-        if self._ssl is None:
-            self._ssl = ssl.create_default_context()
-        return self._ssl
-
-    async def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-    ) -> HttpResponse:
-        """Send one request and read the whole response. Raises `ConnectionError` or `OSError` on transport trouble.
-
-        A request that fails on a *reused* connection before any byte of the response arrived is retried once on a
-        fresh connection: the server may have closed an idle keep-alive connection just as we sent on it.
-        """
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
-        host = parts.hostname
-        port = parts.port or (443 if scheme == "https" else 80)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        host_header = host if parts.port is None else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            host_header = f"[{host}]" if parts.port is None else f"[{host}]:{port}"
-        lines = [f"{method} {target} HTTP/1.1", f"Host: {host_header}", f"User-Agent: {_USER_AGENT}"]
-        for name, value in (headers or {}).items():
-            if "\r" in name or "\n" in name or "\r" in value or "\n" in value:
-                raise ValueError(f"header {name!r} holds a line break")
-            lines.append(f"{name}: {value}")
-        if body is not None:
-            lines.append(f"Content-Length: {len(body)}")
-        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        payload = head + body if body is not None else head
-
-        loop = asyncio.get_running_loop()
-        key: _PoolKey = (loop, scheme, host, port)
-        conn = self._take_idle(key, loop.time())
-        reused = conn is not None
-        while True:
-            if conn is None:
-                conn = await self._connect(scheme, host, port)
-                reused = False
-            self._busy.add(conn)
-            keep = False
-            retry = False
-            try:
-                conn.writer.write(payload)
-                await conn.writer.drain()
-                response, keep = await self._read_response(conn.reader, method)
-            except (ConnectionError, OSError) as exc:
-                if not reused or (isinstance(exc, _Dropped) and exc.started):
-                    raise
-                retry = True
-            finally:
-                self._busy.discard(conn)
-                if not keep:
-                    conn.close()
-            if retry:
-                conn = None
-                continue
-            conn.idle_since = loop.time()
-            self._give_back(key, conn)
-            return response
-
-    def _take_idle(self, key: _PoolKey, now: float) -> _Conn | None:
-        idle = self._idle.get(key)
-        while idle:
-            conn = idle.pop()
-            if conn.usable(now, self.idle_timeout):
-                return conn
-            conn.close()
-        return None
-
-    def _give_back(self, key: _PoolKey, conn: _Conn) -> None:
-        idle = self._idle.setdefault(key, [])
-        if len(idle) >= self.max_idle_per_host:
-            conn.close()
-        else:
-            idle.append(conn)
-
-    async def _resolve(self, host: str, port: int) -> list[tuple[Any, ...]]:
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            pass
-        else:
-            return [(None, host, port)]
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        cached = self._dns.get((host, port))
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        try:
-            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
-            if cached is not None:
-                log.warning("DNS lookup of %s failed; using the cached answer", host)
-                return cached[1]
-            raise
-        addrs = [(family, sockaddr[0], sockaddr[1]) for family, _t, _p, _c, sockaddr in infos]
-        self._dns[(host, port)] = (now + self.dns_ttl, addrs)
-        return addrs
-
-    async def _connect(self, scheme: str, host: str, port: int) -> _Conn:
-        addrs = await self._resolve(host, port)
-        tls = self._ssl_context() if scheme == "https" else None
-        error: OSError | None = None
-        for family, address, addr_port in addrs:
-            try:
-                reader, writer = await asyncio.open_connection(
-                    address,
-                    addr_port,
-                    ssl=tls,
-                    server_hostname=host if tls is not None else None,
-                    family=family or 0,
-                )
-            except OSError as exc:
-                error = exc
-                continue
-            self.connects += 1
-            return _Conn(reader, writer)
-        assert error is not None
-        raise error
-
-    async def _read_response(self, reader: asyncio.StreamReader, method: str) -> tuple[HttpResponse, bool]:
-        started = False
-        try:
-            while True:
-                status_line = await reader.readuntil(b"\r\n")
-                started = True
-                parts = status_line.split(None, 2)
-                if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-                    raise _Dropped(f"not an HTTP/1.x status line: {status_line[:80]!r}", started=True)
-                status = int(parts[1])
-                http10 = parts[0] == b"HTTP/1.0"
-                headers: dict[str, str] = {}
-                while True:
-                    line = await reader.readuntil(b"\r\n")
-                    if line == b"\r\n":
-                        break
-                    name, sep, value = line.decode("latin-1").partition(":")
-                    if not sep:
-                        raise _Dropped(f"malformed header line {line[:80]!r}", started=True)
-                    headers[name.strip().lower()] = value.strip()
-                if 100 <= status < 200:
-                    continue
-                break
-            connection = headers.get("connection", "").lower()
-            keep = not http10 and "close" not in connection or http10 and "keep-alive" in connection
-            if method == "HEAD" or status in (204, 304):
-                return HttpResponse(status, headers, b""), keep
-            if "chunked" in headers.get("transfer-encoding", "").lower():
-                body = await self._read_chunked(reader)
-            elif "content-length" in headers:
-                length = int(headers["content-length"])
-                if length < 0 or length > self.max_body:
-                    raise _Dropped(f"Content-Length {length} out of bounds", started=True)
-                body = await reader.readexactly(length)
-            else:
-                body = await reader.read(self.max_body + 1)
-                rest = body
-                while rest and len(body) <= self.max_body:
-                    rest = await reader.read(self.max_body + 1 - len(body))
-                    body += rest
-                if len(body) > self.max_body:
-                    raise _Dropped("response body too large", started=True)
-                keep = False
-            return HttpResponse(status, headers, body), keep
-        except asyncio.IncompleteReadError as exc:
-            raise _Dropped("connection closed before the response was complete", started=started) from exc
-        except asyncio.LimitOverrunError as exc:
-            raise _Dropped("response header line too long", started=True) from exc
-        except ValueError as exc:
-            raise _Dropped(f"malformed response: {exc}", started=True) from exc
-
-    async def _read_chunked(self, reader: asyncio.StreamReader) -> bytes:
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            size_line = await reader.readuntil(b"\r\n")
-            size = int(size_line.split(b";", 1)[0].strip(), 16)
-            if size == 0:
-                while await reader.readuntil(b"\r\n") != b"\r\n":
-                    pass
-                return b"".join(chunks)
-            total += size
-            if total > self.max_body:
-                raise _Dropped("response body too large", started=True)
-            chunks.append(await reader.readexactly(size))
-            await reader.readexactly(2)
-
-    async def aclose(self) -> None:
-        """Close this loop's idle connections (and forget those of loops already closed)."""
-        loop = asyncio.get_running_loop()
-        writers = []
-        for key in list(self._idle):
-            if key[0] is loop or key[0].is_closed():
-                for conn in self._idle.pop(key):
-                    if key[0] is loop:
-                        writers.append(conn.writer)
-                    conn.close()
-        for conn in [c for c in self._busy if c.loop is loop]:
-            conn.close()
-        for writer in writers:
-            try:
-                await writer.wait_closed()
-            except (OSError, ConnectionError):
-                pass
-
-    def idle_connections(self) -> int:
-        return sum(len(v) for v in self._idle.values())
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -422,6 +125,7 @@ class TrueApiClient:
         max_codes_per_request: int = 100,
         retry_discovery: float = 30.0,
         http: HttpClient | None = None,
+        proxy: ProxyConfig | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("the True API needs an API key (X-API-KEY)")
@@ -433,7 +137,7 @@ class TrueApiClient:
         self.refresh_every = refresh_every
         self.health_timeout = health_timeout
         self.max_codes_per_request = max_codes_per_request
-        self.http = http or HttpClient()
+        self.http = http or HttpClient(proxy=proxy)
         self._static = hosts is not None
         self._hosts: list[HostState] = [HostState(h.rstrip("/")) for h in (hosts or ())]
         self._discovered_at: float | None = time.monotonic() if self._static else None
@@ -598,7 +302,7 @@ class TrueApiClient:
                 return await self._check_on(host, payload, headers, self.slow_after if slow_after is None else slow_after)
             except TrueApiError as exc:
                 last = exc
-                if exc.kind == "api":
+                if exc.kind in ("api", "proxy_auth"):
                     raise
 
     async def _check_on(
@@ -611,6 +315,8 @@ class TrueApiClient:
             self.put_aside(host, f"no answer within {time.monotonic() - started:.2f} s (cancelled)")
             raise
         except TrueApiError as exc:
+            if exc.kind == "proxy_auth":  # the store's proxy settings are wrong, not the host
+                raise
             seconds = None
             if exc.kind == "throttled":
                 seconds = _retry_after(exc) or None
@@ -644,9 +350,12 @@ class TrueApiClient:
     ) -> HttpResponse:
         try:
             response = await self.http.request(method, url, headers=headers or self._headers(), body=body)
+        except UpstreamError as exc:
+            kind = {"dropped": "dropped", "timeout": "dropped", "proxy": "proxy",
+                    "proxy_auth": "proxy_auth"}.get(exc.phase, "connect")
+            raise TrueApiError(kind, f"{url}: {exc}", host=host, status=exc.status) from exc
         except (ConnectionError, OSError) as exc:
-            kind = "dropped" if isinstance(exc, _Dropped) else "connect"
-            raise TrueApiError(kind, f"{url}: {exc!r}", host=host) from exc
+            raise TrueApiError("connect", f"{url}: {exc!r}", host=host) from exc
         if response.status == 429:
             err = TrueApiError("throttled", f"{url} answered 429 Too Many Requests", host=host, status=429)
             err.retry_after = response.headers.get("retry-after")  # type: ignore[attr-defined]

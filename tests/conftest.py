@@ -17,6 +17,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # not the source tree that `python -c` would find in the current directory.
 os.environ["PYTHONSAFEPATH"] = "1"
 
+# Upstream requests honour the proxy environment variables (lmcz_fast.upstream). The tests talk to servers on
+# loopback and must not be sent to whatever proxy the machine running them has configured; the proxy tests set
+# the variables they need themselves (monkeypatch).
+for _name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+              "NO_PROXY"):
+    os.environ.pop(_name, None)
+
 
 def pytest_report_header(config):
     import lmcz_fast

@@ -128,6 +128,23 @@ def test_export_command(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "cannot read" in result.stderr
 
 
+def test_export_command_finds_the_audit_log_next_to_the_database(tmp_path: Path, monkeypatch) -> None:
+    """`serve store.db` keeps its audit log in store.db.audit; `audit export store.db` reads it from there."""
+    monkeypatch.delenv("LMCZ_FAST_AUDIT_DIR", raising=False)
+    _fill(tmp_path / "store.db.audit")
+    runner = CliRunner()
+    result = runner.invoke(audit_group, ["export", str(tmp_path / "store.db"), "--since", "2026-11-02",
+                                         "--until", "2026-11-03T00:00:00Z"])
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["reqId"] for line in result.stdout.splitlines()] == ["r1"]
+    result = runner.invoke(audit_group, ["export", str(tmp_path / "store.db") + "/", "--csv"])
+    assert result.exit_code == 0 and len(result.stdout.splitlines()) == 1 + 7
+    result = runner.invoke(audit_group, ["export", str(tmp_path / "other.db")])
+    assert result.exit_code == 2 and "no audit log at" in result.stderr and "other.db.audit" in result.stderr
+    result = runner.invoke(audit_group, ["export"])
+    assert result.exit_code == 2 and "--audit-dir" in result.output
+
+
 def test_parse_when() -> None:
     now = 1_800_000_000.0
     assert parse_when("24h", now) == int((now - 86400) * 1000)

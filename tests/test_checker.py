@@ -388,8 +388,16 @@ def test_cli_check(host, scans, blocklist, tmp_path):
 
     unreadable = runner.invoke(group, ["check", "--db", db, "--each", "nonsense"])
     assert unreadable.exit_code == till.EXIT_CANNOT_CHECK
+    # setup errors exit 4, as the help says (click's own usage errors would exit 2)
     usage = runner.invoke(group, ["check", scans[0]])
-    assert usage.exit_code == 2 and "nothing to check against" in usage.output
+    assert usage.exit_code == till.EXIT_SETUP == 4 and "nothing to check against" in usage.output
+    for args, words in ((["--db", str(tmp_path / "missing.db"), scans[0]], "does not exist"),
+                        (["--db", db, "--lm", "http://127.0.0.1:1", scans[0]], "not both"),
+                        (["--db", db, "--no-such-option", scans[0]], "No such option"),
+                        (["--db", db], "Missing argument")):
+        result = runner.invoke(group, ["check", *args])
+        assert result.exit_code == 4 and words in result.output, (args, result.exit_code, result.output)
+    assert "4 setup error" in runner.invoke(group, ["check", "--help"]).output
 
 
 # ---------------------------------------------------------------------------------------------- our own service
@@ -416,6 +424,13 @@ def test_against_lmcz_fast_service(host, scans, tmp_path):
         with Checker(None, url, deadline=0.3) as checker:
             expired = checker.check(scans[51])
         assert expired.decision is Decision.CANNOT_CHECK and expired.reasons[0].key == "offline_sync_error"
+    with ServerThread(fresh) as service:
+        url = f"http://{USER}:wrong-{PASSWORD}@127.0.0.1:{service.port}"
+        with Checker(None, url, deadline=0.3) as checker:
+            refused = checker.check(scans[51])
+        assert refused.decision is Decision.CANNOT_CHECK and refused.reasons[0].key == "offline_auth"
+        assert "не ответил" not in refused.message("ru") and "парол" in refused.message("ru")
+        assert "password" in refused.message("en") and "401" in refused.offline_error
 
 
 def test_offline_fast_path_matches_general_path(scans, blocklist):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
 import random
@@ -99,6 +100,43 @@ def test_delta_command(runner, tmp_path, codes):
     assert result.exit_code == 3
     with Blocklist.open(db) as bl:
         assert not bl.is_blocked(codes[30]) and bl.get_meta("version") == 2
+
+
+def test_delta_that_changes_nothing_keeps_the_version(runner, tmp_path, codes):
+    db = str(tmp_path / "db")
+    listing = tmp_path / "blocked.txt"
+    listing.write_text("\n".join(codes[:10]) + "\n")
+    assert runner.invoke(main, ["load", db, str(listing)]).exit_code == 0
+    noop = tmp_path / "noop.txt"
+    noop.write_text(f"+{codes[0]}\n+{codes[1]}\n-{codes[40]}\n")
+    result = runner.invoke(main, ["delta", db, str(noop)])
+    assert result.exit_code == 0, result.output
+    assert "nothing changed" in result.output and "stays at version 1" in result.output
+    with Blocklist.open(db) as bl:
+        assert bl.get_meta("version") == 1
+
+
+def test_info_prints_times_with_their_zone(runner, tmp_path, codes, monkeypatch):
+    import re
+    import time
+
+    db = str(tmp_path / "db")
+    listing = tmp_path / "blocked.txt"
+    listing.write_text(codes[0] + "\n")
+    assert runner.invoke(main, ["load", db, str(listing)]).exit_code == 0
+    monkeypatch.setenv("TZ", "MSK-3")  # POSIX spelling of UTC+3
+    time.tzset()
+    try:
+        result = runner.invoke(main, ["info", db])
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert result.exit_code == 0, result.output
+    loaded = re.search(r"loaded_at: (\S+ \S+) \((\d+)\)", result.output)
+    assert loaded, result.output
+    stamp = datetime.datetime.fromisoformat(loaded.group(1))
+    assert stamp.utcoffset() == datetime.timedelta(hours=3)
+    assert stamp.timestamp() == int(loaded.group(2))
 
 
 def test_lookup_on_missing_database_is_a_clear_error(runner, tmp_path):

@@ -95,10 +95,38 @@ def test_gtin_blocks_travel_through_deltas(tmp_path: Path, keys) -> None:
     delta = tmp_path / "d.txt"
     delta.write_text(f"+{GTIN}\n-{CODES[0]}\n")
     feed.publish(fd, key, delta=delta)
-    assert feed.sync(db, str(fd)).action == "delta"
+    report = feed.sync(db, str(fd))
+    assert report.action == "delta"
+    assert (report.added, report.removed, report.gtins_added, report.gtins_removed) == (0, 1, 1, 0)
+    assert "-1 codes, +1 -0 GTINs" in report.summary()
     with Blocklist.open(db) as bl:
         assert bl.is_blocked(code_of_gtin) and not bl.is_blocked(CODES[0])
         assert list(bl.iter_gtins()) == [GTIN]
+    delta.write_text(f"-{GTIN}\n")
+    feed.publish(fd, key, delta=delta)
+    report = feed.sync(db, str(fd))
+    assert (report.gtins_added, report.gtins_removed) == (0, 1) and "+0 -1 GTINs" in report.summary()
+    delta.write_text(f"+{GTIN}\n")
+    feed.publish(fd, key, delta=delta)
+    report = feed.sync(tmp_path / "fresh", str(fd), pub)
+    assert (report.action, report.added, report.gtins_added) == ("snapshot", 99, 1)
+    assert "99 codes, 1 GTINs" in report.summary()
+
+
+def test_deltas_that_cancel_out_still_bring_the_store_to_the_feeds_version(tmp_path: Path, keys) -> None:
+    """A store composes the chain into one delta; +X then -X composes to nothing, and the store must still reach
+    the manifest's version (an empty delta keeps the version only outside a feed)."""
+    key, pub = keys
+    fd, db = tmp_path / "feed", tmp_path / "db"
+    publish_set(fd, key, CODES[:100], [GTIN])
+    feed.sync(db, str(fd), pub)
+    publish_set(fd, key, CODES[:101])
+    last = publish_set(fd, key, CODES[:100], [GTIN])
+    report = feed.sync(db, str(fd))
+    assert (report.action, report.from_version, report.to_version, len(report.files)) == ("delta", 1, 3, 2)
+    assert (report.added, report.removed) == (0, 0)
+    assert db_state(db) == (3, last.set_digest)
+    assert feed.sync(db, str(fd)).action == "up-to-date"
 
 
 def test_serials_that_look_like_a_lost_gs_travel_whole(tmp_path: Path, keys) -> None:
@@ -394,6 +422,32 @@ def test_cli_keygen_publish_sync_status(tmp_path: Path) -> None:
     (fd / "manifest.json").write_text("{}")
     result = runner.invoke(cli, ["sync", str(db), "--nice", "0"])
     assert result.exit_code == 5 and "not changed" in result.output
+
+
+def test_cli_names_a_missing_feed_file_by_its_public_error(tmp_path: Path, keys) -> None:
+    """A 404 (or a missing file) is a FeedUnavailable to the user, never a private class name."""
+    _, pub = keys
+    runner = CliRunner()
+    empty = tmp_path / "no-feed-here"
+    empty.mkdir()
+    for args in (["sync", str(tmp_path / "db"), "--feed", str(empty), "--public-key", str(pub)],
+                 ["mirror", str(tmp_path / "mirror"), "--feed", str(empty), "--public-key", str(pub)]):
+        result = runner.invoke(_cli(), [*args, "--nice", "0", "--attempts", "1"])
+        assert result.exit_code == 5, result.output
+        assert "FeedUnavailable: " in result.output and "manifest.json" in result.output
+        assert "_NotFound" not in result.output and "Traceback" not in result.output
+
+
+def test_cli_keygen_refusing_to_overwrite_names_force(tmp_path: Path) -> None:
+    runner = CliRunner()
+    key = tmp_path / "feed.key"
+    assert runner.invoke(_cli(), ["keygen", str(key)]).exit_code == 0
+    before = key.read_bytes()
+    result = runner.invoke(_cli(), ["keygen", str(key)])
+    assert result.exit_code == 5 and "--force" in result.output and str(key) in result.output
+    assert key.read_bytes() == before
+    assert runner.invoke(_cli(), ["keygen", str(key), "--force"]).exit_code == 0
+    assert key.read_bytes() != before
 
 
 CLI_SCRIPT = "import click, sys\nfrom lmcz_fast.cli.feed import register\ng = click.Group()\nregister(g)\ng()\n"

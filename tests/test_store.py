@@ -141,6 +141,32 @@ def test_add_load_keeps_what_is_there(db, rng):
     assert all(db.is_blocked_many(first + second))
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_load_reads_a_pipe_whole(db, rng, compress):
+    """`lmcz-fast load store.db <(zcat list.gz)`: a pipe can be read once, so sniffing for gzip must not eat it (it
+    did, and an empty list loaded as version 1 answers every scan "may be sold")."""
+    import threading
+
+    codes = [make_identity(rng) for _ in range(300)]
+    data = ("\n".join(codes) + "\n").encode()
+    data = gzip.compress(data) if compress else data
+    read_end, write_end = os.pipe()
+
+    def feed():
+        with os.fdopen(write_end, "wb") as stream:
+            stream.write(data)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    try:
+        report = db.load(f"/dev/fd/{read_end}")
+    finally:
+        writer.join()
+        os.close(read_end)
+    assert (report.codes, report.lines) == (300, 300)
+    assert all(db.is_blocked_many(codes))
+
+
 def test_versions_only_move_forward(db, rng):
     db.load([[make_identity(rng)]], version=5)
     with pytest.raises(VersionError):
@@ -165,6 +191,35 @@ def test_delta_adds_and_removes_atomically_and_reapply_is_harmless(db, rng):
     assert set(db.iter_identities()) == expected
     assert db.info()["codes"] == len(expected)
     assert db.info()["set_digest"] == set_digest_of(sorted(expected))
+
+
+def test_a_delta_that_changes_nothing_keeps_the_version(db, rng):
+    """Adding what is there and removing what is not is no change: no new version, no write at all."""
+    base = [make_identity(rng) for _ in range(40)]
+    gtin = gtin_with_check("0460700000001")
+    db.load([base + [gtin]])
+    before = db.info()
+    absent = [make_identity(rng) for _ in range(5)]
+    report = db.apply_delta(add=base[:10], remove=absent, add_gtins=[gtin], to_version=2, meta={"note": "x"},
+                            block={"authority": "FNS"})
+    assert (report.applied, report.from_version, report.to_version) == (False, 1, 1)
+    assert (report.added, report.removed, report.gtins_added, report.gtins_removed) == (0, 0, 0, 0)
+    after = db.info()
+    assert after["version"] == 1 and after["updated_at"] == before["updated_at"]
+    assert after["set_digest"] == before["set_digest"] and db.get_meta("note") is None
+    assert db.apply_delta(to_version=2).applied is False and db.get_meta("version") == 1
+    # an adding load of codes already there is the same no-op
+    assert db.load([base[:5]], replace=False).version == 1
+    # the version still has to be valid: the check comes before the no-op
+    with pytest.raises(VersionError):
+        db.apply_delta(add=base[:1], from_version=7, to_version=8)
+    # a feed asks for the version to move anyway (a chain of deltas may cancel out)
+    moved = db.apply_delta(add=base[:10], to_version=3, advance_empty=True, meta={"note": "y"})
+    assert (moved.applied, moved.to_version, moved.added) == (True, 3, 0)
+    assert db.get_meta("version") == 3 and db.get_meta("note") == "y"
+    assert db.info()["set_digest"] == before["set_digest"]
+    # and a real change still moves it by one
+    assert db.apply_delta(add=absent[:1], to_version=4).applied is True
 
 
 def test_bad_code_in_delta_changes_nothing(db, rng):

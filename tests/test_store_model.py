@@ -40,6 +40,10 @@ class StoreModel(RuleBasedStateMachine):
         self.bl._renew()
         self.other._renew()
 
+    def changes(self, add, remove) -> bool:
+        """Whether a delta changes the list (removals go first): a delta that does not keeps the version."""
+        return bool(self.model & set(remove)) or bool(set(add) - (self.model - set(remove)))
+
     def teardown(self) -> None:
         self.other.close()
         self.bl.close()
@@ -56,7 +60,8 @@ class StoreModel(RuleBasedStateMachine):
     def adding_load(self, codes):
         report = self.bl.load([codes], replace=False)
         assert report.codes == len(set(codes) - self.model)
-        self.version += 1
+        self.version += 1 if report.codes else 0
+        assert report.version == self.version
         self.model |= set(codes)
         self.last_delta = None
 
@@ -64,6 +69,9 @@ class StoreModel(RuleBasedStateMachine):
     def delta(self, add, remove, through_other):
         writer = self.other if through_other else self.bl
         report = writer.apply_delta(add=add, remove=remove, from_version=self.version, to_version=self.version + 1)
+        if not self.changes(add, remove):
+            assert (report.applied, report.to_version) == (False, self.version)
+            return
         assert report.applied
         after = (self.model - set(remove)) | set(add)
         assert (report.added, report.removed) == (len(after - (self.model - set(remove))),
@@ -80,18 +88,21 @@ class StoreModel(RuleBasedStateMachine):
         assert expected == set_digest_of(after)
         if not right:
             expected = set_digest_of(after | {POOL[0]} if POOL[0] not in after else after - {POOL[0]})
+        changes = self.changes(add, remove)
         try:
-            self.bl.apply_delta(add=add, remove=remove, to_version=self.version + 1, expect_digest=expected,
-                                meta={"model_step": self.version})
+            report = self.bl.apply_delta(add=add, remove=remove, to_version=self.version + 1, expect_digest=expected,
+                                         meta={"model_step": self.version})
         except DigestMismatchError:
             assert not right
             return
         assert right
-        self.version += 1
+        assert report.applied == changes
         self.model = after
         self.last_delta = None
-        self.renew_both()
-        assert self.other.get_meta("model_step") == self.version - 1
+        if changes:  # a delta that changes nothing writes nothing, its meta neither
+            self.version += 1
+            self.renew_both()
+            assert self.other.get_meta("model_step") == self.version - 1
 
     @precondition(lambda self: self.last_delta is not None)
     @rule()

@@ -9,7 +9,7 @@ import socket
 import time
 
 import pytest
-from _checker_support import GS, MARGIN, Behaviour, FakeTrueApi, leaks, make_scan, snapshot
+from _checker_support import GS, MARGIN, Behaviour, FakeTrueApi, leaks, make_scan, self_signed, snapshot
 
 from lmcz_fast import parse_code
 from lmcz_fast.trueapi import HttpClient, TrueApiClient, TrueApiError
@@ -227,7 +227,10 @@ def test_tls_handshake_that_never_completes_is_cut_by_the_timeout(scans):
 
 
 def test_http_client_reads_chunked_and_close_delimited_bodies():
+    accepted = []
+
     async def serve(reader, writer):
+        accepted.append(writer)
         while True:
             try:
                 request = await reader.readuntil(b"\r\n\r\n")
@@ -250,14 +253,16 @@ def test_http_client_reads_chunked_and_close_delimited_bodies():
         http = HttpClient()
         chunked = await http.request("GET", f"http://127.0.0.1:{port}/chunked")
         closing = await http.request("GET", f"http://127.0.0.1:{port}/close")
+        after = await http.request("GET", f"http://127.0.0.1:{port}/chunked")
         await http.aclose()
         server.close()
         await server.wait_closed()
-        return chunked, closing, http
+        return chunked, closing, after, http
 
-    chunked, closing, http = run(go())
-    assert chunked.body == b"hello world" and closing.body == b"until close"
-    assert http.idle_connections() == 0
+    chunked, closing, after, http = run(go())
+    assert chunked.body == b"hello world" and closing.body == b"until close" and after.body == b"hello world"
+    # the chunked answer kept its connection for the next request; the close-delimited one was not reused
+    assert http.connects == 2 and len(accepted) == 2
 
 
 def test_no_threads_or_sockets_left_behind(scans):
@@ -309,40 +314,12 @@ def test_failed_discovery_fails_fast_then_retries(scans):
         assert answer.host == host.url and len([r for r in cdn.requests if r.path.endswith("/info")]) == 2
 
 
-def _self_signed(tmp_path):
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 def test_tls_and_dns_path_with_keep_alive(scans, tmp_path):
     """https to `localhost` by name: DNS through the loop's resolver, TLS verified against a test CA, one
     connection reused, and no thread or socket left once the loop is closed."""
     import ssl
 
-    cert_file, key_file = _self_signed(tmp_path)
+    cert_file, key_file = self_signed(tmp_path)
     server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_ctx.load_cert_chain(cert_file, key_file)
     client_ctx = ssl.create_default_context(cafile=str(cert_file))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, serve, sold, till
+from . import core, demo, feed, serve, sold, systemd, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -16,14 +16,15 @@ def main() -> None:
 
     \b
     Typical first steps:
-      lmcz-fast demo                          # generate 900k blocked codes, load, check, time it
-      lmcz-fast load store.db blocked.txt     # build a database from a file (text, CSV, .gz)
-      lmcz-fast lookup store.db "0104650..."  # check scans; exit 1 if any is blocked
-      lmcz-fast info store.db                 # version, counts, sizes, times
-      lmcz-fast sync store.db --feed URL      # signed updates (see: lmcz-fast sync --help)
-      lmcz-fast serve store.db                # Local-Module-compatible HTTP service on 127.0.0.1:5995
-      lmcz-fast sold export store.db -o s.jsonl  # back up the codes this store sold (see: lmcz-fast sold --help)
-      lmcz-fast check --db store.db SCAN      # till-side check: online first, offline within 1.5 s
+      lmcz-fast demo                                   # generate 900k blocked codes, load, check, time it
+      lmcz-fast load store.db blocked.txt              # build a database from your list (text, CSV, .gz)
+      lmcz-fast lookup store.db 0104650000000010215abcdef      # check scans; exit 1 if any is blocked
+      lmcz-fast info store.db                          # version, counts, sizes, times
+      lmcz-fast sync store.db --feed https://feed.example/ --public-key feed.pub   # signed updates (sync --help)
+      lmcz-fast serve store.db                         # Local-Module-compatible HTTP service on 127.0.0.1:5995
+      lmcz-fast sold export store.db -o sold.jsonl     # back up the codes this store sold (sold --help)
+      lmcz-fast check --db store.db "0104650000000010215abcdef<GS>93ab12"   # till-side: online first, then offline
+      lmcz-fast systemd --feed https://feed.example/   # print hardened systemd units for serve and sync
     """
 
 
@@ -32,4 +33,5 @@ demo.register(main)
 feed.register(main)
 serve.register(main)
 sold.register(main)
+systemd.register(main)
 till.register(main)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import click
 
 from .._codes import CodeError
+from ..progress import announce_after, estimate_lines, line_counter
 from ..store import Blocklist, LoadError, StoreError, Verdict, VersionError
+from .progress import progress_for
 
 EXIT_OK = 0
 EXIT_BLOCKED = 1
@@ -23,17 +25,6 @@ EXIT_STORE = 4
 def _fail(message: str, code: int = EXIT_STORE) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(code)
-
-
-def _progress_printer(label: str) -> Any:
-    """A line counter on stderr when a person is watching; nothing in pipes and logs."""
-    if not sys.stderr.isatty():
-        return None
-
-    def show(lines: int) -> None:
-        click.echo(f"\r{label}: {lines:,} lines read", err=True, nl=False)
-
-    return show
 
 
 @click.command()
@@ -56,8 +47,14 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
       CSV          a header naming a 'cis' (or 'code', 'km') column; optional 'gtin', 'authority',
                    'reason', 'since' columns; ',' ';' or tab separated
     Raw scans (with crypto tails, lost GS, scanner prefixes) are cut to their identity. Bad lines are
-    counted and the first ones shown with their line numbers; --strict refuses the load instead.
+    counted and the first ones shown with their line numbers; --strict refuses the load instead. On a terminal a
+    progress bar shows the lines read, their rate and the time left; logs and pipes get none.
 
+    \b
+    Exit status:
+      0  loaded
+      3  refused: --strict and bad lines (nothing changed)
+      4  store error, e.g. disk full or map size reached (nothing changed; the old version is still served)
     \b
     Example:
       lmcz-fast load store.db blocked-2026-11-23.csv.gz --strict
@@ -68,19 +65,27 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
             else Blocklist.create(db)
     except StoreError as exc:
         _fail(str(exc))
+    bar = progress_for()
     with bl:
         try:
-            report = bl.load(list(sources), replace=replace, strict=strict, version=version,
-                             block=block or None, progress=_progress_printer("loading"))
+            counter = None
+            inputs: Any = list(sources)
+            if bar is not None:
+                counter = line_counter(bar, "reading", estimate_lines(sources))
+                inputs = announce_after(inputs, bar, "writing the database")
+            report = bl.load(inputs, replace=replace, strict=strict, version=version,
+                             block=block or None, progress=counter)
         except LoadError as exc:
-            if sys.stderr.isatty():
-                click.echo(err=True)
+            if bar is not None:
+                bar.close()
             _print_errors(exc.report)
             _fail(f"{exc}", EXIT_INVALID)
         except (StoreError, VersionError) as exc:
+            if bar is not None:
+                bar.close()
             _fail(str(exc))
-        if sys.stderr.isatty():
-            click.echo(err=True)
+        if bar is not None:
+            bar.close()
         _print_errors(report)
         click.echo(f"loaded {db}: {report.summary()}")
         info = bl.info()
@@ -170,11 +175,25 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     sys.exit(EXIT_BLOCKED if blocked else EXIT_INVALID if invalid else EXIT_OK)
 
 
+def _local_time(ts: float) -> str:
+    """A Unix time as this machine's local time with its UTC offset, and the Unix time itself."""
+    stamp = datetime.datetime.fromtimestamp(ts, tz=datetime.timezone.utc).astimezone()
+    return f"{stamp.isoformat(sep=' ', timespec='seconds')} ({int(ts)})"
+
+
 @click.command()
 @click.argument("db", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as one JSON object.")
 def info(db: str, as_json: bool) -> None:
-    """Show the version, counts, sizes and times of the database DB."""
+    """Show the version, counts, sizes and times of the database DB.
+
+    Times are local, with their offset from UTC (`2026-11-23 14:05:09+03:00`); --json gives Unix seconds.
+
+    \b
+    Examples:
+      lmcz-fast info store.db
+      lmcz-fast info store.db --json
+    """
     try:
         with Blocklist.open(db) as bl:
             fields = bl.info()
@@ -186,7 +205,7 @@ def info(db: str, as_json: bool) -> None:
     for name in sorted(fields):
         value = fields[name]
         if name.endswith("_at") and isinstance(value, (int, float)):
-            value = f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(value))} ({value:.0f})"
+            value = _local_time(value)
         click.echo(f"{name:>18}: {value}")
 
 
@@ -204,7 +223,15 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
       +CODE   block a code (scan or CIS)      -CODE   unblock it
       +GTIN   block a whole product (14 digits)  -GTIN   unblock it
     Readers in other processes keep answering and see the new version atomically. A bad line refuses the
-    whole delta and changes nothing.
+    whole delta and changes nothing; a delta that changes nothing keeps the version.
+
+    \b
+    Exit status: 0 applied (or already there, or nothing to change), 3 bad delta file or code, 4 store error
+    (version gap, disk full, map size reached); on 3 and 4 nothing changed.
+    \b
+    Examples:
+      printf "+%s\\n" "$CIS" > changes.txt && lmcz-fast delta store.db changes.txt
+      lmcz-fast delta store.db more-changes.txt --from-version 2    # refused unless the store is at version 2
     """
     from ..feed import FeedError, read_delta
 
@@ -225,7 +252,11 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
     except (StoreError, VersionError) as exc:
         _fail(str(exc))
     if not report.applied:
-        click.echo(f"already at version {report.to_version}; nothing to do")
+        if report.to_version == target:
+            click.echo(f"already at version {report.to_version}; nothing to do")
+        else:
+            click.echo(f"nothing changed: the codes it adds are blocked already and those it removes are not; "
+                       f"the store stays at version {report.to_version}")
         return
     click.echo(f"version {report.from_version} -> {report.to_version}: +{report.added} -{report.removed} codes, "
                f"+{report.gtins_added} -{report.gtins_removed} GTINs in {report.seconds * 1000:.1f} ms")

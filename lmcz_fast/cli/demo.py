@@ -60,6 +60,11 @@ def demo(n_codes: int, n_probes: int, seed: int, directory: str | None) -> None:
     clothing with 91/92 crypto tails, milk and water with 93, 29-character tobacco packs...). Sample scans
     show the scanner damage the parser repairs. Timings compare against a Python set of the already-cut
     codes on the same probes; see benches/ for the full, repeatable comparison.
+
+    \b
+    Examples:
+      lmcz-fast demo
+      lmcz-fast demo --codes 100000 --probes 20000 --dir demo   # keep demo/blocked.txt and demo/db to try things on
     """
     workdir = directory or tempfile.mkdtemp(prefix="lmcz-demo-")
     os.makedirs(workdir, exist_ok=True)

@@ -21,6 +21,8 @@ import click
 
 from .. import feed
 from ..store import Blocklist, StoreError
+from .progress import progress_for
+from .upstream import proxy_config, proxy_options
 
 EXIT_OK = 0
 EXIT_STORE = 4
@@ -63,6 +65,11 @@ def _fail(message: str, code: int = EXIT_FEED) -> None:
     sys.exit(code)
 
 
+def _kind(exc: BaseException) -> str:
+    """The error's public class name: the feed's internal subclasses are named by their documented parent."""
+    return next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
+
+
 def _when(ts: float | None, now: float) -> str:
     if ts is None:
         return "never"
@@ -102,6 +109,10 @@ def _setup_logging(verbose: bool) -> None:
     log.handlers[:] = [handler]
     log.setLevel(logging.DEBUG if verbose else logging.INFO)
     log.propagate = False
+    store_log = logging.getLogger("lmcz_fast.store")   # e.g. the stale reader slots a write cleared
+    store_log.handlers[:] = [handler]
+    store_log.setLevel(logging.INFO)
+    store_log.propagate = False
 
 
 def _retry(attempts: int, timeout: float) -> feed.RetryPolicy:
@@ -145,10 +156,14 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
         except (feed.FeedError, StoreError, OSError) as exc:
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
-            log.error("FAILED (%s): %s; nothing was changed; retrying in %s", type(exc).__name__, exc, _span(delay))
+            said = "" if "nothing was changed" in str(exc) else "; nothing was changed"
+            log.error("FAILED (%s): %s%s; retrying in %s", _kind(exc), exc, said, _span(delay))
         if stop.is_set():
             break
-        on_schedule(time.time() + delay)
+        try:
+            on_schedule(time.time() + delay)
+        except StoreError as exc:   # e.g. a full disk: keep serving the old version and try again next round
+            log.error("could not record the next sync time (%s): %s", type(exc).__name__, exc)
         log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
         stop.wait(delay)
     log.info("stopped")
@@ -177,7 +192,8 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
     try:
         priv, pub = feed.write_keypair(private_key, public_path, overwrite=force)
     except FileExistsError as exc:
-        _fail(str(exc))
+        _fail(f"{exc}: give --force to replace it (stores holding the old public key then refuse the feed until "
+              f"they are given the new one)")
     click.echo(f"private key: {priv} (keep it secret)")
     click.echo(f"public key:  {pub}: {pub.read_text().strip()}")
 
@@ -208,14 +224,21 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
       lmcz-fast publish /srv/feed --key feed.key --delta changes.txt
       lmcz-fast publish /srv/feed --key feed.key          # heartbeat: same version, fresh signature
     Run the heartbeat from cron at least hourly: stores refuse a manifest older than --valid-for.
+    On a terminal each step shows progress (rate, time left); logs and --json stay quiet.
     """
     if snapshots and delta_path:
         raise click.UsageError("give --snapshot or --delta, not both")
+    bar = progress_for(quiet=as_json)
     try:
         report = feed.publish(feed_dir, key_path, snapshot=list(snapshots) or None, delta=delta_path,
-                              version=version, feed_id=feed_id, keep_deltas=keep_deltas, valid_for=int(valid_for))
+                              version=version, feed_id=feed_id, keep_deltas=keep_deltas, valid_for=int(valid_for),
+                              progress=bar)
     except feed.FeedError as exc:
+        if bar is not None:
+            bar.close()
         _fail(str(exc))
+    if bar is not None:
+        bar.close()
     if as_json:
         click.echo(json.dumps(asdict(report), indent=1))
     else:
@@ -237,9 +260,11 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
 @click.option("--nice", "niceness", type=click.IntRange(0, 19), default=WRITER_NICE, show_default=True,
               help="Lower this process's CPU priority by this much, so tills' lookups in other processes on the "
                    "same cores come first while an update is applied (0: leave it).")
+@proxy_options
 @click.option("-v", "--verbose", is_flag=True, help="Log retries and decisions in detail.")
 def sync(db: str, feed_url: str | None, public_key: str | None, every: float | None, attempts: int,
-         timeout: float, as_json: bool, niceness: int, verbose: bool) -> None:
+         timeout: float, as_json: bool, niceness: int, proxy_url: str | None, proxy_auth_file: str | None,
+         verbose: bool) -> None:
     """Bring DB up to date from a signed feed: deltas when possible, the snapshot when too far behind.
 
     \b
@@ -247,8 +272,11 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     one transaction: readers keep answering and see the new version at once. Examples:
       lmcz-fast sync store.db --feed https://mirror.shop.local/feed/ --public-key feed.pub
       lmcz-fast sync store.db --every 2h        # daemon; logs to stderr; stops on SIGTERM
-    Exit codes: 0 synced or up to date, 4 store error, 5 feed error (nothing changed).
+      lmcz-fast sync store.db --proxy http://proxy.shop.local:3128 --proxy-auth-file /etc/lmcz-fast/proxy.auth
+    On a terminal a one-shot sync shows a progress bar (download, check, load); logs and --json stay quiet.
+    Exit codes: 0 synced or up to date, 4 store error (e.g. disk full), 5 feed error (nothing changed).
     """
+    proxy = proxy_config(proxy_url, proxy_auth_file)
     _setup_logging(verbose)
     _lower_priority(niceness)
     if feed_url is None and not _exists(db):
@@ -259,7 +287,13 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
             if url is None:
                 raise click.UsageError("no --feed given and the store has never synced from one")
             if every is None:
-                report = feed.sync(bl, url, public_key, retry=_retry(attempts, timeout))
+                bar = progress_for(quiet=as_json)
+                try:
+                    report = feed.sync(bl, url, public_key, retry=_retry(attempts, timeout), proxy=proxy,
+                                       progress=bar)
+                finally:
+                    if bar is not None:
+                        bar.close()
                 if as_json:
                     click.echo(json.dumps(asdict(report), indent=1))
                 else:
@@ -268,7 +302,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
             key = [public_key]
 
             def once(sleep: Callable[[float], Any]) -> str:
-                report = feed.sync(bl, url, key[0], retry=_retry(attempts, timeout), sleep=sleep)
+                report = feed.sync(bl, url, key[0], retry=_retry(attempts, timeout), sleep=sleep, proxy=proxy)
                 key[0] = None
                 return f"sync ok: {report.summary()}; {_status_line(bl)}"
 
@@ -281,9 +315,11 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
 
             _run_forever(every, once, on_schedule)
     except feed.FeedError as exc:
-        _fail(f"{type(exc).__name__}: {exc}; the store was not changed")
+        _fail(f"{_kind(exc)}: {exc}; the store was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
+    except OSError as exc:
+        _fail(f"{exc.filename or db}: {exc.strerror or exc}; the store was not changed", EXIT_STORE)
 
 
 def _lower_priority(niceness: int) -> None:
@@ -328,25 +364,30 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @click.option("--timeout", type=float, default=30.0, show_default=True)
 @click.option("--nice", "niceness", type=click.IntRange(0, 19), default=WRITER_NICE, show_default=True,
               help="Lower this process's CPU priority by this much (as `sync --nice`; 0: leave it).")
+@proxy_options
 @click.option("-v", "--verbose", is_flag=True)
 def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, every: float | None,
-           serve_address: str | None, attempts: int, timeout: float, niceness: int, verbose: bool) -> None:
+           serve_address: str | None, attempts: int, timeout: float, niceness: int, proxy_url: str | None,
+           proxy_auth_file: str | None, verbose: bool) -> None:
     """Re-serve a verified copy of an upstream feed from MIRROR_DIR, for a chain's stores to sync from.
 
     \b
     Only the mirror pulls from upstream; stores point at the mirror. Files are verified against the upstream's
     signed manifest, which the mirror serves byte for byte, so stores still verify the publisher's signature.
       lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --every 30m
-      lmcz-fast mirror /srv/lmcz-mirror --feed ... --public-key feed.pub --db store.db --serve 0.0.0.0:8080 --every 30m
+      lmcz-fast mirror /srv/lmcz-mirror --feed https://feed.example/ --public-key feed.pub --db store.db \\
+          --serve 0.0.0.0:8080 --every 30m
       lmcz-fast sync till-store.db --feed http://mirror.local:8080/ --public-key feed.pub --every 2h
+    Behind a proxy: --proxy http://proxy.shop.local:3128 --proxy-auth-file /etc/lmcz-fast/proxy.auth
     """
+    proxy = proxy_config(proxy_url, proxy_auth_file)
     _setup_logging(verbose)
     _lower_priority(niceness)
     server = _serve(mirror_dir, serve_address) if serve_address else None
     try:
         def once(sleep: Callable[[float], Any]) -> str:
             report = feed.mirror(feed_url, mirror_dir, public_key, db=db, retry=_retry(attempts, timeout),
-                                 sleep=sleep)
+                                 sleep=sleep, proxy=proxy)
             return f"mirror ok: {report.summary()}"
 
         if every is None:
@@ -354,7 +395,7 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
             return
         _run_forever(every, once, lambda at: None)
     except feed.FeedError as exc:
-        _fail(f"{type(exc).__name__}: {exc}; the mirror was not changed")
+        _fail(f"{_kind(exc)}: {exc}; the mirror was not changed")
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     finally:

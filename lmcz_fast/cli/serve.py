@@ -103,7 +103,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz/password
       lmcz-fast serve store.db --audit-dir /var/log/lmcz/audit --retention-days 120
       curl -u admin:admin -H 'Content-Type: application/json' \\
-           -d '{"cis_list": ["0104650000000011215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
+           -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
     _setup_logging(log_level)
     if not os.path.exists(os.path.join(db, "data.mdb")):
@@ -140,9 +140,10 @@ def audit() -> None:
 
 
 @audit.command("export")
-@click.option("--audit-dir", required=True, type=click.Path(exists=True, file_okay=False),
-              envvar="LMCZ_FAST_AUDIT_DIR", help="The audit directory (serve's --audit-dir, default DB.audit). "
-                                                  "Env: LMCZ_FAST_AUDIT_DIR.")
+@click.argument("db", required=False, type=click.Path(file_okay=False))
+@click.option("--audit-dir", type=click.Path(file_okay=False), envvar="LMCZ_FAST_AUDIT_DIR",
+              help="The audit directory, if `serve` was given another one than its default DB.audit. "
+                   "Env: LMCZ_FAST_AUDIT_DIR.")
 @click.option("--since", help="From this time on: 2026-11-01, 2026-11-01T10:00+03:00, a Unix time, or an age "
                               "such as 24h, 7d [default: the oldest record].")
 @click.option("--until", help="Before this time (same forms) [default: now].")
@@ -150,14 +151,24 @@ def audit() -> None:
 @click.option("--csv", "fmt", flag_value="csv", help="CSV, one row per checked code.")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
               help="Write here instead of stdout.")
-def audit_export(audit_dir: str, since: str | None, until: str | None, fmt: str, output: TextIO) -> None:
-    """Export audit records between --since and --until.
+def audit_export(db: str | None, audit_dir: str | None, since: str | None, until: str | None, fmt: str,
+                 output: TextIO) -> None:
+    """Export the audit records of the database DB (kept in DB.audit by `serve`) between --since and --until.
 
     \b
     Examples:
-      lmcz-fast audit export --audit-dir store.db.audit --since 24h
-      lmcz-fast audit export --audit-dir store.db.audit --since 2026-11-01 --until 2026-12-01 --csv -o nov.csv
+      lmcz-fast audit export store.db --since 24h
+      lmcz-fast audit export store.db --since 2026-11-01 --until 2026-12-01 --csv -o nov.csv
+      lmcz-fast audit export --audit-dir /var/lib/lmcz/audit --since 7d
     """
+    if audit_dir is None:
+        if db is None:
+            raise click.UsageError("give the database DB (its audit log is DB.audit) or --audit-dir")
+        audit_dir = os.path.normpath(db) + ".audit"
+    if not os.path.isdir(audit_dir):
+        click.secho(f"error: no audit log at {audit_dir} (`serve` keeps one there unless given --no-audit or "
+                    f"another --audit-dir)", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
     try:
         since_ms = parse_when(since) if since else None
         until_ms = parse_when(until) if until else None

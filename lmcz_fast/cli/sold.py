@@ -81,7 +81,7 @@ def sold_import(db: str, source: TextIO, force: bool, replace: bool) -> None:
     \b
     Examples:
       lmcz-fast sold import store.db sold.jsonl
-      lmcz-fast sold import /new/store.db sold.jsonl --force
+      lmcz-fast sold import new.db sold.jsonl --force
     """
     with _open(db) as bl:
         try:

@@ -12,6 +12,7 @@ import click
 from ..checker import MAX_RECEIPT_CODES, Checker, Decision, ReceiptTooLarge, TillVerdict
 from ..store import Blocklist, StoreError
 from ..trueapi import CDN_URL, TrueApiClient
+from .upstream import proxy_config, proxy_options
 
 EXIT_SELL = 0
 EXIT_REFUSE = 1
@@ -56,7 +57,26 @@ def _print(verdict: TillVerdict, lang: str) -> None:
     click.echo(summary, err=True)
 
 
-@click.command()
+class _SetupErrorsExit4(click.Command):
+    """`check` promises exit 4 for a setup error (a missing database, nothing to check against, conflicting or
+    unknown options): a till's script reads 2 as nothing in particular, so click's usage errors exit 4 here too."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_SETUP
+            raise
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:
+            exc.exit_code = EXIT_SETUP
+            raise
+
+
+@click.command(cls=_SetupErrorsExit4)
 @click.argument("codes", nargs=-1, required=True)
 @click.option("--db", type=click.Path(file_okay=False, exists=True), default=None,
               help="Offline check against this lmcz-fast database, in-process.")
@@ -79,10 +99,11 @@ def _print(verdict: TillVerdict, lang: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON (messages in Russian and English).")
 @click.option("--lang", type=click.Choice(["ru", "en"]), default="ru", show_default=True,
               help="Language of the cashier messages.")
+@proxy_options
 @click.option("-v", "--verbose", is_flag=True, help="Log host discovery, set-aside hosts and late answers.")
 def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: str | None, cdn: str,
           hosts: tuple[str, ...], fiscal_drive: str | None, deadline: float, each: bool, as_json: bool, lang: str,
-          verbose: bool) -> None:
+          proxy_url: str | None, proxy_auth_file: str | None, verbose: bool) -> None:
     """Check marking codes as a till does: online (True API) first; if no answer within --deadline, offline.
 
     \b
@@ -91,21 +112,27 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
 
     \b
     Decisions: sell, refuse (with the reason for the cashier), cannot_check (neither side could answer).
-    Exit status: 0 all sell, 1 something refused, 3 something could not be checked, 4 setup error.
+    Exit status: 0 all sell, 1 something refused, 3 something could not be checked, 4 setup error (no
+    database, nothing to check against, a wrong option).
 
     \b
     Examples:
       lmcz-fast check --db store.db "0104601234567893215Mvb<GS>93Abcd"
       LMCZ_TRUE_API_KEY=... lmcz-fast check --lm http://admin:admin@127.0.0.1:5995 --fiscal-drive 7281440500000001 -
+      LMCZ_TRUE_API_KEY=... lmcz-fast check --db store.db --proxy http://proxy.shop.local:3128 \\
+          --proxy-auth-file /etc/lmcz-fast/proxy.auth "0104601234567893215Mvb<GS>93Abcd"
+    The proxy carries the online check only; the Local Module (--lm) is asked directly.
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     if db and lm_url:
         raise click.UsageError("give either --db or --lm for the offline side, not both")
     if not (db or lm_url or api_key):
         raise click.UsageError("nothing to check against: give --api-key (online), --db or --lm (offline)")
+    proxy = proxy_config(proxy_url, proxy_auth_file)
     online = None
     if api_key:
-        online = TrueApiClient(api_key, cdn_url=cdn, hosts=list(hosts) or None, fiscal_drive_number=fiscal_drive)
+        online = TrueApiClient(api_key, cdn_url=cdn, hosts=list(hosts) or None, fiscal_drive_number=fiscal_drive,
+                               proxy=proxy)
     offline: Blocklist | str | None = lm_url
     if db:
         try:

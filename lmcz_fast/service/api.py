@@ -334,7 +334,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             status, lm = None, "sync_error"
         extra = dict(self.audit.metrics()) if self.audit is not None else {}
         extra.update(self.sold_metrics())
-        return Response(200, self.metrics.render(status, lm, extra), content_type=b"text/plain; version=0.0.4")
+        cleared = getattr(self.blocklist, "stale_readers_cleared", None)
+        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared),
+                        content_type=b"text/plain; version=0.0.4")
 
     def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""

@@ -33,7 +33,8 @@ class Metrics:
         self.latency_counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
         self.latency_sum += seconds
 
-    def render(self, status: Status | None, lm_status: str, extra: dict[str, float] | None = None) -> bytes:
+    def render(self, status: Status | None, lm_status: str, extra: dict[str, float] | None = None, *,
+               stale_readers_cleared: int | None = None) -> bytes:
         out = [
             "# HELP lmcz_requests_total HTTP requests by endpoint and outcome.",
             "# TYPE lmcz_requests_total counter",
@@ -88,6 +89,12 @@ class Metrics:
         ]
         for name in ("ready", "initialization", "sync_error", "not_configured"):
             out.append(f'lmcz_lm_status{{status="{name}"}} {int(lm_status == name)}')
+        if stale_readers_cleared is not None:
+            out += [
+                "# HELP lmcz_store_stale_readers_cleared_total Reader slots of dead processes cleared from the store.",
+                "# TYPE lmcz_store_stale_readers_cleared_total counter",
+                f"lmcz_store_stale_readers_cleared_total {stale_readers_cleared}",
+            ]
         for name, value in sorted((extra or {}).items()):
             out.append(f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}")
             out.append(f"{name} {value}")

@@ -13,7 +13,7 @@ transaction).
 
 from .blocklist import Blocklist
 from .digest import digest_after, set_digest_of
-from .errors import DigestMismatchError, LoadError, StoreError, VersionError
+from .errors import DigestMismatchError, DiskFullError, LoadError, MapFullError, StoreError, VersionError
 from .group_commit import GroupCommitter
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .sold import SoldEntry, SoldRegister, SoldRegisterError
@@ -23,10 +23,12 @@ __all__ = [
     "Blocklist",
     "DeltaReport",
     "DigestMismatchError",
+    "DiskFullError",
     "GroupCommitter",
     "LineError",
     "LoadError",
     "LoadReport",
+    "MapFullError",
     "SoldEntry",
     "SoldRegister",
     "SoldRegisterError",

@@ -39,9 +39,13 @@ from .environment import (
     META_PREFILTER,
     META_PREFILTER_INDEX,
     acquire_env,
+    begin_read,
+    check_room_to_create,
     open_dbs,
     put_prefilter,
     release_env,
+    stale_readers_cleared,
+    write_txn,
 )
 from .errors import StoreError
 from .keys import decode_block_id, pack_gtin
@@ -61,6 +65,21 @@ def _bare_reading(raw: str | bytes) -> MarkingCode | None:
         return parse_code(raw, cis=True)
     except CodeError:
         return None
+
+
+def _discard_new(path: str, made_dir: bool) -> None:
+    """Remove what a failed `create` left (an environment no transaction was ever committed to), so that a retry
+    after freeing space starts afresh."""
+    for name in ("data.mdb", "lock.mdb"):
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+    if made_dir:
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
 
 
 class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
@@ -92,13 +111,19 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
         path = os.fspath(path)
         if os.path.exists(os.path.join(path, "data.mdb")):
             raise StoreError(f"a database already exists at {path}; open it instead")
+        check_room_to_create(path)
+        made_dir = not os.path.isdir(path)
         os.makedirs(path, exist_ok=True)
-        env = acquire_env(path)
+        try:
+            env = acquire_env(path)
+        except StoreError:
+            _discard_new(path, made_dir)
+            raise
         try:
             from pyroaring import BitMap
 
             now = time.time()
-            with env.begin(write=True) as txn:
+            with write_txn(env, path) as txn:
                 dbs = {name: env.open_db(name, txn=txn) for name in (DB_CODES, DB_GTINS, DB_BLOCKS,
                                                                      DB_COLLISIONS, DB_META)}
                 meta = dbs[DB_META]
@@ -119,8 +144,11 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
                     txn.put(name.encode(), json.dumps(value).encode(), db=meta)
                 put_prefilter(txn, meta, BitMap().serialize())
                 txn.put(META_GTIN_INDEX, b"", db=meta)
-        finally:
+        except StoreError:
             release_env(env)
+            _discard_new(path, made_dir)
+            raise
+        release_env(env)
         return cls.open(path, readonly=False)
 
     @classmethod
@@ -188,6 +216,12 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
     def path(self) -> str:
         return self._path
 
+    @property
+    def stale_readers_cleared(self) -> int:
+        """Reader slots of dead processes this process has cleared in the store since it opened it (each pinned
+        an old version: the file would grow with every write while it stayed)."""
+        return stale_readers_cleared(self._env)
+
     def _renew(self) -> None:
         """Start a fresh read transaction and re-attach the compiled probe to the version it sees.
 
@@ -199,7 +233,7 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
             if self._env is None:
                 raise StoreError("the blocklist is closed")
             try:
-                txn = self._env.begin(buffers=True)
+                txn = begin_read(self._env, self._path)
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
                 txn = self._env.begin(buffers=True)

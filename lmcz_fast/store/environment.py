@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import logging
 import os
 import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import lmdb
 
 from .._probe import build_index
-from .errors import StoreError
+from .errors import DiskFullError, MapFullError, StoreError
+
+log = logging.getLogger("lmcz_fast.store")
 
 #: Virtual size of the memory map. It costs nothing on 64-bit Linux (pages are mapped lazily) and is far above
 #: what a blocklist needs (30 MB for 900k codes), so no writer ever has to grow it under running readers.
@@ -18,6 +26,15 @@ MAX_READERS = 1024
 DEFAULT_REFRESH_INTERVAL = 0.25
 DEFAULT_REFRESH_WINDOW = 2 * 3600.0
 DEFAULT_EXPIRE_AFTER = 72 * 3600.0
+#: LMDB's lock file for MAX_READERS reader slots: a 192-byte header holding the first slot, then 64 bytes a slot.
+LOCK_FILE_BYTES = 192 + 64 * (MAX_READERS - 1)
+#: Free space a new database needs at least: its lock file, two meta pages and the first transaction's pages.
+MIN_CREATE_BYTES = 1 << 20
+#: A long-lived reader clears stale reader slots at most this often when it renews (a writer: before every write).
+READER_CHECK_INTERVAL = 5.0
+#: Below this much free space, LMDB's "Input/output error" (its word for a short write) means the disk is full.
+_FULL_MARGIN = 4 << 20
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 DB_CODES = b"codes"
 DB_GTINS = b"gtins"
@@ -36,30 +53,62 @@ META_PREFILTER_INDEX = b"prefilter_index"
 BINARY_META = {META_PREFILTER, META_GTIN_INDEX, META_PREFILTER_INDEX}
 
 
+class _Shared:
+    """One open environment of this process: its users and what clearing its reader table has found."""
+
+    def __init__(self, env: lmdb.Environment, lock_fd: int | None) -> None:
+        self.env = env
+        self.lock_fd = lock_fd   # see `open_lock_file`: closed only after the environment
+        self.refs = 1
+        self.cleared = 0
+        self.checked_at = -float("inf")
+        self.lock = threading.Lock()
+
+
 _ENV_LOCK = threading.Lock()
-_ENVS: dict[str, list[Any]] = {}
+_ENVS: dict[str, _Shared] = {}
 
 
 def acquire_env(path: str) -> lmdb.Environment:
-    """One environment per path per process (LMDB's rule), shared and reference-counted."""
+    """One environment per path per process (LMDB's rule), shared and reference-counted.
+
+    The lock file's blocks are allocated first (`reserve_lock_file`), so a full disk is an error here, not a SIGBUS
+    later; LMDB's failures come out as `StoreError`s; stale reader slots are cleared and counted.
+    """
     key = os.path.realpath(path)
     with _ENV_LOCK:
         entry = _ENVS.get(key)
         if entry is not None:
-            entry[1] += 1
-            return entry[0]
-        env = lmdb.open(
-            key,
-            map_size=MAP_SIZE,
-            max_dbs=MAX_DBS,
-            max_readers=MAX_READERS,
-            readahead=False,
-            subdir=True,
-            create=False,
-        )
-        env.reader_check()
-        _ENVS[key] = [env, 1]
-        return env
+            entry.refs += 1
+            return entry.env
+        lock_fd = open_lock_file(key)
+        env = None
+        try:
+            if lock_fd is not None:
+                reserve_lock_file(lock_fd, key)
+            try:
+                env = lmdb.open(
+                    key,
+                    map_size=MAP_SIZE,
+                    max_dbs=MAX_DBS,
+                    max_readers=MAX_READERS,
+                    readahead=False,
+                    subdir=True,
+                    create=False,
+                )
+            except lmdb.Error as exc:
+                raise lmdb_error(exc, path, "the database could not be opened") from exc
+            if lock_fd is not None:
+                reserve_lock_file(lock_fd, key)   # again, in case LMDB sized the file otherwise
+        except BaseException:
+            if env is not None:
+                env.close()
+            if lock_fd is not None:
+                os.close(lock_fd)
+            raise
+        _ENVS[key] = _Shared(env, lock_fd)
+    clear_stale_readers(env, path)
+    return env
 
 
 def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
@@ -85,12 +134,179 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
 def release_env(env: lmdb.Environment) -> None:
     with _ENV_LOCK:
         for key, entry in list(_ENVS.items()):
-            if entry[0] is env:
-                entry[1] -= 1
-                if entry[1] == 0:
+            if entry.env is env:
+                entry.refs -= 1
+                if entry.refs == 0:
                     del _ENVS[key]
                     env.close()
+                    if entry.lock_fd is not None:
+                        os.close(entry.lock_fd)
                 return
+
+
+def _shared(env: lmdb.Environment) -> _Shared | None:
+    with _ENV_LOCK:
+        return next((entry for entry in _ENVS.values() if entry.env is env), None)
+
+
+# -- the reader table: stale slots ---------------------------------------------------------------------------
+#
+# A process killed while it holds a read transaction leaves its slot in the reader table, and the slot pins the
+# version it read: no page freed after it is reused, so the data file grows with every write. LMDB clears such
+# slots only when asked (`mdb_reader_check`, which tests each slot's process with a lock probe), so every writer
+# asks before each write transaction and a long-lived reader now and then when it renews.
+
+
+def clear_stale_readers(env: lmdb.Environment, path: str) -> int:
+    """Clear the reader slots of processes that died holding a read transaction; return how many; count and log."""
+    cleared = env.reader_check()
+    entry = _shared(env)
+    total = cleared
+    if entry is not None:
+        with entry.lock:
+            entry.cleared += cleared
+            entry.checked_at = time.monotonic()
+            total = entry.cleared
+    if cleared:
+        log.warning("%s: cleared %d stale reader slot(s) left by processes that died holding a read transaction "
+                    "(%d by this process so far)", path, cleared, total)
+    return cleared
+
+
+def stale_readers_cleared(env: lmdb.Environment | None) -> int:
+    """How many stale reader slots this process has cleared in `env` since it opened it."""
+    entry = None if env is None else _shared(env)
+    return 0 if entry is None else entry.cleared
+
+
+def begin_read(env: lmdb.Environment, path: str) -> lmdb.Transaction:
+    """A read transaction (`buffers=True`) for a renewal. At most every `READER_CHECK_INTERVAL` seconds it first
+    clears stale reader slots (a few microseconds); a full reader table is cleared and tried again."""
+    entry = _shared(env)
+    if entry is not None and time.monotonic() - entry.checked_at >= READER_CHECK_INTERVAL:
+        clear_stale_readers(env, path)
+    try:
+        return env.begin(buffers=True)
+    except lmdb.ReadersFullError as exc:
+        if clear_stale_readers(env, path) == 0:
+            raise StoreError(f"{path}: all {MAX_READERS} reader slots are in use by live processes") from exc
+        return env.begin(buffers=True)
+
+
+# -- writing: the one way into a write transaction -----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def write_txn(env: lmdb.Environment, path: str, meta_db: Any = None) -> Iterator[lmdb.Transaction]:
+    """A write transaction, committed when the block ends without an exception.
+
+    Stale reader slots are cleared first, so the pages dead readers pinned are reused rather than the file grown.
+    LMDB's failures (in the block or at commit) come out as `StoreError`s that name the cause in words (disk full,
+    map size reached) and, given the `meta` table, the version that is still being served. LMDB's commit is
+    atomic: a failed one leaves the store as it was.
+    """
+    clear_stale_readers(env, path)
+    try:
+        with env.begin(write=True) as txn:
+            yield txn
+    except lmdb.Error as exc:
+        served = _served_version(env, meta_db)
+        kept = "nothing was changed"
+        if served is not None:
+            kept += f"; version {served} is still being served"
+        raise lmdb_error(exc, path, kept) from exc
+
+
+def _served_version(env: lmdb.Environment, meta_db: Any) -> int | None:
+    if meta_db is None:
+        return None
+    try:
+        with env.begin(db=meta_db) as txn:
+            raw = txn.get(b"version")
+            return None if raw is None else int(json.loads(bytes(raw)))
+    except Exception:
+        return None
+
+
+def lmdb_error(exc: lmdb.Error, path: str, consequence: str) -> StoreError:
+    """LMDB's error `exc` about the store at `path` as a `StoreError` with the cause in words."""
+    code = getattr(exc, "code", 0)
+    free = free_bytes(path)
+    if isinstance(exc, lmdb.MapFullError):
+        size = f"{MAP_SIZE / 2**30:g} GiB" if MAP_SIZE >= 2**30 else f"{MAP_SIZE / 2**20:g} MiB"
+        return MapFullError(f"the database at {path} reached its map size ({size}): {consequence}")
+    if code in _NO_SPACE or isinstance(exc, lmdb.DiskError) or (
+            code == errno.EIO and free is not None and free < _FULL_MARGIN):
+        # LMDB reports a short write (the filesystem ran out part way) as EIO
+        return disk_full(path, free, consequence)
+    where = "" if free is None else f" ({free / 1e6:.1f} MB free)"
+    return StoreError(f"LMDB failed on {path}{where}: {exc}; {consequence}")
+
+
+def disk_full(path: str, free: int | None, consequence: str) -> DiskFullError:
+    room = "" if free is None else f" ({free / 1e6:.1f} MB free)"
+    return DiskFullError(f"disk full at {path}{room}: {consequence}", path=path, free_bytes=free)
+
+
+def free_bytes(path: str | os.PathLike[str]) -> int | None:
+    """Bytes an unprivileged writer may still use on the filesystem of `path` (or of its nearest existing parent)."""
+    where = os.path.abspath(os.fspath(path))
+    while True:
+        try:
+            st = os.statvfs(where)
+            return st.f_bavail * st.f_frsize
+        except FileNotFoundError:
+            parent = os.path.dirname(where)
+            if parent == where:
+                return None
+            where = parent
+        except OSError:
+            return None
+
+
+# -- disk space -----------------------------------------------------------------------------------------------
+
+
+def check_room_to_create(path: str) -> None:
+    """Refuse to start a new database where the filesystem has less than `MIN_CREATE_BYTES` free."""
+    free = free_bytes(path)
+    if free is not None and free < MIN_CREATE_BYTES:
+        raise disk_full(path, free, f"a new database needs at least {MIN_CREATE_BYTES / 1e6:.0f} MB; "
+                                    f"nothing was created")
+
+
+def open_lock_file(path: str) -> int | None:
+    """A descriptor of LMDB's lock file in `path` (created if missing), or None without write access to it.
+
+    It stays open as long as the environment: closing any descriptor of a file drops every fcntl lock this process
+    holds on it, LMDB's own included, and other processes would then take this one's reader slots for stale.
+    """
+    try:
+        return os.open(os.path.join(path, "lock.mdb"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError:
+        return None   # no write access here: LMDB's own open says why
+
+
+def reserve_lock_file(fd: int, path: str) -> None:
+    """Allocate the blocks of LMDB's lock file (its reader table) on disk, before LMDB maps it and after.
+
+    LMDB sizes the file with `ftruncate`, which leaves it sparse, and writes reader slots through a shared memory
+    map. On a full filesystem the first write to a page without a block is a SIGBUS, not an error: a new database
+    dies inside `lmdb.open`, an existing one when a reader first takes a slot on a fresh page (the 63rd reader at
+    once). With the blocks allocated here, a full disk is a `DiskFullError` and never a signal.
+    """
+    try:
+        st = os.fstat(fd)
+        # Never change the size of a lock file in use: processes that have it mapped count the slots by its size.
+        # A new (empty) one gets the size LMDB would give it, and LMDB keeps a size it finds big enough.
+        size = st.st_size or LOCK_FILE_BYTES
+        if st.st_blocks * 512 < size:
+            os.posix_fallocate(fd, 0, size)
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise disk_full(path, free_bytes(path), f"the {LOCK_FILE_BYTES // 1024} KiB reader table could not "
+                                                    f"be allocated; nothing was changed") from exc
+        log.debug("%s: could not preallocate the lock file: %s", path, exc)
 
 
 def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> None:

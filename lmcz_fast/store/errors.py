@@ -37,3 +37,19 @@ class LoadError(StoreError):
         super().__init__(message)
         self.report = report
 
+
+
+class DiskFullError(StoreError):
+    """The filesystem holding the store (or a download) has no room; the write was not committed.
+
+    `.path` is where the write went, `.free_bytes` what the filesystem had left for it when it failed.
+    """
+
+    def __init__(self, message: str, *, path: str, free_bytes: int | None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.free_bytes = free_bytes
+
+
+class MapFullError(StoreError):
+    """The database reached the size of its memory map; the write was not committed."""

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, ContextManager
 
 import lmdb
 
@@ -52,7 +52,9 @@ class GroupCommitter:
     jobs (e.g. to wake an event loop once per batch); jobs submitted with `future=True` also complete their
     `concurrent.futures.Future`. `after_commit()` runs before the notification (e.g. to make readers of this
     process see the commit from their next call on). `housekeeping(txn)` runs at the end of every batch's
-    transaction, and on its own every `housekeeping_every` seconds while idle.
+    transaction, and on its own every `housekeeping_every` seconds while idle. `begin()` opens a write transaction
+    as a context manager (default `env.begin(write=True)`; the store passes one that names disk-full and map-full
+    failures in words).
     """
 
     def __init__(
@@ -65,10 +67,12 @@ class GroupCommitter:
         housekeeping_every: float = 60.0,
         max_batch: int = DEFAULT_MAX_BATCH,
         name: str = "lmcz-group-commit",
+        begin: Callable[[], ContextManager[lmdb.Transaction]] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._env = env
+        self._begin = begin or (lambda: env.begin(write=True))
         self._notify = notify
         self._after_commit = after_commit
         self._housekeeping = housekeeping
@@ -142,7 +146,7 @@ class GroupCommitter:
     def _idle_housekeeping(self) -> None:
         assert self._housekeeping is not None
         try:
-            with self._env.begin(write=True) as txn:
+            with self._begin() as txn:
                 self._housekeeping(txn)
         except Exception:
             log.exception("housekeeping of the sold register failed; will retry")
@@ -153,7 +157,7 @@ class GroupCommitter:
     def _commit(self, batch: list[Job]) -> None:
         started = time.perf_counter()
         try:
-            with self._env.begin(write=True) as txn:
+            with self._begin() as txn:
                 for job in batch:
                     job.result = job.op(txn)
                 if self._housekeeping is not None:
@@ -163,7 +167,7 @@ class GroupCommitter:
             for job in batch:
                 job.result = None
                 try:
-                    with self._env.begin(write=True) as txn:
+                    with self._begin() as txn:
                         job.result = job.op(txn)
                 except Exception as exc:
                     job.error = exc

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import lmdb
 
 from .._codes import CodeError, MarkingCode, parse_code
-from .environment import DB_META, DB_SOLD, DB_SOLD_TIME
+from .environment import DB_META, DB_SOLD, DB_SOLD_TIME, write_txn
 from .errors import StoreError
 from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
 
@@ -130,9 +130,13 @@ class SoldRegister:
         expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
         return int(((time.time() if now is None else now) - float(expire)) * 1000)
 
+    def _begin_write(self) -> Any:
+        """A durable write transaction; LMDB failures come out as typed `StoreError`s (disk full, map full)."""
+        return write_txn(self._env, self._bl._path, self._bl._dbs[DB_META])
+
     def _write(self, op: Callable[[lmdb.Transaction], Any]) -> Any:
         """One durable write transaction running `op`, then this handle sees it from its next read."""
-        with self._env.begin(write=True) as txn:
+        with self._begin_write() as txn:
             result = op(txn)
         self.invalidate()
         return result
@@ -281,7 +285,7 @@ class SoldRegister:
         purge = self.op_purge()
         return GroupCommitter(self._env, notify=notify, after_commit=self.invalidate, housekeeping=purge,
                               housekeeping_every=housekeeping_every, max_batch=max_batch,
-                              name="lmcz-sold-writer")
+                              name="lmcz-sold-writer", begin=self._begin_write)
 
     # -- reads ------------------------------------------------------------------------------------------------
 

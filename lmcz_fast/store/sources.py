@@ -72,13 +72,12 @@ _DETAIL_COLUMNS = {
 _PROGRESS_EVERY = 50_000
 
 
-def _open_text(source: str | os.PathLike[str]) -> io.TextIOBase:
-    path = Path(source)
-    with open(path, "rb") as probe:
-        magic = probe.read(2)
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-    return open(path, encoding="utf-8-sig", newline="")
+def _open_text(source: str | os.PathLike[str]) -> tuple[io.TextIOBase, io.BufferedReader]:
+    """The text of a file, gunzipped if it starts with the gzip magic, and the file to close after it. The file is
+    opened once and the magic peeked at: a pipe (`<(zcat ...)`, /dev/stdin) can be read only once."""
+    raw = open(Path(source), "rb")
+    binary: Any = gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == b"\x1f\x8b" else raw
+    return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""), raw
 
 
 def collect(
@@ -91,7 +90,7 @@ def collect(
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
         try:
-            stream = _open_text(name)
+            stream, raw = _open_text(name)
         except FileNotFoundError as exc:
             hint = ""
             if isinstance(source, str) and len(source) >= 21 and os.sep not in source:
@@ -99,7 +98,7 @@ def collect(
             raise StoreError(f"cannot read {name}: no such file{hint}") from exc
         except OSError as exc:
             raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from exc
-        with stream:
+        with raw, stream:
             try:
                 _collect_lines(name, _chunks_of_stream(stream), out, report, block, progress)
             except UnicodeDecodeError as exc:

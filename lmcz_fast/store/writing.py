@@ -28,6 +28,7 @@ from .environment import (
     META_GTIN_INDEX,
     META_PREFILTER,
     put_prefilter,
+    write_txn,
 )
 from .errors import DigestMismatchError, LoadError, StoreError, VersionError
 from .keys import cut_all, decode_block_id, encode_block_id, gtin_index, pack_gtin
@@ -50,7 +51,7 @@ class BlocklistWriter:
         """Set metadata fields (JSON values) in one transaction, e.g. `feed_url` or `refresh_window`."""
         self._require_writable()
         fields = self._checked_meta(fields)
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, self._dbs[DB_META]) as txn:
             self._put_meta(txn, fields)
         self._renew()
 
@@ -157,7 +158,7 @@ class BlocklistWriter:
             )
         now = time.time()
         self._prefilter_cache = None
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, self._dbs[DB_META]) as txn:
             current = self._read_json(txn, "version")
             new_version = current + 1 if version is None else version
             if new_version <= current:
@@ -224,6 +225,7 @@ class BlocklistWriter:
         synced: bool = False,
         expect_digest: str | None = None,
         meta: dict[str, Any] | None = None,
+        advance_empty: bool = False,
         _collected: Collected | None = None,
     ) -> DeltaReport:
         """Block and unblock codes and GTINs, moving the version to `to_version`, in one write transaction.
@@ -236,6 +238,10 @@ class BlocklistWriter:
         With `expect_digest`, a result with any other set digest raises `DigestMismatchError` and changes
         nothing (a feed checks the publisher's digest this way, before commit). `meta` fields (JSON values, see
         `set_meta`) are written in the same transaction; `synced=True` also records the sync time.
+        A delta that changes nothing (every code and GTIN it adds is there already, every one it removes is not)
+        writes nothing: `applied=False`, the version and the metadata stay. `advance_empty=True` moves the version
+        (and writes `meta`) anyway: a feed's manifest names the version to reach, and a chain of deltas that
+        cancel out still has to get there.
         """
         self._require_writable()
         started = time.perf_counter()
@@ -264,7 +270,7 @@ class BlocklistWriter:
         collisions_db = self._dbs[DB_COLLISIONS]
         meta_db = self._dbs[DB_META]
         cached, self._prefilter_cache = self._prefilter_cache, None
-        with self._env.begin(write=True) as txn:
+        with write_txn(self._env, self._path, meta_db) as txn:
             current = self._read_json(txn, "version")
             if to_version == current and (from_version is None or from_version < current):
                 self._prefilter_cache = cached
@@ -389,6 +395,10 @@ class BlocklistWriter:
                     actual=new_digest,
                 )
             added_count = len(unique)
+            if not (added_count or removed_keys or added_gtins or removed_gtins or advance_empty):
+                txn.abort()  # nothing changes: not even a new block record or the version
+                self._prefilter_cache = cached
+                return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
             gtin_count = txn.stat(gtins_db)["entries"]
             now = time.time()
             fields: dict[str, Any] = {

@@ -1,0 +1,96 @@
+"""`lmcz-fast systemd`: print or install the systemd units for `serve` and `sync`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+import click
+
+from ..units import UnitOptions, install, render
+
+EXIT_USAGE = 2
+
+
+def _this_program() -> str | None:
+    """The absolute path of the `lmcz-fast` being run (what the units should start), if it can be told."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    if os.path.basename(argv0) == "lmcz-fast" and os.path.isfile(argv0):
+        return os.path.abspath(argv0)
+    found = shutil.which("lmcz-fast", path=os.path.dirname(sys.executable)) or shutil.which("lmcz-fast")
+    return os.path.abspath(found) if found else None
+
+
+@click.command()
+@click.option("--db", default="/var/lib/lmcz-fast/store.db", show_default=True,
+              help="The store both units use (absolute path); its directory is the one the services may write.")
+@click.option("--user", "user", default="lmcz-fast", show_default=True,
+              help="The dedicated system user the services run as (created by the sysusers.d file).")
+@click.option("--group", default=None, help="Its group [default: same as --user].")
+@click.option("--audit-dir", default=None, help="serve's audit log [default: DB.audit].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="serve's listening address.")
+@click.option("--port", default=5995, show_default=True, type=click.IntRange(1, 65535), help="serve's port.")
+@click.option("--password-file", default=None, help="serve's HTTP Basic password file [default: none: admin].")
+@click.option("--feed", "feed_url", default=None, metavar="URL", help="The feed the sync unit follows.")
+@click.option("--public-key", default="/etc/lmcz-fast/feed.pub", show_default=True,
+              help="The feed's public key (with --feed).")
+@click.option("--every", default="2h", show_default=True, help="The sync interval.")
+@click.option("--nice", "nice", default=10, show_default=True, type=click.IntRange(0, 19),
+              help="The sync unit's CPU priority offset (Nice=): tills' lookups come first.")
+@click.option("--proxy", default=None, metavar="URL", help="The sync unit's HTTP proxy (see `lmcz-fast sync --help`).")
+@click.option("--proxy-auth-file", default=None, metavar="FILE", help="Its user:password file.")
+@click.option("--bin", "binary", default=None, metavar="PATH",
+              help="The lmcz-fast program the units start [default: this one].")
+@click.option("--prefix", default="lmcz-fast", show_default=True, help="Unit name prefix: PREFIX-serve.service ...")
+@click.option("--install", "unit_dir", is_flag=False, flag_value="/etc/systemd/system", default=None,
+              metavar="[DIR]", help="Write the units into DIR [default DIR: /etc/systemd/system] instead of printing "
+                                    "them, with the user and directory files in --sysusers-dir and --tmpfiles-dir.")
+@click.option("--sysusers-dir", default="/etc/sysusers.d", show_default=True)
+@click.option("--tmpfiles-dir", default="/etc/tmpfiles.d", show_default=True)
+def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: str, port: int,
+            password_file: str | None, feed_url: str | None, public_key: str, every: str, nice: int,
+            proxy: str | None, proxy_auth_file: str | None, binary: str | None, prefix: str, unit_dir: str | None,
+            sysusers_dir: str, tmpfiles_dir: str) -> None:
+    """Print (or --install) systemd units that run `serve` and `sync` as a hardened service.
+
+    \b
+    The units run under a dedicated user with the file system read-only except the store's directory and the
+    audit log, no capabilities, private /tmp, only IP and Unix sockets, and restart when the process dies.
+    Examples:
+      lmcz-fast systemd                                   # print the units and the user/directory files
+      lmcz-fast systemd --feed https://feed.example/ --install
+      systemd-sysusers && systemd-tmpfiles --create
+      systemctl daemon-reload && systemctl enable --now lmcz-fast-sync.service lmcz-fast-serve.service
+    """
+    binary = binary or _this_program()
+    if binary is None:
+        raise click.UsageError("cannot tell where the lmcz-fast program is: give --bin PATH")
+    options = UnitOptions(binary=os.path.abspath(binary), db=db, user=user, group=group, audit_dir=audit_dir,
+                          host=host, port=port, password_file=password_file, feed_url=feed_url,
+                          public_key=public_key, every=every, nice=nice, proxy=proxy,
+                          proxy_auth_file=proxy_auth_file, prefix=prefix)
+    try:
+        files = render(options)
+    except ValueError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
+    if unit_dir is None:
+        for name, text in files.items():
+            click.echo(f"# ---- {name}")
+            click.echo(text)
+        return
+    try:
+        written = install(files, unit_dir, sysusers_dir, tmpfiles_dir)
+    except OSError as exc:
+        click.secho(f"error: cannot write {exc.filename}: {exc.strerror}", fg="red", err=True)
+        sys.exit(EXIT_USAGE)
+    for path in written:
+        click.echo(f"wrote {path}")
+    serve_unit, sync_unit = options.unit_name("serve"), options.unit_name("sync")
+    click.echo("next: systemd-sysusers && systemd-tmpfiles --create && systemctl daemon-reload && "
+               f"systemctl enable --now {sync_unit} {serve_unit}")
+
+
+def register(group: click.Group) -> None:
+    group.add_command(systemd)

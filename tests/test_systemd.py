@@ -1,0 +1,147 @@
+"""The shipped systemd units: rendered from the package's templates, checked by `systemd-analyze verify` (Debian's
+systemd; it needs the ExecStart program to exist, so the units point at the installed lmcz-fast), hardened, and
+with command lines the CLI accepts."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from lmcz_fast.cli import main
+from lmcz_fast.units import UnitOptions, install, quote, render
+
+LMCZ = shutil.which("lmcz-fast", path=os.path.dirname(sys.executable)) or shutil.which("lmcz-fast")
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (.ci/run installs "
+                                                           "Debian's systemd package)")
+
+
+def options(**kw) -> UnitOptions:
+    assert LMCZ is not None
+    return UnitOptions(binary=os.path.abspath(LMCZ), **kw)
+
+
+def directives(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            out.setdefault(name, []).append(value)
+    return out
+
+
+def verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
+    assert ANALYZE is not None
+    return subprocess.run([ANALYZE, "verify", *map(str, paths)], capture_output=True, text=True, timeout=60)
+
+
+def our_complaints(result: subprocess.CompletedProcess[str], paths: list[Path]) -> list[str]:
+    names = {p.name for p in paths}
+    return [line for line in (result.stdout + result.stderr).splitlines() if any(n in line for n in names)]
+
+
+@needs_analyze
+def test_units_pass_systemd_analyze_verify(tmp_path):
+    files = render(options(feed_url="https://feed.example/lmcz/", proxy="http://proxy.shop.local:3128",
+                           proxy_auth_file="/etc/lmcz-fast/proxy.auth", password_file="/etc/lmcz-fast/password"))
+    written = install(files, tmp_path / "units", tmp_path / "sysusers", tmp_path / "tmpfiles")
+    units = [p for p in written if p.suffix == ".service"]
+    assert sorted(p.name for p in units) == ["lmcz-fast-serve.service", "lmcz-fast-sync.service"]
+    result = verify(units)
+    assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
+
+
+@needs_analyze
+def test_verify_would_catch_a_broken_unit(tmp_path):
+    """The check above can fail: a misspelt directive, a bad value or a missing program is reported."""
+    text = render(options())["lmcz-fast-serve.service"]
+    broken = tmp_path / "lmcz-fast-serve.service"
+    broken.write_text(text.replace("ProtectSystem=strict", "ProtectSystem=stricter")
+                      .replace("NoNewPrivileges=yes", "NoNewPrivilege=yes"))
+    complaints = our_complaints(verify([broken]), [broken])
+    assert any("protect system" in c.lower() for c in complaints) and any("NoNewPrivilege" in c for c in complaints)
+    missing = tmp_path / "lmcz-fast-sync.service"
+    missing.write_text(render(UnitOptions(binary="/nonexistent/lmcz-fast"))["lmcz-fast-sync.service"])
+    result = verify([missing])
+    assert result.returncode != 0 and "not executable" in result.stdout + result.stderr
+
+
+def test_hardening_user_paths_and_restart(tmp_path):
+    files = render(options(db="/srv/lmcz/store.db", audit_dir="/var/log/lmcz-fast/audit", user="lmcz",
+                           feed_url="https://feed.example/"))
+    for name in ("lmcz-fast-serve.service", "lmcz-fast-sync.service"):
+        d = directives(files[name])
+        assert d["User"] == ["lmcz"] and d["Group"] == ["lmcz"] and d["Restart"] == ["always"]
+        assert d["ReadWritePaths"] == ["/srv/lmcz /var/log/lmcz-fast/audit"]
+        for key, value in (("ProtectSystem", "strict"), ("NoNewPrivileges", "yes"), ("PrivateTmp", "yes"),
+                           ("ProtectHome", "yes"), ("CapabilityBoundingSet", ""), ("AmbientCapabilities", ""),
+                           ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"), ("Type", "simple"),
+                           ("WantedBy", "multi-user.target")):
+            assert d[key] == [value], (name, key)
+    sync = directives(files["lmcz-fast-sync.service"])
+    assert sync["Nice"] == ["10"] and "--nice 0" in sync["ExecStart"][0]
+    assert files["lmcz-fast.sysusers.conf"].splitlines()[-1] == \
+        'u lmcz - "lmcz-fast blocklist service" /srv/lmcz -'
+    assert files["lmcz-fast.tmpfiles.conf"].splitlines()[-2:] == [
+        "d /srv/lmcz 0750 lmcz lmcz -", "d /var/log/lmcz-fast/audit 0750 lmcz lmcz -"]
+    # the audit log inside the store's directory needs no second writable path
+    assert directives(render(options())["lmcz-fast-serve.service"])["ReadWritePaths"] == ["/var/lib/lmcz-fast"]
+
+
+def test_exec_start_command_lines_are_accepted_by_the_cli(tmp_path):
+    files = render(options(feed_url="https://feed.example/", proxy="http://proxy.local:3128",
+                           proxy_auth_file="/etc/lmcz-fast/proxy.auth", password_file="/etc/lmcz-fast/password"))
+    for name in ("lmcz-fast-serve.service", "lmcz-fast-sync.service"):
+        words = shlex.split(directives(files[name])["ExecStart"][0])
+        assert words[0] == os.path.abspath(LMCZ)
+        result = CliRunner().invoke(main, [*words[1:], "--help"])  # an unknown option would fail to parse
+        assert result.exit_code == 0, (name, result.output)
+
+
+def test_quoting_of_odd_paths():
+    assert quote("/var/lib/lmcz-fast/store.db") == "/var/lib/lmcz-fast/store.db"
+    assert quote("/srv/my store/db") == '"/srv/my store/db"'
+    assert quote("/srv/100%/db") == "/srv/100%%/db"  # % starts a specifier in unit files
+    assert quote('/srv/a"b$c') == '"/srv/a\\"b$$c"'
+    text = render(options(db="/srv/my store/db.lmdb"))["lmcz-fast-serve.service"]
+    assert 'serve "/srv/my store/db.lmdb" ' in text and 'ReadWritePaths="/srv/my store"' in text
+
+
+def test_bad_options_are_refused_with_the_cause():
+    with pytest.raises(ValueError, match="absolute path"):
+        render(options(db="store.db"))
+    with pytest.raises(ValueError, match="user or group name"):
+        render(options(user="Root Admin"))
+    result = CliRunner().invoke(main, ["systemd", "--db", "relative/store.db"])
+    assert result.exit_code == 2 and "absolute path" in result.stderr and "Traceback" not in result.output
+
+
+def test_systemd_command_prints_and_installs(tmp_path):
+    printed = CliRunner().invoke(main, ["systemd", "--feed", "https://feed.example/", "--bin", LMCZ])
+    assert printed.exit_code == 0 and "# ---- lmcz-fast-serve.service" in printed.stdout
+    assert f"ExecStart={os.path.abspath(LMCZ)} sync /var/lib/lmcz-fast/store.db --every 2h" in printed.stdout
+    args = ["systemd", "--install", str(tmp_path / "units"), "--sysusers-dir", str(tmp_path / "users"),
+            "--tmpfiles-dir", str(tmp_path / "dirs"), "--prefix", "lmcz-test"]
+    installed = CliRunner().invoke(main, args)
+    assert installed.exit_code == 0, installed.output
+    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == ["lmcz-test-serve.service",
+                                                                       "lmcz-test-sync.service"]
+    assert (tmp_path / "users" / "lmcz-test.conf").exists() and (tmp_path / "dirs" / "lmcz-test.conf").exists()
+    assert "Wants=lmcz-test-sync.service" in (tmp_path / "units" / "lmcz-test-serve.service").read_text()
+    assert "systemctl enable --now lmcz-test-sync.service lmcz-test-serve.service" in installed.stdout
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+def test_sysusers_file_creates_the_user(tmp_path):
+    conf = tmp_path / "lmcz-fast.conf"
+    conf.write_text(render(options())["lmcz-fast.sysusers.conf"])
+    result = subprocess.run(["systemd-sysusers", "--dry-run", f"--root={tmp_path / 'root'}", str(conf)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "Creating user 'lmcz-fast'" in result.stdout + result.stderr
