@@ -258,6 +258,7 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
             old, self._txn = self._txn, txn
             if old is not None:
                 old.abort()
+                self._sold_cursor_of = None   # the sold register's cursor lived in the old transaction
             if snapshot != self._cached_version:
                 # Read on first use: a till's is_blocked that lands on a new version should not pay for it.
                 self._meta_cache = None
