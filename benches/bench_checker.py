@@ -22,6 +22,7 @@ from conftest import median_of
 
 from lmcz_fast import Blocklist
 from lmcz_fast.checker import Checker, Decision
+from lmcz_fast.receipt import version_uuid
 from lmcz_fast.synth import blocklist_and_probes
 from lmcz_fast.trueapi import TrueApiClient
 
@@ -78,7 +79,8 @@ def test_overhead_ratio(setup):
         checker_times.append(time.perf_counter() - started)
     assert bare == truth
     assert [v.decision is Decision.REFUSE for v in verdicts] == truth
-    assert all(v.tag_1265 and v.tag_1265.endswith("&Ver=1") for v in verdicts)
+    ver = version_uuid(bl.info()["instance_id"], 1)
+    assert all(v.tag_1265 and v.tag_1265.endswith(f"&Ver={ver}") for v in verdicts)
     per_bare = min(bare_times) / len(queries) * 1e6
     per_checker = min(checker_times) / len(queries) * 1e6
     print(f"\nBlocklist.check {per_bare:.2f} us/call, Checker.check (offline only) {per_checker:.2f} us/call: "

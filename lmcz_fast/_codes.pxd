@@ -3,9 +3,17 @@
 
 cdef enum:
     IDENTITY_MAX = 38
+    READINGS_MAX = 4        # the most readings of one scan (see cut_readings)
 
 cdef Py_ssize_t cut_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil
 
 # The same for a CIS line (blocklist entry, printed CIS): with no GS in it, everything after AI 21 is the serial
 # (no lost-GS recovery), so a 13-character serial that happens to contain "93" is never cut short.
 cdef Py_ssize_t cut_cis_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil
+
+# Every identity a scan can be read as (see docs/codes.md, "One reading, or several"): the most likely one, which is
+# what cut_identity writes, into out and its length returned (or a negative reason code, as cut_identity); the
+# others, if any, into alts (room for READINGS_MAX - 1 identities of IDENTITY_MAX bytes each), their lengths in
+# alt_lens and their number in *n_alts. A check must look them all up: the scan is blocked if any reading is.
+cdef Py_ssize_t cut_readings(const unsigned char* raw, Py_ssize_t n, unsigned char* out, unsigned char* alts,
+                             Py_ssize_t* alt_lens, int* n_alts) noexcept nogil

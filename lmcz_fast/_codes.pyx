@@ -12,14 +12,18 @@ CRPT/GS1 rules are silent, are in docs/codes.md; the short version:
   tobacco CIS (GTIN + serial) CRPT prints for such packs.
 * Repairs, each named in `MarkingCode.repaired`: symbology identifiers (`]d2`, `]C1`, `]Q3`, `]e0`, any `]`
   + letter + digit), leading GS standing for FNC1, trailing CR/LF (and other surrounding whitespace), a trailing GS,
-  GS written as the text `\\u001d` or `\\x1d`, text typed by a keyboard-wedge scanner under the Russian
-  ЙЦУКЕН layout, a scan a till sent Base64-encoded, and GS lost by a keyboard wedge where the tail's structure
-  fixes the serial's length (`cis=True` reads blocklist lines, whose GS-less text after AI 21 is all serial).
+  GS written as text (`\\u001d`, `\\x1d`, `{GS}`, `[GS]`, U+241D, and `<GS>`, `%1D`), text typed by a
+  keyboard-wedge scanner under the Russian ЙЦУКЕН layout, a scan a till sent Base64-encoded, and GS lost by a
+  keyboard wedge where the tail's structure fixes the serial's length (`cis=True` reads blocklist lines, whose
+  GS-less text after AI 21 is all serial).
+* A scan may have several readings (`readings_of`, `cut_readings`): `<GS>` and `%1D` are made of code characters, so
+  each may be a GS or the serial's own text, and a lost GS recovered also leaves the bare CIS. Checks look up every
+  reading: a code blocked under any reading is blocked.
 * Refusals raise `CodeError` with a stable `.reason` (see `REASONS`) and `.position` (index of the offending
   character in the input as code points, or None).
 """
 
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.unicode cimport PyUnicode_DecodeASCII, PyUnicode_GET_LENGTH
@@ -35,6 +39,8 @@ cdef enum:
     SERIAL_MAX = 20
     TAIL_MAX = 12
     GS = 0x1D
+    PH_NONE = 0x7FFF     # ph_from meaning: every GS placeholder made of code characters stays text
+    PH_MAX = 16          # more such placeholders than this in one scan: refused (no code has that many GS)
 
 # Negative return codes of the core; REASONS[-code - 1] is the CodeError.reason string.
 cdef enum:
@@ -52,6 +58,8 @@ cdef enum:
     E_DUPLICATE_AI = -12
     E_UNKNOWN_FORMAT = -13
     E_MIXED_LAYOUT = -14
+
+READINGS = READINGS_MAX     # the most readings of one scan (`readings_of`); a scan with more is refused
 
 REASONS = (
     "empty",
@@ -104,6 +112,7 @@ cdef enum:
     R_CYRILLIC = 64
     R_LOST_GS = 128
     R_BASE64 = 256
+    R_PH_SEEN = 1 << 30     # not a repair: a parse loop read an ambiguous GS placeholder as code characters
 
 REPAIRS = (
     "symbology_prefix",
@@ -122,6 +131,10 @@ cdef enum:
     C82 = 1       # GS1 AI encodable character set 82
     CDIGIT = 2
     CALPHA = 4
+    CPH = 8       # may start a GS placeholder made of code characters (`<GS>`, `%1D`): see _ph_len
+    C82F = 16     # C82 but not CPH: the parse loops test only this bit per character, and look closer when it
+                  # is missing (not a code character, or maybe a placeholder), so spotting placeholders is free
+    CTXT = 32     # may start GS written as text: a backslash, `{`, `[`, `<`, `%` (see _gs_forms)
 
 cdef enum:
     AI_01 = 200001
@@ -153,6 +166,13 @@ cdef void _init_tables():
     for i in range(65, 91):
         CLS[i] |= CALPHA
         CLS[i + 32] |= CALPHA
+    CLS[60] |= CPH       # <
+    CLS[37] |= CPH       # %
+    for i in range(256):
+        if (CLS[i] & C82) and not (CLS[i] & CPH):
+            CLS[i] |= C82F
+    for i in (92, 123, 91, 60, 37):
+        CLS[i] |= CTXT
     for i in range(96):
         CYR[i] = 0
     cdef bytes upper = b"F<DULT:PBQRKVYJGHCNEA{WXIO}SM\">Z"     # А..Я
@@ -183,6 +203,8 @@ cdef struct Parsed:
     bint cis_mode               # the input is a CIS line: no GS means no tail
     bint decoded                # p.s was Base64-decoded (never twice)
     bint mapped                 # slow path: positions come from pos[]
+    int ph_from                 # ordinal of the first ambiguous GS placeholder read as GS (PH_NONE: none)
+    int ph_count                # ambiguous GS placeholders in the text (counted where the text was rewritten)
     int kind
     int serial_len
     int ntail
@@ -214,6 +236,26 @@ cdef inline bint _gtin_ok(const unsigned char* g) noexcept nogil:
     for k in range(1, 13, 2):
         total += g[k] - 48
     return (10 - total % 10) % 10 == g[13] - 48
+
+
+cdef inline Py_ssize_t _run82(const unsigned char* s, Py_ssize_t i, Py_ssize_t m) noexcept nogil:
+    """The end of the run of code characters from s[i] that cannot start a GS placeholder (see C82F)."""
+    while i < m and (CLS[s[i]] & C82F):
+        i += 1
+    return i
+
+
+cdef inline int _ph_len(const unsigned char* s, Py_ssize_t i, Py_ssize_t m) noexcept nogil:
+    """Length of a GS placeholder made of code characters at s[i]: `<GS>` (4) or `%1D` (3), letters in either case;
+    0 if there is none. Such text may be a serial's own characters, so a scan holding it has two readings."""
+    cdef unsigned char c = s[i]
+    if c == 60:         # <GS>
+        if i + 4 <= m and (s[i + 1] | 0x20) == 103 and (s[i + 2] | 0x20) == 115 and s[i + 3] == 62:
+            return 4
+    elif c == 37:       # %1D
+        if i + 3 <= m and s[i + 1] == 49 and (s[i + 2] | 0x20) == 100:
+            return 3
+    return 0
 
 
 cdef inline Py_ssize_t _trim(const unsigned char* s, Py_ssize_t n, Py_ssize_t* lo_out,
@@ -380,16 +422,22 @@ cdef int _parse_tail(Parsed* p, Py_ssize_t i, Py_ssize_t strict_until, bint reco
                         return _fail(p, E_BAD_TAIL if (CLS[s[k]] & C82) or s[k] == GS else E_BAD_CHARACTER, k)
             else:
                 for k in range(v, e):
-                    if not (CLS[s[k]] & C82):
-                        return _fail(p, E_BAD_TAIL if s[k] == GS else E_BAD_CHARACTER, k)
+                    if not (CLS[s[k]] & C82F):
+                        if not (CLS[s[k]] & C82):
+                            return _fail(p, E_BAD_TAIL if s[k] == GS else E_BAD_CHARACTER, k)
+                        if _ph_len(s, k, m):
+                            p.repaired |= R_PH_SEEN
         else:
             e = v
             if numeric:
                 while e < m and (CLS[s[e]] & CDIGIT):
                     e += 1
             else:
-                while e < m and (CLS[s[e]] & C82):
-                    e += 1
+                e = _run82(s, v, m)
+                while e < m and (CLS[s[e]] & CPH):      # a code character that may start a GS placeholder
+                    if _ph_len(s, e, m):
+                        p.repaired |= R_PH_SEEN
+                    e = _run82(s, e + 1, m)
             if e < m and s[e] != GS:
                 return _fail(p, E_BAD_TAIL if (CLS[s[e]] & C82) else E_BAD_CHARACTER, e)
             if i < strict_until:
@@ -441,11 +489,13 @@ cdef int _parse_gs1(Parsed* p) noexcept nogil:
         return _fail(p, E_BAD_GTIN_CHECK_DIGIT, 15)
     if m < 18 or s[16] != 50 or s[17] != 49:       # "21"
         return _fail(p, E_MISSING_SERIAL, 16 if m >= 18 else m)
-    i = 18
+    i = _run82(s, 18, m)
     while i < m and s[i] != GS:
         if not (CLS[s[i]] & C82):
             return _fail(p, E_BAD_CHARACTER, i)
-        i += 1
+        if _ph_len(s, i, m):               # a code character that may start a GS placeholder
+            p.repaired |= R_PH_SEEN
+        i = _run82(s, i + 1, m)
     seg_end = i
     L = seg_end - 18
     has_gs = seg_end < m
@@ -514,6 +564,10 @@ cdef int _parse_tobacco(Parsed* p) noexcept nogil:
     for k in range(14):
         if not (CLS[s[k]] & CDIGIT):
             return 0
+    # No look for GS placeholders here: a pack read as one is exactly 21 or 29 code characters, and with a
+    # placeholder made GS it is no other code: not a pack (another length, or trailing placeholders trimmed to the
+    # same pack's CIS), not an element string (its first 16 characters are the ones _gs1_head refused, or hold
+    # the GS).
     for k in range(14, p.m):
         if not (CLS[s[k]] & C82):
             return 0 if s[k] == GS else _fail(p, E_BAD_CHARACTER, k)
@@ -574,6 +628,77 @@ cdef int _parse_body(Parsed* p) noexcept nogil:
     return _parse_gs1(p)
 
 
+cdef inline bint _only_prefix(const unsigned char* s, Py_ssize_t n) noexcept nogil:
+    """Whether s[:n] is only what may come before a code: whitespace, a symbology identifier, GS (FNC1)."""
+    cdef Py_ssize_t i = 0
+    while i < n and (s[i] == 32 or s[i] == 9 or s[i] == 10 or s[i] == 13):
+        i += 1
+    if i + 3 <= n and s[i] == 93 and (CLS[s[i + 1]] & CALPHA) and (CLS[s[i + 2]] & CDIGIT):
+        i += 3
+    while i < n and s[i] == GS:
+        i += 1
+    return i == n
+
+
+cdef Py_ssize_t _gs_forms(Parsed* p, Py_ssize_t d, Py_ssize_t j, unsigned int* repaired) noexcept nogil:
+    """Turn GS written as text in p.buf[d:d+j] (positions in p.pos, p.pos[d+j] the end) into GS, in place; return
+    the new length.
+
+    Always: `\\u001d` and `\\x1d` (letters and hex digits in either case, one backslash or two as in JSON encoded
+    twice), `{GS}` and `[GS]` (either case): a backslash, brace or bracket is no code character, so this text can
+    mean nothing else. Made of code characters, `<GS>` and `%1D` (either case) may be a serial's own text: they are
+    counted in p.ph_count, in order, and those from ordinal p.ph_from on become GS; earlier ones stay text. Before
+    the code (nothing but whitespace, a symbology identifier and GS ahead) they are FNC1: always GS, not counted.
+    """
+    cdef Py_ssize_t r = d, w, end = d + j, k
+    cdef unsigned char c
+    cdef int ln
+    cdef bint keep
+    while r < end and not (CLS[p.buf[r]] & CTXT):
+        r += 1
+    w = r
+    while r < end:
+        c = p.buf[r]
+        ln = 0
+        keep = False
+        if not (CLS[c] & CTXT):
+            pass
+        elif c == 92:                                  # \u001d, \x1d, \\u001d, \\x1d
+            k = r + 1
+            if k < end and p.buf[k] == 92:
+                k += 1
+            if k + 5 <= end and (p.buf[k] | 0x20) == 117 and p.buf[k + 1] == 48 and p.buf[k + 2] == 48 \
+                    and p.buf[k + 3] == 49 and (p.buf[k + 4] | 0x20) == 100:
+                ln = <int>(k + 5 - r)
+            elif k + 3 <= end and (p.buf[k] | 0x20) == 120 and p.buf[k + 1] == 49 and (p.buf[k + 2] | 0x20) == 100:
+                ln = <int>(k + 3 - r)
+        elif c == 123 or c == 91:                    # {GS}, [GS]
+            if r + 4 <= end and (p.buf[r + 1] | 0x20) == 103 and (p.buf[r + 2] | 0x20) == 115 \
+                    and p.buf[r + 3] == (125 if c == 123 else 93):
+                ln = 4
+        elif CLS[c] & CPH:                           # <GS>, %1D: GS, or the serial's own characters
+            ln = _ph_len(p.buf, r, end)
+            if ln and not _only_prefix(p.buf + d, w - d):   # before the code it can only be FNC1
+                keep = p.ph_count < p.ph_from
+                p.ph_count += 1
+        if ln and not keep:
+            p.buf[w] = GS
+            p.pos[w] = p.pos[r]
+            repaired[0] |= R_ESCAPED_GS
+            w += 1
+            r += ln
+            continue
+        if ln == 0:
+            ln = 1
+        for k in range(ln):                          # a placeholder kept as text is copied whole
+            p.buf[w] = p.buf[r]
+            p.pos[w] = p.pos[r]
+            w += 1
+            r += 1
+    p.pos[w] = p.pos[end]
+    return w - d
+
+
 cdef bint _unbase64(Parsed* p) noexcept nogil:
     """Some tills send the scan Base64-encoded. If p.s is Base64 (standard or URL-safe alphabet, padded or not) of
     ASCII text that starts like a code once trimmed, point p.s at that text, decoded into a part of p.buf that
@@ -589,6 +714,8 @@ cdef bint _unbase64(Parsed* p) noexcept nogil:
     cdef int bits = 0
     cdef unsigned short at
     cdef unsigned int repaired = p.repaired
+    cdef int ph_count
+    cdef bint mapped = p.mapped
     if p.mapped and s - p.buf <= SCAN_MAX:
         d = RAW_MAX - SCAN_MAX
     while end > 0 and s[end - 1] == 61:        # '=' padding
@@ -612,8 +739,14 @@ cdef bint _unbase64(Parsed* p) noexcept nogil:
     if acc & ((1u << bits) - 1):
         return False
     p.pos[d + w] = p.pos[d + w - 1] + 1
+    ph_count = p.ph_count
+    if mapped:
+        # GS written as text inside the Base64, as outside it; not on the fast path, where such text makes the
+        # parse fail (a backslash, brace or bracket) or marks the scan as having other readings (R_PH_SEEN).
+        w = _gs_forms(p, d, w, &repaired)
     n = _trim(p.buf + d, w, &lo, &repaired)
     if n == 0 or not (CLS[p.buf[d + lo]] & CDIGIT):
+        p.ph_count = ph_count
         return False
     p.decoded = True
     p.mapped = True
@@ -653,8 +786,8 @@ cdef inline int _utf8_len(const unsigned char* s, Py_ssize_t k, Py_ssize_t n) no
 
 
 cdef int _normalise(const unsigned char* raw, Py_ssize_t n, Parsed* p) noexcept nogil:
-    """Slow path: undo the Russian layout and textual GS escapes into p.buf, with positions in p.pos."""
-    cdef Py_ssize_t k = 0, j = 0, ci = 0, r, w
+    """Slow path: undo the Russian layout and GS written as text into p.buf, with positions in p.pos."""
+    cdef Py_ssize_t k = 0, j = 0, ci = 0
     cdef bint ru = False
     cdef unsigned char c
     cdef int ln
@@ -706,44 +839,27 @@ cdef int _normalise(const unsigned char* raw, Py_ssize_t n, Parsed* p) noexcept 
                 k += 2
                 ci += 1
                 continue
+        elif ln == 3 and c == 0xE2 and raw[k + 1] == 0x90 and raw[k + 2] == 0x9D:
+            p.buf[j] = GS               # U+241D SYMBOL FOR GROUP SEPARATOR, what some tools show and copy for GS
+            p.pos[j] = <unsigned short>ci
+            p.repaired |= R_ESCAPED_GS
+            j += 1
+            k += 3
+            ci += 1
+            continue
         p.err_at = ci
         return E_BAD_CHARACTER
     p.pos[j] = <unsigned short>ci
-    # Textual GS: \u001d, \x1d (hex digits in either case), also with a doubled backslash.
-    r = 0
-    w = 0
-    while r < j:
-        c = p.buf[r]
-        if c == 92:
-            ln = 0
-            k = r + 1
-            if k < j and p.buf[k] == 92:
-                k += 1
-            if k + 5 <= j and (p.buf[k] == 117 or p.buf[k] == 85) and p.buf[k + 1] == 48 and p.buf[k + 2] == 48 \
-                    and p.buf[k + 3] == 49 and (p.buf[k + 4] == 100 or p.buf[k + 4] == 68):
-                ln = <int>(k + 5 - r)
-            elif k + 3 <= j and (p.buf[k] == 120 or p.buf[k] == 88) and p.buf[k + 1] == 49 \
-                    and (p.buf[k + 2] == 100 or p.buf[k + 2] == 68):
-                ln = <int>(k + 3 - r)
-            if ln:
-                p.buf[w] = GS
-                p.pos[w] = p.pos[r]
-                p.repaired |= R_ESCAPED_GS
-                w += 1
-                r += ln
-                continue
-        p.buf[w] = c
-        p.pos[w] = p.pos[r]
-        w += 1
-        r += 1
-    p.pos[w] = p.pos[j]
-    return <int>w
+    return <int>_gs_forms(p, 0, j, &p.repaired)
 
 
-cdef int _parse(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode) noexcept nogil:
-    """The core: 0 and p filled, or a negative E_* code with p.err_at set."""
+cdef int _parse_text(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode) noexcept nogil:
+    """The core, reading every GS placeholder made of code characters (`<GS>`, `%1D`) as text (the fast path):
+    0 and p filled, or a negative E_* code with p.err_at set. R_PH_SEEN in p.repaired: such a placeholder was
+    read as text, so the scan has other readings (`_readings_after` lists them)."""
     cdef Py_ssize_t lo, m, k
     cdef int rc
+    cdef unsigned char c
     p.repaired = 0
     p.mapped = False
     p.cis_mode = cis_mode
@@ -762,16 +878,24 @@ cdef int _parse(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode
     if rc == 0:
         return 0
     for k in range(n):
-        if raw[k] >= 0x80 or raw[k] == 92:
+        c = raw[k]
+        if c >= 0x80 or c == 92 or c == 123 or c == 91:
             break
     else:
         return rc
-    # Non-ASCII or a backslash: undo the layout and escapes, then parse again.
+    # Non-ASCII, a backslash, a brace or a bracket: undo the layout and GS written as text, then parse again.
     p.repaired = 0
     p.decoded = False
     p.ntail = 0
     p.err_at = -1
-    rc = _normalise(raw, n, p)
+    p.ph_from = PH_NONE
+    p.ph_count = 0
+    return _parse_normalised(raw, n, p)
+
+
+cdef int _parse_normalised(const unsigned char* raw, Py_ssize_t n, Parsed* p) noexcept nogil:
+    cdef Py_ssize_t lo, m
+    cdef int rc = _normalise(raw, n, p)
     if rc < 0:
         return rc
     p.mapped = True
@@ -779,6 +903,28 @@ cdef int _parse(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode
     p.s = p.buf + lo
     p.m = m
     return _parse_body(p)
+
+
+cdef int _parse(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode, int ph_from) noexcept nogil:
+    """One reading of the scan: GS placeholders made of code characters (`<GS>`, `%1D`) with ordinal ph_from and
+    on are read as GS, earlier ones as text (PH_NONE: all as text, `_parse_text`). 0 and p filled, or a negative
+    E_* code with p.err_at set; p.ph_count: how many such placeholders the text holds (when ph_from < PH_NONE).
+    `_readings_after` tries every reading."""
+    if ph_from == PH_NONE:
+        return _parse_text(raw, n, p, cis_mode)
+    p.repaired = 0
+    p.mapped = False
+    p.cis_mode = cis_mode
+    p.decoded = False
+    p.ntail = 0
+    p.err_at = -1
+    p.ph_from = ph_from
+    p.ph_count = 0
+    if n <= 0:
+        return E_EMPTY
+    if n > RAW_MAX:
+        return E_TOO_LONG
+    return _parse_normalised(raw, n, p)
 
 
 cdef inline Py_ssize_t _write_identity(Parsed* p, unsigned char* out) noexcept nogil:
@@ -796,9 +942,103 @@ cdef inline Py_ssize_t _write_identity(Parsed* p, unsigned char* out) noexcept n
     return 18 + p.serial_len
 
 
+# A reading is (placeholder variant, CIS mode), kept as one int: variant * 2 + cis.
+cdef inline int _spec(int ph_from, bint cis) noexcept nogil:
+    return ph_from * 2 + (1 if cis else 0)
+
+
+cdef int _add_reading(Parsed* p, int spec, int count, int* specs, unsigned char* ids,
+                      Py_ssize_t* lens) noexcept nogil:
+    """List p's identity as reading `spec` unless an earlier reading has it; the new count, or -1 when full."""
+    cdef unsigned char tmp[IDENTITY_MAX]
+    cdef Py_ssize_t n = _write_identity(p, tmp)
+    cdef int k
+    for k in range(count):
+        if lens[k] == n and memcmp(ids + k * IDENTITY_MAX, tmp, <size_t>n) == 0:
+            return count
+    if count == READINGS_MAX:
+        return -1
+    memcpy(ids + count * IDENTITY_MAX, tmp, <size_t>n)
+    lens[count] = n
+    specs[count] = spec
+    return count + 1
+
+
+cdef int _readings_after(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis, int rc, int* specs,
+                         unsigned char* ids, Py_ssize_t* lens) noexcept nogil:
+    """Every reading of a scan that parses, the most likely first, each identity once; p holds the all-text
+    reading's parse (`_parse(raw, n, p, cis, PH_NONE)`), whose result is rc. Returns how many readings (>= 1),
+    or the negative error code of the most likely reading (p.err_at set). p is left in an unspecified state.
+
+    A scan has several readings when it holds GS placeholders made of code characters (`<GS>`, `%1D`): with K of
+    them, the placeholders from the v-th on are GS and the earlier ones serial text, for v = 0..K (v = K: all
+    text). A GS ends the serial, so these are all the serials the text can hold. Most likely first: all GS, then
+    fewer, then none. Each reading the parser split at a lost GS also has its bare-CIS reading (cis mode: all of
+    the text after AI 21 is the serial), listed after it. A CIS line (cis) has one reading, the first that parses
+    in the order: all text, all GS, fewer GS.
+    """
+    cdef int rc0, K, v, i, last, count = 0, err_rc
+    cdef Py_ssize_t err_at
+    if rc == 0 and (cis or not (p.repaired & R_PH_SEEN)):
+        count = _add_reading(p, _spec(PH_NONE, cis), 0, specs, ids, lens)
+        if not cis and (p.repaired & R_LOST_GS) and _parse(raw, n, p, True, PH_NONE) == 0:
+            count = _add_reading(p, _spec(PH_NONE, True), count, specs, ids, lens)
+        return count
+    rc0 = _parse(raw, n, p, cis, 0)
+    K = p.ph_count
+    if K > PH_MAX:
+        return _fail(p, E_AMBIGUOUS_SERIAL, -1)
+    err_rc = rc0
+    err_at = p.err_at
+    if K == 0:
+        last = 1        # the all-text reading failed: only GS written as text inside Base64 may still read
+    elif cis:
+        last = K        # all GS, fewer GS (the all-text reading failed, or it would have been taken)
+    else:
+        last = K + 1    # all GS, fewer GS, then all text
+    for i in range(last):
+        v = i if i < K or K == 0 else PH_NONE
+        if i > 0:
+            rc0 = _parse(raw, n, p, cis, v)
+        if rc0 < 0:
+            continue
+        count = _add_reading(p, _spec(v, cis), count, specs, ids, lens)
+        if count < 0:
+            return _fail(p, E_AMBIGUOUS_SERIAL, -1)
+        if cis:
+            return count
+        if (p.repaired & R_LOST_GS) and _parse(raw, n, p, True, v) == 0:
+            count = _add_reading(p, _spec(v, True), count, specs, ids, lens)
+            if count < 0:
+                return _fail(p, E_AMBIGUOUS_SERIAL, -1)
+    if count == 0:
+        p.err_at = err_at
+        return err_rc
+    return count
+
+
+cdef inline int _primary(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis) noexcept nogil:
+    """Parse the most likely reading of raw into p: 0, or the negative error code (p.err_at set)."""
+    cdef int rc = _parse_text(raw, n, p, cis)
+    if rc == 0 and (cis or not (p.repaired & R_PH_SEEN)):
+        return 0
+    return _primary_after(raw, n, p, cis, rc)
+
+
+cdef int _primary_after(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis, int rc) noexcept nogil:
+    """_primary's rare part: the all-text reading (in p, result rc) failed or held a GS placeholder."""
+    cdef int specs[READINGS_MAX]
+    cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
+    cdef Py_ssize_t lens[READINGS_MAX]
+    rc = _readings_after(raw, n, p, cis, rc, specs, ids, lens)
+    if rc < 0:
+        return rc
+    return _parse(raw, n, p, specs[0] & 1, specs[0] >> 1)
+
+
 cdef Py_ssize_t cut_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil:
     cdef Parsed p
-    cdef int rc = _parse(raw, n, &p, False)
+    cdef int rc = _primary(raw, n, &p, False)
     if rc < 0:
         return rc
     return _write_identity(&p, out)
@@ -806,10 +1046,32 @@ cdef Py_ssize_t cut_identity(const unsigned char* raw, Py_ssize_t n, unsigned ch
 
 cdef Py_ssize_t cut_cis_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil:
     cdef Parsed p
-    cdef int rc = _parse(raw, n, &p, True)
+    cdef int rc = _primary(raw, n, &p, True)
     if rc < 0:
         return rc
     return _write_identity(&p, out)
+
+
+cdef Py_ssize_t cut_readings(const unsigned char* raw, Py_ssize_t n, unsigned char* out, unsigned char* alts,
+                             Py_ssize_t* alt_lens, int* n_alts) noexcept nogil:
+    cdef Parsed p
+    cdef int specs[READINGS_MAX]
+    cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
+    cdef Py_ssize_t lens[READINGS_MAX]
+    cdef int rc = _parse_text(raw, n, &p, False), k
+    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)):
+        n_alts[0] = 0
+        return _write_identity(&p, out)
+    rc = _readings_after(raw, n, &p, False, rc, specs, ids, lens)
+    if rc < 0:
+        n_alts[0] = 0
+        return rc
+    memcpy(out, ids, <size_t>lens[0])
+    for k in range(1, rc):
+        memcpy(alts + (k - 1) * IDENTITY_MAX, ids + k * IDENTITY_MAX, <size_t>lens[k])
+        alt_lens[k - 1] = lens[k]
+    n_alts[0] = rc - 1
+    return lens[0]
 
 
 # ---------------------------------------------------------------------------------------------- Python API
@@ -863,24 +1125,38 @@ cdef inline object _coerce(object raw):
         raise TypeError(f"a marking code is str or bytes, not {type(raw).__name__}") from None
 
 
-cdef inline int _run(object raw, Parsed* p, bint cis) except? -100:
-    """Parse raw (str, bytes or bytearray, kept alive by the caller: p.s may point into it) into p; return the
-    core's code (negative: failed, p.err_at set; -2 there: a str that is not valid Unicode)."""
-    cdef const char* data
-    cdef Py_ssize_t n
+cdef inline int _text(object raw, const unsigned char** data, Py_ssize_t* n, Parsed* p) except? -100:
+    """The UTF-8 bytes of raw (str, bytes or bytearray, kept alive by the caller: p.s may point into them) in
+    *data, *n; 0, or an error code for a str the core cannot read (p.err_at set; -2: not valid Unicode)."""
+    cdef const char* s
     if isinstance(raw, str):
         if PyUnicode_GET_LENGTH(raw) > RAW_MAX:
             p.err_at = -1
             return E_TOO_LONG
-        data = _as_utf8(raw, &n)
-        if data == NULL:
+        s = _as_utf8(raw, n)
+        if s == NULL:
             PyErr_Clear()
             p.err_at = -2
             return E_INVALID_UTF8
-        return _parse(<const unsigned char*>data, n, p, cis)
-    if isinstance(raw, bytes):
-        return _parse(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), p, cis)
-    return _parse(<const unsigned char*>PyByteArray_AS_STRING(raw), PyByteArray_GET_SIZE(raw), p, cis)
+        data[0] = <const unsigned char*>s
+    elif isinstance(raw, bytes):
+        data[0] = <const unsigned char*>PyBytes_AS_STRING(raw)
+        n[0] = PyBytes_GET_SIZE(raw)
+    else:
+        data[0] = <const unsigned char*>PyByteArray_AS_STRING(raw)
+        n[0] = PyByteArray_GET_SIZE(raw)
+    return 0
+
+
+cdef inline int _run(object raw, Parsed* p, bint cis) except? -100:
+    """Parse the most likely reading of raw into p; return the core's code (negative: failed, p.err_at set; -2
+    there: a str that is not valid Unicode)."""
+    cdef const unsigned char* data
+    cdef Py_ssize_t n
+    cdef int rc = _text(raw, &data, &n, p)
+    if rc < 0:
+        return rc
+    return _primary(data, n, p, cis)
 
 
 cdef inline object _raise_for(int rc, Parsed* p, object raw):
@@ -1019,24 +1295,58 @@ def parse_code(raw, *, bint cis=False):
     serial. By default a GS-less scan is read as a scanner's, whose GS may be lost (see docs/codes.md).
     """
     cdef Parsed p
-    cdef MarkingCode mc
     raw = _coerce(raw)
     cdef int rc = _run(raw, &p, cis)
-    cdef Py_ssize_t k
     if rc < 0:
         _raise_for(rc, &p, raw)
-    mc = MarkingCode.__new__(MarkingCode)
+    return _code(&p)
+
+
+cdef MarkingCode _code(Parsed* p):
+    cdef MarkingCode mc = MarkingCode.__new__(MarkingCode)
+    cdef Py_ssize_t k
     mc._s = PyBytes_FromStringAndSize(<const char*>p.s, p.m)
     mc._kind = p.kind
     mc._serial_len = p.serial_len
     mc._ntail = p.ntail
-    mc._repaired = p.repaired
+    mc._repaired = p.repaired & ~R_PH_SEEN
     for k in range(p.ntail):
         mc._ai_at[k] = p.ai_at[k]
         mc._ai_len[k] = p.ai_len[k]
         mc._val_at[k] = p.val_at[k]
         mc._val_len[k] = p.val_len[k]
     return mc
+
+
+def readings_of(raw):
+    """Every code a scan can be read as, the most likely first (that is `parse_code(raw)`); raises CodeError.
+
+    Usually one. A scan holding a GS placeholder made of code characters (`<GS>`, `%1D`) is also read with the
+    placeholder as serial text, and a scan the parser split at a lost GS also as its bare CIS (everything after
+    AI 21 as the serial). A check must look up every reading: the code is blocked when any reading is. At most
+    `READINGS_MAX` readings; a scan with more is refused (`ambiguous_serial`). See docs/codes.md.
+    """
+    cdef Parsed p
+    cdef const unsigned char* data
+    cdef Py_ssize_t n
+    cdef int specs[READINGS_MAX]
+    cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
+    cdef Py_ssize_t lens[READINGS_MAX]
+    cdef int rc, k
+    raw = _coerce(raw)
+    rc = _text(raw, &data, &n, &p)
+    if rc == 0:
+        rc = _parse_text(data, n, &p, False)
+        if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)):
+            return (_code(&p),)
+        rc = _readings_after(data, n, &p, False, rc, specs, ids, lens)
+    if rc < 0:
+        _raise_for(rc, &p, raw)
+    out = []
+    for k in range(rc):
+        _parse(data, n, &p, specs[k] & 1, specs[k] >> 1)
+        out.append(_code(&p))
+    return tuple(out)
 
 
 def _cut_repeatedly(raw, Py_ssize_t repeat, *, bint cis=False):

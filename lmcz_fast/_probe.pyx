@@ -22,11 +22,11 @@ from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.exc cimport PyErr_Clear
 from cpython.array cimport array as c_array, resize as array_resize
-from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT64_MAX
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT64_MAX, INT64_MIN
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 
-from lmcz_fast._codes cimport IDENTITY_MAX, cut_cis_identity, cut_identity
+from lmcz_fast._codes cimport IDENTITY_MAX, READINGS_MAX, cut_cis_identity, cut_identity, cut_readings
 
 import array as _py_array
 
@@ -832,31 +832,26 @@ cdef object _code_error(Py_ssize_t code, object raw, Py_ssize_t index, bint cis=
     return err
 
 
-cdef inline Py_ssize_t _cut_text(const unsigned char* s, Py_ssize_t n, uint8_t* out, uint8_t* alt,
-                                 Py_ssize_t* alt_n, bint cis) noexcept nogil:
-    """Cut a scan (or with ``cis`` a CIS line); for a scan, also the bare-CIS reading when the parser split a
-    GS-less tail off the serial (``alt``, length in ``alt_n``; 0 when there is no other reading).
+cdef inline Py_ssize_t _cut_text(const unsigned char* s, Py_ssize_t n, uint8_t* out, uint8_t* alts,
+                                 Py_ssize_t* alt_lens, int* n_alts, bint cis) noexcept nogil:
+    """Cut a scan (or with ``cis`` a CIS line, one reading); for a scan, also its other readings when ``alts`` is
+    given (room for READINGS_MAX - 1 identities, lengths in ``alt_lens``, how many in ``n_alts``).
 
-    That split shows as an identity that is a prefix of the input followed by something other than a GS: the
-    parser recovered a lost GS (``lost_gs``). The bare reading, everything after AI 21 as the serial, is what a
-    blocklist line holds for that text, so a check looks both up (as ``Blocklist.check`` does).
+    The parser decides what a scan can mean (``_codes.cut_readings``): a GS placeholder such as ``<GS>`` read as GS
+    and as serial text, a lost GS recovered and the bare CIS. A check looks every reading up (as
+    ``Blocklist.check`` does with ``readings_of``): the scan is blocked when any reading is.
     """
-    cdef Py_ssize_t r, a
     if cis:
         return cut_cis_identity(s, n, out)
-    r = cut_identity(s, n, out)
-    if alt != NULL:
-        alt_n[0] = 0
-        if 0 < r < n and s[r] != 0x1D and memcmp(s, out, <size_t>r) == 0:
-            a = cut_cis_identity(s, n, alt)
-            if a > 0 and (a != r or memcmp(alt, out, <size_t>r) != 0):
-                alt_n[0] = a
-    return r
+    if alts == NULL:
+        return cut_identity(s, n, out)      # the most likely reading only (bulk cuts of scans)
+    return cut_readings(s, n, out, alts, alt_lens, n_alts)
 
 
-cdef inline Py_ssize_t _cut(object raw, uint8_t* out, uint8_t* alt=NULL, Py_ssize_t* alt_n=NULL,
-                            bint cis=False) except? -0x7FFFFFFF:
-    """Cut ``raw`` (str, bytes, bytearray or any buffer) to its identity in ``out``; < 0 is a reason code."""
+cdef inline Py_ssize_t _cut(object raw, uint8_t* out, uint8_t* alts=NULL, Py_ssize_t* alt_lens=NULL,
+                            int* n_alts=NULL, bint cis=False) except? -0x7FFFFFFF:
+    """Cut ``raw`` (str, bytes, bytearray or any buffer) to its identity in ``out``; < 0 is a reason code.
+    Without ``cis``, ``alts``, ``alt_lens`` and ``n_alts`` receive the other readings (see ``_cut_text``)."""
     cdef const char* s
     cdef Py_ssize_t n, r
     cdef Py_buffer view
@@ -871,18 +866,19 @@ cdef inline Py_ssize_t _cut(object raw, uint8_t* out, uint8_t* alt=NULL, Py_ssiz
             if s == NULL:
                 PyErr_Clear()
                 return _E_INVALID_UTF8
-        return _cut_text(<const unsigned char*>s, n, out, alt, alt_n, cis)
+        return _cut_text(<const unsigned char*>s, n, out, alts, alt_lens, n_alts, cis)
     if PyBytes_Check(raw):
-        return _cut_text(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), out, alt, alt_n, cis)
+        return _cut_text(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), out, alts, alt_lens,
+                         n_alts, cis)
     if PyByteArray_Check(raw):
-        return _cut_text(<const unsigned char*>PyByteArray_AS_STRING(raw), PyByteArray_GET_SIZE(raw), out, alt,
-                         alt_n, cis)
+        return _cut_text(<const unsigned char*>PyByteArray_AS_STRING(raw), PyByteArray_GET_SIZE(raw), out, alts,
+                         alt_lens, n_alts, cis)
     try:
         PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)
     except TypeError:
         raise TypeError(f"a marking code must be str or bytes-like, not {type(raw).__name__}") from None
     try:
-        r = _cut_text(<const unsigned char*>view.buf, view.len, out, alt, alt_n, cis)
+        r = _cut_text(<const unsigned char*>view.buf, view.len, out, alts, alt_lens, n_alts, cis)
     finally:
         PyBuffer_Release(&view)
     return r
@@ -907,7 +903,7 @@ def keys_and_hashes(raws, *, bint cis=True):
         cap = 1024
     array_resize(hashes, cap)
     for raw in raws:
-        r = _cut(raw, ident, NULL, NULL, cis)
+        r = _cut(raw, ident, NULL, NULL, NULL, cis)
         if r < 0:
             err = _code_error(r, raw, -1, cis)
             errors.append((i, err.reason, str(err)))
@@ -935,56 +931,95 @@ cdef enum:
     BATCH = 32
 
 
+cdef struct AState:
+    RIndex ix
+    const uint8_t* gtins
+    size_t n_gtins
+
+
+@cython.final
+@cython.internal
+cdef class _Attached:
+    """One attached version: its held buffers, its index, its blocked-GTIN array and the ``owner`` it belongs to
+    (the store's read transaction, kept alive with it). Never changed once made: a renewal makes a new one, and a
+    call that took this one answers from it to its end, whatever another thread attaches meanwhile."""
+    cdef AState st
+    cdef Entry* own_table           # the derived table when no stored index is used (freed with this object)
+    cdef _Attached table_owner      # the attachment whose derived table this one reuses (the same version)
+    cdef Py_buffer pf_view
+    cdef Py_buffer gt_view
+    cdef Py_buffer ix_view
+    cdef bint held
+    cdef bint ix_held
+    cdef bint empty
+    cdef object version
+    cdef object owner
+
+    def __dealloc__(self):
+        # The buffers go before the owner (Cython clears the object fields after this): the views never
+        # outlive the transaction whose pages they point at.
+        if self.held:
+            PyBuffer_Release(&self.pf_view)
+            PyBuffer_Release(&self.gt_view)
+            self.held = False
+        if self.ix_held:
+            PyBuffer_Release(&self.ix_view)
+            self.ix_held = False
+        free(self.own_table)
+        self.own_table = NULL
+
+
+cdef inline bint _state_hit(const AState* st, const uint8_t* ident, Py_ssize_t n) noexcept:
+    """Prefilter: the identity's key is in the bitmap, or its GTIN is in the blocked-GTIN array."""
+    if rindex_contains(&st.ix, _identity_key(ident, <size_t>n)):
+        return True
+    return st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins, _gtin_value(ident))
+
+
 cdef class ProbeBase:
     """Compiled hot path of ``Blocklist``: cut, hash, probe the attached prefilter, confirm hits in Python.
 
-    A subclass provides ``_confirm(identity: bytes) -> bool`` (exact lookup, called only on a prefilter hit)
-    and ``_renew()`` (called once the refresh deadline has passed; it must call ``_attach`` again, or
-    ``_detach``). The buffers given to ``_attach`` must stay valid until the next ``_attach`` or ``_detach``;
-    both are held (``PyObject_GetBuffer``) until then.
+    A subclass provides ``_renew()`` (called by the first call after the refresh deadline; it must call
+    ``_attach`` again, ``_keep``, or ``_detach``) and the exact lookup of a prefilter hit, ``_confirm(identity:
+    bytes) -> bool``: the attachment's ``owner``'s when one was given to ``_attach`` (so a hit is confirmed in
+    the very version that was probed), else the probe's own. The buffers given to ``_attach`` are held
+    (``PyObject_GetBuffer``) for as long as anything answers from that attachment.
+
+    One call, one version: a call renews (if due) before it starts and never inside. ``is_blocked_many`` takes
+    the attached version once and answers every item from it, even if a ``_confirm`` callback lets another
+    thread renew or re-attach meanwhile.
     """
-    cdef RIndex _ix
-    cdef Entry* _own_table          # the derived table when no stored index is used; NULL otherwise
-    cdef Py_buffer _pf_view
-    cdef Py_buffer _gt_view
-    cdef Py_buffer _ix_view         # the stored index, held while attached (when one was given)
-    cdef bint _ix_held
-    cdef bint _attached
-    cdef const uint8_t* _gtins
-    cdef size_t _n_gtins
-    cdef int64_t _deadline
+    cdef _Attached _cur             # the attached version, or None
+    cdef const AState* _st          # &_cur.st, or NULL when nothing is attached
+    cdef int64_t _deadline          # fast-path gate: a call before it neither renews nor refuses
+    cdef int64_t _renew_ns          # a call at or after this renews first
     cdef int64_t _interval_ns
-    cdef uint64_t _gen              # bumped by every _attach/_detach: a batch's loaded entries are stale
-    cdef object _version
 
     def __cinit__(self):
-        self._attached = False
-        self._ix_held = False
-        self._deadline = INT64_MAX
-        self._ix.table = NULL
-        self._own_table = NULL
-
-    def __dealloc__(self):
-        self._release()
-        self._ix.table = NULL
-        free(self._own_table)
-        self._own_table = NULL
+        self._cur = None
+        self._st = NULL
+        self._deadline = INT64_MIN
+        self._renew_ns = INT64_MAX
+        self._interval_ns = INT64_MAX
 
     @cython.final
     cdef void _release(self) noexcept:
-        self._gen += 1
-        if self._attached:
-            PyBuffer_Release(&self._pf_view)
-            PyBuffer_Release(&self._gt_view)
-            self._attached = False
-        if self._ix_held:
-            PyBuffer_Release(&self._ix_view)
-            self._ix_held = False
-        self._gtins = NULL
-        self._n_gtins = 0
-        self._version = None
+        self._cur = None
+        self._st = NULL
 
-    def _attach(self, prefilter, gtins, refresh_interval=0.25, version=None, index=None, bint verify=True):
+    @cython.final
+    cdef void _set_deadlines(self, double interval) noexcept:
+        if interval * 1e9 >= <double>INT64_MAX / 2:
+            self._interval_ns = INT64_MAX
+            self._renew_ns = INT64_MAX
+        else:
+            self._interval_ns = <int64_t>(interval * 1e9)
+            self._renew_ns = lmcz_now_ns() + self._interval_ns
+        # A version without a list never takes the fast path: every call goes on to `_refuse_empty`.
+        self._deadline = INT64_MIN if self._cur is None or self._cur.empty else self._renew_ns
+
+    def _attach(self, prefilter, gtins, refresh_interval=0.25, version=None, index=None, bint verify=True,
+                owner=None, bint empty=False):
         """Attach a prefilter (Roaring portable bytes) and a blocked-GTIN array (sorted LE uint64).
 
         ``index`` is the prefilter's stored index (``build_index``), or None to derive one here. With
@@ -995,149 +1030,180 @@ cdef class ProbeBase:
         ``refresh_interval`` (seconds, >= 0; ``math.inf`` for never) sets when ``_renew`` is next called.
         If ``version`` equals the attached one and the prefilter has the same length, the earlier validation
         is reused (the buffers may have moved: the index is relative to the prefilter's start).
+        ``owner`` is kept alive with this attachment, and its ``_confirm`` confirms the hits probed in it.
+        ``empty`` marks a version that holds no list: calls then raise through ``_refuse_empty`` instead of
+        answering, while renewals still look for a list as usual.
         """
-        cdef Py_buffer pf, gt, ixv
         cdef bint has_index = index is not None
         cdef const uint8_t* g
         cdef const Entry* stored
         cdef IndexHeader header
+        cdef Entry* scratch
         cdef Py_ssize_t i
+        cdef double interval = refresh_interval
+        cdef _Attached old = self._cur
+        cdef _Attached a
+        cdef bint reuse
+        if not (interval >= 0):
+            raise ValueError(f"refresh_interval must be >= 0, not {refresh_interval!r}")
+        a = _Attached.__new__(_Attached)
+        PyObject_GetBuffer(prefilter, &a.pf_view, PyBUF_SIMPLE)
+        try:
+            PyObject_GetBuffer(gtins, &a.gt_view, PyBUF_SIMPLE)
+        except BaseException:
+            PyBuffer_Release(&a.pf_view)
+            raise
+        a.held = True
+        if has_index:
+            PyObject_GetBuffer(index, &a.ix_view, PyBUF_SIMPLE)
+            a.ix_held = True
+        reuse = (old is not None and version is not None and version == old.version
+                 and a.pf_view.len == old.st.ix.size and has_index == old.ix_held)
+        self._release()     # from here on, an error leaves the probe detached (`a` lets its buffers go)
+        if a.gt_view.len % 8:
+            raise ValueError(f"blocked-GTIN array of {a.gt_view.len} bytes is not a whole number of uint64")
+        g = <const uint8_t*>a.gt_view.buf
+        for i in range(1, a.gt_view.len // 8):
+            if lmcz_r64(g + 8 * i) < lmcz_r64(g + 8 * i - 8):
+                raise ValueError(f"blocked-GTIN array not sorted at item {i}")
+        if has_index:
+            rindex_check_header(<const uint8_t*>a.ix_view.buf, a.ix_view.len, a.pf_view.len, &header)
+            stored = <const Entry*>(<const uint8_t*>a.ix_view.buf + sizeof(IndexHeader))
+            if (<size_t>stored) % sizeof(uint64_t):
+                raise ValueError("stored prefilter index is not 8-byte aligned in its buffer")
+            if reuse:
+                a.st.ix = old.st.ix
+                a.st.ix.base = <const uint8_t*>a.pf_view.buf
+                a.st.ix.table = stored
+            elif verify:
+                scratch = _table_alloc()
+                try:
+                    rindex_build(&a.st.ix, scratch, <const uint8_t*>a.pf_view.buf, a.pf_view.len)
+                    if (header.containers != a.st.ix.containers or header.cardinality != a.st.ix.cardinality
+                            or memcmp(stored, scratch, MAX_CONTAINERS * sizeof(Entry)) != 0):
+                        raise ValueError("stored prefilter index does not match the prefilter")
+                finally:
+                    free(scratch)
+                a.st.ix.table = stored      # equal to the table just validated: no bounds pass needed
+            else:
+                rindex_adopt(&a.st.ix, stored, &header, <const uint8_t*>a.pf_view.buf, a.pf_view.len)
+        elif reuse:
+            a.st.ix = old.st.ix
+            a.st.ix.base = <const uint8_t*>a.pf_view.buf
+            a.table_owner = old if old.own_table != NULL else old.table_owner
+        else:
+            a.own_table = _table_alloc()
+            rindex_build(&a.st.ix, a.own_table, <const uint8_t*>a.pf_view.buf, a.pf_view.len)
+        a.st.gtins = <const uint8_t*>a.gt_view.buf
+        a.st.n_gtins = <size_t>(a.gt_view.len // 8)
+        a.version = version
+        a.owner = owner
+        a.empty = empty
+        self._cur = a
+        self._st = &a.st
+        self._set_deadlines(interval)
+
+    def _detach(self):
+        """Let go of the attached version; until the next ``_attach`` every probe raises ``NotAttachedError``.
+
+        A call still answering from it (in another thread, inside a ``_confirm``) raises ``NotAttachedError``
+        when that callback returns."""
+        self._release()
+
+    def _adopt(self, ProbeBase source not None):
+        """Answer from ``source``'s attached version from now on, and never renew (a snapshot of one version)."""
+        if source._st == NULL:
+            raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
+        self._cur = source._cur
+        self._st = &self._cur.st
+        self._set_deadlines(float("inf"))
+
+    def _keep(self, refresh_interval=0.25):
+        """The attached version is still the newest: answer from it for another ``refresh_interval`` seconds."""
         cdef double interval = refresh_interval
         if not (interval >= 0):
             raise ValueError(f"refresh_interval must be >= 0, not {refresh_interval!r}")
-        PyObject_GetBuffer(prefilter, &pf, PyBUF_SIMPLE)
-        try:
-            PyObject_GetBuffer(gtins, &gt, PyBUF_SIMPLE)
-        except BaseException:
-            PyBuffer_Release(&pf)
-            raise
-        if has_index:
-            try:
-                PyObject_GetBuffer(index, &ixv, PyBUF_SIMPLE)
-            except BaseException:
-                PyBuffer_Release(&pf)
-                PyBuffer_Release(&gt)
-                raise
-        reuse = (self._attached and version is not None and version == self._version
-                 and pf.len == self._ix.size and has_index == self._ix_held)
-        self._release()
-        try:
-            if gt.len % 8:
-                raise ValueError(f"blocked-GTIN array of {gt.len} bytes is not a whole number of uint64")
-            g = <const uint8_t*>gt.buf
-            for i in range(1, gt.len // 8):
-                if lmcz_r64(g + 8 * i) < lmcz_r64(g + 8 * i - 8):
-                    raise ValueError(f"blocked-GTIN array not sorted at item {i}")
-            if has_index:
-                rindex_check_header(<const uint8_t*>ixv.buf, ixv.len, pf.len, &header)
-                stored = <const Entry*>(<const uint8_t*>ixv.buf + sizeof(IndexHeader))
-                if (<size_t>stored) % sizeof(uint64_t):
-                    raise ValueError("stored prefilter index is not 8-byte aligned in its buffer")
-                if reuse:
-                    self._ix.base = <const uint8_t*>pf.buf
-                    self._ix.table = stored
-                else:
-                    if verify:
-                        if self._own_table == NULL:
-                            self._own_table = _table_alloc()
-                        rindex_build(&self._ix, self._own_table, <const uint8_t*>pf.buf, pf.len)
-                        if (header.containers != self._ix.containers or header.cardinality != self._ix.cardinality
-                                or memcmp(stored, self._own_table, MAX_CONTAINERS * sizeof(Entry)) != 0):
-                            raise ValueError("stored prefilter index does not match the prefilter")
-                        self._ix.table = stored     # equal to the table just validated: no bounds pass needed
-                    else:
-                        rindex_adopt(&self._ix, stored, &header, <const uint8_t*>pf.buf, pf.len)
-                    free(self._own_table)
-                    self._own_table = NULL
-            else:
-                if self._own_table == NULL:
-                    self._own_table = _table_alloc()
-                if reuse:
-                    self._ix.base = <const uint8_t*>pf.buf
-                else:
-                    rindex_build(&self._ix, self._own_table, <const uint8_t*>pf.buf, pf.len)
-        except BaseException:
-            self._ix.size = -1
-            self._ix.table = NULL
-            PyBuffer_Release(&pf)
-            PyBuffer_Release(&gt)
-            if has_index:
-                PyBuffer_Release(&ixv)
-            raise
-        self._pf_view = pf
-        self._gt_view = gt
-        if has_index:
-            self._ix_view = ixv
-            self._ix_held = True
-        self._gtins = <const uint8_t*>gt.buf
-        self._n_gtins = <size_t>(gt.len // 8)
-        self._version = version
-        self._attached = True
-        if interval * 1e9 >= <double>INT64_MAX / 2:
-            self._interval_ns = INT64_MAX
-            self._deadline = INT64_MAX
-        else:
-            self._interval_ns = <int64_t>(interval * 1e9)
-            self._deadline = lmcz_now_ns() + self._interval_ns
+        if self._st != NULL:
+            self._set_deadlines(interval)
 
-    def _detach(self):
-        """Release the attached buffers; until the next ``_attach`` every probe raises ``NotAttachedError``."""
-        self._release()
-        self._ix.size = -1
-        self._ix.table = NULL
+    def _refuse_empty(self):
+        """Called instead of answering from a version attached as ``empty``; a subclass raises its own error."""
+        raise NotAttachedError("the attached version holds no list: nothing was ever loaded")
 
     @property
     def _attached_info(self):
         """``(containers, cardinality, gtins)`` of the attached prefilter, or None (tests, ``info()``)."""
-        if not self._attached:
+        if self._st == NULL:
             return None
-        return (self._ix.containers, self._ix.cardinality, self._n_gtins)
+        return (self._st.ix.containers, self._st.ix.cardinality, self._st.n_gtins)
 
     @property
     def _index_nbytes(self) -> int:
         """Private memory of the derived index: 1 MiB when derived here, 0 when a stored index is used."""
-        return 0 if self._own_table == NULL else MAX_CONTAINERS * sizeof(Entry)
+        if self._cur is None or (self._cur.own_table == NULL and self._cur.table_owner is None):
+            return 0
+        return MAX_CONTAINERS * sizeof(Entry)
 
     @cython.final
     cdef int _ready(self) except -1:
-        """Renew past the deadline; fail if nothing is attached."""
-        if self._attached and lmcz_now_ns() < self._deadline:
-            return 0
-        if self._attached:
-            self._renew()
-        if not self._attached:
+        """Before a call: renew past the deadline; fail if nothing is attached or the version holds no list."""
+        cdef int64_t now
+        if self._st != NULL:
+            now = lmcz_now_ns()
+            if now < self._deadline:
+                return 0
+            if now >= self._renew_ns:
+                self._renew()
+        if self._st == NULL:
             raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
+        if self._cur.empty:
+            self._refuse_empty()
+            raise NotAttachedError("the attached version holds no list: nothing was ever loaded")
         return 0
 
     @cython.final
-    cdef bint _hit(self, const uint8_t* ident, Py_ssize_t n) noexcept:
-        """Prefilter: the identity's key is in the bitmap, or its GTIN is in the blocked-GTIN array."""
-        if rindex_contains(&self._ix, _identity_key(ident, <size_t>n)):
-            return True
-        return self._n_gtins != 0 and lmcz_u64_contains(self._gtins, self._n_gtins, _gtin_value(ident))
-
-    @cython.final
-    cdef bint _confirm_hit(self, const uint8_t* ident, Py_ssize_t n) except -1:
-        return bool(self._confirm(PyBytes_FromStringAndSize(<const char*>ident, n)))
+    cdef bint _confirm_hit(self, _Attached a, const uint8_t* ident, Py_ssize_t n) except -1:
+        """The exact answer for a prefilter hit in ``a``, from ``a``'s owner (the version that was probed)."""
+        owner = a.owner
+        identity = PyBytes_FromStringAndSize(<const char*>ident, n)
+        result = bool((self if owner is None else owner)._confirm(identity))
+        if self._st == NULL:
+            raise NotAttachedError("the blocklist was closed during the call")
+        return result
 
     @cython.always_allow_keywords(False)
     def is_blocked(self, raw):
         """Whether ``raw`` (a scan, str or bytes) is blocked. Invalid scans raise ``CodeError``.
 
-        A GS-less scan the parser split before a tail is also looked up as its bare CIS (both readings)."""
+        A scan with several readings (``_codes.readings_of``: a ``<GS>`` that may be GS or serial text, a lost GS)
+        is blocked when any reading is; every reading is looked up in the same version."""
         cdef uint8_t ident[IDENTITY_MAX]
-        cdef uint8_t alt[IDENTITY_MAX]
-        cdef Py_ssize_t alt_n
-        cdef Py_ssize_t n = _cut(raw, ident, alt, &alt_n)
+        cdef uint8_t alts[(READINGS_MAX - 1) * IDENTITY_MAX]
+        cdef Py_ssize_t alt_lens[READINGS_MAX - 1]
+        cdef int n_alts, k
+        cdef bint alt_hit = False
+        cdef Py_ssize_t n = _cut(raw, ident, alts, alt_lens, &n_alts)
+        cdef const AState* st
+        cdef _Attached a
         if n < 0:
             raise _code_error(n, raw, -1)
         self._ready()
-        if self._hit(ident, n) and self._confirm_hit(ident, n):
+        st = self._st
+        if not _state_hit(st, ident, n):
+            for k in range(n_alts):
+                if rindex_contains(&st.ix, _identity_key(&alts[k * IDENTITY_MAX], <size_t>alt_lens[k])):
+                    alt_hit = True
+                    break
+            if not alt_hit:
+                return False
+        # A prefilter hit: Python runs from here (another thread may renew), so hold this version to the end.
+        a = self._cur
+        if _state_hit(&a.st, ident, n) and self._confirm_hit(a, ident, n):
             return True
-        if alt_n:
-            self._ready()  # _confirm may have re-attached or detached
-            if rindex_contains(&self._ix, _identity_key(alt, <size_t>alt_n)):
-                return self._confirm_hit(alt, alt_n)
+        for k in range(n_alts):
+            if rindex_contains(&a.st.ix, _identity_key(&alts[k * IDENTITY_MAX], <size_t>alt_lens[k])) and \
+                    self._confirm_hit(a, &alts[k * IDENTITY_MAX], alt_lens[k]):
+                return True
         return False
 
     @cython.always_allow_keywords(False)
@@ -1145,13 +1211,14 @@ cdef class ProbeBase:
         """Prefilter answer for a canonical identity (no cut, no confirmation, no renewal)."""
         cdef Py_buffer view
         cdef bint hit
-        if not self._attached:
+        cdef const AState* st = self._st
+        if st == NULL:
             raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
         PyObject_GetBuffer(identity, &view, PyBUF_SIMPLE)
         try:
-            hit = rindex_contains(&self._ix, <uint32_t>xxh3_64(view.buf, <size_t>view.len))
-            if not hit and self._n_gtins and _is_canonical(<const uint8_t*>view.buf, view.len):
-                hit = lmcz_u64_contains(self._gtins, self._n_gtins, _gtin_value(<const uint8_t*>view.buf))
+            hit = rindex_contains(&st.ix, <uint32_t>xxh3_64(view.buf, <size_t>view.len))
+            if not hit and st.n_gtins and _is_canonical(<const uint8_t*>view.buf, view.len):
+                hit = lmcz_u64_contains(st.gtins, st.n_gtins, _gtin_value(<const uint8_t*>view.buf))
         finally:
             PyBuffer_Release(&view)
         return hit
@@ -1159,38 +1226,42 @@ cdef class ProbeBase:
     @cython.always_allow_keywords(False)
     def _maybe_key(self, key):
         """Prefilter answer for a raw 32-bit prefilter key (tests and diagnostics; no renewal)."""
-        if not self._attached:
+        if self._st == NULL:
             raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
         if not 0 <= key <= 0xFFFFFFFF:
             raise ValueError(f"a prefilter key is a 32-bit unsigned integer, not {key!r}")
-        return rindex_contains(&self._ix, <uint32_t>key)
+        return rindex_contains(&self._st.ix, <uint32_t>key)
 
     @cython.always_allow_keywords(False)
     def is_blocked_many(self, raws):
-        """``[self.is_blocked(r) for r in raws]``, software-pipelined. A bad scan raises ``CodeError`` naming its
-        index (also ``.index``).
+        """``[self.is_blocked(r) for r in raws]``, software-pipelined, every answer from one version. A bad scan
+        raises ``CodeError`` naming its index (also ``.index``).
 
+        The call renews (if due) once, before the first item, and then answers every item from the version it
+        took, whatever a ``_confirm`` callback or another thread attaches meanwhile: all or nothing.
         Scans go in blocks of 32, two blocks in flight: block k is cut and hashed (prefetching each key's index
         entry), block k-1 is compared, then block k's entries are loaded (prefetching each container), so every
         load of the index and of a container has had a stage of other work to arrive.
         """
         cdef uint8_t ids[2 * BATCH * IDENTITY_MAX]
-        cdef uint8_t alts[2 * BATCH * IDENTITY_MAX]      # bare-CIS readings of lost-GS scans (rare)
-        cdef Py_ssize_t alt_lens[2 * BATCH]
+        cdef uint8_t alts[2 * BATCH * (READINGS_MAX - 1) * IDENTITY_MAX]      # other readings of a scan (rare)
+        cdef Py_ssize_t alt_lens[2 * BATCH * (READINGS_MAX - 1)]
+        cdef int n_alts[2 * BATCH]
         cdef bint alt_hits[BATCH]
         cdef Py_ssize_t lens[2 * BATCH]
         cdef uint32_t keys[2 * BATCH]
         cdef Entry ents[2 * BATCH]
         cdef bint hits[BATCH]
-        cdef uint64_t gens[2]
         cdef Py_ssize_t ms[2]
         cdef Py_ssize_t starts[2]
-        cdef Py_ssize_t total, start = 0, m, j, r, b, nxt
-        cdef int cur = 0, prev = 1
+        cdef Py_ssize_t total, start = 0, m, j, r, b, nxt, ai
+        cdef int cur = 0, prev = 1, k
         cdef PyObject* item
         cdef bint is_list, any_hit
+        cdef _Attached a = None
         cdef const RIndex* ix
         cdef const Entry* table
+        cdef const AState* st
         cdef list out
         if PyList_CheckExact(raws) or PyTuple_CheckExact(raws):
             seq = raws
@@ -1225,14 +1296,22 @@ cdef class ProbeBase:
                         obj = <object>PyList_GET_ITEM(seq, start + j)
                     else:
                         obj = <object>PyTuple_GET_ITEM(seq, start + j)
-                    r = _cut(obj, &ids[(b + j) * IDENTITY_MAX], &alts[(b + j) * IDENTITY_MAX], &alt_lens[b + j])
+                    r = _cut(obj, &ids[(b + j) * IDENTITY_MAX], &alts[(b + j) * (READINGS_MAX - 1) * IDENTITY_MAX],
+                             &alt_lens[(b + j) * (READINGS_MAX - 1)], &n_alts[b + j])
                     if r < 0:
                         raise _code_error(r, obj, start + j)
                     lens[b + j] = r
+                if a is None:
+                    # Before the first probe (after the first block's cut, so a bad scan there is named as such):
+                    # renew if due, then take the one version this call answers from.
+                    self._ready()
+                    a = self._cur
+                    st = &a.st
+                    ix = &st.ix
+                    table = ix.table
                 # Hash in a loop of its own, once the cut's byte stores have left the store buffer (reading them
-                # back at once stalls store-to-load forwarding); prefetch each key's index entry. The table never
-                # moves once allocated, and a prefetch never faults.
-                table = self._ix.table
+                # back at once stalls store-to-load forwarding); prefetch each key's index entry. A prefetch never
+                # faults.
                 for j in range(b, b + m):
                     keys[j] = _identity_key(&ids[j * IDENTITY_MAX], <size_t>lens[j])
                     lmcz_prefetch(&table[keys[j] >> 16])
@@ -1244,26 +1323,22 @@ cdef class ProbeBase:
             if ms[prev] > 0:
                 # Stage C: compare block `prev`, whose containers were prefetched a whole stage A ago.
                 b = prev * BATCH
-                if gens[prev] != self._gen or not self._attached:
-                    # Re-attached (a callback, or the deadline) since its entries were loaded: load them again.
-                    self._ready()
-                    ix = &self._ix
-                    for j in range(b, b + ms[prev]):
-                        ents[j] = ix.table[keys[j] >> 16]
-                ix = &self._ix
                 any_hit = False
                 for j in range(ms[prev]):
                     hits[j] = rindex_contains_entry(ix, ents[b + j], keys[b + j])
                     any_hit |= hits[j]
-                if self._n_gtins:
+                if st.n_gtins:
                     for j in range(ms[prev]):
-                        if not hits[j] and lmcz_u64_contains(self._gtins, self._n_gtins,
+                        if not hits[j] and lmcz_u64_contains(st.gtins, st.n_gtins,
                                                              _gtin_value(&ids[(b + j) * IDENTITY_MAX])):
                             hits[j] = True
                             any_hit = True
                 for j in range(ms[prev]):
-                    alt_hits[j] = alt_lens[b + j] != 0 and rindex_contains(
-                        ix, _identity_key(&alts[(b + j) * IDENTITY_MAX], <size_t>alt_lens[b + j]))
+                    alt_hits[j] = False
+                    for k in range(n_alts[b + j]):
+                        ai = (b + j) * (READINGS_MAX - 1) + k
+                        if rindex_contains(ix, _identity_key(&alts[ai * IDENTITY_MAX], <size_t>alt_lens[ai])):
+                            alt_hits[j] = True
                     any_hit |= alt_hits[j]
                 if not any_hit:
                     for j in range(ms[prev]):
@@ -1271,22 +1346,24 @@ cdef class ProbeBase:
                         PyList_SET_ITEM(out, starts[prev] + j, False)
                 else:
                     for j in range(ms[prev]):
-                        res = self._confirm_hit(&ids[(b + j) * IDENTITY_MAX], lens[b + j]) if hits[j] else False
+                        res = self._confirm_hit(a, &ids[(b + j) * IDENTITY_MAX], lens[b + j]) if hits[j] else False
                         if not res and alt_hits[j]:
-                            res = self._confirm_hit(&alts[(b + j) * IDENTITY_MAX], alt_lens[b + j])
+                            for k in range(n_alts[b + j]):
+                                ai = (b + j) * (READINGS_MAX - 1) + k
+                                if self._confirm_hit(a, &alts[ai * IDENTITY_MAX], alt_lens[ai]):
+                                    res = True
+                                    break
                         Py_INCREF(res)
                         PyList_SET_ITEM(out, starts[prev] + j, res)
                 ms[prev] = 0
             if ms[cur] > 0:
-                # Stage B: past the deadline renew first; then load block `cur`'s entries, prefetch containers.
-                self._ready()
-                ix = &self._ix
+                # Stage B: load block `cur`'s entries, prefetch their containers (from the same version).
                 b = cur * BATCH
                 for j in range(b, b + ms[cur]):
-                    ents[j] = ix.table[keys[j] >> 16]
+                    ents[j] = table[keys[j] >> 16]
                     rindex_prefetch_container(ix, ents[j], keys[j])
-                gens[cur] = self._gen
             cur, prev = prev, cur
         if is_list and PyList_GET_SIZE(seq) != total:
             raise RuntimeError("the list of scans changed size during is_blocked_many")
         return out
+

@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -27,7 +27,10 @@ from enum import Enum
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from ._codes import CodeError, parse_code
+from ._codes import CodeError, readings_of
+from .receipt import instance_uuid, request_id, tag_1265, version_uuid
+from .store.environment import DEFAULT_EXPIRE_AFTER
+from .store.errors import NoListError
 from .trueapi import CheckResponse, TrueApiClient, TrueApiError, split
 from .upstream import HttpClient, ProxyConfig
 
@@ -87,6 +90,32 @@ def _r(key: str, ru: str, en: str) -> Reason:
     return Reason(key, ru, en)
 
 
+def _limit_words(seconds: float) -> tuple[str, str]:
+    """An offline limit after "больше" / "for over", in Russian (genitive) and English: 72 часов / 72 hours."""
+    for size, ru_one, ru_many, en in ((3600, "часа", "часов", "hour"), (60, "минуты", "минут", "minute"),
+                                      (1, "секунды", "секунд", "second")):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            ru = ru_one if n % 10 == 1 and n % 100 != 11 else ru_many
+            return f"{n} {ru}", f"{n} {en}{'' if n == 1 else 's'}"
+    return f"{seconds:g} секунды", f"{seconds:g} seconds"
+
+
+def offline_expired_reason(expire_after: float) -> Reason:
+    """The refusal for an in-process offline database past its offline limit, naming the configured limit."""
+    ru, en = _limit_words(expire_after)
+    return Reason("offline_expired", f"Проверка не удалась: офлайн-база не обновлялась больше {ru}",
+                  f"Could not check: the offline database has not been updated for over {en}")
+
+
+def offline_sync_error_reason(expire_after: float | None) -> Reason:
+    """The refusal for a Local Module in `sync_error` (4050). `lmcz-fast serve` says its limit (`offlineLimit`);
+    the official module's is 72 hours (the programmer's guide), assumed when it says none."""
+    ru, en = _limit_words(DEFAULT_EXPIRE_AFTER if expire_after is None else expire_after)
+    return Reason("offline_sync_error", f"Проверка не удалась: локальный модуль не синхронизировался больше {ru}",
+                  f"Could not check: the Local Module has not synchronised for over {en}")
+
+
 #: Refusal reasons in the order CRPT's recommendations check them (online), then offline and operational ones.
 REASONS: dict[str, Reason] = {
     r.key: r
@@ -111,14 +140,12 @@ REASONS: dict[str, Reason] = {
            "The scan is not a marking code — scan it again"),
         _r("no_answer", "Проверка не удалась: нет ответа онлайн и нет офлайн-проверки",
            "Could not check: no online answer and no offline check available"),
-        _r("offline_expired", "Проверка не удалась: офлайн-база не обновлялась больше 72 часов",
-           "Could not check: the offline database has not been updated for over 72 hours"),
+        offline_expired_reason(DEFAULT_EXPIRE_AFTER),
         _r("offline_empty", "Проверка не удалась: офлайн-база пуста (не загружена)",
            "Could not check: the offline database is empty (never loaded)"),
         _r("offline_not_ready", "Проверка не удалась: локальный модуль не готов к работе",
            "Could not check: the Local Module is not ready"),
-        _r("offline_sync_error", "Проверка не удалась: локальный модуль давно не синхронизировался (72 часа)",
-           "Could not check: the Local Module has not synchronised for 72 hours"),
+        offline_sync_error_reason(None),
         _r("offline_failed", "Проверка не удалась: локальный модуль не ответил",
            "Could not check: the Local Module did not answer"),
         _r("offline_auth", "Проверка не удалась: локальный модуль отклонил логин или пароль — проверьте настройки",
@@ -289,15 +316,18 @@ class TillVerdict:
 class LocalModuleError(Exception):
     """The Local Module (official or `lmcz-fast serve`) gave no usable answer.
 
-    `kind`: "not_ready" (HTTP 400, errorCode 4045), "sync_error" (errorCode 4050: no sync for 72 h), "auth"
+    `kind`: "not_ready" (HTTP 400, errorCode 4045), "sync_error" (errorCode 4050: no sync within the offline limit,
+    `offline_limit` when the module says it), "auth"
     (401/403), "http" (another status), "bad_response", "connect", "dropped".
     """
 
-    def __init__(self, kind: str, message: str, *, error_code: int | None = None, status: int | None = None) -> None:
+    def __init__(self, kind: str, message: str, *, error_code: int | None = None, status: int | None = None,
+                 offline_limit: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.error_code = error_code
         self.status = status
+        self.offline_limit = offline_limit     # seconds, when the module says its limit (lmcz-fast serve does)
 
 
 class LocalModuleClient:
@@ -354,8 +384,11 @@ class LocalModuleClient:
         if response.status != 200:
             error_code = payload.get("errorCode") if isinstance(payload, Mapping) else None
             kind = {4045: "not_ready", 4050: "sync_error"}.get(error_code, "http")  # type: ignore[arg-type]
+            limit = payload.get("offlineLimit") if isinstance(payload, Mapping) else None
             raise LocalModuleError(kind, f"{self.url} answered HTTP {response.status}: {response.body[:160]!r}",
-                                   error_code=error_code, status=response.status)
+                                   error_code=error_code, status=response.status,
+                                   offline_limit=float(limit) if isinstance(limit, (int, float)) and limit > 0
+                                   else None)
         if not isinstance(payload, Mapping) or not isinstance(payload.get("codes"), list):
             raise LocalModuleError("bad_response", f"{self.url} answered something that is not an outCheck "
                                    f"response: {response.body[:160]!r}")
@@ -380,6 +413,7 @@ class _BlocklistLike(Protocol):
 class _Item:
     raw: str
     code: str | None = None
+    alts: tuple[str, ...] = ()      # the scan's other readings (`readings_of`), asked of a Local Module too
     cis: str | None = None
     gtin: str | None = None
     unreadable: str | None = None
@@ -402,16 +436,8 @@ class _Offline:
 
     def tag_1265(self) -> str:
         if self._tag is None:
-            self._tag = f"UUID={self.req_id}&Time={self.req_timestamp}&Inst={self.inst}&Ver={self.version}"
+            self._tag = tag_1265(self.req_id, self.req_timestamp, self.inst, self.version)
         return self._tag
-
-
-def _uuid4(bits: int) -> str:
-    """A random (version 4) UUID string from 128 random bits, ~5x faster than `str(uuid.UUID(int=..., version=4))`."""
-    bits = (bits & ~(0xF << 76)) | (0x4 << 76)
-    bits = (bits & ~(0xC << 62)) | (0x2 << 62)
-    h = f"{bits:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _parse_expiry(value: Any) -> float | None:
@@ -504,7 +530,6 @@ class Checker:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
-        self._rand = random.Random()
 
     # ----- lifecycle
 
@@ -620,11 +645,11 @@ class Checker:
             return self.check_receipt((raw,))
         try:
             verdict = self._blocklist.check(raw)  # type: ignore[union-attr]
-        except CodeError:
+        except (CodeError, NoListError):
             return self.check_receipt((raw,))
         tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,
-                1265: f"UUID={_uuid4(self._rand.getrandbits(128))}&Time={int(time.time() * 1000)}"
-                      f"&Inst={verdict.instance_id}&Ver={verdict.db_version}"}
+                1265: tag_1265(request_id(), int(time.time() * 1000), instance_uuid(verdict.instance_id),
+                               version_uuid(verdict.instance_id, verdict.db_version))}
         if verdict.blocked:
             decision, reasons = Decision.REFUSE, _BLOCKED
         else:
@@ -655,7 +680,7 @@ class Checker:
             if self.online is not None:
                 online_fut = asyncio.run_coroutine_threadsafe(self._online(sendable, until), loop)
             if self._lm is not None:
-                lm_fut = asyncio.run_coroutine_threadsafe(self._local_module(sendable), loop)
+                lm_fut = asyncio.run_coroutine_threadsafe(self._local_module(items), loop)
         offline = self._in_process(items) if self._blocklist is not None else None
         online: Any = None
         if online_fut is not None:
@@ -685,7 +710,7 @@ class Checker:
         items = self._prepare(raws)
         sendable = [i.code for i in items if i.code is not None]
         online_task = self._spawn(self._online(sendable, until)) if sendable and self.online is not None else None
-        lm_task = self._spawn(self._local_module(sendable)) if sendable and self._lm is not None else None
+        lm_task = self._spawn(self._local_module(items)) if sendable and self._lm is not None else None
         offline = self._in_process(items) if self._blocklist is not None else None
         online: Any = None
         if online_task is not None:
@@ -724,12 +749,17 @@ class Checker:
             item = _Item(raw=text)
             if need_parse:
                 try:
-                    parsed = parse_code(raw)
+                    readings = readings_of(raw)
                 except CodeError as exc:
                     item.unreadable = str(exc)
                 else:
+                    parsed = readings[0]
                     item.cis, item.gtin = parsed.cis, parsed.gtin
                     item.code = parsed.element_string
+                    # Online, the most likely reading only: a wrong reading is no code the national system knows
+                    # (refused as not found). A Local Module knows only what is blocked, so it is asked every reading.
+                    if self._lm is not None and len(readings) > 1:
+                        item.alts = tuple(r.element_string for r in readings[1:])
             items.append(item)
         return items
 
@@ -741,9 +771,12 @@ class Checker:
         status_of = getattr(self._blocklist, "status", None)
         note: _Offline | None = None
         if status_of is not None:
-            state = status_of().state
+            status = status_of()
+            state = status.state
             if state == "expired":
-                note = self._offline_failure(REASONS["offline_expired"], "offline database expired")
+                limit = getattr(status, "expire_after", DEFAULT_EXPIRE_AFTER)
+                note = self._offline_failure(offline_expired_reason(limit),
+                                             f"offline database expired (offline limit {limit:g} s)")
             elif state == "empty":
                 note = self._offline_failure(REASONS["offline_empty"], "offline database never loaded")
             elif state == "stale":
@@ -761,21 +794,28 @@ class Checker:
             return status
         bl = self._blocklist
         inst = version = ""
-        for item in items:
-            if item.unreadable is not None:
-                continue
-            try:
-                verdict = bl.check(item.raw)
-            except CodeError as exc:
-                item.unreadable = str(exc)
-                continue
-            item.offline = verdict
-            item.offline_reasons = _BLOCKED if verdict.blocked else ()
-            if item.cis is None:
-                item.cis, item.gtin = verdict.cis, verdict.gtin
-            inst, version = verdict.instance_id, str(verdict.db_version)
+        # One receipt, one version: every code from one snapshot (a duck-typed offline without `snapshot` can
+        # promise no such thing and is asked code by code).
+        take = getattr(bl, "snapshot", None)
+        with take() if take is not None else contextlib.nullcontext(bl) as view:
+            for item in items:
+                if item.unreadable is not None:
+                    continue
+                try:
+                    verdict = view.check(item.raw)
+                except CodeError as exc:
+                    item.unreadable = str(exc)
+                    continue
+                except NoListError:
+                    return self._offline_failure(REASONS["offline_empty"], "offline database never loaded")
+                item.offline = verdict
+                item.offline_reasons = _BLOCKED if verdict.blocked else ()
+                if item.cis is None:
+                    item.cis, item.gtin = verdict.cis, verdict.gtin
+                inst = instance_uuid(verdict.instance_id)
+                version = version_uuid(verdict.instance_id, verdict.db_version)
         return _Offline(
-            req_id=_uuid4(self._rand.getrandbits(128)),
+            req_id=request_id(),
             req_timestamp=int(time.time() * 1000),
             inst=inst,
             version=version,
@@ -807,24 +847,32 @@ class Checker:
             raise TrueApiError("timeout", f"no online answer within {self.deadline} + {self.late_grace} s")
         return [(len(chunk), _outcome(task)) for chunk, task in zip(chunks, tasks)]
 
-    async def _local_module(self, codes: list[str]) -> dict[str, Any]:
+    async def _local_module(self, items: list[_Item]) -> dict[str, Any]:
+        """Ask the Local Module about every reading of every readable scan, in order (see `_from_local_module`)."""
         assert self._lm is not None
-        return await self._lm.check_codes(codes)
+        return await self._lm.check_codes([c for i in items if i.code is not None for c in (i.code, *i.alts)])
 
     def _from_local_module(self, items: list[_Item], outcome: Any) -> _Offline:
         if isinstance(outcome, LocalModuleError):
-            reason = {"not_ready": "offline_not_ready", "sync_error": "offline_sync_error",
-                      "auth": "offline_auth"}.get(outcome.kind, "offline_failed")
+            if outcome.kind == "sync_error":
+                return self._offline_failure(offline_sync_error_reason(outcome.offline_limit),
+                                             f"{outcome.kind}: {outcome}")
+            reason = {"not_ready": "offline_not_ready", "auth": "offline_auth"}.get(outcome.kind, "offline_failed")
             return self._offline_failure(REASONS[reason], f"{outcome.kind}: {outcome}")
         if isinstance(outcome, BaseException):
             return self._offline_failure(REASONS["offline_failed"], repr(outcome))
         entries = outcome.get("codes") or []
         sent = [i for i in items if i.code is not None]
-        if len(entries) == len(sent):
-            for item, entry in zip(sent, entries):
-                if isinstance(entry, Mapping):
-                    item.offline = entry
-                    item.offline_reasons = offline_reasons(entry)
+        if len(entries) == sum(1 + len(i.alts) for i in sent):
+            at = 0
+            for item in sent:
+                mine = entries[at:at + 1 + len(item.alts)]
+                at += len(mine)
+                if all(isinstance(e, Mapping) for e in mine):
+                    # One entry per reading: refused if any reading is (a blocked code is blocked under either).
+                    said = [offline_reasons(e) for e in mine]
+                    item.offline = next((e for e, r in zip(mine, said) if r), mine[0])
+                    item.offline_reasons = tuple(dict.fromkeys(r for rs in said for r in rs))
         return _Offline(
             req_id=str(outcome.get("reqId") or ""),
             req_timestamp=int(outcome.get("reqTimestamp") or 0),

@@ -860,12 +860,6 @@ class SyncReport:
                 f"in {total:.2f} s{why}")
 
 
-def _open_store(db: Blocklist | str | os.PathLike[str]) -> tuple[Blocklist, bool]:
-    if isinstance(db, Blocklist):
-        return db, False
-    if os.path.exists(os.path.join(os.fspath(db), "data.mdb")):
-        return Blocklist.open(db, readonly=False), True
-    return Blocklist.create(db), True
 
 
 def _check_replay(manifest: Manifest, version: int, digest: str, published_at: int | None, where: str) -> None:
@@ -903,7 +897,10 @@ def sync(
     proxy: ProxyConfig | None = None,
     progress: Progress | None = None,
 ) -> SyncReport:
-    """Bring the store `db` (a `Blocklist` opened writable, or a path; created if missing) to the feed's version.
+    """Bring the store `db` (a `Blocklist` opened writable, or a path) to the feed's version.
+
+    A path without a database gets one only if this first sync succeeds (it is built beside the path and moved
+    in); after a failed first sync nothing is left there.
 
     Fetches and verifies the manifest, then downloads either the deltas from the store's version (when the
     chain is there, starts at the store's digest and is smaller than the snapshot) or the snapshot, verifies size
@@ -918,12 +915,15 @@ def sync(
     Raises a `FeedError` subclass on failure; every check runs before the store is written, so a refused feed
     leaves the store as it was.
     """
-    bl, owned = _open_store(db)
-    try:
-        return _sync(bl, feed_url, public_key, now, retry, sleep, rng or random.Random(), temp_dir, proxy, progress)
-    finally:
-        if owned:
-            bl.close()
+    rng = rng or random.Random()
+    if isinstance(db, Blocklist):
+        return _sync(db, feed_url, public_key, now, retry, sleep, rng, temp_dir, proxy, progress)
+    if os.path.exists(os.path.join(os.fspath(db), "data.mdb")):
+        with Blocklist.open(db, readonly=False) as bl:
+            return _sync(bl, feed_url, public_key, now, retry, sleep, rng, temp_dir, proxy, progress)
+    # A first sync builds the store beside `db` and moves it in only when the sync succeeded.
+    with Blocklist.building(db) as bl:
+        return _sync(bl, feed_url, public_key, now, retry, sleep, rng, temp_dir, proxy, progress)
 
 
 def _sync(bl: Blocklist, feed_url: str, public_key: Any, now: float | None, retry: RetryPolicy,

@@ -46,6 +46,7 @@ SystemCallErrorNumber=EPERM
 TEMPLATES = {
     "serve": "lmcz-fast-serve.service",
     "sync": "lmcz-fast-sync.service",
+    "replicate": "lmcz-fast-replicate.service",
     "sysusers": "lmcz-fast.sysusers.conf",
     "tmpfiles": "lmcz-fast.tmpfiles.conf",
 }
@@ -92,6 +93,13 @@ class UnitOptions:
     proxy: str | None = None
     proxy_auth_file: str | None = None
     prefix: str = "lmcz-fast"
+    replicate_source: str | None = None
+    source_credentials_file: str | None = None
+
+    @property
+    def updater(self) -> str:
+        """The unit that keeps the store current: `replicate` when a replication source is given, else `sync`."""
+        return "replicate" if self.replicate_source else "sync"
 
     def checked(self) -> UnitOptions:
         for name in (self.user, self.group or self.user):
@@ -104,13 +112,15 @@ class UnitOptions:
         if not 0 <= self.nice <= 19:
             raise ValueError(f"--nice is 0..19: {self.nice}")
         for value, what in ((self.feed_url, "the feed URL"), (self.proxy, "the proxy URL"),
+                            (self.replicate_source, "the replication source"),
                             (self.every, "the interval"), (self.host, "the address")):
             if value is not None and any(c.isspace() for c in value):
                 raise ValueError(f"{what} holds white space: {value!r}")
         _path(self.binary, "the lmcz-fast program")
         _path(self.db, "the database")
         for value, what in ((self.audit_dir, "the audit directory"), (self.password_file, "the password file"),
-                            (self.public_key, "the public key"), (self.proxy_auth_file, "the proxy credentials")):
+                            (self.public_key, "the public key"), (self.proxy_auth_file, "the proxy credentials"),
+                            (self.source_credentials_file, "the source's credentials")):
             if value is not None:
                 _path(value, what)
         return self
@@ -157,16 +167,23 @@ def render(options: UnitOptions) -> dict[str, str]:
         feed_note = ""
         if opts.public_key:
             sync += ["--public-key", opts.public_key]
-    if opts.proxy:
-        sync += ["--proxy", opts.proxy]
-    if opts.proxy_auth_file:
-        sync += ["--proxy-auth-file", opts.proxy_auth_file]
+    replicate = [opts.binary, "replicate", os.path.normpath(opts.db), "--source", opts.replicate_source or "",
+                 "--follow", "--nice", "0"]
+    if opts.source_credentials_file:
+        replicate += ["--credentials-file", opts.source_credentials_file]
+    for command in (sync, replicate):
+        if opts.proxy:
+            command += ["--proxy", opts.proxy]
+        if opts.proxy_auth_file:
+            command += ["--proxy-auth-file", opts.proxy_auth_file]
     values = {
         "USER": opts.user,
         "GROUP": group,
         "SERVE_COMMAND": _command(serve),
         "SYNC_COMMAND": _command(sync),
-        "SYNC_UNIT": opts.unit_name("sync"),
+        "REPLICATE_COMMAND": _command(replicate),
+        "SOURCE": opts.replicate_source or "",
+        "SYNC_UNIT": opts.unit_name(opts.updater),
         "EVERY": opts.every,
         "FEED_NOTE": feed_note,
         "READ_WRITE_PATHS": " ".join(quote(p) for p in opts.writable()),
@@ -176,11 +193,14 @@ def render(options: UnitOptions) -> dict[str, str]:
     }
     out = {}
     for which, template in TEMPLATES.items():
+        if which in ("sync", "replicate") and which != opts.updater:
+            continue                    # one unit keeps the store current: the feed's sync or the replication
         text = resources.files("lmcz_fast").joinpath("systemd", template).read_text(encoding="utf-8")
-        name = opts.unit_name(which) if which in ("serve", "sync") else template.replace("lmcz-fast", opts.prefix)
+        name = (opts.unit_name(which) if which in ("serve", "sync", "replicate")
+                else template.replace("lmcz-fast", opts.prefix))
         values["UNIT"] = name
         text = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], text)
-        if which == "sync":
+        if which in ("sync", "replicate"):
             text = text.replace("[Service]\n", f"[Service]\nNice={opts.nice}\n", 1)
         out[name] = text
     return out

@@ -31,6 +31,7 @@ from lmcz_fast.checker import (
     Mode,
     ReceiptTooLarge,
 )
+from lmcz_fast.receipt import version_uuid
 from lmcz_fast.trueapi import TrueApiClient
 
 KEY = "test-key"
@@ -138,8 +139,8 @@ def test_deadline_is_hard_sync(host, scans, blocklist, deadline, delay, mode):
     else:
         assert verdict.decision is Decision.REFUSE and verdict.reasons[0].key == "blocked"  # from the blocklist
         assert elapsed >= deadline and "checked_offline" in [n.key for n in verdict.notes]
-        assert re.fullmatch(rf"UUID={UUID}&Time=\d{{13}}&Inst={blocklist.info()['instance_id']}&Ver=1",
-                            verdict.tag_1265)
+        inst = blocklist.info()["instance_id"]
+        assert re.fullmatch(rf"UUID={UUID}&Time=\d{{13}}&Inst={inst}&Ver={version_uuid(inst, 1)}", verdict.tag_1265)
 
 
 def test_deadline_is_hard_async_many_at_once(host, scans, blocklist):
@@ -216,7 +217,8 @@ def test_offline_only_blocklist(scans, blocklist):
         assert checker._thread is None  # offline in-process needs no thread at all
     assert (blocked.decision, blocked.mode, blocked.reasons[0].key) == (Decision.REFUSE, Mode.OFFLINE, "blocked")
     assert (fine.decision, fine.mode, fine.notes) == (Decision.SELL, Mode.OFFLINE, ())
-    assert blocked.codes[0].offline.blocked and fine.tag_1265.endswith("&Ver=1")
+    assert blocked.codes[0].offline.blocked
+    assert fine.tag_1265.endswith(f"&Ver={version_uuid(blocklist.info()['instance_id'], 1)}")
 
 
 def test_expired_and_stale_blocklist(scans, blocklist):

@@ -142,3 +142,56 @@ def test_info_prints_times_with_their_zone(runner, tmp_path, codes, monkeypatch)
 def test_lookup_on_missing_database_is_a_clear_error(runner, tmp_path):
     result = runner.invoke(main, ["lookup", str(tmp_path / "nope"), "x"])
     assert result.exit_code != 0
+
+
+# -- a store that never held a list (issue 11) ------------------------------------------------------------------
+
+
+def test_a_failed_first_load_leaves_no_database(runner, tmp_path, codes):
+    listing = tmp_path / "bad.txt"
+    listing.write_text("\n".join(codes[:10]) + "\nbroken\n")
+    db = tmp_path / "store.db"
+    result = runner.invoke(main, ["load", str(db), str(listing), "--strict"])
+    assert result.exit_code == 3
+    assert "no database was created" in result.stderr
+    assert not db.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.txt"]     # nothing half-built beside it either
+    result = runner.invoke(main, ["lookup", str(db), codes[20]])
+    assert result.exit_code != 0 and result.stdout == ""
+    # the same text without --strict loads; then the store is there
+    assert runner.invoke(main, ["load", str(db), str(listing)]).exit_code == 0
+    with Blocklist.open(db) as bl:
+        assert bl.get_meta("version") == 1 and bl.is_blocked(codes[0])
+
+
+def test_a_failed_first_load_into_an_existing_empty_directory_leaves_it_empty(runner, tmp_path, codes):
+    db = tmp_path / "store.db"
+    db.mkdir()
+    (db / "README").write_text("ours\n")
+    listing = tmp_path / "bad.txt"
+    listing.write_text("broken\n")
+    assert runner.invoke(main, ["load", str(db), str(listing), "--strict"]).exit_code == 3
+    assert sorted(p.name for p in db.iterdir()) == ["README"]
+    good = tmp_path / "good.txt"
+    good.write_text("\n".join(codes[:5]) + "\n")
+    assert runner.invoke(main, ["load", str(db), str(good)]).exit_code == 0
+    assert (db / "README").read_text() == "ours\n"
+    with Blocklist.open(db) as bl:
+        assert bl.is_blocked_many(codes[:6]) == [True] * 5 + [False]
+
+
+def test_lookup_info_status_on_a_store_that_never_held_a_list(runner, tmp_path, codes):
+    db = str(tmp_path / "db")
+    Blocklist.create(db).close()      # what an interrupted or older first load left behind
+    for args in (["lookup", db, codes[0]], ["lookup", db, "--json"]):
+        result = runner.invoke(main, args, input=f"{codes[0]}\n")
+        assert result.exit_code == 4, result.output
+        assert "no list loaded" in result.stderr
+        assert result.stdout == ""
+    result = runner.invoke(main, ["info", db])
+    assert result.exit_code == 0 and "no list loaded" in result.output
+    fields = json.loads(runner.invoke(main, ["info", db, "--json"]).output)
+    assert (fields["state"], fields["expires_at"], fields["version"]) == ("empty", None, 0)
+    result = runner.invoke(main, ["status", db])
+    assert "EMPTY (no list loaded)" in result.output
+    assert runner.invoke(main, ["status", db, "--check"]).exit_code == 2

@@ -46,6 +46,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -100,6 +101,8 @@ HOSTS = [
     (r"https?://mirror\.shop\.local:8080(?=/)", "mirror:8080"),
     (r"https?://mirror\.local:8080(?=/)", "mirror:8080"),
     (r"https?://mirror\.shop\.local(?=/)", "mirror"),
+    # a CouchDB-compatible replication source: pouchdb-server, started by the test (tests/_couch_support.py)
+    (r"https?://(?:127\.0\.0\.1|hq\.chain\.local|lm-server\.shop\.local):5984(?=/|\s|$|\")", "couch"),
 ]
 COMMANDS = ("lmcz-fast", "curl", "printf", "mkdir", "python", "python3", "pytest", "cd", "pip", "auditwheel",
             "systemd-sysusers", "systemctl")
@@ -267,6 +270,7 @@ class World:
     daemons: list[Daemon] = field(default_factory=list)
     changes_made: int = 0
     log: list[str] = field(default_factory=list)
+    couch: Any = None
 
     def __post_init__(self) -> None:
         self.root = self.tmp / "root"
@@ -454,8 +458,28 @@ class World:
             assert process.wait(timeout=30) == 0, process.stderr.read()
         self.log.append(f"served one check of {db} to write the audit log {directory}")
 
+    def ensure_couch(self, credentials_file: str | None) -> None:
+        """The replication source the example names: pouchdb-server on loopback, holding the world's list."""
+        from _couch_support import POUCHDB, Couch
+
+        if self.couch is None:
+            if POUCHDB is None:
+                pytest.skip("pouchdb-server is not installed (.ci/run installs it with npm)")
+            self.couch = Couch(self.tmp / "couch", port=self.port("couch")).__enter__()
+            self.couch.create("blocked_cis", "blocked_gtin", "min_price")
+            self.couch.put_docs("blocked_cis", [{"_id": code} for code in self.blocked])
+            self.log.append("started pouchdb-server with blocked_cis, blocked_gtin, min_price")
+        if credentials_file and not self.path(credentials_file).exists():
+            path = self.path(credentials_file)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("replicator:a-long-password\n")
+            self.couch.require_auth("replicator", "a-long-password", "blocked_cis", "blocked_gtin", "min_price")
+            self.log.append(f"made credentials file {credentials_file} (an admin of the source)")
+
     def prepare(self, argv: list[str]) -> None:
         name, opts = _parse(argv)
+        if name == "replicate":
+            self.ensure_couch(opts.get("credentials_file"))
         if name == "load":
             for source in opts.get("sources", ()):
                 self.ensure_input(source)
@@ -517,7 +541,7 @@ class World:
                 self.prepare(stage)
         if command.startswith("curl ") and shutil.which("curl") is None:
             pytest.skip("curl is not installed here (.ci/run installs it)")
-        if argv is not None and (argv[0] == "serve" or "--every" in argv):
+        if argv is not None and (argv[0] == "serve" or "--every" in argv or "--follow" in argv):
             self.start(command, text, argv)
             return
         result = subprocess.run(["bash", "-c", text], cwd=self.cwd, env=self.env, capture_output=True, text=True,
@@ -551,7 +575,7 @@ class World:
                                          err)
             assert status == 200 and int(payload.get("dbVersion", 0)) >= 1, (command, status, payload)
         else:
-            words = "mirror ok" if name == "mirror" else "sync ok"
+            words = {"mirror": "mirror ok", "replicate": "replicate ok"}.get(name, "sync ok")
             _wait_log(err, words, process, command)
             if opts.get("serve_address"):
                 port = int(opts["serve_address"].rsplit(":", 1)[1])
@@ -575,6 +599,8 @@ class World:
         assert "Traceback" not in err, f"{daemon.command}:\n{err[-3000:]}"
 
     def close(self) -> None:
+        if self.couch is not None:
+            self.couch.__exit__()
         errors = []
         for daemon in list(self.daemons):
             try:

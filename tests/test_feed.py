@@ -217,7 +217,31 @@ def test_damaged_snapshot_refused_on_a_fresh_store(tmp_path: Path, keys) -> None
     _flip_last_byte(_newest(fd, "snapshot"))
     with pytest.raises(feed.IntegrityError):
         feed.sync(db, str(fd), pub)
-    assert full_state(db)[:2] == (0, "0" * 32)
+    # A failed first sync leaves no database (issue 11): not even an empty one that `lookup` would open.
+    assert not db.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["feed", "feed.key", "feed.pub"]
+
+
+def test_a_failed_first_sync_from_the_cli_leaves_no_database(tmp_path: Path, keys) -> None:
+    key, pub = keys
+    other_key, other_pub = feed.write_keypair(tmp_path / "other.key")
+    fd, db = tmp_path / "feed", tmp_path / "store.db"
+    publish_set(fd, key, CODES[:100])
+    runner = CliRunner()
+    result = runner.invoke(_cli(), ["sync", str(db), "--feed", str(fd), "--public-key", str(other_pub),
+                                    "--nice", "0", "--attempts", "1"])
+    assert result.exit_code == 5, result.output
+    assert "no database was created" in result.stderr
+    assert not db.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".store.db")]
+    result = runner.invoke(_cli(), ["sync", str(db), "--feed", str(fd), "--public-key", str(pub), "--nice", "0"])
+    assert result.exit_code == 0, result.output
+    with Blocklist.open(db) as bl:
+        assert bl.status().state == "ready" and bl.is_blocked(CODES[0])
+    # a later failure never removes the store that is there
+    (fd / "manifest.json").write_text("{}")
+    result = runner.invoke(_cli(), ["sync", str(db), "--nice", "0", "--attempts", "1"])
+    assert result.exit_code == 5 and "not changed" in result.stderr
+    assert db_state(db)[0] == 1
 
 
 def test_replayed_manifests_are_refused(tmp_path: Path, keys) -> None:
@@ -282,7 +306,7 @@ def test_expired_manifest_is_not_a_sync(tmp_path: Path, keys) -> None:
     report = publish_set(fd, key, CODES[:100], now=2_000_000, valid_for=3600)
     with pytest.raises(feed.ExpiredManifestError):
         feed.sync(db, str(fd), pub, now=report.expires_at + 1)
-    assert full_state(db) == (0, "0" * 32, None)
+    assert not db.exists()
     feed.sync(db, str(fd), pub, now=report.expires_at - 1)
     with Blocklist.open(db) as bl:
         assert bl.status(now=report.expires_at + 3 * 3600).state == "stale"

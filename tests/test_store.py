@@ -16,6 +16,7 @@ from lmcz_fast import (
     Blocklist,
     CodeError,
     LoadError,
+    NoListError,
     StoreError,
     VersionError,
     set_digest_of,
@@ -56,12 +57,31 @@ def test_direct_construction_is_refused():
         Blocklist()
 
 
-def test_empty_database_blocks_nothing(db, rng):
+def test_a_store_that_never_held_a_list_answers_nothing(db, tmp_path, rng):
+    """Version 0 (created, never loaded): no surface may say "may be sold" (issue 11)."""
     identity = make_identity(rng)
-    assert db.is_blocked(identity) is False
-    verdict = db.check(identity)
-    assert verdict.blocked is False and verdict.db_version == 0 and verdict.block is None
-    assert db.status().state == "empty"
+    for call in (lambda: db.is_blocked(identity), lambda: db.is_blocked_many([identity] * 40),
+                 lambda: db.check(identity), lambda: db.check_many([identity])):
+        with pytest.raises(NoListError, match="no list loaded"):
+            call()
+    with db.snapshot() as view:
+        with pytest.raises(NoListError):
+            view.is_blocked(identity)
+        with pytest.raises(NoListError):
+            view.check(identity)
+    assert issubclass(NoListError, StoreError)
+    with pytest.raises(CodeError):   # a bad scan is still a bad scan
+        db.is_blocked("hello")
+    assert db.status().state == "empty" and db.status().expires_at is None
+    with Blocklist.open(db.path) as reader:
+        with pytest.raises(NoListError):
+            reader.is_blocked(identity)
+        db.load(write(tmp_path / "none.txt", []))       # an empty list is a list: nothing is blocked
+        time.sleep(0.3)                                   # the reader's refresh interval
+        assert reader.is_blocked(identity) is False
+        assert reader.check(identity).db_version == 1
+    assert db.is_blocked(identity) is False and db.is_blocked_many([identity]) == [False]
+    assert db.status().state == "ready"
 
 
 def test_load_text_then_check_scans_in_every_form(db, tmp_path, rng):
@@ -461,6 +481,46 @@ def test_metadata_the_store_keeps_or_cannot_encode_is_refused_first(db, rng):
             db.apply_delta(add=[code], to_version=1, meta=fields)
         with pytest.raises(StoreError):
             db.set_meta(**fields)
-    assert db.info()["version"] == 0 and not db.is_blocked(code)
+    assert db.info()["version"] == 0
+    with pytest.raises(NoListError):
+        db.is_blocked(code)
     db.mark_synced(at=123.0, feed_url="http://x/", feed_id="f")
     assert (db.get_meta("last_sync_at"), db.get_meta("feed_url"), db.get_meta("feed_id")) == (123.0, "http://x/", "f")
+
+
+def test_building_a_store_leaves_nothing_behind_on_error(tmp_path, rng):
+    codes = [make_identity(rng) for _ in range(10)]
+    target = tmp_path / "store.db"
+    with pytest.raises(LoadError):
+        with Blocklist.building(target) as bl:
+            assert bl.path != str(target) and not target.exists()   # built aside, invisible to readers
+            bl.load([codes + ["broken"]], strict=True)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="interrupted"):
+        with Blocklist.building(target) as bl:
+            bl.load([codes])
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with Blocklist.building(target) as bl:
+        bl.load([codes])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["store.db"]
+    with Blocklist.open(target) as bl:
+        assert bl.is_blocked_many(codes) == [True] * 10 and bl.get_meta("version") == 1
+
+
+def test_building_never_replaces_a_store_that_is_there(tmp_path, rng):
+    codes = [make_identity(rng) for _ in range(4)]
+    target = tmp_path / "store.db"
+    with Blocklist.building(target) as bl:
+        bl.load([codes[:2]])
+    with pytest.raises(StoreError, match="already exists"):
+        with Blocklist.building(target):
+            pass
+    with pytest.raises(StoreError, match="appeared"):
+        with Blocklist.building(tmp_path / "other.db") as bl:
+            bl.load([codes[2:]])
+            (tmp_path / "other.db").mkdir()                         # another store arrives meanwhile
+            os.link(target / "data.mdb", tmp_path / "other.db" / "data.mdb")
+    with Blocklist.open(tmp_path / "other.db") as bl:              # still the one that was there first
+        assert bl.is_blocked_many(codes) == [True, True, False, False]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".building")]

@@ -132,15 +132,17 @@ def test_load_into_a_new_path_on_a_full_disk_refuses_instead_of_dying(small_fs, 
     assert not (small_fs / "new.db").exists()
 
 
-def test_a_load_that_outgrows_a_new_database_leaves_it_empty_and_readable(small_fs, tmp_path):
+def test_a_load_that_outgrows_a_new_database_leaves_no_database(small_fs, tmp_path):
     listing = _write_list(tmp_path / "list.txt", cis_list(60_000, seed=2))
     _fill(small_fs, leave=1_500_000)   # room to create, not to load
     done = _cli("load", small_fs / "new.db", listing)
     assert done.returncode == EXIT_STORE, (done.returncode, done.stderr)
-    assert "disk full at" in done.stderr and "version 0 is still being served" in done.stderr
+    assert "disk full at" in done.stderr and "no database was created" in done.stderr
+    assert "still being served" not in done.stderr      # a store without a list serves nothing (issue 11)
     _no_traceback(done)
-    with Blocklist.open(small_fs / "new.db") as bl:
-        assert bl.get_meta("version") == 0 and bl.get_meta("codes") == 0
+    # a failed first load leaves no (empty) database behind, nor the one it was building (issue 11)
+    assert not (small_fs / "new.db").exists()
+    assert not [p for p in small_fs.iterdir() if p.name.startswith(".new.db.")]
 
 
 def test_sync_into_a_new_path_on_a_full_disk_refuses_instead_of_dying(small_fs, tmp_path):

@@ -82,9 +82,13 @@ def test_hardening_user_paths_and_restart(tmp_path):
         assert d["ReadWritePaths"] == ["/srv/lmcz /var/log/lmcz-fast/audit"]
         for key, value in (("ProtectSystem", "strict"), ("NoNewPrivileges", "yes"), ("PrivateTmp", "yes"),
                            ("ProtectHome", "yes"), ("CapabilityBoundingSet", ""), ("AmbientCapabilities", ""),
-                           ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"), ("Type", "simple"),
+                           ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
                            ("WantedBy", "multi-user.target")):
             assert d[key] == [value], (name, key)
+    serve = directives(files["lmcz-fast-serve.service"])
+    # serve speaks sd_notify (READY=1 once listening) and reloads its password file on SIGHUP
+    assert serve["Type"] == ["notify"] and serve["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    assert directives(files["lmcz-fast-sync.service"])["Type"] == ["simple"]
     sync = directives(files["lmcz-fast-sync.service"])
     assert sync["Nice"] == ["10"] and "--nice 0" in sync["ExecStart"][0]
     assert files["lmcz-fast.sysusers.conf"].splitlines()[-1] == \
@@ -145,3 +149,21 @@ def test_sysusers_file_creates_the_user(tmp_path):
     result = subprocess.run(["systemd-sysusers", "--dry-run", f"--root={tmp_path / 'root'}", str(conf)],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "Creating user 'lmcz-fast'" in result.stdout + result.stderr
+
+
+@needs_analyze
+def test_a_replicating_store_gets_a_replicate_unit(tmp_path):
+    files = render(options(replicate_source="http://127.0.0.1:5984", source_credentials_file="/etc/lmcz/couch.cred",
+                           proxy="http://proxy.shop.local:3128", password_file="/etc/lmcz-fast/password"))
+    assert "lmcz-fast-sync.service" not in files           # one unit keeps the store current
+    replicate = directives(files["lmcz-fast-replicate.service"])
+    words = shlex.split(replicate["ExecStart"][0])
+    assert words[1:5] == ["replicate", "/var/lib/lmcz-fast/store.db", "--source", "http://127.0.0.1:5984"]
+    assert "--follow" in words and "--credentials-file" in words and replicate["Nice"] == ["10"]
+    result = CliRunner().invoke(main, [*words[1:], "--help"])
+    assert result.exit_code == 0, result.output
+    assert directives(files["lmcz-fast-serve.service"])["Wants"] == ["lmcz-fast-replicate.service"]
+    written = install(files, tmp_path / "units", tmp_path / "sysusers", tmp_path / "tmpfiles")
+    units = [p for p in written if p.suffix == ".service"]
+    result = verify(units)
+    assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr

@@ -13,7 +13,7 @@ import click
 
 from .._codes import CodeError
 from ..progress import announce_after, estimate_lines, line_counter
-from ..store import Blocklist, LoadError, StoreError, Verdict, VersionError
+from ..store import Blocklist, LoadError, NoListError, StoreError, Verdict, VersionError
 from .progress import progress_for
 
 EXIT_OK = 0
@@ -60,36 +60,37 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
       lmcz-fast load store.db blocked-2026-11-23.csv.gz --strict
     """
     block = {k: v for k, v in (("authority", authority), ("reason", reason)) if v}
+    first = not os.path.exists(os.path.join(db, "data.mdb"))
     try:
-        bl = Blocklist.open(db, readonly=False) if os.path.exists(os.path.join(db, "data.mdb")) \
-            else Blocklist.create(db)
+        # A first load builds the store beside DB and moves it in only when the load succeeded: a refused load
+        # leaves no (empty) database behind.
+        store = Blocklist.building(db) if first else Blocklist.open(db, readonly=False)
+        bar = progress_for()
+        try:
+            with store as bl:
+                counter = None
+                inputs: Any = list(sources)
+                if bar is not None:
+                    counter = line_counter(bar, "reading", estimate_lines(sources))
+                    inputs = announce_after(inputs, bar, "writing the database")
+                report = bl.load(inputs, replace=replace, strict=strict, version=version,
+                                 block=block or None, progress=counter)
+        finally:
+            if bar is not None:
+                bar.close()
+    except LoadError as exc:
+        _print_errors(exc.report)
+        _fail(f"{exc}" + ("; no database was created" if first else ""), EXIT_INVALID)
+    except (StoreError, VersionError) as exc:
+        _fail(str(exc) + ("; no database was created" if first else ""))
+    _print_errors(report)
+    click.echo(f"loaded {db}: {report.summary()}")
+    try:
+        with Blocklist.open(db) as bl:
+            info = bl.info()
     except StoreError as exc:
         _fail(str(exc))
-    bar = progress_for()
-    with bl:
-        try:
-            counter = None
-            inputs: Any = list(sources)
-            if bar is not None:
-                counter = line_counter(bar, "reading", estimate_lines(sources))
-                inputs = announce_after(inputs, bar, "writing the database")
-            report = bl.load(inputs, replace=replace, strict=strict, version=version,
-                             block=block or None, progress=counter)
-        except LoadError as exc:
-            if bar is not None:
-                bar.close()
-            _print_errors(exc.report)
-            _fail(f"{exc}", EXIT_INVALID)
-        except (StoreError, VersionError) as exc:
-            if bar is not None:
-                bar.close()
-            _fail(str(exc))
-        if bar is not None:
-            bar.close()
-        _print_errors(report)
-        click.echo(f"loaded {db}: {report.summary()}")
-        info = bl.info()
-        click.echo(f"database size {info['used_bytes'] / 1e6:.1f} MB, prefilter {info['prefilter_bytes'] / 1e6:.2f} MB")
+    click.echo(f"database size {info['used_bytes'] / 1e6:.1f} MB, prefilter {info['prefilter_bytes'] / 1e6:.2f} MB")
 
 
 def _print_errors(report: Any) -> None:
@@ -132,16 +133,19 @@ def _codes_from(codes: tuple[str, ...]) -> Iterator[str]:
 def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     """Check CODES (or stdin, one per line) against the database DB.
 
-    Codes may be raw scans as a till sends them (GS as 0x1D, lost GS, ']d2' prefix, Russian layout).
+    Codes may be raw scans as a till sends them (GS as 0x1D, lost GS, ']d2' prefix, Russian layout). GS may be
+    written as text: <GS>, {GS}, [GS], \\x1d, \\u001d, %1D (docs/codes.md). A scan that reads more than one way
+    is blocked when any reading is.
 
     \b
     Exit status:
       0  every code may be sold
       1  at least one code is blocked
       3  no code is blocked, but at least one is not a valid marking code
-      4  the database cannot be read
+      4  the database cannot be read, or holds no list yet ("no list loaded": never loaded or synced)
     \b
-    Example:
+    Examples:
+      lmcz-fast lookup store.db "010460537036288621CfG9VcmbLzUky<GS>93Ab12"
       printf '%s\\n' "$SCAN1" "$SCAN2" | lmcz-fast lookup store.db --json
     """
     blocked = invalid = False
@@ -150,9 +154,14 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     except StoreError as exc:
         _fail(str(exc))
     with bl:
+        if bl.status().state == "empty":
+            _fail(f"no list loaded: {db} has never held a blocklist; nothing can be checked against it "
+                  f"(`lmcz-fast load {db} FILE` or `lmcz-fast sync {db} --feed URL --public-key KEY` first)")
         for raw in _codes_from(codes):
             try:
                 verdict = bl.check(raw)
+            except NoListError as exc:
+                _fail(str(exc))
             except CodeError as exc:
                 invalid = True
                 if as_json:
@@ -185,9 +194,11 @@ def _local_time(ts: float) -> str:
 @click.argument("db", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print the fields as one JSON object.")
 def info(db: str, as_json: bool) -> None:
-    """Show the version, counts, sizes and times of the database DB.
+    """Show the version, counts, sizes, times and freshness of the database DB.
 
     Times are local, with their offset from UTC (`2026-11-23 14:05:09+03:00`); --json gives Unix seconds.
+    `state` and `expires_at` (when offline answers stop: the last sync or load plus the offline limit) are
+    what `lmcz-fast status` and `serve` report too; a store that never held a list says "no list loaded".
 
     \b
     Examples:
@@ -204,7 +215,11 @@ def info(db: str, as_json: bool) -> None:
         return
     for name in sorted(fields):
         value = fields[name]
-        if name.endswith("_at") and isinstance(value, (int, float)):
+        if name == "state" and value == "empty":
+            value = "empty (no list loaded)"
+        elif name == "expires_at" and value is None:
+            value = "- (no list loaded: no offline answers at all)"
+        elif name.endswith("_at") and isinstance(value, (int, float)):
             value = _local_time(value)
         click.echo(f"{name:>18}: {value}")
 

@@ -21,6 +21,7 @@ import click
 
 from .. import feed
 from ..store import Blocklist, StoreError
+from ..store.replication import replication_status
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
 
@@ -206,6 +207,9 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
               help="The complete new list (repeatable; text, CSV or .gz, as `lmcz-fast load` reads).")
 @click.option("--delta", "delta_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A change to the current list: +CODE/-CODE/+GTIN/-GTIN lines.")
+@click.option("--from-store", "from_store", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Take the complete new list from a store (e.g. one kept by `lmcz-fast replicate`): one server "
+                   "pulls from upstream, the chain's stores sync the signed feed.")
 @click.option("--version", "version", type=int, default=None, help="The new version (default: current + 1).")
 @click.option("--feed-id", default=None, help="Name of the feed (set on first publish; default 'lmcz').")
 @click.option("--keep-deltas", type=int, default=feed.DEFAULT_KEEP_DELTAS, show_default=True,
@@ -213,8 +217,9 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
 @click.option("--valid-for", type=Duration(), default=str(feed.DEFAULT_VALID_FOR), show_default=True,
               help="How long the signed manifest stays acceptable; re-publish (heartbeat) well within it.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path: str | None, version: int | None,
-            feed_id: str | None, keep_deltas: int, valid_for: float, as_json: bool) -> None:
+def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path: str | None,
+            from_store: str | None, version: int | None, feed_id: str | None, keep_deltas: int, valid_for: float,
+            as_json: bool) -> None:
     """Publish a new version of the feed in FEED_DIR (the central side), or re-sign the current one.
 
     \b
@@ -222,15 +227,23 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
     any HTTP server, object store or CDN as is. Examples:
       lmcz-fast publish /srv/feed --key feed.key --snapshot blocked-2026-11-23.csv.gz
       lmcz-fast publish /srv/feed --key feed.key --delta changes.txt
+      lmcz-fast publish /srv/feed --key feed.key --from-store replica.db   # after `lmcz-fast replicate replica.db`
       lmcz-fast publish /srv/feed --key feed.key          # heartbeat: same version, fresh signature
     Run the heartbeat from cron at least hourly: stores refuse a manifest older than --valid-for.
     On a terminal each step shows progress (rate, time left); logs and --json stay quiet.
     """
-    if snapshots and delta_path:
-        raise click.UsageError("give --snapshot or --delta, not both")
+    if sum(map(bool, (snapshots, delta_path, from_store))) > 1:
+        raise click.UsageError("give one of --snapshot, --delta and --from-store")
+    snapshot: list | None = list(snapshots) or None
+    if from_store is not None:
+        try:
+            with Blocklist.open(from_store) as source:
+                snapshot = [list(source.snapshot_lines())]
+        except StoreError as exc:
+            _fail(str(exc), EXIT_STORE)
     bar = progress_for(quiet=as_json)
     try:
-        report = feed.publish(feed_dir, key_path, snapshot=list(snapshots) or None, delta=delta_path,
+        report = feed.publish(feed_dir, key_path, snapshot=snapshot, delta=delta_path,
                               version=version, feed_id=feed_id, keep_deltas=keep_deltas, valid_for=int(valid_for),
                               progress=bar)
     except feed.FeedError as exc:
@@ -281,45 +294,64 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     _lower_priority(niceness)
     if feed_url is None and not _exists(db):
         raise click.UsageError(f"no database at {db} yet: give --feed (and --public-key) for its first sync")
+    # Until its first sync succeeds the store does not exist: `feed.sync` given a path builds it beside DB and
+    # moves it in only then, so a failed first sync leaves no (empty) database behind.
+    first = not _exists(db)
+    store: list[Blocklist | None] = [None]
     try:
-        with Blocklist.open(db, readonly=False) if _exists(db) else Blocklist.create(db) as bl:
-            url = feed_url or bl.get_meta("feed_url")
-            if url is None:
-                raise click.UsageError("no --feed given and the store has never synced from one")
-            if every is None:
-                bar = progress_for(quiet=as_json)
-                try:
-                    report = feed.sync(bl, url, public_key, retry=_retry(attempts, timeout), proxy=proxy,
-                                       progress=bar)
-                finally:
-                    if bar is not None:
-                        bar.close()
-                if as_json:
-                    click.echo(json.dumps(asdict(report), indent=1))
-                else:
-                    click.echo(report.summary())
+        if not first:
+            store[0] = Blocklist.open(db, readonly=False)
+        url = feed_url or (store[0].get_meta("feed_url") if store[0] is not None else None)
+        if url is None:
+            raise click.UsageError("no --feed given and the store has never synced from one")
+        if every is None:
+            bar = progress_for(quiet=as_json)
+            try:
+                report = feed.sync(store[0] or db, url, public_key, retry=_retry(attempts, timeout), proxy=proxy,
+                                   progress=bar)
+            finally:
+                if bar is not None:
+                    bar.close()
+            if as_json:
+                click.echo(json.dumps(asdict(report), indent=1))
+            else:
+                click.echo(report.summary())
+            return
+        key = [public_key]
+
+        def once(sleep: Callable[[float], Any]) -> str:
+            report = feed.sync(store[0] or db, url, key[0], retry=_retry(attempts, timeout), sleep=sleep,
+                               proxy=proxy)
+            key[0] = None
+            bl = store[0]
+            if bl is None:
+                bl = store[0] = Blocklist.open(db, readonly=False)
+            return f"sync ok: {report.summary()}; {_status_line(bl)}"
+
+        def on_schedule(at: float) -> None:
+            bl = store[0]
+            if bl is None:
+                log.warning("no store yet at %s: its first sync has not succeeded", db)
                 return
-            key = [public_key]
+            status = bl.status()
+            if status.state != "ready":
+                log.warning("store is %s: last successful sync %s", status.state.upper(),
+                            _when(status.last_sync_at, time.time()))
+            bl.set_meta(feed_next_sync_at=at)
 
-            def once(sleep: Callable[[float], Any]) -> str:
-                report = feed.sync(bl, url, key[0], retry=_retry(attempts, timeout), sleep=sleep, proxy=proxy)
-                key[0] = None
-                return f"sync ok: {report.summary()}; {_status_line(bl)}"
-
-            def on_schedule(at: float) -> None:
-                status = bl.status()
-                if status.state != "ready":
-                    log.warning("store is %s: last successful sync %s", status.state.upper(),
-                                _when(status.last_sync_at, time.time()))
-                bl.set_meta(feed_next_sync_at=at)
-
-            _run_forever(every, once, on_schedule)
+        _run_forever(every, once, on_schedule)
     except feed.FeedError as exc:
-        _fail(f"{_kind(exc)}: {exc}; the store was not changed")
+        _fail(f"{_kind(exc)}: {exc}; " + ("no database was created" if first and not _exists(db)
+                                         else "the store was not changed"))
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     except OSError as exc:
-        _fail(f"{exc.filename or db}: {exc.strerror or exc}; the store was not changed", EXIT_STORE)
+        _fail(f"{exc.filename or db}: {exc.strerror or exc}; " + ("no database was created" if first and not
+                                                                 _exists(db) else "the store was not changed"),
+              EXIT_STORE)
+    finally:
+        if store[0] is not None:
+            store[0].close()
 
 
 def _lower_priority(niceness: int) -> None:
@@ -413,8 +445,9 @@ def status(db: str, as_json: bool, check: bool) -> None:
     """Freshness of DB: READY, STALE (still serving, sync overdue) or EXPIRED (beyond the offline limit).
 
     \b
-    READY while the last successful sync is within the refresh window (default 2h), STALE after it, EXPIRED
-    after the offline limit (default 72h), when the Local-Module-compatible service refuses checks.
+    READY while the last successful sync (or, never synced, the last full load) is within the refresh window
+    (default 2h), STALE after it, EXPIRED after the offline limit (default 72h): from `expires` on, the
+    Local-Module-compatible service and the checker refuse offline checks. EMPTY: no list loaded yet.
       lmcz-fast status store.db
       lmcz-fast status store.db --json --check      # for monitoring
     """
@@ -424,27 +457,40 @@ def status(db: str, as_json: bool, check: bool) -> None:
             st = bl.status(now)
             extra = {name: bl.get_meta(name) for name in
                      ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at")}
+            replication = replication_status(bl, now)
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
-    expires_at = None if st.last_sync_at is None else st.last_sync_at + st.expire_after
     scheduled = extra["feed_next_sync_at"]
     if as_json:
-        click.echo(json.dumps({**asdict(st), "expires_at": expires_at, **extra}, indent=1))
+        click.echo(json.dumps({**asdict(st), **extra, "replication": replication}, indent=1))
     else:
         colour = {"ready": "green", "stale": "yellow", "expired": "red", "empty": "red"}[st.state]
-        click.echo(f"{'state':>12}: " + click.style(st.state.upper(), fg=colour, bold=st.state != "ready"))
+        label = "EMPTY (no list loaded)" if st.state == "empty" else st.state.upper()
+        click.echo(f"{'state':>12}: " + click.style(label, fg=colour, bold=st.state != "ready"))
         click.echo(f"{'version':>12}: {st.version}")
         click.echo(f"{'codes':>12}: {st.codes:,}")
         click.echo(f"{'gtins':>12}: {st.gtins:,}")
         click.echo(f"{'last sync':>12}: {_when(st.last_sync_at, now)}")
+        if st.last_sync_at is None and st.loaded_at is not None:
+            click.echo(f"{'loaded':>12}: {_when(st.loaded_at, now)} (from a file: the clocks count from here)")
         if scheduled is not None and scheduled > now - 60:
             click.echo(f"{'next sync':>12}: {_when(scheduled, now)} (scheduled by the sync daemon)")
         click.echo(f"{'refresh due':>12}: {_when(st.next_sync_at, now)} (window {_span(st.refresh_window)})")
-        click.echo(f"{'expires':>12}: {_when(expires_at, now)} (offline limit {_span(st.expire_after)})")
+        expires = ("- (no list loaded: no offline answers at all)" if st.expires_at is None
+                   else f"{_when(st.expires_at, now)} (offline limit {_span(st.expire_after)})")
+        click.echo(f"{'expires':>12}: {expires}")
         click.echo(f"{'feed':>12}: {st.feed_url or '-'}" + (f" ({extra['feed_id']})" if extra["feed_id"] else ""))
         if extra["feed_published_at"] is not None:
             click.echo(f"{'manifest':>12}: signed {_when(extra['feed_published_at'], now)} by key "
                        f"{extra['feed_key_id']}, valid until {_when(extra['feed_expires_at'], now)}")
+        if replication is not None:
+            click.echo(f"{'replicated':>12}: from {replication['source']}")
+            for name, db in replication["databases"].items():
+                lag = "?" if db["seqLag"] is None else f"{db['seqLag']:,}"
+                theirs = "?" if db["serverDocCount"] is None else f"{db['serverDocCount']:,}"
+                click.echo(f"{name:>12}: {db['localDocCount']:,} here / {theirs} at the source, seq lag {lag}, "
+                           f"last batch {_when(db['lastBatchAt'], now)}"
+                           + (f", {db['unmapped']:,} documents that do not map" if db["unmapped"] else ""))
         if st.state in ("stale", "expired"):
             click.secho(f"WARNING: the blocklist is {st.state.upper()}: last successful sync "
                         f"{_when(st.last_sync_at, now)}", fg=colour, bold=True, err=True)

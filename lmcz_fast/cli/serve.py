@@ -36,17 +36,25 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def _read_password(path: str | None) -> str:
-    if path is None:
-        return DEFAULT_PASSWORD
+def _password_in(path: str) -> str:
+    """The first line of the password file; `ValueError` in words when it cannot be read or is empty."""
     try:
         with open(path, encoding="utf-8") as fh:
             password = fh.readline().rstrip("\r\n")
     except OSError as exc:
-        raise click.BadParameter(f"cannot read the password file: {exc.strerror}", param_hint="--password-file")
+        raise ValueError(f"cannot read the password file {path}: {exc.strerror}") from None
     if not password:
-        raise click.BadParameter("the password file's first line is empty", param_hint="--password-file")
+        raise ValueError(f"the first line of the password file {path} is empty")
     return password
+
+
+def _read_password(path: str | None) -> str:
+    if path is None:
+        return DEFAULT_PASSWORD
+    try:
+        return _password_in(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--password-file") from None
 
 
 @click.command()
@@ -90,7 +98,9 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
-    log. Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth,
+    log; SIGHUP reads --password-file again without dropping connections. Under systemd (Type=notify) it
+    reports readiness with sd_notify. A person reads GET / in a browser: the status page (Russian; ?lang=en).
+    Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth,
     POST /api/v1/cis/outCheck {"cis_list": [...]}, GET /api/v1/status, and protocol 2 under /api/v2 (its
     {"results": [...]} answers, {"cis", "pg"} items, greyList). Sales reported by tills
     (POST /api/v2/cis/sell, answered 201 once committed to disk) are answered `sold: true` to every till.
@@ -122,7 +132,8 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     else:
         audit_path = audit_dir or os.path.normpath(db) + ".audit"
     try:
-        run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush)
+        run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush,
+            password=None if password_file is None else lambda: _password_in(password_file))
     except StoreError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_STORE)

@@ -38,6 +38,11 @@ def _this_program() -> str | None:
 @click.option("--every", default="2h", show_default=True, help="The sync interval.")
 @click.option("--nice", "nice", default=10, show_default=True, type=click.IntRange(0, 19),
               help="The sync unit's CPU priority offset (Nice=): tills' lookups come first.")
+@click.option("--replicate-source", default=None, metavar="URL",
+              help="Keep the store current by replicating this CouchDB-compatible source (a replicate unit "
+                   "instead of the sync unit; see `lmcz-fast replicate --help`).")
+@click.option("--source-credentials-file", default=None, metavar="FILE",
+              help="The replication source's user:password file.")
 @click.option("--proxy", default=None, metavar="URL", help="The sync unit's HTTP proxy (see `lmcz-fast sync --help`).")
 @click.option("--proxy-auth-file", default=None, metavar="FILE", help="Its user:password file.")
 @click.option("--bin", "binary", default=None, metavar="PATH",
@@ -50,9 +55,9 @@ def _this_program() -> str | None:
 @click.option("--tmpfiles-dir", default="/etc/tmpfiles.d", show_default=True)
 def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: str, port: int,
             password_file: str | None, feed_url: str | None, public_key: str, every: str, nice: int,
-            proxy: str | None, proxy_auth_file: str | None, binary: str | None, prefix: str, unit_dir: str | None,
+            replicate_source: str | None, source_credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None, binary: str | None, prefix: str, unit_dir: str | None,
             sysusers_dir: str, tmpfiles_dir: str) -> None:
-    """Print (or --install) systemd units that run `serve` and `sync` as a hardened service.
+    """Print (or --install) systemd units that run `serve` and `sync` (or `replicate`) as a hardened service.
 
     \b
     The units run under a dedicated user with the file system read-only except the store's directory and the
@@ -60,6 +65,7 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
     Examples:
       lmcz-fast systemd                                   # print the units and the user/directory files
       lmcz-fast systemd --feed https://feed.example/ --install
+      lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --source-credentials-file /etc/lmcz/couch.cred
       systemd-sysusers && systemd-tmpfiles --create
       systemctl daemon-reload && systemctl enable --now lmcz-fast-sync.service lmcz-fast-serve.service
     """
@@ -69,7 +75,8 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
     options = UnitOptions(binary=os.path.abspath(binary), db=db, user=user, group=group, audit_dir=audit_dir,
                           host=host, port=port, password_file=password_file, feed_url=feed_url,
                           public_key=public_key, every=every, nice=nice, proxy=proxy,
-                          proxy_auth_file=proxy_auth_file, prefix=prefix)
+                          proxy_auth_file=proxy_auth_file, prefix=prefix, replicate_source=replicate_source,
+                          source_credentials_file=source_credentials_file)
     try:
         files = render(options)
     except ValueError as exc:
@@ -87,7 +94,7 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
         sys.exit(EXIT_USAGE)
     for path in written:
         click.echo(f"wrote {path}")
-    serve_unit, sync_unit = options.unit_name("serve"), options.unit_name("sync")
+    serve_unit, sync_unit = options.unit_name("serve"), options.unit_name(options.updater)
     click.echo("next: systemd-sysusers && systemd-tmpfiles --create && systemctl daemon-reload && "
                f"systemctl enable --now {sync_unit} {serve_unit}")
 

@@ -19,25 +19,16 @@ EXIT_REFUSE = 1
 EXIT_CANNOT_CHECK = 3
 EXIT_SETUP = 4
 
-_GS_SPELLINGS = ("\\x1d", "\\x1D", "\\u001d", "\\u001D", "<GS>", "{GS}")
-
-
-def _unescape(scan: str) -> str:
-    """Shells cannot easily pass the GS character: accept its usual textual spellings too."""
-    for spelling in _GS_SPELLINGS:
-        scan = scan.replace(spelling, "\x1d")
-    return scan
-
-
 def _scans(codes: tuple[str, ...]) -> Iterator[str]:
+    """The scans as given: GS written as text (`<GS>`, `\\x1d`, ...) is the parser's to read, as on every surface."""
     for code in codes:
         if code == "-":
             for line in sys.stdin:
                 line = line.rstrip("\r\n")
                 if line:
-                    yield _unescape(line)
+                    yield line
         else:
-            yield _unescape(code)
+            yield code
 
 
 def _print(verdict: TillVerdict, lang: str) -> None:
@@ -107,8 +98,9 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
     """Check marking codes as a till does: online (True API) first; if no answer within --deadline, offline.
 
     \b
-    CODES are scans as the scanner gives them; write GS as \\x1d, \\u001d or <GS>; '-' reads one scan per line
-    from stdin. By default all CODES are one receipt (one online request, at most 128 codes).
+    CODES are scans as the scanner gives them; GS may be written as <GS>, {GS}, [GS], \\x1d or \\u001d (the parser
+    reads them as every surface does, docs/codes.md); '-' reads one scan per line from stdin. By default all CODES
+    are one receipt (one online request, at most 128 codes).
 
     \b
     Decisions: sell, refuse (with the reason for the cashier), cannot_check (neither side could answer).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..receipt import tag_1265
 from ..store.records import Verdict
 
 if TYPE_CHECKING:
@@ -83,7 +84,7 @@ def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict
         "version": version,
         "isCheckedOffline": True,
         "codes": codes,
-        "tag1265": f"UUID={req_id}&Time={req_ms}&Inst={inst}&Ver={version}",
+        "tag1265": tag_1265(req_id, req_ms, inst, version),
         "dbVersion": str(verdict.db_version),
         "dbAge": None if verdict.db_age is None else round(verdict.db_age, 3),
         "dbFreshness": freshness,
@@ -93,7 +94,8 @@ def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict
 def status_json(*, lm_status: str, operation_mode: str, software_version: str, status: Any, info: dict[str, Any],
                 inst: str, inn: str, name: str, grey_list: bool, sold_count: int,
                 initialized: bool) -> dict[str, Any]:
-    """`/status`, the same on both protocols: the official fields with their declared types, then ours."""
+    """`/status`, the same on both protocols: the official fields with their declared types, then ours
+    (`expiresAt` is null while no list is loaded: there is no moment at which checks stop)."""
     updated = info.get("updated_at")
     last_sync = 0 if status.last_sync_at is None else int(status.last_sync_at * 1000)
     return {
@@ -117,6 +119,8 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
         "dbFreshness": status.state,
         "dbAge": None if status.age is None else round(status.age, 3),
         "nextSync": 0 if status.next_sync_at is None else int(status.next_sync_at * 1000),
+        "expiresAt": None if status.expires_at is None else int(status.expires_at * 1000),
+        "offlineLimit": status.expire_after,
         "codes": status.codes,
         "gtins": status.gtins,
         "soldCount": sold_count,

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hmac
+import ipaddress
 import json
 import logging
 import time
@@ -20,15 +22,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .._codes import CodeError
+from ..receipt import instance_uuid, version_uuid
+from ..store.errors import NoListError
 from .config import (
     DEFAULT_MAX_CODE_LENGTH,
+    DEFAULT_PASSWORD,
     ERROR_NOT_READY,
     ERROR_SYNC,
     ServiceConfig,
     software_version,
 )
+from ..store.replication import replication_status
 from .answers import code_json, envelope, status_json
 from .metrics import Metrics
+from .page import Activity, PageData, render
 from .responses import Deferred, HttpError, Response, error
 from .sold import SoldEndpoints
 from .v2 import ProtocolTwo
@@ -40,7 +47,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("lmcz_fast.service")
 
 _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empty": "not_configured"}
-_VERSION_NAMESPACE = uuid.UUID("6f1d2b6e-7d0a-5c43-9a43-2f0f5b1c9e11")
 _JSON = json.JSONDecoder(strict=False)
 _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _STALE_LOG_EVERY = 600.0
@@ -51,6 +57,33 @@ def _json_media_type(content_type: bytes | None) -> bool:
         return True
     media = content_type.split(b";", 1)[0].strip().lower()
     return media in (b"application/json", b"text/json") or media.endswith(b"+json")
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` (what `serve --host` was given) is reachable only from this machine."""
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _ms(moment: float | None) -> int | None:
+    return None if moment is None else int(moment * 1000)
+
+
+def _utc(moment: float | None) -> str:
+    return "-" if moment is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
+
+
+def _span(seconds: float) -> str:
+    """An offline limit in words: '72 h', '90 min', '45 s'."""
+    if seconds >= 3600 and seconds % 3600 == 0:
+        return f"{seconds / 3600:.0f} h"
+    if seconds >= 60 and seconds % 60 == 0:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:g} s"
 
 
 def _query_values(query: bytes | None, name: bytes) -> list[str]:
@@ -71,10 +104,10 @@ def _query_values(query: bytes | None, name: bytes) -> list[str]:
 class LocalModule(ProtocolTwo, SoldEndpoints):
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
-    `blocklist` needs `check(raw) -> Verdict`, `status() -> Status`, `info() -> dict` and `sold` (the sold
-    register); `audit` (optional) needs `record(...)`. Not thread-safe: one event loop owns it. A handler that
-    makes a durable write answers a `Deferred` once `start_writer(loop)` was called (the server does), else it
-    commits synchronously.
+    `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status`,
+    `info() -> dict` and `sold` (the sold register); `audit` (optional) needs `record(...)`. Not thread-safe: one
+    event loop owns it. A handler that makes a durable write answers a `Deferred` once `start_writer(loop)` was
+    called (the server does), else it commits synchronously.
     """
 
     def __init__(
@@ -93,7 +126,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self.clock = clock
         self.software_version = software_version()
         self.initialized_at: float | None = None
-        self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{self.config.password}".encode())
+        self._auth_expected = b""
+        self.set_password(self.config.password)
         self._status: Status | None = None
         self._lm_status = "not_configured"
         self._status_until = 0.0
@@ -103,6 +137,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self._inst = ""
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
+        self._peer: str | None = None   # the address of the request being handled (for the status page)
         self._routes: dict[bytes, tuple[str, Callable[..., Response | Deferred], tuple[bytes, ...], bool]] = {}
         for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
@@ -114,15 +149,19 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), True)
         self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), True)
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
+        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
+        self.activity = Activity(clock)
+
+    def set_password(self, password: str) -> None:
+        """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
+        self.config = dataclasses.replace(self.config, password=password)
+        self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{password}".encode())
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
 
     def _instance_uuid(self, instance_id: str) -> str:
         if instance_id != self._inst_source:
-            try:
-                self._inst = str(uuid.UUID(instance_id))
-            except (ValueError, TypeError, AttributeError):
-                self._inst = str(uuid.uuid5(_VERSION_NAMESPACE, f"instance:{instance_id}"))
+            self._inst = instance_uuid(instance_id)
             self._inst_source = instance_id
             self._version_uuids.clear()
         return self._inst
@@ -133,10 +172,10 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         The official module sends a UUID there; ours is derived (UUIDv5) from the instance and the integer
         version, so it is stable, the same in every process serving that version, and mappable back.
         """
-        inst = self._instance_uuid(instance_id)
+        self._instance_uuid(instance_id)          # a new instance id clears the cache below
         found = self._version_uuids.get(db_version)
         if found is None:
-            found = str(uuid.uuid5(uuid.UUID(inst), f"db-version:{db_version}"))
+            found = version_uuid(instance_id, db_version)
             self._version_uuids[db_version] = found
         return found
 
@@ -181,8 +220,11 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         if lm == "ready":
             return status
         if lm == "sync_error":
-            raise error(400, "sync_error", "no successful sync within the offline limit: checks are refused",
-                         errorCode=ERROR_SYNC, status=lm)
+            raise error(400, "sync_error",
+                        f"no successful sync within the offline limit ({_span(status.expire_after)}): checks are "
+                        f"refused since {_utc(status.expires_at)}",
+                        errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
+                        expiresAt=_ms(status.expires_at))
         raise error(400, lm, "the local module is not configured or still initialising: no database loaded",
                      errorCode=ERROR_NOT_READY, status=lm)
 
@@ -198,10 +240,16 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         client_id: bytes | None,
         content_type: bytes | None,
         started: float | None = None,
+        *,
+        peer: str | None = None,
     ) -> Response | Deferred:
-        """Answer one request. Never raises for anything a client can send."""
+        """Answer one request. Never raises for anything a client can send.
+
+        `peer` is the client's address (the status page names a till by it when it sends no X-ClientId).
+        """
         started = time.perf_counter() if started is None else started
         endpoint = "other"
+        self._peer = peer
         try:
             key = path.rstrip(b"/").lower() or b"/"
             route = self._routes.get(key)
@@ -215,6 +263,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                              allow=b", ".join(methods).decode())
             self._request_endpoint, self._request_started = endpoint, started
             response = handler(method, query, body, client_id, content_type)
+            if endpoint in ("status", "init", "sell", "return"):
+                self.activity.request(client_id.decode("utf-8", "replace") if client_id else None, peer)
             if isinstance(response, Deferred):
                 return response        # observed when resolved, after its commit
             outcome = "ok"
@@ -335,8 +385,50 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         extra = dict(self.audit.metrics()) if self.audit is not None else {}
         extra.update(self.sold_metrics())
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
-        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared),
+        replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
+        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
+                                                 replication=replication),
                         content_type=b"text/plain; version=0.0.4")
+
+    def _handle_page(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                     content_type: bytes | None) -> Response:
+        """The status page for a person (service/page.py): Russian, or English with `?lang=en`."""
+        lang = "en" if _query_values(query, b"lang")[-1:] == ["en"] else "ru"
+        status, lm = self.current_status(force=True)
+        info = self.blocklist.info()
+        now = self.clock()
+        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins}
+        page = PageData(
+            state=status.state,
+            lm_status=lm,
+            now=now,
+            version=status.version,
+            age=status.age,
+            last_sync_at=status.last_sync_at,
+            next_sync_at=status.next_sync_at,
+            expires_at=status.expires_at,
+            source=status.feed_url or (", ".join(info.get("source") or []) or None),
+            counts=counts,
+            tills=sorted(self.activity.tills.values(), key=lambda t: t.last_request, reverse=True),
+            refusals=list(self.activity.refusals),
+            rate=self.activity.rate(),
+            name=self.config.name,
+            software_version=self.software_version,
+            warnings=self.warnings(),
+        )
+        return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
+
+    def warnings(self) -> list[str]:
+        """What an operator must fix, said on the status page and at start."""
+        out = []
+        if self.config.auth and self.config.password == DEFAULT_PASSWORD and not _loopback(self.config.host):
+            out.append(f"the default password admin:admin is in use while the service listens on "
+                       f"{self.config.host}, reachable from the network: set one with `serve --password-file` "
+                       f"(пароль по умолчанию при доступе из сети: задайте свой)")
+        elif not self.config.auth and not _loopback(self.config.host):
+            out.append(f"authentication is off while the service listens on {self.config.host} "
+                       f"(проверка пароля отключена при доступе из сети)")
+        return out
 
     def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
@@ -359,9 +451,12 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
 
     def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
+        self.activity.request(client, self._peer, len(raws))
         try:
             return self._require_ready()
         except HttpError as exc:
+            self.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
+                                                f"{exc.description}")
             if self.audit is not None:
                 self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
             exc.extra["reqId"] = req_id
@@ -369,25 +464,38 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
 
     def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                   status: Status) -> list[Verdict]:
-        """One `Verdict` per scan; any scan that is not a marking code refuses the whole request (audited)."""
-        check = self.blocklist.check
+        """One `Verdict` per scan, every one from one snapshot (one version); any scan that is not a marking code
+        refuses the whole request (audited)."""
+        audit = self.audit
         max_len = DEFAULT_MAX_CODE_LENGTH
         verdicts = []
-        for index, raw in enumerate(raws):
-            try:
-                if not isinstance(raw, str):
-                    raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                if len(raw) > max_len:
-                    raise CodeError(f"longer than {max_len} characters")
-                if "\\" in raw:
-                    raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
-                verdicts.append(check(raw))
-            except CodeError as exc:
-                if self.audit is not None:
-                    self.audit.record(req_id, req_ms, client, status.version, "invalid_code",
-                                      [(str(r)[:64], None) for r in raws])
-                raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
-                             index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+        # One request, one version: every code is answered from one snapshot, which names the version sent.
+        with self.blocklist.snapshot() as view:
+            check = view.check
+            for index, raw in enumerate(raws):
+                try:
+                    if not isinstance(raw, str):
+                        raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
+                    if len(raw) > max_len:
+                        raise CodeError(f"longer than {max_len} characters")
+                    verdicts.append(check(raw))
+                except CodeError as exc:
+                    self.activity.refused(str(raw), f"invalid_code: {exc}")
+                    if audit is not None:
+                        audit.record(req_id, req_ms, client, view.db_version, "invalid_code",
+                                     [(str(r)[:64], None) for r in raws])
+                    raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
+                                 index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+                except NoListError:
+                    raise error(400, "not_configured", "the local module is not configured: no list loaded",
+                                errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
+        for v in verdicts:
+            block = v.block
+            if block is not None:
+                self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
+                                                                 if x))
+            elif v.sold:
+                self.activity.refused(v.cis, "sold")
         return verdicts
 
     def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,

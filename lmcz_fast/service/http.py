@@ -52,7 +52,7 @@ class _Connection(asyncio.Protocol):
 
     __slots__ = ("server", "app", "parser", "transport", "url", "headers_size", "authorization", "client_id",
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
-                 "last_activity", "closing", "queue")
+                 "last_activity", "closing", "queue", "peer")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -61,6 +61,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.in_message = False
         self.closing = False
+        self.peer: str | None = None
         self.last_activity = time.monotonic()
         self.queue: collections.deque[tuple[Any, Response | Deferred | None, bool]] | None = None
         self._reset()
@@ -83,6 +84,8 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         self.server.connections.add(self)
         self.app.metrics.connections_total += 1
+        peer = transport.get_extra_info("peername")
+        self.peer = peer[0] if isinstance(peer, tuple) and peer else None
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             try:
@@ -197,7 +200,7 @@ class _Connection(asyncio.Protocol):
         if self.queue is not None:  # an earlier request still waits for its commit: this one runs after it
             self.queue.append((request, None, keep_alive))
             return
-        response = self.app.handle(*request)
+        response = self.app.handle(*request, peer=self.peer)
         if isinstance(response, Response):
             self._write(response, keep_alive and not response.close)
         else:
@@ -216,7 +219,7 @@ class _Connection(asyncio.Protocol):
                 if self.closing or self.transport is None:
                     queue.popleft()
                     continue
-                answer = self.app.handle(*request)
+                answer = self.app.handle(*request, peer=self.peer)
                 queue[0] = (None, answer, keep_alive)
             if isinstance(answer, Deferred):
                 if answer.response is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..store import Status
@@ -34,7 +34,7 @@ class Metrics:
         self.latency_sum += seconds
 
     def render(self, status: Status | None, lm_status: str, extra: dict[str, float] | None = None, *,
-               stale_readers_cleared: int | None = None) -> bytes:
+               stale_readers_cleared: int | None = None, replication: dict[str, Any] | None = None) -> bytes:
         out = [
             "# HELP lmcz_requests_total HTTP requests by endpoint and outcome.",
             "# TYPE lmcz_requests_total counter",
@@ -72,6 +72,13 @@ class Metrics:
                 "# HELP lmcz_db_age_seconds Seconds since the last successful sync or load (-1: never).",
                 "# TYPE lmcz_db_age_seconds gauge",
                 f"lmcz_db_age_seconds {-1 if status.age is None else round(status.age, 3)}",
+                "# HELP lmcz_db_expires_at_seconds When offline answers stop (Unix s; -1: no list loaded).",
+                "# TYPE lmcz_db_expires_at_seconds gauge",
+                f"lmcz_db_expires_at_seconds {-1 if status.expires_at is None else round(status.expires_at, 3)}",
+                "# HELP lmcz_db_offline_limit_seconds The offline limit: checks are refused this long after the "
+                "last successful sync or load.",
+                "# TYPE lmcz_db_offline_limit_seconds gauge",
+                f"lmcz_db_offline_limit_seconds {status.expire_after:g}",
                 "# HELP lmcz_db_codes Blocked codes in the database.",
                 "# TYPE lmcz_db_codes gauge",
                 f"lmcz_db_codes {status.codes}",
@@ -95,9 +102,30 @@ class Metrics:
                 "# TYPE lmcz_store_stale_readers_cleared_total counter",
                 f"lmcz_store_stale_readers_cleared_total {stale_readers_cleared}",
             ]
+        if replication is not None:
+            out += _replication_lines(replication)
         for name, value in sorted((extra or {}).items()):
             out.append(f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}")
             out.append(f"{name} {value}")
         out.append(f"lmcz_uptime_seconds {time.time() - self.started:.1f}")
         return ("\n".join(out) + "\n").encode()
 
+
+
+def _replication_lines(replication: dict[str, Any]) -> list[str]:
+    """Per source database of a replicated store, as the official module's replication status has them."""
+    series = (
+        ("lmcz_replication_local_docs", "localDocCount", "Records held here from the source database."),
+        ("lmcz_replication_source_docs", "serverDocCount", "Documents in the source database at the last batch."),
+        ("lmcz_replication_seq_lag", "seqLag", "Changes of the source database not yet replicated."),
+        ("lmcz_replication_unmapped_docs", "unmapped", "Source documents that do not map to a record."),
+        ("lmcz_replication_last_batch_age_seconds", "timeLag", "Seconds since the last replicated batch."),
+    )
+    out = []
+    for metric, field, text in series:
+        out += [f"# HELP {metric} {text}", f"# TYPE {metric} gauge"]
+        for name, db in sorted(replication["databases"].items()):
+            value = db.get(field)
+            if value is not None:
+                out.append(f'{metric}{{database="{name}"}} {value}')
+    return out

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 
 from .api import LocalModule
@@ -25,6 +26,26 @@ def install_uvloop() -> bool:
     return True
 
 
+def notify(state: str) -> bool:
+    """Tell systemd about the service (`READY=1`, `RELOADING=1`, `STOPPING=1`, `STATUS=...`): sd_notify(3).
+
+    Does nothing outside a `Type=notify` unit (no NOTIFY_SOCKET). Returns whether a message was sent.
+    """
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):
+        address = "\0" + address[1:]          # an abstract socket
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            sock.connect(address)
+            sock.sendall(state.encode())
+        return True
+    except OSError as exc:
+        log.warning("cannot notify systemd at %s: %s", os.environ.get("NOTIFY_SOCKET"), exc)
+        return False
+
+
 def run(
     db_path: str | os.PathLike[str],
     config: ServiceConfig,
@@ -34,8 +55,14 @@ def run(
     flush_interval: float = 0.5,
     use_uvloop: bool = True,
     ready: Callable[[int], None] | None = None,
+    password: Callable[[], str] | None = None,
 ) -> None:
-    """Serve in the foreground until SIGTERM or SIGINT, then drain connections and flush the audit log."""
+    """Serve in the foreground until SIGTERM or SIGINT, then drain connections and flush the audit log.
+
+    SIGHUP calls `password()` (serve reads its --password-file again) and takes the new password for the next
+    requests without closing a connection; a password that cannot be read leaves the old one in force.
+    Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
+    """
     from ..audit import AuditLog
     from ..store import Blocklist
 
@@ -56,16 +83,34 @@ def run(
         stop = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+
+        def reload() -> None:
+            notify("RELOADING=1")
+            try:
+                if password is not None:
+                    app.set_password(password())
+                    log.info("SIGHUP: password reloaded; open connections kept")
+                else:
+                    log.info("SIGHUP: nothing to reload (no --password-file)")
+            except Exception as exc:
+                log.error("SIGHUP: password not reloaded, the old one stays in force: %s", exc)
+            notify("READY=1")
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
         await server.start()
         status, lm = app.current_status()
         log.info("serving %s on http://%s:%d (status %s, version %d, %d codes, %d gtins; auth %s; audit %s)",
                  db_path, config.host, server.port, lm, status.version, status.codes, status.gtins,
                  f"user {config.user!r}" if config.auth else "OFF", audit_dir or "OFF")
-        if config.auth and config.password == DEFAULT_PASSWORD:
+        for warning in app.warnings():
+            log.warning("WARNING: %s", warning.upper() if "admin:admin" in warning else warning)
+        if config.auth and config.password == DEFAULT_PASSWORD and not app.warnings():
             log.warning("using the default password; set one with --password-file")
         if ready is not None:
             ready(server.port or 0)
+        notify(f"READY=1\nSTATUS=serving version {status.version} on port {server.port} ({lm})")
         await stop.wait()
+        notify("STOPPING=1")
         log.info("shutting down: draining %d connections", len(server.connections))
         await server.close()
 

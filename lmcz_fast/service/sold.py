@@ -167,8 +167,6 @@ class SoldEndpoints:
                     raise CodeError("not_a_string", None, f"item {index} is {type(raw).__name__}, not a string")
                 if len(raw) > DEFAULT_MAX_CODE_LENGTH:
                     raise CodeError("too_long", None, f"longer than {DEFAULT_MAX_CODE_LENGTH} characters")
-                if "\\" in raw:
-                    raw = raw.replace("\\u001d", "\x1d").replace("\\u001D", "\x1d").replace("\\x1d", "\x1d")
                 codes.append(parse_code(raw))
             except CodeError as exc:
                 raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}; nothing was "

@@ -6,16 +6,26 @@ reader in any process sees the old state or the new one, never a mix.
 
 The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
 (loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
-tables), `keys.py` (row keys), `digest.py` (the set digest), `records.py` and `errors.py` (what it answers),
-`sold.py` (the sold register: codes this store sold) and `group_commit.py` (batching many durable writes into one
-transaction).
+tables), `keys.py` (row keys), `digest.py` (the set digest), `snapshot.py` (one version as calls answer from it), `freshness.py` (when offline
+answers stop), `records.py` and `errors.py` (what it answers), `sold.py` (the sold register: codes this store
+sold) and `group_commit.py` (batching many durable writes into one transaction).
 """
 
 from .blocklist import Blocklist
 from .digest import digest_after, set_digest_of
-from .errors import DigestMismatchError, DiskFullError, LoadError, MapFullError, StoreError, VersionError
+from .errors import (
+    DigestMismatchError,
+    DiskFullError,
+    LoadError,
+    MapFullError,
+    NoListError,
+    StoreError,
+    VersionError,
+)
+from .freshness import freshness
 from .group_commit import GroupCommitter
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
+from .snapshot import Snapshot
 from .sold import SoldEntry, SoldRegister, SoldRegisterError
 
 __all__ = [
@@ -29,6 +39,8 @@ __all__ = [
     "LoadError",
     "LoadReport",
     "MapFullError",
+    "NoListError",
+    "Snapshot",
     "SoldEntry",
     "SoldRegister",
     "SoldRegisterError",
@@ -37,5 +49,6 @@ __all__ = [
     "Verdict",
     "VersionError",
     "digest_after",
+    "freshness",
     "set_digest_of",
 ]

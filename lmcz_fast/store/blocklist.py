@@ -12,29 +12,33 @@ read transaction (`_renew`), which is what bounds how long a reader keeps answer
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import lmdb
 
-from .._codes import CodeError, MarkingCode, parse_code
-from .._probe import ProbeBase, pack_identity, unpack_key
+from .._probe import ProbeBase, unpack_key
 from .digest import format_digest
 from .environment import (
-    BINARY_META,
     DB_BLOCKS,
     DB_CODES,
     DB_COLLISIONS,
     DB_GTINS,
     DB_META,
+    DB_SIDE,
     DEFAULT_EXPIRE_AFTER,
     DEFAULT_REFRESH_INTERVAL,
     DEFAULT_REFRESH_WINDOW,
+    LATER_TABLES,
     META_GTIN_INDEX,
     META_PREFILTER,
     META_PREFILTER_INDEX,
@@ -48,23 +52,11 @@ from .environment import (
     write_txn,
 )
 from .errors import StoreError
-from .keys import decode_block_id, pack_gtin
-from .records import Block, Status, Verdict
+from .freshness import freshness
+from .records import Status, Verdict
+from .snapshot import Snapshot, _Reading, no_list_error, read_meta, readings_of
 from .sold import SoldAccess
 from .writing import BlocklistWriter
-
-
-def _bare_reading(raw: str | bytes) -> MarkingCode | None:
-    """The other reading of a GS-less scan whose tail the parser split off: everything after AI 21 as the serial.
-
-    `01`+GTIN+`21` + 13 characters ending in `93xxxx` is both a 13-character serial and a 7-character serial with a
-    lost GS before a `93` tail. The parser prefers the tail (scanners read DataMatrix codes, which carry one);
-    a check looks up both readings, so a blocked code typed or sent as its bare CIS is never let through.
-    """
-    try:
-        return parse_code(raw, cis=True)
-    except CodeError:
-        return None
 
 
 def _discard_new(path: str, made_dir: bool) -> None:
@@ -85,29 +77,34 @@ def _discard_new(path: str, made_dir: bool) -> None:
 class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
     """The blocked codes of one store. Open it once per process and share it between threads.
 
-    Use `Blocklist.create(path)` for a new database and `Blocklist.open(path)` for an existing one; both work as
-    context managers. `is_blocked` is the fast path; `check` returns a full `Verdict`.
+    Use `Blocklist.building(path)` to build a new database (it appears only once the block succeeds),
+    `Blocklist.open(path)` for an existing one; both work as context managers. `is_blocked` is the fast path;
+    `check` returns a full `Verdict`; `snapshot()` answers several calls from one version. Each call answers from
+    one version: a call renews (if due) before it starts, never inside. A store that never held a list answers
+    nothing: every check raises `NoListError`.
     """
 
     _path: str
     _readonly: bool
     _refresh_interval: float
     _env: Any
-    _txn: Any
     _lock: Any
     _dbs: dict[bytes, Any]
-    _block_cache: dict[int, Block]
-    _meta_cache: dict[str, Any] | None
-    _cached_version: Any
+    _reading: _Reading | None
+    _snapshots: weakref.WeakSet[Snapshot]
     _renew_at: float
     _prefilter_cache: tuple[int, str, Any] | None   # (version, set digest, BitMap) this handle last wrote
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("use Blocklist.open(path) or Blocklist.create(path)")
+        raise TypeError("use Blocklist.open(path) or Blocklist.building(path)")
 
     @classmethod
     def create(cls, path: str | os.PathLike[str], *, instance_id: str | None = None) -> Blocklist:
-        """Make a new, empty database (version 0) at `path` and open it for writing."""
+        """Make a new, empty database (version 0) at `path` and open it for writing.
+
+        Until a list is loaded into it, every check on it raises `NoListError`. To build a store that appears only
+        once its first list is in, use `building`.
+        """
         path = os.fspath(path)
         if os.path.exists(os.path.join(path, "data.mdb")):
             raise StoreError(f"a database already exists at {path}; open it instead")
@@ -125,7 +122,7 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
             now = time.time()
             with write_txn(env, path) as txn:
                 dbs = {name: env.open_db(name, txn=txn) for name in (DB_CODES, DB_GTINS, DB_BLOCKS,
-                                                                     DB_COLLISIONS, DB_META)}
+                                                                     DB_COLLISIONS, DB_META, *LATER_TABLES)}
                 meta = dbs[DB_META]
                 fields: dict[str, Any] = {
                     "format": 1,
@@ -152,6 +149,42 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
         return cls.open(path, readonly=False)
 
     @classmethod
+    @contextlib.contextmanager
+    def building(cls, path: str | os.PathLike[str], *, instance_id: str | None = None) -> Iterator[Blocklist]:
+        """A new store that appears at `path` only if the `with` block ends without an error.
+
+        The database is built in a hidden directory beside `path` (the handle's `path`) and its `data.mdb` is
+        moved into `path` when the block ends: readers never see it half-built or empty, and after any error
+        (a refused load, a failed first sync) nothing is left behind and `path` is as it was. A database that
+        appeared at `path` meanwhile is never replaced (`StoreError`). The handle is closed when the block ends;
+        open `path` again to go on::
+
+            with Blocklist.building("store.db") as bl:
+                bl.load(["blocked.csv.gz"], strict=True)
+        """
+        path = os.fspath(path)
+        if os.path.exists(os.path.join(path, "data.mdb")):
+            raise StoreError(f"a database already exists at {path}; open it instead")
+        parent = os.path.dirname(os.path.abspath(path))
+        name = os.path.basename(os.path.abspath(path))
+        check_room_to_create(parent)
+        try:
+            os.makedirs(parent, exist_ok=True)
+            work = tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=parent)
+        except OSError as exc:
+            raise StoreError(f"cannot make a directory beside {path} to build the store in: "
+                             f"{exc.strerror or exc}; nothing was created") from exc
+        try:
+            bl = cls.create(work, instance_id=instance_id)
+            try:
+                yield bl
+            finally:
+                bl.close()
+            _move_into_place(work, path)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    @classmethod
     def open(
         cls,
         path: str | os.PathLike[str],
@@ -171,10 +204,9 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
         self._refresh_interval = float(refresh_interval)
         self._env = acquire_env(path)
         self._lock = threading.RLock()
-        self._txn = None
-        self._block_cache = {}
-        self._meta_cache = {}
-        self._cached_version = None
+        self._reading = None
+        self._snapshots = weakref.WeakSet()
+        self._renew_at = 0.0
         self._prefilter_cache = None
         try:
             self._dbs = open_dbs(self._env, path)
@@ -201,14 +233,18 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
                 pass
 
     def close(self) -> None:
-        """Let go of the read transaction and the environment. Idempotent."""
+        """Let go of the read transaction, the snapshots and the environment. Idempotent.
+
+        A call still running in another thread raises `NotAttachedError` instead of reading further."""
         with self._lock:
             if getattr(self, "_env", None) is None:
                 return
             self._detach()
-            if self._txn is not None:
-                self._txn.abort()
-                self._txn = None
+            for snapshot in list(self._snapshots):
+                snapshot.close()
+            reading, self._reading = self._reading, None
+            if reading is not None:
+                reading.txn.abort()
             release_env(self._env)
             self._env = None
 
@@ -225,9 +261,10 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
     def _renew(self) -> None:
         """Start a fresh read transaction and re-attach the compiled probe to the version it sees.
 
-        Called by the compiled side when the refresh deadline has passed, and after every local write. The new
-        transaction is begun and attached before the old one is ended, so the probe never points at pages that
-        LMDB may reuse.
+        Called by the compiled side before a call once the refresh deadline has passed, and after every local
+        write. When nothing was committed since, the current version (and its transaction) is kept. Otherwise
+        the new transaction becomes a `_Reading` that the new attachment owns: the old one ends when the last
+        call or snapshot still answering from it lets go, so no probe ever points at pages LMDB may reuse.
         """
         with self._lock:
             if self._env is None:
@@ -237,144 +274,104 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
             except lmdb.MapResizedError:
                 self._env.set_mapsize(0)
                 txn = self._env.begin(buffers=True)
+            snapshot = txn.id()
+            current = self._reading
+            if current is not None and current.snapshot == snapshot and self._attached_info is not None:
+                txn.abort()
+                self._keep(self._refresh_interval)
+                self._renew_at = time.monotonic() + self._refresh_interval
+                return
             meta = self._dbs[DB_META]
             prefilter = txn.get(META_PREFILTER, db=meta)
             gtin_index = txn.get(META_GTIN_INDEX, db=meta)
-            if prefilter is None or gtin_index is None:
+            raw_version = txn.get(b"version", db=meta)
+            if prefilter is None or gtin_index is None or raw_version is None:
                 txn.abort()
-                raise StoreError(f"{self._path}: metadata is missing the prefilter")
-            snapshot = txn.id()
+                raise StoreError(f"{self._path}: metadata is missing the prefilter or the version")
+            reading = _Reading(txn, snapshot, self._dbs, self._lock, self._path, json.loads(bytes(raw_version)))
+            self._reading = None
             try:
                 # The first attach of this handle validates everything; later versions, written by a writer that
                 # validated them, are switched to by checking the stored index's bounds only.
                 self._attach(prefilter, gtin_index, self._refresh_interval, snapshot,
-                             txn.get(META_PREFILTER_INDEX, db=meta), self._txn is None)
+                             txn.get(META_PREFILTER_INDEX, db=meta), current is None, reading, reading.empty)
             except ValueError as exc:
                 txn.abort()
                 raise StoreError(f"{self._path}: corrupt prefilter: {exc}") from exc
             except BaseException:
                 txn.abort()
                 raise
-            old, self._txn = self._txn, txn
-            if old is not None:
-                old.abort()
-                self._sold_cursor_of = None   # the sold register's cursor lived in the old transaction
-            if snapshot != self._cached_version:
-                # Read on first use: a till's is_blocked that lands on a new version should not pay for it.
-                self._meta_cache = None
-                self._block_cache = {}
-                self._cached_version = snapshot
+            self._reading = reading
             self._renew_at = time.monotonic() + self._refresh_interval
 
-    def _meta(self) -> dict[str, Any]:
-        """The metadata of the current read transaction (call with the lock held, after `_fresh_txn`)."""
-        if self._meta_cache is None:
-            self._meta_cache = self._read_meta(self._txn)
-        return self._meta_cache
+    def _fresh(self) -> _Reading:
+        """The version a call starting now answers from (call with the lock held)."""
+        if self._reading is None or time.monotonic() >= self._renew_at:
+            self._renew()
+        assert self._reading is not None
+        return self._reading
+
+    def _refuse_empty(self) -> None:
+        raise no_list_error(self._path)
 
     def _read_meta(self, txn: lmdb.Transaction) -> dict[str, Any]:
-        result: dict[str, Any] = {}
-        with txn.cursor(db=self._dbs[DB_META]) as cursor:
-            for key, value in cursor:
-                key = bytes(key)
-                if key in BINARY_META:
-                    result[key.decode()] = len(value)
-                else:
-                    result[key.decode()] = json.loads(bytes(value))
-        return result
-
-    def _fresh_txn(self) -> lmdb.Transaction:
-        if self._txn is None or time.monotonic() >= self._renew_at:
-            self._renew()
-        return self._txn
+        return read_meta(txn, self._dbs[DB_META])
 
     # -- reading ---------------------------------------------------------------------------------------------
 
     def _confirm(self, identity: bytes) -> bool:
-        """Exact check of a prefilter hit: the compiled probe calls this only for the rare maybe-blocked scan."""
+        """Exact check of a prefilter hit in the current version (the compiled probe confirms through the
+        attachment's own `_Reading`; this is for callers that have no attachment at hand)."""
         with self._lock:
-            txn = self._txn
-            if txn is None:
+            reading = self._reading
+            if reading is None:
                 raise StoreError("the blocklist is closed")
-            if txn.get(pack_identity(identity), db=self._dbs[DB_CODES]) is not None:
-                return True
-            return txn.get(pack_gtin(identity[2:16].decode()), db=self._dbs[DB_GTINS]) is not None
+            return reading._confirm(identity)
 
     def check(self, raw: str | bytes) -> Verdict:
         """Parse a scan and say whether it is blocked, with why and the database version that said so.
 
-        Raises `CodeError` for anything that is not a marking code.
+        Raises `CodeError` for anything that is not a marking code, and `NoListError` if the store never held a
+        list.
         """
-        code = parse_code(raw)
-        readings = [code]
-        if "lost_gs" in code.repaired:
-            bare = _bare_reading(raw)
-            if bare is not None and bare.identity != code.identity:
-                readings.append(bare)
+        readings = readings_of(raw)
         with self._lock:
-            txn = self._fresh_txn()
-            meta = self._meta()
-            block = None
-            for reading in readings:
-                block = self._lookup(txn, reading, meta)
-                if block is not None:
-                    code = reading
-                    break
-            now = time.time()
-            sold = self._is_sold_in(txn, code.identity, meta, now)
-        return Verdict(
-            blocked=block is not None,
-            cis=code.cis,
-            gtin=code.gtin,
-            serial=code.serial,
-            identity=code.identity,
-            block=block,
-            db_version=meta["version"],
-            db_updated_at=meta.get("updated_at"),
-            db_age=self._age(meta, now),
-            instance_id=meta["instance_id"],
-            sold=sold,
-        )
+            reading = self._fresh()
+            if reading.empty:
+                raise no_list_error(self._path)
+            return reading.verdict(self, readings, time.time())
 
-    def _lookup(self, txn: lmdb.Transaction, code: MarkingCode, meta: dict[str, Any]) -> Block | None:
-        identity = code.identity.encode("ascii")
-        if self._maybe(identity):
-            value = txn.get(pack_identity(identity), db=self._dbs[DB_CODES])
-            if value is not None:
-                return self._block(txn, decode_block_id(value), "code")
-        if meta.get("gtins"):
-            value = txn.get(pack_gtin(code.gtin), db=self._dbs[DB_GTINS])
-            if value is not None:
-                return self._block(txn, decode_block_id(value), "gtin")
-        return None
+    def check_many(self, raws: Iterable[str | bytes]) -> list[Verdict]:
+        """`[check(r) for r in raws]`, every verdict from one version. A bad scan raises `CodeError` naming its
+        index (also `.index`); nothing is answered then."""
+        with self.snapshot() as snapshot:
+            return snapshot.check_many(raws)
 
-    def _block(self, txn: lmdb.Transaction, block_id: int, scope: str) -> Block:
-        cached = self._block_cache.get(block_id)
-        if cached is None or cached.scope != scope:
-            raw = txn.get(block_id.to_bytes(4, "big"), db=self._dbs[DB_BLOCKS])
-            details = json.loads(bytes(raw)) if raw is not None else {}
-            cached = Block(
-                authority=details.get("authority"),
-                reason=details.get("reason"),
-                since=details.get("since"),
-                source=details.get("source"),
-                scope=scope,
-            )
-            self._block_cache[block_id] = cached
-        return cached
+    def snapshot(self) -> Snapshot:
+        """The current version, for several calls that must agree (renewed first if due).
 
-    @staticmethod
-    def _age(meta: dict[str, Any], now: float) -> float | None:
-        reference = meta.get("last_sync_at") or meta.get("loaded_at")
-        return None if reference is None else max(0.0, now - reference)
+        ::
+
+            with bl.snapshot() as view:              # a receipt: every code from one version
+                verdicts = [view.check(scan) for scan in receipt]
+                version = view.db_version
+        """
+        with self._lock:
+            reading = self._fresh()
+            snapshot = Snapshot._of(self, reading)
+            self._snapshots.add(snapshot)
+        return snapshot
 
     def info(self) -> dict[str, Any]:
-        """Version, counts, sizes and times of the database as this reader sees it now."""
+        """Version, counts, sizes, times and freshness of the database as this reader sees it now."""
+        now = time.time()
         with self._lock:
-            self._fresh_txn()
-            meta = dict(self._meta())
+            meta = dict(self._fresh().meta())
             stat = self._env.stat()
             env_info = self._env.info()
+        status = freshness(meta, now)
+        meta["state"] = status.state
+        meta["expires_at"] = status.expires_at
         meta["prefilter_bytes"] = meta.pop("prefilter", 0)
         meta["gtin_index_bytes"] = meta.pop("gtin_index", 0)
         meta["prefilter_index_bytes"] = meta.pop("prefilter_index", 0)
@@ -386,39 +383,32 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
     def get_meta(self, name: str, default: Any = None) -> Any:
         """One metadata field (JSON value) as this reader sees it now."""
         with self._lock:
-            self._fresh_txn()
-            return self._meta().get(name, default)
+            return self._fresh().meta().get(name, default)
 
     def status(self, now: float | None = None) -> Status:
-        """How fresh the data is, by the refresh window and the offline limit kept in the metadata."""
+        """How fresh the data is, and when offline answers stop (`freshness.freshness`, the one computation)."""
         now = time.time() if now is None else now
         with self._lock:
-            self._fresh_txn()
-            meta = dict(self._meta())
-        window = float(meta.get("refresh_window") or DEFAULT_REFRESH_WINDOW)
-        expire = float(meta.get("expire_after") or DEFAULT_EXPIRE_AFTER)
-        last = meta.get("last_sync_at") or meta.get("loaded_at")
-        age = None if last is None else max(0.0, now - last)
-        if meta["version"] == 0 and last is None:
-            state = "empty"
-        elif age is None or age > expire:
-            state = "expired"
-        elif age > window:
-            state = "stale"
-        else:
-            state = "ready"
-        return Status(
-            state=state,
-            version=meta["version"],
-            last_sync_at=meta.get("last_sync_at"),
-            next_sync_at=None if last is None else last + window,
-            age=age,
-            feed_url=meta.get("feed_url"),
-            codes=meta.get("codes", 0),
-            gtins=meta.get("gtins", 0),
-            refresh_window=window,
-            expire_after=expire,
-        )
+            meta = dict(self._fresh().meta())
+        return freshness(meta, now)
+
+    def side_get(self, table: bytes, key: bytes) -> bytes | None:
+        """One value of a side table (written with `apply_delta(side=...)`), as this reader sees it now."""
+        with self._lock:
+            txn = self._fresh().txn
+            found = txn.get(table + b"\0" + key, db=self._dbs[DB_SIDE])
+            return None if found is None else bytes(found)
+
+    def snapshot_lines(self) -> Iterator[str]:
+        """The whole list as load/publish lines, from ONE read transaction: every blocked GTIN, then every identity.
+        (`iter_gtins` and `iter_identities` each take their own, so a writer between them could mix versions.)"""
+        with self._env.begin() as txn:
+            with txn.cursor(db=self._dbs[DB_GTINS]) as cursor:
+                for key in cursor.iternext(keys=True, values=False):
+                    yield f"{int.from_bytes(key, 'big'):014d}"
+            with txn.cursor(db=self._dbs[DB_CODES]) as cursor:
+                for key in cursor.iternext(keys=True, values=False):
+                    yield unpack_key(key)
 
     def iter_identities(self) -> Iterator[str]:
         """Every blocked identity (canonical GS1 form), in key order, from one consistent snapshot."""
@@ -431,3 +421,49 @@ class Blocklist(BlocklistWriter, SoldAccess, ProbeBase):
         with self._env.begin() as txn, txn.cursor(db=self._dbs[DB_GTINS]) as cursor:
             for key in cursor.iternext(keys=True, values=False):
                 yield f"{int.from_bytes(key, 'big'):014d}"
+
+
+def _move_into_place(work: str, path: str) -> None:
+    """Move the database built in `work` to `path` without ever replacing one that is there.
+
+    `data.mdb` is hard-linked into `path` (which fails if the name exists, so a database another process put
+    there meanwhile survives), then the directory entry is synced. The lock file goes first, unless one is there:
+    it is already allocated (64 KiB), so opening the store later needs no room on a full disk.
+    """
+    made_dir = not os.path.isdir(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot make the database directory {path}: {exc}") from exc
+    source = os.path.join(work, "data.mdb")
+    target = os.path.join(path, "data.mdb")
+    lock = os.path.join(path, "lock.mdb")
+    linked_lock = False
+    try:
+        with contextlib.suppress(OSError):
+            os.link(os.path.join(work, "lock.mdb"), lock)
+            linked_lock = True
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            raise StoreError(f"a database appeared at {path} while this one was built; it was left as it is "
+                             f"and the new one discarded") from None
+        except OSError:
+            # A file system without hard links: rename, after one more look (a narrow window, unlike link).
+            if os.path.exists(target):
+                raise StoreError(f"a database appeared at {path} while this one was built; it was left as it "
+                                 f"is and the new one discarded") from None
+            os.rename(source, target)
+    except BaseException:
+        if linked_lock:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+        if made_dir:
+            with contextlib.suppress(OSError):
+                os.rmdir(path)
+        raise
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -41,10 +41,13 @@ DB_GTINS = b"gtins"
 DB_BLOCKS = b"blocks"
 DB_COLLISIONS = b"collisions"
 DB_META = b"meta"
+#: Tables added after the first format: created when an older store is opened (an empty table changes nothing).
+DB_SIDE = b"side"          # side tables of writers above the store (replication's document maps), key table\0key
 #: The sold register (store/sold.py): written by the sales, never by a load, a delta, a sync or a snapshot.
 DB_SOLD = b"sold"
 DB_SOLD_TIME = b"sold_time"
-#: Named databases the environment may hold: the blocklist's five, the sold register's two, room for more tables.
+LATER_TABLES = (DB_SIDE, DB_SOLD, DB_SOLD_TIME)
+#: Named databases the environment may hold: the blocklist's five, the later tables, room for more.
 MAX_DBS = 16
 
 META_PREFILTER = b"prefilter"
@@ -116,8 +119,8 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
 
     py-lmdb keeps a handle only when it was opened in a write transaction (it aborts a read transaction on
     commit, and LMDB closes handles opened in an aborted one), so this takes the writer lock once, briefly.
-    The sold register's tables are created here when missing, so a database made before the register existed
-    gains them on its first open, empty.
+    Tables added after the first format (`LATER_TABLES`: the side tables, the sold register's two) are created
+    here when missing, so a database made before them gains them on its first open, empty.
     """
     try:
         dbs = {
@@ -126,7 +129,7 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
         }
     except lmdb.NotFoundError as exc:
         raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
-    for name in (DB_SOLD, DB_SOLD_TIME):
+    for name in LATER_TABLES:
         dbs[name] = env.open_db(name, create=True)
     return dbs
 
@@ -223,7 +226,8 @@ def _served_version(env: lmdb.Environment, meta_db: Any) -> int | None:
     try:
         with env.begin(db=meta_db) as txn:
             raw = txn.get(b"version")
-            return None if raw is None else int(json.loads(bytes(raw)))
+            version = None if raw is None else int(json.loads(bytes(raw)))
+            return version or None     # version 0 holds no list: it serves nothing (NoListError)
     except Exception:
         return None
 

@@ -12,6 +12,11 @@ class StoreError(Exception):
     """Base of every error the store raises on purpose (bad path, read-only handle, corrupt metadata)."""
 
 
+class NoListError(StoreError):
+    """The store has never held a list (version 0: created, never loaded or synced). Nothing it could answer would
+    mean "may be sold", so it answers nothing: every check raises this, as `serve` answers 4045."""
+
+
 class VersionError(StoreError):
     """A delta does not start at the version the store holds; nothing was changed."""
 

@@ -39,7 +39,9 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """Freshness of the database: `empty`, `ready`, `stale` (serving, loudly) or `expired` (refuse checks)."""
+    """Freshness of the database: `empty` (no list: nothing to answer from), `ready`, `stale` (serving, loudly) or
+    `expired` (refuse checks). `expires_at` (Unix s) is when offline answers stop (None only when `empty`); every
+    surface reports this one value (`freshness.freshness` computes it)."""
 
     state: str
     version: int
@@ -51,6 +53,8 @@ class Status:
     gtins: int
     refresh_window: float
     expire_after: float
+    expires_at: float | None = None
+    loaded_at: float | None = None
 
 
 @dataclass(slots=True)

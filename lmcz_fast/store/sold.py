@@ -308,8 +308,8 @@ class SoldRegister:
         identity = parse_code(raw).identity
         bl = self._bl
         with bl._lock:
-            txn = bl._fresh_txn()
-            return self._lookup(txn, identity, self._cutoff_ms(bl._meta()))
+            reading = bl._fresh()
+            return self._lookup(reading.txn, identity, self._cutoff_ms(reading.meta()))
 
     def is_sold(self, raw: str | bytes) -> bool:
         """Whether the code of this scan is in the register (and not expired)."""
@@ -319,18 +319,18 @@ class SoldRegister:
         """Per canonical identity, whether it is sold: one read transaction for them all."""
         bl = self._bl
         with bl._lock:
-            txn = bl._fresh_txn()
-            meta = bl._meta()
+            reading = bl._fresh()
+            meta = reading.meta()
             now = time.time()
-            cursor = bl._sold_cursor(txn)
-            return [sold_in(cursor, identity, meta, now) for identity in identities]
+            with reading.txn.cursor(db=self._db) as cursor:
+                return [sold_in(cursor, identity, meta, now) for identity in identities]
 
     def count(self) -> int:
         """Entries not expired."""
         bl = self._bl
         with bl._lock:
-            txn = bl._fresh_txn()
-            return self._count(txn, self._cutoff_ms(bl._meta()))
+            reading = bl._fresh()
+            return self._count(reading.txn, self._cutoff_ms(reading.meta()))
 
     def _count(self, txn: lmdb.Transaction, cutoff_ms: int) -> int:
         total = int(txn.stat(self._db)["entries"])
@@ -349,10 +349,10 @@ class SoldRegister:
             raise ValueError(f"skip must be >= 0 and limit between 0 and {MAX_PAGE}")
         bl = self._bl
         with bl._lock:
-            txn = bl._fresh_txn()
-            cutoff = self._cutoff_ms(bl._meta())
-            total = self._count(txn, cutoff)
-            return total, list(self._iter(txn, cutoff, skip, limit))
+            reading = bl._fresh()
+            cutoff = self._cutoff_ms(reading.meta())
+            total = self._count(reading.txn, cutoff)
+            return total, list(self._iter(reading.txn, cutoff, skip, limit))
 
     def _iter(self, txn: lmdb.Transaction, cutoff_ms: int, skip: int = 0,
               limit: int | None = None) -> Iterator[SoldEntry]:
@@ -475,7 +475,6 @@ class SoldAccess:
     """
 
     _sold_register: SoldRegister | None = None
-    _sold_cursor_of: tuple[Any, Any] | None = None     # (read transaction, cursor on `sold` within it)
 
     @property
     def sold(self) -> SoldRegister:
@@ -483,24 +482,6 @@ class SoldAccess:
         if register is None:
             register = self._sold_register = SoldRegister(self)  # type: ignore[arg-type]
         return register
-
-    def _sold_cursor(self, txn: lmdb.Transaction) -> lmdb.Cursor:
-        """The cursor on the `sold` table of this read transaction (one per transaction; call with the lock held)."""
-        held = self._sold_cursor_of
-        if held is not None and held[0] is txn:
-            return held[1]
-        cursor = txn.cursor(db=self._dbs[DB_SOLD])  # type: ignore[attr-defined]
-        self._sold_cursor_of = (txn, cursor)
-        return cursor
-
-    def _is_sold_in(self, txn: lmdb.Transaction, identity: str, meta: dict[str, Any], now: float) -> bool:
-        """`Verdict.sold` for `check()`: in this read transaction, with the lock held (one call on the check path)."""
-        held = self._sold_cursor_of
-        cursor = held[1] if held is not None and held[0] is txn else self._sold_cursor(txn)
-        if not cursor.set_key(identity.encode("ascii")):
-            return False
-        expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
-        return int.from_bytes(cursor.value()[:8], "big") >= int((now - float(expire)) * 1000)
 
     def record_sold(self, raws: Sequence[str | bytes], *, at: float | None = None) -> list[SoldEntry]:
         """Record sales (durable on return); see `SoldRegister.record`."""

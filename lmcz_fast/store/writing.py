@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import lmdb
@@ -25,6 +25,7 @@ from .environment import (
     DB_COLLISIONS,
     DB_GTINS,
     DB_META,
+    DB_SIDE,
     META_GTIN_INDEX,
     META_PREFILTER,
     put_prefilter,
@@ -89,6 +90,8 @@ class BlocklistWriter:
         synced: bool = False,
         expect_digest: str | None = None,
         meta: dict[str, Any] | None = None,
+        side: Mapping[bytes, Mapping[bytes, bytes | None]] | None = None,
+        clear_side: Iterable[bytes] = (),
     ) -> LoadReport:
         """Load blocked codes from files or iterables of lines, in one write transaction.
 
@@ -98,7 +101,7 @@ class BlocklistWriter:
         their line numbers; with `strict=True` any bad line refuses the whole load and nothing changes.
         `replace=True` makes the result exactly the sources (a new full version); `replace=False` adds to what is
         there. `progress` is called with the number of lines read so far, now and then.
-        `expect_digest`, `meta` and `synced` work as in `apply_delta`.
+        `expect_digest`, `meta`, `synced`, `side` and `clear_side` work as in `apply_delta`.
         """
         self._require_writable()
         extra = self._checked_meta(meta or {})
@@ -116,7 +119,7 @@ class BlocklistWriter:
                 report,
             )
         if replace:
-            self._write_full(collected, report, version, synced, expect_digest, extra)
+            self._write_full(collected, report, version, synced, expect_digest, extra, side, clear_side)
         else:
             delta = self.apply_delta(
                 _collected=collected,
@@ -126,6 +129,8 @@ class BlocklistWriter:
                 synced=synced,
                 expect_digest=expect_digest,
                 meta=extra,
+                side=side,
+                clear_side=clear_side,
             )
             report.codes = delta.added
             report.gtins = delta.gtins_added
@@ -134,7 +139,9 @@ class BlocklistWriter:
         return report
 
     def _write_full(self, collected: Collected, report: LoadReport, version: int | None, synced: bool,
-                    expect_digest: str | None, extra: dict[str, Any]) -> None:
+                    expect_digest: str | None, extra: dict[str, Any],
+                    side: Mapping[bytes, Mapping[bytes, bytes | None]] | None = None,
+                    clear_side: Iterable[bytes] = ()) -> None:
         """Replace everything with `collected` in one write transaction: codes in key order with MDB_APPEND (full
         pages, no B-tree splits), the prefilter, the collision counts and the digest computed in bulk."""
         from pyroaring import BitMap
@@ -196,11 +203,32 @@ class BlocklistWriter:
             self._put_meta(txn, meta_fields)
             put_prefilter(txn, self._dbs[DB_META], bitmap.serialize())
             txn.put(META_GTIN_INDEX, gtin_index(key for key, _ in gtin_keys), db=self._dbs[DB_META])
+            self._put_side(txn, side, clear_side)
         self._prefilter_cache = (new_version, digest, bitmap)
         report.version = new_version
         report.codes = len(unique_keys)
         report.gtins = len(gtin_keys)
         self._renew()
+
+    def _put_side(self, txn: lmdb.Transaction, side: Mapping[bytes, Mapping[bytes, bytes | None]] | None,
+                  clear: Iterable[bytes]) -> None:
+        """Side tables of a writer above the store, changed in the same transaction as the records they explain
+        (replication keeps its document map here). `clear` empties tables first; a None value deletes a key."""
+        db = self._dbs[DB_SIDE]
+        for table in clear:
+            prefix = _side_prefix(table)
+            with txn.cursor(db=db) as cursor:
+                if cursor.set_range(prefix):
+                    while cursor.key()[:len(prefix)] == prefix:
+                        if not cursor.delete():
+                            break
+        for table, entries in (side or {}).items():
+            prefix = _side_prefix(table)
+            for key, value in entries.items():
+                if value is None:
+                    txn.delete(prefix + key, db=db)
+                else:
+                    txn.put(prefix + key, value, db=db)
 
     def _put_meta(self, txn: lmdb.Transaction, fields: dict[str, Any]) -> None:
         for name, value in fields.items():
@@ -225,6 +253,8 @@ class BlocklistWriter:
         synced: bool = False,
         expect_digest: str | None = None,
         meta: dict[str, Any] | None = None,
+        side: Mapping[bytes, Mapping[bytes, bytes | None]] | None = None,
+        clear_side: Iterable[bytes] = (),
         advance_empty: bool = False,
         _collected: Collected | None = None,
     ) -> DeltaReport:
@@ -241,7 +271,9 @@ class BlocklistWriter:
         A delta that changes nothing (every code and GTIN it adds is there already, every one it removes is not)
         writes nothing: `applied=False`, the version and the metadata stay. `advance_empty=True` moves the version
         (and writes `meta`) anyway: a feed's manifest names the version to reach, and a chain of deltas that
-        cancel out still has to get there.
+        cancel out still has to get there. `side` maps a side table's name to keys and values (None: delete)
+        written in the same transaction, `clear_side` empties side tables first (see `side_get`); when the
+        records do not change but `side` does, the side tables and `meta` are written and the version stays.
         """
         self._require_writable()
         started = time.perf_counter()
@@ -396,6 +428,12 @@ class BlocklistWriter:
                 )
             added_count = len(unique)
             if not (added_count or removed_keys or added_gtins or removed_gtins or advance_empty):
+                if side or clear_side:
+                    # The records stay; the writer's side tables and its fields about them move together.
+                    self._put_side(txn, side, clear_side)
+                    self._put_meta(txn, extra)
+                    self._prefilter_cache = cached
+                    return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
                 txn.abort()  # nothing changes: not even a new block record or the version
                 self._prefilter_cache = cached
                 return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
@@ -417,6 +455,7 @@ class BlocklistWriter:
                 with txn.cursor(db=gtins_db) as cursor:
                     index = gtin_index(cursor.iternext(keys=True, values=False))
                 txn.put(META_GTIN_INDEX, index, db=meta_db)
+            self._put_side(txn, side, clear_side)
         self._prefilter_cache = (to_version, new_digest, bitmap)
         self._renew()
         return DeltaReport(
@@ -435,3 +474,9 @@ class BlocklistWriter:
             if cursor.last():
                 return int.from_bytes(cursor.key(), "big") + 1
         return 1
+
+
+def _side_prefix(table: bytes) -> bytes:
+    if b"\0" in table or not table:
+        raise StoreError(f"a side table's name is non-empty and has no NUL byte: {table!r}")
+    return table + b"\0"

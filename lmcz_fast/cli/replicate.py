@@ -1,0 +1,162 @@
+"""`lmcz-fast replicate`: pull the blocklist from a CouchDB-compatible source (the official module's database)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from .. import replicate as repl
+from ..store import Blocklist, StoreError
+from ..upstream import ProxyConfig, ProxyConfigError
+from .feed import EXIT_STORE, WRITER_NICE, Duration, _lower_priority, _run_forever, _setup_logging, log
+
+EXIT_SOURCE = 5
+
+
+def _databases(text: str) -> dict[str, str]:
+    """'codes=blocked_cis,gtins=blocked_gtin,prices=min_price' (any subset) -> {kind: name}."""
+    out: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        kind, sep, name = part.partition("=")
+        if not sep or kind not in repl.KINDS or not name:
+            raise click.BadParameter(f"expected KIND=NAME with KIND one of {', '.join(repl.KINDS)}: {part!r}",
+                                     param_hint="--databases")
+        out[kind] = name
+    if not out:
+        raise click.BadParameter("no database named", param_hint="--databases")
+    return out
+
+
+@click.command()
+@click.argument("db", type=click.Path(file_okay=False))
+@click.option("--source", required=True, help="Base URL of the CouchDB-compatible server, without credentials "
+                                              "(e.g. http://lm-server.shop.local:5984).")
+@click.option("--databases", default="codes=blocked_cis,gtins=blocked_gtin,prices=min_price", show_default=True,
+              help="Which source databases hold which data: KIND=NAME for codes, gtins, prices.")
+@click.option("--code-field", default="_id", show_default=True,
+              help="Field of a blocked_cis document holding the code (_id: the document id).")
+@click.option("--gtin-field", default="_id", show_default=True, help="Field of a blocked_gtin document holding the GTIN.")
+@click.option("--price-key-field", default="_id", show_default=True,
+              help="Field of a min_price document naming what the price applies to: a GTIN, or a product group "
+                   "(pg:N or a number up to 3 digits).")
+@click.option("--price-field", default="price", show_default=True,
+              help="Field of a min_price document holding the price in kopecks.")
+@click.option("--credentials-file", type=click.Path(dir_okay=False), envvar="LMCZ_FAST_SOURCE_CREDENTIALS_FILE",
+              help="File whose first line is user:password for the source. Without it: LMCZ_FAST_SOURCE_USER and "
+                   "LMCZ_FAST_SOURCE_PASSWORD from the environment, else no credentials.")
+@click.option("--proxy", default=None, help="HTTP proxy (http://HOST:PORT) for the source; default: the "
+                                            "environment's https_proxy/http_proxy/no_proxy.")
+@click.option("--proxy-auth-file", type=click.Path(dir_okay=False), default=None,
+              help="File whose first line is user:password for the proxy.")
+@click.option("--batch", "batch_size", type=click.IntRange(1, 1_000_000), default=repl.DEFAULT_BATCH,
+              show_default=True, help="Changes per page of _changes; each page is one transaction.")
+@click.option("--full", is_flag=True, help="Re-replicate everything from the start, swapped in at once.")
+@click.option("--every", type=Duration(), default=None, help="Keep running: a pass at this interval (e.g. 2h).")
+@click.option("--follow", is_flag=True, help="Keep running on the longpoll feed: apply changes as they come.")
+@click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per network operation.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (one pass).")
+@click.option("--nice", "niceness", type=click.IntRange(0, 19), default=WRITER_NICE, show_default=True,
+              help="Lower this process's CPU priority by this much (as `sync --nice`; 0: leave it).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every batch.")
+def replicate(db: str, source: str, databases: str, code_field: str, gtin_field: str, price_key_field: str,
+              price_field: str, credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None,
+              batch_size: int, full: bool, every: float | None, follow: bool, timeout: float, as_json: bool,
+              niceness: int, verbose: bool) -> None:
+    """Replicate DB from a CouchDB-compatible SOURCE: the official Local Module's own database, or a chain's CouchDB.
+
+    \b
+    Reads the source's _changes feed from the store's checkpoints. Each page of changes is one transaction
+    together with its checkpoint, so a restart resumes where it stopped; deletions unblock. The first pass, or a
+    source that was recreated, is a full re-replication swapped in at once (never a half-filled store). Counts
+    as a sync for the 2-hour / 72-hour windows. Documents that do not map are counted and reported.
+    Examples:
+      lmcz-fast replicate store.db --source http://127.0.0.1:5984 --credentials-file /etc/lmcz/couch.cred
+      lmcz-fast replicate store.db --source http://hq.chain.local:5984 --every 2h
+      lmcz-fast replicate store.db --source http://hq.chain.local:5984 --follow --proxy http://proxy.shop.local:3128
+      lmcz-fast replicate store.db --source http://127.0.0.1:5984 --databases codes=blocked_cis,gtins=blocked_gtin
+    Exit codes: 0 replicated, 4 store error, 5 source error (the store keeps what it held).
+    """
+    _setup_logging(verbose)
+    if every is not None and follow:
+        raise click.UsageError("give --every or --follow, not both")
+    try:
+        config = repl.ReplicationConfig(
+            source=source,
+            databases=_databases(databases),
+            mapping=repl.Mapping(code_field, gtin_field, price_key_field, price_field),
+            credentials=repl.read_credentials(credentials_file),
+            proxy=ProxyConfig.from_options(proxy, proxy_auth_file),
+            batch_size=batch_size,
+            timeout=timeout,
+        )
+    except (repl.ReplicationError, ProxyConfigError) as exc:
+        raise click.UsageError(str(exc)) from None
+    _lower_priority(niceness)
+    try:
+        if every is None and not follow:
+            report = repl.replicate(db, config, full=full, progress=_progress(verbose))
+            if as_json:
+                click.echo(json.dumps(asdict(report), indent=1, default=str))
+            else:
+                click.echo(report.summary())
+                for example in report.unmapped_examples[:5]:
+                    click.secho(f"unmapped: {example}", fg="yellow", err=True)
+            return
+        exists = _exists(db)
+        with Blocklist.open(db, readonly=False) if exists else Blocklist.create(db) as bl:
+            if follow:
+                _follow(bl, config)
+            else:
+                _run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
+                             lambda at: bl.set_meta(replication_next_at=at))
+    except repl.SourceAuthError as exc:
+        _fail(str(exc), EXIT_SOURCE)
+    except repl.ReplicationError as exc:
+        _fail(f"{exc}; the store keeps what it held", EXIT_SOURCE)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_STORE)
+
+
+def _follow(bl: Blocklist, config: repl.ReplicationConfig) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("following %s (longpoll); SIGTERM stops", config.base)
+    repl.follow(bl, config, stop=stop, on_report=lambda r: log.info("replicate ok: %s", r.summary()),
+                on_error=lambda e: log.error("replicate: %s; retrying", e))
+
+
+def _progress(verbose: bool) -> Any:
+    if not verbose:
+        return None
+    last = [0.0]
+
+    def report(name: str, changes: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 1.0:
+            last[0] = now
+            log.info("%s: %d changes read", name, changes)
+
+    return report
+
+
+def _exists(db: str) -> bool:
+    import os
+
+    return os.path.exists(os.path.join(db, "data.mdb"))
+
+
+def _fail(message: str, code: int) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(replicate)

@@ -1,0 +1,325 @@
+"""The status page a person in the store reads: `GET /` on `serve`, in Russian (English with `?lang=en`).
+
+The official module has no face: store staff learn that it stopped syncing when a till refuses to sell. This page
+answers at a glance whether the tills can sell offline right now and until when, and shows what lies behind it
+(database version, age and counts, last and next sync, the tills seen, the last refusals, the request rate).
+
+It is one self-contained HTML document: inline CSS, no script, no font or image from anywhere, refreshed by a
+`<meta http-equiv="refresh">`, so it works with JavaScript off and on a store network cut off from the internet.
+`Activity` is what the service remembers for it between requests (bounded: a till table and a ring of refusals).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import html
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Seconds between the page's own refreshes.
+REFRESH_SECONDS = 10
+#: Tills remembered (the oldest seen is forgotten first); a store has ~100.
+MAX_TILLS = 512
+#: Refusals kept for the page.
+MAX_REFUSALS = 20
+#: Window of the request-rate figure, in seconds.
+RATE_WINDOW = 60
+
+
+@dataclass(slots=True)
+class TillSeen:
+    """One till as the service saw it: by its X-ClientId (fiscal drive number) or, without one, its address."""
+
+    name: str
+    by: str                 # "client-id" or "address"
+    last_request: float     # Unix s
+    requests: int = 0
+    checks: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A code the service answered as not to be sold, or a check it refused to answer."""
+
+    at: float
+    code: str
+    reason: str
+
+
+class Activity:
+    """What the service saw, kept for the status page: tills, refusals and the request rate. Bounded memory."""
+
+    def __init__(self, clock: Any = time.time) -> None:
+        self._clock = clock
+        self.tills: collections.OrderedDict[str, TillSeen] = collections.OrderedDict()
+        self.refusals: collections.deque[Refusal] = collections.deque(maxlen=MAX_REFUSALS)
+        self._second = 0
+        self._per_second: collections.deque[tuple[int, int]] = collections.deque()
+        self._current = 0
+
+    def request(self, client_id: str | None, address: str | None, checks: int = 0) -> None:
+        """Count one API request of a till; `checks` is how many codes it asked about."""
+        now = self._clock()
+        self._roll(int(now))
+        self._current += 1
+        if client_id:
+            key, by, name = "id:" + client_id, "client-id", client_id
+        elif address:
+            key, by, name = "addr:" + address, "address", address
+        else:
+            return
+        till = self.tills.get(key)
+        if till is None:
+            till = self.tills[key] = TillSeen(name=name, by=by, last_request=now)
+            if len(self.tills) > MAX_TILLS:
+                self.tills.popitem(last=False)
+        else:
+            self.tills.move_to_end(key)
+        till.last_request = now
+        till.requests += 1
+        till.checks += checks
+
+    def refused(self, code: str, reason: str) -> None:
+        self.refusals.append(Refusal(self._clock(), code[:64], reason))
+
+    def rate(self) -> float:
+        """Requests per second over the last `RATE_WINDOW` complete seconds."""
+        self._roll(int(self._clock()))
+        return sum(n for _, n in self._per_second) / RATE_WINDOW
+
+    def _roll(self, second: int) -> None:
+        """Close the counter of the past second and forget seconds older than the window."""
+        if second != self._second:
+            if self._current:
+                self._per_second.append((self._second, self._current))
+            self._second, self._current = second, 0
+        while self._per_second and self._per_second[0][0] <= second - RATE_WINDOW:
+            self._per_second.popleft()
+
+
+@dataclass(frozen=True, slots=True)
+class PageData:
+    """Everything the page shows, gathered by the service at request time."""
+
+    state: str                      # ready | stale | expired | empty (the store's Status.state)
+    lm_status: str                  # what /api/v1/status says
+    now: float
+    version: int
+    age: float | None
+    last_sync_at: float | None
+    next_sync_at: float | None
+    expires_at: float | None        # when offline checks start to be refused (None: never loaded)
+    source: str | None              # feed URL or replication source
+    counts: Mapping[str, int]       # blocked_codes, blocked_gtins, min_prices, grey_gtins, sold
+    tills: list[TillSeen] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    rate: float = 0.0
+    name: str = "lmcz-fast"
+    software_version: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+
+_TEXT = {
+    "ru": {
+        "title": "Локальный модуль: состояние",
+        "ready": "Кассы могут продавать: офлайн-проверки работают",
+        "stale": "Данные устарели: офлайн-проверки пока работают",
+        "expired": "Офлайн-проверки отклоняются (ошибка 4050): нужна синхронизация",
+        "empty": "Список блокировок не загружен: офлайн-проверки отклоняются (4045)",
+        "until": "Офлайн-проверки будут отклоняться с {when} (через {left}).",
+        "refused_since": "Проверки отклоняются с {when} ({ago} назад).",
+        "never": "База ещё ни разу не загружалась.",
+        "database": "База данных",
+        "version": "Версия",
+        "age": "Возраст данных",
+        "blocked_codes": "Заблокированных кодов",
+        "blocked_gtins": "Заблокированных GTIN",
+        "min_prices": "Минимальных цен",
+        "grey_gtins": "GTIN «серого списка»",
+        "sold": "В реестре проданных",
+        "sync": "Синхронизация",
+        "last_sync": "Последняя",
+        "next_sync": "Следующая (не позже)",
+        "source": "Источник",
+        "none": "нет",
+        "tills": "Кассы",
+        "till": "Касса",
+        "last_request": "Последний запрос",
+        "requests": "Запросов",
+        "checks": "Проверено кодов",
+        "no_tills": "Ни одна касса ещё не обращалась.",
+        "refusals": "Последние отказы",
+        "when": "Когда",
+        "code": "Код",
+        "reason": "Причина",
+        "no_refusals": "Отказов не было.",
+        "rate": "Запросов в секунду (за минуту)",
+        "refresh": "Страница обновляется каждые {n} с.",
+        "by_address": "по адресу",
+        "ago": "назад",
+        "s": "с", "min": "мин", "h": "ч", "d": "дн",
+        "other_lang": "English",
+        "overdue": " (просрочена)",
+        "warnings": "Предупреждения",
+    },
+    "en": {
+        "title": "Local module: status",
+        "ready": "Tills can sell: offline checks are working",
+        "stale": "Data is stale: offline checks still work for now",
+        "expired": "Offline checks are refused (error 4050): a sync is needed",
+        "empty": "No blocklist loaded: offline checks are refused (4045)",
+        "until": "Offline checks will be refused from {when} (in {left}).",
+        "refused_since": "Checks have been refused since {when} ({ago} ago).",
+        "never": "The database has never been loaded.",
+        "database": "Database",
+        "version": "Version",
+        "age": "Age of the data",
+        "blocked_codes": "Blocked codes",
+        "blocked_gtins": "Blocked GTINs",
+        "min_prices": "Minimum prices",
+        "grey_gtins": "Grey-list GTINs",
+        "sold": "In the sold register",
+        "sync": "Synchronisation",
+        "last_sync": "Last",
+        "next_sync": "Next (at the latest)",
+        "source": "Source",
+        "none": "none",
+        "tills": "Tills",
+        "till": "Till",
+        "last_request": "Last request",
+        "requests": "Requests",
+        "checks": "Codes checked",
+        "no_tills": "No till has called yet.",
+        "refusals": "Last refusals",
+        "when": "When",
+        "code": "Code",
+        "reason": "Reason",
+        "no_refusals": "No refusals.",
+        "rate": "Requests per second (last minute)",
+        "refresh": "This page refreshes every {n} s.",
+        "by_address": "by address",
+        "ago": "ago",
+        "s": "s", "min": "min", "h": "h", "d": "d",
+        "other_lang": "Русский",
+        "overdue": " (overdue)",
+        "warnings": "Warnings",
+    },
+}
+
+_CSS = """
+body{font-family:"DejaVu Sans",Arial,sans-serif;margin:0;background:#f4f5f7;color:#1d2129}
+main{max-width:980px;margin:0 auto;padding:16px}
+.banner{padding:20px 24px;border-radius:8px;color:#fff;margin-bottom:16px}
+.banner h1{margin:0 0 6px 0;font-size:26px}
+.banner p{margin:0;font-size:17px}
+.state-ready{background:#1e7b34}
+.state-stale{background:#b36b00}
+.state-expired{background:#b3141d}
+.state-empty{background:#5b2a86}
+section{background:#fff;border-radius:8px;padding:12px 16px;margin-bottom:12px}
+h2{font-size:18px;margin:4px 0 10px 0}
+table{border-collapse:collapse;width:100%}
+th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e3e5e8;font-size:14px}
+dl{display:grid;grid-template-columns:max-content auto;gap:4px 16px;margin:0}
+dt{color:#5a6270}dd{margin:0;font-weight:bold}
+.overdue{color:#b3141d}
+.warn{background:#fff4d6;border:1px solid #e0b84c}
+footer{color:#5a6270;font-size:12px;text-align:center}
+a{color:inherit}
+"""
+
+
+def _duration(seconds: float, t: Mapping[str, str]) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{int(seconds)} {t['s']}"
+    if seconds < 2 * 3600:
+        return f"{int(seconds // 60)} {t['min']}"
+    if seconds < 3 * 86400:
+        hours, rest = divmod(int(seconds), 3600)
+        return f"{hours} {t['h']} {rest // 60} {t['min']}"
+    return f"{int(seconds // 86400)} {t['d']} {int(seconds % 86400 // 3600)} {t['h']}"
+
+
+def _when(ts: float | None, t: Mapping[str, str]) -> str:
+    if ts is None:
+        return t["none"]
+    return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def render(data: PageData, lang: str = "ru") -> bytes:
+    """The page as UTF-8 HTML. Every value from outside (till names, codes, reasons, URLs) is escaped."""
+    t = _TEXT.get(lang, _TEXT["ru"])
+    esc = html.escape
+    state = data.state if data.state in ("ready", "stale", "expired", "empty") else "expired"
+    if data.expires_at is None:
+        detail = t["never"]
+    elif data.expires_at > data.now:
+        detail = t["until"].format(when=_when(data.expires_at, t), left=_duration(data.expires_at - data.now, t))
+    else:
+        detail = t["refused_since"].format(when=_when(data.expires_at, t), ago=_duration(data.now - data.expires_at, t))
+    other = "en" if lang == "ru" else "ru"
+    out = [
+        "<!DOCTYPE html>",
+        f'<html lang="{lang}"><head><meta charset="utf-8">',
+        f'<meta http-equiv="refresh" content="{REFRESH_SECONDS}">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{esc(t['title'])} — {esc(data.name)}</title>",
+        f"<style>{_CSS}</style></head>",
+        f'<body data-state="{state}" data-lm-status="{esc(data.lm_status)}"><main>',
+        f'<div id="state" class="banner state-{state}"><h1>{esc(t[state])}</h1>',
+        f'<p id="expires" data-expires-at="{"" if data.expires_at is None else int(data.expires_at)}">'
+        f"{esc(detail)}</p></div>",
+    ]
+    if data.warnings:
+        out.append(f'<section id="warnings" class="warn"><h2>{esc(t["warnings"])}</h2><ul>')
+        out += [f"<li>{esc(w)}</li>" for w in data.warnings]
+        out.append("</ul></section>")
+    age = "—" if data.age is None else _duration(data.age, t)
+    out.append(f'<section id="database"><h2>{esc(t["database"])}</h2><dl>')
+    out.append(f'<dt>{esc(t["version"])}</dt><dd id="db-version">{data.version}</dd>')
+    out.append(f'<dt>{esc(t["age"])}</dt><dd id="db-age">{esc(age)}</dd>')
+    for name in ("blocked_codes", "blocked_gtins", "min_prices", "grey_gtins", "sold"):
+        if name in data.counts:
+            out.append(f'<dt>{esc(t[name])}</dt><dd id="count-{name}">{data.counts[name]}</dd>')
+    out.append("</dl></section>")
+    out.append(f'<section id="sync"><h2>{esc(t["sync"])}</h2><dl>')
+    out.append(f'<dt>{esc(t["last_sync"])}</dt><dd id="last-sync">{esc(_when(data.last_sync_at, t))}</dd>')
+    overdue = data.next_sync_at is not None and data.next_sync_at < data.now
+    out.append(f'<dt>{esc(t["next_sync"])}</dt><dd id="next-sync" class="{"overdue" if overdue else ""}">'
+               f'{esc(_when(data.next_sync_at, t))}{esc(t["overdue"]) if overdue else ""}</dd>')
+    out.append(f'<dt>{esc(t["source"])}</dt><dd id="source">{esc(data.source or t["none"])}</dd>')
+    out.append("</dl></section>")
+    out.append(f'<section id="tills"><h2>{esc(t["tills"])} ({len(data.tills)})</h2>')
+    out.append(f'<p>{esc(t["rate"])}: <b id="rate">{data.rate:.1f}</b></p>')
+    if data.tills:
+        out.append(f"<table><tr><th>{esc(t['till'])}</th><th>{esc(t['last_request'])}</th>"
+                   f"<th>{esc(t['requests'])}</th><th>{esc(t['checks'])}</th></tr>")
+        for till in data.tills:
+            name = esc(till.name) + (f" ({esc(t['by_address'])})" if till.by == "address" else "")
+            ago = _duration(data.now - till.last_request, t)
+            out.append(f'<tr class="till"><td>{name}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
+                       f"<td>{till.requests}</td><td>{till.checks}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append(f"<p>{esc(t['no_tills'])}</p>")
+    out.append("</section>")
+    out.append(f'<section id="refusals"><h2>{esc(t["refusals"])}</h2>')
+    if data.refusals:
+        out.append(f"<table><tr><th>{esc(t['when'])}</th><th>{esc(t['code'])}</th>"
+                   f"<th>{esc(t['reason'])}</th></tr>")
+        for refusal in reversed(data.refusals):
+            code = esc(refusal.code.replace("\x1d", "<GS>"))
+            out.append(f'<tr class="refusal"><td>{esc(_when(refusal.at, t))}</td><td><code>{code}'
+                       f"</code></td><td>{esc(refusal.reason)}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append(f"<p>{esc(t['no_refusals'])}</p>")
+    out.append("</section>")
+    out.append(f'<footer>{esc(t["refresh"].format(n=REFRESH_SECONDS))} {esc(data.name)} '
+               f'{esc(data.software_version)} · <a href="/?lang={other}">{esc(t["other_lang"])}</a></footer>')
+    out.append("</main></body></html>")
+    return "\n".join(out).encode("utf-8")
