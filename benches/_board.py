@@ -91,6 +91,14 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(0.165, 0.17, True, "issue 3 closing note, this bench"),
     ("readers/reader_check_per_renewal", "readers/renew"):
         Record(0.074, 0.094, True, "this bench (16 till processes)"),
+    ("sell: time per durable sale at saturation, group commit",
+     "sell: time per durable sale at saturation, one fsync per sale"):
+        Record(0.087, 0.195, True, "issue 10 (sold register): 4 runs of benches/bench_sold.py, 200 tills"),
+    ("check: server CPU per request, register of 200k sales", "check: server CPU per request, empty register"):
+        Record(0.908, 1.177, True, "issue 10: 7 runs of benches/bench_sold.py; over 1.1 only on a loaded VM"),
+    ("check: server CPU per request, register of 200k sales", "check: server CPU per request, base branch's serve"):
+        Record(0.974, 1.114, True, "issue 10: 2 runs against a build of main 52caffb; server instructions per "
+                                   "one-code check 1.081x (cachegrind, 273k / 253k)"),
     ("readers/reader_check", "readers/delta"):
         Record(0.000037, 0.000038, True, "this bench (16 till processes)"),
     ("replicate.first", "replicate.bare_fetch"):

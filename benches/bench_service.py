@@ -38,13 +38,13 @@ GS = "\x1d"
 
 
 def build_requests(codes: list[str], user: str, password: str, per_request: int = 1,
-                   client_id: str = "9999078900001234") -> list[bytes]:
-    """Ready-to-send HTTP/1.1 POST outCheck requests, `per_request` codes each."""
+                   client_id: str = "9999078900001234", path: str = "/api/v1/cis/outCheck") -> list[bytes]:
+    """Ready-to-send HTTP/1.1 POST requests to `path` (outCheck by default), `per_request` codes each."""
     auth = base64.b64encode(f"{user}:{password}".encode()).decode()
     out = []
     for start in range(0, len(codes) - per_request + 1, per_request):
         body = json.dumps({"cis_list": codes[start:start + per_request]}).encode()
-        head = (f"POST /api/v1/cis/outCheck HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
+        head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Basic {auth}\r\n"
                 f"X-ClientId: {client_id}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
         out.append(head.encode() + body)
     return out
@@ -175,12 +175,13 @@ def run_client(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--user", default="admin")
     parser.add_argument("--password", default="admin")
     parser.add_argument("--max-requests", type=int, default=2_000_000)
+    parser.add_argument("--path", default="/api/v1/cis/outCheck", help="POST target, e.g. /api/v2/cis/sell")
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("this load client only targets loopback")
     with open(args.codes_file, encoding="utf-8") as fh:
         codes = [json.loads(line) for line in fh if line.strip()]
-    requests = build_requests(codes, args.user, args.password, args.per_request)
+    requests = build_requests(codes, args.user, args.password, args.per_request, path=args.path)
     try:
         import uvloop
 

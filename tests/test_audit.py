@@ -169,7 +169,7 @@ def test_every_check_request_is_recorded(tmp_path: Path) -> None:
     assert [r["o"] for r in records] == ["ok", "invalid_code"]
     first = records[0]
     assert first["id"] == ok["reqId"] and first["t"] == ok["reqTimestamp"] and first["c"] == "0000111122223333"
-    assert first["v"] == ok["dbVersion"] and first["k"] == [[blocked[0], 1], [free, 0]]
+    assert str(first["v"]) == ok["dbVersion"] and first["k"] == [[blocked[0], 1], [free, 0]]
     assert records[1]["id"] == bad["reqId"] and records[1]["k"][1] == ["junk", None]
 
 

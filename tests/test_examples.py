@@ -526,6 +526,25 @@ class World:
                 self.ensure_published(self.path(opts["feed_dir"]), key)
         if name == "audit export":
             self.ensure_audit(opts.get("audit_dir") or opts["db"] + ".audit", opts.get("db"))
+        if name.startswith("sold ") and opts.get("db"):
+            self.ensure_store(opts["db"])
+        if name == "sold import":
+            self.ensure_sold_export(opts["source"], opts["db"], same_instance=not opts.get("force"))
+
+    def ensure_sold_export(self, source: str, db: str, *, same_instance: bool) -> None:
+        """A register export to import: of `db` itself, or (for --force) of another store, with one sale."""
+        path = self.path(source)
+        if path.exists():
+            return
+        origin = self.path(db) if same_instance else self.tmp / "another-store.db"
+        if not (origin / "data.mdb").exists():
+            Blocklist.create(origin).close()
+        with Blocklist.open(origin) as bl:
+            bl.record_sold([self.spare[0]])
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("".join(line + "\n" for line in bl.sold.export_lines()))
+        self.log.append(f"exported the sold register of {'this store' if same_instance else 'another store'} "
+                        f"to {source}")
 
     # -- running
 
@@ -572,7 +591,7 @@ class World:
             port = int(opts.get("port") or 0)
             status, payload = _wait_http(f"http://127.0.0.1:{port}/api/v1/status", (user, password), process,
                                          err)
-            assert status == 200 and payload.get("dbVersion", 0) >= 1, (command, status, payload)
+            assert status == 200 and int(payload.get("dbVersion", 0)) >= 1, (command, status, payload)
         else:
             words = {"mirror": "mirror ok", "replicate": "replicate ok"}.get(name, "sync ok")
             _wait_log(err, words, process, command)

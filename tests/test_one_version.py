@@ -161,7 +161,7 @@ def test_every_call_answers_from_one_version_while_a_writer_commits(world: dict)
             while time.monotonic() < until:
                 status, _, body = client.check(scans)
                 assert status == 200, body
-                version = body["dbVersion"]
+                version = int(body["dbVersion"])   # a string, as typed clients declare it
                 service_versions.add(version)
                 # the answer names one version: every code, `version`, and tag 1265's Ver= are that version's
                 assert body["tag1265"].endswith("&Ver=" + body["version"])

@@ -84,7 +84,8 @@ def _kill(reader):
 def _reader_slots(bl):
     """(pid, txnid) of each slot in use in the store's reader table (LMDB's `mdb_reader_list`)."""
     rows = [line.split() for line in bl._env.readers().splitlines()[1:]]
-    return [(int(row[0]), int(row[2])) for row in rows if len(row) == 3 and row[0].isdigit()]
+    # a slot whose transaction is reset (py-lmdb keeps one spare per environment) shows "-": it pins nothing
+    return [(int(row[0]), int(row[2])) for row in rows if len(row) == 3 and row[0].isdigit() and row[2].isdigit()]
 
 
 def _reader_pids(bl):

@@ -84,18 +84,29 @@ def _read_password(path: str | None) -> str:
               type=click.FloatRange(1), help="Close keep-alive connections idle this many seconds.")
 @click.option("--name", default="lmcz-fast", show_default=True, help="`name` reported by /api/v1/status.")
 @click.option("--inn", default="", help="Participant's INN reported by /api/v1/status.")
+@click.option("--sold-days", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Remember sales reported by tills (POST /api/v2/cis/sell) this many days; stored in the "
+                   "database [default: as stored, 30 days for a new one].")
+@click.option("--sold-max-batch", default=1024, show_default=True, type=click.IntRange(1),
+              help="Most sales one durable commit carries (group commit). 1 commits each sale on its own, "
+                   "which costs one fsync per sale (for measurements).")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db: str, host: str, port: int, user: str, password_file: str | None, no_auth: bool,
           audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
-          max_body: int, keepalive_timeout: float, name: str, inn: str, log_level: str) -> None:
+          max_body: int, keepalive_timeout: float, name: str, inn: str, sold_days: float | None,
+          sold_max_batch: int, log_level: str) -> None:
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
     log; SIGHUP reads --password-file again without dropping connections. Under systemd (Type=notify) it
-    reports readiness with sd_notify. A person reads GET / in a browser: the status page (Russian; ?lang=en). Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth,
-    POST /api/v1/cis/outCheck {"cis_list": [...]}, GET /api/v1/status. Prometheus metrics: GET /metrics.
-    The database is kept fresh by `lmcz-fast sync` running beside it; readers see a new version within 0.25 s.
+    reports readiness with sd_notify. A person reads GET / in a browser: the status page (Russian; ?lang=en).
+    Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth,
+    POST /api/v1/cis/outCheck {"cis_list": [...]}, GET /api/v1/status, and protocol 2 under /api/v2 (its
+    {"results": [...]} answers, {"cis", "pg"} items, greyList). Sales reported by tills
+    (POST /api/v2/cis/sell, answered 201 once committed to disk) are answered `sold: true` to every till.
+    Prometheus metrics: GET /metrics. The database is kept fresh by `lmcz-fast sync` running beside it;
+    readers see a new version within 0.25 s.
 
     \b
     Examples:
@@ -112,7 +123,9 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
         sys.exit(EXIT_STORE)
     config = ServiceConfig(host=host, port=port, user=user, password=_read_password(password_file),
                            auth=not no_auth, max_body=max_body, max_codes=max_codes,
-                           keepalive_timeout=keepalive_timeout, name=name, inn=inn)
+                           keepalive_timeout=keepalive_timeout, name=name, inn=inn,
+                           sold_max_batch=sold_max_batch,
+                           sold_expire_days=sold_days)
     if no_auth:
         logging.getLogger("lmcz_fast.service").warning("authentication is OFF (--no-auth)")
     if no_audit:

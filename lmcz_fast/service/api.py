@@ -1,6 +1,9 @@
 """The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
 
 It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
+This file is the dispatcher and protocol 1 (`/api/v1`); protocol 2's own answers are in `v2.py`, the sold register's
+endpoints in `sold.py`, the fields both protocols answer in `answers.py`. A durable write (a sale, `init` with
+`clearSold`) answers a `Deferred` that the writer thread resolves once committed.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .._codes import CodeError
-from ..receipt import instance_uuid, tag_1265, version_uuid
+from ..receipt import instance_uuid, version_uuid
 from ..store.errors import NoListError
 from .config import (
     DEFAULT_MAX_CODE_LENGTH,
@@ -30,9 +33,12 @@ from .config import (
     software_version,
 )
 from ..store.replication import replication_status
+from .answers import code_json, envelope, status_json
 from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
-from .responses import HttpError, Response, Steps, error
+from .responses import Deferred, HttpError, Response, Steps, error
+from .sold import SoldEndpoints
+from .v2 import ProtocolTwo
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
@@ -98,12 +104,13 @@ def _query_values(query: bytes | None, name: bytes) -> list[str]:
     return values
 
 
-class LocalModule:
+class LocalModule(ProtocolTwo, SoldEndpoints):
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
-    `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status` and
-    `info() -> dict`; `audit` (optional)
-    needs `record(...)`. Not thread-safe: one event loop owns it.
+    `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status`,
+    `info() -> dict` and `sold` (the sold register); `audit` (optional) needs `record(...)`. Not thread-safe: one
+    event loop owns it. A handler that makes a durable write answers a `Deferred` once `start_writer(loop)` was
+    called (the server does), else it commits synchronously.
     """
 
     def __init__(
@@ -128,18 +135,23 @@ class LocalModule:
         self._status: Status | None = None
         self._lm_status = "not_configured"
         self._status_until = 0.0
+        self._grey_list = False
         self._last_state: str | None = None
         self._stale_logged_at = 0.0
         self._inst = ""
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
         self._peer: str | None = None   # the address of the request being handled (for the status page)
-        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps], tuple[bytes, ...], bool]] = {}
-        for prefix in (b"/api/v1", b"/api/v2"):
+        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], bool]] = {}
+        for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
             self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
-            self._routes[prefix + b"/cis/outcheck"] = ("check", self._handle_check, (b"GET", b"POST"), True)
-            self._routes[prefix + b"/cis/check"] = ("check", self._handle_check, (b"GET", b"POST"), True)
+            self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), True)
+            self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), True)
+            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), True)
+            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), True)
+            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), True)
+        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), True)
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
         self.activity = Activity(clock)
@@ -178,6 +190,7 @@ class LocalModule:
         now = time.monotonic()
         if force or self._status is None or now >= self._status_until:
             status = self.blocklist.status()
+            self._grey_list = self.blocklist.get_meta("grey_list_enabled", False) is True
             lm = _LM_STATUS.get(status.state, "sync_error")
             if lm == "not_configured" and self.initialized_at is not None:
                 lm = "initialization"
@@ -199,6 +212,12 @@ class LocalModule:
             log.warning("database is %s: version %d, %s; checks %s", status.state, status.version, age,
                         "still served" if status.state == "stale" else "refused (4050)")
             self._stale_logged_at = now
+
+    def grey_list_enabled(self) -> bool:
+        """Whether `isGreyGtin` answers from the grey-GTIN list (`init`/`greyList` `enableGreyList`; a meta field),
+        read with the status (at most every `status_cache` seconds; at once after this module changed it)."""
+        self.current_status()
+        return self._grey_list
 
     def _require_ready(self) -> Status:
         status, lm = self.current_status()
@@ -227,7 +246,7 @@ class LocalModule:
         started: float | None = None,
         *,
         peer: str | None = None,
-    ) -> Response | Steps:
+    ) -> Response | Steps | Deferred:
         """Answer one request. Never raises for anything a client can send.
 
         `peer` is the client's address (the status page names a till by it when it sends no X-ClientId).
@@ -246,12 +265,15 @@ class LocalModule:
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
+            self._request_endpoint, self._request_started = endpoint, started
             response = handler(method, query, body, client_id, content_type)
             if isinstance(response, Steps):
                 return Steps(self._observed(response, endpoint, started))
-            outcome = "ok"
-            if endpoint in ("status", "init"):
+            if endpoint in ("status", "init", "sell", "return"):
                 self.activity.request(client_id.decode("utf-8", "replace") if client_id else None, peer)
+            if isinstance(response, Deferred):
+                return response        # observed when resolved, after its commit
+            outcome = "ok"
         except HttpError as exc:
             response = self._error_response(exc)
             outcome = exc.error
@@ -335,44 +357,53 @@ class LocalModule:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         inst = self._instance_uuid(str(info.get("instance_id", "")))
-        updated = info.get("updated_at")
-        payload = {
-            "status": lm,
-            "operationMode": self.config.operation_mode,
-            "version": self.software_version,
-            "dbVersion": status.version,
-            "lastSync": None if status.last_sync_at is None else int(status.last_sync_at * 1000),
-            "lastUpdate": None if updated is None else int(updated * 1000),
-            "inst": inst,
-            "inn": self.config.inn,
-            "name": self.config.name,
-            "serviceUrl": status.feed_url or "",
-            "requiresDownload": status.state == "empty",
-            "dbState": status.state,
-            "dbAge": None if status.age is None else round(status.age, 3),
-            "nextSync": None if status.next_sync_at is None else int(status.next_sync_at * 1000),
-            "expiresAt": _ms(status.expires_at),
-            "offlineLimit": status.expire_after,
-            "codes": status.codes,
-            "gtins": status.gtins,
-            "initialized": self.initialized_at is not None,
-            "warnings": self.warnings(),
-        }
+        payload = status_json(
+            lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
+            status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
+            grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
+            initialized=self.initialized_at is not None,
+        )
+        payload["warnings"] = self.warnings()     # what an operator must fix (the status page says it too)
         return Response(200, _ENCODE(payload).encode())
 
     def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                     content_type: bytes | None) -> Response:
+                     content_type: bytes | None) -> Response | Deferred:
         data = self._json_body(body, content_type)
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token.strip():
             raise error(400, "bad_request", 'expected {"token": "<participant token>"}')
+        clear_sold = data.get("clearSold", False)
+        grey = data.get("enableGreyList")
+        if not isinstance(clear_sold, bool) or not (grey is None or isinstance(grey, bool)):
+            raise error(400, "bad_request", "clearSold and enableGreyList must be true or false")
         first = self.initialized_at is None
         self.initialized_at = self.clock()
         if first:
             log.info("init received (token not stored; the database comes from `lmcz-fast sync`)")
         status, lm = self.current_status(force=True)
-        payload = {"code": 0, "description": "ok", "status": lm, "reqTimestamp": int(self.clock() * 1000)}
-        return Response(200, _ENCODE(payload).encode())
+        payload: dict[str, Any] = {"code": 0, "description": "ok", "status": lm,
+                                   "reqTimestamp": int(self.clock() * 1000)}
+        if not clear_sold and grey is None:
+            return Response(200, _ENCODE(payload).encode())
+        register = self.blocklist.sold
+        clear = register.op_clear() if clear_sold else None
+        meta = register.op_set_meta(grey_list_enabled=grey) if grey is not None else None
+
+        def op(txn: Any) -> int:
+            cleared = clear(txn) if clear is not None else 0
+            if meta is not None:
+                meta(txn)
+            return cleared
+
+        def build(cleared: int) -> Response:
+            if clear_sold:
+                log.info("init with clearSold: %d sold codes forgotten", cleared)
+                payload["soldCleared"] = cleared
+            if grey is not None:
+                payload["enableGreyList"] = grey
+            return Response(200, _ENCODE(payload).encode())
+
+        return self._durable(op, build)
 
     def _handle_metrics(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                         content_type: bytes | None) -> Response:
@@ -381,7 +412,8 @@ class LocalModule:
         except Exception:
             log.exception("status unavailable for /metrics")
             status, lm = None, "sync_error"
-        extra = self.audit.metrics() if self.audit is not None else None
+        extra = dict(self.audit.metrics()) if self.audit is not None else {}
+        extra.update(self.sold_metrics())
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
         replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
         return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
@@ -428,7 +460,8 @@ class LocalModule:
                        f"(проверка пароля отключена при доступе из сети)")
         return out
 
-    def _raw_codes(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
+    def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
+        """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
         if method == b"POST" and (body or content_type is not None):
             data = self._json_body(body, content_type)
             raws = data.get("cis_list") if isinstance(data, dict) else None
@@ -446,36 +479,26 @@ class LocalModule:
                          limit=self.config.max_codes)
         return raws
 
-    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                      content_type: bytes | None) -> Response | Steps:
-        raws = self._raw_codes(method, query, body, content_type)
-        now = self.clock()
-        req_ms = int(now * 1000)
-        req_id = str(uuid.uuid4())
-        client = client_id.decode("utf-8", "replace") if client_id else None
-        audit = self.audit
+    def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status:
+        """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         self.activity.request(client, self._peer, len(raws))
         try:
-            status = self._require_ready()
+            return self._require_ready()
         except HttpError as exc:
             self.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
                                                 f"{exc.description}")
-            if audit is not None:
-                audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
+            if self.audit is not None:
+                self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
             exc.extra["reqId"] = req_id
             raise
-        steps = self._check_steps(raws, req_id, req_ms, client, status)
-        if len(raws) <= CHECK_SLICE:
-            return Steps(steps).run()
-        return Steps(steps)
 
     def _pin_version(self) -> Snapshot:
         """The one place a request takes the database version it answers from: a snapshot of the store, which
         checks every code of the request (across the slices of a big one) and names the version sent."""
         return self.blocklist.snapshot()
 
-    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status) -> Generator[None, None, list[Verdict]]:
+    def _verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                       status: Status) -> Generator[None, None, list[Verdict]]:
         """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes; any scan that
         is not a marking code refuses the whole request (audited)."""
         max_len = DEFAULT_MAX_CODE_LENGTH
@@ -503,52 +526,57 @@ class LocalModule:
                 except NoListError:
                     raise error(400, "not_configured", "the local module is not configured: no list loaded",
                                 errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
+        for v in verdicts:
+            block = v.block
+            if block is not None:
+                self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
+                                                                 if x))
+            elif v.sold:
+                self.activity.refused(v.cis, "sold")
         return verdicts
+
+    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                  status: Status) -> list[Verdict]:
+        """`_verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
+        steps = self._verdict_steps(raws, req_id, req_ms, client, status)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return done.value  # type: ignore[no-any-return]
+
+    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                      content_type: bytes | None) -> Response | Steps:
+        raws = self._check_items(method, query, body, content_type)
+        now = self.clock()
+        req_ms = int(now * 1000)
+        req_id = str(uuid.uuid4())
+        client = client_id.decode("utf-8", "replace") if client_id else None
+        status = self._ready_for(req_id, req_ms, client, raws)
+        steps = self._check_steps(raws, req_id, req_ms, client, status)
+        if len(raws) <= CHECK_SLICE:
+            return Steps(steps).run()
+        return Steps(steps)
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                      status: Status) -> Generator[None, None, Response]:
-        audit = self.audit
-        verdicts = yield from self._verdicts(raws, req_id, req_ms, client, status)
+        verdicts = yield from self._verdict_steps(raws, req_id, req_ms, client, status)
         first = verdicts[0]
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
-        blocked = 0
+        grey = self._grey_list          # read with the status `_ready_for` just refreshed
+        blocklist = self.blocklist
         codes = []
+        blocked = 0
         for index, v in enumerate(verdicts):
             if index and not index % CHECK_SLICE:
                 yield
-            block = v.block
-            if block is not None:
-                blocked += 1
-                self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority) if x))
-                block_json: Any = {"authority": block.authority, "reason": block.reason, "since": block.since,
-                                   "scope": block.scope}
-                ogvs = [block.authority] if block.authority else []
-            else:
-                block_json = None
-                ogvs = []
-            codes.append({
-                "cis": v.cis, "printView": v.cis, "gtin": v.gtin, "groupIds": [],
-                "found": True, "valid": True, "verified": True, "realizable": True, "utilised": True,
-                "sold": False, "isBlocked": v.blocked, "ogvs": ogvs, "isGreyGtin": False, "block": block_json,
-            })
+            codes.append(code_json(blocklist, v, None, grey))
+            blocked += v.blocked
         self.metrics.codes_checked += len(verdicts)
         self.metrics.codes_blocked += blocked
-        if audit is not None:
-            audit.record(req_id, req_ms, client, first.db_version, "ok", [(v.cis, v.blocked) for v in verdicts])
-        payload = {
-            "code": 0,
-            "description": "ok",
-            "reqId": req_id,
-            "reqTimestamp": req_ms,
-            "inst": inst,
-            "version": version,
-            "isCheckedOffline": True,
-            "codes": codes,
-            "tag1265": tag_1265(req_id, req_ms, inst, version),
-            "dbVersion": first.db_version,
-            "dbAge": None if first.db_age is None else round(first.db_age, 3),
-            "dbState": status.state,
-        }
+        if self.audit is not None:
+            self.audit.record(req_id, req_ms, client, first.db_version, "ok",
+                              [(v.cis, v.blocked) for v in verdicts])
+        payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)
         return Response(200, _ENCODE(payload).encode())
-

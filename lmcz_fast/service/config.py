@@ -46,6 +46,10 @@ class ServiceConfig:
     name: str = "lmcz-fast"
     inn: str = ""
     operation_mode: str = "active"
+    #: Most sales one durable commit carries (group commit); 1 commits (and fsyncs) each request on its own.
+    sold_max_batch: int = 1024
+    #: Days a reported sale is remembered; None keeps what the database holds (30 days for a new one).
+    sold_expire_days: float | None = None
 
     def __repr__(self) -> str:
         return f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>)"

@@ -14,6 +14,10 @@ The server accepts connections itself (`loop.add_reader` on the listening socket
 time) instead of leaving it to uvloop's `create_server`: under load, uvloop's listener took one waiting connection
 per turn of the loop, so with 1,000 busy connections a new one waited seconds in the kernel's accept queue.
 
+A durable write (a sale) is answered with a `Deferred`, resolved once the group commit holding it is on disk; it
+stands ahead of the connection's queue like a check in slices, so requests pipelined behind a sale are handled only
+after its answer (a check sent after a sale sees the sale) and responses still leave in request order.
+
 The application behind it (`api.LocalModule`) knows nothing of sockets.
 """
 
@@ -32,7 +36,7 @@ import httptools
 
 from .api import LocalModule
 from .config import MAX_HEAD_BYTES, ServiceConfig
-from .responses import HttpError, Response, Steps, error
+from .responses import Deferred, HttpError, Response, Steps, error
 from .scheduler import Scheduler
 from .throttle import AuthThrottle, address_key
 
@@ -101,8 +105,8 @@ class _Connection(asyncio.Protocol):
         self.peer_key = "unknown"     # what its failed logins are counted under (throttle.address_key)
         #: Requests read but not yet answered, in order: a parsed request, or a refusal to send and close on.
         self.queue: deque[tuple[_Request | HttpError, bool]] = deque()
-        #: The answer being worked out (in slices) or held (a delayed 401), ahead of `queue`.
-        self.current: Steps | _Held | None = None
+        #: The answer being worked out (in slices), held (a delayed 401) or awaited (a sale's commit), ahead of `queue`.
+        self.current: Steps | _Held | Deferred | None = None
         self.current_keep_alive = False
         self.scheduled = False
         self.fresh = False          # no request answered yet in this data_received: the first may go inline
@@ -304,15 +308,33 @@ class _Connection(asyncio.Protocol):
             answer = self.app.handle(*request, peer=self.peer)
         self._take(answer, keep_alive)
 
-    def _take(self, answer: Response | Steps, keep_alive: bool) -> None:
+    def _take(self, answer: Response | Steps | Deferred, keep_alive: bool) -> None:
         if isinstance(answer, Steps):
             self.current = answer
             self.current_keep_alive = keep_alive
             self.server.scheduler.add(self)
             return
+        if isinstance(answer, Deferred):
+            if answer.response is None:
+                self.current = answer
+                self.current_keep_alive = keep_alive
+                answer.on_resolved(self._resolved)
+                return
+            answer = answer.response
         self._write(answer, keep_alive and not answer.close)
         if self.queue and self.current is None:
             self.server.scheduler.add(self)
+
+    def _resolved(self) -> None:
+        """A durable write is on disk: send its answer, then go on with what was pipelined behind it."""
+        current = self.current
+        if not isinstance(current, Deferred) or current.response is None:
+            return
+        self.current = None
+        if self.transport is None or self.closing:
+            self._drop()
+            return
+        self._take(current.response, self.current_keep_alive)
 
     def _release(self) -> None:
         """A held 401's delay is over: free its throttle slot, send it if the client is still there."""
@@ -439,6 +461,7 @@ class Server:
         self.port = self._sockets[0].getsockname()[1]
         for listener in self._sockets:
             loop.add_reader(listener.fileno(), self._accept, listener)
+        self.app.start_writer(loop)
         self._sweeper = loop.create_task(self._sweep())
 
     async def _bind(self, loop: asyncio.AbstractEventLoop) -> list[socket.socket]:
@@ -542,6 +565,7 @@ class Server:
         deadline = time.monotonic() + grace
         while any(c.busy for c in self.connections) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        self.app.stop_writer()
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.close()

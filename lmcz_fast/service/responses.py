@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+import json
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
+
+#: Compact JSON, as every answer is sent.
+encode_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 
 
 class HttpError(Exception):
@@ -58,3 +62,32 @@ class Steps:
 
     def close(self) -> None:
         self.slices.close()
+
+
+class Deferred:
+    """A response that is not ready yet: a durable write is in flight (a sale waits for its commit).
+
+    The protocol returns it in place of a `Response`; the HTTP stack writes it, in request order, once `resolve` is
+    called (on the event loop's thread).
+    """
+
+    __slots__ = ("response", "_callback", "endpoint", "started")
+
+    def __init__(self, endpoint: str = "other", started: float = 0.0) -> None:
+        self.response: Response | None = None
+        self._callback: Callable[[], None] | None = None
+        self.endpoint = endpoint
+        self.started = started
+
+    def resolve(self, response: Response) -> None:
+        self.response = response
+        callback, self._callback = self._callback, None
+        if callback is not None:
+            callback()
+
+    def on_resolved(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once resolved (now, if it already is). One callback: the connection that waits."""
+        if self.response is not None:
+            callback()
+        else:
+            self._callback = callback

@@ -80,6 +80,11 @@ def run(
     if use_uvloop:
         install_uvloop()
     blocklist = Blocklist.open(db_path)
+    if config.sold_expire_days is not None:
+        seconds = config.sold_expire_days * 86400.0
+        if blocklist.sold.expire_after() != seconds:
+            blocklist.sold.set_expire_after(seconds)
+            log.info("sales are remembered %g days", config.sold_expire_days)
     audit = AuditLog(audit_dir, retention_days=retention_days, flush_interval=flush_interval) if audit_dir else None
     app = LocalModule(blocklist, config, audit=audit)
     server = Server(app)
@@ -124,6 +129,7 @@ def run(
     try:
         asyncio.run(main())
     finally:
+        app.stop_writer()
         if audit is not None:
             audit.close()
             log.info("audit log flushed and closed")

@@ -8,7 +8,9 @@ The package's files say their jobs: `blocklist.py` (the read side and the hot pa
 (loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
 tables), `keys.py` (row keys), `digest.py` (the set digest), `snapshot.py` (one version as calls answer from it), `freshness.py` (when offline
 answers stop), `records.py` and `errors.py` (what it answers), `tables.py` (the minimum-price and grey-GTIN
-record kinds) and `prices.py` (loading and asking them).
+record kinds) and `prices.py` (loading and asking them),
+`sold.py` (the sold register: codes this store
+sold) and `group_commit.py` (batching many durable writes into one transaction).
 """
 
 from .blocklist import Blocklist
@@ -27,6 +29,8 @@ from .prices import TablesReport, product_group_of, read_grey_file, read_price_f
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .snapshot import Snapshot
 from .tables import PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
+from .group_commit import GroupCommitter
+from .sold import SoldEntry, SoldRegister, SoldRegisterError
 
 __all__ = [
     "Block",
@@ -34,6 +38,7 @@ __all__ = [
     "DeltaReport",
     "DigestMismatchError",
     "DiskFullError",
+    "GroupCommitter",
     "LineError",
     "LoadError",
     "LoadReport",
@@ -43,6 +48,9 @@ __all__ = [
     "RECORD_KINDS",
     "RecordError",
     "Snapshot",
+    "SoldEntry",
+    "SoldRegister",
+    "SoldRegisterError",
     "Status",
     "StoreError",
     "TablesReport",

@@ -57,6 +57,7 @@ from .prices import TablesMixin
 from .records import Status, Verdict
 from .snapshot import Snapshot, _Reading, no_list_error, read_meta, readings_of
 from .tables import META_COUNTS, META_TABLES_DIGEST, check_group, iter_rows
+from .sold import SoldAccess
 from .writing import BlocklistWriter
 
 
@@ -75,7 +76,7 @@ def _discard_new(path: str, made_dir: bool) -> None:
             pass
 
 
-class Blocklist(BlocklistWriter, TablesMixin, ProbeBase):
+class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
     """The blocked codes of one store. Open it once per process and share it between threads.
 
     Use `Blocklist.building(path)` to build a new database (it appears only once the block succeeds),

@@ -49,7 +49,12 @@ TABLE_DBS = (DB_PRICES, DB_GREY)
 #: Tables added after the first format: created when an older store is opened (an empty table changes nothing;
 #: empty price and grey tables add nothing to the set digest).
 DB_SIDE = b"side"          # side tables of writers above the store (replication's document maps), key table\0key
-LATER_TABLES = (DB_SIDE, *TABLE_DBS)
+#: The sold register (store/sold.py): written by the sales, never by a load, a delta, a sync or a snapshot.
+DB_SOLD = b"sold"
+DB_SOLD_TIME = b"sold_time"
+LATER_TABLES = (DB_SIDE, *TABLE_DBS, DB_SOLD, DB_SOLD_TIME)
+#: Named databases the environment may hold: the blocklist's five, the later tables, room for more.
+MAX_DBS = 16
 
 META_PREFILTER = b"prefilter"
 META_GTIN_INDEX = b"gtin_index"
@@ -94,7 +99,7 @@ def acquire_env(path: str) -> lmdb.Environment:
                 env = lmdb.open(
                     key,
                     map_size=MAP_SIZE,
-                    max_dbs=16,
+                    max_dbs=MAX_DBS,
                     max_readers=MAX_READERS,
                     readahead=False,
                     subdir=True,
@@ -120,6 +125,8 @@ def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
 
     py-lmdb keeps a handle only when it was opened in a write transaction (it aborts a read transaction on
     commit, and LMDB closes handles opened in an aborted one), so this takes the writer lock once, briefly.
+    Tables added after the first format (`LATER_TABLES`: the side tables, the sold register's two) are created
+    here when missing, so a database made before them gains them on its first open, empty.
     """
     try:
         dbs = {name: env.open_db(name, create=False) for name in CORE_DBS}

@@ -20,13 +20,14 @@ import lmdb
 
 from .._codes import CodeError, MarkingCode, readings_of
 from .._probe import ProbeBase, pack_identity
-from .environment import BINARY_META, DB_BLOCKS, DB_CODES, DB_GTINS, DB_META
+from .environment import BINARY_META, DB_BLOCKS, DB_CODES, DB_GTINS, DB_META, DB_SOLD
 from .errors import NoListError, StoreError
 from .freshness import holds_list, reference_time
 from .keys import decode_block_id, pack_gtin
 from .prices import is_grey_in, min_price_in, tables_answer
 from .records import Block, Verdict
 from .tables import check_group
+from .sold import sold_in
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -57,7 +58,7 @@ class _Reading:
     and the exact confirmation of the prefilter hits probed in it. Shared by the threads of one `Blocklist`: every
     use of the transaction holds the blocklist's lock."""
 
-    __slots__ = ("txn", "snapshot", "dbs", "lock", "path", "version", "empty", "_meta", "_blocks", "tables")
+    __slots__ = ("txn", "snapshot", "dbs", "lock", "path", "version", "empty", "_meta", "_blocks", "tables", "_sold")
 
     def __init__(self, txn: lmdb.Transaction, snapshot: int, dbs: dict[bytes, Any], lock: threading.RLock,
                  path: str, version: int) -> None:
@@ -71,6 +72,7 @@ class _Reading:
         self._meta: dict[str, Any] | None = None
         self._blocks: dict[int, Block] = {}
         self.tables: Any = None     # the price and grey tables of this version, read on first use (prices.py)
+        self._sold: lmdb.Cursor | None = None    # on the sold register, opened on first use
 
     def _confirm(self, identity: bytes) -> bool:
         """Exact check of a prefilter hit, in this version (the compiled probe calls it, rarely)."""
@@ -104,6 +106,9 @@ class _Reading:
                 break
         reference = reference_time(meta)
         smp, grey = tables_answer(self, code, pg)
+        sold_cursor = self._sold
+        if sold_cursor is None:
+            sold_cursor = self._sold = self.txn.cursor(db=self.dbs[DB_SOLD])
         return Verdict(
             blocked=block is not None,
             cis=code.cis,
@@ -118,6 +123,7 @@ class _Reading:
             mrp=code.mrp,
             smp=smp,
             grey_gtin=grey,
+            sold=sold_in(sold_cursor, code.identity, meta, now),
         )
 
     def _lookup(self, probe: ProbeBase, txn: lmdb.Transaction, code: MarkingCode,

@@ -1,0 +1,156 @@
+"""Commands over the sold register: `sold export`, `sold import`, `sold list`, `sold record`, `sold return`."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from typing import TextIO
+
+import click
+
+from .._codes import CodeError
+from ..store import Blocklist, SoldRegisterError, StoreError
+
+EXIT_INVALID = 3
+EXIT_STORE = 4
+
+
+def _fail(message: str, code: int = EXIT_STORE) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(code)
+
+
+def _open(db: str) -> Blocklist:
+    if not os.path.exists(os.path.join(db, "data.mdb")):
+        _fail(f"no database at {db}")
+    try:
+        return Blocklist.open(db)
+    except StoreError as exc:
+        _fail(str(exc))
+        raise
+
+
+@click.group()
+def sold() -> None:
+    """The sold register: codes this store sold, refused as `sold` at every till for 30 days.
+
+    \b
+    Tills report sales through `serve` (POST /api/v2/cis/sell); these commands back the register up, move it to
+    new hardware, and look into it.
+      lmcz-fast sold export store.db -o sold.jsonl       # a backup, JSON lines
+      lmcz-fast sold import new.db sold.jsonl --force    # the store moved: the new database is a new instance
+      lmcz-fast sold list store.db --limit 20            # the oldest sales still remembered
+    """
+
+
+@sold.command("export")
+@click.argument("db", type=click.Path(file_okay=False))
+@click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
+              help="Write here instead of stdout.")
+def sold_export(db: str, output: TextIO) -> None:
+    """Write the register of DB as JSON lines: a header naming its instance, then one sale per line.
+
+    \b
+    Examples:
+      lmcz-fast sold export store.db -o sold.jsonl
+      lmcz-fast sold export store.db | gzip > sold.jsonl.gz
+    """
+    with _open(db) as bl:
+        count = -1
+        for line in bl.sold.export_lines():
+            output.write(line + "\n")
+            count += 1
+    output.flush()
+    click.echo(f"{count} sold codes exported", err=True)
+
+
+@sold.command("import")
+@click.argument("db", type=click.Path(file_okay=False))
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@click.option("--force", is_flag=True,
+              help="Accept an export of another instance (the store moved to new hardware; never another store's).")
+@click.option("--replace", is_flag=True, help="Empty the register first (default: merge, the later sale wins).")
+def sold_import(db: str, source: TextIO, force: bool, replace: bool) -> None:
+    """Load an export made by `sold export` into the register of DB, in one durable transaction.
+
+    The whole file is checked first; a damaged file, or an export of another instance without --force, changes
+    nothing. Sales already older than the register's expiry are skipped.
+
+    \b
+    Examples:
+      lmcz-fast sold import store.db sold.jsonl
+      lmcz-fast sold import new.db sold.jsonl --force
+    """
+    with _open(db) as bl:
+        try:
+            written = bl.sold.import_lines(source, force=force, replace=replace)
+        except SoldRegisterError as exc:
+            _fail(f"{exc}; nothing changed", EXIT_INVALID)
+        click.echo(f"{written} sold codes imported", err=True)
+
+
+@sold.command("list")
+@click.argument("db", type=click.Path(file_okay=False))
+@click.option("--skip", default=0, show_default=True, type=click.IntRange(0), help="Leave out the oldest N.")
+@click.option("--limit", default=100, show_default=True, type=click.IntRange(0, 1000), help="Show at most N.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def sold_list(db: str, skip: int, limit: int, as_json: bool) -> None:
+    """Show sales in the register of DB, oldest first: time (UTC) and CIS.
+
+    \b
+    Example:
+      lmcz-fast sold list store.db --skip 100 --limit 50
+    """
+    with _open(db) as bl:
+        total, entries = bl.sold.page(skip, limit)
+    for entry in entries:
+        if as_json:
+            click.echo(json.dumps({"cis": entry.cis, "soldAt": entry.sold_at_ms}, ensure_ascii=False))
+        else:
+            when = datetime.datetime.fromtimestamp(entry.sold_at_ms / 1000, datetime.timezone.utc)
+            click.echo(f"{when:%Y-%m-%dT%H:%M:%SZ}  {entry.cis}")
+    click.echo(f"{len(entries)} of {total} sold codes", err=True)
+
+
+@sold.command("record")
+@click.argument("db", type=click.Path(file_okay=False))
+@click.argument("codes", nargs=-1, required=True)
+def sold_record(db: str, codes: tuple[str, ...]) -> None:
+    """Record sales of CODES (scans in any form a till sends), durable on return; a bad code records none.
+
+    \b
+    Example:
+      lmcz-fast sold record store.db '0104600000000008215abcdef'
+    """
+    with _open(db) as bl:
+        try:
+            entries = bl.record_sold(list(codes))
+        except CodeError as exc:
+            _fail(f"code {getattr(exc, 'index', 0) + 1} is not a marking code: {exc}; nothing recorded",
+                  EXIT_INVALID)
+    click.echo(f"{len(entries)} sales recorded", err=True)
+
+
+@sold.command("return")
+@click.argument("db", type=click.Path(file_okay=False))
+@click.argument("codes", nargs=-1, required=True)
+def sold_return(db: str, codes: tuple[str, ...]) -> None:
+    """Take returned CODES out of the register of DB.
+
+    \b
+    Example:
+      lmcz-fast sold return store.db '0104600000000008215abcdef'
+    """
+    with _open(db) as bl:
+        try:
+            found = bl.return_sold(list(codes))
+        except CodeError as exc:
+            _fail(f"code {getattr(exc, 'index', 0) + 1} is not a marking code: {exc}; nothing changed",
+                  EXIT_INVALID)
+    click.echo(f"{sum(found)} of {len(found)} codes were in the register and are removed", err=True)
+
+
+def register(group: click.Group) -> None:
+    group.add_command(sold)

@@ -1,0 +1,128 @@
+"""What a check answers, on both protocols: the per-code fields and the envelope around them.
+
+Types are those typed clients decode (C# System.Text.Json and FPC's JSON objects, strict: a number never reads
+into a string, null never into a long; see ../shared/domain.md): strings stay strings (`dbVersion` too), times
+are int64 Unix milliseconds, booleans are booleans, `mrp`/`smp` are integers (kopecks) or null. The same field has
+the same type on `/api/v1` and `/api/v2`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..receipt import tag_1265
+from ..store.records import Verdict
+
+if TYPE_CHECKING:
+    from ..store import Blocklist
+
+#: Product group ids a till sends as `pg` (../shared/domain.md: Dev1100/chz-emulator's list).
+PRODUCT_GROUPS: dict[int, str] = {
+    1: "lp", 2: "shoes", 3: "tobacco", 4: "perfumery", 5: "tires", 6: "electronics", 7: "pharma", 8: "milk",
+    9: "bicycle", 10: "wheelchairs", 12: "otp", 13: "water", 14: "furs", 15: "beer", 16: "ncp", 17: "bio",
+    19: "antiseptic", 20: "petfood", 21: "seafood", 22: "nabeer", 23: "softdrinks", 26: "vetpharma", 32: "grocery",
+}
+
+
+# -- PRICES ADAPTER -------------------------------------------------------------------------------------------
+# The minimum-price table, the grey-GTIN list and `mrp` decoding are built by the prices work (issue 10, "Minimum
+# prices and grey GTINs"): `Verdict.mrp`, `Verdict.smp`, `Verdict.grey_gtin`, `Blocklist.min_price(gtin, pg)`.
+# Until that lands, these two functions read them with defaults; they are the ONLY place the service does, and
+# the place to re-point (plain attribute access) once the store has them.
+
+_VERDICT_HAS_PRICES = "mrp" in getattr(Verdict, "__dataclass_fields__", {})
+
+
+def _price_fields(blocklist: Blocklist, verdict: Verdict, pg: int | None) -> tuple[int | None, int | None, bool]:
+    """`(mrp, smp, grey_gtin)` of one checked code: kopecks or None, and whether its GTIN is on the grey list."""
+    if not _VERDICT_HAS_PRICES:         # (a getattr that misses costs ~1 us: decided once, at import)
+        return None, None, False
+    mrp = getattr(verdict, "mrp", None)
+    smp = getattr(verdict, "smp", None)
+    if pg is not None:
+        min_price = getattr(blocklist, "min_price", None)
+        if min_price is not None:
+            smp = min_price(verdict.gtin, pg)
+    return mrp, smp, bool(getattr(verdict, "grey_gtin", False))
+
+
+def _min_price_docs(info: dict[str, Any]) -> int:
+    """How many minimum prices the store holds (status `dbState.min_price.docCount`)."""
+    return int(info.get("min_prices") or 0)
+
+# -- end of the PRICES ADAPTER ----------------------------------------------------------------------------------
+
+
+def code_json(blocklist: Blocklist, verdict: Verdict, pg: int | None, grey_list: bool) -> dict[str, Any]:
+    """One code's answer. Offline unknowns are the values that do not refuse a sale (docs/service.md)."""
+    block = verdict.block
+    if block is not None:
+        block_json: Any = {"authority": block.authority, "reason": block.reason, "since": block.since,
+                           "scope": block.scope}
+        ogvs = [block.authority] if block.authority else []
+    else:
+        block_json = None
+        ogvs = []
+    mrp, smp, grey = _price_fields(blocklist, verdict, pg) if _VERDICT_HAS_PRICES else (None, None, False)
+    return {
+        "cis": verdict.cis, "printView": verdict.cis, "gtin": verdict.gtin, "groupIds": [] if pg is None else [pg],
+        "found": True, "valid": True, "verified": True, "realizable": True, "utilised": True,
+        "sold": verdict.sold, "isBlocked": verdict.blocked, "ogvs": ogvs, "isGreyGtin": grey_list and grey,
+        "mrp": mrp, "smp": smp, "block": block_json,
+    }
+
+
+def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict[str, Any]], verdict: Verdict,
+             freshness: str) -> dict[str, Any]:
+    """The envelope of one check answer: the official fields, then ours (`tag1265`, `dbVersion`, ...)."""
+    return {
+        "code": 0,
+        "description": "ok",
+        "reqId": req_id,
+        "reqTimestamp": req_ms,
+        "inst": inst,
+        "version": version,
+        "isCheckedOffline": True,
+        "codes": codes,
+        "tag1265": tag_1265(req_id, req_ms, inst, version),
+        "dbVersion": str(verdict.db_version),
+        "dbAge": None if verdict.db_age is None else round(verdict.db_age, 3),
+        "dbFreshness": freshness,
+    }
+
+
+def status_json(*, lm_status: str, operation_mode: str, software_version: str, status: Any, info: dict[str, Any],
+                inst: str, inn: str, name: str, grey_list: bool, sold_count: int,
+                initialized: bool) -> dict[str, Any]:
+    """`/status`, the same on both protocols: the official fields with their declared types, then ours
+    (`expiresAt` is null while no list is loaded: there is no moment at which checks stop)."""
+    updated = info.get("updated_at")
+    last_sync = 0 if status.last_sync_at is None else int(status.last_sync_at * 1000)
+    return {
+        "status": lm_status,
+        "operationMode": operation_mode,
+        "version": software_version,
+        "dbVersion": str(status.version),
+        "lastSync": last_sync,
+        "lastUpdate": 0 if updated is None else int(updated * 1000),
+        "inst": inst,
+        "inn": inn,
+        "name": name,
+        "serviceUrl": status.feed_url or "",
+        "requiresDownload": status.state == "empty",
+        "isGreyGtin": grey_list,
+        "dbState": {
+            "blocked_cis": {"docCount": status.codes},
+            "blocked_gtin": {"docCount": status.gtins},
+            "min_price": {"docCount": _min_price_docs(info)},
+        },
+        "dbFreshness": status.state,
+        "dbAge": None if status.age is None else round(status.age, 3),
+        "nextSync": 0 if status.next_sync_at is None else int(status.next_sync_at * 1000),
+        "expiresAt": None if status.expires_at is None else int(status.expires_at * 1000),
+        "offlineLimit": status.expire_after,
+        "codes": status.codes,
+        "gtins": status.gtins,
+        "soldCount": sold_count,
+        "initialized": initialized,
+    }

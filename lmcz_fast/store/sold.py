@@ -1,0 +1,496 @@
+"""The sold register: marking codes this store has sold, so that a second sale of one code is refused offline.
+
+A till reports each sale after the receipt is fiscalised (`POST /api/v2/cis/sell`, or `bl.record_sold(...)` in
+process); from the next check on, every till of the store is answered `sold: true` for that code (the official
+Local Module 2.x keeps the same register; see ../shared/domain.md, "The official module's second protocol"). A return
+(`/cis/return`, `return_sold`) removes it. Entries expire after `sold_expire_after` seconds (a metadata field,
+30 days by default), as the official module's do.
+
+The register lives in the store's LMDB environment, beside the blocked codes, in two tables of its own:
+
+- `sold`: key = the identity (canonical GS1 form, ASCII) -> value = sold-at (u64 BE, Unix ms) + the CIS as CRPT
+  prints it;
+- `sold_time`: key = sold-at (u64 BE ms) + identity -> empty: the same entries in time order, so expired ones are
+  found (and purged) from the front, and `/cis/sold` pages through them oldest first.
+
+(The key is the identity itself rather than the packed form of `codes`: a check looks it up with a cursor kept per
+read transaction, and encoding the str is cheaper than packing it; the few bytes more per sale do not matter.)
+
+Loads, deltas, feed syncs and snapshots never touch these tables: a full reload drops the blocklist's tables only.
+Every change is one durable write transaction (committed before the call returns). Many concurrent sales are
+batched into one transaction by a `GroupCommitter` (store/group_commit.py; the service uses one).
+
+Reads answer from the `Blocklist`'s current read transaction, so `check()`'s `sold` and its `blocked` come from
+the same database version; a write made through this handle is seen by its next call.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import lmdb
+
+from .._codes import CodeError, MarkingCode, parse_code
+from .environment import DB_META, DB_SOLD, DB_SOLD_TIME, write_txn
+from .errors import StoreError
+from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
+
+if TYPE_CHECKING:
+    from .blocklist import Blocklist
+
+#: How long a sale is remembered (seconds) unless the metadata field `sold_expire_after` says otherwise.
+DEFAULT_SOLD_EXPIRE_AFTER = 30 * 86400.0
+#: Expired entries purged per write transaction at most (the rest go in the next ones, or in idle housekeeping).
+PURGE_PER_COMMIT = 2000
+#: Most entries `page()` (and `GET /cis/sold`) returns at once, as the official module's `limit`.
+MAX_PAGE = 1000
+#: First line of a register export: names the format and the instance the entries belong to.
+EXPORT_KIND = "lmcz-fast sold register"
+EXPORT_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class SoldEntry:
+    """One sold code: its identity (canonical GS1 form), its CIS as CRPT prints it, and when it was sold (ms)."""
+
+    identity: str
+    cis: str
+    sold_at_ms: int
+
+
+class SoldRegisterError(StoreError):
+    """A register operation refused before anything was written (a bad export, another instance's export)."""
+
+
+def _ms(value: float) -> bytes:
+    return int(value).to_bytes(8, "big")
+
+
+def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
+    """Parse every code first, so that one bad code refuses the whole call with nothing written."""
+    if isinstance(raws, (str, bytes)):
+        raise TypeError("pass a list of codes, not one code")
+    codes = []
+    for index, raw in enumerate(raws):
+        if not isinstance(raw, (str, bytes)):
+            error = CodeError("not_a_string", None, f"item {index} is {type(raw).__name__}, not a string")
+            error.index = index  # type: ignore[attr-defined]
+            raise error
+        try:
+            codes.append(parse_code(raw))
+        except CodeError as exc:
+            exc.index = index  # type: ignore[attr-defined]
+            raise
+    return codes
+
+
+def sold_in(cursor: lmdb.Cursor, identity: str, meta: dict[str, Any], now: float) -> bool:
+    """Whether `identity` is in the register and not expired, through a cursor on the `sold` table of the reader's
+    transaction: one `set_key` is what `Blocklist.check` adds to a check (a cursor lookup costs less than half a
+    `Transaction.get`, which also releases and retakes the GIL); the expiry is looked at only for a code there."""
+    if not cursor.set_key(identity.encode("ascii")):
+        return False
+    expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
+    return int.from_bytes(cursor.value()[:8], "big") >= int((now - float(expire)) * 1000)
+
+
+class SoldRegister:
+    """The sold register of one open `Blocklist` (`bl.sold`). Thread-safe; writes are durable on return."""
+
+    def __init__(self, blocklist: Blocklist) -> None:
+        self._bl = blocklist
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    @property
+    def _env(self) -> lmdb.Environment:
+        env = self._bl._env
+        if env is None:
+            raise StoreError("the blocklist is closed")
+        return env
+
+    @property
+    def _db(self) -> Any:
+        return self._bl._dbs[DB_SOLD]
+
+    @property
+    def _time_db(self) -> Any:
+        return self._bl._dbs[DB_SOLD_TIME]
+
+    def expire_after(self) -> float:
+        """Seconds a sale is remembered (metadata field `sold_expire_after`, default 30 days)."""
+        value = self._bl.get_meta("sold_expire_after")
+        return DEFAULT_SOLD_EXPIRE_AFTER if not value else float(value)
+
+    def _cutoff_ms(self, meta: dict[str, Any], now: float | None = None) -> int:
+        expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
+        return int(((time.time() if now is None else now) - float(expire)) * 1000)
+
+    def _begin_write(self) -> Any:
+        """A durable write transaction; LMDB failures come out as typed `StoreError`s (disk full, map full)."""
+        return write_txn(self._env, self._bl._path, self._bl._dbs[DB_META])
+
+    def _write(self, op: Callable[[lmdb.Transaction], Any]) -> Any:
+        """One durable write transaction running `op`, then this handle sees it from its next read."""
+        with self._begin_write() as txn:
+            result = op(txn)
+        self.invalidate()
+        return result
+
+    def invalidate(self) -> None:
+        """Make this handle's next read start a fresh read transaction (called after every commit).
+
+        Taken under the handle's lock, which `_renew` holds throughout: a renewal that began its transaction before
+        the commit cannot then push the deadline past this reset, so no read after the commit returned misses it.
+        """
+        bl = self._bl
+        with bl._lock:
+            bl._renew_at = 0.0
+
+    # -- write operations, each applied inside a write transaction (alone or in a group commit) ---------------
+
+    def op_record(self, codes: Sequence[MarkingCode], at_ms: int) -> Callable[[lmdb.Transaction], list[SoldEntry]]:
+        db, time_db = self._db, self._time_db
+
+        def op(txn: lmdb.Transaction) -> list[SoldEntry]:
+            out = []
+            for code in codes:
+                packed = code.identity.encode("ascii")
+                old = txn.get(packed, db=db)
+                when = at_ms
+                if old is not None:
+                    old_ms = int.from_bytes(old[:8], "big")
+                    if old_ms >= when:        # an older report of a sale never moves the entry back in time
+                        when = old_ms
+                    txn.delete(bytes(old[:8]) + packed, db=time_db)
+                stamp = _ms(when)
+                txn.put(packed, stamp + code.cis.encode(), db=db)
+                txn.put(stamp + packed, b"", db=time_db)
+                out.append(SoldEntry(code.identity, code.cis, when))
+            return out
+
+        return op
+
+    def op_remove(self, codes: Sequence[MarkingCode]) -> Callable[[lmdb.Transaction], list[bool]]:
+        db, time_db = self._db, self._time_db
+
+        def op(txn: lmdb.Transaction) -> list[bool]:
+            out = []
+            for code in codes:
+                packed = code.identity.encode("ascii")
+                old = txn.get(packed, db=db)
+                if old is not None:
+                    txn.delete(packed, db=db)
+                    txn.delete(bytes(old[:8]) + packed, db=time_db)
+                out.append(old is not None)
+            return out
+
+        return op
+
+    def op_clear(self) -> Callable[[lmdb.Transaction], int]:
+        db, time_db = self._db, self._time_db
+
+        def op(txn: lmdb.Transaction) -> int:
+            count = int(txn.stat(db)["entries"])
+            txn.drop(db, delete=False)
+            txn.drop(time_db, delete=False)
+            return count
+
+        return op
+
+    def op_set_meta(self, **fields: Any) -> Callable[[lmdb.Transaction], None]:
+        """Metadata the service keeps beside the register (`grey_list_enabled`, `sold_expire_after`)."""
+        meta_db = self._bl._dbs[DB_META]
+        encoded = {name.encode(): json.dumps(value).encode() for name, value in fields.items()}
+
+        def op(txn: lmdb.Transaction) -> None:
+            for name, value in encoded.items():
+                txn.put(name, value, db=meta_db)
+
+        return op
+
+    def op_purge(self, now: float | None = None, limit: int | None = PURGE_PER_COMMIT) -> Callable[[lmdb.Transaction],
+                                                                                                  int]:
+        """Delete entries older than the expiry, oldest first, at most `limit` (None: all)."""
+        db, time_db, meta_db = self._db, self._time_db, self._bl._dbs[DB_META]
+
+        def op(txn: lmdb.Transaction) -> int:
+            raw = txn.get(b"sold_expire_after", db=meta_db)
+            expire = (json.loads(bytes(raw)) if raw is not None else None) or DEFAULT_SOLD_EXPIRE_AFTER
+            cutoff = _ms(((time.time() if now is None else now) - float(expire)) * 1000)
+            removed = 0
+            with txn.cursor(db=time_db) as cursor:
+                if not cursor.first():
+                    return 0
+                while limit is None or removed < limit:
+                    key = bytes(cursor.key())
+                    if not key or key[:8] >= cutoff:
+                        break
+                    packed = key[8:]
+                    value = txn.get(packed, db=db)
+                    if value is not None and value[:8] == key[:8]:
+                        txn.delete(packed, db=db)
+                    removed += 1
+                    if not cursor.delete():
+                        break
+            return removed
+
+        return op
+
+    # -- writes (durable on return) ---------------------------------------------------------------------------
+
+    def record(self, raws: Sequence[str | bytes], *, at: float | None = None) -> list[SoldEntry]:
+        """Record sales of `raws` (scans in any form `parse_code` takes) at `at` (Unix s, default now).
+
+        Raises `CodeError` (with `.index`) if any is not a marking code; then nothing is recorded. Selling a code
+        again moves its entry to the later time.
+        """
+        codes = _parse_sales(raws)
+        at_ms = int((time.time() if at is None else at) * 1000)
+        record, purge = self.op_record(codes, at_ms), self.op_purge()
+
+        def op(txn: lmdb.Transaction) -> list[SoldEntry]:
+            result = record(txn)
+            purge(txn)
+            return result
+
+        return self._write(op)
+
+    def remove(self, raws: Sequence[str | bytes]) -> list[bool]:
+        """Take codes out of the register (a return). Per code: whether it was there. `CodeError` as `record`."""
+        return self._write(self.op_remove(_parse_sales(raws)))
+
+    def clear(self) -> int:
+        """Empty the register (the official module's `init` with `clearSold`). Returns how many entries it held."""
+        return self._write(self.op_clear())
+
+    def purge(self, now: float | None = None) -> int:
+        """Delete every expired entry now (writes do it a little at a time anyway)."""
+        return self._write(self.op_purge(now, limit=None))
+
+    def set_expire_after(self, seconds: float) -> None:
+        """How long sales are remembered from now on (metadata `sold_expire_after`, seconds, > 0)."""
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0:
+            raise StoreError(f"sold_expire_after must be a positive number of seconds, not {seconds!r}")
+        self._write(self.op_set_meta(sold_expire_after=float(seconds)))
+
+    def committer(self, *, notify: Callable[[list[Job]], None] | None = None, max_batch: int = DEFAULT_MAX_BATCH,
+                  housekeeping_every: float = 60.0) -> GroupCommitter:
+        """A writer thread that commits queued register writes in batches (see store/group_commit.py). Each batch
+        also purges some expired entries; this handle sees each commit from its next read."""
+        purge = self.op_purge()
+        return GroupCommitter(self._env, notify=notify, after_commit=self.invalidate, housekeeping=purge,
+                              housekeeping_every=housekeeping_every, max_batch=max_batch,
+                              name="lmcz-sold-writer", begin=self._begin_write)
+
+    # -- reads ------------------------------------------------------------------------------------------------
+
+    def _lookup(self, txn: lmdb.Transaction, identity: str, cutoff_ms: int) -> SoldEntry | None:
+        value = txn.get(identity.encode("ascii"), db=self._db)
+        if value is None:
+            return None
+        sold_at = int.from_bytes(value[:8], "big")
+        if sold_at < cutoff_ms:
+            return None
+        return SoldEntry(identity, bytes(value[8:]).decode(), sold_at)
+
+    def sold_in(self, txn: lmdb.Transaction, identity: str, meta: dict[str, Any], now: float) -> bool:
+        """Whether `identity` is sold and not expired, in the given read transaction."""
+        with txn.cursor(db=self._db) as cursor:
+            return sold_in(cursor, identity, meta, now)
+
+    def entry(self, raw: str | bytes) -> SoldEntry | None:
+        """The register's entry for a scan, or None (not sold, or expired). `CodeError` for a bad scan."""
+        identity = parse_code(raw).identity
+        bl = self._bl
+        with bl._lock:
+            reading = bl._fresh()
+            return self._lookup(reading.txn, identity, self._cutoff_ms(reading.meta()))
+
+    def is_sold(self, raw: str | bytes) -> bool:
+        """Whether the code of this scan is in the register (and not expired)."""
+        return self.entry(raw) is not None
+
+    def sold_many(self, identities: Iterable[str]) -> list[bool]:
+        """Per canonical identity, whether it is sold: one read transaction for them all."""
+        bl = self._bl
+        with bl._lock:
+            reading = bl._fresh()
+            meta = reading.meta()
+            now = time.time()
+            with reading.txn.cursor(db=self._db) as cursor:
+                return [sold_in(cursor, identity, meta, now) for identity in identities]
+
+    def count(self) -> int:
+        """Entries not expired."""
+        bl = self._bl
+        with bl._lock:
+            reading = bl._fresh()
+            return self._count(reading.txn, self._cutoff_ms(reading.meta()))
+
+    def _count(self, txn: lmdb.Transaction, cutoff_ms: int) -> int:
+        total = int(txn.stat(self._db)["entries"])
+        expired = 0
+        cutoff = _ms(cutoff_ms)
+        with txn.cursor(db=self._time_db) as cursor:
+            for key in cursor.iternext(keys=True, values=False):
+                if bytes(key[:8]) >= cutoff:
+                    break
+                expired += 1
+        return total - expired
+
+    def page(self, skip: int = 0, limit: int = MAX_PAGE) -> tuple[int, list[SoldEntry]]:
+        """`(total, entries)`: `limit` entries after the first `skip`, oldest sale first, from one snapshot."""
+        if skip < 0 or not 0 <= limit <= MAX_PAGE:
+            raise ValueError(f"skip must be >= 0 and limit between 0 and {MAX_PAGE}")
+        bl = self._bl
+        with bl._lock:
+            reading = bl._fresh()
+            cutoff = self._cutoff_ms(reading.meta())
+            total = self._count(reading.txn, cutoff)
+            return total, list(self._iter(reading.txn, cutoff, skip, limit))
+
+    def _iter(self, txn: lmdb.Transaction, cutoff_ms: int, skip: int = 0,
+              limit: int | None = None) -> Iterator[SoldEntry]:
+        db = self._db
+        with txn.cursor(db=self._time_db) as cursor:
+            if not cursor.set_range(_ms(cutoff_ms)):
+                return
+            produced = 0
+            for key in cursor.iternext(keys=True, values=False):
+                if limit is not None and produced >= limit:
+                    return
+                if skip:
+                    skip -= 1
+                    continue
+                key = bytes(key)
+                value = txn.get(key[8:], db=db)
+                if value is None:
+                    continue
+                yield SoldEntry(key[8:].decode("ascii"), bytes(value[8:]).decode(), int.from_bytes(key[:8], "big"))
+                produced += 1
+
+    def __iter__(self) -> Iterator[SoldEntry]:
+        """Every entry not expired, oldest sale first, from one consistent snapshot."""
+        with self._env.begin(buffers=True) as txn:
+            raw = txn.get(b"sold_expire_after", db=self._bl._dbs[DB_META])
+            meta = {"sold_expire_after": json.loads(bytes(raw)) if raw is not None else None}
+            yield from self._iter(txn, self._cutoff_ms(meta))
+
+    # -- export and import ----------------------------------------------------------------------------------
+
+    def export_lines(self) -> Iterator[str]:
+        """The register as JSON lines: a header naming this instance, then one entry per line, oldest first."""
+        meta_db = self._bl._dbs[DB_META]
+        with self._env.begin(buffers=True) as txn:
+            raw_expire = txn.get(b"sold_expire_after", db=meta_db)
+            raw_instance = txn.get(b"instance_id", db=meta_db)
+            cutoff = self._cutoff_ms({"sold_expire_after": json.loads(bytes(raw_expire)) if raw_expire else None})
+            header = {"kind": EXPORT_KIND, "format": EXPORT_FORMAT,
+                      "instanceId": json.loads(bytes(raw_instance)) if raw_instance else None,
+                      "exportedAt": int(time.time() * 1000), "count": self._count(txn, cutoff)}
+            yield json.dumps(header, ensure_ascii=False)
+            for entry in self._iter(txn, cutoff):
+                yield json.dumps({"cis": entry.cis, "identity": entry.identity, "soldAt": entry.sold_at_ms},
+                                 ensure_ascii=False)
+
+    def import_lines(self, lines: Iterable[str], *, force: bool = False, replace: bool = False) -> int:
+        """Load an export made by `export_lines`. Everything is read and checked first, then written in one
+        durable transaction; any problem raises `SoldRegisterError` with nothing changed.
+
+        An export of another instance (another store's sales) is refused unless `force` (a store moved to new
+        hardware gets a new instance id). `replace` empties the register first; else entries are merged (the later
+        sale time wins). Entries already expired here are skipped. Returns how many entries were written.
+        """
+        iterator = iter(lines)
+        try:
+            header = json.loads(next(iterator))
+        except StopIteration:
+            raise SoldRegisterError("the export is empty (no header line)") from None
+        except ValueError as exc:
+            raise SoldRegisterError(f"line 1 is not JSON: {exc}") from None
+        if not isinstance(header, dict) or header.get("kind") != EXPORT_KIND:
+            raise SoldRegisterError("line 1 is not the header of a sold-register export "
+                                    "(made by `lmcz-fast sold export`)")
+        if header.get("format") != EXPORT_FORMAT:
+            raise SoldRegisterError(f"unknown export format {header.get('format')!r}; this version reads "
+                                    f"format {EXPORT_FORMAT}")
+        mine = self._bl.get_meta("instance_id")
+        theirs = header.get("instanceId")
+        if theirs != mine and not force:
+            raise SoldRegisterError(
+                f"the export belongs to instance {theirs!r}, this database is instance {mine!r}: importing "
+                "another store's sales would refuse its codes here. If this store moved to new hardware, "
+                "import with force")
+        entries: list[tuple[MarkingCode, int]] = []
+        for number, line in enumerate(iterator, start=2):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except ValueError as exc:
+                raise SoldRegisterError(f"line {number} is not JSON: {exc}") from None
+            if not isinstance(item, dict):
+                raise SoldRegisterError(f"line {number}: expected an object")
+            cis, identity, sold_at = item.get("cis"), item.get("identity"), item.get("soldAt")
+            if not isinstance(cis, str) or not isinstance(identity, str):
+                raise SoldRegisterError(f"line {number}: `cis` and `identity` must be strings")
+            if not isinstance(sold_at, int) or isinstance(sold_at, bool) or not 0 <= sold_at < 1 << 63:
+                raise SoldRegisterError(f"line {number}: `soldAt` must be a non-negative integer (Unix ms)")
+            try:
+                code = parse_code(cis)
+            except CodeError as exc:
+                raise SoldRegisterError(f"line {number}: {cis!r} is not a marking code: {exc}") from None
+            if code.identity != identity:
+                raise SoldRegisterError(f"line {number}: `identity` {identity!r} is not the identity of `cis` "
+                                        f"({code.identity!r})")
+            entries.append((code, sold_at))
+        if header.get("count") is not None and header.get("count") != len(entries):
+            raise SoldRegisterError(f"the header announces {header.get('count')} entries, the file holds "
+                                    f"{len(entries)}: the export is incomplete")
+        cutoff = int((time.time() - self.expire_after()) * 1000)
+        fresh = [(code, at) for code, at in entries if at >= cutoff]
+        clear = self.op_clear()
+        ops = [self.op_record([code], at) for code, at in fresh]
+
+        def op(txn: lmdb.Transaction) -> int:
+            if replace:
+                clear(txn)
+            for record in ops:
+                record(txn)
+            return len(ops)
+
+        return self._write(op)
+
+
+class SoldAccess:
+    """Mixin of `Blocklist`: the sold register of this handle (`bl.sold`) and its two everyday calls.
+
+    The register is written whether the handle was opened read-only or not: `readonly` guards the blocklist (the
+    feed's data), while sales are the store's own, reported by its tills.
+    """
+
+    _sold_register: SoldRegister | None = None
+
+    @property
+    def sold(self) -> SoldRegister:
+        register = self._sold_register
+        if register is None:
+            register = self._sold_register = SoldRegister(self)  # type: ignore[arg-type]
+        return register
+
+    def record_sold(self, raws: Sequence[str | bytes], *, at: float | None = None) -> list[SoldEntry]:
+        """Record sales (durable on return); see `SoldRegister.record`."""
+        return self.sold.record(raws, at=at)
+
+    def return_sold(self, raws: Sequence[str | bytes]) -> list[bool]:
+        """Take returned codes out of the register; see `SoldRegister.remove`."""
+        return self.sold.remove(raws)
+
+    def is_sold(self, raw: str | bytes) -> bool:
+        """Whether this scan's code was sold here (within the register's expiry)."""
+        return self.sold.is_sold(raw)
