@@ -38,22 +38,12 @@ MILK_SCAN = f"01{MILK}21Ab3!x_{GS}93dGVz"
 TOBACCO_BLOCK = f"01{BLOCK_GTIN}21aB3!x_-{GS}8005146300{GS}93AbCd"   # a block of ten: 1463.00 roubles
 
 
-class SoldRegisterBlocklist(Blocklist):
-    """A real store plus a stand-in for the sold register (`is_sold`), which another change adds to Blocklist."""
-
-    sold: set[str]
-
-    def is_sold(self, cis: str) -> bool:
-        return cis in self.sold
-
-
 @pytest.fixture
-def store(tmp_path) -> Iterator[SoldRegisterBlocklist]:
+def store(tmp_path) -> Iterator[Blocklist]:
     path = tmp_path / "db"
     with Blocklist.create(path) as bl:
         bl.load([[parse_code(PACK_BLOCKED).cis, f"01{MILK}21Blocked"]])
-    bl = SoldRegisterBlocklist.open(path, readonly=False)
-    bl.sold = set()
+    bl = Blocklist.open(path, readonly=False)   # its sold register (store/sold.py) is the real one
     yield bl
     bl.close()
 
@@ -112,10 +102,10 @@ def test_blocked_grey_and_sold(store, tmp_path):
         # A wrong price refuses a grey blocked code outright; a grey code that is not blocked sells.
         assert checker.check(PACK_BLOCKED, price=1).decision is Decision.REFUSE
         assert checker.check(PACK, price=14630).decision is Decision.SELL
-        store.sold.add(parse_code(PACK).cis)
+        store.sold.record([parse_code(PACK).cis])
         verdict = checker.check(PACK, price=14630)
         assert (verdict.decision, keys(verdict)) == (Decision.REFUSE, ["sold"])
-        store.sold.add(parse_code(PACK_BLOCKED).cis)
+        store.sold.record([parse_code(PACK_BLOCKED).cis])
         assert keys(checker.check(PACK_BLOCKED)) == ["sold", "online_only"]
         assert checker.check(PACK_BLOCKED).decision is Decision.REFUSE       # sold refuses always
 
@@ -125,7 +115,7 @@ def test_fast_path_and_receipt_path_agree(store, tmp_path):
     store.load_prices(tmp_path / "prices.csv")
     (tmp_path / "grey.txt").write_text(f"{TOBACCO}\n")
     store.load_grey(tmp_path / "grey.txt")
-    store.sold.add(parse_code(pack("SoLd123")).cis)
+    store.sold.record([parse_code(pack("SoLd123")).cis])
     cases = [(PACK, 14630, None), (PACK, 14000, None), (PACK_BLOCKED, 14630, None), (MILK_SCAN, 4000, None),
              (MILK_SCAN, None, 8), (TOBACCO_BLOCK, 140000, 3), (pack("SoLd123"), 14630, None)]
     with Checker(None, store) as checker:
