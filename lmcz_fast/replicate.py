@@ -628,7 +628,7 @@ def _price_key(value: Any, name: str) -> str:
 
 
 class _Replicator:
-    def __init__(self, bl: Blocklist, config: ReplicationConfig, progress: Callable[[str, int], None] | None) -> None:
+    def __init__(self, bl: Blocklist, config: ReplicationConfig, progress: Callable[[str, int, int | None], None] | None) -> None:
         self.bl = bl
         self.config = config
         self.source = _Source(config)
@@ -692,7 +692,7 @@ class _Replicator:
                     prices.update(batch.prices)
                 report.batches += 1
                 if self.progress is not None:
-                    self.progress(name, report.changes)
+                    self.progress(name, report.changes, report.source_docs)
                 if count < self.config.batch_size:
                     break
             report.last_seq = seq
@@ -832,7 +832,7 @@ class _Replicator:
                 report.added += delta.added + delta.gtins_added
                 report.removed += delta.removed + delta.gtins_removed
             if self.progress is not None:
-                self.progress(name, report.changes)
+                self.progress(name, report.changes, None)
 
     def _record_count(self, kind: str) -> int:
         if kind == "prices":
@@ -933,7 +933,7 @@ def _open(db: Blocklist | str | os.PathLike[str]) -> tuple[Blocklist, bool, str 
 
 
 def replicate(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *, full: bool = False,
-              progress: Callable[[str, int], None] | None = None) -> ReplicationReport:
+              progress: Callable[[str, int, int | None], None] | None = None) -> ReplicationReport:
     """One replication pass: incremental from the checkpoints, or full when it must be (or `full=True`).
 
     `db` is a writable `Blocklist` or a path. A new store is built aside (`PATH.partial-PID`) and renamed into

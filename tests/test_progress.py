@@ -20,7 +20,7 @@ import time
 import pytest
 from _feed_support import FeedServer, fast_identities, write_list
 
-from lmcz_fast import feed
+from lmcz_fast import feed, synth
 from lmcz_fast.cli.progress import ProgressBar, progress_for
 from lmcz_fast.progress import estimate_lines, line_counter
 
@@ -176,3 +176,22 @@ def test_estimates_and_counting(tmp_path):
         count(value)
     assert [s[1] for s in seen] == [0, 100, 200, 250, 300]
     assert progress_for(stream=io.StringIO()) is None  # not a terminal
+
+
+def test_replicate_on_a_terminal_shows_a_bar_and_is_quiet_with_json(tmp_path):
+    from _couch_support import POUCHDB, Couch
+
+    if POUCHDB is None:
+        pytest.skip("pouchdb-server is not installed (.ci/run installs it with npm)")
+    with Couch(tmp_path / "couch") as couch:
+        couch.create("blocked_cis", "blocked_gtin")
+        couch.put_docs("blocked_cis", [{"_id": code} for code in synth.cis_list(3000, seed=5)])
+        args = ["replicate", "--source", couch.url, "--databases", "codes=blocked_cis,gtins=blocked_gtin",
+                "--batch", "500", "--nice", "0"]
+        status, output = run_in_pty([args[0], str(tmp_path / "a"), *args[1:]])
+        assert status == 0, output
+        states = bar_lines(output)
+        assert any(s.startswith("replicating blocked_cis") and "changes/s" in s and "%" in s for s in states), \
+            states
+        status, quiet = run_in_pty([args[0], str(tmp_path / "b"), *args[1:], "--json"])
+        assert status == 0 and "replicating" not in quiet and json.loads(quiet[quiet.index("{"):])["full"]
