@@ -258,12 +258,18 @@ def test_kill_9_during_batches_leaves_checkpoint_and_data_consistent(couch, tmp_
     assert subprocess.run(_cli(db, couch), capture_output=True, timeout=60).returncode == 0
     rng = random.Random(13)
     env = dict(os.environ, PYTHONSAFEPATH="1")
+    # How long a run of one round's changes takes on this machine now, so that the kills land inside runs
+    # whether the machine is quiet or loaded.
+    couch.put_docs("blocked_cis", [{"_id": c} for c in _identities(600, 99)])
+    started = time.monotonic()
+    assert subprocess.run(_cli(db, couch, "--batch", "20"), capture_output=True, timeout=60).returncode == 0
+    run_time = time.monotonic() - started
     killed = 0
     for round_no in range(20):
         couch.put_docs("blocked_cis", [{"_id": c} for c in _identities(600, 100 + round_no)])
-        proc = subprocess.Popen(_cli(db, couch, "--batch", "60"), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(_cli(db, couch, "--batch", "20"), stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, env=env)
-        time.sleep(rng.uniform(0.3, 1.2))
+        time.sleep(rng.uniform(0.3, 0.9) * run_time)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
