@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sys
 import threading
 import time
 from dataclasses import asdict
@@ -19,6 +18,8 @@ from .feed import (
     EXIT_STORE,
     WRITER_NICE,
     Duration,
+    _exists,
+    _fail,
     _lower_priority,
     _run_forever,
     _setup_logging,
@@ -163,17 +164,6 @@ def _progress(verbose: bool, bar: Any) -> Any:
             log.info("%s: %d changes read", name, changes)
 
     return report
-
-
-def _exists(db: str) -> bool:
-    import os
-
-    return os.path.exists(os.path.join(db, "data.mdb"))
-
-
-def _fail(message: str, code: int) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
 
 
 def register(group: click.Group) -> None:
