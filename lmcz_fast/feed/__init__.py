@@ -1,0 +1,94 @@
+"""A signed static update feed: the central side publishes it, stores (and chain mirrors) sync from it.
+
+A feed is a directory of plain files that any HTTP server, object store or CDN can serve unchanged:
+
+- `snapshot-<version>.txt.gz`: the whole list (gzip text: `#` header lines, then blocked GTINs, then canonical
+  identities, sorted, then the table records: `@min_price ...`, `@group_min_price ...`, `@grey_gtin ...`),
+  loadable as is by `Blocklist.load` and `lmcz-fast load`;
+- `delta-<from>-<to>.txt.gz`: the change between two consecutive versions (`+CODE`, `-CODE`, `+GTIN`, `-GTIN`,
+  `+@record`, `-@record` lines), applicable as is by `lmcz-fast delta`;
+- `manifest.json`: one signed envelope naming the current version, the digest of the whole set, the snapshot and
+  the last deltas with their sizes and SHA-256. It is written last, so a reader never sees a manifest naming a
+  file that is not there yet, and it is one file, so a cache can never pair a manifest with the wrong signature.
+
+Every file name except the manifest's is immutable (it carries its versions), so caches may keep them forever.
+`sync` trusts nothing it downloads until the manifest's Ed25519 signature, then each file's size and SHA-256,
+then the digest arithmetic all check out; only then does it change the store, in one LMDB transaction.
+The format is described in docs/feed.md. Format 2 (`lmcz-feed/2`) added the table records; a publisher keeps
+writing format 1 until its feed first carries a record, so stores of older versions keep syncing until then and
+refuse the new format by name (never applying the codes without the tables).
+
+The package's files, one job each: `errors.py` (what it raises), `keys.py` (Ed25519 signing keys),
+`manifest.py` (the signed manifest: formats, entries, signing, verifying, freshness and replay checks),
+`files.py` (snapshot and delta files: reading, writing, composing), `directory.py` (a feed directory on disk:
+atomic writes, pruning), `fetching.py` (downloads with retries), `syncing.py` (`sync`), `publishing.py`
+(`publish`) and `mirroring.py` (`mirror`).
+"""
+
+from __future__ import annotations
+
+from .errors import (
+    ExpiredManifestError,
+    FeedError,
+    FeedUnavailable,
+    IntegrityError,
+    ManifestError,
+    PublishError,
+    ReplayError,
+    SignatureError,
+    UnsupportedFeedError,
+)
+from .fetching import RetryPolicy
+from .files import Delta, Snapshot, read_delta, read_snapshot
+from .keys import key_id, load_private_key, load_public_key, public_key_text, write_keypair
+from .manifest import (  # the format names too, as `lmcz_fast.feed.FORMAT` was before the split
+    FORMAT,
+    FORMAT_1,
+    FORMAT_2,
+    FORMATS,
+    MANIFEST_NAME,
+    MAX_MANIFEST_BYTES,
+    SIGNING_CONTEXT,
+    DeltaEntry,
+    Manifest,
+    SnapshotEntry,
+    parse_manifest,
+)
+from .mirroring import MirrorReport, mirror
+from .publishing import DEFAULT_KEEP_DELTAS, DEFAULT_VALID_FOR, PublishReport, publish
+from .syncing import SyncReport, sync
+
+__all__ = [
+    "DEFAULT_KEEP_DELTAS",
+    "DEFAULT_VALID_FOR",
+    "MANIFEST_NAME",
+    "Delta",
+    "DeltaEntry",
+    "ExpiredManifestError",
+    "FeedError",
+    "FeedUnavailable",
+    "IntegrityError",
+    "Manifest",
+    "ManifestError",
+    "MirrorReport",
+    "PublishError",
+    "PublishReport",
+    "ReplayError",
+    "RetryPolicy",
+    "SignatureError",
+    "Snapshot",
+    "SnapshotEntry",
+    "SyncReport",
+    "UnsupportedFeedError",
+    "key_id",
+    "load_private_key",
+    "load_public_key",
+    "mirror",
+    "parse_manifest",
+    "public_key_text",
+    "publish",
+    "read_delta",
+    "read_snapshot",
+    "sync",
+    "write_keypair",
+]
