@@ -8,7 +8,6 @@ as its return code (SIGBUS: -7) instead of killing the test run.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import shutil
 import signal
@@ -18,6 +17,7 @@ import textwrap
 import time
 
 import pytest
+from _log_support import Logged
 
 from lmcz_fast import Blocklist, DiskFullError, MapFullError, StoreError, identity_of
 from lmcz_fast.store import environment
@@ -25,33 +25,6 @@ from lmcz_fast.synth import cis_list
 
 CLI = "import sys; from lmcz_fast.cli import main; sys.argv[0] = 'lmcz-fast'; main()"
 EXIT_STORE = 4
-
-
-class _Logged(logging.Handler):
-    """The messages of one logger, taken at the logger itself: `sync` run in this process (CliRunner) stops its
-    loggers from propagating to the root, where pytest's caplog listens."""
-
-    def __init__(self, name: str, level: int = logging.INFO) -> None:
-        super().__init__(level)
-        self.logger = logging.getLogger(name)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.messages)
-
-    def __enter__(self) -> "_Logged":
-        self.saved = self.logger.level
-        self.logger.setLevel(min(self.level, self.saved or logging.WARNING))
-        self.logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.logger.removeHandler(self)
-        self.logger.setLevel(self.saved)
 
 
 @pytest.fixture()
@@ -327,7 +300,7 @@ def test_the_sync_loop_keeps_running_when_recording_the_next_sync_time_fails():
 
     handlers = {sig: signals.getsignal(sig) for sig in (signals.SIGTERM, signals.SIGINT)}
     try:
-        with _Logged("lmcz_fast.feed") as logged:
+        with Logged("lmcz_fast.feed") as logged:
             cli_feed._run_forever(0.01, once, on_schedule)
     finally:
         for sig, handler in handlers.items():

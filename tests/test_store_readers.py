@@ -7,7 +7,6 @@ write, and a long-lived reader (`serve`) now and then when it renews.
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import signal
@@ -18,6 +17,7 @@ import threading
 import time
 
 import pytest
+from _log_support import Logged
 
 from lmcz_fast import Blocklist
 from lmcz_fast.store import environment
@@ -37,33 +37,6 @@ READER = textwrap.dedent(
         time.sleep(0.005)
     """
 )
-
-
-class _Logged(logging.Handler):
-    """The messages of one logger, taken at the logger itself: `sync` run in this process (CliRunner) stops its
-    loggers from propagating to the root, where pytest's caplog listens."""
-
-    def __init__(self, name: str, level: int = logging.INFO) -> None:
-        super().__init__(level)
-        self.logger = logging.getLogger(name)
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.messages)
-
-    def __enter__(self) -> "_Logged":
-        self.saved = self.logger.level
-        self.logger.setLevel(min(self.level, self.saved or logging.WARNING))
-        self.logger.addHandler(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.logger.removeHandler(self)
-        self.logger.setLevel(self.saved)
 
 
 def _start_readers(path, code, count):
@@ -115,7 +88,7 @@ def test_a_writer_clears_the_slot_of_a_reader_killed_holding_a_read_transaction(
         for reader in readers:
             _kill(reader)
         assert writer.stale_readers_cleared == 0
-        with _Logged("lmcz_fast.store") as logged:
+        with Logged("lmcz_fast.store") as logged:
             writer.apply_delta(add=codes[1000:1100], to_version=2)
         assert writer.stale_readers_cleared == 2
         assert "cleared 2 stale reader slot(s)" in logged.text
@@ -152,7 +125,7 @@ def test_the_service_counts_cleared_slots_in_its_metrics(tmp_path, monkeypatch):
         for child in _start_readers(path, codes[0], 2):
             _kill(child)
         deadline = time.monotonic() + 5
-        with _Logged("lmcz_fast.store") as logged:
+        with Logged("lmcz_fast.store") as logged:
             while server.blocklist.stale_readers_cleared < 2 and time.monotonic() < deadline:
                 assert client.check(codes[:1])[0] == 200
                 time.sleep(0.06)   # past the service's refresh interval (0.05 s): the next check renews
