@@ -14,15 +14,14 @@ import http.server
 import json
 import random
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from _daemon_support import start_on_free_port, stop_process
 from _store_support import gtin_with_check
 from cryptography.hazmat.primitives import serialization
 
@@ -214,32 +213,21 @@ class NginxServer:
         return [line.split()[0].lstrip("/") for line in lines]
 
     def __enter__(self) -> NginxServer:
-        for _ in range(5):
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
-            conf = self.work / "nginx.conf"
-            conf.write_text(NGINX_CONF.format(work=self.work, port=self.port, root=self.root))
+        conf = self.work / "nginx.conf"
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            self.port = port
+            conf.write_text(NGINX_CONF.format(work=self.work, port=port, root=self.root))
             self.proc = subprocess.Popen([self.binary, "-p", str(self.work), "-e", str(self.work / "error.log"),
                                           "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                    return self
-                except OSError:
-                    time.sleep(0.02)
-            self._stop()
+            return self.proc
+
+        if start_on_free_port(launch, stop=lambda _proc: self._stop()) is not None:
+            return self
         raise RuntimeError(f"nginx did not start: {(self.work / 'error.log').read_text(errors='replace')[-2000:]}")
 
     def _stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         if self.proc is not None and self.proc.stderr is not None:
             self.proc.stderr.close()
 

@@ -16,6 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+from _daemon_support import start_on_free_port, stop_process
+
 TINYPROXY_CONF = """\
 Port {port}
 Listen 127.0.0.1
@@ -74,34 +76,23 @@ class Tinyproxy:
 
     def __enter__(self) -> Tinyproxy:
         auth = f"BasicAuth {self.auth[0]} {self.auth[1]}" if self.auth else ""
-        for _ in range(5):
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                self.port = probe.getsockname()[1]
-            conf = self.work / "tinyproxy.conf"
-            conf.write_text(TINYPROXY_CONF.format(port=self.port, work=self.work, auth=auth))
+        conf = self.work / "tinyproxy.conf"
+
+        def launch(port: int) -> subprocess.Popen[bytes]:
+            self.port = port
+            conf.write_text(TINYPROXY_CONF.format(port=port, work=self.work, auth=auth))
             with open(self.work / "stderr", "wb") as err:
                 self.proc = subprocess.Popen([self.binary, "-d", "-c", str(conf)], stdout=subprocess.DEVNULL,
                                              stderr=err)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                try:
-                    socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                    return self
-                except OSError:
-                    time.sleep(0.02)
-            self._stop()
+            return self.proc
+
+        if start_on_free_port(launch) is not None:
+            return self
         stderr = (self.work / "stderr").read_text(errors="replace")
         raise RuntimeError(f"tinyproxy did not start: {stderr[-1000:]} {self.log[-1000:]}")
 
     def _stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
 
     def __exit__(self, *exc: object) -> None:
         self._stop()
