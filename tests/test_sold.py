@@ -239,6 +239,29 @@ def test_cli_sold_export_import(db: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and len(result.stdout.strip().splitlines()) == 2
 
 
+
+def test_cli_sold_record_and_return(db: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(main, ["sold", "record", str(db), CODES[20], CODES[21]])
+    assert result.exit_code == 0, result.output
+    assert "2 sales recorded" in result.output
+    result = runner.invoke(main, ["sold", "record", str(db), CODES[22], "not a code"])
+    assert result.exit_code == 3
+    assert "code 2 is not a marking code" in result.output and "nothing recorded" in result.output
+    result = runner.invoke(main, ["sold", "return", str(db), CODES[20], "not a code"])
+    assert result.exit_code == 3
+    assert "code 2 is not a marking code" in result.output and "nothing changed" in result.output
+    with Blocklist.open(db) as bl:
+        assert sorted(e.identity for e in bl.sold) == sorted(CODES[20:22])
+    result = runner.invoke(main, ["sold", "return", str(db), CODES[20], CODES[23]])
+    assert result.exit_code == 0, result.output
+    assert "1 of 2 codes were in the register and are removed" in result.output
+    with Blocklist.open(db) as bl:
+        assert [e.identity for e in bl.sold] == [CODES[21]]
+    missing = db.parent / "none.db"
+    result = runner.invoke(main, ["sold", "record", str(missing), CODES[20]])
+    assert result.exit_code == 4 and f"no database at {missing}" in result.output
+
 # -- group commit ---------------------------------------------------------------------------------------------
 
 

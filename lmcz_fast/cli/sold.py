@@ -6,7 +6,8 @@ import datetime
 import json
 import os
 import sys
-from typing import TextIO
+from collections.abc import Callable
+from typing import TextIO, TypeVar
 
 import click
 
@@ -15,6 +16,8 @@ from ..store import Blocklist, SoldRegisterError, StoreError
 
 EXIT_INVALID = 3
 EXIT_STORE = 4
+
+_T = TypeVar("_T")
 
 
 def _fail(message: str, code: int = EXIT_STORE) -> None:
@@ -30,6 +33,17 @@ def _open(db: str) -> Blocklist:
     except StoreError as exc:
         _fail(str(exc))
         raise
+
+
+def _change(db: str, codes: tuple[str, ...], change: Callable[[Blocklist, list[str]], _T], nothing: str) -> _T:
+    """`change` (a sale or a return) applied to CODES in the register of DB; a code that is not a marking code
+    changes nothing and exits 3, naming it (`nothing` says what did not happen)."""
+    with _open(db) as bl:
+        try:
+            return change(bl, list(codes))
+        except CodeError as exc:
+            _fail(f"code {getattr(exc, 'index', 0) + 1} is not a marking code: {exc}; {nothing}", EXIT_INVALID)
+            raise
 
 
 @click.group()
@@ -124,12 +138,7 @@ def sold_record(db: str, codes: tuple[str, ...]) -> None:
     Example:
       lmcz-fast sold record store.db '0104600000000008215abcdef'
     """
-    with _open(db) as bl:
-        try:
-            entries = bl.record_sold(list(codes))
-        except CodeError as exc:
-            _fail(f"code {getattr(exc, 'index', 0) + 1} is not a marking code: {exc}; nothing recorded",
-                  EXIT_INVALID)
+    entries = _change(db, codes, lambda bl, scans: bl.record_sold(scans), "nothing recorded")
     click.echo(f"{len(entries)} sales recorded", err=True)
 
 
@@ -143,12 +152,7 @@ def sold_return(db: str, codes: tuple[str, ...]) -> None:
     Example:
       lmcz-fast sold return store.db '0104600000000008215abcdef'
     """
-    with _open(db) as bl:
-        try:
-            found = bl.return_sold(list(codes))
-        except CodeError as exc:
-            _fail(f"code {getattr(exc, 'index', 0) + 1} is not a marking code: {exc}; nothing changed",
-                  EXIT_INVALID)
+    found = _change(db, codes, lambda bl, scans: bl.return_sold(scans), "nothing changed")
     click.echo(f"{sum(found)} of {len(found)} codes were in the register and are removed", err=True)
 
 
