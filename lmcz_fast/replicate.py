@@ -41,8 +41,7 @@ import ijson
 import msgspec
 
 from ._codes import CodeError, parse_code
-from ._probe import keys_and_hashes
-from .store import Blocklist, StoreError
+from .store import Blocklist, CutCodes, StoreError
 from .store.replication import META_PREFIX, META_SOURCE, replication_status
 from .store.replication import checkpoint as _checkpoint
 from .upstream import ProxyConfig, SyncHttpClient, UpstreamError
@@ -357,8 +356,10 @@ _SKIP = re.compile(r"[\s,]*")
 _DECODE = json.JSONDecoder().raw_decode
 
 
-class _Change(msgspec.Struct):
-    """The two fields of a change that a full pass of codes keyed by the document id needs; the rest is skipped."""
+class _Change(msgspec.Struct, gc=False):
+    """The two fields of a change that a full pass of codes keyed by the document id needs; the rest is skipped.
+    Not tracked by the garbage collector (it holds a str and a bool, never a cycle): 900k of them would make the
+    collector walk them again and again during a first pass."""
 
     id: str
     deleted: bool = False
@@ -527,7 +528,7 @@ class _Batch:
         self.add: dict[str, str] = {}         # doc id -> identity / GTIN / price key
         self.remove: dict[str, None] = {}     # doc ids deleted
         self.prices: dict[str, int] = {}      # price key -> kopecks (prices kind)
-        self.ids: list[str] = []              # a full pass of codes keyed by the id: the ids as written
+        self.cut: CutCodes | None = None      # a full pass of codes keyed by the id: their keys, cut
         self.changes = 0
         self.unmapped: list[str] = []
 
@@ -537,23 +538,34 @@ def _value_of(doc: dict[str, Any], name: str) -> Any:
 
 
 def _map_bulk(changes: list[Any], batch: _Batch) -> None:
-    """A full pass of codes keyed by the document id: each code is kept as the source wrote it, in `batch.ids`,
-    and the full load cuts them all in compiled code (the ones that are no code are counted before it). In a
-    pass from the start each document comes once, at its latest revision; one deleted during the pass is
-    dropped at the end (`batch.remove`)."""
-    if all(type(change) is _Change for change in changes):
-        batch.ids.extend([c.id for c in changes if c.deleted is not True])
-        batch.remove.update((c.id, None) for c in changes if c.deleted is True)
+    """A full pass of codes keyed by the document id: the ids are cut to keys in compiled code as each page
+    arrives (`batch.cut`), so the pass holds packed keys, never the ids' text, and the load does not cut them again.
+    In a pass from the start each document comes once, at its latest revision; one deleted later in the pass is
+    dropped from what came before (`CutCodes.remove`: the last word wins)."""
+    if changes and type(changes[0]) is _Change:       # one decode gives all `_Change`s or all dicts
+        live = [c.id for c in changes if c.deleted is not True]
+        gone = [c.id for c in changes if c.deleted is True] if len(live) != len(changes) else []
     else:
+        live, gone = [], []
         for change in changes:
             doc_id = change.get("id") if type(change) is dict else getattr(change, "id", None)
             deleted = change.get("deleted") if type(change) is dict else getattr(change, "deleted", False)
             if type(doc_id) is not str:
                 batch.unmapped.append(f"a change without a document id: {str(change)[:80]}")
             elif deleted is True:
-                batch.remove[doc_id] = None
+                gone.append(doc_id)
             else:
-                batch.ids.append(doc_id)
+                live.append(doc_id)
+    assert batch.cut is not None
+    for index, _, message in batch.cut.add(live):
+        doc_id = live[index]
+        if doc_id.startswith("_design/"):
+            continue                                  # views and validation functions, not data
+        if len(doc_id) == 14 and doc_id.isdigit():
+            message = "a GTIN, not a marking code"
+        batch.unmapped.append(f"{doc_id}: {message}")
+    if gone:
+        batch.cut.remove(gone)
     batch.changes += len(changes)
 
 
@@ -672,22 +684,21 @@ class _Replicator:
         prices: dict[str, int] = {}
         side: dict[bytes, dict[bytes, bytes | None]] = {}
         checkpoints: dict[str, dict[str, Any]] = {}
+        cut: CutCodes | None = None
         for kind, name in self.config.databases.items():
             report = DbReport(name, kind, source_docs=_int(infos[name].get("doc_count")))
             mapped: dict[str, str] = {}
             seq: Any = None
-            bulk = kind == "codes" and self.config.mapping.code_field == "_id"
-            ids: list[str] = []
-            deleted: set[str] = set()
+            if kind == "codes" and self.config.mapping.code_field == "_id":
+                cut = CutCodes(name)
+            bulk = cut if kind == "codes" else None
             while True:
-                batch, seq, count = self._page(name, kind, seq, bulk=bulk)
+                batch, seq, count = self._page(name, kind, seq, cut=bulk)
                 report.changes += batch.changes
                 report.unmapped += len(batch.unmapped)
                 for doc_id in batch.remove:
                     mapped.pop(doc_id, None)
                 mapped.update(batch.add)
-                ids += batch.ids
-                deleted.update(batch.remove)
                 if kind == "prices":
                     prices.update(batch.prices)
                 report.batches += 1
@@ -696,46 +707,25 @@ class _Replicator:
                 if count < self.config.batch_size:
                     break
             report.last_seq = seq
-            if bulk:
-                code_lines = ids if not deleted else [doc_id for doc_id in ids if doc_id not in deleted]
-                del ids
             if kind == "codes":
                 codes = mapped
             elif kind == "gtins":
                 gtins = mapped
             else:
                 prices = {key: prices[key] for key in set(mapped.values())}
-            report.added = len(code_lines) if bulk else len(set(mapped.values()))
+            report.added = len(bulk.take()[0]) if bulk is not None else len(set(mapped.values()))
             if self.config.mapping.field_of(kind) != "_id":
                 side[_side_table(name)] = {d.encode(): v.encode() for d, v in mapped.items()}
             checkpoints[name] = self._checkpoint_value(kind, infos[name], seq, report.added, report.unmapped)
             reports.append(report)
         meta = {META_PREFIX + name: cp for name, cp in checkpoints.items()}
         meta[META_SOURCE] = self._source_value()
-        codes_report = next((r for r in reports if r.kind == "codes"), None)
-        if codes_report is None or self.config.mapping.code_field != "_id":
-            code_lines = list(codes.values())
-        else:
-            # Kept as the source wrote them: cut them all in compiled code now to count the ones that are no
-            # marking code, so the checkpoint's figures go into the load's own transaction.
-            errors = [e for e in keys_and_hashes(code_lines)[2] if not code_lines[e[0]].startswith("_design/")]
-            errors += [(i, "gtin", "a GTIN, not a marking code") for i, line in enumerate(code_lines)
-                       if len(line) == 14 and line.isdigit()]
-            design = [i for i, line in enumerate(code_lines) if line.startswith("_design/")]
-            if errors or design:
-                bad = {index for index, _, _ in errors} | set(design)
-                self.examples.extend(f"{code_lines[i]}: {message}" for i, _, message in errors[:20])
-                if errors:
-                    log.warning("%s: %d documents are not marking codes (first: %s)", codes_report.name,
-                                len(errors), errors[0][2])
-                code_lines = [line for i, line in enumerate(code_lines) if i not in bad]
-                codes_report.unmapped += len(bad) - len(design)
-                key = META_PREFIX + codes_report.name
-                meta[key] = {**meta[key], "unmapped": codes_report.unmapped, "docs": len(code_lines)}
-            codes_report.added = len(code_lines)
+        sources: list[Any] = [list(codes.values()) + sorted(set(gtins.values()))]
+        if cut is not None:
+            sources.append(cut)
         with self.lock:
             version = self.bl.get_meta("version") + 1
-            self.bl.load([code_lines + sorted(set(gtins.values()))], replace=True, version=version, synced=True,
+            self.bl.load(sources, replace=True, version=version, synced=True,
                          meta=meta, side=side, clear_side=[_side_table(n) for n in self.config.databases.values()],
                          **(_price_args(self.bl, prices, replace=True) if "prices" in self.config.databases else {}))
         return ReplicationReport(True, reason, version, reports, time.perf_counter() - started, self.examples[:20])
@@ -764,8 +754,12 @@ class _Replicator:
                                  time.perf_counter() - started, self.examples[:20])
 
     def _page(self, name: str, kind: str, since: Any, longpoll: bool = False,
-              bulk: bool = False) -> tuple[_Batch, Any, int]:
+              cut: CutCodes | None = None) -> tuple[_Batch, Any, int]:
+        """One `_changes` page mapped into a `_Batch`; with `cut` (a full pass of codes keyed by the id) the codes
+        go into it as keys instead."""
         batch = _Batch(kind)
+        batch.cut = cut
+        bulk = cut is not None
         last: Any = since
         count = 0
         mapping = self.config.mapping

@@ -28,6 +28,7 @@ from .freshness import freshness
 from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .snapshot import Snapshot
+from .sources import CutCodes
 from .tables import PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
 from .group_commit import GroupCommitter
 from .sold import SoldEntry, SoldRegister, SoldRegisterError
@@ -35,6 +36,7 @@ from .sold import SoldEntry, SoldRegister, SoldRegisterError
 __all__ = [
     "Block",
     "Blocklist",
+    "CutCodes",
     "DeltaReport",
     "DigestMismatchError",
     "DiskFullError",

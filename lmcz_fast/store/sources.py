@@ -65,6 +65,55 @@ class Collected:
         return encode_block_id(block_id)
 
 
+class CutCodes:
+    """Blocked codes cut to their keys ahead of a load, a batch at a time: a source that arrives in pieces
+    (replication reads `_changes` pages) is held as packed keys, not as text, and the load does not cut it again.
+
+    Pass it to `Blocklist.load` as one of the sources. Only `add` and `remove` fill it: a key and its prefilter key
+    come from the same compiled cut, so they always agree (a key stored under a wrong prefilter key would be missed
+    by every lookup: a false "may be sold"). Inputs are read as blocklist lines (CIS, or a scan cut to its CIS).
+    """
+
+    def __init__(self, name: str = "<cut codes>") -> None:
+        self.name = name
+        self._keys: list[bytes] = []
+        self._hashes = array.array("I")
+        self._gone: dict[bytes, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, raws: list[str] | list[bytes]) -> list[tuple[int, str, str]]:
+        """Cut and keep `raws`; return `(index, reason, message)` for those that are no marking code (not kept)."""
+        keys, hashes, errors = keys_and_hashes(raws)
+        self._keys.extend(keys)
+        self._hashes.extend(hashes)
+        return errors
+
+    def remove(self, raws: list[str] | list[bytes]) -> None:
+        """Drop `raws` added so far; one added again later stays (the last word wins). Texts that are no code are
+        ignored: they were never kept."""
+        keys, _, _ = keys_and_hashes(raws)
+        at = len(self._keys)
+        for key in keys:
+            self._gone[key] = at
+
+    def take(self) -> tuple[list[bytes], array.array[int]]:
+        """The kept keys and their prefilter keys, in the order added, removals applied (the lists are the
+        holder's own: a load reads them, and the memory goes with the holder)."""
+        if self._gone:
+            gone, last = self._gone, {}
+            for index, key in enumerate(self._keys):
+                if key in gone:
+                    last[key] = index
+            dropped = {index for key, index in last.items() if index < gone[key]}
+            if dropped:
+                self._keys = [key for index, key in enumerate(self._keys) if index not in dropped]
+                self._hashes = array.array("I", (h for index, h in enumerate(self._hashes) if index not in dropped))
+            self._gone = {}
+        return self._keys, self._hashes
+
+
 _CIS_COLUMNS = ("cis", "code", "km", "mark", "marking_code", "kiz", "ки", "код")
 _DETAIL_COLUMNS = {
     "authority": ("authority", "ogv", "ogvs", "огв"),
@@ -105,6 +154,13 @@ def collect(
                 _collect_lines(name, _chunks_of_stream(stream), out, report, block, progress)
             except UnicodeDecodeError as exc:
                 raise StoreError(f"{name} is not UTF-8 text: {exc}") from exc
+    elif isinstance(source, CutCodes):
+        out.source_names.append(source.name)
+        keys, hashes = source.take()
+        out.add(keys, hashes, out.block_value(dict(block or {})))
+        report.lines += len(keys)
+        if progress is not None:
+            progress(len(keys))
     else:
         _collect_lines("<iterable>", _chunks_of_iterable(source), out, report, block, progress)
 
