@@ -368,6 +368,7 @@ class _Change(msgspec.Struct, gc=False):
 _DECODE_IDS = msgspec.json.Decoder(list[_Change]).decode
 _DECODE_ANY = msgspec.json.Decoder().decode
 _RESULTS_OPEN_BYTES = re.compile(rb'\s*\{\s*"results"\s*:\s*\[')
+_MAX_PENDING = 1 << 20          # bytes of changes held undecoded before the parser cuts them one by one
 
 
 def _decode_array(text: bytes, ids_only: bool) -> list[Any]:
@@ -403,32 +404,57 @@ def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) ->
     if opening is None:
         yield from _parse_changes_generally(itertools.chain([buffer], chunks), url)
         return
-    buffer = buffer[opening.end():]
+    # The lines are gathered in a bytearray that starts with "[": the lines up to the last one that ends with a
+    # comma, that comma turned into "]", are decoded in place (a memoryview, no copy), and the rest moves to the
+    # front behind a new "[". Only that rest is searched for the closing "\n]": each byte is copied once, and the
+    # searches look at the end of each chunk, not at all of it.
+    buffer = bytearray(b"[") + buffer[opening.end():]
+    searched = 1                        # how much of the buffer is known to hold no closing "\n]"
+    at_start = True                     # nothing but whitespace after "[" so far
     closed = False
-    while not closed:                   # one change per line: whole lines of each chunk in one decode
-        cut = buffer.rfind(b"\n")
-        if cut >= 0:
-            head, left = buffer[:cut + 1], buffer[cut + 1:]
-            end = head.find(b"\n]")
-            if head.lstrip().startswith(b"]"):
-                end = head.find(b"]") - 1
-            body = head if end < 0 else head[:end + 1]
-            body = body.strip().rstrip(b",")
+    while True:
+        comma = buffer.rfind(b",\n")
+        if comma > 1 and buffer[comma - 2:comma] == b"\n]":
+            comma = buffer.rfind(b",\n", 0, comma - 2)   # "\n],\n" closes the results: decode up to the last change
+        if comma > 0:
+            buffer[comma] = 0x5D        # "]"
+            try:
+                with memoryview(buffer) as view:
+                    items = _decode_array(view[:comma + 1], ids_only)
+            except ValueError:
+                buffer[comma] = 0x2C
+                break                   # not one change per line: cut them one by one below
+            if items:
+                yield items
+            del buffer[:comma + 1]
+            buffer[0] = 0x5B            # "[" over the newline: the rest starts an array again
+            searched = 1
+        end = buffer.find(b"\n]", max(1, searched - 1))
+        if end < 0 and at_start:
+            rest = buffer[1:].lstrip()
+            if rest.startswith(b"]"):
+                end = len(buffer) - len(rest) - 1         # `[]`, `[ ]`: no results
+            at_start = not rest
+        if end >= 0:                    # the results close here: the last lines, then the tail
+            body = bytes(buffer[1:end + 1]).strip().rstrip(b",")
             try:
                 items = _decode_array(b"[" + body + b"]", ids_only) if body else []
             except ValueError:
                 break                   # not one change per line: cut them one by one below
             if items:
                 yield items
-            if end >= 0:
-                closed = True
-                buffer = head[end + 2:] + left
-                break
-            buffer = left
+            closed = True
+            buffer = buffer[end + 2:]
+            break
+        if len(buffer) > _MAX_PENDING:
+            break                       # lines that never end with a comma: cut them one by one below
+        searched = len(buffer)
         chunk = next(chunks, None)
         if chunk is None:
-            raise SourceUnavailable(f"{url}: the answer is malformed or was cut short inside its results")
+            break                       # no line layout (all on one line?), or cut short: the general cut decides
         buffer += chunk
+    if not closed:
+        buffer = bytes(buffer[1:])
     if not closed:
         decoder = codecs.getincrementaldecoder("utf-8")()
         text = decoder.decode(buffer)

@@ -1,0 +1,101 @@
+"""The `_changes` stream parser against `json.loads` of the whole answer, over layouts and chunk boundaries.
+
+CouchDB writes one change per line; other servers (and proxies that re-encode) may write one line, pretty-print, put
+the commas first or end lines with CRLF. Whatever the layout and wherever the chunks are cut, the parser must give
+exactly the changes and the `last_seq` that a plain JSON decode of the whole answer gives: a change it dropped would
+be a blocked code left out of the store.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lmcz_fast.replicate import SourceUnavailable, _LastSeq, _parse_changes
+
+ids = st.one_of(
+    st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40),
+    st.from_regex(r"01[0-9]{14}21[!-~]{6,13}", fullmatch=True),
+)
+changes = st.lists(st.fixed_dictionaries(
+    {"seq": st.integers(1, 10**9), "id": ids, "changes": st.just([{"rev": "1-abc"}])},
+    optional={"deleted": st.booleans(), "doc": st.fixed_dictionaries({"_id": ids, "n": st.integers()})},
+), max_size=40)
+
+
+def _layout(results: list[dict], last_seq: object, style: str) -> bytes:
+    lines = [json.dumps(change, separators=(",", ":"), ensure_ascii=False) for change in results]
+    tail = json.dumps(last_seq)
+    if style == "couchdb":
+        text = '{"results":[\n' + ",\n".join(lines) + '\n],\n"last_seq":' + tail + "}\n"
+    elif style == "no final newline":
+        text = '{"results":[\n' + ",\n".join(lines) + '\n],"last_seq":' + tail + "}"
+    elif style == "one line":
+        text = json.dumps({"results": results, "last_seq": last_seq}, ensure_ascii=False)
+    elif style == "pretty":
+        text = json.dumps({"results": results, "last_seq": last_seq}, indent=2)
+    elif style == "commas first":
+        text = '{"results":[\n' + "\n,".join(lines) + '\n],"last_seq":' + tail + "}\n"
+    elif style == "crlf":
+        text = '{"results":[\r\n' + ",\r\n".join(lines) + '\r\n],"last_seq":' + tail + "}\r\n"
+    else:
+        text = '{ "results" : [ ' + " , ".join(lines) + ' ] , "last_seq" : ' + tail + " }"
+    return text.encode()
+
+
+def _chunks(data: bytes, cuts: list[int]) -> list[bytes]:
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    return [data[a:b] for a, b in zip(points, points[1:]) if b > a]
+
+
+def _plain(item: object) -> tuple[str, bool]:
+    if isinstance(item, dict):
+        return item["id"], item.get("deleted") is True
+    return item.id, item.deleted is True
+
+
+@settings(max_examples=300, deadline=None)
+@given(changes, st.one_of(st.integers(0, 10**9), st.text(max_size=20)),
+       st.sampled_from(["couchdb", "no final newline", "one line", "pretty", "commas first", "crlf", "spaced"]),
+       st.lists(st.integers(0, 10**6), max_size=12), st.booleans())
+def test_parser_gives_what_json_gives(results, last_seq, style, cuts, ids_only):
+    data = _layout(results, last_seq, style)
+    out = list(_parse_changes(iter(_chunks(data, cuts)), "http://source/db/_changes", ids_only=ids_only))
+    assert isinstance(out[-1], _LastSeq) and out[-1].value == json.loads(data)["last_seq"]
+    got = [item for items in out[:-1] for item in items]
+    assert [_plain(item) for item in got] == [(c["id"], c.get("deleted") is True) for c in results]
+    if not ids_only:
+        assert got == results
+
+
+@settings(max_examples=100, deadline=None)
+@given(changes.filter(bool), st.sampled_from(["couchdb", "one line", "pretty", "commas first"]),
+       st.lists(st.integers(0, 10**6), max_size=6), st.data())
+def test_an_answer_cut_short_is_refused_never_taken_as_complete(results, style, cuts, data):
+    whole = _layout(results, 7, style)
+    end = data.draw(st.integers(0, len(whole) - len(whole.rstrip()[-1:]) - 1), label="cut at")
+    short = whole[:end]
+    try:
+        out = list(_parse_changes(iter(_chunks(short, cuts)), "http://source/db/_changes"))
+    except SourceUnavailable:
+        return
+    # A prefix that still decodes to a whole answer is one that only lost trailing whitespace or the final "}".
+    assert isinstance(out[-1], _LastSeq) and out[-1].value == 7
+    assert [item for items in out[:-1] for item in items] == results
+
+
+def test_a_big_page_with_commas_first_is_decoded_on_the_way():
+    results = [{"seq": i, "id": f"doc{i}", "changes": [{"rev": "1-a"}]} for i in range(50_000)]
+    data = _layout(results, 50_000, "commas first")
+    out = list(_parse_changes(iter(_chunks(data, list(range(0, len(data), 65536)))), "u", ids_only=True))
+    assert sum(len(items) for items in out[:-1]) == 50_000
+    assert max(len(items) for items in out[:-1]) < 50_000       # decoded on the way, not held to the end
+
+
+@pytest.mark.parametrize("tail", [b"", b'{"results":[', b'{"results":[\n{"seq":1,"id":"a","changes":[]}'])
+def test_truncated_answers_are_errors(tail):
+    with pytest.raises(SourceUnavailable):
+        list(_parse_changes(iter([tail]), "u"))
