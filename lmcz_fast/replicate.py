@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 import zlib
@@ -940,43 +939,43 @@ def _price_args(bl: Blocklist, prices: dict[str, int], *, replace: bool = False,
     return args
 
 
-def _open(db: Blocklist | str | os.PathLike[str]) -> tuple[Blocklist, bool, str | None]:
-    """The store, whether we opened it, and the final path when it is new and built aside (None otherwise)."""
+def _open(db: Blocklist | str | os.PathLike[str]) -> tuple[Blocklist, bool]:
+    """The store of an existing database, and whether we opened it (and close it after)."""
     if isinstance(db, Blocklist):
-        return db, False, None
-    path = os.fspath(db)
-    if os.path.exists(os.path.join(path, "data.mdb")):
-        return Blocklist.open(path, readonly=False), True, None
-    aside = f"{path.rstrip(os.sep)}.partial-{os.getpid()}"
-    shutil.rmtree(aside, ignore_errors=True)
-    return Blocklist.create(aside), True, path
+        return db, False
+    return Blocklist.open(db, readonly=False), True
+
+
+def _is_new(db: Blocklist | str | os.PathLike[str]) -> bool:
+    return not isinstance(db, Blocklist) and not os.path.exists(os.path.join(os.fspath(db), "data.mdb"))
 
 
 def replicate(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *, full: bool = False,
               progress: Callable[[str, int, int | None], None] | None = None) -> ReplicationReport:
     """One replication pass: incremental from the checkpoints, or full when it must be (or `full=True`).
 
-    `db` is a writable `Blocklist` or a path. A new store is built aside (`PATH.partial-PID`) and renamed into
-    place only when its first replication succeeded: a failed or killed first pass leaves no database at PATH.
+    `db` is a writable `Blocklist` or a path. A new store is built aside (`Blocklist.building`) and appears at the
+    path only when its first replication succeeded: a failed or killed first pass leaves no database there.
     Raises `ReplicationError` (the store keeps what it held before the failing batch) or `StoreError`.
     """
-    bl, owned, final = _open(db)
-    replicator = _Replicator(bl, config, progress)
-    ok = False
+    if _is_new(db):
+        with Blocklist.building(db) as bl:
+            return _run_once(bl, config, full, progress)
+    bl, owned = _open(db)
     try:
-        report = replicator.run_once(full=full)
-        ok = True
-        return report
+        return _run_once(bl, config, full, progress)
+    finally:
+        if owned:
+            bl.close()
+
+
+def _run_once(bl: Blocklist, config: ReplicationConfig, full: bool,
+              progress: Callable[[str, int, int | None], None] | None) -> ReplicationReport:
+    replicator = _Replicator(bl, config, progress)
+    try:
+        return replicator.run_once(full=full)
     finally:
         replicator.source.close()
-        if owned:
-            aside = bl.path
-            bl.close()
-            if final is not None:
-                if ok:
-                    os.rename(aside, final)
-                else:
-                    shutil.rmtree(aside, ignore_errors=True)
 
 
 def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *, stop: threading.Event,
@@ -985,7 +984,7 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
     """Replicate continuously on the longpoll feed until `stop` is set: one thread per source database waits
     for its changes; each batch is applied as it comes (one transaction with its checkpoint). A source that needs
     a full re-replication pauses them all for it. Errors are reported and retried after `retry_after` seconds."""
-    if not isinstance(db, Blocklist) and not os.path.exists(os.path.join(os.fspath(db), "data.mdb")):
+    if _is_new(db):
         while not stop.is_set():                  # the first pass builds the store aside
             try:
                 report = replicate(db, config)
@@ -998,7 +997,7 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
                 stop.wait(retry_after)
         if stop.is_set():
             return
-    bl, owned, _ = _open(db)
+    bl, owned = _open(db)
     replicator = _Replicator(bl, config, None)
     replicator.source.stop = stop
     try:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from lmcz_fast._bulk import prepare_full_load
 from lmcz_fast._probe import keys_and_hashes, pack_identity
-from lmcz_fast.store import set_digest_of
+from lmcz_fast.store import CutCodes, set_digest_of
 
 from _store_support import GS, gtin_with_check, make_identity, make_scan, prefilter_key
 
@@ -65,3 +65,27 @@ def test_digest_is_order_independent_and_sensitive():
     assert set_digest_of(identities) == set_digest_of(reversed(identities))
     assert set_digest_of(identities) != set_digest_of(identities[1:])
     assert set_digest_of([]) == "0" * 32
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.lists(st.integers(0, 30), max_size=8)), max_size=20))
+def test_cut_codes_keep_the_last_word_of_adds_and_removes(steps):
+    """CutCodes against a plain model: a code is in the load if its last mention was an add. Replication's first
+    pass relies on it: a document deleted and then created again during the pass must stay blocked."""
+    rng = random.Random(len(steps))
+    pool = [make_identity(rng) for _ in range(31)]
+    cut, model = CutCodes(), {}
+    for adding, picks in steps:
+        texts = [pool[i] for i in picks] + (["not a code"] if adding and picks else [])
+        if adding:
+            errors = cut.add(texts)
+            assert [index for index, _, _ in errors] == ([len(texts) - 1] if picks else [])
+        else:
+            cut.remove(texts)
+        for i in picks:
+            model[i] = adding
+    keys, hashes = cut.take()
+    assert set(keys) == {pack_identity(pool[i].encode()) for i, present in model.items() if present}
+    assert len(keys) == len(hashes)
+    assert {k: h for k, h in zip(keys, hashes)} == {pack_identity(pool[i].encode()): prefilter_key(pool[i])
+                                                     for i, present in model.items() if present}

@@ -102,11 +102,8 @@ class CutCodes:
         """The kept keys and their prefilter keys, in the order added, removals applied (the lists are the
         holder's own: a load reads them, and the memory goes with the holder)."""
         if self._gone:
-            gone, last = self._gone, {}
-            for index, key in enumerate(self._keys):
-                if key in gone:
-                    last[key] = index
-            dropped = {index for key, index in last.items() if index < gone[key]}
+            gone = self._gone
+            dropped = {index for index, key in enumerate(self._keys) if key in gone and index < gone[key]}
             if dropped:
                 self._keys = [key for index, key in enumerate(self._keys) if index not in dropped]
                 self._hashes = array.array("I", (h for index, h in enumerate(self._hashes) if index not in dropped))
