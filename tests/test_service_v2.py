@@ -255,6 +255,30 @@ def test_grey_list_switch(tmp_path: Path, codes: dict[str, list[str]]) -> None:
         assert bl.get_meta("grey_list_enabled") is False       # durable, in the store
 
 
+def test_v2_prices_come_from_the_checking_version_with_the_tills_pg(tmp_path: Path,
+                                                                    codes: dict[str, list[str]]) -> None:
+    """`smp` is the verdict's own: the GTIN's minimum price, else the price of the product group the till sent
+    (`pg`), as the store answers it (`Blocklist.min_price`, the oracle); `dbState.min_price.docCount` counts
+    both kinds of price."""
+    free = codes["free"][:3]
+    db = make_db(tmp_path / "prices.db", codes["blocked"][:3])
+    gtin_priced = free[0][2:16]
+    with Blocklist.open(db, readonly=False) as bl:
+        bl.apply_delta(to_version=bl.get_meta("version") + 1, add_records=[
+            f"min_price {gtin_priced} 15000", "group_min_price 8 12345"])
+        expected = {(code, pg): bl.min_price(code[2:16], pg) for code in free for pg in (None, 8)}
+    assert expected[(free[0], None)] == 15000 and expected[(free[1], 8)] == 12345 and expected[(free[1], None)] is None
+    with ServerThread(db) as srv:
+        client = srv.client()
+        items = [code if pg is None else {"cis": code, "pg": pg} for code in free for pg in (None, 8)]
+        status, body = post(client, "/api/v2/cis/outCheck", {"cis_list": items})
+        assert status == 200
+        got = [(code["cis"], (code["groupIds"] or [None])[0], code["smp"]) for code in v2_codes(decode(body, RESULTS))]
+        assert got == [(code, pg, expected[(code, pg)]) for code in free for pg in (None, 8)]
+        state = decode(client.request("GET", "/api/v2/status")[2], STATUS)
+        assert state["dbState"]["min_price"] == {"docCount": 2}
+
+
 def test_pipelined_sell_and_status_answer_in_order(server: ServerThread, codes: dict[str, list[str]]) -> None:
     def request(method: str, path: str, body: str = "") -> str:
         head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nAuthorization: {auth_header()}\r\n"

@@ -8,53 +8,24 @@ the same type on `/api/v1` and `/api/v2`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..receipt import tag_1265
 from ..store.records import Verdict
+from ..store.tables import PRODUCT_GROUPS as STORE_GROUPS
 
-if TYPE_CHECKING:
-    from ..store import Blocklist
-
-#: Product group ids a till sends as `pg` (../shared/domain.md: Dev1100/chz-emulator's list).
-PRODUCT_GROUPS: dict[int, str] = {
-    1: "lp", 2: "shoes", 3: "tobacco", 4: "perfumery", 5: "tires", 6: "electronics", 7: "pharma", 8: "milk",
-    9: "bicycle", 10: "wheelchairs", 12: "otp", 13: "water", 14: "furs", 15: "beer", 16: "ncp", 17: "bio",
-    19: "antiseptic", 20: "petfood", 21: "seafood", 22: "nabeer", 23: "softdrinks", 26: "vetpharma", 32: "grocery",
-}
-
-
-# -- PRICES ADAPTER -------------------------------------------------------------------------------------------
-# The minimum-price table, the grey-GTIN list and `mrp` decoding are built by the prices work (issue 10, "Minimum
-# prices and grey GTINs"): `Verdict.mrp`, `Verdict.smp`, `Verdict.grey_gtin`, `Blocklist.min_price(gtin, pg)`.
-# Until that lands, these two functions read them with defaults; they are the ONLY place the service does, and
-# the place to re-point (plain attribute access) once the store has them.
-
-_VERDICT_HAS_PRICES = "mrp" in getattr(Verdict, "__dataclass_fields__", {})
-
-
-def _price_fields(blocklist: Blocklist, verdict: Verdict, pg: int | None) -> tuple[int | None, int | None, bool]:
-    """`(mrp, smp, grey_gtin)` of one checked code: kopecks or None, and whether its GTIN is on the grey list."""
-    if not _VERDICT_HAS_PRICES:         # (a getattr that misses costs ~1 us: decided once, at import)
-        return None, None, False
-    mrp = getattr(verdict, "mrp", None)
-    smp = getattr(verdict, "smp", None)
-    if pg is not None:
-        min_price = getattr(blocklist, "min_price", None)
-        if min_price is not None:
-            smp = min_price(verdict.gtin, pg)
-    return mrp, smp, bool(getattr(verdict, "grey_gtin", False))
+#: Product group ids a till sends as `pg` (../shared/domain.md: Dev1100/chz-emulator's list), from the store's table.
+PRODUCT_GROUPS: dict[int, str] = {number: name for name, number in STORE_GROUPS.items()}
 
 
 def _min_price_docs(info: dict[str, Any]) -> int:
-    """How many minimum prices the store holds (status `dbState.min_price.docCount`)."""
-    return int(info.get("min_prices") or 0)
-
-# -- end of the PRICES ADAPTER ----------------------------------------------------------------------------------
+    """How many minimum prices the store holds (status `dbState.min_price.docCount`): per GTIN and per group."""
+    return int(info.get("min_prices") or 0) + int(info.get("group_min_prices") or 0)
 
 
-def code_json(blocklist: Blocklist, verdict: Verdict, pg: int | None, grey_list: bool) -> dict[str, Any]:
-    """One code's answer. Offline unknowns are the values that do not refuse a sale (docs/service.md)."""
+def code_json(verdict: Verdict, pg: int | None, grey_list: bool) -> dict[str, Any]:
+    """One code's answer. Offline unknowns are the values that do not refuse a sale (docs/service.md). The prices
+    are the verdict's own (`mrp` from the code, `smp` for its GTIN or `pg`, from the version that checked it)."""
     block = verdict.block
     if block is not None:
         block_json: Any = {"authority": block.authority, "reason": block.reason, "since": block.since,
@@ -63,12 +34,11 @@ def code_json(blocklist: Blocklist, verdict: Verdict, pg: int | None, grey_list:
     else:
         block_json = None
         ogvs = []
-    mrp, smp, grey = _price_fields(blocklist, verdict, pg) if _VERDICT_HAS_PRICES else (None, None, False)
     return {
         "cis": verdict.cis, "printView": verdict.cis, "gtin": verdict.gtin, "groupIds": [] if pg is None else [pg],
         "found": True, "valid": True, "verified": True, "realizable": True, "utilised": True,
-        "sold": verdict.sold, "isBlocked": verdict.blocked, "ogvs": ogvs, "isGreyGtin": grey_list and grey,
-        "mrp": mrp, "smp": smp, "block": block_json,
+        "sold": verdict.sold, "isBlocked": verdict.blocked, "ogvs": ogvs, "isGreyGtin": grey_list and verdict.grey_gtin,
+        "mrp": verdict.mrp, "smp": verdict.smp, "block": block_json,
     }
 
 

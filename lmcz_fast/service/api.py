@@ -498,9 +498,10 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         return self.blocklist.snapshot()
 
     def _verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                       status: Status) -> Generator[None, None, list[Verdict]]:
+                       status: Status, pgs: list[int | None] | None = None) -> Generator[None, None, list[Verdict]]:
         """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes; any scan that
-        is not a marking code refuses the whole request (audited)."""
+        is not a marking code refuses the whole request (audited). `pgs`: the product group each till sent, or
+        None (a group's minimum price applies to its codes)."""
         max_len = DEFAULT_MAX_CODE_LENGTH
         verdicts: list[Verdict] = []
         # One request, one version: every code is answered from one snapshot, which names the version sent. A
@@ -515,7 +516,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                         raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
                     if len(raw) > max_len:
                         raise CodeError(f"longer than {max_len} characters")
-                    verdicts.append(check(raw))
+                    verdicts.append(check(raw, pgs[index] if pgs is not None else None))
                 except CodeError as exc:
                     self.activity.refused(str(raw), f"invalid_code: {exc}")
                     if self.audit is not None:
@@ -536,9 +537,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         return verdicts
 
     def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status) -> list[Verdict]:
+                  status: Status, pgs: list[int | None] | None = None) -> list[Verdict]:
         """`_verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
-        steps = self._verdict_steps(raws, req_id, req_ms, client, status)
+        steps = self._verdict_steps(raws, req_id, req_ms, client, status, pgs)
         while True:
             try:
                 next(steps)
@@ -565,13 +566,12 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
         grey = self._grey_list          # read with the status `_ready_for` just refreshed
-        blocklist = self.blocklist
         codes = []
         blocked = 0
         for index, v in enumerate(verdicts):
             if index and not index % CHECK_SLICE:
                 yield
-            codes.append(code_json(blocklist, v, None, grey))
+            codes.append(code_json(v, None, grey))
             blocked += v.blocked
         self.metrics.codes_checked += len(verdicts)
         self.metrics.codes_blocked += blocked

@@ -71,7 +71,7 @@ class ProtocolTwo:
                          content_type: bytes | None) -> list[Any]: ...
         def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status: ...
         def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                      status: Status) -> list[Verdict]: ...
+                      status: Status, pgs: list[int | None] | None = None) -> list[Verdict]: ...
         def _instance_uuid(self, instance_id: str) -> str: ...
         def version_uuid(self, instance_id: str, db_version: int) -> str: ...
         def grey_list_enabled(self) -> bool: ...
@@ -85,7 +85,7 @@ class ProtocolTwo:
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
         status = self._ready_for(req_id, req_ms, client, raws)
-        verdicts = self._verdicts(raws, req_id, req_ms, client, status)
+        verdicts = self._verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs])
         grey = self._grey_list          # read with the status `_ready_for` just refreshed
         audit = self.audit
         results = []
@@ -94,7 +94,7 @@ class ProtocolTwo:
             rid = req_id if index == 0 else str(uuid.uuid4())
             inst = self._instance_uuid(verdict.instance_id)
             version = self.version_uuid(verdict.instance_id, verdict.db_version)
-            code = code_json(self.blocklist, verdict, pg, grey)
+            code = code_json(verdict, pg, grey)
             results.append(envelope(rid, req_ms, inst, version, [code], verdict, status.state))
             blocked += verdict.blocked
             if audit is not None:
