@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lmcz_fast.replicate import SourceUnavailable, _LastSeq, _parse_changes
+from lmcz_fast.replicate import SourceUnavailable
+from lmcz_fast.replicate.changes import _LastSeq, _parse_changes
 
 ids = st.one_of(
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40),

@@ -1,0 +1,211 @@
+"""The `_changes` answer, stream-parsed: lists of changes as they arrive, then `last_seq`, in bounded memory."""
+
+from __future__ import annotations
+
+import codecs
+import itertools
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import ijson
+import msgspec
+
+from .config import SourceUnavailable
+
+
+class _Reader:
+    """A file-like view of a response body's chunks, for ijson."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            self._buffer += chunk
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+_RESULTS_OPEN = re.compile(r'\s*\{\s*"results"\s*:\s*\[')
+_SKIP = re.compile(r"[\s,]*")
+_DECODE = json.JSONDecoder().raw_decode
+
+
+class _Change(msgspec.Struct, gc=False):
+    """The two fields of a change that a full pass of codes keyed by the document id needs; the rest is skipped.
+    Not tracked by the garbage collector (it holds a str and a bool, never a cycle): 900k of them would make the
+    collector walk them again and again during a first pass."""
+
+    id: str
+    deleted: bool = False
+
+
+_DECODE_IDS = msgspec.json.Decoder(list[_Change]).decode
+_DECODE_ANY = msgspec.json.Decoder().decode
+_RESULTS_OPEN_BYTES = re.compile(rb'\s*\{\s*"results"\s*:\s*\[')
+_MAX_PENDING = 1 << 20          # bytes of changes held undecoded before the parser cuts them one by one
+
+
+def _decode_array(text: bytes, ids_only: bool) -> list[Any]:
+    """A JSON array of changes, decoded in C: `_Change`s with `ids_only` (dicts where an element does not fit)."""
+    if ids_only:
+        try:
+            return _DECODE_IDS(text)
+        except msgspec.ValidationError:
+            pass
+    try:
+        return _DECODE_ANY(text)
+    except msgspec.DecodeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) -> Iterator[list[Any] | _LastSeq]:
+    """Stream-parse a `_changes` answer: lists of the elements of `results` as they arrive, then `last_seq`.
+
+    CouchDB and its kin write `{"results":[`, then one change per line, then `],"last_seq":...}`: in that
+    common layout all complete lines of each chunk are decoded as one JSON array in C (msgspec), straight from
+    the bytes. A chunk whose lines are not whole changes is cut change by change (`raw_decode`); any other layout
+    goes through ijson's event stream. Memory is bounded by a chunk and one change, whatever `limit` the server
+    honoured. With `ids_only`, changes come as `_Change` (id and deleted only, the rest skipped unbuilt) where
+    they fit, else as dicts.
+    """
+    buffer = b""
+    chunks = iter(chunks)
+    for chunk in chunks:
+        buffer += chunk
+        if len(buffer.lstrip()) >= 16 or b"[" in buffer:
+            break
+    opening = _RESULTS_OPEN_BYTES.match(buffer)
+    if opening is None:
+        yield from _parse_changes_generally(itertools.chain([buffer], chunks), url)
+        return
+    # The lines are gathered in a bytearray that starts with "[": the lines up to the last one that ends with a
+    # comma, that comma turned into "]", are decoded in place (a memoryview, no copy), and the rest moves to the
+    # front behind a new "[". Only that rest is searched for the closing "\n]": each byte is copied once, and the
+    # searches look at the end of each chunk, not at all of it.
+    buffer = bytearray(b"[") + buffer[opening.end():]
+    searched = 1                        # how much of the buffer is known to hold no closing "\n]"
+    at_start = True                     # nothing but whitespace after "[" so far
+    closed = False
+    while True:
+        comma = buffer.rfind(b",\n")
+        if comma > 1 and buffer[comma - 2:comma] == b"\n]":
+            comma = buffer.rfind(b",\n", 0, comma - 2)   # "\n],\n" closes the results: decode up to the last change
+        if comma > 0:
+            buffer[comma] = 0x5D        # "]"
+            try:
+                with memoryview(buffer) as view:
+                    items = _decode_array(view[:comma + 1], ids_only)
+            except ValueError:
+                buffer[comma] = 0x2C
+                break                   # not one change per line: cut them one by one below
+            if items:
+                yield items
+            del buffer[:comma + 1]
+            buffer[0] = 0x5B            # "[" over the newline: the rest starts an array again
+            searched = 1
+        end = buffer.find(b"\n]", max(1, searched - 1))
+        if end < 0 and at_start:
+            rest = buffer[1:].lstrip()
+            if rest.startswith(b"]"):
+                end = len(buffer) - len(rest) - 1         # `[]`, `[ ]`: no results
+            at_start = not rest
+        if end >= 0:                    # the results close here: the last lines, then the tail
+            body = bytes(buffer[1:end + 1]).strip().rstrip(b",")
+            try:
+                items = _decode_array(b"[" + body + b"]", ids_only) if body else []
+            except ValueError:
+                break                   # not one change per line: cut them one by one below
+            if items:
+                yield items
+            closed = True
+            buffer = buffer[end + 2:]
+            break
+        if len(buffer) > _MAX_PENDING:
+            break                       # lines that never end with a comma: cut them one by one below
+        searched = len(buffer)
+        chunk = next(chunks, None)
+        if chunk is None:
+            break                       # no line layout (all on one line?), or cut short: the general cut decides
+        buffer += chunk
+    if not closed:
+        buffer = bytes(buffer[1:])
+    if not closed:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        text = decoder.decode(buffer)
+        while True:
+            items, text, closed = _cut_objects(text)
+            if items:
+                yield items
+            if closed:
+                break
+            chunk = next(chunks, None)
+            if chunk is None:
+                raise SourceUnavailable(f"{url}: the answer is malformed or was cut short inside its results")
+            text += decoder.decode(chunk)
+        buffer = text.encode()
+    rest = (buffer + b"".join(chunks)).strip().lstrip(b",").strip()
+    try:
+        tail = {} if rest == b"}" else json.loads(b"{" + rest)
+    except ValueError:
+        raise SourceUnavailable(f"{url}: the end of the answer is not JSON (cut short?): {rest[:80]!r}") from None
+    if not isinstance(tail, dict) or "last_seq" not in tail:
+        raise SourceUnavailable(f"{url}: the answer has no last_seq (cut short?)")
+    yield _LastSeq(tail["last_seq"])
+
+
+def _cut_objects(text: str) -> tuple[list[Any], str, bool]:
+    """The complete changes at the start of `text`, one by one -> (changes, what is left, results closed)."""
+    items = []
+    pos = _SKIP.match(text).end()
+    while pos < len(text) and text[pos] != "]":
+        try:
+            item, end = _DECODE(text, pos)
+        except ValueError:
+            break                                       # cut by the chunk boundary: wait for more
+        items.append(item)
+        pos = _SKIP.match(text, end).end()
+    if pos < len(text) and text[pos] == "]":
+        return items, text[pos + 1:], True
+    return items, text[pos:], False
+
+
+def _parse_changes_generally(chunks: Iterator[bytes], url: str) -> Iterator[Any]:
+    """Any JSON layout of a `_changes` answer, through ijson's events."""
+    last_seq: Any = _MISSING
+    builder: Any = None
+    try:
+        for prefix, event, value in ijson.parse(_Reader(chunks), use_float=True):
+            if builder is not None:
+                builder.event(event, value)
+                if prefix == "results.item" and event == "end_map":
+                    yield [builder.value]
+                    builder = None
+            elif prefix == "results.item" and event == "start_map":
+                builder = ijson.ObjectBuilder()
+                builder.event(event, value)
+            elif prefix == "last_seq" and event in ("string", "number"):
+                last_seq = value
+    except ijson.JSONError as exc:
+        raise SourceUnavailable(f"{url}: the answer is not valid JSON or was cut short ({exc})") from None
+    if last_seq is _MISSING:
+        raise SourceUnavailable(f"{url}: the answer has no last_seq (cut short?)")
+    yield _LastSeq(last_seq)
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class _LastSeq:
+    value: Any

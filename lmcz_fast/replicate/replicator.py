@@ -1,0 +1,334 @@
+"""The store side: a full re-replication or incremental pages, each written with its checkpoint in one
+transaction; and what a pass reports."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .._codes import CodeError
+from ..store import Blocklist, CutCodes
+from ..store.replication import META_PREFIX, META_SOURCE
+from ..store.replication import checkpoint as _checkpoint
+from .changes import _LastSeq
+from .config import Mapping, ReplicationConfig
+from .mapping import _Batch, _map_bulk, _map_change, _needs_no_doc, _record_of
+from .source import _BadCheckpoint, _seq_number, _Source
+
+log = logging.getLogger("lmcz_fast.replicate")
+
+
+@dataclass
+class DbReport:
+    """What one pass did with one source database."""
+
+    name: str
+    kind: str
+    changes: int = 0
+    added: int = 0
+    removed: int = 0
+    unmapped: int = 0
+    batches: int = 0
+    last_seq: Any = None
+    source_docs: int | None = None
+
+
+@dataclass
+class ReplicationReport:
+    """What `replicate` did: full or incremental, per database, the store's version after, and the time."""
+
+    full: bool
+    reason: str
+    version: int
+    databases: list[DbReport]
+    seconds: float
+    unmapped_examples: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return sum(d.changes for d in self.databases)
+
+    def summary(self) -> str:
+        kind = f"full re-replication ({self.reason})" if self.full else "incremental"
+        parts = [f"{d.name}: {d.changes} changes, +{d.added} -{d.removed}"
+                 + (f", {d.unmapped} unmapped" if d.unmapped else "") for d in self.databases]
+        return f"{kind}: version {self.version}; " + "; ".join(parts) + f"; in {self.seconds:.2f} s"
+
+
+class _Replicator:
+    def __init__(self, bl: Blocklist, config: ReplicationConfig, progress: Callable[[str, int, int | None], None] | None) -> None:
+        self.bl = bl
+        self.config = config
+        self.source = _Source(config)
+        self.progress = progress
+        self.lock = threading.Lock()
+        self.examples: list[str] = []
+
+    # - deciding -
+
+    def need_full(self, infos: dict[str, dict[str, Any]]) -> str | None:
+        recorded = self.bl.get_meta(META_SOURCE)
+        if not recorded:
+            return "first replication"
+        if recorded.get("url") != self.config.base:
+            return f"the source changed from {recorded.get('url')} to {self.config.base}"
+        if recorded.get("databases") != self.config.databases:
+            return "the set of replicated databases changed"
+        if recorded.get("mapping") != _mapping_dict(self.config.mapping):
+            return "the document mapping changed"
+        for name, info in infos.items():
+            cp = _checkpoint(self.bl, name)
+            if cp is None:
+                return f"no checkpoint for {name}"
+            start = info.get("instance_start_time")
+            if start not in (None, "0", 0) and cp.get("instance_start_time") not in (None, "0", 0) \
+                    and str(start) != str(cp.get("instance_start_time")):
+                return f"{name} was recreated on the source (new instance_start_time)"
+            ours, theirs = _seq_number(cp.get("last_seq")), _seq_number(info.get("update_seq"))
+            if ours is not None and theirs is not None and theirs < ours:
+                return f"{name} was recreated on the source (its update_seq {theirs} is behind our checkpoint {ours})"
+        return None
+
+    # - full -
+
+    def full(self, reason: str, infos: dict[str, dict[str, Any]]) -> ReplicationReport:
+        started = time.perf_counter()
+        log.info("full re-replication from %s: %s", self.config.base, reason)
+        reports: list[DbReport] = []
+        codes: dict[str, str] = {}
+        gtins: dict[str, str] = {}
+        prices: dict[str, int] = {}
+        side: dict[bytes, dict[bytes, bytes | None]] = {}
+        checkpoints: dict[str, dict[str, Any]] = {}
+        cut: CutCodes | None = None
+        for kind, name in self.config.databases.items():
+            report = DbReport(name, kind, source_docs=_int(infos[name].get("doc_count")))
+            mapped: dict[str, str] = {}
+            seq: Any = None
+            if kind == "codes" and self.config.mapping.code_field == "_id":
+                cut = CutCodes(name)
+            bulk = cut if kind == "codes" else None
+            while True:
+                batch, seq, count = self._page(name, kind, seq, cut=bulk)
+                report.changes += batch.changes
+                report.unmapped += len(batch.unmapped)
+                for doc_id in batch.remove:
+                    mapped.pop(doc_id, None)
+                mapped.update(batch.add)
+                if kind == "prices":
+                    prices.update(batch.prices)
+                report.batches += 1
+                if self.progress is not None:
+                    self.progress(name, report.changes, report.source_docs)
+                if count < self.config.batch_size:
+                    break
+            report.last_seq = seq
+            if kind == "codes":
+                codes = mapped
+            elif kind == "gtins":
+                gtins = mapped
+            else:
+                prices = {key: prices[key] for key in set(mapped.values())}
+            report.added = len(bulk.take()[0]) if bulk is not None else len(set(mapped.values()))
+            if self.config.mapping.field_of(kind) != "_id":
+                side[_side_table(name)] = {d.encode(): v.encode() for d, v in mapped.items()}
+            checkpoints[name] = self._checkpoint_value(kind, infos[name], seq, report.added, report.unmapped)
+            reports.append(report)
+        meta = {META_PREFIX + name: cp for name, cp in checkpoints.items()}
+        meta[META_SOURCE] = self._source_value()
+        sources: list[Any] = [list(codes.values()) + sorted(set(gtins.values()))]
+        if cut is not None:
+            sources.append(cut)
+        with self.lock:
+            version = self.bl.get_meta("version") + 1
+            self.bl.load(sources, replace=True, version=version, synced=True,
+                         meta=meta, side=side, clear_side=[_side_table(n) for n in self.config.databases.values()],
+                         **(_price_args(self.bl, prices, replace=True) if "prices" in self.config.databases else {}))
+        return ReplicationReport(True, reason, version, reports, time.perf_counter() - started, self.examples[:20])
+
+    # - incremental -
+
+    def incremental(self, infos: dict[str, dict[str, Any]], longpoll: bool = False,
+                    only: str | None = None) -> ReplicationReport:
+        started = time.perf_counter()
+        reports: list[DbReport] = []
+        for kind, name in self.config.databases.items():
+            if only is not None and name != only:
+                continue
+            report = DbReport(name, kind, source_docs=_int(infos[name].get("doc_count")))
+            cp = _checkpoint(self.bl, name) or {}
+            seq = cp.get("last_seq")
+            while True:
+                batch, new_seq, count = self._page(name, kind, seq, longpoll=longpoll)
+                self._apply(kind, name, infos[name], batch, new_seq, report)
+                seq = new_seq
+                if count < self.config.batch_size:
+                    break
+            report.last_seq = seq
+            reports.append(report)
+        return ReplicationReport(False, "checkpoints", self.bl.get_meta("version"), reports,
+                                 time.perf_counter() - started, self.examples[:20])
+
+    def _page(self, name: str, kind: str, since: Any, longpoll: bool = False,
+              cut: CutCodes | None = None) -> tuple[_Batch, Any, int]:
+        """One `_changes` page mapped into a `_Batch`; with `cut` (a full pass of codes keyed by the id) the codes
+        go into it as keys instead."""
+        batch = _Batch(kind)
+        batch.cut = cut
+        bulk = cut is not None
+        last: Any = since
+        count = 0
+        mapping = self.config.mapping
+        for items in self.source.changes(name, since, self.config.batch_size, longpoll,
+                                         include_docs=not _needs_no_doc(kind, mapping), ids_only=bulk):
+            if isinstance(items, _LastSeq):
+                last = items.value
+            elif bulk:
+                count += len(items)
+                _map_bulk(items, batch)
+            else:
+                count += len(items)
+                for item in items:
+                    _map_change(item, batch, mapping)
+        if batch.unmapped:
+            log.warning("%s: %d documents do not map (first: %s)", name, len(batch.unmapped), batch.unmapped[0])
+            self.examples.extend(batch.unmapped[: max(0, 20 - len(self.examples))])
+        return batch, last, count
+
+    def _apply(self, kind: str, name: str, info: dict[str, Any], batch: _Batch, seq: Any, report: DbReport) -> None:
+        """One page -> one transaction: the records, the document map and this database's checkpoint together."""
+        by_id = self.config.mapping.field_of(kind) == "_id"
+        with self.lock:
+            cp = _checkpoint(self.bl, name) or {}
+            if not batch.changes and seq == cp.get("last_seq") and time.time() - cp.get("last_batch_at", 0) < 60:
+                return      # an idle longpoll round: the last minute's record of a good sync stands
+            gone: list[str] = []
+            for doc_id in batch.remove:
+                value = self._doc_value(name, kind, doc_id, by_id)
+                if value is None:
+                    report.unmapped += 0 if doc_id.startswith("_design/") else 1
+                    batch.unmapped.append(f"{doc_id}: deleted, but it never mapped to a record")
+                else:
+                    gone.append(value)
+            if not by_id:                   # a document whose field changed: its old record goes
+                for doc_id, value in batch.add.items():
+                    old = self._doc_value(name, kind, doc_id, by_id)
+                    if old is not None and old != value:
+                        gone.append(old)
+            values = set(batch.add.values())
+            gone = [v for v in dict.fromkeys(gone) if v not in values]
+            unmapped = cp.get("unmapped", 0) + len(batch.unmapped)
+            report.changes += batch.changes
+            report.unmapped += len(batch.unmapped)
+            report.batches += 1
+            side = {} if by_id else {_side_table(name): {**{d.encode(): None for d in batch.remove},
+                                                         **{d.encode(): v.encode() for d, v in batch.add.items()}}}
+            args: dict[str, Any]
+            if kind == "codes":
+                args = {"add": sorted(values), "remove": gone}
+            elif kind == "gtins":
+                args = {"add_gtins": sorted(values), "remove_gtins": gone}
+            else:
+                args = _price_args(self.bl, batch.prices, remove=gone)
+            docs = self._record_count(kind) + len(values) - len(gone)     # an estimate, corrected below
+            meta = {META_PREFIX + name: self._checkpoint_value(kind, info, seq, docs, unmapped)}
+            if not values and not gone and not side:
+                self.bl.mark_synced(**meta)
+            else:
+                delta = self.bl.apply_delta(to_version=self.bl.get_meta("version") + 1, synced=True, meta=meta,
+                                            side=side or None, **args)
+                if not delta.applied and not side:
+                    self.bl.mark_synced(**meta)     # the records were there already: only the checkpoint moves
+                report.added += delta.added + delta.gtins_added
+                report.removed += delta.removed + delta.gtins_removed
+            if self.progress is not None:
+                self.progress(name, report.changes, None)
+
+    def _record_count(self, kind: str) -> int:
+        if kind == "prices":
+            return int(self.bl.get_meta("min_prices") or 0) + int(self.bl.get_meta("group_min_prices") or 0)
+        return int(self.bl.get_meta({"codes": "codes", "gtins": "gtins"}[kind]) or 0)
+
+    def _doc_value(self, name: str, kind: str, doc_id: str, by_id: bool) -> str | None:
+        """The record a document maps to now: derived from its id, or looked up in the document map."""
+        if by_id:
+            try:
+                return _record_of(kind, doc_id, "_id")
+            except (ValueError, CodeError):
+                return None
+        found = self.bl.side_get(_side_table(name), doc_id.encode())
+        return None if found is None else found.decode()
+
+    def _checkpoint_value(self, kind: str, info: dict[str, Any], seq: Any, docs: int, unmapped: int) -> dict[str, Any]:
+        theirs, ours = _seq_number(info.get("update_seq")), _seq_number(seq)
+        return {
+            "kind": kind,
+            "last_seq": seq,
+            "docs": docs,
+            "unmapped": unmapped,
+            "source_docs": _int(info.get("doc_count")),
+            "seq_lag": None if theirs is None or ours is None else max(0, theirs - ours),
+            "instance_start_time": info.get("instance_start_time"),
+            "last_batch_at": time.time(),
+        }
+
+    def _source_value(self) -> dict[str, Any]:
+        return {"url": self.config.base, "databases": dict(self.config.databases),
+                "mapping": _mapping_dict(self.config.mapping)}
+
+    def infos(self) -> dict[str, dict[str, Any]]:
+        return {name: self.source.info(name) for name in self.config.databases.values()}
+
+    def run_once(self, full: bool = False, longpoll: bool = False) -> ReplicationReport:
+        infos = self.infos()
+        reason = "asked for" if full else self.need_full(infos)
+        if reason is None:
+            try:
+                return self.incremental(infos, longpoll=longpoll)
+            except _BadCheckpoint as exc:
+                reason = str(exc)
+        return self.full(reason, infos)
+
+
+def _side_table(name: str) -> bytes:
+    """The document map of one source database (only for a mapping from a field other than `_id`)."""
+    return b"replica:" + name.encode()
+
+
+def _mapping_dict(mapping: Mapping) -> dict[str, str]:
+    return {"code_field": mapping.code_field, "gtin_field": mapping.gtin_field,
+            "price_key_field": mapping.price_key_field, "price_field": mapping.price_field}
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _price_record(key: str, price: int) -> str:
+    """A price key (`pg:N` or a GTIN) and its kopecks as the store's table record (store/tables.py)."""
+    return f"group_min_price {key[3:]} {price}" if key.startswith("pg:") else f"min_price {key} {price}"
+
+
+def _price_args(bl: Blocklist, prices: dict[str, int], *, replace: bool = False,
+                remove: Iterable[str] = ()) -> dict[str, Any]:
+    """The store's arguments for minimum prices: its table records (`load(records=)` replaces the tables, the
+    grey list kept as it is, since the source has none; `apply_delta(add_records=, remove_records=)` sets and
+    deletes keys, a deleted key's record named with the price the store holds for it)."""
+    if replace:
+        kept = [text for text in bl.iter_records() if text.startswith("grey_gtin ")]
+        return {"records": [_price_record(key, price) for key, price in sorted(prices.items())] + kept}
+    args: dict[str, Any] = {}
+    if prices:
+        args["add_records"] = [_price_record(key, price) for key, price in sorted(prices.items())]
+    gone = []
+    for key in remove:
+        held = bl.group_min_price(int(key[3:])) if key.startswith("pg:") else bl.min_price(key)
+        if held is not None:
+            gone.append(_price_record(key, held))
+    if gone:
+        args["remove_records"] = gone
+    return args
