@@ -101,13 +101,22 @@ RECORDS: dict[tuple[str, str], Record] = {
                                    "one-code check 1.081x (cachegrind, 273k / 253k)"),
     ("readers/reader_check", "readers/delta"):
         Record(0.000037, 0.000038, True, "this bench (16 till processes)"),
-    ("replicate.first", "replicate.bare_fetch"):
-        Record(6.3, 15.3, False, "issue 13: decoding each change in Python and the load's per-line reading cost "
-                                 "several times the transfer; 6.3-15.3x on a loaded VM (900k documents)"),
+    ("replicate.couch.first", "replicate.couch.bare_fetch"):
+        Record(0.99, 1.25, True, "issue 13, this bench: 200k documents 1.13-1.25x (3.9-5.1 s vs 3.5-3.9 s); 900k "
+                                 "(LMCZ_BENCH_COUCH_DOCS=900000) 1.16x (21.9-25.7 s vs 20.6 s) and 1.24x; by hand, "
+                                 "bare and ours alternating, 0.99-1.20x"),
+    ("replicate.first", "replicate.load_same_codes"):
+        Record(1.75, 1.82, True, "issue 13, this bench: 0.71-0.81 s vs 0.41-0.44 s for 900k codes (against the bare fetch of "
+                                 "the same prebuilt pages, 0.11 s: 7.1x; before the keys were cut page by page: "
+                                 "17.9x)"),
     ("replicate.increment_10k", "replicate.two_seconds"):
-        Record(0.30, 0.47, True, "issue 13, this bench (10k changes: 0.6-0.93 s on a loaded VM)"),
+        Record(0.12, 0.47, True, "issue 13, this bench (10k changes: 0.25-0.27 s; 0.6-0.93 s on a loaded VM)"),
     ("replicate.first_peak_rss_mb", "replicate.rss_limit_mb"):
-        Record(1.23, 1.23, False, "issue 13: 368 MB for 900k documents (the ids as str, then the load's keys)"),
+        Record(0.75, 0.77, True, "issue 13, this bench: VmHWM 224-231 MB for 900k documents (the 368-498 MB "
+                                 "recorded before were the parent's RSS, carried over exec in ru_maxrss)"),
+    ("replicate.reader_worst_while_replicating", "replicate.reader_worst_while_feed_deltas"):
+        Record(0.76, 1.56, True, "issue 13, this bench: worst calls of 290-460 us on either side, one max over "
+                                 "~300k calls each, so the ratio is noise-bound (3 runs: 1.00, 1.56, 0.76)"),
     ("abuse: guesses looked at per second, 50 connections", "abuse: right-password answers per second, 1 connection"):
         Record(0.0005, 0.001, True, "issue 12, this bench (4-5 guesses/s against 4,000-7,000 answers/s; "
                                     "before: 18,000 guesses/s on 50 connections)"),

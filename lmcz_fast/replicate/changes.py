@@ -36,7 +36,6 @@ class _Reader:
         return out
 
 
-_RESULTS_OPEN = re.compile(r'\s*\{\s*"results"\s*:\s*\[')
 _SKIP = re.compile(r"[\s,]*")
 _DECODE = json.JSONDecoder().raw_decode
 
