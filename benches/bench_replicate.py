@@ -299,7 +299,8 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
             f"same codes from a file {statistics.median(loads):.2f} s;"
             f" increment of {INCREMENT} {increment['seconds']:.2f} s; peak RSS {peak_mb:.0f} MB; reader worst (not "
             f"preempted) {replicated['max_own_ns'] / 1e3:.0f} us over {batches} replicated batches vs "
-            f"{fed['max_own_ns'] / 1e3:.0f} us over feed deltas; calls that slept {replicated['waited']} vs {fed['waited']}; p99.9 {replicated['p999_ns'] / 1e3:.1f} vs "
+            f"{fed['max_own_ns'] / 1e3:.0f} us over feed deltas; calls that slept {replicated['waited']} vs "
+            f"{fed['waited']}; p99.9 {replicated['p999_ns'] / 1e3:.1f} vs "
             f"{fed['p999_ns'] / 1e3:.1f} us; load average {os.getloadavg()[0]:.1f}")
     finally:
         server.kill()
