@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from _couch_support import Couch, needs_pouchdb
+from _lm_contract import STATUS, decode
 from _service_support import gtin_with_check, make_identity
 from click.testing import CliRunner
 
@@ -333,6 +334,16 @@ def test_status_and_metrics_report_replication(couch, tmp_path):
     assert 'lmcz_replication_local_docs{database="blocked_cis"} 120' in body
     assert 'lmcz_replication_source_docs{database="blocked_cis"} 121' in body
     assert 'lmcz_replication_unmapped_docs{database="blocked_cis"} 1' in body
+    with Blocklist.open(db) as bl:
+        answer = LocalModule(bl, ServiceConfig(auth=False)).handle(b"GET", b"/api/v2/status", None, b"", None, None,
+                                                                   None)
+    state = decode(json.loads(answer.body), STATUS)          # still what strict typed clients decode
+    assert state["replicationStatus"]["blocked_cis"]["localDocCount"] == 120
+    assert state["replicationStatus"]["blocked_cis"]["serverDocCount"] == 121
+    assert isinstance(state["replicationStatus"]["blocked_cis"]["timeLag"], int)
+    entry = state["dbState"]["blocked_cis"]
+    assert (entry["docCount"], entry["localDocCount"], entry["serverDocCount"], entry["seqLag"]) == (120, 120, 121, 0)
+    assert abs(entry["lastBatch"] / 1000 - time.time()) < 120
 
 
 @pytest.mark.parametrize("auth", [None, ("shop", "pr0xy-Pass")])

@@ -61,14 +61,48 @@ def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict
     }
 
 
+#: The official module's database of each kind of replicated data (its `dbState` keys).
+_DB_STATE_KEY = {"codes": "blocked_cis", "gtins": "blocked_gtin", "prices": "min_price"}
+
+
+def _replication_fields(replication: dict[str, Any] | None,
+                        db_state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+    """A replicated store's status the way the official module reports its replication: per source database
+    `localDocCount`, `serverDocCount` and `timeLag` (s; LM 1.x's `replicationStatus`, "unknown" when not known),
+    and the same figures with `seqLag` and `lastBatch` (ms) beside `docCount` in the matching `dbState` entry."""
+    if not replication:
+        return None
+    out = {}
+    for name, db in replication["databases"].items():
+        lag = db.get("timeLag")
+        out[name] = {"localDocCount": int(db.get("localDocCount") or 0),
+                     "serverDocCount": "unknown" if db.get("serverDocCount") is None else int(db["serverDocCount"]),
+                     "timeLag": "unknown" if lag is None else int(round(lag))}
+        entry = db_state.get(_DB_STATE_KEY.get(str(db.get("kind")), ""))
+        if entry is not None:
+            entry.update({key: value for key, value in out[name].items() if value != "unknown"})
+            if db.get("seqLag") is not None:
+                entry["seqLag"] = int(db["seqLag"])
+            if db.get("lastBatchAt") is not None:
+                entry["lastBatch"] = int(db["lastBatchAt"] * 1000)
+    return out
+
+
 def status_json(*, lm_status: str, operation_mode: str, software_version: str, status: Any, info: dict[str, Any],
                 inst: str, inn: str, name: str, grey_list: bool, sold_count: int,
-                initialized: bool) -> dict[str, Any]:
+                initialized: bool, replication: dict[str, Any] | None = None) -> dict[str, Any]:
     """`/status`, the same on both protocols: the official fields with their declared types, then ours
-    (`expiresAt` is null while no list is loaded: there is no moment at which checks stop)."""
+    (`expiresAt` is null while no list is loaded: there is no moment at which checks stop). A replicated store
+    (`replication`, from `store.replication.replication_status`) adds its replication figures."""
     updated = info.get("updated_at")
     last_sync = 0 if status.last_sync_at is None else int(status.last_sync_at * 1000)
-    return {
+    db_state = {
+        "blocked_cis": {"docCount": status.codes},
+        "blocked_gtin": {"docCount": status.gtins},
+        "min_price": {"docCount": _min_price_docs(info)},
+    }
+    replicated = _replication_fields(replication, db_state)
+    answer = {
         "status": lm_status,
         "operationMode": operation_mode,
         "version": software_version,
@@ -81,11 +115,7 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
         "serviceUrl": status.feed_url or "",
         "requiresDownload": status.state == "empty",
         "isGreyGtin": grey_list,
-        "dbState": {
-            "blocked_cis": {"docCount": status.codes},
-            "blocked_gtin": {"docCount": status.gtins},
-            "min_price": {"docCount": _min_price_docs(info)},
-        },
+        "dbState": db_state,
         "dbFreshness": status.state,
         "dbAge": None if status.age is None else round(status.age, 3),
         "nextSync": 0 if status.next_sync_at is None else int(status.next_sync_at * 1000),
@@ -96,3 +126,6 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
         "soldCount": sold_count,
         "initialized": initialized,
     }
+    if replicated is not None:
+        answer["replicationStatus"] = replicated
+    return answer

@@ -361,7 +361,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
             status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
             grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
-            initialized=self.initialized_at is not None,
+            initialized=self.initialized_at is not None, replication=replication_status(self.blocklist),
         )
         payload["warnings"] = self.warnings()     # what an operator must fix (the status page says it too)
         return Response(200, _ENCODE(payload).encode())
