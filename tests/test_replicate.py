@@ -313,6 +313,40 @@ def test_follow_applies_changes_as_they_come(couch, tmp_path):
     assert not worker.is_alive()
 
 
+def _follow_while_trickling(couch, db, settle: float, codes: list[str]) -> int:
+    """Versions the store moved through while `codes` arrived one by one, 0.1 s apart, under `follow`."""
+    repl.replicate(db, _config(couch))
+    with Blocklist.open(db) as bl:
+        before = bl.get_meta("version")
+    stop = threading.Event()
+    config = _config(couch, longpoll_timeout=2.0)
+    worker = threading.Thread(target=repl.follow, args=(str(db), config),
+                              kwargs={"stop": stop, "retry_after": 0.5, "settle": settle}, daemon=True)
+    worker.start()
+    try:
+        time.sleep(0.5)
+        for code in codes:
+            couch.put_docs("blocked_cis", [{"_id": code}])
+            time.sleep(0.1)
+        deadline = time.monotonic() + 20
+        with Blocklist.open(db) as bl:
+            while time.monotonic() < deadline and not all(bl.check(c).blocked for c in codes):
+                time.sleep(0.1)
+            assert all(bl.check(c).blocked for c in codes)
+            return bl.get_meta("version") - before
+    finally:
+        stop.set()
+        worker.join(15)
+
+
+def test_follow_lets_a_trickle_of_changes_gather_into_few_transactions(couch, tmp_path):
+    couch.put_docs("blocked_cis", [{"_id": c} for c in _identities(50, 30)])
+    at_once = _follow_while_trickling(couch, tmp_path / "a.db", 0.0, _identities(20, 31))
+    gathered = _follow_while_trickling(couch, tmp_path / "b.db", 1.0, _identities(20, 32))
+    assert at_once >= 10, at_once             # each change its own transaction (or nearly)
+    assert gathered <= 5, gathered            # ~2 s of trickle in batches at most 1 s apart
+
+
 def test_status_and_metrics_report_replication(couch, tmp_path):
     codes = _identities(120, 16)
     couch.put_docs("blocked_cis", [{"_id": c} for c in codes] + [{"_id": "junk"}])

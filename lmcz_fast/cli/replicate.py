@@ -70,6 +70,9 @@ def _databases(text: str) -> dict[str, str]:
 @click.option("--full", is_flag=True, help="Re-replicate everything from the start, swapped in at once.")
 @click.option("--every", type=Duration(), default=None, help="Keep running: a pass at this interval (e.g. 2h).")
 @click.option("--follow", is_flag=True, help="Keep running on the longpoll feed: apply changes as they come.")
+@click.option("--settle", type=click.FloatRange(0, 3600), default=repl.DEFAULT_SETTLE, show_default=True,
+              help="With --follow: seconds to let changes gather after a batch (each batch rewrites the "
+                   "prefilter and syncs the disk; 0: apply every change at once).")
 @click.option("--timeout", type=float, default=60.0, show_default=True, help="Seconds per network operation.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (one pass).")
 @click.option("--nice", "niceness", type=click.IntRange(0, 19), default=WRITER_NICE, show_default=True,
@@ -77,8 +80,8 @@ def _databases(text: str) -> dict[str, str]:
 @click.option("-v", "--verbose", is_flag=True, help="Log every batch.")
 def replicate(db: str, source: str, databases: str, code_field: str, gtin_field: str, price_key_field: str,
               price_field: str, credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None,
-              batch_size: int, full: bool, every: float | None, follow: bool, timeout: float, as_json: bool,
-              niceness: int, verbose: bool) -> None:
+              batch_size: int, full: bool, every: float | None, follow: bool, settle: float, timeout: float,
+              as_json: bool, niceness: int, verbose: bool) -> None:
     """Replicate DB from a CouchDB-compatible SOURCE: the official Local Module's own database, or a chain's CouchDB.
 
     \b
@@ -126,9 +129,12 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
                     click.secho(f"unmapped: {example}", fg="yellow", err=True)
             return
         exists = _exists(db)
+        if follow and not exists:
+            _follow(db, config, settle)       # the first pass builds the store aside: it appears complete
+            return
         with Blocklist.open(db, readonly=False) if exists else Blocklist.create(db) as bl:
             if follow:
-                _follow(bl, config)
+                _follow(bl, config, settle)
             else:
                 _run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
                              lambda at: bl.set_meta(replication_next_at=at))
@@ -140,13 +146,13 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
         _fail(str(exc), EXIT_STORE)
 
 
-def _follow(bl: Blocklist, config: repl.ReplicationConfig) -> None:
+def _follow(db: Blocklist | str, config: repl.ReplicationConfig, settle: float) -> None:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("following %s (longpoll); SIGTERM stops", config.base)
-    repl.follow(bl, config, stop=stop, on_report=lambda r: log.info("replicate ok: %s", r.summary()),
-                on_error=lambda e: log.error("replicate: %s; retrying", e))
+    log.info("following %s (longpoll, batches at most every %g s); SIGTERM stops", config.base, settle)
+    repl.follow(db, config, stop=stop, on_report=lambda r: log.info("replicate ok: %s", r.summary()),
+                on_error=lambda e: log.error("replicate: %s; retrying", e), settle=settle)
 
 
 def _progress(verbose: bool, bar: Any) -> Any:

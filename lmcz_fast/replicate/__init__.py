@@ -31,7 +31,7 @@ from .config import (
     read_credentials,
 )
 from .replicator import DbReport, ReplicationReport
-from .running import follow, replicate
+from .running import DEFAULT_SETTLE, follow, replicate
 
 __all__ = [
     "DEFAULT_DATABASES",

@@ -52,12 +52,21 @@ def _run_once(bl: Blocklist, config: ReplicationConfig, full: bool,
         replicator.source.close()
 
 
+#: Seconds `follow` lets changes gather after a batch before it asks for more.
+DEFAULT_SETTLE = 5.0
+
+
 def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *, stop: threading.Event,
            on_report: Callable[[ReplicationReport], None] | None = None,
-           on_error: Callable[[BaseException], None] | None = None, retry_after: float = 10.0) -> None:
+           on_error: Callable[[BaseException], None] | None = None, retry_after: float = 10.0,
+           settle: float = DEFAULT_SETTLE) -> None:
     """Replicate continuously on the longpoll feed until `stop` is set: one thread per source database waits
     for its changes; each batch is applied as it comes (one transaction with its checkpoint). A source that needs
-    a full re-replication pauses them all for it. Errors are reported and retried after `retry_after` seconds."""
+    a full re-replication pauses them all for it. Errors are reported and retried after `retry_after` seconds.
+
+    After a batch, a database's thread waits `settle` seconds before it asks again, so changes that trickle in
+    one by one land together: every transaction rewrites the prefilter (~2.3 MB and its index for 900k codes)
+    and syncs the disk, and a change a transaction would cost that much write each."""
     if _is_new(db):
         while not stop.is_set():                  # the first pass builds the store aside
             try:
@@ -83,7 +92,7 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
                 need_full = threading.Event()
                 workers = [threading.Thread(target=_follow_one, name=f"replicate-{name}", daemon=True,
                                             args=(replicator, name, stop, need_full, on_report, on_error,
-                                                  retry_after))
+                                                  retry_after, settle))
                            for name in config.databases.values()]
                 for worker in workers:
                     worker.start()
@@ -104,7 +113,7 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
 
 def _follow_one(replicator: _Replicator, name: str, stop: threading.Event, need_full: threading.Event,
                 on_report: Callable[[ReplicationReport], None] | None,
-                on_error: Callable[[BaseException], None] | None, retry_after: float) -> None:
+                on_error: Callable[[BaseException], None] | None, retry_after: float, settle: float) -> None:
     while not stop.is_set() and not need_full.is_set():
         try:
             infos = {n: replicator.source.info(n) for n in [name]}
@@ -114,8 +123,10 @@ def _follow_one(replicator: _Replicator, name: str, stop: threading.Event, need_
                 need_full.set()
                 return
             report = replicator.incremental({**_all_infos(replicator, infos)}, longpoll=True, only=name)
-            if on_report is not None and report.changes:
-                on_report(report)
+            if report.changes:
+                if on_report is not None:
+                    on_report(report)
+                stop.wait(settle)             # let a trickle of changes gather into the next batch
         except _BadCheckpoint:
             need_full.set()
             return
