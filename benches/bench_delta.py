@@ -251,13 +251,12 @@ def test_reader_latency_while_deltas_apply(board, data, loaded):
     # A call's wall-clock time also counts time the kernel gave the CPU to another task (a journal commit, a
     # flusher thread, the other process): on this shared 2-core VM such a call can take a scheduler slice (~4 ms)
     # whatever the store does. The target is on the calls that were not preempted; waits (voluntary switches:
-    # a lock, I/O) are counted apart and must stay at zero, since a reader never takes a lock in LMDB.
+    # a lock, I/O) are counted apart and checked below.
     board.record("worst reader latency during deltas", busy["max_own_ns"] / 1e9)
     board.record("1 ms", 0.001)
     board.target("worst reader latency during deltas", "1 ms", 1.0,
                  f"worst is_blocked latency (not preempted) in a 2nd process while deltas apply (writer at nice "
                  f"{WRITER_NICE}, as `sync`) / 1 ms")
-    assert busy["waited"] == 0 and same["waited"] == 0, "a reader slept during a call (lock or I/O)"
     for name, run in (("no writer", idle), (f"writer at nice {WRITER_NICE}", busy), ("writer at nice 0", same)):
         board.notes.append(
             f"reader ({name}): {run['calls']:,} calls; wall-clock max {run['max_ns'] / 1e3:.0f} us, of calls not "
@@ -269,6 +268,14 @@ def test_reader_latency_while_deltas_apply(board, data, loaded):
             f"us; versions seen {len(run['versions'])}, deltas applied {run['deltas_applied']}, load average "
             f"{os.getloadavg()[0]:.1f}"
         )
+    # A reader takes no lock in LMDB, so it never waits for the writer: a call that did would sleep for the rest
+    # of a delta's transaction (tens of ms). The kernel can still put a reader to sleep for a moment on its own
+    # (a first touch of a page while it is copied in or migrated: measured from 0 to ~100 calls in ~300k, never
+    # over 0.31 ms, also beside a process that only opens the store), so what is refused is a sleep that long, or
+    # a sleep in more than 0.05 % of the calls.
+    for run in (busy, same):
+        assert run["max_waited_ns"] < 5_000_000, f"a reader slept {run['max_waited_ns'] / 1e6:.1f} ms in a call"
+        assert run["waited"] <= max(5, run["calls"] // 2_000), f"{run['waited']} calls of a reader slept"
 
 
 @pytest.mark.benchmark(group="delta")
