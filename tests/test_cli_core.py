@@ -195,3 +195,13 @@ def test_lookup_info_status_on_a_store_that_never_held_a_list(runner, tmp_path, 
     result = runner.invoke(main, ["status", db])
     assert "EMPTY (no list loaded)" in result.output
     assert runner.invoke(main, ["status", db, "--check"]).exit_code == 2
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--every", "2h", "--follow"], "not both"),
+    (["--settle", "2"], "--settle goes with --follow"),
+])
+def test_replicate_refuses_options_that_do_not_go_together(runner, tmp_path, args, words):
+    result = runner.invoke(main, ["replicate", str(tmp_path / "db"), "--source", "http://127.0.0.1:1", *args])
+    assert result.exit_code == 2 and words in result.output
+    assert not (tmp_path / "db").exists()

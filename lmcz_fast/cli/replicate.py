@@ -10,6 +10,7 @@ from dataclasses import asdict
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from .. import replicate as repl
 from ..store import Blocklist, StoreError
@@ -100,6 +101,8 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
     _setup_logging(verbose)
     if every is not None and follow:
         raise click.UsageError("give --every or --follow, not both")
+    if not follow and click.get_current_context().get_parameter_source("settle") is ParameterSource.COMMANDLINE:
+        raise click.UsageError("--settle goes with --follow (it spaces the batches of a continuous follow)")
     try:
         config = repl.ReplicationConfig(
             source=source,
