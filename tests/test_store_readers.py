@@ -210,3 +210,83 @@ def test_the_data_file_stays_flat_while_readers_are_killed_during_a_day_of_delta
         for reader in readers:
             _kill(reader)
         writer.close()
+
+
+# A second store opened while another thread of the same process writes, and a first open while another process
+# writes. py-lmdb's `open_db` without a transaction waits for the writer lock holding the GIL: the writing thread
+# could then never finish, and both hung for ever (seen in a CI run: a test opened a reader while `follow` wrote).
+OPEN_WHILE_WRITING = textwrap.dedent("""
+    import sys, threading, time
+    from lmcz_fast import Blocklist
+    from lmcz_fast.store.environment import write_txn
+    path = sys.argv[1]
+    writer = Blocklist.open(path, readonly=False)
+    inside = threading.Event()
+
+    def write():
+        with write_txn(writer._env, path) as txn:
+            inside.set()
+            time.sleep(0.5)                       # GIL released: the opener below runs meanwhile
+            txn.put(b"k", b"v", db=writer._dbs[b"meta"])
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    inside.wait()
+    with Blocklist.open(path) as reader:
+        reader.is_blocked(sys.argv[2])
+    thread.join()
+    print("done")
+""")
+
+HOLD_WRITE = textwrap.dedent("""
+    import sys, time
+    import lmdb
+    env = lmdb.open(sys.argv[1], max_dbs=16, map_size=1 << 34)
+    with env.begin(write=True):
+        print("holding", flush=True)
+        time.sleep(1.0)
+""")
+
+FIRST_OPEN_KEEPS_THREADS_RUNNING = textwrap.dedent("""
+    import sys, threading, time
+    ticks = [0]
+    def tick():
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            ticks[0] += 1
+            time.sleep(0.01)
+    threading.Thread(target=tick, daemon=True).start()
+    time.sleep(0.1)
+    started, before = time.monotonic(), ticks[0]
+    from lmcz_fast import Blocklist
+    with Blocklist.open(sys.argv[1]) as bl:       # waits for the other process's write transaction
+        waited = time.monotonic() - started
+    print(waited, ticks[0] - before)
+""")
+
+
+def test_a_store_opened_while_this_process_writes_does_not_hang(tmp_path):
+    codes = cis_list(100, seed=41)
+    with Blocklist.building(tmp_path / "db") as bl:
+        bl.load([codes])
+    done = subprocess.run([sys.executable, "-c", OPEN_WHILE_WRITING, str(tmp_path / "db"), codes[0]],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+
+
+def test_a_first_open_waiting_for_another_writer_lets_other_threads_run(tmp_path):
+    codes = cis_list(100, seed=42)
+    with Blocklist.building(tmp_path / "db") as bl:
+        bl.load([codes])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE, str(tmp_path / "db")], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline().strip() == "holding"
+        done = subprocess.run([sys.executable, "-c", FIRST_OPEN_KEEPS_THREADS_RUNNING, str(tmp_path / "db")],
+                              capture_output=True, text=True, timeout=60)
+    finally:
+        holder.wait(30)
+    assert done.returncode == 0, done.stderr[-2000:]
+    waited, ticks = map(float, done.stdout.split())
+    assert waited > 0.3                      # it did wait for the writer lock ...
+    assert ticks >= waited / 0.01 * 0.5      # ... and the other thread ran meanwhile (the GIL was free)

@@ -72,6 +72,7 @@ class _Shared:
         self.cleared = 0
         self.checked_at = -float("inf")
         self.lock = threading.Lock()
+        self.dbs: dict[bytes, Any] | None = None   # the named databases' handles, valid as long as the environment
 
 
 _ENV_LOCK = threading.Lock()
@@ -121,23 +122,32 @@ def acquire_env(path: str) -> lmdb.Environment:
 
 
 def open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
-    """The named databases' handles, opened once per environment.
+    """The named databases' handles, opened once per environment and kept with it.
 
     py-lmdb keeps a handle only when it was opened in a write transaction (it aborts a read transaction on
-    commit, and LMDB closes handles opened in an aborted one), so this takes the writer lock once, briefly.
-    Tables added after the first format (`LATER_TABLES`: the side tables, the sold register's two) are created
-    here when missing, so a database made before them gains them on its first open, empty.
+    commit, and LMDB closes handles opened in an aborted one), so the first open takes the writer lock once,
+    briefly, in a transaction of its own: `env.open_db` without one waits for the writer lock holding the GIL, and
+    a second store opened while a thread of this process writes would hang both for ever. Later opens of the same
+    environment take the handles kept here and no lock. Tables added after the first format (`LATER_TABLES`: the
+    side tables, the sold register's two) are created here when missing, so a database made before them gains
+    them on its first open, empty.
     """
+    shared = _shared(env)
+    if shared is not None and shared.dbs is not None:
+        return dict(shared.dbs)
     try:
-        dbs = {name: env.open_db(name, create=False) for name in CORE_DBS}
-    except lmdb.NotFoundError as exc:
-        raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
-    try:
-        for name in LATER_TABLES:
-            dbs[name] = env.open_db(name, create=True)
+        with env.begin(write=True) as txn:
+            try:
+                dbs = {name: env.open_db(name, txn=txn, create=False) for name in CORE_DBS}
+            except lmdb.NotFoundError as exc:
+                raise StoreError(f"{path} is an LMDB environment but not an lmcz-fast database") from exc
+            for name in LATER_TABLES:
+                dbs[name] = env.open_db(name, txn=txn, create=True)
     except lmdb.Error as exc:
-        raise lmdb_error(exc, path, "the store's later tables (side, prices, grey) could not be added; nothing "
-                                    "was changed") from exc
+        raise lmdb_error(exc, path, "the store's tables could not be opened (or its later tables, side, prices "
+                                    "and grey, added); nothing was changed") from exc
+    if shared is not None:
+        shared.dbs = dict(dbs)
     return dbs
 
 
