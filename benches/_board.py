@@ -102,12 +102,12 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("readers/reader_check", "readers/delta"):
         Record(0.000037, 0.000038, True, "this bench (16 till processes)"),
     ("replicate.couch.first", "replicate.couch.bare_fetch"):
-        Record(0.99, 1.25, True, "issue 13, this bench: 200k documents 1.13-1.25x (3.9-5.1 s vs 3.5-3.9 s); 900k "
+        Record(0.99, 1.25, True, "issue 13, this bench: 200k documents 1.07-1.25x (3.8-5.1 s vs 3.5-3.9 s); 900k "
                                  "(LMCZ_BENCH_COUCH_DOCS=900000) 1.16x (21.9-25.7 s vs 20.6 s) and 1.24x; by hand, "
                                  "bare and ours alternating, 0.99-1.20x"),
     ("replicate.first", "replicate.load_same_codes"):
         Record(1.75, 1.95, True, "issue 13, this bench: 0.71-0.81 s vs 0.41-0.44 s for 900k codes (against the "
-                                 "bare fetch of the same prebuilt pages, 0.10-0.11 s: 7.0-7.1x; before the keys "
+                                 "bare fetch of the same prebuilt pages, 0.10-0.13 s: 6.3-7.1x; before the keys "
                                  "were cut page by page: 17.9x)"),
     ("replicate.increment_10k", "replicate.two_seconds"):
         Record(0.12, 0.47, True, "issue 13, this bench (10k changes: 0.25-0.27 s; 0.6-0.93 s on a loaded VM)"),
