@@ -56,6 +56,7 @@ BATCH = 10_000
 INCREMENT = 10_000
 FIRST_RUNS = 3
 STALL_BATCHES = 6            # 10k-change batches landing while a reader runs (replicated, then as feed deltas)
+STALL_ROUNDS = 3
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CHILD = textwrap.dedent("""
@@ -181,6 +182,10 @@ def _post_increments(url: str, n: int) -> dict:
         return json.loads(answer.read())
 
 
+def _us(runs: list[dict], field: str) -> str:
+    return "/".join(f"{r[field] / 1e3:.0f}" for r in runs)
+
+
 def _reader_during(db: str, probes: str, stop: str, writer: list[str], *, until_batches: int | None = None,
                    progress: str | None = None) -> dict:
     """Run bench_delta's reader on `db` while the `writer` process runs; stop the reader when the writer exits
@@ -264,35 +269,45 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
                      f"peak RSS (VmHWM) of the first replication ({peak_mb:.0f} MB) / 300 MB")
 
         # Readers while batches land: STALL_BATCHES replicated batches of 10k changes (the writer at `replicate`'s
-        # default priority), then as many feed deltas of 10k codes (as `sync` applies them), on the same store.
+        # default priority), then as many feed deltas of 10k codes (as `sync` applies them), on the same store, in
+        # STALL_ROUNDS alternating rounds. Each side's figure is the median of its rounds' worst calls: one worst call
+        # of ~300k is at the mercy of one pause of the VM (a CI run saw a 5 ms call on one side only, a reader call
+        # that used 17 ms of CPU in bench_delta in the same run), and a ratio of two single maxima with it.
         codes = _base_codes(N_DOCS)
         rng = random.Random(7)
         probes = tmp_path / "probes.txt"
-        kept = codes[(STALL_BATCHES + 1) * INCREMENT:]
+        kept = codes[(STALL_ROUNDS * STALL_BATCHES + 2) * INCREMENT:]      # never deleted by an increment
         probes.write_text("\n".join(rng.sample(kept, 2000) + cis_list(2000, seed=77)) + "\n")
-        _post_increments(url, STALL_BATCHES)
-        replicated = _reader_during(db, str(probes), str(tmp_path / "stop-1"),
-                                    [sys.executable, "-c", CHILD, db, url, str(WRITER_NICE)])
-        batches = json.loads(replicated["writer"].strip().splitlines()[-1])["batches"]
-        assert batches >= STALL_BATCHES and len(replicated["versions"]) >= 2
         half = INCREMENT // 2
         (tmp_path / "add.txt").write_text("\n".join(cis_list(half, seed=99)) + "\n")
         (tmp_path / "remove.txt").write_text("\n".join(kept[-half:]) + "\n")
-        progress = str(tmp_path / "progress")
-        fed = _reader_during(db, str(probes), str(tmp_path / "stop-2"),
-                             [sys.executable, "-c", WRITER, db, str(tmp_path / "add.txt"),
-                              str(tmp_path / "remove.txt"), str(tmp_path / "stop-2"), str(WRITER_NICE), progress],
-                             until_batches=STALL_BATCHES, progress=progress)
+        replicated_runs, fed_runs = [], []
+        for round_ in range(STALL_ROUNDS):
+            _post_increments(url, STALL_BATCHES)
+            replicated = _reader_during(db, str(probes), str(tmp_path / f"stop-r{round_}"),
+                                        [sys.executable, "-c", CHILD, db, url, str(WRITER_NICE)])
+            batches = json.loads(replicated["writer"].strip().splitlines()[-1])["batches"]
+            assert batches >= STALL_BATCHES and len(replicated["versions"]) >= 2
+            progress = str(tmp_path / f"progress-{round_}")
+            stop = str(tmp_path / f"stop-f{round_}")
+            fed = _reader_during(db, str(probes), stop,
+                                 [sys.executable, "-c", WRITER, db, str(tmp_path / "add.txt"),
+                                  str(tmp_path / "remove.txt"), stop, str(WRITER_NICE), progress],
+                                 until_batches=STALL_BATCHES, progress=progress)
+            replicated_runs.append(replicated)
+            fed_runs.append(fed)
         # A call that slept (a voluntary switch) is counted in the worst latency: the kernel can put a reader to
         # sleep for a moment on a first touch of a page (bench_delta.py says more). A sleep as long as a writer's
         # transaction would be a reader waiting for the writer, which LMDB never makes it do.
-        for run in (replicated, fed):
+        for run in replicated_runs + fed_runs:
             assert run["max_waited_ns"] < 5_000_000, f"a reader slept {run['max_waited_ns'] / 1e6:.1f} ms in a call"
-        board.record("replicate.reader_worst_while_replicating", replicated["max_own_ns"] / 1e9)
-        board.record("replicate.reader_worst_while_feed_deltas", fed["max_own_ns"] / 1e9)
+        worst_replicated = statistics.median(r["max_own_ns"] for r in replicated_runs)
+        worst_fed = statistics.median(r["max_own_ns"] for r in fed_runs)
+        board.record("replicate.reader_worst_while_replicating", worst_replicated / 1e9)
+        board.record("replicate.reader_worst_while_feed_deltas", worst_fed / 1e9)
         board.target("replicate.reader_worst_while_replicating", "replicate.reader_worst_while_feed_deltas", 1.0,
-                     "worst is_blocked latency (not preempted) in a 2nd process while replicated batches land / "
-                     "while feed deltas of the same size land")
+                     f"worst is_blocked latency (not preempted) in a 2nd process while replicated batches land / "
+                     f"while feed deltas of the same size land (median of {STALL_ROUNDS} rounds)")
 
         runs = ", ".join(f"{f['seconds']:.2f}" for f in firsts)
         board.notes.append(
@@ -300,10 +315,11 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
             f"{benchmark.stats.stats.median:.2f} s ({first_seconds / benchmark.stats.stats.median:.1f}x), load of the "
             f"same codes from a file {statistics.median(loads):.2f} s;"
             f" increment of {INCREMENT} {increment['seconds']:.2f} s; peak RSS {peak_mb:.0f} MB; reader worst (not "
-            f"preempted) {replicated['max_own_ns'] / 1e3:.0f} us over {batches} replicated batches vs "
-            f"{fed['max_own_ns'] / 1e3:.0f} us over feed deltas; calls that slept {replicated['waited']} vs "
-            f"{fed['waited']}; p99.9 {replicated['p999_ns'] / 1e3:.1f} vs "
-            f"{fed['p999_ns'] / 1e3:.1f} us; load average {os.getloadavg()[0]:.1f}")
+            f"preempted) per round {_us(replicated_runs, 'max_own_ns')} us while replicated batches land vs "
+            f"{_us(fed_runs, 'max_own_ns')} us under feed deltas; calls that slept "
+            f"{sum(r['waited'] for r in replicated_runs)} vs {sum(r['waited'] for r in fed_runs)}; p99.9 "
+            f"{_us(replicated_runs, 'p999_ns')} vs {_us(fed_runs, 'p999_ns')} us; load average "
+            f"{os.getloadavg()[0]:.1f}")
     finally:
         server.kill()
         server.wait()
