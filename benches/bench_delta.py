@@ -32,6 +32,7 @@ from lmcz_fast.synth import cis_list
 N_CODES = int(os.environ.get("LMCZ_BENCH_CODES", "900000"))
 DELTA_HALF = 5_000
 READER_SECONDS = 1.5
+READER_ROUNDS = 3
 MIN_DELTAS = 3
 
 READER = textwrap.dedent("""
@@ -244,9 +245,13 @@ def _reader_run(db, data, writer_nice=None) -> dict:
 def test_reader_latency_while_deltas_apply(board, data, loaded):
     db = _db(data, loaded)
     idle = _reader_run(db, data)
-    busy = _reader_run(db, data, writer_nice=WRITER_NICE)
+    # Three rounds with the writer at `sync`'s priority, and the figure the median of their worst calls: one worst
+    # call of ~300k is at the mercy of one pause of the VM (a clean-clone CI run saw a 10.4 ms call that the
+    # reader's own CPU clock counted as 9.7 ms of CPU, in one round, while the other runs' worst were 0.2-0.7 ms).
+    rounds = [_reader_run(db, data, writer_nice=WRITER_NICE) for _ in range(READER_ROUNDS)]
+    busy = sorted(rounds, key=lambda run: run["max_own_ns"])[len(rounds) // 2]
     same = _reader_run(db, data, writer_nice=0)
-    for run in (busy, same):
+    for run in (*rounds, same):
         assert run["deltas_applied"] >= MIN_DELTAS and len(run["versions"]) >= 2
     # A call's wall-clock time also counts time the kernel gave the CPU to another task (a journal commit, a
     # flusher thread, the other process): on this shared 2-core VM such a call can take a scheduler slice (~4 ms)
@@ -256,7 +261,9 @@ def test_reader_latency_while_deltas_apply(board, data, loaded):
     board.record("1 ms", 0.001)
     board.target("worst reader latency during deltas", "1 ms", 1.0,
                  f"worst is_blocked latency (not preempted) in a 2nd process while deltas apply (writer at nice "
-                 f"{WRITER_NICE}, as `sync`) / 1 ms")
+                 f"{WRITER_NICE}, as `sync`; median of {READER_ROUNDS} rounds) / 1 ms")
+    board.notes.append("reader worst (not preempted) per round, writer at nice "
+                       f"{WRITER_NICE}: " + "/".join(f"{run['max_own_ns'] / 1e3:.0f}" for run in rounds) + " us")
     for name, run in (("no writer", idle), (f"writer at nice {WRITER_NICE}", busy), ("writer at nice 0", same)):
         board.notes.append(
             f"reader ({name}): {run['calls']:,} calls; wall-clock max {run['max_ns'] / 1e3:.0f} us, of calls not "
@@ -273,7 +280,7 @@ def test_reader_latency_while_deltas_apply(board, data, loaded):
     # (a first touch of a page while it is copied in or migrated: measured from 0 to ~100 calls in ~300k, never
     # over 0.31 ms, also beside a process that only opens the store), so what is refused is a sleep that long, or
     # a sleep in more than 0.05 % of the calls.
-    for run in (busy, same):
+    for run in (*rounds, same):
         assert run["max_waited_ns"] < 5_000_000, f"a reader slept {run['max_waited_ns'] / 1e6:.1f} ms in a call"
         assert run["waited"] <= max(5, run["calls"] // 2_000), f"{run['waited']} calls of a reader slept"
 
