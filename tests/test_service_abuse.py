@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _raw_http import _connect, _read_response
 from _service_support import (
     PASSWORD,
     USER,
@@ -59,34 +60,6 @@ def _request(path: str, *, auth: str | None = None, body: bytes | None = None,
     return head.encode() + b"\r\n" + (body or b"")
 
 
-def _connect(port: int, source: str = "127.0.0.1", timeout: float = 15.0) -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
-def _read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes]:
-    """One response with Content-Length from a keep-alive socket (`buffer` keeps what was read past it)."""
-    while b"\r\n\r\n" not in buffer:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        buffer += chunk
-    head, _, _ = bytes(buffer).partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    total = len(head) + 4 + length
-    while len(buffer) < total:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("closed")
-        buffer += chunk
-    body = bytes(buffer[len(head) + 4:total])
-    del buffer[:total]
-    return int(head[9:12]), body
 
 
 def _ask(port: int, data: bytes, source: str = "127.0.0.1") -> tuple[int, bytes, float]:
@@ -331,21 +304,16 @@ def test_work_of_peers_that_reset_is_dropped(db: Path, codes: dict[str, list[str
 # The one-code check runs in a process of its own: in this process its client would share the GIL with the server
 # thread, and each of its socket calls could wait a switch interval (5 ms) for it, which is what a CI run measured.
 _SMALL_CHECK = """
-import socket, sys, time
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from _raw_http import _connect, _read_response
 port, data = int(sys.argv[1]), sys.stdin.buffer.read()
 started = time.perf_counter()
-with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+with _connect(port) as sock:
     sock.sendall(data)
-    got = b""
-    while b"\\r\\n\\r\\n" not in got:
-        got += sock.recv(65536)
-    head, _, body = got.partition(b"\\r\\n\\r\\n")
-    length = int([line.split(b":")[1] for line in head.split(b"\\r\\n")
-                  if line.lower().startswith(b"content-length")][0])
-    while len(body) < length:
-        body += sock.recv(65536)
+    status, _ = _read_response(sock, bytearray())
 done = time.perf_counter()
-print(head.split(b" ")[1].decode(), done - started, done)
+print(status, done - started, done)
 """
 
 
@@ -357,7 +325,8 @@ def test_a_big_request_does_not_hold_a_small_one(db: Path, codes: dict[str, list
     data = _big_check(codes["scans"][:1000]) * count
     with ServerThread(db) as srv:
         bulk = _connect(srv.port)
-        small = subprocess.Popen([sys.executable, "-c", _SMALL_CHECK, str(srv.port)], stdin=subprocess.PIPE,
+        small = subprocess.Popen([sys.executable, "-c", _SMALL_CHECK, str(srv.port), str(Path(__file__).parent)],
+                                 stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=False)
         started = time.perf_counter()
         bulk.sendall(data)
