@@ -7,7 +7,7 @@ reader in any process sees the old state or the new one, never a mix.
 The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
 (loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
 tables), `keys.py` (row keys), `digest.py` (the set digest), `snapshot.py` (one version as calls answer from it), `freshness.py` (when offline
-answers stop), `records.py` and `errors.py` (what it answers), `tables.py` (the minimum-price and grey-GTIN
+answers stop), `guard.py` (the shrink guard on full replacements), `records.py` and `errors.py` (what it answers), `tables.py` (the minimum-price and grey-GTIN
 record kinds) and `prices.py` (loading and asking them),
 `sold.py` (the sold register: codes this store
 sold) and `group_commit.py` (batching many durable writes into one transaction).
@@ -25,6 +25,7 @@ from .errors import (
     VersionError,
 )
 from .freshness import freshness
+from .guard import ShrinkRefusedError
 from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .snapshot import Snapshot
@@ -52,6 +53,7 @@ __all__ = [
     "Snapshot",
     "SoldEntry",
     "SoldRegister",
+    "ShrinkRefusedError",
     "SoldRegisterError",
     "Status",
     "StoreError",

@@ -32,6 +32,7 @@ from .environment import (
     write_txn,
 )
 from .errors import DigestMismatchError, LoadError, StoreError, VersionError
+from .guard import check_replacement, refusals_recorded
 from .keys import cut_all, decode_block_id, encode_block_id, gtin_index, pack_gtin
 from .records import DeltaReport, LoadReport
 from .sources import Collected, collect
@@ -141,7 +142,8 @@ class BlocklistWriter:
             )
         if replace:
             tables = whole_tables(table_records) if records is not None or table_records else None
-            self._write_full(collected, report, version, synced, expect_digest, extra, side, clear_side, tables)
+            with refusals_recorded(self):      # the shrink guard's refusal is recorded (store/guard.py)
+                self._write_full(collected, report, version, synced, expect_digest, extra, side, clear_side, tables)
         else:
             delta = self.apply_delta(
                 _collected=collected,
@@ -196,6 +198,9 @@ class BlocklistWriter:
                     current=current,
                     expected=new_version,
                 )
+            # The shrink guard (store/guard.py), in the transaction it protects: a refusal aborts it.
+            check_replacement(txn, self._dbs[DB_META], blocked=len(unique_keys) + len(gtin_keys),
+                              records=None if tables is None else len(tables.records))
             if tables is None:
                 # The tables stay: their part of the digest comes from the transaction that keeps them.
                 kept = parse_digest(self._read_json(txn, META_TABLES_DIGEST, format_digest((0, 0))))
