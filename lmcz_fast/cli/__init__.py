@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, replicate, serve, sold, systemd, tables, till
+from . import core, demo, feed, guard, replicate, serve, sold, systemd, tables, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -33,6 +33,7 @@ def main() -> None:
 core.register(main)
 demo.register(main)
 feed.register(main)
+guard.register(main)
 replicate.register(main)
 serve.register(main)
 sold.register(main)

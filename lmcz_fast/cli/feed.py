@@ -21,6 +21,7 @@ import click
 
 from .. import feed
 from ..store import Blocklist, StoreError
+from ..store import guard as shrink_guard
 from ..store.replication import replication_status
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
@@ -449,7 +450,8 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
 @click.argument("db", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--check", is_flag=True,
-              help="Exit 0 if ready, 1 if stale, 2 if expired or empty (for monitoring).")
+              help="Exit 0 if ready, 1 if stale or a full replacement is held by the shrink guard (`lmcz-fast "
+                   "guard`), 2 if expired or empty (for monitoring).")
 def status(db: str, as_json: bool, check: bool) -> None:
     """Freshness of DB: READY, STALE (still serving, sync overdue) or EXPIRED (beyond the offline limit).
 
@@ -467,11 +469,12 @@ def status(db: str, as_json: bool, check: bool) -> None:
             extra = {name: bl.get_meta(name) for name in
                      ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at")}
             replication = replication_status(bl, now)
+            held = shrink_guard.state(bl)
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     scheduled = extra["feed_next_sync_at"]
     if as_json:
-        click.echo(json.dumps({**asdict(st), **extra, "replication": replication}, indent=1))
+        click.echo(json.dumps({**asdict(st), **extra, "replication": replication, "shrink_guard": held}, indent=1))
     else:
         colour = {"ready": "green", "stale": "yellow", "expired": "red", "empty": "red"}[st.state]
         label = "EMPTY (no list loaded)" if st.state == "empty" else st.state.upper()
@@ -500,11 +503,13 @@ def status(db: str, as_json: bool, check: bool) -> None:
                 click.echo(f"{name:>12}: {db['localDocCount']:,} here / {theirs} at the source, seq lag {lag}, "
                            f"last batch {_when(db['lastBatchAt'], now)}"
                            + (f", {db['unmapped']:,} documents that do not map" if db["unmapped"] else ""))
+        if held["held"] is not None:
+            click.secho(f"{'HELD':>12}: {shrink_guard.describe(held['held'])}", fg="red", bold=True)
         if st.state in ("stale", "expired"):
             click.secho(f"WARNING: the blocklist is {st.state.upper()}: last successful sync "
                         f"{_when(st.last_sync_at, now)}", fg=colour, bold=True, err=True)
-    if check:
-        sys.exit(CHECK_CODES[st.state])
+    if check:      # a refused full replacement (store/guard.py) needs an operator: at least a warning
+        sys.exit(max(CHECK_CODES[st.state], 1 if held["held"] is not None else 0))
 
 
 def register(group: click.Group) -> None:

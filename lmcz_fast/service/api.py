@@ -32,6 +32,7 @@ from .config import (
     ServiceConfig,
     software_version,
 )
+from ..store import guard as shrink_guard
 from ..store.replication import replication_status
 from .answers import code_json, envelope, status_json
 from .metrics import Metrics, OncePer
@@ -416,6 +417,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         extra.update(self.sold_metrics())
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
         replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
+        if hasattr(self.blocklist, "get_meta"):
+            extra.update(shrink_guard.metrics(self.blocklist))      # store/guard.py
         return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
                                                  replication=replication),
                         content_type=b"text/plain; version=0.0.4")
@@ -458,6 +461,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         elif not self.config.auth and not _loopback(self.config.host):
             out.append(f"authentication is off while the service listens on {self.config.host} "
                        f"(проверка пароля отключена при доступе из сети)")
+        if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
+            out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
+                    for text in shrink_guard.warnings(self.blocklist)]
         return out
 
     def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
