@@ -126,10 +126,11 @@ class _Stopped(Exception):
 
 
 def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on_schedule: Callable[[float], None],
-                 ) -> None:
+                 retry_on: tuple[type[BaseException], ...] = ()) -> None:
     """Run `once` now and then every `every` seconds (±10% jitter, so a chain's stores spread out) until SIGTERM.
 
-    A failed round is retried sooner (1 min, doubling up to `every`). A signal lets the running round finish its
+    A failed round (a feed, store or OS error, or one of `retry_on`: `replicate --every` passes its source
+    errors) is retried sooner (1 min, doubling up to `every`). A signal lets the running round finish its
     transaction (a write is one LMDB transaction either way) but cuts retry waits short; then the loop exits 0.
     """
     stop = threading.Event()
@@ -155,7 +156,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
             delay = every * rng.uniform(0.9, 1.1)
         except _Stopped:
             break
-        except (feed.FeedError, StoreError, OSError) as exc:
+        except (feed.FeedError, StoreError, OSError, *retry_on) as exc:
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
             said = "" if "nothing was changed" in str(exc) else "; nothing was changed"
