@@ -25,6 +25,7 @@ from .errors import (
     VersionError,
 )
 from .freshness import freshness
+from . import guard, leftovers
 from .guard import ShrinkRefusedError
 from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
