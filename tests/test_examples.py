@@ -497,7 +497,7 @@ class World:
                 self.ensure_input(source)
         if name in ("prices list", "grey list"):
             self.ensure_store(opts["db"])
-        if name in ("lookup", "info", "status", "delta", "serve"):
+        if name in ("lookup", "info", "status", "delta", "serve", "guard"):
             self.ensure_store(opts["db"])
         if name == "delta":
             self.ensure_input(opts["file"])
