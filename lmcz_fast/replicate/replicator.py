@@ -67,7 +67,7 @@ class _Replicator:
         self.progress = progress
         self.lock = threading.Lock()
         self.examples: list[str] = []
-        self.server_uuid: str | None = None       # the source server's uuid, asked once per replicator
+        self.server_uuid: str | None = None       # the source server's uuid, asked once per pass
 
     # - deciding -
 
@@ -88,6 +88,7 @@ class _Replicator:
                 return f"no checkpoint for {name}"
             if server is None:
                 server = self.source.server()
+                self.server_uuid = str(server.get("uuid") or "")
             if cp.get("server_uuid") and server.get("uuid") and cp["server_uuid"] != server["uuid"]:
                 return f"the source is another server (its uuid {server['uuid']} is not {cp['server_uuid']})"
             start = info.get("instance_start_time")
@@ -348,6 +349,7 @@ class _Replicator:
         return {name: self.source.info(name) for name in self.config.databases.values()}
 
     def run_once(self, full: bool = False, longpoll: bool = False) -> ReplicationReport:
+        self.server_uuid = None                 # asked again: a pass records the identity of the server it read
         infos = self.infos()
         reason = "asked for" if full else self.need_full(infos)
         if reason is None:
