@@ -469,8 +469,9 @@ def test_any_sequence_of_source_operations_ends_in_the_source_set_or_the_previou
     """Random sequences of source operations (create, bulk add, delete documents, delete and recreate the
     database, refill, compact) and passes whose answers are sound, malformed or cut (the stand-in), with an
     operator accepting a shrink now and then. After every pass the store holds exactly the source's live
-    documents, or exactly what it held before and it says why (a typed error; a refused shrink recorded in the
-    store): never a third state.
+    documents, or it says why (a typed error; a refused shrink recorded in the store) and holds exactly what it
+    held before — or, when pages were applied before the refused one (each a transaction with its checkpoint),
+    exactly the source's history up to that checkpoint: never a third state.
 
     Documents carry the generation of the database they were written to, as an exporter's documents carry their
     load time: CouchDB and PouchDB derive a revision from the content, and a recreated database that repeats our
