@@ -148,6 +148,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
 
     failures = 0
     rng = random.Random()
+    retriable: tuple[type[BaseException], ...] = (feed.FeedError, StoreError, OSError, *retry_on)
     log.info("running every %s; stop with SIGTERM", _span(every))
     while not stop.is_set():
         try:
@@ -156,7 +157,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
             delay = every * rng.uniform(0.9, 1.1)
         except _Stopped:
             break
-        except (feed.FeedError, StoreError, OSError, *retry_on) as exc:
+        except retriable as exc:
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
             said = "" if "nothing was changed" in str(exc) else "; nothing was changed"

@@ -162,7 +162,7 @@ def accept(bl: Blocklist, note: str | None = None) -> dict[str, Any]:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
-    value = {"at": time.time(), "by": user, "pid": os.getpid(), "note": note or "",
+    value: dict[str, Any] = {"at": time.time(), "by": user, "pid": os.getpid(), "note": note or "",
              "held": held(bl)}
     bl.set_meta(**{META_ACCEPT: value})
     refusal = value["held"]
