@@ -11,9 +11,9 @@ Two sources:
   target is read here. It takes ~100 s to fill with 900k documents and ~25 s to serve them once, so CI runs it with
   LMCZ_BENCH_COUCH_DOCS documents (default 200k); `LMCZ_BENCH_COUCH_DOCS=900000 pytest benches/bench_replicate.py`
   runs the issue's size.
-- a page server in its own process that answers the two requests replication makes (`GET /{db}` and
-  `GET /{db}/_changes?since=&limit=`, and `filter=_doc_ids` for the identity check) from 900k documents' pages built in advance: the fastest source there can be,
-  so the time is all ours. Against it the first replication is compared with a full load of the same codes from a
+- a page server in its own process that answers the requests replication makes (`GET /{db}`,
+  `GET /{db}/_changes?since=&limit=`, and `filter=_doc_ids` for the identity check) from 900k documents' pages
+  built in advance: the fastest source there can be, so the time is all ours. Against it the first replication is compared with a full load of the same codes from a
   local file (the same LMDB write, without the protocol), and the increment and the readers are measured.
 
 Codes keyed by the document id are read off the changes themselves (no `include_docs`), so the bare fetch asks for
