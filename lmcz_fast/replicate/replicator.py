@@ -369,7 +369,10 @@ class _Progress:
         self.seen: set[str] = set()
 
     def check(self, since: Any, last: Any, count: int, limit: int) -> None:
-        ours, theirs = _seq_number(since), _seq_number(last)
+        # Only integer sequences (CouchDB 1.x, PouchDB) are ordered here: a cluster's `N-opaque` ones may rewind
+        # after a node fails, and their N is not a position in one history.
+        integers = type(since) is int and type(last) is int
+        ours, theirs = (since, last) if integers else (None, None)
         if ours is not None and theirs is not None and theirs < ours:
             raise SourceMalformed(f"{self.name}: asked for changes since {since}, the source answered up to {last}, "
                                   f"behind it (a source or a caching proxy that ignores `since`?)")
