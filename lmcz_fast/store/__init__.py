@@ -14,6 +14,7 @@ sold) and `group_commit.py` (batching many durable writes into one transaction).
 """
 
 from .blocklist import Blocklist
+from .change import Change
 from .digest import digest_after, set_digest_of
 from .errors import (
     DigestMismatchError,
@@ -36,6 +37,7 @@ from .sold import SoldEntry, SoldRegister, SoldRegisterError
 __all__ = [
     "Block",
     "Blocklist",
+    "Change",
     "CutCodes",
     "DeltaReport",
     "DigestMismatchError",
