@@ -204,7 +204,7 @@ class Blocklist(ProbeBase):
         try:
             self._handle = handle = StoreHandle(path, readonly, env, open_dbs(env, path))
             self._snapshots = weakref.WeakSet()
-            self.writer = Writer(handle, self._renew)
+            self.writer = Writer(handle)
             self.tables = Tables(handle, self.writer.apply)
             self.versions = Versions(handle, self, self.tables, float(refresh_interval))
             self.sold = SoldRegister(handle)

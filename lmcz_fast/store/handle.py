@@ -25,6 +25,8 @@ class VersionSource(Protocol):
 
     def fresh(self) -> Any: ...
 
+    def renew(self) -> None: ...
+
     def invalidate(self) -> None: ...
 
 
@@ -75,14 +77,19 @@ class StoreHandle:
         with write_txn(self.env, self.path, self.dbs[DB_META]) as txn:
             yield txn
 
-    def read(self, buffers: bool = False) -> lmdb.Transaction:
+    def read(self) -> lmdb.Transaction:
         """A read transaction of its own (for iterating a whole table without holding the lock)."""
-        return self.env.begin(buffers=buffers)
+        return self.env.begin()
 
     def fresh(self) -> Any:
         """The version (`reading.Reading`) a call starting now answers from; call with `lock` held."""
         assert self._versions is not None
         return self._versions.fresh()
+
+    def renew(self) -> None:
+        """Answer from the newest committed version from the next call on (after a write through this handle)."""
+        assert self._versions is not None
+        self._versions.renew()
 
     def invalidate(self) -> None:
         """Make the next read of this handle start a fresh read transaction (after a commit made elsewhere)."""

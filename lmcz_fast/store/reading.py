@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+import weakref
 from typing import Any
 
 import lmdb
@@ -176,11 +177,14 @@ class Reading:
 
 class Versions:
     """The reading side of a `Blocklist`: the version calls answer from now (`current`), renewed at most every
-    `refresh_interval` and after every local write, and attached to the compiled probe (the blocklist itself)."""
+    `refresh_interval` and after every local write, and attached to the compiled probe (the blocklist itself).
+
+    The probe is held weakly: a blocklist is in no reference cycle through its parts, so one nobody holds is
+    closed at once by its last reference, never by the cyclic collector at some allocation inside the store."""
 
     def __init__(self, handle: StoreHandle, probe: ProbeBase, tables: Tables, refresh_interval: float) -> None:
         self._handle = handle
-        self._probe = probe
+        self._probe = weakref.ref(probe)
         self._tables = tables
         self.refresh_interval = refresh_interval
         self.current: Reading | None = None
@@ -196,9 +200,11 @@ class Versions:
         the new transaction becomes a `Reading` that the new attachment owns: the old one ends when the last
         call or snapshot still answering from it lets go, so no probe ever points at pages LMDB may reuse.
         """
-        handle, probe = self._handle, self._probe
+        handle, probe = self._handle, self._probe()
         with handle.lock:
             env = handle.env
+            if probe is None:
+                raise StoreError("the blocklist is closed")
             try:
                 txn = begin_read(env, handle.path)
             except lmdb.MapResizedError:

@@ -14,6 +14,7 @@ from .._codes import CodeError, MarkingCode, readings_of
 from .._probe import ProbeBase
 from .errors import StoreError
 from .reading import Reading, no_list_error
+from .records import Verdict
 from .tables import check_group
 
 if TYPE_CHECKING:

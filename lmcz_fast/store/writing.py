@@ -46,12 +46,12 @@ def checked_meta(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class Writer:
-    """The write side of one `Blocklist` (`bl.writer`): applies `Change`s, loads sources, sets metadata. `renew`
-    is called after every commit, so the handle's next call answers from what was written."""
+    """The write side of one `Blocklist` (`bl.writer`): applies `Change`s, loads sources, sets metadata. The
+    handle renews its version after every commit, so its next call answers from what was written."""
 
-    def __init__(self, handle: StoreHandle, renew: Callable[[], None]) -> None:
+    def __init__(self, handle: StoreHandle) -> None:
         self._handle = handle
-        self._renew = renew
+        self._renew = handle.renew
         dbs = handle.dbs
         self._codes = Codes(dbs)
         self._gtins = Gtins(dbs)
