@@ -22,7 +22,7 @@ import click
 from .. import feed
 from ..store import Blocklist, StoreError
 from ..store import guard as shrink_guard
-from ..store.replication import replication_status
+from ..store import replication_status
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
 

@@ -28,16 +28,17 @@ import logging
 import os
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lmdb
 
-from .environment import DB_META, write_txn
+from .environment import DB_META
 from .errors import StoreError
 from .tables import META_COUNTS
 
-if TYPE_CHECKING:
-    from .blocklist import Blocklist
+#: What the guard's reports and actions take: a `Blocklist` (its `path`, `get_meta`, `set_meta`); typed loosely,
+#: as the blocklist imports the writer that calls this module.
+Blocklist = Any
 
 log = logging.getLogger("lmcz_fast.store")
 
@@ -67,10 +68,11 @@ def _limit(value: Any) -> float:
     return float(value)
 
 
-def check_replacement(txn: lmdb.Transaction, meta_db: Any, *, blocked: int, records: int | None) -> None:
+def check_replacement(txn: lmdb.Transaction, dbs: dict[bytes, Any], *, blocked: int, records: int | None) -> None:
     """Inside a full replacement's write transaction: refuse (raise `ShrinkRefusedError`, the caller's transaction
     aborts) a replacement to `blocked` codes and GTINs and, when the tables are replaced, `records` table records,
     that shrinks either by more than the limit; else clear a standing refusal and consume an acceptance."""
+    meta_db = dbs[DB_META]
     limit = _limit(_get(txn, meta_db, META_LIMIT))
     accepted = _get(txn, meta_db, META_ACCEPT)
     before = int(_get(txn, meta_db, "codes", 0)) + int(_get(txn, meta_db, "gtins", 0))
@@ -94,17 +96,17 @@ def check_replacement(txn: lmdb.Transaction, meta_db: Any, *, blocked: int, reco
 
 
 @contextlib.contextmanager
-def refusals_recorded(bl: Blocklist) -> Iterator[None]:
-    """Around a full replacement: a refusal is recorded in the store (its own transaction, after the refused
-    one aborted) and logged, then raised on."""
+def refusals_recorded(handle: Any) -> Iterator[None]:
+    """Around a full replacement's write transaction (`handle`: the store's `StoreHandle`): a refusal is recorded
+    in the store (its own transaction, after the refused one aborted) and logged, then raised on."""
     try:
         yield
     except ShrinkRefusedError as exc:
         log.error("shrink guard: %s", exc)
         try:
-            with write_txn(bl._env, bl._path, bl._dbs[DB_META]) as txn:
-                txn.put(META_HELD.encode(), json.dumps(exc.held).encode(), db=bl._dbs[DB_META])
-            bl._renew()
+            with handle.write() as txn:
+                txn.put(META_HELD.encode(), json.dumps(exc.held).encode(), db=handle.dbs[DB_META])
+            handle.renew()
         except StoreError as failed:      # e.g. a full disk: the refusal itself stands, only its record is lost
             log.error("shrink guard: could not record the refusal: %s", failed)
         raise
