@@ -9,18 +9,23 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from lmcz_fast.cli import main
-from lmcz_fast.units import UnitOptions, install, quote, render
+from lmcz_fast.units import UnitOptions, install, quote, reachability_problems, render
 
 LMCZ = shutil.which("lmcz-fast", path=os.path.dirname(sys.executable)) or shutil.which("lmcz-fast")
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (.ci/run installs "
                                                            "Debian's systemd package)")
+
+
+#: A program every user may run, outside the directories the units' sandbox hides (the system's shell).
+REACHABLE = os.path.realpath("/bin/sh")
 
 
 def options(**kw) -> UnitOptions:
@@ -128,11 +133,11 @@ def test_bad_options_are_refused_with_the_cause():
 
 
 def test_systemd_command_prints_and_installs(tmp_path):
-    printed = CliRunner().invoke(main, ["systemd", "--feed", "https://feed.example/", "--bin", LMCZ])
+    printed = CliRunner().invoke(main, ["systemd", "--feed", "https://feed.example/", "--bin", LMCZ, "--force"])
     assert printed.exit_code == 0 and "# ---- lmcz-fast-serve.service" in printed.stdout
     assert f"ExecStart={os.path.abspath(LMCZ)} sync /var/lib/lmcz-fast/store.db --every 2h" in printed.stdout
     args = ["systemd", "--install", str(tmp_path / "units"), "--sysusers-dir", str(tmp_path / "users"),
-            "--tmpfiles-dir", str(tmp_path / "dirs"), "--prefix", "lmcz-test"]
+            "--tmpfiles-dir", str(tmp_path / "dirs"), "--prefix", "lmcz-test", "--bin", REACHABLE]
     installed = CliRunner().invoke(main, args)
     assert installed.exit_code == 0, installed.output
     assert sorted(p.name for p in (tmp_path / "units").iterdir()) == ["lmcz-test-serve.service",
@@ -167,3 +172,45 @@ def test_a_replicating_store_gets_a_replicate_unit(tmp_path):
     units = [p for p in written if p.suffix == ".service"]
     result = verify(units)
     assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
+
+
+def _script(path: Path, interpreter: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!{interpreter}\nprint('lmcz-fast')\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_program_the_service_cannot_reach_is_refused(tmp_path):
+    """A venv in a home directory (ProtectHome=yes), under /tmp (PrivateTmp=yes) or behind a directory of mode 0700
+    passes `systemd-analyze verify` but can never start: `lmcz-fast systemd` refuses it, `--force` warns loudly."""
+    assert reachability_problems(UnitOptions(binary=REACHABLE)) == []
+    in_tmp = _script(tmp_path / "venv" / "bin" / "lmcz-fast", REACHABLE)
+    problems = reachability_problems(UnitOptions(binary=str(in_tmp)))
+    assert any("PrivateTmp=yes" in p for p in problems), problems
+    # a script whose interpreter lives in a home directory
+    home = _script(tmp_path / "other" / "lmcz-fast", "/root/.venv/bin/python3")
+    assert any("its interpreter /root/.venv/bin/python3 is under /root, which ProtectHome=yes" in p
+               for p in reachability_problems(UnitOptions(binary=str(home)))), home
+    # mode bits along the way, for a user that does not exist yet (made later by systemd-sysusers)
+    base = Path(tempfile.mkdtemp(prefix="lmcz-reach-"))   # pytest's own temporary root is mode 0700 itself
+    try:
+        base.chmod(0o755)
+        closed = base / "closed"
+        _script(closed / "bin" / "lmcz-fast", REACHABLE)
+        closed.chmod(0o700)
+        problems = reachability_problems(UnitOptions(binary=str(closed / "bin" / "lmcz-fast"),
+                                                     user="lmcz-nobody-here"))
+        closed.chmod(0o755)
+        opened = reachability_problems(UnitOptions(binary=str(closed / "bin" / "lmcz-fast"),
+                                                   user="lmcz-nobody-here"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert not any("cannot enter" in p for p in opened), opened
+    assert any(f"cannot enter {closed}" in p and "drwx------" in p for p in problems), problems
+    refused = CliRunner().invoke(main, ["systemd", "--bin", str(in_tmp)])
+    assert refused.exit_code == 2 and "PrivateTmp=yes" in refused.stderr and "/opt/lmcz-fast" in refused.stderr
+    assert "ExecStart" not in refused.stdout
+    forced = CliRunner().invoke(main, ["systemd", "--bin", str(in_tmp), "--force"])
+    assert forced.exit_code == 0 and "WARNING" in forced.stderr and "WILL FAIL TO START" in forced.stderr
+    assert f"ExecStart={in_tmp} serve" in forced.stdout
