@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -21,7 +22,7 @@ from ..service import (
     ServiceConfig,
     run,
 )
-from ..store import StoreError
+from ..store import Blocklist, StoreError
 
 EXIT_STORE = 4
 EXIT_USAGE = 2
@@ -118,9 +119,17 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     """
     _setup_logging(log_level)
     if not os.path.exists(os.path.join(db, "data.mdb")):
-        click.secho(f"error: no database at {db}; create one with `lmcz-fast load {db} FILE` or `lmcz-fast sync`",
-                    fg="red", err=True)
-        sys.exit(EXIT_STORE)
+        # Like the official module before its first initialisation: start, answer 4045 ("not configured"), and
+        # answer from the list as soon as a sync, a replication or a load puts one into this (empty) store.
+        try:
+            Blocklist.create(db).close()
+        except StoreError as exc:
+            click.secho(f"error: no database at {db} and none can be made there ({exc}); create one with "
+                        f"`lmcz-fast load {db} FILE` or `lmcz-fast sync {db} --feed URL`", fg="red", err=True)
+            sys.exit(EXIT_STORE)
+        logging.getLogger("lmcz_fast.service").warning(
+            "no database at %s: made an empty one; checks are answered 4045 (not configured) until its first "
+            "list arrives (`lmcz-fast sync %s --feed URL`, `replicate` or `load`); no restart is needed", db, db)
     config = ServiceConfig(host=host, port=port, user=user, password=_read_password(password_file),
                            auth=not no_auth, max_body=max_body, max_codes=max_codes,
                            keepalive_timeout=keepalive_timeout, name=name, inn=inn,
@@ -142,8 +151,54 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_STORE)
     except OSError as exc:
-        click.secho(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", fg="red", err=True)
+        message = f"error: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        if exc.errno == errno.EADDRINUSE:
+            message += "; " + port_holder_advice(port)
+        click.secho(message, fg="red", err=True)
         sys.exit(EXIT_STORE)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except (OSError, ValueError):
+            continue
+    return inodes
+
+
+def port_holder(port: int) -> str | None:
+    """`pid N (command line)` of the process listening on TCP `port`, if this user may see it (/proc)."""
+    inodes = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if not any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                words = fh.read().split(b"\0")
+            return f"pid {pid} ({' '.join(w.decode(errors='replace') for w in words if w)[:200]})"
+        except OSError:
+            continue
+    return None
+
+
+def port_holder_advice(port: int) -> str:
+    """Who likely holds `port`, and what to do, in words."""
+    holder = port_holder(port)
+    who = f"it is held by {holder}" if holder else "another program holds it"
+    if port == DEFAULT_PORT:
+        who += (f"; {DEFAULT_PORT} is the official Local Module's port (its service \"regime\", on Linux in a Docker "
+                f"container; stop it first) and lmcz-fast serve's default")
+    return f"{who}; choose another port with --port"
 
 
 @click.group()

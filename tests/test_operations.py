@@ -1,0 +1,94 @@
+"""Running lmcz-fast as an operator does: `serve` before the first list (answers 4045, then the list without a
+restart), `serve` on a busy port (names the holder and --port), the commands' refusals of credentials in URLs."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from _daemon_support import start_on_free_port, stop_process
+
+LMCZ = shutil.which("lmcz-fast", path=os.path.dirname(sys.executable)) or shutil.which("lmcz-fast")
+AUTH = "Basic " + base64.b64encode(b"admin:admin").decode()
+
+
+def _get(port: int, path: str, body: bytes | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
+                                     headers={"Authorization": AUTH, "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def _serve(db: Path, log: Path):
+    def launch(port: int) -> subprocess.Popen:
+        return subprocess.Popen([LMCZ, "serve", str(db), "--port", str(port), "--no-audit"],
+                                stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    started = start_on_free_port(launch, timeout=30)
+    if started is None:
+        pytest.fail("serve did not start: " + log.read_text(errors="replace"))
+    return started
+
+
+def test_serve_before_the_first_list_answers_4045_then_the_list_without_a_restart(tmp_path):
+    db = tmp_path / "var" / "store.db"
+    db.parent.mkdir()
+    log = tmp_path / "serve.log"
+    port, proc = _serve(db, log)
+    try:
+        code = "0104650000000010215abcdef\x1d93ab12"
+        status, body = _get(port, "/api/v1/cis/outCheck", json.dumps({"cis_list": [code]}).encode())
+        assert status == 400 and json.loads(body)["errorCode"] == 4045, body
+        status, body = _get(port, "/api/v1/status")
+        assert json.loads(body)["status"] == "not_configured"
+        status, page = _get(port, "/?lang=en")
+        assert status == 200 and b"Waiting for the first list" in page
+        assert "made an empty one" in log.read_text() and proc.poll() is None
+        # the first list arrives (a load here; a sync or a replication writes the same store)
+        listed = tmp_path / "blocked.txt"
+        listed.write_text("0104650000000010215abcdef\n")
+        loaded = subprocess.run([LMCZ, "load", str(db), str(listed)], capture_output=True, text=True, timeout=120)
+        assert loaded.returncode == 0, loaded.stderr
+        deadline = time.monotonic() + 20
+        while True:
+            status, body = _get(port, "/api/v1/cis/outCheck", json.dumps({"cis_list": [code]}).encode())
+            if status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert status == 200, body
+        assert json.loads(body)["codes"][0]["isBlocked"] is True
+        assert proc.poll() is None          # the same process: no restart
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0
+
+
+def test_serve_on_a_busy_port_names_the_holder_and_port_option(tmp_path):
+    db = tmp_path / "store.db"
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run([LMCZ, "serve", str(db), "--port", str(port), "--no-audit"], capture_output=True,
+                                text=True, timeout=60)
+    assert result.returncode == 4
+    assert "Address already in use" in result.stderr and "--port" in result.stderr, result.stderr
+    assert f"pid {os.getpid()}" in result.stderr, result.stderr   # this test process holds it
+
+
+def test_busy_default_port_mentions_the_official_module():
+    from lmcz_fast.cli.serve import port_holder_advice
+    assert "official Local Module" in port_holder_advice(5995) and "--port" in port_holder_advice(5995)
