@@ -92,3 +92,36 @@ def test_serve_on_a_busy_port_names_the_holder_and_port_option(tmp_path):
 def test_busy_default_port_mentions_the_official_module():
     from lmcz_fast.cli.serve import port_holder_advice
     assert "official Local Module" in port_holder_advice(5995) and "--port" in port_holder_advice(5995)
+
+
+def test_check_lm_takes_the_password_from_a_file_and_refuses_it_in_the_url(tmp_path):
+    from _service_support import make_db
+    db = make_db(tmp_path / "store.db", ["0104650000000010215abcdef"])
+    password = tmp_path / "password"
+    password.write_text("a-long-secret\n")
+    log = tmp_path / "serve.log"
+
+    def launch(port: int) -> subprocess.Popen:
+        return subprocess.Popen([LMCZ, "serve", str(db), "--port", str(port), "--no-audit", "--password-file",
+                                 str(password)], stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    started = start_on_free_port(launch, timeout=30)
+    assert started is not None, log.read_text()
+    port, proc = started
+    try:
+        url = f"http://127.0.0.1:{port}"
+        refused = subprocess.run([LMCZ, "check", "--lm", f"http://admin:a-long-secret@127.0.0.1:{port}",
+                                  "0104650000000010215abcdef"], capture_output=True, text=True, timeout=60)
+        assert refused.returncode == 4 and "--lm-auth-file" in refused.stderr and "ps" in refused.stderr
+        auth = tmp_path / "lm.auth"
+        auth.write_text("admin:a-long-secret\n")
+        auth.chmod(0o600)
+        blocked = subprocess.run([LMCZ, "check", "--lm", url, "--lm-auth-file", str(auth), "--json",
+                                  "0104650000000010215abcdef"], capture_output=True, text=True, timeout=60)
+        assert blocked.returncode == 1, blocked.stdout + blocked.stderr     # refused: the code is blocked
+        assert json.loads(blocked.stdout)["decision"] == "refuse"
+        auth.write_text("admin:wrong\n")
+        wrong = subprocess.run([LMCZ, "check", "--lm", url, "--lm-auth-file", str(auth), "--json",
+                                "0104650000000010215abcdef"], capture_output=True, text=True, timeout=60)
+        assert wrong.returncode == 3, wrong.stdout + wrong.stderr           # cannot check: 401
+    finally:
+        stop_process(proc)
