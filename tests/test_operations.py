@@ -125,3 +125,19 @@ def test_check_lm_takes_the_password_from_a_file_and_refuses_it_in_the_url(tmp_p
         assert wrong.returncode == 3, wrong.stdout + wrong.stderr           # cannot check: 401
     finally:
         stop_process(proc)
+
+
+@pytest.mark.parametrize("table,line", [("prices", "gtin,price\n04650000000010,10000"), ("grey", "04650000000010")])
+def test_a_store_made_by_a_side_table_load_is_empty_not_expired(tmp_path, table, line):
+    from lmcz_fast import Blocklist
+    source = tmp_path / "rows.csv"
+    source.write_text(line + "\n")
+    db = tmp_path / "store.db"
+    result = subprocess.run([LMCZ, table, "load", str(db), str(source)], capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0, result.stderr
+    with Blocklist.open(db) as bl:
+        status = bl.status()
+    assert status.state == "empty" and status.expires_at is None, status
+    info = subprocess.run([LMCZ, "info", str(db)], capture_output=True, text=True, timeout=60)
+    assert "EXPIRED" not in info.stdout.upper(), info.stdout
