@@ -141,3 +141,71 @@ def test_a_store_made_by_a_side_table_load_is_empty_not_expired(tmp_path, table,
     assert status.state == "empty" and status.expires_at is None, status
     info = subprocess.run([LMCZ, "info", str(db)], capture_output=True, text=True, timeout=60)
     assert "EXPIRED" not in info.stdout.upper(), info.stdout
+
+
+def _file(db: Path) -> int:
+    return (db / "data.mdb").stat().st_size
+
+
+def test_compact_gives_back_the_room_of_repeated_loads_and_keeps_everything(tmp_path):
+    from lmcz_fast import Blocklist
+    from lmcz_fast.synth import cis_list
+    codes = cis_list(60_000, seed=3)
+    listing = tmp_path / "blocked.txt"
+    listing.write_text("\n".join(codes[:50_000]) + "\n")
+    db = tmp_path / "store.db"
+    with Blocklist.create(db) as bl:
+        bl.load(listing, replace=True)
+        bl.mark_synced(feed_url="https://feed.example/")
+        bl.sold.record(codes[50_000:50_010])
+    for _ in range(4):
+        with Blocklist.open(db, readonly=False) as bl:
+            bl.load(listing, replace=True)
+    with Blocklist.open(db) as bl:
+        before = (bl.info()["set_digest"], bl.get_meta("version"), bl.sold.count(), bl.get_meta("last_sync_at"))
+    grown = _file(db)
+    checked = subprocess.run([LMCZ, "compact", str(db), "--check", "--json"], capture_output=True, text=True,
+                             timeout=60)
+    figures = json.loads(checked.stdout)
+    assert figures["file_bytes"] == grown and figures["file_bytes"] > 2 * figures["live_bytes"], figures
+    result = subprocess.run([LMCZ, "compact", str(db)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "compacted" in result.stdout, result.stderr
+    assert _file(db) <= figures["live_bytes"] * 1.05 < grown / 2
+    with Blocklist.open(db) as bl:
+        after = (bl.info()["set_digest"], bl.get_meta("version"), bl.sold.count(), bl.get_meta("last_sync_at"))
+        assert bl.is_blocked(codes[7]) and not bl.is_blocked(codes[55_000]) and bl.sold.is_sold(codes[50_003])
+    assert after == before
+    # the store is written again after compacting (a new lock file, the same data)
+    with Blocklist.open(db, readonly=False) as bl:
+        bl.apply_delta([codes[55_000]], [], to_version=bl.get_meta("version") + 1)
+        assert bl.is_blocked(codes[55_000])
+
+
+def test_compact_refuses_a_store_another_process_has_open(tmp_path):
+    from _service_support import make_db
+    db = make_db(tmp_path / "store.db", ["0104650000000010215abcdef"])
+    log = tmp_path / "serve.log"
+    port, proc = _serve(db, log)
+    try:
+        size = _file(db)
+        result = subprocess.run([LMCZ, "compact", str(db)], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 6 and "open in another process" in result.stderr, result.stderr
+        assert _file(db) == size
+        status, body = _get(port, "/api/v1/status")
+        assert status == 200
+    finally:
+        stop_process(proc)
+
+
+def test_load_compacts_by_itself_when_it_has_the_store_alone(tmp_path):
+    from lmcz_fast.synth import cis_list
+    listing = tmp_path / "blocked.txt"
+    listing.write_text("\n".join(cis_list(150_000, seed=4)) + "\n")
+    db = tmp_path / "store.db"
+    sizes = []
+    for _ in range(4):
+        result = subprocess.run([LMCZ, "load", str(db), str(listing)], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        sizes.append(_file(db))
+    assert "compacted" in result.stdout or sizes[-1] <= 1.6 * sizes[0], (sizes, result.stdout)
+    assert max(sizes) <= 1.6 * sizes[0], sizes
