@@ -497,8 +497,10 @@ class World:
                 self.ensure_input(source)
         if name in ("prices list", "grey list"):
             self.ensure_store(opts["db"])
-        if name in ("lookup", "info", "status", "delta", "serve"):
+        if name in ("lookup", "info", "status", "delta", "serve", "compact", "adopt"):
             self.ensure_store(opts["db"])
+        if name == "adopt":
+            self.ensure_feed_at(opts["feed_url"], opts.get("public_key"))
         if name == "delta":
             self.ensure_input(opts["file"])
         if name == "serve" and opts.get("password_file"):

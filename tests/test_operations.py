@@ -209,3 +209,45 @@ def test_load_compacts_by_itself_when_it_has_the_store_alone(tmp_path):
         sizes.append(_file(db))
     assert "compacted" in result.stdout or sizes[-1] <= 1.6 * sizes[0], (sizes, result.stdout)
     assert max(sizes) <= 1.6 * sizes[0], sizes
+
+
+def _run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([LMCZ, *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_store_loaded_from_files_adopts_a_feed_keeping_its_sold_register(tmp_path):
+    from lmcz_fast import Blocklist
+    from lmcz_fast.synth import cis_list
+    codes = cis_list(300, seed=9)
+    mine, theirs = tmp_path / "mine.txt", tmp_path / "theirs.txt"
+    mine.write_text("\n".join(codes[:100]) + "\n")
+    theirs.write_text("\n".join(codes[50:200]) + "\n")
+    db = tmp_path / "store.db"
+    for _ in range(3):                                   # version 3 from files
+        assert _run("load", db, mine).returncode == 0
+    with Blocklist.open(db, readonly=False) as bl:
+        bl.sold.record([codes[250]])
+        instance = bl.get_meta("instance_id")
+    assert _run("keygen", tmp_path / "feed.key").returncode == 0
+    published = _run("publish", tmp_path / "feed", "--key", tmp_path / "feed.key", "--snapshot", theirs)
+    assert published.returncode == 0, published.stderr
+    refused = _run("sync", db, "--feed", tmp_path / "feed", "--public-key", tmp_path / "feed.pub")
+    assert refused.returncode == 5 and "already holds 3" in refused.stderr, refused.stderr
+    # serve holds the store: adopting waits for the services to be stopped
+    port, proc = _serve(db, tmp_path / "serve.log")
+    try:
+        busy = _run("adopt", db, "--feed", tmp_path / "feed", "--public-key", tmp_path / "feed.pub")
+    finally:
+        stop_process(proc)
+    assert busy.returncode == 6 and "another process" in busy.stderr, busy.stderr
+    adopted = _run("adopt", db, "--feed", tmp_path / "feed", "--public-key", tmp_path / "feed.pub")
+    assert adopted.returncode == 0, adopted.stderr
+    assert "1 sold-register entries carried over" in adopted.stdout and "before-adopt" in adopted.stdout
+    with Blocklist.open(db) as bl:
+        assert bl.get_meta("instance_id") == instance and bl.get_meta("version") == 1
+        assert bl.is_blocked(codes[150]) and not bl.is_blocked(codes[10])   # the feed's list, not the files'
+        assert bl.sold.is_sold(codes[250])
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("store.db.before-adopt-")]
+    assert len(kept) == 1 and (kept[0] / "data.mdb").exists()
+    again = _run("sync", db)                            # now it follows the feed
+    assert again.returncode == 0, again.stderr

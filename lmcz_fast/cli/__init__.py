@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import compact, core, demo, feed, replicate, serve, sold, systemd, tables, till
+from . import core, demo, feed, maintenance, replicate, serve, sold, systemd, tables, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -30,7 +30,7 @@ def main() -> None:
     """
 
 
-compact.register(main)
+maintenance.register(main)
 core.register(main)
 demo.register(main)
 feed.register(main)

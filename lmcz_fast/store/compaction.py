@@ -31,7 +31,7 @@ from .environment import _ENV_LOCK, _ENVS, MAP_SIZE, MAX_DBS, MAX_READERS
 from .errors import StoreError
 
 __all__ = ["CompactReport", "StoreBusyError", "WORTH_BYTES", "WORTH_RATIO", "compact", "compact_if_worth",
-           "live_bytes", "space"]
+           "exclusive", "invalidate_lock", "live_bytes", "space"]
 
 #: Compact automatically when the file is more than this many times the pages in use ...
 WORTH_RATIO = 1.5
@@ -104,7 +104,7 @@ def _open_here(path: str) -> bool:
 
 
 @contextlib.contextmanager
-def _exclusive(path: str):
+def exclusive(path: str):
     """LMDB's exclusive lock of the store (byte 0 of lock.mdb), or `StoreBusyError` if another process has it
     open. Yields the lock file's descriptor."""
     try:
@@ -123,6 +123,13 @@ def _exclusive(path: str):
         os.close(fd)
 
 
+def invalidate_lock(lock_fd: int) -> None:
+    """Make a lock file LMDB will refuse to share (its magic zeroed): a process that waited for `exclusive` to
+    end fails to open the store (and opens the new file when started again) instead of mixing the old lock
+    table with a new data file. The file's size stays (a process that has it mapped may still touch it)."""
+    os.pwrite(lock_fd, b"\0" * 8, 0)
+
+
 def compact(path: str | os.PathLike[str]) -> CompactReport:
     """Rewrite the store at `path` with only its pages in use (see the module's text). `StoreBusyError` when
     another process (or a handle of this one) has it open; any failure before the move leaves the store as it was.
@@ -134,7 +141,7 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
         raise StoreBusyError(f"{path} is open in this process: close it before compacting")
     started = time.perf_counter()
     before = os.path.getsize(_data(path))
-    with _exclusive(path) as lock_fd:
+    with exclusive(path) as lock_fd:
         work = tempfile.mkdtemp(prefix=".compact.", dir=path)
         env = _open(path, readonly=False)
         try:
@@ -149,7 +156,7 @@ def compact(path: str | os.PathLike[str]) -> CompactReport:
                 raise StoreError(f"compacting {path} failed ({exc}); the store is as it was") from exc
             # A process waiting for the lock (it tried to open the store meanwhile) holds the old lock file:
             # make that file invalid for it (LMDB then refuses to open, and a restart opens the new file) ...
-            os.pwrite(lock_fd, b"\0" * 8, 0)
+            invalidate_lock(lock_fd)
             # ... then the compacted file takes the place of the old one, and the next opener makes a new lock file.
             os.replace(os.path.join(work, "data.mdb"), _data(path))
             with contextlib.suppress(FileNotFoundError):

@@ -1,4 +1,5 @@
-"""`lmcz-fast compact`: give a store's file back the pages it no longer uses."""
+"""Store maintenance with the services stopped: `compact` (the file back to the pages in use) and `adopt` (a
+store loaded from files moves to a feed)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ import sys
 
 import click
 
+from ..feed import FeedError
+from ..feed.adopting import adopt as adopt_feed
 from ..store.compaction import StoreBusyError, compact as compact_store, space
 from ..store.errors import StoreError
+from .upstream import proxy_config, proxy_options
 
 EXIT_STORE = 4
 EXIT_BUSY = 6
@@ -60,5 +64,44 @@ def compact(db: str, only_check: bool, as_json: bool) -> None:
         click.echo(report.summary())
 
 
+EXIT_FEED = 5
+
+
+@click.command()
+@click.argument("db", type=click.Path(file_okay=False))
+@click.option("--feed", "feed_url", required=True, metavar="URL", help="The feed the store will follow.")
+@click.option("--public-key", "public_key", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The feed's public key file.")
+@proxy_options
+def adopt(db: str, feed_url: str, public_key: str, proxy_url: str | None, proxy_auth_file: str | None) -> None:
+    """Move the store DB, loaded from files until now, to a signed feed: its list becomes the feed's snapshot.
+
+    
+    `sync` refuses a feed whose version is behind the store's own count ("the feed offers version 2; the store
+    already holds 3"). This builds the store anew from the feed's snapshot (every check of `sync`), under the
+    same instance id, carries over the sold register (its codes stay refused), its retention and the grey-list
+    switch, and puts it in DB's place; the old store is kept beside it as DB.before-adopt-TIME. The audit log
+    (DB.audit) is not touched. Stop serve and sync first (exit 6 otherwise); then `sync DB` follows the feed.
+    Exit status: 0 adopted, 4 store error, 5 feed error (nothing changed), 6 the store is in use.
+    
+    Example:
+      lmcz-fast adopt store.db --feed https://feed.example/lmcz/ --public-key feed.pub
+    """
+    proxy = proxy_config(proxy_url, proxy_auth_file)
+    try:
+        report = adopt_feed(db, feed_url, public_key, proxy=proxy)
+    except StoreBusyError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_BUSY)
+    except FeedError as exc:
+        click.secho(f"error: {exc}; the store was not changed", fg="red", err=True)
+        sys.exit(EXIT_FEED)
+    except StoreError as exc:
+        click.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(EXIT_STORE)
+    click.echo(report.summary())
+
+
 def register(group: click.Group) -> None:
     group.add_command(compact)
+    group.add_command(adopt)
