@@ -50,6 +50,8 @@ TEMPLATES = {
     "serve": "lmcz-fast-serve.service",
     "sync": "lmcz-fast-sync.service",
     "replicate": "lmcz-fast-replicate.service",
+    "sold-export": "lmcz-fast-sold-export.service",
+    "sold-export-timer": "lmcz-fast-sold-export.timer",
     "sysusers": "lmcz-fast.sysusers.conf",
     "tmpfiles": "lmcz-fast.tmpfiles.conf",
 }
@@ -98,6 +100,7 @@ class UnitOptions:
     prefix: str = "lmcz-fast"
     replicate_source: str | None = None
     source_credentials_file: str | None = None
+    sold_keep: int = 30
 
     @property
     def updater(self) -> str:
@@ -112,6 +115,8 @@ class UnitOptions:
             raise ValueError(f"a unit name prefix is lower-case letters, digits, '-' and '_': {self.prefix!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"not a TCP port: {self.port}")
+        if self.sold_keep < 1:
+            raise ValueError(f"--sold-keep is 1 or more: {self.sold_keep}")
         if not 0 <= self.nice <= 19:
             raise ValueError(f"--nice is 0..19: {self.nice}")
         for value, what in ((self.feed_url, "the feed URL"), (self.proxy, "the proxy URL"),
@@ -146,7 +151,14 @@ class UnitOptions:
         return paths
 
     def unit_name(self, which: str) -> str:
+        if which == "sold-export-timer":
+            return f"{self.prefix}-sold-export.timer"
         return f"{self.prefix}-{which}.service"
+
+    @property
+    def sold_dir(self) -> str:
+        """Where the daily sold-register exports go: beside the store, in the directory the units may write."""
+        return os.path.join(self.state_dir, "sold-export")
 
 
 def _command(words: list[str]) -> str:
@@ -154,7 +166,8 @@ def _command(words: list[str]) -> str:
 
 
 def render(options: UnitOptions) -> dict[str, str]:
-    """The file name -> text of every file: the serve and sync units, the sysusers.d and tmpfiles.d files."""
+    """The file name -> text of every file: the serve and sync (or replicate) units, the daily sold-register export
+    (a service and its timer), the sysusers.d and tmpfiles.d files."""
     opts = options.checked()
     group = opts.group or opts.user
     serve = [opts.binary, "serve", os.path.normpath(opts.db), "--host", opts.host, "--port", str(opts.port),
@@ -179,7 +192,13 @@ def render(options: UnitOptions) -> dict[str, str]:
             command += ["--proxy", opts.proxy]
         if opts.proxy_auth_file:
             command += ["--proxy-auth-file", opts.proxy_auth_file]
+    sold = [opts.binary, "sold", "export", os.path.normpath(opts.db), "--to-dir", opts.sold_dir, "--keep",
+            str(opts.sold_keep)]
     values = {
+        "SOLD_EXPORT_COMMAND": _command(sold),
+        "SOLD_KEEP": str(opts.sold_keep),
+        "SOLD_UNIT": opts.unit_name("sold-export"),
+        "TIMER": opts.unit_name("sold-export-timer"),
         "USER": opts.user,
         "GROUP": group,
         "SERVE_COMMAND": _command(serve),
@@ -199,7 +218,7 @@ def render(options: UnitOptions) -> dict[str, str]:
         if which in ("sync", "replicate") and which != opts.updater:
             continue                    # one unit keeps the store current: the feed's sync or the replication
         text = resources.files("lmcz_fast").joinpath("systemd", template).read_text(encoding="utf-8")
-        name = (opts.unit_name(which) if which in ("serve", "sync", "replicate")
+        name = (opts.unit_name(which) if which in ("serve", "sync", "replicate", "sold-export", "sold-export-timer")
                 else template.replace("lmcz-fast", opts.prefix))
         values["UNIT"] = name
         text = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], text)

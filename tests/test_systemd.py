@@ -57,8 +57,9 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     files = render(options(feed_url="https://feed.example/lmcz/", proxy="http://proxy.shop.local:3128",
                            proxy_auth_file="/etc/lmcz-fast/proxy.auth", password_file="/etc/lmcz-fast/password"))
     written = install(files, tmp_path / "units", tmp_path / "sysusers", tmp_path / "tmpfiles")
-    units = [p for p in written if p.suffix == ".service"]
-    assert sorted(p.name for p in units) == ["lmcz-fast-serve.service", "lmcz-fast-sync.service"]
+    units = [p for p in written if p.suffix in (".service", ".timer")]
+    assert sorted(p.name for p in units) == ["lmcz-fast-serve.service", "lmcz-fast-sold-export.service",
+                                             "lmcz-fast-sold-export.timer", "lmcz-fast-sync.service"]
     result = verify(units)
     assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
 
@@ -140,11 +141,13 @@ def test_systemd_command_prints_and_installs(tmp_path):
             "--tmpfiles-dir", str(tmp_path / "dirs"), "--prefix", "lmcz-test", "--bin", REACHABLE]
     installed = CliRunner().invoke(main, args)
     assert installed.exit_code == 0, installed.output
-    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == ["lmcz-test-serve.service",
-                                                                       "lmcz-test-sync.service"]
+    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
+        "lmcz-test-serve.service", "lmcz-test-sold-export.service", "lmcz-test-sold-export.timer",
+        "lmcz-test-sync.service"]
     assert (tmp_path / "users" / "lmcz-test.conf").exists() and (tmp_path / "dirs" / "lmcz-test.conf").exists()
     assert "Wants=lmcz-test-sync.service" in (tmp_path / "units" / "lmcz-test-serve.service").read_text()
-    assert "systemctl enable --now lmcz-test-sync.service lmcz-test-serve.service" in installed.stdout
+    assert ("systemctl enable --now lmcz-test-sync.service lmcz-test-serve.service lmcz-test-sold-export.timer"
+            in installed.stdout)
 
 
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
@@ -158,7 +161,7 @@ def test_sysusers_file_creates_the_user(tmp_path):
 
 @needs_analyze
 def test_a_replicating_store_gets_a_replicate_unit(tmp_path):
-    files = render(options(replicate_source="http://127.0.0.1:5984", source_credentials_file="/etc/lmcz/couch.cred",
+    files = render(options(replicate_source="http://127.0.0.1:5984", source_credentials_file="/etc/lmcz-fast/couch.cred",
                            proxy="http://proxy.shop.local:3128", password_file="/etc/lmcz-fast/password"))
     assert "lmcz-fast-sync.service" not in files           # one unit keeps the store current
     replicate = directives(files["lmcz-fast-replicate.service"])
@@ -214,3 +217,35 @@ def test_a_program_the_service_cannot_reach_is_refused(tmp_path):
     forced = CliRunner().invoke(main, ["systemd", "--bin", str(in_tmp), "--force"])
     assert forced.exit_code == 0 and "WARNING" in forced.stderr and "WILL FAIL TO START" in forced.stderr
     assert f"ExecStart={in_tmp} serve" in forced.stdout
+
+
+@needs_analyze
+def test_the_daily_sold_export_timer_verifies_and_its_command_keeps_n_exports(tmp_path):
+    files = render(options(sold_keep=3))
+    timer = directives(files["lmcz-fast-sold-export.timer"])
+    assert timer["OnCalendar"] == ["daily"] and timer["Unit"] == ["lmcz-fast-sold-export.service"]
+    service = directives(files["lmcz-fast-sold-export.service"])
+    words = shlex.split(service["ExecStart"][0])
+    assert words[1:] == ["sold", "export", "/var/lib/lmcz-fast/store.db", "--to-dir",
+                         "/var/lib/lmcz-fast/sold-export", "--keep", "3"]
+    assert service["ReadWritePaths"] == ["/var/lib/lmcz-fast"] and service["Type"] == ["oneshot"]
+    written = install(files, tmp_path / "units", tmp_path / "sysusers", tmp_path / "tmpfiles")
+    units = [p for p in written if p.name.startswith("lmcz-fast-sold-export")]
+    result = verify(units)
+    assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
+    # the command itself, on a real store, four "days" running: the newest three stay
+    from lmcz_fast import Blocklist
+    db = tmp_path / "store.db"
+    with Blocklist.create(db) as bl:
+        bl.sold.record(["0104650000000010215abcdef"])
+    exports = tmp_path / "sold-export"
+    exports.mkdir()
+    for day in ("2026-01-01", "2026-01-02", "2026-01-03"):
+        (exports / f"sold-{day}.jsonl").write_text("{}\n")
+    ran = subprocess.run([LMCZ, "sold", "export", str(db), "--to-dir", str(exports), "--keep", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    names = sorted(p.name for p in exports.iterdir())
+    assert len(names) == 3 and "sold-2026-01-01.jsonl" not in names and not any(n.endswith(".part") for n in names)
+    newest = exports / names[-1]
+    assert '"count": 1' in newest.read_text().splitlines()[0]

@@ -187,7 +187,7 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
     \b
     The private key (PEM, mode 0600) stays with the publisher; the public key (one line of base64) is what
     every store and mirror is configured with:
-      lmcz-fast keygen /etc/lmcz/feed.key          # writes feed.key and feed.pub
+      lmcz-fast keygen /etc/lmcz-fast/feed.key          # writes feed.key and feed.pub
       lmcz-fast sync store.db --feed https://feed.example/ --public-key feed.pub
     """
     try:

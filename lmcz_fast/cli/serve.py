@@ -111,9 +111,9 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
 
     \b
     Examples:
-      lmcz-fast serve /var/lib/lmcz/store.db
-      lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz/password
-      lmcz-fast serve store.db --audit-dir /var/log/lmcz/audit --retention-days 120
+      lmcz-fast serve /var/lib/lmcz-fast/store.db
+      lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz-fast/password
+      lmcz-fast serve store.db --audit-dir /var/log/lmcz-fast/audit --retention-days 120
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
@@ -226,7 +226,8 @@ def audit_export(db: str | None, audit_dir: str | None, since: str | None, until
     Examples:
       lmcz-fast audit export store.db --since 24h
       lmcz-fast audit export store.db --since 2026-11-01 --until 2026-12-01 --csv -o nov.csv
-      lmcz-fast audit export --audit-dir /var/lib/lmcz/audit --since 7d
+      lmcz-fast audit export /var/lib/lmcz-fast/store.db --since 7d        # the systemd units' store
+      lmcz-fast audit export --audit-dir /var/log/lmcz-fast/audit --since 7d  # serve --audit-dir DIR
     """
     if audit_dir is None:
         if db is None:
