@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, maintenance, replicate, serve, sold, systemd, tables, till
+from . import core, demo, feed, maintenance, monitoring, replicate, serve, sold, systemd, tables, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -31,6 +31,7 @@ def main() -> None:
 
 
 maintenance.register(main)
+monitoring.register(main)
 core.register(main)
 demo.register(main)
 feed.register(main)

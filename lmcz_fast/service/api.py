@@ -155,6 +155,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
         self.activity = Activity(clock)
+        self.metrics.families.append(self.activity.prometheus_lines)
 
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
@@ -261,6 +262,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                 raise error(404, "not_found", "no such endpoint")
             endpoint, handler, methods, needs_auth = route
             if needs_auth and self.config.auth and not self._authorized(authorization):
+                if authorization is not None:      # wrong credentials; none at all is a browser's challenge
+                    self.activity.auth_failed(client_id.decode("utf-8", "replace") if client_id else None, peer)
                 raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic)")
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",

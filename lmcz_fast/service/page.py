@@ -40,6 +40,16 @@ class TillSeen:
     checks: int = 0
 
 
+@dataclass(slots=True)
+class FailingTill:
+    """A client whose requests carried wrong credentials: by its X-ClientId, else its address."""
+
+    name: str
+    by: str                 # "client-id" or "address"
+    failures: int
+    last_failure: float     # Unix s
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """A code the service answered as not to be sold, or a check it refused to answer."""
@@ -56,6 +66,7 @@ class Activity:
         self._clock = clock
         self.tills: collections.OrderedDict[str, TillSeen] = collections.OrderedDict()
         self.refusals: collections.deque[Refusal] = collections.deque(maxlen=MAX_REFUSALS)
+        self.failing: collections.OrderedDict[str, FailingTill] = collections.OrderedDict()
         self._second = 0
         self._per_second: collections.deque[tuple[int, int]] = collections.deque()
         self._current = 0
@@ -81,6 +92,35 @@ class Activity:
         till.last_request = now
         till.requests += 1
         till.checks += checks
+
+    def auth_failed(self, client_id: str | None, address: str | None) -> None:
+        """Count a request that sent credentials and got them wrong (a browser's first, credential-less request
+        is the 401 challenge, not a failure, and is not counted)."""
+        if client_id:
+            key, by, name = "id:" + client_id[:64], "client-id", client_id[:64]
+        elif address:
+            key, by, name = "addr:" + address, "address", address
+        else:
+            return
+        now = self._clock()
+        till = self.failing.get(key)
+        if till is None:
+            till = self.failing[key] = FailingTill(name, by, 0, now)
+            if len(self.failing) > MAX_TILLS:
+                self.failing.popitem(last=False)
+        else:
+            self.failing.move_to_end(key)
+        till.failures += 1
+        till.last_failure = now
+
+    def prometheus_lines(self) -> list[str]:
+        """`lmcz_auth_failures_by_till_total{till, by}`: failed logins per till, for alerting by till."""
+        out = ["# HELP lmcz_auth_failures_by_till_total Requests with wrong credentials, by till (X-ClientId, "
+               "else address).", "# TYPE lmcz_auth_failures_by_till_total counter"]
+        for till in self.failing.values():
+            name = till.name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+            out.append(f'lmcz_auth_failures_by_till_total{{till="{name}",by="{till.by}"}} {till.failures}')
+        return out
 
     def refused(self, code: str, reason: str) -> None:
         self.refusals.append(Refusal(self._clock(), code[:64], reason))
