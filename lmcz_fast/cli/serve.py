@@ -49,6 +49,19 @@ def _password_in(path: str) -> str:
     return password
 
 
+def _set_timezone(zone: str) -> None:
+    """Make `zone` this process's local time zone (the page's and the log's times), after checking it exists."""
+    import time
+    import zoneinfo
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {zone!r} (e.g. Europe/Moscow, Asia/Yekaterinburg, UTC)",
+                                 param_hint="--timezone") from None
+    os.environ["TZ"] = zone
+    time.tzset()
+
+
 def _read_password(path: str | None) -> str:
     if path is None:
         return DEFAULT_PASSWORD
@@ -91,12 +104,21 @@ def _read_password(path: str | None) -> str:
 @click.option("--sold-max-batch", default=1024, show_default=True, type=click.IntRange(1),
               help="Most sales one durable commit carries (group commit). 1 commits each sale on its own, "
                    "which costs one fsync per sale (for measurements).")
+@click.option("--page-user", default="page", show_default=True,
+              help="User name of the status page's own read-only login (with --page-password-file).")
+@click.option("--page-password-file", type=click.Path(dir_okay=False), default=None,
+              help="File whose first line is the password of a login that opens the status page (GET /) and "
+                   "nothing else: a manager reads the page without the tills' API password.")
+@click.option("--timezone", default=None, metavar="ZONE",
+              help="Time zone of the times on the status page and in the log, e.g. Europe/Moscow [default: the "
+                   "server's local zone].")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db: str, host: str, port: int, user: str, password_file: str | None, no_auth: bool,
           audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
           max_body: int, keepalive_timeout: float, name: str, inn: str, sold_days: float | None,
-          sold_max_batch: int, log_level: str) -> None:
+          sold_max_batch: int, page_user: str, page_password_file: str | None, timezone: str | None,
+          log_level: str) -> None:
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
@@ -117,7 +139,15 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
+    if timezone is not None:
+        _set_timezone(timezone)
     _setup_logging(log_level)
+    page_credentials = None
+    if page_password_file is not None:
+        try:
+            page_credentials = (page_user, _password_in(page_password_file))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--page-password-file") from None
     if not os.path.exists(os.path.join(db, "data.mdb")):
         # Like the official module before its first initialisation: start, answer 4045 ("not configured"), and
         # answer from the list as soon as a sync, a replication or a load puts one into this (empty) store.
@@ -143,7 +173,8 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
         audit_path = audit_dir or os.path.normpath(db) + ".audit"
     try:
         run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush,
-            password=None if password_file is None else lambda: _password_in(password_file))
+            password=None if password_file is None else lambda: _password_in(password_file),
+            page_credentials=page_credentials)
     except StoreError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_STORE)
