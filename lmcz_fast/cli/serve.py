@@ -129,7 +129,8 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     {"results": [...]} answers, {"cis", "pg"} items, greyList). Sales reported by tills
     (POST /api/v2/cis/sell, answered 201 once committed to disk) are answered `sold: true` to every till.
     Prometheus metrics: GET /metrics. The database is kept fresh by `lmcz-fast sync` running beside it;
-    readers see a new version within 0.25 s.
+    readers see a new version within 0.25 s. A DB that does not exist yet is made empty: checks are answered 4045
+    ("not configured") until a sync, replication or load fills it, with no restart.
 
     \b
     Examples:
