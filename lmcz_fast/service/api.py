@@ -460,9 +460,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             software_version=self.software_version,
             warnings=self.warnings(),
             failing=sorted(self.activity.failing.values(), key=lambda t: t.last_failure, reverse=True),
-            last_error=self.blocklist.get_meta("sync_last_error") or self.blocklist.get_meta("replication_last_error"),
-            last_error_at=(self.blocklist.get_meta("sync_last_error_at")
-                           or self.blocklist.get_meta("replication_last_error_at")),
+            last_error=self.blocklist.get_meta("sync_last_error"),
+            last_error_at=self.blocklist.get_meta("sync_last_error_at"),
         )
         return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
 
