@@ -251,3 +251,23 @@ def test_a_store_loaded_from_files_adopts_a_feed_keeping_its_sold_register(tmp_p
     assert len(kept) == 1 and (kept[0] / "data.mdb").exists()
     again = _run("sync", db)                            # now it follows the feed
     assert again.returncode == 0, again.stderr
+
+
+def test_sync_every_records_a_failed_round_for_status_and_the_page(tmp_path):
+    """A sync daemon whose feed is down keeps the error in the store: `status` and the page say why it is stale."""
+    from _service_support import make_db
+    db = make_db(tmp_path / "store.db", ["0104650000000010215abcdef"])
+    assert _run("keygen", tmp_path / "feed.key").returncode == 0
+    log = tmp_path / "sync.log"
+    proc = subprocess.Popen([LMCZ, "sync", str(db), "--feed", "http://127.0.0.1:9/feed/", "--public-key",
+                             str(tmp_path / "feed.pub"), "--every", "2h", "--attempts", "1", "--timeout", "2"],
+                            stdout=subprocess.DEVNULL, stderr=log.open("wb"))
+    try:
+        deadline = time.monotonic() + 60
+        while "FAILED" not in log.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+    finally:
+        stop_process(proc)
+    assert "FAILED" in log.read_text(), log.read_text()
+    status = _run("status", db)
+    assert "last failure" in status.stdout and "127.0.0.1:9" in status.stdout, status.stdout

@@ -482,7 +482,8 @@ def status(db: str, as_json: bool, check: bool) -> None:
             now = time.time()
             st = bl.status(now)
             extra = {name: bl.get_meta(name) for name in
-                     ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at")}
+                     ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at",
+                      "sync_last_error", "sync_last_error_at")}
             replication = replication_status(bl, now)
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
@@ -509,6 +510,8 @@ def status(db: str, as_json: bool, check: bool) -> None:
         if extra["feed_published_at"] is not None:
             click.echo(f"{'manifest':>12}: signed {_when(extra['feed_published_at'], now)} by key "
                        f"{extra['feed_key_id']}, valid until {_when(extra['feed_expires_at'], now)}")
+        if extra["sync_last_error"]:
+            click.echo(f"{'last failure':>12}: {_when(extra['sync_last_error_at'], now)}: {extra['sync_last_error']}")
         if replication is not None:
             click.echo(f"{'replicated':>12}: from {replication['source']}")
             for name, db in replication["databases"].items():
