@@ -108,7 +108,7 @@ def test_hardening_user_paths_and_restart(tmp_path):
 def test_exec_start_command_lines_are_accepted_by_the_cli(tmp_path):
     files = render(options(feed_url="https://feed.example/", proxy="http://proxy.local:3128",
                            proxy_auth_file="/etc/lmcz-fast/proxy.auth", password_file="/etc/lmcz-fast/password"))
-    for name in ("lmcz-fast-serve.service", "lmcz-fast-sync.service"):
+    for name in ("lmcz-fast-serve.service", "lmcz-fast-sync.service", "lmcz-fast-sold-export.service"):
         words = shlex.split(directives(files[name])["ExecStart"][0])
         assert words[0] == os.path.abspath(LMCZ)
         result = CliRunner().invoke(main, [*words[1:], "--help"])  # an unknown option would fail to parse
