@@ -11,8 +11,8 @@ import click
 
 from ..feed import FeedError
 from ..feed.adopting import adopt as adopt_feed
-from ..store.compaction import StoreBusyError, compact as compact_store, space
-from ..store.errors import StoreError
+from ..store import StoreBusyError, StoreError, space
+from ..store import compact as compact_store
 from .upstream import proxy_config, proxy_options
 
 EXIT_STORE = 4

@@ -19,8 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..store import Blocklist, StoreError
-from ..store.compaction import StoreBusyError, exclusive, invalidate_lock
+from ..store import Blocklist, StoreBusyError, StoreError, exclusive, invalidate_lock
 from .syncing import sync
 
 __all__ = ["AdoptReport", "adopt"]
