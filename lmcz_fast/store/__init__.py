@@ -13,12 +13,14 @@ asking them) and the sold register (`sold.py`: codes this store sold; `group_com
 writes into one transaction). Below them: `environment.py` (the LMDB environment and its tables), `sources.py`
 (reading blocklist files), `keys.py` (row keys), `digest.py` (the set digest), `freshness.py` (when offline
 answers stop), `records.py` and `errors.py` (what it answers), `replication.py` (where a replicated store keeps
-its checkpoints), `guard.py` (the shrink guard: a full replacement that shrinks the list too much is refused in its
-transaction) and `leftovers.py` (directories of killed first builds, removed once their builder is gone).
+its checkpoints), `compaction.py` (the file back to the pages in use, with the store alone), `guard.py` (the
+shrink guard: a full replacement that shrinks the list too much is refused in its transaction) and `leftovers.py`
+(directories of killed first builds, removed once their builder is gone).
 """
 
 from .blocklist import Blocklist
 from .change import Change
+from .compaction import CompactReport, StoreBusyError, compact, compact_if_worth, exclusive, invalidate_lock, space
 from .digest import digest_after, set_digest_of
 from .errors import (
     DigestMismatchError,
@@ -51,6 +53,7 @@ __all__ = [
     "Block",
     "Blocklist",
     "Change",
+    "CompactReport",
     "CutCodes",
     "DEFAULT_EXPIRE_AFTER",
     "DeltaReport",
@@ -77,15 +80,20 @@ __all__ = [
     "SoldRegister",
     "SoldRegisterError",
     "Status",
+    "StoreBusyError",
     "StoreError",
     "TablesReport",
     "Verdict",
     "VersionError",
+    "compact",
+    "compact_if_worth",
     "digest_after",
     "disk_full",
+    "exclusive",
     "free_bytes",
     "freshness",
     "guard",
+    "invalidate_lock",
     "leftovers",
     "parse_record",
     "product_group_of",
@@ -94,4 +102,5 @@ __all__ = [
     "replication_checkpoint",
     "replication_status",
     "set_digest_of",
+    "space",
 ]
