@@ -8,6 +8,7 @@ the same type on `/api/v1` and `/api/v2`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..receipt import tag_1265
@@ -39,6 +40,32 @@ def code_json(verdict: Verdict, pg: int | None, grey_list: bool) -> dict[str, An
         "found": True, "valid": True, "verified": True, "realizable": True, "utilised": True,
         "sold": verdict.sold, "isBlocked": verdict.blocked, "ogvs": ogvs, "isGreyGtin": grey_list and verdict.grey_gtin,
         "mrp": verdict.mrp, "smp": verdict.smp, "block": block_json,
+    }
+
+
+#: `errorCode` of a code the service could not read (a per-code answer: the request's other codes are answered).
+ERROR_UNREADABLE = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A scan of a check request that is not a marking code (or not a string): answered on its own, refused."""
+
+    index: int
+    raw: str
+    reason: str
+    message: str
+
+
+def unreadable_json(item: Unreadable, pg: int | None) -> dict[str, Any]:
+    """The answer for a code that could not be read: refused on every field a till reads (`isBlocked` true, `valid`
+    and `found` false: a client that reads only `isBlocked` must not sell what no one could check), with the
+    reason in `errorCode`/`message` and ours (`error`, `reason`). Types as `code_json`'s."""
+    return {
+        "cis": item.raw, "printView": item.raw, "gtin": "", "groupIds": [] if pg is None else [pg],
+        "found": False, "valid": False, "verified": False, "realizable": False, "utilised": False,
+        "sold": False, "isBlocked": True, "ogvs": [], "isGreyGtin": False, "mrp": None, "smp": None, "block": None,
+        "errorCode": ERROR_UNREADABLE, "message": item.message, "error": "invalid_code", "reason": item.reason,
     }
 
 

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .._codes import CodeError
 from ..receipt import instance_uuid, version_uuid
@@ -30,10 +30,11 @@ from .config import (
     ERROR_NOT_READY,
     ERROR_SYNC,
     ServiceConfig,
+    Token,
     software_version,
 )
-from ..store.replication import replication_status
-from .answers import code_json, envelope, status_json
+from ..store.replication import META_SOURCE, replication_status
+from .answers import ERROR_UNREADABLE, Unreadable, code_json, envelope, status_json, unreadable_json
 from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
 from .responses import Deferred, HttpError, Response, Steps, error
@@ -104,6 +105,31 @@ def _query_values(query: bytes | None, name: bytes) -> list[str]:
     return values
 
 
+def public_url(url: str) -> str:
+    """`url` without what may be secret in it (user and password, query, fragment): what status and config show."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _sync_kind(blocklist: Any, status: Status) -> str | None:
+    """What keeps this store current, as far as the store says: "replication", "sync" or None (files only)."""
+    if blocklist.get_meta(META_SOURCE):
+        return "replication"
+    if status.feed_url:
+        return "sync"
+    return None
+
+
 class LocalModule(ProtocolTwo, SoldEndpoints):
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
@@ -129,8 +155,12 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self.clock = clock
         self.software_version = software_version()
         self._nested_json_log = OncePer(log, 60.0)
+        self._expired_token_log = OncePer(log, 60.0)
         self.initialized_at: float | None = None
         self._auth_expected = b""
+        self._basic_label = ""
+        #: Who the request being handled authenticated as ("basic:<user>", "token:<label>"), or None.
+        self._auth_label: str | None = None
         self.set_password(self.config.password)
         self._status: Status | None = None
         self._lm_status = "not_configured"
@@ -142,24 +172,32 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
         self._peer: str | None = None   # the address of the request being handled (for the status page)
-        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], bool]] = {}
+        # The last field: who may call it. "required": valid credentials; "optional": anyone, but credentials
+        # sent are checked (a wrong one is a 401, throttled); "": anyone.
+        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], str]] = {}
         for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
-            self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
-            self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
-            self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), True)
-            self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), True)
-            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), True)
-            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), True)
-            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), True)
-        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), True)
-        self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
-        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
+            self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), "optional")
+            self._routes[prefix + b"/config"] = ("config", self._handle_config, (b"GET",), "required")
+            self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), "required")
+            self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), "required")
+            self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), "required")
+            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), "required")
+            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), "required")
+            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), "required")
+        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), "required")
+        self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
+        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
         self.activity = Activity(clock)
 
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
         self.config = dataclasses.replace(self.config, password=password)
         self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{password}".encode())
+        self._basic_label = f"basic:{self.config.user}"
+
+    def set_tokens(self, tokens: tuple[Token, ...]) -> None:
+        """Take a new set of `Authorization: Token` tokens from the next request on (serve's SIGHUP)."""
+        self.config = dataclasses.replace(self.config, tokens=tuple(tokens))
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
 
@@ -259,9 +297,14 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             route = self._routes.get(key)
             if route is None:
                 raise error(404, "not_found", "no such endpoint")
-            endpoint, handler, methods, needs_auth = route
-            if needs_auth and self.config.auth and not self._authorized(authorization):
-                raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic)")
+            endpoint, handler, methods, who_may = route
+            self._auth_label = None
+            if who_may and self.config.auth:
+                self._auth_label = self.authenticate(authorization)
+                if self._auth_label is None and (who_may == "required" or authorization is not None
+                                                 or self.config.status_auth):
+                    raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic"
+                                + (", or Authorization: Token)" if self.config.tokens else ")"))
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
@@ -285,25 +328,52 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         return response
 
     def needs_auth(self, path: bytes) -> bool:
-        """Whether a request to `path` is answered only with valid credentials (so may fail them)."""
+        """Whether a request to `path` has its credentials checked (so may fail them): every endpoint but
+        /metrics (status and config check credentials a client sends, and answer without any)."""
         route = self._routes.get(path.rstrip(b"/").lower() or b"/")
-        return self.config.auth and route is not None and route[3]
+        return self.config.auth and route is not None and bool(route[3])
 
-    def _authorized(self, header: bytes | None) -> bool:
+    def authenticate(self, header: bytes | None) -> str | None:
+        """Who an `Authorization` header is: "basic:<user>" or "token:<label>"; None when missing, wrong or
+        expired. The one place credentials are judged (the HTTP layer may call it before reading a body).
+
+        HTTP Basic against the configured user and password; `Token <token>` against every token of
+        `serve --token-file` (each compared in constant time, all of them every time, so the time taken says
+        nothing about which one came close). A token past its expiry is refused like a wrong one.
+        """
         if header is None:
-            return False
+            return None
         if hmac.compare_digest(header, self._auth_expected):
-            return True
-        scheme, _, token = header.strip().partition(b" ")
-        if scheme.lower() != b"basic":
-            return False
+            return self._basic_label
+        scheme, _, value = header.strip().partition(b" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == b"token":
+            return self._token_label(value)
+        if scheme != b"basic":
+            return None
         try:
-            user, sep, password = base64.b64decode(token.strip(), validate=True).partition(b":")
+            user, sep, password = base64.b64decode(value, validate=True).partition(b":")
         except (binascii.Error, ValueError):
-            return False
+            return None
         ok_user = hmac.compare_digest(user, self.config.user.encode())
         ok_password = hmac.compare_digest(password, self.config.password.encode())
-        return bool(sep) and ok_user and ok_password
+        return self._basic_label if sep and ok_user and ok_password else None
+
+    def _token_label(self, value: bytes) -> str | None:
+        found: Token | None = None
+        for token in self.config.tokens:
+            if hmac.compare_digest(value, token.secret) and found is None:
+                found = token
+        if found is None or not value:
+            return None
+        if found.expires_at is not None and self.clock() > found.expires_at:
+            self._expired_token_log.warning("refused token %r: expired at %s", found.label, _utc(found.expires_at))
+            return None
+        return "token:" + found.label
+
+    def _authorized(self, header: bytes | None) -> bool:
+        return self.authenticate(header) is not None
 
     def _observed(self, steps: Steps, endpoint: str, started: float) -> Generator[None, None, Response]:
         """An answer worked out in slices, with what `handle` does for a whole one: errors as responses, metrics."""
@@ -331,6 +401,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                 body[name] = value
         if exc.status == 401:
             headers += b'WWW-Authenticate: Basic realm="lmcz-fast", charset="UTF-8"\r\n'
+            if self.config.tokens:
+                headers += b'WWW-Authenticate: Token realm="lmcz-fast"\r\n'
         body["reqTimestamp"] = int(self.clock() * 1000)
         return Response(exc.status, _ENCODE(body).encode(), headers,
                         close=exc.status in (413, 431))
@@ -364,6 +436,46 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             initialized=self.initialized_at is not None, replication=replication_status(self.blocklist),
         )
         payload["warnings"] = self.warnings()     # what an operator must fix (the status page says it too)
+        return Response(200, _ENCODE(payload).encode())
+
+    def _handle_config(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                       content_type: bytes | None) -> Response:
+        """`GET /api/v{1,2}/config`: a read-only view of the settings, in the official module's field names where
+        one was seen in the field (docs/service.md lists which); ours under `lmczFast`. No secret: no password,
+        no token, no URL credentials."""
+        status, _ = self.current_status(force=True)
+        info = self.blocklist.info()
+        replication = replication_status(self.blocklist)
+        source = (replication or {}).get("source") or status.feed_url or ""
+        sold_days = self.blocklist.sold.expire_after() / 86400.0
+        level = logging.getLogger("lmcz_fast").getEffectiveLevel()
+        auth: list[dict[str, Any]] = []
+        if self.config.auth:
+            auth.append({"type": "basic", "user": self.config.user})
+            auth.extend({"type": "token", "label": t.label,
+                         "expiresAt": None if t.expires_at is None else int(t.expires_at * 1000)}
+                        for t in self.config.tokens)
+        payload = {
+            "replicationInstUrl": public_url(source),
+            "blockSyncPeriod": int(status.refresh_window),
+            "soldStorePeriod": int(round(sold_days)),
+            "logLevel": logging.getLevelName(level).lower(),
+            "operationMode": self.config.operation_mode,
+            "authorization": auth,
+            "lmczFast": {
+                "offlineLimit": int(status.expire_after),
+                "refreshWindow": int(status.refresh_window),
+                "soldStoreDays": sold_days,
+                "maxCodes": self.config.max_codes,
+                "maxBody": self.config.max_body,
+                "statusAuth": self.config.status_auth,
+                "auth": self.config.auth,
+                "syncKind": _sync_kind(self.blocklist, status),
+                "isGreyGtin": info.get("grey_list_enabled") is True,
+                "name": self.config.name,
+                "softwareVersion": self.software_version,
+            },
+        }
         return Response(200, _ENCODE(payload).encode())
 
     def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
@@ -479,7 +591,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                          limit=self.config.max_codes)
         return raws
 
-    def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status:
+    def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
+                   who: str | None = None) -> Status:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         self.activity.request(client, self._peer, len(raws))
         try:
@@ -488,9 +601,14 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             self.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
                                                 f"{exc.description}")
             if self.audit is not None:
-                self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
+                self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws], who)
             exc.extra["reqId"] = req_id
             raise
+
+    def _audit_who(self) -> str | None:
+        """What the audit log records of who asked: the token's label; None for HTTP Basic (one user) or none."""
+        label = self._auth_label
+        return label if label is not None and label.startswith("token:") else None
 
     def _pin_version(self) -> Snapshot:
         """The one place a request takes the database version it answers from: a snapshot of the store, which
@@ -498,16 +616,23 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         return self.blocklist.snapshot()
 
     def _verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                       status: Status, pgs: list[int | None] | None = None) -> Generator[None, None, list[Verdict]]:
-        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes; any scan that
-        is not a marking code refuses the whole request (audited). `pgs`: the product group each till sent, or
-        None (a group's minimum price applies to its codes)."""
+                       status: Status, pgs: list[int | None] | None = None, who: str | None = None,
+                       ) -> Generator[None, None, tuple[list[Verdict | Unreadable], int]]:
+        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes, and the version.
+
+        A scan that is not a marking code (or not a string) is an `Unreadable` in its place: the request's other
+        codes are still answered (docs/service.md, "One unreadable code"). A request of which no code at all can
+        be read is refused whole (400 `invalid_code`, audited). A scan whose end cut a tail AI short after its GS
+        is answered for its identity (`tail_cut`, docs/codes.md). `pgs`: the product group each till sent, or None
+        (a group's minimum price applies to its codes)."""
         max_len = DEFAULT_MAX_CODE_LENGTH
-        verdicts: list[Verdict] = []
+        answers: list[Verdict | Unreadable] = []
+        unreadable = 0
         # One request, one version: every code is answered from one snapshot, which names the version sent. A
         # request dropped between two slices (its client hung up) closes it on the way out.
         with self._pin_version() as view:
             check = view.check
+            db_version = view.db_version
             for index, raw in enumerate(raws):
                 if index and not index % CHECK_SLICE:
                     yield
@@ -516,30 +641,43 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                         raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
                     if len(raw) > max_len:
                         raise CodeError(f"longer than {max_len} characters")
-                    verdicts.append(check(raw, pgs[index] if pgs is not None else None))
+                    answers.append(check(raw, pgs[index] if pgs is not None else None, tail_cut=True))
                 except CodeError as exc:
-                    self.activity.refused(str(raw), f"invalid_code: {exc}")
-                    if self.audit is not None:
-                        self.audit.record(req_id, req_ms, client, view.db_version, "invalid_code",
-                                          [(str(r)[:64], None) for r in raws])
-                    raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
-                                 index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
+                    text = raw[:max_len] if isinstance(raw, str) else str(raw)[:64]
+                    self.activity.refused(text[:64], f"invalid_code: {exc}")
+                    answers.append(Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
+                                              f"cis_list[{index}] is not a marking code: {exc}"))
+                    unreadable += 1
                 except NoListError:
                     raise error(400, "not_configured", "the local module is not configured: no list loaded",
                                 errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
-        for v in verdicts:
+        if unreadable == len(answers):
+            first = answers[0]
+            assert isinstance(first, Unreadable)
+            if self.audit is not None:
+                self.audit.record(req_id, req_ms, client, db_version, "invalid_code",
+                                  [(str(r)[:64], None) for r in raws], who)
+            raise error(400, "invalid_code", first.message if len(answers) == 1 else
+                        f"no code of the request can be read; {first.message}",
+                        index=first.index, reason=first.reason, reqId=req_id)
+        if unreadable:
+            self.metrics.codes_unreadable += unreadable
+        for v in answers:
+            if isinstance(v, Unreadable):
+                continue
             block = v.block
             if block is not None:
                 self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
                                                                  if x))
             elif v.sold:
                 self.activity.refused(v.cis, "sold")
-        return verdicts
+        return answers, db_version
 
     def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status, pgs: list[int | None] | None = None) -> list[Verdict]:
+                  status: Status, pgs: list[int | None] | None = None,
+                  who: str | None = None) -> tuple[list[Verdict | Unreadable], int]:
         """`_verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
-        steps = self._verdict_steps(raws, req_id, req_ms, client, status, pgs)
+        steps = self._verdict_steps(raws, req_id, req_ms, client, status, pgs, who)
         while True:
             try:
                 next(steps)
@@ -553,30 +691,42 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         req_ms = int(now * 1000)
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
-        status = self._ready_for(req_id, req_ms, client, raws)
-        steps = self._check_steps(raws, req_id, req_ms, client, status)
+        who = self._audit_who()
+        status = self._ready_for(req_id, req_ms, client, raws, who)
+        steps = self._check_steps(raws, req_id, req_ms, client, status, who)
         if len(raws) <= CHECK_SLICE:
             return Steps(steps).run()
         return Steps(steps)
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                     status: Status) -> Generator[None, None, Response]:
-        verdicts = yield from self._verdict_steps(raws, req_id, req_ms, client, status)
-        first = verdicts[0]
+                     status: Status, who: str | None = None) -> Generator[None, None, Response]:
+        answers, db_version = yield from self._verdict_steps(raws, req_id, req_ms, client, status, None, who)
+        first = next(v for v in answers if not isinstance(v, Unreadable))
         inst = self._instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
         grey = self._grey_list          # read with the status `_ready_for` just refreshed
         codes = []
         blocked = 0
-        for index, v in enumerate(verdicts):
+        checked = 0
+        for index, v in enumerate(answers):
             if index and not index % CHECK_SLICE:
                 yield
+            if isinstance(v, Unreadable):
+                codes.append(unreadable_json(v, None))
+                continue
             codes.append(code_json(v, None, grey))
             blocked += v.blocked
-        self.metrics.codes_checked += len(verdicts)
+            checked += 1
+        self.metrics.codes_checked += checked
         self.metrics.codes_blocked += blocked
+        unread = len(answers) - checked
         if self.audit is not None:
-            self.audit.record(req_id, req_ms, client, first.db_version, "ok",
-                              [(v.cis, v.blocked) for v in verdicts])
+            self.audit.record(req_id, req_ms, client, first.db_version, "partial" if unread else "ok",
+                              [(v.raw[:64], None) if isinstance(v, Unreadable) else (v.cis, v.blocked)
+                               for v in answers], who)
         payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)
+        if unread:
+            payload["description"] = (f"ok; {unread} of {len(answers)} codes could not be read (their entries: "
+                                      f"errorCode {ERROR_UNREADABLE}, isBlocked true)")
+            payload["unreadable"] = unread
         return Response(200, _ENCODE(payload).encode())
