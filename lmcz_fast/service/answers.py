@@ -92,20 +92,35 @@ def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict
 _DB_STATE_KEY = {"codes": "blocked_cis", "gtins": "blocked_gtin", "prices": "min_price"}
 
 
-def _replication_fields(replication: dict[str, Any] | None,
-                        db_state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
-    """A replicated store's status the way the official module reports its replication: per source database
-    `localDocCount`, `serverDocCount` and `timeLag` (s; LM 1.x's `replicationStatus`, "unknown" when not known),
-    and the same figures with `seqLag` and `lastBatch` (ms) beside `docCount` in the matching `dbState` entry."""
+#: The official module 1.x's databases, always answered in `replicationStatus` (../shared/domain.md).
+LM1_DATABASES = ("cis", "blocked_cis", "blocked_gtin", "blocked_series")
+
+
+def _replication_fields(replication: dict[str, Any] | None, db_state: dict[str, dict[str, Any]],
+                        status: Any) -> dict[str, dict[str, Any]]:
+    """The store's `replicationStatus` the way the official module 1.x reports it: for each of its databases
+    (`cis`, `blocked_cis`, `blocked_gtin`, `blocked_series`) `localDocCount`, `serverDocCount` and `timeLag` (s),
+    numbers where we have them and "unknown" where not (we keep no `cis` or series database: always "unknown";
+    a store not replicated knows its own counts only). A replicated store adds each source database's figures
+    under its name, and the same figures with `seqLag` and `lastBatch` (ms) beside `docCount` in the matching
+    `dbState` entry."""
+    holds = status.version != 0
+    out: dict[str, dict[str, Any]] = {name: {"localDocCount": "unknown", "serverDocCount": "unknown",
+                                             "timeLag": "unknown"} for name in LM1_DATABASES}
+    if holds:
+        out["blocked_cis"]["localDocCount"] = int(status.codes)
+        out["blocked_gtin"]["localDocCount"] = int(status.gtins)
     if not replication:
-        return None
-    out = {}
+        return out
     for name, db in replication["databases"].items():
         lag = db.get("timeLag")
         out[name] = {"localDocCount": int(db.get("localDocCount") or 0),
                      "serverDocCount": "unknown" if db.get("serverDocCount") is None else int(db["serverDocCount"]),
                      "timeLag": "unknown" if lag is None else int(round(lag))}
-        entry = db_state.get(_DB_STATE_KEY.get(str(db.get("kind")), ""))
+        lm_name = _DB_STATE_KEY.get(str(db.get("kind")), "")
+        if lm_name in out and lm_name != name:
+            out[lm_name] = dict(out[name])
+        entry = db_state.get(lm_name)
         if entry is not None:
             entry.update({key: value for key, value in out[name].items() if value != "unknown"})
             if db.get("seqLag") is not None:
@@ -115,31 +130,57 @@ def _replication_fields(replication: dict[str, Any] | None,
     return out
 
 
+def _ms_of(value: Any) -> int:
+    return int(float(value) * 1000)
+
+
+def made_current_at(status: Any, info: dict[str, Any], replication: dict[str, Any] | None) -> float | None:
+    """When the store's data was last made current: the latest full load, delta, sync round or replication batch
+    (Unix s); None only for a store that never held a list. (Checks stop at `expiresAt`, counted from the last
+    sync or full load: a delta applied by hand makes the data newer but is no sync.)"""
+    if status.version == 0:
+        return None
+    moments = [info.get(key) for key in ("last_sync_at", "loaded_at", "updated_at")]
+    if replication:
+        moments += [db.get("lastBatchAt") for db in replication["databases"].values()]
+    known = [float(m) for m in moments if m is not None]
+    if known:
+        return max(known)
+    created = info.get("created_at")
+    return None if created is None else float(created)
+
+
 def status_json(*, lm_status: str, operation_mode: str, software_version: str, status: Any, info: dict[str, Any],
                 inst: str, inn: str, name: str, grey_list: bool, sold_count: int,
-                initialized: bool, replication: dict[str, Any] | None = None) -> dict[str, Any]:
+                initialized: bool, replication: dict[str, Any] | None = None, version_id: str = "",
+                service_url: str = "") -> dict[str, Any]:
     """`/status`, the same on both protocols: the official fields with their declared types, then ours
-    (`expiresAt` is null while no list is loaded: there is no moment at which checks stop). A replicated store
-    (`replication`, from `store.replication.replication_status`) adds its replication figures."""
+    (`expiresAt` is null while no list is loaded: there is no moment at which checks stop). `replicationStatus`
+    is always there (`_replication_fields`); a replicated store (`replication`, from
+    `store.replication.replication_status`) adds its replication figures. `lastSync` and `lastUpdate` are the
+    moment the data was last made current (`made_current_at`), 0 only when the store never held a list;
+    `dbVersionId` is the `version` every check answered from this database version carries (docs/service.md)."""
+    current = made_current_at(status, info, replication)
+    last_sync = 0 if current is None else _ms_of(current)
     updated = info.get("updated_at")
-    last_sync = 0 if status.last_sync_at is None else int(status.last_sync_at * 1000)
+    last_update = last_sync if updated is None or current is None else max(_ms_of(updated), 0)
     db_state = {
         "blocked_cis": {"docCount": status.codes},
         "blocked_gtin": {"docCount": status.gtins},
         "min_price": {"docCount": _min_price_docs(info)},
     }
-    replicated = _replication_fields(replication, db_state)
+    replicated = _replication_fields(replication, db_state, status)
     answer = {
         "status": lm_status,
         "operationMode": operation_mode,
         "version": software_version,
         "dbVersion": str(status.version),
         "lastSync": last_sync,
-        "lastUpdate": 0 if updated is None else int(updated * 1000),
+        "lastUpdate": last_update,
         "inst": inst,
         "inn": inn,
         "name": name,
-        "serviceUrl": status.feed_url or "",
+        "serviceUrl": service_url,
         "requiresDownload": status.state == "empty",
         "isGreyGtin": grey_list,
         "dbState": db_state,
@@ -152,7 +193,7 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
         "gtins": status.gtins,
         "soldCount": sold_count,
         "initialized": initialized,
+        "dbVersionId": version_id,
+        "replicationStatus": replicated,
     }
-    if replicated is not None:
-        answer["replicationStatus"] = replicated
     return answer

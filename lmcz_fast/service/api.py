@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from .._codes import CodeError
 from ..receipt import instance_uuid, version_uuid
+from ..store import wake
 from ..store.errors import NoListError
 from .config import (
     DEFAULT_MAX_CODE_LENGTH,
@@ -428,15 +429,34 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                        content_type: bytes | None) -> Response:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
-        inst = self._instance_uuid(str(info.get("instance_id", "")))
+        instance_id = str(info.get("instance_id", ""))
+        inst = self._instance_uuid(instance_id)
+        replication = replication_status(self.blocklist)
         payload = status_json(
             lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
             status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
             grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
-            initialized=self.initialized_at is not None, replication=replication_status(self.blocklist),
+            initialized=self.initialized_at is not None, replication=replication,
+            version_id=self.version_uuid(instance_id, status.version) if status.version else "",
+            service_url=public_url((replication or {}).get("source") or status.feed_url or ""),
         )
-        payload["warnings"] = self.warnings()     # what an operator must fix (the status page says it too)
+        payload["roundRequest"] = self._round_request(info, status)
+        # What an operator must fix (the status page says it too): only to a client that authenticated, since
+        # status answers anyone and a warning such as "the default password is in use" is a key to the door.
+        if self._auth_label is not None or not self.config.auth:
+            payload["warnings"] = self.warnings()
         return Response(200, _ENCODE(payload).encode())
+
+    def _round_request(self, info: dict[str, Any], status: Status) -> dict[str, Any]:
+        """What `init` asked the store's sync or replication loop to do, and whether a loop took it (status)."""
+        requested = info.get(wake.META_REQUESTED)
+        taken = info.get(wake.META_TAKEN)
+        return {
+            "kind": _sync_kind(self.blocklist, status) or "none",
+            "requestedAt": 0 if requested is None else int(float(requested) * 1000),
+            "takenAt": 0 if taken is None else int(float(taken) * 1000),
+            "pending": wake.pending(info) is not None,
+        }
 
     def _handle_config(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                        content_type: bytes | None) -> Response:
@@ -495,11 +515,29 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         status, lm = self.current_status(force=True)
         payload: dict[str, Any] = {"code": 0, "description": "ok", "status": lm,
                                    "reqTimestamp": int(self.clock() * 1000)}
-        if not clear_sold and grey is None:
+        # On a store that is not ready, init asks its sync or replication loop for a round now (through the store:
+        # the loop runs in its own process; store/wake.py), as the official module re-syncs on init.
+        kind = _sync_kind(self.blocklist, status) if status.state != "ready" else None
+        started = kind is not None
+        payload["started"] = kind or "none"
+        if started:
+            payload["description"] = (f"ok; a {kind} round was asked for now (the running `lmcz-fast "
+                                      f"{'sync' if kind == 'sync' else 'replicate'} --every` loop of this store "
+                                      f"starts it within {wake.POLL:g} s; status roundRequest says when it did)")
+        elif status.state != "ready":
+            payload["description"] = ("ok; nothing to start: no sync or replication is configured for this store "
+                                      "(load a list, or run `lmcz-fast sync` / `lmcz-fast replicate`)")
+        if not clear_sold and grey is None and not started:
             return Response(200, _ENCODE(payload).encode())
         register = self.blocklist.sold
         clear = register.op_clear() if clear_sold else None
-        meta = register.op_set_meta(grey_list_enabled=grey) if grey is not None else None
+        fields: dict[str, Any] = {}
+        if grey is not None:
+            fields["grey_list_enabled"] = grey
+        if started:
+            fields.update(wake.request_fields("init", self.clock()))
+            log.info("init on a %s store: a %s round was asked for now", status.state, kind)
+        meta = register.op_set_meta(**fields) if fields else None
 
         def op(txn: Any) -> int:
             cleared = clear(txn) if clear is not None else 0
