@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..receipt import tag_1265
+from ..store.freshness import reference_time
 from ..store.records import Verdict
 from ..store.tables import PRODUCT_GROUPS as STORE_GROUPS
 
@@ -134,20 +135,25 @@ def _ms_of(value: Any) -> int:
     return int(float(value) * 1000)
 
 
-def made_current_at(status: Any, info: dict[str, Any], replication: dict[str, Any] | None) -> float | None:
-    """When the store's data was last made current: the latest full load, delta, sync round or replication batch
-    (Unix s); None only for a store that never held a list. (Checks stop at `expiresAt`, counted from the last
-    sync or full load: a delta applied by hand makes the data newer but is no sync.)"""
+def made_current_at(status: Any, info: dict[str, Any], replication: dict[str, Any] | None) -> tuple[float, float]:
+    """`(lastSync, lastUpdate)` in Unix s: when the store's data was last made current, 0 only for a store that
+    never held a list.
+
+    `lastSync` is the moment the offline limit counts from (the last sync or replication round, else the last full
+    load from files: `store.freshness.reference_time`), so that `lastSync + offlineLimit = expiresAt`, as the guide
+    counts its 72 hours "from lastSync". `lastUpdate` is the latest change of any kind: that, or a delta or a
+    replication batch after it. A store that holds a list with neither (deltas only) reports its latest change
+    for both (it is `expired`: no fresh moment).
+    """
     if status.version == 0:
-        return None
+        return 0.0, 0.0
     moments = [info.get(key) for key in ("last_sync_at", "loaded_at", "updated_at")]
     if replication:
         moments += [db.get("lastBatchAt") for db in replication["databases"].values()]
     known = [float(m) for m in moments if m is not None]
-    if known:
-        return max(known)
-    created = info.get("created_at")
-    return None if created is None else float(created)
+    latest = max(known) if known else float(info.get("created_at") or 0.0)
+    reference = reference_time(info)
+    return (latest if reference is None else reference), latest
 
 
 def status_json(*, lm_status: str, operation_mode: str, software_version: str, status: Any, info: dict[str, Any],
@@ -160,10 +166,8 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
     `store.replication.replication_status`) adds its replication figures. `lastSync` and `lastUpdate` are the
     moment the data was last made current (`made_current_at`), 0 only when the store never held a list;
     `dbVersionId` is the `version` every check answered from this database version carries (docs/service.md)."""
-    current = made_current_at(status, info, replication)
-    last_sync = 0 if current is None else _ms_of(current)
-    updated = info.get("updated_at")
-    last_update = last_sync if updated is None or current is None else max(_ms_of(updated), 0)
+    synced, updated = made_current_at(status, info, replication)
+    last_sync, last_update = _ms_of(synced), _ms_of(updated)
     db_state = {
         "blocked_cis": {"docCount": status.codes},
         "blocked_gtin": {"docCount": status.gtins},
