@@ -131,8 +131,8 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
     Examples:
       lmcz-fast serve /var/lib/lmcz/store.db
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz/password
-      lmcz-fast serve store.db --audit-dir /var/log/lmcz/audit --retention-days 120
       lmcz-fast serve store.db --password-file /etc/lmcz/password --token-file /etc/lmcz/tokens
+      lmcz-fast serve store.db --audit-dir /var/log/lmcz/audit --retention-days 120
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
