@@ -298,14 +298,11 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             route = self._routes.get(key)
             if route is None:
                 raise error(404, "not_found", "no such endpoint")
-            endpoint, handler, methods, who_may = route
-            self._auth_label = None
-            if who_may and self.config.auth:
-                self._auth_label = self.authenticate(authorization)
-                if self._auth_label is None and (who_may == "required" or authorization is not None
-                                                 or self.config.status_auth):
-                    raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic"
-                                + (", or Authorization: Token)" if self.config.tokens else ")"))
+            endpoint, handler, methods, _ = route
+            admitted, self._auth_label = self.admit(path, authorization)
+            if not admitted:
+                raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic"
+                            + (", or Authorization: Token)" if self.config.tokens else ")"))
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
@@ -333,6 +330,24 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         /metrics (status and config check credentials a client sends, and answer without any)."""
         route = self._routes.get(path.rstrip(b"/").lower() or b"/")
         return self.config.auth and route is not None and bool(route[3])
+
+    def admit(self, path: bytes, authorization: bytes | None) -> tuple[bool, str | None]:
+        """The one authentication decision for a request: whether a request to `path` with this `Authorization`
+        header may be answered, and who it is ("basic:<user>", "token:<label>", or None: no credentials needed and
+        none sent). `handle` calls it; the HTTP layer may call it before reading a body (a refusal is then a 401).
+
+        Every `/api` path needs valid credentials, but `status`: it answers without any (as the official module's
+        does) unless `--status-auth`, and checks the ones a client sends (a wrong one is refused). /metrics needs
+        none; unknown paths are not refused here (they are 404s).
+        """
+        route = self._routes.get(path.rstrip(b"/").lower() or b"/")
+        if route is None or not route[3] or not self.config.auth:
+            return True, None
+        who = self.authenticate(authorization)
+        if who is not None:
+            return True, who
+        optional = route[3] == "optional" and authorization is None and not self.config.status_auth
+        return optional, None
 
     def authenticate(self, header: bytes | None) -> str | None:
         """Who an `Authorization` header is: "basic:<user>" or "token:<label>"; None when missing, wrong or
