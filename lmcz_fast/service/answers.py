@@ -93,7 +93,7 @@ def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict
 _DB_STATE_KEY = {"codes": "blocked_cis", "gtins": "blocked_gtin", "prices": "min_price"}
 
 
-#: The official module 1.x's databases, always answered in `replicationStatus` (../shared/domain.md).
+#: The official module 1.x's databases, always answered in `replicationStatus` (docs/service.md, Status).
 LM1_DATABASES = ("cis", "blocked_cis", "blocked_gtin", "blocked_series")
 
 
