@@ -113,7 +113,8 @@ def test_token_beside_basic_audited_by_label(tmp_path: Path, codes: dict[str, li
             assert status == 401 and body["error"] == "unauthorized"
             assert "Token" in body["description"]
         srv.audit.flush()
-    lines = [json.loads(line) for path in sorted((tmp_path / "audit").iterdir()) for line in path.read_text().splitlines()]
+    lines = [json.loads(line) for path in sorted((tmp_path / "audit").iterdir())
+             for line in path.read_text().splitlines()]
     assert [(r.get("a"), r["c"]) for r in lines] == [("token:till 3 (TS PIoT)", "9999078900012345"),
                                                      ("token:till 3 (TS PIoT)", None), (None, None)]
     assert TOKEN not in "".join(path.read_text() for path in (tmp_path / "audit").iterdir())

@@ -117,8 +117,9 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
-    log; SIGHUP reads --password-file and --token-file again without dropping connections. Under systemd (Type=notify) it
-    reports readiness with sd_notify. A person reads GET / in a browser: the status page (Russian; ?lang=en).
+    log; SIGHUP reads --password-file and --token-file again without dropping connections. Under systemd
+    (Type=notify) it reports readiness with sd_notify. A person reads GET / in a browser: the status page
+    (Russian; ?lang=en).
     Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth (or
     `Authorization: Token` with --token-file; GET /api/v1/status answers without credentials, as the official one),
     POST /api/v1/cis/outCheck {"cis_list": [...]}, GET /api/v1/status, and protocol 2 under /api/v2 (its

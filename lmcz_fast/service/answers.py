@@ -8,13 +8,19 @@ the same type on `/api/v1` and `/api/v2`.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..receipt import tag_1265
 from ..store.freshness import reference_time
 from ..store.records import Verdict
+from ..store.replication import META_SOURCE
 from ..store.tables import PRODUCT_GROUPS as STORE_GROUPS
+
+if TYPE_CHECKING:
+    from .config import ServiceConfig
 
 #: Product group ids a till sends as `pg` (../shared/domain.md: Dev1100/chz-emulator's list), from the store's table.
 PRODUCT_GROUPS: dict[int, str] = {number: name for name, number in STORE_GROUPS.items()}
@@ -201,3 +207,68 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
         "replicationStatus": replicated,
     }
     return answer
+
+
+# -- GET /api/v{1,2}/config ----------------------------------------------------------------------------------------
+
+
+def public_url(url: str) -> str:
+    """`url` without what may be secret in it (user and password, query, fragment): what status and config show."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def sync_kind(blocklist: Any, status: Any) -> str | None:
+    """What keeps this store current, as far as the store says: "replication", "sync" or None (files only)."""
+    if blocklist.get_meta(META_SOURCE):
+        return "replication"
+    if status.feed_url:
+        return "sync"
+    return None
+
+
+def config_json(config: ServiceConfig, status: Any, info: dict[str, Any], replication: dict[str, Any] | None,
+                kind: str | None, sold_expire_after: float, software_version: str) -> dict[str, Any]:
+    """`GET /api/v{1,2}/config`: a read-only view of the settings, in the field names seen in the field (one public
+    client, one emulator; docs/service.md, Config, says which and what they hold here); ours under `lmczFast`. No
+    secret: no password, no token, no URL credentials."""
+    source = (replication or {}).get("source") or status.feed_url or ""
+    sold_days = sold_expire_after / 86400.0
+    level = logging.getLogger("lmcz_fast").getEffectiveLevel()
+    auth: list[dict[str, Any]] = []
+    if config.auth:
+        auth.append({"type": "basic", "user": config.user})
+        auth.extend({"type": "token", "label": t.label,
+                     "expiresAt": None if t.expires_at is None else int(t.expires_at * 1000)}
+                    for t in config.tokens)
+    return {
+        "replicationInstUrl": public_url(source),
+        "blockSyncPeriod": int(status.refresh_window),
+        "soldStorePeriod": int(round(sold_days)),
+        "logLevel": logging.getLevelName(level).lower(),
+        "operationMode": config.operation_mode,
+        "authorization": auth,
+        "lmczFast": {
+            "offlineLimit": int(status.expire_after),
+            "refreshWindow": int(status.refresh_window),
+            "soldStoreDays": sold_days,
+            "maxCodes": config.max_codes,
+            "maxBody": config.max_body,
+            "statusAuth": config.status_auth,
+            "auth": config.auth,
+            "syncKind": kind,
+            "isGreyGtin": info.get("grey_list_enabled") is True,
+            "name": config.name,
+            "softwareVersion": software_version,
+        },
+    }

@@ -1,32 +1,26 @@
 """The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
 
 It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
-This file is the dispatcher and protocol 1 (`/api/v1`); protocol 2's own answers are in `v2.py`, the sold register's
-endpoints in `sold.py`, the fields both protocols answer in `answers.py`. A durable write (a sale, `init` with
-`clearSold`) answers a `Deferred` that the writer thread resolves once committed.
+This file is the dispatcher, status, init and config; the check path both protocols share and protocol 1's check
+answer are in `checks.py`, protocol 2's own answers in `v2.py`, the sold register's endpoints in `sold.py`, the
+fields the answers hold in `answers.py`, who a request is in `auth.py` (`admit` here adds the route's rule). A
+durable write (a sale, `init` with `clearSold` or a round request) answers a `Deferred` that the writer thread
+resolves once committed.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
-import hmac
 import ipaddress
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-from .._codes import CodeError
 from ..receipt import instance_uuid, version_uuid
 from ..store import wake
-from ..store.errors import NoListError
 from .config import (
-    DEFAULT_MAX_CODE_LENGTH,
     DEFAULT_PASSWORD,
     ERROR_NOT_READY,
     ERROR_SYNC,
@@ -34,8 +28,10 @@ from .config import (
     Token,
     software_version,
 )
-from ..store.replication import META_SOURCE, replication_status
-from .answers import ERROR_UNREADABLE, Unreadable, code_json, envelope, status_json, unreadable_json
+from ..store.replication import replication_status
+from .auth import Credentials
+from .checks import CHECK_SLICE, Checks, query_values
+from .answers import config_json, public_url, status_json, sync_kind
 from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
 from .responses import Deferred, HttpError, Response, Steps, error
@@ -44,8 +40,7 @@ from .v2 import ProtocolTwo
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status, Verdict
-    from ..store.snapshot import Snapshot
+    from ..store import Blocklist, Status
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -53,8 +48,8 @@ _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empt
 _JSON = json.JSONDecoder(strict=False)
 _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _STALE_LOG_EVERY = 600.0
-#: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
-CHECK_SLICE = 64
+_query_values = query_values        # sold.py's name for it
+__all__ = ["CHECK_SLICE", "LocalModule"]
 
 
 def _json_media_type(content_type: bytes | None) -> bool:
@@ -91,47 +86,7 @@ def _span(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def _query_values(query: bytes | None, name: bytes) -> list[str]:
-    """Values of one query parameter, percent-decoded without turning '+' into a space.
-
-    GS1's character set has '+' and no space, so a '+' in a scan is the scan's own character.
-    """
-    if not query:
-        return []
-    values = []
-    for part in query.split(b"&"):
-        key, sep, value = part.partition(b"=")
-        if key == name and sep:
-            values.append(unquote(value.decode("latin-1"), encoding="utf-8", errors="strict"))
-    return values
-
-
-def public_url(url: str) -> str:
-    """`url` without what may be secret in it (user and password, query, fragment): what status and config show."""
-    if not url:
-        return ""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = host if port is None else f"{host}:{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _sync_kind(blocklist: Any, status: Status) -> str | None:
-    """What keeps this store current, as far as the store says: "replication", "sync" or None (files only)."""
-    if blocklist.get_meta(META_SOURCE):
-        return "replication"
-    if status.feed_url:
-        return "sync"
-    return None
-
-
-class LocalModule(ProtocolTwo, SoldEndpoints):
+class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
     `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status`,
@@ -156,13 +111,10 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self.clock = clock
         self.software_version = software_version()
         self._nested_json_log = OncePer(log, 60.0)
-        self._expired_token_log = OncePer(log, 60.0)
         self.initialized_at: float | None = None
-        self._auth_expected = b""
-        self._basic_label = ""
+        self.credentials = Credentials(self.config.user, self.config.password, self.config.tokens, clock)
         #: Who the request being handled authenticated as ("basic:<user>", "token:<label>"), or None.
         self._auth_label: str | None = None
-        self.set_password(self.config.password)
         self._status: Status | None = None
         self._lm_status = "not_configured"
         self._status_until = 0.0
@@ -193,12 +145,12 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
         self.config = dataclasses.replace(self.config, password=password)
-        self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{password}".encode())
-        self._basic_label = f"basic:{self.config.user}"
+        self.credentials.set_password(password)
 
     def set_tokens(self, tokens: tuple[Token, ...]) -> None:
         """Take a new set of `Authorization: Token` tokens from the next request on (serve's SIGHUP)."""
         self.config = dataclasses.replace(self.config, tokens=tuple(tokens))
+        self.credentials.set_tokens(self.config.tokens)
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
 
@@ -350,43 +302,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         return optional, None
 
     def authenticate(self, header: bytes | None) -> str | None:
-        """Who an `Authorization` header is: "basic:<user>" or "token:<label>"; None when missing, wrong or
-        expired. The one place credentials are judged (the HTTP layer may call it before reading a body).
-
-        HTTP Basic against the configured user and password; `Token <token>` against every token of
-        `serve --token-file` (each compared in constant time, all of them every time, so the time taken says
-        nothing about which one came close). A token past its expiry is refused like a wrong one.
-        """
-        if header is None:
-            return None
-        if hmac.compare_digest(header, self._auth_expected):
-            return self._basic_label
-        scheme, _, value = header.strip().partition(b" ")
-        scheme = scheme.lower()
-        value = value.strip()
-        if scheme == b"token":
-            return self._token_label(value)
-        if scheme != b"basic":
-            return None
-        try:
-            user, sep, password = base64.b64decode(value, validate=True).partition(b":")
-        except (binascii.Error, ValueError):
-            return None
-        ok_user = hmac.compare_digest(user, self.config.user.encode())
-        ok_password = hmac.compare_digest(password, self.config.password.encode())
-        return self._basic_label if sep and ok_user and ok_password else None
-
-    def _token_label(self, value: bytes) -> str | None:
-        found: Token | None = None
-        for token in self.config.tokens:
-            if hmac.compare_digest(value, token.secret) and found is None:
-                found = token
-        if found is None or not value:
-            return None
-        if found.expires_at is not None and self.clock() > found.expires_at:
-            self._expired_token_log.warning("refused token %r: expired at %s", found.label, _utc(found.expires_at))
-            return None
-        return "token:" + found.label
+        """Who an `Authorization` header is ("basic:<user>", "token:<label>") or None: `auth.Credentials`."""
+        return self.credentials.authenticate(header)
 
     def _authorized(self, header: bytes | None) -> bool:
         return self.authenticate(header) is not None
@@ -467,7 +384,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         requested = info.get(wake.META_REQUESTED)
         taken = info.get(wake.META_TAKEN)
         return {
-            "kind": _sync_kind(self.blocklist, status) or "none",
+            "kind": sync_kind(self.blocklist, status) or "none",
             "requestedAt": 0 if requested is None else int(float(requested) * 1000),
             "takenAt": 0 if taken is None else int(float(taken) * 1000),
             "pending": wake.pending(info) is not None,
@@ -479,38 +396,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         one was seen in the field (docs/service.md lists which); ours under `lmczFast`. No secret: no password,
         no token, no URL credentials."""
         status, _ = self.current_status(force=True)
-        info = self.blocklist.info()
-        replication = replication_status(self.blocklist)
-        source = (replication or {}).get("source") or status.feed_url or ""
-        sold_days = self.blocklist.sold.expire_after() / 86400.0
-        level = logging.getLogger("lmcz_fast").getEffectiveLevel()
-        auth: list[dict[str, Any]] = []
-        if self.config.auth:
-            auth.append({"type": "basic", "user": self.config.user})
-            auth.extend({"type": "token", "label": t.label,
-                         "expiresAt": None if t.expires_at is None else int(t.expires_at * 1000)}
-                        for t in self.config.tokens)
-        payload = {
-            "replicationInstUrl": public_url(source),
-            "blockSyncPeriod": int(status.refresh_window),
-            "soldStorePeriod": int(round(sold_days)),
-            "logLevel": logging.getLevelName(level).lower(),
-            "operationMode": self.config.operation_mode,
-            "authorization": auth,
-            "lmczFast": {
-                "offlineLimit": int(status.expire_after),
-                "refreshWindow": int(status.refresh_window),
-                "soldStoreDays": sold_days,
-                "maxCodes": self.config.max_codes,
-                "maxBody": self.config.max_body,
-                "statusAuth": self.config.status_auth,
-                "auth": self.config.auth,
-                "syncKind": _sync_kind(self.blocklist, status),
-                "isGreyGtin": info.get("grey_list_enabled") is True,
-                "name": self.config.name,
-                "softwareVersion": self.software_version,
-            },
-        }
+        payload = config_json(self.config, status, self.blocklist.info(), replication_status(self.blocklist),
+                              sync_kind(self.blocklist, status), self.blocklist.sold.expire_after(),
+                              self.software_version)
         return Response(200, _ENCODE(payload).encode())
 
     def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
@@ -532,7 +420,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                                    "reqTimestamp": int(self.clock() * 1000)}
         # On a store that is not ready, init asks its sync or replication loop for a round now (through the store:
         # the loop runs in its own process; store/wake.py), as the official module re-syncs on init.
-        kind = _sync_kind(self.blocklist, status) if status.state != "ready" else None
+        kind = sync_kind(self.blocklist, status) if status.state != "ready" else None
         started = kind is not None
         payload["started"] = kind or "none"
         if started:
@@ -588,7 +476,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
     def _handle_page(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response:
         """The status page for a person (service/page.py): Russian, or English with `?lang=en`."""
-        lang = "en" if _query_values(query, b"lang")[-1:] == ["en"] else "ru"
+        lang = "en" if query_values(query, b"lang")[-1:] == ["en"] else "ru"
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         now = self.clock()
@@ -624,162 +512,3 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             out.append(f"authentication is off while the service listens on {self.config.host} "
                        f"(проверка пароля отключена при доступе из сети)")
         return out
-
-    def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
-        """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
-        if method == b"POST" and (body or content_type is not None):
-            data = self._json_body(body, content_type)
-            raws = data.get("cis_list") if isinstance(data, dict) else None
-            if not isinstance(raws, list):
-                raise error(400, "bad_request", 'expected {"cis_list": ["<code>", ...]}')
-        else:
-            try:
-                raws = _query_values(query, b"cis")
-            except UnicodeDecodeError:
-                raise error(400, "bad_encoding", "a cis parameter is not percent-encoded UTF-8") from None
-        if not raws:
-            raise error(400, "no_codes", "no codes given: POST {\"cis_list\": [...]} or GET ?cis=...")
-        if len(raws) > self.config.max_codes:
-            raise error(413, "too_many_codes", f"at most {self.config.max_codes} codes per request",
-                         limit=self.config.max_codes)
-        return raws
-
-    def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
-                   who: str | None = None) -> Status:
-        """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
-        self.activity.request(client, self._peer, len(raws))
-        try:
-            return self._require_ready()
-        except HttpError as exc:
-            self.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
-                                                f"{exc.description}")
-            if self.audit is not None:
-                self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws], who)
-            exc.extra["reqId"] = req_id
-            raise
-
-    def _audit_who(self) -> str | None:
-        """What the audit log records of who asked: the token's label; None for HTTP Basic (one user) or none."""
-        label = self._auth_label
-        return label if label is not None and label.startswith("token:") else None
-
-    def _pin_version(self) -> Snapshot:
-        """The one place a request takes the database version it answers from: a snapshot of the store, which
-        checks every code of the request (across the slices of a big one) and names the version sent."""
-        return self.blocklist.snapshot()
-
-    def _verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                       status: Status, pgs: list[int | None] | None = None, who: str | None = None,
-                       ) -> Generator[None, None, tuple[list[Verdict | Unreadable], int]]:
-        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes, and the version.
-
-        A scan that is not a marking code (or not a string) is an `Unreadable` in its place: the request's other
-        codes are still answered (docs/service.md, "One unreadable code"). A request of which no code at all can
-        be read is refused whole (400 `invalid_code`, audited). A scan whose end cut a tail AI short after its GS
-        is answered for its identity (`tail_cut`, docs/codes.md). `pgs`: the product group each till sent, or None
-        (a group's minimum price applies to its codes)."""
-        max_len = DEFAULT_MAX_CODE_LENGTH
-        answers: list[Verdict | Unreadable] = []
-        unreadable = 0
-        # One request, one version: every code is answered from one snapshot, which names the version sent. A
-        # request dropped between two slices (its client hung up) closes it on the way out.
-        with self._pin_version() as view:
-            check = view.check
-            db_version = view.db_version
-            for index, raw in enumerate(raws):
-                if index and not index % CHECK_SLICE:
-                    yield
-                try:
-                    if not isinstance(raw, str):
-                        raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                    if len(raw) > max_len:
-                        raise CodeError(f"longer than {max_len} characters")
-                    answers.append(check(raw, pgs[index] if pgs is not None else None, tail_cut=True))
-                except CodeError as exc:
-                    text = raw[:max_len] if isinstance(raw, str) else str(raw)[:64]
-                    self.activity.refused(text[:64], f"invalid_code: {exc}")
-                    answers.append(Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
-                                              f"cis_list[{index}] is not a marking code: {exc}"))
-                    unreadable += 1
-                except NoListError:
-                    raise error(400, "not_configured", "the local module is not configured: no list loaded",
-                                errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
-        if unreadable == len(answers):
-            first = answers[0]
-            assert isinstance(first, Unreadable)
-            if self.audit is not None:
-                self.audit.record(req_id, req_ms, client, db_version, "invalid_code",
-                                  [(str(r)[:64], None) for r in raws], who)
-            raise error(400, "invalid_code", first.message if len(answers) == 1 else
-                        f"no code of the request can be read; {first.message}",
-                        index=first.index, reason=first.reason, reqId=req_id)
-        if unreadable:
-            self.metrics.codes_unreadable += unreadable
-        for v in answers:
-            if isinstance(v, Unreadable):
-                continue
-            block = v.block
-            if block is not None:
-                self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
-                                                                 if x))
-            elif v.sold:
-                self.activity.refused(v.cis, "sold")
-        return answers, db_version
-
-    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status, pgs: list[int | None] | None = None,
-                  who: str | None = None) -> tuple[list[Verdict | Unreadable], int]:
-        """`_verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
-        steps = self._verdict_steps(raws, req_id, req_ms, client, status, pgs, who)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-
-    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                      content_type: bytes | None) -> Response | Steps:
-        raws = self._check_items(method, query, body, content_type)
-        now = self.clock()
-        req_ms = int(now * 1000)
-        req_id = str(uuid.uuid4())
-        client = client_id.decode("utf-8", "replace") if client_id else None
-        who = self._audit_who()
-        status = self._ready_for(req_id, req_ms, client, raws, who)
-        steps = self._check_steps(raws, req_id, req_ms, client, status, who)
-        if len(raws) <= CHECK_SLICE:
-            return Steps(steps).run()
-        return Steps(steps)
-
-    def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                     status: Status, who: str | None = None) -> Generator[None, None, Response]:
-        answers, db_version = yield from self._verdict_steps(raws, req_id, req_ms, client, status, None, who)
-        first = next(v for v in answers if not isinstance(v, Unreadable))
-        inst = self._instance_uuid(first.instance_id)
-        version = self.version_uuid(first.instance_id, first.db_version)
-        grey = self._grey_list          # read with the status `_ready_for` just refreshed
-        codes = []
-        blocked = 0
-        checked = 0
-        for index, v in enumerate(answers):
-            if index and not index % CHECK_SLICE:
-                yield
-            if isinstance(v, Unreadable):
-                codes.append(unreadable_json(v, None))
-                continue
-            codes.append(code_json(v, None, grey))
-            blocked += v.blocked
-            checked += 1
-        self.metrics.codes_checked += checked
-        self.metrics.codes_blocked += blocked
-        unread = len(answers) - checked
-        if self.audit is not None:
-            self.audit.record(req_id, req_ms, client, first.db_version, "partial" if unread else "ok",
-                              [(v.raw[:64], None) if isinstance(v, Unreadable) else (v.cis, v.blocked)
-                               for v in answers], who)
-        payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)
-        if unread:
-            payload["description"] = (f"ok; {unread} of {len(answers)} codes could not be read (their entries: "
-                                      f"errorCode {ERROR_UNREADABLE}, isBlocked true)")
-            payload["unreadable"] = unread
-        return Response(200, _ENCODE(payload).encode())
