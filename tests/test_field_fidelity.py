@@ -506,3 +506,19 @@ def test_config_is_a_read_only_view_without_secrets(tmp_path: Path, codes: dict[
                                               "expiresAt": 4102444800000}]
             assert PASSWORD not in json.dumps(body) and TOKEN not in json.dumps(body)
             assert srv.client().request("POST", prefix + "/config", "{}", JSON)[0] == 405
+
+
+def test_serve_refuses_a_bad_token_file_without_printing_a_token(tmp_path: Path,
+                                                                  codes: dict[str, list[str]]) -> None:
+    from click.testing import CliRunner
+
+    from lmcz_fast.cli.serve import serve
+
+    db = make_db(tmp_path / "store.db", codes["blocked"])
+    bad = tmp_path / "tokens"
+    bad.write_text(f"{TOKEN} 2027-02-30 till\n")
+    result = CliRunner().invoke(serve, [str(db), "--port", "0", "--token-file", str(bad)])
+    assert result.exit_code == 2 and "--token-file" in result.output and "line 1" in result.output
+    assert TOKEN not in result.output
+    missing = CliRunner().invoke(serve, [str(db), "--port", "0", "--token-file", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "cannot read the token file" in missing.output
