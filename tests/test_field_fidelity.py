@@ -522,3 +522,20 @@ def test_serve_refuses_a_bad_token_file_without_printing_a_token(tmp_path: Path,
     assert TOKEN not in result.output
     missing = CliRunner().invoke(serve, [str(db), "--port", "0", "--token-file", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "cannot read the token file" in missing.output
+
+
+def test_a_request_the_last_round_answered_does_not_start_another(tmp_path: Path,
+                                                                    codes: dict[str, list[str]]) -> None:
+    from lmcz_fast.cli.feed import _wait
+
+    db = make_db(tmp_path / "store.db", codes["blocked"])
+    with Blocklist.open(db, readonly=False, refresh_interval=0.05) as bl:
+        bl.set_meta(**wake.request_fields("init", time.time() - 5))     # made while the round was running
+        started = time.monotonic()
+        _wait(threading.Event(), 30.0, lambda: bl, round_started=time.time() - 10)
+        assert time.monotonic() - started < 10          # made while the round ran: the next one starts now
+        bl.set_meta(**wake.request_fields("init", time.time() - 5))
+        started = time.monotonic()
+        _wait(threading.Event(), 1.5, lambda: bl, round_started=time.time() - 1)
+        assert time.monotonic() - started >= 1.4        # answered by the round just run: the wait goes on
+        assert wake.pending(bl) is None

@@ -150,6 +150,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
     rng = random.Random()
     log.info("running every %s; stop with SIGTERM", _span(every))
     while not stop.is_set():
+        round_started = time.time()
         try:
             log.info("%s", once(sleep))
             failures = 0
@@ -168,18 +169,32 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
         except StoreError as exc:   # e.g. a full disk: keep serving the old version and try again next round
             log.error("could not record the next sync time (%s): %s", type(exc).__name__, exc)
         log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
-        _wait(stop, delay, store)
+        _wait(stop, delay, store, round_started)
     log.info("stopped")
 
 
-def _wait(stop: threading.Event, delay: float, store: Callable[[], Blocklist | None] | None) -> None:
+def _wait(stop: threading.Event, delay: float, store: Callable[[], Blocklist | None] | None,
+          round_started: float | None = None) -> None:
     """Wait `delay` seconds, or less: until `stop`, or until a request for a round now appears in the store (then
-    record that this loop took it)."""
+    record that this loop took it). A request made before the round that just ran (`round_started`) was answered by
+    it: it is recorded as taken, and the wait goes on; one made while it ran starts the next round at once."""
     deadline = time.monotonic() + delay
+    bl = store() if store is not None else None
+    if bl is not None and round_started is not None:
+        try:
+            requested = wake.pending(bl)
+            if requested is not None and requested <= round_started:
+                bl.set_meta(**{wake.META_TAKEN: round_started})
+        except StoreError as exc:
+            log.error("could not record a request for a round as taken (%s): %s", type(exc).__name__, exc)
+    first = True
     while True:
         left = deadline - time.monotonic()
-        if left <= 0 or stop.wait(min(left, wake.POLL) if store is not None else left):
+        if not first and (left <= 0 or stop.wait(min(left, wake.POLL) if store is not None else left)):
             return
+        if first and (left <= 0 or stop.is_set()):
+            return
+        first = False
         bl = store() if store is not None else None
         if bl is None:
             continue
