@@ -395,13 +395,18 @@ def test_31_character_cut_is_answered_for_its_identity(cut_store: Any, prefix: s
 
 
 @pytest.mark.parametrize("prefix", ["/api/v1", "/api/v2"])
+@pytest.mark.parametrize("method", ["POST", "GET"])
 def test_batch_of_500_with_one_unreadable_code_answers_the_other_499(tmp_path: Path, codes: dict[str, list[str]],
-                                                                     prefix: str) -> None:
+                                                                     prefix: str, method: str) -> None:
     db = make_db(tmp_path / "store.db", codes["blocked"])
     scans = codes["blocked"][:10] + codes["free"][:489] + ["0104600439931256"]   # the last: no serial
     scans.insert(250, scans.pop())
     with ServerThread(db) as srv:
-        status, body = _post(srv.client(), prefix + "/cis/outCheck", {"cis_list": scans})
+        if method == "POST":
+            status, body = _post(srv.client(), prefix + "/cis/outCheck", {"cis_list": scans})
+        else:
+            query = "&".join("cis=" + quote(s, safe="") for s in scans)
+            status, _, body = srv.client().request("GET", f"{prefix}/cis/outCheck?{query}")
         metrics = srv.client().request("GET", "/metrics", auth=False)[2]
     assert status == 200
     answers = [r["codes"][0] for r in decode(body, RESULTS)["results"]] if prefix == "/api/v2" else \
