@@ -50,8 +50,9 @@ from _service_support import (
 from lmcz_fast import synth
 from lmcz_fast.service.config import parse_tokens
 from lmcz_fast.service.throttle import AuthThrottle
+from lmcz_fast.store import REPLICATION_META_PREFIX as META_PREFIX
+from lmcz_fast.store import REPLICATION_META_SOURCE as META_SOURCE
 from lmcz_fast.store import Blocklist, wake
-from lmcz_fast.store.replication import META_PREFIX, META_SOURCE
 
 JSON = {"Content-Type": "application/json"}
 TOKEN = str(uuid.UUID(int=0x20261207))

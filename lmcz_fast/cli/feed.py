@@ -20,8 +20,7 @@ from typing import Any
 import click
 
 from .. import feed
-from ..store import Blocklist, StoreError, wake
-from ..store.replication import replication_status
+from ..store import Blocklist, StoreError, replication_status, wake
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
 

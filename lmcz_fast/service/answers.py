@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..receipt import tag_1265
-from ..store.freshness import reference_time
-from ..store.records import Verdict
-from ..store.replication import META_SOURCE
-from ..store.tables import PRODUCT_GROUPS as STORE_GROUPS
+from ..store import PRODUCT_GROUPS as STORE_GROUPS
+from ..store import REPLICATION_META_SOURCE as META_SOURCE
+from ..store import Verdict, reference_time
 
 if TYPE_CHECKING:
     from .config import ServiceConfig

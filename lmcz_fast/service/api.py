@@ -28,7 +28,7 @@ from .config import (
     Token,
     software_version,
 )
-from ..store.replication import replication_status
+from ..store import replication_status
 from .auth import Credentials
 from .checks import CHECK_SLICE, Checks, query_values
 from .answers import config_json, public_url, status_json, sync_kind

@@ -14,15 +14,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
 from .._codes import CodeError
-from ..store.errors import NoListError
+from ..store import NoListError
 from .answers import ERROR_UNREADABLE, Unreadable, code_json, envelope, unreadable_json
 from .config import DEFAULT_MAX_CODE_LENGTH, ERROR_NOT_READY
 from .responses import HttpError, Response, Steps, encode_json, error
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status, Verdict
-    from ..store.snapshot import Snapshot
+    from ..store import Blocklist, Snapshot, Status, Verdict
     from .config import ServiceConfig
     from .metrics import Metrics
     from .page import Activity
