@@ -10,7 +10,9 @@ resolves once committed.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hmac
 import ipaddress
 import json
 import logging
@@ -141,6 +143,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
         self.activity = Activity(clock)
+        self.metrics.families.append(self.activity.prometheus_lines)
 
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
@@ -253,6 +256,8 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
             endpoint, handler, methods, _ = route
             admitted, self._auth_label = self.admit(path, authorization)
             if not admitted:
+                if authorization is not None:      # wrong credentials; none at all is a browser's challenge
+                    self.activity.auth_failed(client_id.decode("utf-8", "replace") if client_id else None, peer)
                 raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic"
                             + (", or Authorization: Token)" if self.config.tokens else ")"))
             if method not in methods:
@@ -277,6 +282,14 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
         return response
 
+    def set_page_credentials(self, user: str, password: str) -> None:
+        """A read-only login for the status page (GET /) only: a manager reads it without the tills' password."""
+        self._page_auth = b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+    def _page_authorized(self, header: bytes | None) -> bool:
+        expected = getattr(self, "_page_auth", None)
+        return header is not None and expected is not None and hmac.compare_digest(header.strip(), expected)
+
     def needs_auth(self, path: bytes) -> bool:
         """Whether a request to `path` has its credentials checked (so may fail them): every endpoint but
         /metrics (status and config check credentials a client sends, and answer without any)."""
@@ -289,8 +302,9 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         none sent). `handle` calls it; the HTTP layer may call it before reading a body (a refusal is then a 401).
 
         Every `/api` path needs valid credentials, but `status`: it answers without any (as the official module's
-        does) unless `--status-auth`, and checks the ones a client sends (a wrong one is refused). /metrics needs
-        none; unknown paths are not refused here (they are 404s).
+        does) unless `--status-auth`, and checks the ones a client sends (a wrong one is refused). The status page
+        also takes its own read-only login (`set_page_credentials`). /metrics needs none; unknown paths are not
+        refused here (they are 404s).
         """
         route = self._routes.get(path.rstrip(b"/").lower() or b"/")
         if route is None or not route[3] or not self.config.auth:
@@ -298,6 +312,8 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         who = self.authenticate(authorization)
         if who is not None:
             return True, who
+        if route[0] == "page" and self._page_authorized(authorization):
+            return True, "page"
         optional = route[3] == "optional" and authorization is None and not self.config.status_auth
         return optional, None
 
@@ -480,7 +496,9 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         now = self.clock()
-        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins}
+        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins,
+                  "min_prices": int(info.get("min_prices") or 0) + int(info.get("group_min_prices") or 0),
+                  "grey_gtins": int(info.get("grey_gtins") or 0), "sold": self.blocklist.sold.count()}
         page = PageData(
             state=status.state,
             lm_status=lm,
@@ -498,6 +516,9 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
             name=self.config.name,
             software_version=self.software_version,
             warnings=self.warnings(),
+            failing=sorted(self.activity.failing.values(), key=lambda t: t.last_failure, reverse=True),
+            last_error=self.blocklist.get_meta("sync_last_error"),
+            last_error_at=self.blocklist.get_meta("sync_last_error_at"),
         )
         return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
 
