@@ -157,7 +157,8 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
             else:
                 # A source outage, a refused answer or a refused shrink is retried with sync's back-off.
                 _run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
-                             lambda at: bl.set_meta(replication_next_at=at), retry_on=(repl.ReplicationError,))
+                             lambda at: bl.set_meta(replication_next_at=at), lambda: bl,
+                             retry_on=(repl.ReplicationError,))
     except repl.SourceAuthError as exc:
         _fail(str(exc), EXIT_SOURCE)
     except repl.ReplicationError as exc:
