@@ -122,8 +122,10 @@ def _as_service_user(words: list[str], log: Path) -> subprocess.Popen:
     """An ExecStart= line as systemd would start it, as far as it can here: the unit's user and group, UMask=0027,
     working directory /, an environment of PATH alone. `setpriv` execs the command (runuser would stay its parent and
     answer SIGTERM by killing it), so the signal `systemctl stop` sends reaches the program itself."""
-    return subprocess.Popen(["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--", *words], cwd="/", env={"PATH": ROOT_PATH}, umask=0o027,
-                            stdin=subprocess.DEVNULL, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    with log.open("ab") as out:
+        return subprocess.Popen(["setpriv", f"--reuid={USER}", f"--regid={USER}", "--init-groups", "--", *words],
+                                cwd="/", env={"PATH": ROOT_PATH}, umask=0o027,
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
 
 def _publish(lmcz: list[str], feed_dir: Path, key: Path, codes: list[str], work: Path) -> None:
@@ -200,7 +202,7 @@ def test_a_fresh_debian_server_runs_serve_and_sync_following_the_doc(tmp_path, m
 
             # Every step of the doc's path was there and ran (a reworded doc must be re-read by this test).
             kinds = ["-m venv", "pip install", "lmcz-fast systemd", "systemd-sysusers", "install -d", "feed.pub",
-                     "/password", "/proxy.auth", "runuser -u lmcz-fast", ]
+                     "/password", "/proxy.auth", "runuser -u lmcz-fast"]
             assert all(any(k in c for c in ran) for k in kinds), (kinds, ran)
             for path, mode in ((opt, 0o755), (etc, 0o750), (var, 0o750)):
                 assert Path(path).stat().st_mode & 0o777 == mode, path
