@@ -25,6 +25,14 @@ for _name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY"
     os.environ.pop(_name, None)
 
 
+@pytest.fixture(scope="session")
+def manylinux_wheel(tmp_path_factory):
+    """The manylinux wheel of this checkout, built once per session (tests/_wheel_support.py)."""
+    from _wheel_support import build_manylinux_wheel
+
+    return build_manylinux_wheel(tmp_path_factory.mktemp("wheel-build"))
+
+
 def pytest_report_header(config):
     import lmcz_fast
 
