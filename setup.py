@@ -31,5 +31,5 @@ extensions = [
 
 # The three modules compile side by side (build_ext --parallel): a build under emulation (tests/test_arm64.py)
 # spends minutes in the C compiler.
-setup(ext_modules=cythonize(extensions, compiler_directives=directives, nthreads=0),
+setup(ext_modules=cythonize(extensions, compiler_directives=directives),
       options={"build_ext": {"parallel": min(3, os.cpu_count() or 1)}})
