@@ -324,7 +324,7 @@ def test_aarch64_wheel_builds_installs_without_a_compiler_and_passes_the_core_su
         tests_tools = " ".join(shlex.quote(t) for t in TEST_TOOLS)
         _timed(timings, "install --only-binary", _in_root(root, f"""
             python3 -m venv --without-pip {venv}
-            {no_compiler} {tools}/bin/pip --python {venv}/bin/python install -q --only-binary :all: \\
+            {no_compiler} {tools}/bin/pip --python {venv}/bin/python install -q --no-compile --only-binary :all: \\
                 {house}/{wheel} {tests_tools}
             """), 1800)
         # The package comes from the wheel (an aarch64 ELF module inside the venv), never from the copied tree.
