@@ -281,7 +281,8 @@ def test_aarch64_wheel_builds_installs_without_a_compiler_and_passes_the_core_su
     timings: dict[str, float] = {}
     root = _arm64_root(timings)
     # The root's own resolver file is left by mmdebstrap as it was in the image: use this machine's.
-    shutil.copyfile("/etc/resolv.conf", root / "etc" / "resolv.conf")
+    if Path("/etc/resolv.conf").exists():
+        shutil.copyfile("/etc/resolv.conf", root / "etc" / "resolv.conf")
     bundle = _host_ca_bundle()
     if bundle is not None:
         shutil.copyfile(bundle, root / HOST_CA.lstrip("/"))
@@ -290,12 +291,14 @@ def test_aarch64_wheel_builds_installs_without_a_compiler_and_passes_the_core_su
     # The build tools' venv lives in the cached root (made once per root, ~1 min emulated).
     tools = "/opt/lmcz-tools"
     wanted = " ".join(shlex.quote(t) for t in TOOLS)
-    _timed(timings, "build tools", _in_root(root, f"""
-        if [ "$(cat {tools}/.wanted 2>/dev/null)" != {shlex.quote(wanted)} ]; then
-            rm -rf {tools} && python3 -m venv {tools} && {tools}/bin/pip install -q {wanted}
-            echo {shlex.quote(wanted)} > {tools}/.wanted
-        fi
-        """), 1800)
+    with open(root.with_name(root.name + ".lock"), "w") as lock:   # one run makes them, the others wait
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _timed(timings, "build tools", _in_root(root, f"""
+            if [ "$(cat {tools}/.wanted 2>/dev/null)" != {shlex.quote(wanted)} ]; then
+                rm -rf {tools} && python3 -m venv {tools} && {tools}/bin/pip install -q {wanted}
+                echo {shlex.quote(wanted)} > {tools}/.wanted
+            fi
+            """), 1800)
 
     work = Path(tempfile.mkdtemp(prefix="lmcz-arm64-", dir=root / "tmp"))
     inside = "/" + str(work.relative_to(root))
