@@ -244,9 +244,13 @@ def _reuse_objects(cached: Path, src: Path) -> bool:
     for c_file in (cached / "c").iterdir():
         shutil.copy2(c_file, src / "lmcz_fast" / c_file.name)
     shutil.copytree(cached / "build", src / "build")
-    now = time.time() + 1
-    for path in [*(src / "lmcz_fast").glob("*.c"), *(p for p in (src / "build").rglob("*") if p.is_file())]:
-        os.utime(path, (now, now))
+    # Dated a day ahead: Cython counts its own .pxd files among a module's dependencies, and the build's isolated
+    # environment installs them afresh (dated now); the objects a second later than the C they were made from.
+    ahead = time.time() + 86400
+    for path in (src / "lmcz_fast").glob("*.c"):
+        os.utime(path, (ahead, ahead))
+    for path in (p for p in (src / "build").rglob("*") if p.is_file()):
+        os.utime(path, (ahead + 1, ahead + 1))
     return True
 
 
