@@ -90,7 +90,8 @@ def test_the_map_size_can_be_set_where_address_space_costs(tmp_path) -> None:
             map_size_from(bad)
     child = ("import sys; from lmcz_fast.store import Blocklist; from lmcz_fast.synth import cis_list\n"
              "with Blocklist.building(sys.argv[1]) as bl: bl.load([cis_list(10, seed=1)])\n"
-             "with Blocklist.open(sys.argv[1]) as bl: print(bl._env.info()['map_size'])")
+             "from lmcz_fast.store.environment import acquire_env, release_env\n"
+             "env = acquire_env(sys.argv[1]); print(env.info()['map_size']); release_env(env)")
     env = {**__import__("os").environ, "LMCZ_FAST_MAP_SIZE": "64M"}
     done = subprocess.run([sys.executable, "-c", child, str(tmp_path / "db")], capture_output=True, text=True,
                           env=env, timeout=120)
