@@ -353,14 +353,13 @@ print(platform.machine(), int.from_bytes(head[18:20], "little"), p.__file__)'
         selection = os.environ.get("LMCZ_ARM64_TESTS", "").split() or CORE
         nodes = " ".join(shlex.quote(node) for node in selection)
         started = time.monotonic()
-        # TMPDIR inside the work folder: what the tests leave (a killed sync's download folder) goes with it, and the
-        # cached root's /tmp stays clean. LMCZ_FAST_MAP_SIZE: qemu-user 7.2 (Debian 12's) keeps ~6 MB of host memory per GiB a guest maps, per
+        # LMCZ_FAST_MAP_SIZE: qemu-user 7.2 (Debian 12's) keeps ~6 MB of host memory per GiB a guest maps, per
         # mapping, and never gives it back: at the store's default 16 GiB map each store opened cost ~98 MB, and
         # the feed tests' few hundred opens took the test process to 24 GB. 256M is far above what a test's store
         # holds and costs ~1.5 MB an open. Native aarch64 (and x86_64) pay nothing for the 16 GiB.
         run, peak = _run_watched(_in_root(root, f"""
-            cd {inside}/run && mkdir -p {inside}/tmp
-            TMPDIR={inside}/tmp LMCZ_EMULATED=1 LMCZ_FAST_MAP_SIZE=256M {no_compiler} {venv}/bin/python -m pytest -q -p no:cacheprovider \\
+            cd {inside}/run
+            LMCZ_EMULATED=1 LMCZ_FAST_MAP_SIZE=256M {no_compiler} {venv}/bin/python -m pytest -q -p no:cacheprovider \\
                 -m 'not slow' {nodes}
             """), inside, 3600)
         timings["core suite (emulated)"] = time.monotonic() - started
