@@ -33,6 +33,15 @@ def manylinux_wheel(tmp_path_factory):
     return build_manylinux_wheel(tmp_path_factory.mktemp("wheel-build"))
 
 
+if os.environ.get("LMCZ_EMULATED"):
+    # Under qemu-user emulation (tests/test_arm64.py) a Python step runs ~10x slower: hypothesis's per-example
+    # deadline and its too-slow health check would time the emulator, not the code. The examples are the same.
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("emulated", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("emulated")
+
+
 def pytest_report_header(config):
     import lmcz_fast
 
