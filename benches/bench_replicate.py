@@ -11,9 +11,9 @@ Two sources:
   target is read here. It takes ~100 s to fill with 900k documents and ~25 s to serve them once, so CI runs it with
   LMCZ_BENCH_COUCH_DOCS documents (default 200k); `LMCZ_BENCH_COUCH_DOCS=900000 pytest benches/bench_replicate.py`
   runs the issue's size.
-- a page server in its own process that answers the two requests replication makes (`GET /{db}` and
-  `GET /{db}/_changes?since=&limit=`) from 900k documents' pages built in advance: the fastest source there can be,
-  so the time is all ours. Against it the first replication is compared with a full load of the same codes from a
+- a page server in its own process that answers the requests replication makes (`GET /{db}`,
+  `GET /{db}/_changes?since=&limit=`, and `filter=_doc_ids` for the identity check) from 900k documents' pages
+  built in advance: the fastest source there can be, so the time is all ours. Against it the first replication is compared with a full load of the same codes from a
   local file (the same LMDB write, without the protocol), and the increment and the readers are measured.
 
 Codes keyed by the document id are read off the changes themselves (no `include_docs`), so the bare fetch asks for
@@ -91,6 +91,7 @@ class _Pages:
     def __init__(self) -> None:
         self.pages: dict[str, dict[int, bytes]] = {"blocked_cis": {}, "blocked_gtin": {}}
         self.seq = {"blocked_cis": 0, "blocked_gtin": 0}
+        self.latest: dict[str, dict[str, bytes]] = {"blocked_cis": {}, "blocked_gtin": {}}   # a document's change
 
     def add(self, db: str, changes: list[tuple[str, bool]]) -> None:
         for start in range(0, len(changes), BATCH):
@@ -102,12 +103,18 @@ class _Pages:
                 if deleted:
                     change["deleted"] = True
                 rows.append(json.dumps(change, separators=(",", ":")))
+                self.latest[db][doc_id] = rows[-1].encode()
             self.pages[db][since] = ('{"results":[\n' + ",\n".join(rows) + f'\n],"last_seq":{self.seq[db]}}}\n'
                                      ).encode()
 
     def page(self, db: str, since: int) -> bytes:
         found = self.pages[db].get(since)
         return found if found is not None else b'{"results":[],"last_seq":%d}\n' % self.seq[db]
+
+    def doc_change(self, db: str, doc_ids: str) -> bytes:
+        """`_changes?filter=_doc_ids`: the latest change of the documents named (the replicator's identity check)."""
+        rows = [self.latest[db][d] for d in json.loads(doc_ids) if d in self.latest[db]]
+        return b'{"results":[\n' + b",\n".join(rows) + b'\n],"last_seq":%d}\n' % self.seq[db]
 
     def info(self, db: str) -> bytes:
         return json.dumps({"db_name": db, "doc_count": self.seq[db], "update_seq": self.seq[db],
@@ -143,6 +150,8 @@ def serve_pages(n_docs: int) -> None:
                 body, status = b'{"error":"not_found"}', 404
             elif len(path) == 1:
                 body, status = pages.info(path[0]), 200
+            elif "filter=_doc_ids" in parts.query:
+                body, status = pages.doc_change(path[0], parse_qs(parts.query)["doc_ids"][0]), 200
             else:
                 since = int(parse_qs(parts.query).get("since", ["0"])[0])
                 body, status = pages.page(path[0], since), 200

@@ -30,6 +30,7 @@ from .config import (
     Token,
     software_version,
 )
+from ..store import guard as shrink_guard
 from ..store import replication_status
 from .auth import Credentials
 from .checks import CHECK_SLICE, Checks, query_values
@@ -485,6 +486,8 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         extra.update(self.sold_metrics())
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
         replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
+        if hasattr(self.blocklist, "get_meta"):
+            extra.update(shrink_guard.metrics(self.blocklist))      # store/guard.py
         return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
                                                  replication=replication),
                         content_type=b"text/plain; version=0.0.4")
@@ -532,4 +535,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         elif not self.config.auth and not _loopback(self.config.host):
             out.append(f"authentication is off while the service listens on {self.config.host} "
                        f"(проверка пароля отключена при доступе из сети)")
+        if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
+            out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
+                    for text in shrink_guard.warnings(self.blocklist)]
         return out
