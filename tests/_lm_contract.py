@@ -1,6 +1,6 @@
 """Strict typed models of the Local Module's answers, written from public clients' field types.
 
-Sources (../shared/domain.md, "The official module's second protocol"): shrayky/FMU-API (C#, System.Text.Json):
+Sources (docs/protocol.md, "Protocol 2" and "Field types"): shrayky/FMU-API (C#, System.Text.Json):
 `LocalModuleState.cs` (status), `CheckMarksDataAnswerTrueApi.cs` (the check envelope), `CodeDataTrueApi.cs` (one
 code), `LocalModuleServiceV2.cs` (`{"results": [...]}`); lalexs75/crpt_true_api (FPC):
 `crptLocalTrueAPITypesUnit.pas` (`TLCServerStatus`, `TLCResult`, `TLCResultItem`, `TLCCodeInfo`); the notes for

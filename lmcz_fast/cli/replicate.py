@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -15,20 +16,21 @@ from click.core import ParameterSource
 from .. import replicate as repl
 from ..store import Blocklist, StoreError
 from ..upstream import ProxyConfig, ProxyConfigError
-from .feed import (
+from .common import (
+    EXIT_FEED,
     EXIT_STORE,
     WRITER_NICE,
     Duration,
-    _exists,
-    _fail,
-    _lower_priority,
-    _run_forever,
-    _setup_logging,
+    exists,
+    fail,
     log,
+    lower_priority,
+    run_forever,
+    setup_logging,
 )
 from .progress import progress_for
 
-EXIT_SOURCE = 5
+EXIT_SOURCE = EXIT_FEED
 
 
 def _databases(text: str) -> dict[str, str]:
@@ -98,7 +100,7 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
       lmcz-fast replicate store.db --source http://127.0.0.1:5984 --databases codes=blocked_cis,gtins=blocked_gtin
     Exit codes: 0 replicated, 4 store error, 5 source error (the store keeps what it held).
     """
-    _setup_logging(verbose)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
     if every is not None and follow:
         raise click.UsageError("give --every or --follow, not both")
     if not follow and click.get_current_context().get_parameter_source("settle") is ParameterSource.COMMANDLINE:
@@ -115,7 +117,7 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
         )
     except (repl.ReplicationError, ProxyConfigError) as exc:
         raise click.UsageError(str(exc)) from None
-    _lower_priority(niceness)
+    lower_priority(niceness)
     try:
         if every is None and not follow:
             bar = progress_for(quiet=as_json)
@@ -131,7 +133,7 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
                 for example in report.unmapped_examples[:5]:
                     click.secho(f"unmapped: {example}", fg="yellow", err=True)
             return
-        exists = _exists(db)
+        exists = exists(db)
         if follow and not exists:
             _follow(db, config, settle)       # the first pass builds the store aside: it appears complete
             return
@@ -139,14 +141,14 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
             if follow:
                 _follow(bl, config, settle)
             else:
-                _run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
+                run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
                              lambda at: bl.set_meta(replication_next_at=at))
     except repl.SourceAuthError as exc:
-        _fail(str(exc), EXIT_SOURCE)
+        fail(str(exc), EXIT_SOURCE)
     except repl.ReplicationError as exc:
-        _fail(f"{exc}; the store keeps what it held", EXIT_SOURCE)
+        fail(f"{exc}; the store keeps what it held", EXIT_SOURCE)
     except StoreError as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
 
 
 def _follow(db: Blocklist | str, config: repl.ReplicationConfig, settle: float) -> None:

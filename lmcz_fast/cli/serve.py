@@ -22,18 +22,8 @@ from ..service import (
     run,
 )
 from ..store import StoreError
+from .common import EXIT_STORE, EXIT_USAGE, setup_logging
 
-EXIT_STORE = 4
-EXIT_USAGE = 2
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-        stream=sys.stderr,
-    )
 
 
 def _password_in(path: str) -> str:
@@ -116,7 +106,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
-    _setup_logging(log_level)
+    setup_logging(log_level, names=("lmcz_fast",))
     if not os.path.exists(os.path.join(db, "data.mdb")):
         click.secho(f"error: no database at {db}; create one with `lmcz-fast load {db} FILE` or `lmcz-fast sync`",
                     fg="red", err=True)

@@ -1,9 +1,10 @@
 """The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
 
 It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
-This file is the dispatcher and protocol 1 (`/api/v1`); protocol 2's own answers are in `v2.py`, the sold register's
-endpoints in `sold.py`, the fields both protocols answer in `answers.py`. A durable write (a sale, `init` with
-`clearSold`) answers a `Deferred` that the writer thread resolves once committed.
+This file is the dispatcher and protocol 1 (`/api/v1`). The `LocalModule` holds its other parts: protocol 2's own
+answers (`v2.py`, `module.v2`), the sold register's endpoints (`sold.py`, `module.sold`) and the durable writes
+(`writes.py`, `module.writes`); the fields both protocols answer are in `answers.py`. A durable write (a sale,
+`init` with `clearSold`) answers a `Deferred` that the writer thread resolves once committed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
 from .._codes import CodeError
 from ..receipt import instance_uuid, version_uuid
@@ -37,13 +37,14 @@ from .answers import code_json, envelope, status_json
 from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
 from .responses import Deferred, HttpError, Response, Steps, error
+from .query import query_values
 from .sold import SoldEndpoints
 from .v2 import ProtocolTwo
+from .writes import DurableWrites
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status, Verdict
-    from ..store import Snapshot
+    from ..store import Blocklist, GroupCommitter, Snapshot, Status, Verdict, WriteOp
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -80,8 +81,8 @@ def _utc(moment: float | None) -> str:
     return "-" if moment is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
 
 
-def _span(seconds: float) -> str:
-    """An offline limit in words: '72 h', '90 min', '45 s'."""
+def _limit_words(seconds: float) -> str:
+    """A configured limit, exactly, in words: '72 h', '90 min', '45 s' (an elapsed time is `cli.common.span`'s)."""
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{seconds / 3600:.0f} h"
     if seconds >= 60 and seconds % 60 == 0:
@@ -89,28 +90,16 @@ def _span(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def _query_values(query: bytes | None, name: bytes) -> list[str]:
-    """Values of one query parameter, percent-decoded without turning '+' into a space.
-
-    GS1's character set has '+' and no space, so a '+' in a scan is the scan's own character.
-    """
-    if not query:
-        return []
-    values = []
-    for part in query.split(b"&"):
-        key, sep, value = part.partition(b"=")
-        if key == name and sep:
-            values.append(unquote(value.decode("latin-1"), encoding="utf-8", errors="strict"))
-    return values
-
-
-class LocalModule(ProtocolTwo, SoldEndpoints):
+class LocalModule:
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
     `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status`,
     `info() -> dict` and `sold` (the sold register); `audit` (optional) needs `record(...)`. Not thread-safe: one
     event loop owns it. A handler that makes a durable write answers a `Deferred` once `start_writer(loop)` was
     called (the server does), else it commits synchronously.
+
+    Its parts: `v2` (protocol 2's check answer and greyList), `sold` (the sold register's endpoints), `writes`
+    (durable writes through one group committer). A part reaches the module only through its public methods.
     """
 
     def __init__(
@@ -143,18 +132,28 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self._version_uuids: dict[int, str] = {}
         self._peer: str | None = None   # the address of the request being handled (for the status page)
         self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], bool]] = {}
-        for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
+        for prefix in (b"/api/v1", b"/api/v2"):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
             self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
-            self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), True)
-            self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), True)
-            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), True)
-            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), True)
-            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), True)
-        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), True)
+        self._routes[b"/api/v1/cis/outcheck"] = ("check", self._handle_check, (b"GET", b"POST"), True)
+        self._routes[b"/api/v1/cis/check"] = ("check", self._handle_check, (b"GET", b"POST"), True)
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
         self.activity = Activity(clock)
+        self._request_endpoint = "other"
+        self._request_started = 0.0
+        self.writes = DurableWrites(blocklist, self.metrics, max_batch=self.config.sold_max_batch,
+                                    on_commit=self.status_changed, error_response=self._error_response)
+        self.sold = SoldEndpoints(blocklist, max_codes=self.config.max_codes, clock=clock,
+                                  json_body=self.json_body, durable=self.durable)
+        self.v2 = ProtocolTwo(self)
+        self._routes[b"/api/v2/cis/outcheck"] = ("check", self.v2.handle_check, (b"GET", b"POST"), True)
+        self._routes[b"/api/v2/cis/check"] = ("check", self.v2.handle_check, (b"GET", b"POST"), True)
+        for prefix in (b"/api/v1", b"/api/v2"):
+            self._routes[prefix + b"/cis/sell"] = ("sell", self.sold.handle_sell, (b"POST",), True)
+            self._routes[prefix + b"/cis/return"] = ("return", self.sold.handle_return, (b"POST",), True)
+            self._routes[prefix + b"/cis/sold"] = ("sold", self.sold.handle_sold, (b"GET",), True)
+        self._routes[b"/api/v2/greylist"] = ("greylist", self.v2.handle_grey_list, (b"POST",), True)
 
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
@@ -163,7 +162,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
 
-    def _instance_uuid(self, instance_id: str) -> str:
+    def instance_uuid(self, instance_id: str) -> str:
         if instance_id != self._inst_source:
             self._inst = instance_uuid(instance_id)
             self._inst_source = instance_id
@@ -176,7 +175,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         The official module sends a UUID there; ours is derived (UUIDv5) from the instance and the integer
         version, so it is stable, the same in every process serving that version, and mappable back.
         """
-        self._instance_uuid(instance_id)          # a new instance id clears the cache below
+        self.instance_uuid(instance_id)          # a new instance id clears the cache below
         found = self._version_uuids.get(db_version)
         if found is None:
             found = version_uuid(instance_id, db_version)
@@ -213,6 +212,35 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                         "still served" if status.state == "stale" else "refused (4050)")
             self._stale_logged_at = now
 
+    @property
+    def grey_list(self) -> bool:
+        """Whether `isGreyGtin` answers from the grey list, as read with the status last (see `ready_for`)."""
+        return self._grey_list
+
+    def status_changed(self) -> None:
+        """Re-read the status (and the grey-list switch) with the next request: a write changed the store."""
+        self._status_until = 0.0
+
+    # -- durable writes (`writes`) ----------------------------------------------------------------------------
+
+    def durable(self, op: WriteOp, build: Callable[[Any], Response]) -> Response | Deferred:
+        """Run the store's write operation `op` durably and answer `build(result)` once committed (see
+        `DurableWrites.durable`), for the request being handled."""
+        return self.writes.durable(op, build, self._request_endpoint, self._request_started)
+
+    def start_writer(self, loop: Any) -> None:
+        """Commit durable writes on a writer thread, in batches, answering through `loop` (the server calls
+        this when it starts)."""
+        self.writes.start(loop)
+
+    def stop_writer(self) -> None:
+        """Commit what is queued and stop the writer thread (the server calls this when it closes)."""
+        self.writes.stop()
+
+    @property
+    def writer(self) -> GroupCommitter | None:
+        return self.writes.committer
+
     def grey_list_enabled(self) -> bool:
         """Whether `isGreyGtin` answers from the grey-GTIN list (`init`/`greyList` `enableGreyList`; a meta field),
         read with the status (at most every `status_cache` seconds; at once after this module changed it)."""
@@ -225,8 +253,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             return status
         if lm == "sync_error":
             raise error(400, "sync_error",
-                        f"no successful sync within the offline limit ({_span(status.expire_after)}): checks are "
-                        f"refused since {_utc(status.expires_at)}",
+                        f"no successful sync within the offline limit ({_limit_words(status.expire_after)}): "
+                        f"checks are refused since {_utc(status.expires_at)}",
                         errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
                         expiresAt=_ms(status.expires_at))
         raise error(400, lm, "the local module is not configured or still initialising: no database loaded",
@@ -335,7 +363,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         return Response(exc.status, _ENCODE(body).encode(), headers,
                         close=exc.status in (413, 431))
 
-    def _json_body(self, body: bytes, content_type: bytes | None) -> Any:
+    def json_body(self, body: bytes, content_type: bytes | None) -> Any:
         if not _json_media_type(content_type):
             raise error(415, "unsupported_media_type", "send the body as application/json")
         if not body:
@@ -356,7 +384,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                        content_type: bytes | None) -> Response:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
-        inst = self._instance_uuid(str(info.get("instance_id", "")))
+        inst = self.instance_uuid(str(info.get("instance_id", "")))
         payload = status_json(
             lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
             status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
@@ -368,7 +396,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
 
     def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response | Deferred:
-        data = self._json_body(body, content_type)
+        data = self.json_body(body, content_type)
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token.strip():
             raise error(400, "bad_request", 'expected {"token": "<participant token>"}')
@@ -385,9 +413,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                                    "reqTimestamp": int(self.clock() * 1000)}
         if not clear_sold and grey is None:
             return Response(200, _ENCODE(payload).encode())
-        register = self.blocklist.sold
-        clear = register.op_clear() if clear_sold else None
-        meta = register.op_set_meta(grey_list_enabled=grey) if grey is not None else None
+        clear = self.blocklist.sold.op_clear() if clear_sold else None
+        meta = self.blocklist.op_set_meta(grey_list_enabled=grey) if grey is not None else None
 
         def op(txn: Any) -> int:
             cleared = clear(txn) if clear is not None else 0
@@ -403,7 +430,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                 payload["enableGreyList"] = grey
             return Response(200, _ENCODE(payload).encode())
 
-        return self._durable(op, build)
+        return self.durable(op, build)
 
     def _handle_metrics(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                         content_type: bytes | None) -> Response:
@@ -413,7 +440,10 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             log.exception("status unavailable for /metrics")
             status, lm = None, "sync_error"
         extra = dict(self.audit.metrics()) if self.audit is not None else {}
-        extra.update(self.sold_metrics())
+        count = self.sold.count()
+        if count is not None:
+            extra["lmcz_sold_entries"] = count
+        extra.update(self.writes.metrics())
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
         replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
         return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
@@ -423,7 +453,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
     def _handle_page(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response:
         """The status page for a person (service/page.py): Russian, or English with `?lang=en`."""
-        lang = "en" if _query_values(query, b"lang")[-1:] == ["en"] else "ru"
+        lang = "en" if query_values(query, b"lang")[-1:] == ["en"] else "ru"
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         now = self.clock()
@@ -460,16 +490,16 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                        f"(проверка пароля отключена при доступе из сети)")
         return out
 
-    def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
+    def check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
         if method == b"POST" and (body or content_type is not None):
-            data = self._json_body(body, content_type)
+            data = self.json_body(body, content_type)
             raws = data.get("cis_list") if isinstance(data, dict) else None
             if not isinstance(raws, list):
                 raise error(400, "bad_request", 'expected {"cis_list": ["<code>", ...]}')
         else:
             try:
-                raws = _query_values(query, b"cis")
+                raws = query_values(query, b"cis")
             except UnicodeDecodeError:
                 raise error(400, "bad_encoding", "a cis parameter is not percent-encoded UTF-8") from None
         if not raws:
@@ -479,7 +509,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                          limit=self.config.max_codes)
         return raws
 
-    def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status:
+    def ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         self.activity.request(client, self._peer, len(raws))
         try:
@@ -536,7 +566,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                 self.activity.refused(v.cis, "sold")
         return verdicts
 
-    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+    def verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                   status: Status, pgs: list[int | None] | None = None) -> list[Verdict]:
         """`_verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
         steps = self._verdict_steps(raws, req_id, req_ms, client, status, pgs)
@@ -548,12 +578,12 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
 
     def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                       content_type: bytes | None) -> Response | Steps:
-        raws = self._check_items(method, query, body, content_type)
+        raws = self.check_items(method, query, body, content_type)
         now = self.clock()
         req_ms = int(now * 1000)
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
-        status = self._ready_for(req_id, req_ms, client, raws)
+        status = self.ready_for(req_id, req_ms, client, raws)
         steps = self._check_steps(raws, req_id, req_ms, client, status)
         if len(raws) <= CHECK_SLICE:
             return Steps(steps).run()
@@ -563,9 +593,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                      status: Status) -> Generator[None, None, Response]:
         verdicts = yield from self._verdict_steps(raws, req_id, req_ms, client, status)
         first = verdicts[0]
-        inst = self._instance_uuid(first.instance_id)
+        inst = self.instance_uuid(first.instance_id)
         version = self.version_uuid(first.instance_id, first.db_version)
-        grey = self._grey_list          # read with the status `_ready_for` just refreshed
+        grey = self._grey_list          # read with the status `ready_for` just refreshed
         codes = []
         blocked = 0
         for index, v in enumerate(verdicts):

@@ -1,6 +1,6 @@
 """Protocol 2 of the official Local Module (LM 2.x, `/api/v2/...`): its check answer and its grey-list switch.
 
-What differs from protocol 1 (../shared/domain.md, "The official module's second protocol"):
+What differs from protocol 1 (docs/protocol.md, "Protocol 2"):
 
 - `cis_list` items are strings or `{"cis": "<code>", "pg": <product group id>}` objects (`pg` optional);
 - the answer is `{"results": [envelope, ...]}`: one envelope per code, each with its own `reqId` (so each code of a
@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .answers import PRODUCT_GROUPS, code_json, envelope
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status, Verdict
-    from .config import ServiceConfig
+    from ..store import Blocklist, Status, Verdict, WriteOp
     from .metrics import Metrics
 
 _PG_LIST = ", ".join(str(pg) for pg in sorted(PRODUCT_GROUPS))
@@ -55,66 +54,73 @@ def cis_items(items: list[Any]) -> list[tuple[Any, int | None]]:
     return out
 
 
-class ProtocolTwo:
-    """Mixin of `LocalModule`: the `/api/v2` check answer and `greyList`."""
+class CheckHost(Protocol):
+    """What protocol 2 asks of the `LocalModule` that holds it: its public methods, nothing private."""
 
     blocklist: Blocklist
-    config: ServiceConfig
     metrics: Metrics
     audit: AuditLog | None
     clock: Callable[[], float]
-    _grey_list: bool
 
-    if TYPE_CHECKING:
-        def _json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
-        def _check_items(self, method: bytes, query: bytes | None, body: bytes,
-                         content_type: bytes | None) -> list[Any]: ...
-        def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status: ...
-        def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                      status: Status, pgs: list[int | None] | None = None) -> list[Verdict]: ...
-        def _instance_uuid(self, instance_id: str) -> str: ...
-        def version_uuid(self, instance_id: str, db_version: int) -> str: ...
-        def grey_list_enabled(self) -> bool: ...
-        def _durable(self, op: Any, build: Callable[[Any], Response]) -> Response | Deferred: ...
+    @property
+    def grey_list(self) -> bool: ...
+    def json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
+    def check_items(self, method: bytes, query: bytes | None, body: bytes,
+                    content_type: bytes | None) -> list[Any]: ...
+    def ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status: ...
+    def verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                 status: Status, pgs: list[int | None] | None = None) -> list[Verdict]: ...
+    def instance_uuid(self, instance_id: str) -> str: ...
+    def version_uuid(self, instance_id: str, db_version: int) -> str: ...
+    def durable(self, op: WriteOp, build: Callable[[Any], Response]) -> Response | Deferred: ...
 
-    def _handle_check_v2(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                         content_type: bytes | None) -> Response:
-        pairs = cis_items(self._check_items(method, query, body, content_type))
+
+class ProtocolTwo:
+    """The `/api/v2` check answer and `greyList` of a `LocalModule` (`module.v2`)."""
+
+    def __init__(self, host: CheckHost) -> None:
+        self._host = host
+
+    def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                     content_type: bytes | None) -> Response:
+        host = self._host
+        pairs = cis_items(host.check_items(method, query, body, content_type))
         raws = [raw for raw, _ in pairs]
-        req_ms = int(self.clock() * 1000)
+        req_ms = int(host.clock() * 1000)
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
-        status = self._ready_for(req_id, req_ms, client, raws)
-        verdicts = self._verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs])
-        grey = self._grey_list          # read with the status `_ready_for` just refreshed
-        audit = self.audit
+        status = host.ready_for(req_id, req_ms, client, raws)
+        verdicts = host.verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs])
+        grey = host.grey_list          # read with the status `ready_for` just refreshed
+        audit = host.audit
         results = []
         blocked = 0
         for index, (verdict, (_, pg)) in enumerate(zip(verdicts, pairs)):
             rid = req_id if index == 0 else str(uuid.uuid4())
-            inst = self._instance_uuid(verdict.instance_id)
-            version = self.version_uuid(verdict.instance_id, verdict.db_version)
+            inst = host.instance_uuid(verdict.instance_id)
+            version = host.version_uuid(verdict.instance_id, verdict.db_version)
             code = code_json(verdict, pg, grey)
             results.append(envelope(rid, req_ms, inst, version, [code], verdict, status.state))
             blocked += verdict.blocked
             if audit is not None:
                 audit.record(rid, req_ms, client, verdict.db_version, "ok", [(verdict.cis, verdict.blocked)])
-        self.metrics.codes_checked += len(verdicts)
-        self.metrics.codes_blocked += blocked
+        host.metrics.codes_checked += len(verdicts)
+        host.metrics.codes_blocked += blocked
         return Response(200, encode_json({"results": results}).encode())
 
-    def _handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                          content_type: bytes | None) -> Response | Deferred:
+    def handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                         content_type: bytes | None) -> Response | Deferred:
         """`POST /api/v2/greyList {"enableGreyList": bool}`: answer `isGreyGtin` from the grey-GTIN list or not."""
-        data = self._json_body(body, content_type)
+        host = self._host
+        data = host.json_body(body, content_type)
         enable = data.get("enableGreyList") if isinstance(data, dict) else None
         if not isinstance(enable, bool):
             raise error(400, "bad_request", 'expected {"enableGreyList": true or false}')
-        op = self.blocklist.sold.op_set_meta(grey_list_enabled=enable)
-        req_ms = int(self.clock() * 1000)
+        op = host.blocklist.op_set_meta(grey_list_enabled=enable)
+        req_ms = int(host.clock() * 1000)
 
         def build(_: Any) -> Response:
             payload = {"code": 0, "description": "ok", "enableGreyList": enable, "reqTimestamp": req_ms}
             return Response(200, encode_json(payload).encode())
 
-        return self._durable(op, build)
+        return host.durable(op, build)

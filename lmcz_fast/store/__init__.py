@@ -40,7 +40,7 @@ from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .snapshot import Snapshot
 from .sources import CutCodes
 from .tables import PG_TOBACCO, PRICE_KINDS, PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
-from .group_commit import GroupCommitter
+from .group_commit import GroupCommitter, WriteOp
 from .sold import MAX_PAGE as SOLD_MAX_PAGE
 from .sold import SoldEntry, SoldRegister, SoldRegisterError
 
@@ -77,6 +77,7 @@ __all__ = [
     "TablesReport",
     "Verdict",
     "VersionError",
+    "WriteOp",
     "digest_after",
     "disk_full",
     "free_bytes",
