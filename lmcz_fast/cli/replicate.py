@@ -133,16 +133,16 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
                 for example in report.unmapped_examples[:5]:
                     click.secho(f"unmapped: {example}", fg="yellow", err=True)
             return
-        exists = exists(db)
-        if follow and not exists:
+        there = exists(db)
+        if follow and not there:
             _follow(db, config, settle)       # the first pass builds the store aside: it appears complete
             return
-        with Blocklist.open(db, readonly=False) if exists else Blocklist.create(db) as bl:
+        with Blocklist.open(db, readonly=False) if there else Blocklist.create(db) as bl:
             if follow:
                 _follow(bl, config, settle)
             else:
                 run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
-                             lambda at: bl.set_meta(replication_next_at=at))
+                            lambda at: bl.set_meta(replication_next_at=at))
     except repl.SourceAuthError as exc:
         fail(str(exc), EXIT_SOURCE)
     except repl.ReplicationError as exc:
