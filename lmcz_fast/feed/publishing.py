@@ -91,7 +91,7 @@ class PublishReport:
 
     def summary(self) -> str:
         if self.action == "refreshed":
-            return f"version {self.version} re-signed, valid until {self.expires_at}"
+            return f"version {self.version} re-signed, valid until {readable_time(self.expires_at)}"
         change = f"+{self.added} -{self.removed} codes, +{self.gtins_added} -{self.gtins_removed} GTINs"
         tables = ""
         if self.format != FORMAT_1:
@@ -100,6 +100,11 @@ class PublishReport:
         return (f"version {self.version} ({self.action}): {self.codes} codes, {self.gtins} GTINs{tables} ({change}), "
                 f"{len(self.written)} file(s) written, {len(self.pruned)} pruned, in {self.seconds:.2f} s "
                 f"[{self.format}]")
+
+
+def readable_time(unix: float) -> str:
+    """A Unix time as people read it: `2026-12-09 13:35:00 UTC`."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix))
 
 
 def _scratch_set(path: Path, sources: Any,
@@ -280,7 +285,7 @@ def _previous_of(feed_path: Path, key: Ed25519PrivateKey, feed_id: str | None,
     clock = int(time.time() if now is None else now)
     if previous is not None and clock < previous.published_at:
         raise PublishError(f"the clock reads {clock}, before the current manifest's signing time "
-                           f"{previous.published_at}: stores would refuse the new manifest as a replay")
+                           f"{readable_time(previous.published_at)}: stores would refuse the new manifest as a replay")
     return previous, feed_id, clock
 
 

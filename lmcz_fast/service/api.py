@@ -140,6 +140,7 @@ class LocalModule:
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
         self.activity = Activity(clock)
+        self.metrics.families.append(self.activity.prometheus_lines)
         self._request_endpoint = "other"
         self._request_started = 0.0
         self.writes = DurableWrites(blocklist, self.metrics, max_batch=self.config.sold_max_batch,
@@ -288,7 +289,10 @@ class LocalModule:
             if route is None:
                 raise error(404, "not_found", "no such endpoint")
             endpoint, handler, methods, needs_auth = route
-            if needs_auth and self.config.auth and not self._authorized(authorization):
+            if (needs_auth and self.config.auth and not self._authorized(authorization)
+                    and not (endpoint == "page" and self._page_authorized(authorization))):
+                if authorization is not None:      # wrong credentials; none at all is a browser's challenge
+                    self.activity.auth_failed(client_id.decode("utf-8", "replace") if client_id else None, peer)
                 raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic)")
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
@@ -311,6 +315,14 @@ class LocalModule:
             outcome = "internal_error"
         self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
         return response
+
+    def set_page_credentials(self, user: str, password: str) -> None:
+        """A read-only login for the status page (GET /) only: a manager reads it without the tills' password."""
+        self._page_auth = b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+    def _page_authorized(self, header: bytes | None) -> bool:
+        expected = getattr(self, "_page_auth", None)
+        return header is not None and expected is not None and hmac.compare_digest(header.strip(), expected)
 
     def needs_auth(self, path: bytes) -> bool:
         """Whether a request to `path` is answered only with valid credentials (so may fail them)."""
@@ -457,7 +469,9 @@ class LocalModule:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         now = self.clock()
-        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins}
+        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins,
+                  "min_prices": int(info.get("min_prices") or 0) + int(info.get("group_min_prices") or 0),
+                  "grey_gtins": int(info.get("grey_gtins") or 0), "sold": self.blocklist.sold.count()}
         page = PageData(
             state=status.state,
             lm_status=lm,
@@ -475,6 +489,9 @@ class LocalModule:
             name=self.config.name,
             software_version=self.software_version,
             warnings=self.warnings(),
+            failing=sorted(self.activity.failing.values(), key=lambda t: t.last_failure, reverse=True),
+            last_error=self.blocklist.get_meta("sync_last_error"),
+            last_error_at=self.blocklist.get_meta("sync_last_error_at"),
         )
         return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
 

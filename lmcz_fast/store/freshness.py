@@ -4,7 +4,8 @@
 The offline limit (`expire_after`, default 72 h) counts from the store's last successful sync, or, for a store
 that was never synced, from its last full load (a list loaded from a file). A store that never held a list
 (version 0) has no offline answers at all: its state is `empty` and it has no expiry time, because it never
-started.
+started. The same holds for a store that only ever received side tables (minimum prices, grey GTINs: `prices load`
+on a path with no store) and blocks nothing: its list has not arrived yet.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ def freshness(meta: Mapping[str, Any], now: float) -> Status:
     last = reference_time(meta)
     age = None if last is None else max(0.0, now - last)
     expires_at: float | None
-    if not holds_list(version):
+    if not holds_list(version) or (last is None and not meta.get("codes") and not meta.get("gtins")):
+        # never loaded nor synced and nothing blocked: only side tables (`prices load`, `grey load` on a new
+        # store) or nothing at all. No list has arrived yet: empty (4045), not expired (4050).
         state, expires_at = "empty", None
     elif last is None:
         state, expires_at = "expired", float(meta.get("created_at") or 0.0)
