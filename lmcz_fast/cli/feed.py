@@ -16,8 +16,7 @@ from typing import Any
 import click
 
 from .. import feed
-from ..store import Blocklist, StoreError
-from ..store import replication_status
+from ..store import Blocklist, StoreError, replication_status
 from .common import (
     EXIT_FEED,
     EXIT_STORE,
@@ -226,7 +225,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
                             when(status.last_sync_at, time.time()))
             bl.set_meta(feed_next_sync_at=at)
 
-        run_forever(every, once, on_schedule)
+        run_forever(every, once, on_schedule, lambda: store[0])
     except feed.FeedError as exc:
         fail(f"{error_kind(exc)}: {exc}; " + ("no database was created" if first and not exists(db)
                                          else "the store was not changed"), EXIT_FEED)

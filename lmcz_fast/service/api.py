@@ -1,50 +1,48 @@
 """The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
 
 It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
-This file is the dispatcher and protocol 1 (`/api/v1`). The `LocalModule` holds its other parts: protocol 2's own
-answers (`v2.py`, `module.v2`), the sold register's endpoints (`sold.py`, `module.sold`) and the durable writes
-(`writes.py`, `module.writes`); the fields both protocols answer are in `answers.py`. A durable write (a sale,
-`init` with `clearSold`) answers a `Deferred` that the writer thread resolves once committed.
+This file is the dispatcher, status, init and config; the check path both protocols share and protocol 1's check
+answer are in `checks.py`, protocol 2's own answers in `v2.py`, the sold register's endpoints in `sold.py`, the
+fields the answers hold in `answers.py`, who a request is in `auth.py` (`admit` here adds the route's rule). A
+durable write (a sale, `init` with `clearSold` or a round request) answers a `Deferred` that the writer thread
+resolves once committed.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hmac
 import ipaddress
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from .._codes import CodeError
 from ..receipt import instance_uuid, version_uuid
-from ..store import NoListError
+from ..store import wake
 from .config import (
-    DEFAULT_MAX_CODE_LENGTH,
     DEFAULT_PASSWORD,
     ERROR_NOT_READY,
     ERROR_SYNC,
     ServiceConfig,
+    Token,
     software_version,
 )
 from ..store import replication_status
-from .answers import code_json, envelope, status_json
+from .auth import Credentials
+from .checks import CHECK_SLICE, Checks, query_values
+from .answers import config_json, public_url, status_json, sync_kind
 from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
 from .responses import Deferred, HttpError, Response, Steps, error
-from .query import query_values
 from .sold import SoldEndpoints
 from .v2 import ProtocolTwo
-from .writes import DurableWrites
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, GroupCommitter, Snapshot, Status, Verdict, WriteOp
+    from ..store import Blocklist, Status
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -52,8 +50,7 @@ _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empt
 _JSON = json.JSONDecoder(strict=False)
 _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _STALE_LOG_EVERY = 600.0
-#: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
-CHECK_SLICE = 64
+__all__ = ["CHECK_SLICE", "LocalModule"]
 
 
 def _json_media_type(content_type: bytes | None) -> bool:
@@ -81,8 +78,8 @@ def _utc(moment: float | None) -> str:
     return "-" if moment is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
 
 
-def _limit_words(seconds: float) -> str:
-    """A configured limit, exactly, in words: '72 h', '90 min', '45 s' (an elapsed time is `cli.common.span`'s)."""
+def _span(seconds: float) -> str:
+    """An offline limit in words: '72 h', '90 min', '45 s'."""
     if seconds >= 3600 and seconds % 3600 == 0:
         return f"{seconds / 3600:.0f} h"
     if seconds >= 60 and seconds % 60 == 0:
@@ -90,16 +87,13 @@ def _limit_words(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-class LocalModule:
+class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
     `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status`,
     `info() -> dict` and `sold` (the sold register); `audit` (optional) needs `record(...)`. Not thread-safe: one
     event loop owns it. A handler that makes a durable write answers a `Deferred` once `start_writer(loop)` was
     called (the server does), else it commits synchronously.
-
-    Its parts: `v2` (protocol 2's check answer and greyList), `sold` (the sold register's endpoints), `writes`
-    (durable writes through one group committer). A part reaches the module only through its public methods.
     """
 
     def __init__(
@@ -119,8 +113,9 @@ class LocalModule:
         self.software_version = software_version()
         self._nested_json_log = OncePer(log, 60.0)
         self.initialized_at: float | None = None
-        self._auth_expected = b""
-        self.set_password(self.config.password)
+        self.credentials = Credentials(self.config.user, self.config.password, self.config.tokens, clock)
+        #: Who the request being handled authenticated as ("basic:<user>", "token:<label>"), or None.
+        self._auth_label: str | None = None
         self._status: Status | None = None
         self._lm_status = "not_configured"
         self._status_until = 0.0
@@ -131,39 +126,37 @@ class LocalModule:
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
         self._peer: str | None = None   # the address of the request being handled (for the status page)
-        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], bool]] = {}
-        for prefix in (b"/api/v1", b"/api/v2"):
-            self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
-            self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
-        self._routes[b"/api/v1/cis/outcheck"] = ("check", self._handle_check, (b"GET", b"POST"), True)
-        self._routes[b"/api/v1/cis/check"] = ("check", self._handle_check, (b"GET", b"POST"), True)
-        self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
-        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
+        # The last field: who may call it. "required": valid credentials; "optional": anyone, but credentials
+        # sent are checked (a wrong one is a 401, throttled); "": anyone.
+        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], str]] = {}
+        for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
+            self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), "optional")
+            self._routes[prefix + b"/config"] = ("config", self._handle_config, (b"GET",), "required")
+            self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), "required")
+            self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), "required")
+            self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), "required")
+            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), "required")
+            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), "required")
+            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), "required")
+        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), "required")
+        self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
+        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
         self.activity = Activity(clock)
         self.metrics.families.append(self.activity.prometheus_lines)
-        self._request_endpoint = "other"
-        self._request_started = 0.0
-        self.writes = DurableWrites(blocklist, self.metrics, max_batch=self.config.sold_max_batch,
-                                    on_commit=self.status_changed, error_response=self._error_response)
-        self.sold = SoldEndpoints(blocklist, max_codes=self.config.max_codes, clock=clock,
-                                  json_body=self.json_body, durable=self.durable)
-        self.v2 = ProtocolTwo(self)
-        self._routes[b"/api/v2/cis/outcheck"] = ("check", self.v2.handle_check, (b"GET", b"POST"), True)
-        self._routes[b"/api/v2/cis/check"] = ("check", self.v2.handle_check, (b"GET", b"POST"), True)
-        for prefix in (b"/api/v1", b"/api/v2"):
-            self._routes[prefix + b"/cis/sell"] = ("sell", self.sold.handle_sell, (b"POST",), True)
-            self._routes[prefix + b"/cis/return"] = ("return", self.sold.handle_return, (b"POST",), True)
-            self._routes[prefix + b"/cis/sold"] = ("sold", self.sold.handle_sold, (b"GET",), True)
-        self._routes[b"/api/v2/greylist"] = ("greylist", self.v2.handle_grey_list, (b"POST",), True)
 
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
         self.config = dataclasses.replace(self.config, password=password)
-        self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{password}".encode())
+        self.credentials.set_password(password)
+
+    def set_tokens(self, tokens: tuple[Token, ...]) -> None:
+        """Take a new set of `Authorization: Token` tokens from the next request on (serve's SIGHUP)."""
+        self.config = dataclasses.replace(self.config, tokens=tuple(tokens))
+        self.credentials.set_tokens(self.config.tokens)
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
 
-    def instance_uuid(self, instance_id: str) -> str:
+    def _instance_uuid(self, instance_id: str) -> str:
         if instance_id != self._inst_source:
             self._inst = instance_uuid(instance_id)
             self._inst_source = instance_id
@@ -176,7 +169,7 @@ class LocalModule:
         The official module sends a UUID there; ours is derived (UUIDv5) from the instance and the integer
         version, so it is stable, the same in every process serving that version, and mappable back.
         """
-        self.instance_uuid(instance_id)          # a new instance id clears the cache below
+        self._instance_uuid(instance_id)          # a new instance id clears the cache below
         found = self._version_uuids.get(db_version)
         if found is None:
             found = version_uuid(instance_id, db_version)
@@ -213,35 +206,6 @@ class LocalModule:
                         "still served" if status.state == "stale" else "refused (4050)")
             self._stale_logged_at = now
 
-    @property
-    def grey_list(self) -> bool:
-        """Whether `isGreyGtin` answers from the grey list, as read with the status last (see `ready_for`)."""
-        return self._grey_list
-
-    def status_changed(self) -> None:
-        """Re-read the status (and the grey-list switch) with the next request: a write changed the store."""
-        self._status_until = 0.0
-
-    # -- durable writes (`writes`) ----------------------------------------------------------------------------
-
-    def durable(self, op: WriteOp, build: Callable[[Any], Response]) -> Response | Deferred:
-        """Run the store's write operation `op` durably and answer `build(result)` once committed (see
-        `DurableWrites.durable`), for the request being handled."""
-        return self.writes.durable(op, build, self._request_endpoint, self._request_started)
-
-    def start_writer(self, loop: Any) -> None:
-        """Commit durable writes on a writer thread, in batches, answering through `loop` (the server calls
-        this when it starts)."""
-        self.writes.start(loop)
-
-    def stop_writer(self) -> None:
-        """Commit what is queued and stop the writer thread (the server calls this when it closes)."""
-        self.writes.stop()
-
-    @property
-    def writer(self) -> GroupCommitter | None:
-        return self.writes.committer
-
     def grey_list_enabled(self) -> bool:
         """Whether `isGreyGtin` answers from the grey-GTIN list (`init`/`greyList` `enableGreyList`; a meta field),
         read with the status (at most every `status_cache` seconds; at once after this module changed it)."""
@@ -254,8 +218,8 @@ class LocalModule:
             return status
         if lm == "sync_error":
             raise error(400, "sync_error",
-                        f"no successful sync within the offline limit ({_limit_words(status.expire_after)}): "
-                        f"checks are refused since {_utc(status.expires_at)}",
+                        f"no successful sync within the offline limit ({_span(status.expire_after)}): checks are "
+                        f"refused since {_utc(status.expires_at)}",
                         errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
                         expiresAt=_ms(status.expires_at))
         raise error(400, lm, "the local module is not configured or still initialising: no database loaded",
@@ -288,12 +252,13 @@ class LocalModule:
             route = self._routes.get(key)
             if route is None:
                 raise error(404, "not_found", "no such endpoint")
-            endpoint, handler, methods, needs_auth = route
-            if (needs_auth and self.config.auth and not self._authorized(authorization)
-                    and not (endpoint == "page" and self._page_authorized(authorization))):
+            endpoint, handler, methods, _ = route
+            admitted, self._auth_label = self.admit(path, authorization)
+            if not admitted:
                 if authorization is not None:      # wrong credentials; none at all is a browser's challenge
                     self.activity.auth_failed(client_id.decode("utf-8", "replace") if client_id else None, peer)
-                raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic)")
+                raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic"
+                            + (", or Authorization: Token)" if self.config.tokens else ")"))
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
@@ -325,25 +290,38 @@ class LocalModule:
         return header is not None and expected is not None and hmac.compare_digest(header.strip(), expected)
 
     def needs_auth(self, path: bytes) -> bool:
-        """Whether a request to `path` is answered only with valid credentials (so may fail them)."""
+        """Whether a request to `path` has its credentials checked (so may fail them): every endpoint but
+        /metrics (status and config check credentials a client sends, and answer without any)."""
         route = self._routes.get(path.rstrip(b"/").lower() or b"/")
-        return self.config.auth and route is not None and route[3]
+        return self.config.auth and route is not None and bool(route[3])
+
+    def admit(self, path: bytes, authorization: bytes | None) -> tuple[bool, str | None]:
+        """The one authentication decision for a request: whether a request to `path` with this `Authorization`
+        header may be answered, and who it is ("basic:<user>", "token:<label>", or None: no credentials needed and
+        none sent). `handle` calls it; the HTTP layer may call it before reading a body (a refusal is then a 401).
+
+        Every `/api` path needs valid credentials, but `status`: it answers without any (as the official module's
+        does) unless `--status-auth`, and checks the ones a client sends (a wrong one is refused). The status page
+        also takes its own read-only login (`set_page_credentials`). /metrics needs none; unknown paths are not
+        refused here (they are 404s).
+        """
+        route = self._routes.get(path.rstrip(b"/").lower() or b"/")
+        if route is None or not route[3] or not self.config.auth:
+            return True, None
+        who = self.authenticate(authorization)
+        if who is not None:
+            return True, who
+        if route[0] == "page" and self._page_authorized(authorization):
+            return True, "page"
+        optional = route[3] == "optional" and authorization is None and not self.config.status_auth
+        return optional, None
+
+    def authenticate(self, header: bytes | None) -> str | None:
+        """Who an `Authorization` header is ("basic:<user>", "token:<label>") or None: `auth.Credentials`."""
+        return self.credentials.authenticate(header)
 
     def _authorized(self, header: bytes | None) -> bool:
-        if header is None:
-            return False
-        if hmac.compare_digest(header, self._auth_expected):
-            return True
-        scheme, _, token = header.strip().partition(b" ")
-        if scheme.lower() != b"basic":
-            return False
-        try:
-            user, sep, password = base64.b64decode(token.strip(), validate=True).partition(b":")
-        except (binascii.Error, ValueError):
-            return False
-        ok_user = hmac.compare_digest(user, self.config.user.encode())
-        ok_password = hmac.compare_digest(password, self.config.password.encode())
-        return bool(sep) and ok_user and ok_password
+        return self.authenticate(header) is not None
 
     def _observed(self, steps: Steps, endpoint: str, started: float) -> Generator[None, None, Response]:
         """An answer worked out in slices, with what `handle` does for a whole one: errors as responses, metrics."""
@@ -371,11 +349,13 @@ class LocalModule:
                 body[name] = value
         if exc.status == 401:
             headers += b'WWW-Authenticate: Basic realm="lmcz-fast", charset="UTF-8"\r\n'
+            if self.config.tokens:
+                headers += b'WWW-Authenticate: Token realm="lmcz-fast"\r\n'
         body["reqTimestamp"] = int(self.clock() * 1000)
         return Response(exc.status, _ENCODE(body).encode(), headers,
                         close=exc.status in (413, 431))
 
-    def json_body(self, body: bytes, content_type: bytes | None) -> Any:
+    def _json_body(self, body: bytes, content_type: bytes | None) -> Any:
         if not _json_media_type(content_type):
             raise error(415, "unsupported_media_type", "send the body as application/json")
         if not body:
@@ -396,19 +376,49 @@ class LocalModule:
                        content_type: bytes | None) -> Response:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
-        inst = self.instance_uuid(str(info.get("instance_id", "")))
+        instance_id = str(info.get("instance_id", ""))
+        inst = self._instance_uuid(instance_id)
+        replication = replication_status(self.blocklist)
         payload = status_json(
             lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
             status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
             grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
-            initialized=self.initialized_at is not None, replication=replication_status(self.blocklist),
+            initialized=self.initialized_at is not None, replication=replication,
+            version_id=self.version_uuid(instance_id, status.version) if status.version else "",
+            service_url=public_url((replication or {}).get("source") or status.feed_url or ""),
         )
-        payload["warnings"] = self.warnings()     # what an operator must fix (the status page says it too)
+        payload["roundRequest"] = self._round_request(info, status)
+        # What an operator must fix (the status page says it too): only to a client that authenticated, since
+        # status answers anyone and a warning such as "the default password is in use" is a key to the door.
+        if self._auth_label is not None or not self.config.auth:
+            payload["warnings"] = self.warnings()
+        return Response(200, _ENCODE(payload).encode())
+
+    def _round_request(self, info: dict[str, Any], status: Status) -> dict[str, Any]:
+        """What `init` asked the store's sync or replication loop to do, and whether a loop took it (status)."""
+        requested = info.get(wake.META_REQUESTED)
+        taken = info.get(wake.META_TAKEN)
+        return {
+            "kind": sync_kind(self.blocklist, status) or "none",
+            "requestedAt": 0 if requested is None else int(float(requested) * 1000),
+            "takenAt": 0 if taken is None else int(float(taken) * 1000),
+            "pending": wake.pending(info) is not None,
+        }
+
+    def _handle_config(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                       content_type: bytes | None) -> Response:
+        """`GET /api/v{1,2}/config`: a read-only view of the settings, in the official module's field names where
+        one was seen in the field (docs/service.md lists which); ours under `lmczFast`. No secret: no password,
+        no token, no URL credentials."""
+        status, _ = self.current_status(force=True)
+        payload = config_json(self.config, status, self.blocklist.info(), replication_status(self.blocklist),
+                              sync_kind(self.blocklist, status), self.blocklist.sold.expire_after(),
+                              self.software_version)
         return Response(200, _ENCODE(payload).encode())
 
     def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response | Deferred:
-        data = self.json_body(body, content_type)
+        data = self._json_body(body, content_type)
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token.strip():
             raise error(400, "bad_request", 'expected {"token": "<participant token>"}')
@@ -423,10 +433,29 @@ class LocalModule:
         status, lm = self.current_status(force=True)
         payload: dict[str, Any] = {"code": 0, "description": "ok", "status": lm,
                                    "reqTimestamp": int(self.clock() * 1000)}
-        if not clear_sold and grey is None:
+        # On a store that is not ready, init asks its sync or replication loop for a round now (through the store:
+        # the loop runs in its own process; store/wake.py), as the official module re-syncs on init.
+        kind = sync_kind(self.blocklist, status) if status.state != "ready" else None
+        started = kind is not None
+        payload["started"] = kind or "none"
+        if started:
+            payload["description"] = (f"ok; a {kind} round was asked for now (the running `lmcz-fast "
+                                      f"{'sync' if kind == 'sync' else 'replicate'} --every` loop of this store "
+                                      f"starts it within {wake.POLL:g} s; status roundRequest says when it did)")
+        elif status.state != "ready":
+            payload["description"] = ("ok; nothing to start: no sync or replication is configured for this store "
+                                      "(load a list, or run `lmcz-fast sync` / `lmcz-fast replicate`)")
+        if not clear_sold and grey is None and not started:
             return Response(200, _ENCODE(payload).encode())
-        clear = self.blocklist.sold.op_clear() if clear_sold else None
-        meta = self.blocklist.op_set_meta(grey_list_enabled=grey) if grey is not None else None
+        register = self.blocklist.sold
+        clear = register.op_clear() if clear_sold else None
+        fields: dict[str, Any] = {}
+        if grey is not None:
+            fields["grey_list_enabled"] = grey
+        if started:
+            fields.update(wake.request_fields("init", self.clock()))
+            log.info("init on a %s store: a %s round was asked for now", status.state, kind)
+        meta = self.blocklist.op_set_meta(**fields) if fields else None
 
         def op(txn: Any) -> int:
             cleared = clear(txn) if clear is not None else 0
@@ -442,7 +471,7 @@ class LocalModule:
                 payload["enableGreyList"] = grey
             return Response(200, _ENCODE(payload).encode())
 
-        return self.durable(op, build)
+        return self._durable(op, build)
 
     def _handle_metrics(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                         content_type: bytes | None) -> Response:
@@ -452,10 +481,7 @@ class LocalModule:
             log.exception("status unavailable for /metrics")
             status, lm = None, "sync_error"
         extra = dict(self.audit.metrics()) if self.audit is not None else {}
-        count = self.sold.count()
-        if count is not None:
-            extra["lmcz_sold_entries"] = count
-        extra.update(self.writes.metrics())
+        extra.update(self.sold_metrics())
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
         replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
         return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
@@ -506,124 +532,3 @@ class LocalModule:
             out.append(f"authentication is off while the service listens on {self.config.host} "
                        f"(проверка пароля отключена при доступе из сети)")
         return out
-
-    def check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
-        """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
-        if method == b"POST" and (body or content_type is not None):
-            data = self.json_body(body, content_type)
-            raws = data.get("cis_list") if isinstance(data, dict) else None
-            if not isinstance(raws, list):
-                raise error(400, "bad_request", 'expected {"cis_list": ["<code>", ...]}')
-        else:
-            try:
-                raws = query_values(query, b"cis")
-            except UnicodeDecodeError:
-                raise error(400, "bad_encoding", "a cis parameter is not percent-encoded UTF-8") from None
-        if not raws:
-            raise error(400, "no_codes", "no codes given: POST {\"cis_list\": [...]} or GET ?cis=...")
-        if len(raws) > self.config.max_codes:
-            raise error(413, "too_many_codes", f"at most {self.config.max_codes} codes per request",
-                         limit=self.config.max_codes)
-        return raws
-
-    def ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status:
-        """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
-        self.activity.request(client, self._peer, len(raws))
-        try:
-            return self._require_ready()
-        except HttpError as exc:
-            self.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
-                                                f"{exc.description}")
-            if self.audit is not None:
-                self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
-            exc.extra["reqId"] = req_id
-            raise
-
-    def _pin_version(self) -> Snapshot:
-        """The one place a request takes the database version it answers from: a snapshot of the store, which
-        checks every code of the request (across the slices of a big one) and names the version sent."""
-        return self.blocklist.snapshot()
-
-    def _verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                       status: Status, pgs: list[int | None] | None = None) -> Generator[None, None, list[Verdict]]:
-        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes; any scan that
-        is not a marking code refuses the whole request (audited). `pgs`: the product group each till sent, or
-        None (a group's minimum price applies to its codes)."""
-        max_len = DEFAULT_MAX_CODE_LENGTH
-        verdicts: list[Verdict] = []
-        # One request, one version: every code is answered from one snapshot, which names the version sent. A
-        # request dropped between two slices (its client hung up) closes it on the way out.
-        with self._pin_version() as view:
-            check = view.check
-            for index, raw in enumerate(raws):
-                if index and not index % CHECK_SLICE:
-                    yield
-                try:
-                    if not isinstance(raw, str):
-                        raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                    if len(raw) > max_len:
-                        raise CodeError(f"longer than {max_len} characters")
-                    verdicts.append(check(raw, pgs[index] if pgs is not None else None))
-                except CodeError as exc:
-                    self.activity.refused(str(raw), f"invalid_code: {exc}")
-                    if self.audit is not None:
-                        self.audit.record(req_id, req_ms, client, view.db_version, "invalid_code",
-                                          [(str(r)[:64], None) for r in raws])
-                    raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
-                                 index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
-                except NoListError:
-                    raise error(400, "not_configured", "the local module is not configured: no list loaded",
-                                errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
-        for v in verdicts:
-            block = v.block
-            if block is not None:
-                self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
-                                                                 if x))
-            elif v.sold:
-                self.activity.refused(v.cis, "sold")
-        return verdicts
-
-    def verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status, pgs: list[int | None] | None = None) -> list[Verdict]:
-        """`_verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
-        steps = self._verdict_steps(raws, req_id, req_ms, client, status, pgs)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-
-    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                      content_type: bytes | None) -> Response | Steps:
-        raws = self.check_items(method, query, body, content_type)
-        now = self.clock()
-        req_ms = int(now * 1000)
-        req_id = str(uuid.uuid4())
-        client = client_id.decode("utf-8", "replace") if client_id else None
-        status = self.ready_for(req_id, req_ms, client, raws)
-        steps = self._check_steps(raws, req_id, req_ms, client, status)
-        if len(raws) <= CHECK_SLICE:
-            return Steps(steps).run()
-        return Steps(steps)
-
-    def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                     status: Status) -> Generator[None, None, Response]:
-        verdicts = yield from self._verdict_steps(raws, req_id, req_ms, client, status)
-        first = verdicts[0]
-        inst = self.instance_uuid(first.instance_id)
-        version = self.version_uuid(first.instance_id, first.db_version)
-        grey = self._grey_list          # read with the status `ready_for` just refreshed
-        codes = []
-        blocked = 0
-        for index, v in enumerate(verdicts):
-            if index and not index % CHECK_SLICE:
-                yield
-            codes.append(code_json(v, None, grey))
-            blocked += v.blocked
-        self.metrics.codes_checked += len(verdicts)
-        self.metrics.codes_blocked += blocked
-        if self.audit is not None:
-            self.audit.record(req_id, req_ms, client, first.db_version, "ok",
-                              [(v.cis, v.blocked) for v in verdicts])
-        payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)
-        return Response(200, _ENCODE(payload).encode())

@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from .answers import PRODUCT_GROUPS, code_json, envelope
+from .answers import ERROR_UNREADABLE, PRODUCT_GROUPS, Unreadable, code_json, envelope, unreadable_json
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status, Verdict, WriteOp
+    from ..store import Blocklist, Status, Verdict
+    from .config import ServiceConfig
     from .metrics import Metrics
 
 _PG_LIST = ", ".join(str(pg) for pg in sorted(PRODUCT_GROUPS))
@@ -54,73 +55,85 @@ def cis_items(items: list[Any]) -> list[tuple[Any, int | None]]:
     return out
 
 
-class CheckHost(Protocol):
-    """What protocol 2 asks of the `LocalModule` that holds it: its public methods, nothing private."""
+class ProtocolTwo:
+    """Mixin of `LocalModule`: the `/api/v2` check answer and `greyList`."""
 
     blocklist: Blocklist
+    config: ServiceConfig
     metrics: Metrics
     audit: AuditLog | None
     clock: Callable[[], float]
+    _grey_list: bool
 
-    @property
-    def grey_list(self) -> bool: ...
-    def json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
-    def check_items(self, method: bytes, query: bytes | None, body: bytes,
-                    content_type: bytes | None) -> list[Any]: ...
-    def ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status: ...
-    def verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                 status: Status, pgs: list[int | None] | None = None) -> list[Verdict]: ...
-    def instance_uuid(self, instance_id: str) -> str: ...
-    def version_uuid(self, instance_id: str, db_version: int) -> str: ...
-    def durable(self, op: WriteOp, build: Callable[[Any], Response]) -> Response | Deferred: ...
+    if TYPE_CHECKING:
+        def _json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
+        def _check_items(self, method: bytes, query: bytes | None, body: bytes,
+                         content_type: bytes | None) -> list[Any]: ...
+        def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
+                       who: str | None = None) -> Status: ...
+        def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None, status: Status,
+                      pgs: list[int | None] | None = None,
+                      who: str | None = None) -> tuple[list[Verdict | Unreadable], int]: ...
+        def _audit_who(self) -> str | None: ...
+        def _instance_uuid(self, instance_id: str) -> str: ...
+        def version_uuid(self, instance_id: str, db_version: int) -> str: ...
+        def grey_list_enabled(self) -> bool: ...
+        def _durable(self, op: Any, build: Callable[[Any], Response]) -> Response | Deferred: ...
 
-
-class ProtocolTwo:
-    """The `/api/v2` check answer and `greyList` of a `LocalModule` (`module.v2`)."""
-
-    def __init__(self, host: CheckHost) -> None:
-        self._host = host
-
-    def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                     content_type: bytes | None) -> Response:
-        host = self._host
-        pairs = cis_items(host.check_items(method, query, body, content_type))
+    def _handle_check_v2(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                         content_type: bytes | None) -> Response:
+        pairs = cis_items(self._check_items(method, query, body, content_type))
         raws = [raw for raw, _ in pairs]
-        req_ms = int(host.clock() * 1000)
+        req_ms = int(self.clock() * 1000)
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
-        status = host.ready_for(req_id, req_ms, client, raws)
-        verdicts = host.verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs])
-        grey = host.grey_list          # read with the status `ready_for` just refreshed
-        audit = host.audit
+        who = self._audit_who()
+        status = self._ready_for(req_id, req_ms, client, raws, who)
+        answers, db_version = self._verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs], who)
+        grey = self._grey_list          # read with the status `_ready_for` just refreshed
+        audit = self.audit
         results = []
         blocked = 0
-        for index, (verdict, (_, pg)) in enumerate(zip(verdicts, pairs)):
+        checked = 0
+        known = next(v for v in answers if not isinstance(v, Unreadable))
+        for index, (verdict, (_, pg)) in enumerate(zip(answers, pairs)):
             rid = req_id if index == 0 else str(uuid.uuid4())
-            inst = host.instance_uuid(verdict.instance_id)
-            version = host.version_uuid(verdict.instance_id, verdict.db_version)
+            if isinstance(verdict, Unreadable):
+                # One envelope per code: this code's says what went wrong; the version is the one that answered
+                # the others (nothing was read from it for this code).
+                inst = self._instance_uuid(known.instance_id)
+                version = self.version_uuid(known.instance_id, known.db_version)
+                entry = envelope(rid, req_ms, inst, version, [unreadable_json(verdict, pg)], known, status.state)
+                entry.update(code=ERROR_UNREADABLE, description=verdict.message, error="invalid_code",
+                             errorCode=ERROR_UNREADABLE, reason=verdict.reason)
+                results.append(entry)
+                if audit is not None:
+                    audit.record(rid, req_ms, client, db_version, "invalid_code", [(verdict.raw[:64], None)], who)
+                continue
+            inst = self._instance_uuid(verdict.instance_id)
+            version = self.version_uuid(verdict.instance_id, verdict.db_version)
             code = code_json(verdict, pg, grey)
             results.append(envelope(rid, req_ms, inst, version, [code], verdict, status.state))
             blocked += verdict.blocked
+            checked += 1
             if audit is not None:
-                audit.record(rid, req_ms, client, verdict.db_version, "ok", [(verdict.cis, verdict.blocked)])
-        host.metrics.codes_checked += len(verdicts)
-        host.metrics.codes_blocked += blocked
+                audit.record(rid, req_ms, client, verdict.db_version, "ok", [(verdict.cis, verdict.blocked)], who)
+        self.metrics.codes_checked += checked
+        self.metrics.codes_blocked += blocked
         return Response(200, encode_json({"results": results}).encode())
 
-    def handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                         content_type: bytes | None) -> Response | Deferred:
+    def _handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                          content_type: bytes | None) -> Response | Deferred:
         """`POST /api/v2/greyList {"enableGreyList": bool}`: answer `isGreyGtin` from the grey-GTIN list or not."""
-        host = self._host
-        data = host.json_body(body, content_type)
+        data = self._json_body(body, content_type)
         enable = data.get("enableGreyList") if isinstance(data, dict) else None
         if not isinstance(enable, bool):
             raise error(400, "bad_request", 'expected {"enableGreyList": true or false}')
-        op = host.blocklist.op_set_meta(grey_list_enabled=enable)
-        req_ms = int(host.clock() * 1000)
+        op = self.blocklist.op_set_meta(grey_list_enabled=enable)
+        req_ms = int(self.clock() * 1000)
 
         def build(_: Any) -> Response:
             payload = {"code": 0, "description": "ok", "enableGreyList": enable, "reqTimestamp": req_ms}
             return Response(200, encode_json(payload).encode())
 
-        return host.durable(op, build)
+        return self._durable(op, build)
