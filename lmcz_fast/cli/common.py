@@ -209,11 +209,11 @@ def run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on_
         except StoreError as exc:   # e.g. a full disk: keep serving the old version and try again next round
             log.error("could not record the next sync time (%s): %s", type(exc).__name__, exc)
         log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
-        _wait(stop, delay, store, round_started)
+        wait_for_round(stop, delay, store, round_started)
     log.info("stopped")
 
 
-def _wait(stop: threading.Event, delay: float, store: Callable[[], Blocklist | None] | None,
+def wait_for_round(stop: threading.Event, delay: float, store: Callable[[], Blocklist | None] | None,
           round_started: float | None = None) -> None:
     """Wait `delay` seconds, or less: until `stop`, or until a request for a round now appears in the store (then
     record that this loop took it). A request made before the round that just ran (`round_started`) was answered by
