@@ -25,7 +25,7 @@ import pytest
 
 from conftest import median_of
 from lmcz_fast import feed
-from lmcz_fast.cli.feed import WRITER_NICE
+from lmcz_fast.cli.common import WRITER_NICE
 from lmcz_fast.store import Blocklist
 from lmcz_fast.synth import cis_list
 

@@ -46,7 +46,7 @@ from bench_delta import READER, WRITER
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
 from _couch_support import Couch, needs_pouchdb  # noqa: E402
-from lmcz_fast.cli.feed import WRITER_NICE
+from lmcz_fast.cli.common import WRITER_NICE
 from lmcz_fast.store import Blocklist
 from lmcz_fast.synth import cis_list
 from lmcz_fast.upstream import ProxyConfig, SyncHttpClient

@@ -5,7 +5,7 @@ cache and typed errors). The till's rule is a *hard* 1.5 s over DNS, connect, TL
 caller (`Checker`) waiting on an asyncio task with a deadline and cancelling it, which works the same whatever the
 client is: a cancelled request closes its connection, it is never returned to the pool half-read.
 
-Protocol facts (CRPT's methodological recommendations as integrators quote them, see ../shared/domain.md):
+Protocol facts (CRPT's methodological recommendations as integrators quote them, see docs/protocol.md):
 `GET {cdn}/api/v4/true-api/cdn/info` (X-API-KEY) -> `{code, description, hosts: [{host}]}`;
 `GET {host}/api/v4/true-api/cdn/health/check` -> `{code, avgTimeMs}`; hosts ranked by `avgTimeMs`, a failing host
 set aside for 15 minutes, the list refreshed every 6 hours; `POST {host}/api/v4/true-api/codes/check` with

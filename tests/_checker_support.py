@@ -271,7 +271,7 @@ class FakeTrueApi(LoopbackServer):
 class FakeLocalModule(LoopbackServer):
     """The official Local Module's `POST /api/v1/cis/outCheck` as integrators describe it (Basic auth), and the
     second protocol's `POST /api/v2/cis/outCheck` (`cis_list` of `{"cis", "pg"}`, answer `{"results": [...]}`,
-    per code `isGreyGtin`, `mrp`, `smp`; ../shared/domain.md). `grey` holds CIS answered `isGreyGtin`, `prices`
+    per code `isGreyGtin`, `mrp`, `smp`; docs/protocol.md). `grey` holds CIS answered `isGreyGtin`, `prices`
     the `mrp`/`smp` fields to answer per CIS."""
 
     def __init__(self, user: str = "admin", password: str = "admin") -> None:

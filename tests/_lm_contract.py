@@ -1,6 +1,6 @@
 """Strict typed models of the Local Module's answers, written from public clients' field types.
 
-Sources (../shared/domain.md, "The official module's second protocol"): shrayky/FMU-API (C#, System.Text.Json):
+Sources (docs/protocol.md, "Protocol 2" and "Field types"): shrayky/FMU-API (C#, System.Text.Json):
 `LocalModuleState.cs` (status), `CheckMarksDataAnswerTrueApi.cs` (the check envelope), `CodeDataTrueApi.cs` (one
 code), `LocalModuleServiceV2.cs` (`{"results": [...]}`); lalexs75/crpt_true_api (FPC):
 `crptLocalTrueAPITypesUnit.pas` (`TLCServerStatus`, `TLCResult`, `TLCResultItem`, `TLCCodeInfo`); the notes for
@@ -147,8 +147,8 @@ ACK = obj({"code": INT32, "description": STRING, "reqTimestamp": INT64, "status"
            "enableGreyList": BOOL}, required={"code", "description"})
 
 
-# -- field fidelity (issue 20): the models of the clients surveyed in ../shared/domain.md, "What clients in the field
-# send and expect" ----------------------------------------------------------------------------------------------
+# -- field fidelity (issue 20): the models of the clients surveyed in docs/protocol.md (field types, token
+# authentication, status without credentials) ----------------------------------------------------------------------
 
 COUNT = Spec("count")
 

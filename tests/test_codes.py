@@ -431,7 +431,7 @@ def test_base64_of_something_else_is_not_a_code():
 
 # -- the maximum retail price a code carries (`mrp`) ------------------------------------------------------------------
 
-#: The price alphabet of a tobacco pack, written out here independently of the parser (../shared/domain.md).
+#: The price alphabet of a tobacco pack, written out here independently of the parser (docs/protocol.md).
 BASE80 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789" + "!\"%&'*+-./_,:;=<>?"
 
 

@@ -320,7 +320,7 @@ def test_status_names_the_version_the_checks_carry(tmp_path: Path, codes: dict[s
 
 # -- the Zabbix template, replayed ---------------------------------------------------------------------------------
 
-#: A-Y89/zabbix-lmcz-agent-active (tested on the official 1.5.1-523), as ../shared/domain.md describes it: one
+#: A-Y89/zabbix-lmcz-agent-active (tested on the official 1.5.1-523), as docs/protocol.md describes it: one
 #: unauthenticated `GET /api/v1/status`, items read by JSON path, four triggers.
 ZABBIX_ITEMS = {"status": "$.status", "operationMode": "$.operationMode", "requiresDownload": "$.requiresDownload",
                 "lastSync": "$.lastSync", "lastUpdate": "$.lastUpdate", "version": "$.version",
@@ -433,7 +433,7 @@ def test_request_with_no_readable_code_stays_a_400(tmp_path: Path, codes: dict[s
 
 
 def test_init_on_an_expired_store_wakes_the_sync_loop(tmp_path: Path, codes: dict[str, list[str]]) -> None:
-    from lmcz_fast.cli.feed import _wait
+    from lmcz_fast.cli.common import wait_for_round
 
     db = make_db(tmp_path / "store.db", codes["blocked"])       # synced from a feed (make_db records its URL)
     set_synced_ago(db, 73 * 3600)
@@ -443,7 +443,7 @@ def test_init_on_an_expired_store_wakes_the_sync_loop(tmp_path: Path, codes: dic
 
         def loop() -> None:                     # what `lmcz-fast sync --every 1d` does between two rounds
             started = time.monotonic()
-            _wait(stop, 3600.0, lambda: loop_store)
+            wait_for_round(stop, 3600.0, lambda: loop_store)
             waited.append(time.monotonic() - started)
 
         waiter = threading.Thread(target=loop)
@@ -532,16 +532,16 @@ def test_serve_refuses_a_bad_token_file_without_printing_a_token(tmp_path: Path,
 
 def test_a_request_the_last_round_answered_does_not_start_another(tmp_path: Path,
                                                                     codes: dict[str, list[str]]) -> None:
-    from lmcz_fast.cli.feed import _wait
+    from lmcz_fast.cli.common import wait_for_round
 
     db = make_db(tmp_path / "store.db", codes["blocked"])
     with Blocklist.open(db, readonly=False, refresh_interval=0.05) as bl:
         bl.set_meta(**wake.request_fields("init", time.time() - 5))     # made while the round was running
         started = time.monotonic()
-        _wait(threading.Event(), 30.0, lambda: bl, round_started=time.time() - 10)
+        wait_for_round(threading.Event(), 30.0, lambda: bl, round_started=time.time() - 10)
         assert time.monotonic() - started < 10          # made while the round ran: the next one starts now
         bl.set_meta(**wake.request_fields("init", time.time() - 5))
         started = time.monotonic()
-        _wait(threading.Event(), 1.5, lambda: bl, round_started=time.time() - 1)
+        wait_for_round(threading.Event(), 1.5, lambda: bl, round_started=time.time() - 1)
         assert time.monotonic() - started >= 1.4        # answered by the round just run: the wait goes on
         assert wake.pending(bl) is None

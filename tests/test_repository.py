@@ -1,7 +1,8 @@
 """The project speaks of its own files only: no absolute path of a developer's machine in anything it ships.
 
-Code, docs, tests and benches refer to the project's files by their path in the repository, and to the shared
-domain notes as `../shared/domain.md`. A path such as the location of one machine's notes or a private virtualenv
+Code, docs, tests and benches refer to the project's files by their path in the repository; the domain facts they
+rely on are in docs/protocol.md, with their public sources, and nothing refers to notes outside the repository
+(a folder beside it). A path such as the location of one machine's notes or a private virtualenv
 means nothing on a user's machine (and tells them about ours).
 """
 
@@ -59,8 +60,7 @@ def test_no_absolute_paths_of_a_developers_machine() -> None:
         for number, line in enumerate(text.splitlines(), 1):
             if MACHINE_PATHS.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
-    assert not found, "absolute paths of a developer's machine (refer to the project's own files, and to the " \
-                      "shared notes as ../shared/domain.md):\n" + "\n".join(found)
+    assert not found, "absolute paths of a developer's machine (refer to the project's own files):\n" + "\n".join(found)
 
 
 @pytest.mark.parametrize("line", [
@@ -73,7 +73,29 @@ def test_the_pattern_catches_what_it_must(line: str) -> None:
     assert MACHINE_PATHS.search(line)
 
 
-@pytest.mark.parametrize("line", ["../shared/domain.md", "/var/lib/lmcz/store.db", "/etc/lmcz/feed.key",
+@pytest.mark.parametrize("line", ["docs/protocol.md", "/var/lib/lmcz/store.db", "/etc/lmcz/feed.key",
                                   ".venv/bin/pytest", "/srv/feed"])
 def test_the_pattern_leaves_deployment_paths_alone(line: str) -> None:
     assert not MACHINE_PATHS.search(line)
+
+
+#: A reference to notes kept beside the repository (spelled in pieces so that this file does not match itself).
+OUTSIDE_NOTES = re.compile(re.escape(".." + "/shared/"))
+
+
+def test_nothing_refers_to_notes_outside_the_repository() -> None:
+    """The repository stands alone: the domain facts it relies on are written into docs/protocol.md with their public
+    sources, so no file sends a reader to a folder beside the repository."""
+    found = []
+    for path in _tracked_files():
+        if path.suffix in SKIP_SUFFIXES or not path.is_file():
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE_NOTES.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
+    assert not found, "files referring to notes outside the repository (cite docs/protocol.md):\n" + "\n".join(found)
+    assert OUTSIDE_NOTES.search("see " + ".." + "/shared/domain.md")

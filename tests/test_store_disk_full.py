@@ -285,14 +285,14 @@ def test_the_sync_daemon_outlives_a_full_disk_and_catches_up_once_space_is_freed
 def test_the_sync_loop_keeps_running_when_recording_the_next_sync_time_fails():
     import signal as signals
 
-    from lmcz_fast.cli import feed as cli_feed
+    from lmcz_fast.cli import common
 
     rounds = []
 
     def once(sleep):
         rounds.append(1)
         if len(rounds) == 3:
-            raise cli_feed._Stopped()
+            raise common.Stopped()
         return "sync ok"
 
     def on_schedule(at):
@@ -301,7 +301,7 @@ def test_the_sync_loop_keeps_running_when_recording_the_next_sync_time_fails():
     handlers = {sig: signals.getsignal(sig) for sig in (signals.SIGTERM, signals.SIGINT)}
     try:
         with Logged("lmcz_fast.feed") as logged:
-            cli_feed._run_forever(0.01, once, on_schedule)
+            common.run_forever(0.01, once, on_schedule)
     finally:
         for sig, handler in handlers.items():
             signals.signal(sig, handler)

@@ -68,7 +68,7 @@ def _price_reason(key: str, price: int, limit: int) -> Reason:
 
 def price_reasons(price: int | None, pg: int | None, mrp: int | None, smp: int | None) -> tuple[Reason, ...]:
     """The refusals a sale price earns against the code's maximum retail price (`mrp`) and the minimum price
-    that applies (`smp`), by the offline refusal table (../shared/domain.md; one source):
+    that applies (`smp`), by the offline refusal table (docs/protocol.md; one source):
 
     - tobacco (pg 3): price != mrp, or price < smp;
     - every other group (nicotine products 16, 12 and the rest with a minimum price): price < smp, or
@@ -94,7 +94,7 @@ def price_reasons(price: int | None, pg: int | None, mrp: int | None, smp: int |
 
 def offline_table(*, sold: bool, blocked: bool, grey: bool, price: int | None = None, pg: int | None = None,
                   mrp: int | None = None, smp: int | None = None) -> tuple[Reason, ...]:
-    """The offline refusal table (../shared/domain.md), in its order: sold refuses always; blocked refuses, but a
+    """The offline refusal table (docs/protocol.md), in its order: sold refuses always; blocked refuses, but a
     blocked code of a grey GTIN only an online check may allow (`online_only`: cannot check); then the price."""
     reasons: list[Reason] = []
     if sold:

@@ -10,7 +10,7 @@ from typing import Any
 
 from .reasons import Reason
 
-#: A fiscal drive takes at most 128 marking codes per receipt (CRPT webinar; see ../shared/domain.md).
+#: A fiscal drive takes at most 128 marking codes per receipt (CRPT webinar; see docs/protocol.md).
 MAX_RECEIPT_CODES = 128
 TAG_1262 = "030"
 TAG_1263 = "21.11.2023"

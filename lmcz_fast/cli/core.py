@@ -15,17 +15,9 @@ from .._codes import CodeError
 from ..progress import announce_after, estimate_lines, line_counter
 from ..store import Blocklist, Change, LoadError, NoListError, StoreError, Verdict, VersionError, compact_if_worth
 from ..store import guard as shrink_guard
+from .common import EXIT_BLOCKED, EXIT_INVALID, EXIT_OK, fail, print_errors
 from .progress import progress_for
 
-EXIT_OK = 0
-EXIT_BLOCKED = 1
-EXIT_INVALID = 3
-EXIT_STORE = 4
-
-
-def _fail(message: str, code: int = EXIT_STORE) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
 
 
 @click.command()
@@ -86,11 +78,11 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
             if bar is not None:
                 bar.close()
     except LoadError as exc:
-        _print_errors(exc.report)
-        _fail(f"{exc}" + ("; no database was created" if first else ""), EXIT_INVALID)
+        print_errors(exc.report)
+        fail(f"{exc}" + ("; no database was created" if first else ""), EXIT_INVALID)
     except (StoreError, VersionError) as exc:
-        _fail(str(exc) + ("; no database was created" if first else ""))
-    _print_errors(report)
+        fail(str(exc) + ("; no database was created" if first else ""))
+    print_errors(report)
     click.echo(f"loaded {db}: {report.summary()}")
     compacted = compact_if_worth(db)      # a full load leaves ~3x the list in the file: give it back when alone
     if compacted is not None:
@@ -99,15 +91,8 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
         with Blocklist.open(db) as bl:
             info = bl.info()
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(f"database size {info['used_bytes'] / 1e6:.1f} MB, prefilter {info['prefilter_bytes'] / 1e6:.2f} MB")
-
-
-def _print_errors(report: Any) -> None:
-    for error in report.errors:
-        click.echo(f"  {error.source}:{error.line}: {error.reason}: {error.message}: {error.text!r}", err=True)
-    if report.rejected > len(report.errors):
-        click.echo(f"  ... and {report.rejected - len(report.errors)} more bad lines", err=True)
 
 
 def _verdict_dict(verdict: Verdict) -> dict[str, Any]:
@@ -165,16 +150,16 @@ def lookup(db: str, codes: tuple[str, ...], as_json: bool) -> None:
     try:
         bl = Blocklist.open(db)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     with bl:
         if bl.status().state == "empty":
-            _fail(f"no list loaded: {db} has never held a blocklist; nothing can be checked against it "
+            fail(f"no list loaded: {db} has never held a blocklist; nothing can be checked against it "
                   f"(`lmcz-fast load {db} FILE` or `lmcz-fast sync {db} --feed URL --public-key KEY` first)")
         for raw in _codes_from(codes):
             try:
                 verdict = bl.check(raw)
             except NoListError as exc:
-                _fail(str(exc))
+                fail(str(exc))
             except CodeError as exc:
                 invalid = True
                 if as_json:
@@ -222,7 +207,7 @@ def info(db: str, as_json: bool) -> None:
         with Blocklist.open(db) as bl:
             fields = bl.info()
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if as_json:
         click.echo(json.dumps(fields, ensure_ascii=False, indent=2))
         return
@@ -269,7 +254,7 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
     try:
         changes = read_delta(file)
     except FeedError as exc:
-        _fail(f"bad delta file, nothing changed: {exc}", EXIT_INVALID)
+        fail(f"bad delta file, nothing changed: {exc}", EXIT_INVALID)
     try:
         with Blocklist.open(db, readonly=False) as bl:
             start = from_version if from_version is not None else changes.from_version
@@ -280,9 +265,9 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
                                      remove_gtins=changes.remove_gtins, add_records=changes.add_records,
                                      remove_records=changes.remove_records, to_version=target, from_version=start))
     except CodeError as exc:
-        _fail(f"bad code in the delta, nothing changed: {exc}", EXIT_INVALID)
+        fail(f"bad code in the delta, nothing changed: {exc}", EXIT_INVALID)
     except (StoreError, VersionError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
     if not report.applied:
         if report.to_version == target:
             click.echo(f"already at version {report.to_version}; nothing to do")

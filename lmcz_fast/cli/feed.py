@@ -6,10 +6,6 @@ import functools
 import http.server
 import json
 import logging
-import os
-import random
-import re
-import signal
 import sys
 import threading
 import time
@@ -20,197 +16,31 @@ from typing import Any
 import click
 
 from .. import feed
-from ..store import Blocklist, StoreError, replication_status, wake
+from ..store import Blocklist, StoreError, replication_status
 from ..store import guard as shrink_guard
+from .common import (
+    EXIT_FEED,
+    EXIT_STORE,
+    WRITER_NICE,
+    Duration,
+    error_kind,
+    exists,
+    fail,
+    log,
+    lower_priority,
+    run_forever,
+    setup_logging,
+    span,
+    when,
+)
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
 
-EXIT_OK = 0
-EXIT_STORE = 4
-EXIT_FEED = 5
 #: `status --check` exit codes, as monitoring plugins (Nagios, Icinga, Zabbix agents) read them.
-#: `sync --nice` default: a writer runs below the readers it shares the cores with (see `_lower_priority`).
-WRITER_NICE = 10
 CHECK_CODES = {"ready": 0, "stale": 1, "expired": 2, "empty": 2}
-
-log = logging.getLogger("lmcz_fast.feed")
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """'2h', '90m', '1h30m', '45s', '1d' or plain seconds -> seconds."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
-        return float(text)
-    if not text or _DURATION.sub("", text):
-        raise click.BadParameter(f"expected a duration like 2h, 30m, 1h30m, 45s: {text!r}")
-    return sum(float(number) * _UNITS[unit] for number, unit in _DURATION.findall(text))
-
-
-class Duration(click.ParamType):
-    name = "DURATION"
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        seconds = parse_duration(value)
-        if seconds <= 0:
-            self.fail("must be positive", param, ctx)
-        return seconds
-
-
-def _fail(message: str, code: int = EXIT_FEED) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
-def _kind(exc: BaseException) -> str:
-    """The error's public class name: the feed's internal subclasses are named by their documented parent."""
-    return next(c.__name__ for c in type(exc).__mro__ if not c.__name__.startswith("_"))
-
-
-def _when(ts: float | None, now: float) -> str:
-    if ts is None:
-        return "never"
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
-    delta = ts - now
-    return f"{stamp} ({_span(-delta)} ago)" if delta < 0 else f"{stamp} (in {_span(delta)})"
-
-
-def _span(seconds: float) -> str:
-    seconds = int(abs(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, _ = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m"
-    return f"{hours // 24}d {hours % 24}h"
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever `sys.stderr` is at the time of each record (click's test runner swaps it)."""
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        return None
-
-
-def _setup_logging(verbose: bool) -> None:
-    handler = _StderrHandler()
-    formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%dT%H:%M:%SZ")
-    formatter.converter = time.gmtime
-    handler.setFormatter(formatter)
-    log.handlers[:] = [handler]
-    log.setLevel(logging.DEBUG if verbose else logging.INFO)
-    log.propagate = False
-    store_log = logging.getLogger("lmcz_fast.store")   # e.g. the stale reader slots a write cleared
-    store_log.handlers[:] = [handler]
-    store_log.setLevel(logging.INFO)
-    store_log.propagate = False
-
 
 def _retry(attempts: int, timeout: float) -> feed.RetryPolicy:
     return feed.RetryPolicy(attempts=attempts, timeout=timeout)
-
-
-class _Stopped(Exception):
-    """SIGTERM/SIGINT arrived while a sync was waiting to retry: give up this round, change nothing."""
-
-
-def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on_schedule: Callable[[float], None],
-                 store: Callable[[], Blocklist | None] | None = None,
-                 retry_on: tuple[type[BaseException], ...] = ()) -> None:
-    """Run `once` now and then every `every` seconds (±10% jitter, so a chain's stores spread out) until SIGTERM.
-
-    A failed round (a feed, store or OS error, or one of `retry_on`: `replicate --every` passes its source
-    errors) is retried sooner (1 min, doubling up to `every`). A signal lets the running round finish its
-    transaction (a write is one LMDB transaction either way) but cuts retry waits short; then the loop exits 0.
-    While it waits, the loop looks at `store()` every `wake.POLL` seconds for a request for a round now (the
-    service's `init` on a store that is not ready writes one; `store/wake.py`) and starts the round at once.
-    """
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: Any) -> None:
-        log.info("received %s: stopping after the current step", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-    def sleep(seconds: float) -> None:
-        if stop.wait(seconds):
-            raise _Stopped()
-
-    failures = 0
-    rng = random.Random()
-    retriable: tuple[type[BaseException], ...] = (feed.FeedError, StoreError, OSError, *retry_on)
-    log.info("running every %s; stop with SIGTERM", _span(every))
-    while not stop.is_set():
-        round_started = time.time()
-        try:
-            log.info("%s", once(sleep))
-            failures = 0
-            delay = every * rng.uniform(0.9, 1.1)
-        except _Stopped:
-            break
-        except retriable as exc:
-            failures += 1
-            delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
-            said = "" if "nothing was changed" in str(exc) else "; nothing was changed"
-            log.error("FAILED (%s): %s%s; retrying in %s", _kind(exc), exc, said, _span(delay))
-        if stop.is_set():
-            break
-        try:
-            on_schedule(time.time() + delay)
-        except StoreError as exc:   # e.g. a full disk: keep serving the old version and try again next round
-            log.error("could not record the next sync time (%s): %s", type(exc).__name__, exc)
-        log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
-        _wait(stop, delay, store, round_started)
-    log.info("stopped")
-
-
-def _wait(stop: threading.Event, delay: float, store: Callable[[], Blocklist | None] | None,
-          round_started: float | None = None) -> None:
-    """Wait `delay` seconds, or less: until `stop`, or until a request for a round now appears in the store (then
-    record that this loop took it). A request made before the round that just ran (`round_started`) was answered by
-    it: it is recorded as taken, and the wait goes on; one made while it ran starts the next round at once."""
-    deadline = time.monotonic() + delay
-    bl = store() if store is not None else None
-    if bl is not None and round_started is not None:
-        try:
-            requested = wake.pending(bl)
-            if requested is not None and requested <= round_started:
-                bl.set_meta(**{wake.META_TAKEN: round_started})
-        except StoreError as exc:
-            log.error("could not record a request for a round as taken (%s): %s", type(exc).__name__, exc)
-    first = True
-    while True:
-        left = deadline - time.monotonic()
-        if not first and (left <= 0 or stop.wait(min(left, wake.POLL) if store is not None else left)):
-            return
-        if first and (left <= 0 or stop.is_set()):
-            return
-        first = False
-        bl = store() if store is not None else None
-        if bl is None:
-            continue
-        try:
-            requested = wake.pending(bl)
-            if requested is not None:
-                bl.set_meta(**{wake.META_TAKEN: time.time()})
-                log.info("a round was asked for at %s (%s): starting it now",
-                         time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(requested)),
-                         bl.get_meta(wake.META_BY) or "unknown")
-                return
-        except StoreError as exc:
-            log.error("could not read or take a request for a round now (%s): %s", type(exc).__name__, exc)
 
 
 def _status_line(bl: Blocklist) -> str:
@@ -236,8 +66,8 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
     try:
         priv, pub = feed.write_keypair(private_key, public_path, overwrite=force)
     except FileExistsError as exc:
-        _fail(f"{exc}: give --force to replace it (stores holding the old public key then refuse the feed until "
-              f"they are given the new one)")
+        fail(f"{exc}: give --force to replace it (stores holding the old public key then refuse the feed until "
+              f"they are given the new one)", EXIT_FEED)
     click.echo(f"private key: {priv} (keep it secret)")
     click.echo(f"public key:  {pub}: {pub.read_text().strip()}")
 
@@ -291,7 +121,7 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
             with Blocklist.open(from_store) as source:
                 snapshot = [list(source.snapshot_lines())]
         except StoreError as exc:
-            _fail(str(exc), EXIT_STORE)
+            fail(str(exc), EXIT_STORE)
     bar = progress_for(quiet=as_json)
     try:
         report = feed.publish(feed_dir, key_path, snapshot=snapshot, delta=delta_path,
@@ -301,7 +131,7 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
     except feed.FeedError as exc:
         if bar is not None:
             bar.close()
-        _fail(str(exc))
+        fail(str(exc), EXIT_FEED)
     if bar is not None:
         bar.close()
     if as_json:
@@ -342,13 +172,13 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     Exit codes: 0 synced or up to date, 4 store error (e.g. disk full), 5 feed error (nothing changed).
     """
     proxy = proxy_config(proxy_url, proxy_auth_file)
-    _setup_logging(verbose)
-    _lower_priority(niceness)
-    if feed_url is None and not _exists(db):
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    lower_priority(niceness)
+    if feed_url is None and not exists(db):
         raise click.UsageError(f"no database at {db} yet: give --feed (and --public-key) for its first sync")
     # Until its first sync succeeds the store does not exist: `feed.sync` given a path builds it beside DB and
     # moves it in only then, so a failed first sync leaves no (empty) database behind.
-    first = not _exists(db)
+    first = not exists(db)
     store: list[Blocklist | None] = [None]
     try:
         if not first:
@@ -376,7 +206,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
                 report = feed.sync(store[0] or db, url, key[0], retry=_retry(attempts, timeout), sleep=sleep,
                                    proxy=proxy)
             except (feed.FeedError, StoreError, OSError) as exc:
-                _record_round(store[0], f"{_kind(exc)}: {exc}")
+                _record_round(store[0], f"{error_kind(exc)}: {exc}")
                 raise
             key[0] = None
             bl = store[0]
@@ -393,18 +223,18 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
             status = bl.status()
             if status.state != "ready":
                 log.warning("store is %s: last successful sync %s", status.state.upper(),
-                            _when(status.last_sync_at, time.time()))
+                            when(status.last_sync_at, time.time()))
             bl.set_meta(feed_next_sync_at=at)
 
-        _run_forever(every, once, on_schedule, lambda: store[0])
+        run_forever(every, once, on_schedule, lambda: store[0])
     except feed.FeedError as exc:
-        _fail(f"{_kind(exc)}: {exc}; " + ("no database was created" if first and not _exists(db)
-                                         else "the store was not changed"))
+        fail(f"{error_kind(exc)}: {exc}; " + ("no database was created" if first and not exists(db)
+                                         else "the store was not changed"), EXIT_FEED)
     except StoreError as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
     except OSError as exc:
-        _fail(f"{exc.filename or db}: {exc.strerror or exc}; " + ("no database was created" if first and not
-                                                                 _exists(db) else "the store was not changed"),
+        fail(f"{exc.filename or db}: {exc.strerror or exc}; " + ("no database was created" if first and not
+                                                                 exists(db) else "the store was not changed"),
               EXIT_STORE)
     finally:
         if store[0] is not None:
@@ -421,20 +251,6 @@ def _record_round(bl: Blocklist | None, error: str | None) -> None:
         bl.set_meta(sync_last_error=error[:500] if error else None, sync_last_error_at=time.time() if error else None)
     except StoreError as exc:
         log.debug("could not record the round's outcome in the store: %s", exc)
-
-
-def _lower_priority(niceness: int) -> None:
-    """Writers yield the CPU to readers: on a 2-core till server a sync at equal priority can hold a core the
-    service needs, and a lookup then waits for the scheduler rather than for the store (benches/bench_delta.py)."""
-    if niceness:
-        try:
-            os.nice(niceness)
-        except OSError as exc:
-            log.warning("could not lower the CPU priority: %s", exc)
-
-
-def _exists(db: str) -> bool:
-    return os.path.exists(os.path.join(db, "data.mdb"))
 
 
 def _serve(directory: str, address: str) -> http.server.ThreadingHTTPServer:
@@ -482,8 +298,8 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
     Behind a proxy: --proxy http://proxy.shop.local:3128 --proxy-auth-file /etc/lmcz-fast/proxy.auth
     """
     proxy = proxy_config(proxy_url, proxy_auth_file)
-    _setup_logging(verbose)
-    _lower_priority(niceness)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
+    lower_priority(niceness)
     server = _serve(mirror_dir, serve_address) if serve_address else None
     try:
         def once(sleep: Callable[[float], Any]) -> str:
@@ -494,11 +310,11 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
         if every is None:
             click.echo(once(time.sleep))
             return
-        _run_forever(every, once, lambda at: None)
+        run_forever(every, once, lambda at: None)
     except feed.FeedError as exc:
-        _fail(f"{_kind(exc)}: {exc}; the mirror was not changed")
+        fail(f"{error_kind(exc)}: {exc}; the mirror was not changed", EXIT_FEED)
     except StoreError as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
     finally:
         if server is not None:
             server.shutdown()
@@ -531,7 +347,7 @@ def status(db: str, as_json: bool, check: bool) -> None:
             replication = replication_status(bl, now)
             held = shrink_guard.state(bl)
     except StoreError as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
     scheduled = extra["feed_next_sync_at"]
     if as_json:
         click.echo(json.dumps({**asdict(st), **extra, "replication": replication, "shrink_guard": held}, indent=1))
@@ -542,34 +358,34 @@ def status(db: str, as_json: bool, check: bool) -> None:
         click.echo(f"{'version':>12}: {st.version}")
         click.echo(f"{'codes':>12}: {st.codes:,}")
         click.echo(f"{'gtins':>12}: {st.gtins:,}")
-        click.echo(f"{'last sync':>12}: {_when(st.last_sync_at, now)}")
+        click.echo(f"{'last sync':>12}: {when(st.last_sync_at, now)}")
         if st.last_sync_at is None and st.loaded_at is not None:
-            click.echo(f"{'loaded':>12}: {_when(st.loaded_at, now)} (from a file: the clocks count from here)")
+            click.echo(f"{'loaded':>12}: {when(st.loaded_at, now)} (from a file: the clocks count from here)")
         if scheduled is not None and scheduled > now - 60:
-            click.echo(f"{'next sync':>12}: {_when(scheduled, now)} (scheduled by the sync daemon)")
-        click.echo(f"{'refresh due':>12}: {_when(st.next_sync_at, now)} (window {_span(st.refresh_window)})")
+            click.echo(f"{'next sync':>12}: {when(scheduled, now)} (scheduled by the sync daemon)")
+        click.echo(f"{'refresh due':>12}: {when(st.next_sync_at, now)} (window {span(st.refresh_window)})")
         expires = ("- (no list loaded: no offline answers at all)" if st.expires_at is None
-                   else f"{_when(st.expires_at, now)} (offline limit {_span(st.expire_after)})")
+                   else f"{when(st.expires_at, now)} (offline limit {span(st.expire_after)})")
         click.echo(f"{'expires':>12}: {expires}")
         click.echo(f"{'feed':>12}: {st.feed_url or '-'}" + (f" ({extra['feed_id']})" if extra["feed_id"] else ""))
         if extra["feed_published_at"] is not None:
-            click.echo(f"{'manifest':>12}: signed {_when(extra['feed_published_at'], now)} by key "
-                       f"{extra['feed_key_id']}, valid until {_when(extra['feed_expires_at'], now)}")
+            click.echo(f"{'manifest':>12}: signed {when(extra['feed_published_at'], now)} by key "
+                       f"{extra['feed_key_id']}, valid until {when(extra['feed_expires_at'], now)}")
         if extra["sync_last_error"]:
-            click.echo(f"{'last failure':>12}: {_when(extra['sync_last_error_at'], now)}: {extra['sync_last_error']}")
+            click.echo(f"{'last failure':>12}: {when(extra['sync_last_error_at'], now)}: {extra['sync_last_error']}")
         if replication is not None:
             click.echo(f"{'replicated':>12}: from {replication['source']}")
             for name, db in replication["databases"].items():
                 lag = "?" if db["seqLag"] is None else f"{db['seqLag']:,}"
                 theirs = "?" if db["serverDocCount"] is None else f"{db['serverDocCount']:,}"
                 click.echo(f"{name:>12}: {db['localDocCount']:,} here / {theirs} at the source, seq lag {lag}, "
-                           f"last batch {_when(db['lastBatchAt'], now)}"
+                           f"last batch {when(db['lastBatchAt'], now)}"
                            + (f", {db['unmapped']:,} documents that do not map" if db["unmapped"] else ""))
         if held["held"] is not None:
             click.secho(f"{'HELD':>12}: {shrink_guard.describe(held['held'])}", fg="red", bold=True)
         if st.state in ("stale", "expired"):
             click.secho(f"WARNING: the blocklist is {st.state.upper()}: last successful sync "
-                        f"{_when(st.last_sync_at, now)}", fg=colour, bold=True, err=True)
+                        f"{when(st.last_sync_at, now)}", fg=colour, bold=True, err=True)
     if check:      # a refused full replacement (store/guard.py) needs an operator: at least a warning
         sys.exit(max(CHECK_CODES[st.state], 1 if held["held"] is not None else 0))
 

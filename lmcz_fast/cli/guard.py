@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import click
 
 from ..store import Blocklist, StoreError
 from ..store import guard as shrink_guard
-from .feed import EXIT_STORE, _fail, _setup_logging
+from .common import EXIT_STORE, fail, setup_logging
 
 
 @click.command()
@@ -32,7 +33,7 @@ def guard(db: str, accept: bool, note: str | None, limit: float | None, as_json:
       lmcz-fast guard store.db --limit 30
     Exit codes: 0 nothing held (or an acceptance was recorded), 1 a refusal stands, 4 store error.
     """
-    _setup_logging(False)
+    setup_logging(logging.INFO)
     if note is not None and not accept:
         raise click.UsageError("--note goes with --accept")
     try:
@@ -43,7 +44,7 @@ def guard(db: str, accept: bool, note: str | None, limit: float | None, as_json:
                 shrink_guard.accept(bl, note)
             state = shrink_guard.state(bl)
     except StoreError as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
     if as_json:
         click.echo(json.dumps(state, indent=1))
     else:

@@ -13,9 +13,10 @@ from ..feed import FeedError
 from ..feed.adopting import adopt as adopt_feed
 from ..store import StoreBusyError, StoreError, space
 from ..store import compact as compact_store
+from .common import EXIT_FEED, EXIT_STORE
 from .upstream import proxy_config, proxy_options
 
-EXIT_STORE = 4
+#: The store is in use by another process (compaction needs it alone).
 EXIT_BUSY = 6
 
 
@@ -63,8 +64,6 @@ def compact(db: str, only_check: bool, as_json: bool) -> None:
     else:
         click.echo(report.summary())
 
-
-EXIT_FEED = 5
 
 
 @click.command()

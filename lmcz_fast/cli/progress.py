@@ -15,6 +15,8 @@ import threading
 import time
 from typing import IO, Any
 
+from .common import clock
+
 __all__ = ["ProgressBar", "progress_for"]
 
 _WIDTH = 20
@@ -31,13 +33,6 @@ def _amount(value: float, unit: str) -> str:
     if value >= 1e3:
         return f"{value / 1e3:.0f}k"
     return f"{value:.0f}"
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 class ProgressBar:
@@ -113,7 +108,7 @@ class ProgressBar:
         if done and rate:
             parts.append(f"{_amount(rate, unit)}{'/s' if unit == 'bytes' else f' {unit}/s'}")
         if total and done and rate and done < total:
-            parts.append(f"ETA {_clock((total - done) / rate)}")
+            parts.append(f"ETA {clock((total - done) / rate)}")
         parts.append(f"{elapsed:.1f} s")
         return "  ".join(parts)
 

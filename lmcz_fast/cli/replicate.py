@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -16,20 +17,21 @@ from .. import replicate as repl
 from ..store import Blocklist, StoreError
 from ..store import guard as shrink_guard
 from ..upstream import ProxyConfig, ProxyConfigError
-from .feed import (
+from .common import (
+    EXIT_FEED,
     EXIT_STORE,
     WRITER_NICE,
     Duration,
-    _exists,
-    _fail,
-    _lower_priority,
-    _run_forever,
-    _setup_logging,
+    exists,
+    fail,
     log,
+    lower_priority,
+    run_forever,
+    setup_logging,
 )
 from .progress import progress_for
 
-EXIT_SOURCE = 5
+EXIT_SOURCE = EXIT_FEED
 
 
 def _databases(text: str) -> dict[str, str]:
@@ -111,7 +113,7 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
     failure is retried with a growing back-off (as `sync --every`).
     Exit codes: 0 replicated, 4 store error or a shrink refused, 5 source error (the store keeps what it held).
     """
-    _setup_logging(verbose)
+    setup_logging(logging.DEBUG if verbose else logging.INFO)
     if every is not None and follow:
         raise click.UsageError("give --every or --follow, not both")
     if not follow and click.get_current_context().get_parameter_source("settle") is ParameterSource.COMMANDLINE:
@@ -128,9 +130,9 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
         )
     except (repl.ReplicationError, ProxyConfigError) as exc:
         raise click.UsageError(str(exc)) from None
-    _lower_priority(niceness)
+    lower_priority(niceness)
     try:
-        if accept_shrink and _exists(db):
+        if accept_shrink and exists(db):
             with Blocklist.open(db, readonly=False) as bl:
                 shrink_guard.accept(bl, "replicate --accept-shrink")
         if every is None and not follow:
@@ -147,24 +149,24 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
                 for example in report.unmapped_examples[:5]:
                     click.secho(f"unmapped: {example}", fg="yellow", err=True)
             return
-        exists = _exists(db)
-        if follow and not exists:
+        there = exists(db)
+        if follow and not there:
             _follow(db, config, settle)       # the first pass builds the store aside: it appears complete
             return
-        with Blocklist.open(db, readonly=False) if exists else Blocklist.create(db) as bl:
+        with Blocklist.open(db, readonly=False) if there else Blocklist.create(db) as bl:
             if follow:
                 _follow(bl, config, settle)
             else:
                 # A source outage, a refused answer or a refused shrink is retried with sync's back-off.
-                _run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
-                             lambda at: bl.set_meta(replication_next_at=at), lambda: bl,
-                             retry_on=(repl.ReplicationError,))
+                run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
+                            lambda at: bl.set_meta(replication_next_at=at), lambda: bl,
+                            retry_on=(repl.ReplicationError,))
     except repl.SourceAuthError as exc:
-        _fail(str(exc), EXIT_SOURCE)
+        fail(str(exc), EXIT_SOURCE)
     except repl.ReplicationError as exc:
-        _fail(f"{exc}; the store keeps what it held", EXIT_SOURCE)
+        fail(f"{exc}; the store keeps what it held", EXIT_SOURCE)
     except StoreError as exc:
-        _fail(str(exc), EXIT_STORE)
+        fail(str(exc), EXIT_STORE)
 
 
 def _follow(db: Blocklist | str, config: repl.ReplicationConfig, settle: float) -> None:

@@ -24,18 +24,8 @@ from ..service import (
 )
 from ..service.config import Token, read_token_file
 from ..store import Blocklist, StoreError
+from .common import EXIT_STORE, EXIT_USAGE, setup_logging
 
-EXIT_STORE = 4
-EXIT_USAGE = 2
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S%z",
-        stream=sys.stderr,
-    )
 
 
 def _password_in(path: str) -> str:
@@ -163,7 +153,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
     """
     if timezone is not None:
         _set_timezone(timezone)
-    _setup_logging(log_level)
+    setup_logging(log_level, names=("lmcz_fast",))
     page_credentials = None
     if page_password_file is not None:
         try:

@@ -6,7 +6,6 @@ import contextlib
 import datetime
 import json
 import os
-import sys
 import time
 from collections.abc import Callable
 from typing import TextIO, TypeVar
@@ -15,25 +14,18 @@ import click
 
 from .._codes import CodeError
 from ..store import Blocklist, SoldRegisterError, StoreError
-
-EXIT_INVALID = 3
-EXIT_STORE = 4
+from .common import EXIT_INVALID, fail
 
 _T = TypeVar("_T")
 
 
-def _fail(message: str, code: int = EXIT_STORE) -> None:
-    click.secho(f"error: {message}", fg="red", err=True)
-    sys.exit(code)
-
-
 def _open(db: str) -> Blocklist:
     if not os.path.exists(os.path.join(db, "data.mdb")):
-        _fail(f"no database at {db}")
+        fail(f"no database at {db}")
     try:
         return Blocklist.open(db)
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
         raise
 
 
@@ -44,7 +36,7 @@ def _change(db: str, codes: tuple[str, ...], change: Callable[[Blocklist, list[s
         try:
             return change(bl, list(codes))
         except CodeError as exc:
-            _fail(f"code {getattr(exc, 'index', 0) + 1} is not a marking code: {exc}; {nothing}", EXIT_INVALID)
+            fail(f"code {getattr(exc, 'index', 0) + 1} is not a marking code: {exc}; {nothing}", EXIT_INVALID)
             raise
 
 
@@ -137,7 +129,7 @@ def sold_import(db: str, source: TextIO, force: bool, replace: bool) -> None:
         try:
             written = bl.sold.import_lines(source, force=force, replace=replace)
         except SoldRegisterError as exc:
-            _fail(f"{exc}; nothing changed", EXIT_INVALID)
+            fail(f"{exc}; nothing changed", EXIT_INVALID)
         click.echo(f"{written} sold codes imported", err=True)
 
 

@@ -9,8 +9,7 @@ import sys
 import click
 
 from ..units import UnitOptions, install, reachability_problems, render
-
-EXIT_USAGE = 2
+from .common import EXIT_USAGE
 
 
 def _this_program() -> str | None:

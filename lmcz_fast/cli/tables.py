@@ -8,7 +8,7 @@ import os
 import click
 
 from ..store import Blocklist, LoadError, StoreError, VersionError
-from .core import EXIT_INVALID, EXIT_STORE, _fail, _print_errors
+from .common import EXIT_INVALID, EXIT_STORE, fail, print_errors
 
 
 def _open_writable(db: str) -> Blocklist:
@@ -17,8 +17,8 @@ def _open_writable(db: str) -> Blocklist:
             return Blocklist.open(db, readonly=False)
         return Blocklist.create(db)
     except StoreError as exc:
-        _fail(str(exc))
-        raise  # unreachable: _fail exits
+        fail(str(exc))
+        raise  # unreachable: fail exits
 
 
 def _load(db: str, sources: tuple[str, ...], version: int | None, what: str) -> None:
@@ -29,10 +29,10 @@ def _load(db: str, sources: tuple[str, ...], version: int | None, what: str) -> 
             else:
                 report = bl.load_grey(list(sources), version=version)
         except LoadError as exc:
-            _print_errors(exc.report)
-            _fail(str(exc), EXIT_INVALID)
+            print_errors(exc.report)
+            fail(str(exc), EXIT_INVALID)
         except (StoreError, VersionError) as exc:
-            _fail(str(exc), EXIT_STORE)
+            fail(str(exc), EXIT_STORE)
     click.echo(f"loaded {db}: {report.summary()}")
 
 
@@ -41,7 +41,7 @@ def _list(db: str, kinds: tuple[str, ...], as_json: bool) -> None:
         with Blocklist.open(db) as bl:
             records = [r for r in bl.iter_records() if r.split()[0] in kinds]
     except StoreError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     for text in records:
         kind, *rest = text.split()
         if as_json:

@@ -1,7 +1,7 @@
 """What a check answers, on both protocols: the per-code fields and the envelope around them.
 
 Types are those typed clients decode (C# System.Text.Json and FPC's JSON objects, strict: a number never reads
-into a string, null never into a long; see ../shared/domain.md): strings stay strings (`dbVersion` too), times
+into a string, null never into a long; see docs/protocol.md): strings stay strings (`dbVersion` too), times
 are int64 Unix milliseconds, booleans are booleans, `mrp`/`smp` are integers (kopecks) or null. The same field has
 the same type on `/api/v1` and `/api/v2`.
 """
@@ -21,7 +21,7 @@ from ..store import Verdict, reference_time
 if TYPE_CHECKING:
     from .config import ServiceConfig
 
-#: Product group ids a till sends as `pg` (../shared/domain.md: Dev1100/chz-emulator's list), from the store's table.
+#: Product group ids a till sends as `pg` (docs/protocol.md: Dev1100/chz-emulator's list), from the store's table.
 PRODUCT_GROUPS: dict[int, str] = {number: name for name, number in STORE_GROUPS.items()}
 
 

@@ -51,7 +51,6 @@ _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empt
 _JSON = json.JSONDecoder(strict=False)
 _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _STALE_LOG_EVERY = 600.0
-_query_values = query_values        # sold.py's name for it
 __all__ = ["CHECK_SLICE", "LocalModule"]
 
 
@@ -457,7 +456,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         if started:
             fields.update(wake.request_fields("init", self.clock()))
             log.info("init on a %s store: a %s round was asked for now", status.state, kind)
-        meta = register.op_set_meta(**fields) if fields else None
+        meta = self.blocklist.op_set_meta(**fields) if fields else None
 
         def op(txn: Any) -> int:
             cleared = clear(txn) if clear is not None else 0

@@ -14,12 +14,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import lmdb
-
 from .._codes import CodeError, MarkingCode, parse_code
 from ..store import StoreError
 from ..store import SOLD_MAX_PAGE as MAX_PAGE
-from ..store import GroupCommitter, Job
+from ..store import GroupCommitter, Job, WriteOp
+from .checks import query_values
 from .config import DEFAULT_MAX_CODE_LENGTH
 from .responses import Deferred, Response, encode_json, error
 from .v2 import cis_items
@@ -31,14 +30,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("lmcz_fast.service")
 
-Op = Callable[[lmdb.Transaction], Any]
+Op = WriteOp
 Build = Callable[[Any], Response]
 
 
 def _int_param(query: bytes | None, name: bytes, default: int) -> int:
-    from .api import _query_values
-
-    values = _query_values(query, name)
+    values = query_values(query, name)
     if not values:
         return default
     text = values[-1].strip()
@@ -136,8 +133,8 @@ class SoldEndpoints:
         committer = self._committer
         if committer is None:
             try:
-                result = self.blocklist.sold._write(op)
-            except (lmdb.Error, StoreError) as exc:
+                result = self.blocklist.commit(op)
+            except StoreError as exc:
                 raise self._write_failed(exc) from None
             self._status_until = 0.0
             return build(result)

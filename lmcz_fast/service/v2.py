@@ -1,6 +1,6 @@
 """Protocol 2 of the official Local Module (LM 2.x, `/api/v2/...`): its check answer and its grey-list switch.
 
-What differs from protocol 1 (../shared/domain.md, "The official module's second protocol"):
+What differs from protocol 1 (docs/protocol.md, "Protocol 2"):
 
 - `cis_list` items are strings or `{"cis": "<code>", "pg": <product group id>}` objects (`pg` optional);
 - the answer is `{"results": [envelope, ...]}`: one envelope per code, each with its own `reqId` (so each code of a
@@ -129,7 +129,7 @@ class ProtocolTwo:
         enable = data.get("enableGreyList") if isinstance(data, dict) else None
         if not isinstance(enable, bool):
             raise error(400, "bad_request", 'expected {"enableGreyList": true or false}')
-        op = self.blocklist.sold.op_set_meta(grey_list_enabled=enable)
+        op = self.blocklist.op_set_meta(grey_list_enabled=enable)
         req_ms = int(self.clock() * 1000)
 
         def build(_: Any) -> Response:

@@ -46,7 +46,7 @@ from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .snapshot import Snapshot
 from .sources import CutCodes
 from .tables import PG_TOBACCO, PRICE_KINDS, PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
-from .group_commit import GroupCommitter
+from .group_commit import GroupCommitter, WriteOp
 from .sold import MAX_PAGE as SOLD_MAX_PAGE
 from .sold import SoldEntry, SoldRegister, SoldRegisterError
 from . import wake
@@ -87,6 +87,7 @@ __all__ = [
     "TablesReport",
     "Verdict",
     "VersionError",
+    "WriteOp",
     "compact",
     "compact_if_worth",
     "digest_after",

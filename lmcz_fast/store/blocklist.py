@@ -49,6 +49,7 @@ from .environment import (
 from . import leftovers
 from .errors import StoreError
 from .freshness import freshness
+from .group_commit import WriteOp
 from .handle import StoreHandle
 from .prices import Tables, TablesReport
 from .reading import Versions, no_list_error
@@ -467,6 +468,17 @@ class Blocklist(ProbeBase):
     def set_meta(self, **fields: Any) -> None:
         """Set metadata fields (JSON values) in one transaction, e.g. `feed_url` or `refresh_window`."""
         self.writer.set_meta(fields)
+
+    def op_set_meta(self, **fields: Any) -> WriteOp:
+        """A write operation setting metadata fields, for `commit` or a group commit (`sold.committer()`): how the
+        service makes `init`/`greyList`'s `grey_list_enabled` durable with the answer. Fields as `set_meta`."""
+        return self.writer.op_set_meta(fields)
+
+    def commit(self, op: WriteOp) -> Any:
+        """Run one write operation (`op_set_meta`, `sold.op_record`, `sold.op_clear`, ...) in one durable write
+        transaction and return its result; this handle sees it from its next call. Works on a read-only handle,
+        as sales do: these writes are the store's own, not the list's."""
+        return self.writer.commit(op)
 
     def mark_synced(self, at: float | None = None, feed_url: str | None = None, **fields: Any) -> None:
         """Record a successful sync, with any other `fields` (as `set_meta`), in one transaction: the freshness

@@ -27,6 +27,11 @@ from .errors import StoreError
 
 log = logging.getLogger("lmcz_fast.store")
 
+#: A write operation: run inside a write transaction (alone, `Blocklist.commit`, or with others in a group commit),
+#: its result handed back once the transaction is committed. Built by the store's parts (`SoldRegister.op_record`,
+#: `Blocklist.op_set_meta`, ...); a caller above the store passes the transaction along and never reads it.
+WriteOp = Callable[[lmdb.Transaction], Any]
+
 #: Most jobs one transaction takes; past it the next batch starts at once (bounds a commit's size and latency).
 DEFAULT_MAX_BATCH = 1024
 

@@ -2,7 +2,7 @@
 
 A till reports each sale after the receipt is fiscalised (`POST /api/v2/cis/sell`, or `bl.record_sold(...)` in
 process); from the next check on, every till of the store is answered `sold: true` for that code (the official
-Local Module 2.x keeps the same register; see ../shared/domain.md, "The official module's second protocol"). A return
+Local Module 2.x keeps the same register; see docs/protocol.md, "The sold register"). A return
 (`/cis/return`, `return_sold`) removes it. Entries expire after `sold_expire_after` seconds (a metadata field,
 30 days by default), as the official module's do.
 
@@ -197,17 +197,6 @@ class SoldRegister:
 
         return op
 
-    def op_set_meta(self, **fields: Any) -> Callable[[lmdb.Transaction], None]:
-        """Metadata the service keeps beside the register (`grey_list_enabled`, `sold_expire_after`)."""
-        meta_db = self._handle.dbs[DB_META]
-        encoded = {name.encode(): json.dumps(value).encode() for name, value in fields.items()}
-
-        def op(txn: lmdb.Transaction) -> None:
-            for name, value in encoded.items():
-                txn.put(name, value, db=meta_db)
-
-        return op
-
     def op_purge(self, now: float | None = None, limit: int | None = PURGE_PER_COMMIT) -> Callable[[lmdb.Transaction],
                                                                                                   int]:
         """Delete entries older than the expiry, oldest first, at most `limit` (None: all)."""
@@ -271,7 +260,12 @@ class SoldRegister:
         """How long sales are remembered from now on (metadata `sold_expire_after`, seconds, > 0)."""
         if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds > 0:
             raise StoreError(f"sold_expire_after must be a positive number of seconds, not {seconds!r}")
-        self._write(self.op_set_meta(sold_expire_after=float(seconds)))
+        meta_db, value = self._handle.dbs[DB_META], json.dumps(float(seconds)).encode()
+
+        def op(txn: lmdb.Transaction) -> None:
+            txn.put(b"sold_expire_after", value, db=meta_db)
+
+        self._write(op)
 
     def committer(self, *, notify: Callable[[list[Job]], None] | None = None, max_batch: int = DEFAULT_MAX_BATCH,
                   housekeeping_every: float = 60.0) -> GroupCommitter:

@@ -52,7 +52,7 @@ _TAG_GROUP_PRICE = b"p"
 _TAG_GREY = b"y"
 _DIGEST_PREFIX = b"R"
 
-#: Product group ids as tills send them in `pg` (../shared/domain.md), by the names the price files may use.
+#: Product group ids as tills send them in `pg` (docs/protocol.md), by the names the price files may use.
 PRODUCT_GROUPS = {
     "lp": 1, "shoes": 2, "tobacco": 3, "perfumery": 4, "tires": 5, "electronics": 6, "pharma": 7, "milk": 8,
     "bicycle": 9, "wheelchairs": 10, "otp": 12, "water": 13, "furs": 14, "beer": 15, "ncp": 16, "bio": 17,

@@ -18,6 +18,7 @@ from .appliers import Blocks, Codes, Gtins, Meta, Plan, Records, Side, Tally, or
 from .change import Change
 from .digest import format_digest
 from .errors import LoadError, StoreError
+from .group_commit import WriteOp
 from .guard import check_replacement, refusals_recorded
 from .handle import StoreHandle
 from .keys import cut_all, pack_gtin
@@ -71,13 +72,24 @@ class Writer:
             self._meta.put(txn, fields)
         self._renew()
 
-    def put_meta(self, fields: dict[str, Any]) -> None:
-        """Set metadata fields the store's own services keep (the register's expiry, the service's switches),
-        durable on return, whether the handle was opened read-only or not (as the sold register is written)."""
-        checked_meta(fields)
+    def op_set_meta(self, fields: dict[str, Any]) -> WriteOp:
+        """A write operation setting metadata fields (checked now, as `set_meta`), for `commit` or a group commit:
+        the fields the store's own services keep (the service's `grey_list_enabled`)."""
+        checked = checked_meta(fields)
+        meta = self._meta
+
+        def op(txn: Any) -> None:
+            meta.put(txn, checked)
+
+        return op
+
+    def commit(self, op: WriteOp) -> Any:
+        """Run `op` in one durable write transaction; this handle sees it from its next read. Not refused on a
+        read-only handle: such operations are the store's own (sales, the service's switches), not the list's."""
         with self._handle.write() as txn:
-            self._meta.put(txn, fields)
+            result = op(txn)
         self._handle.invalidate()
+        return result
 
     # -- loads -----------------------------------------------------------------------------------------------
 
