@@ -273,6 +273,60 @@ def test_replayed_manifests_are_refused(tmp_path: Path, keys) -> None:
     assert full_state(db)[:2] == before[:2]
 
 
+TEN_YEARS = 10 * 365 * 86400
+
+
+def test_a_manifest_signed_years_ahead_freezes_nothing(tmp_path: Path, keys) -> None:
+    """Issue 18, item 5: one manifest signed by a publisher's clock ten years ahead. Before: a store and a mirror
+    applied it, recorded its signing time, and refused every real manifest after it as a replay (and after the
+    offline limit the store refused checks). Now: it is refused at the door (more than `MAX_AHEAD` ahead), nothing
+    recorded; and a store that did record one (an older version, or its own clock was as wrong) takes the next
+    version, which is ordered by version first, then signing time: the publisher's documented way out."""
+    key, pub = keys
+    fd, db, mirror_dir = tmp_path / "feed", tmp_path / "db", tmp_path / "mirror"
+    t = 1_800_000_000
+    publish_set(fd, key, CODES[:1000], now=t)
+    feed.sync(db, str(fd), pub, now=t + 10)
+    feed.mirror(str(fd), mirror_dir, pub, now=t + 10)
+    before = full_state(db)
+
+    publish_set(fd, key, CODES[:1100], now=t + TEN_YEARS)
+    with pytest.raises(feed.FutureManifestError, match="ahead of this machine's clock"):
+        feed.sync(db, str(fd), now=t + 20)
+    with pytest.raises(feed.FutureManifestError):
+        feed.mirror(str(fd), mirror_dir, pub, now=t + 20)
+    assert full_state(db) == before
+    with Blocklist.open(db) as bl:
+        assert bl.get_meta("feed_published_at") == t
+    # within the tolerance (a clock a few hours off) a manifest is taken as usual
+    assert feed.MAX_AHEAD >= 12 * 3600
+    # the publisher's clock is right again: a heartbeat of the same version signed "earlier" is refused, by name
+    with pytest.raises(feed.PublishError, match="--version 3"):
+        feed.publish(fd, key, now=t + 30)
+    report = feed.publish(fd, key, now=t + 30, version=3)
+    assert (report.action, report.version, report.published_at) == ("updated", 3, t + 30)
+    assert feed.sync(db, str(fd), now=t + 40).to_version == 3
+    assert feed.mirror(str(fd), mirror_dir, pub, now=t + 40) is not None
+    assert full_state(db)[0] == 3
+
+    # A store that recorded a manifest signed ten years ahead (its own clock was as far ahead then) is not frozen:
+    # the next version is applied although it is signed "before" the one it holds.
+    frozen = tmp_path / "frozen"
+    fd2 = tmp_path / "feed2"
+    publish_set(fd2, key, CODES[:500], now=t + TEN_YEARS)
+    feed.sync(frozen, str(fd2), pub, now=t + TEN_YEARS + 10)
+    with Blocklist.open(frozen) as bl:
+        assert bl.get_meta("feed_published_at") == t + TEN_YEARS
+    publish_set(fd2, key, CODES[:600], now=t + 50, version=2)
+    report = feed.sync(frozen, str(fd2), now=t + 60)
+    assert (report.action, report.to_version) in {("delta", 2), ("snapshot", 2)}
+    with Blocklist.open(frozen) as bl:
+        assert bl.get_meta("feed_published_at") == t + 50
+        assert bl.status(now=t + 70).state == "ready"
+    feed.publish(fd2, key, now=t + 70)       # the heartbeat goes on from the corrected clock
+    assert feed.sync(frozen, str(fd2), now=t + 80).action == "up-to-date"
+
+
 def test_out_of_order_files_are_refused(tmp_path: Path, keys) -> None:
     key, pub = keys
     fd, db = tmp_path / "feed", tmp_path / "db"
