@@ -289,6 +289,11 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         route = self._routes.get(path.rstrip(b"/").lower() or b"/")
         return self.config.auth and route is not None and route[3]
 
+    def request_authorised(self, method: bytes, path: bytes, authorization: bytes | None) -> bool:
+        """Whether a request may be answered as far as its credentials go: the one hook the HTTP layer asks on a
+        request's headers, before it reads any of its body (`handle` refuses the same requests 401)."""
+        return not self.needs_auth(path) or self._authorized(authorization)
+
     def _authorized(self, header: bytes | None) -> bool:
         if header is None:
             return False
