@@ -195,10 +195,11 @@ def parse_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
 class ServeProcess:
     """`lmcz-fast serve` in a separate process; the port is read from its startup log line."""
 
-    def __init__(self, db: Path, *args: str, password_file: Path | None = None) -> None:
+    def __init__(self, db: Path, *args: str, password_file: Path | None = None, prefix: tuple[str, ...] = ()) -> None:
         self.db = db
         self.args = list(args)
         self.password_file = password_file
+        self.prefix = list(prefix)      # a command to run serve under (e.g. faketime)
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.log: list[str] = []
@@ -207,7 +208,7 @@ class ServeProcess:
         env = dict(os.environ)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(lmcz_fast.__file__)))
         env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
-        cmd = [sys.executable, "-c", "import sys; from lmcz_fast.cli.serve import serve; sys.exit(serve())",
+        cmd = [*self.prefix, sys.executable, "-c", "import sys; from lmcz_fast.cli.serve import serve; sys.exit(serve())",
                str(self.db), "--port", "0", "--user", USER]
         if self.password_file is not None:
             cmd += ["--password-file", str(self.password_file)]

@@ -62,6 +62,12 @@ def _json_media_type(content_type: bytes | None) -> bool:
     return media in (b"application/json", b"text/json") or media.endswith(b"+json")
 
 
+def clock_behind_text(seconds: float) -> str:
+    """The one sentence every surface says about a clock behind the store's own records."""
+    return (f"this machine's clock reads {_span(seconds)} before the store's last sync or load: the clock is "
+            f"behind (a dead CMOS battery, NTP not running?), and the store's age cannot be measured by it")
+
+
 def _loopback(host: str) -> bool:
     """Whether `host` (what `serve --host` was given) is reachable only from this machine."""
     if host in ("localhost", ""):
@@ -202,6 +208,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
 
     def _log_transition(self, status: Status, now: float) -> None:
         age = "never synced" if status.age is None else f"last sync {status.age / 3600:.1f} h ago"
+        if status.clock_behind is not None:
+            age = clock_behind_text(status.clock_behind)
         if status.state != self._last_state:
             level = logging.INFO if status.state == "ready" else logging.WARNING
             log.log(level, "database state %s -> %s (version %d, %s)", self._last_state, status.state,
@@ -223,6 +231,10 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         status, lm = self.current_status()
         if lm == "ready":
             return status
+        if lm == "sync_error" and status.clock_behind is not None:
+            raise error(400, "sync_error", f"{clock_behind_text(status.clock_behind)}: checks are refused until "
+                        "the clock is right", errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
+                        expiresAt=_ms(status.expires_at), clockBehind=round(status.clock_behind, 3))
         if lm == "sync_error":
             raise error(400, "sync_error",
                         f"no successful sync within the offline limit ({_span(status.expire_after)}): checks are "
@@ -463,6 +475,10 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         elif not self.config.auth and not _loopback(self.config.host):
             out.append(f"authentication is off while the service listens on {self.config.host} "
                        f"(проверка пароля отключена при доступе из сети)")
+        status = self._status
+        if status is not None and status.clock_behind is not None:
+            out.append(f"{clock_behind_text(status.clock_behind)}: checks are refused until the clock is right "
+                       f"(часы отстают от времени последней синхронизации базы: проверьте время и NTP)")
         return out
 
     def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
