@@ -422,6 +422,31 @@ def test_file_parsers_refuse_malformed_content() -> None:
             feed.read_delta(bad.encode())
 
 
+def test_a_delta_line_with_a_gs_is_read_whole(tmp_path: Path) -> None:
+    """Issue 18 (minor): a `+SCAN` line whose scan holds a GS (0x1D, the separator of a GS1 element string) was
+    split at the GS by str.splitlines(): the tail became a line of its own, refused with a line number one past the
+    real one (and every later number shifted). `load` reads the same line whole; so does a delta now."""
+    scan = f"01{GTIN}21ABCdef1234567\x1d93dGVz"
+    with pytest.raises(feed.IntegrityError, match="delta line 4: .* got 'not a line'"):
+        feed.read_delta(f"# a hand-written delta\n+{scan}\n-{CODES[1]}\nnot a line\n".encode())
+    delta = feed.read_delta(f"# a hand-written delta\n+{scan}\n-{CODES[1]}\n".encode())
+    assert delta.add == [scan] and delta.remove == [CODES[1]]
+    # the store applies it as `load` reads the same scan: the code's identity is blocked
+    db = tmp_path / "db"
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{CODES[1]}\n")
+    with Blocklist.create(db) as bl:
+        bl.load([str(listed)])
+    changes = tmp_path / "changes.txt"
+    changes.write_text(f"+{scan}\n-{CODES[1]}\n")
+    from lmcz_fast.cli import main
+    result = CliRunner().invoke(main, ["delta", str(db), str(changes)])
+    assert result.exit_code == 0, result.output
+    with Blocklist.open(db) as bl:
+        assert bl.is_blocked(scan) and bl.is_blocked(f"01{GTIN}21ABCdef1234567")
+        assert not bl.is_blocked(CODES[1])
+
+
 def test_local_mirror(tmp_path: Path, keys) -> None:
     key, pub = keys
     fd, md = tmp_path / "feed", tmp_path / "mirror"
