@@ -82,6 +82,20 @@ def test_an_unauthorised_body_is_answered_on_its_headers_and_never_read(db: Path
         assert _metric(srv.port, "lmcz_pending_body_bytes") == 0
 
 
+def test_an_unauthorised_body_in_a_pipeline_is_answered_in_order_and_ends_it(db: Path) -> None:
+    """Pipelined in one write: a right request, one with a body and no credentials, and one more. The first is
+    answered, the second 401 on its headers (in order, after the first), and nothing after it is read."""
+    status_request = f"GET /api/v1/status HTTP/1.1\r\nHost: lm\r\nAuthorization: {auth_header()}\r\n\r\n".encode()
+    with ServerThread(db, throttle=AuthThrottle()) as srv, _connect(srv.port) as sock:
+        sock.sendall(status_request + _head(length=5000) + b"[" * 5000 + status_request)
+        sock.settimeout(5.0)
+        buffer = bytearray()
+        assert _read_response(sock, buffer)[0] == 200
+        assert _read_response(sock, buffer)[0] == 401
+        assert not buffer and _closed(sock)
+        assert _metric(srv.port, "lmcz_pending_body_bytes") == 0
+
+
 def test_bodies_share_one_budget_and_give_it_back(db: Path) -> None:
     """Authorised bodies are held within `max_pending_bodies` for the whole server (reserved at their declared
     length on the headers): a body past it is refused 503 with Retry-After, unread; the budget returns when the

@@ -248,6 +248,8 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self.stopped:        # pipelined behind a refusal, in the same read: never answered
+            return
         self._reset()
         self.in_message = True
         self.started = time.perf_counter()
@@ -292,6 +294,8 @@ class _Connection(asyncio.Protocol):
             self.chunked = True
 
     def on_headers_complete(self) -> None:
+        if self.stopped:
+            return
         if self.reject is None and self.parser.get_http_version() not in ("1.1", "1.0"):
             self.reject = error(505, "http_version_not_supported",
                                 f"HTTP/{self.parser.get_http_version()} is not supported: use HTTP/1.1")
