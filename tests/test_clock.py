@@ -149,3 +149,17 @@ def test_the_purge_never_deletes_by_a_clock_that_jumped_ahead(tmp_path: Path, co
         finally:
             monkeypatch.setattr(time, "time", real)
         assert bl.sold.count() == 5
+
+
+def test_the_checker_refuses_offline_by_a_clock_behind_and_says_why(tmp_path: Path, codes: list[str]) -> None:
+    """The till-side checker with an in-process store: a store synced "in the future" of this clock (the clock is
+    behind) is refused offline with its own reason, not answered as fresh."""
+    from lmcz_fast.checker import Checker, Decision
+
+    db = make_db(tmp_path / "store.db", codes[:10])
+    with Blocklist.open(db, readonly=False) as bl:
+        bl.mark_synced(at=time.time() + 365 * DAY)      # recorded by the right clock; this one is a year behind
+    with Blocklist.open(db) as bl, Checker(None, bl) as checker:
+        verdict = checker.check(codes[15])
+    assert verdict.decision is Decision.CANNOT_CHECK and verdict.reasons[0].key == "offline_clock_behind"
+    assert "часы" in verdict.message("ru") and "clock" in verdict.message("en")
