@@ -183,6 +183,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        self.body = []          # freed before the budget is given back (and the allocator maybe trimmed)
         self._drop()
         self._unreserve()
 
@@ -353,6 +354,7 @@ class _Connection(asyncio.Protocol):
         close: nothing more of this connection is read."""
         self.in_message = False
         self.stopped = True
+        self.body = []
         self._unreserve()
         if self.transport is None or self.closing:
             return
