@@ -33,7 +33,6 @@ The application behind it (`api.LocalModule`) knows nothing of sockets.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import errno
 import logging
 import math
@@ -41,11 +40,11 @@ import socket
 import time
 from collections import deque
 from email.utils import formatdate
-from typing import Any
 
 import httptools
 
 from .api import LocalModule
+from .bodies import BodyBudget
 from .config import MAX_HEAD_BYTES, ServiceConfig
 from .responses import Deferred, HttpError, Response, Steps, error
 from .scheduler import Scheduler
@@ -65,26 +64,6 @@ BULK_BYTES = 8192
 MAX_QUEUED = 64
 #: Connections accepted per turn of the loop (a burst of new connections is spread over turns: each costs ~50 us).
 ACCEPT_BATCH = 64
-
-#: Bytes of bodies given back, with none held any more, before the allocator's free memory is returned (see
-#: `Server.body_done`).
-TRIM_AFTER = 16 << 20
-
-
-def _load_malloc_trim() -> Any:
-    try:
-        return ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):   # not glibc: nothing to ask
-        return None
-
-
-_MALLOC_TRIM = _load_malloc_trim()
-
-
-def _malloc_trim() -> None:
-    if _MALLOC_TRIM is not None:
-        _MALLOC_TRIM(0)
-
 
 _Request = tuple[bytes, bytes, "bytes | None", bytes, "bytes | None", "bytes | None", "bytes | None", float]
 
@@ -192,7 +171,7 @@ class _Connection(asyncio.Protocol):
         if self.queue:
             self.server.dropped_total += len(self.queue)
             self.queue.clear()
-            self.server.body_done(self.queued_bytes)
+            self.server.bodies.done(self.queued_bytes)
             self.queued_bytes = 0
         if isinstance(self.current, Steps):
             self.server.dropped_total += 1
@@ -329,23 +308,23 @@ class _Connection(asyncio.Protocol):
             return True
         request: _Request = (method, parsed.path, parsed.query, b"", self.authorization, self.client_id,
                              self.content_type, self.started)
-        self.server.unread_bodies_total += 1
+        self.server.bodies.unread_total += 1
         self._stop(request)
         return False
 
     def _reserve(self, size: int) -> bool:
         """Take `size` bytes of the server's budget for pending bodies; over it, refuse 503 with the body unread."""
         size = min(size, self.server.config.max_body)
-        if self.server.reserve(size):
+        if self.server.bodies.reserve(size):
             self.reserved += size
             return True
         seconds = 1
         response = self.app._error_response(error(
-            503, "busy", f"the server holds {self.server.config.max_pending_bodies} bytes of request bodies already: "
+            503, "busy", f"the server holds {self.server.bodies.limit} bytes of request bodies already: "
                          f"retry in {seconds} s", retryAfter=seconds))
         response.headers += b"Retry-After: 1\r\n"
         self.app.metrics.observe("http", "busy", 0.0)
-        self.server.bodies_refused_total += 1
+        self.server.bodies.refused_total += 1
         self._stop(response)
         return False
 
@@ -372,7 +351,7 @@ class _Connection(asyncio.Protocol):
 
     def _unreserve(self) -> None:
         if self.reserved:
-            self.server.body_done(self.reserved)
+            self.server.bodies.done(self.reserved)
             self.reserved = 0
 
     def on_body(self, data: bytes) -> None:
@@ -415,7 +394,7 @@ class _Connection(asyncio.Protocol):
         self.queue.append((request, keep_alive))
         if body:
             self.queued_bytes += len(body)
-            self.server.pending_body_bytes += len(body)
+            self.server.bodies.add(len(body))
         if len(self.queue) >= MAX_QUEUED and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -514,7 +493,7 @@ class _Connection(asyncio.Protocol):
             return
         if item[3]:
             self.queued_bytes -= len(item[3])
-            self.server.body_done(len(item[3]))
+            self.server.bodies.done(len(item[3]))
         self._answer(item, keep_alive)
 
     def _too_many_failures(self, retry: float) -> Response:
@@ -585,12 +564,7 @@ class Server:
         self.throttle = throttle if throttle is not None else (AuthThrottle() if self.config.auth else None)
         self.dropped_total = 0
         self.accept_errors_total = 0
-        #: Bytes of request bodies held (being read, reserved at their declared length, or read and queued).
-        self.pending_body_bytes = 0
-        self.pending_body_peak = 0
-        self.bodies_refused_total = 0   # 503: the budget was spent
-        self.unread_bodies_total = 0    # refused on their headers' credentials, body unread
-        self._released_since_trim = 0
+        self.bodies = BodyBudget(self.config.max_pending_bodies)
         app.metrics.sources.append(self.metrics)
         self._sockets: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -686,31 +660,10 @@ class Server:
             if self.throttle is not None:
                 self.throttle.sweep()
 
-    def reserve(self, size: int) -> bool:
-        """Take `size` bytes of the budget for pending bodies (`config.max_pending_bodies`), if there is room."""
-        if size and self.pending_body_bytes + size > self.config.max_pending_bodies:
-            return False
-        self.pending_body_bytes += size
-        self.pending_body_peak = max(self.pending_body_peak, self.pending_body_bytes)
-        return True
-
-    def body_done(self, size: int) -> None:
-        """Give back `size` bytes of the body budget (a body answered, refused, or its client gone). When no body
-        is held any more after many were, the C allocator is asked to return its free memory to the system
-        (glibc keeps freed buffers of this size in its heaps otherwise, so the RSS would stay at its peak)."""
-        self.pending_body_bytes = max(0, self.pending_body_bytes - size)
-        self._released_since_trim += size
-        if not self.pending_body_bytes and self._released_since_trim >= TRIM_AFTER:
-            self._released_since_trim = 0
-            _malloc_trim()
-
     def metrics(self) -> dict[str, float]:
         """The HTTP stack's own figures, for /metrics."""
         out: dict[str, float] = {
-            "lmcz_pending_body_bytes": self.pending_body_bytes,
-            "lmcz_pending_body_peak_bytes": self.pending_body_peak,
-            "lmcz_bodies_refused_busy_total": self.bodies_refused_total,
-            "lmcz_bodies_unread_unauthorised_total": self.unread_bodies_total,
+            **self.bodies.metrics(),
             "lmcz_connections_open": len(self.connections),
             "lmcz_queued_dropped_total": self.dropped_total,
             "lmcz_scheduler_longest_step_seconds": round(self.scheduler.longest_step, 6),
