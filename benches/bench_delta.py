@@ -54,7 +54,7 @@ READER = textwrap.dedent("""
     print("ready", flush=True)
     while not os.path.exists(stop_path):
         for scan in probes:
-            renew_at = bl._renew_at
+            renew_at = bl.versions.renew_at
             u0 = usage(THREAD)
             c0 = cpu()
             t0 = clock()
@@ -62,7 +62,7 @@ READER = textwrap.dedent("""
             dt = clock() - t0
             dc = cpu() - c0
             u1 = usage(THREAD)
-            if bl._renew_at != renew_at:
+            if bl.versions.renew_at != renew_at:
                 renews += 1
                 worst_renew = max(worst_renew, dt)
             elif dt > worst:

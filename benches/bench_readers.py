@@ -62,7 +62,7 @@ def store(tmp_path_factory):
 
 
 def _other_pids(bl):
-    rows = [line.split() for line in bl._env.readers().splitlines()[1:]]
+    rows = [line.split() for line in bl.handle.env.readers().splitlines()[1:]]
     return {int(row[0]) for row in rows if len(row) == 3 and row[0].isdigit()} - {os.getpid()}
 
 
@@ -70,7 +70,7 @@ def _other_pids(bl):
 def test_reader_check_with_16_till_processes(benchmark, store, board):
     writer = store["writer"]
     assert _other_pids(writer) == {till.pid for till in store["tills"]}
-    cleared = benchmark(environment.clear_stale_readers, writer._env, str(store["path"]))
+    cleared = benchmark(environment.clear_stale_readers, writer.handle.env, str(store["path"]))
     assert cleared == 0   # all 16 are alive: nothing to clear, every one of them probed
     seconds = median_of(benchmark)
     board.record("readers/reader_check", seconds)

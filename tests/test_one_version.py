@@ -239,7 +239,7 @@ def test_a_renewal_by_another_thread_inside_a_batch_does_not_mix_versions(world:
         with Blocklist.open(db, refresh_interval=3600) as reader:
             assert reader.get_meta("version") == 2
             writer.apply_delta(remove=batch, to_version=3)
-            reading = reader._reading
+            reading = reader.versions.current
             calls = {"n": 0}
             original = type(reading)._confirm
 

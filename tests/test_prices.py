@@ -340,14 +340,14 @@ def test_a_reader_sees_new_tables_and_keeps_its_copy_across_code_only_updates(tm
         writer.load_prices(price_file)
         time.sleep(0.05)
         assert reader.check(pack(G2)).smp == 12000 and reader.min_price(G1) == 14630
-        version, copy = reader._reading, reader._reading.tables      # the tables as that version answers them
+        version, copy = reader.versions.current, reader.versions.current.tables()      # the tables as that version answers them
         writer.apply_delta(add=codes, to_version=writer.info()["version"] + 1)      # codes only
         time.sleep(0.05)
-        assert reader.check(codes[0]).blocked and reader._reading is not version
-        assert reader._reading.tables is copy                          # a new version, the same tables: not reread
+        assert reader.check(codes[0]).blocked and reader.versions.current is not version
+        assert reader.versions.current.tables() is copy                          # a new version, the same tables: not reread
         writer.apply_delta(add_records=["group_min_price 3 12500"], to_version=writer.info()["version"] + 1)
         time.sleep(0.05)
-        assert reader.check(pack(G2)).smp == 12500 and reader._reading.tables is not copy
+        assert reader.check(pack(G2)).smp == 12500 and reader.versions.current.tables() is not copy
         assert reader.check(pack(G1)).smp == 14630
 
 

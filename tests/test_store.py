@@ -524,3 +524,31 @@ def test_building_never_replaces_a_store_that_is_there(tmp_path, rng):
     with Blocklist.open(tmp_path / "other.db") as bl:              # still the one that was there first
         assert bl.is_blocked_many(codes) == [True, True, False, False]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".building")]
+
+
+def test_a_blocklist_nobody_holds_is_closed_by_its_last_reference(tmp_path) -> None:
+    """Its parts hold no reference back to it: a blocklist let go of is closed at once, by reference counting,
+    never later by the cyclic collector, which may run at any allocation, even inside the store's own locks (a
+    close from there deadlocked a load in a CI run of this refactor)."""
+    import gc
+    import weakref
+
+    path = tmp_path / "db"
+    codes = [make_identity(random.Random(19)) for _ in range(3)]
+    with Blocklist.building(path) as bl:
+        bl.load([codes])
+    bl = Blocklist.open(path, readonly=False)
+    bl.check(codes[0])
+    bl.sold.count()
+    bl.min_price("04601234567893")
+    with bl.snapshot() as view:
+        view.check(codes[1])
+    gone = weakref.ref(bl)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        del bl
+        assert gone() is None
+    finally:
+        if enabled:
+            gc.enable()

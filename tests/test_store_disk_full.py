@@ -144,7 +144,7 @@ _READERS = textwrap.dedent(
         print("refused:", exc)
         sys.exit(4)
     # 200 read transactions at once take 200 slots: pages 2-4 of the reader table, as 200 till processes would
-    txns = [bl._env.begin() for _ in range(200)]
+    txns = [bl.handle.env.begin() for _ in range(200)]
     print("ok", len(txns), bl.is_blocked(sys.argv[2]))
     """
 )

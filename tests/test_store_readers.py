@@ -56,7 +56,7 @@ def _kill(reader):
 
 def _reader_slots(bl):
     """(pid, txnid) of each slot in use in the store's reader table (LMDB's `mdb_reader_list`)."""
-    rows = [line.split() for line in bl._env.readers().splitlines()[1:]]
+    rows = [line.split() for line in bl.handle.env.readers().splitlines()[1:]]
     # a slot whose transaction is reset (py-lmdb keeps one spare per environment) shows "-": it pins nothing
     return [(int(row[0]), int(row[2])) for row in rows if len(row) == 3 and row[0].isdigit() and row[2].isdigit()]
 
@@ -68,7 +68,7 @@ def _reader_pids(bl):
 def _wait_renewed(bl, pids, timeout=10.0):
     """Wait until the live readers `pids` read the last committed version, so that only the killed ones could
     pin older pages, however slowly the machine runs them."""
-    last = bl._env.info()["last_txnid"]
+    last = bl.handle.env.info()["last_txnid"]
     deadline = time.monotonic() + timeout
     while any(pid in pids and txnid != last for pid, txnid in _reader_slots(bl)):
         assert time.monotonic() < deadline, "a live reader did not renew its read transaction within 10 s"
@@ -224,10 +224,10 @@ OPEN_WHILE_WRITING = textwrap.dedent("""
     inside = threading.Event()
 
     def write():
-        with write_txn(writer._env, path) as txn:
+        with write_txn(writer.handle.env, path) as txn:
             inside.set()
             time.sleep(0.5)                       # GIL released: the opener below runs meanwhile
-            txn.put(b"k", b"v", db=writer._dbs[b"meta"])
+            txn.put(b"k", b"v", db=writer.handle.dbs[b"meta"])
 
     thread = threading.Thread(target=write)
     thread.start()

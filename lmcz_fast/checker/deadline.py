@@ -13,8 +13,7 @@ from typing import Any
 
 from .._codes import CodeError, readings_of
 from ..receipt import instance_uuid, request_id, tag_1265, version_uuid
-from ..store.errors import NoListError
-from ..store.prices import product_group_of
+from ..store import NoListError, product_group_of
 from ..trueapi import CheckResponse, TrueApiClient, TrueApiError
 from .local_module import LocalModuleClient
 from .offline import _BlocklistLike, _Offline, _OfflineSide

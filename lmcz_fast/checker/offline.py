@@ -11,9 +11,7 @@ from typing import Any, Protocol
 
 from .._codes import CodeError, readings_of
 from ..receipt import instance_uuid, request_id, tag_1265, version_uuid
-from ..store.environment import DEFAULT_EXPIRE_AFTER
-from ..store.errors import NoListError
-from ..store.prices import product_group_of
+from ..store import DEFAULT_EXPIRE_AFTER, NoListError, product_group_of
 from .local_module import LocalModuleClient, LocalModuleError
 from .reasons import REASONS, Reason, offline_expired_reason, offline_sync_error_reason
 from .rules import offline_reasons, offline_table

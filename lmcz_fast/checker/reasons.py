@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..store.environment import DEFAULT_EXPIRE_AFTER
+from ..store import DEFAULT_EXPIRE_AFTER
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import datetime as _dt
 from collections.abc import Mapping
 from typing import Any
 
+from ..store import PG_TOBACCO
 from .reasons import REASONS, Reason
 from .verdicts import Decision
 
@@ -25,7 +26,6 @@ _BLOCKED: tuple[Reason, ...] = (REASONS["blocked"],)
 #: Reasons that make a code `cannot_check` rather than `refuse` (try again online).
 _CANNOT_DECIDE = frozenset({"online_only"})
 
-PG_TOBACCO = 3
 #: Product groups with a single minimum price by law (tobacco, other tobacco products, nicotine products): the
 #: only ones for which a Local Module's `smp` is used (LM 2.6 answers an `smp` for every product; FMU-API applies
 #: it to groups 3 and 16 only). The store's own table counts for whatever GTIN or group it lists.

@@ -13,7 +13,7 @@ import click
 
 from .._codes import CodeError
 from ..progress import announce_after, estimate_lines, line_counter
-from ..store import Blocklist, LoadError, NoListError, StoreError, Verdict, VersionError
+from ..store import Blocklist, Change, LoadError, NoListError, StoreError, Verdict, VersionError
 from .progress import progress_for
 
 EXIT_OK = 0
@@ -271,9 +271,9 @@ def delta(db: str, file: str, to_version: int | None, from_version: int | None) 
             target = to_version if to_version is not None else changes.to_version
             if target is None:
                 target = bl.get_meta("version") + 1
-            report = bl.apply_delta(changes.add, changes.remove, add_gtins=changes.add_gtins,
-                                    remove_gtins=changes.remove_gtins, add_records=changes.add_records,
-                                    remove_records=changes.remove_records, to_version=target, from_version=start)
+            report = bl.apply(Change(add=changes.add, remove=changes.remove, add_gtins=changes.add_gtins,
+                                     remove_gtins=changes.remove_gtins, add_records=changes.add_records,
+                                     remove_records=changes.remove_records, to_version=target, from_version=start))
     except CodeError as exc:
         _fail(f"bad code in the delta, nothing changed: {exc}", EXIT_INVALID)
     except (StoreError, VersionError) as exc:

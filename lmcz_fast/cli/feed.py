@@ -21,7 +21,7 @@ import click
 
 from .. import feed
 from ..store import Blocklist, StoreError
-from ..store.replication import replication_status
+from ..store import replication_status
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
 

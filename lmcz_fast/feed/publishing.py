@@ -10,13 +10,14 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from .._codes import CodeError
 from ..progress import Progress, announce_after, estimate_lines, line_counter
 from ..store import (
+    PRICE_KINDS,
     RECORD_KINDS,
     Blocklist,
     LoadError,
@@ -28,7 +29,6 @@ from ..store import (
     read_price_file,
     set_digest_of,
 )
-from ..store.tables import PRICE_KINDS
 from .directory import _atomic_write, _file_matches, _prune
 from .errors import PublishError, SignatureError, UnsupportedFeedError
 from .files import (
@@ -48,6 +48,7 @@ from .manifest import (
     FORMAT_2,
     MANIFEST_NAME,
     DeltaEntry,
+    Manifest,
     SnapshotEntry,
     _current,
     _entry_body,
@@ -184,6 +185,103 @@ def _exact(old: Snapshot, change: Delta) -> Delta:
     )
 
 
+class _Inputs(NamedTuple):
+    """What one `publish` was given to build the next version from (at most one of snapshot and delta)."""
+
+    snapshot: Iterable[Any] | str | os.PathLike[str] | None
+    delta: Delta | str | os.PathLike[str] | None
+    prices: Iterable[Any] | str | os.PathLike[str] | None
+    grey: Iterable[Any] | str | os.PathLike[str] | None
+
+
+def _next_set(old: Snapshot, previous: Manifest | None, inputs: _Inputs,
+              progress: Progress | None) -> tuple[Delta, list[str], list[str], set[str], str]:
+    """The next version's set from the previous one (`old`, published in `previous`) and the inputs:
+    `(diff from old, identities, gtins, table records, set digest)`."""
+    snapshot, delta, prices, grey = inputs
+    records = set(old.records)
+    snapshot_records: list[str] = []
+    change: Delta | None = None
+    with tempfile.TemporaryDirectory(prefix="lmcz-publish-") as work:
+        if snapshot is not None:
+            gtins, identities, digest, snapshot_records = _scratch_set(Path(work) / "new", snapshot, progress)
+            if snapshot_records:
+                records = set(snapshot_records)
+        elif delta is not None:
+            try:
+                change = delta if isinstance(delta, Delta) else read_delta(delta)
+            except UnsupportedFeedError as exc:
+                raise PublishError(f"bad delta input, nothing published: {exc}") from exc
+            add_gtins, add, _, _ = _scratch_set(Path(work) / "add", [change.add + change.add_gtins])
+            remove_gtins, remove, _, _ = _scratch_set(Path(work) / "remove", [change.remove + change.remove_gtins])
+    if prices is not None:
+        records = {t for t in records if _record_key(t)[0] not in PRICE_KINDS} | set(_table_input("prices", prices))
+    if grey is not None:
+        records = {t for t in records if _record_key(t)[0] in PRICE_KINDS} | set(_table_input("grey", grey))
+    if change is not None:
+        try:
+            records = _apply_records(records, [parse_record(t).text for t in change.add_records],
+                                     [parse_record(t).text for t in change.remove_records])
+        except RecordError as exc:
+            raise PublishError(f"bad delta input, nothing published: {exc}") from exc
+    old_records = set(old.records)
+    add_records, remove_records = sorted(records - old_records), sorted(old_records - records)
+    if snapshot is not None:
+        old_ids, new_ids = set(old.identities), set(identities)
+        old_gtins, new_gtins = set(old.gtins), set(gtins)
+        diff = Delta(old.version, None, add=sorted(new_ids - old_ids), remove=sorted(old_ids - new_ids),
+                     add_gtins=sorted(new_gtins - old_gtins), remove_gtins=sorted(old_gtins - new_gtins),
+                     add_records=add_records, remove_records=remove_records)
+        del old_ids, new_ids
+        # The scratch digest covers the input's own records; the published set holds `records`.
+        scratch_records = set(snapshot_records)
+        digest = digest_after(digest, add_records=records - scratch_records, remove_records=scratch_records - records)
+    else:
+        diff = Delta(old.version, None)
+        if delta is not None:
+            diff = _exact(old, Delta(None, None, add, remove, add_gtins, remove_gtins))
+        diff.add_records, diff.remove_records = add_records, remove_records
+        identities = sorted(set(old.identities).difference(diff.remove).union(diff.add))
+        gtins = sorted(set(old.gtins).difference(diff.remove_gtins).union(diff.add_gtins))
+        digest = _digest_after(previous.set_digest if previous else set_digest_of((), ()), diff)
+    return diff, identities, gtins, records, digest
+
+
+def _write_delta(feed_path: Path, previous: Manifest, new_version: int, diff: Delta, digest_and_format: tuple[str, str],
+                 written: list[str]) -> DeltaEntry:
+    """Write the delta file from the previous version to `new_version` (its name goes into `written`)."""
+    digest, fmt = digest_and_format
+    data = _delta_bytes(previous.version, new_version, diff, fmt)
+    name = f"delta-{previous.version:08d}-{new_version:08d}.txt.gz"
+    _atomic_write(feed_path / name, data)
+    written.append(name)
+    return DeltaEntry(
+        path=name, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+        from_version=previous.version, to_version=new_version, from_digest=previous.set_digest,
+        to_digest=digest, added=len(diff.add), removed=len(diff.remove),
+        gtins_added=len(diff.add_gtins), gtins_removed=len(diff.remove_gtins),
+        records_added=len(diff.add_records), records_removed=len(diff.remove_records),
+    )
+
+
+def _previous_of(feed_path: Path, key: Ed25519PrivateKey, feed_id: str | None,
+                 now: float | None) -> tuple[Manifest | None, str, int]:
+    """The feed's current manifest (None for a new feed), its id and the signing clock, each checked: the same key,
+    the same feed. (A clock before the current manifest's is refused by `publish` only for a re-signed version:
+    stores order manifests by version first.)"""
+    try:
+        previous = _current(feed_path, key.public_key())
+    except SignatureError as exc:
+        raise PublishError(f"{feed_path / MANIFEST_NAME} was signed by another key; refusing to extend it") from exc
+    if previous is not None and feed_id is not None and feed_id != previous.feed_id:
+        raise PublishError(f"{feed_path} holds feed {previous.feed_id!r}, not {feed_id!r}")
+    feed_id = feed_id or (previous.feed_id if previous else "lmcz")
+    if _NAME.fullmatch(feed_id) is None:
+        raise PublishError(f"a feed id is letters, digits, '.', '_' and '-': {feed_id!r}")
+    clock = int(time.time() if now is None else now)
+    return previous, feed_id, clock
+
+
 def publish(
     feed_dir: str | os.PathLike[str],
     private_key: Ed25519PrivateKey | bytes | str | os.PathLike[str],
@@ -223,16 +321,7 @@ def publish(
     key = load_private_key(private_key)
     feed_path = Path(feed_dir)
     feed_path.mkdir(parents=True, exist_ok=True)
-    try:
-        previous = _current(feed_path, key.public_key())
-    except SignatureError as exc:
-        raise PublishError(f"{feed_path / MANIFEST_NAME} was signed by another key; refusing to extend it") from exc
-    if previous is not None and feed_id is not None and feed_id != previous.feed_id:
-        raise PublishError(f"{feed_path} holds feed {previous.feed_id!r}, not {feed_id!r}")
-    feed_id = feed_id or (previous.feed_id if previous else "lmcz")
-    if _NAME.fullmatch(feed_id) is None:
-        raise PublishError(f"a feed id is letters, digits, '.', '_' and '-': {feed_id!r}")
-    clock = int(time.time() if now is None else now)
+    previous, feed_id, clock = _previous_of(feed_path, key, feed_id, now)
 
     def step(stage: str) -> None:
         if progress is not None:
@@ -245,53 +334,9 @@ def publish(
         if not _file_matches(snap_path, previous.snapshot.size, previous.snapshot.sha256):
             raise PublishError(f"{snap_path} does not match the feed's manifest; the feed directory is damaged")
         old = read_snapshot(snap_path)
-
-    records = set(old.records)
-    snapshot_records: list[str] = []
-    change: Delta | None = None
-    with tempfile.TemporaryDirectory(prefix="lmcz-publish-") as work:
-        if snapshot is not None:
-            gtins, identities, digest, snapshot_records = _scratch_set(Path(work) / "new", snapshot, progress)
-            if snapshot_records:
-                records = set(snapshot_records)
-        elif delta is not None:
-            try:
-                change = delta if isinstance(delta, Delta) else read_delta(delta)
-            except UnsupportedFeedError as exc:
-                raise PublishError(f"bad delta input, nothing published: {exc}") from exc
-            add_gtins, add, _, _ = _scratch_set(Path(work) / "add", [change.add + change.add_gtins])
-            remove_gtins, remove, _, _ = _scratch_set(Path(work) / "remove", [change.remove + change.remove_gtins])
-    if prices is not None:
-        records = {t for t in records if _record_key(t)[0] not in PRICE_KINDS} | set(_table_input("prices", prices))
-    if grey is not None:
-        records = {t for t in records if _record_key(t)[0] in PRICE_KINDS} | set(_table_input("grey", grey))
-    if change is not None:
-        try:
-            records = _apply_records(records, [parse_record(t).text for t in change.add_records],
-                                     [parse_record(t).text for t in change.remove_records])
-        except RecordError as exc:
-            raise PublishError(f"bad delta input, nothing published: {exc}") from exc
-    old_records = set(old.records)
-    add_records, remove_records = sorted(records - old_records), sorted(old_records - records)
+    new = _next_set(old, previous, _Inputs(snapshot, delta, prices, grey), progress)
     step("comparing with the previous version" if previous is not None else "preparing the first version")
-    if snapshot is not None:
-        old_ids, new_ids = set(old.identities), set(identities)
-        old_gtins, new_gtins = set(old.gtins), set(gtins)
-        diff = Delta(old.version, None, add=sorted(new_ids - old_ids), remove=sorted(old_ids - new_ids),
-                     add_gtins=sorted(new_gtins - old_gtins), remove_gtins=sorted(old_gtins - new_gtins),
-                     add_records=add_records, remove_records=remove_records)
-        del old_ids, new_ids
-        # The scratch digest covers the input's own records; the published set holds `records`.
-        scratch_records = set(snapshot_records)
-        digest = digest_after(digest, add_records=records - scratch_records, remove_records=scratch_records - records)
-    else:
-        diff = Delta(old.version, None)
-        if delta is not None:
-            diff = _exact(old, Delta(None, None, add, remove, add_gtins, remove_gtins))
-        diff.add_records, diff.remove_records = add_records, remove_records
-        identities = sorted(set(old.identities).difference(diff.remove).union(diff.add))
-        gtins = sorted(set(old.gtins).difference(diff.remove_gtins).union(diff.add_gtins))
-        digest = _digest_after(previous.set_digest if previous else set_digest_of((), ()), diff)
+    diff, identities, gtins, records, digest = new
     record_list = sorted(records, key=_record_order)
     fmt = FORMAT_2 if records or (previous is not None and previous.format != FORMAT_1) else FORMAT_1
     changed = previous is None or len(diff) > 0 or (version is not None and version != previous.version)
@@ -318,17 +363,7 @@ def publish(
     if changed:
         if previous is not None:
             step(f"writing the delta {previous.version} -> {new_version}")
-            data = _delta_bytes(previous.version, new_version, diff, fmt)
-            name = f"delta-{previous.version:08d}-{new_version:08d}.txt.gz"
-            _atomic_write(feed_path / name, data)
-            written.append(name)
-            deltas.append(DeltaEntry(
-                path=name, size=len(data), sha256=hashlib.sha256(data).hexdigest(),
-                from_version=previous.version, to_version=new_version, from_digest=previous.set_digest,
-                to_digest=digest, added=len(diff.add), removed=len(diff.remove),
-                gtins_added=len(diff.add_gtins), gtins_removed=len(diff.remove_gtins),
-                records_added=len(diff.add_records), records_removed=len(diff.remove_records),
-            ))
+            deltas.append(_write_delta(feed_path, previous, new_version, diff, (digest, fmt), written))
         data = _snapshot_bytes(new_version, gtins, identities, record_list, fmt, progress)
         name = f"snapshot-{new_version:08d}.txt.gz"
         step("writing and signing")

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .._codes import CodeError
 from ..progress import Progress, announce_after, line_counter
-from ..store import Blocklist, DigestMismatchError, LoadError, RecordError, VersionError, set_digest_of
-from ..store.environment import disk_full, free_bytes
+from ..store import Blocklist, Change, DigestMismatchError, LoadError, RecordError, VersionError, set_digest_of
+from ..store import disk_full, free_bytes
 from ..upstream import ProxyConfig
 from .errors import FeedError, IntegrityError, ManifestError
 from .fetching import RetryPolicy, _Fetcher, _fetch_to, _NotFound
@@ -242,10 +242,10 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
     if progress is not None:
         progress("applying the change", 0, None, "")
     try:
-        bl.apply_delta(combined.add, combined.remove, add_gtins=combined.add_gtins,
-                       remove_gtins=combined.remove_gtins, add_records=combined.add_records,
-                       remove_records=combined.remove_records, from_version=version, to_version=manifest.version,
-                       expect_digest=manifest.set_digest, meta=record, advance_empty=True)
+        bl.apply(Change(add=combined.add, remove=combined.remove, add_gtins=combined.add_gtins,
+                        remove_gtins=combined.remove_gtins, add_records=combined.add_records,
+                        remove_records=combined.remove_records, from_version=version, to_version=manifest.version,
+                        expect_digest=manifest.set_digest, meta=record, advance_empty=True))
     except DigestMismatchError:
         return None
     except (CodeError, RecordError) as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 # Also reached through this package though not in `__all__` (as before the split): ProxyConfig (a
 # ReplicationConfig's `proxy`), KINDS and DEFAULT_BATCH (the CLI's choices and default), DbReport.
-from ..store.replication import replication_status
+from ..store import replication_status
 from ..upstream import ProxyConfig
 from .config import (
     DEFAULT_BATCH,

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._codes import CodeError
-from ..store import Blocklist, CutCodes
-from ..store.replication import META_PREFIX, META_SOURCE
-from ..store.replication import checkpoint as _checkpoint
+from ..store import Blocklist, Change, CutCodes
+from ..store import REPLICATION_META_PREFIX as META_PREFIX
+from ..store import REPLICATION_META_SOURCE as META_SOURCE
+from ..store import replication_checkpoint as _checkpoint
 from .changes import _LastSeq
 from .config import Mapping, ReplicationConfig
 from .mapping import _Batch, _map_bulk, _map_change, _needs_no_doc, _record_of
@@ -239,8 +240,8 @@ class _Replicator:
             if not values and not gone and not side:
                 self.bl.mark_synced(**meta)
             else:
-                delta = self.bl.apply_delta(to_version=self.bl.get_meta("version") + 1, synced=True, meta=meta,
-                                            side=side or None, **args)
+                delta = self.bl.apply(Change(to_version=self.bl.get_meta("version") + 1, synced=True, meta=meta,
+                                             side=side or None, **args))
                 if not delta.applied and not side:
                     self.bl.mark_synced(**meta)     # the records were there already: only the checkpoint moves
                 report.added += delta.added + delta.gtins_added

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..receipt import tag_1265
-from ..store.records import Verdict
-from ..store.tables import PRODUCT_GROUPS as STORE_GROUPS
+from ..store import PRODUCT_GROUPS as STORE_GROUPS
+from ..store import Verdict
 
 #: Product group ids a till sends as `pg` (../shared/domain.md: Dev1100/chz-emulator's list), from the store's table.
 PRODUCT_GROUPS: dict[int, str] = {number: name for name, number in STORE_GROUPS.items()}

@@ -23,7 +23,7 @@ from urllib.parse import unquote
 
 from .._codes import CodeError
 from ..receipt import instance_uuid, version_uuid
-from ..store.errors import NoListError
+from ..store import NoListError
 from .config import (
     DEFAULT_MAX_CODE_LENGTH,
     DEFAULT_PASSWORD,
@@ -32,7 +32,7 @@ from .config import (
     ServiceConfig,
     software_version,
 )
-from ..store.replication import replication_status
+from ..store import replication_status
 from .answers import code_json, envelope, status_json
 from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
@@ -43,7 +43,7 @@ from .v2 import ProtocolTwo
 if TYPE_CHECKING:
     from ..audit import AuditLog
     from ..store import Blocklist, Status, Verdict
-    from ..store.snapshot import Snapshot
+    from ..store import Snapshot
 
 log = logging.getLogger("lmcz_fast.service")
 

@@ -18,8 +18,8 @@ import lmdb
 
 from .._codes import CodeError, MarkingCode, parse_code
 from ..store import StoreError
-from ..store.group_commit import GroupCommitter, Job
-from ..store.sold import MAX_PAGE
+from ..store import SOLD_MAX_PAGE as MAX_PAGE
+from ..store import GroupCommitter, Job
 from .config import DEFAULT_MAX_CODE_LENGTH
 from .responses import Deferred, Response, encode_json, error
 from .v2 import cis_items

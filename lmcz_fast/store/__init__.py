@@ -4,16 +4,20 @@ LMDB is the single source of truth. The blocked identities, blocked GTINs, block
 and the serialized Roaring prefilter all live in one environment and change in one write transaction, so a
 reader in any process sees the old state or the new one, never a mix.
 
-The package's files say their jobs: `blocklist.py` (the read side and the hot path's Python half), `writing.py`
-(loads and deltas), `sources.py` (reading blocklist files), `environment.py` (the LMDB environment and its
-tables), `keys.py` (row keys), `digest.py` (the set digest), `snapshot.py` (one version as calls answer from it), `freshness.py` (when offline
-answers stop), `records.py` and `errors.py` (what it answers), `tables.py` (the minimum-price and grey-GTIN
-record kinds) and `prices.py` (loading and asking them),
-`sold.py` (the sold register: codes this store
-sold) and `group_commit.py` (batching many durable writes into one transaction).
+The package's files say their jobs. A `Blocklist` (`blocklist.py`: the hot path's Python half and the public
+calls) is made of parts sharing one environment handle (`handle.py`): the reading side (`reading.py`: the version
+calls answer from; `snapshot.py`: one version held for several calls), the writer (`writing.py`: every change is
+a `Change`, `change.py`, applied in one write transaction by the appliers of `appliers.py`, each owning one part
+of the database), the tables (`tables.py`: the minimum-price and grey-GTIN record kinds; `prices.py`: loading and
+asking them) and the sold register (`sold.py`: codes this store sold; `group_commit.py`: batching many durable
+writes into one transaction). Below them: `environment.py` (the LMDB environment and its tables), `sources.py`
+(reading blocklist files), `keys.py` (row keys), `digest.py` (the set digest), `freshness.py` (when offline
+answers stop), `records.py` and `errors.py` (what it answers), `replication.py` (where a replicated store keeps
+its checkpoints).
 """
 
 from .blocklist import Blocklist
+from .change import Change
 from .digest import digest_after, set_digest_of
 from .errors import (
     DigestMismatchError,
@@ -24,31 +28,46 @@ from .errors import (
     StoreError,
     VersionError,
 )
+from .environment import DEFAULT_EXPIRE_AFTER, disk_full, free_bytes
 from .freshness import freshness
+from .group_commit import Job
 from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
+from .replication import META_PREFIX as REPLICATION_META_PREFIX
+from .replication import META_SOURCE as REPLICATION_META_SOURCE
+from .replication import checkpoint as replication_checkpoint
+from .replication import replication_status
 from .records import Block, DeltaReport, LineError, LoadReport, Status, Verdict
 from .snapshot import Snapshot
 from .sources import CutCodes
-from .tables import PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
+from .tables import PG_TOBACCO, PRICE_KINDS, PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
 from .group_commit import GroupCommitter
+from .sold import MAX_PAGE as SOLD_MAX_PAGE
 from .sold import SoldEntry, SoldRegister, SoldRegisterError
 
 __all__ = [
     "Block",
     "Blocklist",
+    "Change",
     "CutCodes",
+    "DEFAULT_EXPIRE_AFTER",
     "DeltaReport",
     "DigestMismatchError",
     "DiskFullError",
     "GroupCommitter",
+    "Job",
     "LineError",
     "LoadError",
     "LoadReport",
     "MapFullError",
     "NoListError",
+    "PG_TOBACCO",
+    "PRICE_KINDS",
     "PRODUCT_GROUPS",
     "RECORD_KINDS",
+    "REPLICATION_META_PREFIX",
+    "REPLICATION_META_SOURCE",
     "RecordError",
+    "SOLD_MAX_PAGE",
     "Snapshot",
     "SoldEntry",
     "SoldRegister",
@@ -59,10 +78,14 @@ __all__ = [
     "Verdict",
     "VersionError",
     "digest_after",
+    "disk_full",
+    "free_bytes",
     "freshness",
     "parse_record",
     "product_group_of",
     "read_grey_file",
     "read_price_file",
+    "replication_checkpoint",
+    "replication_status",
     "set_digest_of",
 ]

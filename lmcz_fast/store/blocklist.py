@@ -17,16 +17,14 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 import uuid
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-import lmdb
-
 from .._probe import ProbeBase, unpack_key
+from .change import Change
 from .digest import format_digest
 from .environment import (
     DB_BLOCKS,
@@ -40,10 +38,7 @@ from .environment import (
     DEFAULT_REFRESH_WINDOW,
     LATER_TABLES,
     META_GTIN_INDEX,
-    META_PREFILTER,
-    META_PREFILTER_INDEX,
     acquire_env,
-    begin_read,
     check_room_to_create,
     open_dbs,
     put_prefilter,
@@ -53,12 +48,14 @@ from .environment import (
 )
 from .errors import StoreError
 from .freshness import freshness
-from .prices import TablesMixin
-from .records import Status, Verdict
-from .snapshot import Snapshot, _Reading, no_list_error, read_meta, readings_of
-from .tables import META_COUNTS, META_TABLES_DIGEST, check_group, iter_rows
-from .sold import SoldAccess
-from .writing import BlocklistWriter
+from .handle import StoreHandle
+from .prices import Tables, TablesReport
+from .reading import Versions, no_list_error
+from .records import DeltaReport, LoadReport, Status, Verdict
+from .snapshot import Snapshot, readings_of
+from .sold import SoldEntry, SoldRegister
+from .tables import META_COUNTS, META_TABLES_DIGEST, Record, check_group, iter_rows
+from .writing import Writer
 
 
 def _discard_new(path: str, made_dir: bool) -> None:
@@ -76,7 +73,7 @@ def _discard_new(path: str, made_dir: bool) -> None:
             pass
 
 
-class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
+class Blocklist(ProbeBase):
     """The blocked codes of one store. Open it once per process and share it between threads.
 
     Use `Blocklist.building(path)` to build a new database (it appears only once the block succeeds),
@@ -84,18 +81,18 @@ class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
     `check` returns a full `Verdict`; `snapshot()` answers several calls from one version. Each call answers from
     one version: a call renews (if due) before it starts, never inside. A store that never held a list answers
     nothing: every check raises `NoListError`.
+
+    It is made of parts, each owning its job and its state, sharing one environment handle: `versions` (the
+    reading side: the version calls answer from), `writer` (every change, as a `Change`), `tables` (minimum
+    prices, grey GTINs) and `sold` (the sold register). The hot path is the compiled base's.
     """
 
-    _path: str
-    _readonly: bool
-    _refresh_interval: float
-    _env: Any
-    _lock: Any
-    _dbs: dict[bytes, Any]
-    _reading: _Reading | None
+    _handle: StoreHandle
     _snapshots: weakref.WeakSet[Snapshot]
-    _renew_at: float
-    _prefilter_cache: tuple[int, str, Any] | None   # (version, set digest, BitMap) this handle last wrote
+    versions: Versions
+    writer: Writer
+    tables: Tables
+    sold: SoldRegister
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         raise TypeError("use Blocklist.open(path) or Blocklist.building(path)")
@@ -203,20 +200,17 @@ class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
         if refresh_interval <= 0:
             raise ValueError("refresh_interval must be positive")
         self = cls.__new__(cls)
-        self._path = path
-        self._readonly = readonly
-        self._refresh_interval = float(refresh_interval)
-        self._env = acquire_env(path)
-        self._lock = threading.RLock()
-        self._reading = None
-        self._snapshots = weakref.WeakSet()
-        self._renew_at = 0.0
-        self._prefilter_cache = None
+        env = acquire_env(path)
         try:
-            self._dbs = open_dbs(self._env, path)
+            self._handle = handle = StoreHandle(path, readonly, env, open_dbs(env, path))
+            self._snapshots = weakref.WeakSet()
+            self.writer = Writer(handle)
+            self.tables = Tables(handle, self.writer.apply)
+            self.versions = Versions(handle, self, self.tables, float(refresh_interval))
+            self.sold = SoldRegister(handle)
             self._renew()
         except BaseException:
-            release_env(self._env)
+            release_env(env)
             raise
         return self
 
@@ -230,7 +224,7 @@ class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
 
     def __del__(self) -> None:
         """An unclosed Blocklist lets go of its map pages before the compiled base releases its buffers."""
-        if getattr(self, "_lock", None) is not None:
+        if getattr(self, "_handle", None) is not None:
             try:
                 self.close()
             except Exception:
@@ -240,94 +234,47 @@ class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
         """Let go of the read transaction, the snapshots and the environment. Idempotent.
 
         A call still running in another thread raises `NotAttachedError` instead of reading further."""
-        with self._lock:
-            if getattr(self, "_env", None) is None:
+        handle = self._handle
+        with handle.lock:
+            if not handle.is_open:
                 return
             self._detach()
             for snapshot in list(self._snapshots):
                 snapshot.close()
-            reading, self._reading = self._reading, None
-            if reading is not None:
-                reading.txn.abort()
-            release_env(self._env)
-            self._env = None
+            self.versions.close()
+            env = handle.closed()
+            if env is not None:
+                release_env(env)
 
     @property
     def path(self) -> str:
-        return self._path
+        return self._handle.path
+
+    @property
+    def handle(self) -> StoreHandle:
+        """The environment handle this blocklist's parts share (its LMDB environment, named databases, lock)."""
+        return self._handle
 
     @property
     def stale_readers_cleared(self) -> int:
         """Reader slots of dead processes this process has cleared in the store since it opened it (each pinned
         an old version: the file would grow with every write while it stayed)."""
-        return stale_readers_cleared(self._env)
+        return stale_readers_cleared(self._handle.env if self._handle.is_open else None)
 
     def _renew(self) -> None:
-        """Start a fresh read transaction and re-attach the compiled probe to the version it sees.
-
-        Called by the compiled side before a call once the refresh deadline has passed, and after every local
-        write. When nothing was committed since, the current version (and its transaction) is kept. Otherwise
-        the new transaction becomes a `_Reading` that the new attachment owns: the old one ends when the last
-        call or snapshot still answering from it lets go, so no probe ever points at pages LMDB may reuse.
-        """
-        with self._lock:
-            if self._env is None:
-                raise StoreError("the blocklist is closed")
-            try:
-                txn = begin_read(self._env, self._path)
-            except lmdb.MapResizedError:
-                self._env.set_mapsize(0)
-                txn = self._env.begin(buffers=True)
-            snapshot = txn.id()
-            current = self._reading
-            if current is not None and current.snapshot == snapshot and self._attached_info is not None:
-                txn.abort()
-                self._keep(self._refresh_interval)
-                self._renew_at = time.monotonic() + self._refresh_interval
-                return
-            meta = self._dbs[DB_META]
-            prefilter = txn.get(META_PREFILTER, db=meta)
-            gtin_index = txn.get(META_GTIN_INDEX, db=meta)
-            raw_version = txn.get(b"version", db=meta)
-            if prefilter is None or gtin_index is None or raw_version is None:
-                txn.abort()
-                raise StoreError(f"{self._path}: metadata is missing the prefilter or the version")
-            reading = _Reading(txn, snapshot, self._dbs, self._lock, self._path, json.loads(bytes(raw_version)))
-            self._reading = None
-            try:
-                # The first attach of this handle validates everything; later versions, written by a writer that
-                # validated them, are switched to by checking the stored index's bounds only.
-                self._attach(prefilter, gtin_index, self._refresh_interval, snapshot,
-                             txn.get(META_PREFILTER_INDEX, db=meta), current is None, reading, reading.empty)
-            except ValueError as exc:
-                txn.abort()
-                raise StoreError(f"{self._path}: corrupt prefilter: {exc}") from exc
-            except BaseException:
-                txn.abort()
-                raise
-            self._reading = reading
-            self._renew_at = time.monotonic() + self._refresh_interval
-
-    def _fresh(self) -> _Reading:
-        """The version a call starting now answers from (call with the lock held)."""
-        if self._reading is None or time.monotonic() >= self._renew_at:
-            self._renew()
-        assert self._reading is not None
-        return self._reading
+        """The compiled base's hook: renew the version calls answer from (`Versions.renew`)."""
+        self.versions.renew()
 
     def _refuse_empty(self) -> None:
-        raise no_list_error(self._path)
-
-    def _read_meta(self, txn: lmdb.Transaction) -> dict[str, Any]:
-        return read_meta(txn, self._dbs[DB_META])
+        raise no_list_error(self._handle.path)
 
     # -- reading ---------------------------------------------------------------------------------------------
 
     def _confirm(self, identity: bytes) -> bool:
         """Exact check of a prefilter hit in the current version (the compiled probe confirms through the
-        attachment's own `_Reading`; this is for callers that have no attachment at hand)."""
-        with self._lock:
-            reading = self._reading
+        attachment's own `Reading`; this is for callers that have no attachment at hand)."""
+        with self._handle.lock:
+            reading = self.versions.current
             if reading is None:
                 raise StoreError("the blocklist is closed")
             return reading._confirm(identity)
@@ -344,10 +291,11 @@ class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
         if pg is not None:
             check_group(pg)
         readings = readings_of(raw)
-        with self._lock:
-            reading = self._fresh()
+        handle = self._handle
+        with handle.lock:
+            reading = handle.fresh()
             if reading.empty:
-                raise no_list_error(self._path)
+                raise no_list_error(handle.path)
             return reading.verdict(self, readings, time.time(), pg)
 
     def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
@@ -366,19 +314,20 @@ class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
                 verdicts = [view.check(scan) for scan in receipt]
                 version = view.db_version
         """
-        with self._lock:
-            reading = self._fresh()
-            snapshot = Snapshot._of(self, reading)
+        with self._handle.lock:
+            reading = self._handle.fresh()
+            snapshot = Snapshot.taken(self, reading)
             self._snapshots.add(snapshot)
         return snapshot
 
     def info(self) -> dict[str, Any]:
         """Version, counts, sizes, times and freshness of the database as this reader sees it now."""
         now = time.time()
-        with self._lock:
-            meta = dict(self._fresh().meta())
-            stat = self._env.stat()
-            env_info = self._env.info()
+        handle = self._handle
+        with handle.lock:
+            meta = dict(handle.fresh().meta())
+            stat = handle.env.stat()
+            env_info = handle.env.info()
         status = freshness(meta, now)
         meta["state"] = status.state
         meta["expires_at"] = status.expires_at
@@ -386,55 +335,194 @@ class Blocklist(BlocklistWriter, TablesMixin, SoldAccess, ProbeBase):
         meta["prefilter_bytes"] = meta.pop("prefilter", 0)
         meta["gtin_index_bytes"] = meta.pop("gtin_index", 0)
         meta["prefilter_index_bytes"] = meta.pop("prefilter_index", 0)
-        meta["path"] = self._path
-        meta["file_bytes"] = os.path.getsize(os.path.join(self._path, "data.mdb"))
+        meta["path"] = handle.path
+        meta["file_bytes"] = os.path.getsize(os.path.join(handle.path, "data.mdb"))
         meta["used_bytes"] = (env_info["last_pgno"] + 1) * stat["psize"]
         return meta
 
     def get_meta(self, name: str, default: Any = None) -> Any:
         """One metadata field (JSON value) as this reader sees it now."""
-        with self._lock:
-            return self._fresh().meta().get(name, default)
+        with self._handle.lock:
+            return self._handle.fresh().meta().get(name, default)
 
     def status(self, now: float | None = None) -> Status:
         """How fresh the data is, and when offline answers stop (`freshness.freshness`, the one computation)."""
         now = time.time() if now is None else now
-        with self._lock:
-            meta = dict(self._fresh().meta())
+        with self._handle.lock:
+            meta = dict(self._handle.fresh().meta())
         return freshness(meta, now)
 
     def side_get(self, table: bytes, key: bytes) -> bytes | None:
         """One value of a side table (written with `apply_delta(side=...)`), as this reader sees it now."""
-        with self._lock:
-            txn = self._fresh().txn
-            found = txn.get(table + b"\0" + key, db=self._dbs[DB_SIDE])
+        with self._handle.lock:
+            txn = self._handle.fresh().txn
+            found = txn.get(table + b"\0" + key, db=self._handle.dbs[DB_SIDE])
             return None if found is None else bytes(found)
 
     def snapshot_lines(self) -> Iterator[str]:
         """The whole list as load/publish lines, from ONE read transaction: every blocked GTIN, then every identity,
         then every table record as an `@` line (as a feed snapshot holds them; `load` and `publish` read them).
         (`iter_gtins` and `iter_identities` each take their own, so a writer between them could mix versions.)"""
-        with self._env.begin() as txn:
-            with txn.cursor(db=self._dbs[DB_GTINS]) as cursor:
+        dbs = self._handle.dbs
+        with self._handle.read() as txn:
+            with txn.cursor(db=dbs[DB_GTINS]) as cursor:
                 for key in cursor.iternext(keys=True, values=False):
                     yield f"{int.from_bytes(key, 'big'):014d}"
-            with txn.cursor(db=self._dbs[DB_CODES]) as cursor:
+            with txn.cursor(db=dbs[DB_CODES]) as cursor:
                 for key in cursor.iternext(keys=True, values=False):
                     yield unpack_key(key)
-            for record in iter_rows(txn, self._dbs):
+            for record in iter_rows(txn, dbs):
                 yield f"@{record.text}"
 
     def iter_identities(self) -> Iterator[str]:
         """Every blocked identity (canonical GS1 form), in key order, from one consistent snapshot."""
-        with self._env.begin() as txn, txn.cursor(db=self._dbs[DB_CODES]) as cursor:
+        with self._handle.read() as txn, txn.cursor(db=self._handle.dbs[DB_CODES]) as cursor:
             for key in cursor.iternext(keys=True, values=False):
                 yield unpack_key(key)
 
     def iter_gtins(self) -> Iterator[str]:
         """Every GTIN blocked as a whole, in order."""
-        with self._env.begin() as txn, txn.cursor(db=self._dbs[DB_GTINS]) as cursor:
+        with self._handle.read() as txn, txn.cursor(db=self._handle.dbs[DB_GTINS]) as cursor:
             for key in cursor.iternext(keys=True, values=False):
                 yield f"{int.from_bytes(key, 'big'):014d}"
+
+    # -- writing: every change is a `Change`, applied by the writer in one transaction ------------------------
+
+    def apply(self, change: Change) -> DeltaReport:
+        """Apply one `Change` in one write transaction: the codes, GTINs, table records, side tables and metadata
+        it names change together or not at all. See `Change` for its fields, `apply_delta` for the rules."""
+        return self.writer.apply(change)
+
+    def load(
+        self,
+        sources: Iterable[Any] | str | os.PathLike[str],
+        *,
+        replace: bool = True,
+        strict: bool = False,
+        progress: Callable[[int], None] | None = None,
+        records: Iterable[str | Record] | None = None,
+        **options: Any,
+    ) -> LoadReport:
+        """Load blocked codes from files or iterables of lines, in one write transaction.
+
+        Each source is a path (plain text with one scan, CIS or 14-digit GTIN per line; CSV with a header naming a
+        `cis`/`code` column and optionally `gtin`, `authority`, `reason`, `since`; gzip of either) or an iterable
+        of lines. Raw scans are cut to their identity. Bad lines are counted and the first ones reported with
+        their line numbers; with `strict=True` any bad line refuses the whole load and nothing changes.
+        `replace=True` makes the result exactly the sources (a new full version); `replace=False` adds to what is
+        there. `progress` is called with the number of lines read so far, now and then.
+        `options`: `version` (the version to reach), `block`, `synced`, `expect_digest`, `meta`, `side` and
+        `clear_side`, as the `Change` fields of those names (`version` is `to_version`).
+
+        Table records (minimum prices, grey GTINs; see `store.tables`) come as `records` or as `@kind ...` lines
+        in the sources. With `replace=True` and any records, both tables become exactly those records (a feed
+        snapshot is loaded whole); with none, the tables are kept as they are. With `replace=False` records are
+        added (a record sets its key's value).
+        """
+        unknown = options.keys() - _LOAD_OPTIONS
+        if unknown:
+            raise TypeError(f"load() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        options["to_version"] = options.pop("version", None)
+        change = Change(replace=replace, add_records=list(records or ()), **options)
+        return self.writer.load(sources, change, strict=strict, progress=progress,
+                                whole_tables=records is not None)
+
+    def apply_delta(self, add: Iterable[str | bytes] = (), remove: Iterable[str | bytes] = (),
+                    **options: Any) -> DeltaReport:
+        """Block and unblock codes and GTINs, moving the version to `to_version`, in one write transaction.
+
+        `options` are the `Change` fields: `to_version` (required), `from_version`, `add_gtins`, `remove_gtins`,
+        `block`, `synced`, `expect_digest`, `meta`, `side`, `clear_side`, `advance_empty`, `add_records`,
+        `remove_records`.
+
+        Removals are applied before additions. A delta whose `from_version` is not the current version, or whose
+        `to_version` does not move forward, raises `VersionError` and changes nothing; a delta whose `to_version`
+        the store already holds is a harmless no-op (`applied=False`). Any bad code raises `CodeError` and
+        changes nothing. Removing a code never unblocks another: prefilter keys shared by several codes are
+        reference-counted in the `collisions` table, and a bit is cleared only when its last code goes.
+        With `expect_digest`, a result with any other set digest raises `DigestMismatchError` and changes
+        nothing (a feed checks the publisher's digest this way, before commit). `meta` fields (JSON values, see
+        `set_meta`) are written in the same transaction; `synced=True` also records the sync time.
+        A delta that changes nothing (every code and GTIN it adds is there already, every one it removes is not)
+        writes nothing: `applied=False`, the version and the metadata stay. `advance_empty=True` moves the version
+        (and writes `meta`) anyway: a feed's manifest names the version to reach, and a chain of deltas that
+        cancel out still has to get there. `side` maps a side table's name to keys and values (None: delete)
+        written in the same transaction, `clear_side` empties side tables first (see `side_get`); when the
+        records do not change but `side` does, the side tables and `meta` are written and the version stays.
+        `add_records` / `remove_records` change the price and grey tables (`store.tables`: a removal deletes a
+        row holding exactly that value, an addition sets the key's value), in the same transaction; a record of a
+        kind this version does not know raises `RecordError` and changes nothing.
+        """
+        unknown = options.keys() - _DELTA_OPTIONS
+        if unknown:
+            raise TypeError(f"apply_delta() got unexpected keyword arguments: {', '.join(sorted(unknown))}")
+        if "to_version" not in options:
+            raise TypeError("apply_delta() missing required keyword argument: 'to_version'")
+        return self.writer.apply(Change(add=add, remove=remove, **options))
+
+    def set_meta(self, **fields: Any) -> None:
+        """Set metadata fields (JSON values) in one transaction, e.g. `feed_url` or `refresh_window`."""
+        self.writer.set_meta(fields)
+
+    def mark_synced(self, at: float | None = None, feed_url: str | None = None, **fields: Any) -> None:
+        """Record a successful sync, with any other `fields` (as `set_meta`), in one transaction: the freshness
+        clock restarts from `at` (now by default)."""
+        fields["last_sync_at"] = time.time() if at is None else at
+        if feed_url is not None:
+            fields["feed_url"] = feed_url
+        self.writer.set_meta(fields)
+
+    # -- the tables (`tables`) --------------------------------------------------------------------------------
+
+    def min_price(self, gtin: str, pg: int | None = None) -> int | None:
+        """The minimum price (kopecks) that applies to GTIN `gtin`; see `Tables.min_price`."""
+        return self.tables.min_price(gtin, pg)
+
+    def is_grey_gtin(self, gtin: str) -> bool:
+        """Whether `gtin` is in the grey list; see `Tables.is_grey_gtin`."""
+        return self.tables.is_grey_gtin(gtin)
+
+    def group_min_price(self, pg: int) -> int | None:
+        """The minimum price (kopecks) set for product group `pg` as a whole, or None."""
+        return self.tables.group_min_price(pg)
+
+    def iter_records(self) -> Iterator[str]:
+        """Every table record in canonical text form, from one consistent snapshot; see `Tables.iter_records`."""
+        return self.tables.iter_records()
+
+    def load_prices(self, sources: Iterable[Any] | str | os.PathLike[str], *,
+                    version: int | None = None) -> TablesReport:
+        """Replace the minimum-price table with the rows of `sources`; see `Tables.load_prices`."""
+        return self.tables.load_prices(sources, version=version)
+
+    def load_grey(self, sources: Iterable[Any] | str | os.PathLike[str], *,
+                  version: int | None = None) -> TablesReport:
+        """Replace the grey list with the GTINs of `sources`; see `Tables.load_grey`."""
+        return self.tables.load_grey(sources, version=version)
+
+    # -- the sold register (`sold`) ---------------------------------------------------------------------------
+    #
+    # The register is written whether the handle was opened read-only or not: `readonly` guards the blocklist
+    # (the feed's data), while sales are the store's own, reported by its tills.
+
+    def record_sold(self, raws: Sequence[str | bytes], *, at: float | None = None) -> list[SoldEntry]:
+        """Record sales (durable on return); see `SoldRegister.record`."""
+        return self.sold.record(raws, at=at)
+
+    def return_sold(self, raws: Sequence[str | bytes]) -> list[bool]:
+        """Take returned codes out of the register; see `SoldRegister.remove`."""
+        return self.sold.remove(raws)
+
+    def is_sold(self, raw: str | bytes) -> bool:
+        """Whether this scan's code was sold here (within the register's expiry)."""
+        return self.sold.is_sold(raw)
+
+
+_LOAD_OPTIONS = frozenset({"version", "block", "synced", "expect_digest", "meta", "side", "clear_side"})
+_DELTA_OPTIONS = frozenset({
+    "to_version", "from_version", "add_gtins", "remove_gtins", "block", "synced", "expect_digest", "meta", "side",
+    "clear_side", "advance_empty", "add_records", "remove_records",
+})
 
 
 def _move_into_place(work: str, path: str) -> None:

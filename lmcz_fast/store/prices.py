@@ -24,20 +24,23 @@ The grey list is one GTIN per line (or a CSV with a `gtin` column).
 from __future__ import annotations
 
 import csv
-import gzip
-import io
 import json
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import lmdb
 
 from .._codes import MarkingCode
 from .errors import LoadError, StoreError
-from .records import LineError, LoadReport
+from .change import Change
+from .environment import DB_META
+from .handle import StoreHandle
+from .records import DeltaReport, LoadReport
+from .sources import open_text, reject
 from .tables import (
     KIND_GREY_GTIN,
     META_COUNTS,
@@ -58,15 +61,12 @@ from .tables import (
     parse_price,
 )
 
-if TYPE_CHECKING:
-    from .snapshot import _Reading
-
-__all__ = ["TablesMixin", "TablesReport", "product_group_of", "read_grey_file", "read_price_file", "tables_answer"]
+__all__ = ["TableCopy", "Tables", "TablesReport", "product_group_of", "read_grey_file", "read_price_file",
+           "tables_answer"]
 
 _NOTHING: tuple[int | None, bool] = (None, False)
 _PRICE_COLUMNS = ("price", "min_price", "smp", "kopecks", "цена")
 _GROUP_COLUMNS = ("pg", "group", "product_group")
-_MAX_REPORTED_ERRORS = 20
 
 
 def product_group_of(code: MarkingCode) -> int | None:
@@ -102,28 +102,14 @@ class TablesReport:
                 f"{self.duplicates} duplicates), in {self.seconds:.2f} s")
 
 
-def _open_text(source: str | os.PathLike[str]) -> io.TextIOBase:
-    path = Path(source)
-    try:
-        with open(path, "rb") as probe:
-            magic = probe.read(2)
-        if magic == b"\x1f\x8b":
-            return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8-sig", newline="")
-        return open(path, encoding="utf-8-sig", newline="")
-    except FileNotFoundError as exc:
-        raise StoreError(f"cannot read {path}: no such file") from exc
-    except OSError as exc:
-        raise StoreError(f"cannot read {path}: {exc.strerror or exc}") from exc
-
-
 def _lines(source: Any) -> tuple[str, Iterator[str]]:
     """(name, lines without line ends) of a path or an iterable of lines."""
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
-        stream = _open_text(name)
+        stream, raw = open_text(name)
 
         def read() -> Iterator[str]:
-            with stream:
+            with raw, stream:
                 try:
                     for line in stream:
                         yield line.rstrip("\r\n")
@@ -131,12 +117,6 @@ def _lines(source: Any) -> tuple[str, Iterator[str]]:
                     raise StoreError(f"{name} is not UTF-8 text (or gzip of it): {exc}") from exc
         return name, read()
     return "<iterable>", (line.rstrip("\r\n") for line in source)
-
-
-def _reject(report: LoadReport, name: str, line_no: int, reason: str, message: str, text: str) -> None:
-    report.rejected += 1
-    if len(report.errors) < _MAX_REPORTED_ERRORS:
-        report.errors.append(LineError(name, line_no, reason, message, text[:80]))
 
 
 def _delimiter(line: str) -> str:
@@ -186,7 +166,7 @@ def read_price_file(sources: Iterable[Any] | str | os.PathLike[str],
                 price = parse_price(price_text, f"the price of {gtin or group}")
                 record = min_price_record(gtin, price) if gtin else group_min_price_record(parse_group(group), price)
             except RecordError as exc:
-                _reject(report, name, line_no, exc.reason, str(exc), line)
+                reject(report, name, line_no, exc.reason, str(exc), line)
                 continue
             key = (record.kind, record.text.split()[1])
             other = seen.get(key)
@@ -194,7 +174,7 @@ def read_price_file(sources: Iterable[Any] | str | os.PathLike[str],
                 if other.value == record.value:
                     report.duplicates += 1
                 else:
-                    _reject(report, name, line_no, "conflict",
+                    reject(report, name, line_no, "conflict",
                             f"{key[1]} already has the price {int.from_bytes(other.value, 'big')}", line)
                 continue
             seen[key] = record
@@ -232,7 +212,7 @@ def read_grey_file(sources: Iterable[Any] | str | os.PathLike[str],
             try:
                 record = grey_gtin_record(text)
             except RecordError as exc:
-                _reject(report, name, line_no, "bad_gtin", str(exc), line)
+                reject(report, name, line_no, "bad_gtin", str(exc), line)
                 continue
             if text in seen:
                 report.duplicates += 1
@@ -243,53 +223,19 @@ def read_grey_file(sources: Iterable[Any] | str | os.PathLike[str],
 # -- the tables as a version answers from them ----------------------------------------------------------------
 #
 # A version's tables are read once into dicts (thousands of rows: milliseconds): GTIN -> (its minimum price or
-# None, grey), and group -> price, so one dict lookup answers both questions about a GTIN. The copy is kept per
-# store path while the version of the tables' last change (`tables_version`) and their digest stay the same, so
-# code-only updates never make a reader reread them; each read version (`_Reading`) holds the copy it answers
-# from, taken in its own transaction.
+# None, grey), and group -> price, so one dict lookup answers both questions about a GTIN. The `Tables` part of a
+# blocklist keeps its last copy while the version of the tables' last change (`tables_version`) and their digest
+# stay the same, so code-only updates never make a reader reread them; each read version (`reading.Reading`)
+# holds the copy it answers from, taken in its own transaction.
 
-Tables = tuple[dict[str, tuple[int | None, bool]], dict[int, int]]
-_NO_TABLES: Tables = ({}, {})
-_COPIES: dict[str, tuple[Any, Tables]] = {}
-_COPIES_LOCK = threading.Lock()
+TableCopy = tuple[dict[str, tuple[int | None, bool]], dict[int, int]]
+_NO_TABLES: TableCopy = ({}, {})
 
 
-def tables_of(reading: _Reading) -> Tables:
-    """The tables of the version `reading` is (call with the blocklist's lock held)."""
-    copy = reading.tables
-    if copy is not None:
-        return copy
-    meta = reading.meta()
-    if not any(meta.get(name) for name in META_COUNTS.values()):
-        copy = _NO_TABLES
-    else:
-        stamp = (meta.get(META_TABLES_VERSION), meta.get(META_TABLES_DIGEST))
-        with _COPIES_LOCK:
-            kept = _COPIES.get(reading.path)
-        if kept is not None and kept[0] == stamp:
-            copy = kept[1]
-        else:
-            gtins: dict[str, tuple[int | None, bool]] = {}
-            groups: dict[int, int] = {}
-            for record in iter_rows(reading.txn, reading.dbs):
-                parts = record.text.split()
-                if record.kind == KIND_GREY_GTIN:
-                    gtins[parts[1]] = (gtins.get(parts[1], _NOTHING)[0], True)
-                elif record.kind == "min_price":
-                    gtins[parts[1]] = (int(parts[2]), gtins.get(parts[1], _NOTHING)[1])
-                else:
-                    groups[int(parts[1])] = int(parts[2])
-            copy = (gtins, groups)
-            with _COPIES_LOCK:
-                _COPIES[reading.path] = (stamp, copy)
-    reading.tables = copy
-    return copy
-
-
-def tables_answer(reading: _Reading, code: MarkingCode, pg: int | None) -> tuple[int | None, bool]:
-    """(smp, grey) of a parsed code in the version `reading` is (lock held): the GTIN's minimum price, else its
-    product group's (`pg`, or the group the code's form proves); nothing to look up when the tables are empty."""
-    gtins, groups = tables_of(reading)
+def tables_answer(copy: TableCopy, code: MarkingCode, pg: int | None) -> tuple[int | None, bool]:
+    """(smp, grey) of a parsed code in a version's tables: the GTIN's minimum price, else its product group's
+    (`pg`, or the group the code's form proves); nothing to look up when the tables are empty."""
+    gtins, groups = copy
     if not gtins and not groups:
         return None, False
     smp, grey = gtins.get(code.gtin, _NOTHING)
@@ -300,58 +246,80 @@ def tables_answer(reading: _Reading, code: MarkingCode, pg: int | None) -> tuple
     return smp, grey
 
 
-def min_price_in(reading: _Reading, gtin: str, pg: int | None) -> int | None:
+def min_price_in(copy: TableCopy, gtin: str, pg: int | None) -> int | None:
     gtin_price_key(gtin)
     if pg is not None:
         group_price_key(pg)
-    gtins, groups = tables_of(reading)
+    gtins, groups = copy
     price = gtins.get(gtin, _NOTHING)[0]
     return price if price is not None or pg is None else groups.get(pg)
 
 
-def is_grey_in(reading: _Reading, gtin: str) -> bool:
+def is_grey_in(copy: TableCopy, gtin: str) -> bool:
     grey_key(gtin)
-    return tables_of(reading)[0].get(gtin, _NOTHING)[1]
+    return copy[0].get(gtin, _NOTHING)[1]
 
 
-class TablesMixin:
-    """Mixin of `Blocklist`: the minimum-price and grey-GTIN tables (queries and whole-table loads)."""
+class Tables:
+    """The minimum-price and grey-GTIN tables of one `Blocklist` (`bl.tables`): questions, whole-table loads, and
+    the in-memory copy the versions answer from. Given the store's handle and the blocklist's `apply` (a table
+    load is a `Change` like any other)."""
 
-    _dbs: dict[bytes, Any]
-    _lock: Any
-    _env: Any
+    def __init__(self, handle: StoreHandle, apply: Callable[[Change], DeltaReport]) -> None:
+        self._handle = handle
+        self._apply = apply
+        self._copy_lock = threading.Lock()
+        self._kept: tuple[Any, TableCopy] | None = None
 
-    if TYPE_CHECKING:
-        # The Blocklist methods this mixin uses (declared for the type checker only: never defined here, so the
-        # real ones are found whatever the order of the bases).
-        def _fresh(self) -> _Reading: ...
-        def _require_writable(self) -> None: ...
-        def apply_delta(self, *args: Any, **kwargs: Any) -> Any: ...
+    def copy_of(self, txn: lmdb.Transaction, meta: dict[str, Any]) -> TableCopy:
+        """The tables of the version `txn` reads (whose metadata is `meta`), as dicts: the copy kept from an
+        earlier version when the tables did not change since, else read now."""
+        if not any(meta.get(name) for name in META_COUNTS.values()):
+            return _NO_TABLES
+        stamp = (meta.get(META_TABLES_VERSION), meta.get(META_TABLES_DIGEST))
+        with self._copy_lock:
+            kept = self._kept
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        gtins: dict[str, tuple[int | None, bool]] = {}
+        groups: dict[int, int] = {}
+        for record in iter_rows(txn, self._handle.dbs):
+            parts = record.text.split()
+            if record.kind == KIND_GREY_GTIN:
+                gtins[parts[1]] = (gtins.get(parts[1], _NOTHING)[0], True)
+            elif record.kind == "min_price":
+                gtins[parts[1]] = (int(parts[2]), gtins.get(parts[1], _NOTHING)[1])
+            else:
+                groups[int(parts[1])] = int(parts[2])
+        copy = (gtins, groups)
+        with self._copy_lock:
+            self._kept = (stamp, copy)
+        return copy
 
     # -- questions -------------------------------------------------------------------------------------------
 
     def min_price(self, gtin: str, pg: int | None = None) -> int | None:
         """The minimum price (kopecks) that applies to GTIN `gtin`: its own entry, else the entry of product group
         `pg` when one is given, else None. Raises `RecordError` (a `ValueError`) for a bad GTIN or group."""
-        with self._lock:
-            return min_price_in(self._fresh(), gtin, pg)
+        with self._handle.lock:
+            return self._handle.fresh().min_price(gtin, pg)
 
     def is_grey_gtin(self, gtin: str) -> bool:
         """Whether `gtin` is in the grey list. Raises `RecordError` (a `ValueError`) for a bad GTIN."""
-        with self._lock:
-            return is_grey_in(self._fresh(), gtin)
+        with self._handle.lock:
+            return self._handle.fresh().is_grey(gtin)
 
     def group_min_price(self, pg: int) -> int | None:
         """The minimum price (kopecks) set for product group `pg` as a whole, or None."""
         group_price_key(pg)
-        with self._lock:
-            return tables_of(self._fresh())[1].get(pg)
+        with self._handle.lock:
+            return self._handle.fresh().tables()[1].get(pg)
 
     def iter_records(self) -> Iterator[str]:
         """Every table record in canonical text form (`min_price GTIN KOPECKS`, ...), from one consistent
         snapshot: GTIN prices, group prices, then grey GTINs, each in key order."""
-        with self._env.begin() as txn:
-            for record in iter_rows(txn, self._dbs):
+        with self._handle.read() as txn:
+            for record in iter_rows(txn, self._handle.dbs):
                 yield record.text
 
     # -- loads -----------------------------------------------------------------------------------------------
@@ -361,33 +329,26 @@ class TablesMixin:
         """Replace the minimum-price table (GTIN and product-group entries) with the rows of `sources` (CSV, see
         the module doc), in one write transaction that moves the version forward. Any bad row refuses the whole
         load (`LoadError`, with line numbers in `.report`) and nothing changes. The grey list is kept."""
-        self._require_writable()
+        self._handle.require_writable()
         started = time.perf_counter()
         records, report = read_price_file(sources)
-        self._refuse_bad_lines(report, "price")
-        return self._replace_kinds(PRICE_KINDS, records, version, report, "prices", started)
+        _refuse_bad_lines(report, "price")
+        return self._replace_kinds(PRICE_KINDS, records, version, report, ("prices", started))
 
     def load_grey(self, sources: Iterable[Any] | str | os.PathLike[str], *,
                   version: int | None = None) -> TablesReport:
         """Replace the grey list with the GTINs of `sources` (one per line), as `load_prices` does for prices."""
-        self._require_writable()
+        self._handle.require_writable()
         started = time.perf_counter()
         records, report = read_grey_file(sources)
-        self._refuse_bad_lines(report, "grey-list")
-        return self._replace_kinds((KIND_GREY_GTIN,), records, version, report, "grey", started)
-
-    @staticmethod
-    def _refuse_bad_lines(report: LoadReport, what: str) -> None:
-        if report.rejected:
-            first = report.errors[0]
-            raise LoadError(f"{report.rejected} bad lines in the {what} file (first: line {first.line} of "
-                            f"{first.source}: {first.message}); nothing was loaded", report)
+        _refuse_bad_lines(report, "grey-list")
+        return self._replace_kinds((KIND_GREY_GTIN,), records, version, report, ("grey", started))
 
     def _replace_kinds(self, kinds: tuple[str, ...], records: list[Record], version: int | None,
-                       report: LoadReport, label: str, started: float) -> TablesReport:
-        with self._env.begin() as txn:
-            current = [r for r in iter_rows(txn, self._dbs) if r.kind in kinds]
-            raw_version = txn.get(b"version", db=self._dbs[b"meta"])
+                       report: LoadReport, label: tuple[str, float]) -> TablesReport:
+        with self._handle.read() as txn:
+            current = [r for r in iter_rows(txn, self._handle.dbs) if r.kind in kinds]
+            raw_version = txn.get(b"version", db=self._handle.dbs[DB_META])
         at = json.loads(bytes(raw_version)) if raw_version is not None else 0
         old = {r.text for r in current}
         new = {r.text for r in records}
@@ -395,15 +356,23 @@ class TablesMixin:
         add = [r for r in records if r.text not in old]
         changed = bool(add or remove) or (version is not None and version != at)
         if changed:
-            delta = self.apply_delta(add_records=add, remove_records=remove, from_version=at,
-                                     to_version=at + 1 if version is None else version)
+            delta = self._apply(Change(add_records=add, remove_records=remove, from_version=at,
+                                       to_version=at + 1 if version is None else version))
             at = delta.to_version
         counts = {kind: 0 for kind in META_COUNTS}
         for record in records:
             counts[record.kind] += 1
+        kind, started = label
         return TablesReport(
-            kind=label, version=at, lines=report.lines, min_prices=counts["min_price"],
+            kind=kind, version=at, lines=report.lines, min_prices=counts["min_price"],
             group_min_prices=counts["group_min_price"], grey_gtins=counts["grey_gtin"], added=len(add),
             removed=len(remove), duplicates=report.duplicates, changed=changed,
             seconds=time.perf_counter() - started,
         )
+
+
+def _refuse_bad_lines(report: LoadReport, what: str) -> None:
+    if report.rejected:
+        first = report.errors[0]
+        raise LoadError(f"{report.rejected} bad lines in the {what} file (first: line {first.line} of "
+                        f"{first.source}: {first.message}); nothing was loaded", report)

@@ -1,158 +1,24 @@
-"""One database version as calls answer from it: its read transaction (`_Reading`) and `Snapshot`.
+"""`Snapshot`: one version of a store (a `reading.Reading`) held for several calls.
 
-A `Blocklist` renews its LMDB read transaction at most every `refresh_interval`. Each transaction is a
-`_Reading`: it holds the transaction, reads the version's metadata and block details once, and confirms the
-prefilter hits of the compiled probe attached to it. The probe's attachment keeps its `_Reading` alive, so a call
-that took a version answers from it to its end, and its pages stay pinned until the last such call lets go.
-
-`Snapshot` is that for several calls that must agree: a till's receipt, a service request. Every answer it
+A `Snapshot` is that for several calls that must agree: a till's receipt, a service request. Every answer it
 gives comes from the version it was taken at, and names it.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import lmdb
-
 from .._codes import CodeError, MarkingCode, readings_of
-from .._probe import ProbeBase, pack_identity
-from .environment import BINARY_META, DB_BLOCKS, DB_CODES, DB_GTINS, DB_META, DB_SOLD
-from .errors import NoListError, StoreError
-from .freshness import holds_list, reference_time
-from .keys import decode_block_id, pack_gtin
-from .prices import is_grey_in, min_price_in, tables_answer
-from .records import Block, Verdict
+from .._probe import ProbeBase
+from .errors import StoreError
+from .reading import Reading, no_list_error
+from .records import Verdict
 from .tables import check_group
-from .sold import sold_in
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-
-    from .blocklist import Blocklist
-
-
-def no_list_error(path: str) -> NoListError:
-    return NoListError(f"no list loaded: {path} has never held a blocklist, so nothing can be checked against "
-                       f"it; load one (`lmcz-fast load`) or sync it from a feed (`lmcz-fast sync`) first")
-
-
-def read_meta(txn: lmdb.Transaction, meta_db: Any) -> dict[str, Any]:
-    """Every metadata field of one transaction: JSON values, and the byte size of the binary ones."""
-    result: dict[str, Any] = {}
-    with txn.cursor(db=meta_db) as cursor:
-        for key, value in cursor:
-            key = bytes(key)
-            if key in BINARY_META:
-                result[key.decode()] = len(value)
-            else:
-                result[key.decode()] = json.loads(bytes(value))
-    return result
-
-
-class _Reading:
-    """One read transaction of a store: the version it sees, its metadata and block details (read on first use),
-    and the exact confirmation of the prefilter hits probed in it. Shared by the threads of one `Blocklist`: every
-    use of the transaction holds the blocklist's lock."""
-
-    __slots__ = ("txn", "snapshot", "dbs", "lock", "path", "version", "empty", "_meta", "_blocks", "tables", "_sold")
-
-    def __init__(self, txn: lmdb.Transaction, snapshot: int, dbs: dict[bytes, Any], lock: threading.RLock,
-                 path: str, version: int) -> None:
-        self.txn = txn
-        self.snapshot = snapshot
-        self.dbs = dbs
-        self.lock = lock
-        self.path = path
-        self.version = version
-        self.empty = not holds_list(version)
-        self._meta: dict[str, Any] | None = None
-        self._blocks: dict[int, Block] = {}
-        self.tables: Any = None     # the price and grey tables of this version, read on first use (prices.py)
-        self._sold: lmdb.Cursor | None = None    # on the sold register, opened on first use
-
-    def _confirm(self, identity: bytes) -> bool:
-        """Exact check of a prefilter hit, in this version (the compiled probe calls it, rarely)."""
-        with self.lock:
-            txn = self.txn
-            try:
-                if txn.get(pack_identity(identity), db=self.dbs[DB_CODES]) is not None:
-                    return True
-                return txn.get(pack_gtin(identity[2:16].decode()), db=self.dbs[DB_GTINS]) is not None
-            except lmdb.Error as exc:
-                raise StoreError(f"{self.path}: could not read the version being answered from: {exc}") from exc
-
-    def meta(self) -> dict[str, Any]:
-        """This version's metadata (call with the lock held)."""
-        if self._meta is None:
-            self._meta = read_meta(self.txn, self.dbs[DB_META])
-        return self._meta
-
-    def verdict(self, probe: ProbeBase, readings: list[MarkingCode], now: float, pg: int | None = None) -> Verdict:
-        """The verdict on one parsed scan, from this version; `probe` must be attached to it. Lock held. With the
-        prices a till compares a sale with: `mrp` from the code, `smp` and `grey_gtin` from this version's tables
-        (`pg`: the product group the caller knows, for a group's minimum price)."""
-        txn = self.txn
-        meta = self.meta()
-        code = readings[0]
-        block = None
-        for reading in readings:
-            block = self._lookup(probe, txn, reading, meta)
-            if block is not None:
-                code = reading
-                break
-        reference = reference_time(meta)
-        smp, grey = tables_answer(self, code, pg)
-        sold_cursor = self._sold
-        if sold_cursor is None:
-            sold_cursor = self._sold = self.txn.cursor(db=self.dbs[DB_SOLD])
-        return Verdict(
-            blocked=block is not None,
-            cis=code.cis,
-            gtin=code.gtin,
-            serial=code.serial,
-            identity=code.identity,
-            block=block,
-            db_version=meta["version"],
-            db_updated_at=meta.get("updated_at"),
-            db_age=None if reference is None else max(0.0, now - reference),
-            instance_id=meta["instance_id"],
-            mrp=code.mrp,
-            smp=smp,
-            grey_gtin=grey,
-            sold=sold_in(sold_cursor, code.identity, meta, now),
-        )
-
-    def _lookup(self, probe: ProbeBase, txn: lmdb.Transaction, code: MarkingCode,
-                meta: dict[str, Any]) -> Block | None:
-        identity = code.identity.encode("ascii")
-        if probe._maybe(identity):
-            value = txn.get(pack_identity(identity), db=self.dbs[DB_CODES])
-            if value is not None:
-                return self._block(txn, decode_block_id(value), "code")
-        if meta.get("gtins"):
-            value = txn.get(pack_gtin(code.gtin), db=self.dbs[DB_GTINS])
-            if value is not None:
-                return self._block(txn, decode_block_id(value), "gtin")
-        return None
-
-    def _block(self, txn: lmdb.Transaction, block_id: int, scope: str) -> Block:
-        cached = self._blocks.get(block_id)
-        if cached is None or cached.scope != scope:
-            raw = txn.get(block_id.to_bytes(4, "big"), db=self.dbs[DB_BLOCKS])
-            details = json.loads(bytes(raw)) if raw is not None else {}
-            cached = Block(
-                authority=details.get("authority"),
-                reason=details.get("reason"),
-                since=details.get("since"),
-                source=details.get("source"),
-                scope=scope,
-            )
-            self._blocks[block_id] = cached
-        return cached
 
 
 class Snapshot(ProbeBase):
@@ -166,7 +32,7 @@ class Snapshot(ProbeBase):
     every check, as the blocklist does.
     """
 
-    _reading: _Reading | None
+    _reading: Reading | None
     _lock: threading.RLock
     _path: str
 
@@ -174,10 +40,11 @@ class Snapshot(ProbeBase):
         raise TypeError("take a snapshot with Blocklist.snapshot()")
 
     @classmethod
-    def _of(cls, blocklist: Blocklist, reading: _Reading) -> Snapshot:
-        """A snapshot of the version `blocklist` is attached to, whose read transaction is `reading` (lock held)."""
+    def taken(cls, probe: ProbeBase, reading: Reading) -> Snapshot:
+        """A snapshot of the version `probe` (a blocklist) is attached to, whose read transaction is `reading` (lock
+        held)."""
         self = cls.__new__(cls)
-        self._adopt(blocklist)
+        self._adopt(probe)
         self._reading = reading
         self._lock = reading.lock
         self._path = reading.path
@@ -200,7 +67,7 @@ class Snapshot(ProbeBase):
     def _refuse_empty(self) -> None:
         raise no_list_error(self._path)
 
-    def _live(self) -> _Reading:
+    def _live(self) -> Reading:
         reading = self._reading
         if reading is None:
             raise StoreError("this snapshot is closed (or its blocklist was)")
@@ -263,9 +130,9 @@ class Snapshot(ProbeBase):
     def min_price(self, gtin: str, pg: int | None = None) -> int | None:
         """`Blocklist.min_price`, from this snapshot's version."""
         with self._lock:
-            return min_price_in(self._live(), gtin, pg)
+            return self._live().min_price(gtin, pg)
 
     def is_grey_gtin(self, gtin: str) -> bool:
         """`Blocklist.is_grey_gtin`, from this snapshot's version."""
         with self._lock:
-            return is_grey_in(self._live(), gtin)
+            return self._live().is_grey(gtin)

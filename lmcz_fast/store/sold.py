@@ -40,17 +40,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import lmdb
 
 from .._codes import CodeError, MarkingCode, parse_code
-from .environment import DB_META, DB_SOLD, DB_SOLD_TIME, write_txn
+from .environment import DB_META, DB_SOLD, DB_SOLD_TIME
 from .errors import StoreError
 from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
-
-if TYPE_CHECKING:
-    from .blocklist import Blocklist
+from .handle import StoreHandle
 
 log = logging.getLogger("lmcz_fast.store")
 
@@ -131,8 +129,8 @@ def sold_in(cursor: lmdb.Cursor, identity: str, meta: dict[str, Any], now: float
 class SoldRegister:
     """The sold register of one open `Blocklist` (`bl.sold`). Thread-safe; writes are durable on return."""
 
-    def __init__(self, blocklist: Blocklist) -> None:
-        self._bl = blocklist
+    def __init__(self, handle: StoreHandle) -> None:
+        self._handle = handle
         self._anchor: tuple[float, float] | None = None   # (wall, monotonic) when the purge's clock last agreed
         self._jump_logged = False
 
@@ -157,22 +155,24 @@ class SoldRegister:
 
     @property
     def _env(self) -> lmdb.Environment:
-        env = self._bl._env
-        if env is None:
-            raise StoreError("the blocklist is closed")
-        return env
+        return self._handle.env
 
     @property
     def _db(self) -> Any:
-        return self._bl._dbs[DB_SOLD]
+        return self._handle.dbs[DB_SOLD]
 
     @property
     def _time_db(self) -> Any:
-        return self._bl._dbs[DB_SOLD_TIME]
+        return self._handle.dbs[DB_SOLD_TIME]
+
+    def _meta_field(self, name: str) -> Any:
+        handle = self._handle
+        with handle.lock:
+            return handle.fresh().meta().get(name)
 
     def expire_after(self) -> float:
         """Seconds a sale is remembered (metadata field `sold_expire_after`, default 30 days)."""
-        value = self._bl.get_meta("sold_expire_after")
+        value = self._meta_field("sold_expire_after")
         return DEFAULT_SOLD_EXPIRE_AFTER if not value else float(value)
 
     def _cutoff_ms(self, meta: dict[str, Any], now: float | None = None) -> int:
@@ -181,7 +181,7 @@ class SoldRegister:
 
     def _begin_write(self) -> Any:
         """A durable write transaction; LMDB failures come out as typed `StoreError`s (disk full, map full)."""
-        return write_txn(self._env, self._bl._path, self._bl._dbs[DB_META])
+        return self._handle.write()
 
     def _write(self, op: Callable[[lmdb.Transaction], Any]) -> Any:
         """One durable write transaction running `op`, then this handle sees it from its next read."""
@@ -191,14 +191,9 @@ class SoldRegister:
         return result
 
     def invalidate(self) -> None:
-        """Make this handle's next read start a fresh read transaction (called after every commit).
-
-        Taken under the handle's lock, which `_renew` holds throughout: a renewal that began its transaction before
-        the commit cannot then push the deadline past this reset, so no read after the commit returned misses it.
-        """
-        bl = self._bl
-        with bl._lock:
-            bl._renew_at = 0.0
+        """Make this handle's next read start a fresh read transaction (called after every commit; see
+        `reading.Versions.invalidate`)."""
+        self._handle.invalidate()
 
     # -- write operations, each applied inside a write transaction (alone or in a group commit) ---------------
 
@@ -206,7 +201,7 @@ class SoldRegister:
                   by_clock: bool = False) -> Callable[[lmdb.Transaction], list[SoldEntry]]:
         """Record `codes` sold at `at_ms`. `by_clock`: the time was read from this machine's clock, so it is raised
         to the newest time the database holds if it is earlier (a clock behind; see the module's "Time")."""
-        db, time_db, meta_db = self._db, self._time_db, self._bl._dbs[DB_META]
+        db, time_db, meta_db = self._db, self._time_db, self._handle.dbs[DB_META]
 
         def op(txn: lmdb.Transaction) -> list[SoldEntry]:
             out = []
@@ -257,7 +252,7 @@ class SoldRegister:
 
     def op_set_meta(self, **fields: Any) -> Callable[[lmdb.Transaction], None]:
         """Metadata the service keeps beside the register (`grey_list_enabled`, `sold_expire_after`)."""
-        meta_db = self._bl._dbs[DB_META]
+        meta_db = self._handle.dbs[DB_META]
         encoded = {name.encode(): json.dumps(value).encode() for name, value in fields.items()}
 
         def op(txn: lmdb.Transaction) -> None:
@@ -269,7 +264,7 @@ class SoldRegister:
     def op_purge(self, now: float | None = None, limit: int | None = PURGE_PER_COMMIT) -> Callable[[lmdb.Transaction],
                                                                                                   int]:
         """Delete entries older than the expiry, oldest first, at most `limit` (None: all)."""
-        db, time_db, meta_db = self._db, self._time_db, self._bl._dbs[DB_META]
+        db, time_db, meta_db = self._db, self._time_db, self._handle.dbs[DB_META]
 
         def op(txn: lmdb.Transaction) -> int:
             raw = txn.get(b"sold_expire_after", db=meta_db)
@@ -364,30 +359,20 @@ class SoldRegister:
     def entry(self, raw: str | bytes) -> SoldEntry | None:
         """The register's entry for a scan, or None (not sold, or expired). `CodeError` for a bad scan."""
         identity = parse_code(raw).identity
-        bl = self._bl
-        with bl._lock:
-            reading = bl._fresh()
+        handle = self._handle
+        with handle.lock:
+            reading = handle.fresh()
             return self._lookup(reading.txn, identity, self._cutoff_ms(reading.meta()))
 
     def is_sold(self, raw: str | bytes) -> bool:
         """Whether the code of this scan is in the register (and not expired)."""
         return self.entry(raw) is not None
 
-    def sold_many(self, identities: Iterable[str]) -> list[bool]:
-        """Per canonical identity, whether it is sold: one read transaction for them all."""
-        bl = self._bl
-        with bl._lock:
-            reading = bl._fresh()
-            meta = reading.meta()
-            now = time.time()
-            with reading.txn.cursor(db=self._db) as cursor:
-                return [sold_in(cursor, identity, meta, now) for identity in identities]
-
     def count(self) -> int:
         """Entries not expired."""
-        bl = self._bl
-        with bl._lock:
-            reading = bl._fresh()
+        handle = self._handle
+        with handle.lock:
+            reading = handle.fresh()
             return self._count(reading.txn, self._cutoff_ms(reading.meta()))
 
     def _count(self, txn: lmdb.Transaction, cutoff_ms: int) -> int:
@@ -405,9 +390,9 @@ class SoldRegister:
         """`(total, entries)`: `limit` entries after the first `skip`, oldest sale first, from one snapshot."""
         if skip < 0 or not 0 <= limit <= MAX_PAGE:
             raise ValueError(f"skip must be >= 0 and limit between 0 and {MAX_PAGE}")
-        bl = self._bl
-        with bl._lock:
-            reading = bl._fresh()
+        handle = self._handle
+        with handle.lock:
+            reading = handle.fresh()
             cutoff = self._cutoff_ms(reading.meta())
             total = self._count(reading.txn, cutoff)
             return total, list(self._iter(reading.txn, cutoff, skip, limit))
@@ -435,7 +420,7 @@ class SoldRegister:
     def __iter__(self) -> Iterator[SoldEntry]:
         """Every entry not expired, oldest sale first, from one consistent snapshot."""
         with self._env.begin(buffers=True) as txn:
-            raw = txn.get(b"sold_expire_after", db=self._bl._dbs[DB_META])
+            raw = txn.get(b"sold_expire_after", db=self._handle.dbs[DB_META])
             meta = {"sold_expire_after": json.loads(bytes(raw)) if raw is not None else None}
             yield from self._iter(txn, self._cutoff_ms(meta))
 
@@ -443,7 +428,7 @@ class SoldRegister:
 
     def export_lines(self) -> Iterator[str]:
         """The register as JSON lines: a header naming this instance, then one entry per line, oldest first."""
-        meta_db = self._bl._dbs[DB_META]
+        meta_db = self._handle.dbs[DB_META]
         with self._env.begin(buffers=True) as txn:
             raw_expire = txn.get(b"sold_expire_after", db=meta_db)
             raw_instance = txn.get(b"instance_id", db=meta_db)
@@ -477,7 +462,7 @@ class SoldRegister:
         if header.get("format") != EXPORT_FORMAT:
             raise SoldRegisterError(f"unknown export format {header.get('format')!r}; this version reads "
                                     f"format {EXPORT_FORMAT}")
-        mine = self._bl.get_meta("instance_id")
+        mine = self._meta_field("instance_id")
         theirs = header.get("instanceId")
         if theirs != mine and not force:
             raise SoldRegisterError(
@@ -523,32 +508,3 @@ class SoldRegister:
             return len(ops)
 
         return self._write(op)
-
-
-class SoldAccess:
-    """Mixin of `Blocklist`: the sold register of this handle (`bl.sold`) and its two everyday calls.
-
-    The register is written whether the handle was opened read-only or not: `readonly` guards the blocklist (the
-    feed's data), while sales are the store's own, reported by its tills.
-    """
-
-    _sold_register: SoldRegister | None = None
-
-    @property
-    def sold(self) -> SoldRegister:
-        register = self._sold_register
-        if register is None:
-            register = self._sold_register = SoldRegister(self)  # type: ignore[arg-type]
-        return register
-
-    def record_sold(self, raws: Sequence[str | bytes], *, at: float | None = None) -> list[SoldEntry]:
-        """Record sales (durable on return); see `SoldRegister.record`."""
-        return self.sold.record(raws, at=at)
-
-    def return_sold(self, raws: Sequence[str | bytes]) -> list[bool]:
-        """Take returned codes out of the register; see `SoldRegister.remove`."""
-        return self.sold.remove(raws)
-
-    def is_sold(self, raw: str | bytes) -> bool:
-        """Whether this scan's code was sold here (within the register's expiry)."""
-        return self.sold.is_sold(raw)

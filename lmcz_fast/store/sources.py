@@ -120,11 +120,22 @@ _DETAIL_COLUMNS = {
 _PROGRESS_EVERY = 50_000
 
 
-def _open_text(source: str | os.PathLike[str]) -> tuple[io.TextIOBase, io.BufferedReader]:
+def open_text(source: str | os.PathLike[str], hint: str = "") -> tuple[io.TextIOBase, io.BufferedReader]:
     """The text of a file, gunzipped if it starts with the gzip magic, and the file to close after it. The file is
-    opened once and the magic peeked at: a pipe (`<(zcat ...)`, /dev/stdin) can be read only once."""
-    raw = open(Path(source), "rb")
-    binary: Any = gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == b"\x1f\x8b" else raw
+    opened once and the magic peeked at: a pipe (`<(zcat ...)`, /dev/stdin) can be read only once. A file that
+    cannot be opened raises `StoreError` in words (`hint` is added to a missing file's message)."""
+    name = os.fspath(source)
+    try:
+        raw = open(Path(source), "rb")
+    except FileNotFoundError as exc:
+        raise StoreError(f"cannot read {name}: no such file{hint}") from exc
+    except OSError as exc:
+        raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from exc
+    try:
+        binary: Any = gzip.GzipFile(fileobj=raw, mode="rb") if raw.peek(2)[:2] == b"\x1f\x8b" else raw
+    except OSError as exc:
+        raw.close()
+        raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from exc
     return io.TextIOWrapper(binary, encoding="utf-8-sig", newline=""), raw
 
 
@@ -137,15 +148,10 @@ def collect(
 ) -> None:
     if isinstance(source, (str, os.PathLike)):
         name = os.fspath(source)
-        try:
-            stream, raw = _open_text(name)
-        except FileNotFoundError as exc:
-            hint = ""
-            if isinstance(source, str) and len(source) >= 21 and os.sep not in source:
-                hint = " (to load lines from memory, pass a list of them as one source: load([lines]))"
-            raise StoreError(f"cannot read {name}: no such file{hint}") from exc
-        except OSError as exc:
-            raise StoreError(f"cannot read {name}: {exc.strerror or exc}") from exc
+        hint = ""
+        if isinstance(source, str) and len(source) >= 21 and os.sep not in source:
+            hint = " (to load lines from memory, pass a list of them as one source: load([lines]))"
+        stream, raw = open_text(name, hint)
         with raw, stream:
             try:
                 _collect_lines(name, _chunks_of_stream(stream), out, report, block, progress)
@@ -222,7 +228,7 @@ def _collect_lines(
             elif text.startswith("@"):
                 _take_record(name, offset + index + 1, text, out, report)
             else:
-                _reject(report, name, offset + index + 1, reason, message, chunk[index])
+                reject(report, name, offset + index + 1, reason, message, chunk[index])
         offset += len(chunk)
         if progress is not None:
             progress(offset)
@@ -278,7 +284,7 @@ def _collect_csv(
         elif gtin_col is not None and gtin_col < len(row) and row[gtin_col].strip():
             _take_gtin(name, line_no, row[gtin_col].strip(), value, out, report)
         else:
-            _reject(report, name, line_no, "missing_code", "the row has neither a code nor a GTIN", ",".join(row))
+            reject(report, name, line_no, "missing_code", "the row has neither a code nor a GTIN", ",".join(row))
         if progress is not None and line_no % _PROGRESS_EVERY == 0:
             progress(line_no)
     report.lines += line_no
@@ -290,7 +296,7 @@ def _collect_csv(
 def _take_gtin(name: str, line_no: int, gtin: str, value: bytes, out: Collected, report: LoadReport) -> None:
     problem = gtin_problem(gtin)
     if problem is not None:
-        _reject(report, name, line_no, "bad_gtin", problem, gtin)
+        reject(report, name, line_no, "bad_gtin", problem, gtin)
         return
     if gtin in out.gtins:
         report.duplicates += 1
@@ -302,7 +308,7 @@ def _take_record(name: str, line_no: int, text: str, out: Collected, report: Loa
     try:
         out.records.append(parse_record(text))
     except RecordError as exc:
-        _reject(report, name, line_no, exc.reason, str(exc), text)
+        reject(report, name, line_no, exc.reason, str(exc), text)
 
 
 def _take_codes(
@@ -317,12 +323,13 @@ def _take_codes(
     if errors:
         bad = {index for index, _, _ in errors}
         for index, reason, message in errors:
-            _reject(report, name, numbers[index], reason, message, texts[index])
+            reject(report, name, numbers[index], reason, message, texts[index])
         values = [value for index, value in enumerate(values) if index not in bad]
     out.add(keys, hashes, values)
 
 
-def _reject(report: LoadReport, name: str, line_no: int, reason: str, message: str, text: str) -> None:
+def reject(report: LoadReport, name: str, line_no: int, reason: str, message: str, text: str) -> None:
+    """Count a bad line, and keep its details among the first `_MAX_REPORTED_ERRORS`."""
     report.rejected += 1
     if len(report.errors) < _MAX_REPORTED_ERRORS:
         report.errors.append(LineError(name, line_no, reason, message, text[:80]))
