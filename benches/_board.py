@@ -127,6 +127,14 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("abuse: health check max during a reset flood", "abuse: 100 ms"):
         Record(0.28, 2.36, True, "issue 12, this bench: 28-45 ms, 236 ms in the most loaded run "
                                  "(before: 2,243 ms)"),
+    ("store file, largest over 20 full loads", "store pages in use after the full loads"):
+        Record(2.104, 2.104, True, "issue 22, this bench: each full load from a compacted file needs the old and "
+                                   "the new version (2x) and a little more (prefilter, metadata); before, 20 "
+                                   "loads settled at ~3x"),
+    ("store file, largest over 20 full loads + 200 deltas", "store pages in use at the end"):
+        Record(2.48, 2.48, False, "issue 22, this bench: compaction after each full load keeps loads at ~2.1x, "
+                                  "but 200 random 2k-code deltas in one long-running writer settle at ~2.5x "
+                                  "(LMDB keeps two versions valid); `lmcz-fast compact` brings it to 1x"),
     ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),

@@ -9,12 +9,15 @@ face is `lmcz-fast systemd`.
 from __future__ import annotations
 
 import os
+import pwd
+import grp
 import re
+import stat
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-__all__ = ["HARDENING", "UnitOptions", "install", "quote", "render"]
+__all__ = ["HARDENING", "UnitOptions", "install", "quote", "reachability_problems", "render"]
 
 #: What both services run under. Each line is one systemd directive; `systemd-analyze security` scores the result.
 HARDENING = """\
@@ -47,6 +50,8 @@ TEMPLATES = {
     "serve": "lmcz-fast-serve.service",
     "sync": "lmcz-fast-sync.service",
     "replicate": "lmcz-fast-replicate.service",
+    "sold-export": "lmcz-fast-sold-export.service",
+    "sold-export-timer": "lmcz-fast-sold-export.timer",
     "sysusers": "lmcz-fast.sysusers.conf",
     "tmpfiles": "lmcz-fast.tmpfiles.conf",
 }
@@ -95,6 +100,7 @@ class UnitOptions:
     prefix: str = "lmcz-fast"
     replicate_source: str | None = None
     source_credentials_file: str | None = None
+    sold_keep: int = 30
 
     @property
     def updater(self) -> str:
@@ -109,6 +115,8 @@ class UnitOptions:
             raise ValueError(f"a unit name prefix is lower-case letters, digits, '-' and '_': {self.prefix!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"not a TCP port: {self.port}")
+        if self.sold_keep < 1:
+            raise ValueError(f"--sold-keep is 1 or more: {self.sold_keep}")
         if not 0 <= self.nice <= 19:
             raise ValueError(f"--nice is 0..19: {self.nice}")
         for value, what in ((self.feed_url, "the feed URL"), (self.proxy, "the proxy URL"),
@@ -143,7 +151,14 @@ class UnitOptions:
         return paths
 
     def unit_name(self, which: str) -> str:
+        if which == "sold-export-timer":
+            return f"{self.prefix}-sold-export.timer"
         return f"{self.prefix}-{which}.service"
+
+    @property
+    def sold_dir(self) -> str:
+        """Where the daily sold-register exports go: beside the store, in the directory the units may write."""
+        return os.path.join(self.state_dir, "sold-export")
 
 
 def _command(words: list[str]) -> str:
@@ -151,7 +166,8 @@ def _command(words: list[str]) -> str:
 
 
 def render(options: UnitOptions) -> dict[str, str]:
-    """The file name -> text of every file: the serve and sync units, the sysusers.d and tmpfiles.d files."""
+    """The file name -> text of every file: the serve and sync (or replicate) units, the daily sold-register export
+    (a service and its timer), the sysusers.d and tmpfiles.d files."""
     opts = options.checked()
     group = opts.group or opts.user
     serve = [opts.binary, "serve", os.path.normpath(opts.db), "--host", opts.host, "--port", str(opts.port),
@@ -176,7 +192,13 @@ def render(options: UnitOptions) -> dict[str, str]:
             command += ["--proxy", opts.proxy]
         if opts.proxy_auth_file:
             command += ["--proxy-auth-file", opts.proxy_auth_file]
+    sold = [opts.binary, "sold", "export", os.path.normpath(opts.db), "--to-dir", opts.sold_dir, "--keep",
+            str(opts.sold_keep)]
     values = {
+        "SOLD_EXPORT_COMMAND": _command(sold),
+        "SOLD_KEEP": str(opts.sold_keep),
+        "SOLD_UNIT": opts.unit_name("sold-export"),
+        "TIMER": opts.unit_name("sold-export-timer"),
         "USER": opts.user,
         "GROUP": group,
         "SERVE_COMMAND": _command(serve),
@@ -196,7 +218,7 @@ def render(options: UnitOptions) -> dict[str, str]:
         if which in ("sync", "replicate") and which != opts.updater:
             continue                    # one unit keeps the store current: the feed's sync or the replication
         text = resources.files("lmcz_fast").joinpath("systemd", template).read_text(encoding="utf-8")
-        name = (opts.unit_name(which) if which in ("serve", "sync", "replicate")
+        name = (opts.unit_name(which) if which in ("serve", "sync", "replicate", "sold-export", "sold-export-timer")
                 else template.replace("lmcz-fast", opts.prefix))
         values["UNIT"] = name
         text = re.sub(r"@([A-Z_]+)@", lambda m: values[m.group(1)], text)
@@ -222,3 +244,145 @@ def install(files: dict[str, str], unit_dir: str | os.PathLike[str], sysusers_di
         os.replace(temp, path)
         written.append(path)
     return written
+
+
+#: Where the units' sandbox hides files from the service: ProtectHome=yes makes these empty and unreadable ...
+HIDDEN_BY_PROTECT_HOME = ("/home", "/root", "/run/user")
+#: ... and PrivateTmp=yes gives the service its own, empty /tmp and /var/tmp.
+HIDDEN_BY_PRIVATE_TMP = ("/tmp", "/var/tmp")
+
+
+def _under(path: str, roots: tuple[str, ...]) -> str | None:
+    for root in roots:
+        if path == root or path.startswith(root + "/"):
+            return root
+    return None
+
+
+def _interpreter(program: str) -> str | None:
+    """The interpreter named on the program's `#!` line (a console script's Python), if it has one."""
+    try:
+        with open(program, "rb") as fh:
+            first = fh.readline(4096)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if os.path.basename(words[0]) == "env" and len(words) > 1:   # #!/usr/bin/env python3: found on PATH
+        return None
+    return words[0]
+
+
+def _identity(user: str, group: str) -> tuple[int | None, set[int]]:
+    """The service user's uid and groups if the user exists here already (else None: it is made later by
+    systemd-sysusers, owns nothing and is in no group but its own, which nothing belongs to yet)."""
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        gids: set[int] = set()
+        try:
+            gids.add(grp.getgrnam(group).gr_gid)
+        except KeyError:
+            pass
+        return None, gids
+    gids = {entry.pw_gid, *(g.gr_gid for g in grp.getgrall() if user in g.gr_mem)}
+    try:
+        gids.add(grp.getgrnam(group).gr_gid)
+    except KeyError:
+        pass
+    return entry.pw_uid, gids
+
+
+def _may(st: os.stat_result, uid: int | None, gids: set[int], bits: int) -> bool:
+    """Whether the user (uid, gids) has the permission `bits` (a combination of 4 read, 1 execute) on `st`."""
+    if uid == 0:
+        return True
+    if uid is not None and st.st_uid == uid:
+        have = (st.st_mode >> 6) & 7
+    elif st.st_gid in gids:
+        have = (st.st_mode >> 3) & 7
+    else:
+        have = st.st_mode & 7
+    return have & bits == bits
+
+
+def _walk(path: str, uid: int | None, gids: set[int], what: str, need: int) -> list[str]:
+    """What stops the user from reaching `path` (every directory searchable, the file itself `need`), following
+    symbolic links as the kernel does."""
+    problems: list[str] = []
+    seen = 0
+    todo = path
+    while True:
+        seen += 1
+        if seen > 40:
+            return [f"{what} {path}: too many symbolic links"]
+        current = "/"
+        parts = [p for p in todo.split("/") if p]
+        for i, part in enumerate(parts):
+            directory = current
+            try:
+                dst = os.stat(directory)
+            except OSError as exc:
+                return [f"{what} {path}: cannot look at {directory}: {exc.strerror}"]
+            if not _may(dst, uid, gids, 1):
+                who = "the service user"
+                return [f"{what} {path}: {who} cannot enter {directory} (mode {stat.filemode(dst.st_mode)}, "
+                        f"owner uid {dst.st_uid}, group gid {dst.st_gid})"]
+            candidate = os.path.join(current, part)
+            if os.path.islink(candidate):
+                target = os.readlink(candidate)
+                rest = "/".join(parts[i + 1:])
+                joined = os.path.join(current if not target.startswith("/") else "/", target)
+                todo = os.path.normpath(os.path.join(joined, rest)) if rest else os.path.normpath(joined)
+                break
+            current = candidate
+        else:
+            try:
+                fst = os.stat(current)
+            except OSError as exc:
+                return [f"{what} {path}: {exc.strerror}"]
+            if not _may(fst, uid, gids, need):
+                return [f"{what} {path}: the service user may not {'run' if need & 1 else 'read'} {current} "
+                        f"(mode {stat.filemode(fst.st_mode)}, owner uid {fst.st_uid}, group gid {fst.st_gid})"]
+            hidden = _under(current, HIDDEN_BY_PROTECT_HOME)
+            if hidden and current != path:
+                problems.append(f"{what} {path} is {current}, under {hidden}, which ProtectHome=yes hides from "
+                                f"the service")
+            hidden = _under(current, HIDDEN_BY_PRIVATE_TMP)
+            if hidden and current != path:
+                problems.append(f"{what} {path} is {current}, under {hidden}, which PrivateTmp=yes replaces "
+                                f"with an empty directory for the service")
+            return problems
+
+
+def reachability_problems(options: UnitOptions) -> list[str]:
+    """Why the service user could not start the units' program under their sandbox, in words (empty: it can).
+
+    Checked for the program and the interpreter on its `#!` line (a venv's python and what its link points at):
+    under /home, /root or /run/user (ProtectHome=yes hides them), under /tmp or /var/tmp (PrivateTmp=yes), or
+    a directory on the way the user may not enter, or a file it may not run. `systemd-analyze verify` misses all
+    of these: it runs as root outside the sandbox."""
+    opts = options.checked()
+    uid, gids = _identity(opts.user, opts.group or opts.user)
+    problems: list[str] = []
+    programs = [("the lmcz-fast program", opts.binary)]
+    interpreter = _interpreter(opts.binary)
+    if interpreter is not None:
+        programs.append(("its interpreter", interpreter))
+    for what, path in programs:
+        path = os.path.normpath(path)
+        for roots, why in ((HIDDEN_BY_PROTECT_HOME, "which ProtectHome=yes hides from the service"),
+                           (HIDDEN_BY_PRIVATE_TMP, "which PrivateTmp=yes replaces with an empty directory "
+                                                   "for the service")):
+            hidden = _under(path, roots)
+            if hidden:
+                problems.append(f"{what} {path} is under {hidden}, {why}")
+        if not os.path.exists(path):
+            problems.append(f"{what} {path} does not exist")
+            continue
+        problems += _walk(path, uid, gids, what, 1 if what == "its interpreter" else 5)
+    seen: set[str] = set()
+    return [p for p in problems if not (p in seen or seen.add(p))]

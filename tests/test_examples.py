@@ -84,6 +84,10 @@ ALLOWED: dict[str, str] = {
     r"^systemctl ":
         "a store server's installation (a wheel built and installed without a compiler, systemd units enabled): "
         "tests/test_wheel.py and tests/test_systemd.py run these steps",
+    r"^runuser -u lmcz-fast |^install -[do] ":
+        "a store server's installation as root (the service user made by systemd-sysusers, files under /etc): "
+        "tests/test_systemd.py checks the layout the units need, tests/test_operations.py runs each command "
+        "the service runs",
     r"--proxy http://proxy\.shop\.local":
         "goes through the store's HTTP proxy: tests/test_proxy.py runs these commands through a real tinyproxy",
     r"^Blocklist\.create\(path, \*, instance_id=None\) -> Blocklist":
@@ -105,7 +109,7 @@ HOSTS = [
     (r"https?://(?:127\.0\.0\.1|hq\.chain\.local|lm-server\.shop\.local):5984(?=/|\s|$|\")", "couch"),
 ]
 COMMANDS = ("lmcz-fast", "curl", "printf", "mkdir", "python", "python3", "pytest", "cd", "pip", "auditwheel",
-            "systemd-sysusers", "systemctl")
+            "systemd-sysusers", "systemctl", "runuser", "install")
 _COMMAND = re.compile(r"^(?:[A-Z_][A-Z0-9_]*=\S*\s+)*(?:\S*/)?(?:" + "|".join(map(re.escape, COMMANDS)) + r")(?:\s|$)")
 _REROOT = re.compile(r"(?<![\w.:/-])/(etc|srv|var|opt|usr|run)/")
 
@@ -497,8 +501,10 @@ class World:
                 self.ensure_input(source)
         if name in ("prices list", "grey list"):
             self.ensure_store(opts["db"])
-        if name in ("lookup", "info", "status", "delta", "serve"):
+        if name in ("lookup", "info", "status", "delta", "serve", "compact", "adopt"):
             self.ensure_store(opts["db"])
+        if name == "adopt":
+            self.ensure_feed_at(opts["feed_url"], opts.get("public_key"))
         if name == "delta":
             self.ensure_input(opts["file"])
         if name == "serve" and opts.get("password_file"):

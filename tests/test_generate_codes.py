@@ -66,7 +66,7 @@ def test_a_blocklist_and_scans_that_hit_it(tmp_path: Path):
     made = tool(*args, "--truth", "truth.txt", cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     assert "300 of listed codes" in made.stderr
-    assert tool(*[a if a != "scans.txt" else "scans.jsonl" for a in args], "--format", "jsonl",
+    assert tool(*[a if a != "scans.txt" else "scans.jsonl" for a in args], "--format", "jsonl", "--force",
                 cwd=tmp_path).returncode == 0
     truth = [line.split("\t") for line in (tmp_path / "truth.txt").read_text().splitlines()]
     records = jsonl(tmp_path / "scans.jsonl")
@@ -117,3 +117,15 @@ def test_help_examples_work_as_printed(tmp_path: Path):
         # lookup's exit status 1 says something was blocked, which is what the example is for.
         assert ran.returncode in ((0, 1) if "lookup" in command else (0,)), (command, ran.stderr[-2000:])
         assert "Traceback" not in ran.stderr, (command, ran.stderr[-2000:])
+
+
+def test_an_existing_output_is_not_overwritten_without_force(tmp_path: Path):
+    (tmp_path / "blocked.txt").write_text("mine\n")
+    refused = tool("blocklist", "10", "blocked.txt", cwd=tmp_path)
+    assert refused.returncode == 2 and "exists already; give --force" in refused.stderr
+    assert (tmp_path / "blocked.txt").read_text() == "mine\n"
+    (tmp_path / "truth.txt").write_text("mine\n")
+    refused = tool("scans", "10", "scans.txt", "--blocklist", "list.txt", "--truth", "truth.txt", cwd=tmp_path)
+    assert refused.returncode == 2 and not (tmp_path / "scans.txt").exists()
+    forced = tool("blocklist", "10", "blocked.txt", "--force", cwd=tmp_path)
+    assert forced.returncode == 0 and len((tmp_path / "blocked.txt").read_text().splitlines()) == 10

@@ -297,6 +297,10 @@ def test_cli_load_list_lookup_and_bad_input(runner, tmp_path, price_file):
     again = tmp_path / "again.csv"
     again.write_text(listed)
     assert "unchanged" in runner.invoke(main, ["prices", "load", db, str(again)]).output
+    # a store with only prices holds no list yet (empty, 4045): lookups answer once a list arrived (a sync here)
+    assert "no list loaded" in runner.invoke(main, ["lookup", db, pack(G1)]).output
+    with Blocklist.open(db, readonly=False) as bl:
+        bl.mark_synced(feed_url="https://feed.example/")
     result = runner.invoke(main, ["lookup", db, "--json", pack(G1)])
     row = json.loads(result.output)
     assert (row["mrp"], row["smp"], row["grey_gtin"]) == (14630, 14630, False)

@@ -117,13 +117,16 @@ def test_page_shows_tills_refusals_and_figures(tmp_path):
     assert dom.by_id["db-version"] == "1"
     assert dom.by_id["count-blocked_codes"] == "40"
     tills = dom.by_id["tills"]
-    assert "0000000000012345" in tills and "127.0.0.1 (by address)" in tills
-    # 4 requests and 7 codes from the named till, 1 request with 1 code from the address.
+    assert "0000000000012345" in tills and "127.0.0.1" in tills
+    # 4 requests and 7 codes from the named till; the request without X-ClientId (an operator's curl?) is listed
+    # apart, as another client, not as a till.
     rows = re.findall(r'<tr class="till"><td>([^<]*)</td><td>[^<]*</td><td>(\d+)</td><td>(\d+)</td>', page)
-    assert sorted(rows) == [("0000000000012345", "4", "7"), ("127.0.0.1 (by address)", "1", "1")]
+    assert rows == [("0000000000012345", "4", "7")]
+    others = re.findall(r'<tr class="other"><td>([^<]*)</td><td>[^<]*</td><td>(\d+)</td><td>(\d+)</td>', page)
+    assert others == [("127.0.0.1", "1", "1")] and "not tills?" in tills
     refusals = dom.by_id["refusals"]
     assert blocked[0] in refusals and "blocked" in refusals
-    assert "not a code" in refusals and "invalid_code" in refusals
+    assert "not a code" in refusals and "invalid code" in refusals
 
 
 def test_page_escapes_what_tills_send(tmp_path):
@@ -284,3 +287,112 @@ def test_page_in_chromium_tells_ready_stale_expired_and_empty_apart(tmp_path, re
         assert all(abs(a - b) <= 6 for a, b in zip(pixel, colour)), (state, pixel, colour)
         colours[state] = pixel
     assert len(set(colours.values())) == len(STATES), colours
+
+
+def test_page_for_staff_separators_counts_reasons_in_russian_and_failing_tills(tmp_path):
+    rng = random.Random(22)
+    blocked = [make_identity(rng) for _ in range(1500)]
+    db = make_db(tmp_path / "big.db", blocked)
+    prices = tmp_path / "prices.csv"
+    prices.write_text("gtin,price\n04650000000010,10000\n04650000000027,20000\n")
+    with Blocklist.open(db, readonly=False) as bl:
+        bl.load_prices([str(prices)])
+        bl.sold.record([make_identity(rng)])
+        bl.mark_synced()
+    with ServerThread(db) as server:
+        client = server.client()
+        client.check([make_scan(blocked[0], rng)], headers={"X-ClientId": "0000000000077777"})
+        # a manager's browser: the first request carries no credentials and gets the 401 challenge
+        status, _, _ = client.request("GET", "/", auth=False)
+        assert status == 401
+        # a till with the wrong password, twice
+        wrong = {"Authorization": auth_header(USER, "not-the-password"), "X-ClientId": "0000000000099999"}
+        for _ in range(2):
+            status, _, _ = client.request("GET", "/api/v1/status", headers=wrong, auth=False)
+            assert status == 401
+        _, _, metrics = client.request("GET", "/metrics")
+        _, _, ru = client.request("GET", "/")
+        _, _, en = client.request("GET", "/?lang=en")
+    assert "lmcz_auth_failures_total 2" in metrics           # the challenge is not a failed login
+    assert 'lmcz_auth_failures_by_till_total{till="0000000000099999",by="client-id"} 2' in metrics
+    ru_dom, en_dom = dom_of(ru), dom_of(en)
+    assert 'id="count-blocked_codes">1\u202f500<' in ru and en_dom.by_id["count-blocked_codes"] == "1,500"
+    assert en_dom.by_id["count-min_prices"] == "2" and en_dom.by_id["count-sold"] == "1"
+    assert en_dom.by_id["count-grey_gtins"] == "0"
+    assert "заблокирован" in ru_dom.by_id["refusals"] and "blocked" not in ru_dom.by_id["refusals"]
+    failing = re.findall(r'<tr class="failing"><td>([^<]*)</td><td>(\d+)</td>', ru)
+    assert failing == [("0000000000099999", "2")]
+    assert "127.0.0.1" not in ru_dom.by_id["failing"]         # the browser's challenge is not listed
+
+
+def test_stale_and_expired_pages_say_why_and_what_to_do(tmp_path):
+    db, _ = _blocked_db(tmp_path, "db", 3 * 3600.0)
+    with ServerThread(db) as server:
+        client = server.client()
+        _, _, en = client.request("GET", "/?lang=en")
+        assert "sync service is probably not running" in dom_of(en).by_id["why-text"]
+        assert "systemctl status lmcz-fast-sync" in dom_of(en).by_id["todo"]
+        with Blocklist.open(db, readonly=False) as bl:
+            bl.set_meta(sync_last_error="FeedUnavailable: https://feed.example/manifest.json: HTTP 503",
+                        sync_last_error_at=1796730715.0)
+        __import__("time").sleep(0.3)                       # the server's reader sees the new version
+        _, _, ru = client.request("GET", "/")
+        why = dom_of(ru).by_id["why-text"]
+        assert "Последняя синхронизация не удалась" in why and "HTTP 503" in why
+        set_to_expired = 4 * 86400.0
+        with Blocklist.open(db, readonly=False) as bl:
+            bl.mark_synced(at=__import__("time").time() - set_to_expired)
+        __import__("time").sleep(0.3)
+        _, _, ru = client.request("GET", "/")
+        assert "Срочно восстановите синхронизацию" in dom_of(ru).by_id["todo"]
+
+
+def test_sync_records_the_failed_rounds_error_for_the_page(tmp_path):
+    db, _ = _blocked_db(tmp_path, "db", 60.0)
+    from lmcz_fast.cli.feed import _record_round
+    with Blocklist.open(db, readonly=False) as bl:
+        _record_round(bl, "FeedUnavailable: no answer")
+        assert bl.get_meta("sync_last_error") == "FeedUnavailable: no answer" and bl.get_meta("sync_last_error_at")
+        _record_round(bl, None)
+        assert bl.get_meta("sync_last_error") is None
+
+
+def test_page_login_and_timezone_of_serve(tmp_path):
+    import base64
+    import shutil as _shutil
+    import sys
+    import urllib.error
+    import urllib.request
+    from _daemon_support import start_on_free_port, stop_process
+    lmcz = _shutil.which("lmcz-fast", path=os.path.dirname(sys.executable)) or _shutil.which("lmcz-fast")
+    db, _ = _blocked_db(tmp_path, "db", 60.0)
+    (tmp_path / "page.pw").write_text("manager-secret\n")
+    log = tmp_path / "serve.log"
+
+    def launch(port: int) -> subprocess.Popen:
+        return subprocess.Popen([lmcz, "serve", str(db), "--port", str(port), "--no-audit", "--page-password-file",
+                                 str(tmp_path / "page.pw"), "--timezone", "Asia/Yekaterinburg"],
+                                stdout=subprocess.DEVNULL, stderr=log.open("ab"))
+    started = start_on_free_port(launch, timeout=30)
+    assert started is not None, log.read_text()
+    port, proc = started
+
+    def get(path: str, user: str, password: str) -> tuple[int, str]:
+        header = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": header})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+    try:
+        status, page = get("/?lang=en", "page", "manager-secret")
+        assert status == 200 and "Tills can sell" in page
+        assert "+05" in dom_of(page).by_id["last-sync"]              # Yekaterinburg time, not UTC
+        assert get("/api/v1/status", "page", "manager-secret")[0] == 401   # the page login opens the page only
+        assert get("/api/v1/status", "admin", "admin")[0] == 200
+    finally:
+        stop_process(proc)
+    bad = subprocess.run([lmcz, "serve", str(db), "--timezone", "Mars/Olympus"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 2 and "unknown time zone" in bad.stderr

@@ -9,18 +9,23 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from lmcz_fast.cli import main
-from lmcz_fast.units import UnitOptions, install, quote, render
+from lmcz_fast.units import UnitOptions, install, quote, reachability_problems, render
 
 LMCZ = shutil.which("lmcz-fast", path=os.path.dirname(sys.executable)) or shutil.which("lmcz-fast")
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed (.ci/run installs "
                                                            "Debian's systemd package)")
+
+
+#: A program every user may run, outside the directories the units' sandbox hides (the system's shell).
+REACHABLE = os.path.realpath("/bin/sh")
 
 
 def options(**kw) -> UnitOptions:
@@ -52,8 +57,9 @@ def test_units_pass_systemd_analyze_verify(tmp_path):
     files = render(options(feed_url="https://feed.example/lmcz/", proxy="http://proxy.shop.local:3128",
                            proxy_auth_file="/etc/lmcz-fast/proxy.auth", password_file="/etc/lmcz-fast/password"))
     written = install(files, tmp_path / "units", tmp_path / "sysusers", tmp_path / "tmpfiles")
-    units = [p for p in written if p.suffix == ".service"]
-    assert sorted(p.name for p in units) == ["lmcz-fast-serve.service", "lmcz-fast-sync.service"]
+    units = [p for p in written if p.suffix in (".service", ".timer")]
+    assert sorted(p.name for p in units) == ["lmcz-fast-serve.service", "lmcz-fast-sold-export.service",
+                                             "lmcz-fast-sold-export.timer", "lmcz-fast-sync.service"]
     result = verify(units)
     assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
 
@@ -102,7 +108,7 @@ def test_hardening_user_paths_and_restart(tmp_path):
 def test_exec_start_command_lines_are_accepted_by_the_cli(tmp_path):
     files = render(options(feed_url="https://feed.example/", proxy="http://proxy.local:3128",
                            proxy_auth_file="/etc/lmcz-fast/proxy.auth", password_file="/etc/lmcz-fast/password"))
-    for name in ("lmcz-fast-serve.service", "lmcz-fast-sync.service"):
+    for name in ("lmcz-fast-serve.service", "lmcz-fast-sync.service", "lmcz-fast-sold-export.service"):
         words = shlex.split(directives(files[name])["ExecStart"][0])
         assert words[0] == os.path.abspath(LMCZ)
         result = CliRunner().invoke(main, [*words[1:], "--help"])  # an unknown option would fail to parse
@@ -128,18 +134,20 @@ def test_bad_options_are_refused_with_the_cause():
 
 
 def test_systemd_command_prints_and_installs(tmp_path):
-    printed = CliRunner().invoke(main, ["systemd", "--feed", "https://feed.example/", "--bin", LMCZ])
+    printed = CliRunner().invoke(main, ["systemd", "--feed", "https://feed.example/", "--bin", LMCZ, "--force"])
     assert printed.exit_code == 0 and "# ---- lmcz-fast-serve.service" in printed.stdout
     assert f"ExecStart={os.path.abspath(LMCZ)} sync /var/lib/lmcz-fast/store.db --every 2h" in printed.stdout
     args = ["systemd", "--install", str(tmp_path / "units"), "--sysusers-dir", str(tmp_path / "users"),
-            "--tmpfiles-dir", str(tmp_path / "dirs"), "--prefix", "lmcz-test"]
+            "--tmpfiles-dir", str(tmp_path / "dirs"), "--prefix", "lmcz-test", "--bin", REACHABLE]
     installed = CliRunner().invoke(main, args)
     assert installed.exit_code == 0, installed.output
-    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == ["lmcz-test-serve.service",
-                                                                       "lmcz-test-sync.service"]
+    assert sorted(p.name for p in (tmp_path / "units").iterdir()) == [
+        "lmcz-test-serve.service", "lmcz-test-sold-export.service", "lmcz-test-sold-export.timer",
+        "lmcz-test-sync.service"]
     assert (tmp_path / "users" / "lmcz-test.conf").exists() and (tmp_path / "dirs" / "lmcz-test.conf").exists()
     assert "Wants=lmcz-test-sync.service" in (tmp_path / "units" / "lmcz-test-serve.service").read_text()
-    assert "systemctl enable --now lmcz-test-sync.service lmcz-test-serve.service" in installed.stdout
+    assert ("systemctl enable --now lmcz-test-sync.service lmcz-test-serve.service lmcz-test-sold-export.timer"
+            in installed.stdout)
 
 
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
@@ -153,7 +161,7 @@ def test_sysusers_file_creates_the_user(tmp_path):
 
 @needs_analyze
 def test_a_replicating_store_gets_a_replicate_unit(tmp_path):
-    files = render(options(replicate_source="http://127.0.0.1:5984", source_credentials_file="/etc/lmcz/couch.cred",
+    files = render(options(replicate_source="http://127.0.0.1:5984", source_credentials_file="/etc/lmcz-fast/couch.cred",
                            proxy="http://proxy.shop.local:3128", password_file="/etc/lmcz-fast/password"))
     assert "lmcz-fast-sync.service" not in files           # one unit keeps the store current
     replicate = directives(files["lmcz-fast-replicate.service"])
@@ -167,3 +175,78 @@ def test_a_replicating_store_gets_a_replicate_unit(tmp_path):
     units = [p for p in written if p.suffix == ".service"]
     result = verify(units)
     assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
+
+
+def _script(path: Path, interpreter: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"#!{interpreter}\nprint('lmcz-fast')\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_a_program_the_service_cannot_reach_is_refused(tmp_path):
+    """A venv in a home directory (ProtectHome=yes), under /tmp (PrivateTmp=yes) or behind a directory of mode 0700
+    passes `systemd-analyze verify` but can never start: `lmcz-fast systemd` refuses it, `--force` warns loudly."""
+    assert reachability_problems(UnitOptions(binary=REACHABLE)) == []
+    in_tmp = _script(tmp_path / "venv" / "bin" / "lmcz-fast", REACHABLE)
+    problems = reachability_problems(UnitOptions(binary=str(in_tmp)))
+    assert any("PrivateTmp=yes" in p for p in problems), problems
+    # a script whose interpreter lives in a home directory
+    in_home = "/" + "root/.venv/bin/python3"      # root's home (spelt so: not a path of the machine that wrote it)
+    home = _script(tmp_path / "other" / "lmcz-fast", in_home)
+    assert any(f"its interpreter {in_home} is under /root, which ProtectHome=yes" in p
+               for p in reachability_problems(UnitOptions(binary=str(home)))), home
+    # mode bits along the way, for a user that does not exist yet (made later by systemd-sysusers)
+    base = Path(tempfile.mkdtemp(prefix="lmcz-reach-"))   # pytest's own temporary root is mode 0700 itself
+    try:
+        base.chmod(0o755)
+        closed = base / "closed"
+        _script(closed / "bin" / "lmcz-fast", REACHABLE)
+        closed.chmod(0o700)
+        problems = reachability_problems(UnitOptions(binary=str(closed / "bin" / "lmcz-fast"),
+                                                     user="lmcz-nobody-here"))
+        closed.chmod(0o755)
+        opened = reachability_problems(UnitOptions(binary=str(closed / "bin" / "lmcz-fast"),
+                                                   user="lmcz-nobody-here"))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert not any("cannot enter" in p for p in opened), opened
+    assert any(f"cannot enter {closed}" in p and "drwx------" in p for p in problems), problems
+    refused = CliRunner().invoke(main, ["systemd", "--bin", str(in_tmp)])
+    assert refused.exit_code == 2 and "PrivateTmp=yes" in refused.stderr and "/opt/lmcz-fast" in refused.stderr
+    assert "ExecStart" not in refused.stdout
+    forced = CliRunner().invoke(main, ["systemd", "--bin", str(in_tmp), "--force"])
+    assert forced.exit_code == 0 and "WARNING" in forced.stderr and "WILL FAIL TO START" in forced.stderr
+    assert f"ExecStart={in_tmp} serve" in forced.stdout
+
+
+@needs_analyze
+def test_the_daily_sold_export_timer_verifies_and_its_command_keeps_n_exports(tmp_path):
+    files = render(options(sold_keep=3))
+    timer = directives(files["lmcz-fast-sold-export.timer"])
+    assert timer["OnCalendar"] == ["daily"] and timer["Unit"] == ["lmcz-fast-sold-export.service"]
+    service = directives(files["lmcz-fast-sold-export.service"])
+    words = shlex.split(service["ExecStart"][0])
+    assert words[1:] == ["sold", "export", "/var/lib/lmcz-fast/store.db", "--to-dir",
+                         "/var/lib/lmcz-fast/sold-export", "--keep", "3"]
+    assert service["ReadWritePaths"] == ["/var/lib/lmcz-fast"] and service["Type"] == ["oneshot"]
+    written = install(files, tmp_path / "units", tmp_path / "sysusers", tmp_path / "tmpfiles")
+    units = [p for p in written if p.name.startswith("lmcz-fast-sold-export")]
+    result = verify(units)
+    assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
+    # the command itself, on a real store, four "days" running: the newest three stay
+    from lmcz_fast import Blocklist
+    db = tmp_path / "store.db"
+    with Blocklist.create(db) as bl:
+        bl.sold.record(["0104650000000010215abcdef"])
+    exports = tmp_path / "sold-export"
+    exports.mkdir()
+    for day in ("2026-01-01", "2026-01-02", "2026-01-03"):
+        (exports / f"sold-{day}.jsonl").write_text("{}\n")
+    ran = subprocess.run([LMCZ, "sold", "export", str(db), "--to-dir", str(exports), "--keep", "3"],
+                         capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    names = sorted(p.name for p in exports.iterdir())
+    assert len(names) == 3 and "sold-2026-01-01.jsonl" not in names and not any(n.endswith(".part") for n in names)
+    newest = exports / names[-1]
+    assert '"count": 1' in newest.read_text().splitlines()[0]

@@ -8,9 +8,11 @@ Needs lmcz-fast importable (installed, or `PYTHONPATH=.` in a checkout with the 
 
 To try a list: a blocklist and scans of which a share are codes on it (damaged like the others), and which ones:
 
-    python tools/generate_codes.py scans 10000 scans.txt --blocklist blocked.txt --list-size 100000 \\
+    python tools/generate_codes.py scans 10000 try-scans.txt --blocklist try-list.txt --list-size 100000 \\
         --blocked-share 0.1 --damage-rate 0.3 --truth truth.txt
-    lmcz-fast load store.db blocked.txt && lmcz-fast lookup store.db < scans.txt
+    lmcz-fast load store.db try-list.txt && lmcz-fast lookup store.db < try-scans.txt
+
+An output file that exists is not overwritten (the tool stops and says so) unless --force is given.
 
 A text scans file holds each scan as a scanner types it, one per line: GS as the GS byte (0x1D; with `--gs symbol`
 as the visible U+241D, which the parser reads as GS too), and a scan that ends in CR (the `trailing_newline` damage)
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import time
@@ -96,7 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --blocklist: share of the scans that are of listed codes (default 0.1)")
     parser.add_argument("--truth", metavar="FILE",
                         help="scans: write 'blocked' or 'free' and the identity, tab-separated, per scan line")
+    parser.add_argument("--force", action="store_true", help="overwrite output files that exist (default: refuse)")
     args = parser.parse_args(argv)
+    if not args.force:
+        there = [path for path in (args.output, args.blocklist, args.truth)
+                 if path is not None and path != "-" and os.path.exists(path)]
+        if there:
+            parser.error(f"{', '.join(there)} exists already; give --force to overwrite")
     if args.count < 0:
         parser.error("count must be >= 0")
     if not 0.0 <= args.damage_rate <= 1.0:

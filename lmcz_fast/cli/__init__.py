@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, replicate, serve, sold, systemd, tables, till
+from . import core, demo, feed, maintenance, monitoring, replicate, serve, sold, systemd, tables, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -25,11 +25,13 @@ def main() -> None:
       lmcz-fast serve store.db                         # Local-Module-compatible HTTP service on 127.0.0.1:5995
       lmcz-fast sold export store.db -o sold.jsonl     # back up the codes this store sold (sold --help)
       lmcz-fast check --db store.db "0104650000000010215abcdef<GS>93ab12"   # till-side: online first, then offline
-      lmcz-fast systemd --feed https://feed.example/   # print hardened systemd units for serve and sync
+      /opt/lmcz-fast/bin/lmcz-fast systemd --feed https://feed.example/   # hardened systemd units (docs/operations.md)
       lmcz-fast prices load local.db min-prices.csv    # minimum prices (gtin,price / pg,price); also: grey load
     """
 
 
+maintenance.register(main)
+monitoring.register(main)
 core.register(main)
 demo.register(main)
 feed.register(main)

@@ -13,7 +13,7 @@ import click
 
 from .._codes import CodeError
 from ..progress import announce_after, estimate_lines, line_counter
-from ..store import Blocklist, Change, LoadError, NoListError, StoreError, Verdict, VersionError
+from ..store import Blocklist, Change, LoadError, NoListError, StoreError, Verdict, VersionError, compact_if_worth
 from .progress import progress_for
 
 EXIT_OK = 0
@@ -85,6 +85,9 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
         _fail(str(exc) + ("; no database was created" if first else ""))
     _print_errors(report)
     click.echo(f"loaded {db}: {report.summary()}")
+    compacted = compact_if_worth(db)      # a full load leaves ~3x the list in the file: give it back when alone
+    if compacted is not None:
+        click.echo(compacted.summary())
     try:
         with Blocklist.open(db) as bl:
             info = bl.info()

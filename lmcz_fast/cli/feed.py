@@ -187,7 +187,7 @@ def keygen(private_key: str, public_path: str | None, force: bool) -> None:
     \b
     The private key (PEM, mode 0600) stays with the publisher; the public key (one line of base64) is what
     every store and mirror is configured with:
-      lmcz-fast keygen /etc/lmcz/feed.key          # writes feed.key and feed.pub
+      lmcz-fast keygen /etc/lmcz-fast/feed.key          # writes feed.key and feed.pub
       lmcz-fast sync store.db --feed https://feed.example/ --public-key feed.pub
     """
     try:
@@ -329,12 +329,17 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
         key = [public_key]
 
         def once(sleep: Callable[[float], Any]) -> str:
-            report = feed.sync(store[0] or db, url, key[0], retry=_retry(attempts, timeout), sleep=sleep,
-                               proxy=proxy)
+            try:
+                report = feed.sync(store[0] or db, url, key[0], retry=_retry(attempts, timeout), sleep=sleep,
+                                   proxy=proxy)
+            except (feed.FeedError, StoreError, OSError) as exc:
+                _record_round(store[0], f"{_kind(exc)}: {exc}")
+                raise
             key[0] = None
             bl = store[0]
             if bl is None:
                 bl = store[0] = Blocklist.open(db, readonly=False)
+            _record_round(bl, None)
             return f"sync ok: {report.summary()}; {_status_line(bl)}"
 
         def on_schedule(at: float) -> None:
@@ -361,6 +366,18 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
     finally:
         if store[0] is not None:
             store[0].close()
+
+
+def _record_round(bl: Blocklist | None, error: str | None) -> None:
+    """Keep the last failed round's error in the store (`sync_last_error`, `sync_last_error_at`) for the status page
+    and `status`; a successful round clears it. Best effort: a store that cannot be written (a full disk) keeps
+    what it had, and the log says the rest."""
+    if bl is None or (error is None and bl.get_meta("sync_last_error") is None):
+        return
+    try:
+        bl.set_meta(sync_last_error=error[:500] if error else None, sync_last_error_at=time.time() if error else None)
+    except StoreError as exc:
+        log.debug("could not record the round's outcome in the store: %s", exc)
 
 
 def _lower_priority(niceness: int) -> None:
@@ -465,7 +482,8 @@ def status(db: str, as_json: bool, check: bool) -> None:
             now = time.time()
             st = bl.status(now)
             extra = {name: bl.get_meta(name) for name in
-                     ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at")}
+                     ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at",
+                      "sync_last_error", "sync_last_error_at")}
             replication = replication_status(bl, now)
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
@@ -494,6 +512,8 @@ def status(db: str, as_json: bool, check: bool) -> None:
         if extra["feed_published_at"] is not None:
             click.echo(f"{'manifest':>12}: signed {_when(extra['feed_published_at'], now)} by key "
                        f"{extra['feed_key_id']}, valid until {_when(extra['feed_expires_at'], now)}")
+        if extra["sync_last_error"]:
+            click.echo(f"{'last failure':>12}: {_when(extra['sync_last_error_at'], now)}: {extra['sync_last_error']}")
         if replication is not None:
             click.echo(f"{'replicated':>12}: from {replication['source']}")
             for name, db in replication["databases"].items():

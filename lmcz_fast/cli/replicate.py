@@ -92,7 +92,7 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
     as a sync for the 2-hour / 72-hour windows. Documents that do not map are counted and reported. On a
     terminal a one-shot pass shows a progress bar (rate, ETA); logs and --json stay quiet.
     Examples:
-      lmcz-fast replicate store.db --source http://127.0.0.1:5984 --credentials-file /etc/lmcz/couch.cred
+      lmcz-fast replicate store.db --source http://127.0.0.1:5984 --credentials-file /etc/lmcz-fast/couch.cred
       lmcz-fast replicate store.db --source http://hq.chain.local:5984 --every 2h
       lmcz-fast replicate store.db --source http://hq.chain.local:5984 --follow --proxy http://proxy.shop.local:3128
       lmcz-fast replicate store.db --source http://127.0.0.1:5984 --databases codes=blocked_cis,gtins=blocked_gtin

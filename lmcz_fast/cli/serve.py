@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -22,7 +23,7 @@ from ..service import (
     run,
 )
 from ..secret_files import first_line
-from ..store import StoreError
+from ..store import Blocklist, StoreError
 
 EXIT_STORE = 4
 EXIT_USAGE = 2
@@ -49,6 +50,19 @@ def _password_in(path: str) -> str:
     if not password:
         raise ValueError(f"the first line of the password file {path} is empty")
     return password
+
+
+def _set_timezone(zone: str) -> None:
+    """Make `zone` this process's local time zone (the page's and the log's times), after checking it exists."""
+    import time
+    import zoneinfo
+    try:
+        zoneinfo.ZoneInfo(zone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {zone!r} (e.g. Europe/Moscow, Asia/Yekaterinburg, UTC)",
+                                 param_hint="--timezone") from None
+    os.environ["TZ"] = zone
+    time.tzset()
 
 
 def _read_password(path: str | None) -> str:
@@ -93,12 +107,21 @@ def _read_password(path: str | None) -> str:
 @click.option("--sold-max-batch", default=1024, show_default=True, type=click.IntRange(1),
               help="Most sales one durable commit carries (group commit). 1 commits each sale on its own, "
                    "which costs one fsync per sale (for measurements).")
+@click.option("--page-user", default="page", show_default=True,
+              help="User name of the status page's own read-only login (with --page-password-file).")
+@click.option("--page-password-file", type=click.Path(dir_okay=False), default=None,
+              help="File whose first line is the password of a login that opens the status page (GET /) and "
+                   "nothing else: a manager reads the page without the tills' API password.")
+@click.option("--timezone", default=None, metavar="ZONE",
+              help="Time zone of the times on the status page and in the log, e.g. Europe/Moscow [default: the "
+                   "server's local zone].")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db: str, host: str, port: int, user: str, password_file: str | None, no_auth: bool,
           audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
           max_body: int, keepalive_timeout: float, name: str, inn: str, sold_days: float | None,
-          sold_max_batch: int, log_level: str) -> None:
+          sold_max_batch: int, page_user: str, page_password_file: str | None, timezone: str | None,
+          log_level: str) -> None:
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
@@ -109,21 +132,38 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     {"results": [...]} answers, {"cis", "pg"} items, greyList). Sales reported by tills
     (POST /api/v2/cis/sell, answered 201 once committed to disk) are answered `sold: true` to every till.
     Prometheus metrics: GET /metrics. The database is kept fresh by `lmcz-fast sync` running beside it;
-    readers see a new version within 0.25 s.
+    readers see a new version within 0.25 s. A DB that does not exist yet is made empty: checks are answered 4045
+    ("not configured") until a sync, replication or load fills it, with no restart.
 
     \b
     Examples:
-      lmcz-fast serve /var/lib/lmcz/store.db
-      lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz/password
-      lmcz-fast serve store.db --audit-dir /var/log/lmcz/audit --retention-days 120
+      lmcz-fast serve /var/lib/lmcz-fast/store.db
+      lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz-fast/password
+      lmcz-fast serve store.db --audit-dir /var/log/lmcz-fast/audit --retention-days 120
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
+    if timezone is not None:
+        _set_timezone(timezone)
     _setup_logging(log_level)
+    page_credentials = None
+    if page_password_file is not None:
+        try:
+            page_credentials = (page_user, _password_in(page_password_file))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--page-password-file") from None
     if not os.path.exists(os.path.join(db, "data.mdb")):
-        click.secho(f"error: no database at {db}; create one with `lmcz-fast load {db} FILE` or `lmcz-fast sync`",
-                    fg="red", err=True)
-        sys.exit(EXIT_STORE)
+        # Like the official module before its first initialisation: start, answer 4045 ("not configured"), and
+        # answer from the list as soon as a sync, a replication or a load puts one into this (empty) store.
+        try:
+            Blocklist.create(db).close()
+        except StoreError as exc:
+            click.secho(f"error: no database at {db} and none can be made there ({exc}); create one with "
+                        f"`lmcz-fast load {db} FILE` or `lmcz-fast sync {db} --feed URL`", fg="red", err=True)
+            sys.exit(EXIT_STORE)
+        logging.getLogger("lmcz_fast.service").warning(
+            "no database at %s: made an empty one; checks are answered 4045 (not configured) until its first "
+            "list arrives (`lmcz-fast sync %s --feed URL`, `replicate` or `load`); no restart is needed", db, db)
     config = ServiceConfig(host=host, port=port, user=user, password=_read_password(password_file),
                            auth=not no_auth, max_body=max_body, max_codes=max_codes,
                            keepalive_timeout=keepalive_timeout, name=name, inn=inn,
@@ -137,7 +177,8 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
         audit_path = audit_dir or os.path.normpath(db) + ".audit"
     try:
         run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush,
-            password=None if password_file is None else lambda: _password_in(password_file))
+            password=None if password_file is None else lambda: _password_in(password_file),
+            page_credentials=page_credentials)
     except StoreError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_STORE)
@@ -145,8 +186,54 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_STORE)
     except OSError as exc:
-        click.secho(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", fg="red", err=True)
+        message = f"error: cannot listen on {host}:{port}: {exc.strerror or exc}"
+        if exc.errno == errno.EADDRINUSE:
+            message += "; " + port_holder_advice(port)
+        click.secho(message, fg="red", err=True)
         sys.exit(EXIT_STORE)
+
+
+def _listening_inodes(port: int) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add(fields[9])
+        except (OSError, ValueError):
+            continue
+    return inodes
+
+
+def port_holder(port: int) -> str | None:
+    """`pid N (command line)` of the process listening on TCP `port`, if this user may see it (/proc)."""
+    inodes = {f"socket:[{inode}]" for inode in _listening_inodes(port)}
+    if not inodes:
+        return None
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if not any(os.readlink(f"/proc/{pid}/fd/{fd}") in inodes for fd in fds):
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                words = fh.read().split(b"\0")
+            return f"pid {pid} ({' '.join(w.decode(errors='replace') for w in words if w)[:200]})"
+        except OSError:
+            continue
+    return None
+
+
+def port_holder_advice(port: int) -> str:
+    """Who likely holds `port`, and what to do, in words."""
+    holder = port_holder(port)
+    who = f"it is held by {holder}" if holder else "another program holds it"
+    if port == DEFAULT_PORT:
+        who += (f"; {DEFAULT_PORT} is the official Local Module's port (its service \"regime\", on Linux in a Docker "
+                f"container; stop it first) and lmcz-fast serve's default")
+    return f"{who}; choose another port with --port"
 
 
 @click.group()
@@ -174,7 +261,8 @@ def audit_export(db: str | None, audit_dir: str | None, since: str | None, until
     Examples:
       lmcz-fast audit export store.db --since 24h
       lmcz-fast audit export store.db --since 2026-11-01 --until 2026-12-01 --csv -o nov.csv
-      lmcz-fast audit export --audit-dir /var/lib/lmcz/audit --since 7d
+      lmcz-fast audit export /var/lib/lmcz-fast/store.db --since 7d        # the systemd units' store
+      lmcz-fast audit export --audit-dir /var/log/lmcz-fast/audit --since 7d  # serve --audit-dir DIR
     """
     if audit_dir is None:
         if db is None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import TextIO, TypeVar
 
@@ -63,20 +65,54 @@ def sold() -> None:
 @click.argument("db", type=click.Path(file_okay=False))
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
               help="Write here instead of stdout.")
-def sold_export(db: str, output: TextIO) -> None:
+@click.option("--to-dir", "to_dir", type=click.Path(file_okay=False), default=None,
+              help="Write DIR/sold-YYYY-MM-DD.jsonl (UTC date; written to a temporary name and renamed, so a "
+                   "file there is always whole) instead of --output; with --keep, a daily backup.")
+@click.option("--keep", type=click.IntRange(1), default=None,
+              help="With --to-dir: keep the newest KEEP exports there and delete older ones.")
+def sold_export(db: str, output: TextIO, to_dir: str | None, keep: int | None) -> None:
     """Write the register of DB as JSON lines: a header naming its instance, then one sale per line.
 
     \b
     Examples:
       lmcz-fast sold export store.db -o sold.jsonl
       lmcz-fast sold export store.db | gzip > sold.jsonl.gz
+      lmcz-fast sold export store.db --to-dir sold-backups --keep 30     # what the daily timer unit runs
     """
-    with _open(db) as bl:
-        count = -1
-        for line in bl.sold.export_lines():
-            output.write(line + "\n")
-            count += 1
-    output.flush()
+    if keep is not None and to_dir is None:
+        raise click.UsageError("--keep goes with --to-dir")
+    target = None
+    if to_dir is not None:
+        os.makedirs(to_dir, exist_ok=True)
+        target = os.path.join(to_dir, time.strftime("sold-%Y-%m-%d.jsonl", time.gmtime()))
+        output = open(target + ".part", "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    try:
+        with _open(db) as bl:
+            count = -1
+            for line in bl.sold.export_lines():
+                output.write(line + "\n")
+                count += 1
+        output.flush()
+        if target is not None:
+            os.fsync(output.fileno())
+    except BaseException:
+        if target is not None:
+            output.close()
+            with contextlib.suppress(OSError):
+                os.unlink(target + ".part")
+        raise
+    if target is not None:
+        output.close()
+        os.replace(target + ".part", target)
+        click.echo(f"{count} sold codes exported to {target}", err=True)
+        if keep is not None:
+            old = sorted(name for name in os.listdir(to_dir)
+                         if name.startswith("sold-") and name.endswith(".jsonl"))[:-keep]
+            for name in old:
+                os.unlink(os.path.join(to_dir, name))
+            if old:
+                click.echo(f"{len(old)} older exports deleted (--keep {keep})", err=True)
+        return
     click.echo(f"{count} sold codes exported", err=True)
 
 

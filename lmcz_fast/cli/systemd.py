@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from ..units import UnitOptions, install, render
+from ..units import UnitOptions, install, reachability_problems, render
 
 EXIT_USAGE = 2
 
@@ -51,23 +51,37 @@ def _this_program() -> str | None:
 @click.option("--install", "unit_dir", is_flag=False, flag_value="/etc/systemd/system", default=None,
               metavar="[DIR]", help="Write the units into DIR [default DIR: /etc/systemd/system] instead of printing "
                                     "them, with the user and directory files in --sysusers-dir and --tmpfiles-dir.")
+@click.option("--sold-keep", default=30, show_default=True, type=click.IntRange(1),
+              help="Daily sold-register exports kept by the timer unit (in DB's directory, sold-export/).")
+@click.option("--force", is_flag=True,
+              help="Write the units even when the service user cannot reach the program under the units' sandbox "
+                   "(with a loud warning).")
 @click.option("--sysusers-dir", default="/etc/sysusers.d", show_default=True)
 @click.option("--tmpfiles-dir", default="/etc/tmpfiles.d", show_default=True)
 def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: str, port: int,
             password_file: str | None, feed_url: str | None, public_key: str, every: str, nice: int,
             replicate_source: str | None, source_credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None, binary: str | None, prefix: str, unit_dir: str | None,
-            sysusers_dir: str, tmpfiles_dir: str) -> None:
+            sold_keep: int, force: bool, sysusers_dir: str, tmpfiles_dir: str) -> None:
     """Print (or --install) systemd units that run `serve` and `sync` (or `replicate`) as a hardened service.
 
     \b
+    With them: a timer unit that exports the sold register daily (`sold export --to-dir DB's directory/sold-export
+    --keep N`), the sysusers.d file that makes the service user and the tmpfiles.d file for its directories.
+
+    \b
+    The program the units start (and its interpreter) must be reachable by the service user under the units'
+    sandbox: not under /home or /root (ProtectHome=yes), not under /tmp (PrivateTmp=yes), every directory on
+    the way searchable by the user. Otherwise the units are refused (--force writes them with a warning): install
+    into a venv under /opt/lmcz-fast (docs/operations.md).
+
     The units run under a dedicated user with the file system read-only except the store's directory and the
     audit log, no capabilities, private /tmp, only IP and Unix sockets, and restart when the process dies.
     Examples:
-      lmcz-fast systemd                                   # print the units and the user/directory files
-      lmcz-fast systemd --feed https://feed.example/ --install
-      lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --source-credentials-file /etc/lmcz/couch.cred
+      /opt/lmcz-fast/bin/lmcz-fast systemd            # print the units and the user/directory files
+      /opt/lmcz-fast/bin/lmcz-fast systemd --feed https://feed.example/ --install
+      /opt/lmcz-fast/bin/lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --source-credentials-file /etc/lmcz-fast/couch.cred
       systemd-sysusers && systemd-tmpfiles --create
-      systemctl daemon-reload && systemctl enable --now lmcz-fast-sync.service lmcz-fast-serve.service
+      systemctl daemon-reload && systemctl enable --now lmcz-fast-sync.service lmcz-fast-serve.service lmcz-fast-sold-export.timer
     """
     binary = binary or _this_program()
     if binary is None:
@@ -76,12 +90,23 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
                           host=host, port=port, password_file=password_file, feed_url=feed_url,
                           public_key=public_key, every=every, nice=nice, proxy=proxy,
                           proxy_auth_file=proxy_auth_file, prefix=prefix, replicate_source=replicate_source,
-                          source_credentials_file=source_credentials_file)
+                          source_credentials_file=source_credentials_file, sold_keep=sold_keep)
     try:
         files = render(options)
     except ValueError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_USAGE)
+    problems = reachability_problems(options)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        advice = ("the service user could not start these units:\n" + lines + "\n  Install lmcz-fast where the "
+                  "service can run it, e.g. a venv under /opt/lmcz-fast (docs/operations.md), and give --bin "
+                  "/opt/lmcz-fast/bin/lmcz-fast")
+        if not force:
+            click.secho(f"error: {advice}\n  (--force writes the units anyway)", fg="red", err=True)
+            sys.exit(EXIT_USAGE)
+        click.secho(f"WARNING: --force: {advice}\n  THE UNITS BELOW WILL FAIL TO START AS THEY ARE.", fg="red",
+                    bold=True, err=True)
     if unit_dir is None:
         for name, text in files.items():
             click.echo(f"# ---- {name}")
@@ -95,8 +120,9 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
     for path in written:
         click.echo(f"wrote {path}")
     serve_unit, sync_unit = options.unit_name("serve"), options.unit_name(options.updater)
+    timer = options.unit_name("sold-export-timer")
     click.echo("next: systemd-sysusers && systemd-tmpfiles --create && systemctl daemon-reload && "
-               f"systemctl enable --now {sync_unit} {serve_unit}")
+               f"systemctl enable --now {sync_unit} {serve_unit} {timer}")
 
 
 def register(group: click.Group) -> None:

@@ -9,7 +9,17 @@ from collections.abc import Iterator
 
 import click
 
-from ..checker import MAX_RECEIPT_CODES, Checker, Decision, PriceError, ReceiptTooLarge, TillVerdict
+from urllib.parse import urlsplit
+
+from ..checker import (
+    MAX_RECEIPT_CODES,
+    Checker,
+    Decision,
+    LocalModuleClient,
+    PriceError,
+    ReceiptTooLarge,
+    TillVerdict,
+)
 from ..store import Blocklist, StoreError
 from ..trueapi import CDN_URL, TrueApiClient
 from .upstream import proxy_config, proxy_options
@@ -73,7 +83,11 @@ class _SetupErrorsExit4(click.Command):
               help="Offline check against this lmcz-fast database, in-process.")
 @click.option("--lm", "lm_url", metavar="URL", default=None, envvar="LMCZ_FAST_LM",
               help="Offline check through a Local Module over HTTP (the official one or `lmcz-fast serve`), "
-                   "e.g. http://admin:admin@127.0.0.1:5995.")
+                   "e.g. http://127.0.0.1:5995; its user and password come from --lm-auth-file (a password in the "
+                   "URL is refused: any user of the machine sees command lines in `ps`).")
+@click.option("--lm-auth-file", metavar="FILE", default=None, envvar="LMCZ_FAST_LM_AUTH_FILE",
+              help="File whose first line is the Local Module's user:password [default: admin:admin, the "
+                   "official guide's]. Env: LMCZ_FAST_LM_AUTH_FILE.")
 @click.option("--api-key", envvar="LMCZ_TRUE_API_KEY", default=None,
               help="True API key (X-API-KEY) for the online check. Without it the check is offline only. "
                    "[env: LMCZ_TRUE_API_KEY]")
@@ -98,7 +112,7 @@ class _SetupErrorsExit4(click.Command):
               help="Language of the cashier messages.")
 @proxy_options
 @click.option("-v", "--verbose", is_flag=True, help="Log host discovery, set-aside hosts and late answers.")
-def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: str | None, cdn: str,
+def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, lm_auth_file: str | None, api_key: str | None, cdn: str,
           hosts: tuple[str, ...], fiscal_drive: str | None, deadline: float, prices: tuple[int, ...],
           pgs: tuple[int, ...], each: bool, as_json: bool, lang: str, proxy_url: str | None,
           proxy_auth_file: str | None, verbose: bool) -> None:
@@ -118,7 +132,8 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
     Examples:
       lmcz-fast check --db store.db "0104601234567893215Mvb<GS>93Abcd"
       lmcz-fast check --db store.db '04600439931256aB3!x_-ACW.Ck12' --price 14630    # a pack at 146.30
-      LMCZ_TRUE_API_KEY=... lmcz-fast check --lm http://admin:admin@127.0.0.1:5995 --fiscal-drive 7281440500000001 -
+      LMCZ_TRUE_API_KEY=... lmcz-fast check --lm http://127.0.0.1:5995 --lm-auth-file /etc/lmcz-fast/lm.auth \\
+          --fiscal-drive 7281440500000001 -
       LMCZ_TRUE_API_KEY=... lmcz-fast check --db store.db --proxy http://proxy.shop.local:3128 \\
           --proxy-auth-file /etc/lmcz-fast/proxy.auth "0104601234567893215Mvb<GS>93Abcd"
     The proxy carries the online check only; the Local Module (--lm) is asked directly.
@@ -133,7 +148,11 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
     if api_key:
         online = TrueApiClient(api_key, cdn_url=cdn, hosts=list(hosts) or None, fiscal_drive_number=fiscal_drive,
                                proxy=proxy)
-    offline: Blocklist | str | None = lm_url
+    offline: Blocklist | LocalModuleClient | None = None
+    if lm_url:
+        offline = _local_module(lm_url, lm_auth_file, fiscal_drive)
+    elif lm_auth_file:
+        raise click.UsageError("--lm-auth-file goes with --lm")
     if db:
         try:
             offline = Blocklist.open(db)
@@ -174,6 +193,35 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, api_key: s
     decisions = {v.decision for v in verdicts}
     sys.exit(EXIT_REFUSE if Decision.REFUSE in decisions else
              EXIT_CANNOT_CHECK if Decision.CANNOT_CHECK in decisions else EXIT_SELL)
+
+
+def _local_module(url: str, auth_file: str | None, client_id: str | None) -> LocalModuleClient:
+    """The Local Module client of --lm, with the credentials of --lm-auth-file; credentials in the URL refused."""
+    try:
+        parts = urlsplit(url)
+        parts.port
+    except ValueError:
+        raise click.BadParameter(f"not a Local Module URL: {url!r}", param_hint="--lm") from None
+    if parts.username is not None or parts.password is not None:
+        raise click.BadParameter("credentials in the URL are refused (any user of the machine sees command lines "
+                                 "in `ps`): put user:password in a file and give --lm-auth-file FILE",
+                                 param_hint="--lm")
+    user = password = None
+    if auth_file is not None:
+        try:
+            with open(auth_file, encoding="utf-8") as fh:
+                line = fh.readline().rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise click.BadParameter(f"cannot read {auth_file}: {getattr(exc, 'strerror', None) or exc}",
+                                     param_hint="--lm-auth-file") from None
+        user, sep, password = line.partition(":")
+        if not sep or not user:
+            raise click.BadParameter(f"the first line of {auth_file} must be user:password",
+                                     param_hint="--lm-auth-file")
+    try:
+        return LocalModuleClient(url, user=user, password=password, client_id=client_id)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--lm") from None
 
 
 def register(group: click.Group) -> None:

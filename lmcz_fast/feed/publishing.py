@@ -91,7 +91,7 @@ class PublishReport:
 
     def summary(self) -> str:
         if self.action == "refreshed":
-            return f"version {self.version} re-signed, valid until {self.expires_at}"
+            return f"version {self.version} re-signed, valid until {readable_time(self.expires_at)}"
         change = f"+{self.added} -{self.removed} codes, +{self.gtins_added} -{self.gtins_removed} GTINs"
         tables = ""
         if self.format != FORMAT_1:
@@ -100,6 +100,11 @@ class PublishReport:
         return (f"version {self.version} ({self.action}): {self.codes} codes, {self.gtins} GTINs{tables} ({change}), "
                 f"{len(self.written)} file(s) written, {len(self.pruned)} pruned, in {self.seconds:.2f} s "
                 f"[{self.format}]")
+
+
+def readable_time(unix: float) -> str:
+    """A Unix time as people read it: `2026-12-09 13:35:00 UTC`."""
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(unix))
 
 
 def _scratch_set(path: Path, sources: Any,
@@ -353,7 +358,7 @@ def publish(
         # dated before the current signature would be refused as a replay. A new version is accepted whatever
         # the current signature's date, which is the way out of a manifest signed by a clock running ahead.
         raise PublishError(f"the clock reads {clock}, before the current manifest's signing time "
-                           f"{previous.published_at}: stores would refuse a re-signed version "
+                           f"{readable_time(previous.published_at)}: stores would refuse a re-signed version "
                            f"{previous.version} as a replay. If the clock is right (the current manifest was "
                            f"signed by a clock running ahead), publish a new version: --version "
                            f"{previous.version + 1}")

@@ -161,6 +161,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
         self.activity = Activity(clock)
+        self.metrics.families.append(self.activity.prometheus_lines)
 
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
@@ -272,7 +273,10 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             if route is None:
                 raise error(404, "not_found", "no such endpoint")
             endpoint, handler, methods, needs_auth = route
-            if needs_auth and self.config.auth and not self._authorized(authorization):
+            if (needs_auth and self.config.auth and not self._authorized(authorization)
+                    and not (endpoint == "page" and self._page_authorized(authorization))):
+                if authorization is not None:      # wrong credentials; none at all is a browser's challenge
+                    self.activity.auth_failed(client_id.decode("utf-8", "replace") if client_id else None, peer)
                 raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic)")
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
@@ -295,6 +299,14 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             outcome = "internal_error"
         self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
         return response
+
+    def set_page_credentials(self, user: str, password: str) -> None:
+        """A read-only login for the status page (GET /) only: a manager reads it without the tills' password."""
+        self._page_auth = b"Basic " + base64.b64encode(f"{user}:{password}".encode())
+
+    def _page_authorized(self, header: bytes | None) -> bool:
+        expected = getattr(self, "_page_auth", None)
+        return header is not None and expected is not None and hmac.compare_digest(header.strip(), expected)
 
     def needs_auth(self, path: bytes) -> bool:
         """Whether a request to `path` is answered only with valid credentials (so may fail them)."""
@@ -444,7 +456,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         now = self.clock()
-        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins}
+        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins,
+                  "min_prices": int(info.get("min_prices") or 0) + int(info.get("group_min_prices") or 0),
+                  "grey_gtins": int(info.get("grey_gtins") or 0), "sold": self.blocklist.sold.count()}
         page = PageData(
             state=status.state,
             lm_status=lm,
@@ -462,6 +476,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             name=self.config.name,
             software_version=self.software_version,
             warnings=self.warnings(),
+            failing=sorted(self.activity.failing.values(), key=lambda t: t.last_failure, reverse=True),
+            last_error=self.blocklist.get_meta("sync_last_error"),
+            last_error_at=self.blocklist.get_meta("sync_last_error_at"),
         )
         return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
 

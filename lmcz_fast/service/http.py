@@ -411,7 +411,9 @@ class _Connection(asyncio.Protocol):
                 self._write(self._too_many_failures(retry), keep_alive)
                 return
             answer = self.app.handle(*request, peer=self.peer)
-            if isinstance(answer, Response) and answer.status == 401:
+            # A request without credentials (a browser's first request, answered with the 401 challenge) is not
+            # a failed login: only wrong credentials count (lmcz_auth_failures_total) and are delayed.
+            if isinstance(answer, Response) and answer.status == 401 and request[4] is not None:
                 delay, waiting = throttle.failed(self.peer_key)
                 if delay > 0:
                     if waiting:

@@ -30,6 +30,8 @@ class Metrics:
         self.started = time.time()
         #: More figures to render on scrape (the HTTP stack's, the throttle's): callables returning name -> value.
         self.sources: list[Callable[[], dict[str, float]]] = []
+        #: Labelled families, rendered as the lines they return (HELP/TYPE included).
+        self.families: list[Callable[[], list[str]]] = []
 
     def observe(self, endpoint: str, outcome: str, seconds: float) -> None:
         key = (endpoint, outcome)
@@ -118,6 +120,8 @@ class Metrics:
         for name, value in sorted(extra.items()):
             out.append(f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}")
             out.append(f"{name} {value}")
+        for family in self.families:
+            out += family()
         out.append(f"lmcz_uptime_seconds {time.time() - self.started:.1f}")
         return ("\n".join(out) + "\n").encode()
 

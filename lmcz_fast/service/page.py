@@ -40,6 +40,16 @@ class TillSeen:
     checks: int = 0
 
 
+@dataclass(slots=True)
+class FailingTill:
+    """A client whose requests carried wrong credentials: by its X-ClientId, else its address."""
+
+    name: str
+    by: str                 # "client-id" or "address"
+    failures: int
+    last_failure: float     # Unix s
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """A code the service answered as not to be sold, or a check it refused to answer."""
@@ -56,6 +66,7 @@ class Activity:
         self._clock = clock
         self.tills: collections.OrderedDict[str, TillSeen] = collections.OrderedDict()
         self.refusals: collections.deque[Refusal] = collections.deque(maxlen=MAX_REFUSALS)
+        self.failing: collections.OrderedDict[str, FailingTill] = collections.OrderedDict()
         self._second = 0
         self._per_second: collections.deque[tuple[int, int]] = collections.deque()
         self._current = 0
@@ -81,6 +92,35 @@ class Activity:
         till.last_request = now
         till.requests += 1
         till.checks += checks
+
+    def auth_failed(self, client_id: str | None, address: str | None) -> None:
+        """Count a request that sent credentials and got them wrong (a browser's first, credential-less request
+        is the 401 challenge, not a failure, and is not counted)."""
+        if client_id:
+            key, by, name = "id:" + client_id[:64], "client-id", client_id[:64]
+        elif address:
+            key, by, name = "addr:" + address, "address", address
+        else:
+            return
+        now = self._clock()
+        till = self.failing.get(key)
+        if till is None:
+            till = self.failing[key] = FailingTill(name, by, 0, now)
+            if len(self.failing) > MAX_TILLS:
+                self.failing.popitem(last=False)
+        else:
+            self.failing.move_to_end(key)
+        till.failures += 1
+        till.last_failure = now
+
+    def prometheus_lines(self) -> list[str]:
+        """`lmcz_auth_failures_by_till_total{till, by}`: failed logins per till, for alerting by till."""
+        out = ["# HELP lmcz_auth_failures_by_till_total Requests with wrong credentials, by till (X-ClientId, "
+               "else address).", "# TYPE lmcz_auth_failures_by_till_total counter"]
+        for till in self.failing.values():
+            name = till.name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+            out.append(f'lmcz_auth_failures_by_till_total{{till="{name}",by="{till.by}"}} {till.failures}')
+        return out
 
     def refused(self, code: str, reason: str) -> None:
         self.refusals.append(Refusal(self._clock(), code[:64], reason))
@@ -120,6 +160,9 @@ class PageData:
     name: str = "lmcz-fast"
     software_version: str = ""
     warnings: list[str] = field(default_factory=list)
+    failing: list[FailingTill] = field(default_factory=list)
+    last_error: str | None = None       # the last failed sync/replication round, in words (None: none recorded)
+    last_error_at: float | None = None
 
 
 _TEXT = {
@@ -128,10 +171,11 @@ _TEXT = {
         "ready": "Кассы могут продавать: офлайн-проверки работают",
         "stale": "Данные устарели: офлайн-проверки пока работают",
         "expired": "Офлайн-проверки отклоняются (ошибка 4050): нужна синхронизация",
-        "empty": "Список блокировок не загружен: офлайн-проверки отклоняются (4045)",
+        "empty": "Ожидание первого списка: офлайн-проверки отклоняются (4045, модуль не настроен)",
         "until": "Офлайн-проверки будут отклоняться с {when} (через {left}).",
         "refused_since": "Проверки отклоняются с {when} ({ago} назад).",
-        "never": "База ещё ни разу не загружалась.",
+        "never": "База ещё ни разу не загружалась: первая синхронизация (lmcz-fast sync ХРАНИЛИЩЕ --feed URL) "
+                 "или загрузка заполнит её, перезапуск не нужен.",
         "database": "База данных",
         "version": "Версия",
         "age": "Возраст данных",
@@ -164,16 +208,36 @@ _TEXT = {
         "other_lang": "English",
         "overdue": " (просрочена)",
         "warnings": "Предупреждения",
+        "failing": "Ошибки входа (неверный пароль)",
+        "failing_none": "Неудачных входов не было.",
+        "failures": "Неудачных входов",
+        "last_failure": "Последний",
+        "failing_hint": "Пароль Локального модуля в настройках этих касс не совпадает с паролем сервиса.",
+        "others": "Прочие клиенты (без X-ClientId — не кассы?)",
+        "client": "Адрес",
+        "why": "Почему",
+        "why_error": "Последняя синхронизация не удалась ({when}): {error}",
+        "why_none": "Ошибок синхронизации не записано: вероятно, служба синхронизации не запущена.",
+        "todo": "Что делать",
+        "todo_stale": "Проверьте службу синхронизации (systemctl status lmcz-fast-sync; journalctl -u lmcz-fast-sync), "
+                      "доступ к серверу обновлений и прокси. Кассы пока продают.",
+        "todo_expired": "Срочно восстановите синхронизацию (systemctl status lmcz-fast-sync; journalctl -u "
+                        "lmcz-fast-sync): пока её нет, офлайн-проверки отклоняются.",
+        "todo_empty": "Выполните первую синхронизацию от имени пользователя службы (docs/operations.md): "
+                      "runuser -u lmcz-fast -- lmcz-fast sync ХРАНИЛИЩЕ --feed URL --public-key КЛЮЧ.",
+        "r_blocked": "заблокирован", "r_sold": "уже продан", "r_invalid_code": "неверный код",
+        "r_sync_error": "нет синхронизации", "r_not_configured": "модуль не настроен",
     },
     "en": {
         "title": "Local module: status",
         "ready": "Tills can sell: offline checks are working",
         "stale": "Data is stale: offline checks still work for now",
         "expired": "Offline checks are refused (error 4050): a sync is needed",
-        "empty": "No blocklist loaded: offline checks are refused (4045)",
+        "empty": "Waiting for the first list: offline checks are refused (4045, not configured)",
         "until": "Offline checks will be refused from {when} (in {left}).",
         "refused_since": "Checks have been refused since {when} ({ago} ago).",
-        "never": "The database has never been loaded.",
+        "never": "The database has never been loaded: the first sync (lmcz-fast sync STORE --feed URL) or load "
+                 "fills it, no restart needed.",
         "database": "Database",
         "version": "Version",
         "age": "Age of the data",
@@ -206,6 +270,25 @@ _TEXT = {
         "other_lang": "Русский",
         "overdue": " (overdue)",
         "warnings": "Warnings",
+        "failing": "Failed logins (wrong password)",
+        "failing_none": "No failed logins.",
+        "failures": "Failed logins",
+        "last_failure": "Last",
+        "failing_hint": "The Local Module password set on these tills differs from the service's.",
+        "others": "Other clients (no X-ClientId: not tills?)",
+        "client": "Address",
+        "why": "Why",
+        "why_error": "The last sync failed ({when}): {error}",
+        "why_none": "No sync error is recorded: the sync service is probably not running.",
+        "todo": "What to do",
+        "todo_stale": "Check the sync service (systemctl status lmcz-fast-sync; journalctl -u lmcz-fast-sync), the "
+                      "update server and the proxy. The tills still sell.",
+        "todo_expired": "Restore the sync now (systemctl status lmcz-fast-sync; journalctl -u lmcz-fast-sync): "
+                        "until then offline checks are refused.",
+        "todo_empty": "Run the first sync as the service user (docs/operations.md): runuser -u lmcz-fast -- "
+                      "lmcz-fast sync STORE --feed URL --public-key KEY.",
+        "r_blocked": "blocked", "r_sold": "already sold", "r_invalid_code": "invalid code",
+        "r_sync_error": "no sync", "r_not_configured": "not configured",
     },
 }
 
@@ -250,6 +333,29 @@ def _when(ts: float | None, t: Mapping[str, str]) -> str:
     return dt.datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
+def _number(n: int, lang: str) -> str:
+    """Thousands separated: `1 234 567` (a narrow no-break space, the Russian way) or `1,234,567`."""
+    text = f"{n:,}"
+    return text.replace(",", "\u202f") if lang == "ru" else text
+
+
+def _reason(reason: str, t: Mapping[str, str]) -> str:
+    """A refusal's reason in the page's language: the kind is translated, the details (the list's own reason and
+    authority, the parser's message) stay as recorded."""
+    head, sep, rest = reason.partition(";")
+    word = head.split(":", 1)[0].strip()
+    parts = word.split()
+    kind = parts[-1] if parts else ""
+    code = parts[0] + " " if len(parts) == 2 and parts[0].isdigit() else ""
+    key = f"r_{kind}"
+    if key not in t:
+        return reason
+    # the service's own English description of a refusal (the banner says it in the page's language) is left out
+    detail = head.split(":", 1)[1].strip() if ":" in head and kind not in ("sync_error", "not_configured") else ""
+    tail = rest.strip() if sep else ""
+    return code + t[key] + "".join(f"; {x}" for x in (detail, tail) if x)
+
+
 def render(data: PageData, lang: str = "ru") -> bytes:
     """The page as UTF-8 HTML. Every value from outside (till names, codes, reasons, URLs) is escaped."""
     t = _TEXT.get(lang, _TEXT["ru"])
@@ -274,6 +380,18 @@ def render(data: PageData, lang: str = "ru") -> bytes:
         f'<p id="expires" data-expires-at="{"" if data.expires_at is None else int(data.expires_at)}">'
         f"{esc(detail)}</p></div>",
     ]
+    if state in ("stale", "expired", "empty"):
+        if state == "empty":
+            why = None
+        elif data.last_error:
+            why = t["why_error"].format(when=_when(data.last_error_at, t), error=data.last_error)
+        else:
+            why = t["why_none"]
+        out.append('<section id="why" class="warn"><dl>')
+        if why is not None:
+            out.append(f'<dt>{esc(t["why"])}</dt><dd id="why-text">{esc(why)}</dd>')
+        out.append(f'<dt>{esc(t["todo"])}</dt><dd id="todo">{esc(t["todo_" + state])}</dd>')
+        out.append("</dl></section>")
     if data.warnings:
         out.append(f'<section id="warnings" class="warn"><h2>{esc(t["warnings"])}</h2><ul>')
         out += [f"<li>{esc(w)}</li>" for w in data.warnings]
@@ -284,7 +402,7 @@ def render(data: PageData, lang: str = "ru") -> bytes:
     out.append(f'<dt>{esc(t["age"])}</dt><dd id="db-age">{esc(age)}</dd>')
     for name in ("blocked_codes", "blocked_gtins", "min_prices", "grey_gtins", "sold"):
         if name in data.counts:
-            out.append(f'<dt>{esc(t[name])}</dt><dd id="count-{name}">{data.counts[name]}</dd>')
+            out.append(f'<dt>{esc(t[name])}</dt><dd id="count-{name}">{_number(data.counts[name], lang)}</dd>')
     out.append("</dl></section>")
     out.append(f'<section id="sync"><h2>{esc(t["sync"])}</h2><dl>')
     out.append(f'<dt>{esc(t["last_sync"])}</dt><dd id="last-sync">{esc(_when(data.last_sync_at, t))}</dd>')
@@ -293,19 +411,40 @@ def render(data: PageData, lang: str = "ru") -> bytes:
                f'{esc(_when(data.next_sync_at, t))}{esc(t["overdue"]) if overdue else ""}</dd>')
     out.append(f'<dt>{esc(t["source"])}</dt><dd id="source">{esc(data.source or t["none"])}</dd>')
     out.append("</dl></section>")
-    out.append(f'<section id="tills"><h2>{esc(t["tills"])} ({len(data.tills)})</h2>')
+    tills = [till for till in data.tills if till.by == "client-id"]
+    others = [till for till in data.tills if till.by != "client-id"]
+    out.append(f'<section id="tills"><h2>{esc(t["tills"])} ({len(tills)})</h2>')
     out.append(f'<p>{esc(t["rate"])}: <b id="rate">{data.rate:.1f}</b></p>')
-    if data.tills:
+    if tills:
         out.append(f"<table><tr><th>{esc(t['till'])}</th><th>{esc(t['last_request'])}</th>"
                    f"<th>{esc(t['requests'])}</th><th>{esc(t['checks'])}</th></tr>")
-        for till in data.tills:
-            name = esc(till.name) + (f" ({esc(t['by_address'])})" if till.by == "address" else "")
+        for till in tills:
             ago = _duration(data.now - till.last_request, t)
-            out.append(f'<tr class="till"><td>{name}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
-                       f"<td>{till.requests}</td><td>{till.checks}</td></tr>")
+            out.append(f'<tr class="till"><td>{esc(till.name)}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
+                       f"<td>{_number(till.requests, lang)}</td><td>{_number(till.checks, lang)}</td></tr>")
         out.append("</table>")
     else:
         out.append(f"<p>{esc(t['no_tills'])}</p>")
+    if others:
+        out.append(f'<h2>{esc(t["others"])}</h2><table id="others"><tr><th>{esc(t["client"])}</th>'
+                   f"<th>{esc(t['last_request'])}</th><th>{esc(t['requests'])}</th><th>{esc(t['checks'])}</th></tr>")
+        for till in others:
+            ago = _duration(data.now - till.last_request, t)
+            out.append(f'<tr class="other"><td>{esc(till.name)}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
+                       f"<td>{_number(till.requests, lang)}</td><td>{_number(till.checks, lang)}</td></tr>")
+        out.append("</table>")
+    out.append("</section>")
+    out.append(f'<section id="failing"><h2>{esc(t["failing"])}</h2>')
+    if data.failing:
+        out.append(f"<p>{esc(t['failing_hint'])}</p><table><tr><th>{esc(t['till'])}</th>"
+                   f"<th>{esc(t['failures'])}</th><th>{esc(t['last_failure'])}</th></tr>")
+        for till in data.failing:
+            name = esc(till.name) + (f" ({esc(t['by_address'])})" if till.by == "address" else "")
+            out.append(f'<tr class="failing"><td>{name}</td><td>{_number(till.failures, lang)}</td>'
+                       f"<td>{esc(_when(till.last_failure, t))}</td></tr>")
+        out.append("</table>")
+    else:
+        out.append(f"<p>{esc(t['failing_none'])}</p>")
     out.append("</section>")
     out.append(f'<section id="refusals"><h2>{esc(t["refusals"])}</h2>')
     if data.refusals:
@@ -314,7 +453,7 @@ def render(data: PageData, lang: str = "ru") -> bytes:
         for refusal in reversed(data.refusals):
             code = esc(refusal.code.replace("\x1d", "<GS>"))
             out.append(f'<tr class="refusal"><td>{esc(_when(refusal.at, t))}</td><td><code>{code}'
-                       f"</code></td><td>{esc(refusal.reason)}</td></tr>")
+                       f"</code></td><td>{esc(_reason(refusal.reason, t))}</td></tr>")
         out.append("</table>")
     else:
         out.append(f"<p>{esc(t['no_refusals'])}</p>")

@@ -67,11 +67,13 @@ def run(
     use_uvloop: bool = True,
     ready: Callable[[int], None] | None = None,
     password: Callable[[], str] | None = None,
+    page_credentials: tuple[str, str] | None = None,
 ) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain connections and flush the audit log.
 
     SIGHUP calls `password()` (serve reads its --password-file again) and takes the new password for the next
     requests without closing a connection; a password that cannot be read leaves the old one in force.
+    `page_credentials` (user, password) open the status page (GET /) only, read-only.
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -87,6 +89,8 @@ def run(
             log.info("sales are remembered %g days", config.sold_expire_days)
     audit = AuditLog(audit_dir, retention_days=retention_days, flush_interval=flush_interval) if audit_dir else None
     app = LocalModule(blocklist, config, audit=audit)
+    if page_credentials is not None:
+        app.set_page_credentials(*page_credentials)
     server = Server(app)
 
     async def main() -> None:

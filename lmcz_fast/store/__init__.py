@@ -13,11 +13,12 @@ asking them) and the sold register (`sold.py`: codes this store sold; `group_com
 writes into one transaction). Below them: `environment.py` (the LMDB environment and its tables), `sources.py`
 (reading blocklist files), `keys.py` (row keys), `digest.py` (the set digest), `freshness.py` (when offline
 answers stop), `records.py` and `errors.py` (what it answers), `replication.py` (where a replicated store keeps
-its checkpoints).
+its checkpoints), `compaction.py` (the file back to the pages in use, with the store alone).
 """
 
 from .blocklist import Blocklist
 from .change import Change
+from .compaction import CompactReport, StoreBusyError, compact, compact_if_worth, exclusive, invalidate_lock, space
 from .digest import digest_after, set_digest_of
 from .errors import (
     DigestMismatchError,
@@ -48,6 +49,7 @@ __all__ = [
     "Block",
     "Blocklist",
     "Change",
+    "CompactReport",
     "CutCodes",
     "DEFAULT_EXPIRE_AFTER",
     "DeltaReport",
@@ -73,14 +75,19 @@ __all__ = [
     "SoldRegister",
     "SoldRegisterError",
     "Status",
+    "StoreBusyError",
     "StoreError",
     "TablesReport",
     "Verdict",
     "VersionError",
+    "compact",
+    "compact_if_worth",
     "digest_after",
     "disk_full",
+    "exclusive",
     "free_bytes",
     "freshness",
+    "invalidate_lock",
     "parse_record",
     "product_group_of",
     "read_grey_file",
@@ -88,4 +95,5 @@ __all__ = [
     "replication_checkpoint",
     "replication_status",
     "set_digest_of",
+    "space",
 ]

@@ -4,13 +4,15 @@
 The offline limit (`expire_after`, default 72 h) counts from the store's last successful sync, or, for a store
 that was never synced, from its last full load (a list loaded from a file). A store that never held a list
 (version 0) has no offline answers at all: its state is `empty` and it has no expiry time, because it never
-started.
+started. The same holds for a store that only ever received side tables (minimum prices, grey GTINs: `prices load`
+on a path with no store) and blocks nothing: its list has not arrived yet.
 
 **A clock behind the store's own records.** The age is measured by this machine's clock, so a clock that reads
 earlier than the moment the store itself recorded as the start of that age (its last sync, else its last load:
-`reference_time`, written by the same kind of clock) cannot measure it: a dead CMOS battery setting the clock a year back used to give "age 0,
-ready" for a year. When the clock reads more than `CLOCK_TOLERANCE` before the newest of them, nothing is aged by
-it: the state is `expired` (checks refused, as after the offline limit: the store cannot show it is within it) and
+`reference_time`, written by the same kind of clock) cannot measure it: a dead CMOS battery setting the
+clock a year back used to give "age 0, ready" for a year. When the clock reads more than `CLOCK_TOLERANCE` before
+it, nothing is aged by it: the state is `expired` (checks refused, as after the offline limit: the store cannot
+show it is within it) and
 `clock_behind` says by how much, on every surface (status, info, the service's /status, page, /metrics and log).
 It clears by itself when the clock is right again, or when a sync or load records a new time by the clock as it
 is now (a clock that is behind but runs at the right pace then ages the store correctly from there).
@@ -62,7 +64,9 @@ def freshness(meta: Mapping[str, Any], now: float) -> Status:
     last = reference_time(meta)
     age = None if last is None else max(0.0, now - last)
     expires_at: float | None
-    if not holds_list(version):
+    if not holds_list(version) or (last is None and not meta.get("codes") and not meta.get("gtins")):
+        # never loaded nor synced and nothing blocked: only side tables (`prices load`, `grey load` on a new
+        # store) or nothing at all. No list has arrived yet: empty (4045), not expired (4050).
         state, expires_at = "empty", None
     elif last is None:
         state, expires_at = "expired", float(meta.get("created_at") or 0.0)
