@@ -6,6 +6,7 @@ Real parts: the real server on loopback sockets (in a thread, or `lmcz-fast serv
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
@@ -20,6 +21,7 @@ from _service_support import PASSWORD, ServeProcess, ServerThread, auth_header, 
 from lmcz_fast.service.throttle import AuthThrottle
 
 MIB = 1 << 20
+WRONG = "Basic " + base64.b64encode(b"till:wrong-password").decode()
 
 
 @pytest.fixture(scope="module")
@@ -163,9 +165,9 @@ RETURN_MIB = 16
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc to read a process's memory")
 def test_serve_memory_under_5000_stalled_unauthenticated_uploads(db: Path, tmp_path: Path) -> None:
-    """5,000 connections from one address each declare a 1 MiB body, send its first 64 KiB without credentials and
-    stall. `serve` (its own process, default throttle) answers each on its headers (401 at once for the first,
-    then held answers, then 429 unread) and reads none of the bodies: its RSS stays under baseline + BOUND_MIB,
+    """5,000 connections from one address each declare a 1 MiB body, send its first 64 KiB without credentials (or
+    with a wrong password) and stall. `serve` (its own process, default throttle) answers each on its headers (401 at
+    once, or held by the throttle, then 429 unread) and reads none of the bodies: its RSS stays under baseline + BOUND_MIB,
     and once the clients close, back within RETURN_MIB of the baseline."""
     password = tmp_path / "password"
     password.write_text(PASSWORD + "\n")
@@ -191,7 +193,8 @@ def test_serve_memory_under_5000_stalled_unauthenticated_uploads(db: Path, tmp_p
                 sock.connect(("127.0.0.1", serve.port))
                 sock.setblocking(False)
                 try:
-                    sock.send(_head(length=MIB) + chunk)
+                    # half without credentials (401 at once), half with a wrong password (the throttle holds them)
+                    sock.send(_head(length=MIB, auth=None if n % 2 else WRONG) + chunk)
                 except (BlockingIOError, ConnectionError):
                     pass
                 socks.append(sock)
