@@ -348,6 +348,48 @@ def test_service_load(tmp_path, board) -> None:  # type: ignore[no-untyped-def]
         assert cpu["audit"] <= cpu["no_audit"] * 1.10
 
 
+def test_per_code_error_path_cost(tmp_path, board) -> None:  # type: ignore[no-untyped-def]
+    """What one unreadable code costs a request that is answered per code (docs/service.md, "One unreadable code"):
+    server CPU per request for requests of 20 codes, all readable, against the same requests with one of the 20
+    replaced by a scan that is not a code (answered in its own refused entry, the 19 others checked). One server
+    (audit on, the default), the two loads interleaved, median of the rounds."""
+    import pytest
+
+    if not _enabled():
+        pytest.skip("LMCZ_BENCH_SERVICE=0")
+    db, codes_file = _make_corpus(str(tmp_path), blocked_count=20_000, scans=4_000)
+    with open(codes_file, encoding="utf-8") as fh:
+        lines = [line for line in fh if line.strip()]
+    with_bad = os.path.join(str(tmp_path), "scans-one-unreadable.jsonl")
+    with open(with_bad, "w", encoding="utf-8") as fh:
+        for index, line in enumerate(lines):
+            fh.write(json.dumps(f"not a code {index}") + "\n" if index % 20 == 7 else line)
+    files = {"readable": codes_file, "one_unreadable": with_bad}
+    runs: dict[str, list[float]] = {name: [] for name in files}
+    statuses: dict[str, object] = {}
+    rounds = int(os.environ.get("LMCZ_BENCH_SERVICE_ROUNDS", "5"))
+    with _Serve(db, "--audit-dir", str(tmp_path / "audit")) as srv:
+        for round_no in range(rounds):
+            order = list(files.items())
+            for name, path in (order if round_no % 2 == 0 else order[::-1]):
+                before = srv.cpu_seconds()
+                result = run_client_process(srv.port, path, connections=20, rate=0, duration=1.0, warmup=0.0,
+                                            per_request=20)
+                served = int(result["responses"]) or 1  # type: ignore[call-overload]
+                runs[name].append((srv.cpu_seconds() - before) / served)
+                statuses[name] = result["statuses"]
+    cpu = {name: sorted(values)[len(values) // 2] for name, values in runs.items()}
+    board.record("service: server CPU per 20-code request, one unreadable", cpu["one_unreadable"])
+    board.record("service: server CPU per 20-code request, all readable", cpu["readable"])
+    board.target("service: server CPU per 20-code request, one unreadable",
+                 "service: server CPU per 20-code request, all readable", 1.10,
+                 "service: per-code error path (server CPU/request, one of 20 unreadable / none)")
+    board.notes.append(f"service per-code error path: {cpu['one_unreadable'] * 1e6:.1f} / {cpu['readable'] * 1e6:.1f} "
+                       f"us per 20-code request (one unreadable / all readable), median of {rounds} rounds")
+    print(json.dumps({"cpu_per_request_runs": runs, "statuses": statuses}, indent=1))
+    assert set(statuses["one_unreadable"]) == {"200"} and set(statuses["readable"]) == {"200"}  # type: ignore[arg-type]
+
+
 if __name__ == "__main__":
     print(json.dumps(run_client()))
     sys.exit(0)

@@ -112,6 +112,7 @@ cdef enum:
     R_CYRILLIC = 64
     R_LOST_GS = 128
     R_BASE64 = 256
+    R_TAIL_CUT = 512        # readings_of(tail_cut=True): the scan ends inside a tail AI after a GS; that AI is dropped
     R_PH_SEEN = 1 << 30     # not a repair: a parse loop read an ambiguous GS placeholder as code characters
 
 REPAIRS = (
@@ -124,6 +125,7 @@ REPAIRS = (
     "cyrillic_layout",
     "lost_gs",
     "base64",
+    "tail_cut",
 )
 
 # Character classes.
@@ -203,6 +205,7 @@ cdef struct Parsed:
     bint cis_mode               # the input is a CIS line: no GS means no tail
     bint decoded                # p.s was Base64-decoded (never twice)
     bint mapped                 # slow path: positions come from pos[]
+    bint cut_ok                 # readings_of(tail_cut=True): a tail cut short after a GS ends the tail (R_TAIL_CUT)
     int ph_from                 # ordinal of the first ambiguous GS placeholder read as GS (PH_NONE: none)
     int ph_count                # ambiguous GS placeholders in the text (counted where the text was rewritten)
     int kind
@@ -385,6 +388,17 @@ cdef inline int _ai_code(const unsigned char* s, int at, int n) noexcept nogil:
     return v + n * 100000     # keeps AIs of different lengths apart: "10" -> 200010, "240" -> 300240
 
 
+cdef inline bint _ai_cut(const unsigned char* s, Py_ssize_t i, Py_ssize_t m) noexcept nogil:
+    """Whether s[i:m] (1 to 3 digits, ending the scan) can be the start of an AI the scan's end cut short."""
+    cdef Py_ssize_t k
+    if m - i > 3:
+        return False
+    for k in range(i, m):
+        if not (CLS[s[k]] & CDIGIT):
+            return False
+    return True
+
+
 cdef int _parse_tail(Parsed* p, Py_ssize_t i, Py_ssize_t strict_until, bint recovering) noexcept nogil:
     """Parse AIs from s[i] to the end into p's tail arrays.
 
@@ -402,6 +416,9 @@ cdef int _parse_tail(Parsed* p, Py_ssize_t i, Py_ssize_t strict_until, bint reco
             i += 1
             continue
         if not _ai_spec(s, i, m, &ai_len, &fixed, &maxlen, &numeric):
+            if p.cut_ok and not recovering and _ai_cut(s, i, m):
+                p.repaired |= R_TAIL_CUT
+                break
             return _fail(p, E_UNKNOWN_AI, i)
         if n == TAIL_MAX:
             return _fail(p, E_BAD_TAIL, i)
@@ -415,6 +432,9 @@ cdef int _parse_tail(Parsed* p, Py_ssize_t i, Py_ssize_t strict_until, bint reco
         if fixed:
             e = v + fixed
             if e > m:
+                if p.cut_ok and not recovering:
+                    p.repaired |= R_TAIL_CUT       # the scan ends inside this value: it is dropped, not guessed
+                    break
                 return _fail(p, E_TRUNCATED, m)
             if numeric:
                 for k in range(v, e):
@@ -1038,7 +1058,9 @@ cdef int _primary_after(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint 
 
 cdef Py_ssize_t cut_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil:
     cdef Parsed p
-    cdef int rc = _primary(raw, n, &p, False)
+    cdef int rc
+    p.cut_ok = False
+    rc = _primary(raw, n, &p, False)
     if rc < 0:
         return rc
     return _write_identity(&p, out)
@@ -1046,7 +1068,9 @@ cdef Py_ssize_t cut_identity(const unsigned char* raw, Py_ssize_t n, unsigned ch
 
 cdef Py_ssize_t cut_cis_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil:
     cdef Parsed p
-    cdef int rc = _primary(raw, n, &p, True)
+    cdef int rc
+    p.cut_ok = False
+    rc = _primary(raw, n, &p, True)
     if rc < 0:
         return rc
     return _write_identity(&p, out)
@@ -1058,7 +1082,9 @@ cdef Py_ssize_t cut_readings(const unsigned char* raw, Py_ssize_t n, unsigned ch
     cdef int specs[READINGS_MAX]
     cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
     cdef Py_ssize_t lens[READINGS_MAX]
-    cdef int rc = _parse_text(raw, n, &p, False), k
+    cdef int rc, k
+    p.cut_ok = False
+    rc = _parse_text(raw, n, &p, False)
     if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)):
         n_alts[0] = 0
         return _write_identity(&p, out)
@@ -1172,8 +1198,10 @@ def identity_of(raw, *, bint cis=False):
     """
     cdef Parsed p
     cdef unsigned char out[IDENTITY_MAX]
+    cdef int rc
+    p.cut_ok = False
     raw = _coerce(raw)
-    cdef int rc = _run(raw, &p, cis)
+    rc = _run(raw, &p, cis)
     if rc < 0:
         _raise_for(rc, &p, raw)
     return PyBytes_FromStringAndSize(<char*>out, _write_identity(&p, out))
@@ -1338,8 +1366,10 @@ def parse_code(raw, *, bint cis=False):
     serial. By default a GS-less scan is read as a scanner's, whose GS may be lost (see docs/codes.md).
     """
     cdef Parsed p
+    cdef int rc
+    p.cut_ok = False
     raw = _coerce(raw)
-    cdef int rc = _run(raw, &p, cis)
+    rc = _run(raw, &p, cis)
     if rc < 0:
         _raise_for(rc, &p, raw)
     return _code(&p)
@@ -1361,8 +1391,13 @@ cdef MarkingCode _code(Parsed* p):
     return mc
 
 
-def readings_of(raw):
+def readings_of(raw, *, bint tail_cut=False):
     """Every code a scan can be read as, the most likely first (that is `parse_code(raw)`); raises CodeError.
+
+    `tail_cut=True` (the service's checks) also reads a scan whose end cut a tail AI short after a GS (a client
+    that cuts every code to 31 characters cuts a beer code inside `93`, a tobacco block inside `8005`): the serial
+    ended at that GS, so the identity is whole; the cut AI is dropped (not guessed) and `repaired` names
+    `tail_cut`. Without a GS before the cut (a lost GS) the scan is refused as before (docs/codes.md).
 
     Usually one. A scan holding a GS placeholder made of code characters (`<GS>`, `%1D`) is also read with the
     placeholder as serial text, and a scan the parser split at a lost GS also as its bare CIS (everything after
@@ -1376,6 +1411,7 @@ def readings_of(raw):
     cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
     cdef Py_ssize_t lens[READINGS_MAX]
     cdef int rc, k
+    p.cut_ok = tail_cut
     raw = _coerce(raw)
     rc = _text(raw, &data, &n, &p)
     if rc == 0:

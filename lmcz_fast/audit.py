@@ -4,7 +4,9 @@ Layout of the audit directory:
 
 - `audit-YYYY-MM-DD.jsonl` — the current UTC day's segment, one compact JSON object per request:
   `{"t": <Unix ms>, "id": "<reqId>", "c": "<X-ClientId>"|null, "v": <db version>|null, "o": "<outcome>",
-  "k": [["<cis>", 1|0|null], ...]}` (1 blocked, 0 not blocked, null not checked: refused or invalid request).
+  "k": [["<cis>", 1|0|null], ...]}` (1 blocked, 0 not blocked, null not checked: refused or invalid request),
+  and `"a": "<who>"` when the request authenticated by `Authorization: Token` (`token:<label>`, the label the
+  operator gave the token in `serve --token-file`; never the token itself).
 - `audit-YYYY-MM-DD.jsonl.gz` — earlier days, gzip-compressed when the day is over (or at the next start).
   Segments older than the retention (default 100 days) are deleted.
 
@@ -40,7 +42,7 @@ MAX_PENDING = 2_000_000
 _SEGMENT = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 
-Record = tuple[str, int, "str | None", "int | None", str, "tuple[tuple[str, bool | None], ...]"]
+Record = tuple[str, int, "str | None", "int | None", str, "tuple[tuple[str, bool | None], ...]", "str | None"]
 #: Seconds of formatting by the writer thread between two releases of the GIL, so that the event loop's thread,
 #: which wants it back, waits that long at most rather than the interpreter's 5 ms switch interval.
 _HOLD_GIL = 0.0005
@@ -119,7 +121,7 @@ def _format(record: Record) -> str:
     A CIS the store returned holds only GS1's 82 characters, of which only '"' needs escaping in JSON;
     anything else (a client id, a refused request's raw text) goes through the JSON encoder.
     """
-    req_id, ts_ms, client, version, outcome, codes = record
+    req_id, ts_ms, client, version, outcome, codes, who = record
     # No cache of client ids: a client may send a new one with every request, and each cached one, long-lived
     # among short-lived objects, pinned an allocator arena (RSS grew 40 MB over 10k ids and did not come back).
     client_json = _json_str(client)
@@ -131,8 +133,9 @@ def _format(record: Record) -> str:
             parts.append(f"[{_DUMPS(cis)},{1 if blocked else 0}]")
         else:
             parts.append(f'["{cis}",{1 if blocked else 0}]')
+    who_json = "" if who is None else f',"a":{_json_str(who)}'
     return (f'{{"t":{ts_ms},"id":"{req_id}","c":{client_json},"v":{"null" if version is None else version},'
-            f'"o":"{outcome}","k":[{",".join(parts)}]}}\n')
+            f'"o":"{outcome}","k":[{",".join(parts)}]{who_json}}}\n')
 
 
 class AuditLog:
@@ -189,17 +192,19 @@ class AuditLog:
         db_version: int | None,
         outcome: str,
         codes: list[tuple[str, bool | None]],
+        who: str | None = None,
     ) -> None:
         """Queue one request's record; cheap and non-blocking (the writer thread does the rest).
 
         The record is kept as tuples of strings and numbers only, which the garbage collector stops tracking at
         its first pass: the queue, up to a flush interval of records, then never makes a full collection (a
-        stall of the event loop) more frequent."""
+        stall of the event loop) more frequent. `who`: "token:<label>" for a request authenticated by a token
+        (recorded as "a"); None for HTTP Basic (one user) or no authentication."""
         pending = self._pending
         if len(pending) >= MAX_PENDING:
             pending.popleft()
             self.dropped_total += 1
-        pending.append((req_id, ts_ms, client, db_version, outcome, tuple(codes)))
+        pending.append((req_id, ts_ms, client, db_version, outcome, tuple(codes), who))
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -385,7 +390,7 @@ def _iso(ms: int) -> str:
 
 
 def _readable(record: dict[str, Any]) -> dict[str, Any]:
-    return {
+    out = {
         "reqId": record.get("id"),
         "time": _iso(record["t"]),
         "reqTimestamp": record["t"],
@@ -394,6 +399,9 @@ def _readable(record: dict[str, Any]) -> dict[str, Any]:
         "outcome": record.get("o"),
         "codes": [{"cis": cis, "isBlocked": None if b is None else bool(b)} for cis, b in record.get("k", ())],
     }
+    if record.get("a") is not None:
+        out["auth"] = record["a"]           # a token's label (serve --token-file), never the token
+    return out
 
 
 CSV_COLUMNS = ("reqId", "time", "reqTimestamp", "clientId", "dbVersion", "outcome", "cis", "isBlocked")

@@ -26,7 +26,8 @@ class ContractError(AssertionError):
 
 @dataclass(frozen=True)
 class Spec:
-    kind: str                                   # string, int32, int64, bool, datetime, list, object, nullable
+    kind: str                                   # string, int32, int64, bool, datetime, list, object, nullable,
+                                                # count (an int64 or the string "unknown")
     inner: Spec | None = None
     fields: dict[str, Spec] = field(default_factory=dict)
     required: frozenset[str] = frozenset()
@@ -68,6 +69,10 @@ def decode(value: Any, spec: Spec, path: str = "$") -> Any:
         bits = 31 if kind == "int32" else 63
         if not -(1 << bits) <= value < 1 << bits:
             raise ContractError(f"{path}: {value} is out of {kind} range")
+    elif kind == "count":
+        if value != "unknown" and (not isinstance(value, int) or isinstance(value, bool) or not
+                                   -(1 << 63) <= value < 1 << 63):
+            raise ContractError(f"{path}: {value!r} where the client declares an int64 or \"unknown\"")
     elif kind == "bool":
         if not isinstance(value, bool):
             raise ContractError(f"{path}: {type(value).__name__} {value!r} where the client declares a bool")
@@ -140,3 +145,46 @@ ERROR = obj({"code": INT32, "description": STRING, "reqId": STRING, "reqTimestam
 #: init's and greyList's answers: clients only look at the HTTP status; what we send must still be typed.
 ACK = obj({"code": INT32, "description": STRING, "reqTimestamp": INT64, "status": STRING,
            "enableGreyList": BOOL}, required={"code", "description"})
+
+
+# -- field fidelity (issue 20): the models of the clients surveyed in ../shared/domain.md, "What clients in the field
+# send and expect" ----------------------------------------------------------------------------------------------
+
+COUNT = Spec("count")
+
+#: LM 1.x `replicationStatus.{db}`: numbers or the string "unknown" (the C# client's integration test reads
+#: `blocked_series.localDocCount`; the official module answers "unknown" where it does not know).
+REPLICATION_DB = obj({"localDocCount": COUNT, "serverDocCount": COUNT, "timeLag": COUNT})
+
+#: Status as the strictest surveyed client decodes it: FMU-API `LocalModuleState` (strings, int64 ms, a bool), Evotor
+#: (`lastSync` a Long of Unix ms, 0 before initialisation), the Zabbix template's JSON paths, LM 1.x's
+#: `replicationStatus` for its four databases, and our `dbVersionId` (the check's `version` of this database).
+STATUS_FIELD = obj({
+    **STATUS.fields,
+    "replicationStatus": obj({name: REPLICATION_DB for name in ("cis", "blocked_cis", "blocked_gtin",
+                                                                "blocked_series")}),
+    "dbVersionId": STRING,
+})
+
+#: Evotor's check model (Java): `mrp`/`smp` nullable Integer, booleans boxed but never null in an answer, the
+#: check's `version` a String ("the version of the blocklist database").
+EVOTOR_CODE = obj({"cis": STRING, "isBlocked": BOOL, "sold": BOOL, "mrp": nullable(INT32), "smp": nullable(INT32),
+                   "gtin": STRING, "isGreyGtin": BOOL})
+EVOTOR_ENVELOPE = obj({"code": INT32, "reqId": STRING, "reqTimestamp": INT64, "inst": STRING, "version": STRING,
+                       "codes": list_of(EVOTOR_CODE)})
+
+#: lalexs75/crpt_true_api (FPC) `TLCResultItem`/`TLCCodeInfo`: the same fields, FPC's JSON objects as strict
+#: (a string stays a string; `groupIds` an array of integers).
+PASCAL_CODE = obj({"cis": STRING, "gtin": STRING, "printView": STRING, "groupIds": list_of(INT32),
+                   "found": BOOL, "valid": BOOL, "verified": BOOL, "realizable": BOOL, "utilised": BOOL,
+                   "sold": BOOL, "isBlocked": BOOL, "ogvs": list_of(STRING)})
+PASCAL_ENVELOPE = obj({"code": INT32, "description": STRING, "reqId": STRING, "reqTimestamp": INT64,
+                       "inst": STRING, "version": STRING, "codes": list_of(PASCAL_CODE)})
+
+#: `GET /api/v{1,2}/config` in the field names seen (one public client, one emulator); ours under `lmczFast`.
+CONFIG = obj({"replicationInstUrl": STRING, "blockSyncPeriod": INT64, "soldStorePeriod": INT64, "logLevel": STRING,
+              "operationMode": STRING,
+              "authorization": list_of(obj({"type": STRING, "user": STRING, "label": STRING,
+                                            "expiresAt": nullable(INT64)}, required={"type"})),
+              "lmczFast": obj({"offlineLimit": INT64, "maxCodes": INT64, "statusAuth": BOOL,
+                               "syncKind": nullable(STRING)})})

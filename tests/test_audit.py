@@ -166,7 +166,7 @@ def test_every_check_request_is_recorded(tmp_path: Path) -> None:
         bad = client.check([free, "junk"])[2]
         client.request("GET", "/api/v1/status")
     records = list(iter_records(audit_dir))
-    assert [r["o"] for r in records] == ["ok", "invalid_code"]
+    assert [r["o"] for r in records] == ["ok", "partial"]
     first = records[0]
     assert first["id"] == ok["reqId"] and first["t"] == ok["reqTimestamp"] and first["c"] == "0000111122223333"
     assert str(first["v"]) == ok["dbVersion"] and first["k"] == [[blocked[0], 1], [free, 0]]

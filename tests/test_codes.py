@@ -6,7 +6,18 @@ import pickle
 
 import pytest
 
-from lmcz_fast._codes import KINDS, REASONS, REPAIRS, CodeError, MarkingCode, identity_of, parse_code, reason_of
+from lmcz_fast import synth
+from lmcz_fast._codes import (
+    KINDS,
+    REASONS,
+    REPAIRS,
+    CodeError,
+    MarkingCode,
+    identity_of,
+    parse_code,
+    readings_of,
+    reason_of,
+)
 
 GS = "\x1d"
 
@@ -470,3 +481,49 @@ def test_mrp_of_a_tobacco_block_is_its_ai_8005_value_in_kopecks():
 def test_codes_without_a_price_have_no_mrp():
     for raw in (SHOES, MILK, WATER, BEER, MILK_WEIGHTED, f"{G}aB3!x_-"):
         assert parse_code(raw).mrp is None, raw
+
+
+# -- a tail cut short (readings_of(raw, tail_cut=True), the service's checks) ---------------------------------------
+
+
+def test_tail_cut_reads_the_identity_of_a_code_cut_inside_its_tail():
+    beer = f"01{G}21ABCDEFG{GS}93ab"
+    with pytest.raises(CodeError) as refused:
+        readings_of(beer)
+    assert refused.value.reason == "truncated"
+    (code,) = readings_of(beer, tail_cut=True)
+    assert code.identity == f"01{G}21ABCDEFG" and code.tail == {} and "tail_cut" in code.repaired
+    (block,) = readings_of(f"01{G}21ABCDEFG{GS}8005{GS}93", tail_cut=True)     # the AI itself, after a GS
+    assert block.identity == f"01{G}21ABCDEFG" and block.mrp is None
+    (block,) = readings_of(f"01{G}21ABCDEFG{GS}8005123456{GS}93a", tail_cut=True)
+    assert block.tail == {"8005": "123456"} and block.mrp is not None and "tail_cut" in block.repaired
+    (partial_ai,) = readings_of(f"01{G}21ABCDEFG{GS}800", tail_cut=True)
+    assert partial_ai.identity == f"01{G}21ABCDEFG"
+
+
+def test_tail_cut_changes_nothing_that_parses_without_it():
+    for code in synth.generate(300, seed=20, damage_rate=0.5):
+        try:
+            plain = readings_of(code.scan)
+        except CodeError:
+            continue
+        assert readings_of(code.scan, tail_cut=True) == plain
+
+
+@pytest.mark.parametrize("group", sorted(synth.GROUPS))
+def test_tail_cut_of_any_prefix_is_the_whole_codes_identity_or_refused(group):
+    """Every prefix of every code: where only the flag reads it, every reading is the whole code's identity. So the
+    flag turns refusals into the right answer, never into another code (a blocked one answered free)."""
+    for code in synth.generate(20, seed=31, groups=[group]):
+        for end in range(16, len(code.element_string) + 1):
+            prefix = code.element_string[:end]
+            try:
+                readings_of(prefix)
+                continue
+            except CodeError:
+                pass
+            try:
+                readings = readings_of(prefix, tail_cut=True)
+            except CodeError:
+                continue
+            assert {r.identity for r in readings} == {code.identity}, (group, prefix)

@@ -446,6 +446,13 @@ class World:
             path.write_text("a-long-password\n")
             self.log.append(f"made password file {name}")
 
+    def ensure_tokens(self, name: str) -> None:
+        path = self.path(name)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("5f0c6a52-8f9e-4a39-9d39-1b2c3d4e5f60 2099-12-31 till 1\n")
+            self.log.append(f"made token file {name}")
+
     def ensure_audit(self, directory: str, db: str | None) -> None:
         path = self.path(directory)
         if path.is_dir() and any(path.iterdir()):
@@ -509,6 +516,8 @@ class World:
             self.ensure_input(opts["file"])
         if name == "serve" and opts.get("password_file"):
             self.ensure_password(opts["password_file"])
+        if name == "serve" and opts.get("token_file"):
+            self.ensure_tokens(opts["token_file"])
         if name == "check" and opts.get("db"):
             self.ensure_store(opts["db"])
         if name == "sync":

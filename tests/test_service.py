@@ -213,7 +213,10 @@ def test_init_accepts_token(client: Client) -> None:
                                   "Basic !!notbase64!!", "Bearer " + PASSWORD, "Basic " + "dGlsbA=="])
 def test_bad_or_missing_credentials(server: ServerThread, auth: str | None) -> None:
     client = Client(server.port, auth=auth or "")
-    for method, path in (("GET", "/api/v1/status"), ("GET", "/api/v1/cis/outCheck?cis=x")):
+    paths = [("GET", "/api/v1/cis/outCheck?cis=x"), ("GET", "/api/v1/config")]
+    if auth is not None:        # status answers without credentials, but checks the ones a client sends
+        paths.append(("GET", "/api/v1/status"))
+    for method, path in paths:
         status, headers, body = client.request(method, path)
         assert status == 401
         assert headers["www-authenticate"].startswith("Basic ")
@@ -271,9 +274,19 @@ def test_bad_bodies(client: Client, body: bytes, content_type: str, status: int,
     assert client.request("GET", "/api/v1/status")[0] == 200
 
 
-def test_invalid_code_names_its_index(client: Client, codes: dict[str, list[str]]) -> None:
-    status, _, body = client.check([codes["free"][7], codes["free"][8], "0104600000000001"])
-    assert status == 400 and body["error"] == "invalid_code" and body["index"] == 2
+def test_invalid_code_is_answered_on_its_own(client: Client, codes: dict[str, list[str]]) -> None:
+    status, _, body = client.check([codes["free"][7], codes["blocked"][0], "0104600000000001"])
+    assert status == 200 and body["unreadable"] == 1, body
+    free, blocked, bad = body["codes"]
+    assert free["isBlocked"] is False and blocked["isBlocked"] is True
+    assert bad["cis"] == "0104600000000001" and bad["isBlocked"] is True and bad["valid"] is False
+    assert bad["errorCode"] == 400 and bad["error"] == "invalid_code" and bad["reason"] == "bad_gtin_check_digit"
+    assert "cis_list[2]" in bad["message"]
+
+
+def test_request_of_only_unreadable_codes_is_refused_naming_the_first(client: Client) -> None:
+    status, _, body = client.check(["junk", "0104600000000001"])
+    assert status == 400 and body["error"] == "invalid_code" and body["index"] == 0
     assert body["reason"] and _is_uuid(body["reqId"])
 
 

@@ -516,11 +516,11 @@ def _invalid_checks(port: int, scans: list[str], first: int, count: int) -> None
             sock.sendall(_request("/api/v1/cis/outCheck", auth=auth_header(), body=body,
                                   headers=(f"X-ClientId: till-{n}",)))
             status, _ = _read_response(sock, buffer)
-            assert status == 400
+            assert status == 200        # the 99 codes answered, the unreadable one in its own entry
 
 
 def test_refused_requests_leave_no_objects_behind(tmp_path: Path, db: Path, codes: dict[str, list[str]]) -> None:
-    """Audited invalid checks (the last of 100 codes is not one, a new X-ClientId each): after a warm-up, 5,000
+    """Audited checks with an unreadable code (the last of 100 is not one, a new X-ClientId each): after a warm-up, 5,000
     more leave the number of live Python allocations where it was (before: every new client id stayed cached)."""
     scans = codes["scans"][:99]
     with ServerThread(db, audit_dir=tmp_path / "audit", flush_interval=0.05) as srv:

@@ -141,7 +141,7 @@ def test_v2_audit_maps_each_req_id_to_its_code(server: ServerThread, client: Cli
 @pytest.mark.parametrize(("item", "slug"), [
     ({"cis": "x", "pg": "8"}, "bad_item"), ({"cis": "x", "pg": 8.0}, "bad_item"), ({"cis": "x", "pg": True}, "bad_item"),
     ({"cis": "x", "pg": 99}, "unknown_pg"), ({"cis": "x", "pg": 0}, "unknown_pg"), ({"pg": 8}, "bad_item"),
-    ({"cis": 42}, "bad_item"), (42, "invalid_code"), (None, "invalid_code"), ("junk", "invalid_code"),
+    ({"cis": 42}, "bad_item"),
 ])
 def test_v2_bad_items_are_refused_naming_the_item(client: Client, codes: dict[str, list[str]], item: Any,
                                                   slug: str) -> None:
@@ -152,6 +152,19 @@ def test_v2_bad_items_are_refused_naming_the_item(client: Client, codes: dict[st
     assert status == 400 and body["error"] == slug and body["index"] == 1, body
     assert "cis_list[1]" in body["description"]
     decode(body, ERROR)
+
+
+@pytest.mark.parametrize("item", [42, None, "junk"])
+def test_v2_unreadable_item_gets_its_own_error_envelope(client: Client, codes: dict[str, list[str]],
+                                                        item: Any) -> None:
+    status, body = post(client, "/api/v2/cis/outCheck", {"cis_list": [codes["free"][2], item]})
+    assert status == 200, body
+    decode(body, RESULTS)
+    good, bad = body["results"]
+    assert good["code"] == 0 and good["codes"][0]["isBlocked"] is False
+    assert bad["code"] == 400 and bad["error"] == "invalid_code" and "cis_list[1]" in bad["description"]
+    assert bad["codes"][0]["isBlocked"] is True and bad["codes"][0]["valid"] is False
+    assert bad["reqId"] != good["reqId"] and bad["version"] == good["version"]
 
 
 def test_v2_not_ready_is_refused_with_the_same_error_codes(tmp_path: Path, codes: dict[str, list[str]]) -> None:
@@ -368,6 +381,9 @@ def test_every_answer_of_every_endpoint_decodes(client: Client, codes: dict[str,
             assert 400 <= status < 500
             decode(body, ERROR)
         status, _, body = client.request("GET", prefix + "/status", auth=False)
+        assert status == 200            # the official module's status needs no credentials
+        decode(body, STATUS)
+        status, _, body = client.request("GET", prefix + "/config", auth=False)
         assert status == 401
         decode(body, ERROR)
     status, body = post(client, "/api/v2/greyList", {"enableGreyList": False})

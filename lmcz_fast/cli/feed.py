@@ -20,8 +20,7 @@ from typing import Any
 import click
 
 from .. import feed
-from ..store import Blocklist, StoreError
-from ..store import replication_status
+from ..store import Blocklist, StoreError, replication_status, wake
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
 
@@ -125,11 +124,13 @@ class _Stopped(Exception):
 
 
 def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on_schedule: Callable[[float], None],
-                 ) -> None:
+                 store: Callable[[], Blocklist | None] | None = None) -> None:
     """Run `once` now and then every `every` seconds (±10% jitter, so a chain's stores spread out) until SIGTERM.
 
     A failed round is retried sooner (1 min, doubling up to `every`). A signal lets the running round finish its
     transaction (a write is one LMDB transaction either way) but cuts retry waits short; then the loop exits 0.
+    While it waits, the loop looks at `store()` every `wake.POLL` seconds for a request for a round now (the
+    service's `init` on a store that is not ready writes one; `store/wake.py`) and starts the round at once.
     """
     stop = threading.Event()
 
@@ -148,6 +149,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
     rng = random.Random()
     log.info("running every %s; stop with SIGTERM", _span(every))
     while not stop.is_set():
+        round_started = time.time()
         try:
             log.info("%s", once(sleep))
             failures = 0
@@ -166,8 +168,45 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
         except StoreError as exc:   # e.g. a full disk: keep serving the old version and try again next round
             log.error("could not record the next sync time (%s): %s", type(exc).__name__, exc)
         log.info("next run at %s", time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + delay)))
-        stop.wait(delay)
+        _wait(stop, delay, store, round_started)
     log.info("stopped")
+
+
+def _wait(stop: threading.Event, delay: float, store: Callable[[], Blocklist | None] | None,
+          round_started: float | None = None) -> None:
+    """Wait `delay` seconds, or less: until `stop`, or until a request for a round now appears in the store (then
+    record that this loop took it). A request made before the round that just ran (`round_started`) was answered by
+    it: it is recorded as taken, and the wait goes on; one made while it ran starts the next round at once."""
+    deadline = time.monotonic() + delay
+    bl = store() if store is not None else None
+    if bl is not None and round_started is not None:
+        try:
+            requested = wake.pending(bl)
+            if requested is not None and requested <= round_started:
+                bl.set_meta(**{wake.META_TAKEN: round_started})
+        except StoreError as exc:
+            log.error("could not record a request for a round as taken (%s): %s", type(exc).__name__, exc)
+    first = True
+    while True:
+        left = deadline - time.monotonic()
+        if not first and (left <= 0 or stop.wait(min(left, wake.POLL) if store is not None else left)):
+            return
+        if first and (left <= 0 or stop.is_set()):
+            return
+        first = False
+        bl = store() if store is not None else None
+        if bl is None:
+            continue
+        try:
+            requested = wake.pending(bl)
+            if requested is not None:
+                bl.set_meta(**{wake.META_TAKEN: time.time()})
+                log.info("a round was asked for at %s (%s): starting it now",
+                         time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(requested)),
+                         bl.get_meta(wake.META_BY) or "unknown")
+                return
+        except StoreError as exc:
+            log.error("could not read or take a request for a round now (%s): %s", type(exc).__name__, exc)
 
 
 def _status_line(bl: Blocklist) -> str:
@@ -353,7 +392,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
                             _when(status.last_sync_at, time.time()))
             bl.set_meta(feed_next_sync_at=at)
 
-        _run_forever(every, once, on_schedule)
+        _run_forever(every, once, on_schedule, lambda: store[0])
     except feed.FeedError as exc:
         _fail(f"{_kind(exc)}: {exc}; " + ("no database was created" if first and not _exists(db)
                                          else "the store was not changed"))

@@ -140,7 +140,7 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
                 _follow(bl, config, settle)
             else:
                 _run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
-                             lambda at: bl.set_meta(replication_next_at=at))
+                             lambda at: bl.set_meta(replication_next_at=at), lambda: bl)
     except repl.SourceAuthError as exc:
         _fail(str(exc), EXIT_SOURCE)
     except repl.ReplicationError as exc:

@@ -23,6 +23,7 @@ from ..service import (
     run,
 )
 from ..secret_files import first_line
+from ..service.config import Token, read_token_file
 from ..store import Blocklist, StoreError
 
 EXIT_STORE = 4
@@ -50,6 +51,15 @@ def _password_in(path: str) -> str:
     if not password:
         raise ValueError(f"the first line of the password file {path} is empty")
     return password
+
+
+def _read_tokens(path: str | None) -> tuple[Token, ...]:
+    if path is None:
+        return ()
+    try:
+        return read_token_file(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--token-file") from None
 
 
 def _set_timezone(zone: str) -> None:
@@ -85,6 +95,13 @@ def _read_password(path: str | None) -> str:
 @click.option("--password-file", type=click.Path(dir_okay=False), envvar="LMCZ_FAST_PASSWORD_FILE",
               help="File whose first line is the HTTP Basic password (default password: admin, as in the "
                    "official guide's examples). Env: LMCZ_FAST_PASSWORD_FILE.")
+@click.option("--token-file", type=click.Path(dir_okay=False), envvar="LMCZ_FAST_TOKEN_FILE",
+              help="Also accept `Authorization: Token <token>` (tills set up through a TS PIoT, newer FMU-API): one "
+                   "token a line, optionally followed by an expiry (2027-01-31, an ISO date and time, or -) and a "
+                   "label the audit log records instead of the token. Re-read on SIGHUP. Env: LMCZ_FAST_TOKEN_FILE.")
+@click.option("--status-auth", is_flag=True,
+              help="Require credentials for GET /api/v{1,2}/status too (the official module answers it without "
+                   "any; monitoring such as Zabbix templates calls it so).")
 @click.option("--no-auth", is_flag=True, help="Accept requests without credentials (not recommended).")
 @click.option("--audit-dir", type=click.Path(file_okay=False),
               help="Directory of the audit log [default: DB.audit next to the database].")
@@ -117,7 +134,8 @@ def _read_password(path: str | None) -> str:
                    "server's local zone].")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
-def serve(db: str, host: str, port: int, user: str, password_file: str | None, no_auth: bool,
+def serve(db: str, host: str, port: int, user: str, password_file: str | None, token_file: str | None,
+          status_auth: bool, no_auth: bool,
           audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
           max_body: int, keepalive_timeout: float, name: str, inn: str, sold_days: float | None,
           sold_max_batch: int, page_user: str, page_password_file: str | None, timezone: str | None,
@@ -125,9 +143,11 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
-    log; SIGHUP reads --password-file again without dropping connections. Under systemd (Type=notify) it
-    reports readiness with sd_notify. A person reads GET / in a browser: the status page (Russian; ?lang=en).
-    Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth,
+    log; SIGHUP reads --password-file and --token-file again without dropping connections. Under systemd
+    (Type=notify) it reports readiness with sd_notify. A person reads GET / in a browser: the status page
+    (Russian; ?lang=en).
+    Tills keep using their Local Module settings: http://127.0.0.1:5995, HTTP Basic auth (or
+    `Authorization: Token` with --token-file; GET /api/v1/status answers without credentials, as the official one),
     POST /api/v1/cis/outCheck {"cis_list": [...]}, GET /api/v1/status, and protocol 2 under /api/v2 (its
     {"results": [...]} answers, {"cis", "pg"} items, greyList). Sales reported by tills
     (POST /api/v2/cis/sell, answered 201 once committed to disk) are answered `sold: true` to every till.
@@ -139,6 +159,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     Examples:
       lmcz-fast serve /var/lib/lmcz-fast/store.db
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz-fast/password
+      lmcz-fast serve store.db --password-file /etc/lmcz-fast/password --token-file /etc/lmcz-fast/tokens
       lmcz-fast serve store.db --audit-dir /var/log/lmcz-fast/audit --retention-days 120
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
@@ -168,7 +189,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
                            auth=not no_auth, max_body=max_body, max_codes=max_codes,
                            keepalive_timeout=keepalive_timeout, name=name, inn=inn,
                            sold_max_batch=sold_max_batch,
-                           sold_expire_days=sold_days)
+                           sold_expire_days=sold_days, tokens=_read_tokens(token_file), status_auth=status_auth)
     if no_auth:
         logging.getLogger("lmcz_fast.service").warning("authentication is OFF (--no-auth)")
     if no_audit:
@@ -178,6 +199,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, n
     try:
         run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush,
             password=None if password_file is None else lambda: _password_in(password_file),
+            tokens=None if token_file is None else lambda: read_token_file(token_file),
             page_credentials=page_credentials)
     except StoreError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)

@@ -8,11 +8,18 @@ the same type on `/api/v1` and `/api/v2`.
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..receipt import tag_1265
 from ..store import PRODUCT_GROUPS as STORE_GROUPS
-from ..store import Verdict
+from ..store import REPLICATION_META_SOURCE as META_SOURCE
+from ..store import Verdict, reference_time
+
+if TYPE_CHECKING:
+    from .config import ServiceConfig
 
 #: Product group ids a till sends as `pg` (../shared/domain.md: Dev1100/chz-emulator's list), from the store's table.
 PRODUCT_GROUPS: dict[int, str] = {number: name for name, number in STORE_GROUPS.items()}
@@ -42,6 +49,32 @@ def code_json(verdict: Verdict, pg: int | None, grey_list: bool) -> dict[str, An
     }
 
 
+#: `errorCode` of a code the service could not read (a per-code answer: the request's other codes are answered).
+ERROR_UNREADABLE = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A scan of a check request that is not a marking code (or not a string): answered on its own, refused."""
+
+    index: int
+    raw: str
+    reason: str
+    message: str
+
+
+def unreadable_json(item: Unreadable, pg: int | None) -> dict[str, Any]:
+    """The answer for a code that could not be read: refused on every field a till reads (`isBlocked` true, `valid`
+    and `found` false: a client that reads only `isBlocked` must not sell what no one could check), with the
+    reason in `errorCode`/`message` and ours (`error`, `reason`). Types as `code_json`'s."""
+    return {
+        "cis": item.raw, "printView": item.raw, "gtin": "", "groupIds": [] if pg is None else [pg],
+        "found": False, "valid": False, "verified": False, "realizable": False, "utilised": False,
+        "sold": False, "isBlocked": True, "ogvs": [], "isGreyGtin": False, "mrp": None, "smp": None, "block": None,
+        "errorCode": ERROR_UNREADABLE, "message": item.message, "error": "invalid_code", "reason": item.reason,
+    }
+
+
 def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict[str, Any]], verdict: Verdict,
              freshness: str) -> dict[str, Any]:
     """The envelope of one check answer: the official fields, then ours (`tag1265`, `dbVersion`, ...)."""
@@ -65,20 +98,35 @@ def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict
 _DB_STATE_KEY = {"codes": "blocked_cis", "gtins": "blocked_gtin", "prices": "min_price"}
 
 
-def _replication_fields(replication: dict[str, Any] | None,
-                        db_state: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
-    """A replicated store's status the way the official module reports its replication: per source database
-    `localDocCount`, `serverDocCount` and `timeLag` (s; LM 1.x's `replicationStatus`, "unknown" when not known),
-    and the same figures with `seqLag` and `lastBatch` (ms) beside `docCount` in the matching `dbState` entry."""
+#: The official module 1.x's databases, always answered in `replicationStatus` (docs/service.md, Status).
+LM1_DATABASES = ("cis", "blocked_cis", "blocked_gtin", "blocked_series")
+
+
+def _replication_fields(replication: dict[str, Any] | None, db_state: dict[str, dict[str, Any]],
+                        status: Any) -> dict[str, dict[str, Any]]:
+    """The store's `replicationStatus` the way the official module 1.x reports it: for each of its databases
+    (`cis`, `blocked_cis`, `blocked_gtin`, `blocked_series`) `localDocCount`, `serverDocCount` and `timeLag` (s),
+    numbers where we have them and "unknown" where not (we keep no `cis` or series database: always "unknown";
+    a store not replicated knows its own counts only). A replicated store adds each source database's figures
+    under its name, and the same figures with `seqLag` and `lastBatch` (ms) beside `docCount` in the matching
+    `dbState` entry."""
+    holds = status.version != 0
+    out: dict[str, dict[str, Any]] = {name: {"localDocCount": "unknown", "serverDocCount": "unknown",
+                                             "timeLag": "unknown"} for name in LM1_DATABASES}
+    if holds:
+        out["blocked_cis"]["localDocCount"] = int(status.codes)
+        out["blocked_gtin"]["localDocCount"] = int(status.gtins)
     if not replication:
-        return None
-    out = {}
+        return out
     for name, db in replication["databases"].items():
         lag = db.get("timeLag")
         out[name] = {"localDocCount": int(db.get("localDocCount") or 0),
                      "serverDocCount": "unknown" if db.get("serverDocCount") is None else int(db["serverDocCount"]),
                      "timeLag": "unknown" if lag is None else int(round(lag))}
-        entry = db_state.get(_DB_STATE_KEY.get(str(db.get("kind")), ""))
+        lm_name = _DB_STATE_KEY.get(str(db.get("kind")), "")
+        if lm_name in out and lm_name != name:
+            out[lm_name] = dict(out[name])
+        entry = db_state.get(lm_name)
         if entry is not None:
             entry.update({key: value for key, value in out[name].items() if value != "unknown"})
             if db.get("seqLag") is not None:
@@ -88,31 +136,60 @@ def _replication_fields(replication: dict[str, Any] | None,
     return out
 
 
+def _ms_of(value: Any) -> int:
+    return int(float(value) * 1000)
+
+
+def made_current_at(status: Any, info: dict[str, Any], replication: dict[str, Any] | None) -> tuple[float, float]:
+    """`(lastSync, lastUpdate)` in Unix s: when the store's data was last made current, 0 only for a store that
+    never held a list.
+
+    `lastSync` is the moment the offline limit counts from (the last sync or replication round, else the last full
+    load from files: `store.freshness.reference_time`), so that `lastSync + offlineLimit = expiresAt`, as the guide
+    counts its 72 hours "from lastSync". `lastUpdate` is the latest change of any kind: that, or a delta or a
+    replication batch after it. A store that holds a list with neither (deltas only) reports its latest change
+    for both (it is `expired`: no fresh moment).
+    """
+    if status.version == 0:
+        return 0.0, 0.0
+    moments = [info.get(key) for key in ("last_sync_at", "loaded_at", "updated_at")]
+    if replication:
+        moments += [db.get("lastBatchAt") for db in replication["databases"].values()]
+    known = [float(m) for m in moments if m is not None]
+    latest = max(known) if known else float(info.get("created_at") or 0.0)
+    reference = reference_time(info)
+    return (latest if reference is None else reference), latest
+
+
 def status_json(*, lm_status: str, operation_mode: str, software_version: str, status: Any, info: dict[str, Any],
                 inst: str, inn: str, name: str, grey_list: bool, sold_count: int,
-                initialized: bool, replication: dict[str, Any] | None = None) -> dict[str, Any]:
+                initialized: bool, replication: dict[str, Any] | None = None, version_id: str = "",
+                service_url: str = "") -> dict[str, Any]:
     """`/status`, the same on both protocols: the official fields with their declared types, then ours
-    (`expiresAt` is null while no list is loaded: there is no moment at which checks stop). A replicated store
-    (`replication`, from `store.replication.replication_status`) adds its replication figures."""
-    updated = info.get("updated_at")
-    last_sync = 0 if status.last_sync_at is None else int(status.last_sync_at * 1000)
+    (`expiresAt` is null while no list is loaded: there is no moment at which checks stop). `replicationStatus`
+    is always there (`_replication_fields`); a replicated store (`replication`, from
+    `store.replication.replication_status`) adds its replication figures. `lastSync` and `lastUpdate` are the
+    moment the data was last made current (`made_current_at`), 0 only when the store never held a list;
+    `dbVersionId` is the `version` every check answered from this database version carries (docs/service.md)."""
+    synced, updated = made_current_at(status, info, replication)
+    last_sync, last_update = _ms_of(synced), _ms_of(updated)
     db_state = {
         "blocked_cis": {"docCount": status.codes},
         "blocked_gtin": {"docCount": status.gtins},
         "min_price": {"docCount": _min_price_docs(info)},
     }
-    replicated = _replication_fields(replication, db_state)
+    replicated = _replication_fields(replication, db_state, status)
     answer = {
         "status": lm_status,
         "operationMode": operation_mode,
         "version": software_version,
         "dbVersion": str(status.version),
         "lastSync": last_sync,
-        "lastUpdate": 0 if updated is None else int(updated * 1000),
+        "lastUpdate": last_update,
         "inst": inst,
         "inn": inn,
         "name": name,
-        "serviceUrl": status.feed_url or "",
+        "serviceUrl": service_url,
         "requiresDownload": status.state == "empty",
         "isGreyGtin": grey_list,
         "dbState": db_state,
@@ -125,7 +202,72 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
         "gtins": status.gtins,
         "soldCount": sold_count,
         "initialized": initialized,
+        "dbVersionId": version_id,
+        "replicationStatus": replicated,
     }
-    if replicated is not None:
-        answer["replicationStatus"] = replicated
     return answer
+
+
+# -- GET /api/v{1,2}/config ----------------------------------------------------------------------------------------
+
+
+def public_url(url: str) -> str:
+    """`url` without what may be secret in it (user and password, query, fragment): what status and config show."""
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def sync_kind(blocklist: Any, status: Any) -> str | None:
+    """What keeps this store current, as far as the store says: "replication", "sync" or None (files only)."""
+    if blocklist.get_meta(META_SOURCE):
+        return "replication"
+    if status.feed_url:
+        return "sync"
+    return None
+
+
+def config_json(config: ServiceConfig, status: Any, info: dict[str, Any], replication: dict[str, Any] | None,
+                kind: str | None, sold_expire_after: float, software_version: str) -> dict[str, Any]:
+    """`GET /api/v{1,2}/config`: a read-only view of the settings, in the field names seen in the field (one public
+    client, one emulator; docs/service.md, Config, says which and what they hold here); ours under `lmczFast`. No
+    secret: no password, no token, no URL credentials."""
+    source = (replication or {}).get("source") or status.feed_url or ""
+    sold_days = sold_expire_after / 86400.0
+    level = logging.getLogger("lmcz_fast").getEffectiveLevel()
+    auth: list[dict[str, Any]] = []
+    if config.auth:
+        auth.append({"type": "basic", "user": config.user})
+        auth.extend({"type": "token", "label": t.label,
+                     "expiresAt": None if t.expires_at is None else int(t.expires_at * 1000)}
+                    for t in config.tokens)
+    return {
+        "replicationInstUrl": public_url(source),
+        "blockSyncPeriod": int(status.refresh_window),
+        "soldStorePeriod": int(round(sold_days)),
+        "logLevel": logging.getLevelName(level).lower(),
+        "operationMode": config.operation_mode,
+        "authorization": auth,
+        "lmczFast": {
+            "offlineLimit": int(status.expire_after),
+            "refreshWindow": int(status.refresh_window),
+            "soldStoreDays": sold_days,
+            "maxCodes": config.max_codes,
+            "maxBody": config.max_body,
+            "statusAuth": config.status_auth,
+            "auth": config.auth,
+            "syncKind": kind,
+            "isGreyGtin": info.get("grey_list_enabled") is True,
+            "name": config.name,
+            "softwareVersion": software_version,
+        },
+    }

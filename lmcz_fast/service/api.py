@@ -1,39 +1,39 @@
 """The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
 
 It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
-This file is the dispatcher and protocol 1 (`/api/v1`); protocol 2's own answers are in `v2.py`, the sold register's
-endpoints in `sold.py`, the fields both protocols answer in `answers.py`. A durable write (a sale, `init` with
-`clearSold`) answers a `Deferred` that the writer thread resolves once committed.
+This file is the dispatcher, status, init and config; the check path both protocols share and protocol 1's check
+answer are in `checks.py`, protocol 2's own answers in `v2.py`, the sold register's endpoints in `sold.py`, the
+fields the answers hold in `answers.py`, who a request is in `auth.py` (`admit` here adds the route's rule). A
+durable write (a sale, `init` with `clearSold` or a round request) answers a `Deferred` that the writer thread
+resolves once committed.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hmac
 import ipaddress
 import json
 import logging
 import time
-import uuid
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote
 
-from .._codes import CodeError
 from ..receipt import instance_uuid, version_uuid
-from ..store import NoListError
+from ..store import wake
 from .config import (
-    DEFAULT_MAX_CODE_LENGTH,
     DEFAULT_PASSWORD,
     ERROR_NOT_READY,
     ERROR_SYNC,
     ServiceConfig,
+    Token,
     software_version,
 )
 from ..store import replication_status
-from .answers import code_json, envelope, status_json
+from .auth import Credentials
+from .checks import CHECK_SLICE, Checks, query_values
+from .answers import config_json, public_url, status_json, sync_kind
 from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
 from .responses import Deferred, HttpError, Response, Steps, error
@@ -42,8 +42,7 @@ from .v2 import ProtocolTwo
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from ..store import Blocklist, Status, Verdict
-    from ..store import Snapshot
+    from ..store import Blocklist, Status
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -51,8 +50,8 @@ _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empt
 _JSON = json.JSONDecoder(strict=False)
 _ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _STALE_LOG_EVERY = 600.0
-#: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
-CHECK_SLICE = 64
+_query_values = query_values        # sold.py's name for it
+__all__ = ["CHECK_SLICE", "LocalModule"]
 
 
 def _json_media_type(content_type: bytes | None) -> bool:
@@ -95,22 +94,7 @@ def _span(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def _query_values(query: bytes | None, name: bytes) -> list[str]:
-    """Values of one query parameter, percent-decoded without turning '+' into a space.
-
-    GS1's character set has '+' and no space, so a '+' in a scan is the scan's own character.
-    """
-    if not query:
-        return []
-    values = []
-    for part in query.split(b"&"):
-        key, sep, value = part.partition(b"=")
-        if key == name and sep:
-            values.append(unquote(value.decode("latin-1"), encoding="utf-8", errors="strict"))
-    return values
-
-
-class LocalModule(ProtocolTwo, SoldEndpoints):
+class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
     `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status`,
@@ -136,8 +120,9 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self.software_version = software_version()
         self._nested_json_log = OncePer(log, 60.0)
         self.initialized_at: float | None = None
-        self._auth_expected = b""
-        self.set_password(self.config.password)
+        self.credentials = Credentials(self.config.user, self.config.password, self.config.tokens, clock)
+        #: Who the request being handled authenticated as ("basic:<user>", "token:<label>"), or None.
+        self._auth_label: str | None = None
         self._status: Status | None = None
         self._lm_status = "not_configured"
         self._status_until = 0.0
@@ -148,25 +133,33 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         self._inst_source: str | None = None
         self._version_uuids: dict[int, str] = {}
         self._peer: str | None = None   # the address of the request being handled (for the status page)
-        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], bool]] = {}
+        # The last field: who may call it. "required": valid credentials; "optional": anyone, but credentials
+        # sent are checked (a wrong one is a 401, throttled); "": anyone.
+        self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], str]] = {}
         for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
-            self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), True)
-            self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), True)
-            self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), True)
-            self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), True)
-            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), True)
-            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), True)
-            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), True)
-        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), True)
-        self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), False)
-        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), True)
+            self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), "optional")
+            self._routes[prefix + b"/config"] = ("config", self._handle_config, (b"GET",), "required")
+            self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), "required")
+            self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), "required")
+            self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), "required")
+            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), "required")
+            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), "required")
+            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), "required")
+        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), "required")
+        self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
+        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
         self.activity = Activity(clock)
         self.metrics.families.append(self.activity.prometheus_lines)
 
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
         self.config = dataclasses.replace(self.config, password=password)
-        self._auth_expected = b"Basic " + base64.b64encode(f"{self.config.user}:{password}".encode())
+        self.credentials.set_password(password)
+
+    def set_tokens(self, tokens: tuple[Token, ...]) -> None:
+        """Take a new set of `Authorization: Token` tokens from the next request on (serve's SIGHUP)."""
+        self.config = dataclasses.replace(self.config, tokens=tuple(tokens))
+        self.credentials.set_tokens(self.config.tokens)
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
 
@@ -272,12 +265,13 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             route = self._routes.get(key)
             if route is None:
                 raise error(404, "not_found", "no such endpoint")
-            endpoint, handler, methods, needs_auth = route
-            if (needs_auth and self.config.auth and not self._authorized(authorization)
-                    and not (endpoint == "page" and self._page_authorized(authorization))):
+            endpoint, handler, methods, _ = route
+            admitted, self._auth_label = self.admit(path, authorization)
+            if not admitted:
                 if authorization is not None:      # wrong credentials; none at all is a browser's challenge
                     self.activity.auth_failed(client_id.decode("utf-8", "replace") if client_id else None, peer)
-                raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic)")
+                raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic"
+                            + (", or Authorization: Token)" if self.config.tokens else ")"))
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
@@ -309,30 +303,43 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         return header is not None and expected is not None and hmac.compare_digest(header.strip(), expected)
 
     def needs_auth(self, path: bytes) -> bool:
-        """Whether a request to `path` is answered only with valid credentials (so may fail them)."""
+        """Whether a request to `path` has its credentials checked (so may fail them): every endpoint but
+        /metrics (status and config check credentials a client sends, and answer without any)."""
         route = self._routes.get(path.rstrip(b"/").lower() or b"/")
-        return self.config.auth and route is not None and route[3]
+        return self.config.auth and route is not None and bool(route[3])
+
+    def admit(self, path: bytes, authorization: bytes | None) -> tuple[bool, str | None]:
+        """The one authentication decision for a request: whether a request to `path` with this `Authorization`
+        header may be answered, and who it is ("basic:<user>", "token:<label>", or None: no credentials needed and
+        none sent). `handle` calls it; the HTTP layer may call it before reading a body (a refusal is then a 401).
+
+        Every `/api` path needs valid credentials, but `status`: it answers without any (as the official module's
+        does) unless `--status-auth`, and checks the ones a client sends (a wrong one is refused). The status page
+        also takes its own read-only login (`set_page_credentials`). /metrics needs none; unknown paths are not
+        refused here (they are 404s).
+        """
+        route = self._routes.get(path.rstrip(b"/").lower() or b"/")
+        if route is None or not route[3] or not self.config.auth:
+            return True, None
+        who = self.authenticate(authorization)
+        if who is not None:
+            return True, who
+        if route[0] == "page" and self._page_authorized(authorization):
+            return True, "page"
+        optional = route[3] == "optional" and authorization is None and not self.config.status_auth
+        return optional, None
+
+    def authenticate(self, header: bytes | None) -> str | None:
+        """Who an `Authorization` header is ("basic:<user>", "token:<label>") or None: `auth.Credentials`."""
+        return self.credentials.authenticate(header)
 
     def request_authorised(self, method: bytes, path: bytes, authorization: bytes | None) -> bool:
-        """Whether a request may be answered as far as its credentials go: the one hook the HTTP layer asks on a
-        request's headers, before it reads any of its body (`handle` refuses the same requests 401)."""
-        return not self.needs_auth(path) or self._authorized(authorization)
+        """Whether a request may be answered as far as its credentials go (`admit`, the one decision `handle` also
+        takes): what the HTTP layer asks on a request's headers, before it reads any of its body."""
+        return self.admit(path, authorization)[0]
 
     def _authorized(self, header: bytes | None) -> bool:
-        if header is None:
-            return False
-        if hmac.compare_digest(header, self._auth_expected):
-            return True
-        scheme, _, token = header.strip().partition(b" ")
-        if scheme.lower() != b"basic":
-            return False
-        try:
-            user, sep, password = base64.b64decode(token.strip(), validate=True).partition(b":")
-        except (binascii.Error, ValueError):
-            return False
-        ok_user = hmac.compare_digest(user, self.config.user.encode())
-        ok_password = hmac.compare_digest(password, self.config.password.encode())
-        return bool(sep) and ok_user and ok_password
+        return self.authenticate(header) is not None
 
     def _observed(self, steps: Steps, endpoint: str, started: float) -> Generator[None, None, Response]:
         """An answer worked out in slices, with what `handle` does for a whole one: errors as responses, metrics."""
@@ -360,6 +367,8 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                 body[name] = value
         if exc.status == 401:
             headers += b'WWW-Authenticate: Basic realm="lmcz-fast", charset="UTF-8"\r\n'
+            if self.config.tokens:
+                headers += b'WWW-Authenticate: Token realm="lmcz-fast"\r\n'
         body["reqTimestamp"] = int(self.clock() * 1000)
         return Response(exc.status, _ENCODE(body).encode(), headers,
                         close=exc.status in (413, 431))
@@ -385,14 +394,44 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
                        content_type: bytes | None) -> Response:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
-        inst = self._instance_uuid(str(info.get("instance_id", "")))
+        instance_id = str(info.get("instance_id", ""))
+        inst = self._instance_uuid(instance_id)
+        replication = replication_status(self.blocklist)
         payload = status_json(
             lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
             status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
             grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
-            initialized=self.initialized_at is not None, replication=replication_status(self.blocklist),
+            initialized=self.initialized_at is not None, replication=replication,
+            version_id=self.version_uuid(instance_id, status.version) if status.version else "",
+            service_url=public_url((replication or {}).get("source") or status.feed_url or ""),
         )
-        payload["warnings"] = self.warnings()     # what an operator must fix (the status page says it too)
+        payload["roundRequest"] = self._round_request(info, status)
+        # What an operator must fix (the status page says it too): only to a client that authenticated, since
+        # status answers anyone and a warning such as "the default password is in use" is a key to the door.
+        if self._auth_label is not None or not self.config.auth:
+            payload["warnings"] = self.warnings()
+        return Response(200, _ENCODE(payload).encode())
+
+    def _round_request(self, info: dict[str, Any], status: Status) -> dict[str, Any]:
+        """What `init` asked the store's sync or replication loop to do, and whether a loop took it (status)."""
+        requested = info.get(wake.META_REQUESTED)
+        taken = info.get(wake.META_TAKEN)
+        return {
+            "kind": sync_kind(self.blocklist, status) or "none",
+            "requestedAt": 0 if requested is None else int(float(requested) * 1000),
+            "takenAt": 0 if taken is None else int(float(taken) * 1000),
+            "pending": wake.pending(info) is not None,
+        }
+
+    def _handle_config(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                       content_type: bytes | None) -> Response:
+        """`GET /api/v{1,2}/config`: a read-only view of the settings, in the official module's field names where
+        one was seen in the field (docs/service.md lists which); ours under `lmczFast`. No secret: no password,
+        no token, no URL credentials."""
+        status, _ = self.current_status(force=True)
+        payload = config_json(self.config, status, self.blocklist.info(), replication_status(self.blocklist),
+                              sync_kind(self.blocklist, status), self.blocklist.sold.expire_after(),
+                              self.software_version)
         return Response(200, _ENCODE(payload).encode())
 
     def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
@@ -412,11 +451,29 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
         status, lm = self.current_status(force=True)
         payload: dict[str, Any] = {"code": 0, "description": "ok", "status": lm,
                                    "reqTimestamp": int(self.clock() * 1000)}
-        if not clear_sold and grey is None:
+        # On a store that is not ready, init asks its sync or replication loop for a round now (through the store:
+        # the loop runs in its own process; store/wake.py), as the official module re-syncs on init.
+        kind = sync_kind(self.blocklist, status) if status.state != "ready" else None
+        started = kind is not None
+        payload["started"] = kind or "none"
+        if started:
+            payload["description"] = (f"ok; a {kind} round was asked for now (the running `lmcz-fast "
+                                      f"{'sync' if kind == 'sync' else 'replicate'} --every` loop of this store "
+                                      f"starts it within {wake.POLL:g} s; status roundRequest says when it did)")
+        elif status.state != "ready":
+            payload["description"] = ("ok; nothing to start: no sync or replication is configured for this store "
+                                      "(load a list, or run `lmcz-fast sync` / `lmcz-fast replicate`)")
+        if not clear_sold and grey is None and not started:
             return Response(200, _ENCODE(payload).encode())
         register = self.blocklist.sold
         clear = register.op_clear() if clear_sold else None
-        meta = register.op_set_meta(grey_list_enabled=grey) if grey is not None else None
+        fields: dict[str, Any] = {}
+        if grey is not None:
+            fields["grey_list_enabled"] = grey
+        if started:
+            fields.update(wake.request_fields("init", self.clock()))
+            log.info("init on a %s store: a %s round was asked for now", status.state, kind)
+        meta = register.op_set_meta(**fields) if fields else None
 
         def op(txn: Any) -> int:
             cleared = clear(txn) if clear is not None else 0
@@ -452,7 +509,7 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
     def _handle_page(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response:
         """The status page for a person (service/page.py): Russian, or English with `?lang=en`."""
-        lang = "en" if _query_values(query, b"lang")[-1:] == ["en"] else "ru"
+        lang = "en" if query_values(query, b"lang")[-1:] == ["en"] else "ru"
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         now = self.clock()
@@ -497,124 +554,3 @@ class LocalModule(ProtocolTwo, SoldEndpoints):
             out.append(f"{clock_behind_text(status.clock_behind)}: checks are refused until the clock is right "
                        f"(часы отстают от времени последней синхронизации базы: проверьте время и NTP)")
         return out
-
-    def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
-        """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
-        if method == b"POST" and (body or content_type is not None):
-            data = self._json_body(body, content_type)
-            raws = data.get("cis_list") if isinstance(data, dict) else None
-            if not isinstance(raws, list):
-                raise error(400, "bad_request", 'expected {"cis_list": ["<code>", ...]}')
-        else:
-            try:
-                raws = _query_values(query, b"cis")
-            except UnicodeDecodeError:
-                raise error(400, "bad_encoding", "a cis parameter is not percent-encoded UTF-8") from None
-        if not raws:
-            raise error(400, "no_codes", "no codes given: POST {\"cis_list\": [...]} or GET ?cis=...")
-        if len(raws) > self.config.max_codes:
-            raise error(413, "too_many_codes", f"at most {self.config.max_codes} codes per request",
-                         limit=self.config.max_codes)
-        return raws
-
-    def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status:
-        """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
-        self.activity.request(client, self._peer, len(raws))
-        try:
-            return self._require_ready()
-        except HttpError as exc:
-            self.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
-                                                f"{exc.description}")
-            if self.audit is not None:
-                self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws])
-            exc.extra["reqId"] = req_id
-            raise
-
-    def _pin_version(self) -> Snapshot:
-        """The one place a request takes the database version it answers from: a snapshot of the store, which
-        checks every code of the request (across the slices of a big one) and names the version sent."""
-        return self.blocklist.snapshot()
-
-    def _verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                       status: Status, pgs: list[int | None] | None = None) -> Generator[None, None, list[Verdict]]:
-        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes; any scan that
-        is not a marking code refuses the whole request (audited). `pgs`: the product group each till sent, or
-        None (a group's minimum price applies to its codes)."""
-        max_len = DEFAULT_MAX_CODE_LENGTH
-        verdicts: list[Verdict] = []
-        # One request, one version: every code is answered from one snapshot, which names the version sent. A
-        # request dropped between two slices (its client hung up) closes it on the way out.
-        with self._pin_version() as view:
-            check = view.check
-            for index, raw in enumerate(raws):
-                if index and not index % CHECK_SLICE:
-                    yield
-                try:
-                    if not isinstance(raw, str):
-                        raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                    if len(raw) > max_len:
-                        raise CodeError(f"longer than {max_len} characters")
-                    verdicts.append(check(raw, pgs[index] if pgs is not None else None))
-                except CodeError as exc:
-                    self.activity.refused(str(raw), f"invalid_code: {exc}")
-                    if self.audit is not None:
-                        self.audit.record(req_id, req_ms, client, view.db_version, "invalid_code",
-                                          [(str(r)[:64], None) for r in raws])
-                    raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}",
-                                 index=index, reason=getattr(exc, "reason", "invalid"), reqId=req_id) from None
-                except NoListError:
-                    raise error(400, "not_configured", "the local module is not configured: no list loaded",
-                                errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
-        for v in verdicts:
-            block = v.block
-            if block is not None:
-                self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
-                                                                 if x))
-            elif v.sold:
-                self.activity.refused(v.cis, "sold")
-        return verdicts
-
-    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status, pgs: list[int | None] | None = None) -> list[Verdict]:
-        """`_verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
-        steps = self._verdict_steps(raws, req_id, req_ms, client, status, pgs)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-
-    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                      content_type: bytes | None) -> Response | Steps:
-        raws = self._check_items(method, query, body, content_type)
-        now = self.clock()
-        req_ms = int(now * 1000)
-        req_id = str(uuid.uuid4())
-        client = client_id.decode("utf-8", "replace") if client_id else None
-        status = self._ready_for(req_id, req_ms, client, raws)
-        steps = self._check_steps(raws, req_id, req_ms, client, status)
-        if len(raws) <= CHECK_SLICE:
-            return Steps(steps).run()
-        return Steps(steps)
-
-    def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                     status: Status) -> Generator[None, None, Response]:
-        verdicts = yield from self._verdict_steps(raws, req_id, req_ms, client, status)
-        first = verdicts[0]
-        inst = self._instance_uuid(first.instance_id)
-        version = self.version_uuid(first.instance_id, first.db_version)
-        grey = self._grey_list          # read with the status `_ready_for` just refreshed
-        codes = []
-        blocked = 0
-        for index, v in enumerate(verdicts):
-            if index and not index % CHECK_SLICE:
-                yield
-            codes.append(code_json(v, None, grey))
-            blocked += v.blocked
-        self.metrics.codes_checked += len(verdicts)
-        self.metrics.codes_blocked += blocked
-        if self.audit is not None:
-            self.audit.record(req_id, req_ms, client, first.db_version, "ok",
-                              [(v.cis, v.blocked) for v in verdicts])
-        payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)
-        return Response(200, _ENCODE(payload).encode())

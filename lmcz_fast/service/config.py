@@ -54,7 +54,95 @@ class ServiceConfig:
     sold_max_batch: int = 1024
     #: Days a reported sale is remembered; None keeps what the database holds (30 days for a new one).
     sold_expire_days: float | None = None
+    #: Tokens accepted as `Authorization: Token <token>` beside HTTP Basic (`serve --token-file`).
+    tokens: tuple[Token, ...] = ()
+    #: `GET /api/v{1,2}/status` also requires credentials (the official module's does not; `serve --status-auth`).
+    status_auth: bool = False
 
     def __repr__(self) -> str:
-        return f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>)"
+        return (f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>, "
+                f"tokens={len(self.tokens)})")
 
+
+
+# -- `Authorization: Token <uuid>` (serve --token-file) ------------------------------------------------------------
+
+#: Shortest token accepted from a token file: the ones seen in the field are UUIDs (36 characters).
+MIN_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Token:
+    """One token an operator allowed (`serve --token-file`): never logged, never sent; `label` names it instead."""
+
+    secret: bytes
+    label: str
+    #: Unix seconds after which the token is refused, or None.
+    expires_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"Token(label={self.label!r}, expires_at={self.expires_at!r}, secret=<hidden>)"
+
+
+def _expiry(text: str) -> float | None:
+    """A token file's expiry field: '-' (none), a date (valid to its end, UTC) or an ISO 8601 date and time."""
+    import datetime as dt
+
+    if text == "-":
+        return None
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            return dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp() + 86400.0
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not a date (2027-01-31) or a date and time (2027-01-31T18:00:00+03:00)") \
+            from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.timezone.utc)
+    return moment.timestamp()
+
+
+def parse_tokens(text: str, source: str = "the token file") -> tuple[Token, ...]:
+    """The tokens of a token file: one a line, `TOKEN [EXPIRY|-] [LABEL ...]`; blank lines and `#` comments skipped.
+
+    A line holding only a token is valid (no expiry; labelled by its line number). The second field is an expiry
+    when it starts with a digit or is '-'; anything after it is the label. `ValueError` in words (naming the line,
+    never the token) for a token shorter than MIN_TOKEN_LENGTH, a bad expiry or a token given twice.
+    """
+    tokens: list[Token] = []
+    seen: set[bytes] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        secret = fields[0]
+        if len(secret) < MIN_TOKEN_LENGTH:
+            raise ValueError(f"{source}, line {number}: a token must have at least {MIN_TOKEN_LENGTH} characters")
+        expires_at = None
+        rest = fields[1:]
+        if rest and (rest[0] == "-" or rest[0][:1].isdigit()):
+            try:
+                expires_at = _expiry(rest[0])
+            except ValueError as exc:
+                raise ValueError(f"{source}, line {number}: the expiry {exc}") from None
+            rest = rest[1:]
+        raw = secret.encode("utf-8")
+        if raw in seen:
+            raise ValueError(f"{source}, line {number}: this token is already on an earlier line")
+        seen.add(raw)
+        tokens.append(Token(raw, " ".join(rest) or f"line {number}", expires_at))
+    return tuple(tokens)
+
+
+def read_token_file(path: str) -> tuple[Token, ...]:
+    """`parse_tokens` of the file at `path`; `ValueError` in words when it cannot be read or holds no token."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read the token file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    tokens = parse_tokens(text, f"the token file {path}")
+    if not tokens:
+        raise ValueError(f"the token file {path} holds no token")
+    return tokens

@@ -46,16 +46,11 @@ import httptools
 from .api import LocalModule
 from .bodies import BodyBudget
 from .config import MAX_HEAD_BYTES, ServiceConfig
-from .responses import Deferred, HttpError, Response, Steps, error
+from .responses import Deferred, HttpError, Response, Steps, error, reason
 from .scheduler import Scheduler
 from .throttle import AuthThrottle, address_key
 
 log = logging.getLogger("lmcz_fast.service")
-
-_REASONS = {200: b"OK", 400: b"Bad Request", 401: b"Unauthorized", 404: b"Not Found", 405: b"Method Not Allowed",
-            408: b"Request Timeout", 413: b"Content Too Large", 415: b"Unsupported Media Type",
-            429: b"Too Many Requests", 431: b"Request Header Fields Too Large", 500: b"Internal Server Error",
-            503: b"Service Unavailable", 505: b"HTTP Version Not Supported"}
 
 #: A request with a body (or query) larger than this waits its turn in the scheduler instead of being answered
 #: inside the read callback: decoding it is not free, and its client may be gone by its turn.
@@ -514,7 +509,7 @@ class _Connection(asyncio.Protocol):
         if transport is None or self.closing:
             return
         head = [
-            b"HTTP/1.1 ", str(response.status).encode(), b" ", _REASONS.get(response.status, b"Error"),
+            b"HTTP/1.1 ", str(response.status).encode(), b" ", reason(response.status),
             b"\r\nServer: lmcz-fast\r\nContent-Type: ", response.content_type,
             b"\r\nContent-Length: ", str(len(response.body)).encode(), b"\r\n",
             self.server.clock.date(), response.headers,

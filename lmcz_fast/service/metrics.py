@@ -26,6 +26,7 @@ class Metrics:
         self.latency_sum = 0.0
         self.codes_checked = 0
         self.codes_blocked = 0
+        self.codes_unreadable = 0
         self.connections_total = 0
         self.started = time.time()
         #: More figures to render on scrape (the HTTP stack's, the throttle's): callables returning name -> value.
@@ -66,6 +67,10 @@ class Metrics:
             "# HELP lmcz_codes_blocked_total Marking codes found blocked.",
             "# TYPE lmcz_codes_blocked_total counter",
             f"lmcz_codes_blocked_total {self.codes_blocked}",
+            "# HELP lmcz_codes_unreadable_total Scans answered as unreadable (not marking codes) beside readable "
+            "codes of the same request.",
+            "# TYPE lmcz_codes_unreadable_total counter",
+            f"lmcz_codes_unreadable_total {self.codes_unreadable}",
             "# HELP lmcz_connections_total TCP connections accepted.",
             "# TYPE lmcz_connections_total counter",
             f"lmcz_connections_total {self.connections_total}",

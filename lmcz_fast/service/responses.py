@@ -5,10 +5,25 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 #: Compact JSON, as every answer is sent.
 encode_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+
+#: The standard reason phrase of every registered status code: `HTTP/1.1 201 Created`, never a made-up one.
+#: (RFC 9110 renamed 413 "Payload Too Large" to "Content Too Large"; Python 3.11 still has the old name.)
+REASONS: dict[int, bytes] = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
+REASONS[413] = b"Content Too Large"
+
+
+def reason(status: int) -> bytes:
+    """The reason phrase of `status`: the registered one, else the class's ("Client Error" for an unregistered 4xx)."""
+    found = REASONS.get(status)
+    if found is not None:
+        return found
+    return {1: b"Informational", 2: b"Success", 3: b"Redirection", 4: b"Client Error"}.get(status // 100,
+                                                                                           b"Server Error")
 
 
 class HttpError(Exception):

@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 
 from .api import LocalModule
-from .config import DEFAULT_PASSWORD, ServiceConfig
+from .config import DEFAULT_PASSWORD, ServiceConfig, Token
 from .http import Server
 
 log = logging.getLogger("lmcz_fast.service")
@@ -67,13 +67,14 @@ def run(
     use_uvloop: bool = True,
     ready: Callable[[int], None] | None = None,
     password: Callable[[], str] | None = None,
+    tokens: Callable[[], tuple[Token, ...]] | None = None,
     page_credentials: tuple[str, str] | None = None,
 ) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain connections and flush the audit log.
 
-    SIGHUP calls `password()` (serve reads its --password-file again) and takes the new password for the next
-    requests without closing a connection; a password that cannot be read leaves the old one in force.
-    `page_credentials` (user, password) open the status page (GET /) only, read-only.
+    SIGHUP calls `password()` and `tokens()` (serve reads its --password-file and --token-file again) and takes
+    the new credentials for the next requests without closing a connection; what cannot be read leaves the old
+    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only.
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -105,10 +106,16 @@ def run(
                 if password is not None:
                     app.set_password(password())
                     log.info("SIGHUP: password reloaded; open connections kept")
-                else:
-                    log.info("SIGHUP: nothing to reload (no --password-file)")
+                elif tokens is None:
+                    log.info("SIGHUP: nothing to reload (no --password-file, no --token-file)")
             except Exception as exc:
                 log.error("SIGHUP: password not reloaded, the old one stays in force: %s", exc)
+            try:
+                if tokens is not None:
+                    app.set_tokens(tokens())
+                    log.info("SIGHUP: tokens reloaded (%d); open connections kept", len(app.config.tokens))
+            except Exception as exc:
+                log.error("SIGHUP: tokens not reloaded, the old ones stay in force: %s", exc)
             notify("READY=1")
 
         loop.add_signal_handler(signal.SIGHUP, reload)
@@ -117,7 +124,8 @@ def run(
         settle_garbage_collector()
         log.info("serving %s on http://%s:%d (status %s, version %d, %d codes, %d gtins; auth %s; audit %s)",
                  db_path, config.host, server.port, lm, status.version, status.codes, status.gtins,
-                 f"user {config.user!r}" if config.auth else "OFF", audit_dir or "OFF")
+                 (f"user {config.user!r}" + (f" and {len(config.tokens)} tokens" if config.tokens else ""))
+                 if config.auth else "OFF", audit_dir or "OFF")
         for warning in app.warnings():
             log.warning("WARNING: %s", warning.upper() if "admin:admin" in warning else warning)
         if config.auth and config.password == DEFAULT_PASSWORD and not app.warnings():

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .answers import PRODUCT_GROUPS, code_json, envelope
+from .answers import ERROR_UNREADABLE, PRODUCT_GROUPS, Unreadable, code_json, envelope, unreadable_json
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
@@ -69,9 +69,12 @@ class ProtocolTwo:
         def _json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
         def _check_items(self, method: bytes, query: bytes | None, body: bytes,
                          content_type: bytes | None) -> list[Any]: ...
-        def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any]) -> Status: ...
-        def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                      status: Status, pgs: list[int | None] | None = None) -> list[Verdict]: ...
+        def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
+                       who: str | None = None) -> Status: ...
+        def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None, status: Status,
+                      pgs: list[int | None] | None = None,
+                      who: str | None = None) -> tuple[list[Verdict | Unreadable], int]: ...
+        def _audit_who(self) -> str | None: ...
         def _instance_uuid(self, instance_id: str) -> str: ...
         def version_uuid(self, instance_id: str, db_version: int) -> str: ...
         def grey_list_enabled(self) -> bool: ...
@@ -84,22 +87,38 @@ class ProtocolTwo:
         req_ms = int(self.clock() * 1000)
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
-        status = self._ready_for(req_id, req_ms, client, raws)
-        verdicts = self._verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs])
+        who = self._audit_who()
+        status = self._ready_for(req_id, req_ms, client, raws, who)
+        answers, db_version = self._verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs], who)
         grey = self._grey_list          # read with the status `_ready_for` just refreshed
         audit = self.audit
         results = []
         blocked = 0
-        for index, (verdict, (_, pg)) in enumerate(zip(verdicts, pairs)):
+        checked = 0
+        known = next(v for v in answers if not isinstance(v, Unreadable))
+        for index, (verdict, (_, pg)) in enumerate(zip(answers, pairs)):
             rid = req_id if index == 0 else str(uuid.uuid4())
+            if isinstance(verdict, Unreadable):
+                # One envelope per code: this code's says what went wrong; the version is the one that answered
+                # the others (nothing was read from it for this code).
+                inst = self._instance_uuid(known.instance_id)
+                version = self.version_uuid(known.instance_id, known.db_version)
+                entry = envelope(rid, req_ms, inst, version, [unreadable_json(verdict, pg)], known, status.state)
+                entry.update(code=ERROR_UNREADABLE, description=verdict.message, error="invalid_code",
+                             errorCode=ERROR_UNREADABLE, reason=verdict.reason)
+                results.append(entry)
+                if audit is not None:
+                    audit.record(rid, req_ms, client, db_version, "invalid_code", [(verdict.raw[:64], None)], who)
+                continue
             inst = self._instance_uuid(verdict.instance_id)
             version = self.version_uuid(verdict.instance_id, verdict.db_version)
             code = code_json(verdict, pg, grey)
             results.append(envelope(rid, req_ms, inst, version, [code], verdict, status.state))
             blocked += verdict.blocked
+            checked += 1
             if audit is not None:
-                audit.record(rid, req_ms, client, verdict.db_version, "ok", [(verdict.cis, verdict.blocked)])
-        self.metrics.codes_checked += len(verdicts)
+                audit.record(rid, req_ms, client, verdict.db_version, "ok", [(verdict.cis, verdict.blocked)], who)
+        self.metrics.codes_checked += checked
         self.metrics.codes_blocked += blocked
         return Response(200, encode_json({"results": results}).encode())
 

@@ -13,7 +13,8 @@ asking them) and the sold register (`sold.py`: codes this store sold; `group_com
 writes into one transaction). Below them: `environment.py` (the LMDB environment and its tables), `sources.py`
 (reading blocklist files), `keys.py` (row keys), `digest.py` (the set digest), `freshness.py` (when offline
 answers stop), `records.py` and `errors.py` (what it answers), `replication.py` (where a replicated store keeps
-its checkpoints), `compaction.py` (the file back to the pages in use, with the store alone).
+its checkpoints), `compaction.py` (the file back to the pages in use, with the store alone), `wake.py` (a
+request for a sync or replication round now, which serve's `init` makes).
 """
 
 from .blocklist import Blocklist
@@ -30,7 +31,7 @@ from .errors import (
     VersionError,
 )
 from .environment import DEFAULT_EXPIRE_AFTER, disk_full, free_bytes
-from .freshness import freshness
+from .freshness import freshness, reference_time
 from .group_commit import Job
 from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
 from .replication import META_PREFIX as REPLICATION_META_PREFIX
@@ -44,6 +45,7 @@ from .tables import PG_TOBACCO, PRICE_KINDS, PRODUCT_GROUPS, RECORD_KINDS, Recor
 from .group_commit import GroupCommitter
 from .sold import MAX_PAGE as SOLD_MAX_PAGE
 from .sold import SoldEntry, SoldRegister, SoldRegisterError
+from . import wake
 
 __all__ = [
     "Block",
@@ -88,6 +90,7 @@ __all__ = [
     "free_bytes",
     "freshness",
     "invalidate_lock",
+    "reference_time",
     "parse_record",
     "product_group_of",
     "read_grey_file",
@@ -96,4 +99,5 @@ __all__ = [
     "replication_status",
     "set_digest_of",
     "space",
+    "wake",
 ]

@@ -91,12 +91,14 @@ class Snapshot(ProbeBase):
                 raise StoreError("this snapshot is closed (or its blocklist was)")
             return dict(reading.meta())
 
-    def check(self, raw: str | bytes, pg: int | None = None) -> Verdict:
+    def check(self, raw: str | bytes, pg: int | None = None, *, tail_cut: bool = False) -> Verdict:
         """`Blocklist.check`, from this snapshot's version. Raises `CodeError` for anything not a marking code,
-        `RecordError` (a `ValueError`) for a `pg` that is not a product group id."""
+        `RecordError` (a `ValueError`) for a `pg` that is not a product group id. `tail_cut=True` also answers a
+        scan whose end cut a tail AI short after a GS, for its whole identity (`readings_of`; the service's
+        checks, docs/codes.md)."""
         if pg is not None:
             check_group(pg)
-        readings = readings_of(raw)
+        readings = readings_of(raw, tail_cut=tail_cut)
         with self._lock:
             return self._live().verdict(self, readings, time.time(), pg)
 
