@@ -29,4 +29,7 @@ extensions = [
     for name in ("lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk")
 ]
 
-setup(ext_modules=cythonize(extensions, compiler_directives=directives))
+# The three modules compile side by side (build_ext --parallel): a build under emulation (tests/test_arm64.py)
+# spends minutes in the C compiler.
+setup(ext_modules=cythonize(extensions, compiler_directives=directives),
+      options={"build_ext": {"parallel": min(3, os.cpu_count() or 1)}})

@@ -12,6 +12,10 @@ against RECORDS, the levels this project has measured for it, each with where it
 - REGRESSION:   worse than the level the project reached (the limit, or the worst recorded figure if that is
                 worse) by more than NOISE. Fails the run, unless LMCZ_BENCH_ENFORCE=0.
 - unrecorded:   a new target with no record: printed so that its figures get recorded here.
+- NOT JUDGED:   the run's own control says it cannot tell this figure from the machine's noise (`Board.unjudged`,
+                e.g. a latency whose control round, the same reader with no writer, already had calls as slow as
+                the verdict would be about): printed with its figure and why, never a failure. A quiet run, whose
+                control is quiet, is judged exactly as before.
 
 NOISE is 2x: measured swings of a ratio between runs on this VM reach ~1.8x (`is_blocked` / set: 1.34x in a quiet
 run, 2.39x in a loaded one), so a regression must be at least twice as bad as the worst the project has seen. It
@@ -157,8 +161,9 @@ class Row:
     label: str
     ratio: float
     limit: float
-    status: str  # "met", "KNOWN MISS", "missed", "REGRESSION", "unrecorded"
+    status: str  # "met", "KNOWN MISS", "missed", "REGRESSION", "unrecorded", "NOT JUDGED"
     record: Record | None
+    why: str = ""  # for NOT JUDGED: what the run's control showed
 
     @property
     def ok(self) -> bool:
@@ -168,6 +173,8 @@ class Row:
         shown = f"{self.ratio:8.3f}" if self.ratio >= 0.01 else f"{self.ratio:8.2g}"
         text = f"{self.label:<62} {shown}x  target <= {self.limit:<6g} {self.status}"
         record = self.record
+        if self.status == "NOT JUDGED":
+            return text + f" ({self.why})"
         if record is None:
             return text + " (no record: add its measured range to RECORDS in benches/_board.py)"
         span = f"{record.low:g}-{record.high:g}x" if record.low != record.high else f"{record.high:g}x"
@@ -183,8 +190,19 @@ class Row:
         return text
 
 
-def classify(target: Target, ratio: float, records: dict[tuple[str, str], Record] = RECORDS) -> Row:
+def regression_level(target: Target, records: dict[tuple[str, str], Record] = RECORDS) -> float:
+    """The ratio above which `classify` calls this target's figure a REGRESSION."""
     record = records.get((target.candidate, target.baseline))
+    if record is None:
+        return target.limit * NOISE
+    return max(target.limit, record.high) * NOISE if record.reached else record.high * NOISE
+
+
+def classify(target: Target, ratio: float, records: dict[tuple[str, str], Record] = RECORDS,
+             unjudged: str | None = None) -> Row:
+    record = records.get((target.candidate, target.baseline))
+    if unjudged is not None:
+        return Row(target.label, ratio, target.limit, "NOT JUDGED", record, unjudged)
     if record is None:
         status = "met" if ratio <= target.limit else "unrecorded"
         if ratio > target.limit * NOISE:
@@ -205,6 +223,7 @@ class Board:
     units: dict[str, str] = field(default_factory=dict)
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    not_judged: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def record(self, name: str, value: float, unit: str = "s") -> None:
         self.values[name] = value
@@ -214,11 +233,17 @@ class Board:
         if not any(t.candidate == candidate and t.baseline == baseline for t in self.targets):
             self.targets.append(Target(candidate, baseline, limit, label))
 
+    def unjudged(self, candidate: str, baseline: str, why: str) -> None:
+        """This run's control says the target's figure is the machine's noise: show it, with `why`, and fail
+        nothing on it. Only for a reason measured in the same run (a control round), never by default."""
+        self.not_judged[(candidate, baseline)] = why
+
     def rows(self, records: dict[tuple[str, str], Record] = RECORDS) -> list[Row]:
         out = []
         for t in self.targets:
             if t.candidate in self.values and t.baseline in self.values and self.values[t.baseline] > 0:
-                out.append(classify(t, self.values[t.candidate] / self.values[t.baseline], records))
+                out.append(classify(t, self.values[t.candidate] / self.values[t.baseline], records,
+                                    self.not_judged.get((t.candidate, t.baseline))))
         return out
 
 

@@ -44,15 +44,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     write = terminalreporter.write_line
     terminalreporter.section("lmcz-fast ratios (candidate / baseline, same run)")
     for row in rows:
-        write(row.line(), red=row.status == "REGRESSION", yellow=row.status in ("missed", "unrecorded"))
+        write(row.line(), red=row.status == "REGRESSION",
+              yellow=row.status in ("missed", "unrecorded", "NOT JUDGED"))
     for note in BOARD.notes:
         write(note)
     counts = {status: sum(row.status == status for row in rows)
-              for status in ("met", "KNOWN MISS", "missed", "REGRESSION", "unrecorded")}
+              for status in ("met", "KNOWN MISS", "missed", "REGRESSION", "unrecorded", "NOT JUDGED")}
     write(", ".join(f"{n} {status}" for status, n in counts.items() if n) +
           f". KNOWN MISS: a target not reached yet (the record says by how much); missed: a reached target over its "
           f"limit by less than {NOISE:g}x (fails under LMCZ_BENCH_ENFORCE=1); REGRESSION: more than {NOISE:g}x "
-          f"worse than the level reached (fails the run). Records: benches/_board.py.")
+          f"worse than the level reached (fails the run); NOT JUDGED: this run's control round was itself too noisy to "
+          f"judge the figure (never fails). Records: benches/_board.py.")
     bad = failing(rows, os.environ.get("LMCZ_BENCH_ENFORCE"))
     if bad:
         write(f"benchmarks FAIL the run: {', '.join(row.label for row in bad)}", red=True, bold=True)

@@ -8,6 +8,10 @@ from typing_extensions import Buffer, Self, disjoint_base, final
 
 INDEX_NBYTES: int
 STORED_INDEX_NBYTES: int
+PLATFORM: dict[str, bool | int]
+
+def _mul_fold(a: int, b: int) -> tuple[int, int]: ...
+def _read_u64(data: Buffer, offset: int) -> int: ...
 
 def build_index(prefilter: Buffer) -> bytes: ...
 

@@ -63,7 +63,23 @@ cdef extern from *:
     #pragma GCC diagnostic ignored "-Wstringop-overread"
     #endif
 
-    #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    /* What this code assumes of the machine, checked where it is compiled rather than found out in an answer
+       (docs/platforms.md): 8-bit bytes, a 64-bit address space (built and tested on x86_64 and aarch64 only),
+       and a byte order the compiler states. Byte order itself is handled: every multi-byte read of stored or
+       hashed bytes goes through lmcz_r16/r32/r64 below (memcpy, so any alignment; a byte swap on a big-endian
+       machine). `char` signedness (signed on x86_64, unsigned on aarch64) is not relied on: the byte loops use
+       unsigned char / uint8_t throughout. */
+    #include <limits.h>
+    #if CHAR_BIT != 8
+    #error "lmcz-fast's compiled core needs 8-bit bytes"
+    #endif
+    #if !defined(__SIZEOF_POINTER__) || __SIZEOF_POINTER__ != 8 || UINTPTR_MAX != 0xFFFFFFFFFFFFFFFFu
+    #error "lmcz-fast's compiled core is built and tested on 64-bit machines only (x86_64, aarch64); see docs/platforms.md"
+    #endif
+    #if !defined(__BYTE_ORDER__) || (__BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__ && __BYTE_ORDER__ != __ORDER_BIG_ENDIAN__)
+    #error "the compiler does not say this machine's byte order (__BYTE_ORDER__)"
+    #endif
+    #if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
     #define LMCZ_BIG_ENDIAN 1
     #else
     #define LMCZ_BIG_ENDIAN 0
@@ -94,20 +110,33 @@ cdef extern from *:
     static inline uint32_t lmcz_bswap32(uint32_t x) { return __builtin_bswap32(x); }
     static inline uint64_t lmcz_rotl64(uint64_t x, unsigned r) { return (x << r) | (x >> (64 - r)); }
 
-    /* Full 64x64 -> 128-bit product, folded to 64 bits by XOR of its halves. */
-    static inline uint64_t lmcz_mul_fold(uint64_t a, uint64_t b) {
-    #if defined(__SIZEOF_INT128__)
-        __uint128_t p = (__uint128_t)a * b;
-        return (uint64_t)p ^ (uint64_t)(p >> 64);
-    #else
+    /* Full 64x64 -> 128-bit product, folded to 64 bits by XOR of its halves: with the compiler's 128-bit
+       integers where it has them (x86_64 and aarch64 both do), else in 32-bit halves. Both paths are compiled
+       everywhere and compared in the tests (lmcz_platform_paths, tests/test_platform.py). */
+    static inline uint64_t lmcz_mul_fold_halves(uint64_t a, uint64_t b) {
         uint64_t al = a & 0xFFFFFFFFu, ah = a >> 32, bl = b & 0xFFFFFFFFu, bh = b >> 32;
         uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
         uint64_t mid = (ll >> 32) + (lh & 0xFFFFFFFFu) + (hl & 0xFFFFFFFFu);
         uint64_t lo = (mid << 32) | (ll & 0xFFFFFFFFu);
         uint64_t hi = hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
         return lo ^ hi;
-    #endif
     }
+    #if defined(__SIZEOF_INT128__)
+    #define LMCZ_INT128 1
+    static inline uint64_t lmcz_mul_fold(uint64_t a, uint64_t b) {
+        __uint128_t p = (__uint128_t)a * b;
+        return (uint64_t)p ^ (uint64_t)(p >> 64);
+    }
+    #else
+    #define LMCZ_INT128 0
+    static inline uint64_t lmcz_mul_fold(uint64_t a, uint64_t b) { return lmcz_mul_fold_halves(a, b); }
+    #endif
+
+    #if defined(__GNUC__) || defined(__clang__)
+    #define LMCZ_PREFETCH 1
+    #else
+    #define LMCZ_PREFETCH 0
+    #endif
 
     #if defined(__GNUC__) || defined(__clang__)
     #define lmcz_prefetch(p) __builtin_prefetch((const void*)(p), 0, 3)
@@ -185,6 +214,10 @@ cdef extern from *:
     uint32_t lmcz_bswap32(uint32_t x) noexcept nogil
     uint64_t lmcz_rotl64(uint64_t x, unsigned r) noexcept nogil
     uint64_t lmcz_mul_fold(uint64_t a, uint64_t b) noexcept nogil
+    uint64_t lmcz_mul_fold_halves(uint64_t a, uint64_t b) noexcept nogil
+    bint LMCZ_BIG_ENDIAN
+    bint LMCZ_INT128
+    bint LMCZ_PREFETCH
     void lmcz_prefetch(const void* p) noexcept nogil
     int64_t lmcz_now_ns() noexcept nogil
     const uint8_t* lmcz_xxh3_secret
@@ -348,6 +381,29 @@ cdef inline uint32_t _identity_key(const uint8_t* p, size_t n) noexcept nogil:
     if n <= 16:
         return <uint32_t>_xxh3_0to16(p, n)
     return <uint32_t>_xxh3_17to128(p, n)
+
+
+# What the compiled core was built with (docs/platforms.md): the byte order the compiler stated, whether XXH3's
+# 64x64->128 multiply uses 128-bit integers, whether prefetch hints are compiled in, the pointer width.
+PLATFORM = {"big_endian": bool(LMCZ_BIG_ENDIAN), "int128": bool(LMCZ_INT128), "prefetch": bool(LMCZ_PREFETCH),
+            "pointer_bits": 8 * sizeof(void*)}
+
+
+def _mul_fold(uint64_t a, uint64_t b) -> tuple:
+    """(XXH3's multiply-fold as this build does it, the same in 32-bit halves): both paths, for the tests."""
+    return lmcz_mul_fold(a, b), lmcz_mul_fold_halves(a, b)
+
+
+def _read_u64(data, Py_ssize_t offset) -> int:
+    """The probe's 8-byte read (``lmcz_r64``) at ``offset`` of ``data``, at any alignment: for the tests."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
+    try:
+        if offset < 0 or offset + 8 > view.len:
+            raise ValueError(f"8 bytes at {offset} of a {view.len}-byte buffer")
+        return lmcz_r64(<const uint8_t*>view.buf + offset)
+    finally:
+        PyBuffer_Release(&view)
 
 
 @cython.binding(False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -20,6 +21,19 @@ __all__ = ["Progress", "announce_after", "estimate_lines", "line_counter"]
 Progress = Callable[[str, int, "int | None", str], None]
 
 _SAMPLE = 1 << 16
+# Deflate's densest code turns 258 bytes of output into about 2 bits: no gzip member expands more than ~1032x.
+_MAX_DEFLATE_RATIO = 1032
+
+
+def _gzip_size(isize: int, compressed: int, sampled: int, consumed: int) -> int:
+    """The uncompressed size of a gzip file, for an estimate only. Its trailer's ISIZE is an untrusted number
+    (a damaged or hostile file says what it likes, and it is the size mod 2**32): it is taken only where it
+    agrees with what can be true of the file, else the ratio of the sample read (`sampled` bytes out of
+    `consumed` compressed bytes) stands in for it. Nothing is ever allocated by either figure."""
+    from_sample = compressed * sampled // max(1, consumed)
+    if sampled <= isize <= compressed * _MAX_DEFLATE_RATIO and from_sample < (1 << 32):
+        return isize
+    return min(from_sample, compressed * _MAX_DEFLATE_RATIO)
 
 
 def estimate_lines(sources: Iterable[Any]) -> int | None:
@@ -36,14 +50,15 @@ def estimate_lines(sources: Iterable[Any]) -> int | None:
                 raw.seek(0, os.SEEK_END)
                 size = raw.tell()
                 if magic == b"\x1f\x8b" and size >= 18:
-                    raw.seek(-4, os.SEEK_END)  # ISIZE: the uncompressed size mod 2**32
-                    size = int.from_bytes(raw.read(4), "little")
+                    raw.seek(-4, os.SEEK_END)  # ISIZE: the uncompressed size mod 2**32, as the file says
+                    isize = int.from_bytes(raw.read(4), "little")
                     raw.seek(0)
                     sample = gzip.GzipFile(fileobj=raw).read(_SAMPLE)
+                    size = _gzip_size(isize, size, len(sample), raw.tell())
                 else:
                     raw.seek(0)
                     sample = raw.read(_SAMPLE)
-        except (OSError, EOFError, gzip.BadGzipFile):
+        except (OSError, EOFError, gzip.BadGzipFile, zlib.error):
             return None
         if not sample:
             continue

@@ -234,6 +234,19 @@ class ServeProcess:
         for line in self.proc.stderr:
             self.log.append(line)
 
+    def wait_for_log(self, text: str, timeout: float = 20.0) -> str:
+        """The first log line holding `text`, waited for up to `timeout` seconds: the server writes its log from its
+        own threads, and a line about an event can arrive after the answer that followed the event."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in list(self.log):
+                if text in line:
+                    return line
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"no log line with {text!r} within {timeout:g} s; last lines: "
+                                     f"{''.join(self.log[-5:])}")
+            time.sleep(0.02)
+
     def signal(self, sig: int) -> int:
         assert self.proc is not None
         self.proc.send_signal(sig)

@@ -25,6 +25,23 @@ for _name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY"
     os.environ.pop(_name, None)
 
 
+@pytest.fixture(scope="session")
+def manylinux_wheel(tmp_path_factory):
+    """The manylinux wheel of this checkout, built once per session (tests/_wheel_support.py)."""
+    from _wheel_support import build_manylinux_wheel
+
+    return build_manylinux_wheel(tmp_path_factory.mktemp("wheel-build"))
+
+
+if os.environ.get("LMCZ_EMULATED"):
+    # Under qemu-user emulation (tests/test_arm64.py) a Python step runs ~10x slower: hypothesis's per-example
+    # deadline and its too-slow health check would time the emulator, not the code. The examples are the same.
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("emulated", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("emulated")
+
+
 def pytest_report_header(config):
     import lmcz_fast
 

@@ -16,7 +16,7 @@ import pytest
 BENCHES = Path(__file__).resolve().parent.parent / "benches"
 sys.path.insert(0, str(BENCHES))
 
-from _board import NOISE, RECORDS, Board, Record, Target, classify, failing  # noqa: E402
+from _board import NOISE, RECORDS, Board, Record, Target, classify, failing, regression_level  # noqa: E402
 
 KNOWN = {("cand", "base"): Record(0.06, 0.09, False, "issue 99")}
 REACHED = {("cand", "base"): Record(0.2, 0.3, True, "issue 98")}
@@ -66,6 +66,27 @@ def test_the_board_computes_ratios_of_recorded_medians() -> None:
     board.target("cand", "base", 0.05, "declared twice")
     [row] = board.rows(KNOWN)
     assert (row.ratio, row.status) == (pytest.approx(0.08), "KNOWN MISS")
+
+
+def test_a_figure_its_control_calls_noise_is_shown_and_never_fails() -> None:
+    """A run whose control round was itself noisy marks the target NOT JUDGED (with why): the same figure on a run
+    whose control was quiet is still the REGRESSION it was, so a quiet machine is judged as strictly as before."""
+    target = Target("cand", "base", 1.0, "reached")
+    assert regression_level(target, REACHED) == pytest.approx(1.0 * NOISE)
+    assert regression_level(TARGET, KNOWN) == pytest.approx(0.09 * NOISE)
+    assert regression_level(TARGET, {}) == pytest.approx(0.05 * NOISE)
+    assert classify(target, 8.2, REACHED).status == "REGRESSION"
+    board = Board()
+    board.record("cand", 8.2)
+    board.record("base", 1.0)
+    board.target("cand", "base", 1.0, "reached")
+    [judged] = board.rows(REACHED)
+    assert judged.status == "REGRESSION" and failing([judged], None) == [judged]
+    board.unjudged("cand", "base", "control's worst call 5000 us")
+    [row] = board.rows(REACHED)
+    assert (row.status, row.ratio) == ("NOT JUDGED", pytest.approx(8.2))
+    assert "control's worst call 5000 us" in row.line()
+    assert failing([row], None) == [] and failing([row], "1") == []
 
 
 def _declared_targets() -> set[tuple[str, str]]:

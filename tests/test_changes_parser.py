@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lmcz_fast.replicate import SourceUnavailable
+from lmcz_fast.replicate.config import SourceMalformed
 from lmcz_fast.replicate.changes import _LastSeq, _parse_changes
 
 ids = st.one_of(
@@ -59,7 +60,7 @@ def _plain(item: object) -> tuple[str, bool]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(changes, st.one_of(st.integers(0, 10**9), st.text(max_size=20)),
+@given(changes, st.one_of(st.integers(0, 10**9), st.text(min_size=1, max_size=20)),
        st.sampled_from(["couchdb", "no final newline", "one line", "pretty", "commas first", "crlf", "spaced"]),
        st.lists(st.integers(0, 10**6), max_size=12), st.booleans())
 def test_parser_gives_what_json_gives(results, last_seq, style, cuts, ids_only):
@@ -100,3 +101,45 @@ def test_a_big_page_with_commas_first_is_decoded_on_the_way():
 def test_truncated_answers_are_errors(tail):
     with pytest.raises(SourceUnavailable):
         list(_parse_changes(iter([tail]), "u"))
+
+
+@pytest.mark.parametrize("answer", [
+    b'{"last_seq": 5}',                                   # no results at all (issue 18, item 3)
+    b'{"results": null, "last_seq": 5}',
+    b'{"results": {}, "last_seq": 5}',
+    b'{"results": "changes", "last_seq": 5}',
+    b'{"results": {"id": "a"}, "last_seq": 5}',
+])
+def test_an_answer_without_a_results_list_is_refused_not_taken_as_no_changes(answer):
+    """Taken as "no changes", such an answer would move the checkpoint past changes never read."""
+    with pytest.raises(SourceMalformed, match="no `results` list"):
+        list(_parse_changes(iter([answer]), "u"))
+
+
+@pytest.mark.parametrize("answer", [
+    b'{"results":[],"last_seq":NaN}',                     # issue 18, item 7: a traceback before
+    b'{"results":[],"last_seq":Infinity}',
+    b'{"results":[],"last_seq":-Infinity}',
+    b'{"results": [], "last_seq": NaN}',
+    b'{"results":[\n{"id":"a","seq":NaN,"changes":[]}\n],"last_seq":1}',
+    b'{"results":[],"last_seq":1.5}',
+    b'{"results":[],"last_seq":-3}',
+    b'{"results":[],"last_seq":{"n":1}}',
+    b'{"results":[],"last_seq":""}',
+    b'[{"results":[],"last_seq":1}]',
+])
+def test_a_sequence_or_a_value_that_is_not_json_is_refused(answer):
+    with pytest.raises(SourceMalformed):
+        list(_parse_changes(iter([answer]), "u"))
+
+
+@pytest.mark.parametrize("layout", ["lines", "one line", "tail"])
+def test_deep_nesting_is_refused_in_bounded_memory(layout):
+    """100,000 levels: refused with a typed error, not a RecursionError, and never built (ijson's prefixes
+    would grow with the depth: gigabytes)."""
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = {"lines": b'{"results":[\n{"id":"a","x":' + deep + b'}\n],"last_seq":1}',
+              "one line": b'{"results": [ {"id":"a","x":' + deep + b'}], "last_seq":1}',
+              "tail": b'{"results":[\n],"other":' + deep + b',"last_seq":1}'}[layout]
+    with pytest.raises(SourceMalformed, match="nested"):
+        list(_parse_changes(iter([answer[i:i + 65536] for i in range(0, len(answer), 65536)]), "u"))

@@ -508,7 +508,7 @@ class World:
                 self.ensure_input(source)
         if name in ("prices list", "grey list"):
             self.ensure_store(opts["db"])
-        if name in ("lookup", "info", "status", "delta", "serve", "compact", "adopt"):
+        if name in ("lookup", "info", "status", "delta", "serve", "compact", "adopt", "guard"):
             self.ensure_store(opts["db"])
         if name == "adopt":
             self.ensure_feed_at(opts["feed_url"], opts.get("public_key"))

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from lmcz_fast import replicate as repl
 from lmcz_fast.cli import main
-from lmcz_fast.store import Blocklist
+from lmcz_fast.store import Blocklist, ShrinkRefusedError, guard
 
 pytestmark = needs_pouchdb
 
@@ -102,6 +102,12 @@ def test_recreated_source_is_re_replicated_and_swapped_in(couch, tmp_path):
     couch.create("blocked_cis")
     fresh = _identities(300, 5)
     couch.put_docs("blocked_cis", [{"_id": c} for c in fresh])
+    # 800 -> 300 codes is past the shrink guard's limit (store/guard.py): refused until an operator accepts it.
+    with pytest.raises(ShrinkRefusedError):
+        repl.replicate(db, _config(couch))
+    assert _store_set(db)[0] == set(old)
+    with Blocklist.open(db, readonly=False) as bl:
+        guard.accept(bl, "the source was really recreated")
     report = repl.replicate(db, _config(couch))
     assert report.full and "recreated" in report.reason
     assert _store_set(db)[0] == set(fresh)

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from lmcz_fast import feed
 from lmcz_fast.cli import main
 from lmcz_fast import CodeError
-from lmcz_fast.store import Blocklist, SoldRegisterError, StoreError
+from lmcz_fast.store import Blocklist, SoldRegisterError, StoreError, guard
 from lmcz_fast.store.environment import DB_SOLD, DB_SOLD_TIME
 
 RNG = random.Random(20261201)
@@ -130,6 +130,7 @@ def test_loads_deltas_and_meta_writes_never_touch_the_register(db: Path, tmp_pat
     with Blocklist.open(db, readonly=False) as bl:
         bl.record_sold(CODES[30:33])
         before = [(e.identity, e.sold_at_ms) for e in bl.sold]
+        guard.accept(bl)                                         # 10 -> 5 codes: past the shrink guard's limit
         bl.load([str(source)])                                   # a full reload replaces the blocklist
         assert not bl.is_blocked(CODES[0]) and bl.is_blocked(CODES[10])
         bl.apply_delta(add=[CODES[31]], remove=[CODES[10]], to_version=bl.info()["version"] + 1)

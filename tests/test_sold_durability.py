@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import signal
 import threading
@@ -59,6 +60,11 @@ def test_kill_9_during_sales_loses_no_acknowledged_sale(tmp_path: Path) -> None:
                      for i in range(TILLS)]
             for till in tills:
                 till.start()
+            # The kill comes at a random moment after the first answer (waited for with a deadline: a loaded or
+            # emulated machine can take a while to answer at all), so every round kills in the middle of sales.
+            deadline = time.monotonic() + 60
+            while not acknowledged and time.monotonic() < deadline:
+                time.sleep(0.01)
             time.sleep(rng.uniform(0.15, 0.5))
             proc.signal(signal.SIGKILL)
             stop.set()
@@ -70,4 +76,5 @@ def test_kill_9_during_sales_loses_no_acknowledged_sale(tmp_path: Path) -> None:
         assert not missing, f"round {round_no}: {len(missing)} of {len(acknowledged)} acknowledged sales lost"
         acknowledged_total += len(acknowledged)
     assert acknowledged_total >= ROUNDS * 10
-    assert time.monotonic() - started < 120
+    # under arm64 emulation (tests/test_arm64.py) every step is ~10x slower
+    assert time.monotonic() - started < (1200 if os.environ.get("LMCZ_EMULATED") else 120)

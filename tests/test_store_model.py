@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
+from lmcz_fast.store import ShrinkRefusedError, guard
 from lmcz_fast import Blocklist, DigestMismatchError, NoListError, VersionError, digest_after, set_digest_of
 
 from _store_support import colliding_pairs, make_identity, make_scan, prefilter_key
@@ -50,9 +51,19 @@ class StoreModel(RuleBasedStateMachine):
         self.bl.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    @rule(codes=subsets)
-    def full_load(self, codes):
+    @rule(codes=subsets, accept=st.booleans())
+    def full_load(self, codes, accept):
+        # The shrink guard (store/guard.py): a replacement losing more than 20 % of a list is refused unless the
+        # operator accepted it; a refusal changes nothing and says why.
+        if accept:
+            guard.accept(self.bl)
+        if self.version and not accept and len(self.model) - len(codes) > 0.2 * len(self.model):
+            with pytest.raises(ShrinkRefusedError):
+                self.bl.load([codes])
+            assert guard.held(self.bl)["after"] == len(codes)
+            return
         self.bl.load([codes])
+        assert guard.held(self.bl) is None and guard.state(self.bl)["accepted"] is None
         self.version += 1
         self.model = set(codes)
         self.last_delta = None

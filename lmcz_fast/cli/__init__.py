@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from . import core, demo, feed, maintenance, monitoring, replicate, serve, sold, systemd, tables, till
+from . import core, demo, feed, guard, maintenance, monitoring, replicate, serve, sold, systemd, tables, till
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 110}
 
@@ -35,6 +35,7 @@ monitoring.register(main)
 core.register(main)
 demo.register(main)
 feed.register(main)
+guard.register(main)
 replicate.register(main)
 serve.register(main)
 sold.register(main)

@@ -14,6 +14,7 @@ import click
 from .._codes import CodeError
 from ..progress import announce_after, estimate_lines, line_counter
 from ..store import Blocklist, Change, LoadError, NoListError, StoreError, Verdict, VersionError, compact_if_worth
+from ..store import guard as shrink_guard
 from .progress import progress_for
 
 EXIT_OK = 0
@@ -37,8 +38,11 @@ def _fail(message: str, code: int = EXIT_STORE) -> None:
               help="Version number to give the result (default: current + 1). Must move forward.")
 @click.option("--authority", default=None, help="Who blocked these codes, recorded with every code loaded.")
 @click.option("--reason", default=None, help="Why they are blocked, recorded with every code loaded.")
+@click.option("--accept-shrink", is_flag=True,
+              help="Accept a replacement that shrinks the list by more than the shrink guard's limit (logged; "
+                   "`lmcz-fast guard --help`).")
 def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version: int | None,
-         authority: str | None, reason: str | None) -> None:
+         authority: str | None, reason: str | None, accept_shrink: bool) -> None:
     """Load blocked codes from SOURCES into the database DB (created if missing).
 
     \b
@@ -54,7 +58,8 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
     Exit status:
       0  loaded
       3  refused: --strict and bad lines (nothing changed)
-      4  store error, e.g. disk full or map size reached (nothing changed; the old version is still served)
+      4  store error, e.g. disk full or map size reached, or a replacement the shrink guard refused (nothing
+         changed; the old version is still served)
     \b
     Example:
       lmcz-fast load store.db blocked-2026-11-23.csv.gz --strict
@@ -68,6 +73,8 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
         bar = progress_for()
         try:
             with store as bl:
+                if accept_shrink:
+                    shrink_guard.accept(bl, "load --accept-shrink")
                 counter = None
                 inputs: Any = list(sources)
                 if bar is not None:

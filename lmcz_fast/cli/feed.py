@@ -21,6 +21,7 @@ import click
 
 from .. import feed
 from ..store import Blocklist, StoreError, replication_status, wake
+from ..store import guard as shrink_guard
 from .progress import progress_for
 from .upstream import proxy_config, proxy_options
 
@@ -124,10 +125,12 @@ class _Stopped(Exception):
 
 
 def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on_schedule: Callable[[float], None],
-                 store: Callable[[], Blocklist | None] | None = None) -> None:
+                 store: Callable[[], Blocklist | None] | None = None,
+                 retry_on: tuple[type[BaseException], ...] = ()) -> None:
     """Run `once` now and then every `every` seconds (±10% jitter, so a chain's stores spread out) until SIGTERM.
 
-    A failed round is retried sooner (1 min, doubling up to `every`). A signal lets the running round finish its
+    A failed round (a feed, store or OS error, or one of `retry_on`: `replicate --every` passes its source
+    errors) is retried sooner (1 min, doubling up to `every`). A signal lets the running round finish its
     transaction (a write is one LMDB transaction either way) but cuts retry waits short; then the loop exits 0.
     While it waits, the loop looks at `store()` every `wake.POLL` seconds for a request for a round now (the
     service's `init` on a store that is not ready writes one; `store/wake.py`) and starts the round at once.
@@ -147,6 +150,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
 
     failures = 0
     rng = random.Random()
+    retriable: tuple[type[BaseException], ...] = (feed.FeedError, StoreError, OSError, *retry_on)
     log.info("running every %s; stop with SIGTERM", _span(every))
     while not stop.is_set():
         round_started = time.time()
@@ -156,7 +160,7 @@ def _run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on
             delay = every * rng.uniform(0.9, 1.1)
         except _Stopped:
             break
-        except (feed.FeedError, StoreError, OSError) as exc:
+        except retriable as exc:
             failures += 1
             delay = min(every, 60.0 * 2 ** min(failures - 1, 10)) * rng.uniform(0.9, 1.1)
             said = "" if "nothing was changed" in str(exc) else "; nothing was changed"
@@ -505,7 +509,8 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
 @click.argument("db", type=click.Path(exists=True, file_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 @click.option("--check", is_flag=True,
-              help="Exit 0 if ready, 1 if stale, 2 if expired or empty (for monitoring).")
+              help="Exit 0 if ready, 1 if stale or a full replacement is held by the shrink guard (`lmcz-fast "
+                   "guard`), 2 if expired or empty (for monitoring).")
 def status(db: str, as_json: bool, check: bool) -> None:
     """Freshness of DB: READY, STALE (still serving, sync overdue) or EXPIRED (beyond the offline limit).
 
@@ -524,11 +529,12 @@ def status(db: str, as_json: bool, check: bool) -> None:
                      ("feed_id", "feed_key_id", "feed_published_at", "feed_expires_at", "feed_next_sync_at",
                       "sync_last_error", "sync_last_error_at")}
             replication = replication_status(bl, now)
+            held = shrink_guard.state(bl)
     except StoreError as exc:
         _fail(str(exc), EXIT_STORE)
     scheduled = extra["feed_next_sync_at"]
     if as_json:
-        click.echo(json.dumps({**asdict(st), **extra, "replication": replication}, indent=1))
+        click.echo(json.dumps({**asdict(st), **extra, "replication": replication, "shrink_guard": held}, indent=1))
     else:
         colour = {"ready": "green", "stale": "yellow", "expired": "red", "empty": "red"}[st.state]
         label = "EMPTY (no list loaded)" if st.state == "empty" else st.state.upper()
@@ -561,6 +567,8 @@ def status(db: str, as_json: bool, check: bool) -> None:
                 click.echo(f"{name:>12}: {db['localDocCount']:,} here / {theirs} at the source, seq lag {lag}, "
                            f"last batch {_when(db['lastBatchAt'], now)}"
                            + (f", {db['unmapped']:,} documents that do not map" if db["unmapped"] else ""))
+        if held["held"] is not None:
+            click.secho(f"{'HELD':>12}: {shrink_guard.describe(held['held'])}", fg="red", bold=True)
         if st.clock_behind is not None:
             click.secho(f"WARNING: the blocklist is EXPIRED: this machine's clock reads {_span(st.clock_behind)} "
                         "before the store's last sync or load; the clock is behind (a dead CMOS battery, NTP not "
@@ -569,8 +577,8 @@ def status(db: str, as_json: bool, check: bool) -> None:
         elif st.state in ("stale", "expired"):
             click.secho(f"WARNING: the blocklist is {st.state.upper()}: last successful sync "
                         f"{_when(st.last_sync_at, now)}", fg=colour, bold=True, err=True)
-    if check:
-        sys.exit(CHECK_CODES[st.state])
+    if check:      # a refused full replacement (store/guard.py) needs an operator: at least a warning
+        sys.exit(max(CHECK_CODES[st.state], 1 if held["held"] is not None else 0))
 
 
 def register(group: click.Group) -> None:

@@ -14,6 +14,7 @@ from click.core import ParameterSource
 
 from .. import replicate as repl
 from ..store import Blocklist, StoreError
+from ..store import guard as shrink_guard
 from ..upstream import ProxyConfig, ProxyConfigError
 from .feed import (
     EXIT_STORE,
@@ -69,6 +70,9 @@ def _databases(text: str) -> dict[str, str]:
 @click.option("--batch", "batch_size", type=click.IntRange(1, 1_000_000), default=repl.DEFAULT_BATCH,
               show_default=True, help="Changes per page of _changes; each page is one transaction.")
 @click.option("--full", is_flag=True, help="Re-replicate everything from the start, swapped in at once.")
+@click.option("--accept-shrink", is_flag=True,
+              help="Accept that the next full re-replication shrinks the list by more than the shrink guard's "
+                   "limit (logged; `lmcz-fast guard --help`).")
 @click.option("--every", type=Duration(), default=None, help="Keep running: a pass at this interval (e.g. 2h).")
 @click.option("--follow", is_flag=True, help="Keep running on the longpoll feed: apply changes as they come.")
 @click.option("--settle", type=click.FloatRange(0, 3600), default=repl.DEFAULT_SETTLE, show_default=True,
@@ -81,7 +85,8 @@ def _databases(text: str) -> dict[str, str]:
 @click.option("-v", "--verbose", is_flag=True, help="Log every batch.")
 def replicate(db: str, source: str, databases: str, code_field: str, gtin_field: str, price_key_field: str,
               price_field: str, credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None,
-              batch_size: int, full: bool, every: float | None, follow: bool, settle: float, timeout: float,
+              batch_size: int, full: bool, accept_shrink: bool, every: float | None, follow: bool, settle: float,
+              timeout: float,
               as_json: bool, niceness: int, verbose: bool) -> None:
     """Replicate DB from a CouchDB-compatible SOURCE: the official Local Module's own database, or a chain's CouchDB.
 
@@ -96,7 +101,15 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
       lmcz-fast replicate store.db --source http://hq.chain.local:5984 --every 2h
       lmcz-fast replicate store.db --source http://hq.chain.local:5984 --follow --proxy http://proxy.shop.local:3128
       lmcz-fast replicate store.db --source http://127.0.0.1:5984 --databases codes=blocked_cis,gtins=blocked_gtin
-    Exit codes: 0 replicated, 4 store error, 5 source error (the store keeps what it held).
+    
+    Trust nothing upstream (docs/replication.md): the source's identity (server uuid, instance_start_time, an
+    anchor in the database's history) is checked before every pass, so a source deleted and created again is
+    re-replicated in full, never read from a checkpoint of another history; an answer without a results list,
+    with a sequence that is not one, nested too deeply or not moving forward is refused; a full pass that would
+    shrink the list by more than the shrink guard's limit (20 %) is refused and the old list keeps serving until
+    an operator accepts it (--accept-shrink, `lmcz-fast guard DB --accept`). With --every and --follow every
+    failure is retried with a growing back-off (as `sync --every`).
+    Exit codes: 0 replicated, 4 store error or a shrink refused, 5 source error (the store keeps what it held).
     """
     _setup_logging(verbose)
     if every is not None and follow:
@@ -117,6 +130,9 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
         raise click.UsageError(str(exc)) from None
     _lower_priority(niceness)
     try:
+        if accept_shrink and _exists(db):
+            with Blocklist.open(db, readonly=False) as bl:
+                shrink_guard.accept(bl, "replicate --accept-shrink")
         if every is None and not follow:
             bar = progress_for(quiet=as_json)
             try:
@@ -139,8 +155,10 @@ def replicate(db: str, source: str, databases: str, code_field: str, gtin_field:
             if follow:
                 _follow(bl, config, settle)
             else:
+                # A source outage, a refused answer or a refused shrink is retried with sync's back-off.
                 _run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
-                             lambda at: bl.set_meta(replication_next_at=at), lambda: bl)
+                             lambda at: bl.set_meta(replication_next_at=at), lambda: bl,
+                             retry_on=(repl.ReplicationError,))
     except repl.SourceAuthError as exc:
         _fail(str(exc), EXIT_SOURCE)
     except repl.ReplicationError as exc:

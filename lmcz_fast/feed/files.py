@@ -55,13 +55,55 @@ def _is_gtin(text: str) -> bool:
     return len(text) == 14 and text.isascii() and text.isdigit()
 
 
-def _read_text(source: str | os.PathLike[str] | bytes) -> str:
+#: The most text a feed file may expand to when nothing says better (a hand-given delta, the publisher's own
+#: files): 1 GiB, ~25x a 900k-code snapshot. A sync passes the bound its signed manifest implies (`text_limit`).
+MAX_TEXT_BYTES = 1 << 30
+#: What one line of a feed file can take: an identity is at most 38 bytes, a table record a few dozen; the
+#: margin is wide, the bound is still a few hundred bytes a line rather than what the file claims.
+MAX_LINE_BYTES = 512
+_HEADER_BYTES = 1 << 16
+
+
+def text_limit(lines: int) -> int:
+    """The most text a feed file of `lines` counted lines (its manifest's counts) can hold, header included."""
+    return _HEADER_BYTES + max(0, lines) * MAX_LINE_BYTES
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    """The gzip members of `data`, decompressed in bounded steps: more than `limit` bytes of output is refused
+    as soon as it is produced. The trailer's own length (ISIZE) is an untrusted claim: zlib checks it, with the
+    CRC, against what was produced, and nothing is sized by it."""
+    out: list[bytes] = []
+    total = 0
+    rest = data
+    while rest[:2] == b"\x1f\x8b":
+        unpack = zlib.decompressobj(wbits=31)     # one gzip member: header, deflate, CRC-32 and ISIZE checked
+        pending = rest
+        while not unpack.eof:
+            chunk = unpack.decompress(pending, min(1 << 20, limit + 1 - total))
+            total += len(chunk)
+            if total > limit:
+                raise IntegrityError(f"the file expands past {limit} bytes of text; refused")
+            out.append(chunk)
+            pending = unpack.unconsumed_tail
+            if not pending and not unpack.eof and not chunk:
+                raise IntegrityError("not gzip text: the compressed data is cut short")
+        rest = unpack.unused_data.lstrip(b"\x00")
+    if rest:
+        raise IntegrityError("not gzip text: trailing bytes after the last gzip member")
+    return b"".join(out)
+
+
+def _read_text(source: str | os.PathLike[str] | bytes, max_bytes: int | None = None) -> str:
+    limit = MAX_TEXT_BYTES if max_bytes is None else max_bytes
     data = source if isinstance(source, bytes) else Path(source).read_bytes()
     try:
         if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
+            data = _gunzip(data, limit)
+        elif len(data) > limit:
+            raise IntegrityError(f"the file holds more than {limit} bytes of text; refused")
         return data.decode("utf-8")
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
+    except (OSError, EOFError, zlib.error, UnicodeDecodeError) as exc:
         raise IntegrityError(f"not gzip text: {exc}") from exc
 
 
@@ -102,14 +144,15 @@ def _record_line(text: str, where: str) -> str:
         raise IntegrityError(f"{where}: {exc}") from exc
 
 
-def read_snapshot(source: str | os.PathLike[str] | bytes) -> Snapshot:
+def read_snapshot(source: str | os.PathLike[str] | bytes, max_bytes: int | None = None) -> Snapshot:
     """Parse a feed snapshot (path or bytes, gzip or plain) and check its header against its contents.
 
     The body is the GTIN lines, then the identity lines, then (format 2) the `@` record lines: what `publish`
     writes; anything else there shows up as a count mismatch here or as a bad identity when the digest is
-    computed. A record of a kind this version does not know raises `UnsupportedFeedError`.
+    computed. A record of a kind this version does not know raises `UnsupportedFeedError`. Text past
+    `max_bytes` (default `MAX_TEXT_BYTES`) is refused with `IntegrityError` as it is decompressed.
     """
-    lines = _read_text(source).split("\n")
+    lines = _read_text(source, max_bytes).split("\n")
     if lines and not lines[-1]:
         lines.pop()
     fields, start = _header(lines, "snapshot")
@@ -139,17 +182,18 @@ def read_snapshot(source: str | os.PathLike[str] | bytes) -> Snapshot:
     return Snapshot(fields["version"], body[:split], body[split:split + codes], texts)
 
 
-def read_delta(source: str | os.PathLike[str] | bytes) -> Delta:
+def read_delta(source: str | os.PathLike[str] | bytes, max_bytes: int | None = None) -> Delta:
     """Parse a delta file (`+CODE`, `-CODE`, `+GTIN`, `-GTIN` per line, `#` comments; gzip or plain).
 
     Feed deltas carry `# from N` / `# to N` headers; a hand-written delta has none (versions are then None).
     A line that both adds and removes the same entry is refused, since the order would be ambiguous.
     `+@kind ...` / `-@kind ...` lines change the price and grey tables (a changed price: `-` the old record, `+`
-    the new); a record of a kind this version does not know raises `UnsupportedFeedError`.
+    the new); a record of a kind this version does not know raises `UnsupportedFeedError`. Text past
+    `max_bytes` (default `MAX_TEXT_BYTES`) is refused with `IntegrityError` as it is decompressed.
     """
     # Lines end at "\n" only: str.splitlines() also ends one at a GS (0x1D, the separator inside a GS1 scan), FS,
     # RS, NEL and the Unicode separators, which would cut a scan in two and shift every line number after it.
-    lines = _read_text(source).split("\n")
+    lines = _read_text(source, max_bytes).split("\n")
     fields = _header(lines, "delta")[0] or {}
     delta = Delta(fields.get("from"), fields.get("to"))
     for number, line in enumerate(lines, 1):

@@ -22,7 +22,7 @@ from ..store import disk_full, free_bytes
 from ..upstream import ProxyConfig
 from .errors import FeedError, IntegrityError, ManifestError
 from .fetching import RetryPolicy, _Fetcher, _fetch_to, _NotFound
-from .files import _compose, _digest_after, read_delta, read_snapshot
+from .files import _compose, _digest_after, read_delta, read_snapshot, text_limit
 from .keys import key_id, load_public_key, public_key_text
 from .manifest import DeltaEntry, Manifest, SnapshotEntry, _check_fresh, _check_replay, parse_manifest
 
@@ -221,7 +221,10 @@ def _apply_deltas(bl: Blocklist, manifest: Manifest, chain: list[DeltaEntry], fe
     mark = time.perf_counter()
     deltas = []
     for entry in chain:
-        delta = read_delta(_fetch(fetcher, entry, work, progress))
+        # The signed counts bound the text the file may expand to (its gzip trailer's length is not trusted).
+        lines = (entry.added + entry.removed + entry.gtins_added + entry.gtins_removed + entry.records_added
+                 + entry.records_removed)
+        delta = read_delta(_fetch(fetcher, entry, work, progress), max_bytes=text_limit(lines))
         if (delta.from_version, delta.to_version) != (entry.from_version, entry.to_version):
             raise IntegrityError(f"{entry.path}'s header says {delta.from_version}->{delta.to_version}")
         deltas.append(delta)
@@ -266,7 +269,8 @@ def _apply_snapshot(bl: Blocklist, manifest: Manifest, fetcher: _Fetcher, work: 
     mark = time.perf_counter()
     if progress is not None:
         progress("checking the snapshot", 0, None, "")
-    snapshot = read_snapshot(path)
+    snapshot = read_snapshot(path, max_bytes=text_limit(manifest.snapshot.codes + manifest.snapshot.gtins
+                                                        + manifest.snapshot.records))
     if snapshot.version != manifest.version:
         raise IntegrityError(f"{manifest.snapshot.path}'s header says version {snapshot.version}")
     if len(snapshot.records) != manifest.records:

@@ -27,6 +27,7 @@ from .config import (
     ReplicationConfig,
     ReplicationError,
     SourceAuthError,
+    SourceMalformed,
     SourceUnavailable,
     read_credentials,
 )
@@ -40,6 +41,7 @@ __all__ = [
     "ReplicationError",
     "ReplicationReport",
     "SourceAuthError",
+    "SourceMalformed",
     "SourceUnavailable",
     "follow",
     "read_credentials",

@@ -13,7 +13,7 @@ from typing import Any
 import ijson
 import msgspec
 
-from .config import SourceUnavailable
+from .config import SourceMalformed, SourceUnavailable
 
 
 class _Reader:
@@ -36,8 +36,21 @@ class _Reader:
         return out
 
 
+class _NotJson(ValueError):
+    """NaN, Infinity or -Infinity: Python's decoder takes them, JSON has no such values."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value")
+
+
 _SKIP = re.compile(r"[\s,]*")
-_DECODE = json.JSONDecoder().raw_decode
+_DECODE = json.JSONDecoder(parse_constant=_no_constant).raw_decode
+_LOADS = json.JSONDecoder(parse_constant=_no_constant).decode
+#: Deepest nesting accepted in a `_changes` answer (a change with its document is a few levels deep).
+MAX_DEPTH = 64
+#: Longest sequence accepted (CouchDB 2+'s opaque sequences grow with the number of shards, not the changes).
+MAX_SEQ = 65536
 
 
 class _Change(msgspec.Struct, gc=False):
@@ -57,15 +70,18 @@ _MAX_PENDING = 1 << 20          # bytes of changes held undecoded before the par
 
 def _decode_array(text: bytes, ids_only: bool) -> list[Any]:
     """A JSON array of changes, decoded in C: `_Change`s with `ids_only` (dicts where an element does not fit)."""
-    if ids_only:
-        try:
-            return _DECODE_IDS(text)
-        except msgspec.ValidationError:
-            pass
     try:
-        return _DECODE_ANY(text)
-    except msgspec.DecodeError as exc:
-        raise ValueError(str(exc)) from None
+        if ids_only:
+            try:
+                return _DECODE_IDS(text)
+            except msgspec.ValidationError:
+                pass
+        try:
+            return _DECODE_ANY(text)
+        except msgspec.DecodeError as exc:
+            raise ValueError(str(exc)) from None
+    except RecursionError:
+        raise SourceMalformed("a change in the answer is nested too deeply") from None
 
 
 def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) -> Iterator[list[Any] | _LastSeq]:
@@ -155,12 +171,28 @@ def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) ->
         buffer = text.encode()
     rest = (buffer + b"".join(chunks)).strip().lstrip(b",").strip()
     try:
-        tail = {} if rest == b"}" else json.loads(b"{" + rest)
+        tail = {} if rest == b"}" else _LOADS((b"{" + rest).decode("utf-8"))
+    except RecursionError:
+        raise SourceMalformed(f"{url}: the end of the answer is nested too deeply") from None
+    except _NotJson as exc:
+        raise SourceMalformed(f"{url}: the end of the answer is not JSON: {exc}") from None
     except ValueError:
         raise SourceUnavailable(f"{url}: the end of the answer is not JSON (cut short?): {rest[:80]!r}") from None
     if not isinstance(tail, dict) or "last_seq" not in tail:
         raise SourceUnavailable(f"{url}: the answer has no last_seq (cut short?)")
-    yield _LastSeq(tail["last_seq"])
+    yield _LastSeq(checked_seq(tail["last_seq"], url))
+
+
+def checked_seq(seq: Any, url: str) -> Any:
+    """A sequence as CouchDB and its kin write them: a non-negative integer (CouchDB 1.x, PouchDB) or a string
+    (CouchDB 2+'s `N-opaque`); anything else (NaN, Infinity, a fraction, an object) is refused."""
+    if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+        return seq
+    if isinstance(seq, float) and seq.is_integer() and seq >= 0:
+        return int(seq)                     # `5.0`: ijson's numbers
+    if isinstance(seq, str) and 0 < len(seq) <= MAX_SEQ:
+        return seq
+    raise SourceMalformed(f"{url}: the answer's sequence is not a sequence: {str(seq)[:80]!r}")
 
 
 def _cut_objects(text: str) -> tuple[list[Any], str, bool]:
@@ -170,8 +202,12 @@ def _cut_objects(text: str) -> tuple[list[Any], str, bool]:
     while pos < len(text) and text[pos] != "]":
         try:
             item, end = _DECODE(text, pos)
+        except _NotJson as exc:
+            raise SourceMalformed(f"a change in the answer is not JSON: {exc}") from None
         except ValueError:
             break                                       # cut by the chunk boundary: wait for more
+        except RecursionError:
+            raise SourceMalformed("a change in the answer is nested too deeply") from None
         items.append(item)
         pos = _SKIP.match(text, end).end()
     if pos < len(text) and text[pos] == "]":
@@ -180,26 +216,56 @@ def _cut_objects(text: str) -> tuple[list[Any], str, bool]:
 
 
 def _parse_changes_generally(chunks: Iterator[bytes], url: str) -> Iterator[Any]:
-    """Any JSON layout of a `_changes` answer, through ijson's events."""
+    """Any JSON layout of a `_changes` answer, through ijson's basic events (no prefixes: their text would grow
+    with the nesting). The top level must be an object with a `results` list and a `last_seq`; nesting deeper
+    than `MAX_DEPTH` is refused before it is built."""
     last_seq: Any = _MISSING
+    results = in_results = False
     builder: Any = None
+    depth = 0                          # containers open before this event
+    key: str | None = None             # the last key seen at the top level
     try:
-        for prefix, event, value in ijson.parse(_Reader(chunks), use_float=True):
+        for event, value in ijson.basic_parse(_Reader(chunks), use_float=True):
+            opens = event in ("start_map", "start_array")
+            closes = event in ("end_map", "end_array")
+            if closes:
+                depth -= 1
+            level = depth              # where this value sits: 0 the answer, 1 its fields, 2 the changes
+            if opens:
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise SourceMalformed(f"{url}: the answer is nested more than {MAX_DEPTH} levels deep")
             if builder is not None:
                 builder.event(event, value)
-                if prefix == "results.item" and event == "end_map":
+                if closes and level == 2:
                     yield [builder.value]
                     builder = None
-            elif prefix == "results.item" and event == "start_map":
-                builder = ijson.ObjectBuilder()
-                builder.event(event, value)
-            elif prefix == "last_seq" and event in ("string", "number"):
-                last_seq = value
+            elif level == 0:
+                if event != "start_map" and not closes:
+                    raise SourceMalformed(f"{url}: the answer is not a JSON object")
+            elif level == 1:
+                if event == "map_key":
+                    key = value
+                elif event == "start_array" and key == "results":
+                    results = in_results = True
+                elif event == "end_array" and in_results:
+                    in_results = False
+                elif not opens and not closes and key == "last_seq":
+                    last_seq = value
+            elif level == 2 and in_results:
+                if opens:
+                    builder = ijson.ObjectBuilder()
+                    builder.event(event, value)
+                elif not closes:
+                    yield [value]                     # a change that is not an object: counted as unmapped
     except ijson.JSONError as exc:
         raise SourceUnavailable(f"{url}: the answer is not valid JSON or was cut short ({exc})") from None
     if last_seq is _MISSING:
         raise SourceUnavailable(f"{url}: the answer has no last_seq (cut short?)")
-    yield _LastSeq(last_seq)
+    if not results:
+        raise SourceMalformed(f"{url}: the answer has no `results` list: taken as no changes, it would move the "
+                              f"checkpoint past changes never read")
+    yield _LastSeq(checked_seq(last_seq, url))
 
 
 _MISSING = object()

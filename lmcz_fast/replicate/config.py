@@ -23,6 +23,12 @@ class SourceUnavailable(ReplicationError):
     """The source did not answer, answered an error, or cut the answer short."""
 
 
+class SourceMalformed(SourceUnavailable):
+    """The source answered something that is not a `_changes` answer we can trust: no `results` list, a sequence
+    that is not a number or a string (NaN, Infinity), JSON nested too deeply, or pages that do not move forward
+    (a source or a caching proxy that ignores `since`). Nothing of the answer is applied; the checkpoint stays."""
+
+
 class SourceAuthError(ReplicationError):
     """The source refused our credentials (HTTP 401/403)."""
 

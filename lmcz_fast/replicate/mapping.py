@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._codes import CodeError, parse_code
-from ..store import CutCodes
+from ..store import CutCodes, RecordError, parse_record
 from .changes import _Change
 from .config import Mapping
 
@@ -21,6 +21,7 @@ class _Batch:
         self.cut: CutCodes | None = None      # a full pass of codes keyed by the id: their keys, cut
         self.changes = 0
         self.unmapped: list[str] = []
+        self.anchor: dict[str, Any] | None = None     # the page's last data change: {"id", "rev", "seq"}
 
 
 def _value_of(doc: dict[str, Any], name: str) -> Any:
@@ -84,9 +85,10 @@ def _map_change(change: Any, batch: _Batch, mapping: Mapping) -> None:
             price = _value_of(doc, mapping.price_field)
             if isinstance(price, bool) or not isinstance(price, int) or price < 0:
                 raise ValueError(f"field {mapping.price_field!r} is not a non-negative integer of kopecks")
+            parse_record(price_record(record, price))     # the store's own bounds: pg 1-65535, a price that fits
             batch.prices[record] = price
         batch.add[doc_id] = record
-    except (ValueError, CodeError) as exc:
+    except (ValueError, CodeError, RecordError) as exc:
         batch.add.pop(doc_id, None)
         batch.unmapped.append(f"{doc_id}: {exc}")
 
@@ -124,3 +126,8 @@ def _price_key(value: Any, name: str) -> str:
         parse_code(f"01{gtin}21A", cis=True)
         return gtin
     raise ValueError(f"field {name!r} is neither a GTIN nor a product group")
+
+
+def price_record(key: str, price: int) -> str:
+    """A price key (`pg:N` or a GTIN) and its kopecks as the store's table record (store/tables.py)."""
+    return f"group_min_price {key[3:]} {price}" if key.startswith("pg:") else f"min_price {key} {price}"

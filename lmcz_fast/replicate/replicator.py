@@ -16,8 +16,8 @@ from ..store import REPLICATION_META_PREFIX as META_PREFIX
 from ..store import REPLICATION_META_SOURCE as META_SOURCE
 from ..store import replication_checkpoint as _checkpoint
 from .changes import _LastSeq
-from .config import Mapping, ReplicationConfig
-from .mapping import _Batch, _map_bulk, _map_change, _needs_no_doc, _record_of
+from .config import Mapping, ReplicationConfig, SourceMalformed
+from .mapping import _Batch, _map_bulk, _map_change, _needs_no_doc, _record_of, price_record
 from .source import _BadCheckpoint, _seq_number, _Source
 
 log = logging.getLogger("lmcz_fast.replicate")
@@ -68,6 +68,7 @@ class _Replicator:
         self.progress = progress
         self.lock = threading.Lock()
         self.examples: list[str] = []
+        self.server_uuid: str | None = None       # the source server's uuid, asked once per pass
 
     # - deciding -
 
@@ -81,10 +82,16 @@ class _Replicator:
             return "the set of replicated databases changed"
         if recorded.get("mapping") != _mapping_dict(self.config.mapping):
             return "the document mapping changed"
+        server: dict[str, Any] | None = None
         for name, info in infos.items():
             cp = _checkpoint(self.bl, name)
             if cp is None:
                 return f"no checkpoint for {name}"
+            if server is None:
+                server = self.source.server()
+                self.server_uuid = str(server.get("uuid") or "")
+            if cp.get("server_uuid") and server.get("uuid") and cp["server_uuid"] != server["uuid"]:
+                return f"the source is another server (its uuid {server['uuid']} is not {cp['server_uuid']})"
             start = info.get("instance_start_time")
             if start not in (None, "0", 0) and cp.get("instance_start_time") not in (None, "0", 0) \
                     and str(start) != str(cp.get("instance_start_time")):
@@ -92,6 +99,39 @@ class _Replicator:
             ours, theirs = _seq_number(cp.get("last_seq")), _seq_number(info.get("update_seq"))
             if ours is not None and theirs is not None and theirs < ours:
                 return f"{name} was recreated on the source (its update_seq {theirs} is behind our checkpoint {ours})"
+            reason = self._history_differs(name, cp)
+            if reason is not None:
+                return reason
+        return None
+
+    def _history_differs(self, name: str, cp: dict[str, Any]) -> str | None:
+        """Whether the source database's history still holds the change our checkpoint was anchored on: the last
+        document we read, at its revision and (with numeric sequences) its place. A database deleted and created
+        again, even refilled past our checkpoint, has another history: then a full pass, never an increment."""
+        if "anchor" not in cp:
+            if _seq_number(cp.get("last_seq")) == 0:
+                return None                         # nothing read yet: reading from the start misses nothing
+            return f"the checkpoint of {name} holds no anchor in the source's history (an older version wrote it)"
+        anchor = cp["anchor"]
+        if anchor is None:
+            return None if _seq_number(cp.get("last_seq")) in (0, None) else \
+                f"the checkpoint of {name} holds no anchor in the source's history"
+        doc_id, rev, seq = anchor.get("id"), anchor.get("rev"), anchor.get("seq")
+        found = self.source.doc_change(name, doc_id)
+        if found is None:
+            return (f"{name} was recreated on the source: document {doc_id!r}, read at seq {seq}, is not in its "
+                    f"history")
+        ours, theirs = _seq_number(seq), _seq_number(found["seq"])
+        if found["rev"] == rev:
+            if ours is not None and theirs is not None and ours != theirs and isinstance(seq, int):
+                return (f"{name} was recreated on the source: document {doc_id!r} rev {rev} sits at seq {theirs}, "
+                        f"not {ours}")
+            return None
+        if rev not in self.source.doc_revisions(name, doc_id):
+            return (f"{name} was recreated on the source: the history of document {doc_id!r} no longer holds "
+                    f"rev {rev}")
+        if ours is not None and theirs is not None and isinstance(seq, int) and theirs <= ours:
+            return f"{name} was recreated on the source: document {doc_id!r} changed, yet at seq {theirs} <= {ours}"
         return None
 
     # - full -
@@ -113,8 +153,13 @@ class _Replicator:
             if kind == "codes" and self.config.mapping.code_field == "_id":
                 cut = CutCodes(name)
             bulk = cut if kind == "codes" else None
+            anchor: dict[str, Any] | None = None
+            progress = _Progress(name)
             while True:
-                batch, seq, count = self._page(name, kind, seq, cut=bulk)
+                batch, new_seq, count = self._page(name, kind, seq, cut=bulk)
+                progress.check(seq, new_seq, count, self.config.batch_size)
+                seq = new_seq
+                anchor = batch.anchor or anchor
                 report.changes += batch.changes
                 report.unmapped += len(batch.unmapped)
                 for doc_id in batch.remove:
@@ -137,7 +182,8 @@ class _Replicator:
             report.added = len(bulk.take()[0]) if bulk is not None else len(set(mapped.values()))
             if self.config.mapping.field_of(kind) != "_id":
                 side[_side_table(name)] = {d.encode(): v.encode() for d, v in mapped.items()}
-            checkpoints[name] = self._checkpoint_value(kind, infos[name], seq, report.added, report.unmapped)
+            checkpoints[name] = self._checkpoint_value(kind, infos[name], seq, report.added, report.unmapped,
+                                                       self._resolved(name, anchor))
             reports.append(report)
         meta = {META_PREFIX + name: cp for name, cp in checkpoints.items()}
         meta[META_SOURCE] = self._source_value()
@@ -163,8 +209,10 @@ class _Replicator:
             report = DbReport(name, kind, source_docs=_int(infos[name].get("doc_count")))
             cp = _checkpoint(self.bl, name) or {}
             seq = cp.get("last_seq")
+            progress = _Progress(name)
             while True:
                 batch, new_seq, count = self._page(name, kind, seq, longpoll=longpoll)
+                progress.check(seq, new_seq, count, self.config.batch_size)
                 self._apply(kind, name, infos[name], batch, new_seq, report)
                 seq = new_seq
                 if count < self.config.batch_size:
@@ -188,13 +236,15 @@ class _Replicator:
                                          include_docs=not _needs_no_doc(kind, mapping), ids_only=bulk):
             if isinstance(items, _LastSeq):
                 last = items.value
-            elif bulk:
+                continue
+            if bulk:
                 count += len(items)
                 _map_bulk(items, batch)
             else:
                 count += len(items)
                 for item in items:
                     _map_change(item, batch, mapping)
+            batch.anchor = _anchor_of(items) or batch.anchor
         if batch.unmapped:
             log.warning("%s: %d documents do not map (first: %s)", name, len(batch.unmapped), batch.unmapped[0])
             self.examples.extend(batch.unmapped[: max(0, 20 - len(self.examples))])
@@ -236,7 +286,8 @@ class _Replicator:
             else:
                 args = _price_args(self.bl, batch.prices, remove=gone)
             docs = self._record_count(kind) + len(values) - len(gone)     # an estimate, corrected below
-            meta = {META_PREFIX + name: self._checkpoint_value(kind, info, seq, docs, unmapped)}
+            anchor = self._resolved(name, batch.anchor) if batch.anchor else cp.get("anchor")
+            meta = {META_PREFIX + name: self._checkpoint_value(kind, info, seq, docs, unmapped, anchor)}
             if not values and not gone and not side:
                 self.bl.mark_synced(**meta)
             else:
@@ -264,9 +315,23 @@ class _Replicator:
         found = self.bl.side_get(_side_table(name), doc_id.encode())
         return None if found is None else found.decode()
 
-    def _checkpoint_value(self, kind: str, info: dict[str, Any], seq: Any, docs: int, unmapped: int) -> dict[str, Any]:
+    def _resolved(self, name: str, anchor: dict[str, Any] | None) -> dict[str, Any] | None:
+        """An anchor with its revision and sequence: a full pass of ids reads neither, so the source says them."""
+        if anchor is None or anchor.get("rev") is not None:
+            return anchor
+        found = self.source.doc_change(name, anchor["id"])
+        return None if found is None else {"id": anchor["id"], "rev": found["rev"], "seq": found["seq"]}
+
+    def _checkpoint_value(self, kind: str, info: dict[str, Any], seq: Any, docs: int, unmapped: int,
+                          anchor: dict[str, Any] | None) -> dict[str, Any]:
+        """A database's checkpoint and the source's identity it holds for: the server's uuid, the database's
+        `instance_start_time` and an anchor in its history (`_history_differs`)."""
         theirs, ours = _seq_number(info.get("update_seq")), _seq_number(seq)
+        if self.server_uuid is None:
+            self.server_uuid = str(self.source.server().get("uuid") or "")
         return {
+            "server_uuid": self.server_uuid or None,
+            "anchor": anchor,
             "kind": kind,
             "last_seq": seq,
             "docs": docs,
@@ -285,6 +350,7 @@ class _Replicator:
         return {name: self.source.info(name) for name in self.config.databases.values()}
 
     def run_once(self, full: bool = False, longpoll: bool = False) -> ReplicationReport:
+        self.server_uuid = None                 # asked again: a pass records the identity of the server it read
         infos = self.infos()
         reason = "asked for" if full else self.need_full(infos)
         if reason is None:
@@ -293,6 +359,49 @@ class _Replicator:
             except _BadCheckpoint as exc:
                 reason = str(exc)
         return self.full(reason, infos)
+
+
+class _Progress:
+    """Pages must move forward: a source (or a caching proxy) that ignores `since` answers the same page again and
+    again, and a pass would loop for ever; one whose sequence goes back is not the history we read."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seen: set[str] = set()
+
+    def check(self, since: Any, last: Any, count: int, limit: int) -> None:
+        # Only integer sequences (CouchDB 1.x, PouchDB) are ordered here: a cluster's `N-opaque` ones may rewind
+        # after a node fails, and their N is not a position in one history.
+        integers = type(since) is int and type(last) is int
+        ours, theirs = (since, last) if integers else (None, None)
+        if ours is not None and theirs is not None and theirs < ours:
+            raise SourceMalformed(f"{self.name}: asked for changes since {since}, the source answered up to {last}, "
+                                  f"behind it (a source or a caching proxy that ignores `since`?)")
+        if count >= limit:                  # a full page: the pass will ask again from `last`
+            key = repr(last)
+            if last == since or key in self.seen or (ours is not None and theirs is not None and theirs <= ours):
+                raise SourceMalformed(f"{self.name}: the page after {since} ends at {last} again: the pass makes no "
+                                      f"progress (a source or a caching proxy that ignores `since`?)")
+            self.seen.add(key)
+
+
+def _anchor_of(items: list[Any]) -> dict[str, Any] | None:
+    """The last change of a page that can anchor a checkpoint in the source's history (a data document)."""
+    for item in reversed(items):
+        if type(item) is dict:
+            doc_id = item.get("id")
+            revs = item.get("changes")
+            rev = revs[0].get("rev") if isinstance(revs, list) and revs and isinstance(revs[0], dict) else None
+            seq = item.get("seq")
+            if not (isinstance(seq, int) and not isinstance(seq, bool)) and not isinstance(seq, str):
+                seq = None
+            if isinstance(doc_id, str) and not doc_id.startswith("_") and isinstance(rev, str):
+                return {"id": doc_id, "rev": rev, "seq": seq}
+        else:
+            doc_id = getattr(item, "id", None)
+            if isinstance(doc_id, str) and not doc_id.startswith("_"):
+                return {"id": doc_id, "rev": None, "seq": None}
+    return None
 
 
 def _side_table(name: str) -> bytes:
@@ -309,9 +418,7 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _price_record(key: str, price: int) -> str:
-    """A price key (`pg:N` or a GTIN) and its kopecks as the store's table record (store/tables.py)."""
-    return f"group_min_price {key[3:]} {price}" if key.startswith("pg:") else f"min_price {key} {price}"
+_price_record = price_record
 
 
 def _price_args(bl: Blocklist, prices: dict[str, int], *, replace: bool = False,

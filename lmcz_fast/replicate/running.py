@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -62,11 +63,13 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
            settle: float = DEFAULT_SETTLE) -> None:
     """Replicate continuously on the longpoll feed until `stop` is set: one thread per source database waits
     for its changes; each batch is applied as it comes (one transaction with its checkpoint). A source that needs
-    a full re-replication pauses them all for it. Errors are reported and retried after `retry_after` seconds.
+    a full re-replication pauses them all for it. Errors are reported and retried after `retry_after` seconds,
+    doubling with each failure in a row up to 30 times that.
 
     After a batch, a database's thread waits `settle` seconds before it asks again, so changes that trickle in
     one by one land together: every transaction rewrites the prefilter (~2.3 MB and its index for 900k codes)
     and syncs the disk, and a change a transaction would cost that much write each."""
+    backoff = _Backoff(retry_after)
     if _is_new(db):
         while not stop.is_set():                  # the first pass builds the store aside
             try:
@@ -77,7 +80,7 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
             except (ReplicationError, StoreError) as exc:
                 if on_error is not None:
                     on_error(exc)
-                stop.wait(retry_after)
+                stop.wait(backoff.failed())
         if stop.is_set():
             return
     bl, owned = _open(db)
@@ -87,6 +90,7 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
         while not stop.is_set():
             try:
                 report = replicator.run_once()
+                backoff.succeeded()
                 if on_report is not None:
                     on_report(report)
                 need_full = threading.Event()
@@ -104,7 +108,7 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
             except (ReplicationError, StoreError) as exc:
                 if on_error is not None:
                     on_error(exc)
-                stop.wait(retry_after)
+                stop.wait(backoff.failed())
     finally:
         replicator.source.close()
         if owned:
@@ -114,6 +118,7 @@ def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *,
 def _follow_one(replicator: _Replicator, name: str, stop: threading.Event, need_full: threading.Event,
                 on_report: Callable[[ReplicationReport], None] | None,
                 on_error: Callable[[BaseException], None] | None, retry_after: float, settle: float) -> None:
+    backoff = _Backoff(retry_after)
     while not stop.is_set() and not need_full.is_set():
         try:
             infos = {n: replicator.source.info(n) for n in [name]}
@@ -123,6 +128,7 @@ def _follow_one(replicator: _Replicator, name: str, stop: threading.Event, need_
                 need_full.set()
                 return
             report = replicator.incremental({**_all_infos(replicator, infos)}, longpoll=True, only=name)
+            backoff.succeeded()
             if report.changes:
                 if on_report is not None:
                     on_report(report)
@@ -133,7 +139,23 @@ def _follow_one(replicator: _Replicator, name: str, stop: threading.Event, need_
         except (ReplicationError, StoreError) as exc:
             if on_error is not None:
                 on_error(exc)
-            stop.wait(retry_after)
+            stop.wait(backoff.failed())
+
+
+class _Backoff:
+    """Waits between failed attempts: `first` seconds, doubling up to 30 times that (5 min by default), ±10 %;
+    back to `first` after a success. A source that is down or answers garbage is not hammered."""
+
+    def __init__(self, first: float) -> None:
+        self.first = first
+        self.failures = 0
+
+    def failed(self) -> float:
+        self.failures += 1
+        return min(self.first * 30, self.first * 2 ** min(self.failures - 1, 10)) * random.uniform(0.9, 1.1)
+
+    def succeeded(self) -> None:
+        self.failures = 0
 
 
 def _all_infos(replicator: _Replicator, infos: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:

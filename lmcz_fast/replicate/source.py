@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import quote
 
 from ..upstream import SyncHttpClient, UpstreamError
-from .changes import _LastSeq, _parse_changes
-from .config import ReplicationConfig, ReplicationError, SourceAuthError, SourceUnavailable
+from .changes import _LastSeq, _parse_changes, checked_seq
+from .config import ReplicationConfig, ReplicationError, SourceAuthError, SourceMalformed, SourceUnavailable
 
 log = logging.getLogger("lmcz_fast.replicate")
 
@@ -79,12 +79,73 @@ class _Source:
         except UpstreamError as exc:
             raise SourceUnavailable(f"{url}: {exc}") from exc
         try:
-            info = json.loads(body)
-        except ValueError:
-            raise SourceUnavailable(f"{url}: not a CouchDB database answer: {body[:120]!r}") from None
+            info = json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise SourceMalformed(f"{url}: not a CouchDB database answer: {body[:120]!r}") from None
         if not isinstance(info, dict):
             raise SourceUnavailable(f"{url}: not a CouchDB database answer")
         return info
+
+    def _small_json(self, url: str, missing_ok: bool = False) -> Any:
+        """A small JSON answer (at most 1 MiB); None for a 404 when `missing_ok`."""
+        try:
+            with self._get(url, self.headers) as response:
+                body = b""
+                for chunk in _decoded(response, 65536):
+                    body += chunk
+                    if len(body) > 1 << 20:
+                        raise SourceMalformed(f"{url}: the answer is over 1 MiB")
+                if response.status == 404 and missing_ok:
+                    return None
+                if response.status != 200:
+                    raise self._refused(response.status, url, body)
+        except UpstreamError as exc:
+            raise SourceUnavailable(f"{url}: {exc}") from exc
+        try:
+            return json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise SourceMalformed(f"{url}: not a JSON answer: {body[:120]!r}") from None
+
+    def server(self) -> dict[str, Any]:
+        """`GET /`: the server's welcome (CouchDB and PouchDB give a `uuid` of the server); {} when refused."""
+        try:
+            found = self._small_json(self.config.base + "/")
+        except SourceAuthError:
+            return {}
+        except SourceUnavailable as exc:
+            if "HTTP " in str(exc):
+                return {}                   # a server that does not welcome: no identity from it, not an outage
+            raise
+        return found if isinstance(found, dict) else {}
+
+    def doc_change(self, db: str, doc_id: str) -> dict[str, Any] | None:
+        """The latest change of one document (`_changes?filter=_doc_ids`): {"rev", "seq", "deleted"}, or None when
+        the database's history has no such document."""
+        url = self.url(db, "/_changes", filter="_doc_ids", doc_ids=json.dumps([doc_id]), style="main_only")
+        found = self._small_json(url)
+        results = found.get("results") if isinstance(found, dict) else None
+        if not isinstance(results, list):
+            raise SourceMalformed(f"{url}: the answer has no `results` list")
+        for change in results:
+            if isinstance(change, dict) and change.get("id") == doc_id:
+                revs = change.get("changes")
+                rev = revs[0].get("rev") if isinstance(revs, list) and revs and isinstance(revs[0], dict) else None
+                return {"rev": rev, "seq": checked_seq(change.get("seq"), url),
+                        "deleted": change.get("deleted") is True}
+        return None
+
+    def doc_revisions(self, db: str, doc_id: str) -> set[str]:
+        """Every revision in the histories of one document's leaves (`?open_revs=all&revs=true`), tombstones too."""
+        url = self.url(db, "/" + quote(doc_id, safe=""), open_revs="all", revs="true")
+        found = self._small_json(url, missing_ok=True)
+        out: set[str] = set()
+        for leaf in found if isinstance(found, list) else []:
+            doc = leaf.get("ok") if isinstance(leaf, dict) else None
+            history = doc.get("_revisions") if isinstance(doc, dict) else None
+            if isinstance(history, dict) and isinstance(history.get("start"), int) \
+                    and isinstance(history.get("ids"), list):
+                out.update(f"{history['start'] - i}-{rev}" for i, rev in enumerate(history["ids"]))
+        return out
 
     def changes(self, db: str, since: Any, limit: int, longpoll: bool = False,
                 include_docs: bool = True, ids_only: bool = False) -> Iterator[list[Any] | _LastSeq]:
@@ -161,10 +222,16 @@ def _seq_text(seq: Any) -> str:
     return "0" if seq is None else str(seq)
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def _seq_number(seq: Any) -> int | None:
     """The numeric part of a sequence: CouchDB 1.x and PouchDB use integers, CouchDB 2+ `N-opaque` strings."""
     if isinstance(seq, bool):
         return None
+    if isinstance(seq, float) and not seq.is_integer():
+        return None                               # NaN, Infinity: never a position in a history
     if isinstance(seq, (int, float)):
         return int(seq)
     if isinstance(seq, str):

@@ -30,6 +30,7 @@ from .config import (
     Token,
     software_version,
 )
+from ..store import guard as shrink_guard
 from ..store import replication_status
 from .auth import Credentials
 from .checks import CHECK_SLICE, Checks, query_values
@@ -502,6 +503,8 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         extra.update(self.sold_metrics())
         cleared = getattr(self.blocklist, "stale_readers_cleared", None)
         replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
+        if hasattr(self.blocklist, "get_meta"):
+            extra.update(shrink_guard.metrics(self.blocklist))      # store/guard.py
         return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
                                                  replication=replication),
                         content_type=b"text/plain; version=0.0.4")
@@ -553,4 +556,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         if status is not None and status.clock_behind is not None:
             out.append(f"{clock_behind_text(status.clock_behind)}: checks are refused until the clock is right "
                        f"(часы отстают от времени последней синхронизации базы: проверьте время и NTP)")
+        if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
+            out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
+                    for text in shrink_guard.warnings(self.blocklist)]
         return out

@@ -14,7 +14,9 @@ writes into one transaction). Below them: `environment.py` (the LMDB environment
 (reading blocklist files), `keys.py` (row keys), `digest.py` (the set digest), `freshness.py` (when offline
 answers stop), `records.py` and `errors.py` (what it answers), `replication.py` (where a replicated store keeps
 its checkpoints), `compaction.py` (the file back to the pages in use, with the store alone), `wake.py` (a
-request for a sync or replication round now, which serve's `init` makes).
+request for a sync or replication round now, which serve's `init` makes), `guard.py` (the shrink guard: a full
+replacement that shrinks the list too much is refused in its transaction) and `leftovers.py` (directories of killed
+first builds, removed once their builder is gone).
 """
 
 from .blocklist import Blocklist
@@ -33,6 +35,8 @@ from .errors import (
 from .environment import DEFAULT_EXPIRE_AFTER, disk_full, free_bytes
 from .freshness import freshness, reference_time
 from .group_commit import Job
+from . import guard, leftovers
+from .guard import ShrinkRefusedError
 from .prices import TablesReport, product_group_of, read_grey_file, read_price_file
 from .replication import META_PREFIX as REPLICATION_META_PREFIX
 from .replication import META_SOURCE as REPLICATION_META_SOURCE
@@ -72,6 +76,7 @@ __all__ = [
     "REPLICATION_META_SOURCE",
     "RecordError",
     "SOLD_MAX_PAGE",
+    "ShrinkRefusedError",
     "Snapshot",
     "SoldEntry",
     "SoldRegister",
@@ -89,7 +94,9 @@ __all__ = [
     "exclusive",
     "free_bytes",
     "freshness",
+    "guard",
     "invalidate_lock",
+    "leftovers",
     "reference_time",
     "parse_record",
     "product_group_of",

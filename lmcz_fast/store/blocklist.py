@@ -46,6 +46,7 @@ from .environment import (
     stale_readers_cleared,
     write_txn,
 )
+from . import leftovers
 from .errors import StoreError
 from .freshness import freshness
 from .handle import StoreHandle
@@ -169,6 +170,7 @@ class Blocklist(ProbeBase):
         parent = os.path.dirname(os.path.abspath(path))
         name = os.path.basename(os.path.abspath(path))
         check_room_to_create(parent)
+        leftovers.sweep(path)                        # builds killed before: store/leftovers.py
         try:
             os.makedirs(parent, exist_ok=True)
             work = tempfile.mkdtemp(prefix=f".{name}.", suffix=".building", dir=parent)
@@ -176,12 +178,13 @@ class Blocklist(ProbeBase):
             raise StoreError(f"cannot make a directory beside {path} to build the store in: "
                              f"{exc.strerror or exc}; nothing was created") from exc
         try:
-            bl = cls.create(work, instance_id=instance_id)
-            try:
-                yield bl
-            finally:
-                bl.close()
-            _move_into_place(work, path)
+            with leftovers.claimed(work):            # held while building: a sweep never takes a live build
+                bl = cls.create(work, instance_id=instance_id)
+                try:
+                    yield bl
+                finally:
+                    bl.close()
+                _move_into_place(work, path)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -199,6 +202,8 @@ class Blocklist(ProbeBase):
             raise StoreError(f"no database at {path}; create one with `lmcz-fast load {path} FILE`")
         if refresh_interval <= 0:
             raise ValueError("refresh_interval must be positive")
+        if not readonly:
+            leftovers.sweep(path)                    # builds killed before: store/leftovers.py
         self = cls.__new__(cls)
         env = acquire_env(path)
         try:

@@ -20,9 +20,28 @@ from .tables import DB_GREY, DB_PRICES
 
 log = logging.getLogger("lmcz_fast.store")
 
+DEFAULT_MAP_SIZE = 1 << 34
+
+
+def map_size_from(value: str | None) -> int:
+    """The map size `LMCZ_FAST_MAP_SIZE` asks for (bytes, or with a K/M/G suffix, 1 MiB to 1 TiB), or the default
+    when it is unset or empty. A value that is not one raises `StoreError` naming the variable."""
+    if value is None or not value.strip():
+        return DEFAULT_MAP_SIZE
+    text = value.strip().upper()
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    number = text[:-1] if scale > 1 else text
+    if not number.isdigit() or not (1 << 20) <= int(number) * scale <= (1 << 40):
+        raise StoreError(f"LMCZ_FAST_MAP_SIZE={value!r}: give bytes or a size like 256M or 16G, from 1M to 1024G")
+    return int(number) * scale
+
+
 #: Virtual size of the memory map. It costs nothing on 64-bit Linux (pages are mapped lazily) and is far above
 #: what a blocklist needs (30 MB for 900k codes), so no writer ever has to grow it under running readers.
-MAP_SIZE = 1 << 34
+#: `LMCZ_FAST_MAP_SIZE` sets another, for where address space does cost: a process limited by RLIMIT_AS
+#: (systemd's LimitAS=), or qemu-user emulation, whose 7.x releases keep ~6 MB of host memory per GiB a process
+#: maps, never given back (tests/test_arm64.py runs the suite with 256M; docs/platforms.md).
+MAP_SIZE = map_size_from(os.environ.get("LMCZ_FAST_MAP_SIZE"))
 MAX_READERS = 1024
 DEFAULT_REFRESH_INTERVAL = 0.25
 DEFAULT_REFRESH_WINDOW = 2 * 3600.0

@@ -8,6 +8,7 @@ import gzip
 import io
 import itertools
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,10 @@ def collect(
                 _collect_lines(name, _chunks_of_stream(stream), out, report, block, progress)
             except UnicodeDecodeError as exc:
                 raise StoreError(f"{name} is not UTF-8 text: {exc}") from exc
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                # A damaged gzip file (its trailer's CRC or length wrong, cut short): refused as a whole, and the
+                # trailer's claimed length is never used to size anything.
+                raise StoreError(f"{name} is damaged gzip: {exc}; nothing was loaded") from exc
     elif isinstance(source, CutCodes):
         out.source_names.append(source.name)
         keys, hashes = source.take()

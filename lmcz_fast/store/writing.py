@@ -18,6 +18,7 @@ from .appliers import Blocks, Codes, Gtins, Meta, Plan, Records, Side, Tally, or
 from .change import Change
 from .digest import format_digest
 from .errors import LoadError, StoreError
+from .guard import check_replacement, refusals_recorded
 from .handle import StoreHandle
 from .keys import cut_all, pack_gtin
 from .records import DeltaReport, LoadReport
@@ -235,8 +236,11 @@ class Writer:
             digest = format_digest((code_sums[0] + tables.sums[0], code_sums[1] + tables.sums[1]))
             meta.expect(digest, change.expect_digest, "the load")
         self._codes.forget()
-        with self._handle.write() as txn:
+        # The shrink guard (store/guard.py), in the transaction it protects: a refusal aborts it and is recorded.
+        with refusals_recorded(self._handle), self._handle.write() as txn:
             new_version = meta.full_version(meta.get(txn, "version"), change.to_version)
+            check_replacement(txn, self._handle.dbs, blocked=distinct + len(gtin_keys),
+                              records=None if tables is None else len(tables.records))
             fields: dict[str, Any] = {}
             if tables is None:
                 # The tables stay: their part of the digest comes from the transaction that keeps them.
