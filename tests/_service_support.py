@@ -212,8 +212,9 @@ class ServeProcess:
                str(self.db), "--port", "0", "--user", USER]
         if self.password_file is not None:
             cmd += ["--password-file", str(self.password_file)]
+        # Under a prefix (faketime runs serve as its child) serve gets a process group of its own, killed whole.
         self.proc = subprocess.Popen(cmd + self.args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env=env)
+                                     env=env, start_new_session=bool(self.prefix))
         deadline = time.monotonic() + 20
         assert self.proc.stderr is not None
         while time.monotonic() < deadline:
@@ -253,6 +254,12 @@ class ServeProcess:
         return self.proc.wait(15)
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None and self.prefix:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        elif self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
