@@ -46,6 +46,8 @@ import h11
 import httpcore
 import httpx
 
+from .secret_files import first_line
+
 # httpx imports its connection core, and anyio its asyncio backend, on first use: that is ~60-200 ms on this project's
 # machines, which would land on a till's first check (its deadline is 1.5 s). Import them with this module instead.
 importlib.import_module("anyio._backends._asyncio")
@@ -152,10 +154,10 @@ def _split_proxy_url(text: str, where: str) -> tuple[str, str | None, str | None
 
 
 def read_auth_file(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """`user:password` from the first line of `path` (the password may hold ':'; the line end is not part of it)."""
+    """`user:password` from the first line of `path` (the password may hold ':'; the line end, a BOM and trailing
+    spaces are not part of it: `secret_files.first_line`, which also warns when others may read the file)."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            line = fh.readline().rstrip("\r\n")
+        line = first_line(path, "proxy credentials file")
     except OSError as exc:
         raise ProxyConfigError(f"cannot read the proxy credentials file {os.fspath(path)}: "
                                f"{exc.strerror or exc}") from None

@@ -195,10 +195,11 @@ def parse_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
 class ServeProcess:
     """`lmcz-fast serve` in a separate process; the port is read from its startup log line."""
 
-    def __init__(self, db: Path, *args: str, password_file: Path | None = None) -> None:
+    def __init__(self, db: Path, *args: str, password_file: Path | None = None, prefix: tuple[str, ...] = ()) -> None:
         self.db = db
         self.args = list(args)
         self.password_file = password_file
+        self.prefix = list(prefix)      # a command to run serve under (e.g. faketime)
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
         self.log: list[str] = []
@@ -207,12 +208,13 @@ class ServeProcess:
         env = dict(os.environ)
         package_root = os.path.dirname(os.path.dirname(os.path.abspath(lmcz_fast.__file__)))
         env["PYTHONPATH"] = package_root + os.pathsep + env.get("PYTHONPATH", "")
-        cmd = [sys.executable, "-c", "import sys; from lmcz_fast.cli.serve import serve; sys.exit(serve())",
+        cmd = [*self.prefix, sys.executable, "-c", "import sys; from lmcz_fast.cli.serve import serve; sys.exit(serve())",
                str(self.db), "--port", "0", "--user", USER]
         if self.password_file is not None:
             cmd += ["--password-file", str(self.password_file)]
+        # Under a prefix (faketime runs serve as its child) serve gets a process group of its own, killed whole.
         self.proc = subprocess.Popen(cmd + self.args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                                     env=env)
+                                     env=env, start_new_session=bool(self.prefix))
         deadline = time.monotonic() + 20
         assert self.proc.stderr is not None
         while time.monotonic() < deadline:
@@ -252,6 +254,12 @@ class ServeProcess:
         return self.proc.wait(15)
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
+        if self.proc is not None and self.prefix:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.proc.wait(10)
+        elif self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)

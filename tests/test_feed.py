@@ -273,6 +273,60 @@ def test_replayed_manifests_are_refused(tmp_path: Path, keys) -> None:
     assert full_state(db)[:2] == before[:2]
 
 
+TEN_YEARS = 10 * 365 * 86400
+
+
+def test_a_manifest_signed_years_ahead_freezes_nothing(tmp_path: Path, keys) -> None:
+    """Issue 18, item 5: one manifest signed by a publisher's clock ten years ahead. Before: a store and a mirror
+    applied it, recorded its signing time, and refused every real manifest after it as a replay (and after the
+    offline limit the store refused checks). Now: it is refused at the door (more than `MAX_AHEAD` ahead), nothing
+    recorded; and a store that did record one (an older version, or its own clock was as wrong) takes the next
+    version, which is ordered by version first, then signing time: the publisher's documented way out."""
+    key, pub = keys
+    fd, db, mirror_dir = tmp_path / "feed", tmp_path / "db", tmp_path / "mirror"
+    t = 1_800_000_000
+    publish_set(fd, key, CODES[:1000], now=t)
+    feed.sync(db, str(fd), pub, now=t + 10)
+    feed.mirror(str(fd), mirror_dir, pub, now=t + 10)
+    before = full_state(db)
+
+    publish_set(fd, key, CODES[:1100], now=t + TEN_YEARS)
+    with pytest.raises(feed.FutureManifestError, match="ahead of this machine's clock"):
+        feed.sync(db, str(fd), now=t + 20)
+    with pytest.raises(feed.FutureManifestError):
+        feed.mirror(str(fd), mirror_dir, pub, now=t + 20)
+    assert full_state(db) == before
+    with Blocklist.open(db) as bl:
+        assert bl.get_meta("feed_published_at") == t
+    # within the tolerance (a clock a few hours off) a manifest is taken as usual
+    assert feed.MAX_AHEAD >= 12 * 3600
+    # the publisher's clock is right again: a heartbeat of the same version signed "earlier" is refused, by name
+    with pytest.raises(feed.PublishError, match="--version 3"):
+        feed.publish(fd, key, now=t + 30)
+    report = feed.publish(fd, key, now=t + 30, version=3)
+    assert (report.action, report.version, report.published_at) == ("updated", 3, t + 30)
+    assert feed.sync(db, str(fd), now=t + 40).to_version == 3
+    assert feed.mirror(str(fd), mirror_dir, pub, now=t + 40) is not None
+    assert full_state(db)[0] == 3
+
+    # A store that recorded a manifest signed ten years ahead (its own clock was as far ahead then) is not frozen:
+    # the next version is applied although it is signed "before" the one it holds.
+    frozen = tmp_path / "frozen"
+    fd2 = tmp_path / "feed2"
+    publish_set(fd2, key, CODES[:500], now=t + TEN_YEARS)
+    feed.sync(frozen, str(fd2), pub, now=t + TEN_YEARS + 10)
+    with Blocklist.open(frozen) as bl:
+        assert bl.get_meta("feed_published_at") == t + TEN_YEARS
+    publish_set(fd2, key, CODES[:600], now=t + 50, version=2)
+    report = feed.sync(frozen, str(fd2), now=t + 60)
+    assert (report.action, report.to_version) in {("delta", 2), ("snapshot", 2)}
+    with Blocklist.open(frozen) as bl:
+        assert bl.get_meta("feed_published_at") == t + 50
+        assert bl.status(now=t + 70).state == "ready"
+    feed.publish(fd2, key, now=t + 70)       # the heartbeat goes on from the corrected clock
+    assert feed.sync(frozen, str(fd2), now=t + 80).action == "up-to-date"
+
+
 def test_out_of_order_files_are_refused(tmp_path: Path, keys) -> None:
     key, pub = keys
     fd, db = tmp_path / "feed", tmp_path / "db"
@@ -366,6 +420,31 @@ def test_file_parsers_refuse_malformed_content() -> None:
     for bad in (f"{CODES[0]}\n", f"+{CODES[0]}\n-{CODES[0]}\n", "+\n"):
         with pytest.raises(feed.IntegrityError):
             feed.read_delta(bad.encode())
+
+
+def test_a_delta_line_with_a_gs_is_read_whole(tmp_path: Path) -> None:
+    """Issue 18 (minor): a `+SCAN` line whose scan holds a GS (0x1D, the separator of a GS1 element string) was
+    split at the GS by str.splitlines(): the tail became a line of its own, refused with a line number one past the
+    real one (and every later number shifted). `load` reads the same line whole; so does a delta now."""
+    scan = f"01{GTIN}21ABCdef1234567\x1d93dGVz"
+    with pytest.raises(feed.IntegrityError, match="delta line 4: .* got 'not a line'"):
+        feed.read_delta(f"# a hand-written delta\n+{scan}\n-{CODES[1]}\nnot a line\n".encode())
+    delta = feed.read_delta(f"# a hand-written delta\n+{scan}\n-{CODES[1]}\n".encode())
+    assert delta.add == [scan] and delta.remove == [CODES[1]]
+    # the store applies it as `load` reads the same scan: the code's identity is blocked
+    db = tmp_path / "db"
+    listed = tmp_path / "list.txt"
+    listed.write_text(f"{CODES[1]}\n")
+    with Blocklist.create(db) as bl:
+        bl.load([str(listed)])
+    changes = tmp_path / "changes.txt"
+    changes.write_text(f"+{scan}\n-{CODES[1]}\n")
+    from lmcz_fast.cli import main
+    result = CliRunner().invoke(main, ["delta", str(db), str(changes)])
+    assert result.exit_code == 0, result.output
+    with Blocklist.open(db) as bl:
+        assert bl.is_blocked(scan) and bl.is_blocked(f"01{GTIN}21ABCdef1234567")
+        assert not bl.is_blocked(CODES[1])
 
 
 def test_local_mirror(tmp_path: Path, keys) -> None:

@@ -430,8 +430,8 @@ def test_a_sale_that_cannot_be_committed_is_answered_503(tmp_path: Path, codes: 
     db = make_db(tmp_path / "full.db", codes["blocked"][:3])
     original = SoldRegister.op_record
 
-    def failing(self: SoldRegister, batch: Any, at_ms: int) -> Any:
-        record = original(self, batch, at_ms)
+    def failing(self: SoldRegister, batch: Any, at_ms: int, **options: Any) -> Any:
+        record = original(self, batch, at_ms, **options)
 
         def op(txn: Any) -> Any:
             if any(code.identity == codes["free"][60] for code in batch):

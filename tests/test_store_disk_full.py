@@ -8,6 +8,7 @@ as its return code (SIGBUS: -7) instead of killing the test run.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import pytest
 from _log_support import Logged
 
 from lmcz_fast import Blocklist, DiskFullError, MapFullError, StoreError, identity_of
+from lmcz_fast._codes import parse_code
 from lmcz_fast.store import environment
 from lmcz_fast.synth import cis_list
 
@@ -321,3 +323,38 @@ def test_reaching_the_map_size_is_a_store_error_in_words(tmp_path, monkeypatch):
             bl.apply_delta(add=codes[100:], to_version=2)
         assert isinstance(MapFullError("x"), StoreError)
         assert bl.get_meta("version") == 1 and bl.is_blocked(codes[0]) and not bl.is_blocked(codes[200])
+
+
+def test_sales_failing_on_a_full_disk_are_logged_as_a_count_per_interval(small_fs):
+    """Issue 18 (minor): before, every sale that failed on a full disk logged its own warning line (58,611 lines in
+    15 s under a stream of sales). Now the first failure is logged at once, then one line per interval with how many
+    failed since; every failed sale still gets its error."""
+    codes = cis_list(60_000, seed=9)
+    path = _store(small_fs / "db", codes[:100])
+    with Blocklist.open(path, readonly=False) as bl, Logged("lmcz_fast.store", logging.WARNING) as logged:
+        committer = bl.sold.committer(housekeeping_every=3600)
+        committer.failure_log_every = 1.0
+        filler = _fill(small_fs)
+        try:
+            failed = 0
+            started = time.monotonic()
+            n = 100
+            while time.monotonic() - started < 3.5:
+                jobs = [committer.submit(bl.sold.op_record([parse_code(codes[n + i])], int(time.time() * 1000)),
+                                         future=True) for i in range(50)]
+                n += 50
+                for job in jobs:
+                    try:
+                        job.future.result(30)
+                    except StoreError:
+                        failed += 1
+        finally:
+            committer.close()
+        lines = [m for m in logged.messages if "durable write" in m]
+        assert failed >= 100, failed
+        # the first at once, then at most one per second (3.5 s) and the last count when the writer closed
+        assert 2 <= len(lines) <= 7, lines
+        counted = sum(int(m.split()[0]) if m[0].isdigit() else 1 for m in lines)
+        assert counted == failed, (counted, failed, lines)
+        filler.unlink()
+        assert bl.record_sold([codes[n]])[0].identity

@@ -85,7 +85,11 @@ class _OfflineSide:
         if status_of is not None:
             status = status_of()
             state = status.state
-            if state == "expired":
+            if state == "expired" and getattr(status, "clock_behind", None) is not None:
+                note = self._offline_failure(REASONS["offline_clock_behind"],
+                                             f"the clock reads {status.clock_behind:.0f} s before the offline "
+                                             "database's last sync or load: nothing is aged by it")
+            elif state == "expired":
                 limit = getattr(status, "expire_after", DEFAULT_EXPIRE_AFTER)
                 note = self._offline_failure(offline_expired_reason(limit),
                                              f"offline database expired (offline limit {limit:g} s)")

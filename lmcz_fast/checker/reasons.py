@@ -88,6 +88,10 @@ REASONS: dict[str, Reason] = {
         _r("no_answer", "Проверка не удалась: нет ответа онлайн и нет офлайн-проверки",
            "Could not check: no online answer and no offline check available"),
         offline_expired_reason(DEFAULT_EXPIRE_AFTER),
+        _r("offline_clock_behind", "Проверка не удалась: часы кассы отстают от времени последнего обновления "
+           "офлайн-базы — проверьте дату и время",
+           "Could not check: this machine's clock reads before the offline database's last update — check the "
+           "date and time"),
         _r("offline_empty", "Проверка не удалась: офлайн-база пуста (не загружена)",
            "Could not check: the offline database is empty (never loaded)"),
         _r("offline_not_ready", "Проверка не удалась: локальный модуль не готов к работе",

@@ -217,6 +217,11 @@ def info(db: str, as_json: bool) -> None:
             value = "empty (no list loaded)"
         elif name == "expires_at" and value is None:
             value = "- (no list loaded: no offline answers at all)"
+        elif name == "clock_behind":
+            if value is None:
+                continue
+            value = (f"{value:.0f} s: this machine's clock reads before the store's last sync or load; nothing is "
+                     "aged by it (state expired) until it is right")
         elif name.endswith("_at") and isinstance(value, (int, float)):
             value = _local_time(value)
         click.echo(f"{name:>18}: {value}")

@@ -354,6 +354,8 @@ def status(db: str, as_json: bool, check: bool) -> None:
     else:
         colour = {"ready": "green", "stale": "yellow", "expired": "red", "empty": "red"}[st.state]
         label = "EMPTY (no list loaded)" if st.state == "empty" else st.state.upper()
+        if st.clock_behind is not None:
+            label += " (the clock is behind the store's last sync)"
         click.echo(f"{'state':>12}: " + click.style(label, fg=colour, bold=st.state != "ready"))
         click.echo(f"{'version':>12}: {st.version}")
         click.echo(f"{'codes':>12}: {st.codes:,}")
@@ -383,7 +385,12 @@ def status(db: str, as_json: bool, check: bool) -> None:
                            + (f", {db['unmapped']:,} documents that do not map" if db["unmapped"] else ""))
         if held["held"] is not None:
             click.secho(f"{'HELD':>12}: {shrink_guard.describe(held['held'])}", fg="red", bold=True)
-        if st.state in ("stale", "expired"):
+        if st.clock_behind is not None:
+            click.secho(f"WARNING: the blocklist is EXPIRED: this machine's clock reads {_span(st.clock_behind)} "
+                        "before the store's last sync or load; the clock is behind (a dead CMOS battery, NTP not "
+                        "running?) and nothing is aged by it: checks are refused until the clock is right",
+                        fg=colour, bold=True, err=True)
+        elif st.state in ("stale", "expired"):
             click.secho(f"WARNING: the blocklist is {st.state.upper()}: last successful sync "
                         f"{when(st.last_sync_at, now)}", fg=colour, bold=True, err=True)
     if check:      # a refused full replacement (store/guard.py) needs an operator: at least a warning

@@ -22,6 +22,7 @@ from ..service import (
     ServiceConfig,
     run,
 )
+from ..secret_files import first_line
 from ..service.config import Token, read_token_file
 from ..store import Blocklist, StoreError
 from .common import EXIT_STORE, EXIT_USAGE, setup_logging
@@ -29,12 +30,14 @@ from .common import EXIT_STORE, EXIT_USAGE, setup_logging
 
 
 def _password_in(path: str) -> str:
-    """The first line of the password file; `ValueError` in words when it cannot be read or is empty."""
+    """The first line of the password file (without a BOM, CR or trailing spaces; a warning when others may read
+    or change the file: `secret_files.first_line`); `ValueError` in words when it cannot be read or is empty."""
     try:
-        with open(path, encoding="utf-8") as fh:
-            password = fh.readline().rstrip("\r\n")
+        password = first_line(path, "password file")
     except OSError as exc:
         raise ValueError(f"cannot read the password file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"the password file {path} is not UTF-8 text") from None
     if not password:
         raise ValueError(f"the first line of the password file {path} is empty")
     return password

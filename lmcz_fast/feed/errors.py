@@ -28,6 +28,12 @@ class ReplayError(FeedError):
     under the same version)."""
 
 
+class FutureManifestError(ManifestError):
+    """The manifest is signed at a time further ahead of this machine's clock than `MAX_AHEAD` allows: the
+    publisher's clock (or this one) is wrong. Applying it would record a signing time every real manifest is
+    "older" than."""
+
+
 class ExpiredManifestError(FeedError):
     """The manifest's validity ended: the publisher (or the mirror in between) has stopped refreshing it."""
 

@@ -191,7 +191,9 @@ def read_delta(source: str | os.PathLike[str] | bytes, max_bytes: int | None = N
     the new); a record of a kind this version does not know raises `UnsupportedFeedError`. Text past
     `max_bytes` (default `MAX_TEXT_BYTES`) is refused with `IntegrityError` as it is decompressed.
     """
-    lines = _read_text(source, max_bytes).splitlines()
+    # Lines end at "\n" only: str.splitlines() also ends one at a GS (0x1D, the separator inside a GS1 scan), FS,
+    # RS, NEL and the Unicode separators, which would cut a scan in two and shift every line number after it.
+    lines = _read_text(source, max_bytes).split("\n")
     fields = _header(lines, "delta")[0] or {}
     delta = Delta(fields.get("from"), fields.get("to"))
     for number, line in enumerate(lines, 1):

@@ -15,7 +15,14 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import ExpiredManifestError, ManifestError, ReplayError, SignatureError, UnsupportedFeedError
+from .errors import (
+    ExpiredManifestError,
+    FutureManifestError,
+    ManifestError,
+    ReplayError,
+    SignatureError,
+    UnsupportedFeedError,
+)
 from .keys import key_id, load_public_key
 
 FORMAT_1 = "lmcz-feed/1"
@@ -36,6 +43,10 @@ def _signing_context(fmt: str) -> bytes:
 
 
 MAX_MANIFEST_BYTES = 4 << 20
+#: How far ahead of this machine's clock a manifest's `published_at` may be (seconds): a day, so that a clock set
+#: to local time as if it were UTC (up to 12 h off in Russia's time zones) or a few minutes' drift never stops a
+#: sync, while a publisher's clock years ahead is refused before its time is recorded anywhere.
+MAX_AHEAD = 86400
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
@@ -269,20 +280,38 @@ def _current(feed_dir: Path, key: Ed25519PublicKey) -> Manifest | None:
 
 
 def _check_replay(manifest: Manifest, version: int, digest: str, published_at: int | None, where: str) -> None:
+    """Order by version first: a higher version is newer whatever its signing time says (so one manifest signed by
+    a clock years ahead never makes every later one look older); only the same version is ordered by
+    `published_at` (a re-signed heartbeat), and the same version must hold the same list."""
     if manifest.version < version:
         raise ReplayError(f"the feed offers version {manifest.version}; {where} already holds {version}")
-    if manifest.version == version and manifest.set_digest != digest:
+    if manifest.version > version:
+        return
+    if manifest.set_digest != digest:
         raise ReplayError(
             f"the feed's version {version} has digest {manifest.set_digest}, {where} holds {digest} under that version"
         )
     if published_at is not None and manifest.published_at < published_at:
         raise ReplayError(
             f"the manifest was signed at {manifest.published_at}, before the one {where} last applied "
-            f"({published_at})"
+            f"({published_at}); if that one was signed by a clock running ahead, the publisher moves the feed to "
+            f"a new version (`lmcz-fast publish FEED_DIR --key KEY --version {version + 1}`)"
+        )
+
+
+def _check_not_ahead(manifest: Manifest, now: float) -> None:
+    """Refuse a manifest signed further ahead of `now` than `MAX_AHEAD`: the publisher's clock or this one is
+    wrong, and recording its signing time would make every later manifest of the same version a "replay"."""
+    if manifest.published_at > now + MAX_AHEAD:
+        raise FutureManifestError(
+            f"the manifest for version {manifest.version} is signed at {manifest.published_at}, "
+            f"{manifest.published_at - now:.0f} s ahead of this machine's clock (at most {MAX_AHEAD} s allowed): "
+            "the publisher's clock or this one is wrong; nothing was changed"
         )
 
 
 def _check_fresh(manifest: Manifest, now: float) -> None:
+    _check_not_ahead(manifest, now)
     if now > manifest.expires_at:
         raise ExpiredManifestError(
             f"the manifest for version {manifest.version} expired {now - manifest.expires_at:.0f} s ago "

@@ -272,7 +272,8 @@ def _write_delta(feed_path: Path, previous: Manifest, new_version: int, diff: De
 def _previous_of(feed_path: Path, key: Ed25519PrivateKey, feed_id: str | None,
                  now: float | None) -> tuple[Manifest | None, str, int]:
     """The feed's current manifest (None for a new feed), its id and the signing clock, each checked: the same key,
-    the same feed, a clock not before the current manifest's."""
+    the same feed. (A clock before the current manifest's is refused by `publish` only for a re-signed version:
+    stores order manifests by version first.)"""
     try:
         previous = _current(feed_path, key.public_key())
     except SignatureError as exc:
@@ -283,9 +284,6 @@ def _previous_of(feed_path: Path, key: Ed25519PrivateKey, feed_id: str | None,
     if _NAME.fullmatch(feed_id) is None:
         raise PublishError(f"a feed id is letters, digits, '.', '_' and '-': {feed_id!r}")
     clock = int(time.time() if now is None else now)
-    if previous is not None and clock < previous.published_at:
-        raise PublishError(f"the clock reads {clock}, before the current manifest's signing time "
-                           f"{readable_time(previous.published_at)}: stores would refuse the new manifest as a replay")
     return previous, feed_id, clock
 
 
@@ -355,6 +353,15 @@ def publish(
         if new_version < 1:
             raise PublishError("the first version of a feed is at least 1")
 
+    if previous is not None and clock < previous.published_at and not changed:
+        # Stores order manifests by version first, then (same version) by signing time: a re-signed version
+        # dated before the current signature would be refused as a replay. A new version is accepted whatever
+        # the current signature's date, which is the way out of a manifest signed by a clock running ahead.
+        raise PublishError(f"the clock reads {clock}, before the current manifest's signing time "
+                           f"{readable_time(previous.published_at)}: stores would refuse a re-signed version "
+                           f"{previous.version} as a replay. If the clock is right (the current manifest was "
+                           f"signed by a clock running ahead), publish a new version: --version "
+                           f"{previous.version + 1}")
     written: list[str] = []
     deltas = list(previous.deltas) if previous else []
     snap_entry = previous.snapshot if previous else None

@@ -61,6 +61,12 @@ def _json_media_type(content_type: bytes | None) -> bool:
     return media in (b"application/json", b"text/json") or media.endswith(b"+json")
 
 
+def clock_behind_text(seconds: float) -> str:
+    """The one sentence every surface says about a clock behind the store's own records."""
+    return (f"this machine's clock reads {_span(seconds)} before the store's last sync or load: the clock is "
+            f"behind (a dead CMOS battery, NTP not running?), and the store's age cannot be measured by it")
+
+
 def _loopback(host: str) -> bool:
     """Whether `host` (what `serve --host` was given) is reachable only from this machine."""
     if host in ("localhost", ""):
@@ -196,6 +202,8 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
 
     def _log_transition(self, status: Status, now: float) -> None:
         age = "never synced" if status.age is None else f"last sync {status.age / 3600:.1f} h ago"
+        if status.clock_behind is not None:
+            age = clock_behind_text(status.clock_behind)
         if status.state != self._last_state:
             level = logging.INFO if status.state == "ready" else logging.WARNING
             log.log(level, "database state %s -> %s (version %d, %s)", self._last_state, status.state,
@@ -217,6 +225,10 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         status, lm = self.current_status()
         if lm == "ready":
             return status
+        if lm == "sync_error" and status.clock_behind is not None:
+            raise error(400, "sync_error", f"{clock_behind_text(status.clock_behind)}: checks are refused until "
+                        "the clock is right", errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
+                        expiresAt=_ms(status.expires_at), clockBehind=round(status.clock_behind, 3))
         if lm == "sync_error":
             raise error(400, "sync_error",
                         f"no successful sync within the offline limit ({_span(status.expire_after)}): checks are "
@@ -320,6 +332,11 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
     def authenticate(self, header: bytes | None) -> str | None:
         """Who an `Authorization` header is ("basic:<user>", "token:<label>") or None: `auth.Credentials`."""
         return self.credentials.authenticate(header)
+
+    def request_authorised(self, method: bytes, path: bytes, authorization: bytes | None) -> bool:
+        """Whether a request may be answered as far as its credentials go (`admit`, the one decision `handle` also
+        takes): what the HTTP layer asks on a request's headers, before it reads any of its body."""
+        return self.admit(path, authorization)[0]
 
     def _authorized(self, header: bytes | None) -> bool:
         return self.authenticate(header) is not None
@@ -534,6 +551,10 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         elif not self.config.auth and not _loopback(self.config.host):
             out.append(f"authentication is off while the service listens on {self.config.host} "
                        f"(проверка пароля отключена при доступе из сети)")
+        status = self._status
+        if status is not None and status.clock_behind is not None:
+            out.append(f"{clock_behind_text(status.clock_behind)}: checks are refused until the clock is right "
+                       f"(часы отстают от времени последней синхронизации базы: проверьте время и NTP)")
         if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
             out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
                     for text in shrink_guard.warnings(self.blocklist)]

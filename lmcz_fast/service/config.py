@@ -9,6 +9,8 @@ DEFAULT_PORT = 5995
 DEFAULT_USER = "admin"
 DEFAULT_PASSWORD = "admin"
 DEFAULT_MAX_BODY = 1 << 20
+#: Bytes of request bodies the whole server holds at once (being read or queued); a body past it is refused 503.
+DEFAULT_MAX_PENDING_BODIES = 64 << 20
 DEFAULT_MAX_CODES = 1000
 DEFAULT_MAX_CODE_LENGTH = 512
 DEFAULT_KEEPALIVE_TIMEOUT = 120.0
@@ -39,6 +41,8 @@ class ServiceConfig:
     password: str = DEFAULT_PASSWORD
     auth: bool = True
     max_body: int = DEFAULT_MAX_BODY
+    #: Bytes of request bodies held by all connections at once (reserved at their declared length); past it 503.
+    max_pending_bodies: int = DEFAULT_MAX_PENDING_BODIES
     max_codes: int = DEFAULT_MAX_CODES
     keepalive_timeout: float = DEFAULT_KEEPALIVE_TIMEOUT
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT

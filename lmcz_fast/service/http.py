@@ -7,8 +7,17 @@ body, a check of many codes (answered in slices, `Steps`), and requests pipeline
 that pipelines 100 requests gets one per turn, like everyone else). Responses leave in request order. Work of a
 connection that has hung up is dropped, not run.
 
-Wrong credentials are answered late (`throttle.py`): the 401 is held with `loop.call_later`, never a sleep, and an
-address whose delayed failures fill its slots gets 429 without its credentials being read.
+Wrong credentials are answered late (`throttle.py`): the 401 (or, past the address's slots, a 429) is held with
+`loop.call_later`, never a sleep; a right password is answered at once whatever else its address is doing.
+
+A request's credentials are judged on its headers, before any of its body is read (`LocalModule.
+request_authorised`, the one hook every scheme goes through): a request with a body that would be refused is
+answered 401 (through the throttle, like any failure) and the connection closed with the body unread, so an
+unauthenticated client can make the server hold nothing but its headers. Bodies that are read count against one
+budget for the whole server (`ServiceConfig.max_pending_bodies`, reserved at their declared length when the headers
+arrive): a body that would take the total past it is refused 503 (Retry-After: 1) and its connection closed, unread,
+and the budget is returned when the request is answered or its client goes. A request line of another HTTP version
+than 1.0 or 1.1 is refused 505.
 
 The server accepts connections itself (`loop.add_reader` on the listening socket, up to `ACCEPT_BATCH` at a
 time) instead of leaving it to uvloop's `create_server`: under load, uvloop's listener took one waiting connection
@@ -35,6 +44,7 @@ from email.utils import formatdate
 import httptools
 
 from .api import LocalModule
+from .bodies import BodyBudget
 from .config import MAX_HEAD_BYTES, ServiceConfig
 from .responses import Deferred, HttpError, Response, Steps, error, reason
 from .scheduler import Scheduler
@@ -73,11 +83,12 @@ class _Clock:
 class _Held:
     """A 401 held back by the throttle until its delay is over."""
 
-    __slots__ = ("response", "keep_alive")
+    __slots__ = ("response", "keep_alive", "waiting")
 
-    def __init__(self, response: Response, keep_alive: bool) -> None:
+    def __init__(self, response: Response, keep_alive: bool, waiting: bool = False) -> None:
         self.response = response
         self.keep_alive = keep_alive
+        self.waiting = waiting     # held among the address's waiting guesses, not in one of its slots
 
 
 class _Connection(asyncio.Protocol):
@@ -86,7 +97,8 @@ class _Connection(asyncio.Protocol):
     __slots__ = ("server", "app", "parser", "transport", "url", "headers_size", "authorization", "client_id",
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
                  "last_activity", "closing", "peer", "queue", "current", "current_keep_alive", "scheduled",
-                 "fresh", "stopped", "reading_paused", "writing_paused", "peer_key")
+                 "fresh", "stopped", "reading_paused", "writing_paused", "peer_key", "declared", "chunked",
+                 "reserved", "queued_bytes")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -99,7 +111,7 @@ class _Connection(asyncio.Protocol):
         self.peer: str | None = None  # the client's address (the status page names a till by it)
         self.peer_key = "unknown"     # what its failed logins are counted under (throttle.address_key)
         #: Requests read but not yet answered, in order: a parsed request, or a refusal to send and close on.
-        self.queue: deque[tuple[_Request | HttpError, bool]] = deque()
+        self.queue: deque[tuple[_Request | HttpError | Response, bool]] = deque()
         #: The answer being worked out (in slices), held (a delayed 401) or awaited (a sale's commit), ahead of `queue`.
         self.current: Steps | _Held | Deferred | None = None
         self.current_keep_alive = False
@@ -108,6 +120,8 @@ class _Connection(asyncio.Protocol):
         self.stopped = False        # the stream is out of step (a refusal is queued): ignore further bytes
         self.reading_paused = False  # by us: too many requests queued, or a refusal waits its turn
         self.writing_paused = False  # by the transport: the client does not read its answers
+        self.reserved = 0           # bytes of the server's body budget this connection's body in progress holds
+        self.queued_bytes = 0       # bytes of the bodies of its requests read and waiting in `queue`
         self._reset()
 
     def _reset(self) -> None:
@@ -121,6 +135,8 @@ class _Connection(asyncio.Protocol):
         self.body_size = 0
         self.reject: HttpError | None = None
         self.started = 0.0
+        self.declared = -1          # Content-Length, if given
+        self.chunked = False
 
     # asyncio callbacks
 
@@ -141,13 +157,17 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        self.body = []          # freed before the budget is given back (and the allocator maybe trimmed)
         self._drop()
+        self._unreserve()
 
     def _drop(self) -> None:
         """The client is gone: nothing queued for it runs (a held 401 still keeps its throttle slot to the end)."""
         if self.queue:
             self.server.dropped_total += len(self.queue)
             self.queue.clear()
+            self.server.bodies.done(self.queued_bytes)
+            self.queued_bytes = 0
         if isinstance(self.current, Steps):
             self.server.dropped_total += 1
             self.current.close()
@@ -173,7 +193,10 @@ class _Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._refuse(error(400, "bad_http", "protocol upgrades are not supported"))
         except httptools.HttpParserError as exc:
-            self._refuse(error(400, "bad_http", f"malformed HTTP request: {exc}"))
+            if "version" in str(exc).lower():
+                self._refuse(error(505, "http_version_not_supported", f"{exc}: use HTTP/1.1"))
+            else:
+                self._refuse(error(400, "bad_http", f"malformed HTTP request: {exc}"))
             return
         if self.reject is not None and self.in_message and not self.closing:
             self._refuse(self.reject)
@@ -200,6 +223,8 @@ class _Connection(asyncio.Protocol):
     # httptools callbacks
 
     def on_message_begin(self) -> None:
+        if self.stopped:        # pipelined behind a refusal, in the same read: never answered
+            return
         self._reset()
         self.in_message = True
         self.started = time.perf_counter()
@@ -233,21 +258,105 @@ class _Connection(asyncio.Protocol):
                 declared = int(value)
             except ValueError:
                 declared = 0
+            self.declared = max(declared, 0)
             if declared > self.server.config.max_body and self.reject is None:
                 self.reject = error(413, "body_too_large",
                                      f"the body exceeds {self.server.config.max_body} bytes",
                                      limit=self.server.config.max_body)
         elif lname == b"expect" and value.lower() == b"100-continue":
             self.expect = True
+        elif lname == b"transfer-encoding":
+            self.chunked = True
 
     def on_headers_complete(self) -> None:
+        if self.stopped:
+            return
+        if self.reject is None and self.parser.get_http_version() not in ("1.1", "1.0"):
+            self.reject = error(505, "http_version_not_supported",
+                                f"HTTP/{self.parser.get_http_version()} is not supported: use HTTP/1.1")
+        if self.reject is not None:
+            # Refused on its head (a 431, 413 or 505): nothing of its body is read.
+            self.in_message = False
+            self._refuse(self.reject)
+            return
+        if self.declared > 0 or self.chunked:
+            if not self._authorised_head():
+                return
+            if not self._reserve(self.declared if self.declared > 0 else 0):
+                return
         # An interim 100 may only follow the answers of the requests before it: with some still queued, the
         # client sends its body after its own short wait instead.
         if self.expect and self.reject is None and self.transport is not None and not self.queue \
                 and self.current is None:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
+    def _authorised_head(self) -> bool:
+        """Judge the credentials of a request with a body on its headers, before reading any of it: a request that
+        would be refused is answered (through the throttle, like every failure) with its body unread, and the
+        connection is closed after the answer, since the stream is out of step."""
+        try:
+            parsed = httptools.parse_url(self.url)
+        except httptools.HttpParserInvalidURLError:
+            return True      # refused as a bad request when complete (its body is bounded by max_body)
+        method = self.parser.get_method()
+        if self.app.request_authorised(method, parsed.path, self.authorization):
+            return True
+        request: _Request = (method, parsed.path, parsed.query, b"", self.authorization, self.client_id,
+                             self.content_type, self.started)
+        self.server.bodies.unread_total += 1
+        self._stop(request)
+        return False
+
+    def _reserve(self, size: int) -> bool:
+        """Take `size` bytes of the server's budget for pending bodies; over it, refuse 503 with the body unread."""
+        size = min(size, self.server.config.max_body)
+        if self.server.bodies.reserve(size):
+            self.reserved += size
+            return True
+        seconds = 1
+        response = self.app._error_response(error(
+            503, "busy", f"the server holds {self.server.bodies.limit} bytes of request bodies already: "
+                         f"retry in {seconds} s", retryAfter=seconds))
+        response.headers += b"Retry-After: 1\r\n"
+        self.app.metrics.observe("http", "busy", 0.0)
+        self.server.bodies.refused_total += 1
+        self._stop(response)
+        return False
+
+    def _stop(self, answer: _Request | Response) -> None:
+        """Answer `answer` (a request to answer without its body, or a response) after those before it, then
+        close: nothing more of this connection is read."""
+        self.in_message = False
+        self.stopped = True
+        self.body = []
+        self._unreserve()
+        if self.transport is None or self.closing:
+            return
+        self.transport.pause_reading()
+        self.reading_paused = True
+        if self.current is None and not self.queue:
+            if isinstance(answer, Response):
+                self._write(answer, keep_alive=False)
+            else:
+                self._answer(answer, keep_alive=False)
+            return
+        self.queue.append((answer, False))
+        if self.current is None:
+            self.server.scheduler.add(self)
+
+    def _unreserve(self) -> None:
+        if self.reserved:
+            self.server.bodies.done(self.reserved)
+            self.reserved = 0
+
     def on_body(self, data: bytes) -> None:
+        if self.stopped:
+            return
+        if self.body_size + len(data) > self.reserved and self.body_size + len(data) <= self.server.config.max_body:
+            # a chunked body (or one longer than it declared) takes more of the budget as it arrives
+            if not self._reserve(self.body_size + len(data) - self.reserved):
+                self.body = []
+                return
         self.body_size += len(data)
         if self.body_size > self.server.config.max_body:
             if self.reject is None:
@@ -266,6 +375,7 @@ class _Connection(asyncio.Protocol):
             return
         parsed = httptools.parse_url(self.url)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self._unreserve()
         request: _Request = (self.parser.get_method(), parsed.path, parsed.query, body, self.authorization,
                              self.client_id, self.content_type, self.started)
         keep_alive = self.parser.should_keep_alive() and not self.server.draining
@@ -277,6 +387,9 @@ class _Connection(asyncio.Protocol):
             self._answer(request, keep_alive)
             return
         self.queue.append((request, keep_alive))
+        if body:
+            self.queued_bytes += len(body)
+            self.server.bodies.add(len(body))
         if len(self.queue) >= MAX_QUEUED and not self.reading_paused:
             self.reading_paused = True
             self.transport.pause_reading()
@@ -296,10 +409,12 @@ class _Connection(asyncio.Protocol):
             # A request without credentials (a browser's first request, answered with the 401 challenge) is not
             # a failed login: only wrong credentials count (lmcz_auth_failures_total) and are delayed.
             if isinstance(answer, Response) and answer.status == 401 and request[4] is not None:
-                delay = throttle.failed(self.peer_key)
+                delay, waiting = throttle.failed(self.peer_key)
                 if delay > 0:
-                    self.current = _Held(answer, keep_alive)
-                    asyncio.get_running_loop().call_later(delay, self._release)
+                    if waiting:
+                        answer = self._too_many_failures(delay)
+                    held = self.current = _Held(answer, keep_alive, waiting)
+                    asyncio.get_running_loop().call_later(delay, self._release, held)
                     return
         else:
             answer = self.app.handle(*request, peer=self.peer)
@@ -333,12 +448,11 @@ class _Connection(asyncio.Protocol):
             return
         self._take(current.response, self.current_keep_alive)
 
-    def _release(self) -> None:
-        """A held 401's delay is over: free its throttle slot, send it if the client is still there."""
-        held = self.current
+    def _release(self, held: _Held) -> None:
+        """A held answer's delay is over: free its throttle slot, send it if the client is still there."""
         if self.server.throttle is not None:
-            self.server.throttle.release(self.peer_key)
-        if not isinstance(held, _Held):
+            self.server.throttle.release(self.peer_key, held.waiting)
+        if self.current is not held:
             return
         self.current = None
         if self.transport is None or self.closing:
@@ -371,6 +485,12 @@ class _Connection(asyncio.Protocol):
         if isinstance(item, HttpError):
             self._fail(item)
             return
+        if isinstance(item, Response):
+            self._write(item, keep_alive)
+            return
+        if item[3]:
+            self.queued_bytes -= len(item[3])
+            self.server.bodies.done(len(item[3]))
         self._answer(item, keep_alive)
 
     def _too_many_failures(self, retry: float) -> Response:
@@ -441,6 +561,7 @@ class Server:
         self.throttle = throttle if throttle is not None else (AuthThrottle() if self.config.auth else None)
         self.dropped_total = 0
         self.accept_errors_total = 0
+        self.bodies = BodyBudget(self.config.max_pending_bodies)
         app.metrics.sources.append(self.metrics)
         self._sockets: list[socket.socket] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -539,6 +660,7 @@ class Server:
     def metrics(self) -> dict[str, float]:
         """The HTTP stack's own figures, for /metrics."""
         out: dict[str, float] = {
+            **self.bodies.metrics(),
             "lmcz_connections_open": len(self.connections),
             "lmcz_queued_dropped_total": self.dropped_total,
             "lmcz_scheduler_longest_step_seconds": round(self.scheduler.longest_step, 6),

@@ -96,6 +96,10 @@ class Metrics:
                 "# HELP lmcz_db_gtins Wholly blocked GTINs in the database.",
                 "# TYPE lmcz_db_gtins gauge",
                 f"lmcz_db_gtins {status.gtins}",
+                "# HELP lmcz_clock_behind_seconds How far this machine's clock reads behind the store's own last "
+                "sync or load (0: not behind); while positive the store is expired: nothing is aged by such a clock.",
+                "# TYPE lmcz_clock_behind_seconds gauge",
+                f"lmcz_clock_behind_seconds {round(getattr(status, 'clock_behind', None) or 0.0, 3)}",
                 "# HELP lmcz_db_state Freshness of the database (1 for the current state).",
                 "# TYPE lmcz_db_state gauge",
             ]

@@ -174,7 +174,7 @@ class SoldEndpoints:
                      content_type: bytes | None) -> Response | Deferred:
         """`POST /api/v2/cis/sell`: record sales after the receipt is fiscalised; 201 once durable."""
         codes = self._sale_codes(body, content_type)
-        op = self.blocklist.sold.op_record(codes, int(self.clock() * 1000))
+        op = self.blocklist.sold.op_record(codes, int(self.clock() * 1000), by_clock=True)
         encode = encode_json
 
         def build(entries: list[Any]) -> Response:

@@ -1,14 +1,22 @@
 """Failed HTTP Basic logins, per client address: the answer to a wrong password is delayed, more after each.
 
-A correct password is never delayed, from any address. A wrong one is answered 401 only after a delay that grows
-with the address's recent failures (0 for the first few: a typo costs nothing), and while its delay runs the
-failure holds one of the address's few *slots*, even if the client hangs up. With every slot held, the address's
-next requests are refused at once with 429, without their credentials being looked at. So guesses from one address
-are bounded by slots / delay, however many connections it opens, and since the 429 is the same for a right and a
-wrong password it tells an attacker nothing; and one misconfigured till holds one slot, never locking out the
-tills behind the same address (a proxy, a NAT).
+A correct password is answered at once, from any address, whatever else that address is doing: tills often share
+one (a terminal server, an integrator in front of many tills, every local till on 127.0.0.1), so a guesser or a
+misconfigured till must never lock the others out. Only wrong guesses are slowed:
 
-The delay is not a sleep: the HTTP stack holds the 401 with `loop.call_later` (see `http.py`). The table of
+- the first few failures of an address (`FREE_FAILURES`) are answered at once (a typo costs nothing);
+- then each wrong guess's 401 is held for a delay that doubles with the address's recent failures (up to
+  `MAX_DELAY`), in one of the address's few *slots* (`SLOTS`), even if the client hangs up;
+- with every slot held, a further wrong guess waits its turn: it is answered 429 (Retry-After) no sooner than one
+  delay after the previous waiting guess of the address, so however many connections an address opens, its wrong
+  guesses are answered at most (slots + 1) per delay, and an answer never comes sooner for a wrong password than
+  the throttle allows;
+- only when an address has `MAX_WAITING` wrong guesses waiting (it holds that many connections open) are its next
+  requests refused 429 at once *without their credentials being read*, the same for a right and a wrong password
+  (answering a right one would make each refusal a verdict on a guess at line speed). That bound caps the
+  connections and memory one address can tie up; below it, a right password is never refused.
+
+The delay is not a sleep: the HTTP stack holds the answer with `loop.call_later` (see `http.py`). The table of
 addresses is bounded; IPv6 clients are keyed by their /64, which one host can fill with addresses.
 """
 
@@ -28,8 +36,10 @@ FREE_FAILURES = 3
 #: Delay of the first delayed failure; it doubles with each further one, up to `MAX_DELAY`.
 FIRST_DELAY = 0.25
 MAX_DELAY = 10.0
-#: Delayed failures one address may have waiting at once; beyond that: 429 without looking at the credentials.
+#: Delayed failures (held 401s) one address may have at once; beyond them its wrong guesses wait (see below).
 SLOTS = 8
+#: Wrong guesses of one address waiting for their 429 at once; beyond that: 429 without reading the credentials.
+MAX_WAITING = 256
 #: The failure count stops growing this far past the free ones (so an address recovers within minutes).
 MAX_SCORE_OVER = 16
 #: An address's failure count halves every this many seconds without a failure.
@@ -61,6 +71,8 @@ class _Address:
     score: float = 0.0         # failures, decaying with HALF_LIFE
     scored_at: float = 0.0
     due: list[float] = field(default_factory=list)  # when each held slot (a delayed 401) is released
+    waiting: int = 0           # wrong guesses held beyond the slots (answered 429 when their turn comes)
+    wait_tail: float = 0.0     # when the last of them is answered
     burst_failures: int = 0
     burst_refused: int = 0
     burst_started: float = 0.0
@@ -73,7 +85,8 @@ class AuthThrottle:
 
     def __init__(self, *, clock: Callable[[], float] = time.monotonic, free_failures: int = FREE_FAILURES,
                  first_delay: float = FIRST_DELAY, max_delay: float = MAX_DELAY, slots: int = SLOTS,
-                 half_life: float = HALF_LIFE, quiet: float = QUIET, max_addresses: int = MAX_ADDRESSES) -> None:
+                 half_life: float = HALF_LIFE, quiet: float = QUIET, max_addresses: int = MAX_ADDRESSES,
+                 max_waiting: int = MAX_WAITING) -> None:
         self.clock = clock
         self.free_failures = free_failures
         self.first_delay = first_delay
@@ -82,11 +95,13 @@ class AuthThrottle:
         self.half_life = half_life
         self.quiet = quiet
         self.max_addresses = max_addresses
+        self.max_waiting = max_waiting
         self._table: OrderedDict[str, _Address] = OrderedDict()
         self.failures_total = 0
         self.refused_total = 0
         self.delayed_total = 0
         self.delay_seconds_total = 0.0
+        self.waited_total = 0
 
     def __len__(self) -> int:
         return len(self._table)
@@ -103,19 +118,20 @@ class AuthThrottle:
 
     def refuse(self, key: str) -> float | None:
         """Seconds to put in Retry-After if this address's request must be refused (429) without looking at its
-        credentials, or None to let it through."""
+        credentials (it has `max_waiting` wrong guesses waiting already), or None to let it through."""
         entry = self._table.get(key)
-        if entry is None or len(entry.due) < self.slots:
+        if entry is None or entry.waiting < self.max_waiting:
             return None
         self.refused_total += 1
         entry.burst_refused += 1
-        return max(0.0, min(entry.due) - self.clock())
+        return max(0.0, entry.wait_tail - self.clock())
 
-    def failed(self, key: str) -> float:
-        """Count a wrong or missing password from this address; return how long to hold its 401.
+    def failed(self, key: str) -> tuple[float, bool]:
+        """Count a wrong or missing password from this address: `(delay, waiting)`, how long to hold its answer,
+        and whether that answer is a 429 (every slot is held: the guess waited its turn) rather than the 401.
 
-        A positive delay holds one of the address's slots: call `release(key)` when the delay is over (whether or
-        not the client is still there).
+        A positive delay holds one of the address's slots, or a place among its waiting guesses: call
+        `release(key, waiting)` when the delay is over (whether or not the client is still there).
         """
         now = self.clock()
         entry = self._table.get(key)
@@ -140,16 +156,28 @@ class AuthThrottle:
         self.failures_total += 1
         over = round(entry.score) - self.free_failures  # recent failures past the free ones, this one included
         if over < 1:
-            return 0.0
+            return 0.0, False
         delay = min(self.max_delay, self.first_delay * 2.0 ** (over - 1))
-        entry.due.append(now + delay)
-        self.delayed_total += 1
-        self.delay_seconds_total += delay
-        return delay
+        if len(entry.due) < self.slots:
+            entry.due.append(now + delay)
+            self.delayed_total += 1
+            self.delay_seconds_total += delay
+            return delay, False
+        # Every slot is held: wait one delay after the address's previous waiting guess (and no less than a slot).
+        entry.wait_tail = max(now, entry.wait_tail) + delay
+        entry.waiting += 1
+        self.waited_total += 1
+        wait = entry.wait_tail - now
+        self.delay_seconds_total += wait
+        return wait, True
 
-    def release(self, key: str) -> None:
+    def release(self, key: str, waiting: bool = False) -> None:
         entry = self._table.get(key)
-        if entry is not None and entry.due:
+        if entry is None:
+            return
+        if waiting:
+            entry.waiting = max(0, entry.waiting - 1)
+        elif entry.due:
             entry.due.remove(min(entry.due))
 
     def sweep(self) -> None:
@@ -160,12 +188,12 @@ class AuthThrottle:
             if entry.burst_failures and now - entry.last_failure > self.quiet:
                 self._log_burst(key, entry, entry.last_failure)
                 entry.burst_failures = entry.burst_refused = 0
-            if not entry.due and not entry.burst_failures and self._score(entry, now) < 0.05:
+            if not entry.due and not entry.waiting and not entry.burst_failures and self._score(entry, now) < 0.05:
                 del self._table[key]
 
     def _evict(self) -> None:
         for key, entry in self._table.items():
-            if not entry.due:
+            if not entry.due and not entry.waiting:
                 del self._table[key]
                 return
         self._table.popitem(last=False)
@@ -180,5 +208,6 @@ class AuthThrottle:
             "lmcz_auth_delayed_total": self.delayed_total,
             "lmcz_auth_delay_seconds_total": round(self.delay_seconds_total, 3),
             "lmcz_auth_refused_total": self.refused_total,
+            "lmcz_auth_waited_total": self.waited_total,
             "lmcz_auth_throttled_addresses": self.throttled(),
         }

@@ -337,6 +337,7 @@ class Blocklist(ProbeBase):
         status = freshness(meta, now)
         meta["state"] = status.state
         meta["expires_at"] = status.expires_at
+        meta["clock_behind"] = status.clock_behind
         meta["prefilter_bytes"] = meta.pop("prefilter", 0)
         meta["gtin_index_bytes"] = meta.pop("gtin_index", 0)
         meta["prefilter_index_bytes"] = meta.pop("prefilter_index", 0)

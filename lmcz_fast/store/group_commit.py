@@ -9,12 +9,15 @@ the commit that holds it returned: "durable" means committed before the answer.
 
 If a batch's transaction fails (a job raised, the disk is full), the batch is retried job by job, each in its own
 transaction, so one bad job never takes the others down with it and every job gets its own result or error.
+Failed writes are logged aggregated: the first at once, then one line per `FAILURE_LOG_EVERY` seconds with how
+many failed since and the last error (a full disk under a stream of sales logged 58,611 lines in 15 s before).
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -34,6 +37,8 @@ WriteOp = Callable[[lmdb.Transaction], Any]
 
 #: Most jobs one transaction takes; past it the next batch starts at once (bounds a commit's size and latency).
 DEFAULT_MAX_BATCH = 1024
+#: Failed writes are logged at most once per this many seconds (the first at once; then a count per line).
+FAILURE_LOG_EVERY = 10.0
 
 
 class Job:
@@ -93,6 +98,10 @@ class GroupCommitter:
         self.commit_seconds = 0.0      # time inside write transactions (apply + commit + sync), summed
         self.max_commit_seconds = 0.0
         self.max_batch_seen = 0
+        self.failure_log_every = FAILURE_LOG_EVERY
+        self._failures_unlogged = 0          # failed writes not yet in a log line
+        self._failure_logged_at = -math.inf  # monotonic time of the last failure line
+        self._last_failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -134,19 +143,43 @@ class GroupCommitter:
         while True:
             with self._cond:
                 while not self._queue and not self._closing:
-                    remaining = next_housekeeping - time.monotonic()
-                    if self._housekeeping is not None and remaining <= 0:
+                    now = time.monotonic()
+                    deadline = next_housekeeping if self._housekeeping is not None else math.inf
+                    if self._failures_unlogged:   # the count of the last failures is due within the interval
+                        deadline = min(deadline, self._failure_logged_at + self.failure_log_every)
+                    if deadline <= now:
                         break
-                    self._cond.wait(remaining if self._housekeeping is not None else None)
-                if not self._queue and self._closing:
-                    return
+                    self._cond.wait(None if deadline == math.inf else deadline - now)
+                closing = not self._queue and self._closing
                 take = min(len(self._queue), self.max_batch)
                 batch = [self._queue.popleft() for _ in range(take)]
+            if closing:
+                self._log_failures(force=True)
+                return
             if not batch:
-                self._idle_housekeeping()
-                next_housekeeping = time.monotonic() + self._housekeeping_every
+                self._log_failures()
+                if self._housekeeping is not None and time.monotonic() >= next_housekeeping:
+                    self._idle_housekeeping()
+                    next_housekeeping = time.monotonic() + self._housekeeping_every
                 continue
             self._commit(batch)
+
+    def _log_failures(self, force: bool = False) -> None:
+        """One warning line for the writes that failed since the last one: at once for the first, then at most
+        once per `failure_log_every` seconds (and when the writer goes idle or closes)."""
+        if not self._failures_unlogged:
+            return
+        now = time.monotonic()
+        if not force and now - self._failure_logged_at < self.failure_log_every:
+            return
+        count, self._failures_unlogged = self._failures_unlogged, 0
+        since = "" if self._failure_logged_at == -math.inf else f" in the last {now - self._failure_logged_at:.0f} s"
+        self._failure_logged_at = now
+        if count == 1:
+            log.warning("a durable write failed%s: %s", since, self._last_failure)
+        else:
+            log.warning("%d durable writes failed%s (%d in all); the last: %s", count, since, self.failures,
+                        self._last_failure)
 
     def _idle_housekeeping(self) -> None:
         assert self._housekeeping is not None
@@ -177,8 +210,10 @@ class GroupCommitter:
                 except Exception as exc:
                     job.error = exc
                     self.failures += 1
-                    log.warning("a durable write failed: %s", exc)
+                    self._failures_unlogged += 1
+                    self._last_failure = exc
                 self.commits += 1
+            self._log_failures()
         else:
             self.commits += 1
         elapsed = time.perf_counter() - started

@@ -61,6 +61,8 @@ class Status:
     expire_after: float
     expires_at: float | None = None
     loaded_at: float | None = None
+    #: Seconds the clock reads behind the store's own newest timestamp (see `freshness`): then `expired`.
+    clock_behind: float | None = None
 
 
 @dataclass(slots=True)

@@ -20,6 +20,15 @@ Loads, deltas, feed syncs and snapshots never touch these tables: a full reload 
 Every change is one durable write transaction (committed before the call returns). Many concurrent sales are
 batched into one transaction by a `GroupCommitter` (store/group_commit.py; the service uses one).
 
+**Time.** A sale is stamped by the clock, but never earlier than the newest time the database already holds (its
+newest sale, its last sync or load): a till whose clock is behind (a dead CMOS battery) stamps its sales at that
+floor instead of a year ago, so when the clock is corrected they are not expired at once (a double sale would
+pass). The purge, the one step that deletes, never runs by a clock that jumped ahead: in a process it counts no
+faster than the monotonic clock since it last agreed with the wall clock, and never past a day after the
+database's newest time. (Lookups judge expiry by the wall clock: a clock jumped ahead far enough to hide a sale,
+30 days, has expired the whole store long before, 72 h, so no check is answered from it; and the entry is still
+there once the clock is right.) See docs/service.md, "Clocks".
+
 Reads answer from the `Blocklist`'s current read transaction, so `check()`'s `sold` and its `blocked` come from
 the same database version; a write made through this handle is seen by its next call.
 """
@@ -27,6 +36,7 @@ the same database version; a write made through this handle is seen by its next 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -40,10 +50,16 @@ from .errors import StoreError
 from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
 from .handle import StoreHandle
 
+log = logging.getLogger("lmcz_fast.store")
+
 #: How long a sale is remembered (seconds) unless the metadata field `sold_expire_after` says otherwise.
 DEFAULT_SOLD_EXPIRE_AFTER = 30 * 86400.0
 #: Expired entries purged per write transaction at most (the rest go in the next ones, or in idle housekeeping).
 PURGE_PER_COMMIT = 2000
+#: The purge never deletes by a time further than this past the database's newest own time (seconds).
+PURGE_LEAD = 86400.0
+#: How far the wall clock may run ahead of the monotonic clock, between two purges, before it counts as a jump.
+JUMP_SLACK = 60.0
 #: Most entries `page()` (and `GET /cis/sold`) returns at once, as the official module's `limit`.
 MAX_PAGE = 1000
 #: First line of a register export: names the format and the instance the entries belong to.
@@ -86,6 +102,20 @@ def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
     return codes
 
 
+def newest_time_ms(txn: lmdb.Transaction, time_db: Any, meta_db: Any) -> int:
+    """The newest time the database holds (Unix ms): its newest sale, its last sync or load; 0 if none."""
+    newest = 0
+    with txn.cursor(db=time_db) as cursor:
+        if cursor.last():
+            newest = int.from_bytes(bytes(cursor.key()[:8]), "big")
+    for name in (b"last_sync_at", b"loaded_at"):
+        raw = txn.get(name, db=meta_db)
+        value = json.loads(bytes(raw)) if raw is not None else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            newest = max(newest, int(value * 1000))
+    return newest
+
+
 def sold_in(cursor: lmdb.Cursor, identity: str, meta: dict[str, Any], now: float) -> bool:
     """Whether `identity` is in the register and not expired, through a cursor on the `sold` table of the reader's
     transaction: one `set_key` is what `Blocklist.check` adds to a check (a cursor lookup costs less than half a
@@ -101,6 +131,25 @@ class SoldRegister:
 
     def __init__(self, handle: StoreHandle) -> None:
         self._handle = handle
+        self._anchor: tuple[float, float] | None = None   # (wall, monotonic) when the purge's clock last agreed
+        self._jump_logged = False
+
+    def _purge_now(self) -> float:
+        """The wall clock, unless it jumped ahead since the last purge of this handle: then the time that really
+        elapsed since (monotonic), so that a clock set years ahead by mistake deletes nothing it should not."""
+        wall, mono = time.time(), time.monotonic()
+        anchor = self._anchor
+        if anchor is not None:
+            bound = anchor[0] + (mono - anchor[1]) + JUMP_SLACK
+            if wall > bound:
+                if not self._jump_logged:
+                    self._jump_logged = True
+                    log.warning("the clock jumped %.0f s ahead of the time that elapsed: the sold register's purge "
+                                "counts the time that really elapsed until this process restarts (a sale is never "
+                                "deleted by a clock set ahead by mistake)", wall - bound + JUMP_SLACK)
+                return bound - JUMP_SLACK
+        self._anchor = (wall, mono)
+        return wall
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -148,15 +197,19 @@ class SoldRegister:
 
     # -- write operations, each applied inside a write transaction (alone or in a group commit) ---------------
 
-    def op_record(self, codes: Sequence[MarkingCode], at_ms: int) -> Callable[[lmdb.Transaction], list[SoldEntry]]:
-        db, time_db = self._db, self._time_db
+    def op_record(self, codes: Sequence[MarkingCode], at_ms: int, *,
+                  by_clock: bool = False) -> Callable[[lmdb.Transaction], list[SoldEntry]]:
+        """Record `codes` sold at `at_ms`. `by_clock`: the time was read from this machine's clock, so it is raised
+        to the newest time the database holds if it is earlier (a clock behind; see the module's "Time")."""
+        db, time_db, meta_db = self._db, self._time_db, self._handle.dbs[DB_META]
 
         def op(txn: lmdb.Transaction) -> list[SoldEntry]:
             out = []
+            stamp_ms = max(at_ms, newest_time_ms(txn, time_db, meta_db)) if by_clock else at_ms
             for code in codes:
                 packed = code.identity.encode("ascii")
                 old = txn.get(packed, db=db)
-                when = at_ms
+                when = stamp_ms
                 if old is not None:
                     old_ms = int.from_bytes(old[:8], "big")
                     if old_ms >= when:        # an older report of a sale never moves the entry back in time
@@ -205,7 +258,11 @@ class SoldRegister:
         def op(txn: lmdb.Transaction) -> int:
             raw = txn.get(b"sold_expire_after", db=meta_db)
             expire = (json.loads(bytes(raw)) if raw is not None else None) or DEFAULT_SOLD_EXPIRE_AFTER
-            cutoff = _ms(((time.time() if now is None else now) - float(expire)) * 1000)
+            if now is None:
+                clock = min(self._purge_now(), newest_time_ms(txn, time_db, meta_db) / 1000 + PURGE_LEAD)
+            else:
+                clock = now
+            cutoff = _ms((clock - float(expire)) * 1000)
             removed = 0
             with txn.cursor(db=time_db) as cursor:
                 if not cursor.first():
@@ -231,11 +288,12 @@ class SoldRegister:
         """Record sales of `raws` (scans in any form `parse_code` takes) at `at` (Unix s, default now).
 
         Raises `CodeError` (with `.index`) if any is not a marking code; then nothing is recorded. Selling a code
-        again moves its entry to the later time.
+        again moves its entry to the later time. Without `at`, the clock's time is never earlier than the newest
+        time the database holds (see the module's "Time").
         """
         codes = _parse_sales(raws)
         at_ms = int((time.time() if at is None else at) * 1000)
-        record, purge = self.op_record(codes, at_ms), self.op_purge()
+        record, purge = self.op_record(codes, at_ms, by_clock=at is None), self.op_purge()
 
         def op(txn: lmdb.Transaction) -> list[SoldEntry]:
             result = record(txn)
