@@ -386,7 +386,7 @@ def status(db: str, as_json: bool, check: bool) -> None:
         if held["held"] is not None:
             click.secho(f"{'HELD':>12}: {shrink_guard.describe(held['held'])}", fg="red", bold=True)
         if st.clock_behind is not None:
-            click.secho(f"WARNING: the blocklist is EXPIRED: this machine's clock reads {_span(st.clock_behind)} "
+            click.secho(f"WARNING: the blocklist is EXPIRED: this machine's clock reads {span(st.clock_behind)} "
                         "before the store's last sync or load; the clock is behind (a dead CMOS battery, NTP not "
                         "running?) and nothing is aged by it: checks are refused until the clock is right",
                         fg=colour, bold=True, err=True)
