@@ -1,5 +1,5 @@
 """The till-side checker against real loopback servers playing the online system and a Local Module, and a real
-LMDB blocklist. Every timed call is measured from outside and must return by deadline + MARGIN."""
+LMDB blocklist. Every timed call is measured from outside and must return by deadline + margin()."""
 
 from __future__ import annotations
 
@@ -13,13 +13,16 @@ from collections.abc import Iterator
 
 import pytest
 from _checker_support import (
-    MARGIN,
     Behaviour,
     FakeLocalModule,
     FakeTrueApi,
-    make_scan,
     leaks,
+    make_scan,
+    margin,
     snapshot,
+    stalled,
+    timed_since,
+    timing,
 )
 
 from lmcz_fast import Blocklist, parse_code
@@ -64,9 +67,9 @@ def full(scan: str) -> str:
 
 
 def timed(fn, *args):
-    started = time.monotonic()
+    started = timing()
     result = fn(*args)
-    return result, time.monotonic() - started
+    return result, timed_since(started)
 
 
 # ---------------------------------------------------------------------------------------------- decisions online
@@ -129,10 +132,15 @@ def test_deadline_is_hard_sync(host, scans, blocklist, deadline, delay, mode):
     checker = Checker(TrueApiClient(KEY, hosts=[host.url]), blocklist, deadline=deadline, late_grace=0.2)
     with checker:
         first, elapsed = timed(checker.check, scans[3])  # pays for starting the loop thread and connecting
-        assert first.mode is Mode.ONLINE and elapsed <= deadline + MARGIN
+        assert first.mode is Mode.ONLINE and elapsed <= deadline + margin()
         host.behaviour = Behaviour(delay=delay)
         verdict, elapsed = timed(checker.check, scans[1])
-    assert elapsed <= deadline + MARGIN, elapsed
+    assert elapsed <= deadline + margin(), elapsed
+    if verdict.mode is not mode and mode is Mode.ONLINE and stalled() >= (deadline - delay) / 2:
+        # The answer was due 0.1 s before the deadline; a machine that stalled half of that meanwhile (the probe
+        # process saw it) cannot tell a late checker from a late machine: not judged, said why.
+        pytest.skip(f"not judged: the machine stalled {stalled() * 1000:.0f} ms during the call "
+                    f"(the online answer was due {(deadline - delay) * 1000:.0f} ms before the deadline)")
     assert verdict.mode is mode
     if mode is Mode.ONLINE:
         assert verdict.decision is Decision.REFUSE and verdict.reasons[0].key == "sold"
@@ -148,12 +156,12 @@ def test_deadline_is_hard_async_many_at_once(host, scans, blocklist):
 
     async def go():
         async with Checker(TrueApiClient(KEY, hosts=[host.url]), blocklist, deadline=0.3, late_grace=0.1) as ch:
-            started = time.monotonic()
+            started = timing()
             verdicts = await asyncio.gather(*(ch.check_async(s) for s in scans[:20]))
-            return verdicts, time.monotonic() - started
+            return verdicts, timed_since(started)
 
     verdicts, elapsed = asyncio.run(go())
-    assert elapsed <= 0.3 + MARGIN
+    assert elapsed <= 0.3 + margin()
     assert [v.decision for v in verdicts[:3]] == [Decision.REFUSE, Decision.REFUSE, Decision.SELL]
     assert {v.mode for v in verdicts} == {Mode.OFFLINE}
 
@@ -193,7 +201,7 @@ def test_unreachable_online_and_no_offline_cannot_check(scans):
     with Checker(TrueApiClient(KEY, hosts=[url]), None, deadline=0.3) as checker:
         verdict, elapsed = timed(checker.check, scans[4])
     assert verdict.decision is Decision.CANNOT_CHECK and verdict.mode is None
-    assert verdict.reasons[0].key == "no_answer" and elapsed <= 0.3 + MARGIN
+    assert verdict.reasons[0].key == "no_answer" and elapsed <= 0.3 + margin()
 
 
 def test_late_answer_is_logged_not_used(host, scans, blocklist, caplog):
@@ -309,7 +317,7 @@ def test_local_module_bad_credentials_and_slowness(lm, scans):
         slow, elapsed = timed(checker.check, scans[20])
     assert denied.decision is Decision.CANNOT_CHECK and "auth" in denied.offline_error
     assert slow.decision is Decision.CANNOT_CHECK and slow.reasons[0].key == "offline_failed"
-    assert elapsed <= 0.3 + MARGIN
+    assert elapsed <= 0.3 + margin()
 
 
 def test_online_timeout_with_local_module_answers_at_deadline(host, lm, scans):
@@ -318,13 +326,13 @@ def test_online_timeout_with_local_module_answers_at_deadline(host, lm, scans):
 
     async def go():
         async with Checker(TrueApiClient(KEY, hosts=[host.url]), lm_url(lm), deadline=0.3, late_grace=0.1) as ch:
-            started = time.monotonic()
+            started = timing()
             verdict = await ch.check_async(scans[30])
-            return verdict, time.monotonic() - started
+            return verdict, timed_since(started)
 
     verdict, elapsed = asyncio.run(go())
     assert (verdict.decision, verdict.mode) == (Decision.REFUSE, Mode.OFFLINE)
-    assert 0.3 <= elapsed <= 0.3 + MARGIN
+    assert 0.3 <= elapsed <= 0.3 + margin()
 
 
 def test_online_answer_does_not_wait_for_a_slow_local_module(host, lm, scans):
@@ -345,7 +353,7 @@ def test_no_thread_or_socket_leaked_per_call(host, lm, scans, blocklist):
     for i in range(24):
         host.behaviour = behaviours[i % 4]
         verdict, elapsed = timed(checker.check, scans[i])
-        assert elapsed <= 0.05 + MARGIN
+        assert elapsed <= 0.05 + margin()
         new_threads |= {t.name for t in threading.enumerate() if t not in before.threads}
     assert new_threads == {"lmcz-fast-checker"}  # the Checker's one loop thread, nothing per call
     checker.close()
@@ -417,7 +425,7 @@ def test_against_lmcz_fast_service(host, scans, tmp_path):
         host.behaviour = Behaviour(delay=5.0)
         with Checker(TrueApiClient(KEY, hosts=[host.url]), url, deadline=0.3, late_grace=0.0) as checker:
             receipt, elapsed = timed(checker.check_receipt, [scans[50], scans[51]])
-        assert elapsed <= 0.3 + MARGIN
+        assert elapsed <= 0.3 + margin()
         assert receipt.mode is Mode.OFFLINE and [c.decision for c in receipt.codes] == [Decision.REFUSE,
                                                                                           Decision.SELL]
         assert receipt.codes[0].reasons[0].key == "blocked"
