@@ -34,7 +34,7 @@ from ..store import guard as shrink_guard
 from ..store import replication_status
 from .auth import Credentials
 from .checks import CHECK_SLICE, Checks, query_values
-from .answers import config_json, public_url, status_json, sync_kind
+from .answers import Identity, ServiceFacts, config_json, public_url, status_json, sync_kind
 from .metrics import Metrics, OncePer
 from .page import Activity, PageData, render
 from .responses import Deferred, HttpError, Response, Steps, error
@@ -397,14 +397,15 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         instance_id = str(info.get("instance_id", ""))
         inst = self._instance_uuid(instance_id)
         replication = replication_status(self.blocklist)
-        payload = status_json(
-            lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
-            status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
-            grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
+        identity = Identity(
+            operation_mode=self.config.operation_mode, software_version=self.software_version, inst=inst,
+            inn=self.config.inn, name=self.config.name,
+            service_url=public_url((replication or {}).get("source") or status.feed_url or ""))
+        facts = ServiceFacts(
+            lm_status=lm, grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
             initialized=self.initialized_at is not None, replication=replication,
-            version_id=self.version_uuid(instance_id, status.version) if status.version else "",
-            service_url=public_url((replication or {}).get("source") or status.feed_url or ""),
-        )
+            version_id=self.version_uuid(instance_id, status.version) if status.version else "")
+        payload = status_json(status, info, identity, facts)
         payload["roundRequest"] = self._round_request(info, status)
         # What an operator must fix (the status page says it too): only to a client that authenticated, since
         # status answers anyone and a warning such as "the default password is in use" is a key to the door.
