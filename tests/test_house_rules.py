@@ -1,6 +1,7 @@
 """The house rules on the size of functions, checked from the source (an AST walk, like tests/test_import_graph.py):
 no public function of `lmcz_fast/` takes more than 8 parameters (click commands excepted: their parameters are
-their options), and no function is longer than 120 lines (docs/ARCHITECTURE.md, "House rules").
+their options), no function is longer than 120 lines, and no class is a mixin declaring its host's methods
+(docs/ARCHITECTURE.md, "House rules").
 
 A public function is a module-level function or a method of a module-level class whose name does not start with
 `_` (a public class's `__init__` counts: its parameters are the class's constructor). `self`/`cls` are not counted.
@@ -107,3 +108,20 @@ def test_the_walk_sees_what_it_checks() -> None:
     assert _parameters(*api["LocalModule.handle"]) == 9
     assert not _click_command(api["LocalModule.handle"][0])
     assert "lmcz_fast/service/api.py:LocalModule.handle" in _wide()
+
+
+def test_parts_not_mixins() -> None:
+    """A class that declares stubs of its host's methods (`if TYPE_CHECKING:` in its body) is a mixin reaching into
+    its host: parts are handed what they need instead (docs/ARCHITECTURE.md, "Service parts"). And `LocalModule`
+    is built of parts, not bases."""
+    from lmcz_fast.service import LocalModule
+
+    stubs = []
+    for name, tree in _files():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.If) and ast.unparse(item.test).endswith("TYPE_CHECKING"):
+                        stubs.append(f"{name}:{node.lineno} {node.name}")
+    assert not stubs, f"classes declaring their host's methods (mixins): {stubs}"
+    assert LocalModule.__bases__ == (object,)
