@@ -6,9 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import lmcz_fast
-
-ROOT = Path(lmcz_fast.__file__).parent
+#: The source tree (the tests run against the installed package, whose folder holds no .pyx files and no docs).
+ROOT = Path(__file__).resolve().parent.parent / "lmcz_fast"
 DOC = ROOT.parent / "docs" / "ARCHITECTURE.md"
 
 

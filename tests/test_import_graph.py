@@ -10,9 +10,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import lmcz_fast
-
-ROOT = Path(lmcz_fast.__file__).parent
+#: The source tree (the tests run against the installed package, whose folder holds no .pyx files and no docs).
+ROOT = Path(__file__).resolve().parent.parent / "lmcz_fast"
 #: The compiled modules: their names are private by convention, and every layer above builds on them.
 COMPILED = {"lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk"}
 

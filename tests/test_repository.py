@@ -48,7 +48,8 @@ def test_the_file_list_is_the_projects() -> None:
     assert {"README.md", "pyproject.toml", "lmcz_fast/checker/__init__.py", "docs/service.md"} <= names
 
 
-def test_no_absolute_paths_of_a_developers_machine() -> None:
+def _lines_matching(pattern: re.Pattern[str]) -> list[str]:
+    """`path:line: text` of every line of a tracked text file that `pattern` finds something in."""
     found = []
     for path in _tracked_files():
         if path.suffix in SKIP_SUFFIXES or not path.is_file():
@@ -58,8 +59,13 @@ def test_no_absolute_paths_of_a_developers_machine() -> None:
         except UnicodeDecodeError:
             continue
         for number, line in enumerate(text.splitlines(), 1):
-            if MACHINE_PATHS.search(line):
+            if pattern.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
+    return found
+
+
+def test_no_absolute_paths_of_a_developers_machine() -> None:
+    found = _lines_matching(MACHINE_PATHS)
     assert not found, "absolute paths of a developer's machine (refer to the project's own files):\n" + "\n".join(found)
 
 
@@ -86,16 +92,6 @@ OUTSIDE_NOTES = re.compile(re.escape(".." + "/shared/"))
 def test_nothing_refers_to_notes_outside_the_repository() -> None:
     """The repository stands alone: the domain facts it relies on are written into docs/protocol.md with their public
     sources, so no file sends a reader to a folder beside the repository."""
-    found = []
-    for path in _tracked_files():
-        if path.suffix in SKIP_SUFFIXES or not path.is_file():
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except UnicodeDecodeError:
-            continue
-        for number, line in enumerate(text.splitlines(), 1):
-            if OUTSIDE_NOTES.search(line):
-                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:120]}")
+    found = _lines_matching(OUTSIDE_NOTES)
     assert not found, "files referring to notes outside the repository (cite docs/protocol.md):\n" + "\n".join(found)
     assert OUTSIDE_NOTES.search("see " + ".." + "/shared/domain.md")
