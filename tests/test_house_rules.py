@@ -13,9 +13,8 @@ import ast
 from collections.abc import Iterator
 from pathlib import Path
 
-import lmcz_fast
-
-ROOT = Path(lmcz_fast.__file__).parent
+#: The source tree (the tests run against the installed package; like tests/test_import_graph.py, read the source).
+ROOT = Path(__file__).resolve().parent.parent / "lmcz_fast"
 MAX_PARAMETERS = 8
 MAX_LINES = 120
 
