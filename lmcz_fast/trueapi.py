@@ -96,11 +96,25 @@ class CheckResponse:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
 
 
+@dataclass(frozen=True)
+class HostPolicy:
+    """How `TrueApiClient` ranks and sets aside hosts (seconds): a host that fails, throttles or answers slower than
+    `slow_after` is set aside for `set_aside`; `/health` probes wait `health_timeout`; the host list is discovered
+    again every `refresh_every`; after a failed first discovery, checks fail at once for `retry_discovery`."""
+
+    set_aside: float = 900.0
+    slow_after: float = 1.5
+    refresh_every: float = 6 * 3600.0
+    health_timeout: float = 1.0
+    retry_discovery: float = 30.0
+
+
 class TrueApiClient:
     """Asks CRPT's True API whether marking codes may be sold.
 
     Hosts come from CDN discovery (or `hosts=[...]`, which skips it), ranked by the `avgTimeMs` their health check
-    reports; a host that fails, throttles or answers slower than `slow_after` seconds is set aside for `set_aside`
+    reports; the timings are `policy` (a `HostPolicy`): a host that fails, throttles or answers slower than
+    `slow_after` seconds is set aside for `set_aside`
     seconds (15 minutes, as the recommendations say) and the next one is asked. When every host is set aside, the
     one due back soonest is asked anyway: a till with one reachable host must not wait 15 minutes. The host list is
     refreshed every `refresh_every` seconds (6 h) in the background; checks keep using the old ranking meanwhile.
@@ -118,31 +132,28 @@ class TrueApiClient:
         cdn_url: str = CDN_URL,
         hosts: Sequence[str] | None = None,
         fiscal_drive_number: str | None = None,
-        set_aside: float = 900.0,
-        slow_after: float = 1.5,
-        refresh_every: float = 6 * 3600.0,
-        health_timeout: float = 1.0,
         max_codes_per_request: int = 100,
-        retry_discovery: float = 30.0,
         http: HttpClient | None = None,
         proxy: ProxyConfig | None = None,
+        policy: HostPolicy = HostPolicy(),
     ) -> None:
         if not api_key:
             raise ValueError("the True API needs an API key (X-API-KEY)")
         self.api_key = api_key
         self.cdn_url = cdn_url.rstrip("/")
         self.fiscal_drive_number = fiscal_drive_number
-        self.set_aside = set_aside
-        self.slow_after = slow_after
-        self.refresh_every = refresh_every
-        self.health_timeout = health_timeout
+        self.policy = policy
+        self.set_aside = policy.set_aside
+        self.slow_after = policy.slow_after
+        self.refresh_every = policy.refresh_every
+        self.health_timeout = policy.health_timeout
         self.max_codes_per_request = max_codes_per_request
         self.http = http or HttpClient(proxy=proxy)
         self._static = hosts is not None
         self._hosts: list[HostState] = [HostState(h.rstrip("/")) for h in (hosts or ())]
         self._discovered_at: float | None = time.monotonic() if self._static else None
         self._discovery_failed_at: float | None = None
-        self.retry_discovery = retry_discovery
+        self.retry_discovery = policy.retry_discovery
         self._discovery: dict[asyncio.AbstractEventLoop, asyncio.Task[None]] = {}
 
     # ----- hosts

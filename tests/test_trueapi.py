@@ -12,7 +12,7 @@ import pytest
 from _checker_support import GS, MARGIN, Behaviour, FakeTrueApi, leaks, make_scan, self_signed, snapshot
 
 from lmcz_fast import parse_code
-from lmcz_fast.trueapi import HttpClient, TrueApiClient, TrueApiError
+from lmcz_fast.trueapi import HostPolicy, HttpClient, TrueApiClient, TrueApiError
 
 KEY = "test-key"
 
@@ -160,7 +160,7 @@ def test_slow_answer_sets_host_aside_and_all_aside_still_asks_soonest(scans):
         host.behaviour = Behaviour(delay=0.15)
 
         async def go():
-            client = TrueApiClient(KEY, hosts=[host.url], slow_after=0.1)
+            client = TrueApiClient(KEY, hosts=[host.url], policy=HostPolicy(slow_after=0.1))
             await client.check_codes(scans[:1])
             aside = client._hosts[0].aside_until
             host.behaviour = Behaviour()
@@ -177,7 +177,7 @@ def test_host_list_is_refreshed_in_the_background(scans):
         cdn.hosts = [host.url]
 
         async def go():
-            client = TrueApiClient(KEY, cdn_url=cdn.url, refresh_every=0.05)
+            client = TrueApiClient(KEY, cdn_url=cdn.url, policy=HostPolicy(refresh_every=0.05))
             await client.check_codes(scans[:1])
             await asyncio.sleep(0.1)
             await client.check_codes(scans[:1])  # answers from the old list; refresh runs meanwhile
@@ -296,7 +296,7 @@ def test_failed_discovery_fails_fast_then_retries(scans):
         cdn.api_key = "other-key"  # the CDN refuses our key: discovery fails
 
         async def go():
-            client = TrueApiClient(KEY, cdn_url=cdn.url, retry_discovery=0.2)
+            client = TrueApiClient(KEY, cdn_url=cdn.url, policy=HostPolicy(retry_discovery=0.2))
             with pytest.raises(TrueApiError):
                 await client.check_codes(scans[:1])
             started = time.monotonic()

@@ -39,8 +39,8 @@ from .upstream import proxy_config, proxy_options
 #: `status --check` exit codes, as monitoring plugins (Nagios, Icinga, Zabbix agents) read them.
 CHECK_CODES = {"ready": 0, "stale": 1, "expired": 2, "empty": 2}
 
-def _retry(attempts: int, timeout: float) -> feed.RetryPolicy:
-    return feed.RetryPolicy(attempts=attempts, timeout=timeout)
+def _retry(attempts: int, timeout: float, sleep: Callable[[float], Any] = time.sleep) -> feed.RetryPolicy:
+    return feed.RetryPolicy(attempts=attempts, timeout=timeout, sleep=sleep)
 
 
 def _status_line(bl: Blocklist) -> str:
@@ -203,7 +203,7 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
 
         def once(sleep: Callable[[float], Any]) -> str:
             try:
-                report = feed.sync(store[0] or db, url, key[0], retry=_retry(attempts, timeout), sleep=sleep,
+                report = feed.sync(store[0] or db, url, key[0], retry=_retry(attempts, timeout, sleep),
                                    proxy=proxy)
             except (feed.FeedError, StoreError, OSError) as exc:
                 _record_round(store[0], f"{error_kind(exc)}: {exc}")
@@ -303,8 +303,8 @@ def mirror(mirror_dir: str, feed_url: str, public_key: str, db: str | None, ever
     server = _serve(mirror_dir, serve_address) if serve_address else None
     try:
         def once(sleep: Callable[[float], Any]) -> str:
-            report = feed.mirror(feed_url, mirror_dir, public_key, db=db, retry=_retry(attempts, timeout),
-                                 sleep=sleep, proxy=proxy)
+            report = feed.mirror(feed_url, mirror_dir, public_key, db=db, retry=_retry(attempts, timeout, sleep),
+                                 proxy=proxy)
             return f"mirror ok: {report.summary()}"
 
         if every is None:

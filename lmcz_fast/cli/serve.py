@@ -23,7 +23,7 @@ from ..service import (
     run,
 )
 from ..secret_files import first_line
-from ..service.config import Token, read_token_file
+from ..service.config import AuditOptions, Token, read_token_file
 from ..store import Blocklist, StoreError
 from .common import EXIT_STORE, EXIT_USAGE, setup_logging
 
@@ -187,7 +187,8 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
     else:
         audit_path = audit_dir or os.path.normpath(db) + ".audit"
     try:
-        run(db, config, audit_dir=audit_path, retention_days=retention_days, flush_interval=audit_flush,
+        audit = None if audit_path is None else AuditOptions(audit_path, retention_days, audit_flush)
+        run(db, config, audit=audit,
             password=None if password_file is None else lambda: _password_in(password_file),
             tokens=None if token_file is None else lambda: read_token_file(token_file),
             page_credentials=page_credentials)

@@ -8,10 +8,11 @@ import http.client
 import logging
 import os
 import random
+import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,16 @@ log = logging.getLogger("lmcz_fast.feed")  # the feed's one logger, whichever fi
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Retries of one fetch: exponential backoff (base * 2**n, capped) with jitter over its upper half."""
+    """Retries of one fetch: exponential backoff (base * 2**n, capped) with jitter over its upper half. `sleep`
+    waits between attempts and `rng` draws the jitter (a fresh `random.Random()` per fetch when None): the seams a
+    caller that paces its own rounds, or a test, replaces."""
 
     attempts: int = 5
     base_delay: float = 0.5
     max_delay: float = 30.0
     timeout: float = 30.0
+    sleep: Callable[[float], Any] = field(default=time.sleep, compare=False, repr=False)
+    rng: random.Random | None = field(default=None, compare=False, repr=False)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         ceiling = min(self.max_delay, self.base_delay * (2 ** attempt))

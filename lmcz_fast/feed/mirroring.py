@@ -62,8 +62,6 @@ def mirror(
     db: Blocklist | str | os.PathLike[str] | None = None,
     now: float | None = None,
     retry: RetryPolicy = RetryPolicy(),
-    sleep: Callable[[float], Any] = time.sleep,
-    rng: random.Random | None = None,
     proxy: ProxyConfig | None = None,
     progress: Progress | None = None,
 ) -> MirrorReport:
@@ -79,7 +77,7 @@ def mirror(
     key = load_public_key(public_key)
     target = Path(mirror_dir)
     target.mkdir(parents=True, exist_ok=True)
-    with _Fetcher(feed_url, retry, sleep, rng or random.Random(), proxy) as fetcher:
+    with _Fetcher(feed_url, retry, retry.sleep, retry.rng or random.Random(), proxy) as fetcher:
         return _mirror_with(fetcher, target, key, db, now, started, progress)
 
 

@@ -287,6 +287,20 @@ def _previous_of(feed_path: Path, key: Ed25519PrivateKey, feed_id: str | None,
     return previous, feed_id, clock
 
 
+def _next_version(previous: Manifest | None, differs: bool, version: int | None) -> tuple[bool, int]:
+    """Whether publishing makes a new version (a first one, a changed list, or `version` asked for) and its number,
+    checked: versions only move forward and start at 1."""
+    changed = previous is None or differs or (version is not None and version != previous.version)
+    new_version = previous.version if previous else 0
+    if changed:
+        new_version = version if version is not None else new_version + 1
+        if previous is not None and new_version <= previous.version:
+            raise PublishError(f"versions only move forward: the feed is at {previous.version}, asked {new_version}")
+        if new_version < 1:
+            raise PublishError("the first version of a feed is at least 1")
+    return changed, new_version
+
+
 def publish(
     feed_dir: str | os.PathLike[str],
     private_key: Ed25519PrivateKey | bytes | str | os.PathLike[str],
@@ -344,14 +358,7 @@ def publish(
     diff, identities, gtins, records, digest = new
     record_list = sorted(records, key=_record_order)
     fmt = FORMAT_2 if records or (previous is not None and previous.format != FORMAT_1) else FORMAT_1
-    changed = previous is None or len(diff) > 0 or (version is not None and version != previous.version)
-    new_version = previous.version if previous else 0
-    if changed:
-        new_version = version if version is not None else new_version + 1
-        if previous is not None and new_version <= previous.version:
-            raise PublishError(f"versions only move forward: the feed is at {previous.version}, asked {new_version}")
-        if new_version < 1:
-            raise PublishError("the first version of a feed is at least 1")
+    changed, new_version = _next_version(previous, len(diff) > 0, version)
 
     if previous is not None and clock < previous.published_at and not changed:
         # Stores order manifests by version first, then (same version) by signing time: a re-signed version

@@ -74,8 +74,6 @@ def sync(
     *,
     now: float | None = None,
     retry: RetryPolicy = RetryPolicy(),
-    sleep: Callable[[float], Any] = time.sleep,
-    rng: random.Random | None = None,
     temp_dir: str | os.PathLike[str] | None = None,
     proxy: ProxyConfig | None = None,
     progress: Progress | None = None,
@@ -98,7 +96,7 @@ def sync(
     Raises a `FeedError` subclass on failure; every check runs before the store is written, so a refused feed
     leaves the store as it was.
     """
-    rng = rng or random.Random()
+    sleep, rng = retry.sleep, retry.rng or random.Random()
     if isinstance(db, Blocklist):
         return _sync(db, feed_url, public_key, now, retry, sleep, rng, temp_dir, proxy, progress)
     if os.path.exists(os.path.join(os.fspath(db), "data.mdb")):

@@ -161,16 +161,39 @@ def made_current_at(status: Any, info: dict[str, Any], replication: dict[str, An
     return (latest if reference is None else reference), latest
 
 
-def status_json(*, lm_status: str, operation_mode: str, software_version: str, status: Any, info: dict[str, Any],
-                inst: str, inn: str, name: str, grey_list: bool, sold_count: int,
-                initialized: bool, replication: dict[str, Any] | None = None, version_id: str = "",
-                service_url: str = "") -> dict[str, Any]:
+@dataclass(frozen=True)
+class Identity:
+    """Who answers `/status`: the module's settings and this instance (the fields that name it)."""
+
+    operation_mode: str
+    software_version: str
+    inst: str
+    inn: str
+    name: str
+    service_url: str = ""
+
+
+@dataclass(frozen=True)
+class ServiceFacts:
+    """What `/status` says from the service's side next to the store's `Status` and info: the LM status it maps
+    to, the grey list, the sold register's size, whether `init` came, replication figures, the version's UUID."""
+
+    lm_status: str
+    grey_list: bool
+    sold_count: int
+    initialized: bool
+    replication: dict[str, Any] | None = None
+    version_id: str = ""
+
+
+def status_json(status: Any, info: dict[str, Any], identity: Identity, facts: ServiceFacts) -> dict[str, Any]:
     """`/status`, the same on both protocols: the official fields with their declared types, then ours
     (`expiresAt` is null while no list is loaded: there is no moment at which checks stop). `replicationStatus`
     is always there (`_replication_fields`); a replicated store (`replication`, from
     `store.replication.replication_status`) adds its replication figures. `lastSync` and `lastUpdate` are the
     moment the data was last made current (`made_current_at`), 0 only when the store never held a list;
     `dbVersionId` is the `version` every check answered from this database version carries (docs/service.md)."""
+    replication = facts.replication
     synced, updated = made_current_at(status, info, replication)
     last_sync, last_update = _ms_of(synced), _ms_of(updated)
     db_state = {
@@ -180,18 +203,18 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
     }
     replicated = _replication_fields(replication, db_state, status)
     answer = {
-        "status": lm_status,
-        "operationMode": operation_mode,
-        "version": software_version,
+        "status": facts.lm_status,
+        "operationMode": identity.operation_mode,
+        "version": identity.software_version,
         "dbVersion": str(status.version),
         "lastSync": last_sync,
         "lastUpdate": last_update,
-        "inst": inst,
-        "inn": inn,
-        "name": name,
-        "serviceUrl": service_url,
+        "inst": identity.inst,
+        "inn": identity.inn,
+        "name": identity.name,
+        "serviceUrl": identity.service_url,
         "requiresDownload": status.state == "empty",
-        "isGreyGtin": grey_list,
+        "isGreyGtin": facts.grey_list,
         "dbState": db_state,
         "dbFreshness": status.state,
         "dbAge": None if status.age is None else round(status.age, 3),
@@ -200,9 +223,9 @@ def status_json(*, lm_status: str, operation_mode: str, software_version: str, s
         "offlineLimit": status.expire_after,
         "codes": status.codes,
         "gtins": status.gtins,
-        "soldCount": sold_count,
-        "initialized": initialized,
-        "dbVersionId": version_id,
+        "soldCount": facts.sold_count,
+        "initialized": facts.initialized,
+        "dbVersionId": facts.version_id,
         "replicationStatus": replicated,
     }
     return answer

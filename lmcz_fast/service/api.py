@@ -1,11 +1,13 @@
 """The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
 
 It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
-This file is the dispatcher, status, init and config; the check path both protocols share and protocol 1's check
-answer are in `checks.py`, protocol 2's own answers in `v2.py`, the sold register's endpoints in `sold.py`, the
-fields the answers hold in `answers.py`, who a request is in `auth.py` (`admit` here adds the route's rule). A
-durable write (a sale, `init` with `clearSold` or a round request) answers a `Deferred` that the writer thread
-resolves once committed.
+This file is the dispatcher, who may call what (`admit`; who a request is: `auth.py`), status, init, config, metrics
+and the status page. The rest are parts the module holds and hands one `Shared` (shared.py: the store, the settings,
+the metrics, the audit log, the clock, the request being handled, the status cache): the check path both protocols
+share and protocol 1's check answer (`checks.Checks`), protocol 2's own answers (`v2.ProtocolTwo`), the sold
+register's endpoints (`sold.SoldEndpoints`) and the durable writes (`durable.DurableWriter`: a sale, `init` with
+`clearSold` or a round request, `greyList` answer a `Deferred` that the writer thread resolves once committed).
+The fields the answers hold are in `answers.py`.
 """
 
 from __future__ import annotations
@@ -14,57 +16,35 @@ import base64
 import dataclasses
 import hmac
 import ipaddress
-import json
 import logging
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from ..receipt import instance_uuid, version_uuid
-from ..store import wake
-from .config import (
-    DEFAULT_PASSWORD,
-    ERROR_NOT_READY,
-    ERROR_SYNC,
-    ServiceConfig,
-    Token,
-    software_version,
-)
 from ..store import guard as shrink_guard
-from ..store import replication_status
+from ..store import replication_status, wake
+from .answers import Identity, ServiceFacts, config_json, public_url, status_json, sync_kind
 from .auth import Credentials
 from .checks import CHECK_SLICE, Checks, query_values
-from .answers import config_json, public_url, status_json, sync_kind
-from .metrics import Metrics, OncePer
+from .config import DEFAULT_PASSWORD, ServiceConfig, Token, software_version
+from .durable import DurableWriter
+from .metrics import Metrics
 from .page import Activity, PageData, render
-from .responses import Deferred, HttpError, Response, Steps, error
+from .responses import Deferred, HttpError, Response, Steps, encode_json, error
+from .shared import Shared, clock_behind_text
 from .sold import SoldEndpoints
 from .v2 import ProtocolTwo
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..audit import AuditLog
-    from ..store import Blocklist, Status
+    from ..store import Blocklist, GroupCommitter, Status
 
 log = logging.getLogger("lmcz_fast.service")
 
-_LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empty": "not_configured"}
-_JSON = json.JSONDecoder(strict=False)
-_ENCODE = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
-_STALE_LOG_EVERY = 600.0
-__all__ = ["CHECK_SLICE", "LocalModule"]
-
-
-def _json_media_type(content_type: bytes | None) -> bool:
-    if content_type is None:
-        return True
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media in (b"application/json", b"text/json") or media.endswith(b"+json")
-
-
-def clock_behind_text(seconds: float) -> str:
-    """The one sentence every surface says about a clock behind the store's own records."""
-    return (f"this machine's clock reads {_span(seconds)} before the store's last sync or load: the clock is "
-            f"behind (a dead CMOS battery, NTP not running?), and the store's age cannot be measured by it")
+_ENCODE = encode_json
+__all__ = ["CHECK_SLICE", "LocalModule", "clock_behind_text"]
 
 
 def _loopback(host: str) -> bool:
@@ -77,30 +57,16 @@ def _loopback(host: str) -> bool:
         return False
 
 
-def _ms(moment: float | None) -> int | None:
-    return None if moment is None else int(moment * 1000)
-
-
-def _utc(moment: float | None) -> str:
-    return "-" if moment is None else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(moment))
-
-
-def _span(seconds: float) -> str:
-    """An offline limit in words: '72 h', '90 min', '45 s'."""
-    if seconds >= 3600 and seconds % 3600 == 0:
-        return f"{seconds / 3600:.0f} h"
-    if seconds >= 60 and seconds % 60 == 0:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds:g} s"
-
-
-class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
+class LocalModule:
     """The official Local Module's API over a `Blocklist`: one request in, one `Response` out, no I/O.
 
     `blocklist` needs `snapshot() -> Snapshot` (each request answers from one), `status() -> Status`,
     `info() -> dict` and `sold` (the sold register); `audit` (optional) needs `record(...)`. Not thread-safe: one
     event loop owns it. A handler that makes a durable write answers a `Deferred` once `start_writer(loop)` was
     called (the server does), else it commits synchronously.
+
+    Built of parts, each handed the one `Shared` (and the parts it uses): `checks` (the check path, protocol 1's
+    answer), `v2` (protocol 2's answers), `sold` (the sold register's endpoints), `writer` (durable writes).
     """
 
     def __init__(
@@ -112,44 +78,48 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.shared = shared = Shared(blocklist, config or ServiceConfig(), audit, metrics or Metrics(), clock)
         self.blocklist = blocklist
-        self.config = config or ServiceConfig()
         self.audit = audit
-        self.metrics = metrics or Metrics()
+        self.metrics = shared.metrics
         self.clock = clock
+        self.activity: Activity = shared.activity
         self.software_version = software_version()
-        self._nested_json_log = OncePer(log, 60.0)
-        self.initialized_at: float | None = None
-        self.credentials = Credentials(self.config.user, self.config.password, self.config.tokens, clock)
-        #: Who the request being handled authenticated as ("basic:<user>", "token:<label>"), or None.
-        self._auth_label: str | None = None
-        self._status: Status | None = None
-        self._lm_status = "not_configured"
-        self._status_until = 0.0
-        self._grey_list = False
-        self._last_state: str | None = None
-        self._stale_logged_at = 0.0
-        self._inst = ""
-        self._inst_source: str | None = None
-        self._version_uuids: dict[int, str] = {}
-        self._peer: str | None = None   # the address of the request being handled (for the status page)
+        self.credentials = Credentials(shared.config.user, shared.config.password, shared.config.tokens, clock)
+        self.durable = DurableWriter(shared)
+        self.checks = Checks(shared)
+        self.v2 = ProtocolTwo(shared, self.checks, self.durable)
+        self.sold = SoldEndpoints(shared, self.durable)
         # The last field: who may call it. "required": valid credentials; "optional": anyone, but credentials
         # sent are checked (a wrong one is a 401, throttled); "": anyone.
         self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], str]] = {}
-        for prefix, check in ((b"/api/v1", self._handle_check), (b"/api/v2", self._handle_check_v2)):
+        for prefix, check in ((b"/api/v1", self.checks.handle_check), (b"/api/v2", self.v2.handle_check)):
             self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), "optional")
             self._routes[prefix + b"/config"] = ("config", self._handle_config, (b"GET",), "required")
             self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), "required")
             self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), "required")
             self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), "required")
-            self._routes[prefix + b"/cis/sell"] = ("sell", self._handle_sell, (b"POST",), "required")
-            self._routes[prefix + b"/cis/return"] = ("return", self._handle_return, (b"POST",), "required")
-            self._routes[prefix + b"/cis/sold"] = ("sold", self._handle_sold, (b"GET",), "required")
-        self._routes[b"/api/v2/greylist"] = ("greylist", self._handle_grey_list, (b"POST",), "required")
+            self._routes[prefix + b"/cis/sell"] = ("sell", self.sold.handle_sell, (b"POST",), "required")
+            self._routes[prefix + b"/cis/return"] = ("return", self.sold.handle_return, (b"POST",), "required")
+            self._routes[prefix + b"/cis/sold"] = ("sold", self.sold.handle_sold, (b"GET",), "required")
+        self._routes[b"/api/v2/greylist"] = ("greylist", self.v2.handle_grey_list, (b"POST",), "required")
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
-        self.activity = Activity(clock)
         self.metrics.families.append(self.activity.prometheus_lines)
+
+    @property
+    def config(self) -> ServiceConfig:
+        """The settings every part reads (replaced whole by `set_password`/`set_tokens`, or by assignment)."""
+        return self.shared.config
+
+    @config.setter
+    def config(self, config: ServiceConfig) -> None:
+        self.shared.config = config
+
+    @property
+    def initialized_at(self) -> float | None:
+        """When `init` first came, or None."""
+        return self.shared.status.initialized_at
 
     def set_password(self, password: str) -> None:
         """Take a new HTTP Basic password from the next request on (serve's SIGHUP); connections stay open."""
@@ -161,82 +131,42 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         self.config = dataclasses.replace(self.config, tokens=tuple(tokens))
         self.credentials.set_tokens(self.config.tokens)
 
-    # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
-
-    def _instance_uuid(self, instance_id: str) -> str:
-        if instance_id != self._inst_source:
-            self._inst = instance_uuid(instance_id)
-            self._inst_source = instance_id
-            self._version_uuids.clear()
-        return self._inst
+    # -- the parts' faces the server and the CLI use ----------------------------------------------------------
 
     def version_uuid(self, instance_id: str, db_version: int) -> str:
-        """The UUID sent as `version` (and `Ver=` of tag 1265) for one database version of one instance.
-
-        The official module sends a UUID there; ours is derived (UUIDv5) from the instance and the integer
-        version, so it is stable, the same in every process serving that version, and mappable back.
-        """
-        self._instance_uuid(instance_id)          # a new instance id clears the cache below
-        found = self._version_uuids.get(db_version)
-        if found is None:
-            found = version_uuid(instance_id, db_version)
-            self._version_uuids[db_version] = found
-        return found
-
-    # -- status ---------------------------------------------------------------------------------------------
+        """The UUID sent as `version` (and `Ver=` of tag 1265) for one database version of one instance
+        (`Shared.version_uuid`)."""
+        return self.shared.version_uuid(instance_id, db_version)
 
     def current_status(self, force: bool = False) -> tuple[Status, str]:
         """The store's `Status` and the LM status it maps to, re-read at most every `status_cache` seconds."""
-        now = time.monotonic()
-        if force or self._status is None or now >= self._status_until:
-            status = self.blocklist.status()
-            self._grey_list = self.blocklist.get_meta("grey_list_enabled", False) is True
-            lm = _LM_STATUS.get(status.state, "sync_error")
-            if lm == "not_configured" and self.initialized_at is not None:
-                lm = "initialization"
-            self._status, self._lm_status = status, lm
-            self._status_until = now + self.config.status_cache
-            self._log_transition(status, now)
-        assert self._status is not None
-        return self._status, self._lm_status
-
-    def _log_transition(self, status: Status, now: float) -> None:
-        age = "never synced" if status.age is None else f"last sync {status.age / 3600:.1f} h ago"
-        if status.clock_behind is not None:
-            age = clock_behind_text(status.clock_behind)
-        if status.state != self._last_state:
-            level = logging.INFO if status.state == "ready" else logging.WARNING
-            log.log(level, "database state %s -> %s (version %d, %s)", self._last_state, status.state,
-                    status.version, age)
-            self._last_state = status.state
-            self._stale_logged_at = now
-        elif status.state in ("stale", "expired") and now - self._stale_logged_at >= _STALE_LOG_EVERY:
-            log.warning("database is %s: version %d, %s; checks %s", status.state, status.version, age,
-                        "still served" if status.state == "stale" else "refused (4050)")
-            self._stale_logged_at = now
+        return self.shared.status.current(force)
 
     def grey_list_enabled(self) -> bool:
-        """Whether `isGreyGtin` answers from the grey-GTIN list (`init`/`greyList` `enableGreyList`; a meta field),
-        read with the status (at most every `status_cache` seconds; at once after this module changed it)."""
-        self.current_status()
-        return self._grey_list
+        """Whether `isGreyGtin` answers from the grey-GTIN list (`StatusView.grey_list_enabled`)."""
+        return self.shared.status.grey_list_enabled()
 
-    def _require_ready(self) -> Status:
-        status, lm = self.current_status()
-        if lm == "ready":
-            return status
-        if lm == "sync_error" and status.clock_behind is not None:
-            raise error(400, "sync_error", f"{clock_behind_text(status.clock_behind)}: checks are refused until "
-                        "the clock is right", errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
-                        expiresAt=_ms(status.expires_at), clockBehind=round(status.clock_behind, 3))
-        if lm == "sync_error":
-            raise error(400, "sync_error",
-                        f"no successful sync within the offline limit ({_span(status.expire_after)}): checks are "
-                        f"refused since {_utc(status.expires_at)}",
-                        errorCode=ERROR_SYNC, status=lm, offlineLimit=status.expire_after,
-                        expiresAt=_ms(status.expires_at))
-        raise error(400, lm, "the local module is not configured or still initialising: no database loaded",
-                     errorCode=ERROR_NOT_READY, status=lm)
+    def start_writer(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Commit durable writes on a writer thread, in batches, answering through `loop` (the server calls
+        this when it starts)."""
+        self.durable.start(loop)
+
+    def stop_writer(self) -> None:
+        """Commit what is queued and stop the writer thread (the server calls this when it closes)."""
+        self.durable.stop()
+
+    @property
+    def writer(self) -> GroupCommitter | None:
+        """The group committer while a server runs one, else None."""
+        return self.durable.committer
+
+    def sold_metrics(self) -> dict[str, float]:
+        """The sold register's size and its writer's health, for /metrics."""
+        return self.sold.metrics()
+
+    def error_response(self, exc: HttpError) -> Response:
+        """The JSON answer of an `HttpError` (`Shared.error_response`): what the HTTP layer sends for its own."""
+        return self.shared.error_response(exc)
 
     # -- dispatch ---------------------------------------------------------------------------------------------
 
@@ -259,14 +189,15 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         """
         started = time.perf_counter() if started is None else started
         endpoint = "other"
-        self._peer = peer
+        shared = self.shared
+        shared.peer = peer
         try:
             key = path.rstrip(b"/").lower() or b"/"
             route = self._routes.get(key)
             if route is None:
                 raise error(404, "not_found", "no such endpoint")
             endpoint, handler, methods, _ = route
-            admitted, self._auth_label = self.admit(path, authorization)
+            admitted, shared.auth_label = self.admit(path, authorization)
             if not admitted:
                 if authorization is not None:      # wrong credentials; none at all is a browser's challenge
                     self.activity.auth_failed(client_id.decode("utf-8", "replace") if client_id else None, peer)
@@ -275,7 +206,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
             if method not in methods:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
-            self._request_endpoint, self._request_started = endpoint, started
+            shared.endpoint, shared.started = endpoint, started
             response = handler(method, query, body, client_id, content_type)
             if isinstance(response, Steps):
                 return Steps(self._observed(response, endpoint, started))
@@ -285,11 +216,11 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
                 return response        # observed when resolved, after its commit
             outcome = "ok"
         except HttpError as exc:
-            response = self._error_response(exc)
+            response = self.shared.error_response(exc)
             outcome = exc.error
         except Exception:
             log.exception("internal error on %s %s", method.decode("latin-1"), endpoint)
-            response = self._error_response(error(500, "internal_error", "internal error; see the service log"))
+            response = self.shared.error_response(error(500, "internal_error", "internal error; see the service log"))
             outcome = "internal_error"
         self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
         return response
@@ -347,46 +278,14 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
             response = yield from steps.slices
             outcome = "ok"
         except HttpError as exc:
-            response = self._error_response(exc)
+            response = self.shared.error_response(exc)
             outcome = exc.error
         except Exception:
             log.exception("internal error on %s", endpoint)
-            response = self._error_response(error(500, "internal_error", "internal error; see the service log"))
+            response = self.shared.error_response(error(500, "internal_error", "internal error; see the service log"))
             outcome = "internal_error"
         self.metrics.observe(endpoint, outcome, time.perf_counter() - started)
         return response
-
-    def _error_response(self, exc: HttpError) -> Response:
-        body: dict[str, Any] = {"code": exc.extra.get("errorCode", exc.status), "error": exc.error,
-                                "description": exc.description}
-        headers = b""
-        for name, value in exc.extra.items():
-            if name == "allow":
-                headers += b"Allow: " + value.encode() + b"\r\n"
-            else:
-                body[name] = value
-        if exc.status == 401:
-            headers += b'WWW-Authenticate: Basic realm="lmcz-fast", charset="UTF-8"\r\n'
-            if self.config.tokens:
-                headers += b'WWW-Authenticate: Token realm="lmcz-fast"\r\n'
-        body["reqTimestamp"] = int(self.clock() * 1000)
-        return Response(exc.status, _ENCODE(body).encode(), headers,
-                        close=exc.status in (413, 431))
-
-    def _json_body(self, body: bytes, content_type: bytes | None) -> Any:
-        if not _json_media_type(content_type):
-            raise error(415, "unsupported_media_type", "send the body as application/json")
-        if not body:
-            raise error(400, "empty_body", "the request has no JSON body")
-        try:
-            return _JSON.decode(body.decode("utf-8-sig"))
-        except UnicodeDecodeError as exc:
-            raise error(400, "bad_encoding", f"the body is not UTF-8 (byte {exc.start})") from None
-        except ValueError as exc:
-            raise error(400, "bad_json", f"malformed JSON: {exc}") from None
-        except RecursionError:
-            self._nested_json_log.warning("refused a JSON body of %d bytes nested too deeply (400 bad_json)", len(body))
-            raise error(400, "bad_json", "malformed JSON: nested too deeply") from None
 
     # -- endpoints --------------------------------------------------------------------------------------------
 
@@ -395,20 +294,21 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         instance_id = str(info.get("instance_id", ""))
-        inst = self._instance_uuid(instance_id)
+        inst = self.shared.instance_uuid(instance_id)
         replication = replication_status(self.blocklist)
-        payload = status_json(
-            lm_status=lm, operation_mode=self.config.operation_mode, software_version=self.software_version,
-            status=status, info=info, inst=inst, inn=self.config.inn, name=self.config.name,
-            grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
+        identity = Identity(
+            operation_mode=self.config.operation_mode, software_version=self.software_version, inst=inst,
+            inn=self.config.inn, name=self.config.name,
+            service_url=public_url((replication or {}).get("source") or status.feed_url or ""))
+        facts = ServiceFacts(
+            lm_status=lm, grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
             initialized=self.initialized_at is not None, replication=replication,
-            version_id=self.version_uuid(instance_id, status.version) if status.version else "",
-            service_url=public_url((replication or {}).get("source") or status.feed_url or ""),
-        )
+            version_id=self.version_uuid(instance_id, status.version) if status.version else "")
+        payload = status_json(status, info, identity, facts)
         payload["roundRequest"] = self._round_request(info, status)
         # What an operator must fix (the status page says it too): only to a client that authenticated, since
         # status answers anyone and a warning such as "the default password is in use" is a key to the door.
-        if self._auth_label is not None or not self.config.auth:
+        if self.shared.auth_label is not None or not self.config.auth:
             payload["warnings"] = self.warnings()
         return Response(200, _ENCODE(payload).encode())
 
@@ -436,7 +336,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
 
     def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response | Deferred:
-        data = self._json_body(body, content_type)
+        data = self.shared.json_body(body, content_type)
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token.strip():
             raise error(400, "bad_request", 'expected {"token": "<participant token>"}')
@@ -445,7 +345,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         if not isinstance(clear_sold, bool) or not (grey is None or isinstance(grey, bool)):
             raise error(400, "bad_request", "clearSold and enableGreyList must be true or false")
         first = self.initialized_at is None
-        self.initialized_at = self.clock()
+        self.shared.status.initialized_at = self.clock()
         if first:
             log.info("init received (token not stored; the database comes from `lmcz-fast sync`)")
         status, lm = self.current_status(force=True)
@@ -489,7 +389,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
                 payload["enableGreyList"] = grey
             return Response(200, _ENCODE(payload).encode())
 
-        return self._durable(op, build)
+        return self.durable.write(op, build)
 
     def _handle_metrics(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                         content_type: bytes | None) -> Response:
@@ -551,7 +451,7 @@ class LocalModule(Checks, ProtocolTwo, SoldEndpoints):
         elif not self.config.auth and not _loopback(self.config.host):
             out.append(f"authentication is off while the service listens on {self.config.host} "
                        f"(проверка пароля отключена при доступе из сети)")
-        status = self._status
+        status = self.shared.status.last
         if status is not None and status.clock_behind is not None:
             out.append(f"{clock_behind_text(status.clock_behind)}: checks are refused until the clock is right "
                        f"(часы отстают от времени последней синхронизации базы: проверьте время и NTP)")

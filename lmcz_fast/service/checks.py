@@ -9,7 +9,7 @@ Scans whose end cut a tail AI short after a GS are read for their identity (`tai
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Generator
+from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
@@ -20,11 +20,8 @@ from .config import DEFAULT_MAX_CODE_LENGTH, ERROR_NOT_READY
 from .responses import HttpError, Response, Steps, encode_json, error
 
 if TYPE_CHECKING:
-    from ..audit import AuditLog
-    from ..store import Blocklist, Snapshot, Status, Verdict
-    from .config import ServiceConfig
-    from .metrics import Metrics
-    from .page import Activity
+    from ..store import Snapshot, Status, Verdict
+    from .shared import Shared
 
 #: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
 CHECK_SLICE = 64
@@ -47,28 +44,16 @@ def query_values(query: bytes | None, name: bytes) -> list[str]:
 
 
 class Checks:
-    """Mixin of `LocalModule`: the check path (items, readiness, verdicts) and protocol 1's check answer."""
+    """The check path (items, readiness, verdicts) both protocols share, and protocol 1's check answer: a part of
+    `LocalModule`, reading what it needs from the module's `Shared`."""
 
-    blocklist: Blocklist
-    config: ServiceConfig
-    metrics: Metrics
-    audit: AuditLog | None
-    clock: Callable[[], float]
-    activity: Activity
-    _grey_list: bool
-    _peer: str | None
-    _auth_label: str | None
+    def __init__(self, shared: Shared) -> None:
+        self._shared = shared
 
-    if TYPE_CHECKING:
-        def _json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
-        def _require_ready(self) -> Status: ...
-        def _instance_uuid(self, instance_id: str) -> str: ...
-        def version_uuid(self, instance_id: str, db_version: int) -> str: ...
-
-    def _check_items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
+    def items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
         if method == b"POST" and (body or content_type is not None):
-            data = self._json_body(body, content_type)
+            data = self._shared.json_body(body, content_type)
             raws = data.get("cis_list") if isinstance(data, dict) else None
             if not isinstance(raws, list):
                 raise error(400, "bad_request", 'expected {"cis_list": ["<code>", ...]}')
@@ -79,38 +64,35 @@ class Checks:
                 raise error(400, "bad_encoding", "a cis parameter is not percent-encoded UTF-8") from None
         if not raws:
             raise error(400, "no_codes", "no codes given: POST {\"cis_list\": [...]} or GET ?cis=...")
-        if len(raws) > self.config.max_codes:
-            raise error(413, "too_many_codes", f"at most {self.config.max_codes} codes per request",
-                         limit=self.config.max_codes)
+        if len(raws) > self._shared.config.max_codes:
+            raise error(413, "too_many_codes", f"at most {self._shared.config.max_codes} codes per request",
+                         limit=self._shared.config.max_codes)
         return raws
 
-    def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
-                   who: str | None = None) -> Status:
+    def ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
+                  who: str | None = None) -> Status:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
-        self.activity.request(client, self._peer, len(raws))
+        shared = self._shared
+        shared.activity.request(client, shared.peer, len(raws))
         try:
-            return self._require_ready()
+            return shared.status.require_ready()
         except HttpError as exc:
-            self.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
-                                                f"{exc.description}")
-            if self.audit is not None:
-                self.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws], who)
+            shared.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
+                                                  f"{exc.description}")
+            if shared.audit is not None:
+                shared.audit.record(req_id, req_ms, client, None, exc.error, [(str(r)[:64], None) for r in raws],
+                                    who)
             exc.extra["reqId"] = req_id
             raise
-
-    def _audit_who(self) -> str | None:
-        """What the audit log records of who asked: the token's label; None for HTTP Basic (one user) or none."""
-        label = self._auth_label
-        return label if label is not None and label.startswith("token:") else None
 
     def _pin_version(self) -> Snapshot:
         """The one place a request takes the database version it answers from: a snapshot of the store, which
         checks every code of the request (across the slices of a big one) and names the version sent."""
-        return self.blocklist.snapshot()
+        return self._shared.blocklist.snapshot()
 
-    def _verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                       status: Status, pgs: list[int | None] | None = None, who: str | None = None,
-                       ) -> Generator[None, None, tuple[list[Verdict | Unreadable], int]]:
+    def verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                      status: Status, pgs: list[int | None] | None = None, who: str | None = None,
+                      ) -> Generator[None, None, tuple[list[Verdict | Unreadable], int]]:
         """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes, and the version.
 
         A scan that is not a marking code (or not a string) is an `Unreadable` in its place: the request's other
@@ -119,6 +101,8 @@ class Checks:
         is answered for its identity (`tail_cut`, docs/codes.md). `pgs`: the product group each till sent, or None
         (a group's minimum price applies to its codes)."""
         max_len = DEFAULT_MAX_CODE_LENGTH
+        activity = self._shared.activity
+        audit = self._shared.audit
         answers: list[Verdict | Unreadable] = []
         unreadable = 0
         # One request, one version: every code is answered from one snapshot, which names the version sent. A
@@ -137,7 +121,7 @@ class Checks:
                     answers.append(check(raw, pgs[index] if pgs is not None else None, tail_cut=True))
                 except CodeError as exc:
                     text = raw[:max_len] if isinstance(raw, str) else str(raw)[:64]
-                    self.activity.refused(text[:64], f"invalid_code: {exc}")
+                    activity.refused(text[:64], f"invalid_code: {exc}")
                     answers.append(Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
                                               f"cis_list[{index}] is not a marking code: {exc}"))
                     unreadable += 1
@@ -147,45 +131,45 @@ class Checks:
         if unreadable == len(answers):
             first = answers[0]
             assert isinstance(first, Unreadable)
-            if self.audit is not None:
-                self.audit.record(req_id, req_ms, client, db_version, "invalid_code",
+            if audit is not None:
+                audit.record(req_id, req_ms, client, db_version, "invalid_code",
                                   [(str(r)[:64], None) for r in raws], who)
             raise error(400, "invalid_code", first.message if len(answers) == 1 else
                         f"no code of the request can be read; {first.message}",
                         index=first.index, reason=first.reason, reqId=req_id)
         if unreadable:
-            self.metrics.codes_unreadable += unreadable
+            self._shared.metrics.codes_unreadable += unreadable
         for v in answers:
             if isinstance(v, Unreadable):
                 continue
             block = v.block
             if block is not None:
-                self.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
+                activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
                                                                  if x))
             elif v.sold:
-                self.activity.refused(v.cis, "sold")
+                activity.refused(v.cis, "sold")
         return answers, db_version
 
-    def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status, pgs: list[int | None] | None = None,
-                  who: str | None = None) -> tuple[list[Verdict | Unreadable], int]:
-        """`_verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
-        steps = self._verdict_steps(raws, req_id, req_ms, client, status, pgs, who)
+    def verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                 status: Status, pgs: list[int | None] | None = None,
+                 who: str | None = None) -> tuple[list[Verdict | Unreadable], int]:
+        """`verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
+        steps = self.verdict_steps(raws, req_id, req_ms, client, status, pgs, who)
         while True:
             try:
                 next(steps)
             except StopIteration as done:
                 return done.value  # type: ignore[no-any-return]
 
-    def _handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                      content_type: bytes | None) -> Response | Steps:
-        raws = self._check_items(method, query, body, content_type)
-        now = self.clock()
+    def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                     content_type: bytes | None) -> Response | Steps:
+        raws = self.items(method, query, body, content_type)
+        now = self._shared.clock()
         req_ms = int(now * 1000)
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
-        who = self._audit_who()
-        status = self._ready_for(req_id, req_ms, client, raws, who)
+        who = self._shared.audit_who()
+        status = self.ready_for(req_id, req_ms, client, raws, who)
         steps = self._check_steps(raws, req_id, req_ms, client, status, who)
         if len(raws) <= CHECK_SLICE:
             return Steps(steps).run()
@@ -193,11 +177,11 @@ class Checks:
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                      status: Status, who: str | None = None) -> Generator[None, None, Response]:
-        answers, db_version = yield from self._verdict_steps(raws, req_id, req_ms, client, status, None, who)
+        answers, db_version = yield from self.verdict_steps(raws, req_id, req_ms, client, status, None, who)
         first = next(v for v in answers if not isinstance(v, Unreadable))
-        inst = self._instance_uuid(first.instance_id)
-        version = self.version_uuid(first.instance_id, first.db_version)
-        grey = self._grey_list          # read with the status `_ready_for` just refreshed
+        inst = self._shared.instance_uuid(first.instance_id)
+        version = self._shared.version_uuid(first.instance_id, first.db_version)
+        grey = self._shared.status.grey_list          # read with the status `ready_for` just refreshed
         codes = []
         blocked = 0
         checked = 0
@@ -210,11 +194,11 @@ class Checks:
             codes.append(code_json(v, None, grey))
             blocked += v.blocked
             checked += 1
-        self.metrics.codes_checked += checked
-        self.metrics.codes_blocked += blocked
+        self._shared.metrics.codes_checked += checked
+        self._shared.metrics.codes_blocked += blocked
         unread = len(answers) - checked
-        if self.audit is not None:
-            self.audit.record(req_id, req_ms, client, first.db_version, "partial" if unread else "ok",
+        if self._shared.audit is not None:
+            self._shared.audit.record(req_id, req_ms, client, first.db_version, "partial" if unread else "ok",
                               [(v.raw[:64], None) if isinstance(v, Unreadable) else (v.cis, v.blocked)
                                for v in answers], who)
         payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)

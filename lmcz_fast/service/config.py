@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 DEFAULT_HOST = "127.0.0.1"
@@ -69,6 +70,16 @@ class ServiceConfig:
 
 #: Shortest token accepted from a token file: the ones seen in the field are UUIDs (36 characters).
 MIN_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """Where `serve` keeps its audit log of checks and sales (`lmcz_fast.audit.AuditLog`): the directory, how many
+    days of it are kept, how often it is flushed (seconds)."""
+
+    directory: str | os.PathLike[str]
+    retention_days: int = 100
+    flush_interval: float = 0.5
 
 
 @dataclass(frozen=True)

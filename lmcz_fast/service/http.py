@@ -314,7 +314,7 @@ class _Connection(asyncio.Protocol):
             self.reserved += size
             return True
         seconds = 1
-        response = self.app._error_response(error(
+        response = self.app.error_response(error(
             503, "busy", f"the server holds {self.server.bodies.limit} bytes of request bodies already: "
                          f"retry in {seconds} s", retryAfter=seconds))
         response.headers += b"Retry-After: 1\r\n"
@@ -496,7 +496,7 @@ class _Connection(asyncio.Protocol):
     def _too_many_failures(self, retry: float) -> Response:
         seconds = max(1, math.ceil(retry))
         self.app.metrics.observe("http", "too_many_failed_logins", 0.0)
-        response = self.app._error_response(error(
+        response = self.app.error_response(error(
             429, "too_many_failed_logins",
             f"too many failed logins from this address: try again in {seconds} s", retryAfter=seconds))
         response.headers += b"Retry-After: " + str(seconds).encode() + b"\r\n"
@@ -543,7 +543,7 @@ class _Connection(asyncio.Protocol):
         if self.closing or self.transport is None:
             return
         self.app.metrics.observe("http", exc.error, time.perf_counter() - self.started if self.started else 0.0)
-        self._write(self.app._error_response(exc), keep_alive=False)
+        self._write(self.app.error_response(exc), keep_alive=False)
 
 
 class Server:

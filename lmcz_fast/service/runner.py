@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 
 from .api import LocalModule
-from .config import DEFAULT_PASSWORD, ServiceConfig, Token
+from .config import DEFAULT_PASSWORD, AuditOptions, ServiceConfig, Token
 from .http import Server
 
 log = logging.getLogger("lmcz_fast.service")
@@ -61,9 +61,7 @@ def run(
     db_path: str | os.PathLike[str],
     config: ServiceConfig,
     *,
-    audit_dir: str | os.PathLike[str] | None = None,
-    retention_days: int = 100,
-    flush_interval: float = 0.5,
+    audit: AuditOptions | None = None,
     use_uvloop: bool = True,
     ready: Callable[[int], None] | None = None,
     password: Callable[[], str] | None = None,
@@ -88,8 +86,9 @@ def run(
         if blocklist.sold.expire_after() != seconds:
             blocklist.sold.set_expire_after(seconds)
             log.info("sales are remembered %g days", config.sold_expire_days)
-    audit = AuditLog(audit_dir, retention_days=retention_days, flush_interval=flush_interval) if audit_dir else None
-    app = LocalModule(blocklist, config, audit=audit)
+    audit_log = (AuditLog(audit.directory, retention_days=audit.retention_days, flush_interval=audit.flush_interval)
+                 if audit is not None else None)
+    app = LocalModule(blocklist, config, audit=audit_log)
     if page_credentials is not None:
         app.set_page_credentials(*page_credentials)
     server = Server(app)
@@ -125,7 +124,7 @@ def run(
         log.info("serving %s on http://%s:%d (status %s, version %d, %d codes, %d gtins; auth %s; audit %s)",
                  db_path, config.host, server.port, lm, status.version, status.codes, status.gtins,
                  (f"user {config.user!r}" + (f" and {len(config.tokens)} tokens" if config.tokens else ""))
-                 if config.auth else "OFF", audit_dir or "OFF")
+                 if config.auth else "OFF", audit.directory if audit is not None else "OFF")
         for warning in app.warnings():
             log.warning("WARNING: %s", warning.upper() if "admin:admin" in warning else warning)
         if config.auth and config.password == DEFAULT_PASSWORD and not app.warnings():
@@ -142,8 +141,8 @@ def run(
         asyncio.run(main())
     finally:
         app.stop_writer()
-        if audit is not None:
-            audit.close()
+        if audit_log is not None:
+            audit_log.close()
             log.info("audit log flushed and closed")
         blocklist.close()
 

@@ -14,17 +14,15 @@ Status and init are shared with protocol 1 (`api.py`): the same fields, the same
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .answers import ERROR_UNREADABLE, PRODUCT_GROUPS, Unreadable, code_json, envelope, unreadable_json
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
-    from ..audit import AuditLog
-    from ..store import Blocklist, Status, Verdict
-    from .config import ServiceConfig
-    from .metrics import Metrics
+    from .checks import Checks
+    from .durable import DurableWriter
+    from .shared import Shared
 
 _PG_LIST = ", ".join(str(pg) for pg in sorted(PRODUCT_GROUPS))
 
@@ -56,42 +54,27 @@ def cis_items(items: list[Any]) -> list[tuple[Any, int | None]]:
 
 
 class ProtocolTwo:
-    """Mixin of `LocalModule`: the `/api/v2` check answer and `greyList`."""
+    """The `/api/v2` check answer and `greyList`: a part of `LocalModule`, over the shared check path (`Checks`)
+    and the module's `DurableWriter`."""
 
-    blocklist: Blocklist
-    config: ServiceConfig
-    metrics: Metrics
-    audit: AuditLog | None
-    clock: Callable[[], float]
-    _grey_list: bool
+    def __init__(self, shared: Shared, checks: Checks, writer: DurableWriter) -> None:
+        self._shared = shared
+        self._checks = checks
+        self._writer = writer
 
-    if TYPE_CHECKING:
-        def _json_body(self, body: bytes, content_type: bytes | None) -> Any: ...
-        def _check_items(self, method: bytes, query: bytes | None, body: bytes,
-                         content_type: bytes | None) -> list[Any]: ...
-        def _ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
-                       who: str | None = None) -> Status: ...
-        def _verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None, status: Status,
-                      pgs: list[int | None] | None = None,
-                      who: str | None = None) -> tuple[list[Verdict | Unreadable], int]: ...
-        def _audit_who(self) -> str | None: ...
-        def _instance_uuid(self, instance_id: str) -> str: ...
-        def version_uuid(self, instance_id: str, db_version: int) -> str: ...
-        def grey_list_enabled(self) -> bool: ...
-        def _durable(self, op: Any, build: Callable[[Any], Response]) -> Response | Deferred: ...
-
-    def _handle_check_v2(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                         content_type: bytes | None) -> Response:
-        pairs = cis_items(self._check_items(method, query, body, content_type))
+    def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                     content_type: bytes | None) -> Response:
+        shared = self._shared
+        pairs = cis_items(self._checks.items(method, query, body, content_type))
         raws = [raw for raw, _ in pairs]
-        req_ms = int(self.clock() * 1000)
+        req_ms = int(shared.clock() * 1000)
         req_id = str(uuid.uuid4())
         client = client_id.decode("utf-8", "replace") if client_id else None
-        who = self._audit_who()
-        status = self._ready_for(req_id, req_ms, client, raws, who)
-        answers, db_version = self._verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs], who)
-        grey = self._grey_list          # read with the status `_ready_for` just refreshed
-        audit = self.audit
+        who = shared.audit_who()
+        status = self._checks.ready_for(req_id, req_ms, client, raws, who)
+        answers, db_version = self._checks.verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs], who)
+        grey = shared.status.grey_list          # read with the status `ready_for` just refreshed
+        audit = shared.audit
         results = []
         blocked = 0
         checked = 0
@@ -101,8 +84,8 @@ class ProtocolTwo:
             if isinstance(verdict, Unreadable):
                 # One envelope per code: this code's says what went wrong; the version is the one that answered
                 # the others (nothing was read from it for this code).
-                inst = self._instance_uuid(known.instance_id)
-                version = self.version_uuid(known.instance_id, known.db_version)
+                inst = shared.instance_uuid(known.instance_id)
+                version = shared.version_uuid(known.instance_id, known.db_version)
                 entry = envelope(rid, req_ms, inst, version, [unreadable_json(verdict, pg)], known, status.state)
                 entry.update(code=ERROR_UNREADABLE, description=verdict.message, error="invalid_code",
                              errorCode=ERROR_UNREADABLE, reason=verdict.reason)
@@ -110,30 +93,31 @@ class ProtocolTwo:
                 if audit is not None:
                     audit.record(rid, req_ms, client, db_version, "invalid_code", [(verdict.raw[:64], None)], who)
                 continue
-            inst = self._instance_uuid(verdict.instance_id)
-            version = self.version_uuid(verdict.instance_id, verdict.db_version)
+            inst = shared.instance_uuid(verdict.instance_id)
+            version = shared.version_uuid(verdict.instance_id, verdict.db_version)
             code = code_json(verdict, pg, grey)
             results.append(envelope(rid, req_ms, inst, version, [code], verdict, status.state))
             blocked += verdict.blocked
             checked += 1
             if audit is not None:
                 audit.record(rid, req_ms, client, verdict.db_version, "ok", [(verdict.cis, verdict.blocked)], who)
-        self.metrics.codes_checked += checked
-        self.metrics.codes_blocked += blocked
+        shared.metrics.codes_checked += checked
+        shared.metrics.codes_blocked += blocked
         return Response(200, encode_json({"results": results}).encode())
 
-    def _handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                          content_type: bytes | None) -> Response | Deferred:
+    def handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                         content_type: bytes | None) -> Response | Deferred:
         """`POST /api/v2/greyList {"enableGreyList": bool}`: answer `isGreyGtin` from the grey-GTIN list or not."""
-        data = self._json_body(body, content_type)
+        shared = self._shared
+        data = shared.json_body(body, content_type)
         enable = data.get("enableGreyList") if isinstance(data, dict) else None
         if not isinstance(enable, bool):
             raise error(400, "bad_request", 'expected {"enableGreyList": true or false}')
-        op = self.blocklist.op_set_meta(grey_list_enabled=enable)
-        req_ms = int(self.clock() * 1000)
+        op = shared.blocklist.op_set_meta(grey_list_enabled=enable)
+        req_ms = int(shared.clock() * 1000)
 
         def build(_: Any) -> Response:
             payload = {"code": 0, "description": "ok", "enableGreyList": enable, "reqTimestamp": req_ms}
             return Response(200, encode_json(payload).encode())
 
-        return self._durable(op, build)
+        return self._writer.write(op, build)
