@@ -175,7 +175,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz-fast/password
       lmcz-fast serve store.db --password-file /etc/lmcz-fast/password --token-file /etc/lmcz-fast/tokens
       lmcz-fast serve store.db --audit-dir /var/log/lmcz-fast/audit --retention-days 120
-      lmcz-fast serve store.db --organisations /etc/lmcz-fast/organisations.toml
+      lmcz-fast serve store.db --organisations organisations.toml
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """

@@ -375,7 +375,12 @@ class LocalModule:
         one was seen in the field (docs/service.md lists which); ours under `lmczFast`. No secret: no password,
         no token, no URL credentials."""
         status, _ = self.current_status(force=True)
-        payload = config_json(self.config, status, self.blocklist.info(), replication_status(self.blocklist),
+        config = self.config
+        caller = self.shared.caller
+        if caller is not None:      # an organisation sees its own login, tokens and name, nobody else's
+            org = caller.member.organisation
+            config = dataclasses.replace(config, user=org.user, tokens=org.tokens, name=org.name)
+        payload = config_json(config, status, self.blocklist.info(), replication_status(self.blocklist),
                               sync_kind(self.blocklist, status), self.blocklist.sold.expire_after(),
                               self.software_version)
         return Response(200, _ENCODE(payload).encode())

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from .organisations import Organisation
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5995
@@ -65,7 +62,7 @@ class ServiceConfig:
     status_auth: bool = False
     #: Several organisations served by one module (`serve --organisations FILE`, service/organisations.py): their
     #: credentials replace `user`/`password`/`tokens`. Empty: one organisation, as the official module.
-    organisations: tuple[Organisation, ...] = ()
+    organisations: tuple[Any, ...] = ()     # of organisations.Organisation (which imports this module)
     #: The file they were read from (SIGHUP reads it again), or None.
     organisations_file: str | None = None
 

@@ -256,7 +256,7 @@ class Shared:
                 body[name] = value
         if exc.status == 401:
             headers += b'WWW-Authenticate: Basic realm="lmcz-fast", charset="UTF-8"\r\n'
-            if self.config.tokens:
+            if self.config.tokens or (self.organisations is not None and self.organisations.has_tokens):
                 headers += b'WWW-Authenticate: Token realm="lmcz-fast"\r\n'
         body["reqTimestamp"] = int(self.clock() * 1000)
         return Response(exc.status, encode_json(body).encode(), headers,
