@@ -477,3 +477,38 @@ def test_basic_header_encoded_otherwise_still_names_its_organisation(tmp_path: P
         header = "basic   " + base64.b64encode(b"u1:pw-1").decode() + " "
         status, _, body = Client(srv.port, auth=header).request("GET", "/api/v1/status")
         assert status == 200 and body["inn"] == _inn(1)
+
+
+def test_the_documented_file_is_read_as_printed(tmp_path: Path) -> None:
+    """The example of docs/service.md, "Several organisations", with its secret files made beside it."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "service.md").read_text(encoding="utf-8")
+    example = text.split("## Several organisations", 1)[1].split("```toml\n", 1)[1].split("```", 1)[0]
+    for name in ("romashka.password", "romashka.tokens", "romashka.page", "lutikova.password"):
+        (tmp_path / name).write_text("5f0c6a52-8f9e-4a39-9d39-1b2c3d4e5f60\n" if name.endswith("tokens")
+                                     else f"secret of {name}\n")
+    (tmp_path / "organisations.toml").write_text(example, encoding="utf-8")
+    orgs = read_organisations(tmp_path / "organisations.toml")
+    assert [(o.inn, o.user, o.earlier_sales, len(o.tokens)) for o in orgs] == [
+        ("7701234567", "romashka", True, 1), ("770987654321", "lutikova", False, 0)]
+
+
+def test_systemd_units_carry_the_organisations_file() -> None:
+    import shlex
+
+    from click.testing import CliRunner
+
+    from lmcz_fast.cli import main
+    from lmcz_fast.units import UnitOptions, render
+
+    binary = "/opt/lmcz-fast/bin/lmcz-fast"
+    text = render(UnitOptions(binary=binary, organisations_file="/etc/lmcz-fast/organisations.toml"))[
+        "lmcz-fast-serve.service"]
+    exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    words = shlex.split(exec_start.split("=", 1)[1])
+    assert words[words.index("--organisations") + 1] == "/etc/lmcz-fast/organisations.toml"
+    assert "organisations files again" in text                     # systemctl reload re-reads it
+    assert CliRunner().invoke(main, [*words[1:], "--help"]).exit_code == 0
+    with pytest.raises(ValueError, match="do not go together"):
+        render(UnitOptions(binary=binary, organisations_file="/etc/o.toml", password_file="/etc/p"))
+    with pytest.raises(ValueError, match="absolute path"):
+        render(UnitOptions(binary=binary, organisations_file="o.toml"))
