@@ -428,8 +428,16 @@ def test_sighup_adds_and_removes_organisations_under_load(tmp_path: Path, codes:
             write_organisations(etc, 3)                                   # C added
             served.proc.send_signal(signal.SIGHUP)                        # type: ignore[union-attr]
             served.wait_for_log("added: " + _inn(2))
-            status, _, body = org_client(served.port, 2).request("GET", "/api/v1/status")
+            c_till = org_client(served.port, 2)
+            status, _, body = c_till.request("GET", "/api/v1/status")
             assert status == 200 and body["inn"] == _inn(2)
+            connection = c_till.conn.sock
+            (etc / "password-2").write_text("pw-2-changed\n")           # C's password changed
+            served.proc.send_signal(signal.SIGHUP)                        # type: ignore[union-attr]
+            served.wait_for_log("credentials changed: " + _inn(2))
+            assert c_till.request("GET", "/api/v1/status")[0] == 401     # a request without a body: kept open
+            c_till.auth = auth_header("u2", "pw-2-changed")
+            assert c_till.check([codes["free"][9]])[0] == 200 and c_till.conn.sock is connection
             write_organisations(etc, 2)                                   # C removed
             served.proc.send_signal(signal.SIGHUP)                        # type: ignore[union-attr]
             served.wait_for_log("removed: " + _inn(2))
@@ -449,7 +457,7 @@ def test_sighup_adds_and_removes_organisations_under_load(tmp_path: Path, codes:
                 checker.join(20)
         assert not errors, errors[:3]
         assert done[0] > 20
-        assert not any("pw-" in line for line in served.log)
+        assert not any("pw-" in line for line in served.log), "a password was logged"
         assert served.signal(signal.SIGTERM) == 0
 
 
