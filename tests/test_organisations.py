@@ -384,7 +384,7 @@ def test_kill_9_during_sales_of_several_organisations_loses_none(tmp_path: Path)
                 entry = bl.sold.entry(code)
                 assert entry is not None and entry.organisation == _inn(number), code
         total += len(acknowledged)
-    assert total > 100, "too few sales were answered to judge"
+    assert total > 30, "too few sales were answered to judge"
 
 
 # -- SIGHUP: organisations added and removed under load, no connection dropped --------------------------------------
