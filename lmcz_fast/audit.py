@@ -123,7 +123,8 @@ def _format(record: Record) -> str:
     A CIS the store returned holds only GS1's 82 characters, of which only '"' needs escaping in JSON;
     anything else (a client id, a refused request's raw text) goes through the JSON encoder.
     """
-    req_id, ts_ms, client, version, outcome, codes, who, inn = record
+    req_id, ts_ms, client, version, outcome, codes, who = record[:7]
+    inn = record[7] if len(record) > 7 else None       # the organisation (serve --organisations)
     # No cache of client ids: a client may send a new one with every request, and each cached one, long-lived
     # among short-lived objects, pinned an allocator arena (RSS grew 40 MB over 10k ids and did not come back).
     client_json = _json_str(client)
