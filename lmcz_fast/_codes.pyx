@@ -15,7 +15,8 @@ CRPT/GS1 rules are silent, are in docs/codes.md; the short version:
   GS written as text (`\\u001d`, `\\x1d`, `{GS}`, `[GS]`, U+241D, and `<GS>`, `%1D`), text typed by a
   keyboard-wedge scanner under the Russian ЙЦУКЕН layout, a scan a till sent Base64-encoded, and GS lost by a
   keyboard wedge where the tail's structure fixes the serial's length (`cis=True` reads blocklist lines, whose
-  GS-less text after AI 21 is all serial).
+  GS-less text after AI 21 is all serial); a GS-less scan a client also cut short is refused, or with
+  `readings_of(tail_cut=True)` read as every identity it can be (docs/codes.md, "A lost GS and a cut").
 * A scan may have several readings (`readings_of`, `cut_readings`): `<GS>` and `%1D` are made of code characters, so
   each may be a GS or the serial's own text, and a lost GS recovered also leaves the bare CIS. Checks look up every
   reading: a code blocked under any reading is blocked.
@@ -550,6 +551,11 @@ cdef bint _cut_tail(const unsigned char* s, Py_ssize_t i, Py_ssize_t m) noexcept
     cdef int pat, k, sl, al, vl, q
     cdef Py_ssize_t j, e
     cdef const char* ai
+    cdef unsigned char c = s[i]
+    # Quick refusals: a tail starts with 9 (91, 93), 3 (3103), 8 (8005) or a GS (as text: < or %); and no cut tail is
+    # longer than 91 + 92 with its longest signature short of one character, plus two separators.
+    if not (c == 57 or c == 51 or c == 56 or c == GS or c == 60 or c == 37) or m - i > 2 + 4 + 2 + 87 + 8:
+        return False
     for pat in range(5):
         j = i
         for k in range(2):
@@ -580,12 +586,12 @@ cdef bint _cut_tail(const unsigned char* s, Py_ssize_t i, Py_ssize_t m) noexcept
             j += al
             vl = _TAIL_LEN[pat][k]
             if vl == 88:                # the 92 signature: the rest of the scan, shorter than 88 and not 44
+                if m - j >= 88 or m - j == 44:
+                    break               # (a whole 92 is a split the lost-GS search reads itself)
                 e = j
                 while e < m and (CLS[s[e]] & C82):
                     e += 1
-                if e < m:
-                    break
-                return (m - j) < 88 and (m - j) != 44
+                return e == m
             e = j
             while e < m and e < j + vl and (CLS[s[e]] & (CDIGIT if vl == 6 else C82)):
                 e += 1
@@ -1590,8 +1596,10 @@ def readings_of(raw, *, bint tail_cut=False):
     `tail_cut`. Without a GS before the cut (a lost GS) the scan is refused as before (docs/codes.md).
 
     Usually one. A scan holding a GS placeholder made of code characters (`<GS>`, `%1D`) is also read with the
-    placeholder as serial text, and a scan the parser split at a lost GS also as its bare CIS (everything after
-    AI 21 as the serial). A check must look up every reading: the code is blocked when any reading is. At most
+    placeholder as serial text, a scan the parser split at a lost GS also as its bare CIS (everything after
+    AI 21 as the serial), and a GS-less scan whose end may have cut a tail short also as a group's serial before
+    that tail (without the flag such a scan is refused when no other reading has a group's serial length; with it,
+    that cut reading comes first: docs/codes.md, "A lost GS and a cut"). A check must look up every reading: the code is blocked when any reading is. At most
     `READINGS_MAX` readings; a scan with more is refused (`ambiguous_serial`). See docs/codes.md.
     """
     cdef Parsed p
