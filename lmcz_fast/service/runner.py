@@ -10,7 +10,7 @@ import signal
 import socket
 from collections.abc import Callable
 
-from ..front import Front, FrontConfig
+from ..front import Front
 from .api import LocalModule
 from .config import DEFAULT_PASSWORD, AuditOptions, ServiceConfig, Token
 from .http import Server
@@ -84,14 +84,13 @@ def run(
     password: Callable[[], str] | None = None,
     tokens: Callable[[], tuple[Token, ...]] | None = None,
     page_credentials: tuple[str, str] | None = None,
-    front: FrontConfig | None = None,
 ) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain connections and flush the audit log.
 
     SIGHUP calls `password()` and `tokens()` (serve reads its --password-file and --token-file again) and takes
     the new credentials for the next requests without closing a connection; what cannot be read leaves the old
-    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only. `front`: serve in
-    front of the official module (`serve --front`, service/fronting.py).
+    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only. `config.front`: serve
+    in front of the official module (`serve --front`, service/fronting.py).
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -137,6 +136,7 @@ def run(
             notify("READY=1")
 
         loop.add_signal_handler(signal.SIGHUP, reload)
+        front = config.front
         if front is not None:
             forwarder = Front(front)
             forwarder.start(loop)
