@@ -163,24 +163,29 @@ class Front:
 
     async def forward(self, method: bytes, path: bytes, query: bytes | None, body: bytes,
                       content_type: bytes | None, client_id: bytes | None, *, deadline: float | None = None,
-                      ) -> Answer:
-        """One request to the module, its whole answer within `deadline` s (default: the configured one).
-        Raises `PoolError` (no whole answer) or `TimeoutError`."""
+                      since: float | None = None) -> Answer:
+        """One request to the module, its whole answer within `deadline` s (default: the configured one) of
+        `since` (a `time.perf_counter()`: when the till's request arrived; default now). Raises `PoolError` (no
+        whole answer) or `TimeoutError`."""
         if self.pool is None:
             self.start()
         assert self.pool is not None
         data = self.pool.request_bytes(method, path, query, body, content_type, client_id)
-        async with asyncio.timeout(self.config.deadline if deadline is None else deadline):
+        left = self.config.deadline if deadline is None else deadline
+        if since is not None:
+            left -= max(0.0, time.perf_counter() - since)
+        async with asyncio.timeout(max(left, 0.0)):
             return await self.pool.request(data)
 
     async def check(self, protocol: int, method: bytes, path: bytes, query: bytes | None, body: bytes,
-                    content_type: bytes | None, client_id: bytes | None) -> Outcome:
-        """Forward one check and judge the answer (`Outcome.reason`): "ok" for a 200 whose body is a check answer
+                    content_type: bytes | None, client_id: bytes | None, since: float | None = None) -> Outcome:
+        """Forward one check (the deadline counted from `since`, when the till's request arrived) and judge the
+        answer (`Outcome.reason`): "ok" for a 200 whose body is a check answer
         of the documented shape; `official_4045`/`official_4050` for the module's not-ready refusal (the answer is
         kept: the service passes it through when our store cannot answer either); otherwise why not."""
         started = time.perf_counter()
         try:
-            answer = await self.forward(method, path, query, body, content_type, client_id)
+            answer = await self.forward(method, path, query, body, content_type, client_id, since=since)
         except TimeoutError:
             return self._failed("timeout", f"no answer within {self.config.deadline * 1000:g} ms", started)
         except PoolError as exc:

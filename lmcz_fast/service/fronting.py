@@ -130,7 +130,8 @@ class Fronting:
                      content_type: bytes | None) -> None:
         protocol = 1 if path[:8].lower() == b"/api/v1/" else 2
         try:
-            outcome = await self.front.check(protocol, method, path, query, body, content_type, client_id)
+            outcome = await self.front.check(protocol, method, path, query, body, content_type, client_id,
+                                             since=request[3] or None)
             if outcome.ok:
                 self._official(deferred, request, protocol, outcome, client_id)
                 return
