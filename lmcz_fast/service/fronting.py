@@ -319,8 +319,10 @@ class Fronting:
                        f"(официальный модуль отказывает в проверках: отвечает локальная база)")
         failure = front.last_failure
         if failure is not None and (front.last_official_at is None or failure[0] > front.last_official_at):
+            hint = ("; it refuses lmcz-fast's login: check --front-credentials-file" if failure[1] in
+                    ("http_401", "http_403") else "")
             out.append(f"the official module at {front.config.target.url} does not answer usably "
-                       f"({failure[1]}): checks are answered from this store "
+                       f"({failure[1]}{hint}): checks are answered from this store "
                        f"(официальный модуль не отвечает: отвечает локальная база)")
         return out
 
