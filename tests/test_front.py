@@ -392,3 +392,13 @@ def test_the_front_state_on_disk(tmp_path: Path) -> None:
     assert state.last_known["version"] == "v2"
     state.remember("inst-2", "v3", 1002.0)                   # a new inst: at once
     assert FrontState(tmp_path / "state").last_known == {"inst": "inst-2", "version": "v3", "at": 1002.0}
+
+
+def test_a_till_with_wrong_credentials_is_refused_before_anything_is_forwarded(front: FrontServer,
+                                                                              official: StandInProcess) -> None:
+    before = official.received()["checks"]
+    client = front.client()
+    client.auth = auth_header(password="wrong")
+    status, headers, _ = check(client, [A])
+    assert status == 401 and "x-lmcz-answered-by" not in headers
+    assert official.received()["checks"] == before
