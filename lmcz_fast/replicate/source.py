@@ -86,15 +86,15 @@ class _Source:
             raise SourceUnavailable(f"{url}: not a CouchDB database answer")
         return info
 
-    def _small_json(self, url: str, missing_ok: bool = False) -> Any:
-        """A small JSON answer (at most 1 MiB); None for a 404 when `missing_ok`."""
+    def _small_json(self, url: str, missing_ok: bool = False, cap: int = 1 << 20) -> Any:
+        """A small JSON answer (at most `cap` bytes, 1 MiB by default); None for a 404 when `missing_ok`."""
         try:
             with self._get(url, self.headers) as response:
                 body = b""
                 for chunk in _decoded(response, 65536):
                     body += chunk
-                    if len(body) > 1 << 20:
-                        raise SourceMalformed(f"{url}: the answer is over 1 MiB")
+                    if len(body) > cap:
+                        raise SourceMalformed(f"{url}: the answer is over {cap >> 20} MiB")
                 if response.status == 404 and missing_ok:
                     return None
                 if response.status != 200:
