@@ -106,6 +106,10 @@ class _Source:
         except (ValueError, RecursionError):
             raise SourceMalformed(f"{url}: not a JSON answer: {body[:120]!r}") from None
 
+    def get_json(self, url: str, cap: int = 1 << 20) -> Any:
+        """A JSON answer of at most `cap` bytes (`replicate --inspect`: `_all_dbs`, `_all_docs` samples)."""
+        return self._small_json(url, cap=cap)
+
     def server(self) -> dict[str, Any]:
         """`GET /`: the server's welcome (CouchDB and PouchDB give a `uuid` of the server); {} when refused."""
         try:
@@ -208,6 +212,10 @@ def _decoded(response: Any, size: int | None) -> Iterator[bytes]:
         raise SourceUnavailable(f"{response.url}: a damaged {coding} body ({exc})") from None
     if tail:
         yield tail
+
+
+#: The read-only client under a public name, for `inspection/` (a package of its own).
+CouchSource = _Source
 
 
 class _BadCheckpoint(Exception):

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from ..config import ReplicationConfig
 from ..mapping_file import render
-from ..source import _Source
+from ..source import CouchSource
 from .classify import READINGS, FieldStats, Sample, readings
 from .propose import Choice, Proposal, propose
 from .sample import DEFAULT_SAMPLE, list_databases, sample_database
@@ -25,7 +25,7 @@ def inspect_source(config: ReplicationConfig, names: tuple[str, ...] = (), size:
                    on_database: Callable[[str], None] | None = None) -> Proposal:
     """Sample every database of the source (or `names`) and propose a mapping. `ReplicationError` when the
     source cannot be read."""
-    source = _Source(config)
+    source = CouchSource(config)
     try:
         samples = []
         for name in list_databases(source, names):

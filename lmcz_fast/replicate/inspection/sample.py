@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import ReplicationError, SourceAuthError, SourceMalformed, SourceUnavailable
-from ..source import _Source
+from ..source import CouchSource
 from .classify import Sample
 
 #: Documents sampled per database by default, and the places they are read from (share of the database).
@@ -16,14 +16,14 @@ _PLACES = (0.0, 0.25, 0.5, 0.75)
 _CAP = 16 << 20
 
 
-def list_databases(source: _Source, names: tuple[str, ...] = ()) -> list[str]:
+def list_databases(source: CouchSource, names: tuple[str, ...] = ()) -> list[str]:
     """The databases to inspect: `names` when given, else the source's `_all_dbs` without CouchDB's own
     (`_users`, `_replicator`, ...). A source that refuses `_all_dbs` is told to the user with the way out."""
     if names:
         return list(dict.fromkeys(names))
     url = source.config.base + "/_all_dbs"
     try:
-        found = source._small_json(url)
+        found = source.get_json(url)
     except SourceAuthError as exc:
         raise ReplicationError(f"{exc}; or, if only the list of databases is closed to us, name the databases "
                                f"with --db NAME (one per database)") from None
@@ -39,7 +39,7 @@ def list_databases(source: _Source, names: tuple[str, ...] = ()) -> list[str]:
     return [n for n in found if not n.startswith("_")]
 
 
-def sample_database(source: _Source, name: str, size: int = DEFAULT_SAMPLE) -> Sample:
+def sample_database(source: CouchSource, name: str, size: int = DEFAULT_SAMPLE) -> Sample:
     """Up to `size` documents of one database, from evenly spaced places (design documents left out)."""
     info = source.info(name)
     count = info.get("doc_count")
@@ -55,7 +55,7 @@ def sample_database(source: _Source, name: str, size: int = DEFAULT_SAMPLE) -> S
     seen: set[str] = set()
     for skip in places:
         url = source.url(name, "/_all_docs", include_docs="true", limit=per, skip=skip)
-        found = source._small_json(url, cap=_CAP)
+        found = source.get_json(url, cap=_CAP)
         rows = found.get("rows") if isinstance(found, dict) else None
         if not isinstance(rows, list):
             raise SourceMalformed(f"{url}: the answer has no `rows` list")
