@@ -335,3 +335,13 @@ def test_a_marking_code_reads_as_a_code_and_a_broken_one_does_not(rng, broken):
         code = code[:15] + str((int(code[15]) + 1) % 10) + code[16:]
     assert ("code" in readings(code)) is not broken
     assert "gtin" not in readings(code)
+
+
+def test_the_mapping_files_printed_in_the_docs_are_read_as_printed():
+    """Every ```toml block of docs/replication.md is a mapping file `replicate --mapping` takes."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "replication.md").read_text(encoding="utf-8")
+    found = [block.split("\n", 1)[1] for block in text.split("```")[1::2] if block.startswith("toml\n")]
+    assert found
+    for block in found:
+        databases, mapping = repl.parse_mapping(block, "docs/replication.md")
+        assert databases == {**repl.DEFAULT_DATABASES, "grey": "grey_gtin"} and mapping == repl.Mapping()
