@@ -23,7 +23,8 @@ from hypothesis import strategies as st
 
 from lmcz_fast import replicate as repl
 from lmcz_fast.cli import main
-from lmcz_fast.replicate.inspection import readings
+from lmcz_fast.replicate.inspection import Sample, readings
+from lmcz_fast.replicate.inspection.propose import propose
 from lmcz_fast.store import Blocklist
 
 EXAMPLES = int(os.environ.get("LMCZ_PROPERTY_EXAMPLES", "12"))
@@ -345,3 +346,92 @@ def test_the_mapping_files_printed_in_the_docs_are_read_as_printed():
     for block in found:
         databases, mapping = repl.parse_mapping(block, "docs/replication.md")
         assert databases == {**repl.DEFAULT_DATABASES, "grey": "grey_gtin"} and mapping == repl.Mapping()
+
+
+# - the proposal over random layouts (no server: the sampled documents go straight into `Sample`s) -
+
+_NEUTRAL = ["alpha", "beta", "delta", "omega", "node", "body", "data", "rec", "item", "entry", "value", "payload",
+            "info", "attr"]
+
+
+def _path(rng: random.Random, taken: set[str]) -> str:
+    while True:
+        path = ".".join(rng.choice(_NEUTRAL) + str(rng.randrange(10)) for _ in range(rng.randint(1, 3)))
+        if not any(path == t or path.startswith(t + ".") or t.startswith(path + ".") for t in taken):
+            taken.add(path)
+            return path
+
+
+def _put(doc: dict, path: str, value: object) -> None:
+    *parents, last = path.split(".")
+    for part in parents:
+        doc = doc.setdefault(part, {})
+    doc[last] = value
+
+
+def _random_layout(rng: random.Random) -> tuple[list[Sample], dict[str, str], dict[str, str]]:
+    """Databases for codes, GTINs, prices and grey GTINs (each present or not), random names and nested fields,
+    decoys in every document (a counter, a 14-digit number that is not a GTIN, a text, a constant 1); what a right
+    proposal is."""
+    kinds = [k for k in ("codes", "gtins", "prices", "grey") if k == "codes" or rng.random() < 0.7]
+    want_db: dict[str, str] = {}
+    want_fields: dict[str, str] = {}
+    samples = []
+    for index, kind in enumerate(kinds):
+        name = rng.choice(_NEUTRAL) + f"_{index}"
+        if kind == "prices":
+            name += rng.choice(["", "_price"])
+        if kind == "grey":
+            name = rng.choice(["grey_", "gray_"]) + name
+        want_db[kind] = name
+        taken: set[str] = set()
+        by_id = kind != "prices" and rng.random() < 0.3
+        main = "_id" if by_id else _path(rng, taken)
+        counter, decoy, text, constant = (_path(rng, taken) for _ in range(4))
+        docs = []
+        n = rng.randint(25, 80)
+        if kind == "prices":
+            price = rng.choice(["price", "minPrice", "mrp", "data.cost"]) if "price" not in name \
+                else rng.choice(["price", _path(rng, taken)])
+            group = rng.choice(["pg", _path(rng, taken)])
+            want_fields.update(price_key_field=main, price_group_field=group, price_field=price)
+        else:
+            want_fields[{"codes": "code_field", "gtins": "gtin_field", "grey": "grey_field"}[kind]] = main
+        for i in range(n):
+            doc: dict = {"_id": f"{index}-{i:06d}"}
+            if kind == "codes":
+                value: object = make_identity(rng)
+            elif kind == "prices":
+                value = _gtin(rng) if i % 10 else ""        # every tenth: a group's price, one per group
+                _put(doc, price, rng.randrange(1_000, 900_000))
+                _put(doc, group, rng.choice([3, 5, 16]) if i % 10 else 100 + i)
+            else:
+                value = _gtin(rng)
+            if main == "_id":
+                doc["_id"] = value
+            else:
+                _put(doc, main, value)
+            _put(doc, counter, i + 1)
+            _put(doc, decoy, _not_gtin(rng))
+            _put(doc, text, rng.choice(["ok", "new", "x y"]))
+            _put(doc, constant, 1)
+            docs.append(doc)
+        sample = Sample(name, n)
+        for doc in docs:
+            sample.add(doc)
+        samples.append(sample)
+    rng.shuffle(samples)
+    return samples, want_db, want_fields
+
+
+@settings(max_examples=EXAMPLES * 8, deadline=None)
+@given(st.integers(min_value=0, max_value=2 ** 32))
+def test_the_proposal_finds_random_layouts(seed):
+    samples, want_db, want_fields = _random_layout(random.Random(seed))
+    proposal = propose(samples)
+    databases, mapping = proposal.mapping()
+    assert databases == want_db, proposal.as_dict()
+    for attribute, path in want_fields.items():
+        assert getattr(mapping, attribute) == path, (attribute, proposal.as_dict())
+    # and the file it writes reads back as the same mapping
+    assert repl.parse_mapping(repl.mapping_text(proposal, "http://x:1")) == (databases, mapping)

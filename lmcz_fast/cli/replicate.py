@@ -245,6 +245,11 @@ def _inspect(context: click.Context, db: str | None, source: str, db_names: tupl
         fail(str(exc), EXIT_SOURCE)
     except repl.ReplicationError as exc:
         fail(str(exc), EXIT_SOURCE)
+    if not proposal.choices:
+        for note in proposal.notes:
+            click.echo(note, err=True)
+        fail("no database of the source reads as codes, GTINs or prices: nothing to propose (no file written)",
+             EXIT_SOURCE)
     text = repl.mapping_text(proposal, config.base)
     if out is not None:
         with open(out, "x", encoding="utf-8") as fh:
@@ -262,8 +267,6 @@ def _inspect(context: click.Context, db: str | None, source: str, db_names: tupl
         for note in proposal.notes:
             click.echo(note)
         click.echo(f"wrote {out}: read it, then `lmcz-fast replicate DB --source {config.base} --mapping {out}`")
-    if not proposal.choices:
-        fail("no database of the source reads as codes, GTINs or prices: nothing to propose", EXIT_SOURCE)
 
 
 def _flag(context: click.Context, name: str) -> str:

@@ -126,7 +126,7 @@ def _prices(sample: Sample) -> Choice | None:
                     continue
                 mapped = sum(1 for row in sample.docs if _price_maps(row, key, group, price))
                 share = mapped / max(1, len(sample.docs))
-                bonus = _price_bonus(sample, price, group)
+                bonus = _price_bonus(sample, price, key, group)
                 shares[price] = max(shares.get(price, 0.0), share)
                 candidate = (share, bonus, price, key, group)
                 if best is None or candidate[:2] > best[:2]:
@@ -156,20 +156,41 @@ def _price_maps(row: dict[str, Any], key: str, group: str, price: str) -> bool:
     return bool(group) and group in row and GROUP in row[group][1]
 
 
-def _price_bonus(sample: Sample, price: str, group: str) -> float:
+def _price_bonus(sample: Sample, price: str, key: str, group: str) -> float:
     """What tells a price from a product group or a counter when both map: names, and the values' shape (a
-    group's values repeat and stay small; prices spread)."""
+    group's values repeat over the GTINs' documents, yet a group has one minimum price, so among the documents
+    that fall back to the group each group comes once; prices spread; counters step by one)."""
     bonus = 0.0
     if _hint(price, _PRICE_HINTS):
         bonus += 0.5
     if _hint(price, _GROUP_HINTS) or price == "_id":
         bonus -= 0.5
+    if _counter_like(sample, price):
+        bonus -= 0.4                        # a sequence, a version, a time stamp: counts, not prices
+    stats = sample.fields[price]
+    if len(stats.distinct) == 1 and stats.present >= 5:
+        bonus -= 0.4                        # one value in every document: a flag or a schema version
     if group:
         stats = sample.fields[group]
         bonus += 0.3 if _hint(group, _GROUP_HINTS) else 0.0
         bonus += 0.2 if len(stats.distinct) <= max(1, stats.present // 2) else -0.2
         bonus -= 0.5 if _hint(group, _PRICE_HINTS) else 0.0
+        fallen = [row[group][0] for row in sample.docs
+                  if group in row and not (key and key in row and row[key][0] not in (None, ""))]
+        if len(fallen) >= 2:
+            bonus += 0.3 if len(set(map(str, fallen))) == len(fallen) else -0.3
+        elif not fallen and not _hint(group, _GROUP_HINTS):
+            bonus -= 0.1                    # no document needs a group: name none rather than guess one
     return bonus
+
+
+def _counter_like(sample: Sample, path: str) -> bool:
+    """Whether a field's integers step by one from document to document in most of the sample (a sequence
+    number, a revision, a time in seconds of a batch load): the shape of a counter, not of prices."""
+    values = [row[path][0] for row in sample.docs if path in row]
+    pairs = [(a, b) for a, b in zip(values, values[1:])
+             if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool)]
+    return len(pairs) >= 4 and sum(1 for a, b in pairs if abs(a - b) == 1) >= len(pairs) / 2
 
 
 def _confidence(share: float, rival: float, sampled: int, by_name: bool) -> str:
