@@ -152,6 +152,11 @@ def test_a_wrong_mapping_is_held_with_its_reason_never_an_empty_list(unknown, tm
         assert code == 5 and "wrong mapping, refused" in stderr, stderr
         with Blocklist.open(db) as bl:
             assert set(bl.iter_identities()) == set(layout.codes)
+        # held, and the store says why: `status` (and the status page) show the last failed round
+        code, stdout, _ = _status(db)
+        assert code == 0 and "wrong mapping, refused" in json.loads(stdout)["sync_last_error"]
+    assert _run("replicate", str(db), "--source", couch.url, "--mapping", str(right))[0] == 0
+    assert json.loads(_status(db)[1])["sync_last_error"] is None        # a good pass clears it
     # a mapping that maps a few: the shrink guard holds it and says why
     partial = [{"_id": f"z{i}", "payload": {"mark": c}} for i, c in enumerate(layout.codes[:10])]
     couch.create("few")
@@ -277,6 +282,11 @@ def test_mapping_with_field_options_is_refused(tmp_path):
     code, _, stderr = _run("replicate", str(tmp_path / "s.db"), "--source", "http://127.0.0.1:1",
                            "--mapping", str(path), "--code-field", "cis")
     assert code == 2 and "--code-field" in stderr
+
+
+def _status(db: Path) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["status", str(db), "--json"], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
 
 
 # - the value classifier against a plain model -

@@ -177,7 +177,8 @@ def replicate(db: str | None, source: str, inspect_only: bool, db_names: tuple[s
         if every is None and not follow:
             bar = progress_for(quiet=as_json)
             try:
-                report = repl.replicate(db, config, full=full, progress=_progress(verbose, bar))
+                report = _recorded(db, lambda: repl.replicate(db, config, full=full,
+                                                              progress=_progress(verbose, bar)))
             finally:
                 if bar is not None:
                     bar.close()
@@ -197,7 +198,8 @@ def replicate(db: str | None, source: str, inspect_only: bool, db_names: tuple[s
                 _follow(bl, config, settle)
             else:
                 # A source outage, a refused answer or a refused shrink is retried with sync's back-off.
-                run_forever(every, lambda sleep: "replicate ok: " + repl.replicate(bl, config).summary(),
+                run_forever(every, lambda sleep: "replicate ok: " + _recorded(bl, lambda: repl.replicate(bl, config))
+                            .summary(),
                             lambda at: bl.set_meta(replication_next_at=at), lambda: bl,
                             retry_on=(repl.ReplicationError,))
     except repl.SourceAuthError as exc:
@@ -206,6 +208,36 @@ def replicate(db: str | None, source: str, inspect_only: bool, db_names: tuple[s
         fail(f"{exc}; the store keeps what it held", EXIT_SOURCE)
     except StoreError as exc:
         fail(str(exc), EXIT_STORE)
+
+
+def _recorded(db: Blocklist | str, run: Any) -> Any:
+    """Run one pass; a refused one (a source error, a wrong mapping) is recorded in an existing store as its last
+    failed round (`sync_last_error`: `lmcz-fast status` and the status page say it), a good one clears it."""
+    try:
+        report = run()
+    except repl.ReplicationError as exc:
+        _record_round(db, str(exc))
+        raise
+    _record_round(db, None)
+    return report
+
+
+def _record_round(db: Blocklist | str, error: str | None) -> None:
+    """Best effort, as `sync` does: a store that cannot be written keeps what it had; the log says the rest."""
+    try:
+        if isinstance(db, Blocklist):
+            _write_round(db, error)
+        elif exists(db):
+            with Blocklist.open(db, readonly=False) as bl:
+                _write_round(bl, error)
+    except StoreError as exc:
+        log.debug("could not record the round's outcome in the store: %s", exc)
+
+
+def _write_round(bl: Blocklist, error: str | None) -> None:
+    if error is None and bl.get_meta("sync_last_error") is None:
+        return
+    bl.set_meta(sync_last_error=error[:500] if error else None, sync_last_error_at=time.time() if error else None)
 
 
 def _mapping_of(context: click.Context, mapping_file: str | None, databases: str,
@@ -282,8 +314,17 @@ def _follow(db: Blocklist | str, config: repl.ReplicationConfig, settle: float) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("following %s (longpoll, batches at most every %g s); SIGTERM stops", config.base, settle)
-    repl.follow(db, config, stop=stop, on_report=lambda r: log.info("replicate ok: %s", r.summary()),
-                on_error=lambda e: log.error("replicate: %s; retrying", e), settle=settle)
+    def on_report(report: repl.ReplicationReport) -> None:
+        log.info("replicate ok: %s", report.summary())
+        if isinstance(db, Blocklist):
+            _record_round(db, None)
+
+    def on_error(exc: BaseException) -> None:
+        log.error("replicate: %s; retrying", exc)
+        if isinstance(db, Blocklist) and isinstance(exc, repl.ReplicationError):
+            _record_round(db, str(exc))
+
+    repl.follow(db, config, stop=stop, on_report=on_report, on_error=on_error, settle=settle)
 
 
 def _progress(verbose: bool, bar: Any) -> Any:

@@ -424,8 +424,8 @@ def _refuse_if_nothing_maps(report: DbReport, field_name: str, examples: list[st
         first = next((e for e in examples if e), "")
         raise MappingRefused(
             f"{report.name}: none of its {report.unmapped} documents maps to a {_WHAT[report.kind]} under the "
-            f"mapping (field {field_name!r}; first: {first[:120]}): a wrong mapping, refused; the store keeps what "
-            f"it held (`lmcz-fast replicate --inspect` proposes one)")
+            f"mapping (field {field_name!r}; first: {first[:120]}): a wrong mapping, refused (`lmcz-fast replicate "
+            f"--inspect` proposes one)")
 
 
 _WHAT = {"codes": "marking code", "gtins": "GTIN", "prices": "minimum price", "grey": "grey GTIN"}
