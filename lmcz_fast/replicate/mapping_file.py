@@ -78,7 +78,7 @@ def parse_mapping(text: str, origin: str = "the mapping") -> tuple[dict[str, str
             if not isinstance(value, str):
                 raise MappingError(f"{origin}: {kind}.{key} must be a string, not {value!r}")
             if attribute == "database":
-                if not value.strip() or value != value.strip() or "/" in value:
+                if not value.strip() or value != value.strip() or not value.isprintable():
                     raise MappingError(f"{origin}: {kind}.database: {value!r} is not a database name")
                 if value in databases.values():
                     raise MappingError(f"{origin}: {kind}.database: {value!r} is named for two kinds of data")
