@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from ..front import FrontConfig
 
@@ -63,10 +64,15 @@ class ServiceConfig:
     status_auth: bool = False
     #: In front of the official module at this URL (`serve --front`, docs/front.md), or None: the service alone.
     front: FrontConfig | None = None
+    #: Several organisations served by one module (`serve --organisations FILE`, service/organisations.py): their
+    #: credentials replace `user`/`password`/`tokens`. Empty: one organisation, as the official module.
+    organisations: tuple[Any, ...] = ()     # of organisations.Organisation (which imports this module)
+    #: The file they were read from (SIGHUP reads it again), or None.
+    organisations_file: str | None = None
 
     def __repr__(self) -> str:
         return (f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>, "
-                f"tokens={len(self.tokens)})")
+                f"tokens={len(self.tokens)}, organisations={len(self.organisations)})")
 
 
 

@@ -65,7 +65,7 @@ class _TaggedAudit:
         self._tag = f"local:{reason}"
 
     def record(self, req_id: str, ts_ms: int, client: str | None, db_version: int | None, outcome: str,
-               codes: list[tuple[str, bool | None]], who: str | None = None) -> None:
+               codes: list[tuple[str, bool | None]], who: Any = None) -> None:
         tagged = self._tag if outcome == "ok" else f"{outcome} {self._tag}"
         self._audit.record(req_id, ts_ms, client, db_version, tagged, codes, who)
 
@@ -115,7 +115,8 @@ class Fronting:
             return handler(method, query, body, client_id, content_type)
         shared = self.shared
         deferred = Deferred(endpoint, shared.started)
-        request = (shared.peer, shared.auth_label, endpoint, shared.started)
+        # Who is asking, as `LocalModule.handle` set it: restored around our own answer, which comes later.
+        request = (shared.peer, shared.auth_label, endpoint, shared.started, shared.caller, shared.audit_who())
         work = (self._check if endpoint == "check" else self._init)(
             deferred, request, handler, method, path, query, body, client_id, content_type)
         task = loop.create_task(work)
@@ -172,12 +173,12 @@ class Fronting:
             if shared.audit is not None:
                 stamp = entry.get("reqTimestamp")
                 shared.audit.record(str(entry.get("reqId", "")), stamp if isinstance(stamp, int) else
-                                    int(self.shared.clock() * 1000), client, None, "front", codes,
-                                    _who(request[1]))
+                                    int(self.shared.clock() * 1000), client, None, "front", codes, request[5])
             for cis, is_blocked in codes:
                 if is_blocked:
                     shared.activity.refused(cis, "blocked (official module)")
         shared.activity.request(client, request[0], checked)
+        shared.organisation_saw(request[5], client, checked, blocked)
         shared.metrics.codes_checked += checked
         shared.metrics.codes_blocked += blocked
         last = shared.status.last
@@ -188,8 +189,8 @@ class Fronting:
         """Our own answer, as the request would have had it without the front (its audit records tagged with the
         reason), carrying the module's last-known `inst`."""
         shared = self.shared
-        saved = (shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.audit)
-        shared.peer, shared.auth_label, shared.endpoint, shared.started = request
+        saved = (shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.caller, shared.audit)
+        shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.caller = request[:5]
         if shared.audit is not None:
             shared.audit = _TaggedAudit(shared.audit, reason)  # type: ignore[assignment]
         try:
@@ -198,7 +199,7 @@ class Fronting:
         except HttpError as exc:
             response = shared.error_response(exc)
         finally:
-            shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.audit = saved
+            shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.caller, shared.audit = saved
         assert isinstance(response, Response)
         self.front.count(f"local:{reason}")
         inst = self.front.inst
@@ -250,14 +251,14 @@ class Fronting:
     def _run_local_init(self, request: tuple[Any, ...], handler: Handler, method: bytes, query: bytes | None,
                         body: bytes, client_id: bytes | None, content_type: bytes | None) -> Response | Deferred:
         shared = self.shared
-        saved = (shared.peer, shared.auth_label, shared.endpoint, shared.started)
-        shared.peer, shared.auth_label, shared.endpoint, shared.started = request
+        saved = (shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.caller)
+        shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.caller = request[:5]
         try:
             answer = handler(method, query, body, client_id, content_type)
         except HttpError as exc:
             answer = shared.error_response(exc)
         finally:
-            shared.peer, shared.auth_label, shared.endpoint, shared.started = saved
+            shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.caller = saved
         assert not isinstance(answer, Steps)
         return answer
 
@@ -330,10 +331,6 @@ class Fronting:
         for task in list(self._tasks):
             task.cancel()
         self.front.close()
-
-
-def _who(label: str | None) -> str | None:
-    return label if label is not None and label.startswith("token:") else None
 
 
 def _token_of(body: bytes) -> str | None:
