@@ -447,10 +447,10 @@ def test_a_closed_connection_is_freed_without_a_garbage_collection(db: Path) -> 
 
     from lmcz_fast.service.http import _Connection
 
-    def alive() -> int:
-        return sum(1 for o in gc.get_objects() if isinstance(o, _Connection))
-
     with ServerThread(db) as srv:
+        def alive() -> int:      # this server's connections still in memory (other tests' are not counted)
+            return sum(1 for o in gc.get_objects() if isinstance(o, _Connection) and o.server is srv.server)
+
         gc.collect()
         gc.disable()
         try:

@@ -571,6 +571,11 @@ class _Connection(asyncio.Protocol):
         self._write(self.app.error_response(exc), keep_alive=False)
 
 
+def _check_timeouts(connections: list[_Connection], now: float) -> None:
+    for conn in connections:
+        conn.timed_out(now)
+
+
 class Server:
     """The HTTP/1.1 server around a `LocalModule`. `start()` binds; `close()` drains and stops."""
 
@@ -686,10 +691,9 @@ class Server:
                 per_slice = -(-len(pending) // SWEEP_SLICES)
                 if self.throttle is not None:
                     self.throttle.sweep()
-            now = time.monotonic()
-            for conn in pending[-per_slice:]:
-                conn.timed_out(now)
+            batch = pending[-per_slice:]     # rebound every slice: no connection outlives its close in here
             del pending[-per_slice:]
+            _check_timeouts(batch, time.monotonic())
 
     def metrics(self) -> dict[str, float]:
         """The HTTP stack's own figures, for /metrics."""
