@@ -74,6 +74,9 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("service: server CPU per 20-code request, one unreadable",
      "service: server CPU per 20-code request, all readable"):
         Record(0.926, 1.106, True, "issue 20: 1.061, 1.106, 1.012, 0.926 in four runs of this bench on a loaded VM"),
+    ("service: server CPU per check, 20 organisations", "service: server CPU per check, no organisations file"):
+        Record(0.931, 1.06, True, "issue 23, this bench on a loaded VM (load 11): 1.060 (5 rounds), 0.931 (9 "
+                                  "rounds); a check of an organisation adds a dict lookup and a few counters"),
     ("service: server CPU per request, audit on", "service: server CPU per request, audit off"):
         Record(1.03, 1.17, False, "issue 4 stop: 1.03-1.17 between runs; two identical servers differ by ~5 %"),
     ("single/is_blocked", "single/set"):
