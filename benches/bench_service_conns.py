@@ -13,8 +13,8 @@ what paces it, and a connection whose answer is late sends its next request late
   figure for 10,000 is read against what the same server does with a tenth of the connections in the same minute.
 - The machine's share: the kernel's schedstat says how long the server's threads were runnable but not running;
   over STARVED of the run, other work took the cores and the p99 is shown but not judged (NOT JUDGED).
-- File descriptors: 10,000 connections need 10,000 in each process (wrk, serve); the bench raises its soft limit (`ulimit -n`) to
-  the hard limit, which `wrk` and `serve` inherit, and skips if the hard limit is too low.
+- File descriptors: 10,000 connections need 10,000 in each process (wrk, serve); the bench raises its soft limit
+  (`ulimit -n`) to the hard limit, which `wrk` and `serve` inherit, and skips if the hard limit is too low.
 
 Durations: LMCZ_BENCH_CONNS_SECONDS (default 8) measured per phase, after RAMP (4 s). LMCZ_BENCH_CONNS_RATE (5000).
 """
