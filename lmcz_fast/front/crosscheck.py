@@ -278,8 +278,12 @@ class CrossCheck:
 
     def status(self) -> dict[str, Any]:
         """The `crossCheck` part of status's `front` object."""
+        recent = [{"at": int(d.at * 1000), "field": d.field, "identity": d.identity, "official": d.official,
+                   "ours": d.ours, "officialVersion": d.official_version, "officialInst": d.official_inst,
+                   "ourVersion": d.our_version} for d in reversed(self.recent)]
         return {"enabled": self.enabled, "codes": self.codes, "pending": self.pending, "dropped": self.dropped,
-                "agree": dict(self.agree), "disagree": dict(self.disagree), "skipped": dict(self.skipped)}
+                "agree": dict(self.agree), "disagree": dict(self.disagree), "skipped": dict(self.skipped),
+                "recent": recent}
 
     def prometheus_lines(self) -> list[str]:
         out = ["# HELP lmcz_front_agree_total Codes on which the official module's answer and ours agree, by field.",

@@ -258,7 +258,9 @@ class SaleQueue:
                 "delivered": self.delivered, "refused": self.refused, "unsupported": self.unsupported,
                 "retries": self.retries, "lastError": self.last_error or "",
                 "lastErrorAt": int((self.last_error_at or 0) * 1000),
-                "lastDeliveredAt": int((self.last_delivered_at or 0) * 1000)}
+                "lastDeliveredAt": int((self.last_delivered_at or 0) * 1000),
+                "refusals": [{"at": int(r.at * 1000), "kind": r.kind, "identities": list(r.identities),
+                              "status": r.status, "answer": r.answer} for r in reversed(self.refusals)]}
 
     def metrics(self) -> dict[str, float]:
         pending = self._blocklist.outbox.count()

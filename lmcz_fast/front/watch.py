@@ -88,3 +88,33 @@ class FrontWatch:
         for family in self.families:
             out += family()
         return out
+
+
+def build(blocklist: Any, url: str, authorization: str | None, token: Callable[[], str | None], *,
+          crosscheck: bool = True, outbox: bool = True, watch_every: float | None = None,
+          reinit_every: float | None = None, database_url: str | None = "", retry_max: float = 30.0) -> FrontWatch:
+    """The watching half of `serve --front url` over `blocklist`: the cross-check and the outbox unless switched
+    off, the watchdog polling every `watch_every` s (None: its default; 0: no watchdog) and calling `init` again at
+    most every `reinit_every` s; `database_url` the module's database root ("" : the module's host on CouchDB's
+    port; None: not watched). `authorization` is the header the front logs in to the module with."""
+    from .calls import OfficialCalls
+    from .crosscheck import CrossCheck
+    from .outbox import SaleQueue
+    from .watchdog import DEFAULT_EVERY, DEFAULT_REINIT_EVERY, Watchdog, database_url_of
+
+    calls = OfficialCalls(url, authorization)
+    queue = None
+    if outbox:
+        def send(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+            status, answer, _ = calls.request("POST", path, body, headers=headers)
+            return status, answer
+
+        queue = SaleQueue(blocklist, send, retry_max=retry_max)
+    dog = None
+    if watch_every != 0:
+        database = None
+        if database_url is not None:
+            database = OfficialCalls(database_url or database_url_of(url))
+        dog = Watchdog(calls, database, token, every=watch_every or DEFAULT_EVERY,
+                       reinit_every=DEFAULT_REINIT_EVERY if reinit_every is None else reinit_every)
+    return FrontWatch(url, crosscheck=CrossCheck(blocklist) if crosscheck else None, outbox=queue, watchdog=dog)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from ..audit import AuditLog
+    from ..front.watch import FrontWatch
     from ..store import Blocklist, GroupCommitter, Status
 
 log = logging.getLogger("lmcz_fast.service")
@@ -106,6 +107,15 @@ class LocalModule:
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
         self.metrics.families.append(self.activity.prometheus_lines)
+        #: In front of the official module: its cross-check, outbox and watchdog (`attach_front_watch`).
+        self.front_watch: FrontWatch | None = None
+
+    def attach_front_watch(self, watch: FrontWatch) -> None:
+        """Show the front's cross-check, outbox and watchdog on status (`front`), the page and /metrics, and send
+        every sale and return to its outbox (lmcz_fast/front/watch.py)."""
+        self.front_watch = watch
+        self.sold.outbox = watch.outbox
+        self.metrics.families.append(watch.prometheus_lines)
 
     @property
     def config(self) -> ServiceConfig:
@@ -306,6 +316,8 @@ class LocalModule:
             version_id=self.version_uuid(instance_id, status.version) if status.version else "")
         payload = status_json(status, info, identity, facts)
         payload["roundRequest"] = self._round_request(info, status)
+        if self.front_watch is not None:
+            payload["front"] = self.front_watch.status()
         # What an operator must fix (the status page says it too): only to a client that authenticated, since
         # status answers anyone and a warning such as "the default password is in use" is a key to the door.
         if self.shared.auth_label is not None or not self.config.auth:
@@ -438,6 +450,7 @@ class LocalModule:
             failing=sorted(self.activity.failing.values(), key=lambda t: t.last_failure, reverse=True),
             last_error=self.blocklist.get_meta("sync_last_error"),
             last_error_at=self.blocklist.get_meta("sync_last_error_at"),
+            front=self.front_watch.status() if self.front_watch is not None else None,
         )
         return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
 
@@ -458,4 +471,6 @@ class LocalModule:
         if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
             out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
                     for text in shrink_guard.warnings(self.blocklist)]
+        if self.front_watch is not None:
+            out += self.front_watch.warnings()
         return out

@@ -9,10 +9,14 @@ import os
 import signal
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .api import LocalModule
 from .config import DEFAULT_PASSWORD, AuditOptions, ServiceConfig, Token
 from .http import Server
+
+if TYPE_CHECKING:
+    from ..front.watch import FrontWatch
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -67,12 +71,15 @@ def run(
     password: Callable[[], str] | None = None,
     tokens: Callable[[], tuple[Token, ...]] | None = None,
     page_credentials: tuple[str, str] | None = None,
+    front_watch: Callable[[Any], FrontWatch] | None = None,
 ) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain connections and flush the audit log.
 
     SIGHUP calls `password()` and `tokens()` (serve reads its --password-file and --token-file again) and takes
     the new credentials for the next requests without closing a connection; what cannot be read leaves the old
     in force. `page_credentials` (user, password) open the status page (GET /) only, read-only.
+    `front_watch(blocklist)` builds the front's cross-check, outbox and watchdog (lmcz_fast/front/watch.py),
+    started with the server.
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -92,6 +99,9 @@ def run(
     if page_credentials is not None:
         app.set_page_credentials(*page_credentials)
     server = Server(app)
+    watch = front_watch(blocklist) if front_watch is not None else None
+    if watch is not None:
+        app.attach_front_watch(watch)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -119,6 +129,8 @@ def run(
 
         loop.add_signal_handler(signal.SIGHUP, reload)
         await server.start()
+        if watch is not None:
+            watch.start(loop)
         status, lm = app.current_status()
         settle_garbage_collector()
         log.info("serving %s on http://%s:%d (status %s, version %d, %d codes, %d gtins; auth %s; audit %s)",
@@ -140,6 +152,8 @@ def run(
     try:
         asyncio.run(main())
     finally:
+        if watch is not None:
+            watch.stop()
         app.stop_writer()
         if audit_log is not None:
             audit_log.close()
