@@ -6,7 +6,7 @@ import errno
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -26,6 +26,8 @@ from ..secret_files import first_line
 from ..service.config import AuditOptions, Token, read_token_file
 from ..store import Blocklist, StoreError
 from .common import EXIT_STORE, EXIT_USAGE, setup_logging
+from .front import front_config, front_options
+from .front_watch import front_watch_options, watch_options
 
 
 
@@ -124,12 +126,14 @@ def _read_password(path: str | None) -> str:
                    "server's local zone].")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@front_options
+@front_watch_options
 def serve(db: str, host: str, port: int, user: str, password_file: str | None, token_file: str | None,
           status_auth: bool, no_auth: bool,
           audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
           max_body: int, keepalive_timeout: float, name: str, inn: str, sold_days: float | None,
           sold_max_batch: int, page_user: str, page_password_file: str | None, timezone: str | None,
-          log_level: str) -> None:
+          log_level: str, **front: Any) -> None:
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
@@ -151,9 +155,12 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz-fast/password
       lmcz-fast serve store.db --password-file /etc/lmcz-fast/password --token-file /etc/lmcz-fast/tokens
       lmcz-fast serve store.db --audit-dir /var/log/lmcz-fast/audit --retention-days 120
+      lmcz-fast serve store.db --front http://127.0.0.1:5996 --front-credentials-file /etc/lmcz-fast/lm-admin
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
+    watching = watch_options(front)
+    fronting = front_config(db, **front)
     if timezone is not None:
         _set_timezone(timezone)
     setup_logging(log_level, names=("lmcz_fast",))
@@ -191,7 +198,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
         run(db, config, audit=audit,
             password=None if password_file is None else lambda: _password_in(password_file),
             tokens=None if token_file is None else lambda: read_token_file(token_file),
-            page_credentials=page_credentials)
+            page_credentials=page_credentials, front=fronting, front_watch=watching)
     except StoreError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_STORE)

@@ -82,6 +82,12 @@ def _codes_of(protocol: int, payload: Any) -> list[tuple[dict[str, Any], dict[st
     return out
 
 
+def _first_group(code: dict[str, Any]) -> int | None:
+    groups = code.get("groupIds")
+    first = groups[0] if isinstance(groups, list) and groups else None
+    return first if isinstance(first, int) and not isinstance(first, bool) else None
+
+
 def _price(value: Any) -> Any:
     """A price as compared: an int (kopecks) or None; anything else stays itself (and so disagrees)."""
     if isinstance(value, bool):
@@ -106,7 +112,8 @@ class CrossCheck:
         self.queue_codes = queue_codes
         self.slice_codes = slice_codes
         self._clock = clock
-        self._queue: collections.deque[tuple[int, list[tuple[Any, int | None]], bytes]] = collections.deque()
+        self._queue: collections.deque[tuple[int, list[tuple[Any, int | None]] | None, Any, int]] = \
+            collections.deque()
         self._queued_codes = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -134,12 +141,23 @@ class CrossCheck:
         asked: queued for comparison. Costs an append; never blocks, never raises."""
         if not self.enabled:
             return
+        self._enqueue(protocol, items, answer, len(items))
+
+    def observe_official(self, protocol: int, codes: list[dict[str, Any]], payload: dict[str, Any],
+                         local_version: int | None = None) -> None:
+        """The forwarder's observer (`front.Front.observers`): a check the module answered, already decoded, after
+        the till has it. Our side checks each code by the `cis` (and `groupIds`) the module answered for it."""
+        if not self.enabled:
+            return
+        self._enqueue(protocol, None, payload, len(codes))
+
+    def _enqueue(self, protocol: int, items: list[tuple[Any, int | None]] | None, answer: Any, n: int) -> None:
         with self._lock:
-            if self._queued_codes + len(items) > self.queue_codes:
-                self.dropped += len(items)
+            if self._queued_codes + n > self.queue_codes:
+                self.dropped += n
                 return
-            self._queue.append((protocol, items, answer))
-            self._queued_codes += len(items)
+            self._queue.append((protocol, items, answer, n))
+            self._queued_codes += n
             schedule = not self._scheduled and self._loop is not None
             if schedule:
                 self._scheduled = True
@@ -147,7 +165,7 @@ class CrossCheck:
             assert self._loop is not None
             try:
                 self._loop.call_soon_threadsafe(self._drain_turn)
-            except RuntimeError:            # the loop closed: drained by nobody, dropped at stop
+            except RuntimeError:            # the loop closed: drained by nobody
                 pass
 
     @property
@@ -172,8 +190,8 @@ class CrossCheck:
             with self._lock:
                 if not self._queue:
                     return False
-                protocol, items, answer = self._queue.popleft()
-                self._queued_codes -= len(items)
+                protocol, items, answer, n = self._queue.popleft()
+                self._queued_codes -= n
             done += self._compare(protocol, items, answer)
         with self._lock:
             return bool(self._queue)
@@ -181,16 +199,21 @@ class CrossCheck:
     def _skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + n
 
-    def _compare(self, protocol: int, items: list[tuple[Any, int | None]], answer: bytes) -> int:
-        try:
-            payload = json.loads(answer)
-        except ValueError:
-            self._skip("official_not_json", len(items))
-            return len(items)
-        pairs = _codes_of(protocol, payload)
+    def _compare(self, protocol: int, items: list[tuple[Any, int | None]] | None, answer: Any) -> int:
+        """Compare one official answer (bytes as received, or decoded) with ours; `items` the till's (scan, pg),
+        or None: each code's `cis` and first `groupIds` as the module answered them."""
+        if isinstance(answer, (bytes, bytearray)):
+            try:
+                answer = json.loads(answer)
+            except ValueError:
+                self._skip("official_not_json", len(items or ()))
+                return len(items or ())
+        pairs = _codes_of(protocol, answer)
         if not pairs:
-            self._skip("official_no_codes", len(items))
-            return len(items)
+            self._skip("official_no_codes", len(items or ()))
+            return len(items or ())
+        if items is None:
+            items = [(code.get("cis"), _first_group(code)) for code, _ in pairs]
         by_identity: dict[str, tuple[Any, int | None]] = {}
         for raw, pg in items:
             try:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .crosscheck import CrossCheck
+    from .forwarder import Front
     from .outbox import SaleQueue
     from .watchdog import Watchdog
 
@@ -90,31 +92,47 @@ class FrontWatch:
         return out
 
 
-def build(blocklist: Any, url: str, authorization: str | None, token: Callable[[], str | None], *,
-          crosscheck: bool = True, outbox: bool = True, watch_every: float | None = None,
-          reinit_every: float | None = None, database_url: str | None = "", retry_max: float = 30.0) -> FrontWatch:
-    """The watching half of `serve --front url` over `blocklist`: the cross-check and the outbox unless switched
-    off, the watchdog polling every `watch_every` s (None: its default; 0: no watchdog) and calling `init` again at
-    most every `reinit_every` s; `database_url` the module's database root ("" : the module's host on CouchDB's
-    port; None: not watched). `authorization` is the header the front logs in to the module with."""
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """What `serve --front` watches (cli/front_watch.py's options): the cross-check and the outbox on or off, the
+    watchdog's poll interval (0: no watchdog) and re-init interval, the module's database root URL ("": the
+    module's host on CouchDB's port 5984; None: not watched), the outbox's longest pause between two tries."""
+
+    crosscheck: bool = True
+    outbox: bool = True
+    poll_every: float = 10.0
+    reinit_every: float = 300.0
+    database_url: str | None = ""
+    retry_max: float = 30.0
+
+
+def watch_front(blocklist: Any, front: Front, options: WatchOptions) -> FrontWatch:
+    """The watching half of `serve --front` over `blocklist`, beside the forwarder `front`: its cross-check
+    observes every check the module answered, its watchdog re-inits with the token `front` kept, its outbox and
+    watchdog log in with the front's credentials."""
     from .calls import OfficialCalls
     from .crosscheck import CrossCheck
     from .outbox import SaleQueue
-    from .watchdog import DEFAULT_EVERY, DEFAULT_REINIT_EVERY, Watchdog, database_url_of
+    from .watchdog import Watchdog, database_url_of
 
-    calls = OfficialCalls(url, authorization)
+    url = front.config.target.url
+    calls = OfficialCalls(url, front.config.credentials.header.decode("latin-1"))
     queue = None
-    if outbox:
+    if options.outbox:
         def send(path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
             status, answer, _ = calls.request("POST", path, body, headers=headers)
             return status, answer
 
-        queue = SaleQueue(blocklist, send, retry_max=retry_max)
+        queue = SaleQueue(blocklist, send, retry_max=options.retry_max)
     dog = None
-    if watch_every != 0:
+    if options.poll_every > 0:
         database = None
-        if database_url is not None:
-            database = OfficialCalls(database_url or database_url_of(url))
-        dog = Watchdog(calls, database, token, every=watch_every or DEFAULT_EVERY,
-                       reinit_every=DEFAULT_REINIT_EVERY if reinit_every is None else reinit_every)
-    return FrontWatch(url, crosscheck=CrossCheck(blocklist) if crosscheck else None, outbox=queue, watchdog=dog)
+        if options.database_url is not None:
+            database = OfficialCalls(options.database_url or database_url_of(url))
+        dog = Watchdog(calls, database, front.token, every=options.poll_every, reinit_every=options.reinit_every)
+    cross = None
+    if options.crosscheck:
+        cross = CrossCheck(blocklist)
+        front.observers.append(cross.observe_official)
+    return FrontWatch(url, crosscheck=cross, outbox=queue, watchdog=dog)

@@ -28,6 +28,7 @@ from .auth import Credentials
 from .checks import CHECK_SLICE, Checks, query_values
 from .config import DEFAULT_PASSWORD, ServiceConfig, Token, software_version
 from .durable import DurableWriter
+from .fronting import FRONTED, Fronting
 from .metrics import Metrics
 from .page import Activity, PageData, render
 from .responses import Deferred, HttpError, Response, Steps, encode_json, error
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from ..audit import AuditLog
+    from ..front import Front
     from ..front.watch import FrontWatch
     from ..store import Blocklist, GroupCommitter, Status
 
@@ -107,15 +109,28 @@ class LocalModule:
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
         self.metrics.families.append(self.activity.prometheus_lines)
+        #: In front of the official module (`serve --front`, fronting.py), or None: the service alone.
+        self.fronting: Fronting | None = None
         #: In front of the official module: its cross-check, outbox and watchdog (`attach_front_watch`).
         self.front_watch: FrontWatch | None = None
 
+    def attach_front(self, front: Front) -> Fronting:
+        """Put this module in front of the official one (`serve --front`): checks, init, sell and return go
+        through `front` from now on (service/fronting.py says what a till gets)."""
+        self.fronting = Fronting(self, front)
+        return self.fronting
+
     def attach_front_watch(self, watch: FrontWatch) -> None:
         """Show the front's cross-check, outbox and watchdog on status (`front`), the page and /metrics, and send
-        every sale and return to its outbox (lmcz_fast/front/watch.py)."""
+        every sale and return to its outbox in the sale's own transaction (lmcz_fast/front/watch.py); the
+        forwarder's own figures join the `front` object."""
         self.front_watch = watch
-        self.sold.outbox = watch.outbox
+        self.sold.outbox = outbox = watch.outbox
         self.metrics.families.append(watch.prometheus_lines)
+        if self.fronting is not None:
+            watch.sources.insert(0, self.fronting.front.stats)
+            if outbox is not None:      # the sale is in the outbox already: the forwarder only wakes it
+                self.fronting.sold_sink = lambda kind, body, client_id: outbox.wake()
 
     @property
     def config(self) -> ServiceConfig:
@@ -217,7 +232,11 @@ class LocalModule:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
             shared.endpoint, shared.started = endpoint, started
-            response = handler(method, query, body, client_id, content_type)
+            if self.fronting is not None and endpoint in FRONTED:
+                response = self.fronting.handle(endpoint, handler, method, path, query, body, client_id,
+                                                content_type)
+            else:
+                response = handler(method, query, body, client_id, content_type)
             if isinstance(response, Steps):
                 return Steps(self._observed(response, endpoint, started))
             if endpoint in ("status", "init", "sell", "return"):
@@ -471,6 +490,8 @@ class LocalModule:
         if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
             out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
                     for text in shrink_guard.warnings(self.blocklist)]
+        if self.fronting is not None:
+            out += self.fronting.warnings()
         if self.front_watch is not None:
             out += self.front_watch.warnings()
         return out

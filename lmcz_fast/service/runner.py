@@ -9,14 +9,12 @@ import os
 import signal
 import socket
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+from ..front import Front, FrontConfig
+from ..front.watch import FrontWatch, WatchOptions, watch_front
 from .api import LocalModule
 from .config import DEFAULT_PASSWORD, AuditOptions, ServiceConfig, Token
 from .http import Server
-
-if TYPE_CHECKING:
-    from ..front.watch import FrontWatch
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -61,6 +59,22 @@ def notify(state: str) -> bool:
         return False
 
 
+async def learn_inst(front: Front) -> None:
+    """Ask the official module's status for its `inst` at start, so that answers given while it does not answer
+    checks carry it from the first one on (its check answers keep it current afterwards)."""
+    import json
+
+    try:
+        answer = await front.forward(b"GET", b"/api/v1/status", None, b"", None, None, deadline=5.0)
+        payload = json.loads(answer.body) if answer.status == 200 else None
+    except Exception as exc:  # noqa: BLE001 - any failure: learnt from its first check answer instead
+        log.warning("the official module at %s does not answer its status (%s): its inst is learnt from its "
+                    "first check answer", front.config.target.url, getattr(exc, "reason", None) or exc)
+        return
+    if isinstance(payload, dict) and front.inst is None:
+        front.learn({"inst": payload.get("inst")})
+
+
 def run(
     db_path: str | os.PathLike[str],
     config: ServiceConfig,
@@ -71,15 +85,16 @@ def run(
     password: Callable[[], str] | None = None,
     tokens: Callable[[], tuple[Token, ...]] | None = None,
     page_credentials: tuple[str, str] | None = None,
-    front_watch: Callable[[Any], FrontWatch] | None = None,
+    front: FrontConfig | None = None,
+    front_watch: WatchOptions | None = None,
 ) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain connections and flush the audit log.
 
     SIGHUP calls `password()` and `tokens()` (serve reads its --password-file and --token-file again) and takes
     the new credentials for the next requests without closing a connection; what cannot be read leaves the old
-    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only.
-    `front_watch(blocklist)` builds the front's cross-check, outbox and watchdog (lmcz_fast/front/watch.py),
-    started with the server.
+    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only. `front`: serve in
+    front of the official module (`serve --front`, service/fronting.py), with the cross-check, outbox and watchdog
+    `front_watch` asks for (lmcz_fast/front/watch.py).
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -99,9 +114,7 @@ def run(
     if page_credentials is not None:
         app.set_page_credentials(*page_credentials)
     server = Server(app)
-    watch = front_watch(blocklist) if front_watch is not None else None
-    if watch is not None:
-        app.attach_front_watch(watch)
+    watches: list[FrontWatch] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -128,8 +141,19 @@ def run(
             notify("READY=1")
 
         loop.add_signal_handler(signal.SIGHUP, reload)
+        if front is not None:
+            forwarder = Front(front)
+            forwarder.start(loop)
+            app.attach_front(forwarder)
+            log.info("in front of the official module at %s (deadline %g ms, %s credentials%s)", front.target.url,
+                     front.deadline * 1000, front.credentials.kind,
+                     "" if forwarder.inst is None else f"; its last-known inst {forwarder.inst}")
+            loop.create_task(learn_inst(forwarder))
+            if front_watch is not None:
+                watches.append(watch_front(blocklist, forwarder, front_watch))
+                app.attach_front_watch(watches[0])
         await server.start()
-        if watch is not None:
+        for watch in watches:
             watch.start(loop)
         status, lm = app.current_status()
         settle_garbage_collector()
@@ -148,11 +172,13 @@ def run(
         notify("STOPPING=1")
         log.info("shutting down: draining %d connections", len(server.connections))
         await server.close()
+        if app.fronting is not None:
+            await app.fronting.close()
 
     try:
         asyncio.run(main())
     finally:
-        if watch is not None:
+        for watch in watches:
             watch.stop()
         app.stop_writer()
         if audit_log is not None:
