@@ -194,3 +194,79 @@ def test_status_page_and_metrics_show_the_front(tmp_path: Path) -> None:
         assert 'lmcz_front_disagree_total{field="isBlocked"} 1' in text
         assert 'lmcz_front_official_state{state="ready"} 1' in text
         calls.close()
+
+
+# -- through `serve --front` in a process of its own ------------------------------------------------------------------
+
+
+def _serve(tmp_path: Path, db: Path, url: str, *extra: str) -> Any:
+    from _service_support import ServeProcess
+
+    password = tmp_path / "password"
+    password.write_text(PASSWORD + "\n")
+    password.chmod(0o600)
+    return ServeProcess(db, "--front", url, "--front-state-dir", str(tmp_path / "front-state"), "--no-audit",
+                        "--front-retry-max", "0.3", *extra, password_file=password)
+
+
+def _metric(client: Client, line: str) -> bool:
+    status, _, text = client.request("GET", "/metrics")
+    return status == 200 and line in text
+
+
+def test_the_cross_check_catches_a_wrong_mapping_within_one_request(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "db", [BLOCKED])             # the replica's mapping missed MISSED
+    with StandIn([BLOCKED, MISSED]) as lm, _serve(tmp_path, db, lm.url, "--front-poll", "0.2",
+                                                   "--front-database", "none") as serve:
+        client = Client(serve.port)
+        status, headers, body = client.request("POST", "/api/v2/cis/outCheck",
+                                               json.dumps({"cis_list": [MISSED + CRYPTO]}),
+                                               {"Content-Type": "application/json"})
+        assert status == 200 and headers["x-lmcz-answered-by"] == "front"
+        assert body["results"][0]["codes"][0]["isBlocked"] is True      # the official answer, as it came
+        _wait(lambda: _metric(client, 'lmcz_front_disagree_total{field="isBlocked"} 1'), "the disagreement counted")
+        line = serve.wait_for_log("cross-check: isBlocked disagrees for " + MISSED)
+        assert "official true" in line and "ours false" in line and "93dGVz" not in line
+        status, _, page = client.request("GET", "/?lang=en")
+        assert "disagree on isBlocked" in page and MISSED in page
+        status, _, state = client.request("GET", "/api/v1/status")
+        front = state["front"]
+        assert front["crossCheck"]["disagree"]["isBlocked"] == 1 and front["crossCheck"]["agree"]["sold"] == 1
+        _wait(lambda: client.request("GET", "/api/v1/status")[2]["front"]["official"]["state"] == "ready",
+              "the watchdog's first poll")
+
+
+def _sale(client: Client, kind: str, code: str) -> None:
+    status, _, _ = client.request("POST", f"/api/v2/cis/{kind}", json.dumps({"cis_list": [code + CRYPTO]}),
+                                  {"Content-Type": "application/json"})
+    assert status == (201 if kind == "sell" else 200)
+
+
+def test_queued_sales_arrive_once_each_in_order_across_kill_9_of_serve(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "db", [BLOCKED])
+    with StandInProcess(tmp_path / "standin", "--blocked", BLOCKED) as lm:
+        serve = _serve(tmp_path, db, lm.url, "--front-poll", "0").__enter__()
+        try:
+            client = Client(serve.port)
+            _sale(client, "sell", FREE[0])
+            _wait(lambda: lm.received()["sold"] == [{"kind": "sell", "cis_list": [FREE[0]]}], "the first sale")
+            lm.kill()                                                   # the official module is down
+            expected = [("sell", FREE[1]), ("sell", FREE[2]), ("return", FREE[1]), ("sell", FREE[3])]
+            for kind, code in expected:
+                _sale(client, kind, code)                               # answered by ours, durable
+            _wait(lambda: _metric(client, "lmcz_front_outbox_pending 4"), "four waiting")
+            serve.proc.send_signal(signal.SIGKILL)                      # and serve dies with them queued
+            serve.proc.wait(10)
+        finally:
+            serve.__exit__(None, None, None)
+        with _serve(tmp_path, db, lm.url, "--front-poll", "0") as again:
+            client = Client(again.port)
+            status, _, sold = client.request("GET", "/api/v2/cis/sold")
+            assert sorted(sold["cis_list"]) == sorted([FREE[0], FREE[2], FREE[3]])      # `sold` from ours
+            assert client.request("GET", "/api/v1/status")[2]["front"]["outbox"]["pending"] == 4
+            lm.restart()                                                # back, on the same port, its memory empty
+            _wait(lambda: len(lm.received()["sold"]) >= 4 and _metric(client, "lmcz_front_outbox_pending 0"),
+                  "the queue delivered")
+            time.sleep(1.0)                                             # nothing more comes after
+            assert lm.received()["sold"] == [{"kind": k, "cis_list": [c]} for k, c in expected]
+            assert _metric(client, "lmcz_front_outbox_delivered_total 4")
