@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
@@ -187,6 +188,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
                            keepalive_timeout=keepalive_timeout, name=name, inn=inn,
                            sold_max_batch=sold_max_batch,
                            sold_expire_days=sold_days, tokens=_read_tokens(token_file), status_auth=status_auth)
+    config = dataclasses.replace(config, front=fronting, front_watch=watching if fronting is not None else None)
     if no_auth:
         logging.getLogger("lmcz_fast.service").warning("authentication is OFF (--no-auth)")
     if no_audit:
@@ -198,7 +200,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
         run(db, config, audit=audit,
             password=None if password_file is None else lambda: _password_in(password_file),
             tokens=None if token_file is None else lambda: read_token_file(token_file),
-            page_credentials=page_credentials, front=fronting, front_watch=watching)
+            page_credentials=page_credentials)
     except StoreError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_STORE)

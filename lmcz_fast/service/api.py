@@ -117,7 +117,7 @@ class LocalModule:
     def attach_front(self, front: Front) -> Fronting:
         """Put this module in front of the official one (`serve --front`): checks, init, sell and return go
         through `front` from now on (service/fronting.py says what a till gets)."""
-        self.fronting = Fronting(self, front)
+        self.fronting = Fronting(self.shared, front)
         return self.fronting
 
     def attach_front_watch(self, watch: FrontWatch) -> None:

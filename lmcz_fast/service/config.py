@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..front import FrontConfig
+from ..front.watch import WatchOptions
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5995
 DEFAULT_USER = "admin"
@@ -59,6 +62,10 @@ class ServiceConfig:
     tokens: tuple[Token, ...] = ()
     #: `GET /api/v{1,2}/status` also requires credentials (the official module's does not; `serve --status-auth`).
     status_auth: bool = False
+    #: In front of the official module at this URL (`serve --front`, docs/front.md), or None: the service alone.
+    front: FrontConfig | None = None
+    #: What the front watches beside forwarding (cross-check, outbox, watchdog; lmcz_fast/front/watch.py), or None.
+    front_watch: WatchOptions | None = None
 
     def __repr__(self) -> str:
         return (f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>, "

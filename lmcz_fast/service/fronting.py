@@ -34,7 +34,7 @@ from ..receipt import tag_1265
 from .responses import Deferred, HttpError, Response, Steps, encode_json
 
 if TYPE_CHECKING:
-    from .api import LocalModule
+    from .shared import Shared
 
 log = logging.getLogger("lmcz_fast.service")
 
@@ -93,9 +93,8 @@ def _with_inst(body: bytes, inst: str) -> bytes:
 class Fronting:
     """The front's side of a `LocalModule` (see the module's docstring): built by `LocalModule.attach_front`."""
 
-    def __init__(self, module: LocalModule, front: Front) -> None:
-        self.module = module
-        self.shared = module.shared
+    def __init__(self, shared: Shared, front: Front) -> None:
+        self.shared = shared
         self.front = front
         #: Where a committed sale or return goes for the module (`front-watch`'s durable outbox sets it):
         #: `sink(kind, body, client_id)`, kind "sell" or "return". None: sent once, in the background.

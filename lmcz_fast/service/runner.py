@@ -10,8 +10,8 @@ import signal
 import socket
 from collections.abc import Callable
 
-from ..front import Front, FrontConfig
-from ..front.watch import FrontWatch, WatchOptions, watch_front
+from ..front import Front
+from ..front.watch import FrontWatch, watch_front
 from .api import LocalModule
 from .config import DEFAULT_PASSWORD, AuditOptions, ServiceConfig, Token
 from .http import Server
@@ -85,16 +85,14 @@ def run(
     password: Callable[[], str] | None = None,
     tokens: Callable[[], tuple[Token, ...]] | None = None,
     page_credentials: tuple[str, str] | None = None,
-    front: FrontConfig | None = None,
-    front_watch: WatchOptions | None = None,
 ) -> None:
     """Serve in the foreground until SIGTERM or SIGINT, then drain connections and flush the audit log.
 
     SIGHUP calls `password()` and `tokens()` (serve reads its --password-file and --token-file again) and takes
     the new credentials for the next requests without closing a connection; what cannot be read leaves the old
-    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only. `front`: serve in
-    front of the official module (`serve --front`, service/fronting.py), with the cross-check, outbox and watchdog
-    `front_watch` asks for (lmcz_fast/front/watch.py).
+    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only. `config.front`: serve
+    in front of the official module (`serve --front`, service/fronting.py), with the cross-check, outbox and
+    watchdog `config.front_watch` asks for (lmcz_fast/front/watch.py).
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -141,6 +139,7 @@ def run(
             notify("READY=1")
 
         loop.add_signal_handler(signal.SIGHUP, reload)
+        front = config.front
         if front is not None:
             forwarder = Front(front)
             forwarder.start(loop)
@@ -149,8 +148,8 @@ def run(
                      front.deadline * 1000, front.credentials.kind,
                      "" if forwarder.inst is None else f"; its last-known inst {forwarder.inst}")
             loop.create_task(learn_inst(forwarder))
-            if front_watch is not None:
-                watches.append(watch_front(blocklist, forwarder, front_watch))
+            if config.front_watch is not None:
+                watches.append(watch_front(blocklist, forwarder, config.front_watch))
                 app.attach_front_watch(watches[0])
         await server.start()
         for watch in watches:
