@@ -145,6 +145,10 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),
+    ("front: server CPU per forwarded check, cross-check on", "front: server CPU per forwarded check, cross-check off"):
+        Record(1.33, 1.58, False, "issue 21: every forwarded code checked here too costs about one local check "
+               "(~25 us of ~90 us per 1-code check on a loaded VM): 1.58 with a snapshot per answer, 1.33 with one "
+               "snapshot per 5 ms batch; bench_front_watch.py"),
 }
 
 

@@ -10,8 +10,9 @@ ones for the status page. A disagreement on `isBlocked` is an alarm (the alert `
 warning on the status page): the replica or its mapping is wrong.
 
 Off the till's path: `observe` only appends the official answer to a bounded queue (no parsing, no lookup) and
-asks for a drain after the current turn of the event loop (`loop.call_soon_threadsafe`; without a loop, a thread
-or the caller drains with `drain()`). A drain compares at most `slice_codes` codes, then yields the loop again.
+asks for a drain `BATCH_DELAY` (5 ms) later on the event loop, after the till's answer was written (without a loop,
+the caller drains with `drain()`). A drain takes one snapshot of the store for all the answers queued meanwhile,
+compares at most `slice_codes` codes, then yields the loop again.
 When the queue is full, answers are dropped and counted (`lmcz_front_crosscheck_dropped_total`), never waited for.
 
 What is compared, per code the official module answered (both protocols: v1's flat `codes[]`, v2's `results[]`
@@ -24,6 +25,7 @@ holds no list, is counted as skipped, by reason.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -37,8 +39,6 @@ from .._codes import CodeError, parse_code
 from ..store import NoListError
 
 if TYPE_CHECKING:
-    import asyncio
-
     from ..store import Blocklist, Verdict
 
 log = logging.getLogger("lmcz_fast.front")
@@ -49,6 +49,8 @@ FIELDS = ("isBlocked", "sold", "mrp", "smp", "isGreyGtin")
 DEFAULT_QUEUE_CODES = 20_000
 #: Codes compared per turn of the event loop.
 DEFAULT_SLICE = 64
+#: Seconds a drain waits after the first answer queued, so that one drain (one snapshot) takes many answers.
+BATCH_DELAY = 0.005
 #: Disagreements kept for the status page.
 MAX_RECENT = 20
 #: Disagreement log lines per second at most (the rest are counted and the count logged with the next line).
@@ -162,9 +164,17 @@ class CrossCheck:
             if schedule:
                 self._scheduled = True
         if schedule:
-            assert self._loop is not None
+            loop = self._loop
+            assert loop is not None
             try:
-                self._loop.call_soon_threadsafe(self._drain_turn)
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            try:
+                if running is loop:         # the forwarder's observer: no wake-up of the loop needed
+                    loop.call_later(BATCH_DELAY, self._drain_turn)
+                else:
+                    loop.call_soon_threadsafe(loop.call_later, BATCH_DELAY, self._drain_turn)
             except RuntimeError:            # the loop closed: drained by nobody
                 pass
 
@@ -184,22 +194,34 @@ class CrossCheck:
             self._loop.call_soon(self._drain_turn)
 
     def drain(self, max_codes: int | None = None) -> bool:
-        """Compare queued answers, about `max_codes` codes (None: all). Returns whether more are queued."""
+        """Compare queued answers, about `max_codes` codes (None: all), all from one version of the store.
+        Returns whether more are queued."""
         done = 0
-        while max_codes is None or done < max_codes:
+        try:
+            with self._blocklist.snapshot() as view:
+                grey = self._blocklist.get_meta("grey_list_enabled", False) is True
+                while max_codes is None or done < max_codes:
+                    with self._lock:
+                        if not self._queue:
+                            return False
+                        protocol, items, answer, n = self._queue.popleft()
+                        self._queued_codes -= n
+                    done += self._compare(view, grey, protocol, items, answer)
+        except NoListError:
             with self._lock:
-                if not self._queue:
-                    return False
-                protocol, items, answer, n = self._queue.popleft()
-                self._queued_codes -= n
-            done += self._compare(protocol, items, answer)
+                dropped = self._queued_codes
+                self._queue.clear()
+                self._queued_codes = 0
+            self._skip("local_no_list", dropped)
+            return False
         with self._lock:
             return bool(self._queue)
 
     def _skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + n
 
-    def _compare(self, protocol: int, items: list[tuple[Any, int | None]] | None, answer: Any) -> int:
+    def _compare(self, view: Any, grey: bool, protocol: int, items: list[tuple[Any, int | None]] | None,
+                 answer: Any) -> int:
         """Compare one official answer (bytes as received, or decoded) with ours; `items` the till's (scan, pg),
         or None: each code's `cis` and first `groupIds` as the module answered them."""
         if isinstance(answer, (bytes, bytearray)):
@@ -212,29 +234,26 @@ class CrossCheck:
         if not pairs:
             self._skip("official_no_codes", len(items or ()))
             return len(items or ())
-        if items is None:
+        by_identity: dict[str, tuple[Any, int | None]] | None = None
+        if items is None:                   # the module's own `cis` per code: in place, nothing to match
             items = [(code.get("cis"), _first_group(code)) for code, _ in pairs]
-        by_identity: dict[str, tuple[Any, int | None]] = {}
-        for raw, pg in items:
-            try:
-                by_identity.setdefault(parse_code(raw).identity, (raw, pg))
-            except (CodeError, TypeError):
-                continue
-        try:
-            with self._blocklist.snapshot() as view:
-                grey = self._blocklist.get_meta("grey_list_enabled", False) is True
-                for index, (code, envelope) in enumerate(pairs):
-                    self._one(view, grey, index, code, envelope, items, by_identity)
-        except NoListError:
-            self._skip("local_no_list", len(pairs))
+        else:
+            by_identity = {}
+            for raw, pg in items:
+                try:
+                    by_identity.setdefault(parse_code(raw).identity, (raw, pg))
+                except (CodeError, TypeError):
+                    continue
+        for index, (code, envelope) in enumerate(pairs):
+            self._one(view, grey, index, code, envelope, items, by_identity)
         return len(pairs)
 
     def _one(self, view: Any, grey: bool, index: int, code: dict[str, Any], envelope: dict[str, Any],
-             items: list[tuple[Any, int | None]], by_identity: dict[str, tuple[Any, int | None]]) -> None:
+             items: list[tuple[Any, int | None]], by_identity: dict[str, tuple[Any, int | None]] | None) -> None:
         """Compare one official code answer with ours for the same scan (found by its `cis`, else its place)."""
         raw, pg = None, None
         cis = code.get("cis")
-        if isinstance(cis, str):
+        if by_identity is not None and isinstance(cis, str):
             try:
                 raw, pg = by_identity.get(parse_code(cis).identity, (None, None))
             except CodeError:
