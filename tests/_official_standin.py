@@ -25,7 +25,7 @@ Its data: a blocklist given to it (CIS identities and GTINs), in memory; or read
 whose `_id` is the CIS or the GTIN (our guess of a layout the official one does not publish), re-read on `reload`.
 
 Fault switches (`Faults`), settable at runtime through `POST /_standin/control` (JSON of the fields to change) or,
-in process, `StandIn.set(...)`; they apply to checks (and, for `fault`, to sell/return and init when `faults_all`):
+in process, `StandIn.set(...)`; they apply to checks and init (`sold_fault` to sell and return):
 
 - `fault`: "" (none), "hang" (read the request, never answer), "5xx" (500), "reset" (send part of the head, then
   reset the connection), "malformed" (200 with a body that is not JSON), "4045", "4050" (HTTP 400 refusals);
@@ -36,7 +36,8 @@ in process, `StandIn.set(...)`; they apply to checks (and, for `fault`, to sell/
 - `sold_fault`: like `fault`, for sell and return only (to test a durable outbox against a module that is down).
 
 `GET /_standin/calls` answers what it received: `checks` (count), `sold` (every sell/return in order: `{"kind",
-"cis_list"}`), `inits` (tokens), `auth_failures`.
+"cis_list"}`), `inits` (tokens), `auth_failures`, and `last_check_body` (the bytes of its last 200 check answer,
+as UTF-8 text: a front must pass them on unchanged).
 
 Run it in a subprocess (so that it can be `kill -9`'d):
     python tests/_official_standin.py --port 0 --blocked CIS ... --port-file FILE
@@ -384,7 +385,7 @@ class StandIn:
             if self.faults.state != "ready":
                 self.faults.state = "ready"
                 self.data.synced_at = time.time()
-            return 200, b"1", self.faults.sold_fault
+            return 200, b"1", self.faults.fault
         return 404, {"code": 404, "description": "not found"}, ""
 
     def control(self, what: str, body: bytes) -> tuple[int, Any]:
@@ -487,6 +488,8 @@ class _Conn(asyncio.Protocol):
                                         "description": "the module is not ready",
                                         "status": "sync_error" if number == 4050 else "initialization"}
             raw = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
+            if status == 200 and "/cis/" in path.lower() and "check" in path.lower():
+                self.app.calls["last_check_body"] = raw.decode("utf-8")
             head = (f"HTTP/1.1 {status} {'OK' if status < 300 else 'Error'}\r\n"
                     f"Content-Type: application/json; charset=utf-8\r\nContent-Length: {len(raw)}\r\n"
                     + ("" if keep_alive else "Connection: close\r\n")
