@@ -146,9 +146,10 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),
     ("front: server CPU per forwarded check, cross-check on", "front: server CPU per forwarded check, cross-check off"):
-        Record(1.33, 1.58, False, "issue 21: every forwarded code checked here too costs about one local check "
-               "(~25 us of ~90 us per 1-code check on a loaded VM): 1.58 with a snapshot per answer, 1.33 with one "
-               "snapshot per 5 ms batch; bench_front_watch.py"),
+        Record(1.13, 1.39, False, "issue 21: every forwarded code is checked here too, about one local check "
+               "(`Snapshot.check`, 12-14 us CPU of ~90-105 us per 1-code forwarded check on a VM at load 10+); "
+               "1.13-1.39 over 8 runs of bench_front_watch.py (an A/A run, both off: 0.99); 1.58 before the "
+               "comparing loop was made flat"),
 }
 
 

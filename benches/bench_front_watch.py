@@ -10,7 +10,9 @@ on the till's path and the comparison after it.
 from __future__ import annotations
 
 import os
+import re
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 
@@ -40,6 +42,11 @@ def test_crosscheck_cpu_per_forwarded_check(tmp_path, board) -> None:  # type: i
                 assert result["errors"] == 0, result
                 runs[name].append((srv.cpu_seconds() - before) / served)
         calls = lm.received()
+        with urllib.request.urlopen(f"http://127.0.0.1:{on.port}/metrics", timeout=10) as answer:
+            metrics = answer.read().decode()
+    compared = float(re.search(r"^lmcz_front_crosscheck_seconds_total (\S+)", metrics, re.M).group(1))
+    codes = int(re.search(r"^lmcz_front_crosscheck_codes_total (\S+)", metrics, re.M).group(1))
+    drains = int(re.search(r"^lmcz_front_crosscheck_drains_total (\S+)", metrics, re.M).group(1))
     cpu = {name: sorted(values)[len(values) // 2] for name, values in runs.items()}
     board.record("front: server CPU per forwarded check, cross-check on", cpu["on"])
     board.record("front: server CPU per forwarded check, cross-check off", cpu["off"])
@@ -48,5 +55,6 @@ def test_crosscheck_cpu_per_forwarded_check(tmp_path, board) -> None:  # type: i
                  "front: cross-check cost (server CPU per forwarded check, on / off)")
     board.notes.append(f"front cross-check: median server CPU {cpu['on'] * 1e6:.1f} us/check on, "
                        f"{cpu['off'] * 1e6:.1f} us/check off, over {rounds} interleaved rounds "
-                       f"({calls['checks']} checks reached the stand-in)")
+                       f"({calls['checks']} checks reached the stand-in); the comparing itself: "
+                       f"{compared / max(codes, 1) * 1e6:.1f} us/code over {codes} codes in {drains} drains")
     assert calls["checks"] > 0

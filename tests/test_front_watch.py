@@ -111,8 +111,8 @@ def test_the_cross_check_counts_per_field_and_names_a_disagreement(tmp_path: Pat
         calls.close()
         assert status == 200
         cross = CrossCheck(bl)
-        cross.observe(protocol, [(s, None) for s in scans], answer)
-        assert cross.pending == 3
+        cross.observe(protocol, answer)
+        assert cross.pending == 1
         cross.drain()
     assert cross.codes == 3 and cross.pending == 0
     assert cross.disagree["isBlocked"] == 1 and cross.agree["isBlocked"] == 2
@@ -131,7 +131,7 @@ def test_the_cross_check_drops_and_counts_when_full(tmp_path: Path) -> None:
         cross = CrossCheck(bl, queue_codes=4)
         answer = json.dumps({"codes": [{"cis": FREE[0], "isBlocked": False}]}).encode()
         for _ in range(6):
-            cross.observe(1, [(FREE[0], None)], answer)
+            cross.observe(1, answer)
         assert cross.pending == 4 and cross.dropped == 2
         cross.drain()
         assert cross.agree["isBlocked"] == 4 and cross.pending == 0
@@ -177,7 +177,7 @@ def test_status_page_and_metrics_show_the_front(tmp_path: Path) -> None:
         dog.poll()
         srv.app.attach_front_watch(FrontWatch(lm.url, crosscheck=cross, watchdog=dog))
         status, answer, _ = calls.request("POST", "/api/v2/cis/outCheck", json.dumps({"cis_list": [MISSED]}).encode())
-        cross.observe(2, [(MISSED, None)], answer)
+        cross.observe(2, answer)
         cross.drain()
         client = srv.client()
         code, _, body = client.request("GET", "/api/v1/status")

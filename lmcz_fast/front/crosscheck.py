@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .._codes import CodeError, parse_code
+from .._codes import CodeError
 from ..store import NoListError
 
 if TYPE_CHECKING:
@@ -49,6 +49,7 @@ FIELDS = ("isBlocked", "sold", "mrp", "smp", "isGreyGtin")
 DEFAULT_QUEUE_CODES = 20_000
 #: Codes compared per turn of the event loop.
 DEFAULT_SLICE = 64
+_ABSENT = object()
 #: Seconds a drain waits after the first answer queued, so that one drain (one snapshot) takes many answers.
 BATCH_DELAY = 0.005
 #: Disagreements kept for the status page.
@@ -71,38 +72,44 @@ class Disagreement:
     our_version: int
 
 
-def _codes_of(protocol: int, payload: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """`(code, envelope)` per code of an official check answer (v1: one envelope, `codes[]`; v2: `results[]`)."""
+#: One code of an official answer as the queue keeps it: `(cis, pg, errorCode, isBlocked, sold, mrp, smp,
+#: isGreyGtin, version, inst)`, a field it left out as `_ABSENT`. Flat and immutable, so the queue holds no
+#: decoded answer (nothing for the garbage collector to walk while it waits).
+Row = tuple[Any, ...]
+
+
+def rows_of(protocol: int, payload: Any) -> list[Row]:
+    """The rows of an official check answer (v1: one envelope's `codes[]`; v2: `results[]`)."""
     if not isinstance(payload, dict):
         return []
-    envelopes = payload.get("results") if protocol == 2 or "results" in payload else [payload]
-    out = []
-    for envelope in envelopes if isinstance(envelopes, list) else []:
-        if not isinstance(envelope, dict) or not isinstance(envelope.get("codes"), list):
+    envelopes = payload.get("results") if protocol == 2 or "results" in payload else (payload,)
+    rows: list[Row] = []
+    absent = _ABSENT
+    for envelope in envelopes if isinstance(envelopes, (list, tuple)) else ():
+        if type(envelope) is not dict or type(envelope.get("codes")) is not list:
             continue
-        out += [(code, envelope) for code in envelope["codes"] if isinstance(code, dict)]
-    return out
+        version, inst = envelope.get("version", ""), envelope.get("inst", "")
+        for code in envelope["codes"]:
+            if type(code) is dict:
+                get = code.get
+                rows.append((get("cis"), _pg(code), get("errorCode"), get("isBlocked", absent), get("sold", absent),
+                             get("mrp", absent), get("smp", absent), get("isGreyGtin", absent), version, inst))
+    return rows
 
 
-def _first_group(code: dict[str, Any]) -> int | None:
+def _pg(code: dict[str, Any]) -> int | None:
     groups = code.get("groupIds")
-    first = groups[0] if isinstance(groups, list) and groups else None
-    return first if isinstance(first, int) and not isinstance(first, bool) else None
+    first = groups[0] if type(groups) is list and groups else None
+    return first if type(first) is int else None
 
 
-def _price(value: Any) -> Any:
-    """A price as compared: an int (kopecks) or None; anything else stays itself (and so disagrees)."""
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def ours_of(verdict: Verdict, grey_enabled: bool) -> dict[str, Any]:
-    """Our answer's five fields for a verdict, as the service answers them (service/answers.py `code_json`)."""
-    return {"isBlocked": verdict.blocked, "sold": verdict.sold, "mrp": verdict.mrp, "smp": verdict.smp,
-            "isGreyGtin": grey_enabled and verdict.grey_gtin}
+def _same(official: Any, ours: Any) -> bool:
+    """Whether two field values agree: equal and of one JSON type (a price 100.0 is 100; true is never 1)."""
+    if official is ours:
+        return True
+    if type(official) is float and official.is_integer() and type(ours) is int:
+        return int(official) == ours
+    return type(official) is type(ours) and official == ours
 
 
 class CrossCheck:
@@ -114,8 +121,7 @@ class CrossCheck:
         self.queue_codes = queue_codes
         self.slice_codes = slice_codes
         self._clock = clock
-        self._queue: collections.deque[tuple[int, list[tuple[Any, int | None]] | None, Any, int]] = \
-            collections.deque()
+        self._queue: collections.deque[tuple[list[Row] | None, Any, int]] = collections.deque()
         self._queued_codes = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -124,6 +130,9 @@ class CrossCheck:
         self.agree = dict.fromkeys(FIELDS, 0)
         self.disagree = dict.fromkeys(FIELDS, 0)
         self.codes = 0
+        #: CPU time spent comparing (s) and drains made: the cross-check's own cost, on /metrics.
+        self.seconds = 0.0
+        self.drains = 0
         self.dropped = 0
         self.skipped: dict[str, int] = {}
         self.recent: collections.deque[Disagreement] = collections.deque(maxlen=MAX_RECENT)
@@ -138,27 +147,25 @@ class CrossCheck:
         """Drain on `loop`, after the turn that answered (the server calls this when it starts)."""
         self._loop = loop
 
-    def observe(self, protocol: int, items: list[tuple[Any, int | None]], answer: bytes) -> None:
-        """An official check answer (`protocol` 1 or 2; the body as received) to the `items` (scan, pg) a till
-        asked: queued for comparison. Costs an append; never blocks, never raises."""
-        if not self.enabled:
-            return
-        self._enqueue(protocol, items, answer, len(items))
+    def observe(self, protocol: int, answer: bytes) -> None:
+        """An official check answer (`protocol` 1 or 2; the body as received): queued for comparison. Costs an
+        append; never blocks, never raises."""
+        if self.enabled:
+            self._enqueue(None, (protocol, answer), 1)
 
     def observe_official(self, protocol: int, codes: list[dict[str, Any]], payload: dict[str, Any],
                          local_version: int | None = None) -> None:
         """The forwarder's observer (`front.Front.observers`): a check the module answered, already decoded, after
         the till has it. Our side checks each code by the `cis` (and `groupIds`) the module answered for it."""
-        if not self.enabled:
-            return
-        self._enqueue(protocol, None, payload, len(codes))
+        if self.enabled:
+            self._enqueue(rows_of(protocol, payload), None, len(codes))
 
-    def _enqueue(self, protocol: int, items: list[tuple[Any, int | None]] | None, answer: Any, n: int) -> None:
+    def _enqueue(self, rows: list[Row] | None, body: Any, n: int) -> None:
         with self._lock:
             if self._queued_codes + n > self.queue_codes:
                 self.dropped += n
                 return
-            self._queue.append((protocol, items, answer, n))
+            self._queue.append((rows, body, n))
             self._queued_codes += n
             schedule = not self._scheduled and self._loop is not None
             if schedule:
@@ -196,100 +203,84 @@ class CrossCheck:
     def drain(self, max_codes: int | None = None) -> bool:
         """Compare queued answers, about `max_codes` codes (None: all), all from one version of the store.
         Returns whether more are queued."""
-        done = 0
+        with self._lock:
+            batch = []
+            taken = 0
+            while self._queue and (max_codes is None or taken < max_codes):
+                item = self._queue.popleft()
+                batch.append(item)
+                taken += item[2]
+            self._queued_codes -= taken
+            more = bool(self._queue)
+        if not batch:
+            return more
+        started = time.thread_time()
         try:
             with self._blocklist.snapshot() as view:
                 grey = self._blocklist.get_meta("grey_list_enabled", False) is True
-                while max_codes is None or done < max_codes:
-                    with self._lock:
-                        if not self._queue:
-                            return False
-                        protocol, items, answer, n = self._queue.popleft()
-                        self._queued_codes -= n
-                    done += self._compare(view, grey, protocol, items, answer)
+                for rows, body, _ in batch:
+                    if rows is None:            # `observe`: the body as received
+                        try:
+                            rows = rows_of(body[0], json.loads(body[1]))
+                        except ValueError:
+                            self._skip("official_not_json")
+                            continue
+                        if not rows:
+                            self._skip("official_no_codes")
+                            continue
+                    self._compare(view, grey, rows)
         except NoListError:
-            with self._lock:
-                dropped = self._queued_codes
-                self._queue.clear()
-                self._queued_codes = 0
-            self._skip("local_no_list", dropped)
-            return False
-        with self._lock:
-            return bool(self._queue)
+            self._skip("local_no_list", taken)
+        self.seconds += time.thread_time() - started
+        self.drains += 1
+        return more
 
     def _skip(self, reason: str, n: int = 1) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + n
 
-    def _compare(self, view: Any, grey: bool, protocol: int, items: list[tuple[Any, int | None]] | None,
-                 answer: Any) -> int:
-        """Compare one official answer (bytes as received, or decoded) with ours; `items` the till's (scan, pg),
-        or None: each code's `cis` and first `groupIds` as the module answered them."""
-        if isinstance(answer, (bytes, bytearray)):
+    def _compare(self, view: Any, grey: bool, rows: list[Row]) -> None:
+        """Compare each official code answer with ours for the same `cis` and product group, field by field.
+        The hot loop of the cross-check: plain lookups, no objects made unless a field disagrees."""
+        check = view.check
+        agree = self.agree
+        absent = _ABSENT
+        for row in rows:
+            cis, pg, error_code = row[0], row[1], row[2]
+            if type(cis) is not str:
+                self._skip("unreadable")
+                continue
+            if error_code is not None and error_code != 0:
+                self._skip("official_code_error")
+                continue
             try:
-                answer = json.loads(answer)
-            except ValueError:
-                self._skip("official_not_json", len(items or ()))
-                return len(items or ())
-        pairs = _codes_of(protocol, answer)
-        if not pairs:
-            self._skip("official_no_codes", len(items or ()))
-            return len(items or ())
-        by_identity: dict[str, tuple[Any, int | None]] | None = None
-        if items is None:                   # the module's own `cis` per code: in place, nothing to match
-            items = [(code.get("cis"), _first_group(code)) for code, _ in pairs]
-        else:
-            by_identity = {}
-            for raw, pg in items:
                 try:
-                    by_identity.setdefault(parse_code(raw).identity, (raw, pg))
-                except (CodeError, TypeError):
-                    continue
-        for index, (code, envelope) in enumerate(pairs):
-            self._one(view, grey, index, code, envelope, items, by_identity)
-        return len(pairs)
-
-    def _one(self, view: Any, grey: bool, index: int, code: dict[str, Any], envelope: dict[str, Any],
-             items: list[tuple[Any, int | None]], by_identity: dict[str, tuple[Any, int | None]] | None) -> None:
-        """Compare one official code answer with ours for the same scan (found by its `cis`, else its place)."""
-        raw, pg = None, None
-        cis = code.get("cis")
-        if by_identity is not None and isinstance(cis, str):
-            try:
-                raw, pg = by_identity.get(parse_code(cis).identity, (None, None))
+                    verdict = check(cis, pg, tail_cut=True)
+                except CodeError:
+                    raise
+                except ValueError:          # a product group we do not know: its code without it
+                    verdict = check(cis, None, tail_cut=True)
             except CodeError:
-                pass
-        if raw is None and index < len(items):
-            raw, pg = items[index]
-        if not isinstance(raw, str):
-            self._skip("unreadable")
-            return
-        if code.get("errorCode") not in (None, 0):
-            self._skip("official_code_error")
-            return
-        try:
-            verdict = view.check(raw, pg, tail_cut=True)
-        except CodeError:
-            self._skip("unreadable")
-            return
-        self.codes += 1
-        ours = ours_of(verdict, grey)
-        for field in FIELDS:
-            if field not in code:
+                self._skip("unreadable")
                 continue
-            official = code[field]
-            mine = ours[field]
-            if field in ("mrp", "smp"):
-                official, mine = _price(official), _price(mine)
-            if official == mine and type(official) is type(mine):
-                self.agree[field] += 1
-                continue
-            self.disagree[field] += 1
-            found = Disagreement(self._clock(), field, verdict.identity, official, mine,
-                                 str(envelope.get("version", "")), str(envelope.get("inst", "")), verdict.db_version)
-            self.recent.append(found)
-            if field == "isBlocked":
-                self.last_blocked_disagreement = found
-            self._log(found)
+            self.codes += 1
+            ours = (verdict.blocked, verdict.sold, verdict.mrp, verdict.smp, grey and verdict.grey_gtin)
+            for index, field in enumerate(FIELDS):
+                official = row[3 + index]
+                if official is absent:
+                    continue
+                if _same(official, ours[index]):
+                    agree[field] += 1
+                else:
+                    self._differ(field, verdict, official, ours[index], row[8], row[9])
+
+    def _differ(self, field: str, verdict: Verdict, official: Any, ours: Any, version: Any, inst: Any) -> None:
+        self.disagree[field] += 1
+        found = Disagreement(self._clock(), field, verdict.identity, official, ours, str(version or ""),
+                             str(inst or ""), verdict.db_version)
+        self.recent.append(found)
+        if field == "isBlocked":
+            self.last_blocked_disagreement = found
+        self._log(found)
 
     def _log(self, found: Disagreement) -> None:
         second = int(time.monotonic())
@@ -338,6 +329,12 @@ class CrossCheck:
         out += ["# HELP lmcz_front_crosscheck_codes_total Codes the cross-check compared.",
                 "# TYPE lmcz_front_crosscheck_codes_total counter",
                 f"lmcz_front_crosscheck_codes_total {self.codes}",
+                "# HELP lmcz_front_crosscheck_seconds_total CPU time spent comparing answers (off the tills' path).",
+                "# TYPE lmcz_front_crosscheck_seconds_total counter",
+                f"lmcz_front_crosscheck_seconds_total {self.seconds:.6f}",
+                "# HELP lmcz_front_crosscheck_drains_total Drains of the cross-check's queue (one store snapshot each).",
+                "# TYPE lmcz_front_crosscheck_drains_total counter",
+                f"lmcz_front_crosscheck_drains_total {self.drains}",
                 "# HELP lmcz_front_crosscheck_dropped_total Codes not compared because the cross-check queue was "
                 "full.",
                 "# TYPE lmcz_front_crosscheck_dropped_total counter",
