@@ -9,18 +9,20 @@ never the crypto tail) and both versions (the official `version`/`inst`, our dat
 ones for the status page. A disagreement on `isBlocked` is an alarm (the alert `LmczFrontBlockedDisagrees`, a
 warning on the status page): the replica or its mapping is wrong.
 
-Off the till's path: `observe` only appends the official answer to a bounded queue (no parsing, no lookup) and
-asks for a drain `BATCH_DELAY` (5 ms) later on the event loop, after the till's answer was written (without a loop,
-the caller drains with `drain()`). A drain takes one snapshot of the store for all the answers queued meanwhile,
-compares at most `slice_codes` codes, then yields the loop again.
-When the queue is full, answers are dropped and counted (`lmcz_front_crosscheck_dropped_total`), never waited for.
+Off the till's path: the forwarder calls `observe_official` after the till's answer was written; it keeps each
+code of the answer as a flat row (its `cis`, group and five fields, the envelope's `version`/`inst`) in a bounded
+queue and asks for a drain `BATCH_DELAY` (5 ms) later on the event loop (without a loop, the caller drains with
+`drain()`; `observe` takes an answer's body as received). A drain takes one snapshot of the store for all the
+answers queued meanwhile, compares at most `slice_codes` codes, then yields the loop again. When the queue is
+full, answers are dropped and counted (`lmcz_front_crosscheck_dropped_total`), never waited for.
 
 What is compared, per code the official module answered (both protocols: v1's flat `codes[]`, v2's `results[]`
-of one-code envelopes): each of the five fields that its answer holds, with ours for the same scan and `pg` from one
-version of the store (`Snapshot.check`, as the service answers): `isBlocked` with `blocked`, `sold` with `sold`,
-`mrp`/`smp` (kopecks or null) with ours, `isGreyGtin` with ours as the service answers it (the grey GTIN while the
-grey list is switched on). A field its answer leaves out is not counted. A code we cannot read, or a store that
-holds no list, is counted as skipped, by reason.
+of one-code envelopes): each of the five fields that its answer holds, with ours for the module's `cis` and first
+`groupIds` entry from one version of the store (`Snapshot.check`, the service's check path): `isBlocked` with
+`blocked`, `sold` with `sold`, `mrp`/`smp` (kopecks or null; 100.0 is 100) with ours, `isGreyGtin` with ours as the
+service answers it (the grey GTIN while the grey list is switched on). A field its answer leaves out is not
+counted. A code we cannot read, a code the module answered with an error, or a store that holds no list, is
+counted as skipped, by reason.
 """
 
 from __future__ import annotations
