@@ -143,19 +143,25 @@ def test_the_cross_check_drops_and_counts_when_full(tmp_path: Path) -> None:
 @needs_pouchdb
 def test_the_watchdog_polls_and_calls_init_again_on_sync_error_at_most_every_interval(tmp_path: Path) -> None:
     tokens = ["participant-token-1"]
-    with StandIn([BLOCKED], faults={"state": "sync_error"}) as lm, Couch(tmp_path / "couch") as couch:
+    with StandIn([BLOCKED], faults={"state": "sync_error"}) as lm:
         calls = OfficialCalls(lm.url, authorization_of("admin:admin"))
-        dog = Watchdog(calls, OfficialCalls(couch.url), lambda: tokens[0], every=0.1, reinit_every=3600)
-        seen = dog.poll()
-        assert seen.reachable and seen.database_alive is True and seen.answer_seconds is not None
-        assert seen.reinits == 1 and lm.received()["inits"] == ["participant-token-1"]
-        seen = dog.poll()                                       # the stand-in is ready after its init
-        assert seen.state == "ready" and seen.last_sync > 0 and seen.reinits == 1
-        lm.set(state="sync_error")
-        assert dog.poll().reinits == 1                          # not again within reinit_every
-        assert lm.received()["inits"] == ["participant-token-1"]
-        status = dog.status()
-        assert status["reinit"]["tokenKept"] is True and "participant-token-1" not in json.dumps(status)
+        with Couch(tmp_path / "couch") as couch:
+            dog = Watchdog(calls, OfficialCalls(couch.url), lambda: tokens[0], every=0.1, reinit_every=3600)
+            seen = dog.poll()
+            assert seen.reachable and seen.database_alive is True and seen.answer_seconds is not None
+            assert seen.reinits == 1 and lm.received()["inits"] == ["participant-token-1"]
+            seen = dog.poll()                                   # the stand-in is ready after its init
+            assert seen.state == "ready" and seen.last_sync > 0 and seen.reinits == 1
+            assert dog.warning() is None
+            lm.set(state="sync_error")
+            assert dog.poll().reinits == 1                      # not again within reinit_every
+            assert lm.received()["inits"] == ["participant-token-1"]
+            status = dog.status()
+            assert status["reinit"]["tokenKept"] is True and "participant-token-1" not in json.dumps(status)
+            lm.set(state="ready")
+        seen = dog.poll()                                       # its database died, its API still answers
+        assert seen.reachable and seen.state == "ready" and seen.database_alive is False
+        assert "database" in (dog.warning() or "") and "lmcz_front_official_database_up 0" in dog.prometheus_lines()
     seen = dog.poll()                                           # both gone now
     assert not seen.reachable and seen.state == "unreachable" and seen.database_alive is False
     assert "lmcz_front_official_up 0" in dog.prometheus_lines()
@@ -270,3 +276,12 @@ def test_queued_sales_arrive_once_each_in_order_across_kill_9_of_serve(tmp_path:
             time.sleep(1.0)                                             # nothing more comes after
             assert lm.received()["sold"] == [{"kind": k, "cis_list": [c]} for k, c in expected]
             assert _metric(client, "lmcz_front_outbox_delivered_total 4")
+
+
+def test_the_watch_options_need_front(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from lmcz_fast.cli import main
+
+    result = CliRunner().invoke(main, ["serve", str(tmp_path / "db"), "--no-front-crosscheck"])
+    assert result.exit_code == 2 and "--no-front-crosscheck is given without --front URL" in result.output

@@ -40,5 +40,11 @@ def front_watch_options(command: F) -> F:
 def watch_options(values: dict[str, Any]) -> WatchOptions:
     """The `WatchOptions` of the watch's options, popped from `values` (serve's front options)."""
     poll, reinit, database, no_cross, retry_max = (values.pop(name) for name in NAMES)
+    if values.get("front") is None:
+        given = [option for option, value, default in (
+            ("--front-poll", poll, 10.0), ("--front-reinit-every", reinit, 300.0), ("--front-database", database, None),
+            ("--no-front-crosscheck", no_cross, False), ("--front-retry-max", retry_max, 30.0)) if value != default]
+        if given:
+            raise click.UsageError(f"{given[0]} is given without --front URL")
     return WatchOptions(crosscheck=not no_cross, poll_every=poll, reinit_every=reinit,
                         database_url=None if database == "none" else (database or ""), retry_max=retry_max)
