@@ -110,7 +110,8 @@ class Load:
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] if ordered else float("nan")
 
 
-async def _tills(port: int, requests: list[bytes], tills: int, duration: float, keep_bodies: bool) -> Load:
+async def _tills(port: int, requests: list[bytes], tills: int, duration: float, keep_bodies: bool,
+                 pause: float) -> Load:
     loop = asyncio.get_running_loop()
     conns: list[_Till] = []
     for start in range(0, tills, 50):
@@ -122,6 +123,8 @@ async def _tills(port: int, requests: list[bytes], tills: int, duration: float, 
 
     async def till(index: int, conn: _Till) -> None:
         i = index
+        if pause:
+            await asyncio.sleep(pause * index / tills)       # spread the tills over one pause
         while time.perf_counter() < end:
             started = time.perf_counter()
             try:
@@ -138,6 +141,8 @@ async def _tills(port: int, requests: list[bytes], tills: int, duration: float, 
             if keep_bodies:
                 load.bodies.append(body)
             i += tills
+            if pause:
+                await asyncio.sleep(pause)
 
     await asyncio.gather(*(till(i, c) for i, c in enumerate(conns)))
     for conn in conns:
@@ -147,6 +152,7 @@ async def _tills(port: int, requests: list[bytes], tills: int, duration: float, 
 
 
 def run_tills(port: int, requests: list[bytes], tills: int = 200, duration: float = 1.5,
-              keep_bodies: bool = False) -> Load:
-    """`tills` keep-alive connections, each asking its next check as soon as it has the last answer (closed loop)."""
-    return asyncio.run(_tills(port, requests, tills, duration, keep_bodies))
+              keep_bodies: bool = False, pause: float = 0.0) -> Load:
+    """`tills` keep-alive connections, each asking its next check `pause` s after it has the last answer (0: at
+    once, a closed loop that measures throughput more than latency)."""
+    return asyncio.run(_tills(port, requests, tills, duration, keep_bodies, pause))

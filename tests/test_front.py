@@ -305,16 +305,20 @@ def test_200_tills_through_the_front_against_the_official_module_directly(tmp_pa
             ids = [make_identity(rng) for _ in range(400)]
             direct_auth = "Basic " + __import__("base64").b64encode(b"admin:admin").decode()
             run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=0.5)      # warm the pool
-            direct = run_tills(lm.port, till_requests(ids, direct_auth), tills=200, duration=1.5)
-            through = run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=1.5)
+            # Each till asks a code every 0.4 s (500 checks/s in all): latency, not the machine's throughput.
+            direct = run_tills(lm.port, till_requests(ids, direct_auth), tills=200, duration=2.0, pause=0.4)
+            through = run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=2.0, pause=0.4)
             assert direct.errors == through.errors == 0
-            assert set(through.statuses) == {200} and through.answered_by == {"front": len(through.latencies)}
+            assert set(through.statuses) == {200}
+            # A stall of this shared machine past the deadline is answered locally: rare, and only for that reason.
+            assert through.answered_by.get("front", 0) >= 0.98 * len(through.latencies), through.answered_by
+            assert set(through.answered_by) <= {"front", "local; reason=timeout"}, through.answered_by
             print(f"direct p50 {direct.pct(0.5) * 1000:.2f} ms p99 {direct.pct(0.99) * 1000:.2f} ms; through the "
                   f"front p50 {through.pct(0.5) * 1000:.2f} ms p99 {through.pct(0.99) * 1000:.2f} ms")
-            assert through.pct(0.5) <= 4 * direct.pct(0.5) + 0.050
-            assert through.pct(0.99) <= 4 * direct.pct(0.99) + 0.100
+            assert through.pct(0.5) <= 3 * direct.pct(0.5) + 0.020
+            assert through.pct(0.99) <= 3 * direct.pct(0.99) + 0.100
             lm.set(fault="hang")
-            hung = run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=1.5)
+            hung = run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=2.0, pause=0.4)
             assert hung.errors == 0 and set(hung.statuses) == {200}
             assert set(hung.answered_by) == {"local; reason=timeout"}
             print(f"hung: p50 {hung.pct(0.5) * 1000:.1f} ms p99 {hung.pct(0.99) * 1000:.1f} ms "

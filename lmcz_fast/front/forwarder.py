@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,6 +85,33 @@ def _envelope(protocol: int, payload: dict[str, Any]) -> dict[str, Any] | None:
     results = payload.get("results")
     first = results[0] if isinstance(results, list) and results else None
     return first if isinstance(first, dict) else None
+
+
+async def within(seconds: float, work: Awaitable[Answer]) -> Answer:
+    """`await work`, or `TimeoutError` once `seconds` have passed (cancelling it: a connection cut off mid-answer
+    is closed by the pool). `asyncio.timeout` without Python 3.11: one timer on the loop, no extra task."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    fired = False
+
+    def expire() -> None:
+        nonlocal fired
+        fired = True
+        task.cancel()
+
+    timer = loop.call_later(seconds, expire)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not fired:
+            raise
+        uncancel = getattr(task, "uncancel", None)
+        if uncancel is not None:
+            uncancel()
+        raise TimeoutError(f"no answer within {seconds:g} s") from None
+    finally:
+        timer.cancel()
 
 
 def refusal_code(answer: Answer) -> int | None:
@@ -163,24 +190,28 @@ class Front:
 
     async def forward(self, method: bytes, path: bytes, query: bytes | None, body: bytes,
                       content_type: bytes | None, client_id: bytes | None, *, deadline: float | None = None,
-                      ) -> Answer:
-        """One request to the module, its whole answer within `deadline` s (default: the configured one).
-        Raises `PoolError` (no whole answer) or `TimeoutError`."""
+                      since: float | None = None) -> Answer:
+        """One request to the module, its whole answer within `deadline` s (default: the configured one) of
+        `since` (a `time.perf_counter()`: when the till's request arrived; default now). Raises `PoolError` (no
+        whole answer) or `TimeoutError`."""
         if self.pool is None:
             self.start()
         assert self.pool is not None
         data = self.pool.request_bytes(method, path, query, body, content_type, client_id)
-        async with asyncio.timeout(self.config.deadline if deadline is None else deadline):
-            return await self.pool.request(data)
+        left = self.config.deadline if deadline is None else deadline
+        if since is not None:
+            left -= max(0.0, time.perf_counter() - since)
+        return await within(max(left, 0.0), self.pool.request(data))
 
     async def check(self, protocol: int, method: bytes, path: bytes, query: bytes | None, body: bytes,
-                    content_type: bytes | None, client_id: bytes | None) -> Outcome:
-        """Forward one check and judge the answer (`Outcome.reason`): "ok" for a 200 whose body is a check answer
+                    content_type: bytes | None, client_id: bytes | None, since: float | None = None) -> Outcome:
+        """Forward one check (the deadline counted from `since`, when the till's request arrived) and judge the
+        answer (`Outcome.reason`): "ok" for a 200 whose body is a check answer
         of the documented shape; `official_4045`/`official_4050` for the module's not-ready refusal (the answer is
         kept: the service passes it through when our store cannot answer either); otherwise why not."""
         started = time.perf_counter()
         try:
-            answer = await self.forward(method, path, query, body, content_type, client_id)
+            answer = await self.forward(method, path, query, body, content_type, client_id, since=since)
         except TimeoutError:
             return self._failed("timeout", f"no answer within {self.config.deadline * 1000:g} ms", started)
         except PoolError as exc:

@@ -377,7 +377,7 @@ class LocalModule:
             raise error(400, "bad_request", "clearSold and enableGreyList must be true or false")
         first = self.initialized_at is None
         self.shared.status.initialized_at = self.clock()
-        if first:
+        if first and self.fronting is None:
             log.info("init received (token not stored; the database comes from `lmcz-fast sync`)")
         status, lm = self.current_status(force=True)
         payload: dict[str, Any] = {"code": 0, "description": "ok", "status": lm,

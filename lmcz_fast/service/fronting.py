@@ -130,7 +130,8 @@ class Fronting:
                      content_type: bytes | None) -> None:
         protocol = 1 if path[:8].lower() == b"/api/v1/" else 2
         try:
-            outcome = await self.front.check(protocol, method, path, query, body, content_type, client_id)
+            outcome = await self.front.check(protocol, method, path, query, body, content_type, client_id,
+                                             since=request[3] or None)
             if outcome.ok:
                 self._official(deferred, request, protocol, outcome, client_id)
                 return
@@ -318,8 +319,10 @@ class Fronting:
                        f"(официальный модуль отказывает в проверках: отвечает локальная база)")
         failure = front.last_failure
         if failure is not None and (front.last_official_at is None or failure[0] > front.last_official_at):
+            hint = ("; it refuses lmcz-fast's login: check --front-credentials-file" if failure[1] in
+                    ("http_401", "http_403") else "")
             out.append(f"the official module at {front.config.target.url} does not answer usably "
-                       f"({failure[1]}): checks are answered from this store "
+                       f"({failure[1]}{hint}): checks are answered from this store "
                        f"(официальный модуль не отвечает: отвечает локальная база)")
         return out
 
