@@ -35,6 +35,8 @@ class FrontWatch:
         self.sources: list[Callable[[], dict[str, Any]]] = []
         #: More /metrics lines from other parts of the front.
         self.families: list[Callable[[], list[str]]] = []
+        #: Called once the parts stopped (the HTTP clients they used).
+        self.closers: list[Callable[[], None]] = []
 
     def start(self, loop: asyncio.AbstractEventLoop | None) -> None:
         """Start the parts: the cross-check drains on `loop`, the outbox and the watchdog on threads of their own."""
@@ -50,6 +52,8 @@ class FrontWatch:
             self.watchdog.stop()
         if self.outbox is not None:
             self.outbox.stop()
+        for close in self.closers:
+            close()
 
     def status(self) -> dict[str, Any]:
         """The `front` object of `/api/v1/status` (an extra field: no existing field changes)."""
@@ -126,13 +130,17 @@ def watch_front(blocklist: Any, front: Front, options: WatchOptions) -> FrontWat
 
         queue = SaleQueue(blocklist, send, retry_max=options.retry_max)
     dog = None
+    closers = [calls.close]
     if options.poll_every > 0:
         database = None
         if options.database_url is not None:
             database = OfficialCalls(options.database_url or database_url_of(url))
+            closers.append(database.close)
         dog = Watchdog(calls, database, front.token, every=options.poll_every, reinit_every=options.reinit_every)
     cross = None
     if options.crosscheck:
         cross = CrossCheck(blocklist)
         front.observers.append(cross.observe_official)
-    return FrontWatch(url, crosscheck=cross, outbox=queue, watchdog=dog)
+    watch = FrontWatch(url, crosscheck=cross, outbox=queue, watchdog=dog)
+    watch.closers += closers
+    return watch
