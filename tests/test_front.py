@@ -374,3 +374,31 @@ def test_a_restart_while_the_module_is_down_still_answers_with_its_inst(official
         status, headers, body = raw_check(server.port, [A])
         assert headers["x-lmcz-answered-by"] == "local; reason=http_500"
         assert json.loads(body)["inst"] == inst
+
+
+def test_the_front_state_on_disk(tmp_path: Path) -> None:
+    from lmcz_fast.front import FrontState
+
+    state = FrontState(tmp_path / "state")
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    state.save_token("tok-" + "1" * 20)
+    token = tmp_path / "state" / "participant-token"
+    os.chmod(token, 0o644)                                   # loosened by hand: made 0600 again when read
+    assert FrontState(tmp_path / "state").token() == "tok-" + "1" * 20
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    state.remember("inst-1", "v1", 1000.0)
+    state.remember("inst-1", "v2", 1001.0)                   # a new version within the minute: memory only
+    assert FrontState(tmp_path / "state").last_known["version"] == "v1"
+    assert state.last_known["version"] == "v2"
+    state.remember("inst-2", "v3", 1002.0)                   # a new inst: at once
+    assert FrontState(tmp_path / "state").last_known == {"inst": "inst-2", "version": "v3", "at": 1002.0}
+
+
+def test_a_till_with_wrong_credentials_is_refused_before_anything_is_forwarded(front: FrontServer,
+                                                                              official: StandInProcess) -> None:
+    before = official.received()["checks"]
+    client = front.client()
+    client.auth = auth_header(password="wrong")
+    status, headers, _ = check(client, [A])
+    assert status == 401 and "x-lmcz-answered-by" not in headers
+    assert official.received()["checks"] == before

@@ -136,3 +136,14 @@ def test_the_front_sits_between_the_store_and_the_service() -> None:
                    if target.startswith(above))
     assert not wrong, "\n".join(wrong)
     assert "lmcz_fast.front" in graph["lmcz_fast.service.fronting"]
+
+
+def test_every_package_is_shipped() -> None:
+    """pyproject.toml lists the packages a wheel holds: a package of `lmcz_fast/` missing there installs nowhere but
+    an editable checkout (the service imports lmcz_fast.front, so a wheel without it could not serve)."""
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(ROOT.parent).parent.parts) for p in ROOT.rglob("__init__.py")}
+    assert found - listed == set(), "packages missing from pyproject.toml [tool.setuptools] packages"

@@ -17,6 +17,8 @@ log = logging.getLogger("lmcz_fast.front")
 
 TOKEN_FILE = "participant-token"
 LAST_KNOWN_FILE = "official.json"
+#: Seconds between two writes of a changed `version` (an `inst` change is written at once).
+VERSION_WRITE_EVERY = 60.0
 
 
 def _write_private(path: str, data: bytes) -> None:
@@ -49,6 +51,7 @@ class FrontState:
         self.directory = None if directory is None else os.fspath(directory)
         self._token: str | None = None
         self.last_known: dict[str, Any] = {}
+        self._written_at = 0.0
         if self.directory is not None:
             os.makedirs(self.directory, mode=0o700, exist_ok=True)
             self._token = self._read_token()
@@ -94,12 +97,19 @@ class FrontState:
     # -- the module's last-known inst and version ---------------------------------------------------------------
 
     def remember(self, inst: str, version: str, moment: float) -> None:
-        """Keep the module's `inst`/`version` (written when they change, not on every answer)."""
+        """Keep the module's `inst`/`version`: written to disk when `inst` changes, and when `version` changes at
+        most once a minute (a module that sent a new `version` with every answer must not cost a disk write per
+        check on the event loop)."""
         known = self.last_known
         if known.get("inst") == inst and known.get("version") == version:
             known["at"] = moment
             return
+        same_inst = known.get("inst") == inst
+        written = self._written_at
         self.last_known = {"inst": inst, "version": version, "at": moment}
+        if same_inst and moment - written < VERSION_WRITE_EVERY:
+            return
+        self._written_at = moment
         if self.directory is not None:
             try:
                 _write_private(os.path.join(self.directory, LAST_KNOWN_FILE),
