@@ -156,6 +156,11 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),
+    ("front: server CPU per forwarded check, cross-check on", "front: server CPU per forwarded check, cross-check off"):
+        Record(1.13, 1.39, False, "issue 21: every forwarded code is checked here too, about one local check "
+               "(`Snapshot.check`, 12-14 us CPU of ~90-105 us per 1-code forwarded check on a VM at load 10+); "
+               "1.13-1.39 over 8 runs of bench_front_watch.py (an A/A run, both off: 0.99); 1.58 before the "
+               "comparing loop was made flat"),
     ("front: p99 of a check through the front, 200 tills",
      "front: p99 of a check to the official module directly, 200 tills"):
         Record(0.48, 1.7, False, "issue 21: this bench on the shared 2-core VM at load 10-13 (one more process "

@@ -29,6 +29,7 @@ from ..service.organisations import Organisation, read_organisations
 from ..store import Blocklist, StoreError
 from .common import EXIT_STORE, EXIT_USAGE, setup_logging
 from .front import front_config, front_options
+from .front_watch import front_watch_options, watch_options
 
 
 
@@ -151,6 +152,7 @@ def _read_password(path: str | None) -> str:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 @front_options
+@front_watch_options
 def serve(db: str, host: str, port: int, user: str, password_file: str | None, token_file: str | None,
           organisations_file: str | None, status_auth: bool, no_auth: bool,
           audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
@@ -183,6 +185,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
+    watching = watch_options(front)
     fronting = front_config(db, **front)
     if timezone is not None:
         _set_timezone(timezone)
@@ -212,7 +215,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
                            sold_max_batch=sold_max_batch,
                            sold_expire_days=sold_days, tokens=_read_tokens(token_file), status_auth=status_auth,
                            organisations=organisations, organisations_file=organisations_file)
-    config = dataclasses.replace(config, front=fronting)
+    config = dataclasses.replace(config, front=fronting, front_watch=watching if fronting is not None else None)
     if no_auth:
         logging.getLogger("lmcz_fast.service").warning("authentication is OFF (--no-auth)")
     if no_audit:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..front import FrontConfig
+from ..front.watch import WatchOptions
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5995
@@ -69,6 +70,8 @@ class ServiceConfig:
     organisations: tuple[Any, ...] = ()     # of organisations.Organisation (which imports this module)
     #: The file they were read from (SIGHUP reads it again), or None.
     organisations_file: str | None = None
+    #: What the front watches beside forwarding (cross-check, outbox, watchdog; lmcz_fast/front/watch.py), or None.
+    front_watch: WatchOptions | None = None
 
     def __repr__(self) -> str:
         return (f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>, "

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable
 
 from ..front import Front
+from ..front.watch import FrontWatch, watch_front
 from .api import LocalModule
 from .config import DEFAULT_PASSWORD, AuditOptions, ServiceConfig, Token
 from .http import Server
@@ -114,7 +115,8 @@ def run(
     SIGHUP calls `password()` and `tokens()` (serve reads its --password-file and --token-file again) and takes
     the new credentials for the next requests without closing a connection; what cannot be read leaves the old
     in force. `page_credentials` (user, password) open the status page (GET /) only, read-only. `config.front`: serve
-    in front of the official module (`serve --front`, service/fronting.py).
+    in front of the official module (`serve --front`, service/fronting.py), with the cross-check, outbox and
+    watchdog `config.front_watch` asks for (lmcz_fast/front/watch.py).
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -134,6 +136,7 @@ def run(
     if page_credentials is not None:
         app.set_page_credentials(*page_credentials)
     server = Server(app)
+    watches: list[FrontWatch] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -171,7 +174,12 @@ def run(
                      front.deadline * 1000, front.credentials.kind,
                      "" if forwarder.inst is None else f"; its last-known inst {forwarder.inst}")
             loop.create_task(learn_inst(forwarder))
+            if config.front_watch is not None:
+                watches.append(watch_front(blocklist, forwarder, config.front_watch))
+                app.attach_front_watch(watches[0])
         await server.start()
+        for watch in watches:
+            watch.start(loop)
         status, lm = app.current_status()
         settle_garbage_collector()
         log.info("serving %s on http://%s:%d (status %s, version %d, %d codes, %d gtins; auth %s; audit %s)",
@@ -194,6 +202,8 @@ def run(
     try:
         asyncio.run(main())
     finally:
+        for watch in watches:
+            watch.stop()
         app.stop_writer()
         if audit_log is not None:
             audit_log.close()

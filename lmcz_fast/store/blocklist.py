@@ -55,6 +55,7 @@ from .prices import Tables, TablesReport
 from .reading import Versions, no_list_error
 from .records import DeltaReport, LoadReport, Status, Verdict
 from .snapshot import Snapshot, readings_of
+from .outbox import Outbox
 from .sold import SoldEntry, SoldRegister
 from .tables import META_COUNTS, META_TABLES_DIGEST, Record, check_group, iter_rows
 from .writing import Writer
@@ -214,6 +215,7 @@ class Blocklist(ProbeBase):
             self.tables = Tables(handle, self.writer.apply)
             self.versions = Versions(handle, self, self.tables, float(refresh_interval))
             self.sold = SoldRegister(handle)
+            self.outbox = Outbox(handle)
             self._renew()
         except BaseException:
             release_env(env)
