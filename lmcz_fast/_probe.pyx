@@ -988,18 +988,44 @@ cdef extern from *:
         clock_gettime(CLOCK_REALTIME, &ts);
         return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
     }
-    /* Set a slot of a `__slots__` object through its member descriptor's own setter: what
-       `object.__setattr__` ends in, without the attribute lookup (a frozen dataclass's __init__ does this). */
-    static inline int lmcz_set_slot(PyObject* descr, PyObject* obj, PyObject* value) {
-        return Py_TYPE(descr)->tp_descr_set(descr, obj, value);
-    }
     static inline int lmcz_has_descr_set(PyObject* descr) {
         return Py_TYPE(descr)->tp_descr_set != NULL;
     }
+    #include "structmember.h"
+    /* The byte offset of the object slot a `__slots__` member descriptor stands for, or -1 when `descr` is not
+       a writable object slot of `type` (then the compiled check does not build that type itself). */
+    static Py_ssize_t lmcz_slot_offset(PyObject* descr, PyObject* type) {
+        PyMemberDef* m;
+        if (!PyObject_TypeCheck(descr, &PyMemberDescr_Type)) return -1;
+        if (((PyDescrObject*)descr)->d_type != (PyTypeObject*)type) return -1;
+        m = ((PyMemberDescrObject*)descr)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
+        if (m->offset < (Py_ssize_t)sizeof(PyObject) || m->offset + (Py_ssize_t)sizeof(PyObject*)
+                > ((PyTypeObject*)type)->tp_basicsize) return -1;
+        return m->offset;
+    }
+    /* A new instance of `type` with every slot empty (what object.__new__ makes), to fill with lmcz_put_slot. */
+    static inline PyObject* lmcz_alloc(PyObject* type) {
+        return ((PyTypeObject*)type)->tp_alloc((PyTypeObject*)type, 0);
+    }
+    /* Store a new reference to `value` in the empty slot at `offset` of `obj` (steals nothing). */
+    static inline void lmcz_put_slot(PyObject* obj, Py_ssize_t offset, PyObject* value) {
+        Py_INCREF(value);
+        *(PyObject**)((char*)obj + offset) = value;
+    }
+    /* An ASCII str of n bytes at p (the caller knows they are ASCII: canonical identities, GTINs, CIS). */
+    static inline PyObject* lmcz_ascii(const void* p, Py_ssize_t n) {
+        PyObject* s = PyUnicode_New(n, 127);
+        if (s != NULL) memcpy(PyUnicode_DATA(s), p, (size_t)n);
+        return s;
+    }
     """
     double lmcz_wall_s() noexcept nogil
-    int lmcz_set_slot(PyObject* descr, PyObject* obj, PyObject* value) except -1
     bint lmcz_has_descr_set(PyObject* descr) noexcept
+    Py_ssize_t lmcz_slot_offset(PyObject* descr, PyObject* type) noexcept
+    object lmcz_alloc(PyObject* type)
+    void lmcz_put_slot(PyObject* obj, Py_ssize_t offset, PyObject* value) noexcept
+    str lmcz_ascii(const void* p, Py_ssize_t n)
 
 
 cdef inline Py_ssize_t _search_u64(const uint64_t* a, Py_ssize_t n, uint64_t x) noexcept nogil:
@@ -1236,8 +1262,10 @@ cdef class VerdictContext:
 _VERDICT_FIELDS = ("blocked", "cis", "gtin", "serial", "identity", "block", "db_version", "db_updated_at", "db_age",
                    "instance_id", "mrp", "smp", "grey_gtin", "sold")
 cdef object _verdict_type = None
-cdef object _verdict_new = object.__new__
 cdef list _verdict_slots = []
+cdef Py_ssize_t _verdict_at[14]      # each field's slot offset in a Verdict
+cdef object _TRUE = True
+cdef object _FALSE = False
 
 
 def _register_verdict(cls):
@@ -1255,30 +1283,55 @@ def _register_verdict(cls):
         slots.append(descr)
     if getattr(cls, "__post_init__", None) is not None:
         raise TypeError(f"{cls!r} has a __post_init__ the compiled check would not run")
+    if not isinstance(cls, type) or cls.__new__ is not object.__new__ or hasattr(cls, "__dict__") and \
+            "__dict__" in cls.__dict__:
+        raise TypeError(f"{cls!r}: the compiled check builds only plain slotted instances")
+    for i in range(14):
+        _verdict_at[i] = lmcz_slot_offset(<PyObject*>slots[i], <PyObject*>cls)
+        if _verdict_at[i] < 0:
+            raise TypeError(f"{cls!r}.{_VERDICT_FIELDS[i]} is not a writable object slot of it")
     _verdict_type = cls
     _verdict_slots = slots
 
 
 cdef inline str _ascii_str(const uint8_t* p, Py_ssize_t n):
-    return PyUnicode_DecodeASCII(<const char*>p, n, NULL)
+    return lmcz_ascii(p, n)
+
+
+cdef object _build_verdict(bint blocked, str cis, str gtin, str serial, str identity, object db_version,
+                           object db_updated_at, object db_age, object instance_id, object mrp, object smp,
+                           bint grey, bint sold):
+    """A Verdict of these fields, slot by slot (as its frozen dataclass __init__ would set them)."""
+    cdef PyObject* v
+    if _verdict_type is None:
+        raise RuntimeError("no Verdict class registered (lmcz_fast.store registers it on import)")
+    obj = lmcz_alloc(<PyObject*>_verdict_type)
+    v = <PyObject*>obj
+    lmcz_put_slot(v, _verdict_at[0], <PyObject*>(_TRUE if blocked else _FALSE))
+    lmcz_put_slot(v, _verdict_at[1], <PyObject*>cis)
+    lmcz_put_slot(v, _verdict_at[2], <PyObject*>gtin)
+    lmcz_put_slot(v, _verdict_at[3], <PyObject*>serial)
+    lmcz_put_slot(v, _verdict_at[4], <PyObject*>identity)
+    lmcz_put_slot(v, _verdict_at[5], <PyObject*>None)
+    lmcz_put_slot(v, _verdict_at[6], <PyObject*>db_version)
+    lmcz_put_slot(v, _verdict_at[7], <PyObject*>db_updated_at)
+    lmcz_put_slot(v, _verdict_at[8], <PyObject*>db_age)
+    lmcz_put_slot(v, _verdict_at[9], <PyObject*>instance_id)
+    lmcz_put_slot(v, _verdict_at[10], <PyObject*>mrp)
+    lmcz_put_slot(v, _verdict_at[11], <PyObject*>smp)
+    lmcz_put_slot(v, _verdict_at[12], <PyObject*>(_TRUE if grey else _FALSE))
+    lmcz_put_slot(v, _verdict_at[13], <PyObject*>(_TRUE if sold else _FALSE))
+    return obj
 
 
 cdef object _fast_verdict(const uint8_t* ident, Py_ssize_t n, const CodeFacts* facts, VerdictContext ctx,
                           double now, int64_t smp, bint grey):
     """The Verdict of a free code (not blocked, not sold) from the compiled pass."""
-    cdef list slots = _verdict_slots
-    cdef int i
-    if _verdict_type is None:
-        raise RuntimeError("no Verdict class registered (lmcz_fast.store registers it on import)")
     identity = _ascii_str(ident, n)
     cis = identity if facts.kind == 1 else _ascii_str(facts.cis, facts.cis_len)
-    values = (False, cis, _ascii_str(ident + 2, 14), _ascii_str(ident + SERIAL_AT, n - SERIAL_AT), identity, None,
-              ctx.db_version, ctx.db_updated_at, ctx.age(now), ctx.instance_id,
-              None if facts.mrp < 0 else facts.mrp, None if smp < 0 else smp, grey, False)
-    v = _verdict_new(_verdict_type)
-    for i in range(14):
-        lmcz_set_slot(<PyObject*>slots[i], <PyObject*>v, <PyObject*>(<tuple>values)[i])
-    return v
+    return _build_verdict(False, cis, _ascii_str(ident + 2, 14), _ascii_str(ident + SERIAL_AT, n - SERIAL_AT),
+                          identity, ctx.db_version, ctx.db_updated_at, ctx.age(now), ctx.instance_id,
+                          None if facts.mrp < 0 else facts.mrp, None if smp < 0 else smp, grey, False)
 
 
 # Per-code flags of a `CheckBatch` (`CheckBatch.flags[i]`).
@@ -1346,11 +1399,9 @@ cdef class CheckBatch:
     def verdict(self, Py_ssize_t i):
         """Code ``i``'s ``Verdict``, equal to what ``check`` answers for it (its ``CodeError`` if unreadable)."""
         cdef uint8_t f
-        cdef list slots = _verdict_slots
         cdef const uint8_t* idp
         cdef const uint8_t* cp
         cdef Py_ssize_t n, cn
-        cdef int k
         if not 0 <= i < self.n:
             raise IndexError(f"code {i} of a batch of {self.n}")
         f = self.flags.data.as_uchars[i]
@@ -1364,14 +1415,11 @@ cdef class CheckBatch:
         cn = self.cis_len.data.as_uchars[i]
         identity = _ascii_str(idp, n)
         cis = identity if cn == n and memcmp(cp, idp, <size_t>n) == 0 else _ascii_str(cp, cn)
-        values = (bool(f & F_BLOCKED), cis, _ascii_str(idp + 2, 14), _ascii_str(idp + SERIAL_AT, n - SERIAL_AT),
-                  identity, None, self.db_version, self.db_updated_at, self.db_age, self.instance_id,
-                  self.mrp.data.as_longlongs[i] if f & F_HAS_MRP else None,
-                  self.smp.data.as_longlongs[i] if f & F_HAS_SMP else None, bool(f & F_GREY), bool(f & F_SOLD))
-        v = _verdict_new(_verdict_type)
-        for k in range(14):
-            lmcz_set_slot(<PyObject*>slots[k], <PyObject*>v, <PyObject*>(<tuple>values)[k])
-        return v
+        return _build_verdict(f & F_BLOCKED, cis, _ascii_str(idp + 2, 14),
+                              _ascii_str(idp + SERIAL_AT, n - SERIAL_AT), identity, self.db_version,
+                              self.db_updated_at, self.db_age, self.instance_id,
+                              self.mrp.data.as_longlongs[i] if f & F_HAS_MRP else None,
+                              self.smp.data.as_longlongs[i] if f & F_HAS_SMP else None, f & F_GREY, f & F_SOLD)
 
 
 cdef CheckBatch _new_batch(Py_ssize_t total):
@@ -1526,6 +1574,7 @@ cdef class _Attached:
     cdef bint empty
     cdef object version
     cdef object owner
+    cdef object ctx                 # the owner's VerdictContext, once a full check asked for it
 
     def __dealloc__(self):
         # The buffers go before the owner (Cython clears the object fields after this): the views never
@@ -1948,13 +1997,17 @@ cdef class ProbeBase:
     @cython.final
     cdef VerdictContext _context(self, _Attached a):
         """The compiled check's view of attachment ``a``'s version, from its owner (a ``Reading``), built once."""
+        ctx = a.ctx
+        if ctx is not None:
+            return <VerdictContext>ctx
         owner = a.owner
         if owner is None:
             raise NotAttachedError("this probe's version has no reading to give a full verdict from")
         ctx = owner.verdict_ctx
         if ctx is None:
             ctx = owner.verdict_context()
-        return <VerdictContext?>ctx
+        a.ctx = <VerdictContext?>ctx
+        return <VerdictContext>ctx
 
     @cython.always_allow_keywords(False)
     def _check(self, raw, pg=None, bint tail_cut=False):
