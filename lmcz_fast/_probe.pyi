@@ -62,6 +62,8 @@ class VerdictContext:
         reference: float | None,
         instance_id: Any,
         slow: Callable[..., Any],
+        block_of: Callable[[bytes], Any],
+        sold_of: Callable[[bytes, float], bool],
     ) -> Self: ...
 
 @final

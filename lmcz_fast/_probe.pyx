@@ -48,6 +48,7 @@ cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(object o, Py_ssize_t i)
     const char* _utf8_or_null "PyUnicode_AsUTF8AndSize"(object o, Py_ssize_t* size)
     str PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
+    void PyObject_GC_UnTrack(void* op)
 
 
 # Small C primitives the algorithms are written with: little-endian unaligned loads (the memory map gives no
@@ -1175,6 +1176,9 @@ cdef class SoldFilter:
         self.count += 1
         return 0
 
+    cdef inline void prefetch(self, uint64_t h) noexcept nogil:
+        lmcz_prefetch(&self.slots[h & self.mask])
+
     cdef inline bint has(self, uint64_t h) noexcept nogil:
         cdef size_t i = h & self.mask
         while self.slots[i]:
@@ -1229,8 +1233,11 @@ cdef class SoldFilter:
 cdef class VerdictContext:
     """What the compiled check needs of one version besides its prefilter (``reading.Reading.verdict_context``):
     its tables (None: empty), its sold filter (None: the register is empty in that version), the metadata a
-    ``Verdict`` names, and ``slow(probe, raw, pg, tail_cut, now) -> Verdict``, the exact Python verdict for the rare
-    scans the compiled pass hands over (a prefilter hit, a sold-filter hit, a scan of several readings)."""
+    ``Verdict`` names, and the version's exact answers for what the compiled pass cannot decide alone:
+    ``block_of(identity: bytes) -> Block | None`` for a prefilter hit (the code's or its GTIN's block, or None
+    for a false hit), ``sold_of(identity: bytes, now) -> bool`` for a sold-filter hit (in the register and not
+    expired), and ``slow(probe, raw, pg, tail_cut, now) -> Verdict``, the whole Python verdict of a scan that
+    reads several ways (rare)."""
     cdef VerdictTables tables
     cdef SoldFilter sold
     cdef object db_version
@@ -1239,9 +1246,11 @@ cdef class VerdictContext:
     cdef double reference
     cdef bint has_reference
     cdef object slow
+    cdef object block_of
+    cdef object sold_of
 
     def __cinit__(self, VerdictTables tables, SoldFilter sold, db_version, db_updated_at, reference, instance_id,
-                  slow):
+                  slow, block_of, sold_of):
         self.tables = tables if tables is not None and len(tables) else None
         self.sold = sold if sold is not None and len(sold) else None
         self.db_version = db_version
@@ -1250,6 +1259,8 @@ cdef class VerdictContext:
         self.has_reference = reference is not None
         self.reference = float(reference) if reference is not None else 0.0
         self.slow = slow
+        self.block_of = block_of
+        self.sold_of = sold_of
 
     cdef inline object age(self, double now):
         if not self.has_reference:
@@ -1298,7 +1309,7 @@ cdef inline str _ascii_str(const uint8_t* p, Py_ssize_t n):
     return lmcz_ascii(p, n)
 
 
-cdef object _build_verdict(bint blocked, str cis, str gtin, str serial, str identity, object db_version,
+cdef object _build_verdict(object block, str cis, str gtin, str serial, str identity, object db_version,
                            object db_updated_at, object db_age, object instance_id, object mrp, object smp,
                            bint grey, bint sold):
     """A Verdict of these fields, slot by slot (as its frozen dataclass __init__ would set them)."""
@@ -1307,12 +1318,12 @@ cdef object _build_verdict(bint blocked, str cis, str gtin, str serial, str iden
         raise RuntimeError("no Verdict class registered (lmcz_fast.store registers it on import)")
     obj = lmcz_alloc(<PyObject*>_verdict_type)
     v = <PyObject*>obj
-    lmcz_put_slot(v, _verdict_at[0], <PyObject*>(_TRUE if blocked else _FALSE))
+    lmcz_put_slot(v, _verdict_at[0], <PyObject*>(_FALSE if block is None else _TRUE))
     lmcz_put_slot(v, _verdict_at[1], <PyObject*>cis)
     lmcz_put_slot(v, _verdict_at[2], <PyObject*>gtin)
     lmcz_put_slot(v, _verdict_at[3], <PyObject*>serial)
     lmcz_put_slot(v, _verdict_at[4], <PyObject*>identity)
-    lmcz_put_slot(v, _verdict_at[5], <PyObject*>None)
+    lmcz_put_slot(v, _verdict_at[5], <PyObject*>block)
     lmcz_put_slot(v, _verdict_at[6], <PyObject*>db_version)
     lmcz_put_slot(v, _verdict_at[7], <PyObject*>db_updated_at)
     lmcz_put_slot(v, _verdict_at[8], <PyObject*>db_age)
@@ -1321,17 +1332,21 @@ cdef object _build_verdict(bint blocked, str cis, str gtin, str serial, str iden
     lmcz_put_slot(v, _verdict_at[11], <PyObject*>smp)
     lmcz_put_slot(v, _verdict_at[12], <PyObject*>(_TRUE if grey else _FALSE))
     lmcz_put_slot(v, _verdict_at[13], <PyObject*>(_TRUE if sold else _FALSE))
+    # Its fields are strs, numbers, bools, None and a Block of strs: it can never be part of a reference cycle,
+    # so the cyclic collector need not track it (as CPython untracks tuples of such values). A receipt's or a
+    # request's thousands of verdicts then cost no collector passes.
+    PyObject_GC_UnTrack(v)
     return obj
 
 
 cdef object _fast_verdict(const uint8_t* ident, Py_ssize_t n, const CodeFacts* facts, VerdictContext ctx,
-                          double now, int64_t smp, bint grey):
-    """The Verdict of a free code (not blocked, not sold) from the compiled pass."""
+                          double now, int64_t smp, bint grey, object block, bint sold):
+    """The Verdict of a scan of one reading, from the compiled pass (``block``, ``sold``: its exact answers)."""
     identity = _ascii_str(ident, n)
     cis = identity if facts.kind == 1 else _ascii_str(facts.cis, facts.cis_len)
-    return _build_verdict(False, cis, _ascii_str(ident + 2, 14), _ascii_str(ident + SERIAL_AT, n - SERIAL_AT),
+    return _build_verdict(block, cis, _ascii_str(ident + 2, 14), _ascii_str(ident + SERIAL_AT, n - SERIAL_AT),
                           identity, ctx.db_version, ctx.db_updated_at, ctx.age(now), ctx.instance_id,
-                          None if facts.mrp < 0 else facts.mrp, None if smp < 0 else smp, grey, False)
+                          None if facts.mrp < 0 else facts.mrp, None if smp < 0 else smp, grey, sold)
 
 
 # Per-code flags of a `CheckBatch` (`CheckBatch.flags[i]`).
@@ -1363,8 +1378,8 @@ cdef class CheckBatch:
     - ``flags[i]`` (``array('B')``): ``CHECK_BLOCKED``, ``CHECK_SOLD``, ``CHECK_GREY`` (the GTIN is grey),
       ``CHECK_HAS_MRP``/``CHECK_HAS_SMP`` (``mrp[i]``/``smp[i]`` hold a price; else the field is None),
       ``CHECK_UNREADABLE`` (not a marking code: ``errors[i]`` is its ``CodeError``, every other field is empty),
-      ``CHECK_EXACT`` (answered by the exact Python path: ``verdicts[i]`` is its ``Verdict``, e.g. for its
-      ``block`` details; the arrays hold the same values);
+      ``CHECK_EXACT`` (``verdicts[i]`` is its ``Verdict``: a code that is blocked, for its ``block`` details, or
+      sold, or that reads several ways; the arrays hold the same values);
     - ``mrp[i]``, ``smp[i]`` (``array('q')``, kopecks; 0 when the flag says none);
     - ``cis[i*CHECK_STRIDE : i*CHECK_STRIDE + cis_len[i]]`` (bytearray, ASCII): the CIS as CRPT prints it;
     - ``identity[i*CHECK_STRIDE : ... + identity_len[i]]``: the canonical identity;
@@ -1372,7 +1387,8 @@ cdef class CheckBatch:
 
     Once per batch: ``db_version``, ``db_updated_at``, ``db_age``, ``instance_id`` (as every ``Verdict`` of it
     carries). ``verdict(i)`` builds code ``i``'s ``Verdict`` (raises its ``CodeError`` when unreadable). No Python
-    object is made per free code: only unreadable and exact-path codes have entries in ``errors``/``verdicts``.
+    object is made per free code: only unreadable, blocked, sold and several-reading codes have entries in
+    ``errors``/``verdicts``.
     """
     cdef readonly c_array flags
     cdef readonly c_array mrp
@@ -1415,7 +1431,7 @@ cdef class CheckBatch:
         cn = self.cis_len.data.as_uchars[i]
         identity = _ascii_str(idp, n)
         cis = identity if cn == n and memcmp(cp, idp, <size_t>n) == 0 else _ascii_str(cp, cn)
-        return _build_verdict(f & F_BLOCKED, cis, _ascii_str(idp + 2, 14),
+        return _build_verdict(None, cis, _ascii_str(idp + 2, 14),
                               _ascii_str(idp + SERIAL_AT, n - SERIAL_AT), identity, self.db_version,
                               self.db_updated_at, self.db_age, self.instance_id,
                               self.mrp.data.as_longlongs[i] if f & F_HAS_MRP else None,
@@ -2024,7 +2040,7 @@ cdef class ProbeBase:
         cdef VerdictContext ctx
         cdef _Attached a
         cdef int64_t smp = -1
-        cdef bint grey = False
+        cdef bint grey = False, sold
         cdef double now
         if n < 0:
             raise _check_error(n, raw, tail_cut, -1)
@@ -2032,12 +2048,15 @@ cdef class ProbeBase:
         a = self._cur
         ctx = self._context(a)
         now = lmcz_wall_s()
-        if (n_alts or facts.kind == 0 or _state_hit(&a.st, ident, n)
-                or (ctx.sold is not None and ctx.sold.has(_sold_hash(ident, n)))):
+        if n_alts or facts.kind == 0:
             return ctx.slow(_pinned(a), raw, pg, tail_cut, now)
+        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>ident, n)) if _state_hit(&a.st, ident, n) \
+            else None
+        sold = ctx.sold is not None and ctx.sold.has(_sold_hash(ident, n)) and \
+            ctx.sold_of(PyBytes_FromStringAndSize(<const char*>ident, n), now)
         if ctx.tables is not None:
             smp = ctx.tables.answer(_gtin_value(ident), _group_of(pg, facts.kind), &grey)
-        return _fast_verdict(ident, n, &facts, ctx, now, smp, grey)
+        return _fast_verdict(ident, n, &facts, ctx, now, smp, grey, block, sold)
 
     def _check_batch(self, raws, pgs=None, bint tail_cut=False, bint strict=False):
         """The full verdicts of ``raws`` as a ``CheckBatch``, every one from the one version this call takes.
@@ -2054,6 +2073,7 @@ cdef class ProbeBase:
         cdef int n_alts = 0
         cdef CodeFacts* facts = NULL
         cdef uint32_t* keys = NULL
+        cdef uint64_t* sold_hashes = NULL
         cdef uint8_t* multi = NULL
         cdef uint8_t* idp
         cdef uint8_t f
@@ -2064,7 +2084,7 @@ cdef class ProbeBase:
         cdef const Entry* table
         cdef Entry e
         cdef int64_t smp
-        cdef bint grey, hit
+        cdef bint grey, hit, sold_hit, sold
         cdef double now
         cdef ProbeBase pinned = None
         seq = raws if PyList_CheckExact(raws) or PyTuple_CheckExact(raws) else list(raws)
@@ -2073,9 +2093,10 @@ cdef class ProbeBase:
         b = _new_batch(total)
         facts = <CodeFacts*>calloc(total + 1, sizeof(CodeFacts))
         keys = <uint32_t*>calloc(total + 1, sizeof(uint32_t))
+        sold_hashes = <uint64_t*>calloc(total + 1, sizeof(uint64_t))
         multi = <uint8_t*>calloc(total + 1, sizeof(uint8_t))
         try:
-            if facts == NULL or keys == NULL or multi == NULL:
+            if facts == NULL or keys == NULL or multi == NULL or sold_hashes == NULL:
                 raise MemoryError()
             idp = <uint8_t*>PyByteArray_AS_STRING(b.identity)
             for i in range(total):
@@ -2112,6 +2133,9 @@ cdef class ProbeBase:
                 if not b.flags.data.as_uchars[i]:
                     keys[i] = _identity_key(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
                     lmcz_prefetch(&table[keys[i] >> 16])
+                    if ctx.sold is not None:
+                        sold_hashes[i] = _sold_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        ctx.sold.prefetch(sold_hashes[i])
             for i in range(total):
                 if not b.flags.data.as_uchars[i]:
                     rindex_prefetch_container(&st.ix, table[keys[i] >> 16], keys[i])
@@ -2119,16 +2143,30 @@ cdef class ProbeBase:
                 if b.flags.data.as_uchars[i]:
                     continue
                 n = b.identity_len.data.as_uchars[i]
-                hit = (multi[i] or rindex_contains(&st.ix, keys[i])
-                       or (st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins,
-                                                                 _gtin_value(idp + i * IDENTITY_MAX)))
-                       or (ctx.sold is not None and ctx.sold.has(_sold_hash(idp + i * IDENTITY_MAX, n))))
                 pg = groups[i] if groups is not None else None
-                if hit:
+                if multi[i]:
                     if pinned is None:
                         pinned = _pinned(a)
                     _fill_exact(b, i, ctx.slow(pinned, seq[i], pg, tail_cut, now))
                     continue
+                hit = (rindex_contains(&st.ix, keys[i])
+                       or (st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins,
+                                                                 _gtin_value(idp + i * IDENTITY_MAX))))
+                sold_hit = ctx.sold is not None and ctx.sold.has(sold_hashes[i])
+                if hit or sold_hit:
+                    block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n)) \
+                        if hit else None
+                    sold = sold_hit and ctx.sold_of(
+                        PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n), now)
+                    if block is not None or sold:
+                        smp = -1
+                        grey = False
+                        if ctx.tables is not None:
+                            smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX),
+                                                    _group_of(pg, facts[i].kind), &grey)
+                        _fill_exact(b, i, _fast_verdict(idp + i * IDENTITY_MAX, n, &facts[i], ctx, now, smp, grey,
+                                                        block, sold))
+                        continue
                 f = 0
                 if facts[i].mrp >= 0:
                     f |= F_HAS_MRP
@@ -2147,6 +2185,7 @@ cdef class ProbeBase:
         finally:
             free(facts)
             free(keys)
+            free(sold_hashes)
             free(multi)
         return b
 
