@@ -1270,6 +1270,15 @@ cdef class VerdictContext:
 
 # The `Verdict` class the compiled check builds (store/records.py registers it: this layer imports nothing above
 # it), and the member descriptors of its slots in `_VERDICT_FIELDS` order.
+cdef object _group_check = None
+
+
+def _register_group_check(fn):
+    """The store's product-group check (``tables.check_group``), for a ``pg`` that is not a plain int 1..65535."""
+    global _group_check
+    _group_check = fn
+
+
 _VERDICT_FIELDS = ("blocked", "cis", "gtin", "serial", "identity", "block", "db_version", "db_updated_at", "db_age",
                    "instance_id", "mrp", "smp", "grey_gtin", "sold")
 cdef object _verdict_type = None
@@ -2025,9 +2034,39 @@ cdef class ProbeBase:
         a.ctx = <VerdictContext?>ctx
         return <VerdictContext>ctx
 
+    def check(self, raw, pg=None, *, bint tail_cut=False):
+        """Parse a scan and say whether it is blocked, with why and the database version that said so.
+
+        The ``Verdict`` also says whether the code is in the sold register (``sold``) and carries the prices a till
+        compares a sale with: ``mrp`` (from the code itself), ``smp`` (the minimum price of the GTIN, else of
+        product group ``pg`` -- given by the caller, or a tobacco pack's own group 3) and ``grey_gtin``, all from the
+        one version this call answers from (a snapshot's, or the blocklist's current one). ``tail_cut=True`` also
+        answers a scan whose end cut a tail AI short after a GS, for its whole identity (``readings_of``; the
+        service's checks, docs/codes.md). Raises ``CodeError`` for anything that is not a marking code,
+        ``RecordError`` (a ``ValueError``) for a ``pg`` that is not a product group id, and ``NoListError`` if the
+        store never held a list. One compiled pass (``_check``).
+        """
+        if pg is not None and not (type(pg) is int and 1 <= <object>pg <= 0xFFFF):
+            _group_check(pg)
+        try:
+            return self._check_one(raw, pg, tail_cut)
+        except NotAttachedError:
+            self._check_detached()
+        return self._check_one(raw, pg, tail_cut)
+
+    def _check_detached(self):
+        """Called when ``check`` finds nothing attached: raise the subclass's own error, or attach again (then
+        ``check`` tries once more)."""
+        raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
+
     @cython.always_allow_keywords(False)
     def _check(self, raw, pg=None, bint tail_cut=False):
-        """The full ``Verdict`` of one scan (``Blocklist.check``, ``Snapshot.check``): cut, probe, the sold filter
+        """``check`` without the group check and the detached hook (tests, benches)."""
+        return self._check_one(raw, pg, tail_cut)
+
+    @cython.final
+    cdef object _check_one(self, object raw, object pg, bint tail_cut):
+        """The full ``Verdict`` of one scan (``check``): cut, probe, the sold filter
         and the tables in one compiled pass over the version this call takes; the exact Python path
         (``VerdictContext.slow``) only for a prefilter hit, a sold-filter hit or a scan of several readings.
         ``pg``: a product group id the caller checked, or None. Bad scans raise ``readings_of``'s ``CodeError``."""
@@ -2082,7 +2121,8 @@ cdef class ProbeBase:
         cdef _Attached a
         cdef const AState* st
         cdef const Entry* table
-        cdef Entry e
+        cdef Entry ents[BATCH]
+        cdef Py_ssize_t start, end, prev
         cdef int64_t smp
         cdef bint grey, hit, sold_hit, sold
         cdef double now
@@ -2129,59 +2169,71 @@ cdef class ProbeBase:
             b.db_updated_at = ctx.db_updated_at
             b.db_age = ctx.age(now)
             b.instance_id = ctx.instance_id
-            for i in range(total):
-                if not b.flags.data.as_uchars[i]:
-                    keys[i] = _identity_key(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
-                    lmcz_prefetch(&table[keys[i] >> 16])
-                    if ctx.sold is not None:
-                        sold_hashes[i] = _sold_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
-                        ctx.sold.prefetch(sold_hashes[i])
-            for i in range(total):
-                if not b.flags.data.as_uchars[i]:
-                    rindex_prefetch_container(&st.ix, table[keys[i] >> 16], keys[i])
-            for i in range(total):
-                if b.flags.data.as_uchars[i]:
-                    continue
-                n = b.identity_len.data.as_uchars[i]
-                pg = groups[i] if groups is not None else None
-                if multi[i]:
-                    if pinned is None:
-                        pinned = _pinned(a)
-                    _fill_exact(b, i, ctx.slow(pinned, seq[i], pg, tail_cut, now))
-                    continue
-                hit = (rindex_contains(&st.ix, keys[i])
-                       or (st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins,
-                                                                 _gtin_value(idp + i * IDENTITY_MAX))))
-                sold_hit = ctx.sold is not None and ctx.sold.has(sold_hashes[i])
-                if hit or sold_hit:
-                    block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n)) \
-                        if hit else None
-                    sold = sold_hit and ctx.sold_of(
-                        PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n), now)
-                    if block is not None or sold:
-                        smp = -1
-                        grey = False
-                        if ctx.tables is not None:
-                            smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX),
-                                                    _group_of(pg, facts[i].kind), &grey)
-                        _fill_exact(b, i, _fast_verdict(idp + i * IDENTITY_MAX, n, &facts[i], ctx, now, smp, grey,
-                                                        block, sold))
+            # In blocks of BATCH codes, two in flight: block k is hashed (prefetching its index entries and sold
+            # slots), block k-1 is tested and filled, then block k's entries are loaded (prefetching containers).
+            start = 0
+            prev = -1
+            while True:
+                end = start + BATCH if start + BATCH < total else total
+                for i in range(start, end):
+                    if not b.flags.data.as_uchars[i]:
+                        keys[i] = _identity_key(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        lmcz_prefetch(&table[keys[i] >> 16])
+                        if ctx.sold is not None:
+                            sold_hashes[i] = _sold_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                            ctx.sold.prefetch(sold_hashes[i])
+                for i in range(prev, start if prev >= 0 else prev):
+                    if b.flags.data.as_uchars[i]:
                         continue
-                f = 0
-                if facts[i].mrp >= 0:
-                    f |= F_HAS_MRP
-                    b.mrp.data.as_longlongs[i] = facts[i].mrp
-                if ctx.tables is not None:
-                    smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX), _group_of(pg, facts[i].kind), &grey)
-                    if smp >= 0:
-                        f |= F_HAS_SMP
-                        b.smp.data.as_longlongs[i] = smp
-                    if grey:
-                        f |= F_GREY
-                b.flags.data.as_uchars[i] = f
-                memcpy(PyByteArray_AS_STRING(b.cis) + i * IDENTITY_MAX, facts[i].cis, <size_t>facts[i].cis_len)
-                b.cis_len.data.as_uchars[i] = <uint8_t>facts[i].cis_len
-                memcpy(PyByteArray_AS_STRING(b.gtin) + i * 14, idp + i * IDENTITY_MAX + 2, 14)
+                    n = b.identity_len.data.as_uchars[i]
+                    pg = groups[i] if groups is not None else None
+                    if multi[i]:
+                        if pinned is None:
+                            pinned = _pinned(a)
+                        _fill_exact(b, i, ctx.slow(pinned, seq[i], pg, tail_cut, now))
+                        continue
+                    hit = (rindex_contains_entry(&st.ix, ents[i - prev], keys[i])
+                           or (st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins,
+                                                                     _gtin_value(idp + i * IDENTITY_MAX))))
+                    sold_hit = ctx.sold is not None and ctx.sold.has(sold_hashes[i])
+                    if hit or sold_hit:
+                        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n)) \
+                            if hit else None
+                        sold = sold_hit and ctx.sold_of(
+                            PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n), now)
+                        if block is not None or sold:
+                            smp = -1
+                            grey = False
+                            if ctx.tables is not None:
+                                smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX),
+                                                        _group_of(pg, facts[i].kind), &grey)
+                            _fill_exact(b, i, _fast_verdict(idp + i * IDENTITY_MAX, n, &facts[i], ctx, now, smp,
+                                                            grey, block, sold))
+                            continue
+                    f = 0
+                    if facts[i].mrp >= 0:
+                        f |= F_HAS_MRP
+                        b.mrp.data.as_longlongs[i] = facts[i].mrp
+                    if ctx.tables is not None:
+                        smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX), _group_of(pg, facts[i].kind),
+                                                &grey)
+                        if smp >= 0:
+                            f |= F_HAS_SMP
+                            b.smp.data.as_longlongs[i] = smp
+                        if grey:
+                            f |= F_GREY
+                    b.flags.data.as_uchars[i] = f
+                    memcpy(PyByteArray_AS_STRING(b.cis) + i * IDENTITY_MAX, facts[i].cis, <size_t>facts[i].cis_len)
+                    b.cis_len.data.as_uchars[i] = <uint8_t>facts[i].cis_len
+                    memcpy(PyByteArray_AS_STRING(b.gtin) + i * 14, idp + i * IDENTITY_MAX + 2, 14)
+                if start >= total:
+                    break
+                for i in range(start, end):
+                    if not b.flags.data.as_uchars[i]:
+                        ents[i - start] = table[keys[i] >> 16]
+                        rindex_prefetch_container(&st.ix, ents[i - start], keys[i])
+                prev = start
+                start = end
         finally:
             free(facts)
             free(keys)
