@@ -1421,8 +1421,21 @@ cdef class CheckBatch:
     def __len__(self):
         return self.n
 
+    def verdict_list(self):
+        """``[self.verdict(i) for i in range(len(self))]`` (``check_many``), built in one compiled loop."""
+        cdef Py_ssize_t i
+        cdef list out = PyList_New(self.n)
+        for i in range(self.n):
+            v = self._verdict(i)
+            Py_INCREF(v)
+            PyList_SET_ITEM(out, i, v)
+        return out
+
     def verdict(self, Py_ssize_t i):
         """Code ``i``'s ``Verdict``, equal to what ``check`` answers for it (its ``CodeError`` if unreadable)."""
+        return self._verdict(i)
+
+    cdef object _verdict(self, Py_ssize_t i):
         cdef uint8_t f
         cdef const uint8_t* idp
         cdef const uint8_t* cp

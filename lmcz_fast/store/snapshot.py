@@ -111,8 +111,7 @@ class Snapshot(ProbeBase):
     def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
         """`[check(r) for r in raws]`, all from this version (`pgs`: one product group or None per scan). A bad
         scan raises `CodeError` naming its index (also `.index`), as `is_blocked_many` does."""
-        batch = self.check_batch(raws, pgs, strict=True)
-        return [batch.verdict(i) for i in range(len(batch))]
+        return self.check_batch(raws, pgs, strict=True).verdict_list()  # type: ignore[no-any-return]
 
     def check_batch(self, raws: Iterable[Any], pgs: Iterable[int | None] | None = None, *,
                     tail_cut: bool = False, strict: bool = False) -> CheckBatch:
