@@ -415,24 +415,22 @@ def render(data: PageData, lang: str = "ru") -> bytes:
     others = [till for till in data.tills if till.by != "client-id"]
     out.append(f'<section id="tills"><h2>{esc(t["tills"])} ({len(tills)})</h2>')
     out.append(f'<p>{esc(t["rate"])}: <b id="rate">{data.rate:.1f}</b></p>')
-    if tills:
-        out.append(f"<table><tr><th>{esc(t['till'])}</th><th>{esc(t['last_request'])}</th>"
+
+    def table(rows: list[TillSeen], first: str, css: str, opening: str = "<table>") -> None:
+        out.append(f"{opening}<tr><th>{esc(first)}</th><th>{esc(t['last_request'])}</th>"
                    f"<th>{esc(t['requests'])}</th><th>{esc(t['checks'])}</th></tr>")
-        for till in tills:
+        for till in rows:
             ago = _duration(data.now - till.last_request, t)
-            out.append(f'<tr class="till"><td>{esc(till.name)}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
+            out.append(f'<tr class="{css}"><td>{esc(till.name)}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
                        f"<td>{_number(till.requests, lang)}</td><td>{_number(till.checks, lang)}</td></tr>")
         out.append("</table>")
+
+    if tills:
+        table(tills, t["till"], "till")
     else:
         out.append(f"<p>{esc(t['no_tills'])}</p>")
     if others:
-        out.append(f'<h2>{esc(t["others"])}</h2><table id="others"><tr><th>{esc(t["client"])}</th>'
-                   f"<th>{esc(t['last_request'])}</th><th>{esc(t['requests'])}</th><th>{esc(t['checks'])}</th></tr>")
-        for till in others:
-            ago = _duration(data.now - till.last_request, t)
-            out.append(f'<tr class="other"><td>{esc(till.name)}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
-                       f"<td>{_number(till.requests, lang)}</td><td>{_number(till.checks, lang)}</td></tr>")
-        out.append("</table>")
+        table(others, t["client"], "other", opening=f'<h2>{esc(t["others"])}</h2><table id="others">')
     out.append("</section>")
     out.append(f'<section id="failing"><h2>{esc(t["failing"])}</h2>')
     if data.failing:
