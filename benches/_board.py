@@ -74,6 +74,9 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("service: server CPU per 20-code request, one unreadable",
      "service: server CPU per 20-code request, all readable"):
         Record(0.926, 1.106, True, "issue 20: 1.061, 1.106, 1.012, 0.926 in four runs of this bench on a loaded VM"),
+    ("service: server CPU per check, 20 organisations", "service: server CPU per check, no organisations file"):
+        Record(0.931, 1.06, True, "issue 23, this bench on a loaded VM (load 11): 1.060 (5 rounds), 0.931 (9 "
+                                  "rounds); a check of an organisation adds a dict lookup and a few counters"),
     ("service: server CPU per request, audit on", "service: server CPU per request, audit off"):
         Record(1.03, 1.17, False, "issue 4 stop: 1.03-1.17 between runs; two identical servers differ by ~5 %"),
     ("single/is_blocked", "single/set"):
@@ -157,6 +160,11 @@ RECORDS: dict[tuple[str, str], Record] = {
                                     "prefilter and its index whole): 2.267x, held from the 3rd delta on (2.48x "
                                     "before the prefilter's pages were taken first in each delta); `lmcz-fast "
                                     "compact` brings it to 1x"),
+    ("conns: p99, 10k keep-alive connections at 5k req/s (wrk)", "conns: 5 ms"):
+        Record(25.4, 992.0, False, "issue 24: 127 ms at 4.6k req/s (wrk, 10k connections, same 2 cores); this "
+                                   "bench, 4 runs on a VM at load average 8-13, the server runnable-waiting "
+                                   "54-70 % of the time: 1.3-2.6k req/s, p99 2.1-5.0 s (the 1k-connection "
+                                   "control: p99 0.5-0.9 s)"),
     ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),
