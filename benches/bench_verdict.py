@@ -2,7 +2,8 @@
 
 A store of ~900k blocked codes with minimum prices (per GTIN and a group's), grey GTINs and a sold register of 20k
 sales; probes are what a till sees, raw scans with crypto tails, 1 % of them blocked. Every figure is per code,
-from one snapshot (one version), as a receipt or a service request reads it:
+from one snapshot (one version), as a receipt or a service request reads it, the fastest of alternating rounds of
+each side (the machine's load falls on every side alike):
 
 - `check` (a whole `Verdict`: blocked, sold, mrp, smp, grey) against `is_blocked` on the same scans: <= 3x;
 - `check_batch` (the compact per-code arrays a service encodes from) and `check_many` (a `Verdict` per code)
@@ -20,7 +21,6 @@ import time
 
 import pytest
 
-from conftest import median_of
 from lmcz_fast import Blocklist, parse_code
 from lmcz_fast._probe import CHECK_BLOCKED
 from lmcz_fast.synth import blocklist_and_probes
@@ -28,7 +28,7 @@ from lmcz_fast.synth import blocklist_and_probes
 N_CODES = int(os.environ.get("LMCZ_BENCH_CODES", "900000"))
 N_PROBES = 20_000
 N_SOLD = 20_000
-ROUNDS = 7
+ROUNDS = 9
 
 
 @pytest.fixture(scope="module")
@@ -53,64 +53,56 @@ def world(tmp_path_factory):
     bl.close()
 
 
-def _run(benchmark, board, name: str, fn):
-    result = benchmark.pedantic(fn, rounds=ROUNDS, warmup_rounds=1, iterations=1)
-    board.record(name, median_of(benchmark) / N_PROBES)
-    return result
+def _rounds(benchmark, board, sides: dict) -> dict:
+    """Alternating rounds of each side (name -> function of no arguments), so that the machine's load falls on all
+    of them alike; each side's figure is its fastest round, per code (as bench_store's interleaved checks). Returns
+    each side's last result."""
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    last: dict = {}
+
+    def one_round() -> None:
+        for name, fn in sides.items():
+            started = time.perf_counter()
+            last[name] = fn()
+            times[name].append(time.perf_counter() - started)
+
+    benchmark.pedantic(one_round, rounds=ROUNDS, warmup_rounds=1, iterations=1)
+    for name, spent in times.items():
+        board.record(name, min(spent) / N_PROBES)
+    return last
 
 
-@pytest.mark.benchmark(group="verdict-single")
-def test_is_blocked(benchmark, board, world):
-    view, scans = world["view"], world["scans"]
-    assert _run(benchmark, board, "verdict/is_blocked", lambda: [view.is_blocked(s) for s in scans]) == \
-        world["truth"]
-
-
-@pytest.mark.benchmark(group="verdict-single")
-def test_check(benchmark, board, world):
-    view, scans = world["view"], world["scans"]
-    verdicts = _run(benchmark, board, "verdict/check", lambda: [view.check(s) for s in scans])
-    assert [v.blocked for v in verdicts] == world["truth"]
-    assert any(v.smp is not None for v in verdicts) and any(v.grey_gtin for v in verdicts)
+@pytest.mark.benchmark(group="verdict")
+def test_check_against_is_blocked_and_the_python_verdict(benchmark, board, world):
+    view, scans, truth = world["view"], world["scans"], world["truth"]
+    slow = world["bl"].versions.current.slow_verdict
+    last = _rounds(benchmark, board, {
+        "verdict/is_blocked": lambda: [view.is_blocked(s) for s in scans],
+        "verdict/check": lambda: [view.check(s) for s in scans],
+        "verdict/python_verdict": lambda: [slow(view, s, None, False, time.time()) for s in scans],
+    })
+    assert last["verdict/is_blocked"] == truth
+    assert [v.blocked for v in last["verdict/check"]] == truth == [v.blocked for v in last["verdict/python_verdict"]]
+    assert any(v.smp is not None for v in last["verdict/check"]) and any(v.grey_gtin for v in last["verdict/check"])
     board.target("verdict/check", "verdict/is_blocked", 3.0,
                  "verdict: check (full Verdict) / is_blocked, per code")
-
-
-@pytest.mark.benchmark(group="verdict-single")
-def test_python_verdict(benchmark, board, world):
-    """The Python verdict `check` answered with before (main's path, kept as the exact path for rare scans)."""
-    view, scans = world["view"], world["scans"]
-    reading = world["bl"].versions.current
-    slow = reading.slow_verdict
-
-    def loop():
-        return [slow(view, s, None, False, time.time()) for s in scans]
-
-    verdicts = _run(benchmark, board, "verdict/python_verdict", loop)
-    assert [v.blocked for v in verdicts] == world["truth"]
     board.target("verdict/check", "verdict/python_verdict", 0.35,
                  "verdict: check / the Python verdict it replaced, per code")
 
 
-@pytest.mark.benchmark(group="verdict-batch")
-def test_is_blocked_many(benchmark, board, world):
-    view, scans = world["view"], world["scans"]
-    assert _run(benchmark, board, "verdict/is_blocked_many", lambda: view.is_blocked_many(scans)) == world["truth"]
-
-
-@pytest.mark.benchmark(group="verdict-batch")
-def test_check_batch(benchmark, board, world):
-    view, scans = world["view"], world["scans"]
-    batch = _run(benchmark, board, "verdict/check_batch", lambda: view.check_batch(scans, tail_cut=True))
-    assert [bool(batch.flags[i] & CHECK_BLOCKED) for i in range(len(batch))] == world["truth"]
+@pytest.mark.benchmark(group="verdict")
+def test_check_batch_and_check_many_against_is_blocked_many(benchmark, board, world):
+    view, scans, truth = world["view"], world["scans"], world["truth"]
+    last = _rounds(benchmark, board, {
+        "verdict/is_blocked_many": lambda: view.is_blocked_many(scans),
+        "verdict/check_batch": lambda: view.check_batch(scans, tail_cut=True),
+        "verdict/check_many": lambda: view.check_many(scans),
+    })
+    batch = last["verdict/check_batch"]
+    assert last["verdict/is_blocked_many"] == truth
+    assert [bool(batch.flags[i] & CHECK_BLOCKED) for i in range(len(batch))] == truth
+    assert [v.blocked for v in last["verdict/check_many"]] == truth
     board.target("verdict/check_batch", "verdict/is_blocked_many", 3.0,
                  "verdict: check_batch (compact arrays) / is_blocked_many, per code")
-
-
-@pytest.mark.benchmark(group="verdict-batch")
-def test_check_many(benchmark, board, world):
-    view, scans = world["view"], world["scans"]
-    verdicts = _run(benchmark, board, "verdict/check_many", lambda: view.check_many(scans))
-    assert [v.blocked for v in verdicts] == world["truth"]
     board.target("verdict/check_many", "verdict/is_blocked_many", 3.0,
                  "verdict: check_many (a Verdict per code) / is_blocked_many, per code")
