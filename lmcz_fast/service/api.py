@@ -28,6 +28,7 @@ from .auth import Credentials
 from .checks import CHECK_SLICE, Checks, query_values
 from .config import DEFAULT_PASSWORD, ServiceConfig, Token, software_version
 from .durable import DurableWriter
+from .fronting import FRONTED, Fronting
 from .metrics import Metrics
 from .organisations import Caller, Member, Organisation, Organisations
 from .page import Activity, PageData, TillSeen, render
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     import asyncio
 
     from ..audit import AuditLog
+    from ..front import Front
     from ..store import Blocklist, GroupCommitter, Status
 
 log = logging.getLogger("lmcz_fast.service")
@@ -112,6 +114,14 @@ class LocalModule:
         self.metrics.families.append(self.activity.prometheus_lines)
         if self.organisations is not None:
             self.metrics.families.append(self.organisations.prometheus_lines)
+        #: In front of the official module (`serve --front`, fronting.py), or None: the service alone.
+        self.fronting: Fronting | None = None
+
+    def attach_front(self, front: Front) -> Fronting:
+        """Put this module in front of the official one (`serve --front`): checks, init, sell and return go
+        through `front` from now on (service/fronting.py says what a till gets)."""
+        self.fronting = Fronting(self.shared, front)
+        return self.fronting
 
     @property
     def config(self) -> ServiceConfig:
@@ -228,7 +238,11 @@ class LocalModule:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
             shared.endpoint, shared.started = endpoint, started
-            response = handler(method, query, body, client_id, content_type)
+            if self.fronting is not None and endpoint in FRONTED:
+                response = self.fronting.handle(endpoint, handler, method, path, query, body, client_id,
+                                                content_type)
+            else:
+                response = handler(method, query, body, client_id, content_type)
             if isinstance(response, Steps):
                 return Steps(self._observed(response, endpoint, started))
             if endpoint in ("status", "init", "sell", "return"):
@@ -402,7 +416,7 @@ class LocalModule:
             self.shared.status.initialized_at = self.clock()
         else:
             member.initialized_at = self.clock()
-        if first:
+        if first and self.fronting is None:
             log.info("init received%s (token not stored; the database comes from `lmcz-fast sync`)",
                      "" if member is None else f" for inn {member.organisation.inn}")
         status, lm = self.current_status(force=True)
@@ -541,4 +555,6 @@ class LocalModule:
         if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
             out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
                     for text in shrink_guard.warnings(self.blocklist)]
+        if self.fronting is not None:
+            out += self.fronting.warnings()
         return out

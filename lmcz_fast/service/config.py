@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ..front import FrontConfig
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5995
 DEFAULT_USER = "admin"
@@ -60,6 +62,8 @@ class ServiceConfig:
     tokens: tuple[Token, ...] = ()
     #: `GET /api/v{1,2}/status` also requires credentials (the official module's does not; `serve --status-auth`).
     status_auth: bool = False
+    #: In front of the official module at this URL (`serve --front`, docs/front.md), or None: the service alone.
+    front: FrontConfig | None = None
     #: Several organisations served by one module (`serve --organisations FILE`, service/organisations.py): their
     #: credentials replace `user`/`password`/`tokens`. Empty: one organisation, as the official module.
     organisations: tuple[Any, ...] = ()     # of organisations.Organisation (which imports this module)

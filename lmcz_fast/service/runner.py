@@ -10,6 +10,7 @@ import signal
 import socket
 from collections.abc import Callable
 
+from ..front import Front
 from .api import LocalModule
 from .config import DEFAULT_PASSWORD, AuditOptions, ServiceConfig, Token
 from .http import Server
@@ -57,6 +58,22 @@ def notify(state: str) -> bool:
         return False
 
 
+async def learn_inst(front: Front) -> None:
+    """Ask the official module's status for its `inst` at start, so that answers given while it does not answer
+    checks carry it from the first one on (its check answers keep it current afterwards)."""
+    import json
+
+    try:
+        answer = await front.forward(b"GET", b"/api/v1/status", None, b"", None, None, deadline=5.0)
+        payload = json.loads(answer.body) if answer.status == 200 else None
+    except Exception as exc:  # noqa: BLE001 - any failure: learnt from its first check answer instead
+        log.warning("the official module at %s does not answer its status (%s): its inst is learnt from its "
+                    "first check answer", front.config.target.url, getattr(exc, "reason", None) or exc)
+        return
+    if isinstance(payload, dict) and front.inst is None:
+        front.learn({"inst": payload.get("inst")})
+
+
 def auth_words(config: ServiceConfig) -> str:
     """Who may call the service, for the start-up line (no secret)."""
     if not config.auth:
@@ -96,7 +113,8 @@ def run(
 
     SIGHUP calls `password()` and `tokens()` (serve reads its --password-file and --token-file again) and takes
     the new credentials for the next requests without closing a connection; what cannot be read leaves the old
-    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only.
+    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only. `config.front`: serve
+    in front of the official module (`serve --front`, service/fronting.py).
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -144,6 +162,15 @@ def run(
             notify("READY=1")
 
         loop.add_signal_handler(signal.SIGHUP, reload)
+        front = config.front
+        if front is not None:
+            forwarder = Front(front)
+            forwarder.start(loop)
+            app.attach_front(forwarder)
+            log.info("in front of the official module at %s (deadline %g ms, %s credentials%s)", front.target.url,
+                     front.deadline * 1000, front.credentials.kind,
+                     "" if forwarder.inst is None else f"; its last-known inst {forwarder.inst}")
+            loop.create_task(learn_inst(forwarder))
         await server.start()
         status, lm = app.current_status()
         settle_garbage_collector()
@@ -161,6 +188,8 @@ def run(
         notify("STOPPING=1")
         log.info("shutting down: draining %d connections", len(server.connections))
         await server.close()
+        if app.fronting is not None:
+            await app.fronting.close()
 
     try:
         asyncio.run(main())
