@@ -83,6 +83,19 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(1.34, 2.39, False, "issue 3 (1.34-1.44), issue 4 stop (1.48-2.2), this bench on a loaded VM (2.39)"),
     ("batch/is_blocked_many", "batch/set"):
         Record(0.796, 1.37, False, "issue 3 (0.90-0.95), issue 4 stop (0.91-1.37), this bench (0.80)"),
+    ("verdict/check", "verdict/is_blocked"):
+        Record(2.62, 3.73, False, "issue 24, benches/bench_verdict.py on a loaded VM (load 4-13): the full Verdict "
+                                  "in one compiled pass, met in about half the runs (2.6-3.0x), 3.1-3.7x in the "
+                                  "others; main's Python verdict was 22-33x is_blocked in an A/B run"),
+    ("verdict/check", "verdict/python_verdict"):
+        Record(0.084, 0.124, True, "issue 24, benches/bench_verdict.py: the compiled check against the Python "
+                                   "verdict it replaced (Reading.slow_verdict), alternating rounds"),
+    ("verdict/check_batch", "verdict/is_blocked_many"):
+        Record(1.76, 3.34, False, "issue 24, benches/bench_verdict.py on a loaded VM: compact per-code arrays, no "
+                                  "Python object per free code; 1.8-2.8x in most runs, 3.3x in one"),
+    ("verdict/check_many", "verdict/is_blocked_many"):
+        Record(2.40, 7.25, False, "issue 24, benches/bench_verdict.py on a loaded VM: a Verdict object per code "
+                                  "(allocation and its strings) on top of check_batch; 2.4-4.6x, 7.3x in one run"),
     ("tables/single_tables", "tables/single"):
         Record(0.908, 1.189, True, "issue 10: the same compiled hot path on two database files, interleaved rounds; "
                                    "0.91-1.02 in most runs, 1.19 in one on a loaded VM"),
