@@ -13,11 +13,13 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
+from .._answer import Answers, Envelope
 from .._codes import CodeError
+from ..audit import line_ends
 from ..store import NoListError
-from .answers import ERROR_UNREADABLE, Unreadable, code_json, envelope, unreadable_json
+from .answers import ERROR_UNREADABLE, Unreadable
 from .config import DEFAULT_MAX_CODE_LENGTH, ERROR_NOT_READY
-from .responses import HttpError, Response, Steps, encode_json, error
+from .responses import HttpError, Response, Steps, error
 
 if TYPE_CHECKING:
     from ..store import Snapshot, Status, Verdict
@@ -25,7 +27,6 @@ if TYPE_CHECKING:
 
 #: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
 CHECK_SLICE = 64
-_ENCODE = encode_json
 
 
 def query_values(query: bytes | None, name: bytes) -> list[str]:
@@ -49,6 +50,8 @@ class Checks:
 
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
+        #: The compiled encoder of both protocols' check answers (and their audit lines), one pass per request.
+        self.answers = Answers(Unreadable, ERROR_UNREADABLE)
 
     def items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
@@ -177,33 +180,24 @@ class Checks:
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                      status: Status, who: str | None = None) -> Generator[None, None, Response]:
-        answers, db_version = yield from self.verdict_steps(raws, req_id, req_ms, client, status, None, who)
+        answers, _ = yield from self.verdict_steps(raws, req_id, req_ms, client, status, None, who)
         first = next(v for v in answers if not isinstance(v, Unreadable))
-        inst = self._shared.instance_uuid(first.instance_id)
-        version = self._shared.version_uuid(first.instance_id, first.db_version)
-        grey = self._shared.status.grey_list          # read with the status `ready_for` just refreshed
-        codes = []
-        blocked = 0
-        checked = 0
-        for index, v in enumerate(answers):
-            if index and not index % CHECK_SLICE:
-                yield
-            if isinstance(v, Unreadable):
-                codes.append(unreadable_json(v, None))
-                continue
-            codes.append(code_json(v, None, grey))
-            blocked += v.blocked
-            checked += 1
+        body, line, checked, blocked = self.answers.v1(answers, self.envelope(req_id, req_ms, first, status, client,
+                                                                              who))
         self._shared.metrics.codes_checked += checked
         self._shared.metrics.codes_blocked += blocked
-        unread = len(answers) - checked
-        if self._shared.audit is not None:
-            self._shared.audit.record(req_id, req_ms, client, first.db_version, "partial" if unread else "ok",
-                              [(v.raw[:64], None) if isinstance(v, Unreadable) else (v.cis, v.blocked)
-                               for v in answers], who)
-        payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)
-        if unread:
-            payload["description"] = (f"ok; {unread} of {len(answers)} codes could not be read (their entries: "
-                                      f"errorCode {ERROR_UNREADABLE}, isBlocked true)")
-            payload["unreadable"] = unread
-        return Response(200, _ENCODE(payload).encode())
+        if line is not None:
+            self._shared.audit.record_lines(req_ms, line, 1)  # type: ignore[union-attr]
+        return Response(200, body)
+
+    def envelope(self, req_id: str, req_ms: int, first: Verdict, status: Status, client: str | None,
+                 who: str | None) -> Envelope:
+        """What a check answer says around its codes (the compiled encoder's `Envelope`): the UUIDs of the first
+        checked code's instance and version, the grey-list switch as read with the status `ready_for` just
+        refreshed, and what the audit lines name (no audit log: none written)."""
+        shared = self._shared
+        inst = shared.instance_uuid(first.instance_id)
+        version = shared.version_uuid(first.instance_id, first.db_version)
+        audit_client, audit_tail = line_ends(client, who) if shared.audit is not None else (None, "")
+        return Envelope(req_id, req_ms, inst, version, status.state, shared.status.grey_list, audit_client,
+                        audit_tail)

@@ -13,10 +13,11 @@ Status and init are shared with protocol 1 (`api.py`): the same fields, the same
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .answers import ERROR_UNREADABLE, PRODUCT_GROUPS, Unreadable, code_json, envelope, unreadable_json
+from .answers import PRODUCT_GROUPS, Unreadable
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
@@ -73,37 +74,19 @@ class ProtocolTwo:
         who = shared.audit_who()
         status = self._checks.ready_for(req_id, req_ms, client, raws, who)
         answers, db_version = self._checks.verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs], who)
-        grey = shared.status.grey_list          # read with the status `ready_for` just refreshed
-        audit = shared.audit
-        results = []
-        blocked = 0
-        checked = 0
         known = next(v for v in answers if not isinstance(v, Unreadable))
-        for index, (verdict, (_, pg)) in enumerate(zip(answers, pairs)):
-            rid = req_id if index == 0 else str(uuid.uuid4())
-            if isinstance(verdict, Unreadable):
-                # One envelope per code: this code's says what went wrong; the version is the one that answered
-                # the others (nothing was read from it for this code).
-                inst = shared.instance_uuid(known.instance_id)
-                version = shared.version_uuid(known.instance_id, known.db_version)
-                entry = envelope(rid, req_ms, inst, version, [unreadable_json(verdict, pg)], known, status.state)
-                entry.update(code=ERROR_UNREADABLE, description=verdict.message, error="invalid_code",
-                             errorCode=ERROR_UNREADABLE, reason=verdict.reason)
-                results.append(entry)
-                if audit is not None:
-                    audit.record(rid, req_ms, client, db_version, "invalid_code", [(verdict.raw[:64], None)], who)
-                continue
-            inst = shared.instance_uuid(verdict.instance_id)
-            version = shared.version_uuid(verdict.instance_id, verdict.db_version)
-            code = code_json(verdict, pg, grey)
-            results.append(envelope(rid, req_ms, inst, version, [code], verdict, status.state))
-            blocked += verdict.blocked
-            checked += 1
-            if audit is not None:
-                audit.record(rid, req_ms, client, verdict.db_version, "ok", [(verdict.cis, verdict.blocked)], who)
+        # One envelope per code, each with its own reqId (a UUID version 4 of 16 random bytes: the first code's is
+        # the request's); an unreadable code's says what went wrong, its version the one that answered the others.
+        body, lines, checked, blocked = self._checks.answers.v2(
+            answers, [pg for _, pg in pairs], os.urandom(16 * len(answers)),
+            self._checks.envelope(req_id, req_ms, known, status, client, who), db_version,
+            lambda instance_id, version: (shared.instance_uuid(instance_id),
+                                          shared.version_uuid(instance_id, version)))
+        if lines:
+            shared.audit.record_lines(req_ms, lines, len(answers))  # type: ignore[union-attr]
         shared.metrics.codes_checked += checked
         shared.metrics.codes_blocked += blocked
-        return Response(200, encode_json({"results": results}).encode())
+        return Response(200, body)
 
     def handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                          content_type: bytes | None) -> Response | Deferred:
