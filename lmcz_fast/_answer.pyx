@@ -107,7 +107,7 @@ cdef int _digits(Buf* b, long long value) except -1:
     return _raw(b, tmp + at, 24 - at)
 
 
-cdef inline void _u4(char* out, Py_UCS4 c) noexcept:
+cdef inline void _u4(char* out, unsigned int c) noexcept:
     out[0] = b'\\'
     out[1] = b'u'
     out[2] = HEX[(c >> 12) & 15]
@@ -122,7 +122,7 @@ cdef int _inner(Buf* b, str text) except -1:
     cdef Py_ssize_t i
     cdef int kind = PyUnicode_KIND(text)
     cdef void* data = PyUnicode_DATA(text)
-    cdef Py_UCS4 c, v
+    cdef unsigned int c, v
     cdef char* out
     _grow(b, n * 12)
     out = b.data + b.size
@@ -478,9 +478,9 @@ cdef class Answers:
     def v2(self, list answers, list pgs, bytes ids, Envelope head, object db_version, object uuids):
         """Protocol 2's answer to a check, one envelope per code: `(body, audit_lines or "", checked, blocked)`.
 
-        `pgs`: the product group each item named (or None); `ids`: 16 random bytes per code, of which the second
-        code on takes its `reqId` (a UUID version 4, as `uuid.uuid4()` makes of 16 bytes of `os.urandom`; the
-        first answers under `head.req_id`); `db_version`: the version that answered (an unreadable scan's audit
+        `pgs`: the product group each item named (or None); `ids`: 16 random bytes for each code after the first,
+        its `reqId` (a UUID version 4, as `uuid.uuid4()` makes of 16 bytes of `os.urandom`; the first answers
+        under `head.req_id`); `db_version`: the version that answered (an unreadable scan's audit
         line names it); `uuids(instance_id, db_version)`: `(inst, version)` for a verdict of another instance or
         version than `head`'s (`head.inst`/`head.version` are the first checked code's)."""
         cdef Py_ssize_t n = PyList_GET_SIZE(answers)
@@ -493,8 +493,8 @@ cdef class Answers:
         cdef str rid, inst, version
         cdef object seen_instance, seen_version
         cdef Buf b, a
-        if PyBytes_GET_SIZE(ids) < 16 * n or PyList_GET_SIZE(pgs) != n:
-            raise ValueError("ids needs 16 bytes and pgs one entry per code")
+        if PyBytes_GET_SIZE(ids) < 16 * (n - 1) or PyList_GET_SIZE(pgs) != n:
+            raise ValueError("ids needs 16 bytes for each code after the first, pgs one entry per code")
         for i in range(n):
             item = <object>PyList_GET_ITEM(answers, i)
             if type(item) is not kind:
@@ -516,7 +516,7 @@ cdef class Answers:
                 pg = <object>PyList_GET_ITEM(pgs, i)
                 if i:
                     _raw(&b, b",", 1)
-                    _uuid4(rid_text, rnd + 16 * i)
+                    _uuid4(rid_text, rnd + 16 * (i - 1))
                     rid = PyUnicode_DecodeASCII(rid_text, 36, NULL)
                 else:
                     rid = head.req_id
