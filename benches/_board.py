@@ -142,6 +142,19 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(2.48, 2.48, False, "issue 22, this bench: compaction after each full load keeps loads at ~2.1x, "
                                   "but 200 random 2k-code deltas in one long-running writer settle at ~2.5x "
                                   "(LMDB keeps two versions valid); `lmcz-fast compact` brings it to 1x"),
+    ("answer: v1 outCheck of 128 codes, server CPU per code",
+     "answer: 404 request of the same size, server CPU per request"):
+        Record(0.2, 0.34, False, "issue 24, benches/bench_answer.py on a loaded VM: 0.34 before (15.5 us a code "
+                                 "over a 45.7 us floor), 0.215 with the compiled answer (9.6 us over 44.5 us); "
+                                 "the rest is the verdict's, per code"),
+    ("answer: v2 outCheck of 128 codes, server CPU per code",
+     "answer: 404 request of the same size, server CPU per request"):
+        Record(0.28, 0.68, False, "issue 24, benches/bench_answer.py on a loaded VM: 0.68 before (31.3 us a code "
+                                  "over a 45.7 us floor), 0.28 with the compiled answer (12.5 us over 44.5 us)"),
+    ("answer: one-code outCheck, server CPU per request",
+     "answer: 404 request of the same size, server CPU per request"):
+        Record(2.49, 2.96, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.92 before (133 us over a "
+                                  "45.7 us floor), 2.49-2.96 with the compiled answer"),
     ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),
