@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .._probe import ProbeBase, unpack_key
+from .._probe import NotAttachedError, ProbeBase, unpack_key
 from .change import Change
 from .digest import format_digest
 from .environment import (
@@ -296,13 +296,12 @@ class Blocklist(ProbeBase):
         """
         if pg is not None:
             check_group(pg)
-        readings = readings_of(raw)
-        handle = self._handle
-        with handle.lock:
-            reading = handle.fresh()
-            if reading.empty:
-                raise no_list_error(handle.path)
-            return reading.verdict(self, readings, time.time(), pg)
+        try:
+            return self._check(raw, pg)
+        except NotAttachedError:
+            with self._handle.lock:
+                self._handle.fresh()        # closed: the store's own error; else attached again
+        return self._check(raw, pg)
 
     def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
         """`[check(r) for r in raws]`, every verdict from one version (`pgs`: one product group or None per scan,

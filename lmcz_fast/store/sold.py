@@ -49,6 +49,7 @@ from .environment import DB_META, DB_SOLD, DB_SOLD_TIME
 from .errors import StoreError
 from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
 from .handle import StoreHandle
+from .sold_filter import note_added, renew_epoch
 
 log = logging.getLogger("lmcz_fast.store")
 
@@ -205,6 +206,7 @@ class SoldRegister:
 
         def op(txn: lmdb.Transaction) -> list[SoldEntry]:
             out = []
+            added = []
             stamp_ms = max(at_ms, newest_time_ms(txn, time_db, meta_db)) if by_clock else at_ms
             for code in codes:
                 packed = code.identity.encode("ascii")
@@ -218,7 +220,9 @@ class SoldRegister:
                 stamp = _ms(when)
                 txn.put(packed, stamp + code.cis.encode(), db=db)
                 txn.put(stamp + packed, b"", db=time_db)
+                added.append(stamp + packed)
                 out.append(SoldEntry(code.identity, code.cis, when))
+            note_added(txn, meta_db, added)     # readers' sold filters find these (store/sold_filter.py)
             return out
 
         return op
@@ -242,10 +246,13 @@ class SoldRegister:
     def op_clear(self) -> Callable[[lmdb.Transaction], int]:
         db, time_db = self._db, self._time_db
 
+        meta_db = self._handle.dbs[DB_META]
+
         def op(txn: lmdb.Transaction) -> int:
             count = int(txn.stat(db)["entries"])
             txn.drop(db, delete=False)
             txn.drop(time_db, delete=False)
+            renew_epoch(txn, meta_db)
             return count
 
         return op
