@@ -59,7 +59,6 @@ def step_breakdown(db: str, codes: list[str], per_request: int) -> dict[str, dic
     `LocalModule.handle`, without the HTTP stack)."""
     from lmcz_fast.audit import AuditLog
     from lmcz_fast.service import LocalModule, ServiceConfig
-    from lmcz_fast.service.answers import Unreadable
     from lmcz_fast.service.v2 import cis_items
     from lmcz_fast.store import Blocklist
 
@@ -102,20 +101,21 @@ def step_breakdown(db: str, codes: list[str], per_request: int) -> dict[str, dic
             def check() -> None:
                 checked.clear()
                 for items in raws:
-                    checked.append(checks.verdicts(items, "r", 0, "c", status,
-                                                   None if name == "v1" else [None] * len(items)))
+                    checked.append(checks.check_all(items, "r", 0, "c", status,
+                                                    None if name == "v1" else [None] * len(items)))
 
             check()
 
             def encode() -> None:
-                for answers, version in checked:
-                    first = next(v for v in answers if not isinstance(v, Unreadable))
-                    head = checks.envelope("00000000-0000-4000-8000-000000000000", 0, first, status, "c", None)
+                for done in checked:
+                    head = checks.envelope("00000000-0000-4000-8000-000000000000", 0, done, status, "c", None)
+                    count = sum(len(batch) for batch in done.batches)
                     if name == "v1":
-                        checks.answers.v1(answers, head)
+                        checks.answers.v1_batches(done.batches, done.unreadable, head)
                     else:
-                        checks.answers.v2(answers, [None] * len(answers), os.urandom(16 * len(answers)), head,
-                                          version, lambda i, v: (head.inst, head.version))
+                        checks.answers.v2_batches(done.batches, done.unreadable, [None] * count,
+                                                  os.urandom(16 * count), head, done.db_version,
+                                                  lambda i, v: (head.inst, head.version))
 
             figures = {"handle": best(handle), "parse": best(parse), "check": best(check), "encode": best(encode)}
             audit.flush()

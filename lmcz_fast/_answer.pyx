@@ -11,9 +11,14 @@ other value (a block's detail a source sent as a list, say) through that same en
 in the same pass, as `audit._format` writes them (its JSON escaping is the same), and queued whole
 (`AuditLog.record_lines`).
 
-No lmcz_fast module is imported here: the service hands in what it knows (`Answers(unreadable_type, ...)`).
+The codes come either as `Verdict` objects (`v1`, `v2`) or as the compiled verdicts of `_probe.CheckBatch`es
+(`v1_batches`, `v2_batches`): a free code is then written from the batch's arrays, with no Python object made for
+it. Of lmcz_fast only `_probe` is imported (its flags); the service hands in the rest (`Answers(unreadable_type,
+...)`).
 """
 
+from cpython cimport array as carray
+from cpython.bytearray cimport PyByteArray_AS_STRING
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
@@ -24,6 +29,19 @@ from libc.math cimport isfinite, signbit
 from libc.string cimport memcpy
 
 import json
+
+from . import _probe
+
+#: The flags of a compiled verdict (`_probe.CheckBatch.flags`) and the strides of its byte fields.
+cdef int F_BLOCKED = _probe.CHECK_BLOCKED
+cdef int F_SOLD = _probe.CHECK_SOLD
+cdef int F_GREY = _probe.CHECK_GREY
+cdef int F_HAS_MRP = _probe.CHECK_HAS_MRP
+cdef int F_HAS_SMP = _probe.CHECK_HAS_SMP
+cdef int F_UNREADABLE = _probe.CHECK_UNREADABLE
+cdef int F_EXACT = _probe.CHECK_EXACT
+cdef Py_ssize_t CIS_STRIDE = _probe.CHECK_STRIDE
+cdef Py_ssize_t GTIN_STRIDE = _probe.GTIN_STRIDE
 
 cdef extern from "Python.h":
     int PyUnicode_IS_ASCII(object text)
@@ -159,6 +177,32 @@ cdef int _inner(Buf* b, str text) except -1:
             continue
         out += 2
     b.size = out - b.data
+    return 0
+
+
+cdef int _ascii_str(Buf* b, const unsigned char* data, Py_ssize_t n) except -1:
+    """ASCII bytes as a JSON string, escaped as `_inner` escapes the same text."""
+    cdef Py_ssize_t i
+    cdef unsigned int c
+    cdef char* out
+    _grow(b, n * 6 + 2)
+    out = b.data + b.size
+    out[0] = b'"'
+    out += 1
+    for i in range(n):
+        c = data[i]
+        if 32 <= c <= 126 and c != 34 and c != 92:
+            out[0] = <char>c
+            out += 1
+        elif c == 34 or c == 92:
+            out[0] = b'\\'
+            out[1] = <char>c
+            out += 2
+        else:
+            _u4(out, c)
+            out += 6
+    out[0] = b'"'
+    b.size = out + 1 - b.data
     return 0
 
 
@@ -359,8 +403,8 @@ cdef class Answers:
         _str(b, version)
         return _lit(b, b',"isCheckedOffline":true,"codes":[')
 
-    cdef int _tail(self, Buf* b, str req_id, long long req_ms, str inst, str version, object verdict,
-                   str freshness) except -1:
+    cdef int _tail(self, Buf* b, str req_id, long long req_ms, str inst, str version, object db_version,
+                   object db_age, str freshness) except -1:
         """From the end of `codes` to `dbFreshness` (the envelope's last official field), without the `}`."""
         _lit(b, b'],"tag1265":"UUID=')
         _inner(b, req_id)
@@ -371,9 +415,9 @@ cdef class Answers:
         _lit(b, b'&Ver=')
         _inner(b, version)
         _lit(b, b'","dbVersion":')
-        _str(b, str(verdict.db_version))
+        _str(b, str(db_version))
         _lit(b, b',"dbAge":')
-        self._age(b, verdict.db_age)
+        self._age(b, db_age)
         _lit(b, b',"dbFreshness":')
         return _str(b, freshness)
 
@@ -409,6 +453,226 @@ cdef class Answers:
         if item.blocked:
             return _lit(a, b",1]")
         return _lit(a, b",0]")
+
+    cdef int _fast(self, Buf* b, _Batch v, Py_ssize_t j, object pg, bint grey) except -1:
+        """One free code's entry from its batch's arrays, as `_code` writes its `Verdict`."""
+        cdef int f = v.flags[j]
+        cdef const unsigned char* cis = v.cis + j * CIS_STRIDE
+        cdef Py_ssize_t n = v.cis_len[j]
+        _raw(b, b'{"cis":', 7)
+        _ascii_str(b, cis, n)
+        _raw(b, b',"printView":', 13)
+        _ascii_str(b, cis, n)
+        _raw(b, b',"gtin":', 8)
+        _ascii_str(b, v.gtin + j * GTIN_STRIDE, GTIN_STRIDE)
+        if pg is None:
+            _lit(b, b',"groupIds":[]')
+        else:
+            _lit(b, b',"groupIds":[')
+            _value(b, pg)
+            _raw(b, b"]", 1)
+        _lit(b, b',"found":true,"valid":true,"verified":true,"realizable":true,"utilised":true,"sold":')
+        _bool(b, f & F_SOLD)
+        _lit(b, b',"isBlocked":')
+        _bool(b, f & F_BLOCKED)
+        _lit(b, b',"ogvs":[],"isGreyGtin":')
+        _bool(b, grey and (f & F_GREY))
+        _lit(b, b',"mrp":')
+        if f & F_HAS_MRP:
+            _digits(b, v.mrp[j])
+        else:
+            _raw(b, b"null", 4)
+        _lit(b, b',"smp":')
+        if f & F_HAS_SMP:
+            _digits(b, v.smp[j])
+        else:
+            _raw(b, b"null", 4)
+        return _lit(b, b',"block":null}')
+
+    cdef int _fast_audit(self, Buf* a, _Batch v, Py_ssize_t j) except -1:
+        _raw(a, b"[", 1)
+        _ascii_str(a, v.cis + j * CIS_STRIDE, v.cis_len[j])
+        if v.flags[j] & F_BLOCKED:
+            return _lit(a, b",1]")
+        return _lit(a, b",0]")
+
+    cdef tuple _first(self, list batches, _Batch v):
+        """`(db_version, db_age, instance_id)` of the first code checked (not unreadable) of `batches`."""
+        cdef Py_ssize_t j
+        cdef object item
+        for batch in batches:
+            v.set(batch)
+            for j in range(v.n):
+                if v.flags[j] & F_UNREADABLE:
+                    continue
+                item = v.item(j)
+                if item is None:
+                    return v.db_version, v.db_age, v.instance_id
+                return item.db_version, item.db_age, item.instance_id
+        raise ValueError("no code of the request was checked")
+
+    def v1_batches(self, list batches, dict unreadable, Envelope head):
+        """`v1` of the compiled verdicts of a request's scans, in order (`_probe.CheckBatch`es of one version),
+        `unreadable` the unreadable item of each scan a batch flags so, by its index in the request. Returns
+        `(body, audit_line or None, checked, blocked)`."""
+        cdef _Batch v = _Batch()
+        cdef Py_ssize_t i = 0, j, n = 0, unread = len(unreadable), checked = 0, blocked = 0
+        cdef bint audit = head.audit_client is not None
+        cdef object item
+        cdef int f
+        cdef Buf b, a
+        for batch in batches:
+            n += len(batch)
+        db_version, db_age, _ = self._first(batches, v)
+        b.data = a.data = NULL
+        b.size = b.cap = a.size = a.cap = 0
+        try:
+            _grow(&b, 600 * n + 600)
+            if unread:
+                _lit(&b, b'{"code":0,"description":"ok; ')
+                _digits(&b, unread)
+                _lit(&b, b' of ')
+                _digits(&b, n)
+                _lit(&b, b' codes could not be read (their entries: errorCode ')
+                _digits(&b, self.error_unreadable)
+                _lit(&b, b', isBlocked true)"')
+            else:
+                _lit(&b, b'{"code":0,"description":"ok"')
+            self._head(&b, head.req_id, head.req_ms, head.inst, head.version)
+            if audit:
+                _grow(&a, 80 * n + 200)
+                self._audit_line(&a, head, head.req_id, db_version, b"partial" if unread else b"ok")
+            for batch in batches:
+                v.set(batch)
+                for j in range(v.n):
+                    if i:
+                        _raw(&b, b",", 1)
+                        if audit:
+                            _raw(&a, b",", 1)
+                    f = v.flags[j]
+                    if f & F_UNREADABLE:
+                        item = unreadable[i]
+                        self._unreadable(&b, item, None)
+                        if audit:
+                            self._audit_code(&a, item, True)
+                    else:
+                        item = v.item(j)
+                        checked += 1
+                        if item is None:
+                            self._fast(&b, v, j, None, head.grey)
+                            blocked += (f & F_BLOCKED) != 0
+                            if audit:
+                                self._fast_audit(&a, v, j)
+                        else:
+                            self._code(&b, item, None, head.grey)
+                            blocked += bool(item.blocked)
+                            if audit:
+                                self._audit_code(&a, item, False)
+                    i += 1
+            self._tail(&b, head.req_id, head.req_ms, head.inst, head.version, db_version, db_age, head.freshness)
+            if unread:
+                _lit(&b, b',"unreadable":')
+                _digits(&b, unread)
+            _raw(&b, b"}", 1)
+            line = None
+            if audit:
+                self._audit_end(&a, head)
+                line = _take_text(&a)
+            return _take(&b), line, checked, blocked
+        finally:
+            PyMem_Free(b.data)
+            PyMem_Free(a.data)
+
+    def v2_batches(self, list batches, dict unreadable, list pgs, bytes ids, Envelope head, object db_version,
+                   object uuids):
+        """`v2` of the compiled verdicts of a request's scans (`batches` and `unreadable` as `v1_batches`')."""
+        cdef _Batch v = _Batch()
+        cdef Py_ssize_t i = 0, j, n = 0, checked = 0, blocked = 0
+        cdef bint audit = head.audit_client is not None
+        cdef const unsigned char* rnd
+        cdef char rid_text[36]
+        cdef str rid, inst, version
+        cdef object item, pg, seen_instance, seen_version, item_version, item_age, item_instance
+        cdef int f
+        cdef Buf b, a
+        for batch in batches:
+            n += len(batch)
+        if PyBytes_GET_SIZE(ids) < 16 * (n - 1) or PyList_GET_SIZE(pgs) != n:
+            raise ValueError("ids needs 16 bytes for each code after the first, pgs one entry per code")
+        known_version, known_age, seen_instance = self._first(batches, v)
+        seen_version = known_version
+        rnd = <const unsigned char*>PyBytes_AS_STRING(ids)
+        b.data = a.data = NULL
+        b.size = b.cap = a.size = a.cap = 0
+        try:
+            _grow(&b, 1100 * n + 100)
+            if audit:
+                _grow(&a, 200 * n + 100)
+            _lit(&b, b'{"results":[')
+            for batch in batches:
+                v.set(batch)
+                for j in range(v.n):
+                    pg = <object>PyList_GET_ITEM(pgs, i)
+                    if i:
+                        _raw(&b, b",", 1)
+                        _uuid4(rid_text, rnd + 16 * (i - 1))
+                        rid = PyUnicode_DecodeASCII(rid_text, 36, NULL)
+                    else:
+                        rid = head.req_id
+                    f = v.flags[j]
+                    i += 1
+                    if f & F_UNREADABLE:
+                        item = unreadable[i - 1]
+                        _lit(&b, b'{"code":')
+                        _digits(&b, self.error_unreadable)
+                        _lit(&b, b',"description":')
+                        _value(&b, item.message)
+                        self._head(&b, rid, head.req_ms, head.inst, head.version)
+                        self._unreadable(&b, item, pg)
+                        self._tail(&b, rid, head.req_ms, head.inst, head.version, known_version, known_age,
+                                   head.freshness)
+                        _lit(&b, b',"error":"invalid_code","errorCode":')
+                        _digits(&b, self.error_unreadable)
+                        _lit(&b, b',"reason":')
+                        _value(&b, item.reason)
+                        _raw(&b, b"}", 1)
+                        if audit:
+                            self._audit_line(&a, head, rid, db_version, b"invalid_code")
+                            self._audit_code(&a, item, True)
+                            self._audit_end(&a, head)
+                        continue
+                    item = v.item(j)
+                    if item is None:
+                        item_version, item_age, item_instance = v.db_version, v.db_age, v.instance_id
+                    else:
+                        item_version, item_age, item_instance = item.db_version, item.db_age, item.instance_id
+                    if item_instance == seen_instance and item_version == seen_version:
+                        inst, version = head.inst, head.version
+                    else:
+                        inst, version = uuids(item_instance, item_version)
+                    _lit(&b, b'{"code":0,"description":"ok"')
+                    self._head(&b, rid, head.req_ms, inst, version)
+                    if item is None:
+                        self._fast(&b, v, j, pg, head.grey)
+                        blocked += (f & F_BLOCKED) != 0
+                    else:
+                        self._code(&b, item, pg, head.grey)
+                        blocked += bool(item.blocked)
+                    self._tail(&b, rid, head.req_ms, inst, version, item_version, item_age, head.freshness)
+                    _raw(&b, b"}", 1)
+                    checked += 1
+                    if audit:
+                        self._audit_line(&a, head, rid, item_version, b"ok")
+                        if item is None:
+                            self._fast_audit(&a, v, j)
+                        else:
+                            self._audit_code(&a, item, False)
+                        self._audit_end(&a, head)
+            _lit(&b, b"]}")
+            return _take(&b), _take_text(&a) if audit else "", checked, blocked
+        finally:
+            PyMem_Free(b.data)
+            PyMem_Free(a.data)
 
     def v1(self, list answers, Envelope head):
         """Protocol 1's answer to a check: `(body, audit_line or None, checked, blocked)`; `answers` holds a
@@ -461,7 +725,8 @@ cdef class Answers:
                     blocked += bool(item.blocked)
                 if audit:
                     self._audit_code(&a, item, bad)
-            self._tail(&b, head.req_id, head.req_ms, head.inst, head.version, first, head.freshness)
+            self._tail(&b, head.req_id, head.req_ms, head.inst, head.version, first.db_version, first.db_age,
+                       head.freshness)
             if unread:
                 _lit(&b, b',"unreadable":')
                 _digits(&b, unread)
@@ -528,7 +793,7 @@ cdef class Answers:
                     _value(&b, item.message)
                     self._head(&b, rid, head.req_ms, inst, version)
                     self._unreadable(&b, item, pg)
-                    self._tail(&b, rid, head.req_ms, inst, version, known, head.freshness)
+                    self._tail(&b, rid, head.req_ms, inst, version, known.db_version, known.db_age, head.freshness)
                     _lit(&b, b',"error":"invalid_code","errorCode":')
                     _digits(&b, self.error_unreadable)
                     _lit(&b, b',"reason":')
@@ -546,7 +811,7 @@ cdef class Answers:
                 _lit(&b, b'{"code":0,"description":"ok"')
                 self._head(&b, rid, head.req_ms, inst, version)
                 self._code(&b, item, pg, head.grey)
-                self._tail(&b, rid, head.req_ms, inst, version, item, head.freshness)
+                self._tail(&b, rid, head.req_ms, inst, version, item.db_version, item.db_age, head.freshness)
                 _raw(&b, b"}", 1)
                 checked += 1
                 blocked += bool(item.blocked)
@@ -559,6 +824,54 @@ cdef class Answers:
         finally:
             PyMem_Free(b.data)
             PyMem_Free(a.data)
+
+
+cdef class _Batch:
+    """The C view of one `_probe.CheckBatch` (its arrays' data), taken once per batch."""
+
+    cdef object batch
+    cdef Py_ssize_t n
+    cdef const unsigned char* flags
+    cdef const long long* mrp
+    cdef const long long* smp
+    cdef const unsigned char* cis
+    cdef const unsigned char* cis_len
+    cdef const unsigned char* gtin
+    cdef dict verdicts
+    cdef object db_version
+    cdef object db_age
+    cdef object instance_id
+
+    cdef set(self, object batch):
+        cdef carray.array flags = batch.flags
+        cdef carray.array mrp = batch.mrp
+        cdef carray.array smp = batch.smp
+        cdef carray.array cis_len = batch.cis_len
+        self.batch = batch
+        self.n = len(batch)
+        if (len(flags) < self.n or len(mrp) < self.n or len(smp) < self.n or len(cis_len) < self.n
+                or len(batch.cis) < self.n * CIS_STRIDE or len(batch.gtin) < self.n * GTIN_STRIDE):
+            raise ValueError("a CheckBatch shorter than its length")
+        self.flags = flags.data.as_uchars
+        self.mrp = <const long long*>mrp.data.as_voidptr
+        self.smp = <const long long*>smp.data.as_voidptr
+        self.cis = <const unsigned char*>PyByteArray_AS_STRING(batch.cis)
+        self.cis_len = cis_len.data.as_uchars
+        self.gtin = <const unsigned char*>PyByteArray_AS_STRING(batch.gtin)
+        self.verdicts = batch.verdicts
+        self.db_version = batch.db_version
+        self.db_age = batch.db_age
+        self.instance_id = batch.instance_id
+
+    cdef object item(self, Py_ssize_t j):
+        """Code `j` as a `Verdict` when the batch has one for it (the exact path; a blocked or sold code the fast
+        path should never leave without one is built by the batch), else None: written from the arrays."""
+        cdef int f = self.flags[j]
+        if f & F_EXACT:
+            return self.verdicts[j]
+        if f & (F_BLOCKED | F_SOLD):
+            return self.batch.verdict(j)
+        return None
 
 
 cdef void _uuid4(char* out, const unsigned char* raw) noexcept:
@@ -586,6 +899,18 @@ def request_id(bytes raw):
         raise ValueError("a request id takes 16 bytes")
     _uuid4(text, <const unsigned char*>PyBytes_AS_STRING(raw))
     return PyUnicode_DecodeASCII(text, 36, NULL)
+
+
+def too_long(list raws, Py_ssize_t max_len):
+    """The indexes of the str items of `raws` longer than `max_len` characters (refused unread, as before)."""
+    cdef Py_ssize_t i
+    cdef object raw
+    out = []
+    for i in range(PyList_GET_SIZE(raws)):
+        raw = <object>PyList_GET_ITEM(raws, i)
+        if PyUnicode_Check(raw) and PyUnicode_GET_LENGTH(raw) > max_len:
+            out.append(i)
+    return out
 
 
 def json_text(value):

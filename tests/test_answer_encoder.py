@@ -36,12 +36,11 @@ from lmcz_fast.audit import AuditLog, _format, line_ends
 from lmcz_fast.service import LocalModule, ServiceConfig
 from lmcz_fast.service.config import Token
 from lmcz_fast.service.answers import ERROR_UNREADABLE, Unreadable, reference_v1, reference_v2
-from lmcz_fast.service.checks import Checks
 from lmcz_fast.service.responses import encode_json
-from lmcz_fast.service.v2 import ProtocolTwo
 from lmcz_fast.store import Blocklist
 from lmcz_fast.store.records import Block, Verdict
 
+import _answer_oracle as oracle
 from _service_support import GS, auth_header, gtin_with_check, make_identity, make_scan
 
 # -- over generated verdicts -----------------------------------------------------------------------------------
@@ -148,48 +147,6 @@ def test_an_answer_without_a_checked_code_is_refused_not_written() -> None:
 # -- over generated requests to a real store -------------------------------------------------------------------
 
 
-#: Answers the oracle built, by protocol: the test sees that the reference was used, not the compiled encoder twice.
-ORACLE_CALLS = {"v1": 0, "v2": 0}
-
-
-def _old_encode_v1(self: Checks, answers: list[Any], req_id: str, req_ms: int, status: Any, client: str | None,
-                   who: str | None) -> bytes:
-    """Protocol 1's answer as the service built it before the compiled encoder (the oracle)."""
-    ORACLE_CALLS["v1"] += 1
-    shared = self._shared
-    first = next(v for v in answers if not isinstance(v, Unreadable))
-    inst = shared.instance_uuid(first.instance_id)
-    version = shared.version_uuid(first.instance_id, first.db_version)
-    body, codes = reference_v1(answers, req_id, req_ms, inst, version, shared.status.grey_list, status.state)
-    checked = [v for v in answers if not isinstance(v, Unreadable)]
-    shared.metrics.codes_checked += len(checked)
-    shared.metrics.codes_blocked += sum(v.blocked for v in checked)
-    if shared.audit is not None:
-        shared.audit.record(req_id, req_ms, client, first.db_version,
-                            "partial" if len(checked) < len(answers) else "ok", codes, who)
-    return body
-
-
-def _old_encode_v2(self: ProtocolTwo, answers: list[Any], pgs: list[int | None], req_id: str, req_ms: int,
-                   status: Any, client: str | None, who: str | None, db_version: int) -> bytes:
-    """Protocol 2's answer as the service built it before the compiled encoder (the oracle): a `uuid.uuid4()`
-    per code after the first."""
-    ORACLE_CALLS["v2"] += 1
-    shared = self._shared
-    req_ids = [req_id if index == 0 else str(uuid.uuid4()) for index in range(len(answers))]
-    body, records = reference_v2(answers, pgs, req_ids, req_ms, lambda i, v: (shared.instance_uuid(i),
-                                                                              shared.version_uuid(i, v)),
-                                 shared.status.grey_list, status.state)
-    for verdict, (rid, outcome, codes) in zip(answers, records):
-        if shared.audit is not None:
-            shared.audit.record(rid, req_ms, client, db_version if outcome == "invalid_code" else
-                                verdict.db_version, outcome, codes, who)
-    checked = [v for v in answers if not isinstance(v, Unreadable)]
-    shared.metrics.codes_checked += len(checked)
-    shared.metrics.codes_blocked += sum(v.blocked for v in checked)
-    return body
-
-
 class _Stream:
     """`os.urandom` as a fixed byte stream, so that two modules draw the same request ids in the same order."""
 
@@ -291,8 +248,7 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
             AuditLog(tmp_path / "old", fsync=False) as old_audit:
         new = LocalModule(bl, config, audit=new_audit, clock=lambda: now)
         old = LocalModule(bl, config, audit=old_audit, clock=lambda: now)
-        old.checks._encode_v1 = _old_encode_v1.__get__(old.checks)  # type: ignore[method-assign]
-        old.v2._encode = _old_encode_v2.__get__(old.v2)  # type: ignore[method-assign]
+        oracle.install(old)
         stream = _Stream()
         seen: set[tuple[str, str, int]] = set()
 
@@ -317,9 +273,9 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
                 (answers[1][0], _AGE.sub(b'"dbAge":AGE', answers[1][1])), (version, method, items)
             seen.add((version, method, answers[0][0]))
 
-        calls = dict(ORACLE_CALLS)
+        calls = dict(oracle.CALLS)
         one_request()
-        assert ORACLE_CALLS["v1"] > calls["v1"] and ORACLE_CALLS["v2"] > calls["v2"]
+        assert oracle.CALLS["v1"] > calls["v1"] and oracle.CALLS["v2"] > calls["v2"]
         new_audit.flush()
         old_audit.flush()
         assert new.metrics.codes_checked == old.metrics.codes_checked > 0
@@ -329,3 +285,59 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
     assert new_lines == old_lines and new_lines.count("\n") > 100
     assert {(v, m) for v, m, s in seen if s == 200} == {("v1", "GET"), ("v1", "POST"), ("v2", "GET"),
                                                          ("v2", "POST")}
+
+
+def test_compiled_verdicts_are_written_as_their_verdicts_are(store: tuple[Path, dict[str, list[str]]]) -> None:
+    """Codes written from a `CheckBatch`'s arrays (and its exact-path `Verdict`s) are the bytes the reference
+    writes for the same verdicts as `Verdict` objects (`CheckBatch.verdict`), `dbAge` included, in several
+    batches of one request, on both protocols."""
+    path, scans = store
+    pool = [scan for kind in ITEM_KINDS for scan in scans[kind]] + [7, None, "x" * 600]
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(items=st.lists(st.sampled_from(pool), min_size=1, max_size=12),
+           pgs=st.lists(st.sampled_from([None, 3, 8, 16]), min_size=12, max_size=12),
+           cut=st.integers(1, 6), grey=st.booleans(), audit=st.booleans())
+    def one(items: list[Any], pgs: list[int | None], cut: int, grey: bool, audit: bool) -> None:
+        pgs = pgs[:len(items)]
+        with Blocklist.open(path) as bl, bl.snapshot() as view:
+            batches = [view.check_batch([i if isinstance(i, str) and len(i) <= 512 else None
+                                         for i in items[start:start + cut]], pgs[start:start + cut],
+                                        tail_cut=True)
+                       for start in range(0, len(items), cut)]
+        unreadable = {}
+        verdicts: list[Any] = []
+        for number, batch in enumerate(batches):
+            for j in range(len(batch)):
+                index = number * cut + j
+                if j in batch.errors:
+                    unreadable[index] = Unreadable(index, str(items[index])[:64], "invalid", f"cis_list[{index}] ?")
+                    verdicts.append(unreadable[index])
+                else:
+                    verdicts.append(batch.verdict(j))
+        if not any(isinstance(v, Verdict) for v in verdicts):
+            return
+        first = next(v for v in verdicts if isinstance(v, Verdict))
+        inst, version = _uuids(first.instance_id, first.db_version)
+        c, tail = line_ends("till", None) if audit else (None, "")
+        head = Envelope("0f0e0d0c-0b0a-4908-8706-050403020100", 1796661957882, inst, version, "ready", grey, c, tail)
+        encoder = Answers(Unreadable, ERROR_UNREADABLE)
+        body, line, checked, blocked = encoder.v1_batches(batches, unreadable, head)
+        expected, codes = reference_v1(verdicts, head.req_id, head.req_ms, inst, version, grey, "ready")
+        assert body == expected
+        outcome = "partial" if unreadable else "ok"
+        assert line == (_audit_line(head.req_id, head.req_ms, "till", first.db_version, outcome, codes, None)
+                        if audit else None)
+        assert (checked, blocked) == (len(verdicts) - len(unreadable),
+                                      sum(v.blocked for v in verdicts if isinstance(v, Verdict)))
+        ids = os.urandom(16 * (len(items) - 1))
+        req_ids = [head.req_id] + [str(uuid.UUID(bytes=ids[16 * i:16 * i + 16], version=4))
+                                   for i in range(len(items) - 1)]
+        body, lines, _, _ = encoder.v2_batches(batches, unreadable, pgs, ids, head, 5, _uuids)
+        expected, records = reference_v2(verdicts, pgs, req_ids, head.req_ms, _uuids, grey, "ready")
+        assert body == expected
+        versions = [5 if isinstance(v, Unreadable) else v.db_version for v in verdicts]
+        assert lines == ("".join(_audit_line(rid, head.req_ms, "till", ver, outcome, codes, None)
+                                 for (rid, outcome, codes), ver in zip(records, versions)) if audit else "")
+
+    one()

@@ -13,7 +13,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .._answer import Answers, Envelope
+from .._answer import Answers, Envelope, too_long
 from .._codes import CodeError
 from ..audit import line_ends
 from ..store import NoListError
@@ -22,7 +22,8 @@ from .config import DEFAULT_MAX_CODE_LENGTH, ERROR_NOT_READY
 from .responses import HttpError, Response, Steps, error
 
 if TYPE_CHECKING:
-    from ..store import Snapshot, Status, Verdict
+    from .._probe import CheckBatch
+    from ..store import Snapshot, Status
     from .shared import Shared
 
 #: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
@@ -42,6 +43,50 @@ def query_values(query: bytes | None, name: bytes) -> list[str]:
         if key == name and sep:
             values.append(unquote(value.decode("latin-1"), encoding="utf-8", errors="strict"))
     return values
+
+
+class Checked:
+    """The compiled verdicts of a request's scans: `_probe.CheckBatch`es in order, all from one database version
+    (`db_version`), and the `Unreadable` of each scan they flag as unreadable, by its index in the request."""
+
+    __slots__ = ("batches", "unreadable", "db_version")
+
+    def __init__(self) -> None:
+        self.batches: list[CheckBatch] = []
+        self.unreadable: dict[int, Unreadable] = {}
+        self.db_version = 0
+
+
+class _Refusal:
+    """An unreadable scan's `Unreadable` and the error that says why (for the status page's refusals)."""
+
+    __slots__ = ("unreadable", "error", "raw")
+
+    def __init__(self, unreadable: Unreadable, error: Exception, raw: str) -> None:
+        self.unreadable = unreadable
+        self.error = error
+        self.raw = raw
+
+
+def _unreadable(view: Snapshot, raw: Any, index: int, pg: int | None, fallback: Exception) -> _Refusal:
+    """The `Unreadable` of scan `index` of a request, which the compiled check refused: the error `check` gives
+    for it alone (not a string, longer than DEFAULT_MAX_CODE_LENGTH, or the parser's reason), as the entry
+    says it (`fallback`, the batch's own, if the scan alone reads after all)."""
+    max_len = DEFAULT_MAX_CODE_LENGTH
+    exc: Exception = fallback
+    if not isinstance(raw, str):
+        exc = CodeError(f"item {index} is {type(raw).__name__}, not a string")
+    elif len(raw) > max_len:
+        exc = CodeError(f"longer than {max_len} characters")
+    else:
+        try:
+            view.check(raw, pg, tail_cut=True)
+        except CodeError as refused:
+            exc = refused
+    text = raw[:max_len] if isinstance(raw, str) else str(raw)[:64]
+    item = Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
+                      f"cis_list[{index}] is not a marking code: {exc}")
+    return _Refusal(item, exc, text)
 
 
 class Checks:
@@ -93,71 +138,68 @@ class Checks:
         checks every code of the request (across the slices of a big one) and names the version sent."""
         return self._shared.blocklist.snapshot()
 
-    def verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                      status: Status, pgs: list[int | None] | None = None, who: str | None = None,
-                      ) -> Generator[None, None, tuple[list[Verdict | Unreadable], int]]:
-        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes, and the version.
+    def check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                    status: Status, pgs: list[int | None] | None = None, who: str | None = None,
+                    ) -> Generator[None, None, Checked]:
+        """The compiled verdicts of the scans (`Checked`: `_probe.CheckBatch`es of CHECK_SLICE codes, all from one
+        database version, pausing between two), with an `Unreadable` for each scan that is not a marking code.
 
-        A scan that is not a marking code (or not a string) is an `Unreadable` in its place: the request's other
-        codes are still answered (docs/service.md, "One unreadable code"). A request of which no code at all can
-        be read is refused whole (400 `invalid_code`, audited). A scan whose end cut a tail AI short after its GS
-        is answered for its identity (`tail_cut`, docs/codes.md). `pgs`: the product group each till sent, or None
-        (a group's minimum price applies to its codes)."""
-        max_len = DEFAULT_MAX_CODE_LENGTH
+        A scan that is not a marking code (or not a string, or longer than DEFAULT_MAX_CODE_LENGTH) is answered
+        in its own entry: the request's other codes are still answered (docs/service.md, "One unreadable code").
+        A request of which no code at all can be read is refused whole (400 `invalid_code`, audited). A scan
+        whose end cut a tail AI short after its GS is answered for its identity (`tail_cut`, docs/codes.md).
+        `pgs`: the product group each till sent, or None (a group's minimum price applies to its codes). No
+        Python object is made for a free code: the answer is written from the batches' arrays."""
         activity = self._shared.activity
         audit = self._shared.audit
-        answers: list[Verdict | Unreadable] = []
-        unreadable = 0
+        checked = Checked()
         # One request, one version: every code is answered from one snapshot, which names the version sent. A
         # request dropped between two slices (its client hung up) closes it on the way out.
         with self._pin_version() as view:
-            check = view.check
-            db_version = view.db_version
-            for index, raw in enumerate(raws):
-                if index and not index % CHECK_SLICE:
+            checked.db_version = view.db_version
+            for start in range(0, len(raws), CHECK_SLICE):
+                if start:
                     yield
+                chunk = raws[start:start + CHECK_SLICE]
+                groups = None if pgs is None else pgs[start:start + CHECK_SLICE]
+                long = too_long(chunk, DEFAULT_MAX_CODE_LENGTH)
+                if long:
+                    chunk = [None if index in long else raw for index, raw in enumerate(chunk)]
                 try:
-                    if not isinstance(raw, str):
-                        raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                    if len(raw) > max_len:
-                        raise CodeError(f"longer than {max_len} characters")
-                    answers.append(check(raw, pgs[index] if pgs is not None else None, tail_cut=True))
-                except CodeError as exc:
-                    text = raw[:max_len] if isinstance(raw, str) else str(raw)[:64]
-                    activity.refused(text[:64], f"invalid_code: {exc}")
-                    answers.append(Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
-                                              f"cis_list[{index}] is not a marking code: {exc}"))
-                    unreadable += 1
+                    batch = view.check_batch(chunk, groups, tail_cut=True)
                 except NoListError:
                     raise error(400, "not_configured", "the local module is not configured: no list loaded",
                                 errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
-        if unreadable == len(answers):
-            first = answers[0]
-            assert isinstance(first, Unreadable)
+                for index in batch.errors:
+                    item = _unreadable(view, raws[start + index], start + index,
+                                       None if groups is None else groups[index], batch.errors[index])
+                    activity.refused(item.raw[:64], f"invalid_code: {item.error}")
+                    checked.unreadable[start + index] = item.unreadable
+                checked.batches.append(batch)
+        if len(checked.unreadable) == len(raws):
+            first = checked.unreadable[0]
             if audit is not None:
-                audit.record(req_id, req_ms, client, db_version, "invalid_code",
-                                  [(str(r)[:64], None) for r in raws], who)
-            raise error(400, "invalid_code", first.message if len(answers) == 1 else
+                audit.record(req_id, req_ms, client, checked.db_version, "invalid_code",
+                             [(str(r)[:64], None) for r in raws], who)
+            raise error(400, "invalid_code", first.message if len(raws) == 1 else
                         f"no code of the request can be read; {first.message}",
                         index=first.index, reason=first.reason, reqId=req_id)
-        if unreadable:
-            self._shared.metrics.codes_unreadable += unreadable
-        for v in answers:
-            if isinstance(v, Unreadable):
-                continue
-            block = v.block
-            if block is not None:
-                activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
-                                                                 if x))
-            elif v.sold:
-                activity.refused(v.cis, "sold")
-        return answers, db_version
+        if checked.unreadable:
+            self._shared.metrics.codes_unreadable += len(checked.unreadable)
+        for batch in checked.batches:
+            for v in batch.verdicts.values():       # the exact path's: every blocked or sold code, in order
+                block = v.block
+                if block is not None:
+                    activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
+                                                                     if x))
+                elif v.sold:
+                    activity.refused(v.cis, "sold")
+        return checked
 
-    def verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                 status: Status, pgs: list[int | None] | None = None,
-                 who: str | None = None) -> tuple[list[Verdict | Unreadable], int]:
-        """`verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
-        steps = self.verdict_steps(raws, req_id, req_ms, client, status, pgs, who)
+    def check_all(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                  status: Status, pgs: list[int | None] | None = None, who: str | None = None) -> Checked:
+        """`check_steps` worked at once (protocol 2's envelopes are all written in one pass)."""
+        steps = self.check_steps(raws, req_id, req_ms, client, status, pgs, who)
         while True:
             try:
                 next(steps)
@@ -180,30 +222,30 @@ class Checks:
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                      status: Status, who: str | None = None) -> Generator[None, None, Response]:
-        answers, _ = yield from self.verdict_steps(raws, req_id, req_ms, client, status, None, who)
-        return Response(200, self._encode_v1(answers, req_id, req_ms, status, client, who))
+        checked = yield from self.check_steps(raws, req_id, req_ms, client, status, None, who)
+        return Response(200, self._encode_v1(checked, req_id, req_ms, status, client, who))
 
-    def _encode_v1(self, answers: list[Verdict | Unreadable], req_id: str, req_ms: int, status: Status,
-                   client: str | None, who: str | None) -> bytes:
+    def _encode_v1(self, checked: Checked, req_id: str, req_ms: int, status: Status, client: str | None,
+                   who: str | None) -> bytes:
         """Protocol 1's answer body, in one compiled pass (lmcz_fast/_answer.pyx) that also writes the request's
         audit line and counts the codes checked and blocked."""
-        first = next(v for v in answers if not isinstance(v, Unreadable))
-        body, line, checked, blocked = self.answers.v1(answers, self.envelope(req_id, req_ms, first, status, client,
-                                                                              who))
-        self._shared.metrics.codes_checked += checked
+        body, line, checked_codes, blocked = self.answers.v1_batches(
+            checked.batches, checked.unreadable, self.envelope(req_id, req_ms, checked, status, client, who))
+        self._shared.metrics.codes_checked += checked_codes
         self._shared.metrics.codes_blocked += blocked
         if line is not None:
             self._shared.audit.record_lines(req_ms, line, 1)  # type: ignore[union-attr]
         return body  # type: ignore[no-any-return]
 
-    def envelope(self, req_id: str, req_ms: int, first: Verdict, status: Status, client: str | None,
+    def envelope(self, req_id: str, req_ms: int, checked: Checked, status: Status, client: str | None,
                  who: str | None) -> Envelope:
-        """What a check answer says around its codes (the compiled encoder's `Envelope`): the UUIDs of the first
-        checked code's instance and version, the grey-list switch as read with the status `ready_for` just
+        """What a check answer says around its codes (the compiled encoder's `Envelope`): the UUIDs of the
+        instance and the version that checked them, the grey-list switch as read with the status `ready_for` just
         refreshed, and what the audit lines name (no audit log: none written)."""
         shared = self._shared
-        inst = shared.instance_uuid(first.instance_id)
-        version = shared.version_uuid(first.instance_id, first.db_version)
+        batch = checked.batches[0]
+        inst = shared.instance_uuid(batch.instance_id)
+        version = shared.version_uuid(batch.instance_id, batch.db_version)
         audit_client, audit_tail = line_ends(client, who) if shared.audit is not None else (None, "")
         return Envelope(req_id, req_ms, inst, version, status.state, shared.status.grey_list, audit_client,
                         audit_tail)

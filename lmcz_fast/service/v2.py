@@ -17,12 +17,12 @@ import os
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .answers import PRODUCT_GROUPS, Unreadable
+from .answers import PRODUCT_GROUPS
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
-    from ..store import Status, Verdict
-    from .checks import Checks
+    from ..store import Status
+    from .checks import Checked, Checks
     from .durable import DurableWriter
     from .shared import Shared
 
@@ -74,26 +74,25 @@ class ProtocolTwo:
         client = client_id.decode("utf-8", "replace") if client_id else None
         who = shared.audit_who()
         status = self._checks.ready_for(req_id, req_ms, client, raws, who)
-        answers, db_version = self._checks.verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs], who)
-        return Response(200, self._encode(answers, [pg for _, pg in pairs], req_id, req_ms, status, client, who,
-                                          db_version))
+        pgs = [pg for _, pg in pairs]
+        checked = self._checks.check_all(raws, req_id, req_ms, client, status, pgs, who)
+        return Response(200, self._encode(checked, pgs, req_id, req_ms, status, client, who))
 
-    def _encode(self, answers: list[Verdict | Unreadable], pgs: list[int | None], req_id: str, req_ms: int,
-                status: Status, client: str | None, who: str | None, db_version: int) -> bytes:
+    def _encode(self, checked: Checked, pgs: list[int | None], req_id: str, req_ms: int, status: Status,
+                client: str | None, who: str | None) -> bytes:
         """The answer's body, in one compiled pass (lmcz_fast/_answer.pyx) that also writes the audit lines (one
         per code) and counts the codes checked and blocked. One envelope per code, each with its own reqId (a UUID
         version 4 of 16 random bytes, as `uuid.uuid4()`; the first code's is the request's); an unreadable code's
         says what went wrong, its version the one that answered the others."""
         shared = self._shared
-        known = next(v for v in answers if not isinstance(v, Unreadable))
-        body, lines, checked, blocked = self._checks.answers.v2(
-            answers, pgs, os.urandom(16 * (len(answers) - 1)),
-            self._checks.envelope(req_id, req_ms, known, status, client, who), db_version,
+        body, lines, checked_codes, blocked = self._checks.answers.v2_batches(
+            checked.batches, checked.unreadable, pgs, os.urandom(16 * (len(pgs) - 1)),
+            self._checks.envelope(req_id, req_ms, checked, status, client, who), checked.db_version,
             lambda instance_id, version: (shared.instance_uuid(instance_id),
                                           shared.version_uuid(instance_id, version)))
         if lines:
-            shared.audit.record_lines(req_ms, lines, len(answers))  # type: ignore[union-attr]
-        shared.metrics.codes_checked += checked
+            shared.audit.record_lines(req_ms, lines, len(pgs))  # type: ignore[union-attr]
+        shared.metrics.codes_checked += checked_codes
         shared.metrics.codes_blocked += blocked
         return body  # type: ignore[no-any-return]
 
