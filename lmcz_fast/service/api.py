@@ -86,6 +86,8 @@ class LocalModule:
         self.activity: Activity = shared.activity
         self.software_version = software_version()
         self.credentials = Credentials(shared.config.user, shared.config.password, shared.config.tokens, clock)
+        #: The last Basic `Authorization` header found right: (header, the settings it was judged by, who).
+        self._last_admitted: tuple[bytes | None, ServiceConfig, str] | None = None
         self.durable = DurableWriter(shared)
         self.checks = Checks(shared)
         self.v2 = ProtocolTwo(shared, self.checks, self.durable)
@@ -252,8 +254,16 @@ class LocalModule:
         route = self._routes.get(path.rstrip(b"/").lower() or b"/")
         if route is None or not route[3] or not self.config.auth:
             return True, None
+        # The HTTP layer asks on a request's headers, `handle` again with the same header object: a Basic header
+        # found right a moment ago is not compared again (the same object, held here so that its identity is not
+        # reused; forgotten when the settings, hence the credentials, are replaced).
+        last = self._last_admitted
+        if last is not None and last[0] is authorization and last[1] is self.config:
+            return True, last[2]
         who = self.authenticate(authorization)
         if who is not None:
+            if who.startswith("basic:"):
+                self._last_admitted = (authorization, self.config, who)
             return True, who
         if route[0] == "page" and self._page_authorized(authorization):
             return True, "page"

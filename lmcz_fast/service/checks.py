@@ -8,12 +8,12 @@ Scans whose end cut a tail AI short after a GS are read for their identity (`tai
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote
 
-from .._answer import Answers, Envelope, too_long
+from .._answer import Answers, Envelope, request_id, too_long
 from .._codes import CodeError
 from ..audit import line_ends
 from ..store import NoListError
@@ -28,6 +28,12 @@ if TYPE_CHECKING:
 
 #: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
 CHECK_SLICE = 64
+
+
+def new_request_id() -> str:
+    """A request's `reqId`: what `str(uuid.uuid4())` is (a UUID version 4 of 16 bytes of `os.urandom`), made in
+    compiled code."""
+    return request_id(os.urandom(16))  # type: ignore[no-any-return]
 
 
 def query_values(query: bytes | None, name: bytes) -> list[str]:
@@ -97,6 +103,14 @@ class Checks:
         self._shared = shared
         #: The compiled encoder of both protocols' check answers (and their audit lines), one pass per request.
         self.answers = Answers(Unreadable, ERROR_UNREADABLE)
+        self._ends: tuple[str | None, str | None, tuple[str, str]] = (None, None, line_ends(None, None))
+
+    def _line_ends(self, client: str | None, who: str | None) -> tuple[str, str]:
+        """`audit.line_ends(client, who)`, remembered for the next request (a till sends the same client id)."""
+        ends = self._ends
+        if ends[0] != client or ends[1] != who:
+            ends = self._ends = (client, who, line_ends(client, who))
+        return ends[2]
 
     def items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
@@ -150,8 +164,6 @@ class Checks:
         whose end cut a tail AI short after its GS is answered for its identity (`tail_cut`, docs/codes.md).
         `pgs`: the product group each till sent, or None (a group's minimum price applies to its codes). No
         Python object is made for a free code: the answer is written from the batches' arrays."""
-        activity = self._shared.activity
-        audit = self._shared.audit
         checked = Checked()
         # One request, one version: every code is answered from one snapshot, which names the version sent. A
         # request dropped between two slices (its client hung up) closes it on the way out.
@@ -160,32 +172,58 @@ class Checks:
             for start in range(0, len(raws), CHECK_SLICE):
                 if start:
                     yield
-                chunk = raws[start:start + CHECK_SLICE]
-                groups = None if pgs is None else pgs[start:start + CHECK_SLICE]
-                long = too_long(chunk, DEFAULT_MAX_CODE_LENGTH)
-                if long:
-                    chunk = [None if index in long else raw for index, raw in enumerate(chunk)]
-                try:
-                    batch = view.check_batch(chunk, groups, tail_cut=True)
-                except NoListError:
-                    raise error(400, "not_configured", "the local module is not configured: no list loaded",
-                                errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
-                for index in batch.errors:
-                    item = _unreadable(view, raws[start + index], start + index,
-                                       None if groups is None else groups[index], batch.errors[index])
-                    activity.refused(item.raw[:64], f"invalid_code: {item.error}")
-                    checked.unreadable[start + index] = item.unreadable
-                checked.batches.append(batch)
+                self._check_slice(view, checked, raws, start, pgs, req_id)
+        return self._checked(checked, raws, req_id, req_ms, client, who)
+
+    def check_all(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                  status: Status, pgs: list[int | None] | None = None, who: str | None = None) -> Checked:
+        """`check_steps` worked at once, without a pause (a request of one slice; protocol 2's envelopes are all
+        written in one pass)."""
+        checked = Checked()
+        with self._pin_version() as view:
+            checked.db_version = view.db_version
+            for start in range(0, len(raws), CHECK_SLICE):
+                self._check_slice(view, checked, raws, start, pgs, req_id)
+        return self._checked(checked, raws, req_id, req_ms, client, who)
+
+    def _check_slice(self, view: Snapshot, checked: Checked, raws: list[Any], start: int,
+                     pgs: list[int | None] | None, req_id: str) -> None:
+        """The compiled verdicts of `raws[start:start + CHECK_SLICE]` into `checked` (one `CheckBatch`)."""
+        chunk = raws[start:start + CHECK_SLICE]
+        groups = None if pgs is None else pgs[start:start + CHECK_SLICE]
+        long = too_long(chunk, DEFAULT_MAX_CODE_LENGTH)
+        if long:
+            chunk = [None if index in long else raw for index, raw in enumerate(chunk)]
+        try:
+            batch = view.check_batch(chunk, groups, tail_cut=True)
+        except NoListError:
+            raise error(400, "not_configured", "the local module is not configured: no list loaded",
+                        errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
+        errors = batch.errors
+        if errors:
+            activity = self._shared.activity
+            for index in errors:
+                item = _unreadable(view, raws[start + index], start + index,
+                                   None if groups is None else groups[index], errors[index])
+                activity.refused(item.raw[:64], f"invalid_code: {item.error}")
+                checked.unreadable[start + index] = item.unreadable
+        checked.batches.append(batch)
+
+    def _checked(self, checked: Checked, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                 who: str | None) -> Checked:
+        """A request's verdicts, all taken: refused whole when none of its codes can be read (audited); the
+        unreadable counted, the blocked and sold ones on the status page's refusals."""
         if len(checked.unreadable) == len(raws):
             first = checked.unreadable[0]
-            if audit is not None:
-                audit.record(req_id, req_ms, client, checked.db_version, "invalid_code",
-                             [(str(r)[:64], None) for r in raws], who)
+            if self._shared.audit is not None:
+                self._shared.audit.record(req_id, req_ms, client, checked.db_version, "invalid_code",
+                                          [(str(r)[:64], None) for r in raws], who)
             raise error(400, "invalid_code", first.message if len(raws) == 1 else
                         f"no code of the request can be read; {first.message}",
                         index=first.index, reason=first.reason, reqId=req_id)
         if checked.unreadable:
             self._shared.metrics.codes_unreadable += len(checked.unreadable)
+        activity = self._shared.activity
         for batch in checked.batches:
             for v in batch.verdicts.values():       # the exact path's: every blocked or sold code, in order
                 block = v.block
@@ -196,29 +234,19 @@ class Checks:
                     activity.refused(v.cis, "sold")
         return checked
 
-    def check_all(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status, pgs: list[int | None] | None = None, who: str | None = None) -> Checked:
-        """`check_steps` worked at once (protocol 2's envelopes are all written in one pass)."""
-        steps = self.check_steps(raws, req_id, req_ms, client, status, pgs, who)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
-
     def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response | Steps:
         raws = self.items(method, query, body, content_type)
         now = self._shared.clock()
         req_ms = int(now * 1000)
-        req_id = str(uuid.uuid4())
+        req_id = new_request_id()
         client = client_id.decode("utf-8", "replace") if client_id else None
         who = self._shared.audit_who()
         status = self.ready_for(req_id, req_ms, client, raws, who)
-        steps = self._check_steps(raws, req_id, req_ms, client, status, who)
-        if len(raws) <= CHECK_SLICE:
-            return Steps(steps).run()
-        return Steps(steps)
+        if len(raws) <= CHECK_SLICE:        # one slice: answered at once, without the slices' generator
+            checked = self.check_all(raws, req_id, req_ms, client, status, None, who)
+            return Response(200, self._encode_v1(checked, req_id, req_ms, status, client, who))
+        return Steps(self._check_steps(raws, req_id, req_ms, client, status, who))
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                      status: Status, who: str | None = None) -> Generator[None, None, Response]:
@@ -246,6 +274,6 @@ class Checks:
         batch = checked.batches[0]
         inst = shared.instance_uuid(batch.instance_id)
         version = shared.version_uuid(batch.instance_id, batch.db_version)
-        audit_client, audit_tail = line_ends(client, who) if shared.audit is not None else (None, "")
+        audit_client, audit_tail = self._line_ends(client, who) if shared.audit is not None else (None, "")
         return Envelope(req_id, req_ms, inst, version, status.state, shared.status.grey_list, audit_client,
                         audit_tail)

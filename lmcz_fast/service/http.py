@@ -40,6 +40,7 @@ import socket
 import time
 from collections import deque
 from email.utils import formatdate
+from typing import Any
 
 import httptools
 
@@ -98,7 +99,7 @@ class _Connection(asyncio.Protocol):
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
                  "last_activity", "closing", "peer", "queue", "current", "current_keep_alive", "scheduled",
                  "fresh", "stopped", "reading_paused", "writing_paused", "peer_key", "declared", "chunked",
-                 "reserved", "queued_bytes")
+                 "reserved", "queued_bytes", "parsed_url")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -137,6 +138,7 @@ class _Connection(asyncio.Protocol):
         self.started = 0.0
         self.declared = -1          # Content-Length, if given
         self.chunked = False
+        self.parsed_url: Any = None   # the URL as parsed on the headers (httptools), if it was
 
     # asyncio callbacks
 
@@ -295,7 +297,7 @@ class _Connection(asyncio.Protocol):
         would be refused is answered (through the throttle, like every failure) with its body unread, and the
         connection is closed after the answer, since the stream is out of step."""
         try:
-            parsed = httptools.parse_url(self.url)
+            parsed = self.parsed_url = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
             return True      # refused as a bad request when complete (its body is bounded by max_body)
         method = self.parser.get_method()
@@ -373,7 +375,7 @@ class _Connection(asyncio.Protocol):
         if self.reject is not None:
             self._refuse(self.reject)
             return
-        parsed = httptools.parse_url(self.url)
+        parsed = self.parsed_url or httptools.parse_url(self.url)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self._unreserve()
         request: _Request = (self.parser.get_method(), parsed.path, parsed.query, body, self.authorization,

@@ -14,10 +14,10 @@ Status and init are shared with protocol 1 (`api.py`): the same fields, the same
 from __future__ import annotations
 
 import os
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from .answers import PRODUCT_GROUPS
+from .checks import new_request_id
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
@@ -70,7 +70,7 @@ class ProtocolTwo:
         pairs = cis_items(self._checks.items(method, query, body, content_type))
         raws = [raw for raw, _ in pairs]
         req_ms = int(shared.clock() * 1000)
-        req_id = str(uuid.uuid4())
+        req_id = new_request_id()
         client = client_id.decode("utf-8", "replace") if client_id else None
         who = shared.audit_who()
         status = self._checks.ready_for(req_id, req_ms, client, raws, who)
