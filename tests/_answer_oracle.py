@@ -24,7 +24,7 @@ CALLS = {"v1": 0, "v2": 0}
 
 
 def verdict_steps(checks: Checks, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  pgs: list[int | None] | None, who: str | None) -> Generator[None, None, tuple[list[Any], int]]:
+                  pgs: list[int | None] | None, who: Any) -> Generator[None, None, tuple[list[Any], int]]:
     """One `Verdict` per scan (or an `Unreadable`), all from one version, pausing every 64 codes."""
     shared = checks._shared
     max_len = DEFAULT_MAX_CODE_LENGTH
@@ -60,6 +60,7 @@ def verdict_steps(checks: Checks, raws: list[Any], req_id: str, req_ms: int, cli
                     index=first.index, reason=first.reason, reqId=req_id)
     if unreadable:
         shared.metrics.codes_unreadable += unreadable
+    refused = unreadable
     for v in answers:
         if isinstance(v, Unreadable):
             continue
@@ -67,8 +68,12 @@ def verdict_steps(checks: Checks, raws: list[Any], req_id: str, req_ms: int, cli
         if block is not None:
             shared.activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
                                                                if x))
+            refused += 1
         elif v.sold:
             shared.activity.refused(v.cis, "sold")
+            refused += 1
+    if refused and who is not None:
+        shared.organisation_saw(who, client, 0, refused)
     return answers, db_version
 
 
@@ -78,8 +83,8 @@ def _check_steps_v1(checks: Checks, raws: list[Any], req_id: str, req_ms: int, c
     shared = checks._shared
     answers, _ = yield from verdict_steps(checks, raws, req_id, req_ms, client, None, who)
     first = next(v for v in answers if not isinstance(v, Unreadable))
-    inst = shared.instance_uuid(first.instance_id)
-    version = shared.version_uuid(first.instance_id, first.db_version)
+    inst = shared.instance_uuid(first.instance_id, who)
+    version = shared.version_uuid(first.instance_id, first.db_version, who)
     body, codes = reference_v1(answers, req_id, req_ms, inst, version, shared.status.grey_list, status.state)
     checked = [v for v in answers if not isinstance(v, Unreadable)]
     shared.metrics.codes_checked += len(checked)
@@ -111,7 +116,7 @@ def _handle_check_v2(two: ProtocolTwo, method: bytes, query: bytes | None, body:
             break
     req_ids = [req_id if index == 0 else str(uuid.uuid4()) for index in range(len(answers))]
     out, records = reference_v2(answers, pgs, req_ids, req_ms,
-                                lambda i, v: (shared.instance_uuid(i), shared.version_uuid(i, v)),
+                                lambda i, v: (shared.instance_uuid(i, who), shared.version_uuid(i, v, who)),
                                 shared.status.grey_list, status.state)
     for verdict, (rid, outcome, codes) in zip(answers, records):
         if shared.audit is not None:

@@ -136,9 +136,11 @@ class Checks:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         shared = self._shared
         shared.activity.request(client, shared.peer, len(raws))
+        shared.organisation_saw(who, client, len(raws))
         try:
             return shared.status.require_ready()
         except HttpError as exc:
+            shared.organisation_saw(who, client, 0, len(raws))
             shared.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
                                                   f"{exc.description}")
             if shared.audit is not None:
@@ -224,14 +226,19 @@ class Checks:
         if checked.unreadable:
             self._shared.metrics.codes_unreadable += len(checked.unreadable)
         activity = self._shared.activity
+        refused = len(checked.unreadable)
         for batch in checked.batches:
             for v in batch.verdicts.values():       # the exact path's: every blocked or sold code, in order
                 block = v.block
                 if block is not None:
                     activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
                                                                      if x))
+                    refused += 1
                 elif v.sold:
                     activity.refused(v.cis, "sold")
+                    refused += 1
+        if refused and who is not None:
+            self._shared.organisation_saw(who, client, 0, refused)
         return checked
 
     def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
@@ -272,8 +279,8 @@ class Checks:
         refreshed, and what the audit lines name (no audit log: none written)."""
         shared = self._shared
         batch = checked.batches[0]
-        inst = shared.instance_uuid(batch.instance_id)
-        version = shared.version_uuid(batch.instance_id, batch.db_version)
+        inst = shared.instance_uuid(batch.instance_id, who)
+        version = shared.version_uuid(batch.instance_id, batch.db_version, who)
         audit_client, audit_tail = self._line_ends(client, who) if shared.audit is not None else (None, "")
         return Envelope(req_id, req_ms, inst, version, status.state, shared.status.grey_list, audit_client,
                         audit_tail)

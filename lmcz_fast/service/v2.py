@@ -88,8 +88,8 @@ class ProtocolTwo:
         body, lines, checked_codes, blocked = self._checks.answers.v2_batches(
             checked.batches, checked.unreadable, pgs, os.urandom(16 * (len(pgs) - 1)),
             self._checks.envelope(req_id, req_ms, checked, status, client, who), checked.db_version,
-            lambda instance_id, version: (shared.instance_uuid(instance_id),
-                                          shared.version_uuid(instance_id, version)))
+            lambda instance_id, version: (shared.instance_uuid(instance_id, who),
+                                          shared.version_uuid(instance_id, version, who)))
         if lines:
             shared.audit.record_lines(req_ms, lines, len(pgs))  # type: ignore[union-attr]
         shared.metrics.codes_checked += checked_codes
