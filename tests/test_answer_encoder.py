@@ -17,6 +17,7 @@ dict per code, an envelope, `json.JSONEncoder.encode`; the audit records as tupl
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from lmcz_fast._answer import Answers, Envelope, json_text, request_id
 from lmcz_fast.audit import AuditLog, _format, line_ends
 from lmcz_fast.service import LocalModule, ServiceConfig
 from lmcz_fast.service.config import Token
+from lmcz_fast.service.organisations import Organisation
 from lmcz_fast.service.answers import ERROR_UNREADABLE, Unreadable, reference_v1, reference_v2
 from lmcz_fast.service.responses import encode_json
 from lmcz_fast.store import Blocklist
@@ -238,13 +240,20 @@ def _request(items: list[Any], version: str, method: str) -> tuple[bytes, bytes,
     return b"POST", path, None, json.dumps({"cis_list": items}).encode()
 
 
+@pytest.mark.parametrize("organisations", [False, True], ids=["one-organisation", "organisations"])
 def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
-        store: tuple[Path, dict[str, list[str]]], tmp_path: Path) -> None:
+        store: tuple[Path, dict[str, list[str]]], tmp_path: Path, organisations: bool) -> None:
+    """Also when several organisations are served (each its own `inst`/`version`, the audit naming its INN)."""
     path, scans = store
     config = ServiceConfig(user="till", password="s3cret-Pa55", tokens=(Token(b"t0ken-24", "front \"desk\""),))
-    now = time.time()
     headers = {False: auth_header().encode(), True: b"Token t0ken-24"}
-    with Blocklist.open(path) as bl, AuditLog(tmp_path / "new", fsync=False) as new_audit, \
+    if organisations:
+        config = dataclasses.replace(config, organisations=(
+            Organisation("7707083893", "Org \"A\"", "orga", "pa55-A", (Token(b"org-a-tok", "a desk"),)),
+            Organisation("500100732259", "Org B", "orgb", "pa55-B")))
+        headers = {False: auth_header("orgb", "pa55-B").encode(), True: b"Token org-a-tok"}
+    now = time.time()
+    with Blocklist.open(path, readonly=False) as bl, AuditLog(tmp_path / "new", fsync=False) as new_audit, \
             AuditLog(tmp_path / "old", fsync=False) as old_audit:
         new = LocalModule(bl, config, audit=new_audit, clock=lambda: now)
         old = LocalModule(bl, config, audit=old_audit, clock=lambda: now)
@@ -283,6 +292,7 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
     new_lines = "".join(p.read_text() for p in sorted((tmp_path / "new").glob("audit-*.jsonl")))
     old_lines = "".join(p.read_text() for p in sorted((tmp_path / "old").glob("audit-*.jsonl")))
     assert new_lines == old_lines and new_lines.count("\n") > 100
+    assert ('"i":"7707083893"' in new_lines and '"i":"500100732259"' in new_lines) == organisations
     assert {(v, m) for v, m, s in seen if s == 200} == {("v1", "GET"), ("v1", "POST"), ("v2", "GET"),
                                                          ("v2", "POST")}
 
