@@ -83,6 +83,18 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(1.34, 2.39, False, "issue 3 (1.34-1.44), issue 4 stop (1.48-2.2), this bench on a loaded VM (2.39)"),
     ("batch/is_blocked_many", "batch/set"):
         Record(0.796, 1.37, False, "issue 3 (0.90-0.95), issue 4 stop (0.91-1.37), this bench (0.80)"),
+    ("verdict/check", "verdict/is_blocked"):
+        Record(2.62, 2.97, True, "issue 24, benches/bench_verdict.py on a loaded VM (load ~10): the full Verdict "
+                                 "in one compiled pass; main's Python verdict was 26x is_blocked in an A/B run"),
+    ("verdict/check", "verdict/python_verdict"):
+        Record(0.095, 0.106, True, "issue 24, benches/bench_verdict.py: the compiled check against the Python "
+                                   "verdict it replaced (Reading.slow_verdict), same run"),
+    ("verdict/check_batch", "verdict/is_blocked_many"):
+        Record(1.76, 2.82, True, "issue 24, benches/bench_verdict.py on a loaded VM: compact per-code arrays, no "
+                                 "Python object per free code"),
+    ("verdict/check_many", "verdict/is_blocked_many"):
+        Record(2.40, 2.40, True, "issue 24, benches/bench_verdict.py on a loaded VM: a Verdict per code from the "
+                                 "batch in one compiled loop (6.1x while they were built by a Python loop)"),
     ("tables/single_tables", "tables/single"):
         Record(0.908, 1.189, True, "issue 10: the same compiled hot path on two database files, interleaved rounds; "
                                    "0.91-1.02 in most runs, 1.19 in one on a loaded VM"),

@@ -48,6 +48,7 @@ cdef extern from "Python.h":
     PyObject* PyTuple_GET_ITEM(object o, Py_ssize_t i)
     const char* _utf8_or_null "PyUnicode_AsUTF8AndSize"(object o, Py_ssize_t* size)
     str PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
+    void PyObject_GC_UnTrack(void* op)
 
 
 # Small C primitives the algorithms are written with: little-endian unaligned loads (the memory map gives no
@@ -1175,6 +1176,9 @@ cdef class SoldFilter:
         self.count += 1
         return 0
 
+    cdef inline void prefetch(self, uint64_t h) noexcept nogil:
+        lmcz_prefetch(&self.slots[h & self.mask])
+
     cdef inline bint has(self, uint64_t h) noexcept nogil:
         cdef size_t i = h & self.mask
         while self.slots[i]:
@@ -1229,8 +1233,11 @@ cdef class SoldFilter:
 cdef class VerdictContext:
     """What the compiled check needs of one version besides its prefilter (``reading.Reading.verdict_context``):
     its tables (None: empty), its sold filter (None: the register is empty in that version), the metadata a
-    ``Verdict`` names, and ``slow(probe, raw, pg, tail_cut, now) -> Verdict``, the exact Python verdict for the rare
-    scans the compiled pass hands over (a prefilter hit, a sold-filter hit, a scan of several readings)."""
+    ``Verdict`` names, and the version's exact answers for what the compiled pass cannot decide alone:
+    ``block_of(identity: bytes) -> Block | None`` for a prefilter hit (the code's or its GTIN's block, or None
+    for a false hit), ``sold_of(identity: bytes, now) -> bool`` for a sold-filter hit (in the register and not
+    expired), and ``slow(probe, raw, pg, tail_cut, now) -> Verdict``, the whole Python verdict of a scan that
+    reads several ways (rare)."""
     cdef VerdictTables tables
     cdef SoldFilter sold
     cdef object db_version
@@ -1239,9 +1246,11 @@ cdef class VerdictContext:
     cdef double reference
     cdef bint has_reference
     cdef object slow
+    cdef object block_of
+    cdef object sold_of
 
     def __cinit__(self, VerdictTables tables, SoldFilter sold, db_version, db_updated_at, reference, instance_id,
-                  slow):
+                  slow, block_of, sold_of):
         self.tables = tables if tables is not None and len(tables) else None
         self.sold = sold if sold is not None and len(sold) else None
         self.db_version = db_version
@@ -1250,6 +1259,8 @@ cdef class VerdictContext:
         self.has_reference = reference is not None
         self.reference = float(reference) if reference is not None else 0.0
         self.slow = slow
+        self.block_of = block_of
+        self.sold_of = sold_of
 
     cdef inline object age(self, double now):
         if not self.has_reference:
@@ -1259,6 +1270,15 @@ cdef class VerdictContext:
 
 # The `Verdict` class the compiled check builds (store/records.py registers it: this layer imports nothing above
 # it), and the member descriptors of its slots in `_VERDICT_FIELDS` order.
+cdef object _group_check = None
+
+
+def _register_group_check(fn):
+    """The store's product-group check (``tables.check_group``), for a ``pg`` that is not a plain int 1..65535."""
+    global _group_check
+    _group_check = fn
+
+
 _VERDICT_FIELDS = ("blocked", "cis", "gtin", "serial", "identity", "block", "db_version", "db_updated_at", "db_age",
                    "instance_id", "mrp", "smp", "grey_gtin", "sold")
 cdef object _verdict_type = None
@@ -1298,7 +1318,7 @@ cdef inline str _ascii_str(const uint8_t* p, Py_ssize_t n):
     return lmcz_ascii(p, n)
 
 
-cdef object _build_verdict(bint blocked, str cis, str gtin, str serial, str identity, object db_version,
+cdef object _build_verdict(object block, str cis, str gtin, str serial, str identity, object db_version,
                            object db_updated_at, object db_age, object instance_id, object mrp, object smp,
                            bint grey, bint sold):
     """A Verdict of these fields, slot by slot (as its frozen dataclass __init__ would set them)."""
@@ -1307,12 +1327,12 @@ cdef object _build_verdict(bint blocked, str cis, str gtin, str serial, str iden
         raise RuntimeError("no Verdict class registered (lmcz_fast.store registers it on import)")
     obj = lmcz_alloc(<PyObject*>_verdict_type)
     v = <PyObject*>obj
-    lmcz_put_slot(v, _verdict_at[0], <PyObject*>(_TRUE if blocked else _FALSE))
+    lmcz_put_slot(v, _verdict_at[0], <PyObject*>(_FALSE if block is None else _TRUE))
     lmcz_put_slot(v, _verdict_at[1], <PyObject*>cis)
     lmcz_put_slot(v, _verdict_at[2], <PyObject*>gtin)
     lmcz_put_slot(v, _verdict_at[3], <PyObject*>serial)
     lmcz_put_slot(v, _verdict_at[4], <PyObject*>identity)
-    lmcz_put_slot(v, _verdict_at[5], <PyObject*>None)
+    lmcz_put_slot(v, _verdict_at[5], <PyObject*>block)
     lmcz_put_slot(v, _verdict_at[6], <PyObject*>db_version)
     lmcz_put_slot(v, _verdict_at[7], <PyObject*>db_updated_at)
     lmcz_put_slot(v, _verdict_at[8], <PyObject*>db_age)
@@ -1321,17 +1341,21 @@ cdef object _build_verdict(bint blocked, str cis, str gtin, str serial, str iden
     lmcz_put_slot(v, _verdict_at[11], <PyObject*>smp)
     lmcz_put_slot(v, _verdict_at[12], <PyObject*>(_TRUE if grey else _FALSE))
     lmcz_put_slot(v, _verdict_at[13], <PyObject*>(_TRUE if sold else _FALSE))
+    # Its fields are strs, numbers, bools, None and a Block of strs: it can never be part of a reference cycle,
+    # so the cyclic collector need not track it (as CPython untracks tuples of such values). A receipt's or a
+    # request's thousands of verdicts then cost no collector passes.
+    PyObject_GC_UnTrack(v)
     return obj
 
 
 cdef object _fast_verdict(const uint8_t* ident, Py_ssize_t n, const CodeFacts* facts, VerdictContext ctx,
-                          double now, int64_t smp, bint grey):
-    """The Verdict of a free code (not blocked, not sold) from the compiled pass."""
+                          double now, int64_t smp, bint grey, object block, bint sold):
+    """The Verdict of a scan of one reading, from the compiled pass (``block``, ``sold``: its exact answers)."""
     identity = _ascii_str(ident, n)
     cis = identity if facts.kind == 1 else _ascii_str(facts.cis, facts.cis_len)
-    return _build_verdict(False, cis, _ascii_str(ident + 2, 14), _ascii_str(ident + SERIAL_AT, n - SERIAL_AT),
+    return _build_verdict(block, cis, _ascii_str(ident + 2, 14), _ascii_str(ident + SERIAL_AT, n - SERIAL_AT),
                           identity, ctx.db_version, ctx.db_updated_at, ctx.age(now), ctx.instance_id,
-                          None if facts.mrp < 0 else facts.mrp, None if smp < 0 else smp, grey, False)
+                          None if facts.mrp < 0 else facts.mrp, None if smp < 0 else smp, grey, sold)
 
 
 # Per-code flags of a `CheckBatch` (`CheckBatch.flags[i]`).
@@ -1363,8 +1387,8 @@ cdef class CheckBatch:
     - ``flags[i]`` (``array('B')``): ``CHECK_BLOCKED``, ``CHECK_SOLD``, ``CHECK_GREY`` (the GTIN is grey),
       ``CHECK_HAS_MRP``/``CHECK_HAS_SMP`` (``mrp[i]``/``smp[i]`` hold a price; else the field is None),
       ``CHECK_UNREADABLE`` (not a marking code: ``errors[i]`` is its ``CodeError``, every other field is empty),
-      ``CHECK_EXACT`` (answered by the exact Python path: ``verdicts[i]`` is its ``Verdict``, e.g. for its
-      ``block`` details; the arrays hold the same values);
+      ``CHECK_EXACT`` (``verdicts[i]`` is its ``Verdict``: a code that is blocked, for its ``block`` details, or
+      sold, or that reads several ways; the arrays hold the same values);
     - ``mrp[i]``, ``smp[i]`` (``array('q')``, kopecks; 0 when the flag says none);
     - ``cis[i*CHECK_STRIDE : i*CHECK_STRIDE + cis_len[i]]`` (bytearray, ASCII): the CIS as CRPT prints it;
     - ``identity[i*CHECK_STRIDE : ... + identity_len[i]]``: the canonical identity;
@@ -1372,7 +1396,8 @@ cdef class CheckBatch:
 
     Once per batch: ``db_version``, ``db_updated_at``, ``db_age``, ``instance_id`` (as every ``Verdict`` of it
     carries). ``verdict(i)`` builds code ``i``'s ``Verdict`` (raises its ``CodeError`` when unreadable). No Python
-    object is made per free code: only unreadable and exact-path codes have entries in ``errors``/``verdicts``.
+    object is made per free code: only unreadable, blocked, sold and several-reading codes have entries in
+    ``errors``/``verdicts``.
     """
     cdef readonly c_array flags
     cdef readonly c_array mrp
@@ -1396,8 +1421,21 @@ cdef class CheckBatch:
     def __len__(self):
         return self.n
 
+    def verdict_list(self):
+        """``[self.verdict(i) for i in range(len(self))]`` (``check_many``), built in one compiled loop."""
+        cdef Py_ssize_t i
+        cdef list out = PyList_New(self.n)
+        for i in range(self.n):
+            v = self._verdict(i)
+            Py_INCREF(v)
+            PyList_SET_ITEM(out, i, v)
+        return out
+
     def verdict(self, Py_ssize_t i):
         """Code ``i``'s ``Verdict``, equal to what ``check`` answers for it (its ``CodeError`` if unreadable)."""
+        return self._verdict(i)
+
+    cdef object _verdict(self, Py_ssize_t i):
         cdef uint8_t f
         cdef const uint8_t* idp
         cdef const uint8_t* cp
@@ -1415,7 +1453,7 @@ cdef class CheckBatch:
         cn = self.cis_len.data.as_uchars[i]
         identity = _ascii_str(idp, n)
         cis = identity if cn == n and memcmp(cp, idp, <size_t>n) == 0 else _ascii_str(cp, cn)
-        return _build_verdict(f & F_BLOCKED, cis, _ascii_str(idp + 2, 14),
+        return _build_verdict(None, cis, _ascii_str(idp + 2, 14),
                               _ascii_str(idp + SERIAL_AT, n - SERIAL_AT), identity, self.db_version,
                               self.db_updated_at, self.db_age, self.instance_id,
                               self.mrp.data.as_longlongs[i] if f & F_HAS_MRP else None,
@@ -2009,9 +2047,39 @@ cdef class ProbeBase:
         a.ctx = <VerdictContext?>ctx
         return <VerdictContext>ctx
 
+    def check(self, raw, pg=None, *, bint tail_cut=False):
+        """Parse a scan and say whether it is blocked, with why and the database version that said so.
+
+        The ``Verdict`` also says whether the code is in the sold register (``sold``) and carries the prices a till
+        compares a sale with: ``mrp`` (from the code itself), ``smp`` (the minimum price of the GTIN, else of
+        product group ``pg`` -- given by the caller, or a tobacco pack's own group 3) and ``grey_gtin``, all from the
+        one version this call answers from (a snapshot's, or the blocklist's current one). ``tail_cut=True`` also
+        answers a scan whose end cut a tail AI short after a GS, for its whole identity (``readings_of``; the
+        service's checks, docs/codes.md). Raises ``CodeError`` for anything that is not a marking code,
+        ``RecordError`` (a ``ValueError``) for a ``pg`` that is not a product group id, and ``NoListError`` if the
+        store never held a list. One compiled pass (``_check``).
+        """
+        if pg is not None and not (type(pg) is int and 1 <= <object>pg <= 0xFFFF):
+            _group_check(pg)
+        try:
+            return self._check_one(raw, pg, tail_cut)
+        except NotAttachedError:
+            self._check_detached()
+        return self._check_one(raw, pg, tail_cut)
+
+    def _check_detached(self):
+        """Called when ``check`` finds nothing attached: raise the subclass's own error, or attach again (then
+        ``check`` tries once more)."""
+        raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
+
     @cython.always_allow_keywords(False)
     def _check(self, raw, pg=None, bint tail_cut=False):
-        """The full ``Verdict`` of one scan (``Blocklist.check``, ``Snapshot.check``): cut, probe, the sold filter
+        """``check`` without the group check and the detached hook (tests, benches)."""
+        return self._check_one(raw, pg, tail_cut)
+
+    @cython.final
+    cdef object _check_one(self, object raw, object pg, bint tail_cut):
+        """The full ``Verdict`` of one scan (``check``): cut, probe, the sold filter
         and the tables in one compiled pass over the version this call takes; the exact Python path
         (``VerdictContext.slow``) only for a prefilter hit, a sold-filter hit or a scan of several readings.
         ``pg``: a product group id the caller checked, or None. Bad scans raise ``readings_of``'s ``CodeError``."""
@@ -2024,7 +2092,7 @@ cdef class ProbeBase:
         cdef VerdictContext ctx
         cdef _Attached a
         cdef int64_t smp = -1
-        cdef bint grey = False
+        cdef bint grey = False, sold
         cdef double now
         if n < 0:
             raise _check_error(n, raw, tail_cut, -1)
@@ -2032,12 +2100,15 @@ cdef class ProbeBase:
         a = self._cur
         ctx = self._context(a)
         now = lmcz_wall_s()
-        if (n_alts or facts.kind == 0 or _state_hit(&a.st, ident, n)
-                or (ctx.sold is not None and ctx.sold.has(_sold_hash(ident, n)))):
+        if n_alts or facts.kind == 0:
             return ctx.slow(_pinned(a), raw, pg, tail_cut, now)
+        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>ident, n)) if _state_hit(&a.st, ident, n) \
+            else None
+        sold = ctx.sold is not None and ctx.sold.has(_sold_hash(ident, n)) and \
+            ctx.sold_of(PyBytes_FromStringAndSize(<const char*>ident, n), now)
         if ctx.tables is not None:
             smp = ctx.tables.answer(_gtin_value(ident), _group_of(pg, facts.kind), &grey)
-        return _fast_verdict(ident, n, &facts, ctx, now, smp, grey)
+        return _fast_verdict(ident, n, &facts, ctx, now, smp, grey, block, sold)
 
     def _check_batch(self, raws, pgs=None, bint tail_cut=False, bint strict=False):
         """The full verdicts of ``raws`` as a ``CheckBatch``, every one from the one version this call takes.
@@ -2054,6 +2125,7 @@ cdef class ProbeBase:
         cdef int n_alts = 0
         cdef CodeFacts* facts = NULL
         cdef uint32_t* keys = NULL
+        cdef uint64_t* sold_hashes = NULL
         cdef uint8_t* multi = NULL
         cdef uint8_t* idp
         cdef uint8_t f
@@ -2062,9 +2134,10 @@ cdef class ProbeBase:
         cdef _Attached a
         cdef const AState* st
         cdef const Entry* table
-        cdef Entry e
+        cdef Entry ents[BATCH]
+        cdef Py_ssize_t start, end, prev
         cdef int64_t smp
-        cdef bint grey, hit
+        cdef bint grey, hit, sold_hit, sold
         cdef double now
         cdef ProbeBase pinned = None
         seq = raws if PyList_CheckExact(raws) or PyTuple_CheckExact(raws) else list(raws)
@@ -2073,9 +2146,10 @@ cdef class ProbeBase:
         b = _new_batch(total)
         facts = <CodeFacts*>calloc(total + 1, sizeof(CodeFacts))
         keys = <uint32_t*>calloc(total + 1, sizeof(uint32_t))
+        sold_hashes = <uint64_t*>calloc(total + 1, sizeof(uint64_t))
         multi = <uint8_t*>calloc(total + 1, sizeof(uint8_t))
         try:
-            if facts == NULL or keys == NULL or multi == NULL:
+            if facts == NULL or keys == NULL or multi == NULL or sold_hashes == NULL:
                 raise MemoryError()
             idp = <uint8_t*>PyByteArray_AS_STRING(b.identity)
             for i in range(total):
@@ -2108,45 +2182,75 @@ cdef class ProbeBase:
             b.db_updated_at = ctx.db_updated_at
             b.db_age = ctx.age(now)
             b.instance_id = ctx.instance_id
-            for i in range(total):
-                if not b.flags.data.as_uchars[i]:
-                    keys[i] = _identity_key(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
-                    lmcz_prefetch(&table[keys[i] >> 16])
-            for i in range(total):
-                if not b.flags.data.as_uchars[i]:
-                    rindex_prefetch_container(&st.ix, table[keys[i] >> 16], keys[i])
-            for i in range(total):
-                if b.flags.data.as_uchars[i]:
-                    continue
-                n = b.identity_len.data.as_uchars[i]
-                hit = (multi[i] or rindex_contains(&st.ix, keys[i])
-                       or (st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins,
-                                                                 _gtin_value(idp + i * IDENTITY_MAX)))
-                       or (ctx.sold is not None and ctx.sold.has(_sold_hash(idp + i * IDENTITY_MAX, n))))
-                pg = groups[i] if groups is not None else None
-                if hit:
-                    if pinned is None:
-                        pinned = _pinned(a)
-                    _fill_exact(b, i, ctx.slow(pinned, seq[i], pg, tail_cut, now))
-                    continue
-                f = 0
-                if facts[i].mrp >= 0:
-                    f |= F_HAS_MRP
-                    b.mrp.data.as_longlongs[i] = facts[i].mrp
-                if ctx.tables is not None:
-                    smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX), _group_of(pg, facts[i].kind), &grey)
-                    if smp >= 0:
-                        f |= F_HAS_SMP
-                        b.smp.data.as_longlongs[i] = smp
-                    if grey:
-                        f |= F_GREY
-                b.flags.data.as_uchars[i] = f
-                memcpy(PyByteArray_AS_STRING(b.cis) + i * IDENTITY_MAX, facts[i].cis, <size_t>facts[i].cis_len)
-                b.cis_len.data.as_uchars[i] = <uint8_t>facts[i].cis_len
-                memcpy(PyByteArray_AS_STRING(b.gtin) + i * 14, idp + i * IDENTITY_MAX + 2, 14)
+            # In blocks of BATCH codes, two in flight: block k is hashed (prefetching its index entries and sold
+            # slots), block k-1 is tested and filled, then block k's entries are loaded (prefetching containers).
+            start = 0
+            prev = -1
+            while True:
+                end = start + BATCH if start + BATCH < total else total
+                for i in range(start, end):
+                    if not b.flags.data.as_uchars[i]:
+                        keys[i] = _identity_key(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        lmcz_prefetch(&table[keys[i] >> 16])
+                        if ctx.sold is not None:
+                            sold_hashes[i] = _sold_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                            ctx.sold.prefetch(sold_hashes[i])
+                for i in range(prev, start if prev >= 0 else prev):
+                    if b.flags.data.as_uchars[i]:
+                        continue
+                    n = b.identity_len.data.as_uchars[i]
+                    pg = groups[i] if groups is not None else None
+                    if multi[i]:
+                        if pinned is None:
+                            pinned = _pinned(a)
+                        _fill_exact(b, i, ctx.slow(pinned, seq[i], pg, tail_cut, now))
+                        continue
+                    hit = (rindex_contains_entry(&st.ix, ents[i - prev], keys[i])
+                           or (st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins,
+                                                                     _gtin_value(idp + i * IDENTITY_MAX))))
+                    sold_hit = ctx.sold is not None and ctx.sold.has(sold_hashes[i])
+                    if hit or sold_hit:
+                        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n)) \
+                            if hit else None
+                        sold = sold_hit and ctx.sold_of(
+                            PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n), now)
+                        if block is not None or sold:
+                            smp = -1
+                            grey = False
+                            if ctx.tables is not None:
+                                smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX),
+                                                        _group_of(pg, facts[i].kind), &grey)
+                            _fill_exact(b, i, _fast_verdict(idp + i * IDENTITY_MAX, n, &facts[i], ctx, now, smp,
+                                                            grey, block, sold))
+                            continue
+                    f = 0
+                    if facts[i].mrp >= 0:
+                        f |= F_HAS_MRP
+                        b.mrp.data.as_longlongs[i] = facts[i].mrp
+                    if ctx.tables is not None:
+                        smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX), _group_of(pg, facts[i].kind),
+                                                &grey)
+                        if smp >= 0:
+                            f |= F_HAS_SMP
+                            b.smp.data.as_longlongs[i] = smp
+                        if grey:
+                            f |= F_GREY
+                    b.flags.data.as_uchars[i] = f
+                    memcpy(PyByteArray_AS_STRING(b.cis) + i * IDENTITY_MAX, facts[i].cis, <size_t>facts[i].cis_len)
+                    b.cis_len.data.as_uchars[i] = <uint8_t>facts[i].cis_len
+                    memcpy(PyByteArray_AS_STRING(b.gtin) + i * 14, idp + i * IDENTITY_MAX + 2, 14)
+                if start >= total:
+                    break
+                for i in range(start, end):
+                    if not b.flags.data.as_uchars[i]:
+                        ents[i - start] = table[keys[i] >> 16]
+                        rindex_prefetch_container(&st.ix, ents[i - start], keys[i])
+                prev = start
+                start = end
         finally:
             free(facts)
             free(keys)
+            free(sold_hashes)
             free(multi)
         return b
 

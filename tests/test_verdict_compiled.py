@@ -287,3 +287,21 @@ def test_blocked_scans_are_never_answered_free_by_the_batch(tmp_path):
                 assert batch.flags[i] & CHECK_BLOCKED, c.scan
             assert bool(batch.flags[i] & CHECK_BLOCKED) == bl.is_blocked(c.scan) or \
                 batch.flags[i] & CHECK_UNREADABLE
+
+
+def test_an_older_version_first_checked_after_a_newer_one_sees_its_own_register(tmp_path):
+    """A sale made and returned between two versions the filter was brought forward to: a snapshot of the version
+    in between, first checked afterwards, still answers `sold` for it."""
+    codes = synth.generate(10, seed=9)
+    with Blocklist.create(tmp_path / "db") as bl:
+        bl.load([[codes[0].identity]])
+        bl.record_sold([codes[5].scan])
+        assert not bl.check(codes[1].scan).sold                  # the filter, at this version
+        bl.record_sold([codes[1].scan])
+        middle = bl.snapshot()                                  # holds the sale of codes[1]; not checked yet
+        bl.sold.remove([codes[1].scan])
+        bl.record_sold([codes[2].scan])
+        assert bl.check(codes[2].scan).sold and not bl.check(codes[1].scan).sold   # brought forward past it
+        assert middle.check(codes[1].scan).sold and not middle.check(codes[2].scan).sold
+        assert middle.check_batch([codes[1].scan]).flags[0] & CHECK_SOLD
+        middle.close()

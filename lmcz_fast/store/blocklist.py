@@ -23,7 +23,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .._probe import NotAttachedError, ProbeBase, unpack_key
+from .._probe import ProbeBase, unpack_key
 from .change import Change
 from .digest import format_digest
 from .environment import (
@@ -56,7 +56,7 @@ from .reading import Versions, no_list_error
 from .records import DeltaReport, LoadReport, Status, Verdict
 from .snapshot import Snapshot, readings_of
 from .sold import SoldEntry, SoldRegister
-from .tables import META_COUNTS, META_TABLES_DIGEST, Record, check_group, iter_rows
+from .tables import META_COUNTS, META_TABLES_DIGEST, Record, iter_rows
 from .writing import Writer
 
 
@@ -285,23 +285,11 @@ class Blocklist(ProbeBase):
                 raise StoreError("the blocklist is closed")
             return reading._confirm(identity)
 
-    def check(self, raw: str | bytes, pg: int | None = None) -> Verdict:
-        """Parse a scan and say whether it is blocked, with why and the database version that said so.
-
-        The verdict also carries the prices a till compares a sale with: `mrp` (from the code itself), `smp` (the
-        minimum price of the GTIN, else of product group `pg` — given by the caller, or a tobacco pack's own
-        group 3) and `grey_gtin`, all from the same database version. Raises `CodeError` for anything that is not
-        a marking code, `RecordError` (a `ValueError`) for a `pg` that is not a group id, and `NoListError` if
-        the store never held a list.
-        """
-        if pg is not None:
-            check_group(pg)
-        try:
-            return self._check(raw, pg)
-        except NotAttachedError:
-            with self._handle.lock:
-                self._handle.fresh()        # closed: the store's own error; else attached again
-        return self._check(raw, pg)
+    def _check_detached(self) -> None:
+        """`check` found nothing attached (`ProbeBase.check` is the compiled `check`): the store's own error when
+        closed, else attach the current version (then `check` tries once more)."""
+        with self._handle.lock:
+            self._handle.fresh()
 
     def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
         """`[check(r) for r in raws]`, every verdict from one version (`pgs`: one product group or None per scan,

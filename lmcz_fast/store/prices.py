@@ -8,7 +8,8 @@ The tables themselves (record kinds, rows, digest) are `tables.py`; this module 
 - `Blocklist.min_price(gtin, pg=None)` and `Blocklist.is_grey_gtin(gtin)` answer from the reader's current version;
   `Blocklist.check(raw, pg=None)` puts both in its `Verdict` (`smp`, `grey_gtin`, with `mrp` from the code).
 
-These are separate questions from `is_blocked`: the compiled hot path never looks at them.
+These are separate questions from `is_blocked`, which never looks at them; `check` reads them in its compiled pass
+(`Tables.compiled_of`: sorted arrays built once per copy of the tables).
 
 File formats (UTF-8, optionally gzip; `#` starts a comment line):
 

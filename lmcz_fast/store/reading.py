@@ -128,8 +128,33 @@ class Reading:
                     raise StoreError(f"{self.path}: could not read the version being answered from: {exc}") from exc
                 ctx = self.verdict_ctx = VerdictContext(
                     self._tables_part.compiled_of(self.tables()), sold, meta["version"], meta.get("updated_at"),
-                    reference_time(meta), meta["instance_id"], self.slow_verdict)
+                    reference_time(meta), meta["instance_id"], self.slow_verdict, self.block_of, self.sold_of)
             return ctx
+
+    def block_of(self, identity: bytes) -> Block | None:
+        """The block of a canonical identity whose prefilter probe hit, in this version: its code's, else its
+        GTIN's, else None (a false hit). What `verdict` looks up, for the compiled check."""
+        with self.lock:
+            txn = self.txn
+            try:
+                value = txn.get(pack_identity(identity), db=self.dbs[DB_CODES])
+                if value is not None:
+                    return self._block(txn, decode_block_id(value), "code")
+                if self.meta().get("gtins"):
+                    value = txn.get(pack_gtin(identity[2:16].decode()), db=self.dbs[DB_GTINS])
+                    if value is not None:
+                        return self._block(txn, decode_block_id(value), "gtin")
+            except lmdb.Error as exc:
+                raise StoreError(f"{self.path}: could not read the version being answered from: {exc}") from exc
+        return None
+
+    def sold_of(self, identity: bytes, now: float) -> bool:
+        """Whether a canonical identity is in this version's sold register and not expired (a sold-filter hit)."""
+        with self.lock:
+            cursor = self._sold
+            if cursor is None:
+                cursor = self._sold = self.txn.cursor(db=self.dbs[DB_SOLD])
+            return sold_in(cursor, identity.decode("ascii"), self.meta(), now)
 
     def slow_verdict(self, probe: ProbeBase, raw: str | bytes, pg: int | None, tail_cut: bool,
                      now: float) -> Verdict:

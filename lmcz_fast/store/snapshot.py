@@ -35,7 +35,8 @@ def _groups(pgs: Iterable[int | None] | None) -> list[int | None] | None:
 class Snapshot(ProbeBase):
     """One version of a store, for several calls that must agree: take it with `Blocklist.snapshot()`.
 
-    `is_blocked`, `is_blocked_many`, `check` and `check_many` answer exactly as the blocklist's own methods do,
+    `is_blocked`, `is_blocked_many`, `check` (compiled, `ProbeBase.check`, with `tail_cut` for the service's
+    checks), `check_many` and `check_batch` answer exactly as the blocklist's own methods do,
     but every answer comes from the version the snapshot was taken at (`db_version`), however many commits land
     meanwhile: a receipt or a service request answers from one version and names it. It never renews: take a
     new one for the next receipt. Close it (or leave its `with` block) promptly; until then it pins that version's
@@ -102,24 +103,15 @@ class Snapshot(ProbeBase):
                 raise StoreError("this snapshot is closed (or its blocklist was)")
             return dict(reading.meta())
 
-    def check(self, raw: str | bytes, pg: int | None = None, *, tail_cut: bool = False) -> Verdict:
-        """`Blocklist.check`, from this snapshot's version. Raises `CodeError` for anything not a marking code,
-        `RecordError` (a `ValueError`) for a `pg` that is not a product group id. `tail_cut=True` also answers a
-        scan whose end cut a tail AI short after a GS, for its whole identity (`readings_of`; the service's
-        checks, docs/codes.md). One compiled pass (`ProbeBase._check`)."""
-        if pg is not None:
-            check_group(pg)
-        try:
-            return self._check(raw, pg, tail_cut)
-        except NotAttachedError:
-            self._live()        # closed: the snapshot's own error
-            raise
+    def _check_detached(self) -> None:
+        """`check` on a closed snapshot: the snapshot's own error (`ProbeBase.check` is the compiled `check`)."""
+        self._live()
+        raise NotAttachedError("this snapshot answers from no version")
 
     def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
         """`[check(r) for r in raws]`, all from this version (`pgs`: one product group or None per scan). A bad
         scan raises `CodeError` naming its index (also `.index`), as `is_blocked_many` does."""
-        batch = self.check_batch(raws, pgs, strict=True)
-        return [batch.verdict(i) for i in range(len(batch))]
+        return self.check_batch(raws, pgs, strict=True).verdict_list()  # type: ignore[no-any-return]
 
     def check_batch(self, raws: Iterable[Any], pgs: Iterable[int | None] | None = None, *,
                     tail_cut: bool = False, strict: bool = False) -> CheckBatch:

@@ -38,7 +38,9 @@ did before organisations existed. A record without an organisation is read as `o
 be part of a CIS (GS1's character set), so the old format is the new one's "no organisation".
 
 Reads answer from the `Blocklist`'s current read transaction, so `check()`'s `sold` and its `blocked` come from
-the same database version; a write made through this handle is seen by its next call.
+the same database version; a write made through this handle is seen by its next call. `check()` asks a filter of
+the register first (store/sold_filter.py), so every write that adds entries also records `sold_high`/`sold_epoch`
+(`note_added`) for readers to bring their filter forward.
 """
 
 from __future__ import annotations

@@ -68,7 +68,7 @@ class _Synced:
     epoch: str
     high: bytes
     built: int      # the read snapshot (txn id) it was built from
-    synced: int     # the newest snapshot it holds every identity of
+    synced: int     # the snapshot it was last brought forward to: it holds every identity of that version
 
 
 class SoldFilters:
@@ -93,17 +93,18 @@ class SoldFilters:
         high = bytes.fromhex(high_hex) if isinstance(high_hex, str) else None
         with self._lock:
             state = self._state
-            if state is not None and isinstance(epoch, str) and epoch == state.epoch and high is not None \
-                    and high >= state.high:
-                if snapshot >= state.synced:
+            if state is not None:
+                if snapshot == state.synced:
+                    return state.filter
+                # (A version between two syncs may hold a sale made and returned between them, which the later
+                # sync did not see: it gets a filter of its own below. Versions are read in order: rare.)
+                if snapshot > state.synced and epoch == state.epoch and high is not None and high >= state.high:
                     if high != state.high:
                         self._add_after(txn, state.filter, state.high)
                         state.high = high
                         self.syncs += 1
                     state.synced = snapshot
                     return state.filter
-                if snapshot >= state.built:
-                    return state.filter     # built before this version, synced past it: holds all of it
             built = self._build(txn)
             if isinstance(epoch, str) and high is not None and (state is None or snapshot >= state.synced):
                 self._state = _Synced(built, epoch, high, snapshot, snapshot)
