@@ -162,17 +162,19 @@ RECORDS: dict[tuple[str, str], Record] = {
                                     "compact` brings it to 1x"),
     ("answer: v1 outCheck of 128 codes, server CPU per code",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(0.2, 0.34, False, "issue 24, benches/bench_answer.py on a loaded VM: 0.34 before (15.5 us a code "
-                                 "over a 45.7 us floor), 0.215 with the compiled answer (9.6 us over 44.5 us); "
-                                 "the rest is the verdict's, per code"),
+        Record(0.051, 0.064, False, "issue 24, benches/bench_answer.py on a loaded VM (docs/service.md, \"A whole "
+                                    "answer\"): 0.32-0.33 before (12.8-15.6 us a code), 0.051-0.064 in three runs "
+                                    "with the compiled verdicts and answer (2.1-2.4 us a code)"),
     ("answer: v2 outCheck of 128 codes, server CPU per code",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(0.28, 0.68, False, "issue 24, benches/bench_answer.py on a loaded VM: 0.68 before (31.3 us a code "
-                                  "over a 45.7 us floor), 0.28 with the compiled answer (12.5 us over 44.5 us)"),
+        Record(0.095, 0.117, False, "issue 24, benches/bench_answer.py on a loaded VM: 0.65-0.68 before (27-31 us "
+                                    "a code), 0.095-0.117 in three runs with the compiled verdicts and answer "
+                                    "(3.9-4.0 us)"),
     ("answer: one-code outCheck, server CPU per request",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(2.49, 2.96, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.92 before (133 us over a "
-                                  "45.7 us floor), 2.49-2.96 with the compiled answer"),
+        Record(1.97, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
+                                  "over a 40-47 us floor), 1.97-2.37 in three runs with the compiled answer "
+                                  "(79-88 us)"),
     ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),
