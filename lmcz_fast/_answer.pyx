@@ -294,6 +294,13 @@ cdef class Answers:
     cdef bytes unreadable_head
     cdef object last_age
     cdef bytes last_age_json
+    cdef object last_version
+    cdef bytes last_version_json
+    cdef object piece_inst
+    cdef object piece_version
+    cdef long long piece_ms
+    cdef bytes piece_head
+    cdef bytes piece_tag
 
     def __init__(self, unreadable_type, long long error_unreadable):
         self.unreadable_type = unreadable_type
@@ -391,31 +398,63 @@ cdef class Answers:
         _value(b, item.reason)
         return _raw(b, b"}", 1)
 
+    cdef int _pieces(self, long long req_ms, str inst, str version) except -1:
+        """The parts of an envelope that depend on the request's time, instance and version only, written once for
+        the codes of a request that share them (protocol 2 writes them for every code)."""
+        cdef Buf tmp
+        if (self.piece_inst is inst and self.piece_version is version and self.piece_ms == req_ms
+                and self.piece_head is not None):
+            return 0
+        tmp.data = NULL
+        tmp.size = tmp.cap = 0
+        try:
+            _lit(&tmp, b',"reqTimestamp":')
+            _digits(&tmp, req_ms)
+            _lit(&tmp, b',"inst":')
+            _str(&tmp, inst)
+            _lit(&tmp, b',"version":')
+            _str(&tmp, version)
+            _lit(&tmp, b',"isCheckedOffline":true,"codes":[')
+            self.piece_head = _take(&tmp)
+            tmp.size = 0
+            _lit(&tmp, b'&Time=')
+            _digits(&tmp, req_ms)
+            _lit(&tmp, b'&Inst=')
+            _inner(&tmp, inst)
+            _lit(&tmp, b'&Ver=')
+            _inner(&tmp, version)
+            _lit(&tmp, b'","dbVersion":')
+            self.piece_tag = _take(&tmp)
+        finally:
+            PyMem_Free(tmp.data)
+        self.piece_inst, self.piece_version, self.piece_ms = inst, version, req_ms
+        return 0
+
     cdef int _head(self, Buf* b, str req_id, long long req_ms, str inst, str version) except -1:
         """`reqId` to `isCheckedOffline`, after `"code":...,"description":...`."""
         _lit(b, b',"reqId":')
         _str(b, req_id)
-        _lit(b, b',"reqTimestamp":')
-        _digits(b, req_ms)
-        _lit(b, b',"inst":')
-        _str(b, inst)
-        _lit(b, b',"version":')
-        _str(b, version)
-        return _lit(b, b',"isCheckedOffline":true,"codes":[')
+        self._pieces(req_ms, inst, version)
+        return _bytes(b, self.piece_head)
 
     cdef int _tail(self, Buf* b, str req_id, long long req_ms, str inst, str version, object db_version,
                    object db_age, str freshness) except -1:
         """From the end of `codes` to `dbFreshness` (the envelope's last official field), without the `}`."""
+        cdef Buf tmp
         _lit(b, b'],"tag1265":"UUID=')
         _inner(b, req_id)
-        _lit(b, b'&Time=')
-        _digits(b, req_ms)
-        _lit(b, b'&Inst=')
-        _inner(b, inst)
-        _lit(b, b'&Ver=')
-        _inner(b, version)
-        _lit(b, b'","dbVersion":')
-        _str(b, str(db_version))
+        self._pieces(req_ms, inst, version)
+        _bytes(b, self.piece_tag)
+        if not (db_version is self.last_version and self.last_version_json is not None):
+            tmp.data = NULL
+            tmp.size = tmp.cap = 0
+            try:
+                _str(&tmp, str(db_version))
+                self.last_version_json = _take(&tmp)
+            finally:
+                PyMem_Free(tmp.data)
+            self.last_version = db_version
+        _bytes(b, self.last_version_json)
         _lit(b, b',"dbAge":')
         self._age(b, db_age)
         _lit(b, b',"dbFreshness":')
