@@ -35,5 +35,20 @@ class Answers:
         uuids: Callable[[str, int], tuple[str, str]],
     ) -> tuple[bytes, str, int, int]: ...
 
+    def v1_batches(
+        self, batches: list[Any], unreadable: dict[int, Any], head: Envelope
+    ) -> tuple[bytes, str | None, int, int]: ...
+    def v2_batches(
+        self,
+        batches: list[Any],
+        unreadable: dict[int, Any],
+        pgs: list[int | None],
+        ids: bytes,
+        head: Envelope,
+        db_version: int | None,
+        uuids: Callable[[str, int], tuple[str, str]],
+    ) -> tuple[bytes, str, int, int]: ...
+
 def request_id(raw: bytes) -> str: ...
+def too_long(raws: list[Any], max_len: int) -> list[int]: ...
 def json_text(value: object) -> str: ...

@@ -119,7 +119,7 @@ def _json_str(text: str | None) -> str:
     return f'"{text}"'
 
 
-def line_ends(client: str | None, who: str | None) -> tuple[str, str]:
+def line_ends(client: str | None, who: Any) -> tuple[str, str]:
     """What a caller formatting its own lines (`AuditLog.record_lines`) writes as `"c"` (the client's JSON text) and
     after `"k"` (`,"a":...` of a token's label, or ""), exactly as `_format` does."""
     inn = None

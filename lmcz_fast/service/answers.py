@@ -134,7 +134,8 @@ def reference_v2(answers: list[Verdict | Unreadable], pgs: list[int | None], req
             entry.update(code=ERROR_UNREADABLE, description=verdict.message, error="invalid_code",
                          errorCode=ERROR_UNREADABLE, reason=verdict.reason)
             results.append(entry)
-            records.append((rid, "invalid_code", [(verdict.raw[:64], None)]))
+            refused: AuditCodes = [(verdict.raw[:64], None)]
+            records.append((rid, "invalid_code", refused))
             continue
         inst, version = uuids(verdict.instance_id, verdict.db_version)
         results.append(envelope(rid, req_ms, inst, version, [code_json(verdict, pg, grey_list)], verdict,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import unquote
 
 from .._answer import Answers, Envelope, request_id, too_long
@@ -23,9 +23,12 @@ from .responses import HttpError, Response, Steps, error
 
 if TYPE_CHECKING:
     from .._probe import CheckBatch
+    from .organisations import Caller
     from ..store import Snapshot, Status
     from .shared import Shared
 
+#: Who asked, as the audit log records it (`Shared.audit_who`): a token's label, an organisation's `Caller`, or None.
+Who: TypeAlias = "str | Caller | None"
 #: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
 CHECK_SLICE = 64
 
@@ -103,9 +106,9 @@ class Checks:
         self._shared = shared
         #: The compiled encoder of both protocols' check answers (and their audit lines), one pass per request.
         self.answers = Answers(Unreadable, ERROR_UNREADABLE)
-        self._ends: tuple[str | None, str | None, tuple[str, str]] = (None, None, line_ends(None, None))
+        self._ends: tuple[str | None, Who, tuple[str, str]] = (None, None, line_ends(None, None))
 
-    def _line_ends(self, client: str | None, who: str | None) -> tuple[str, str]:
+    def _line_ends(self, client: str | None, who: Who) -> tuple[str, str]:
         """`audit.line_ends(client, who)`, remembered for the next request (a till sends the same client id)."""
         ends = self._ends
         if ends[0] != client or ends[1] != who:
@@ -132,7 +135,7 @@ class Checks:
         return raws
 
     def ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
-                  who: str | None = None) -> Status:
+                  who: Who = None) -> Status:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         shared = self._shared
         shared.activity.request(client, shared.peer, len(raws))
@@ -155,7 +158,7 @@ class Checks:
         return self._shared.blocklist.snapshot()
 
     def check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                    status: Status, pgs: list[int | None] | None = None, who: str | None = None,
+                    status: Status, pgs: list[int | None] | None = None, who: Who = None,
                     ) -> Generator[None, None, Checked]:
         """The compiled verdicts of the scans (`Checked`: `_probe.CheckBatch`es of CHECK_SLICE codes, all from one
         database version, pausing between two), with an `Unreadable` for each scan that is not a marking code.
@@ -178,7 +181,7 @@ class Checks:
         return self._checked(checked, raws, req_id, req_ms, client, who)
 
     def check_all(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                  status: Status, pgs: list[int | None] | None = None, who: str | None = None) -> Checked:
+                  status: Status, pgs: list[int | None] | None = None, who: Who = None) -> Checked:
         """`check_steps` worked at once, without a pause (a request of one slice; protocol 2's envelopes are all
         written in one pass)."""
         checked = Checked()
@@ -212,7 +215,7 @@ class Checks:
         checked.batches.append(batch)
 
     def _checked(self, checked: Checked, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                 who: str | None) -> Checked:
+                 who: Who) -> Checked:
         """A request's verdicts, all taken: refused whole when none of its codes can be read (audited); the
         unreadable counted, the blocked and sold ones on the status page's refusals."""
         if len(checked.unreadable) == len(raws):
@@ -256,12 +259,12 @@ class Checks:
         return Steps(self._check_steps(raws, req_id, req_ms, client, status, who))
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                     status: Status, who: str | None = None) -> Generator[None, None, Response]:
+                     status: Status, who: Who = None) -> Generator[None, None, Response]:
         checked = yield from self.check_steps(raws, req_id, req_ms, client, status, None, who)
         return Response(200, self._encode_v1(checked, req_id, req_ms, status, client, who))
 
     def _encode_v1(self, checked: Checked, req_id: str, req_ms: int, status: Status, client: str | None,
-                   who: str | None) -> bytes:
+                   who: Who) -> bytes:
         """Protocol 1's answer body, in one compiled pass (lmcz_fast/_answer.pyx) that also writes the request's
         audit line and counts the codes checked and blocked."""
         body, line, checked_codes, blocked = self.answers.v1_batches(
@@ -273,7 +276,7 @@ class Checks:
         return body  # type: ignore[no-any-return]
 
     def envelope(self, req_id: str, req_ms: int, checked: Checked, status: Status, client: str | None,
-                 who: str | None) -> Envelope:
+                 who: Who) -> Envelope:
         """What a check answer says around its codes (the compiled encoder's `Envelope`): the UUIDs of the
         instance and the version that checked them, the grey-list switch as read with the status `ready_for` just
         refreshed, and what the audit lines name (no audit log: none written)."""

@@ -22,7 +22,7 @@ from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
     from ..store import Status
-    from .checks import Checked, Checks
+    from .checks import Checked, Checks, Who
     from .durable import DurableWriter
     from .shared import Shared
 
@@ -79,7 +79,7 @@ class ProtocolTwo:
         return Response(200, self._encode(checked, pgs, req_id, req_ms, status, client, who))
 
     def _encode(self, checked: Checked, pgs: list[int | None], req_id: str, req_ms: int, status: Status,
-                client: str | None, who: str | None) -> bytes:
+                client: str | None, who: Who) -> bytes:
         """The answer's body, in one compiled pass (lmcz_fast/_answer.pyx) that also writes the audit lines (one
         per code) and counts the codes checked and blocked. One envelope per code, each with its own reqId (a UUID
         version 4 of 16 random bytes, as `uuid.uuid4()`; the first code's is the request's); an unreadable code's
