@@ -175,6 +175,11 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(1.97, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
                                   "over a 40-47 us floor), 1.97-2.37 in three runs with the compiled answer "
                                   "(79-88 us)"),
+    ("conns: p99, 10k keep-alive connections at 5k req/s (wrk)", "conns: 5 ms"):
+        Record(25.4, 992.0, False, "issue 24: 127 ms at 4.6k req/s (wrk, 10k connections, same 2 cores); this "
+                                   "bench, 4 runs on a VM at load average 8-13, the server runnable-waiting "
+                                   "54-70 % of the time: 1.3-2.6k req/s, p99 2.1-5.0 s (the 1k-connection "
+                                   "control: p99 0.5-0.9 s)"),
     ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),
