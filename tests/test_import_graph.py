@@ -13,7 +13,7 @@ from pathlib import Path
 #: The source tree (the tests run against the installed package, whose folder holds no .pyx files and no docs).
 ROOT = Path(__file__).resolve().parent.parent / "lmcz_fast"
 #: The compiled modules: their names are private by convention, and every layer above builds on them.
-COMPILED = {"lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk"}
+COMPILED = {"lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk", "lmcz_fast._answer"}
 
 
 def _modules() -> dict[str, Path]:
