@@ -69,6 +69,21 @@ class _TaggedAudit:
         tagged = self._tag if outcome == "ok" else f"{outcome} {self._tag}"
         self._audit.record(req_id, ts_ms, client, db_version, tagged, codes, who)
 
+    def record_lines(self, ts_ms: int, lines: str, count: int) -> None:
+        """Lines the compiled answer wrote (`"o":"ok"` or `"o":"partial"`), retagged as `record` does. A line's
+        first `,"o":"` is its outcome field: the client's and the codes' strings are JSON-escaped, so no `"` of
+        theirs comes unescaped before it."""
+        retagged = []
+        for line in lines.splitlines(keepends=True):
+            head, sep, rest = line.partition(',"o":"')
+            outcome, quote, tail = rest.partition('"')
+            if not sep or not quote:
+                retagged.append(line)
+                continue
+            tagged = self._tag if outcome == "ok" else f"{outcome} {self._tag}"
+            retagged.append(f'{head},"o":"{tagged}"{tail}')
+        self._audit.record_lines(ts_ms, "".join(retagged), count)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._audit, name)
 
