@@ -1318,7 +1318,7 @@ cdef Py_ssize_t cut_check(const unsigned char* raw, Py_ssize_t n, unsigned char*
     p.cut_ok = tail_cut
     facts.kind = 0
     rc = _parse_text(raw, n, &p, False)
-    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)):
+    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
         n_alts[0] = 0
         _facts_of(&p, facts)
         return _write_identity(&p, out)
