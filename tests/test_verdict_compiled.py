@@ -305,3 +305,22 @@ def test_an_older_version_first_checked_after_a_newer_one_sees_its_own_register(
         assert middle.check(codes[1].scan).sold and not middle.check(codes[2].scan).sold
         assert middle.check_batch([codes[1].scan]).flags[0] & CHECK_SOLD
         middle.close()
+
+
+def test_sales_of_one_millisecond_in_any_order_are_brought_forward(tmp_path):
+    """Two sales stamped in the same millisecond, the later one's identity sorting first: the second is below
+    the first's whole time key but not below its millisecond, so the filter is brought forward (no rebuild) and
+    holds both (a fast till can sell twice within a millisecond)."""
+    codes = sorted(synth.generate(50, seed=8), key=lambda c: c.identity, reverse=True)
+    at = time.time()
+    with Blocklist.create(tmp_path / "db") as bl:
+        bl.load([[codes[0].identity]])
+        filters = bl.versions._sold_filters
+        bl.record_sold([codes[1].scan], at=at)
+        assert bl.check(codes[1].scan).sold
+        builds = filters.builds
+        for c in codes[2:12]:                        # each identity sorts before the previous, same millisecond
+            bl.record_sold([c.scan], at=at)
+            assert bl.check(c.scan).sold and bl.snapshot().check_batch([c.scan]).flags[0] & CHECK_SOLD
+        assert filters.builds == builds
+        assert all(bl.check(c.scan).sold for c in codes[1:12]) and not bl.check(codes[20].scan).sold

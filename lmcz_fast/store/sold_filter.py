@@ -12,11 +12,12 @@ adds entries, in the same write transaction): the register's time index (`sold_t
 
 - `sold_high`: the greatest time key ever added (hex), so a reader that saw the register up to `sold_high` = H
   finds every later addition among the time keys after H;
-- `sold_epoch`: a random token, renewed by any addition at or below `sold_high` (a sale stamped in the past, an
-  import), by a clear, and whenever either field is missing (a store written before this existed).
+- `sold_epoch`: a random token, renewed by any addition stamped before `sold_high`'s millisecond (a sale stamped
+  in the past, an import), by a clear, and whenever either field is missing (a store written before this existed).
 
-So a reader whose filter is synced to (epoch E, high H) and sees (E, H') with H' >= H adds the time keys in
-(H, H'] and is exact again; any other change rebuilds the filter from the register. Removals (returns, purges)
+So a reader whose filter is synced to (epoch E, high H) and sees (E, H') with H' >= H adds the time keys from H's
+millisecond on and is exact again (two sales of one millisecond may come in either order of their identities:
+the millisecond, not the whole key, is what an addition must not fall below); any other change rebuilds the filter from the register. Removals (returns, purges)
 leave stale hits that the exact lookup answers; a rebuild drops them.
 """
 
@@ -44,14 +45,15 @@ def _read_json(txn: lmdb.Transaction, db: Any, key: bytes) -> Any:
 
 def note_added(txn: lmdb.Transaction, meta_db: Any, time_keys: list[bytes]) -> None:
     """Record, inside the write transaction that added them, that `time_keys` were added to the register's time
-    index (see the module doc): raises `sold_high`, and renews `sold_epoch` unless every key is above it."""
+    index (see the module doc): raises `sold_high`, and renews `sold_epoch` unless no key's millisecond is below
+    its millisecond."""
     if not time_keys:
         return
     epoch = _read_json(txn, meta_db, META_SOLD_EPOCH)
     high_hex = _read_json(txn, meta_db, META_SOLD_HIGH)
     high = bytes.fromhex(high_hex) if isinstance(high_hex, str) else None
     lowest, highest = min(time_keys), max(time_keys)
-    if not isinstance(epoch, str) or high is None or lowest <= high:
+    if not isinstance(epoch, str) or high is None or lowest[:8] < high[:8]:
         renew_epoch(txn, meta_db)
     if high is None or highest > high:
         txn.put(META_SOLD_HIGH, json.dumps(highest.hex()).encode(), db=meta_db)
@@ -99,10 +101,9 @@ class SoldFilters:
                 # (A version between two syncs may hold a sale made and returned between them, which the later
                 # sync did not see: it gets a filter of its own below. Versions are read in order: rare.)
                 if snapshot > state.synced and epoch == state.epoch and high is not None and high >= state.high:
-                    if high != state.high:
-                        self._add_after(txn, state.filter, state.high)
-                        state.high = high
-                        self.syncs += 1
+                    self._add_after(txn, state.filter, state.high)
+                    state.high = high
+                    self.syncs += 1
                     state.synced = snapshot
                     return state.filter
             built = self._build(txn)
@@ -120,8 +121,6 @@ class SoldFilters:
 
     def _add_after(self, txn: lmdb.Transaction, target: SoldFilter, high: bytes) -> None:
         with txn.cursor(db=self._dbs[DB_SOLD_TIME]) as cursor:
-            if not cursor.set_range(high):
-                return
-            if bytes(cursor.key()) == high and not cursor.next():
+            if not cursor.set_range(high[:8]):     # from high's millisecond: see the module doc
                 return
             target.add_keys(cursor.iternext(keys=True, values=False), 8)
