@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from lmcz_fast import synth
 from lmcz_fast._codes import CodeError, _cut_repeatedly, parse_code, readings_of
+from lmcz_fast._probe import CHECK_BLOCKED, CHECK_UNREADABLE
 from lmcz_fast.store import Blocklist
 
 GS = "\x1d"
@@ -160,6 +161,13 @@ def test_the_library_never_answers_a_blocked_code_free(blocked_store: Any) -> No
                 assert bl.check(raw).blocked is True, (raw, truth)
             except CodeError:
                 pass
+        with bl.snapshot() as view:             # the compiled verdict (cut_check), as the service reads
+            for tail_cut in (False, True):
+                batch = view.check_batch([raw for raw, _ in scans], tail_cut=tail_cut)
+                for (raw, truth), flags in zip(scans, batch.flags, strict=True):
+                    assert flags & (CHECK_BLOCKED | CHECK_UNREADABLE), (raw, truth, tail_cut)
+                read = sum(not flags & CHECK_UNREADABLE for flags in batch.flags)
+                assert read > len(scans) // 2 if tail_cut else read > 0
     finally:
         bl.close()
 
