@@ -1,6 +1,9 @@
 from collections.abc import Callable
 from typing import Any
 
+from typing_extensions import disjoint_base
+
+@disjoint_base
 class Envelope:
     req_id: str
     req_ms: int
@@ -22,6 +25,7 @@ class Envelope:
         audit_tail: str = "",
     ) -> None: ...
 
+@disjoint_base
 class Answers:
     def __init__(self, unreadable_type: type, error_unreadable: int) -> None: ...
     def v1(self, answers: list[Any], head: Envelope) -> tuple[bytes, str | None, int, int]: ...
