@@ -16,7 +16,7 @@ what paces it, and a connection whose answer is late sends its next request late
 - File descriptors: 10,000 connections need 10,000 in each process (wrk, serve); the bench raises its soft limit
   (`ulimit -n`) to the hard limit, which `wrk` and `serve` inherit, and skips if the hard limit is too low.
 
-Durations: LMCZ_BENCH_CONNS_SECONDS (default 8) measured per phase, after RAMP (4 s). LMCZ_BENCH_CONNS_RATE (5000).
+Durations: LMCZ_BENCH_CONNS_SECONDS (default 5) measured per phase, after RAMP (4 s). LMCZ_BENCH_CONNS_RATE (5000).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import pytest
 from bench_service import _enabled, _make_corpus, _Serve
 from bench_service_abuse import _PACED, AUTH
 
-SECONDS = float(os.environ.get("LMCZ_BENCH_CONNS_SECONDS", "8"))
+SECONDS = float(os.environ.get("LMCZ_BENCH_CONNS_SECONDS", "5"))
 RATE = float(os.environ.get("LMCZ_BENCH_CONNS_RATE", "5000"))
 RAMP_MS = 4000
 #: A run in which the server's threads waited for a CPU more than this share of the time measured the machine's
