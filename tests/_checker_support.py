@@ -35,7 +35,7 @@ MARGIN = 0.050
 # for its own reasons (a blocked event loop, a lock, the GIL held) is not, since the probe is another process. On a
 # quiet machine the probe is late by ~0.1-1 ms, so `margin()` is MARGIN as before.
 _SLOT = 0.01
-_SLOTS = 8192
+_SLOTS = 32768   # 327 s of slots, so a long timed window (a kill -9 loop's) is covered whole
 _PROBE = r"""
 import mmap, os, struct, sys, time
 slots, parent = int(sys.argv[2]), os.getppid()
