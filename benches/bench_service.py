@@ -390,6 +390,57 @@ def test_per_code_error_path_cost(tmp_path, board) -> None:  # type: ignore[no-u
     assert set(statuses["one_unreadable"]) == {"200"} and set(statuses["readable"]) == {"200"}  # type: ignore[arg-type]
 
 
+def _organisations_file(root: str, count: int) -> str:
+    """An organisations file of `count` organisations (users u0.., passwords pw-0..), for `serve --organisations`."""
+    tables = []
+    for number in range(count):
+        secret = os.path.join(root, f"org-{number}.password")
+        with open(secret, "w", encoding="utf-8") as fh:
+            fh.write(f"pw-{number}\n")
+        os.chmod(secret, 0o600)
+        tables.append(f'[[organisation]]\ninn = "77{number:08d}"\nname = "Org {number}"\nuser = "u{number}"\n'
+                      f'password_file = "{os.path.basename(secret)}"\n')
+    path = os.path.join(root, "organisations.toml")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(tables))
+    return path
+
+
+def test_organisations_cost(tmp_path, board) -> None:  # type: ignore[no-untyped-def]
+    """What serving 20 organisations from one module costs a check (issue 23): server CPU per one-code request
+    against `serve --organisations` with 20 organisations (tills of the 11th), and against a plain `serve`, the same
+    closed-loop load on both servers (audit off, as it does not differ), interleaved, median of the rounds."""
+    import pytest
+
+    if not _enabled():
+        pytest.skip("LMCZ_BENCH_SERVICE=0")
+    db, codes_file = _make_corpus(str(tmp_path), blocked_count=20_000, scans=20_000)
+    organisations = _organisations_file(str(tmp_path), 20)
+    runs: dict[str, list[float]] = {"organisations": [], "none": []}
+    statuses: dict[str, object] = {}
+    rounds = int(os.environ.get("LMCZ_BENCH_SERVICE_ROUNDS", "5"))
+    with _Serve(db, "--no-audit", "--organisations", organisations) as orgs, _Serve(db, "--no-audit") as plain:
+        order = (("organisations", orgs, {"user": "u10", "password": "pw-10"}), ("none", plain, {}))
+        for round_no in range(rounds):
+            for name, srv, auth in (order if round_no % 2 == 0 else order[::-1]):
+                before = srv.cpu_seconds()
+                result = run_client_process(srv.port, codes_file, connections=50, rate=0, duration=1.0,
+                                            warmup=0.0, **auth)
+                served = int(result["responses"]) or 1  # type: ignore[call-overload]
+                runs[name].append((srv.cpu_seconds() - before) / served)
+                statuses[name] = result["statuses"]
+    cpu = {name: sorted(values)[len(values) // 2] for name, values in runs.items()}
+    board.record("service: server CPU per check, 20 organisations", cpu["organisations"])
+    board.record("service: server CPU per check, no organisations file", cpu["none"])
+    board.target("service: server CPU per check, 20 organisations",
+                 "service: server CPU per check, no organisations file", 1.05,
+                 "service: 20 organisations / none (server CPU per check)")
+    board.notes.append(f"service organisations: {cpu['organisations'] * 1e6:.1f} / {cpu['none'] * 1e6:.1f} us per "
+                       f"one-code check (20 organisations / no file), median of {rounds} rounds")
+    print(json.dumps({"cpu_per_request_runs": runs, "statuses": statuses}, indent=1))
+    assert set(statuses["organisations"]) == {"200"} and set(statuses["none"]) == {"200"}  # type: ignore[arg-type]
+
+
 if __name__ == "__main__":
     print(json.dumps(run_client()))
     sys.exit(0)

@@ -9,9 +9,15 @@ sequence against the pages in use at the end (what a compacted copy of the same 
 The size of the list itself (its pages in use after the first load) is reported beside it, and the largest file
 over the full loads alone against the pages in use after them (met: ~2.1x).
 
-Not reached yet (a known miss in benches/_board.py): random deltas dirty most leaf pages, and with the two versions
-LMDB keeps valid a long-running writer (sync --every, replicate --follow, beside serve) settles at ~2.5-3x; only
-`compact` (with the services stopped) or the next `load` that has the store to itself brings it back to 1x.
+Not reached yet (a known miss in benches/_board.py): LMDB keeps the two latest versions valid, so a write needs the
+pages in use (L), the pages the write before it freed (D, not reusable yet) and its own D new ones: a long-running
+writer (sync --every, replicate --follow, beside serve) settles at L + 2D, and one delta of 2,000 random codes here
+rewrites D = 63 % of L (1,947 of 3,084 pages, freelist read with mdb_stat -ff: ~1,400 leaf pages of the codes and
+531 pages of the prefilter and its index, rewritten whole by every delta): 2.27x. Before the writer took the
+prefilter's pages first in each delta (store/environment.py `reserve_prefilter`), the code pages copied before it
+broke up the freed runs its two ~1 MiB values need, and the file grew on to 2.48x. Below 2x needs a delta that
+rewrites less than half the store: a prefilter a delta does not rewrite whole. Only `compact` (with the services
+stopped) or the next `load` that has the store to itself brings the file back to 1x.
 """
 
 from __future__ import annotations

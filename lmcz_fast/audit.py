@@ -6,7 +6,8 @@ Layout of the audit directory:
   `{"t": <Unix ms>, "id": "<reqId>", "c": "<X-ClientId>"|null, "v": <db version>|null, "o": "<outcome>",
   "k": [["<cis>", 1|0|null], ...]}` (1 blocked, 0 not blocked, null not checked: refused or invalid request),
   and `"a": "<who>"` when the request authenticated by `Authorization: Token` (`token:<label>`, the label the
-  operator gave the token in `serve --token-file`; never the token itself).
+  operator gave the token in `serve --token-file`; never the token itself), and `"i": "<INN>"` when `serve
+  --organisations` serves several organisations: the organisation the request's credentials named.
 - `audit-YYYY-MM-DD.jsonl.gz` — earlier days, gzip-compressed when the day is over (or at the next start).
   Segments older than the retention (default 100 days) are deleted.
 
@@ -42,7 +43,8 @@ MAX_PENDING = 2_000_000
 _SEGMENT = re.compile(r"^audit-(\d{4}-\d{2}-\d{2})\.jsonl(\.gz)?$")
 _DUMPS = json.JSONEncoder(separators=(",", ":")).encode
 
-Record = tuple[str, int, "str | None", "int | None", str, "tuple[tuple[str, bool | None], ...]", "str | None"]
+Record = tuple[str, int, "str | None", "int | None", str, "tuple[tuple[str, bool | None], ...]", "str | None",
+               "str | None"]
 #: Seconds of formatting by the writer thread between two releases of the GIL, so that the event loop's thread,
 #: which wants it back, waits that long at most rather than the interpreter's 5 ms switch interval.
 _HOLD_GIL = 0.0005
@@ -121,7 +123,8 @@ def _format(record: Record) -> str:
     A CIS the store returned holds only GS1's 82 characters, of which only '"' needs escaping in JSON;
     anything else (a client id, a refused request's raw text) goes through the JSON encoder.
     """
-    req_id, ts_ms, client, version, outcome, codes, who = record
+    req_id, ts_ms, client, version, outcome, codes, who = record[:7]
+    inn = record[7] if len(record) > 7 else None       # the organisation (serve --organisations)
     # No cache of client ids: a client may send a new one with every request, and each cached one, long-lived
     # among short-lived objects, pinned an allocator arena (RSS grew 40 MB over 10k ids and did not come back).
     client_json = _json_str(client)
@@ -134,6 +137,8 @@ def _format(record: Record) -> str:
         else:
             parts.append(f'["{cis}",{1 if blocked else 0}]')
     who_json = "" if who is None else f',"a":{_json_str(who)}'
+    if inn is not None:
+        who_json += f',"i":{_json_str(inn)}'
     return (f'{{"t":{ts_ms},"id":"{req_id}","c":{client_json},"v":{"null" if version is None else version},'
             f'"o":"{outcome}","k":[{",".join(parts)}]{who_json}}}\n')
 
@@ -192,19 +197,23 @@ class AuditLog:
         db_version: int | None,
         outcome: str,
         codes: list[tuple[str, bool | None]],
-        who: str | None = None,
+        who: Any = None,
     ) -> None:
         """Queue one request's record; cheap and non-blocking (the writer thread does the rest).
 
         The record is kept as tuples of strings and numbers only, which the garbage collector stops tracking at
         its first pass: the queue, up to a flush interval of records, then never makes a full collection (a
         stall of the event loop) more frequent. `who`: "token:<label>" for a request authenticated by a token
-        (recorded as "a"); None for HTTP Basic (one user) or no authentication."""
+        (recorded as "a"); None for HTTP Basic (one user) or no authentication; or, when several organisations are
+        served, an object with `label` (the same, or None) and `inn` (recorded as "i")."""
+        inn = None
+        if who is not None and not isinstance(who, str):
+            who, inn = who.label, who.inn
         pending = self._pending
         if len(pending) >= MAX_PENDING:
             pending.popleft()
             self.dropped_total += 1
-        pending.append((req_id, ts_ms, client, db_version, outcome, tuple(codes), who))
+        pending.append((req_id, ts_ms, client, db_version, outcome, tuple(codes), who, inn))
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -401,7 +410,18 @@ def _readable(record: dict[str, Any]) -> dict[str, Any]:
     }
     if record.get("a") is not None:
         out["auth"] = record["a"]           # a token's label (serve --token-file), never the token
+    if record.get("i") is not None:
+        out["inn"] = record["i"]            # the organisation (serve --organisations)
     return out
+
+
+def _of_organisation(records: Iterator[dict[str, Any]], inn: str, stats: ReadStats) -> Iterator[dict[str, Any]]:
+    """The records of one organisation's requests (`"i"`); `stats.records` counts only those."""
+    for record in records:
+        if record.get("i") == inn:
+            yield record
+        else:
+            stats.records -= 1
 
 
 CSV_COLUMNS = ("reqId", "time", "reqTimestamp", "clientId", "dbVersion", "outcome", "cis", "isBlocked")
@@ -414,14 +434,18 @@ def export(
     since_ms: int | None = None,
     until_ms: int | None = None,
     fmt: str = "json",
+    inn: str | None = None,
 ) -> ReadStats:
-    """Write the records in [since, until) as JSON lines (one per request) or CSV (one row per code)."""
+    """Write the records in [since, until) as JSON lines (one per request) or CSV (one row per code); with `inn`,
+    only the requests of that organisation (`serve --organisations`)."""
     if fmt not in ("json", "csv"):
         raise AuditError(f"unknown export format {fmt!r}; use json or csv")
     if since_ms is not None and until_ms is not None and until_ms <= since_ms:
         raise AuditError("--until must be later than --since")
     stats = ReadStats()
     records = iter_records(directory, since_ms, until_ms, stats)
+    if inn is not None:
+        records = _of_organisation(records, inn, stats)
     if fmt == "json":
         for record in records:
             out.write(json.dumps(_readable(record), ensure_ascii=False) + "\n")

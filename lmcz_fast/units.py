@@ -101,6 +101,8 @@ class UnitOptions:
     replicate_source: str | None = None
     source_credentials_file: str | None = None
     sold_keep: int = 30
+    #: serve's --organisations file (several organisations, one module), or None.
+    organisations_file: str | None = None
 
     @property
     def updater(self) -> str:
@@ -126,7 +128,11 @@ class UnitOptions:
                 raise ValueError(f"{what} holds white space: {value!r}")
         _path(self.binary, "the lmcz-fast program")
         _path(self.db, "the database")
+        if self.organisations_file is not None and self.password_file is not None:
+            raise ValueError("--organisations and --password-file do not go together: each organisation's "
+                             "password_file is in the organisations file")
         for value, what in ((self.audit_dir, "the audit directory"), (self.password_file, "the password file"),
+                            (self.organisations_file, "the organisations file"),
                             (self.public_key, "the public key"), (self.proxy_auth_file, "the proxy credentials"),
                             (self.source_credentials_file, "the source's credentials")):
             if value is not None:
@@ -174,6 +180,8 @@ def render(options: UnitOptions) -> dict[str, str]:
              "--audit-dir", opts.audit]
     if opts.password_file:
         serve += ["--password-file", opts.password_file]
+    if opts.organisations_file:
+        serve += ["--organisations", opts.organisations_file]
     # The unit sets the priority (Nice=) itself: the process then needs no setpriority() of its own.
     sync = [opts.binary, "sync", os.path.normpath(opts.db), "--every", opts.every, "--nice", "0"]
     feed_note = ("# No --feed was given: this unit follows the feed the store last synced from. Do the first sync\n"

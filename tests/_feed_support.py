@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from _daemon_support import start_on_free_port, stop_process
+from _nginx_support import MISSING, NGINX, nginx_command, nginx_main
 from _store_support import gtin_with_check
 from cryptography.hazmat.primitives import serialization
 
@@ -162,41 +163,15 @@ class FeedServer:
         self.thread.join(timeout=5)
 
 
-NGINX_CONF = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/error.log warn;
-events {{ worker_connections 128; }}
-http {{
-    log_format feed '$uri $status $body_bytes_sent';
-    access_log {work}/access.log feed;
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    types {{ application/json json; application/gzip gz; }}
-    default_type application/octet-stream;
-    server {{
-        listen 127.0.0.1:{port};
-        root {root};
-        location / {{ }}
-    }}
-}}
-"""
-
-
 class NginxServer:
     """Debian's nginx serving `directory` as plain static files on 127.0.0.1 (a free port), for one `with` block:
     the way a chain would publish its mirror. It runs in the foreground without a master process, so it keeps the
     test's user and needs no system directories. `requests` lists the paths served, from its access log."""
 
     def __init__(self, directory: Path):
-        self.binary = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-        if self.binary is None:
-            raise FileNotFoundError("nginx is not installed (.ci/run installs Debian's nginx-light)")
+        if NGINX is None:
+            raise FileNotFoundError(MISSING)
+        self.binary = NGINX
         self.root = Path(directory).resolve()
         self.work = Path(tempfile.mkdtemp(prefix="lmcz-nginx-"))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -217,9 +192,11 @@ class NginxServer:
 
         def launch(port: int) -> subprocess.Popen[bytes]:
             self.port = port
-            conf.write_text(NGINX_CONF.format(work=self.work, port=port, root=self.root))
-            self.proc = subprocess.Popen([self.binary, "-p", str(self.work), "-e", str(self.work / "error.log"),
-                                          "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            conf.write_text(nginx_main(self.work, port, f"        root {self.root};\n        location / {{ }}",
+                                       log_format="$uri $status $body_bytes_sent",
+                                       default_type="application/octet-stream"))
+            self.proc = subprocess.Popen(nginx_command(self.binary, self.work, conf), stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
             return self.proc
 
         if start_on_free_port(launch, stop=lambda _proc: self._stop()) is not None:

@@ -45,6 +45,12 @@ def make_identity(rng: random.Random, serial_len: int = 13, alphabet: str = SERI
     return f"01{gtin}21{''.join(rng.choice(alphabet) for _ in range(serial_len))}"
 
 
+def identity_sets(rng: random.Random, **counts: int) -> dict[str, list[str]]:
+    """Named lists of fresh identities drawn from `rng` in the order given (`blocked=20, free=200`): the codes
+    fixture of the service tests."""
+    return {name: [make_identity(rng) for _ in range(count)] for name, count in counts.items()}
+
+
 def make_scan(identity: str, rng: random.Random) -> str:
     """A scan as a till sends it: the identity, GS, a 91/92 crypto tail."""
     key = "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(4))

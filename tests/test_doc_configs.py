@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from _daemon_support import start_on_free_port, stop_process
+from _nginx_support import MISSING, NGINX, nginx_command, nginx_main
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
@@ -59,37 +60,12 @@ def _publish(feed_dir: Path, work: Path) -> Path:
     return work / "feed.pub"
 
 
-NGINX = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-NGINX_MAIN = """\
-daemon off;
-master_process off;
-worker_processes 1;
-pid {work}/nginx.pid;
-error_log {work}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log {work}/access.log;
-    client_body_temp_path {work}/body;
-    proxy_temp_path {work}/proxy;
-    fastcgi_temp_path {work}/fastcgi;
-    uwsgi_temp_path {work}/uwsgi;
-    scgi_temp_path {work}/scgi;
-    types {{ application/json json; application/gzip gz; }}
-    server {{
-        listen 127.0.0.1:{port};
-        root {work}/default-root;
-{snippet}
-    }}
-}}
-"""
-
-
 def test_the_docs_have_the_snippets_this_test_runs():
     assert any("manifest.json" in text for _, text in blocks("nginx")), "docs/feed.md's nginx block"
     assert blocks("tinyproxy"), "docs/operations.md's tinyproxy block"
 
 
-@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs Debian's nginx-light)")
+@pytest.mark.skipif(NGINX is None, reason=MISSING)
 @pytest.mark.parametrize("where,snippet", blocks("nginx"))
 def test_nginx_snippet_serves_the_feed_as_printed(tmp_path, where, snippet):
     root = tmp_path / "root"
@@ -105,9 +81,8 @@ def test_nginx_snippet_serves_the_feed_as_printed(tmp_path, where, snippet):
     body = "\n".join("        " + line for line in reroot(snippet, root).splitlines())
 
     def launch(port: int) -> subprocess.Popen:
-        conf.write_text(NGINX_MAIN.format(work=work, port=port, snippet=body))
-        return subprocess.Popen([NGINX, "-p", str(work), "-e", str(work / "error.log"), "-c", str(conf)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        conf.write_text(nginx_main(work, port, f"        root {work}/default-root;\n{body}"))
+        return subprocess.Popen(nginx_command(NGINX, work, conf), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     started = start_on_free_port(launch)
     try:
         assert started is not None, (work / "error.log").read_text(errors="replace")

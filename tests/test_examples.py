@@ -453,6 +453,17 @@ class World:
             path.write_text("5f0c6a52-8f9e-4a39-9d39-1b2c3d4e5f60 2099-12-31 till 1\n")
             self.log.append(f"made token file {name}")
 
+    def ensure_organisations(self, name: str) -> None:
+        """An organisations file of one organisation whose tills log in as admin:admin (what the test's readiness
+        check sends), its password file beside it."""
+        path = self.path(name)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            (path.parent / "organisation-1.password").write_text("admin\n")
+            path.write_text('[[organisation]]\ninn = "7701234567"\nname = "Example"\nuser = "admin"\n'
+                            'password_file = "organisation-1.password"\n')
+            self.log.append(f"made organisations file {name}")
+
     def ensure_audit(self, directory: str, db: str | None) -> None:
         path = self.path(directory)
         if path.is_dir() and any(path.iterdir()):
@@ -518,6 +529,8 @@ class World:
             self.ensure_password(opts["password_file"])
         if name == "serve" and opts.get("token_file"):
             self.ensure_tokens(opts["token_file"])
+        if name == "serve" and opts.get("organisations_file"):
+            self.ensure_organisations(opts["organisations_file"])
         if name == "check" and opts.get("db"):
             self.ensure_store(opts["db"])
         if name == "sync":

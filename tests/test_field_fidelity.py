@@ -40,8 +40,8 @@ from _service_support import (
     ServeProcess,
     ServerThread,
     auth_header,
+    identity_sets,
     make_db,
-    make_identity,
     parse_responses,
     raw_exchange,
     set_synced_ago,
@@ -70,8 +70,7 @@ def _post(client: Client, path: str, payload: Any, headers: dict[str, str] | Non
 
 @pytest.fixture(scope="module")
 def codes() -> dict[str, list[str]]:
-    rng = random.Random(20261207)
-    return {"blocked": [make_identity(rng) for _ in range(20)], "free": [make_identity(rng) for _ in range(520)]}
+    return identity_sets(random.Random(20261207), blocked=20, free=520)
 
 
 # -- 1. Authorization: Token ---------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ with tests/test_wheel.py through the `manylinux_wheel` fixture) and a venv with 
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re
@@ -31,13 +30,12 @@ import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from _daemon_support import start_on_free_port, stop_process
+from _http_support import basic_auth, call
 from _feed_support import FeedServer
 from _proxy_support import Tinyproxy, tinyproxy_binary
 from _wheel_support import build_env, step
@@ -96,14 +94,7 @@ def doc_commands() -> list[str]:
 
 
 def _get(port: int, path: str, password: str, body: bytes | None = None) -> tuple[int, bytes]:
-    auth = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
-                                     headers={"Authorization": auth, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    return call(port, path, basic_auth("admin", password), body)
 
 
 def _blocked(port: int, code: str) -> bool | None:

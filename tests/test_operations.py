@@ -3,7 +3,6 @@ restart), `serve` on a busy port (names the holder and --port), the commands' re
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
@@ -11,26 +10,19 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from _daemon_support import start_on_free_port, stop_process
+from _http_support import basic_auth, call
 
 LMCZ = shutil.which("lmcz-fast", path=os.path.dirname(sys.executable)) or shutil.which("lmcz-fast")
-AUTH = "Basic " + base64.b64encode(b"admin:admin").decode()
+AUTH = basic_auth("admin", "admin")
 
 
 def _get(port: int, path: str, body: bytes | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=body,
-                                     headers={"Authorization": AUTH, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+    return call(port, path, AUTH, body)
 
 
 def _serve(db: Path, log: Path):

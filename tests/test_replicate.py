@@ -120,11 +120,17 @@ def test_unmappable_and_malformed_documents_are_counted_not_dropped(couch, tmp_p
     couch.put_docs("blocked_cis", docs)
     couch.put_docs("blocked_gtin", [{"_id": "12345678901234"}, {"_id": "abc"}])   # bad check digit, not digits
     db = tmp_path / "store.db"
+    # a database none of whose documents maps is a wrong mapping, not an empty list: refused, no store
+    with pytest.raises(repl.MappingRefused, match="blocked_gtin: none of its 2 documents"):
+        repl.replicate(db, _config(couch))
+    assert not db.exists()
+    gtin = _gtins(1, 6)[0]
+    couch.put_docs("blocked_gtin", [{"_id": gtin}])
     report = repl.replicate(db, _config(couch))
     by_name = {d.name: d for d in report.databases}
     assert by_name["blocked_cis"].unmapped == 2 and by_name["blocked_gtin"].unmapped == 2
     assert any("not a code" in e for e in report.unmapped_examples)
-    assert _store_set(db) == (set(good), set())
+    assert _store_set(db) == (set(good), {gtin})
     with Blocklist.open(db) as bl:
         assert repl.replication_status(bl)["databases"]["blocked_cis"]["unmapped"] == 2
 

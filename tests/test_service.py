@@ -21,6 +21,7 @@ from _service_support import (
     ServeProcess,
     ServerThread,
     auth_header,
+    identity_sets,
     make_db,
     make_identity,
     make_scan,
@@ -39,11 +40,10 @@ STATUS_FIELDS = {"status", "operationMode", "version", "dbVersion", "lastSync", 
 @pytest.fixture(scope="module")
 def codes() -> dict[str, list[str]]:
     rng = random.Random(20261123)
-    blocked = [make_identity(rng) for _ in range(50)]
-    free = [make_identity(rng) for _ in range(50)]
+    sets = identity_sets(rng, blocked=50, free=50)
     plus = [make_identity(rng, alphabet="ab+cd")]
     tobacco = [make_identity(rng, serial_len=7, alphabet="ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz0123456789")]
-    return {"blocked": blocked, "free": free, "plus": plus, "tobacco": tobacco}
+    return {**sets, "plus": plus, "tobacco": tobacco}
 
 
 @pytest.fixture(scope="module")

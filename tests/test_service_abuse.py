@@ -24,6 +24,7 @@ from _service_support import (
     USER,
     ServerThread,
     auth_header,
+    identity_sets,
     make_db,
     make_identity,
     make_scan,
@@ -39,9 +40,8 @@ from lmcz_fast.store import Blocklist
 @pytest.fixture(scope="module")
 def codes() -> dict[str, list[str]]:
     rng = random.Random(12)
-    blocked = [make_identity(rng) for _ in range(200)]
-    free = [make_identity(rng) for _ in range(1000)]
-    return {"blocked": blocked, "free": free, "scans": [make_scan(c, rng) for c in free]}
+    sets = identity_sets(rng, blocked=200, free=1000)
+    return {**sets, "scans": [make_scan(c, rng) for c in sets["free"]]}
 
 
 @pytest.fixture(scope="module")

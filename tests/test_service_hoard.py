@@ -154,6 +154,19 @@ def _rss_kib(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
+def _peak_once_steady(pid: int, peak: int, deadline: float) -> int:
+    """Sample the process's RSS every 0.2 s until five samples in a row moved by less than 256 KiB (it settled)
+    or `deadline` (time.monotonic()) passed; the highest of `peak` and the samples, KiB."""
+    last, steady = -1, 0
+    while time.monotonic() < deadline and steady < 5:
+        rss = _rss_kib(pid)
+        peak = max(peak, rss)
+        steady = steady + 1 if abs(rss - last) < 256 else 0
+        last = rss
+        time.sleep(0.2)
+    return peak
+
+
 STALLED = 5000
 SENT_PER_UPLOAD = 64 * 1024
 #: The stated bound: `serve`'s resident memory grows by less than this under the stalled uploads, and is back within
@@ -201,14 +214,7 @@ def test_serve_memory_under_5000_stalled_unauthenticated_uploads(db: Path, tmp_p
                 if n % 250 == 0:
                     peak = max(peak, _rss_kib(pid))
             # let the server take every request in (or for the code before the fix: read every body)
-            deadline = time.monotonic() + 20
-            last, steady = -1, 0
-            while time.monotonic() < deadline and steady < 5:
-                rss = _rss_kib(pid)
-                peak = max(peak, rss)
-                steady = steady + 1 if abs(rss - last) < 256 else 0
-                last = rss
-                time.sleep(0.2)
+            peak = _peak_once_steady(pid, peak, time.monotonic() + 20)
         finally:
             for sock in socks:
                 sock.close()
@@ -250,13 +256,7 @@ def test_serve_returns_the_memory_of_authorised_bodies_once_they_are_gone(db: Pa
                 assert time.monotonic() < deadline, "the bodies did not arrive"
                 time.sleep(0.05)
             # the budget is reserved on the headers; wait until the bodies are read (the RSS stops growing)
-            peak, last, steady = base_rss, -1, 0
-            while time.monotonic() < deadline and steady < 5:
-                rss = _rss_kib(pid)
-                peak = max(peak, rss)
-                steady = steady + 1 if abs(rss - last) < 256 else 0
-                last = rss
-                time.sleep(0.2)
+            peak = _peak_once_steady(pid, base_rss, deadline)
         finally:
             for sock in socks:
                 sock.close()

@@ -20,8 +20,8 @@ from _service_support import (
     Client,
     ServerThread,
     auth_header,
+    identity_sets,
     make_db,
-    make_identity,
     make_scan,
     parse_responses,
     raw_exchange,
@@ -34,8 +34,7 @@ JSON = {"Content-Type": "application/json"}
 
 @pytest.fixture(scope="module")
 def codes() -> dict[str, list[str]]:
-    rng = random.Random(20261202)
-    return {"blocked": [make_identity(rng) for _ in range(20)], "free": [make_identity(rng) for _ in range(200)]}
+    return identity_sets(random.Random(20261202), blocked=20, free=200)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from ..progress import announce_after, estimate_lines, line_counter
 from ..store import Blocklist, Change, LoadError, NoListError, StoreError, Verdict, VersionError, compact_if_worth
 from ..store import guard as shrink_guard
 from .common import EXIT_BLOCKED, EXIT_INVALID, EXIT_OK, fail, print_errors
-from .progress import progress_for
+from .progress import progress_shown
 
 
 
@@ -62,21 +62,16 @@ def load(db: str, sources: tuple[str, ...], replace: bool, strict: bool, version
         # A first load builds the store beside DB and moves it in only when the load succeeded: a refused load
         # leaves no (empty) database behind.
         store = Blocklist.building(db) if first else Blocklist.open(db, readonly=False)
-        bar = progress_for()
-        try:
-            with store as bl:
-                if accept_shrink:
-                    shrink_guard.accept(bl, "load --accept-shrink")
-                counter = None
-                inputs: Any = list(sources)
-                if bar is not None:
-                    counter = line_counter(bar, "reading", estimate_lines(sources))
-                    inputs = announce_after(inputs, bar, "writing the database")
-                report = bl.load(inputs, replace=replace, strict=strict, version=version,
-                                 block=block or None, progress=counter)
-        finally:
+        with progress_shown() as bar, store as bl:
+            if accept_shrink:
+                shrink_guard.accept(bl, "load --accept-shrink")
+            counter = None
+            inputs: Any = list(sources)
             if bar is not None:
-                bar.close()
+                counter = line_counter(bar, "reading", estimate_lines(sources))
+                inputs = announce_after(inputs, bar, "writing the database")
+            report = bl.load(inputs, replace=replace, strict=strict, version=version,
+                             block=block or None, progress=counter)
     except LoadError as exc:
         print_errors(exc.report)
         fail(f"{exc}" + ("; no database was created" if first else ""), EXIT_INVALID)

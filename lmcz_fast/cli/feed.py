@@ -33,7 +33,7 @@ from .common import (
     span,
     when,
 )
-from .progress import progress_for
+from .progress import progress_shown
 from .upstream import proxy_config, proxy_options
 
 #: `status --check` exit codes, as monitoring plugins (Nagios, Icinga, Zabbix agents) read them.
@@ -122,22 +122,20 @@ def publish(feed_dir: str, key_path: str, snapshots: tuple[str, ...], delta_path
                 snapshot = [list(source.snapshot_lines())]
         except StoreError as exc:
             fail(str(exc), EXIT_STORE)
-    bar = progress_for(quiet=as_json)
     try:
-        report = feed.publish(feed_dir, key_path, snapshot=snapshot, delta=delta_path,
-                              prices=list(price_files) or None, grey=list(grey_files) or None,
-                              version=version, feed_id=feed_id, keep_deltas=keep_deltas, valid_for=int(valid_for),
-                              progress=bar)
+        with progress_shown(quiet=as_json) as bar:
+            report = feed.publish(feed_dir, key_path, snapshot=snapshot, delta=delta_path,
+                                  prices=list(price_files) or None, grey=list(grey_files) or None,
+                                  version=version, feed_id=feed_id, keep_deltas=keep_deltas,
+                                  valid_for=int(valid_for), progress=bar)
     except feed.FeedError as exc:
-        if bar is not None:
-            bar.close()
         fail(str(exc), EXIT_FEED)
-    if bar is not None:
-        bar.close()
-    if as_json:
-        click.echo(json.dumps(asdict(report), indent=1))
-    else:
-        click.echo(report.summary())
+    _echo_report(report, as_json)
+
+
+def _echo_report(report: Any, as_json: bool) -> None:
+    """A publish or sync report: its summary, or with --json the whole report."""
+    click.echo(json.dumps(asdict(report), indent=1) if as_json else report.summary())
 
 
 @click.command()
@@ -187,17 +185,10 @@ def sync(db: str, feed_url: str | None, public_key: str | None, every: float | N
         if url is None:
             raise click.UsageError("no --feed given and the store has never synced from one")
         if every is None:
-            bar = progress_for(quiet=as_json)
-            try:
+            with progress_shown(quiet=as_json) as bar:
                 report = feed.sync(store[0] or db, url, public_key, retry=_retry(attempts, timeout), proxy=proxy,
                                    progress=bar)
-            finally:
-                if bar is not None:
-                    bar.close()
-            if as_json:
-                click.echo(json.dumps(asdict(report), indent=1))
-            else:
-                click.echo(report.summary())
+            _echo_report(report, as_json)
             return
         key = [public_key]
 

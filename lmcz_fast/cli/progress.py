@@ -9,15 +9,17 @@ does not even count.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import IO, Any
 
 from .common import clock
 
-__all__ = ["ProgressBar", "progress_for"]
+__all__ = ["ProgressBar", "progress_for", "progress_shown"]
 
 _WIDTH = 20
 
@@ -154,3 +156,13 @@ def progress_for(quiet: bool = False, stream: IO[str] | None = None) -> Progress
         return None
     return ProgressBar(stream)
 
+
+@contextlib.contextmanager
+def progress_shown(quiet: bool = False) -> Iterator[ProgressBar | None]:
+    """`progress_for` for one block, its bar closed (the line finished) when the block ends, however it ends."""
+    bar = progress_for(quiet=quiet)
+    try:
+        yield bar
+    finally:
+        if bar is not None:
+            bar.close()

@@ -24,6 +24,7 @@ from ..service import (
 )
 from ..secret_files import first_line
 from ..service.config import AuditOptions, Token, read_token_file
+from ..service.organisations import Organisation, read_organisations
 from ..store import Blocklist, StoreError
 from .common import EXIT_STORE, EXIT_USAGE, setup_logging
 
@@ -50,6 +51,22 @@ def _read_tokens(path: str | None) -> tuple[Token, ...]:
         return read_token_file(path)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--token-file") from None
+
+
+def _read_organisations(path: str | None, password_file: str | None, token_file: str | None,
+                        no_auth: bool) -> tuple[Organisation, ...]:
+    """The organisations of --organisations (none without it); refuses options that would contradict it."""
+    if path is None:
+        return ()
+    for given, option in ((password_file, "--password-file"), (token_file, "--token-file"), (no_auth, "--no-auth")):
+        if given:
+            raise click.UsageError(f"--organisations and {option} do not go together: with --organisations, each "
+                                   "organisation's own credentials (its password_file, token_file) are the only "
+                                   "ones accepted")
+    try:
+        return read_organisations(path)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--organisations") from None
 
 
 def _set_timezone(zone: str) -> None:
@@ -89,6 +106,13 @@ def _read_password(path: str | None) -> str:
               help="Also accept `Authorization: Token <token>` (tills set up through a TS PIoT, newer FMU-API): one "
                    "token a line, optionally followed by an expiry (2027-01-31, an ISO date and time, or -) and a "
                    "label the audit log records instead of the token. Re-read on SIGHUP. Env: LMCZ_FAST_TOKEN_FILE.")
+@click.option("--organisations", "organisations_file", type=click.Path(dir_okay=False),
+              envvar="LMCZ_FAST_ORGANISATIONS",
+              help="Serve several organisations (INNs) from this one store: a TOML file of [[organisation]] tables "
+                   "(inn, name, user, password_file; optional token_file, page_user/page_password_file, "
+                   "earlier_sales). A till's credentials decide its organisation; only these credentials are "
+                   "accepted (not --user/--password-file/--token-file). Re-read on SIGHUP. See docs/service.md, "
+                   "\"Several organisations\". Env: LMCZ_FAST_ORGANISATIONS.")
 @click.option("--status-auth", is_flag=True,
               help="Require credentials for GET /api/v{1,2}/status too (the official module answers it without "
                    "any; monitoring such as Zabbix templates calls it so).")
@@ -125,7 +149,7 @@ def _read_password(path: str | None) -> str:
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(db: str, host: str, port: int, user: str, password_file: str | None, token_file: str | None,
-          status_auth: bool, no_auth: bool,
+          organisations_file: str | None, status_auth: bool, no_auth: bool,
           audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
           max_body: int, keepalive_timeout: float, name: str, inn: str, sold_days: float | None,
           sold_max_batch: int, page_user: str, page_password_file: str | None, timezone: str | None,
@@ -151,6 +175,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz-fast/password
       lmcz-fast serve store.db --password-file /etc/lmcz-fast/password --token-file /etc/lmcz-fast/tokens
       lmcz-fast serve store.db --audit-dir /var/log/lmcz-fast/audit --retention-days 120
+      lmcz-fast serve store.db --organisations organisations.toml
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
@@ -175,11 +200,13 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
         logging.getLogger("lmcz_fast.service").warning(
             "no database at %s: made an empty one; checks are answered 4045 (not configured) until its first "
             "list arrives (`lmcz-fast sync %s --feed URL`, `replicate` or `load`); no restart is needed", db, db)
+    organisations = _read_organisations(organisations_file, password_file, token_file, no_auth)
     config = ServiceConfig(host=host, port=port, user=user, password=_read_password(password_file),
                            auth=not no_auth, max_body=max_body, max_codes=max_codes,
                            keepalive_timeout=keepalive_timeout, name=name, inn=inn,
                            sold_max_batch=sold_max_batch,
-                           sold_expire_days=sold_days, tokens=_read_tokens(token_file), status_auth=status_auth)
+                           sold_expire_days=sold_days, tokens=_read_tokens(token_file), status_auth=status_auth,
+                           organisations=organisations, organisations_file=organisations_file)
     if no_auth:
         logging.getLogger("lmcz_fast.service").warning("authentication is OFF (--no-auth)")
     if no_audit:
@@ -264,10 +291,12 @@ def audit() -> None:
 @click.option("--until", help="Before this time (same forms) [default: now].")
 @click.option("--json", "fmt", flag_value="json", default=True, help="JSON lines, one per request (default).")
 @click.option("--csv", "fmt", flag_value="csv", help="CSV, one row per checked code.")
+@click.option("--inn", default=None, metavar="INN",
+              help="Only the requests of this organisation (serve --organisations records each request's INN).")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True,
               help="Write here instead of stdout.")
 def audit_export(db: str | None, audit_dir: str | None, since: str | None, until: str | None, fmt: str,
-                 output: TextIO) -> None:
+                 inn: str | None, output: TextIO) -> None:
     """Export the audit records of the database DB (kept in DB.audit by `serve`) between --since and --until.
 
     \b
@@ -276,6 +305,7 @@ def audit_export(db: str | None, audit_dir: str | None, since: str | None, until
       lmcz-fast audit export store.db --since 2026-11-01 --until 2026-12-01 --csv -o nov.csv
       lmcz-fast audit export /var/lib/lmcz-fast/store.db --since 7d        # the systemd units' store
       lmcz-fast audit export --audit-dir /var/log/lmcz-fast/audit --since 7d  # serve --audit-dir DIR
+      lmcz-fast audit export store.db --since 7d --inn 7701234567   # one organisation's requests
     """
     if audit_dir is None:
         if db is None:
@@ -288,7 +318,7 @@ def audit_export(db: str | None, audit_dir: str | None, since: str | None, until
     try:
         since_ms = parse_when(since) if since else None
         until_ms = parse_when(until) if until else None
-        stats = export(audit_dir, output, since_ms=since_ms, until_ms=until_ms, fmt=fmt)
+        stats = export(audit_dir, output, since_ms=since_ms, until_ms=until_ms, fmt=fmt, inn=inn)
     except AuditError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_USAGE)

@@ -139,7 +139,8 @@ def sold_import(db: str, source: TextIO, force: bool, replace: bool) -> None:
 @click.option("--limit", default=100, show_default=True, type=click.IntRange(0, 1000), help="Show at most N.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def sold_list(db: str, skip: int, limit: int, as_json: bool) -> None:
-    """Show sales in the register of DB, oldest first: time (UTC) and CIS.
+    """Show sales in the register of DB, oldest first: time (UTC), CIS, and the INN of the organisation that sold
+    it when `serve --organisations` recorded one.
 
     \b
     Example:
@@ -149,10 +150,14 @@ def sold_list(db: str, skip: int, limit: int, as_json: bool) -> None:
         total, entries = bl.sold.page(skip, limit)
     for entry in entries:
         if as_json:
-            click.echo(json.dumps({"cis": entry.cis, "soldAt": entry.sold_at_ms}, ensure_ascii=False))
+            item = {"cis": entry.cis, "soldAt": entry.sold_at_ms}
+            if entry.organisation is not None:      # serve --organisations: the INN of who sold it
+                item["organisation"] = entry.organisation
+            click.echo(json.dumps(item, ensure_ascii=False))
         else:
             when = datetime.datetime.fromtimestamp(entry.sold_at_ms / 1000, datetime.timezone.utc)
-            click.echo(f"{when:%Y-%m-%dT%H:%M:%SZ}  {entry.cis}")
+            org = "" if entry.organisation is None else f"  (INN {entry.organisation})"
+            click.echo(f"{when:%Y-%m-%dT%H:%M:%SZ}  {entry.cis}{org}")
     click.echo(f"{len(entries)} of {total} sold codes", err=True)
 
 

@@ -31,6 +31,8 @@ def _this_program() -> str | None:
 @click.option("--host", default="127.0.0.1", show_default=True, help="serve's listening address.")
 @click.option("--port", default=5995, show_default=True, type=click.IntRange(1, 65535), help="serve's port.")
 @click.option("--password-file", default=None, help="serve's HTTP Basic password file [default: none: admin].")
+@click.option("--organisations", "organisations_file", default=None, metavar="FILE",
+              help="serve's organisations file (several organisations, one module; `systemctl reload` re-reads it).")
 @click.option("--feed", "feed_url", default=None, metavar="URL", help="The feed the sync unit follows.")
 @click.option("--public-key", default="/etc/lmcz-fast/feed.pub", show_default=True,
               help="The feed's public key (with --feed).")
@@ -60,7 +62,8 @@ def _this_program() -> str | None:
 def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: str, port: int,
             password_file: str | None, feed_url: str | None, public_key: str, every: str, nice: int,
             replicate_source: str | None, source_credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None, binary: str | None, prefix: str, unit_dir: str | None,
-            sold_keep: int, force: bool, sysusers_dir: str, tmpfiles_dir: str) -> None:
+            sold_keep: int, force: bool, sysusers_dir: str, tmpfiles_dir: str,
+            organisations_file: str | None = None) -> None:
     """Print (or --install) systemd units that run `serve` and `sync` (or `replicate`) as a hardened service.
 
     \b
@@ -78,6 +81,7 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
     Examples:
       /opt/lmcz-fast/bin/lmcz-fast systemd            # print the units and the user/directory files
       /opt/lmcz-fast/bin/lmcz-fast systemd --feed https://feed.example/ --install
+      /opt/lmcz-fast/bin/lmcz-fast systemd --organisations /etc/lmcz-fast/organisations.toml
       /opt/lmcz-fast/bin/lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --source-credentials-file /etc/lmcz-fast/couch.cred
       systemd-sysusers && systemd-tmpfiles --create
       systemctl daemon-reload && systemctl enable --now lmcz-fast-sync.service lmcz-fast-serve.service lmcz-fast-sold-export.timer
@@ -89,7 +93,8 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
                           host=host, port=port, password_file=password_file, feed_url=feed_url,
                           public_key=public_key, every=every, nice=nice, proxy=proxy,
                           proxy_auth_file=proxy_auth_file, prefix=prefix, replicate_source=replicate_source,
-                          source_credentials_file=source_credentials_file, sold_keep=sold_keep)
+                          source_credentials_file=source_credentials_file, sold_keep=sold_keep,
+                          organisations_file=organisations_file)
     try:
         files = render(options)
     except ValueError as exc:

@@ -9,8 +9,10 @@ our checkpoint, is a full re-replication swapped in by one full load. `Mapping` 
 the price sit in a document (docs/replication.md); documents that do not map are counted and reported.
 
 The jobs, one file each: config.py (what to replicate from where, the errors), source.py (the CouchDB HTTP API),
-changes.py (the `_changes` stream parser), mapping.py (documents to records), replicator.py (the store side:
-full and incremental passes, reports), running.py (`replicate` once, `follow` continuously).
+changes.py (the `_changes` stream parser), mapping.py (documents to records), mapping_file.py (the mapping file:
+TOML, the built-in mapping is its default content), replicator.py (the store side: full and incremental passes,
+reports; a full pass under which a database maps nothing is refused), running.py (`replicate` once, `follow`
+continuously), inspection/ (`replicate --inspect`: sample the source, read its fields, propose a mapping).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from .config import (
     DEFAULT_DATABASES,
     KINDS,
     Mapping,
+    MappingError,
+    MappingRefused,
     ReplicationConfig,
     ReplicationError,
     SourceAuthError,
@@ -31,20 +35,31 @@ from .config import (
     SourceUnavailable,
     read_credentials,
 )
+from .inspection import Proposal, inspect_source, mapping_text
+from .mapping_file import DEFAULT_MAPPING_TEXT, default_mapping, parse_mapping, read_mapping
 from .replicator import DbReport, ReplicationReport
 from .running import DEFAULT_SETTLE, follow, replicate
 
 __all__ = [
     "DEFAULT_DATABASES",
+    "DEFAULT_MAPPING_TEXT",
     "Mapping",
+    "MappingError",
+    "MappingRefused",
+    "Proposal",
     "ReplicationConfig",
     "ReplicationError",
     "ReplicationReport",
     "SourceAuthError",
     "SourceMalformed",
     "SourceUnavailable",
+    "default_mapping",
     "follow",
+    "inspect_source",
+    "mapping_text",
+    "parse_mapping",
     "read_credentials",
+    "read_mapping",
     "replicate",
     "replication_status",
 ]

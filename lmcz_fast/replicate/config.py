@@ -9,9 +9,10 @@ from urllib.parse import urlsplit, urlunsplit
 from ..upstream import ProxyConfig
 
 
-#: What each kind of data is called in the official module's database (LM 2.x), and the kinds we replicate.
+#: What each kind of data is called in the official module's database (LM 2.x), and the kinds we replicate:
+#: blocked codes, wholly blocked GTINs, minimum prices, grey GTINs (no database of its own by default).
 DEFAULT_DATABASES = {"codes": "blocked_cis", "gtins": "blocked_gtin", "prices": "min_price"}
-KINDS = ("codes", "gtins", "prices")
+KINDS = ("codes", "gtins", "prices", "grey")
 DEFAULT_BATCH = 10_000
 
 
@@ -33,23 +34,68 @@ class SourceAuthError(ReplicationError):
     """The source refused our credentials (HTTP 401/403)."""
 
 
+class MappingError(ReplicationError):
+    """A mapping (a mapping file, or fields given as options) that cannot be used: the message names the key."""
+
+
+class MappingRefused(ReplicationError):
+    """A full pass under which a source database's documents map to nothing: a wrong mapping, never a list of
+    nothing. The pass is refused and the store keeps what it held."""
+
+
 @dataclass(frozen=True)
 class Mapping:
-    """Where the data sits in a source document. A field name, or `_id` for the document id.
+    """Where the data sits in a source document: a field name, a dotted path into nested objects (`item.cis`),
+    or `_id` for the document id.
 
     `code_field`: the marking code in `blocked_cis` documents (any form a scan or a CIS line takes).
     `gtin_field`: the GTIN in `blocked_gtin` documents.
     `price_key_field`: what a minimum price applies to in `min_price` documents: a 14-digit GTIN, or a product
     group as `pg:N` or a bare number up to 3 digits. `price_field`: the price in kopecks (a non-negative integer).
+    `price_group_field` (optional, "" for none): a product group id (1-65535), used where the key field is absent
+    or empty. `grey_field`: the GTIN in the grey-list database's documents.
     """
 
     code_field: str = "_id"
     gtin_field: str = "_id"
     price_key_field: str = "_id"
     price_field: str = "price"
+    price_group_field: str = ""
+    grey_field: str = "_id"
+
+    def __post_init__(self) -> None:
+        for name in ("code_field", "gtin_field", "price_field", "grey_field"):
+            check_path(getattr(self, name), name)
+        for name in ("price_key_field", "price_group_field"):
+            if getattr(self, name):
+                check_path(getattr(self, name), name)
+        if not self.price_key_field and not self.price_group_field:
+            raise MappingError("price_key_field (prices.key in a mapping file): a minimum price needs a key field or "
+                               "a group field (prices.group)")
 
     def field_of(self, kind: str) -> str:
-        return {"codes": self.code_field, "gtins": self.gtin_field, "prices": self.price_key_field}[kind]
+        return {"codes": self.code_field, "gtins": self.gtin_field, "prices": self.price_key_field,
+                "grey": self.grey_field}[kind]
+
+    def as_dict(self) -> dict[str, str]:
+        """The mapping as recorded with the checkpoints (a change means a full pass); the fields added later
+        appear only when they differ from their default, so a store replicated before keeps its record."""
+        out = {"code_field": self.code_field, "gtin_field": self.gtin_field,
+               "price_key_field": self.price_key_field, "price_field": self.price_field}
+        if self.price_group_field:
+            out["price_group_field"] = self.price_group_field
+        if self.grey_field != "_id":
+            out["grey_field"] = self.grey_field
+        return out
+
+
+def check_path(path: object, key: str) -> str:
+    """A field path: `_id`, a name, or names joined by dots (no empty part). `MappingError` naming `key`."""
+    if not isinstance(path, str) or not path:
+        raise MappingError(f"{key}: a field is a non-empty string (a name, a dotted path, or _id), not {path!r}")
+    if any(not part for part in path.split(".")) or any(c in path for c in "\r\n\t"):
+        raise MappingError(f"{key}: {path!r} is not a field path (names joined by single dots)")
+    return path
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,16 @@ class _Batch:
 
 
 def _value_of(doc: dict[str, Any], name: str) -> Any:
-    return doc.get(name) if name != "_id" else doc.get("_id")
+    """The value at a field path: a top-level name (dots included, if the document has such a name), else the
+    dotted path into nested objects; None where it is absent."""
+    if name in doc:
+        return doc[name]
+    value: Any = doc
+    for part in name.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
 
 
 def _map_bulk(changes: list[Any], batch: _Batch) -> None:
@@ -80,7 +89,10 @@ def _map_change(change: Any, batch: _Batch, mapping: Mapping) -> None:
         batch.unmapped.append(f"{doc_id}: no document in the change (include_docs unsupported?)")
         return
     try:
-        record = _record_of(batch.kind, _value_of(doc, name), name)
+        if batch.kind == "prices":
+            record = _price_key_of(doc, mapping)
+        else:
+            record = _record_of(batch.kind, _value_of(doc, name), name)
         if batch.kind == "prices":
             price = _value_of(doc, mapping.price_field)
             if isinstance(price, bool) or not isinstance(price, int) or price < 0:
@@ -91,6 +103,19 @@ def _map_change(change: Any, batch: _Batch, mapping: Mapping) -> None:
     except (ValueError, CodeError, RecordError) as exc:
         batch.add.pop(doc_id, None)
         batch.unmapped.append(f"{doc_id}: {exc}")
+
+
+def _price_key_of(doc: dict[str, Any], mapping: Mapping) -> str:
+    """What a minimum-price document applies to: its key field (a GTIN or `pg:N`), or else its group field."""
+    key = _value_of(doc, mapping.price_key_field) if mapping.price_key_field else None
+    if key not in (None, "") or not mapping.price_group_field:
+        return _price_key(key, mapping.price_key_field)
+    group = _value_of(doc, mapping.price_group_field)
+    if isinstance(group, str) and group.isdigit():
+        group = int(group)
+    if isinstance(group, bool) or not isinstance(group, int) or not 1 <= group <= 65535:
+        raise ValueError(f"field {mapping.price_group_field!r} is not a product group (1-65535)")
+    return f"pg:{group}"
 
 
 def _needs_no_doc(kind: str, mapping: Mapping) -> bool:
@@ -104,7 +129,7 @@ def _record_of(kind: str, value: Any, name: str) -> str:
         if not isinstance(value, str):
             raise ValueError(f"field {name!r} is not a string")
         return parse_code(value, cis=True).identity
-    if kind == "gtins":
+    if kind in ("gtins", "grey"):
         gtin = str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
         if not gtin.isdigit() or len(gtin) > 14:
             raise ValueError(f"field {name!r} is not a GTIN")
@@ -126,6 +151,11 @@ def _price_key(value: Any, name: str) -> str:
         parse_code(f"01{gtin}21A", cis=True)
         return gtin
     raise ValueError(f"field {name!r} is neither a GTIN nor a product group")
+
+
+def grey_record(gtin: str) -> str:
+    """A grey GTIN as the store's table record (store/tables.py)."""
+    return f"grey_gtin {gtin}"
 
 
 def price_record(key: str, price: int) -> str:

@@ -16,8 +16,8 @@ from ..store import REPLICATION_META_PREFIX as META_PREFIX
 from ..store import REPLICATION_META_SOURCE as META_SOURCE
 from ..store import replication_checkpoint as _checkpoint
 from .changes import _LastSeq
-from .config import Mapping, ReplicationConfig, SourceMalformed
-from .mapping import _Batch, _map_bulk, _map_change, _needs_no_doc, _record_of, price_record
+from .config import MappingRefused, ReplicationConfig, SourceMalformed
+from .mapping import _Batch, _map_bulk, _map_change, _needs_no_doc, _record_of, grey_record, price_record
 from .source import _BadCheckpoint, _seq_number, _Source
 
 log = logging.getLogger("lmcz_fast.replicate")
@@ -80,7 +80,7 @@ class _Replicator:
             return f"the source changed from {recorded.get('url')} to {self.config.base}"
         if recorded.get("databases") != self.config.databases:
             return "the set of replicated databases changed"
-        if recorded.get("mapping") != _mapping_dict(self.config.mapping):
+        if recorded.get("mapping") != self.config.mapping.as_dict():
             return "the document mapping changed"
         server: dict[str, Any] | None = None
         for name, info in infos.items():
@@ -142,6 +142,7 @@ class _Replicator:
         reports: list[DbReport] = []
         codes: dict[str, str] = {}
         gtins: dict[str, str] = {}
+        grey: dict[str, str] = {}
         prices: dict[str, int] = {}
         side: dict[bytes, dict[bytes, bytes | None]] = {}
         checkpoints: dict[str, dict[str, Any]] = {}
@@ -155,6 +156,7 @@ class _Replicator:
             bulk = cut if kind == "codes" else None
             anchor: dict[str, Any] | None = None
             progress = _Progress(name)
+            first_example = len(self.examples)
             while True:
                 batch, new_seq, count = self._page(name, kind, seq, cut=bulk)
                 progress.check(seq, new_seq, count, self.config.batch_size)
@@ -177,9 +179,12 @@ class _Replicator:
                 codes = mapped
             elif kind == "gtins":
                 gtins = mapped
+            elif kind == "grey":
+                grey = mapped
             else:
                 prices = {key: prices[key] for key in set(mapped.values())}
             report.added = len(bulk.take()[0]) if bulk is not None else len(set(mapped.values()))
+            _refuse_if_nothing_maps(report, self.config.mapping.field_of(kind), self.examples[first_example:])
             if self.config.mapping.field_of(kind) != "_id":
                 side[_side_table(name)] = {d.encode(): v.encode() for d, v in mapped.items()}
             checkpoints[name] = self._checkpoint_value(kind, infos[name], seq, report.added, report.unmapped,
@@ -194,7 +199,7 @@ class _Replicator:
             version = self.bl.get_meta("version") + 1
             self.bl.load(sources, replace=True, version=version, synced=True,
                          meta=meta, side=side, clear_side=[_side_table(n) for n in self.config.databases.values()],
-                         **(_price_args(self.bl, prices, replace=True) if "prices" in self.config.databases else {}))
+                         **_full_tables(self.bl, self.config.databases, prices, set(grey.values())))
         return ReplicationReport(True, reason, version, reports, time.perf_counter() - started, self.examples[:20])
 
     # - incremental -
@@ -283,6 +288,8 @@ class _Replicator:
                 args = {"add": sorted(values), "remove": gone}
             elif kind == "gtins":
                 args = {"add_gtins": sorted(values), "remove_gtins": gone}
+            elif kind == "grey":
+                args = _grey_args(self.bl, values, gone)
             else:
                 args = _price_args(self.bl, batch.prices, remove=gone)
             docs = self._record_count(kind) + len(values) - len(gone)     # an estimate, corrected below
@@ -303,7 +310,7 @@ class _Replicator:
     def _record_count(self, kind: str) -> int:
         if kind == "prices":
             return int(self.bl.get_meta("min_prices") or 0) + int(self.bl.get_meta("group_min_prices") or 0)
-        return int(self.bl.get_meta({"codes": "codes", "gtins": "gtins"}[kind]) or 0)
+        return int(self.bl.get_meta({"codes": "codes", "gtins": "gtins", "grey": "grey_gtins"}[kind]) or 0)
 
     def _doc_value(self, name: str, kind: str, doc_id: str, by_id: bool) -> str | None:
         """The record a document maps to now: derived from its id, or looked up in the document map."""
@@ -344,7 +351,7 @@ class _Replicator:
 
     def _source_value(self) -> dict[str, Any]:
         return {"url": self.config.base, "databases": dict(self.config.databases),
-                "mapping": _mapping_dict(self.config.mapping)}
+                "mapping": self.config.mapping.as_dict()}
 
     def infos(self) -> dict[str, dict[str, Any]]:
         return {name: self.source.info(name) for name in self.config.databases.values()}
@@ -409,9 +416,19 @@ def _side_table(name: str) -> bytes:
     return b"replica:" + name.encode()
 
 
-def _mapping_dict(mapping: Mapping) -> dict[str, str]:
-    return {"code_field": mapping.code_field, "gtin_field": mapping.gtin_field,
-            "price_key_field": mapping.price_key_field, "price_field": mapping.price_field}
+def _refuse_if_nothing_maps(report: DbReport, field_name: str, examples: list[str]) -> None:
+    """A database holding documents of which none maps is a wrong mapping, not an empty list: the pass is refused
+    before anything is written, and says why (the shrink guard judges only a list that shrinks; a first pass, or
+    an empty table, has nothing for it to compare)."""
+    if report.unmapped and not report.added:
+        first = next((e for e in examples if e), "")
+        raise MappingRefused(
+            f"{report.name}: none of its {report.unmapped} documents maps to a {_WHAT[report.kind]} under the "
+            f"mapping (field {field_name!r}; first: {first[:120]}): a wrong mapping, refused (`lmcz-fast replicate "
+            f"--inspect` proposes one)")
+
+
+_WHAT = {"codes": "marking code", "gtins": "GTIN", "prices": "minimum price", "grey": "grey GTIN"}
 
 
 def _int(value: Any) -> int | None:
@@ -421,14 +438,34 @@ def _int(value: Any) -> int | None:
 _price_record = price_record
 
 
-def _price_args(bl: Blocklist, prices: dict[str, int], *, replace: bool = False,
-                remove: Iterable[str] = ()) -> dict[str, Any]:
-    """The store's arguments for minimum prices: its table records (`load(records=)` replaces the tables, the
-    grey list kept as it is, since the source has none; `apply_delta(add_records=, remove_records=)` sets and
-    deletes keys, a deleted key's record named with the price the store holds for it)."""
-    if replace:
-        kept = [text for text in bl.iter_records() if text.startswith("grey_gtin ")]
-        return {"records": [_price_record(key, price) for key, price in sorted(prices.items())] + kept}
+def _full_tables(bl: Blocklist, databases: dict[str, str], prices: dict[str, int],
+                 grey: set[str]) -> dict[str, Any]:
+    """A full pass's table records: the source's minimum prices and grey GTINs where it holds them, and the
+    store's own records of a kind the source does not hold, kept as they are."""
+    if "prices" not in databases and "grey" not in databases:
+        return {}
+    kept = [text for text in bl.iter_records()
+            if ("grey" not in databases if text.startswith("grey_gtin ") else "prices" not in databases)]
+    ours = [_price_record(key, price) for key, price in sorted(prices.items())] if "prices" in databases else []
+    if "grey" in databases:
+        ours += [grey_record(gtin) for gtin in sorted(grey)]
+    return {"records": ours + kept}
+
+
+def _grey_args(bl: Blocklist, values: set[str], gone: list[str]) -> dict[str, Any]:
+    """An increment of the grey list: records to add, and those to delete that the store holds."""
+    args: dict[str, Any] = {}
+    if values:
+        args["add_records"] = [grey_record(gtin) for gtin in sorted(values)]
+    held = [grey_record(gtin) for gtin in gone if bl.is_grey_gtin(gtin)]
+    if held:
+        args["remove_records"] = held
+    return args
+
+
+def _price_args(bl: Blocklist, prices: dict[str, int], *, remove: Iterable[str] = ()) -> dict[str, Any]:
+    """An increment of minimum prices (`apply_delta(add_records=, remove_records=)`): keys set, and deleted keys'
+    records named with the price the store holds for them. A full pass replaces the tables (`_full_tables`)."""
     args: dict[str, Any] = {}
     if prices:
         args["add_records"] = [_price_record(key, price) for key, price in sorted(prices.items())]

@@ -86,15 +86,15 @@ class _Source:
             raise SourceUnavailable(f"{url}: not a CouchDB database answer")
         return info
 
-    def _small_json(self, url: str, missing_ok: bool = False) -> Any:
-        """A small JSON answer (at most 1 MiB); None for a 404 when `missing_ok`."""
+    def _small_json(self, url: str, missing_ok: bool = False, cap: int = 1 << 20) -> Any:
+        """A small JSON answer (at most `cap` bytes, 1 MiB by default); None for a 404 when `missing_ok`."""
         try:
             with self._get(url, self.headers) as response:
                 body = b""
                 for chunk in _decoded(response, 65536):
                     body += chunk
-                    if len(body) > 1 << 20:
-                        raise SourceMalformed(f"{url}: the answer is over 1 MiB")
+                    if len(body) > cap:
+                        raise SourceMalformed(f"{url}: the answer is over {cap >> 20} MiB")
                 if response.status == 404 and missing_ok:
                     return None
                 if response.status != 200:
@@ -105,6 +105,10 @@ class _Source:
             return json.loads(body, parse_constant=_refuse_constant)
         except (ValueError, RecursionError):
             raise SourceMalformed(f"{url}: not a JSON answer: {body[:120]!r}") from None
+
+    def get_json(self, url: str, cap: int = 1 << 20) -> Any:
+        """A JSON answer of at most `cap` bytes (`replicate --inspect`: `_all_dbs`, `_all_docs` samples)."""
+        return self._small_json(url, cap=cap)
 
     def server(self) -> dict[str, Any]:
         """`GET /`: the server's welcome (CouchDB and PouchDB give a `uuid` of the server); {} when refused."""
@@ -208,6 +212,10 @@ def _decoded(response: Any, size: int | None) -> Iterator[bytes]:
         raise SourceUnavailable(f"{response.url}: a damaged {coding} body ({exc})") from None
     if tail:
         yield tail
+
+
+#: The read-only client under a public name, for `inspection/` (a package of its own).
+CouchSource = _Source
 
 
 class _BadCheckpoint(Exception):

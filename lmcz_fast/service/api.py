@@ -29,7 +29,8 @@ from .checks import CHECK_SLICE, Checks, query_values
 from .config import DEFAULT_PASSWORD, ServiceConfig, Token, software_version
 from .durable import DurableWriter
 from .metrics import Metrics
-from .page import Activity, PageData, render
+from .organisations import Caller, Member, Organisation, Organisations
+from .page import Activity, PageData, TillSeen, render
 from .responses import Deferred, HttpError, Response, Steps, encode_json, error
 from .shared import Shared, clock_behind_text
 from .sold import SoldEndpoints
@@ -90,6 +91,9 @@ class LocalModule:
         self.checks = Checks(shared)
         self.v2 = ProtocolTwo(shared, self.checks, self.durable)
         self.sold = SoldEndpoints(shared, self.durable)
+        #: The organisations served (`serve --organisations`), or None: one organisation, as the official module.
+        self.organisations = shared.organisations = (
+            Organisations(blocklist, shared.config.organisations, clock) if shared.config.organisations else None)
         # The last field: who may call it. "required": valid credentials; "optional": anyone, but credentials
         # sent are checked (a wrong one is a 401, throttled); "": anyone.
         self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], str]] = {}
@@ -106,6 +110,8 @@ class LocalModule:
         self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
         self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
         self.metrics.families.append(self.activity.prometheus_lines)
+        if self.organisations is not None:
+            self.metrics.families.append(self.organisations.prometheus_lines)
 
     @property
     def config(self) -> ServiceConfig:
@@ -131,12 +137,25 @@ class LocalModule:
         self.config = dataclasses.replace(self.config, tokens=tuple(tokens))
         self.credentials.set_tokens(self.config.tokens)
 
+    def set_organisations(self, organisations: tuple[Organisation, ...]) -> str:
+        """Serve this set of organisations from the next request on (serve's SIGHUP re-reads the file); open
+        connections stay, an organisation that stays keeps its counters and `init` state. Returns what changed."""
+        if self.organisations is None:
+            raise ValueError("this module was started without organisations (serve --organisations)")
+        summary = self.organisations.configure(tuple(organisations))
+        self.config = dataclasses.replace(self.config, organisations=tuple(organisations))
+        return summary
+
     # -- the parts' faces the server and the CLI use ----------------------------------------------------------
 
     def version_uuid(self, instance_id: str, db_version: int) -> str:
         """The UUID sent as `version` (and `Ver=` of tag 1265) for one database version of one instance
         (`Shared.version_uuid`)."""
         return self.shared.version_uuid(instance_id, db_version)
+
+    def version_uuid_for(self, instance_id: str, db_version: int, caller: Caller | None) -> str:
+        """`version_uuid`, or the organisation's own for a request of one (`caller`)."""
+        return self.shared.version_uuid(instance_id, db_version, caller)
 
     def current_status(self, force: bool = False) -> tuple[Status, str]:
         """The store's `Status` and the LM status it maps to, re-read at most every `status_cache` seconds."""
@@ -197,10 +216,12 @@ class LocalModule:
             if route is None:
                 raise error(404, "not_found", "no such endpoint")
             endpoint, handler, methods, _ = route
-            admitted, shared.auth_label = self.admit(path, authorization)
+            admitted, shared.auth_label, shared.caller = self._admitted(route, authorization)
             if not admitted:
                 if authorization is not None:      # wrong credentials; none at all is a browser's challenge
                     self.activity.auth_failed(client_id.decode("utf-8", "replace") if client_id else None, peer)
+                    if self.organisations is not None:
+                        self.organisations.auth_failed(authorization)
                 raise error(401, "unauthorized", "missing or wrong credentials (HTTP Basic"
                             + (", or Authorization: Token)" if self.config.tokens else ")"))
             if method not in methods:
@@ -212,6 +233,9 @@ class LocalModule:
                 return Steps(self._observed(response, endpoint, started))
             if endpoint in ("status", "init", "sell", "return"):
                 self.activity.request(client_id.decode("utf-8", "replace") if client_id else None, peer)
+                if shared.caller is not None:
+                    shared.caller.member.saw(client_id.decode("utf-8", "replace") if client_id else None, peer,
+                                             self.clock())
             if isinstance(response, Deferred):
                 return response        # observed when resolved, after its commit
             outcome = "ok"
@@ -249,19 +273,35 @@ class LocalModule:
         also takes its own read-only login (`set_page_credentials`). /metrics needs none; unknown paths are not
         refused here (they are 404s).
         """
-        route = self._routes.get(path.rstrip(b"/").lower() or b"/")
+        return self._admitted(self._routes.get(path.rstrip(b"/").lower() or b"/"), authorization)[:2]
+
+    def _admitted(self, route: Any, authorization: bytes | None) -> tuple[bool, str | None, Caller | None]:
+        """`admit` and, when several organisations are served, the organisation's `Caller` (None: none)."""
         if route is None or not route[3] or not self.config.auth:
-            return True, None
-        who = self.authenticate(authorization)
-        if who is not None:
-            return True, who
+            return True, None, None
+        organisations = self.organisations
+        if organisations is not None:
+            caller = organisations.authenticate(authorization)
+            if caller is not None:
+                return True, caller.auth_label, caller
+            member = organisations.page_login(authorization) if route[0] == "page" else None
+            if member is not None:
+                return True, "page", Caller(member, None, "page")
+        else:
+            who = self.credentials.authenticate(authorization)
+            if who is not None:
+                return True, who, None
         if route[0] == "page" and self._page_authorized(authorization):
-            return True, "page"
+            return True, "page", None
         optional = route[3] == "optional" and authorization is None and not self.config.status_auth
-        return optional, None
+        return optional, None, None
 
     def authenticate(self, header: bytes | None) -> str | None:
-        """Who an `Authorization` header is ("basic:<user>", "token:<label>") or None: `auth.Credentials`."""
+        """Who an `Authorization` header is ("basic:<user>", "token:<label>") or None: `auth.Credentials`, or the
+        organisations' credentials when several are served."""
+        if self.organisations is not None:
+            caller = self.organisations.authenticate(header)
+            return None if caller is None else caller.auth_label
         return self.credentials.authenticate(header)
 
     def request_authorised(self, method: bytes, path: bytes, authorization: bytes | None) -> bool:
@@ -294,16 +334,22 @@ class LocalModule:
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         instance_id = str(info.get("instance_id", ""))
-        inst = self.shared.instance_uuid(instance_id)
+        caller = self.shared.caller
+        member = caller.member if caller is not None else None
+        inst = self.shared.instance_uuid(instance_id, caller)
         replication = replication_status(self.blocklist)
+        inn, name = (self.config.inn, self.config.name) if member is None else (member.organisation.inn,
+                                                                               member.organisation.name)
+        initialized_at = self.initialized_at if member is None else member.initialized_at
+        if member is not None and lm in ("not_configured", "initialization"):
+            lm = "not_configured" if initialized_at is None else "initialization"
         identity = Identity(
             operation_mode=self.config.operation_mode, software_version=self.software_version, inst=inst,
-            inn=self.config.inn, name=self.config.name,
-            service_url=public_url((replication or {}).get("source") or status.feed_url or ""))
+            inn=inn, name=name, service_url=public_url((replication or {}).get("source") or status.feed_url or ""))
         facts = ServiceFacts(
             lm_status=lm, grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
-            initialized=self.initialized_at is not None, replication=replication,
-            version_id=self.version_uuid(instance_id, status.version) if status.version else "")
+            initialized=initialized_at is not None, replication=replication,
+            version_id=self.version_uuid_for(instance_id, status.version, caller) if status.version else "")
         payload = status_json(status, info, identity, facts)
         payload["roundRequest"] = self._round_request(info, status)
         # What an operator must fix (the status page says it too): only to a client that authenticated, since
@@ -329,7 +375,12 @@ class LocalModule:
         one was seen in the field (docs/service.md lists which); ours under `lmczFast`. No secret: no password,
         no token, no URL credentials."""
         status, _ = self.current_status(force=True)
-        payload = config_json(self.config, status, self.blocklist.info(), replication_status(self.blocklist),
+        config = self.config
+        caller = self.shared.caller
+        if caller is not None:      # an organisation sees its own login, tokens and name, nobody else's
+            org = caller.member.organisation
+            config = dataclasses.replace(config, user=org.user, tokens=org.tokens, name=org.name)
+        payload = config_json(config, status, self.blocklist.info(), replication_status(self.blocklist),
                               sync_kind(self.blocklist, status), self.blocklist.sold.expire_after(),
                               self.software_version)
         return Response(200, _ENCODE(payload).encode())
@@ -344,11 +395,19 @@ class LocalModule:
         grey = data.get("enableGreyList")
         if not isinstance(clear_sold, bool) or not (grey is None or isinstance(grey, bool)):
             raise error(400, "bad_request", "clearSold and enableGreyList must be true or false")
-        first = self.initialized_at is None
-        self.shared.status.initialized_at = self.clock()
+        caller = self.shared.caller
+        member = caller.member if caller is not None else None
+        first = (self.initialized_at if member is None else member.initialized_at) is None
+        if member is None:
+            self.shared.status.initialized_at = self.clock()
+        else:
+            member.initialized_at = self.clock()
         if first:
-            log.info("init received (token not stored; the database comes from `lmcz-fast sync`)")
+            log.info("init received%s (token not stored; the database comes from `lmcz-fast sync`)",
+                     "" if member is None else f" for inn {member.organisation.inn}")
         status, lm = self.current_status(force=True)
+        if member is not None and lm == "not_configured":
+            lm = "initialization"
         payload: dict[str, Any] = {"code": 0, "description": "ok", "status": lm,
                                    "reqTimestamp": int(self.clock() * 1000)}
         # On a store that is not ready, init asks its sync or replication loop for a round now (through the store:
@@ -366,7 +425,7 @@ class LocalModule:
         if not clear_sold and grey is None and not started:
             return Response(200, _ENCODE(payload).encode())
         register = self.blocklist.sold
-        clear = register.op_clear() if clear_sold else None
+        clear = register.op_clear(None if member is None else member.owner) if clear_sold else None
         fields: dict[str, Any] = {}
         if grey is not None:
             fields["grey_list_enabled"] = grey
@@ -383,7 +442,8 @@ class LocalModule:
 
         def build(cleared: int) -> Response:
             if clear_sold:
-                log.info("init with clearSold: %d sold codes forgotten", cleared)
+                log.info("init with clearSold%s: %d sold codes forgotten",
+                         "" if member is None else f" of inn {member.organisation.inn}", cleared)
                 payload["soldCleared"] = cleared
             if grey is not None:
                 payload["enableGreyList"] = grey
@@ -412,6 +472,9 @@ class LocalModule:
                      content_type: bytes | None) -> Response:
         """The status page for a person (service/page.py): Russian, or English with `?lang=en`."""
         lang = "en" if query_values(query, b"lang")[-1:] == ["en"] else "ru"
+        caller = self.shared.caller
+        if caller is not None:
+            return self._organisation_page(caller.member, lang)
         status, lm = self.current_status(force=True)
         info = self.blocklist.info()
         now = self.clock()
@@ -438,13 +501,33 @@ class LocalModule:
             failing=sorted(self.activity.failing.values(), key=lambda t: t.last_failure, reverse=True),
             last_error=self.blocklist.get_meta("sync_last_error"),
             last_error_at=self.blocklist.get_meta("sync_last_error_at"),
+            organisations=self.organisations.rows() if self.organisations is not None else [],
         )
+        return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
+
+    def _organisation_page(self, member: Member, lang: str) -> Response:
+        """The status page as one organisation sees it (its tills' or its manager's login): the store's state (the
+        lists are national), its own row, its own tills; nothing of the other organisations."""
+        status, lm = self.current_status(force=True)
+        info = self.blocklist.info()
+        now = self.clock()
+        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins,
+                  "min_prices": int(info.get("min_prices") or 0) + int(info.get("group_min_prices") or 0),
+                  "grey_gtins": int(info.get("grey_gtins") or 0)}
+        tills = [TillSeen(name=key, by="client-id", last_request=at) for key, at in reversed(member.tills.items())]
+        page = PageData(
+            state=status.state, lm_status=lm, now=now, version=status.version, age=status.age,
+            last_sync_at=status.last_sync_at, next_sync_at=status.next_sync_at, expires_at=status.expires_at,
+            source=None, counts=counts, tills=tills, name=member.organisation.name,
+            software_version=self.software_version, organisations=self.organisations.rows(member)
+            if self.organisations is not None else [])
         return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
 
     def warnings(self) -> list[str]:
         """What an operator must fix, said on the status page and at start."""
         out = []
-        if self.config.auth and self.config.password == DEFAULT_PASSWORD and not _loopback(self.config.host):
+        if (self.config.auth and self.organisations is None and self.config.password == DEFAULT_PASSWORD
+                and not _loopback(self.config.host)):
             out.append(f"the default password admin:admin is in use while the service listens on "
                        f"{self.config.host}, reachable from the network: set one with `serve --password-file` "
                        f"(пароль по умолчанию при доступе из сети: задайте свой)")

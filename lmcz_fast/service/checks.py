@@ -74,9 +74,11 @@ class Checks:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         shared = self._shared
         shared.activity.request(client, shared.peer, len(raws))
+        shared.organisation_saw(who, client, len(raws))
         try:
             return shared.status.require_ready()
         except HttpError as exc:
+            shared.organisation_saw(who, client, 0, len(raws))
             shared.activity.refused(str(raws[0]), f"{exc.extra.get('errorCode', exc.status)} {exc.error}: "
                                                   f"{exc.description}")
             if shared.audit is not None:
@@ -139,6 +141,7 @@ class Checks:
                         index=first.index, reason=first.reason, reqId=req_id)
         if unreadable:
             self._shared.metrics.codes_unreadable += unreadable
+        refused = unreadable
         for v in answers:
             if isinstance(v, Unreadable):
                 continue
@@ -146,8 +149,12 @@ class Checks:
             if block is not None:
                 activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
                                                                  if x))
+                refused += 1
             elif v.sold:
                 activity.refused(v.cis, "sold")
+                refused += 1
+        if refused and who is not None:
+            self._shared.organisation_saw(who, client, 0, refused)
         return answers, db_version
 
     def verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
@@ -179,8 +186,8 @@ class Checks:
                      status: Status, who: str | None = None) -> Generator[None, None, Response]:
         answers, db_version = yield from self.verdict_steps(raws, req_id, req_ms, client, status, None, who)
         first = next(v for v in answers if not isinstance(v, Unreadable))
-        inst = self._shared.instance_uuid(first.instance_id)
-        version = self._shared.version_uuid(first.instance_id, first.db_version)
+        inst = self._shared.instance_uuid(first.instance_id, who)
+        version = self._shared.version_uuid(first.instance_id, first.db_version, who)
         grey = self._shared.status.grey_list          # read with the status `ready_for` just refreshed
         codes = []
         blocked = 0

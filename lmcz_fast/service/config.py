@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5995
@@ -59,10 +60,15 @@ class ServiceConfig:
     tokens: tuple[Token, ...] = ()
     #: `GET /api/v{1,2}/status` also requires credentials (the official module's does not; `serve --status-auth`).
     status_auth: bool = False
+    #: Several organisations served by one module (`serve --organisations FILE`, service/organisations.py): their
+    #: credentials replace `user`/`password`/`tokens`. Empty: one organisation, as the official module.
+    organisations: tuple[Any, ...] = ()     # of organisations.Organisation (which imports this module)
+    #: The file they were read from (SIGHUP reads it again), or None.
+    organisations_file: str | None = None
 
     def __repr__(self) -> str:
         return (f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>, "
-                f"tokens={len(self.tokens)})")
+                f"tokens={len(self.tokens)}, organisations={len(self.organisations)})")
 
 
 

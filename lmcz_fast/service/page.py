@@ -163,6 +163,8 @@ class PageData:
     failing: list[FailingTill] = field(default_factory=list)
     last_error: str | None = None       # the last failed sync/replication round, in words (None: none recorded)
     last_error_at: float | None = None
+    #: One row per organisation served (`serve --organisations`; `Organisations.rows`), empty for one.
+    organisations: list[dict[str, Any]] = field(default_factory=list)
 
 
 _TEXT = {
@@ -356,6 +358,32 @@ def _reason(reason: str, t: Mapping[str, str]) -> str:
     return code + t[key] + "".join(f"; {x}" for x in (detail, tail) if x)
 
 
+_ORGANISATIONS_TEXT = {
+    "ru": ("Организации", "ИНН", "Название", "Касс за сутки", "Запросов", "Проверок", "Кодов", "Отказов",
+           "Неудачных входов", "Инициализирован", "да", "нет"),
+    "en": ("Organisations", "INN", "Name", "Tills (24 h)", "Requests", "Check requests", "Codes", "Refusals",
+           "Failed logins", "Initialised", "yes", "no"),
+}
+
+
+def organisations_section(rows: list[dict[str, Any]], lang: str) -> list[str]:
+    """The page's table of the organisations served (none: nothing), one row each, every value escaped."""
+    if not rows:
+        return []
+    t = _ORGANISATIONS_TEXT.get(lang, _ORGANISATIONS_TEXT["ru"])
+    esc = html.escape
+    out = [f'<section id="organisations"><h2>{esc(t[0])} ({len(rows)})</h2><table><tr>'
+           + "".join(f"<th>{esc(h)}</th>" for h in t[1:10]) + "</tr>"]
+    for row in rows:
+        cells = [esc(row["inn"]), esc(row["name"])] + [_number(row[k], lang) for k in (
+            "tills", "requests", "checks", "codes", "refusals", "auth_failures")]
+        cells.append(esc(t[10] if row["initialized"] else t[11]))
+        out.append(f'<tr class="organisation" data-inn="{esc(row["inn"])}">'
+                   + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    out.append("</table></section>")
+    return out
+
+
 def render(data: PageData, lang: str = "ru") -> bytes:
     """The page as UTF-8 HTML. Every value from outside (till names, codes, reasons, URLs) is escaped."""
     t = _TEXT.get(lang, _TEXT["ru"])
@@ -411,28 +439,27 @@ def render(data: PageData, lang: str = "ru") -> bytes:
                f'{esc(_when(data.next_sync_at, t))}{esc(t["overdue"]) if overdue else ""}</dd>')
     out.append(f'<dt>{esc(t["source"])}</dt><dd id="source">{esc(data.source or t["none"])}</dd>')
     out.append("</dl></section>")
+    out += organisations_section(data.organisations, lang)
     tills = [till for till in data.tills if till.by == "client-id"]
     others = [till for till in data.tills if till.by != "client-id"]
     out.append(f'<section id="tills"><h2>{esc(t["tills"])} ({len(tills)})</h2>')
     out.append(f'<p>{esc(t["rate"])}: <b id="rate">{data.rate:.1f}</b></p>')
-    if tills:
-        out.append(f"<table><tr><th>{esc(t['till'])}</th><th>{esc(t['last_request'])}</th>"
+
+    def table(rows: list[TillSeen], first: str, css: str, opening: str = "<table>") -> None:
+        out.append(f"{opening}<tr><th>{esc(first)}</th><th>{esc(t['last_request'])}</th>"
                    f"<th>{esc(t['requests'])}</th><th>{esc(t['checks'])}</th></tr>")
-        for till in tills:
+        for till in rows:
             ago = _duration(data.now - till.last_request, t)
-            out.append(f'<tr class="till"><td>{esc(till.name)}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
+            out.append(f'<tr class="{css}"><td>{esc(till.name)}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
                        f"<td>{_number(till.requests, lang)}</td><td>{_number(till.checks, lang)}</td></tr>")
         out.append("</table>")
+
+    if tills:
+        table(tills, t["till"], "till")
     else:
         out.append(f"<p>{esc(t['no_tills'])}</p>")
     if others:
-        out.append(f'<h2>{esc(t["others"])}</h2><table id="others"><tr><th>{esc(t["client"])}</th>'
-                   f"<th>{esc(t['last_request'])}</th><th>{esc(t['requests'])}</th><th>{esc(t['checks'])}</th></tr>")
-        for till in others:
-            ago = _duration(data.now - till.last_request, t)
-            out.append(f'<tr class="other"><td>{esc(till.name)}</td><td>{esc(ago)} {esc(t["ago"])}</td>'
-                       f"<td>{_number(till.requests, lang)}</td><td>{_number(till.checks, lang)}</td></tr>")
-        out.append("</table>")
+        table(others, t["client"], "other", opening=f'<h2>{esc(t["others"])}</h2><table id="others">')
     out.append("</section>")
     out.append(f'<section id="failing"><h2>{esc(t["failing"])}</h2>')
     if data.failing:

@@ -57,6 +57,30 @@ def notify(state: str) -> bool:
         return False
 
 
+def auth_words(config: ServiceConfig) -> str:
+    """Who may call the service, for the start-up line (no secret)."""
+    if not config.auth:
+        return "OFF"
+    if config.organisations:
+        return f"{len(config.organisations)} organisations ({', '.join(o.inn for o in config.organisations)})"
+    return f"user {config.user!r}" + (f" and {len(config.tokens)} tokens" if config.tokens else "")
+
+
+def reload_organisations(app: LocalModule, path: str) -> bool:
+    """SIGHUP: read the organisations file again and serve what it says from the next request on (connections
+    stay open); a file that cannot be used leaves the old organisations in force, said in one error line."""
+    from .organisations import read_organisations
+
+    try:
+        summary = app.set_organisations(read_organisations(path))
+    except Exception as exc:
+        log.error("SIGHUP: the organisations file %s was NOT taken, the previous organisations stay in force: %s",
+                  path, exc)
+        return False
+    log.info("SIGHUP: organisations reloaded from %s: %s; open connections kept", path, summary)
+    return True
+
+
 def run(
     db_path: str | os.PathLike[str],
     config: ServiceConfig,
@@ -101,11 +125,13 @@ def run(
 
         def reload() -> None:
             notify("RELOADING=1")
+            if config.organisations_file is not None:
+                reload_organisations(app, config.organisations_file)
             try:
                 if password is not None:
                     app.set_password(password())
                     log.info("SIGHUP: password reloaded; open connections kept")
-                elif tokens is None:
+                elif tokens is None and config.organisations_file is None:
                     log.info("SIGHUP: nothing to reload (no --password-file, no --token-file)")
             except Exception as exc:
                 log.error("SIGHUP: password not reloaded, the old one stays in force: %s", exc)
@@ -123,11 +149,10 @@ def run(
         settle_garbage_collector()
         log.info("serving %s on http://%s:%d (status %s, version %d, %d codes, %d gtins; auth %s; audit %s)",
                  db_path, config.host, server.port, lm, status.version, status.codes, status.gtins,
-                 (f"user {config.user!r}" + (f" and {len(config.tokens)} tokens" if config.tokens else ""))
-                 if config.auth else "OFF", audit.directory if audit is not None else "OFF")
+                 auth_words(config), audit.directory if audit is not None else "OFF")
         for warning in app.warnings():
             log.warning("WARNING: %s", warning.upper() if "admin:admin" in warning else warning)
-        if config.auth and config.password == DEFAULT_PASSWORD and not app.warnings():
+        if config.auth and not config.organisations and config.password == DEFAULT_PASSWORD and not app.warnings():
             log.warning("using the default password; set one with --password-file")
         if ready is not None:
             ready(server.port or 0)

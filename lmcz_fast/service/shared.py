@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, Any
 from ..receipt import instance_uuid, version_uuid
 from .config import ERROR_NOT_READY, ERROR_SYNC, ServiceConfig
 from .metrics import Metrics, OncePer
+from .organisations import Caller
 from .page import Activity
 from .responses import HttpError, Response, encode_json, error
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
+    from .organisations import Organisations
     from ..store import Blocklist, Status
 
 log = logging.getLogger("lmcz_fast.service")
@@ -166,6 +168,10 @@ class Shared:
         #: under them once committed.
         self.endpoint = "other"
         self.started = 0.0
+        #: The organisations served (`serve --organisations`; organisations.py), or None: one, as the official one.
+        self.organisations: Organisations | None = None
+        #: The organisation the request being handled authenticated as (its `Caller`), or None.
+        self.caller: Caller | None = None
         self._nested_json_log = OncePer(log, 60.0)
         self._inst = ""
         self._inst_source: str | None = None
@@ -173,20 +179,26 @@ class Shared:
 
     # -- identity of the instance and the database version (fiscal tag 1265) ----------------------------------
 
-    def instance_uuid(self, instance_id: str) -> str:
-        """The UUID sent as `inst` for an instance id (cached; a new id clears the version cache)."""
+    def instance_uuid(self, instance_id: str, who: Any = None) -> str:
+        """The UUID sent as `inst` for an instance id (cached; a new id clears the version cache); for a request of
+        an organisation (`who` its `Caller`), the organisation's own."""
+        if who.__class__ is Caller:
+            return who.member.inst  # type: ignore[no-any-return]
         if instance_id != self._inst_source:
             self._inst = instance_uuid(instance_id)
             self._inst_source = instance_id
             self._version_uuids.clear()
         return self._inst
 
-    def version_uuid(self, instance_id: str, db_version: int) -> str:
+    def version_uuid(self, instance_id: str, db_version: int, who: Any = None) -> str:
         """The UUID sent as `version` (and `Ver=` of tag 1265) for one database version of one instance.
 
         The official module sends a UUID there; ours is derived (UUIDv5) from the instance and the integer
-        version, so it is stable, the same in every process serving that version, and mappable back.
+        version, so it is stable, the same in every process serving that version, and mappable back. For a request
+        of an organisation (`who` its `Caller`), derived from the organisation's instance.
         """
+        if who.__class__ is Caller:
+            return who.member.version_uuid(db_version)  # type: ignore[no-any-return]
         self.instance_uuid(instance_id)           # a new instance id clears the cache below
         found = self._version_uuids.get(db_version)
         if found is None:
@@ -196,10 +208,24 @@ class Shared:
 
     # -- what every handler needs -------------------------------------------------------------------------------
 
-    def audit_who(self) -> str | None:
-        """What the audit log records of who asked: the token's label; None for HTTP Basic (one user) or none."""
+    def audit_who(self) -> str | Caller | None:
+        """What the audit log records of who asked: the token's label; None for HTTP Basic (one user) or none. A
+        request of an organisation: its `Caller` (the label and the INN; the check path reads the organisation's
+        identity from it, as the request's own, across the slices of a big request)."""
+        if self.caller is not None:
+            return self.caller
         label = self.auth_label
         return label if label is not None and label.startswith("token:") else None
+
+    def organisation_saw(self, who: Any, client: str | None, codes: int = 0, refused: int = 0) -> None:
+        """Count a check request (`codes` asked about, `refused` of them) for the organisation of `who`, if any."""
+        if who.__class__ is Caller:
+            member = who.member
+            if codes:
+                member.checks += 1
+                member.codes += codes
+                member.saw(client, self.peer, self.clock())
+            member.refusals += refused
 
     def json_body(self, body: bytes, content_type: bytes | None) -> Any:
         """A request's JSON body, or the 400/415 that says what is wrong with it."""
@@ -230,7 +256,7 @@ class Shared:
                 body[name] = value
         if exc.status == 401:
             headers += b'WWW-Authenticate: Basic realm="lmcz-fast", charset="UTF-8"\r\n'
-            if self.config.tokens:
+            if self.config.tokens or (self.organisations is not None and self.organisations.has_tokens):
                 headers += b'WWW-Authenticate: Token realm="lmcz-fast"\r\n'
         body["reqTimestamp"] = int(self.clock() * 1000)
         return Response(exc.status, encode_json(body).encode(), headers,

@@ -1,5 +1,9 @@
 """The sold register over HTTP: `cis/sell`, `cis/return`, `cis/sold` (a part of `LocalModule`).
 
+When several organisations are served (`serve --organisations`), the sale records the organisation of the till's
+credentials; a code another organisation sold stays its sale (sold for every till; a sale or a return of it by
+another is refused 403 `sold_by_another_organisation`, nothing recorded), and `sold` lists the organisation's own.
+
 A sale is answered 201 only after the write transaction holding it is committed (fsync'd), through the module's
 `DurableWriter` (durable.py): many tills selling at once share one commit.
 """
@@ -11,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._codes import CodeError, MarkingCode, parse_code
 from ..store import SOLD_MAX_PAGE as MAX_PAGE
+from ..store import SoldOwner
 from .checks import query_values
 from .config import DEFAULT_MAX_CODE_LENGTH
 from .responses import Deferred, Response, encode_json, error
@@ -50,6 +55,20 @@ class SoldEndpoints:
         out.update(self._writer.metrics())
         return out
 
+    def _owner(self) -> SoldOwner | None:
+        caller = self._shared.caller
+        return None if caller is None else caller.member.owner
+
+    def _refuse_others(self, codes: list[MarkingCode], owner: SoldOwner | None, doing: str) -> None:
+        """403 naming the first code another organisation sold (a live entry): nothing is recorded."""
+        if owner is None:
+            return
+        for index, entry in enumerate(self._shared.blocklist.sold.entries(codes)):
+            if entry is not None and not owner.owns(entry.organisation):
+                raise error(403, "sold_by_another_organisation",
+                            f"cis_list[{index}] was sold by another organisation of this store: only it can "
+                            f"{doing} it; nothing was recorded", index=index)
+
     # -- endpoints --------------------------------------------------------------------------------------------
 
     def _sale_codes(self, body: bytes, content_type: bytes | None) -> list[MarkingCode]:
@@ -79,11 +98,16 @@ class SoldEndpoints:
                      content_type: bytes | None) -> Response | Deferred:
         """`POST /api/v2/cis/sell`: record sales after the receipt is fiscalised; 201 once durable."""
         codes = self._sale_codes(body, content_type)
-        op = self._shared.blocklist.sold.op_record(codes, int(self._shared.clock() * 1000), by_clock=True)
+        owner = self._owner()
+        self._refuse_others(codes, owner, "sell or return")
+        op = self._shared.blocklist.sold.op_record(codes, int(self._shared.clock() * 1000), by_clock=True,
+                                                   owner=owner)
         encode = encode_json
 
         def build(entries: list[Any]) -> Response:
-            results = [{"success": True, "cis": entry.cis, "soldAt": entry.sold_at_ms} for entry in entries]
+            # success false only for a code another organisation's sale took meanwhile (its record stays).
+            results = [{"success": owner is None or owner.owns(entry.organisation), "cis": entry.cis,
+                        "soldAt": entry.sold_at_ms} for entry in entries]
             return Response(201, encode({"results": results}).encode())
 
         return self._writer.write(op, build)
@@ -92,11 +116,15 @@ class SoldEndpoints:
                        content_type: bytes | None) -> Response | Deferred:
         """`POST /api/v2/cis/return`: a refund takes the codes out of the register; 200 once durable."""
         codes = self._sale_codes(body, content_type)
-        op = self._shared.blocklist.sold.op_remove(codes)
+        owner = self._owner()
+        self._refuse_others(codes, owner, "return")
+        op = self._shared.blocklist.sold.op_remove(codes, owner)
         encode = encode_json
 
-        def build(found: list[bool]) -> Response:
-            results = [{"success": True, "cis": code.cis, "wasSold": was} for code, was in zip(codes, found)]
+        def build(found: list[bool | None]) -> Response:
+            # None: another organisation's sale took the code meanwhile (left in place): not returned.
+            results = [{"success": was is not None, "cis": code.cis, "wasSold": was is not False}
+                       for code, was in zip(codes, found)]
             return Response(200, encode({"results": results}).encode())
 
         return self._writer.write(op, build)
@@ -108,7 +136,7 @@ class SoldEndpoints:
         limit = _int_param(query, b"limit", MAX_PAGE)
         if limit > MAX_PAGE:
             raise error(400, "bad_request", f"limit must be at most {MAX_PAGE}", limit=MAX_PAGE)
-        total, entries = self._shared.blocklist.sold.page(skip, limit)
+        total, entries = self._shared.blocklist.sold.page(skip, limit, self._owner())
         payload = {"total_count": total, "cis_list": [entry.cis for entry in entries], "skip": skip,
                    "limit": limit}
         return Response(200, encode_json(payload).encode())

@@ -84,8 +84,8 @@ class ProtocolTwo:
             if isinstance(verdict, Unreadable):
                 # One envelope per code: this code's says what went wrong; the version is the one that answered
                 # the others (nothing was read from it for this code).
-                inst = shared.instance_uuid(known.instance_id)
-                version = shared.version_uuid(known.instance_id, known.db_version)
+                inst = shared.instance_uuid(known.instance_id, who)
+                version = shared.version_uuid(known.instance_id, known.db_version, who)
                 entry = envelope(rid, req_ms, inst, version, [unreadable_json(verdict, pg)], known, status.state)
                 entry.update(code=ERROR_UNREADABLE, description=verdict.message, error="invalid_code",
                              errorCode=ERROR_UNREADABLE, reason=verdict.reason)
@@ -93,8 +93,8 @@ class ProtocolTwo:
                 if audit is not None:
                     audit.record(rid, req_ms, client, db_version, "invalid_code", [(verdict.raw[:64], None)], who)
                 continue
-            inst = shared.instance_uuid(verdict.instance_id)
-            version = shared.version_uuid(verdict.instance_id, verdict.db_version)
+            inst = shared.instance_uuid(verdict.instance_id, who)
+            version = shared.version_uuid(verdict.instance_id, verdict.db_version, who)
             code = code_json(verdict, pg, grey)
             results.append(envelope(rid, req_ms, inst, version, [code], verdict, status.state))
             blocked += verdict.blocked

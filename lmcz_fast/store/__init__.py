@@ -48,6 +48,7 @@ from .sources import CutCodes
 from .tables import PG_TOBACCO, PRICE_KINDS, PRODUCT_GROUPS, RECORD_KINDS, RecordError, parse_record
 from .group_commit import GroupCommitter, WriteOp
 from .sold import MAX_PAGE as SOLD_MAX_PAGE
+from .sold import Owner as SoldOwner
 from .sold import SoldEntry, SoldRegister, SoldRegisterError
 from . import wake
 
@@ -79,6 +80,7 @@ __all__ = [
     "ShrinkRefusedError",
     "Snapshot",
     "SoldEntry",
+    "SoldOwner",
     "SoldRegister",
     "SoldRegisterError",
     "Status",

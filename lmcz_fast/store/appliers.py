@@ -31,6 +31,7 @@ from .environment import (
     META_GTIN_INDEX,
     META_PREFILTER,
     put_prefilter,
+    reserve_prefilter,
 )
 from .errors import DigestMismatchError, StoreError, VersionError
 from .keys import decode_block_id, encode_block_id, gtin_index
@@ -133,14 +134,36 @@ class Codes:
         self._codes = dbs[DB_CODES]
         self._collisions = dbs[DB_COLLISIONS]
         self._meta = dbs[DB_META]
-        self._cache: tuple[int, str, Any] | None = None   # (version, set digest, BitMap) last written
+        self._cache: tuple[int, str, Any, int] | None = None   # (version, set digest, BitMap, bytes) last written
+        self._size = 0                  # bytes of the serialized prefilter `bitmap` gave (read or cached)
+        self._reserved = False          # the prefilter's pages are taken, its value not written yet
 
-    def forget(self) -> tuple[int, str, Any] | None:
+    #: Bytes a serialized prefilter can grow by per code added: 2 for the value, 8 for a new container's header.
+    GROWTH_PER_CODE = 10
+
+    def reserve(self, txn: lmdb.Transaction, bitmap: Any, adding: int) -> None:
+        """Take the pages of this delta's prefilter and index before any code page (`reserve_prefilter`), sized
+        for the prefilter `bitmap` gave (the version the delta starts from) growing by `adding` codes.
+        `write_prefilter` must follow in the same transaction; `check_written` says so before a commit."""
+        reserve_prefilter(txn, self._meta, self._size + self.GROWTH_PER_CODE * adding + 64)
+        self._reserved = True
+
+    def check_written(self) -> None:
+        """Refuse to commit a transaction holding a reserved prefilter that was never written (raised inside the
+        transaction, it aborts it: the store stays as it was)."""
+        if self._reserved:
+            self._reserved = False
+            raise StoreError("internal error: a delta reserved the prefilter's pages and never wrote it; "
+                             "nothing was changed")
+
+    def forget(self) -> tuple[int, str, Any, int] | None:
         cached, self._cache = self._cache, None
+        self._reserved = False
         return cached
 
-    def remember(self, version: int, digest: str, bitmap: Any) -> None:
-        self._cache = (version, digest, bitmap)
+    def remember(self, version: int, digest: str, bitmap: Any, size: int | None = None) -> None:
+        """Keep `bitmap` (just written, or still current: then with its `size`) as the prefilter of `version`."""
+        self._cache = (version, digest, bitmap, self._size if size is None else size)
 
     def replace(self, txn: lmdb.Transaction, items: Iterable[tuple[bytes, bytes]],
                 shared_keys: Mapping[int, int], bitmap: Any) -> None:
@@ -152,15 +175,21 @@ class Codes:
         with txn.cursor(db=self._collisions) as cursor:
             cursor.putmulti([(h.to_bytes(4, "big"), n.to_bytes(4, "big")) for h, n in sorted(shared_keys.items())],
                             append=True)
-        put_prefilter(txn, self._meta, bitmap.serialize())
+        serialized = bitmap.serialize()
+        put_prefilter(txn, self._meta, serialized)
+        self._size = len(serialized)
 
-    def bitmap(self, txn: lmdb.Transaction, cached: tuple[int, str, Any] | None, version: int, digest: str) -> Any:
+    def bitmap(self, txn: lmdb.Transaction, cached: tuple[int, str, Any, int] | None, version: int,
+               digest: str) -> Any:
         """The prefilter of the version `txn` sees: the one this handle wrote last, if that is still the one."""
         from pyroaring import BitMap
 
         if cached is not None and cached[:2] == (version, digest):
+            self._size = cached[3]
             return cached[2]
-        return BitMap.deserialize(bytes(txn.get(META_PREFILTER, db=self._meta)))
+        serialized = bytes(txn.get(META_PREFILTER, db=self._meta))
+        self._size = len(serialized)
+        return BitMap.deserialize(serialized)
 
     def delta(self, txn: lmdb.Transaction, plan: Plan, bitmap: Any, tally: Tally) -> None:
         """Remove, then add (each in key order), keeping `bitmap` and the collision counts true: removing a code
@@ -242,7 +271,10 @@ class Codes:
         tally.count(added_sums)
 
     def write_prefilter(self, txn: lmdb.Transaction, bitmap: Any) -> None:
-        put_prefilter(txn, self._meta, bitmap.serialize())
+        serialized = bitmap.serialize()
+        put_prefilter(txn, self._meta, serialized)
+        self._size = len(serialized)
+        self._reserved = False
 
 
 class Gtins:

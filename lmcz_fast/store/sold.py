@@ -9,7 +9,8 @@ Local Module 2.x keeps the same register; see docs/protocol.md, "The sold regist
 The register lives in the store's LMDB environment, beside the blocked codes, in two tables of its own:
 
 - `sold`: key = the identity (canonical GS1 form, ASCII) -> value = sold-at (u64 BE, Unix ms) + the CIS as CRPT
-  prints it;
+  prints it [+ NUL + the INN of the organisation that sold it, when `serve --organisations` serves several; a
+  record without it, as every store made before, belongs to no organisation: see "Organisations" below];
 - `sold_time`: key = sold-at (u64 BE ms) + identity -> empty: the same entries in time order, so expired ones are
   found (and purged) from the front, and `/cis/sold` pages through them oldest first.
 
@@ -28,6 +29,13 @@ faster than the monotonic clock since it last agreed with the wall clock, and ne
 database's newest time. (Lookups judge expiry by the wall clock: a clock jumped ahead far enough to hide a sale,
 30 days, has expired the whole store long before, 72 h, so no check is answered from it; and the entry is still
 there once the clock is right.) See docs/service.md, "Clocks".
+
+**Organisations.** One store may serve several organisations (`serve --organisations`): a code sold by any of them
+is sold for all (the check reads only the sold-at), and the record names who sold it. The write and read operations
+take an `Owner` (its INN, and whether it also owns the records that name no organisation); with one, a record of
+another owner is never overwritten, removed, cleared or listed. Without one (None) they act on every record, as they
+did before organisations existed. A record without an organisation is read as `organisation=None`; the NUL cannot
+be part of a CIS (GS1's character set), so the old format is the new one's "no organisation".
 
 Reads answer from the `Blocklist`'s current read transaction, so `check()`'s `sold` and its `blocked` come from
 the same database version; a write made through this handle is seen by its next call.
@@ -69,11 +77,38 @@ EXPORT_FORMAT = 1
 
 @dataclass(frozen=True, slots=True)
 class SoldEntry:
-    """One sold code: its identity (canonical GS1 form), its CIS as CRPT prints it, and when it was sold (ms)."""
+    """One sold code: its identity (canonical GS1 form), its CIS as CRPT prints it, when it was sold (ms), and the
+    INN of the organisation that sold it (None: a record that names none, as every one made without organisations)."""
 
     identity: str
     cis: str
     sold_at_ms: int
+    organisation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """On whose behalf a register operation acts (`serve --organisations`): the organisation's INN, and whether it
+    also owns the records that name no organisation (the sales recorded before the organisations file)."""
+
+    inn: str
+    owns_unowned: bool = False
+
+    def owns(self, organisation: str | None) -> bool:
+        """Whether a record naming `organisation` (None: none) is this owner's."""
+        return organisation == self.inn if organisation is not None else self.owns_unowned
+
+
+def split_value(value: bytes | memoryview) -> tuple[int, str, str | None]:
+    """A `sold` record's value: (sold-at ms, CIS, organisation INN or None). Records written before organisations
+    existed hold no NUL and read as no organisation."""
+    raw = bytes(value)
+    cis, sep, organisation = raw[8:].partition(b"\0")
+    return int.from_bytes(raw[:8], "big"), cis.decode(), organisation.decode("ascii") if sep else None
+
+
+def _value(stamp: bytes, cis: str, organisation: str | None) -> bytes:
+    return stamp + cis.encode() + (b"" if organisation is None else b"\0" + organisation.encode("ascii"))
 
 
 class SoldRegisterError(StoreError):
@@ -179,6 +214,11 @@ class SoldRegister:
         expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
         return int(((time.time() if now is None else now) - float(expire)) * 1000)
 
+    def _cutoff_in(self, txn: lmdb.Transaction) -> int:
+        """The expiry cutoff (Unix ms) by the metadata of a write transaction: older entries are expired."""
+        raw = txn.get(b"sold_expire_after", db=self._handle.dbs[DB_META])
+        return self._cutoff_ms({"sold_expire_after": json.loads(bytes(raw)) if raw is not None else None})
+
     def _begin_write(self) -> Any:
         """A durable write transaction; LMDB failures come out as typed `StoreError`s (disk full, map full)."""
         return self._handle.write()
@@ -197,40 +237,55 @@ class SoldRegister:
 
     # -- write operations, each applied inside a write transaction (alone or in a group commit) ---------------
 
-    def op_record(self, codes: Sequence[MarkingCode], at_ms: int, *,
-                  by_clock: bool = False) -> Callable[[lmdb.Transaction], list[SoldEntry]]:
+    def op_record(self, codes: Sequence[MarkingCode], at_ms: int, *, by_clock: bool = False,
+                  owner: Owner | None = None) -> Callable[[lmdb.Transaction], list[SoldEntry]]:
         """Record `codes` sold at `at_ms`. `by_clock`: the time was read from this machine's clock, so it is raised
-        to the newest time the database holds if it is earlier (a clock behind; see the module's "Time")."""
+        to the newest time the database holds if it is earlier (a clock behind; see the module's "Time"). `owner`:
+        the organisation selling (recorded with the sale); a code another owner's record holds is left as it is and
+        its entry returned (naming that organisation: the caller tells the till)."""
         db, time_db, meta_db = self._db, self._time_db, self._handle.dbs[DB_META]
+        organisation = None if owner is None else owner.inn
 
         def op(txn: lmdb.Transaction) -> list[SoldEntry]:
             out = []
             stamp_ms = max(at_ms, newest_time_ms(txn, time_db, meta_db)) if by_clock else at_ms
+            cutoff = 0 if owner is None else self._cutoff_in(txn)
             for code in codes:
                 packed = code.identity.encode("ascii")
                 old = txn.get(packed, db=db)
                 when = stamp_ms
+                if old is not None and owner is not None:
+                    old_ms, old_cis, old_org = split_value(old)
+                    if not owner.owns(old_org) and old_ms >= cutoff:    # another's live sale: left as it is
+                        out.append(SoldEntry(code.identity, old_cis, old_ms, old_org))
+                        continue
                 if old is not None:
                     old_ms = int.from_bytes(old[:8], "big")
                     if old_ms >= when:        # an older report of a sale never moves the entry back in time
                         when = old_ms
                     txn.delete(bytes(old[:8]) + packed, db=time_db)
                 stamp = _ms(when)
-                txn.put(packed, stamp + code.cis.encode(), db=db)
+                txn.put(packed, _value(stamp, code.cis, organisation), db=db)
                 txn.put(stamp + packed, b"", db=time_db)
-                out.append(SoldEntry(code.identity, code.cis, when))
+                out.append(SoldEntry(code.identity, code.cis, when, organisation))
             return out
 
         return op
 
-    def op_remove(self, codes: Sequence[MarkingCode]) -> Callable[[lmdb.Transaction], list[bool]]:
+    def op_remove(self, codes: Sequence[MarkingCode],
+                  owner: Owner | None = None) -> Callable[[lmdb.Transaction], list[bool | None]]:
+        """Take codes out of the register. Per code: whether it was there; None for a record of another owner than
+        `owner` (left in place)."""
         db, time_db = self._db, self._time_db
 
-        def op(txn: lmdb.Transaction) -> list[bool]:
-            out = []
+        def op(txn: lmdb.Transaction) -> list[bool | None]:
+            out: list[bool | None] = []
             for code in codes:
                 packed = code.identity.encode("ascii")
                 old = txn.get(packed, db=db)
+                if old is not None and owner is not None and not owner.owns(split_value(old)[2]):
+                    out.append(None)
+                    continue
                 if old is not None:
                     txn.delete(packed, db=db)
                     txn.delete(bytes(old[:8]) + packed, db=time_db)
@@ -239,14 +294,25 @@ class SoldRegister:
 
         return op
 
-    def op_clear(self) -> Callable[[lmdb.Transaction], int]:
+    def op_clear(self, owner: Owner | None = None) -> Callable[[lmdb.Transaction], int]:
+        """Empty the register; with `owner`, take out that owner's records only (the others' stay)."""
         db, time_db = self._db, self._time_db
 
         def op(txn: lmdb.Transaction) -> int:
-            count = int(txn.stat(db)["entries"])
-            txn.drop(db, delete=False)
-            txn.drop(time_db, delete=False)
-            return count
+            if owner is None:
+                count = int(txn.stat(db)["entries"])
+                txn.drop(db, delete=False)
+                txn.drop(time_db, delete=False)
+                return count
+            mine = []
+            with txn.cursor(db=db) as cursor:
+                for key, value in cursor.iternext(keys=True, values=True):
+                    if owner.owns(split_value(value)[2]):
+                        mine.append((bytes(key), bytes(value[:8])))
+            for key, stamp in mine:
+                txn.delete(key, db=db)
+                txn.delete(stamp + key, db=time_db)
+            return len(mine)
 
         return op
 
@@ -340,10 +406,10 @@ class SoldRegister:
         value = txn.get(identity.encode("ascii"), db=self._db)
         if value is None:
             return None
-        sold_at = int.from_bytes(value[:8], "big")
+        sold_at, cis, organisation = split_value(value)
         if sold_at < cutoff_ms:
             return None
-        return SoldEntry(identity, bytes(value[8:]).decode(), sold_at)
+        return SoldEntry(identity, cis, sold_at, organisation)
 
     def sold_in(self, txn: lmdb.Transaction, identity: str, meta: dict[str, Any], now: float) -> bool:
         """Whether `identity` is sold and not expired, in the given read transaction."""
@@ -357,6 +423,14 @@ class SoldRegister:
         with handle.lock:
             reading = handle.fresh()
             return self._lookup(reading.txn, identity, self._cutoff_ms(reading.meta()))
+
+    def entries(self, codes: Sequence[MarkingCode]) -> list[SoldEntry | None]:
+        """The register's entry for each code (None: not sold, or expired), from one snapshot."""
+        handle = self._handle
+        with handle.lock:
+            reading = handle.fresh()
+            cutoff = self._cutoff_ms(reading.meta())
+            return [self._lookup(reading.txn, code.identity, cutoff) for code in codes]
 
     def is_sold(self, raw: str | bytes) -> bool:
         """Whether the code of this scan is in the register (and not expired)."""
@@ -380,16 +454,25 @@ class SoldRegister:
                 expired += 1
         return total - expired
 
-    def page(self, skip: int = 0, limit: int = MAX_PAGE) -> tuple[int, list[SoldEntry]]:
-        """`(total, entries)`: `limit` entries after the first `skip`, oldest sale first, from one snapshot."""
+    def page(self, skip: int = 0, limit: int = MAX_PAGE, owner: Owner | None = None) -> tuple[int, list[SoldEntry]]:
+        """`(total, entries)`: `limit` entries after the first `skip`, oldest sale first, from one snapshot. With
+        `owner`, only that owner's records (counted and paged by a walk of the register: a backup's pace)."""
         if skip < 0 or not 0 <= limit <= MAX_PAGE:
             raise ValueError(f"skip must be >= 0 and limit between 0 and {MAX_PAGE}")
         handle = self._handle
         with handle.lock:
             reading = handle.fresh()
             cutoff = self._cutoff_ms(reading.meta())
-            total = self._count(reading.txn, cutoff)
-            return total, list(self._iter(reading.txn, cutoff, skip, limit))
+            if owner is None:
+                total = self._count(reading.txn, cutoff)
+                return total, list(self._iter(reading.txn, cutoff, skip, limit))
+            total, entries = 0, []
+            for entry in self._iter(reading.txn, cutoff):
+                if owner.owns(entry.organisation):
+                    if skip <= total < skip + limit:
+                        entries.append(entry)
+                    total += 1
+            return total, entries
 
     def _iter(self, txn: lmdb.Transaction, cutoff_ms: int, skip: int = 0,
               limit: int | None = None) -> Iterator[SoldEntry]:
@@ -408,7 +491,8 @@ class SoldRegister:
                 value = txn.get(key[8:], db=db)
                 if value is None:
                     continue
-                yield SoldEntry(key[8:].decode("ascii"), bytes(value[8:]).decode(), int.from_bytes(key[:8], "big"))
+                _, cis, organisation = split_value(value)
+                yield SoldEntry(key[8:].decode("ascii"), cis, int.from_bytes(key[:8], "big"), organisation)
                 produced += 1
 
     def __iter__(self) -> Iterator[SoldEntry]:
@@ -432,8 +516,10 @@ class SoldRegister:
                       "exportedAt": int(time.time() * 1000), "count": self._count(txn, cutoff)}
             yield json.dumps(header, ensure_ascii=False)
             for entry in self._iter(txn, cutoff):
-                yield json.dumps({"cis": entry.cis, "identity": entry.identity, "soldAt": entry.sold_at_ms},
-                                 ensure_ascii=False)
+                item: dict[str, Any] = {"cis": entry.cis, "identity": entry.identity, "soldAt": entry.sold_at_ms}
+                if entry.organisation is not None:
+                    item["organisation"] = entry.organisation
+                yield json.dumps(item, ensure_ascii=False)
 
     def import_lines(self, lines: Iterable[str], *, force: bool = False, replace: bool = False) -> int:
         """Load an export made by `export_lines`. Everything is read and checked first, then written in one
@@ -463,7 +549,7 @@ class SoldRegister:
                 f"the export belongs to instance {theirs!r}, this database is instance {mine!r}: importing "
                 "another store's sales would refuse its codes here. If this store moved to new hardware, "
                 "import with force")
-        entries: list[tuple[MarkingCode, int]] = []
+        entries: list[tuple[MarkingCode, int, str | None]] = []
         for number, line in enumerate(iterator, start=2):
             if not line.strip():
                 continue
@@ -474,6 +560,9 @@ class SoldRegister:
             if not isinstance(item, dict):
                 raise SoldRegisterError(f"line {number}: expected an object")
             cis, identity, sold_at = item.get("cis"), item.get("identity"), item.get("soldAt")
+            organisation = item.get("organisation")
+            if organisation is not None and not (isinstance(organisation, str) and organisation.isdigit()):
+                raise SoldRegisterError(f"line {number}: `organisation` must be an INN (digits)")
             if not isinstance(cis, str) or not isinstance(identity, str):
                 raise SoldRegisterError(f"line {number}: `cis` and `identity` must be strings")
             if not isinstance(sold_at, int) or isinstance(sold_at, bool) or not 0 <= sold_at < 1 << 63:
@@ -485,14 +574,14 @@ class SoldRegister:
             if code.identity != identity:
                 raise SoldRegisterError(f"line {number}: `identity` {identity!r} is not the identity of `cis` "
                                         f"({code.identity!r})")
-            entries.append((code, sold_at))
+            entries.append((code, sold_at, organisation))
         if header.get("count") is not None and header.get("count") != len(entries):
             raise SoldRegisterError(f"the header announces {header.get('count')} entries, the file holds "
                                     f"{len(entries)}: the export is incomplete")
         cutoff = int((time.time() - self.expire_after()) * 1000)
-        fresh = [(code, at) for code, at in entries if at >= cutoff]
+        fresh = [(code, at, org) for code, at, org in entries if at >= cutoff]
         clear = self.op_clear()
-        ops = [self.op_record([code], at) for code, at in fresh]
+        ops = [self.op_record([code], at, owner=None if org is None else Owner(org)) for code, at, org in fresh]
 
         def op(txn: lmdb.Transaction) -> int:
             if replace:

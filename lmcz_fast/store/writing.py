@@ -196,6 +196,8 @@ class Writer:
             bitmap = self._codes.bitmap(txn, cached, current, digest_text)
             count = meta.get(txn, "codes")
             tally = Tally()
+            # The prefilter's pages first, while the free runs are whole (environment.reserve_prefilter).
+            self._codes.reserve(txn, bitmap, len(plan.add_keys))
             self._codes.delta(txn, plan, bitmap, tally)
             self._gtins.delta(txn, plan, block_value, tally)
             self._records.delta(txn, plan, to_version, tally)
@@ -206,6 +208,8 @@ class Writer:
                     # The records stay; the writer's side tables and its fields about them move together.
                     self._side.write(txn, change.side, change.clear_side)
                     meta.put(txn, plan.meta)
+                    self._codes.write_prefilter(txn, bitmap)      # the same set: the reserved pages get it
+                    self._codes.check_written()
                 else:
                     txn.abort()  # nothing changes: not even a new block record or the version
                 if cached:
@@ -218,6 +222,7 @@ class Writer:
             if tally.gtins_added or tally.gtins_removed:
                 self._gtins.write_index(txn)
             self._side.write(txn, change.side, change.clear_side)
+            self._codes.check_written()
         self._codes.remember(to_version, new_digest, bitmap)
         self._renew()
         return DeltaReport(
