@@ -26,10 +26,10 @@ compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-falign-loops=32"]
 
 extensions = [
     Extension(name, [f"{name.replace('.', '/')}.pyx"], extra_compile_args=compile_args)
-    for name in ("lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk")
+    for name in ("lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk", "lmcz_fast._answer")
 ]
 
-# The three modules compile side by side (build_ext --parallel): a build under emulation (tests/test_arm64.py)
+# The modules compile side by side (build_ext --parallel): a build under emulation (tests/test_arm64.py)
 # spends minutes in the C compiler.
 setup(ext_modules=cythonize(extensions, compiler_directives=directives),
-      options={"build_ext": {"parallel": min(3, os.cpu_count() or 1)}})
+      options={"build_ext": {"parallel": min(4, os.cpu_count() or 1)}})

@@ -83,6 +83,19 @@ RECORDS: dict[tuple[str, str], Record] = {
         Record(1.34, 2.39, False, "issue 3 (1.34-1.44), issue 4 stop (1.48-2.2), this bench on a loaded VM (2.39)"),
     ("batch/is_blocked_many", "batch/set"):
         Record(0.796, 1.37, False, "issue 3 (0.90-0.95), issue 4 stop (0.91-1.37), this bench (0.80)"),
+    ("verdict/check", "verdict/is_blocked"):
+        Record(2.62, 3.73, False, "issue 24, benches/bench_verdict.py on a loaded VM (load 4-13): the full Verdict "
+                                  "in one compiled pass, met in about half the runs (2.6-3.0x), 3.1-3.7x in the "
+                                  "others; main's Python verdict was 22-33x is_blocked in an A/B run"),
+    ("verdict/check", "verdict/python_verdict"):
+        Record(0.084, 0.124, True, "issue 24, benches/bench_verdict.py: the compiled check against the Python "
+                                   "verdict it replaced (Reading.slow_verdict), alternating rounds"),
+    ("verdict/check_batch", "verdict/is_blocked_many"):
+        Record(1.76, 3.34, False, "issue 24, benches/bench_verdict.py on a loaded VM: compact per-code arrays, no "
+                                  "Python object per free code; 1.8-2.8x in most runs, 3.3x in one"),
+    ("verdict/check_many", "verdict/is_blocked_many"):
+        Record(2.40, 7.25, False, "issue 24, benches/bench_verdict.py on a loaded VM: a Verdict object per code "
+                                  "(allocation and its strings) on top of check_batch; 2.4-4.6x, 7.3x in one run"),
     ("tables/single_tables", "tables/single"):
         Record(0.908, 1.189, True, "issue 10: the same compiled hot path on two database files, interleaved rounds; "
                                    "0.91-1.02 in most runs, 1.19 in one on a loaded VM"),
@@ -148,9 +161,46 @@ RECORDS: dict[tuple[str, str], Record] = {
                                     "prefilter and its index whole): 2.267x, held from the 3rd delta on (2.48x "
                                     "before the prefilter's pages were taken first in each delta); `lmcz-fast "
                                     "compact` brings it to 1x"),
+    ("answer: v1 outCheck of 128 codes, server CPU per code",
+     "answer: 404 request of the same size, server CPU per request"):
+        Record(0.051, 0.064, False, "issue 24, benches/bench_answer.py on a loaded VM (docs/service.md, \"A whole "
+                                    "answer\"): 0.32-0.33 before (12.8-15.6 us a code), 0.051-0.064 in three runs "
+                                    "with the compiled verdicts and answer (2.1-2.4 us a code)"),
+    ("answer: v2 outCheck of 128 codes, server CPU per code",
+     "answer: 404 request of the same size, server CPU per request"):
+        Record(0.095, 0.117, False, "issue 24, benches/bench_answer.py on a loaded VM: 0.65-0.68 before (27-31 us "
+                                    "a code), 0.095-0.117 in three runs with the compiled verdicts and answer "
+                                    "(3.9-4.0 us)"),
+    ("answer: one-code outCheck, server CPU per request",
+     "answer: 404 request of the same size, server CPU per request"):
+        Record(1.97, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
+                                  "over a 40-47 us floor), 1.97-2.37 in three runs with the compiled answer "
+                                  "(79-88 us)"),
+    ("conns: p99, 10k keep-alive connections at 5k req/s (wrk)", "conns: 5 ms"):
+        Record(25.4, 992.0, False, "issue 24: 127 ms at 4.6k req/s (wrk, 10k connections, same 2 cores); this "
+                                   "bench, 4 runs on a VM at load average 8-13, the server runnable-waiting "
+                                   "54-70 % of the time: 1.3-2.6k req/s, p99 2.1-5.0 s (the 1k-connection "
+                                   "control: p99 0.5-0.9 s)"),
     ("abuse: RSS after invalid requests", "abuse: RSS after a fifth of them"):
         Record(1.0, 1.59, True, "issue 12, this bench: flat to 1.09x; 1.59x when the audit writer fell behind "
                                 "(its queue of ~17 KB records)"),
+    ("front: server CPU per forwarded check, cross-check on", "front: server CPU per forwarded check, cross-check off"):
+        Record(1.13, 1.39, False, "issue 21: every forwarded code is checked here too, about one local check "
+               "(`Snapshot.check`, 12-14 us CPU of ~90-105 us per 1-code forwarded check on a VM at load 10+); "
+               "1.13-1.39 over 8 runs of bench_front_watch.py (an A/A run, both off: 0.99); 1.58 before the "
+               "comparing loop was made flat"),
+    ("front: p99 of a check through the front, 200 tills",
+     "front: p99 of a check to the official module directly, 200 tills"):
+        Record(0.48, 1.7, False, "issue 21: this bench on the shared 2-core VM at load 10-13 (one more process "
+                                 "hop on two busy cores; the same server CPU per check as serve alone, 230 vs "
+                                 "220 us; 0.26 ms added at p50 for one till alone)"),
+    ("front: p50 added by the front, 200 tills", "1 ms"):
+        Record(0.45, 3.4, False, "issue 21: this bench on the shared 2-core VM at load 10-13 (0.45 ms in its "
+                                 "quietest run, 3.4 ms in its busiest)"),
+    ("front: p99 of the fallback answer while the module hangs", "front: deadline"):
+        Record(1.05, 1.9, False, "issue 21: this bench at load 10-13 (1.05x in a quieter run; one till alone: "
+                                 "1.02-1.09x; 500 us of server CPU per fallback: the overshoot is the loaded "
+                                 "machine's scheduling, not the fallback's work)"),
 }
 
 

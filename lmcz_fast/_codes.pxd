@@ -17,3 +17,16 @@ cdef Py_ssize_t cut_cis_identity(const unsigned char* raw, Py_ssize_t n, unsigne
 # alt_lens and their number in *n_alts. A check must look them all up: the scan is blocked if any reading is.
 cdef Py_ssize_t cut_readings(const unsigned char* raw, Py_ssize_t n, unsigned char* out, unsigned char* alts,
                              Py_ssize_t* alt_lens, int* n_alts) noexcept nogil
+
+# What a check needs of a code besides its identity (`cut_check`): kind (1 gs1, 2 tobacco pack, 3 a pack's CIS; 0
+# when not filled), the CIS as CRPT prints it (`MarkingCode.cis`) and the mrp the code carries (-1: none).
+cdef struct CodeFacts:
+    int kind
+    int cis_len
+    long long mrp
+    unsigned char cis[IDENTITY_MAX]
+
+# `cut_readings` with `readings_of`'s tail_cut, and for a scan of one reading (*n_alts == 0) its facts; a scan of
+# several readings leaves facts.kind 0 (the caller answers it through `readings_of`).
+cdef Py_ssize_t cut_check(const unsigned char* raw, Py_ssize_t n, unsigned char* out, unsigned char* alts,
+                          Py_ssize_t* alt_lens, int* n_alts, bint tail_cut, CodeFacts* facts) noexcept nogil

@@ -1100,6 +1100,44 @@ cdef Py_ssize_t cut_readings(const unsigned char* raw, Py_ssize_t n, unsigned ch
     return lens[0]
 
 
+cdef inline void _facts_of(Parsed* p, CodeFacts* facts) noexcept nogil:
+    """What a verdict needs of a parsed code besides its identity: its kind, its CIS as CRPT prints it, its mrp."""
+    cdef const unsigned char* s = p.s
+    facts.kind = p.kind
+    if p.kind == K_GS1:
+        facts.cis_len = 18 + p.serial_len
+    else:
+        facts.cis_len = 21
+    memcpy(facts.cis, s, <size_t>facts.cis_len)
+    facts.mrp = _mrp_at(s, p.kind, p.ntail, p.ai_at, p.ai_len, p.val_at, p.val_len)
+
+
+cdef Py_ssize_t cut_check(const unsigned char* raw, Py_ssize_t n, unsigned char* out, unsigned char* alts,
+                          Py_ssize_t* alt_lens, int* n_alts, bint tail_cut, CodeFacts* facts) noexcept nogil:
+    cdef Parsed p
+    cdef int specs[READINGS_MAX]
+    cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
+    cdef Py_ssize_t lens[READINGS_MAX]
+    cdef int rc, k
+    p.cut_ok = tail_cut
+    facts.kind = 0
+    rc = _parse_text(raw, n, &p, False)
+    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)):
+        n_alts[0] = 0
+        _facts_of(&p, facts)
+        return _write_identity(&p, out)
+    rc = _readings_after(raw, n, &p, False, rc, specs, ids, lens)
+    if rc < 0:
+        n_alts[0] = 0
+        return rc
+    memcpy(out, ids, <size_t>lens[0])
+    for k in range(1, rc):
+        memcpy(alts + (k - 1) * IDENTITY_MAX, ids + k * IDENTITY_MAX, <size_t>lens[k])
+        alt_lens[k - 1] = lens[k]
+    n_alts[0] = rc - 1
+    return lens[0]
+
+
 # ---------------------------------------------------------------------------------------------- Python API
 
 class CodeError(ValueError):
@@ -1227,6 +1265,29 @@ cdef inline int _base80_digit(unsigned char c) noexcept nogil:
     return -1
 
 
+cdef long long _mrp_at(const unsigned char* s, int kind, int ntail, const unsigned short* ai_at,
+                       const unsigned char* ai_len, const unsigned short* val_at,
+                       const unsigned short* val_len) noexcept nogil:
+    """The maximum retail price a parsed code carries (kopecks; `MarkingCode.mrp`), or -1 for none."""
+    cdef int k, d
+    cdef long long total = 0
+    if kind == K_TOBACCO_PACK:
+        for k in range(21, 25):
+            d = _base80_digit(s[k])
+            if d < 0:
+                return -1
+            total = total * 80 + d
+        return total
+    if kind == K_GS1:
+        for k in range(ntail):
+            if (ai_len[k] == 4 and s[ai_at[k]] == 56 and s[ai_at[k] + 1] == 48
+                    and s[ai_at[k] + 2] == 48 and s[ai_at[k] + 3] == 53):     # "8005"
+                for d in range(val_len[k]):
+                    total = total * 10 + (s[val_at[k] + d] - 48)
+                return total
+    return -1
+
+
 cdef class MarkingCode:
     """A parsed marking code. Immutable; attributes are computed from the normalised scan on access.
 
@@ -1302,24 +1363,9 @@ cdef class MarkingCode:
         (A = 0 ... ? = 79), most significant first ("ACW." = 14630); None if one of them is outside that alphabet.
         An element string: the 6 digits of AI 8005 as kopecks (a tobacco block: the block's price); else None.
         """
-        cdef const unsigned char* s = <const unsigned char*>PyBytes_AS_STRING(self._s)
-        cdef int k, d
-        cdef long total = 0
-        if self._kind == K_TOBACCO_PACK:
-            for k in range(21, 25):
-                d = _base80_digit(s[k])
-                if d < 0:
-                    return None
-                total = total * 80 + d
-            return total
-        if self._kind == K_GS1:
-            for k in range(self._ntail):
-                if (self._ai_len[k] == 4 and s[self._ai_at[k]] == 56 and s[self._ai_at[k] + 1] == 48
-                        and s[self._ai_at[k] + 2] == 48 and s[self._ai_at[k] + 3] == 53):     # "8005"
-                    for d in range(self._val_len[k]):
-                        total = total * 10 + (s[self._val_at[k] + d] - 48)
-                    return total
-        return None
+        cdef long long total = _mrp_at(<const unsigned char*>PyBytes_AS_STRING(self._s), self._kind, self._ntail,
+                                       self._ai_at, self._ai_len, self._val_at, self._val_len)
+        return None if total < 0 else total
 
     @property
     def repaired(self):

@@ -26,7 +26,8 @@ from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT64_M
 from libc.stdlib cimport calloc, free
 from libc.string cimport memcmp, memcpy, memset
 
-from lmcz_fast._codes cimport IDENTITY_MAX, READINGS_MAX, cut_cis_identity, cut_identity, cut_readings
+from lmcz_fast._codes cimport (IDENTITY_MAX, READINGS_MAX, CodeFacts, cut_check, cut_cis_identity, cut_identity,
+                              cut_readings)
 
 import array as _py_array
 
@@ -46,6 +47,8 @@ cdef extern from "Python.h":
     PyObject* PyList_GET_ITEM(object o, Py_ssize_t i)
     PyObject* PyTuple_GET_ITEM(object o, Py_ssize_t i)
     const char* _utf8_or_null "PyUnicode_AsUTF8AndSize"(object o, Py_ssize_t* size)
+    str PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
+    void PyObject_GC_UnTrack(void* op)
 
 
 # Small C primitives the algorithms are written with: little-endian unaligned loads (the memory map gives no
@@ -976,6 +979,605 @@ def keys_and_hashes(raws, *, bint cis=True):
 
 
 # --------------------------------------------------------------------------------------------------------------
+# Full verdicts: the tables and the sold register as the compiled check reads them
+# --------------------------------------------------------------------------------------------------------------
+
+cdef extern from *:
+    """
+    static inline double lmcz_wall_s(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    }
+    static inline int lmcz_has_descr_set(PyObject* descr) {
+        return Py_TYPE(descr)->tp_descr_set != NULL;
+    }
+    #include "structmember.h"
+    /* The byte offset of the object slot a `__slots__` member descriptor stands for, or -1 when `descr` is not
+       a writable object slot of `type` (then the compiled check does not build that type itself). */
+    static Py_ssize_t lmcz_slot_offset(PyObject* descr, PyObject* type) {
+        PyMemberDef* m;
+        if (!PyObject_TypeCheck(descr, &PyMemberDescr_Type)) return -1;
+        if (((PyDescrObject*)descr)->d_type != (PyTypeObject*)type) return -1;
+        m = ((PyMemberDescrObject*)descr)->d_member;
+        if (m->type != T_OBJECT_EX || (m->flags & READONLY)) return -1;
+        if (m->offset < (Py_ssize_t)sizeof(PyObject) || m->offset + (Py_ssize_t)sizeof(PyObject*)
+                > ((PyTypeObject*)type)->tp_basicsize) return -1;
+        return m->offset;
+    }
+    /* A new instance of `type` with every slot empty (what object.__new__ makes), to fill with lmcz_put_slot. */
+    static inline PyObject* lmcz_alloc(PyObject* type) {
+        return ((PyTypeObject*)type)->tp_alloc((PyTypeObject*)type, 0);
+    }
+    /* Store a new reference to `value` in the empty slot at `offset` of `obj` (steals nothing). */
+    static inline void lmcz_put_slot(PyObject* obj, Py_ssize_t offset, PyObject* value) {
+        Py_INCREF(value);
+        *(PyObject**)((char*)obj + offset) = value;
+    }
+    /* An ASCII str of n bytes at p (the caller knows they are ASCII: canonical identities, GTINs, CIS). */
+    static inline PyObject* lmcz_ascii(const void* p, Py_ssize_t n) {
+        PyObject* s = PyUnicode_New(n, 127);
+        if (s != NULL) memcpy(PyUnicode_DATA(s), p, (size_t)n);
+        return s;
+    }
+    """
+    double lmcz_wall_s() noexcept nogil
+    bint lmcz_has_descr_set(PyObject* descr) noexcept
+    Py_ssize_t lmcz_slot_offset(PyObject* descr, PyObject* type) noexcept
+    object lmcz_alloc(PyObject* type)
+    void lmcz_put_slot(PyObject* obj, Py_ssize_t offset, PyObject* value) noexcept
+    str lmcz_ascii(const void* p, Py_ssize_t n)
+
+
+cdef inline Py_ssize_t _search_u64(const uint64_t* a, Py_ssize_t n, uint64_t x) noexcept nogil:
+    """Index of ``x`` in the sorted ``a[0:n]``, or -1."""
+    cdef Py_ssize_t lo = 0, hi = n, mid
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if a[mid] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo if lo < n and a[lo] == x else -1
+
+
+@cython.final
+cdef class VerdictTables:
+    """One version's minimum prices and grey GTINs as the compiled check reads them: sorted arrays built from the
+    store's in-memory copy of its tables (``store.prices.TableCopy``: GTIN -> (its own minimum price or None,
+    grey), product group -> price), answering exactly what ``prices.tables_answer`` answers."""
+    cdef uint64_t* gtins
+    cdef int64_t* prices        # -1: the GTIN has no minimum price of its own
+    cdef uint8_t* grey
+    cdef Py_ssize_t n
+    cdef uint64_t* groups
+    cdef int64_t* group_prices
+    cdef Py_ssize_t n_groups
+
+    def __cinit__(self, gtins, groups):
+        cdef Py_ssize_t i
+        rows = sorted((int(g), value[0], value[1]) for g, value in gtins.items())
+        pairs = sorted((int(g), int(p)) for g, p in groups.items())
+        self.n = len(rows)
+        self.n_groups = len(pairs)
+        self.gtins = <uint64_t*>calloc(self.n + 1, sizeof(uint64_t))
+        self.prices = <int64_t*>calloc(self.n + 1, sizeof(int64_t))
+        self.grey = <uint8_t*>calloc(self.n + 1, sizeof(uint8_t))
+        self.groups = <uint64_t*>calloc(self.n_groups + 1, sizeof(uint64_t))
+        self.group_prices = <int64_t*>calloc(self.n_groups + 1, sizeof(int64_t))
+        if (self.gtins == NULL or self.prices == NULL or self.grey == NULL or self.groups == NULL
+                or self.group_prices == NULL):
+            raise MemoryError()
+        for i in range(self.n):
+            g, price, grey = rows[i]
+            if not 0 <= g < 100000000000000:
+                raise ValueError(f"a table GTIN must have 14 digits, not {g!r}")
+            if price is not None and not 0 <= price <= INT64_MAX:
+                raise ValueError(f"a minimum price is 0..2**63-1 kopecks, not {price!r}")
+            self.gtins[i] = g
+            self.prices[i] = -1 if price is None else price
+            self.grey[i] = bool(grey)
+        for i in range(self.n_groups):
+            g, price = pairs[i]
+            if not 1 <= g <= 0xFFFF or not 0 <= price <= INT64_MAX:
+                raise ValueError(f"bad group price {g!r}: {price!r}")
+            self.groups[i] = g
+            self.group_prices[i] = price
+
+    def __dealloc__(self):
+        free(self.gtins)
+        free(self.prices)
+        free(self.grey)
+        free(self.groups)
+        free(self.group_prices)
+
+    cdef inline int64_t answer(self, uint64_t gtin, int group, bint* grey) noexcept nogil:
+        """The minimum price (-1: none) for a code of ``gtin`` in product group ``group`` (-1: none known), and in
+        ``grey`` whether the GTIN is grey."""
+        cdef Py_ssize_t i
+        cdef int64_t smp = -1
+        grey[0] = False
+        if self.n:
+            i = _search_u64(self.gtins, self.n, gtin)
+            if i >= 0:
+                smp = self.prices[i]
+                grey[0] = self.grey[i]
+        if smp < 0 and self.n_groups and group >= 0:
+            i = _search_u64(self.groups, self.n_groups, <uint64_t>group)
+            if i >= 0:
+                smp = self.group_prices[i]
+        return smp
+
+    def lookup(self, gtin, pg=None):
+        """``(smp, grey)`` for a GTIN (14 digits) and a product group or None (tests)."""
+        cdef bint grey
+        cdef int64_t smp = self.answer(<uint64_t>int(gtin), -1 if pg is None else int(pg), &grey)
+        return (None if smp < 0 else smp), grey
+
+    def __len__(self):
+        return self.n + self.n_groups
+
+
+cdef inline uint64_t _sold_hash(const uint8_t* ident, Py_ssize_t n) noexcept nogil:
+    cdef uint64_t h = xxh3_64(ident, <size_t>n)
+    return h if h != 0 else 1       # 0 marks an empty slot
+
+
+@cython.final
+cdef class SoldFilter:
+    """A superset of the identities in a sold register: an open-addressing set of their XXH3-64 hashes.
+
+    A miss proves a code is not in the register; a hit (a sold code, a removed one, a hash collision) is
+    confirmed in the register itself (``store/sold.py``). It only grows: a return or a purge leaves a hit that
+    the confirmation answers, so one filter serves every later version it was brought up to date with
+    (``store.sold_filter``)."""
+    cdef uint64_t* slots
+    cdef size_t mask
+    cdef size_t count
+
+    def __cinit__(self, Py_ssize_t expected=0):
+        cdef size_t cap = 64
+        while cap < <size_t>(2 * expected + 2):
+            cap <<= 1
+        self.slots = <uint64_t*>calloc(cap, sizeof(uint64_t))
+        if self.slots == NULL:
+            raise MemoryError()
+        self.mask = cap - 1
+        self.count = 0
+
+    def __dealloc__(self):
+        free(self.slots)
+
+    cdef int _insert(self, uint64_t h) except -1:
+        cdef size_t i, cap, k
+        cdef uint64_t* old
+        cdef uint64_t* grown
+        if 2 * (self.count + 1) > self.mask + 1:
+            cap = 2 * (self.mask + 1)
+            grown = <uint64_t*>calloc(cap, sizeof(uint64_t))
+            if grown == NULL:
+                raise MemoryError()
+            old = self.slots
+            for k in range(self.mask + 1):
+                if old[k]:
+                    i = old[k] & (cap - 1)
+                    while grown[i]:
+                        i = (i + 1) & (cap - 1)
+                    grown[i] = old[k]
+            self.slots = grown
+            self.mask = cap - 1
+            free(old)
+        i = h & self.mask
+        while self.slots[i]:
+            if self.slots[i] == h:
+                return 0
+            i = (i + 1) & self.mask
+        self.slots[i] = h
+        self.count += 1
+        return 0
+
+    cdef inline void prefetch(self, uint64_t h) noexcept nogil:
+        lmcz_prefetch(&self.slots[h & self.mask])
+
+    cdef inline bint has(self, uint64_t h) noexcept nogil:
+        cdef size_t i = h & self.mask
+        while self.slots[i]:
+            if self.slots[i] == h:
+                return True
+            i = (i + 1) & self.mask
+        return False
+
+    def add(self, identity):
+        """Add one identity (canonical, bytes-like)."""
+        cdef Py_buffer view
+        PyObject_GetBuffer(identity, &view, PyBUF_SIMPLE)
+        try:
+            self._insert(_sold_hash(<const uint8_t*>view.buf, view.len))
+        finally:
+            PyBuffer_Release(&view)
+
+    def add_keys(self, keys, Py_ssize_t skip=0):
+        """Add the identity at ``key[skip:]`` of each bytes-like key (``skip=8``: the sold register's time index);
+        returns how many keys were read."""
+        cdef Py_buffer view
+        cdef Py_ssize_t count = 0
+        if skip < 0:
+            raise ValueError("skip must be >= 0")
+        for key in keys:
+            PyObject_GetBuffer(key, &view, PyBUF_SIMPLE)
+            try:
+                if view.len > skip:
+                    self._insert(_sold_hash(<const uint8_t*>view.buf + skip, view.len - skip))
+            finally:
+                PyBuffer_Release(&view)
+            count += 1
+        return count
+
+    def __contains__(self, identity):
+        cdef Py_buffer view
+        cdef bint hit
+        if isinstance(identity, str):
+            identity = (<str>identity).encode("ascii")
+        PyObject_GetBuffer(identity, &view, PyBUF_SIMPLE)
+        try:
+            hit = self.has(_sold_hash(<const uint8_t*>view.buf, view.len))
+        finally:
+            PyBuffer_Release(&view)
+        return hit
+
+    def __len__(self):
+        return self.count
+
+
+@cython.final
+cdef class VerdictContext:
+    """What the compiled check needs of one version besides its prefilter (``reading.Reading.verdict_context``):
+    its tables (None: empty), its sold filter (None: the register is empty in that version), the metadata a
+    ``Verdict`` names, and the version's exact answers for what the compiled pass cannot decide alone:
+    ``block_of(identity: bytes) -> Block | None`` for a prefilter hit (the code's or its GTIN's block, or None
+    for a false hit), ``sold_of(identity: bytes, now) -> bool`` for a sold-filter hit (in the register and not
+    expired), and ``slow(probe, raw, pg, tail_cut, now) -> Verdict``, the whole Python verdict of a scan that
+    reads several ways (rare)."""
+    cdef VerdictTables tables
+    cdef SoldFilter sold
+    cdef object db_version
+    cdef object db_updated_at
+    cdef object instance_id
+    cdef double reference
+    cdef bint has_reference
+    cdef object slow
+    cdef object block_of
+    cdef object sold_of
+
+    def __cinit__(self, VerdictTables tables, SoldFilter sold, db_version, db_updated_at, reference, instance_id,
+                  slow, block_of, sold_of):
+        self.tables = tables if tables is not None and len(tables) else None
+        self.sold = sold if sold is not None and len(sold) else None
+        self.db_version = db_version
+        self.db_updated_at = db_updated_at
+        self.instance_id = instance_id
+        self.has_reference = reference is not None
+        self.reference = float(reference) if reference is not None else 0.0
+        self.slow = slow
+        self.block_of = block_of
+        self.sold_of = sold_of
+
+    cdef inline object age(self, double now):
+        if not self.has_reference:
+            return None
+        return max(0.0, now - self.reference)
+
+
+# The `Verdict` class the compiled check builds (store/records.py registers it: this layer imports nothing above
+# it), and the member descriptors of its slots in `_VERDICT_FIELDS` order.
+cdef object _group_check = None
+
+
+def _register_group_check(fn):
+    """The store's product-group check (``tables.check_group``), for a ``pg`` that is not a plain int 1..65535."""
+    global _group_check
+    _group_check = fn
+
+
+_VERDICT_FIELDS = ("blocked", "cis", "gtin", "serial", "identity", "block", "db_version", "db_updated_at", "db_age",
+                   "instance_id", "mrp", "smp", "grey_gtin", "sold")
+cdef object _verdict_type = None
+cdef list _verdict_slots = []
+cdef Py_ssize_t _verdict_at[14]      # each field's slot offset in a Verdict
+cdef object _TRUE = True
+cdef object _FALSE = False
+
+
+def _register_verdict(cls):
+    """Make the compiled check build instances of ``cls`` (a frozen dataclass with ``__slots__`` holding exactly
+    the fields of ``_VERDICT_FIELDS``), as its own ``__init__`` would."""
+    global _verdict_type, _verdict_slots
+    slots = []
+    fields = getattr(cls, "__dataclass_fields__", None)
+    if fields is None or tuple(fields) != _VERDICT_FIELDS:
+        raise TypeError(f"{cls!r} is not a dataclass of the fields {_VERDICT_FIELDS}")
+    for name in _VERDICT_FIELDS:
+        descr = cls.__dict__.get(name)
+        if descr is None or type(descr).__name__ != "member_descriptor" or not lmcz_has_descr_set(<PyObject*>descr):
+            raise TypeError(f"{cls!r}.{name} is not a slot")
+        slots.append(descr)
+    if getattr(cls, "__post_init__", None) is not None:
+        raise TypeError(f"{cls!r} has a __post_init__ the compiled check would not run")
+    if not isinstance(cls, type) or cls.__new__ is not object.__new__ or hasattr(cls, "__dict__") and \
+            "__dict__" in cls.__dict__:
+        raise TypeError(f"{cls!r}: the compiled check builds only plain slotted instances")
+    for i in range(14):
+        _verdict_at[i] = lmcz_slot_offset(<PyObject*>slots[i], <PyObject*>cls)
+        if _verdict_at[i] < 0:
+            raise TypeError(f"{cls!r}.{_VERDICT_FIELDS[i]} is not a writable object slot of it")
+    _verdict_type = cls
+    _verdict_slots = slots
+
+
+cdef inline str _ascii_str(const uint8_t* p, Py_ssize_t n):
+    return lmcz_ascii(p, n)
+
+
+cdef object _build_verdict(object block, str cis, str gtin, str serial, str identity, object db_version,
+                           object db_updated_at, object db_age, object instance_id, object mrp, object smp,
+                           bint grey, bint sold):
+    """A Verdict of these fields, slot by slot (as its frozen dataclass __init__ would set them)."""
+    cdef PyObject* v
+    if _verdict_type is None:
+        raise RuntimeError("no Verdict class registered (lmcz_fast.store registers it on import)")
+    obj = lmcz_alloc(<PyObject*>_verdict_type)
+    v = <PyObject*>obj
+    lmcz_put_slot(v, _verdict_at[0], <PyObject*>(_FALSE if block is None else _TRUE))
+    lmcz_put_slot(v, _verdict_at[1], <PyObject*>cis)
+    lmcz_put_slot(v, _verdict_at[2], <PyObject*>gtin)
+    lmcz_put_slot(v, _verdict_at[3], <PyObject*>serial)
+    lmcz_put_slot(v, _verdict_at[4], <PyObject*>identity)
+    lmcz_put_slot(v, _verdict_at[5], <PyObject*>block)
+    lmcz_put_slot(v, _verdict_at[6], <PyObject*>db_version)
+    lmcz_put_slot(v, _verdict_at[7], <PyObject*>db_updated_at)
+    lmcz_put_slot(v, _verdict_at[8], <PyObject*>db_age)
+    lmcz_put_slot(v, _verdict_at[9], <PyObject*>instance_id)
+    lmcz_put_slot(v, _verdict_at[10], <PyObject*>mrp)
+    lmcz_put_slot(v, _verdict_at[11], <PyObject*>smp)
+    lmcz_put_slot(v, _verdict_at[12], <PyObject*>(_TRUE if grey else _FALSE))
+    lmcz_put_slot(v, _verdict_at[13], <PyObject*>(_TRUE if sold else _FALSE))
+    # Its fields are strs, numbers, bools, None and a Block of strs: it can never be part of a reference cycle,
+    # so the cyclic collector need not track it (as CPython untracks tuples of such values). A receipt's or a
+    # request's thousands of verdicts then cost no collector passes.
+    PyObject_GC_UnTrack(v)
+    return obj
+
+
+cdef object _fast_verdict(const uint8_t* ident, Py_ssize_t n, const CodeFacts* facts, VerdictContext ctx,
+                          double now, int64_t smp, bint grey, object block, bint sold):
+    """The Verdict of a scan of one reading, from the compiled pass (``block``, ``sold``: its exact answers)."""
+    identity = _ascii_str(ident, n)
+    cis = identity if facts.kind == 1 else _ascii_str(facts.cis, facts.cis_len)
+    return _build_verdict(block, cis, _ascii_str(ident + 2, 14), _ascii_str(ident + SERIAL_AT, n - SERIAL_AT),
+                          identity, ctx.db_version, ctx.db_updated_at, ctx.age(now), ctx.instance_id,
+                          None if facts.mrp < 0 else facts.mrp, None if smp < 0 else smp, grey, sold)
+
+
+# Per-code flags of a `CheckBatch` (`CheckBatch.flags[i]`).
+cdef enum:
+    F_BLOCKED = 1
+    F_SOLD = 2
+    F_GREY = 4
+    F_HAS_MRP = 8
+    F_HAS_SMP = 16
+    F_UNREADABLE = 32
+    F_EXACT = 64
+
+CHECK_BLOCKED = F_BLOCKED
+CHECK_SOLD = F_SOLD
+CHECK_GREY = F_GREY
+CHECK_HAS_MRP = F_HAS_MRP
+CHECK_HAS_SMP = F_HAS_SMP
+CHECK_UNREADABLE = F_UNREADABLE
+CHECK_EXACT = F_EXACT
+CHECK_STRIDE = IDENTITY_MAX
+GTIN_STRIDE = 14
+
+
+@cython.final
+cdef class CheckBatch:
+    """The full verdicts of a list of scans, from one version, in compact arrays (``ProbeBase._check_batch``;
+    ``Snapshot.check_batch`` is the public door). For code ``i``:
+
+    - ``flags[i]`` (``array('B')``): ``CHECK_BLOCKED``, ``CHECK_SOLD``, ``CHECK_GREY`` (the GTIN is grey),
+      ``CHECK_HAS_MRP``/``CHECK_HAS_SMP`` (``mrp[i]``/``smp[i]`` hold a price; else the field is None),
+      ``CHECK_UNREADABLE`` (not a marking code: ``errors[i]`` is its ``CodeError``, every other field is empty),
+      ``CHECK_EXACT`` (``verdicts[i]`` is its ``Verdict``: a code that is blocked, for its ``block`` details, or
+      sold, or that reads several ways; the arrays hold the same values);
+    - ``mrp[i]``, ``smp[i]`` (``array('q')``, kopecks; 0 when the flag says none);
+    - ``cis[i*CHECK_STRIDE : i*CHECK_STRIDE + cis_len[i]]`` (bytearray, ASCII): the CIS as CRPT prints it;
+    - ``identity[i*CHECK_STRIDE : ... + identity_len[i]]``: the canonical identity;
+    - ``gtin[i*GTIN_STRIDE : (i+1)*GTIN_STRIDE]``: the 14-digit GTIN.
+
+    Once per batch: ``db_version``, ``db_updated_at``, ``db_age``, ``instance_id`` (as every ``Verdict`` of it
+    carries). ``verdict(i)`` builds code ``i``'s ``Verdict`` (raises its ``CodeError`` when unreadable). No Python
+    object is made per free code: only unreadable, blocked, sold and several-reading codes have entries in
+    ``errors``/``verdicts``.
+    """
+    cdef readonly c_array flags
+    cdef readonly c_array mrp
+    cdef readonly c_array smp
+    cdef readonly bytearray cis
+    cdef readonly c_array cis_len
+    cdef readonly bytearray identity
+    cdef readonly c_array identity_len
+    cdef readonly bytearray gtin
+    cdef readonly dict verdicts
+    cdef readonly dict errors
+    cdef readonly object db_version
+    cdef readonly object db_updated_at
+    cdef readonly object db_age
+    cdef readonly object instance_id
+    cdef Py_ssize_t n
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("a CheckBatch is made by Snapshot.check_batch()")
+
+    def __len__(self):
+        return self.n
+
+    def verdict_list(self):
+        """``[self.verdict(i) for i in range(len(self))]`` (``check_many``), built in one compiled loop."""
+        cdef Py_ssize_t i
+        cdef list out = PyList_New(self.n)
+        for i in range(self.n):
+            v = self._verdict(i)
+            Py_INCREF(v)
+            PyList_SET_ITEM(out, i, v)
+        return out
+
+    def verdict(self, Py_ssize_t i):
+        """Code ``i``'s ``Verdict``, equal to what ``check`` answers for it (its ``CodeError`` if unreadable)."""
+        return self._verdict(i)
+
+    cdef object _verdict(self, Py_ssize_t i):
+        cdef uint8_t f
+        cdef const uint8_t* idp
+        cdef const uint8_t* cp
+        cdef Py_ssize_t n, cn
+        if not 0 <= i < self.n:
+            raise IndexError(f"code {i} of a batch of {self.n}")
+        f = self.flags.data.as_uchars[i]
+        if f & F_UNREADABLE:
+            raise self.errors[i]
+        if f & F_EXACT:
+            return self.verdicts[i]
+        idp = <const uint8_t*>PyByteArray_AS_STRING(self.identity) + i * IDENTITY_MAX
+        cp = <const uint8_t*>PyByteArray_AS_STRING(self.cis) + i * IDENTITY_MAX
+        n = self.identity_len.data.as_uchars[i]
+        cn = self.cis_len.data.as_uchars[i]
+        identity = _ascii_str(idp, n)
+        cis = identity if cn == n and memcmp(cp, idp, <size_t>n) == 0 else _ascii_str(cp, cn)
+        return _build_verdict(None, cis, _ascii_str(idp + 2, 14),
+                              _ascii_str(idp + SERIAL_AT, n - SERIAL_AT), identity, self.db_version,
+                              self.db_updated_at, self.db_age, self.instance_id,
+                              self.mrp.data.as_longlongs[i] if f & F_HAS_MRP else None,
+                              self.smp.data.as_longlongs[i] if f & F_HAS_SMP else None, f & F_GREY, f & F_SOLD)
+
+
+cdef CheckBatch _new_batch(Py_ssize_t total):
+    cdef CheckBatch b = CheckBatch.__new__(CheckBatch)
+    b.n = total
+    b.flags = _py_array.array("B")
+    array_resize(b.flags, total)
+    b.mrp = _py_array.array("q")
+    array_resize(b.mrp, total)
+    b.smp = _py_array.array("q")
+    array_resize(b.smp, total)
+    b.cis_len = _py_array.array("B")
+    array_resize(b.cis_len, total)
+    b.identity_len = _py_array.array("B")
+    array_resize(b.identity_len, total)
+    if total:
+        memset(b.flags.data.as_uchars, 0, <size_t>total)
+        memset(b.mrp.data.as_voidptr, 0, <size_t>total * 8)
+        memset(b.smp.data.as_voidptr, 0, <size_t>total * 8)
+        memset(b.cis_len.data.as_uchars, 0, <size_t>total)
+        memset(b.identity_len.data.as_uchars, 0, <size_t>total)
+    b.cis = bytearray(total * IDENTITY_MAX)
+    b.identity = bytearray(total * IDENTITY_MAX)
+    b.gtin = bytearray(total * 14)
+    b.verdicts = {}
+    b.errors = {}
+    return b
+
+
+cdef int _fill_exact(CheckBatch b, Py_ssize_t i, object v) except -1:
+    """Code ``i`` of ``b`` from a ``Verdict`` of the exact path."""
+    cdef uint8_t f = F_EXACT
+    cdef bytes cis = v.cis.encode("ascii")
+    cdef bytes identity = v.identity.encode("ascii")
+    cdef bytes gtin = v.gtin.encode("ascii")
+    if len(cis) > IDENTITY_MAX or len(identity) > IDENTITY_MAX or len(gtin) != 14:
+        raise ValueError(f"verdict of unexpected shape: {v!r}")
+    if v.blocked:
+        f |= F_BLOCKED
+    if v.sold:
+        f |= F_SOLD
+    if v.grey_gtin:
+        f |= F_GREY
+    if v.mrp is not None:
+        f |= F_HAS_MRP
+        b.mrp.data.as_longlongs[i] = v.mrp
+    if v.smp is not None:
+        f |= F_HAS_SMP
+        b.smp.data.as_longlongs[i] = v.smp
+    b.flags.data.as_uchars[i] = f
+    memcpy(PyByteArray_AS_STRING(b.cis) + i * IDENTITY_MAX, PyBytes_AS_STRING(cis), len(cis))
+    b.cis_len.data.as_uchars[i] = <uint8_t>len(cis)
+    memcpy(PyByteArray_AS_STRING(b.identity) + i * IDENTITY_MAX, PyBytes_AS_STRING(identity), len(identity))
+    b.identity_len.data.as_uchars[i] = <uint8_t>len(identity)
+    memcpy(PyByteArray_AS_STRING(b.gtin) + i * 14, PyBytes_AS_STRING(gtin), 14)
+    b.verdicts[i] = v
+    return 0
+
+
+cdef inline int _group_of(object pg, int kind) except? -2:
+    """The product group whose minimum price applies: the caller's, else the one a tobacco form proves (3)."""
+    if pg is None:
+        return 3 if kind != 1 else -1
+    return <int>pg
+
+
+cdef inline Py_ssize_t _cut_check(object raw, uint8_t* out, uint8_t* alts, Py_ssize_t* alt_lens, int* n_alts,
+                                  bint tail_cut, CodeFacts* facts) except? -0x7FFFFFFF:
+    """``_cut`` for a check: the most likely identity in ``out``, the others in ``alts``, ``facts`` for a scan of
+    one reading (``_codes.cut_check``); < 0 is a reason code. TypeError for what is not text or bytes."""
+    cdef const char* s
+    cdef Py_ssize_t n, r
+    cdef Py_buffer view
+    n_alts[0] = 0
+    facts.kind = 0
+    if PyUnicode_Check(raw):
+        if PyUnicode_IS_COMPACT_ASCII(raw):
+            s = <const char*>PyUnicode_DATA(raw)
+            n = PyUnicode_GET_LENGTH(raw)
+        else:
+            if PyUnicode_GET_LENGTH(raw) > _RAW_MAX:
+                return _E_TOO_LONG
+            s = _utf8_or_null(raw, &n)
+            if s == NULL:
+                PyErr_Clear()
+                return _E_INVALID_UTF8
+        return cut_check(<const unsigned char*>s, n, out, alts, alt_lens, n_alts, tail_cut, facts)
+    if PyBytes_Check(raw):
+        return cut_check(<const unsigned char*>PyBytes_AS_STRING(raw), PyBytes_GET_SIZE(raw), out, alts, alt_lens,
+                         n_alts, tail_cut, facts)
+    if PyByteArray_Check(raw):
+        return cut_check(<const unsigned char*>PyByteArray_AS_STRING(raw), PyByteArray_GET_SIZE(raw), out, alts,
+                         alt_lens, n_alts, tail_cut, facts)
+    try:
+        PyObject_GetBuffer(raw, &view, PyBUF_SIMPLE)
+    except TypeError:
+        raise TypeError(f"a marking code is str or bytes, not {type(raw).__name__}") from None
+    try:
+        r = cut_check(<const unsigned char*>view.buf, view.len, out, alts, alt_lens, n_alts, tail_cut, facts)
+    finally:
+        PyBuffer_Release(&view)
+    return r
+
+
+cdef object _check_error(Py_ssize_t code, object raw, bint tail_cut, Py_ssize_t index):
+    """The ``CodeError`` ``check`` raises for a scan refused with ``code``: ``readings_of``'s own (the reason and
+    position the Python parser gives), and for a batch item the index in the message and as ``.index``."""
+    try:
+        _codes_mod.readings_of(raw, tail_cut=tail_cut)
+    except CodeError as exc:
+        err = exc
+    else:
+        err = CodeError(_reason_of(code))
+    if index >= 0:
+        err = CodeError(err.reason, err.position, f"item {index}: {err}")
+        err.index = index
+    return err
+
+
+# --------------------------------------------------------------------------------------------------------------
 # ProbeBase
 # --------------------------------------------------------------------------------------------------------------
 
@@ -1010,6 +1612,7 @@ cdef class _Attached:
     cdef bint empty
     cdef object version
     cdef object owner
+    cdef object ctx                 # the owner's VerdictContext, once a full check asked for it
 
     def __dealloc__(self):
         # The buffers go before the owner (Cython clears the object fields after this): the views never
@@ -1181,6 +1784,12 @@ cdef class ProbeBase:
             raise ValueError(f"refresh_interval must be >= 0, not {refresh_interval!r}")
         if self._st != NULL:
             self._set_deadlines(interval)
+
+    def _expire(self):
+        """Renew before the next call (a commit made through this handle must be seen by its next call)."""
+        if self._st != NULL:
+            self._deadline = INT64_MIN
+            self._renew_ns = INT64_MIN
 
     def _refuse_empty(self):
         """Called instead of answering from a version attached as ``empty``; a subclass raises its own error."""
@@ -1423,3 +2032,233 @@ cdef class ProbeBase:
             raise RuntimeError("the list of scans changed size during is_blocked_many")
         return out
 
+    @cython.final
+    cdef VerdictContext _context(self, _Attached a):
+        """The compiled check's view of attachment ``a``'s version, from its owner (a ``Reading``), built once."""
+        ctx = a.ctx
+        if ctx is not None:
+            return <VerdictContext>ctx
+        owner = a.owner
+        if owner is None:
+            raise NotAttachedError("this probe's version has no reading to give a full verdict from")
+        ctx = owner.verdict_ctx
+        if ctx is None:
+            ctx = owner.verdict_context()
+        a.ctx = <VerdictContext?>ctx
+        return <VerdictContext>ctx
+
+    def check(self, raw, pg=None, *, bint tail_cut=False):
+        """Parse a scan and say whether it is blocked, with why and the database version that said so.
+
+        The ``Verdict`` also says whether the code is in the sold register (``sold``) and carries the prices a till
+        compares a sale with: ``mrp`` (from the code itself), ``smp`` (the minimum price of the GTIN, else of
+        product group ``pg`` -- given by the caller, or a tobacco pack's own group 3) and ``grey_gtin``, all from the
+        one version this call answers from (a snapshot's, or the blocklist's current one). ``tail_cut=True`` also
+        answers a scan whose end cut a tail AI short after a GS, for its whole identity (``readings_of``; the
+        service's checks, docs/codes.md). Raises ``CodeError`` for anything that is not a marking code,
+        ``RecordError`` (a ``ValueError``) for a ``pg`` that is not a product group id, and ``NoListError`` if the
+        store never held a list. One compiled pass (``_check``).
+        """
+        if pg is not None and not (type(pg) is int and 1 <= <object>pg <= 0xFFFF):
+            _group_check(pg)
+        try:
+            return self._check_one(raw, pg, tail_cut)
+        except NotAttachedError:
+            self._check_detached()
+        return self._check_one(raw, pg, tail_cut)
+
+    def _check_detached(self):
+        """Called when ``check`` finds nothing attached: raise the subclass's own error, or attach again (then
+        ``check`` tries once more)."""
+        raise NotAttachedError("no blocklist attached to this probe (closed, or never opened)")
+
+    @cython.always_allow_keywords(False)
+    def _check(self, raw, pg=None, bint tail_cut=False):
+        """``check`` without the group check and the detached hook (tests, benches)."""
+        return self._check_one(raw, pg, tail_cut)
+
+    @cython.final
+    cdef object _check_one(self, object raw, object pg, bint tail_cut):
+        """The full ``Verdict`` of one scan (``check``): cut, probe, the sold filter
+        and the tables in one compiled pass over the version this call takes; the exact Python path
+        (``VerdictContext.slow``) only for a prefilter hit, a sold-filter hit or a scan of several readings.
+        ``pg``: a product group id the caller checked, or None. Bad scans raise ``readings_of``'s ``CodeError``."""
+        cdef uint8_t ident[IDENTITY_MAX]
+        cdef uint8_t alts[(READINGS_MAX - 1) * IDENTITY_MAX]
+        cdef Py_ssize_t alt_lens[READINGS_MAX - 1]
+        cdef int n_alts = 0
+        cdef CodeFacts facts
+        cdef Py_ssize_t n = _cut_check(raw, ident, alts, alt_lens, &n_alts, tail_cut, &facts)
+        cdef VerdictContext ctx
+        cdef _Attached a
+        cdef int64_t smp = -1
+        cdef bint grey = False, sold
+        cdef double now
+        if n < 0:
+            raise _check_error(n, raw, tail_cut, -1)
+        self._ready()
+        a = self._cur
+        ctx = self._context(a)
+        now = lmcz_wall_s()
+        if n_alts or facts.kind == 0:
+            return ctx.slow(_pinned(a), raw, pg, tail_cut, now)
+        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>ident, n)) if _state_hit(&a.st, ident, n) \
+            else None
+        sold = ctx.sold is not None and ctx.sold.has(_sold_hash(ident, n)) and \
+            ctx.sold_of(PyBytes_FromStringAndSize(<const char*>ident, n), now)
+        if ctx.tables is not None:
+            smp = ctx.tables.answer(_gtin_value(ident), _group_of(pg, facts.kind), &grey)
+        return _fast_verdict(ident, n, &facts, ctx, now, smp, grey, block, sold)
+
+    def _check_batch(self, raws, pgs=None, bint tail_cut=False, bint strict=False):
+        """The full verdicts of ``raws`` as a ``CheckBatch``, every one from the one version this call takes.
+
+        ``pgs``: None, or one product group id (checked by the caller) or None per scan. An unreadable scan is
+        flagged ``CHECK_UNREADABLE`` with its ``CodeError`` (naming its index) in ``errors``; with ``strict`` the
+        first one is raised instead, before anything is looked up. First every scan is cut and hashed (prefetching
+        each key's index entry), then every index entry is loaded (prefetching its container), then each code is
+        tested and its fields filled: the lines a code needs have had the other codes' work to arrive.
+        """
+        cdef Py_ssize_t total, i, n
+        cdef uint8_t alts[(READINGS_MAX - 1) * IDENTITY_MAX]
+        cdef Py_ssize_t alt_lens[READINGS_MAX - 1]
+        cdef int n_alts = 0
+        cdef CodeFacts* facts = NULL
+        cdef uint32_t* keys = NULL
+        cdef uint64_t* sold_hashes = NULL
+        cdef uint8_t* multi = NULL
+        cdef uint8_t* idp
+        cdef uint8_t f
+        cdef CheckBatch b
+        cdef VerdictContext ctx
+        cdef _Attached a
+        cdef const AState* st
+        cdef const Entry* table
+        cdef Entry ents[BATCH]
+        cdef Py_ssize_t start, end, prev
+        cdef int64_t smp
+        cdef bint grey, hit, sold_hit, sold
+        cdef double now
+        cdef ProbeBase pinned = None
+        seq = raws if PyList_CheckExact(raws) or PyTuple_CheckExact(raws) else list(raws)
+        total = len(seq)
+        groups = None if pgs is None else pgs if PyList_CheckExact(pgs) or PyTuple_CheckExact(pgs) else list(pgs)
+        b = _new_batch(total)
+        facts = <CodeFacts*>calloc(total + 1, sizeof(CodeFacts))
+        keys = <uint32_t*>calloc(total + 1, sizeof(uint32_t))
+        sold_hashes = <uint64_t*>calloc(total + 1, sizeof(uint64_t))
+        multi = <uint8_t*>calloc(total + 1, sizeof(uint8_t))
+        try:
+            if facts == NULL or keys == NULL or multi == NULL or sold_hashes == NULL:
+                raise MemoryError()
+            idp = <uint8_t*>PyByteArray_AS_STRING(b.identity)
+            for i in range(total):
+                item = seq[i]
+                try:
+                    n = _cut_check(item, idp + i * IDENTITY_MAX, alts, alt_lens, &n_alts, tail_cut, &facts[i])
+                except TypeError:
+                    err = CodeError("not_a_string", None, f"item {i} is {type(item).__name__}, not a string")
+                    err.index = i
+                    n = 0
+                else:
+                    err = _check_error(n, item, tail_cut, i) if n < 0 else None
+                if err is not None:
+                    if strict:
+                        raise err
+                    b.errors[i] = err
+                    b.flags.data.as_uchars[i] = F_UNREADABLE
+                    continue
+                b.identity_len.data.as_uchars[i] = <uint8_t>n
+                multi[i] = n_alts != 0 or facts[i].kind == 0
+            if groups is not None and len(groups) != total:
+                raise ValueError(f"pgs holds {len(groups)} entries for {total} scans: one (or None) per scan")
+            self._ready()
+            a = self._cur
+            st = &a.st
+            table = st.ix.table
+            ctx = self._context(a)
+            now = lmcz_wall_s()
+            b.db_version = ctx.db_version
+            b.db_updated_at = ctx.db_updated_at
+            b.db_age = ctx.age(now)
+            b.instance_id = ctx.instance_id
+            # In blocks of BATCH codes, two in flight: block k is hashed (prefetching its index entries and sold
+            # slots), block k-1 is tested and filled, then block k's entries are loaded (prefetching containers).
+            start = 0
+            prev = -1
+            while True:
+                end = start + BATCH if start + BATCH < total else total
+                for i in range(start, end):
+                    if not b.flags.data.as_uchars[i]:
+                        keys[i] = _identity_key(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        lmcz_prefetch(&table[keys[i] >> 16])
+                        if ctx.sold is not None:
+                            sold_hashes[i] = _sold_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                            ctx.sold.prefetch(sold_hashes[i])
+                for i in range(prev, start if prev >= 0 else prev):
+                    if b.flags.data.as_uchars[i]:
+                        continue
+                    n = b.identity_len.data.as_uchars[i]
+                    pg = groups[i] if groups is not None else None
+                    if multi[i]:
+                        if pinned is None:
+                            pinned = _pinned(a)
+                        _fill_exact(b, i, ctx.slow(pinned, seq[i], pg, tail_cut, now))
+                        continue
+                    hit = (rindex_contains_entry(&st.ix, ents[i - prev], keys[i])
+                           or (st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins,
+                                                                     _gtin_value(idp + i * IDENTITY_MAX))))
+                    sold_hit = ctx.sold is not None and ctx.sold.has(sold_hashes[i])
+                    if hit or sold_hit:
+                        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n)) \
+                            if hit else None
+                        sold = sold_hit and ctx.sold_of(
+                            PyBytes_FromStringAndSize(<const char*>idp + i * IDENTITY_MAX, n), now)
+                        if block is not None or sold:
+                            smp = -1
+                            grey = False
+                            if ctx.tables is not None:
+                                smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX),
+                                                        _group_of(pg, facts[i].kind), &grey)
+                            _fill_exact(b, i, _fast_verdict(idp + i * IDENTITY_MAX, n, &facts[i], ctx, now, smp,
+                                                            grey, block, sold))
+                            continue
+                    f = 0
+                    if facts[i].mrp >= 0:
+                        f |= F_HAS_MRP
+                        b.mrp.data.as_longlongs[i] = facts[i].mrp
+                    if ctx.tables is not None:
+                        smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX), _group_of(pg, facts[i].kind),
+                                                &grey)
+                        if smp >= 0:
+                            f |= F_HAS_SMP
+                            b.smp.data.as_longlongs[i] = smp
+                        if grey:
+                            f |= F_GREY
+                    b.flags.data.as_uchars[i] = f
+                    memcpy(PyByteArray_AS_STRING(b.cis) + i * IDENTITY_MAX, facts[i].cis, <size_t>facts[i].cis_len)
+                    b.cis_len.data.as_uchars[i] = <uint8_t>facts[i].cis_len
+                    memcpy(PyByteArray_AS_STRING(b.gtin) + i * 14, idp + i * IDENTITY_MAX + 2, 14)
+                if start >= total:
+                    break
+                for i in range(start, end):
+                    if not b.flags.data.as_uchars[i]:
+                        ents[i - start] = table[keys[i] >> 16]
+                        rindex_prefetch_container(&st.ix, ents[i - start], keys[i])
+                prev = start
+                start = end
+        finally:
+            free(facts)
+            free(keys)
+            free(sold_hashes)
+            free(multi)
+        return b
+
+
+cdef ProbeBase _pinned(_Attached a):
+    """A probe answering from attachment ``a`` only (for the exact path of a call that took ``a``)."""
+    cdef ProbeBase p = ProbeBase.__new__(ProbeBase)
+    p._cur = a
+    p._st = &a.st
+    p._set_deadlines(1e300)
+    return p

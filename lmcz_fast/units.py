@@ -101,6 +101,10 @@ class UnitOptions:
     replicate_source: str | None = None
     source_credentials_file: str | None = None
     sold_keep: int = 30
+    #: `serve --front URL` (docs/front.md): the official module moved to this URL, its login in this file.
+    front: str | None = None
+    front_credentials_file: str | None = None
+    front_deadline: float | None = None
     #: serve's --organisations file (several organisations, one module), or None.
     organisations_file: str | None = None
 
@@ -117,12 +121,16 @@ class UnitOptions:
             raise ValueError(f"a unit name prefix is lower-case letters, digits, '-' and '_': {self.prefix!r}")
         if not 0 < self.port < 65536:
             raise ValueError(f"not a TCP port: {self.port}")
+        if self.front is not None and "@" in self.front.split("//", 1)[-1].split("/", 1)[0]:
+            raise ValueError("the front URL must not hold credentials: give --front-credentials-file")
+        if self.front is None and (self.front_credentials_file or self.front_deadline is not None):
+            raise ValueError("--front-credentials-file and --front-deadline need --front URL")
         if self.sold_keep < 1:
             raise ValueError(f"--sold-keep is 1 or more: {self.sold_keep}")
         if not 0 <= self.nice <= 19:
             raise ValueError(f"--nice is 0..19: {self.nice}")
         for value, what in ((self.feed_url, "the feed URL"), (self.proxy, "the proxy URL"),
-                            (self.replicate_source, "the replication source"),
+                            (self.replicate_source, "the replication source"), (self.front, "the front URL"),
                             (self.every, "the interval"), (self.host, "the address")):
             if value is not None and any(c.isspace() for c in value):
                 raise ValueError(f"{what} holds white space: {value!r}")
@@ -134,7 +142,8 @@ class UnitOptions:
         for value, what in ((self.audit_dir, "the audit directory"), (self.password_file, "the password file"),
                             (self.organisations_file, "the organisations file"),
                             (self.public_key, "the public key"), (self.proxy_auth_file, "the proxy credentials"),
-                            (self.source_credentials_file, "the source's credentials")):
+                            (self.source_credentials_file, "the source's credentials"),
+                            (self.front_credentials_file, "the official module's credentials")):
             if value is not None:
                 _path(value, what)
         return self
@@ -180,6 +189,12 @@ def render(options: UnitOptions) -> dict[str, str]:
              "--audit-dir", opts.audit]
     if opts.password_file:
         serve += ["--password-file", opts.password_file]
+    if opts.front:
+        serve += ["--front", opts.front]
+        if opts.front_credentials_file:
+            serve += ["--front-credentials-file", opts.front_credentials_file]
+        if opts.front_deadline is not None:
+            serve += ["--front-deadline", f"{opts.front_deadline:g}"]
     if opts.organisations_file:
         serve += ["--organisations", opts.organisations_file]
     # The unit sets the priority (Nice=) itself: the process then needs no setpriority() of its own.

@@ -446,6 +446,15 @@ class World:
             path.write_text("a-long-password\n")
             self.log.append(f"made password file {name}")
 
+    def ensure_front_credentials(self, name: str) -> None:
+        """The official module's login for `serve --front` (the module itself is not there: the front answers
+        from the local store, which is what the example's serve must still do)."""
+        path = self.path(name)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text("admin:a-long-password\n")
+            self.log.append(f"made the official module's credentials file {name}")
+
     def ensure_tokens(self, name: str) -> None:
         path = self.path(name)
         if not path.exists():
@@ -529,6 +538,8 @@ class World:
             self.ensure_password(opts["password_file"])
         if name == "serve" and opts.get("token_file"):
             self.ensure_tokens(opts["token_file"])
+        if name == "serve" and opts.get("front_credentials_file"):
+            self.ensure_front_credentials(opts["front_credentials_file"])
         if name == "serve" and opts.get("organisations_file"):
             self.ensure_organisations(opts["organisations_file"])
         if name == "check" and opts.get("db"):

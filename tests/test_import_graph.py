@@ -13,7 +13,7 @@ from pathlib import Path
 #: The source tree (the tests run against the installed package, whose folder holds no .pyx files and no docs).
 ROOT = Path(__file__).resolve().parent.parent / "lmcz_fast"
 #: The compiled modules: their names are private by convention, and every layer above builds on them.
-COMPILED = {"lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk"}
+COMPILED = {"lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk", "lmcz_fast._answer"}
 
 
 def _modules() -> dict[str, Path]:
@@ -123,3 +123,27 @@ def test_the_walk_sees_the_imports_it_judges() -> None:
     assert "lmcz_fast._probe" in graph["lmcz_fast.store.blocklist"]
     assert "lmcz_fast.store" in graph["lmcz_fast.service.api"]
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+
+
+def test_the_front_sits_between_the_store_and_the_service() -> None:
+    """lmcz_fast/front/ (in front of the official module) builds on the store and below; the service builds on it
+    (service/fronting.py), so the front never imports the service, the CLI or the other upper layers."""
+    graph, _ = _graph()
+    front = [name for name in graph if name == "lmcz_fast.front" or name.startswith("lmcz_fast.front.")]
+    assert front, "lmcz_fast/front/ is missing"
+    above = ("lmcz_fast.service", "lmcz_fast.cli", "lmcz_fast.feed", "lmcz_fast.replicate", "lmcz_fast.checker")
+    wrong = sorted(f"{name} -> {target}" for name in front for target in graph[name]
+                   if target.startswith(above))
+    assert not wrong, "\n".join(wrong)
+    assert "lmcz_fast.front" in graph["lmcz_fast.service.fronting"]
+
+
+def test_every_package_is_shipped() -> None:
+    """pyproject.toml lists the packages a wheel holds: a package of `lmcz_fast/` missing there installs nowhere but
+    an editable checkout (the service imports lmcz_fast.front, so a wheel without it could not serve)."""
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is Python 3.11+")
+    listed = set(tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.relative_to(ROOT.parent).parent.parts) for p in ROOT.rglob("__init__.py")}
+    assert found - listed == set(), "packages missing from pyproject.toml [tool.setuptools] packages"

@@ -82,6 +82,9 @@ def _exported_metric_names(serve: Serve) -> set[str]:
     for line in _replication_lines({"databases": {"blocked_cis": fields}}):
         if not line.startswith("#"):
             names.add(line.split("{")[0])
+    from lmcz_fast.front.crosscheck import CrossCheck           # `serve --front` adds the cross-check's
+    names |= {line.split("{")[0].split(" ")[0] for line in CrossCheck(None).prometheus_lines()  # type: ignore[arg-type]
+              if not line.startswith("#")}
     return names | {"up"}        # Prometheus's own series of every scrape target
 
 

@@ -438,6 +438,63 @@ def test_serve_process_sigterm_is_graceful(tmp_path: Path, codes: dict[str, list
     assert [r["id"] for r in iter_records(audit_dir)] == ids
 
 
+def test_a_closed_connection_is_freed_without_a_garbage_collection(db: Path) -> None:
+    """A connection's parser holds its protocol's callbacks (a cycle): once closed, the connection drops it, so
+    that its objects go by reference counting and not at the next full collection (with 10,000 open connections a
+    full collection walks ~180k objects, and the closed ones would wait for it with their buffers)."""
+    import gc
+    import socket
+
+    from lmcz_fast.service.http import _Connection
+
+    with ServerThread(db) as srv:
+        def alive() -> int:      # this server's connections still in memory (other tests' are not counted)
+            return sum(1 for o in gc.get_objects() if isinstance(o, _Connection) and o.server is srv.server)
+
+        gc.collect()
+        gc.disable()
+        try:
+            before = alive()
+            clients = [socket.create_connection(("127.0.0.1", srv.port), timeout=5) for _ in range(20)]
+            for sock in clients:
+                sock.sendall(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+            assert alive() >= before + 20      # the control: the open connections are there to be counted
+            for sock in clients:
+                sock.close()
+            deadline = time.monotonic() + 10
+            while srv.server.connections and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert not srv.server.connections
+            deadline = time.monotonic() + 5
+            while alive() > before and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert alive() == before
+        finally:
+            gc.enable()
+
+
+def test_every_idle_connection_is_closed_though_the_sweep_takes_them_in_slices(db: Path) -> None:
+    """The timeout sweep checks a tenth of the connections every 0.1 s (`SWEEP_SLICES`): each of many idle
+    connections is still closed about a second after its timeout, whichever slice it falls in."""
+    import socket
+
+    from lmcz_fast.service.http import SWEEP_SLICES
+
+    count = SWEEP_SLICES * 3 + 7                # slices of 4, the last one short
+    with ServerThread(db, keepalive_timeout=1.0) as srv:
+        started = time.monotonic()
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(count)]
+        try:
+            for sock in idle:
+                assert sock.recv(1) == b""
+            assert time.monotonic() - started < 6.0       # 1 s timeout + a 1 s round of slices, on a loaded VM
+        finally:
+            for sock in idle:
+                sock.close()
+        assert srv.client().request("GET", "/api/v1/status")[0] == 200
+
+
 def test_slow_requests_and_idle_connections_are_closed(db: Path) -> None:
     import select
     import socket

@@ -412,7 +412,9 @@ def test_a_big_request_does_not_hold_a_small_one(db: Path, codes: dict[str, list
                                  stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=False)
         started = time.monotonic()
-        bulk.sendall(data)
+        # Sent from a thread: the server answers while the rest arrives, and its answers (~50 MB) must be read as
+        # they come, or both sides' buffers fill and neither moves (a faster server got there first; issue 24).
+        threading.Thread(target=bulk.sendall, args=(data,), daemon=True).start()
         out, _ = small.communicate(_big_check(codes["scans"][:1]), timeout=60)
         buffer = bytearray()
         answers = [_read_response(bulk, buffer) for _ in range(count)]

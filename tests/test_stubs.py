@@ -8,7 +8,7 @@ import sys
 
 import lmcz_fast
 
-COMPILED = ("lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk")
+COMPILED = ("lmcz_fast._codes", "lmcz_fast._probe", "lmcz_fast._bulk", "lmcz_fast._answer")
 
 
 def test_stubs_ship_with_the_package():

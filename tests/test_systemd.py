@@ -250,3 +250,25 @@ def test_the_daily_sold_export_timer_verifies_and_its_command_keeps_n_exports(tm
     assert len(names) == 3 and "sold-2026-01-01.jsonl" not in names and not any(n.endswith(".part") for n in names)
     newest = exports / names[-1]
     assert '"count": 1' in newest.read_text().splitlines()[0]
+
+
+@needs_analyze
+def test_the_serve_unit_learns_the_front(tmp_path):
+    """`lmcz-fast systemd --front URL ...` (docs/front.md): the serve unit runs `serve --front` with the official
+    module's login file and deadline; the command parses and the units verify; credentials in the URL are refused."""
+    files = render(options(front="http://127.0.0.1:5996", front_credentials_file="/etc/lmcz-fast/lm-admin",
+                           front_deadline=250, password_file="/etc/lmcz-fast/password"))
+    words = shlex.split(directives(files["lmcz-fast-serve.service"])["ExecStart"][0])
+    at = words.index("--front")
+    assert words[at:at + 6] == ["--front", "http://127.0.0.1:5996", "--front-credentials-file",
+                                "/etc/lmcz-fast/lm-admin", "--front-deadline", "250"]
+    result = CliRunner().invoke(main, [*words[1:], "--help"])
+    assert result.exit_code == 0, result.output
+    written = install(files, tmp_path / "units", tmp_path / "sysusers", tmp_path / "tmpfiles")
+    units = [p for p in written if p.suffix == ".service"]
+    result = verify(units)
+    assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
+    with pytest.raises(ValueError, match="credentials"):
+        render(options(front="http://admin:admin@127.0.0.1:5996"))
+    printed = CliRunner().invoke(main, ["systemd", "--bin", LMCZ, "--force", "--front", "http://127.0.0.1:5996"])
+    assert printed.exit_code == 0 and "--front http://127.0.0.1:5996" in printed.stdout

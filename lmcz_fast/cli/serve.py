@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import logging
 import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 import click
 
@@ -27,6 +28,8 @@ from ..service.config import AuditOptions, Token, read_token_file
 from ..service.organisations import Organisation, read_organisations
 from ..store import Blocklist, StoreError
 from .common import EXIT_STORE, EXIT_USAGE, setup_logging
+from .front import front_config, front_options
+from .front_watch import front_watch_options, watch_options
 
 
 
@@ -148,12 +151,14 @@ def _read_password(path: str | None) -> str:
                    "server's local zone].")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]))
+@front_options
+@front_watch_options
 def serve(db: str, host: str, port: int, user: str, password_file: str | None, token_file: str | None,
           organisations_file: str | None, status_auth: bool, no_auth: bool,
           audit_dir: str | None, no_audit: bool, retention_days: int, audit_flush: float, max_codes: int,
           max_body: int, keepalive_timeout: float, name: str, inn: str, sold_days: float | None,
           sold_max_batch: int, page_user: str, page_password_file: str | None, timezone: str | None,
-          log_level: str) -> None:
+          log_level: str, **front: Any) -> None:
     """Serve the database DB over HTTP as a drop-in for the official Local Module.
 
     Runs in the foreground with logs on stderr; SIGTERM or SIGINT drains connections and flushes the audit
@@ -175,10 +180,13 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
       lmcz-fast serve store.db --port 5995 --user till --password-file /etc/lmcz-fast/password
       lmcz-fast serve store.db --password-file /etc/lmcz-fast/password --token-file /etc/lmcz-fast/tokens
       lmcz-fast serve store.db --audit-dir /var/log/lmcz-fast/audit --retention-days 120
+      lmcz-fast serve store.db --front http://127.0.0.1:5996 --front-credentials-file /etc/lmcz-fast/lm-admin
       lmcz-fast serve store.db --organisations organisations.toml
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
+    watching = watch_options(front)
+    fronting = front_config(db, **front)
     if timezone is not None:
         _set_timezone(timezone)
     setup_logging(log_level, names=("lmcz_fast",))
@@ -207,6 +215,7 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
                            sold_max_batch=sold_max_batch,
                            sold_expire_days=sold_days, tokens=_read_tokens(token_file), status_auth=status_auth,
                            organisations=organisations, organisations_file=organisations_file)
+    config = dataclasses.replace(config, front=fronting, front_watch=watching if fronting is not None else None)
     if no_auth:
         logging.getLogger("lmcz_fast.service").warning("authentication is OFF (--no-auth)")
     if no_audit:

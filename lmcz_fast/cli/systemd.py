@@ -46,6 +46,13 @@ def _this_program() -> str | None:
               help="The replication source's user:password file.")
 @click.option("--proxy", default=None, metavar="URL", help="The sync unit's HTTP proxy (see `lmcz-fast sync --help`).")
 @click.option("--proxy-auth-file", default=None, metavar="FILE", help="Its user:password file.")
+@click.option("--front", default=None, metavar="URL",
+              help="serve runs in front of the official module moved to URL (docs/front.md; see `lmcz-fast serve "
+                   "--help`).")
+@click.option("--front-credentials-file", default=None, metavar="FILE",
+              help="The official module's user:password (or token) file, for --front.")
+@click.option("--front-deadline", default=None, type=click.FloatRange(1, 60000), metavar="MS",
+              help="serve's --front-deadline [default: serve's].")
 @click.option("--bin", "binary", default=None, metavar="PATH",
               help="The lmcz-fast program the units start [default: this one].")
 @click.option("--prefix", default="lmcz-fast", show_default=True, help="Unit name prefix: PREFIX-serve.service ...")
@@ -61,7 +68,9 @@ def _this_program() -> str | None:
 @click.option("--tmpfiles-dir", default="/etc/tmpfiles.d", show_default=True)
 def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: str, port: int,
             password_file: str | None, feed_url: str | None, public_key: str, every: str, nice: int,
-            replicate_source: str | None, source_credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None, binary: str | None, prefix: str, unit_dir: str | None,
+            replicate_source: str | None, source_credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None,
+            front: str | None, front_credentials_file: str | None, front_deadline: float | None,
+            binary: str | None, prefix: str, unit_dir: str | None,
             sold_keep: int, force: bool, sysusers_dir: str, tmpfiles_dir: str,
             organisations_file: str | None = None) -> None:
     """Print (or --install) systemd units that run `serve` and `sync` (or `replicate`) as a hardened service.
@@ -83,6 +92,7 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
       /opt/lmcz-fast/bin/lmcz-fast systemd --feed https://feed.example/ --install
       /opt/lmcz-fast/bin/lmcz-fast systemd --organisations /etc/lmcz-fast/organisations.toml
       /opt/lmcz-fast/bin/lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --source-credentials-file /etc/lmcz-fast/couch.cred
+      /opt/lmcz-fast/bin/lmcz-fast systemd --front http://127.0.0.1:5996 --front-credentials-file /etc/lmcz-fast/lm-admin
       systemd-sysusers && systemd-tmpfiles --create
       systemctl daemon-reload && systemctl enable --now lmcz-fast-sync.service lmcz-fast-serve.service lmcz-fast-sold-export.timer
     """
@@ -93,7 +103,8 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
                           host=host, port=port, password_file=password_file, feed_url=feed_url,
                           public_key=public_key, every=every, nice=nice, proxy=proxy,
                           proxy_auth_file=proxy_auth_file, prefix=prefix, replicate_source=replicate_source,
-                          source_credentials_file=source_credentials_file, sold_keep=sold_keep,
+                          source_credentials_file=source_credentials_file, sold_keep=sold_keep, front=front,
+                          front_credentials_file=front_credentials_file, front_deadline=front_deadline,
                           organisations_file=organisations_file)
     try:
         files = render(options)

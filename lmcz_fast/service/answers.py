@@ -17,6 +17,7 @@ from ..receipt import tag_1265
 from ..store import PRODUCT_GROUPS as STORE_GROUPS
 from ..store import REPLICATION_META_SOURCE as META_SOURCE
 from ..store import Verdict, reference_time
+from .responses import encode_json
 
 if TYPE_CHECKING:
     from .config import ServiceConfig
@@ -92,6 +93,55 @@ def envelope(req_id: str, req_ms: int, inst: str, version: str, codes: list[dict
         "dbAge": None if verdict.db_age is None else round(verdict.db_age, 3),
         "dbFreshness": freshness,
     }
+
+
+# -- the reference encoder --------------------------------------------------------------------------------------
+# The check answers are written by the compiled encoder (lmcz_fast/_answer.pyx, `Answers`) in one pass. The dicts
+# above, and the two functions below, are how they were built before, field by field: kept as the reference the
+# tests compare the compiled answers with, byte for byte (tests/test_answer_encoder.py).
+
+AuditCodes = list[tuple[str, "bool | None"]]
+
+
+def reference_v1(answers: list[Verdict | Unreadable], req_id: str, req_ms: int, inst: str, version: str,
+                 grey_list: bool, freshness: str) -> tuple[bytes, AuditCodes]:
+    """Protocol 1's check answer and its audit record's codes, as the service built them with `json`."""
+    first = next(v for v in answers if not isinstance(v, Unreadable))
+    codes = [unreadable_json(v, None) if isinstance(v, Unreadable) else code_json(v, None, grey_list)
+             for v in answers]
+    payload = envelope(req_id, req_ms, inst, version, codes, first, freshness)
+    unread = sum(isinstance(v, Unreadable) for v in answers)
+    if unread:
+        payload["description"] = (f"ok; {unread} of {len(answers)} codes could not be read (their entries: "
+                                  f"errorCode {ERROR_UNREADABLE}, isBlocked true)")
+        payload["unreadable"] = unread
+    audit: AuditCodes = [(v.raw[:64], None) if isinstance(v, Unreadable) else (v.cis, v.blocked) for v in answers]
+    return encode_json(payload).encode(), audit
+
+
+def reference_v2(answers: list[Verdict | Unreadable], pgs: list[int | None], req_ids: list[str], req_ms: int,
+                 uuids: Any, grey_list: bool, freshness: str) -> tuple[bytes, list[tuple[str, str, AuditCodes]]]:
+    """Protocol 2's check answer (one envelope per code, `req_ids[i]` its `reqId`) and its audit records
+    (`(reqId, outcome, codes)` each), as the service built them with `json`; `uuids(instance_id, db_version)`
+    gives `(inst, version)`."""
+    known = next(v for v in answers if not isinstance(v, Unreadable))
+    results = []
+    records = []
+    for verdict, pg, rid in zip(answers, pgs, req_ids):
+        if isinstance(verdict, Unreadable):
+            inst, version = uuids(known.instance_id, known.db_version)
+            entry = envelope(rid, req_ms, inst, version, [unreadable_json(verdict, pg)], known, freshness)
+            entry.update(code=ERROR_UNREADABLE, description=verdict.message, error="invalid_code",
+                         errorCode=ERROR_UNREADABLE, reason=verdict.reason)
+            results.append(entry)
+            refused: AuditCodes = [(verdict.raw[:64], None)]
+            records.append((rid, "invalid_code", refused))
+            continue
+        inst, version = uuids(verdict.instance_id, verdict.db_version)
+        results.append(envelope(rid, req_ms, inst, version, [code_json(verdict, pg, grey_list)], verdict,
+                                freshness))
+        records.append((rid, "ok", [(verdict.cis, verdict.blocked)]))
+    return encode_json({"results": results}).encode(), records
 
 
 #: The official module's database of each kind of replicated data (its `dbState` keys).

@@ -28,6 +28,7 @@ from .auth import Credentials
 from .checks import CHECK_SLICE, Checks, query_values
 from .config import DEFAULT_PASSWORD, ServiceConfig, Token, software_version
 from .durable import DurableWriter
+from .fronting import FRONTED, Fronting
 from .metrics import Metrics
 from .organisations import Caller, Member, Organisation, Organisations
 from .page import Activity, PageData, TillSeen, render
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     import asyncio
 
     from ..audit import AuditLog
+    from ..front import Front
+    from ..front.watch import FrontWatch
     from ..store import Blocklist, GroupCommitter, Status
 
 log = logging.getLogger("lmcz_fast.service")
@@ -112,6 +115,28 @@ class LocalModule:
         self.metrics.families.append(self.activity.prometheus_lines)
         if self.organisations is not None:
             self.metrics.families.append(self.organisations.prometheus_lines)
+        #: In front of the official module (`serve --front`, fronting.py), or None: the service alone.
+        self.fronting: Fronting | None = None
+        #: In front of the official module: its cross-check, outbox and watchdog (`attach_front_watch`).
+        self.front_watch: FrontWatch | None = None
+
+    def attach_front(self, front: Front) -> Fronting:
+        """Put this module in front of the official one (`serve --front`): checks, init, sell and return go
+        through `front` from now on (service/fronting.py says what a till gets)."""
+        self.fronting = Fronting(self.shared, front)
+        return self.fronting
+
+    def attach_front_watch(self, watch: FrontWatch) -> None:
+        """Show the front's cross-check, outbox and watchdog on status (`front`), the page and /metrics, and send
+        every sale and return to its outbox in the sale's own transaction (lmcz_fast/front/watch.py); the
+        forwarder's own figures join the `front` object."""
+        self.front_watch = watch
+        self.sold.outbox = outbox = watch.outbox
+        self.metrics.families.append(watch.prometheus_lines)
+        if self.fronting is not None:
+            watch.sources.insert(0, self.fronting.front.stats)
+            if outbox is not None:      # the sale is in the outbox already: the forwarder only wakes it
+                self.fronting.sold_sink = lambda kind, body, client_id: outbox.wake()
 
     @property
     def config(self) -> ServiceConfig:
@@ -228,7 +253,11 @@ class LocalModule:
                 raise error(405, "method_not_allowed", f"use {' or '.join(m.decode() for m in methods)}",
                              allow=b", ".join(methods).decode())
             shared.endpoint, shared.started = endpoint, started
-            response = handler(method, query, body, client_id, content_type)
+            if self.fronting is not None and endpoint in FRONTED:
+                response = self.fronting.handle(endpoint, handler, method, path, query, body, client_id,
+                                                content_type)
+            else:
+                response = handler(method, query, body, client_id, content_type)
             if isinstance(response, Steps):
                 return Steps(self._observed(response, endpoint, started))
             if endpoint in ("status", "init", "sell", "return"):
@@ -352,6 +381,8 @@ class LocalModule:
             version_id=self.version_uuid_for(instance_id, status.version, caller) if status.version else "")
         payload = status_json(status, info, identity, facts)
         payload["roundRequest"] = self._round_request(info, status)
+        if self.front_watch is not None:
+            payload["front"] = self.front_watch.status()
         # What an operator must fix (the status page says it too): only to a client that authenticated, since
         # status answers anyone and a warning such as "the default password is in use" is a key to the door.
         if self.shared.auth_label is not None or not self.config.auth:
@@ -402,7 +433,7 @@ class LocalModule:
             self.shared.status.initialized_at = self.clock()
         else:
             member.initialized_at = self.clock()
-        if first:
+        if first and self.fronting is None:
             log.info("init received%s (token not stored; the database comes from `lmcz-fast sync`)",
                      "" if member is None else f" for inn {member.organisation.inn}")
         status, lm = self.current_status(force=True)
@@ -502,6 +533,7 @@ class LocalModule:
             last_error=self.blocklist.get_meta("sync_last_error"),
             last_error_at=self.blocklist.get_meta("sync_last_error_at"),
             organisations=self.organisations.rows() if self.organisations is not None else [],
+            front=self.front_watch.status() if self.front_watch is not None else None,
         )
         return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
 
@@ -541,4 +573,8 @@ class LocalModule:
         if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
             out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
                     for text in shrink_guard.warnings(self.blocklist)]
+        if self.fronting is not None:
+            out += self.fronting.warnings()
+        if self.front_watch is not None:
+            out += self.front_watch.warnings()
         return out

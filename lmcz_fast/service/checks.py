@@ -8,24 +8,35 @@ Scans whose end cut a tail AI short after a GS are read for their identity (`tai
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 from urllib.parse import unquote
 
+from .._answer import Answers, Envelope, request_id, too_long
 from .._codes import CodeError
+from ..audit import line_ends
 from ..store import NoListError
-from .answers import ERROR_UNREADABLE, Unreadable, code_json, envelope, unreadable_json
+from .answers import ERROR_UNREADABLE, Unreadable
 from .config import DEFAULT_MAX_CODE_LENGTH, ERROR_NOT_READY
-from .responses import HttpError, Response, Steps, encode_json, error
+from .responses import HttpError, Response, Steps, error
 
 if TYPE_CHECKING:
-    from ..store import Snapshot, Status, Verdict
+    from .._probe import CheckBatch
+    from .organisations import Caller
+    from ..store import Snapshot, Status
     from .shared import Shared
 
+#: Who asked, as the audit log records it (`Shared.audit_who`): a token's label, an organisation's `Caller`, or None.
+Who: TypeAlias = "str | Caller | None"
 #: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
 CHECK_SLICE = 64
-_ENCODE = encode_json
+
+
+def new_request_id() -> str:
+    """A request's `reqId`: what `str(uuid.uuid4())` is (a UUID version 4 of 16 bytes of `os.urandom`), made in
+    compiled code."""
+    return request_id(os.urandom(16))  # type: ignore[no-any-return]
 
 
 def query_values(query: bytes | None, name: bytes) -> list[str]:
@@ -43,12 +54,66 @@ def query_values(query: bytes | None, name: bytes) -> list[str]:
     return values
 
 
+class Checked:
+    """The compiled verdicts of a request's scans: `_probe.CheckBatch`es in order, all from one database version
+    (`db_version`), and the `Unreadable` of each scan they flag as unreadable, by its index in the request."""
+
+    __slots__ = ("batches", "unreadable", "db_version")
+
+    def __init__(self) -> None:
+        self.batches: list[CheckBatch] = []
+        self.unreadable: dict[int, Unreadable] = {}
+        self.db_version = 0
+
+
+class _Refusal:
+    """An unreadable scan's `Unreadable` and the error that says why (for the status page's refusals)."""
+
+    __slots__ = ("unreadable", "error", "raw")
+
+    def __init__(self, unreadable: Unreadable, error: Exception, raw: str) -> None:
+        self.unreadable = unreadable
+        self.error = error
+        self.raw = raw
+
+
+def _unreadable(view: Snapshot, raw: Any, index: int, pg: int | None, fallback: Exception) -> _Refusal:
+    """The `Unreadable` of scan `index` of a request, which the compiled check refused: the error `check` gives
+    for it alone (not a string, longer than DEFAULT_MAX_CODE_LENGTH, or the parser's reason), as the entry
+    says it (`fallback`, the batch's own, if the scan alone reads after all)."""
+    max_len = DEFAULT_MAX_CODE_LENGTH
+    exc: Exception = fallback
+    if not isinstance(raw, str):
+        exc = CodeError(f"item {index} is {type(raw).__name__}, not a string")
+    elif len(raw) > max_len:
+        exc = CodeError(f"longer than {max_len} characters")
+    else:
+        try:
+            view.check(raw, pg, tail_cut=True)
+        except CodeError as refused:
+            exc = refused
+    text = raw[:max_len] if isinstance(raw, str) else str(raw)[:64]
+    item = Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
+                      f"cis_list[{index}] is not a marking code: {exc}")
+    return _Refusal(item, exc, text)
+
+
 class Checks:
     """The check path (items, readiness, verdicts) both protocols share, and protocol 1's check answer: a part of
     `LocalModule`, reading what it needs from the module's `Shared`."""
 
     def __init__(self, shared: Shared) -> None:
         self._shared = shared
+        #: The compiled encoder of both protocols' check answers (and their audit lines), one pass per request.
+        self.answers = Answers(Unreadable, ERROR_UNREADABLE)
+        self._ends: tuple[str | None, Who, tuple[str, str]] = (None, None, line_ends(None, None))
+
+    def _line_ends(self, client: str | None, who: Who) -> tuple[str, str]:
+        """`audit.line_ends(client, who)`, remembered for the next request (a till sends the same client id)."""
+        ends = self._ends
+        if ends[0] != client or ends[1] != who:
+            ends = self._ends = (client, who, line_ends(client, who))
+        return ends[2]
 
     def items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
@@ -70,7 +135,7 @@ class Checks:
         return raws
 
     def ready_for(self, req_id: str, req_ms: int, client: str | None, raws: list[Any],
-                  who: str | None = None) -> Status:
+                  who: Who = None) -> Status:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         shared = self._shared
         shared.activity.request(client, shared.peer, len(raws))
@@ -92,125 +157,133 @@ class Checks:
         checks every code of the request (across the slices of a big one) and names the version sent."""
         return self._shared.blocklist.snapshot()
 
-    def verdict_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                      status: Status, pgs: list[int | None] | None = None, who: str | None = None,
-                      ) -> Generator[None, None, tuple[list[Verdict | Unreadable], int]]:
-        """One `Verdict` per scan, all from one database version, pausing every CHECK_SLICE codes, and the version.
+    def check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                    status: Status, pgs: list[int | None] | None = None, who: Who = None,
+                    ) -> Generator[None, None, Checked]:
+        """The compiled verdicts of the scans (`Checked`: `_probe.CheckBatch`es of CHECK_SLICE codes, all from one
+        database version, pausing between two), with an `Unreadable` for each scan that is not a marking code.
 
-        A scan that is not a marking code (or not a string) is an `Unreadable` in its place: the request's other
-        codes are still answered (docs/service.md, "One unreadable code"). A request of which no code at all can
-        be read is refused whole (400 `invalid_code`, audited). A scan whose end cut a tail AI short after its GS
-        is answered for its identity (`tail_cut`, docs/codes.md). `pgs`: the product group each till sent, or None
-        (a group's minimum price applies to its codes)."""
-        max_len = DEFAULT_MAX_CODE_LENGTH
-        activity = self._shared.activity
-        audit = self._shared.audit
-        answers: list[Verdict | Unreadable] = []
-        unreadable = 0
+        A scan that is not a marking code (or not a string, or longer than DEFAULT_MAX_CODE_LENGTH) is answered
+        in its own entry: the request's other codes are still answered (docs/service.md, "One unreadable code").
+        A request of which no code at all can be read is refused whole (400 `invalid_code`, audited). A scan
+        whose end cut a tail AI short after its GS is answered for its identity (`tail_cut`, docs/codes.md).
+        `pgs`: the product group each till sent, or None (a group's minimum price applies to its codes). No
+        Python object is made for a free code: the answer is written from the batches' arrays."""
+        checked = Checked()
         # One request, one version: every code is answered from one snapshot, which names the version sent. A
         # request dropped between two slices (its client hung up) closes it on the way out.
         with self._pin_version() as view:
-            check = view.check
-            db_version = view.db_version
-            for index, raw in enumerate(raws):
-                if index and not index % CHECK_SLICE:
+            checked.db_version = view.db_version
+            for start in range(0, len(raws), CHECK_SLICE):
+                if start:
                     yield
-                try:
-                    if not isinstance(raw, str):
-                        raise CodeError(f"item {index} is {type(raw).__name__}, not a string")
-                    if len(raw) > max_len:
-                        raise CodeError(f"longer than {max_len} characters")
-                    answers.append(check(raw, pgs[index] if pgs is not None else None, tail_cut=True))
-                except CodeError as exc:
-                    text = raw[:max_len] if isinstance(raw, str) else str(raw)[:64]
-                    activity.refused(text[:64], f"invalid_code: {exc}")
-                    answers.append(Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
-                                              f"cis_list[{index}] is not a marking code: {exc}"))
-                    unreadable += 1
-                except NoListError:
-                    raise error(400, "not_configured", "the local module is not configured: no list loaded",
-                                errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
-        if unreadable == len(answers):
-            first = answers[0]
-            assert isinstance(first, Unreadable)
-            if audit is not None:
-                audit.record(req_id, req_ms, client, db_version, "invalid_code",
-                                  [(str(r)[:64], None) for r in raws], who)
-            raise error(400, "invalid_code", first.message if len(answers) == 1 else
+                self._check_slice(view, checked, raws, start, pgs, req_id)
+        return self._checked(checked, raws, req_id, req_ms, client, who)
+
+    def check_all(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                  status: Status, pgs: list[int | None] | None = None, who: Who = None) -> Checked:
+        """`check_steps` worked at once, without a pause (a request of one slice; protocol 2's envelopes are all
+        written in one pass)."""
+        checked = Checked()
+        with self._pin_version() as view:
+            checked.db_version = view.db_version
+            for start in range(0, len(raws), CHECK_SLICE):
+                self._check_slice(view, checked, raws, start, pgs, req_id)
+        return self._checked(checked, raws, req_id, req_ms, client, who)
+
+    def _check_slice(self, view: Snapshot, checked: Checked, raws: list[Any], start: int,
+                     pgs: list[int | None] | None, req_id: str) -> None:
+        """The compiled verdicts of `raws[start:start + CHECK_SLICE]` into `checked` (one `CheckBatch`)."""
+        chunk = raws[start:start + CHECK_SLICE]
+        groups = None if pgs is None else pgs[start:start + CHECK_SLICE]
+        long = too_long(chunk, DEFAULT_MAX_CODE_LENGTH)
+        if long:
+            chunk = [None if index in long else raw for index, raw in enumerate(chunk)]
+        try:
+            batch = view.check_batch(chunk, groups, tail_cut=True)
+        except NoListError:
+            raise error(400, "not_configured", "the local module is not configured: no list loaded",
+                        errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
+        errors = batch.errors
+        if errors:
+            activity = self._shared.activity
+            for index in errors:
+                item = _unreadable(view, raws[start + index], start + index,
+                                   None if groups is None else groups[index], errors[index])
+                activity.refused(item.raw[:64], f"invalid_code: {item.error}")
+                checked.unreadable[start + index] = item.unreadable
+        checked.batches.append(batch)
+
+    def _checked(self, checked: Checked, raws: list[Any], req_id: str, req_ms: int, client: str | None,
+                 who: Who) -> Checked:
+        """A request's verdicts, all taken: refused whole when none of its codes can be read (audited); the
+        unreadable counted, the blocked and sold ones on the status page's refusals."""
+        if len(checked.unreadable) == len(raws):
+            first = checked.unreadable[0]
+            if self._shared.audit is not None:
+                self._shared.audit.record(req_id, req_ms, client, checked.db_version, "invalid_code",
+                                          [(str(r)[:64], None) for r in raws], who)
+            raise error(400, "invalid_code", first.message if len(raws) == 1 else
                         f"no code of the request can be read; {first.message}",
                         index=first.index, reason=first.reason, reqId=req_id)
-        if unreadable:
-            self._shared.metrics.codes_unreadable += unreadable
-        refused = unreadable
-        for v in answers:
-            if isinstance(v, Unreadable):
-                continue
-            block = v.block
-            if block is not None:
-                activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
-                                                                 if x))
-                refused += 1
-            elif v.sold:
-                activity.refused(v.cis, "sold")
-                refused += 1
+        if checked.unreadable:
+            self._shared.metrics.codes_unreadable += len(checked.unreadable)
+        activity = self._shared.activity
+        refused = len(checked.unreadable)
+        for batch in checked.batches:
+            for v in batch.verdicts.values():       # the exact path's: every blocked or sold code, in order
+                block = v.block
+                if block is not None:
+                    activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
+                                                                     if x))
+                    refused += 1
+                elif v.sold:
+                    activity.refused(v.cis, "sold")
+                    refused += 1
         if refused and who is not None:
             self._shared.organisation_saw(who, client, 0, refused)
-        return answers, db_version
-
-    def verdicts(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                 status: Status, pgs: list[int | None] | None = None,
-                 who: str | None = None) -> tuple[list[Verdict | Unreadable], int]:
-        """`verdict_steps` worked at once (protocol 2's envelopes are built per code from the whole list)."""
-        steps = self.verdict_steps(raws, req_id, req_ms, client, status, pgs, who)
-        while True:
-            try:
-                next(steps)
-            except StopIteration as done:
-                return done.value  # type: ignore[no-any-return]
+        return checked
 
     def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response | Steps:
         raws = self.items(method, query, body, content_type)
         now = self._shared.clock()
         req_ms = int(now * 1000)
-        req_id = str(uuid.uuid4())
+        req_id = new_request_id()
         client = client_id.decode("utf-8", "replace") if client_id else None
         who = self._shared.audit_who()
         status = self.ready_for(req_id, req_ms, client, raws, who)
-        steps = self._check_steps(raws, req_id, req_ms, client, status, who)
-        if len(raws) <= CHECK_SLICE:
-            return Steps(steps).run()
-        return Steps(steps)
+        if len(raws) <= CHECK_SLICE:        # one slice: answered at once, without the slices' generator
+            checked = self.check_all(raws, req_id, req_ms, client, status, None, who)
+            return Response(200, self._encode_v1(checked, req_id, req_ms, status, client, who))
+        return Steps(self._check_steps(raws, req_id, req_ms, client, status, who))
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
-                     status: Status, who: str | None = None) -> Generator[None, None, Response]:
-        answers, db_version = yield from self.verdict_steps(raws, req_id, req_ms, client, status, None, who)
-        first = next(v for v in answers if not isinstance(v, Unreadable))
-        inst = self._shared.instance_uuid(first.instance_id, who)
-        version = self._shared.version_uuid(first.instance_id, first.db_version, who)
-        grey = self._shared.status.grey_list          # read with the status `ready_for` just refreshed
-        codes = []
-        blocked = 0
-        checked = 0
-        for index, v in enumerate(answers):
-            if index and not index % CHECK_SLICE:
-                yield
-            if isinstance(v, Unreadable):
-                codes.append(unreadable_json(v, None))
-                continue
-            codes.append(code_json(v, None, grey))
-            blocked += v.blocked
-            checked += 1
-        self._shared.metrics.codes_checked += checked
+                     status: Status, who: Who = None) -> Generator[None, None, Response]:
+        checked = yield from self.check_steps(raws, req_id, req_ms, client, status, None, who)
+        return Response(200, self._encode_v1(checked, req_id, req_ms, status, client, who))
+
+    def _encode_v1(self, checked: Checked, req_id: str, req_ms: int, status: Status, client: str | None,
+                   who: Who) -> bytes:
+        """Protocol 1's answer body, in one compiled pass (lmcz_fast/_answer.pyx) that also writes the request's
+        audit line and counts the codes checked and blocked."""
+        body, line, checked_codes, blocked = self.answers.v1_batches(
+            checked.batches, checked.unreadable, self.envelope(req_id, req_ms, checked, status, client, who))
+        self._shared.metrics.codes_checked += checked_codes
         self._shared.metrics.codes_blocked += blocked
-        unread = len(answers) - checked
-        if self._shared.audit is not None:
-            self._shared.audit.record(req_id, req_ms, client, first.db_version, "partial" if unread else "ok",
-                              [(v.raw[:64], None) if isinstance(v, Unreadable) else (v.cis, v.blocked)
-                               for v in answers], who)
-        payload = envelope(req_id, req_ms, inst, version, codes, first, status.state)
-        if unread:
-            payload["description"] = (f"ok; {unread} of {len(answers)} codes could not be read (their entries: "
-                                      f"errorCode {ERROR_UNREADABLE}, isBlocked true)")
-            payload["unreadable"] = unread
-        return Response(200, _ENCODE(payload).encode())
+        if line is not None:
+            self._shared.audit.record_lines(req_ms, line, 1)  # type: ignore[union-attr]
+        return body  # type: ignore[no-any-return]
+
+    def envelope(self, req_id: str, req_ms: int, checked: Checked, status: Status, client: str | None,
+                 who: Who) -> Envelope:
+        """What a check answer says around its codes (the compiled encoder's `Envelope`): the UUIDs of the
+        instance and the version that checked them, the grey-list switch as read with the status `ready_for` just
+        refreshed, and what the audit lines name (no audit log: none written)."""
+        shared = self._shared
+        batch = checked.batches[0]
+        inst = shared.instance_uuid(batch.instance_id, who)
+        version = shared.version_uuid(batch.instance_id, batch.db_version, who)
+        audit_client, audit_tail = self._line_ends(client, who) if shared.audit is not None else (None, "")
+        return Envelope(req_id, req_ms, inst, version, status.state, shared.status.grey_list, audit_client,
+                        audit_tail)

@@ -6,6 +6,9 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from ..front import FrontConfig
+from ..front.watch import WatchOptions
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5995
 DEFAULT_USER = "admin"
@@ -60,11 +63,15 @@ class ServiceConfig:
     tokens: tuple[Token, ...] = ()
     #: `GET /api/v{1,2}/status` also requires credentials (the official module's does not; `serve --status-auth`).
     status_auth: bool = False
+    #: In front of the official module at this URL (`serve --front`, docs/front.md), or None: the service alone.
+    front: FrontConfig | None = None
     #: Several organisations served by one module (`serve --organisations FILE`, service/organisations.py): their
     #: credentials replace `user`/`password`/`tokens`. Empty: one organisation, as the official module.
     organisations: tuple[Any, ...] = ()     # of organisations.Organisation (which imports this module)
     #: The file they were read from (SIGHUP reads it again), or None.
     organisations_file: str | None = None
+    #: What the front watches beside forwarding (cross-check, outbox, watchdog; lmcz_fast/front/watch.py), or None.
+    front_watch: WatchOptions | None = None
 
     def __repr__(self) -> str:
         return (f"ServiceConfig(host={self.host!r}, port={self.port}, user={self.user!r}, password=<hidden>, "

@@ -40,6 +40,7 @@ import socket
 import time
 from collections import deque
 from email.utils import formatdate
+from typing import Any
 
 import httptools
 
@@ -59,8 +60,29 @@ BULK_BYTES = 8192
 MAX_QUEUED = 64
 #: Connections accepted per turn of the loop (a burst of new connections is spread over turns: each costs ~50 us).
 ACCEPT_BATCH = 64
+#: The timeout sweep checks every open connection once a second, in this many slices (`Server._sweep`).
+SWEEP_SLICES = 10
 
 _Request = tuple[bytes, bytes, "bytes | None", bytes, "bytes | None", "bytes | None", "bytes | None", float]
+
+
+#: What a closed connection's `parser` is (see `_Connection.connection_lost`): nothing is fed to it.
+_CLOSED_PARSER = httptools.HttpRequestParser(object())
+
+
+_HEAD_STARTS: dict[tuple[int, bytes], bytes] = {}
+
+
+def _head_start(status: int, content_type: bytes) -> bytes:
+    """A response's head up to its Content-Length value, built once per status and content type."""
+    key = (status, content_type)
+    head = _HEAD_STARTS.get(key)
+    if head is None:
+        head = (b"HTTP/1.1 %d %s\r\nServer: lmcz-fast\r\nContent-Type: %s\r\nContent-Length: "
+                % (status, reason(status), content_type))
+        if len(_HEAD_STARTS) < 256:     # a few statuses times a few content types; never grows with clients
+            _HEAD_STARTS[key] = head
+    return head
 
 
 class _Clock:
@@ -98,7 +120,7 @@ class _Connection(asyncio.Protocol):
                  "content_type", "expect", "body", "body_size", "reject", "started", "in_message",
                  "last_activity", "closing", "peer", "queue", "current", "current_keep_alive", "scheduled",
                  "fresh", "stopped", "reading_paused", "writing_paused", "peer_key", "declared", "chunked",
-                 "reserved", "queued_bytes")
+                 "reserved", "queued_bytes", "parsed")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -137,6 +159,7 @@ class _Connection(asyncio.Protocol):
         self.started = 0.0
         self.declared = -1          # Content-Length, if given
         self.chunked = False
+        self.parsed: Any = None     # the URL (httptools.parse_url), once parsed on its headers
 
     # asyncio callbacks
 
@@ -157,6 +180,10 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
+        # The parser holds this protocol's bound callbacks (a reference cycle): a closed connection that had lived
+        # long enough to reach the oldest generation would wait for a full collection, with its buffers, to be
+        # freed. Given a parser that refers to nothing, it is freed by reference counting when the transport lets go.
+        self.parser = _CLOSED_PARSER
         self.body = []          # freed before the budget is given back (and the allocator maybe trimmed)
         self._drop()
         self._unreserve()
@@ -298,6 +325,7 @@ class _Connection(asyncio.Protocol):
             parsed = httptools.parse_url(self.url)
         except httptools.HttpParserInvalidURLError:
             return True      # refused as a bad request when complete (its body is bounded by max_body)
+        self.parsed = parsed
         method = self.parser.get_method()
         if self.app.request_authorised(method, parsed.path, self.authorization):
             return True
@@ -373,7 +401,7 @@ class _Connection(asyncio.Protocol):
         if self.reject is not None:
             self._refuse(self.reject)
             return
-        parsed = httptools.parse_url(self.url)
+        parsed = self.parsed or httptools.parse_url(self.url)
         body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
         self._unreserve()
         request: _Request = (self.parser.get_method(), parsed.path, parsed.query, body, self.authorization,
@@ -508,19 +536,16 @@ class _Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or self.closing:
             return
-        head = [
-            b"HTTP/1.1 ", str(response.status).encode(), b" ", reason(response.status),
-            b"\r\nServer: lmcz-fast\r\nContent-Type: ", response.content_type,
-            b"\r\nContent-Length: ", str(len(response.body)).encode(), b"\r\n",
-            self.server.clock.date(), response.headers,
-        ]
+        body = response.body
         if not keep_alive:
-            head.append(b"Connection: close\r\n")
+            connection = b"Connection: close\r\n\r\n"
         elif self.parser.get_http_version() == "1.0":
-            head.append(b"Connection: keep-alive\r\n")
-        head.append(b"\r\n")
-        head.append(response.body)
-        transport.write(b"".join(head))
+            connection = b"Connection: keep-alive\r\n\r\n"
+        else:
+            connection = b"\r\n"
+        # One write per response, of one bytes object (a second write would be a second send on loopback).
+        transport.write(b"".join((_head_start(response.status, response.content_type), b"%d\r\n" % len(body),
+                                  self.server.clock.date(), response.headers, connection, body)))
         if not keep_alive:
             self.closing = True
             transport.close()
@@ -544,6 +569,11 @@ class _Connection(asyncio.Protocol):
             return
         self.app.metrics.observe("http", exc.error, time.perf_counter() - self.started if self.started else 0.0)
         self._write(self.app.error_response(exc), keep_alive=False)
+
+
+def _check_timeouts(connections: list[_Connection], now: float) -> None:
+    for conn in connections:
+        conn.timed_out(now)
 
 
 class Server:
@@ -649,13 +679,21 @@ class Server:
             conn.close()
 
     async def _sweep(self) -> None:
+        """Every connection's timeouts are checked once a second, a tenth of them every 0.1 s: with 10,000 open
+        connections one pass over all of them held the loop for ~3 ms (15 ms on a loaded machine) once a second,
+        which every request arriving meanwhile waited out; a tenth of it is within the noise of one request."""
+        pending: list[_Connection] = []
+        per_slice = 1
         while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for conn in list(self.connections):
-                conn.timed_out(now)
-            if self.throttle is not None:
-                self.throttle.sweep()
+            await asyncio.sleep(1.0 / SWEEP_SLICES)
+            if not pending:
+                pending = list(self.connections)
+                per_slice = -(-len(pending) // SWEEP_SLICES)
+                if self.throttle is not None:
+                    self.throttle.sweep()
+            batch = pending[-per_slice:]     # rebound every slice: no connection outlives its close in here
+            del pending[-per_slice:]
+            _check_timeouts(batch, time.monotonic())
 
     def metrics(self) -> dict[str, float]:
         """The HTTP stack's own figures, for /metrics."""

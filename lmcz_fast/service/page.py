@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .page_front import section as front_section
+
 #: Seconds between the page's own refreshes.
 REFRESH_SECONDS = 10
 #: Tills remembered (the oldest seen is forgotten first); a store has ~100.
@@ -165,6 +167,7 @@ class PageData:
     last_error_at: float | None = None
     #: One row per organisation served (`serve --organisations`; `Organisations.rows`), empty for one.
     organisations: list[dict[str, Any]] = field(default_factory=list)
+    front: Mapping[str, Any] | None = None     # status's `front` object behind `serve --front` (page_front.py)
 
 
 _TEXT = {
@@ -424,6 +427,8 @@ def render(data: PageData, lang: str = "ru") -> bytes:
         out.append(f'<section id="warnings" class="warn"><h2>{esc(t["warnings"])}</h2><ul>')
         out += [f"<li>{esc(w)}</li>" for w in data.warnings]
         out.append("</ul></section>")
+    if data.front is not None:
+        out += front_section(data.front, lang)
     age = "—" if data.age is None else _duration(data.age, t)
     out.append(f'<section id="database"><h2>{esc(t["database"])}</h2><dl>')
     out.append(f'<dt>{esc(t["version"])}</dt><dd id="db-version">{data.version}</dd>')

@@ -10,6 +10,8 @@ import signal
 import socket
 from collections.abc import Callable
 
+from ..front import Front
+from ..front.watch import FrontWatch, watch_front
 from .api import LocalModule
 from .config import DEFAULT_PASSWORD, AuditOptions, ServiceConfig, Token
 from .http import Server
@@ -57,6 +59,22 @@ def notify(state: str) -> bool:
         return False
 
 
+async def learn_inst(front: Front) -> None:
+    """Ask the official module's status for its `inst` at start, so that answers given while it does not answer
+    checks carry it from the first one on (its check answers keep it current afterwards)."""
+    import json
+
+    try:
+        answer = await front.forward(b"GET", b"/api/v1/status", None, b"", None, None, deadline=5.0)
+        payload = json.loads(answer.body) if answer.status == 200 else None
+    except Exception as exc:  # noqa: BLE001 - any failure: learnt from its first check answer instead
+        log.warning("the official module at %s does not answer its status (%s): its inst is learnt from its "
+                    "first check answer", front.config.target.url, getattr(exc, "reason", None) or exc)
+        return
+    if isinstance(payload, dict) and front.inst is None:
+        front.learn({"inst": payload.get("inst")})
+
+
 def auth_words(config: ServiceConfig) -> str:
     """Who may call the service, for the start-up line (no secret)."""
     if not config.auth:
@@ -96,7 +114,9 @@ def run(
 
     SIGHUP calls `password()` and `tokens()` (serve reads its --password-file and --token-file again) and takes
     the new credentials for the next requests without closing a connection; what cannot be read leaves the old
-    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only.
+    in force. `page_credentials` (user, password) open the status page (GET /) only, read-only. `config.front`: serve
+    in front of the official module (`serve --front`, service/fronting.py), with the cross-check, outbox and
+    watchdog `config.front_watch` asks for (lmcz_fast/front/watch.py).
     Under systemd (`Type=notify`) readiness, reloads and the shutdown are reported with sd_notify.
     """
     from ..audit import AuditLog
@@ -116,6 +136,7 @@ def run(
     if page_credentials is not None:
         app.set_page_credentials(*page_credentials)
     server = Server(app)
+    watches: list[FrontWatch] = []
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -144,7 +165,21 @@ def run(
             notify("READY=1")
 
         loop.add_signal_handler(signal.SIGHUP, reload)
+        front = config.front
+        if front is not None:
+            forwarder = Front(front)
+            forwarder.start(loop)
+            app.attach_front(forwarder)
+            log.info("in front of the official module at %s (deadline %g ms, %s credentials%s)", front.target.url,
+                     front.deadline * 1000, front.credentials.kind,
+                     "" if forwarder.inst is None else f"; its last-known inst {forwarder.inst}")
+            loop.create_task(learn_inst(forwarder))
+            if config.front_watch is not None:
+                watches.append(watch_front(blocklist, forwarder, config.front_watch))
+                app.attach_front_watch(watches[0])
         await server.start()
+        for watch in watches:
+            watch.start(loop)
         status, lm = app.current_status()
         settle_garbage_collector()
         log.info("serving %s on http://%s:%d (status %s, version %d, %d codes, %d gtins; auth %s; audit %s)",
@@ -161,10 +196,14 @@ def run(
         notify("STOPPING=1")
         log.info("shutting down: draining %d connections", len(server.connections))
         await server.close()
+        if app.fronting is not None:
+            await app.fronting.close()
 
     try:
         asyncio.run(main())
     finally:
+        for watch in watches:
+            watch.stop()
         app.stop_writer()
         if audit_log is not None:
             audit_log.close()

@@ -30,6 +30,7 @@ log = logging.getLogger("lmcz_fast.service")
 
 _LM_STATUS = {"ready": "ready", "stale": "ready", "expired": "sync_error", "empty": "not_configured"}
 _JSON = json.JSONDecoder(strict=False)
+_BOM = b"\xef\xbb\xbf"
 _STALE_LOG_EVERY = 600.0
 
 
@@ -229,12 +230,13 @@ class Shared:
 
     def json_body(self, body: bytes, content_type: bytes | None) -> Any:
         """A request's JSON body, or the 400/415 that says what is wrong with it."""
-        if not _json_media_type(content_type):
+        if content_type != b"application/json" and not _json_media_type(content_type):
             raise error(415, "unsupported_media_type", "send the body as application/json")
         if not body:
             raise error(400, "empty_body", "the request has no JSON body")
         try:
-            return _JSON.decode(body.decode("utf-8-sig"))
+            # utf-8-sig is utf-8 once a BOM is off; without one, the plain (faster) decoder, the same errors
+            return _JSON.decode(body.decode("utf-8-sig") if body.startswith(_BOM) else body.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise error(400, "bad_encoding", f"the body is not UTF-8 (byte {exc.start})") from None
         except ValueError as exc:

@@ -22,6 +22,7 @@ from .responses import Deferred, Response, encode_json, error
 from .v2 import cis_items
 
 if TYPE_CHECKING:
+    from ..front.outbox import SaleQueue
     from .durable import DurableWriter
     from .shared import Shared
 
@@ -44,6 +45,9 @@ class SoldEndpoints:
     def __init__(self, shared: Shared, writer: DurableWriter) -> None:
         self._shared = shared
         self._writer = writer
+        #: In front of the official module: the queue each sale and return also goes to, in the same transaction
+        #: (lmcz_fast/front/outbox.py), delivered once committed. None: ours only.
+        self.outbox: SaleQueue | None = None
 
     def metrics(self) -> dict[str, float]:
         """The register's size and its writer's health, for /metrics."""
@@ -71,7 +75,23 @@ class SoldEndpoints:
 
     # -- endpoints --------------------------------------------------------------------------------------------
 
-    def _sale_codes(self, body: bytes, content_type: bytes | None) -> list[MarkingCode]:
+    def _to_official(self, op: Any, build: Any, kind: str, items: list[Any],
+                     client_id: bytes | None) -> tuple[Any, Any]:
+        """With a front: `op` also queues the request for the official module (one transaction), and `build`
+        wakes its deliverer once committed. Without: both unchanged."""
+        outbox = self.outbox
+        if outbox is None:
+            return op, build
+        client = client_id.decode("utf-8", "replace") if client_id else None
+
+        def build_and_wake(result: Any) -> Response:
+            outbox.wake()
+            return build(result)  # type: ignore[no-any-return]
+
+        return outbox.joined(op, kind, items, client), build_and_wake
+
+    def _sale_items(self, body: bytes, content_type: bytes | None) -> tuple[list[MarkingCode], list[Any]]:
+        """The codes of a sale or return, and its `cis_list` as the till sent it."""
         data = self._shared.json_body(body, content_type)
         items = data.get("cis_list") if isinstance(data, dict) else None
         if not isinstance(items, list):
@@ -92,12 +112,12 @@ class SoldEndpoints:
             except CodeError as exc:
                 raise error(400, "invalid_code", f"cis_list[{index}] is not a marking code: {exc}; nothing was "
                             "recorded", index=index, reason=exc.reason) from None
-        return codes
+        return codes, items
 
     def handle_sell(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response | Deferred:
         """`POST /api/v2/cis/sell`: record sales after the receipt is fiscalised; 201 once durable."""
-        codes = self._sale_codes(body, content_type)
+        codes, items = self._sale_items(body, content_type)
         owner = self._owner()
         self._refuse_others(codes, owner, "sell or return")
         op = self._shared.blocklist.sold.op_record(codes, int(self._shared.clock() * 1000), by_clock=True,
@@ -110,12 +130,12 @@ class SoldEndpoints:
                         "soldAt": entry.sold_at_ms} for entry in entries]
             return Response(201, encode({"results": results}).encode())
 
-        return self._writer.write(op, build)
+        return self._writer.write(*self._to_official(op, build, "sell", items, client_id))
 
     def handle_return(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                        content_type: bytes | None) -> Response | Deferred:
         """`POST /api/v2/cis/return`: a refund takes the codes out of the register; 200 once durable."""
-        codes = self._sale_codes(body, content_type)
+        codes, items = self._sale_items(body, content_type)
         owner = self._owner()
         self._refuse_others(codes, owner, "return")
         op = self._shared.blocklist.sold.op_remove(codes, owner)
@@ -127,7 +147,7 @@ class SoldEndpoints:
                        for code, was in zip(codes, found)]
             return Response(200, encode({"results": results}).encode())
 
-        return self._writer.write(op, build)
+        return self._writer.write(*self._to_official(op, build, "return", items, client_id))
 
     def handle_sold(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response:

@@ -13,14 +13,16 @@ Status and init are shared with protocol 1 (`api.py`): the same fields, the same
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import TYPE_CHECKING, Any
 
-from .answers import ERROR_UNREADABLE, PRODUCT_GROUPS, Unreadable, code_json, envelope, unreadable_json
+from .answers import PRODUCT_GROUPS
+from .checks import new_request_id
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
-    from .checks import Checks
+    from ..store import Status
+    from .checks import Checked, Checks, Who
     from .durable import DurableWriter
     from .shared import Shared
 
@@ -68,42 +70,31 @@ class ProtocolTwo:
         pairs = cis_items(self._checks.items(method, query, body, content_type))
         raws = [raw for raw, _ in pairs]
         req_ms = int(shared.clock() * 1000)
-        req_id = str(uuid.uuid4())
+        req_id = new_request_id()
         client = client_id.decode("utf-8", "replace") if client_id else None
         who = shared.audit_who()
         status = self._checks.ready_for(req_id, req_ms, client, raws, who)
-        answers, db_version = self._checks.verdicts(raws, req_id, req_ms, client, status, [pg for _, pg in pairs], who)
-        grey = shared.status.grey_list          # read with the status `ready_for` just refreshed
-        audit = shared.audit
-        results = []
-        blocked = 0
-        checked = 0
-        known = next(v for v in answers if not isinstance(v, Unreadable))
-        for index, (verdict, (_, pg)) in enumerate(zip(answers, pairs)):
-            rid = req_id if index == 0 else str(uuid.uuid4())
-            if isinstance(verdict, Unreadable):
-                # One envelope per code: this code's says what went wrong; the version is the one that answered
-                # the others (nothing was read from it for this code).
-                inst = shared.instance_uuid(known.instance_id, who)
-                version = shared.version_uuid(known.instance_id, known.db_version, who)
-                entry = envelope(rid, req_ms, inst, version, [unreadable_json(verdict, pg)], known, status.state)
-                entry.update(code=ERROR_UNREADABLE, description=verdict.message, error="invalid_code",
-                             errorCode=ERROR_UNREADABLE, reason=verdict.reason)
-                results.append(entry)
-                if audit is not None:
-                    audit.record(rid, req_ms, client, db_version, "invalid_code", [(verdict.raw[:64], None)], who)
-                continue
-            inst = shared.instance_uuid(verdict.instance_id, who)
-            version = shared.version_uuid(verdict.instance_id, verdict.db_version, who)
-            code = code_json(verdict, pg, grey)
-            results.append(envelope(rid, req_ms, inst, version, [code], verdict, status.state))
-            blocked += verdict.blocked
-            checked += 1
-            if audit is not None:
-                audit.record(rid, req_ms, client, verdict.db_version, "ok", [(verdict.cis, verdict.blocked)], who)
-        shared.metrics.codes_checked += checked
+        pgs = [pg for _, pg in pairs]
+        checked = self._checks.check_all(raws, req_id, req_ms, client, status, pgs, who)
+        return Response(200, self._encode(checked, pgs, req_id, req_ms, status, client, who))
+
+    def _encode(self, checked: Checked, pgs: list[int | None], req_id: str, req_ms: int, status: Status,
+                client: str | None, who: Who) -> bytes:
+        """The answer's body, in one compiled pass (lmcz_fast/_answer.pyx) that also writes the audit lines (one
+        per code) and counts the codes checked and blocked. One envelope per code, each with its own reqId (a UUID
+        version 4 of 16 random bytes, as `uuid.uuid4()`; the first code's is the request's); an unreadable code's
+        says what went wrong, its version the one that answered the others."""
+        shared = self._shared
+        body, lines, checked_codes, blocked = self._checks.answers.v2_batches(
+            checked.batches, checked.unreadable, pgs, os.urandom(16 * (len(pgs) - 1)),
+            self._checks.envelope(req_id, req_ms, checked, status, client, who), checked.db_version,
+            lambda instance_id, version: (shared.instance_uuid(instance_id, who),
+                                          shared.version_uuid(instance_id, version, who)))
+        if lines:
+            shared.audit.record_lines(req_ms, lines, len(pgs))  # type: ignore[union-attr]
+        shared.metrics.codes_checked += checked_codes
         shared.metrics.codes_blocked += blocked
-        return Response(200, encode_json({"results": results}).encode())
+        return body  # type: ignore[no-any-return]
 
     def handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                          content_type: bytes | None) -> Response | Deferred:

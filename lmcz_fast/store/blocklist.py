@@ -55,8 +55,9 @@ from .prices import Tables, TablesReport
 from .reading import Versions, no_list_error
 from .records import DeltaReport, LoadReport, Status, Verdict
 from .snapshot import Snapshot, readings_of
+from .outbox import Outbox
 from .sold import SoldEntry, SoldRegister
-from .tables import META_COUNTS, META_TABLES_DIGEST, Record, check_group, iter_rows
+from .tables import META_COUNTS, META_TABLES_DIGEST, Record, iter_rows
 from .writing import Writer
 
 
@@ -214,6 +215,7 @@ class Blocklist(ProbeBase):
             self.tables = Tables(handle, self.writer.apply)
             self.versions = Versions(handle, self, self.tables, float(refresh_interval))
             self.sold = SoldRegister(handle)
+            self.outbox = Outbox(handle)
             self._renew()
         except BaseException:
             release_env(env)
@@ -285,24 +287,11 @@ class Blocklist(ProbeBase):
                 raise StoreError("the blocklist is closed")
             return reading._confirm(identity)
 
-    def check(self, raw: str | bytes, pg: int | None = None) -> Verdict:
-        """Parse a scan and say whether it is blocked, with why and the database version that said so.
-
-        The verdict also carries the prices a till compares a sale with: `mrp` (from the code itself), `smp` (the
-        minimum price of the GTIN, else of product group `pg` — given by the caller, or a tobacco pack's own
-        group 3) and `grey_gtin`, all from the same database version. Raises `CodeError` for anything that is not
-        a marking code, `RecordError` (a `ValueError`) for a `pg` that is not a group id, and `NoListError` if
-        the store never held a list.
-        """
-        if pg is not None:
-            check_group(pg)
-        readings = readings_of(raw)
-        handle = self._handle
-        with handle.lock:
-            reading = handle.fresh()
-            if reading.empty:
-                raise no_list_error(handle.path)
-            return reading.verdict(self, readings, time.time(), pg)
+    def _check_detached(self) -> None:
+        """`check` found nothing attached (`ProbeBase.check` is the compiled `check`): the store's own error when
+        closed, else attach the current version (then `check` tries once more)."""
+        with self._handle.lock:
+            self._handle.fresh()
 
     def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
         """`[check(r) for r in raws]`, every verdict from one version (`pgs`: one product group or None per scan,

@@ -71,7 +71,9 @@ DB_SIDE = b"side"          # side tables of writers above the store (replication
 #: The sold register (store/sold.py): written by the sales, never by a load, a delta, a sync or a snapshot.
 DB_SOLD = b"sold"
 DB_SOLD_TIME = b"sold_time"
-LATER_TABLES = (DB_SIDE, *TABLE_DBS, DB_SOLD, DB_SOLD_TIME)
+#: Sales and returns waiting for the official module (store/outbox.py; written with the sale, in its transaction).
+DB_OUTBOX = b"outbox"
+LATER_TABLES = (DB_SIDE, *TABLE_DBS, DB_SOLD, DB_SOLD_TIME, DB_OUTBOX)
 #: Named databases the environment may hold: the blocklist's five, the later tables, room for more.
 MAX_DBS = 16
 

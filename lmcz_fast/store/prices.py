@@ -8,7 +8,8 @@ The tables themselves (record kinds, rows, digest) are `tables.py`; this module 
 - `Blocklist.min_price(gtin, pg=None)` and `Blocklist.is_grey_gtin(gtin)` answer from the reader's current version;
   `Blocklist.check(raw, pg=None)` puts both in its `Verdict` (`smp`, `grey_gtin`, with `mrp` from the code).
 
-These are separate questions from `is_blocked`: the compiled hot path never looks at them.
+These are separate questions from `is_blocked`, which never looks at them; `check` reads them in its compiled pass
+(`Tables.compiled_of`: sorted arrays built once per copy of the tables).
 
 File formats (UTF-8, optionally gzip; `#` starts a comment line):
 
@@ -35,6 +36,7 @@ from typing import Any
 import lmdb
 
 from .._codes import MarkingCode
+from .._probe import VerdictTables
 from .errors import LoadError, StoreError
 from .change import Change
 from .environment import DB_META
@@ -270,6 +272,7 @@ class Tables:
         self._apply = apply
         self._copy_lock = threading.Lock()
         self._kept: tuple[Any, TableCopy] | None = None
+        self._compiled: tuple[TableCopy, VerdictTables] | None = None
 
     def copy_of(self, txn: lmdb.Transaction, meta: dict[str, Any]) -> TableCopy:
         """The tables of the version `txn` reads (whose metadata is `meta`), as dicts: the copy kept from an
@@ -295,6 +298,19 @@ class Tables:
         with self._copy_lock:
             self._kept = (stamp, copy)
         return copy
+
+    def compiled_of(self, copy: TableCopy) -> VerdictTables | None:
+        """`copy` as the compiled check reads it (sorted arrays), built once per copy; None for empty tables."""
+        if not copy[0] and not copy[1]:
+            return None
+        with self._copy_lock:
+            kept = self._compiled
+        if kept is not None and kept[0] is copy:
+            return kept[1]
+        compiled = VerdictTables(copy[0], copy[1])
+        with self._copy_lock:
+            self._compiled = (copy, compiled)
+        return compiled
 
     # -- questions -------------------------------------------------------------------------------------------
 

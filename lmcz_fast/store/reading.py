@@ -16,8 +16,8 @@ from typing import Any
 
 import lmdb
 
-from .._codes import MarkingCode
-from .._probe import ProbeBase, pack_identity
+from .._codes import MarkingCode, readings_of
+from .._probe import ProbeBase, VerdictContext, pack_identity
 from .environment import (
     BINARY_META,
     DB_BLOCKS,
@@ -37,6 +37,7 @@ from .keys import decode_block_id, pack_gtin
 from .prices import TableCopy, Tables, is_grey_in, min_price_in, tables_answer
 from .records import Block, Verdict
 from .sold import sold_in
+from .sold_filter import SoldFilters
 
 
 def no_list_error(path: str) -> NoListError:
@@ -63,10 +64,10 @@ class Reading:
     `Blocklist`: every use of the transaction holds the handle's lock."""
 
     __slots__ = ("txn", "snapshot", "dbs", "lock", "path", "version", "empty", "_meta", "_blocks", "_tables",
-                 "_tables_part", "_sold")
+                 "_tables_part", "_sold", "_sold_filters", "verdict_ctx")
 
     def __init__(self, txn: lmdb.Transaction, snapshot: int, handle: StoreHandle, version: int,
-                 tables: Tables) -> None:
+                 tables: Tables, sold_filters: SoldFilters | None = None) -> None:
         self.txn = txn
         self.snapshot = snapshot
         self.dbs = handle.dbs
@@ -79,6 +80,9 @@ class Reading:
         self._tables: TableCopy | None = None     # this version's price and grey tables, on first use
         self._tables_part = tables
         self._sold: lmdb.Cursor | None = None    # on the sold register, opened on first use
+        self._sold_filters = sold_filters if sold_filters is not None else SoldFilters(handle.dbs)
+        #: What the compiled check reads of this version (`verdict_context`), built on first use.
+        self.verdict_ctx: VerdictContext | None = None
 
     def _confirm(self, identity: bytes) -> bool:
         """Exact check of a prefilter hit, in this version (the compiled probe calls it, rarely)."""
@@ -110,6 +114,55 @@ class Reading:
 
     def is_grey(self, gtin: str) -> bool:
         return is_grey_in(self.tables(), gtin)
+
+    def verdict_context(self) -> VerdictContext:
+        """This version as the compiled check reads it (`ProbeBase._check`): its tables as sorted arrays, its sold
+        register's filter, the metadata a `Verdict` names, and `slow_verdict` for the scans it hands back."""
+        with self.lock:
+            ctx = self.verdict_ctx
+            if ctx is None:
+                meta = self.meta()
+                try:
+                    sold = self._sold_filters.for_version(self.txn, self.snapshot)
+                except lmdb.Error as exc:
+                    raise StoreError(f"{self.path}: could not read the version being answered from: {exc}") from exc
+                ctx = self.verdict_ctx = VerdictContext(
+                    self._tables_part.compiled_of(self.tables()), sold, meta["version"], meta.get("updated_at"),
+                    reference_time(meta), meta["instance_id"], self.slow_verdict, self.block_of, self.sold_of)
+            return ctx
+
+    def block_of(self, identity: bytes) -> Block | None:
+        """The block of a canonical identity whose prefilter probe hit, in this version: its code's, else its
+        GTIN's, else None (a false hit). What `verdict` looks up, for the compiled check."""
+        with self.lock:
+            txn = self.txn
+            try:
+                value = txn.get(pack_identity(identity), db=self.dbs[DB_CODES])
+                if value is not None:
+                    return self._block(txn, decode_block_id(value), "code")
+                if self.meta().get("gtins"):
+                    value = txn.get(pack_gtin(identity[2:16].decode()), db=self.dbs[DB_GTINS])
+                    if value is not None:
+                        return self._block(txn, decode_block_id(value), "gtin")
+            except lmdb.Error as exc:
+                raise StoreError(f"{self.path}: could not read the version being answered from: {exc}") from exc
+        return None
+
+    def sold_of(self, identity: bytes, now: float) -> bool:
+        """Whether a canonical identity is in this version's sold register and not expired (a sold-filter hit)."""
+        with self.lock:
+            cursor = self._sold
+            if cursor is None:
+                cursor = self._sold = self.txn.cursor(db=self.dbs[DB_SOLD])
+            return sold_in(cursor, identity.decode("ascii"), self.meta(), now)
+
+    def slow_verdict(self, probe: ProbeBase, raw: str | bytes, pg: int | None, tail_cut: bool,
+                     now: float) -> Verdict:
+        """The exact Python verdict (`verdict`) of a scan the compiled check hands back: a prefilter or sold-filter
+        hit, a scan of several readings. `probe` is attached to this version."""
+        readings = readings_of(raw, tail_cut=tail_cut)
+        with self.lock:
+            return self.verdict(probe, list(readings), now, pg)
 
     def verdict(self, probe: ProbeBase, readings: list[MarkingCode], now: float, pg: int | None = None) -> Verdict:
         """The verdict on one parsed scan, from this version; `probe` must be attached to it. Lock held. With the
@@ -186,6 +239,7 @@ class Versions:
         self._handle = handle
         self._probe = weakref.ref(probe)
         self._tables = tables
+        self._sold_filters = SoldFilters(handle.dbs)
         self.refresh_interval = refresh_interval
         self.current: Reading | None = None
         #: The monotonic time after which the next call renews first (0: the next call does).
@@ -224,7 +278,7 @@ class Versions:
             if prefilter is None or gtin_index is None or raw_version is None:
                 txn.abort()
                 raise StoreError(f"{handle.path}: metadata is missing the prefilter or the version")
-            reading = Reading(txn, snapshot, handle, json.loads(bytes(raw_version)), self._tables)
+            reading = Reading(txn, snapshot, handle, json.loads(bytes(raw_version)), self._tables, self._sold_filters)
             self.current = None
             try:
                 # The first attach of this handle validates everything; later versions, written by a writer that
@@ -255,6 +309,9 @@ class Versions:
         """
         with self._handle.lock:
             self.renew_at = 0.0
+            probe = self._probe()
+            if probe is not None:
+                probe._expire()     # the compiled calls (`check`, `is_blocked`) renew first too
 
     def close(self) -> None:
         """End the current read transaction (the probe was detached first; lock held)."""

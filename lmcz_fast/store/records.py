@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .._probe import _register_verdict
+
 
 @dataclass(frozen=True, slots=True)
 class Block:
@@ -41,6 +43,10 @@ class Verdict:
     grey_gtin: bool = False
     #: In the sold register (store/sold.py) and not expired: a second sale of this code must be refused.
     sold: bool = False
+
+
+# The compiled check builds Verdicts itself (lmcz_fast/_probe.pyx, `_fast_verdict`), slot by slot as __init__ does.
+_register_verdict(Verdict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._codes import CodeError, MarkingCode, readings_of
-from .._probe import ProbeBase
+from .._probe import CheckBatch, NotAttachedError, ProbeBase
 from .errors import StoreError
 from .reading import Reading, no_list_error
 from .records import Verdict
@@ -21,10 +21,22 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 
+def _groups(pgs: Iterable[int | None] | None) -> list[int | None] | None:
+    """`pgs` as a list, every group checked (`RecordError` for one that is not a product group id)."""
+    if pgs is None:
+        return None
+    groups = list(pgs)
+    for pg in groups:
+        if pg is not None:
+            check_group(pg)
+    return groups
+
+
 class Snapshot(ProbeBase):
     """One version of a store, for several calls that must agree: take it with `Blocklist.snapshot()`.
 
-    `is_blocked`, `is_blocked_many`, `check` and `check_many` answer exactly as the blocklist's own methods do,
+    `is_blocked`, `is_blocked_many`, `check` (compiled, `ProbeBase.check`, with `tail_cut` for the service's
+    checks), `check_many` and `check_batch` answer exactly as the blocklist's own methods do,
     but every answer comes from the version the snapshot was taken at (`db_version`), however many commits land
     meanwhile: a receipt or a service request answers from one version and names it. It never renews: take a
     new one for the next receipt. Close it (or leave its `with` block) promptly; until then it pins that version's
@@ -91,35 +103,31 @@ class Snapshot(ProbeBase):
                 raise StoreError("this snapshot is closed (or its blocklist was)")
             return dict(reading.meta())
 
-    def check(self, raw: str | bytes, pg: int | None = None, *, tail_cut: bool = False) -> Verdict:
-        """`Blocklist.check`, from this snapshot's version. Raises `CodeError` for anything not a marking code,
-        `RecordError` (a `ValueError`) for a `pg` that is not a product group id. `tail_cut=True` also answers a
-        scan whose end cut a tail AI short after a GS, for its whole identity (`readings_of`; the service's
-        checks, docs/codes.md)."""
-        if pg is not None:
-            check_group(pg)
-        readings = readings_of(raw, tail_cut=tail_cut)
-        with self._lock:
-            return self._live().verdict(self, readings, time.time(), pg)
+    def _check_detached(self) -> None:
+        """`check` on a closed snapshot: the snapshot's own error (`ProbeBase.check` is the compiled `check`)."""
+        self._live()
+        raise NotAttachedError("this snapshot answers from no version")
 
     def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
         """`[check(r) for r in raws]`, all from this version (`pgs`: one product group or None per scan). A bad
         scan raises `CodeError` naming its index (also `.index`), as `is_blocked_many` does."""
-        parsed: list[list[MarkingCode]] = []
-        for index, raw in enumerate(raws):
-            try:
-                parsed.append(readings_of(raw))
-            except CodeError as exc:
-                error = CodeError(exc.reason, exc.position, f"item {index}: {exc}")
-                error.index = index  # type: ignore[attr-defined]
-                raise error from None
-        groups = list(pgs) if pgs is not None else [None] * len(parsed)
-        if len(groups) != len(parsed):
-            raise ValueError(f"pgs holds {len(groups)} entries for {len(parsed)} scans: one (or None) per scan")
-        for pg in groups:
-            if pg is not None:
-                check_group(pg)
-        return self._verdicts(parsed, groups)
+        return self.check_batch(raws, pgs, strict=True).verdict_list()  # type: ignore[no-any-return]
+
+    def check_batch(self, raws: Iterable[Any], pgs: Iterable[int | None] | None = None, *,
+                    tail_cut: bool = False, strict: bool = False) -> CheckBatch:
+        """The full verdicts of `raws`, from this version, in compact arrays (`_probe.CheckBatch`): per code a
+        flags byte (`CHECK_BLOCKED`, `CHECK_SOLD`, `CHECK_GREY`, `CHECK_HAS_MRP`, `CHECK_HAS_SMP`,
+        `CHECK_UNREADABLE`, `CHECK_EXACT`), `mrp`/`smp` (int64 kopecks), the CIS, identity and GTIN bytes; a
+        `CodeError` per unreadable scan in `.errors` (or, with `strict`, the first one raised), and a `Verdict`
+        in `.verdicts` for each code the exact Python path answered (blocked, in the sold register, several
+        readings). No Python object per free code: what a service encodes straight from. `pgs`: one product group
+        id or None per scan (`RecordError` for a bad one). `tail_cut` as `check`'s."""
+        groups = _groups(pgs)
+        try:
+            return self._check_batch(raws, groups, tail_cut, strict)
+        except NotAttachedError:
+            self._live()
+            raise
 
     def _verdicts(self, parsed: Sequence[list[MarkingCode]],
                   pgs: Sequence[int | None] | None = None) -> list[Verdict]:

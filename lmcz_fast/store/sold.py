@@ -38,7 +38,9 @@ did before organisations existed. A record without an organisation is read as `o
 be part of a CIS (GS1's character set), so the old format is the new one's "no organisation".
 
 Reads answer from the `Blocklist`'s current read transaction, so `check()`'s `sold` and its `blocked` come from
-the same database version; a write made through this handle is seen by its next call.
+the same database version; a write made through this handle is seen by its next call. `check()` asks a filter of
+the register first (store/sold_filter.py), so every write that adds entries also records `sold_high`/`sold_epoch`
+(`note_added`) for readers to bring their filter forward.
 """
 
 from __future__ import annotations
@@ -57,6 +59,7 @@ from .environment import DB_META, DB_SOLD, DB_SOLD_TIME
 from .errors import StoreError
 from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
 from .handle import StoreHandle
+from .sold_filter import note_added, renew_epoch
 
 log = logging.getLogger("lmcz_fast.store")
 
@@ -248,6 +251,7 @@ class SoldRegister:
 
         def op(txn: lmdb.Transaction) -> list[SoldEntry]:
             out = []
+            added = []
             stamp_ms = max(at_ms, newest_time_ms(txn, time_db, meta_db)) if by_clock else at_ms
             cutoff = 0 if owner is None else self._cutoff_in(txn)
             for code in codes:
@@ -267,7 +271,9 @@ class SoldRegister:
                 stamp = _ms(when)
                 txn.put(packed, _value(stamp, code.cis, organisation), db=db)
                 txn.put(stamp + packed, b"", db=time_db)
+                added.append(stamp + packed)
                 out.append(SoldEntry(code.identity, code.cis, when, organisation))
+            note_added(txn, meta_db, added)     # readers' sold filters find these (store/sold_filter.py)
             return out
 
         return op
@@ -298,12 +304,17 @@ class SoldRegister:
         """Empty the register; with `owner`, take out that owner's records only (the others' stay)."""
         db, time_db = self._db, self._time_db
 
+        meta_db = self._handle.dbs[DB_META]
+
         def op(txn: lmdb.Transaction) -> int:
             if owner is None:
                 count = int(txn.stat(db)["entries"])
                 txn.drop(db, delete=False)
                 txn.drop(time_db, delete=False)
+                renew_epoch(txn, meta_db)
                 return count
+            # One owner's records only: removals, as returns are (readers' sold filters keep stale hits, which the
+            # exact lookup answers; store/sold_filter.py).
             mine = []
             with txn.cursor(db=db) as cursor:
                 for key, value in cursor.iternext(keys=True, values=True):

@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 import lmdb
 
 from .._bulk import digest_sums
+from .._probe import _register_group_check
 from .errors import StoreError
 from .keys import gtin_problem
 
@@ -114,6 +115,9 @@ def check_group(value: Any) -> int:
         raise RecordError("bad_group", f"a product group (pg) is an integer id from 1 to {MAX_GROUP}, "
                                        f"not {value!r}")
     return value
+
+
+_register_group_check(check_group)     # the compiled check's `pg` check (lmcz_fast/_probe.pyx, `check`)
 
 
 def parse_group(text: str) -> int:

@@ -1,0 +1,240 @@
+"""Kept-alive HTTP/1.1 connections to the official module, on the service's event loop (asyncio + llhttp).
+
+One request at a time per connection (the module is not known to pipeline). A request takes an idle connection,
+or opens one while fewer than `size` are open, or waits for one to come back. A connection the module closed while
+idle (a restart, a kill -9) is found out on its next use: a request that got no byte back on a reused connection
+is sent once more on a new one (checks and init may be repeated; the caller's deadline still bounds the whole).
+A connection whose request was cut off (the caller's deadline) is closed, never reused: its answer may still come.
+
+Failures are `PoolError`s with a short `reason` the front reports: `refused` (nothing listens), `connect_failed`,
+`reset` (closed or reset before the whole answer), `bad_http` (not HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from dataclasses import dataclass
+
+import httptools
+
+from .config import Credentials, Target
+
+log = logging.getLogger("lmcz_fast.front")
+
+
+class PoolError(Exception):
+    """The official module gave no whole HTTP answer: `reason` says how."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Answer:
+    """The official module's HTTP answer, as it came."""
+
+    status: int
+    body: bytes
+    content_type: bytes
+
+
+class _Connection(asyncio.Protocol):
+    __slots__ = ("pool", "transport", "parser", "waiter", "body", "content_type", "got_bytes", "alive",
+                 "keep_alive", "reused")
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[Answer] | None = None
+        self.body: list[bytes] = []
+        self.content_type = b"application/json; charset=utf-8"
+        self.got_bytes = False
+        self.alive = True
+        self.keep_alive = True
+        self.reused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.alive = False
+        self.transport = None
+        self.pool._lost(self)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(PoolError("reset" if self.got_bytes or not self.reused else "closed_idle",
+                                           str(exc or "the module closed the connection")))
+
+    def send(self, data: bytes) -> asyncio.Future[Answer]:
+        assert self.transport is not None
+        self.waiter = self.pool.loop.create_future()
+        self.body = []
+        self.got_bytes = False
+        self.content_type = b"application/json; charset=utf-8"
+        self.transport.write(data)
+        return self.waiter
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(PoolError("bad_http", str(exc)))
+
+    def _fail(self, exc: PoolError) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+        self.abort()
+
+    def abort(self) -> None:
+        self.alive = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    # llhttp callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"content-type":
+            self.content_type = value
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+        waiter = self.waiter
+        self.waiter = None
+        if waiter is not None and not waiter.done():
+            body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+            waiter.set_result(Answer(self.parser.get_status_code(), body, self.content_type))
+        self.parser = httptools.HttpResponseParser(self)
+
+
+class Pool:
+    """Up to `size` kept-alive connections to `target`, sending `credentials` on every request."""
+
+    def __init__(self, target: Target, credentials: Credentials, size: int,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.target = target
+        self.size = size
+        self.loop = loop or asyncio.get_running_loop()
+        self._head = b"\r\nHost: " + target.host_header + b"\r\nAuthorization: " + credentials.header
+        self._prefix = target.prefix.encode()
+        self.idle: deque[_Connection] = deque()
+        self.open = 0
+        self._waiting: deque[asyncio.Future[_Connection | None]] = deque()
+        self.opened_total = 0
+        self.closed = False
+
+    def request_bytes(self, method: bytes, path: bytes, query: bytes | None, body: bytes,
+                      content_type: bytes | None, client_id: bytes | None) -> bytes:
+        parts = [method, b" ", self._prefix, path]
+        if query:
+            parts += [b"?", query]
+        parts += [b" HTTP/1.1", self._head]
+        if client_id:
+            parts += [b"\r\nX-ClientId: ", client_id]
+        if body or method == b"POST":
+            parts += [b"\r\nContent-Type: ", content_type or b"application/json",
+                      b"\r\nContent-Length: ", str(len(body)).encode()]
+        parts += [b"\r\n\r\n", body]
+        return b"".join(parts)
+
+    async def request(self, data: bytes) -> Answer:
+        """Send one request (`request_bytes`) and return the whole answer; `PoolError` when there is none. The
+        caller bounds it with its deadline (cancelling closes the connection in use)."""
+        for attempt in (0, 1):
+            conn = await self._acquire(fresh=attempt > 0)
+            try:
+                answer = await conn.send(data)
+            except PoolError as exc:
+                conn.abort()
+                self._release(None)
+                if exc.reason == "closed_idle" and attempt == 0:
+                    continue
+                if exc.reason == "closed_idle":
+                    raise PoolError("reset", str(exc)) from None
+                raise
+            except BaseException:          # the deadline (cancelled): its answer may still come, never reuse it
+                conn.abort()
+                self._release(None)
+                raise
+            if conn.keep_alive and conn.alive and not self.closed:
+                conn.reused = True
+                self._release(conn)
+            else:
+                conn.abort()
+                self._release(None)
+            return answer
+        raise AssertionError("unreachable")
+
+    async def _acquire(self, fresh: bool = False) -> _Connection:
+        while not fresh and self.idle:
+            conn = self.idle.pop()
+            if conn.alive and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+            self.open -= 1
+        if self.open >= self.size:
+            waiter: asyncio.Future[_Connection | None] = self.loop.create_future()
+            self._waiting.append(waiter)
+            try:
+                got = await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled() and waiter.result() is not None:
+                    self._release(waiter.result())
+                elif waiter.done() and not waiter.cancelled():
+                    self._release(None)
+                raise
+            if got is not None and got.alive and not fresh:
+                return got
+            if got is not None:
+                got.abort()
+            # a slot was freed (open was not decremented for us): open a new connection in it
+        else:
+            self.open += 1
+        try:
+            _, conn = await self.loop.create_connection(lambda: _Connection(self), self.target.host,
+                                                        self.target.port)
+        except ConnectionRefusedError as exc:
+            self._release(None)
+            raise PoolError("refused", str(exc)) from None
+        except OSError as exc:
+            self._release(None)
+            raise PoolError("connect_failed", str(exc)) from None
+        except BaseException:
+            self._release(None)
+            raise
+        self.opened_total += 1
+        return conn
+
+    def _release(self, conn: _Connection | None) -> None:
+        """Hand a connection (or, with None, its slot) to the next waiter, else keep it idle (or free the slot)."""
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        if conn is not None:
+            conn.waiter = None
+            self.idle.append(conn)
+        else:
+            self.open -= 1
+
+    def _lost(self, conn: _Connection) -> None:
+        """An idle connection the module closed: forget it now rather than on its next use."""
+        try:
+            self.idle.remove(conn)
+        except ValueError:
+            return
+        self.open -= 1
+
+    def close(self) -> None:
+        self.closed = True
+        while self.idle:
+            conn = self.idle.pop()
+            self.open -= 1
+            conn.abort()
