@@ -15,7 +15,8 @@ CRPT/GS1 rules are silent, are in docs/codes.md; the short version:
   GS written as text (`\\u001d`, `\\x1d`, `{GS}`, `[GS]`, U+241D, and `<GS>`, `%1D`), text typed by a
   keyboard-wedge scanner under the Russian ЙЦУКЕН layout, a scan a till sent Base64-encoded, and GS lost by a
   keyboard wedge where the tail's structure fixes the serial's length (`cis=True` reads blocklist lines, whose
-  GS-less text after AI 21 is all serial).
+  GS-less text after AI 21 is all serial); a GS-less scan a client also cut short is refused, or with
+  `readings_of(tail_cut=True)` read as every identity it can be (docs/codes.md, "A lost GS and a cut").
 * A scan may have several readings (`readings_of`, `cut_readings`): `<GS>` and `%1D` are made of code characters, so
   each may be a GS or the serial's own text, and a lost GS recovered also leaves the bare CIS. Checks look up every
   reading: a code blocked under any reading is blocked.
@@ -208,6 +209,9 @@ cdef struct Parsed:
     bint cut_ok                 # readings_of(tail_cut=True): a tail cut short after a GS ends the tail (R_TAIL_CUT)
     int ph_from                 # ordinal of the first ambiguous GS placeholder read as GS (PH_NONE: none)
     int ph_count                # ambiguous GS placeholders in the text (counted where the text was rewritten)
+    int force_serial            # > 0: read the serial as this many characters (a listed lost-GS or cut reading)
+    unsigned int x_mask         # bit S: the serial length S is another reading of this scan (a tail cut short
+                                # after a lost GS, or the lost-GS pick such a cut stands beside); see _cut_tail
     int kind
     int serial_len
     int ntail
@@ -495,8 +499,144 @@ cdef inline bint _known_tail(Parsed* p) noexcept nogil:
             or (a0 == AI_8005 and a1 == AI_93))
 
 
+# The tails CRPT's groups use (see _known_tail), as (AI, value length) in order, for _cut_tail: 0 ends a pattern; a
+# value length of 88 is the variable 92 (44 or 88 characters when complete), always last.
+cdef const char* _TAIL_AI[5][2]
+cdef int _TAIL_LEN[5][2]
+_TAIL_AI[0][0] = b"91"
+_TAIL_LEN[0][0] = 4
+_TAIL_AI[0][1] = b"92"
+_TAIL_LEN[0][1] = 88
+_TAIL_AI[1][0] = b"93"
+_TAIL_LEN[1][0] = 4
+_TAIL_AI[1][1] = NULL
+_TAIL_LEN[1][1] = 0
+_TAIL_AI[2][0] = b"93"
+_TAIL_LEN[2][0] = 4
+_TAIL_AI[2][1] = b"3103"
+_TAIL_LEN[2][1] = 6
+_TAIL_AI[3][0] = b"3103"
+_TAIL_LEN[3][0] = 6
+_TAIL_AI[3][1] = b"93"
+_TAIL_LEN[3][1] = 4
+_TAIL_AI[4][0] = b"8005"
+_TAIL_LEN[4][0] = 6
+_TAIL_AI[4][1] = b"93"
+_TAIL_LEN[4][1] = 4
+
+
+cdef inline int _sep_len(const unsigned char* s, Py_ssize_t j, Py_ssize_t m) noexcept nogil:
+    """At s[j]: 1 for a GS, the length of `<GS>` / `%1D` text (either case), -1 for a start of that text the scan's
+    end cut short (`<`, `<G`, `<GS`, `%`, `%1`), 0 for anything else."""
+    cdef Py_ssize_t r = m - j
+    if s[j] == GS:
+        return 1
+    if s[j] == 60:
+        if r >= 4:
+            return 4 if (s[j + 1] | 0x20) == 103 and (s[j + 2] | 0x20) == 115 and s[j + 3] == 62 else 0
+        if (r < 2 or (s[j + 1] | 0x20) == 103) and (r < 3 or (s[j + 2] | 0x20) == 115):
+            return -1
+    elif s[j] == 37:
+        if r >= 3:
+            return 3 if s[j + 1] == 49 and (s[j + 2] | 0x20) == 100 else 0
+        if r < 2 or s[j + 1] == 49:
+            return -1
+    return 0
+
+
+cdef bint _cut_tail(const unsigned char* s, Py_ssize_t i, Py_ssize_t m) noexcept nogil:
+    """Whether s[i:m] (not empty) is a tail CRPT's groups use cut short by the scan's end: a proper start of one of
+    the _TAIL_AI patterns that is not itself a whole one, with an optional GS (or `<GS>` / `%1D` text, itself maybe
+    cut) before each AI. The scan then is a code whose GS after the serial was lost and which a client cut short."""
+    cdef int pat, k, sl, al, vl, q
+    cdef Py_ssize_t j, e
+    cdef const char* ai
+    cdef unsigned char c = s[i]
+    # Quick refusals: a tail starts with 9 (91, 93), 3 (3103), 8 (8005) or a GS (as text: < or %); and no cut tail is
+    # longer than 91 + 92 with its longest signature short of one character, plus two separators.
+    if not (c == 57 or c == 51 or c == 56 or c == GS or c == 60 or c == 37) or m - i > 2 + 4 + 2 + 87 + 8:
+        return False
+    for pat in range(5):
+        j = i
+        for k in range(2):
+            ai = _TAIL_AI[pat][k]
+            if ai == NULL:
+                break
+            if j < m:
+                sl = _sep_len(s, j, m)
+                if sl < 0:
+                    return True
+                j += sl
+            if j >= m:
+                if k == 0:
+                    if j > i:
+                        return True     # the scan ends right after the GS that ended the serial
+                    break
+                if pat == 2:
+                    break               # 93 alone is whole (the milk tail), not a cut 93 + 3103
+                return True             # a first AI whole, the second cut off
+            al = 4 if ai[2] != 0 else 2
+            q = 0
+            while q < al and j + q < m and s[j + q] == <unsigned char>ai[q]:
+                q += 1
+            if j + q >= m and q < al:
+                return True             # the scan ends inside the AI's digits
+            if q < al:
+                break
+            j += al
+            vl = _TAIL_LEN[pat][k]
+            if vl == 88:                # the 92 signature: the rest of the scan, shorter than 88 and not 44
+                if m - j >= 88 or m - j == 44:
+                    break               # (a whole 92 is a split the lost-GS search reads itself)
+                e = j
+                while e < m and (CLS[s[e]] & C82):
+                    e += 1
+                return e == m
+            e = j
+            while e < m and e < j + vl and (CLS[s[e]] & (CDIGIT if vl == 6 else C82)):
+                e += 1
+            if e >= m and e < j + vl:
+                return True             # the scan ends inside the value
+            if e < j + vl:
+                break
+            j = e
+        # pattern exhausted with characters left, or a mismatch: try the next one
+    return False
+
+
+cdef int _forced(Parsed* p, Py_ssize_t S, Py_ssize_t seg_end, bint has_gs) noexcept nogil:
+    """Read the serial as its first S characters (a reading _parse_gs1 listed in x_mask): the bare serial, a split
+    at a lost GS whose tail parses whole, or else a tail cut short after a lost GS (dropped: `lost_gs`, `tail_cut`)."""
+    p.serial_len = <int>S
+    if S == seg_end - 18:
+        if has_gs:
+            return _parse_tail(p, seg_end, 0, False)
+        p.ntail = 0
+        return 0
+    if _parse_tail(p, 18 + S, seg_end, True) == 0:
+        p.repaired |= R_LOST_GS
+        return 0
+    p.ntail = 0
+    p.repaired |= R_LOST_GS | R_TAIL_CUT
+    return 0
+
+
+cdef int _cut_reading(Parsed* p, unsigned int xm, unsigned int other, Py_ssize_t seg_end, bint has_gs) noexcept nogil:
+    """tail_cut: the first cut reading of xm (the shortest serial) as this reading; the others, and `other` (the
+    lost-GS rule's own pick), listed in x_mask as further readings."""
+    cdef int S = 6
+    while not (xm & (1u << S)):
+        S += 1
+    p.x_mask = (xm | other) & ~(1u << S)
+    p.repaired |= R_LOST_GS | R_TAIL_CUT
+    p.serial_len = S
+    p.ntail = 0
+    return 0
+
+
 cdef int _parse_gs1(Parsed* p) noexcept nogil:
     cdef const unsigned char* s = p.s
+    cdef unsigned int xm
     cdef Py_ssize_t m = p.m, i, seg_end, L, S, smax, chosen
     cdef int count, plausible, plausible_s
     cdef bint has_gs, bare_known
@@ -522,6 +662,8 @@ cdef int _parse_gs1(Parsed* p) noexcept nogil:
     if L == 0:
         return _fail(p, E_MISSING_SERIAL, 18)
     p.kind = K_GS1
+    if p.force_serial:
+        return _forced(p, p.force_serial, seg_end, has_gs)
     if has_gs and L <= SERIAL_MAX and _known_serial(L):
         p.serial_len = <int>L
         return _parse_tail(p, seg_end, 0, False)
@@ -551,7 +693,19 @@ cdef int _parse_gs1(Parsed* p) noexcept nogil:
             if _known_serial(S) and _known_tail(p):
                 plausible += 1
                 plausible_s = <int>S
+    # A group's serial followed by the start of a group's tail that the scan's end cut short (a lost GS and a client
+    # that cuts codes to 31 characters): another reading, and when the lost-GS rule found nothing of a group's
+    # length, the likeliest one. Blocklist lines (cis_mode) keep their rule.
+    xm = 0
+    if not p.cis_mode:
+        for S in range(6, 21 if L > 21 else L):
+            if _known_serial(S) and _cut_tail(s, 18 + S, m):
+                xm |= 1u << S
     if count == 0:
+        if xm:
+            if not p.cut_ok:
+                return _fail(p, E_TRUNCATED, m)
+            return _cut_reading(p, xm, 0, seg_end, has_gs)
         if L > SERIAL_MAX:
             return _fail(p, E_SERIAL_TOO_LONG, 18 + SERIAL_MAX)
         return _fail(p, E_BAD_TAIL, seg_end)
@@ -566,6 +720,13 @@ cdef int _parse_gs1(Parsed* p) noexcept nogil:
             chosen = L
         else:
             return _fail(p, E_AMBIGUOUS_SERIAL, 18)
+    if xm:
+        if not _known_serial(chosen):
+            # The only reading has no group's serial length, a group's serial with a cut tail fits: a cut scan.
+            if not p.cut_ok:
+                return _fail(p, E_TRUNCATED, m)
+            return _cut_reading(p, xm, 1u << chosen, seg_end, has_gs)
+        p.x_mask = xm       # the cut readings stand beside this one (readings_of, cut_readings)
     p.serial_len = <int>chosen
     if chosen == L:
         if has_gs:
@@ -626,6 +787,7 @@ cdef int _parse_body(Parsed* p) noexcept nogil:
     cdef const unsigned char* s = p.s
     cdef Py_ssize_t m = p.m
     cdef int rc
+    p.x_mask = 0
     if m == 0:
         return _fail(p, E_EMPTY, -1)
     if m > SCAN_MAX:
@@ -873,8 +1035,12 @@ cdef int _normalise(const unsigned char* raw, Py_ssize_t n, Parsed* p) noexcept 
     return <int>_gs_forms(p, 0, j, &p.repaired)
 
 
-cdef int _parse_text(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode) noexcept nogil:
-    """The core, reading every GS placeholder made of code characters (`<GS>`, `%1D`) as text (the fast path):
+cdef inline int _parse_text(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode) noexcept nogil:
+    return _parse_text_f(raw, n, p, cis_mode, 0)
+
+
+cdef int _parse_text_f(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode, int force) noexcept nogil:
+    """The core (force: see Parsed.force_serial), reading every GS placeholder made of code characters (`<GS>`, `%1D`) as text (the fast path):
     0 and p filled, or a negative E_* code with p.err_at set. R_PH_SEEN in p.repaired: such a placeholder was
     read as text, so the scan has other readings (`_readings_after` lists them)."""
     cdef Py_ssize_t lo, m, k
@@ -886,6 +1052,7 @@ cdef int _parse_text(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis
     p.decoded = False
     p.ntail = 0
     p.err_at = -1
+    p.force_serial = force
     if n <= 0:
         return E_EMPTY
     if n > RAW_MAX:
@@ -925,19 +1092,21 @@ cdef int _parse_normalised(const unsigned char* raw, Py_ssize_t n, Parsed* p) no
     return _parse_body(p)
 
 
-cdef int _parse(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode, int ph_from) noexcept nogil:
+cdef int _parse(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode, int ph_from,
+                int force=0) noexcept nogil:
     """One reading of the scan: GS placeholders made of code characters (`<GS>`, `%1D`) with ordinal ph_from and
     on are read as GS, earlier ones as text (PH_NONE: all as text, `_parse_text`). 0 and p filled, or a negative
     E_* code with p.err_at set; p.ph_count: how many such placeholders the text holds (when ph_from < PH_NONE).
     `_readings_after` tries every reading."""
     if ph_from == PH_NONE:
-        return _parse_text(raw, n, p, cis_mode)
+        return _parse_text_f(raw, n, p, cis_mode, force)
     p.repaired = 0
     p.mapped = False
     p.cis_mode = cis_mode
     p.decoded = False
     p.ntail = 0
     p.err_at = -1
+    p.force_serial = force
     p.ph_from = ph_from
     p.ph_count = 0
     if n <= 0:
@@ -962,9 +1131,34 @@ cdef inline Py_ssize_t _write_identity(Parsed* p, unsigned char* out) noexcept n
     return 18 + p.serial_len
 
 
-# A reading is (placeholder variant, CIS mode), kept as one int: variant * 2 + cis.
-cdef inline int _spec(int ph_from, bint cis) noexcept nogil:
-    return ph_from * 2 + (1 if cis else 0)
+# A reading is (placeholder variant, CIS mode, forced serial length), kept as one int:
+# (variant * 2 + cis) * 32 + serial length (0: the parser's own choice).
+cdef inline int _spec(int ph_from, bint cis, int force=0) noexcept nogil:
+    return (ph_from * 2 + (1 if cis else 0)) * 32 + force
+
+
+cdef inline int _parse_spec(const unsigned char* raw, Py_ssize_t n, Parsed* p, int spec) noexcept nogil:
+    return _parse(raw, n, p, (spec >> 5) & 1, spec >> 6, spec & 31)
+
+
+cdef int _add_alts(const unsigned char* raw, Py_ssize_t n, Parsed* p, int v, int count, int* specs,
+                   unsigned char* ids, Py_ssize_t* lens) noexcept nogil:
+    """After the reading of variant v in p: its bare CIS if it was split at a lost GS, then the serial lengths in
+    p.x_mask (a tail cut short after a lost GS, see _cut_tail). The new count, or -1 when there are too many."""
+    cdef unsigned int mask = p.x_mask
+    cdef int S
+    if (p.repaired & R_LOST_GS) and _parse(raw, n, p, True, v) == 0:
+        count = _add_reading(p, _spec(v, True), count, specs, ids, lens)
+        if count < 0:
+            return count
+    S = 1
+    while mask >> S:
+        if (mask >> S) & 1 and _parse(raw, n, p, False, v, S) == 0:
+            count = _add_reading(p, _spec(v, False, S), count, specs, ids, lens)
+            if count < 0:
+                return count
+        S += 1
+    return count
 
 
 cdef int _add_reading(Parsed* p, int spec, int count, int* specs, unsigned char* ids,
@@ -1001,8 +1195,10 @@ cdef int _readings_after(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint
     cdef Py_ssize_t err_at
     if rc == 0 and (cis or not (p.repaired & R_PH_SEEN)):
         count = _add_reading(p, _spec(PH_NONE, cis), 0, specs, ids, lens)
-        if not cis and (p.repaired & R_LOST_GS) and _parse(raw, n, p, True, PH_NONE) == 0:
-            count = _add_reading(p, _spec(PH_NONE, True), count, specs, ids, lens)
+        if not cis and ((p.repaired & R_LOST_GS) or p.x_mask):
+            count = _add_alts(raw, n, p, PH_NONE, count, specs, ids, lens)
+            if count < 0:
+                return _fail(p, E_AMBIGUOUS_SERIAL, -1)
         return count
     rc0 = _parse(raw, n, p, cis, 0)
     K = p.ph_count
@@ -1027,8 +1223,8 @@ cdef int _readings_after(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint
             return _fail(p, E_AMBIGUOUS_SERIAL, -1)
         if cis:
             return count
-        if (p.repaired & R_LOST_GS) and _parse(raw, n, p, True, v) == 0:
-            count = _add_reading(p, _spec(v, True), count, specs, ids, lens)
+        if (p.repaired & R_LOST_GS) or p.x_mask:
+            count = _add_alts(raw, n, p, v, count, specs, ids, lens)
             if count < 0:
                 return _fail(p, E_AMBIGUOUS_SERIAL, -1)
     if count == 0:
@@ -1053,7 +1249,7 @@ cdef int _primary_after(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint 
     rc = _readings_after(raw, n, p, cis, rc, specs, ids, lens)
     if rc < 0:
         return rc
-    return _parse(raw, n, p, specs[0] & 1, specs[0] >> 1)
+    return _parse_spec(raw, n, p, specs[0])
 
 
 cdef Py_ssize_t cut_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil:
@@ -1085,7 +1281,7 @@ cdef Py_ssize_t cut_readings(const unsigned char* raw, Py_ssize_t n, unsigned ch
     cdef int rc, k
     p.cut_ok = False
     rc = _parse_text(raw, n, &p, False)
-    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)):
+    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
         n_alts[0] = 0
         return _write_identity(&p, out)
     rc = _readings_after(raw, n, &p, False, rc, specs, ids, lens)
@@ -1122,7 +1318,7 @@ cdef Py_ssize_t cut_check(const unsigned char* raw, Py_ssize_t n, unsigned char*
     p.cut_ok = tail_cut
     facts.kind = 0
     rc = _parse_text(raw, n, &p, False)
-    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)):
+    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
         n_alts[0] = 0
         _facts_of(&p, facts)
         return _write_identity(&p, out)
@@ -1446,8 +1642,10 @@ def readings_of(raw, *, bint tail_cut=False):
     `tail_cut`. Without a GS before the cut (a lost GS) the scan is refused as before (docs/codes.md).
 
     Usually one. A scan holding a GS placeholder made of code characters (`<GS>`, `%1D`) is also read with the
-    placeholder as serial text, and a scan the parser split at a lost GS also as its bare CIS (everything after
-    AI 21 as the serial). A check must look up every reading: the code is blocked when any reading is. At most
+    placeholder as serial text, a scan the parser split at a lost GS also as its bare CIS (everything after
+    AI 21 as the serial), and a GS-less scan whose end may have cut a tail short also as a group's serial before
+    that tail (without the flag such a scan is refused when no other reading has a group's serial length; with it,
+    that cut reading comes first: docs/codes.md, "A lost GS and a cut"). A check must look up every reading: the code is blocked when any reading is. At most
     `READINGS_MAX` readings; a scan with more is refused (`ambiguous_serial`). See docs/codes.md.
     """
     cdef Parsed p
@@ -1462,14 +1660,14 @@ def readings_of(raw, *, bint tail_cut=False):
     rc = _text(raw, &data, &n, &p)
     if rc == 0:
         rc = _parse_text(data, n, &p, False)
-        if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)):
+        if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
             return (_code(&p),)
         rc = _readings_after(data, n, &p, False, rc, specs, ids, lens)
     if rc < 0:
         _raise_for(rc, &p, raw)
     out = []
     for k in range(rc):
-        _parse(data, n, &p, specs[k] & 1, specs[k] >> 1)
+        _parse_spec(data, n, &p, specs[k])
         out.append(_code(&p))
     return tuple(out)
 

@@ -513,7 +513,10 @@ def test_tail_cut_changes_nothing_that_parses_without_it():
 @pytest.mark.parametrize("group", sorted(synth.GROUPS))
 def test_tail_cut_of_any_prefix_is_the_whole_codes_identity_or_refused(group):
     """Every prefix of every code: where only the flag reads it, every reading is the whole code's identity. So the
-    flag turns refusals into the right answer, never into another code (a blocked one answered free)."""
+    flag turns refusals into the right answer, never into another code (a blocked one answered free).
+
+    A prefix that ends inside the serial is another code's text (no parser can tell): there the flag may list the
+    readings a lost GS and a cut allow (a shorter serial before the start of a tail), each a start of the serial."""
     for code in synth.generate(20, seed=31, groups=[group]):
         for end in range(16, len(code.element_string) + 1):
             prefix = code.element_string[:end]
@@ -525,5 +528,8 @@ def test_tail_cut_of_any_prefix_is_the_whole_codes_identity_or_refused(group):
             try:
                 readings = readings_of(prefix, tail_cut=True)
             except CodeError:
+                continue
+            if end < len(code.identity):
+                assert all(code.identity.startswith(r.identity) for r in readings), (group, prefix)
                 continue
             assert {r.identity for r in readings} == {code.identity}, (group, prefix)

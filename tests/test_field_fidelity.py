@@ -88,7 +88,7 @@ def test_token_file_lines() -> None:
     assert tokens[2].expires_at == 1801407600.0         # 15:00 UTC
     assert tokens[3].expires_at is None
     assert TOKEN not in repr(tokens)
-    for text, words in ((f"short 2027-01-01 x\n", "at least 16"), (f"{TOKEN} 2027-13-01 x\n", "not a date"),
+    for text, words in (("short 2027-01-01 x\n", "at least 16"), (f"{TOKEN} 2027-13-01 x\n", "not a date"),
                         (f"{TOKEN}\n{TOKEN} again\n", "line 2: this token is already")):
         with pytest.raises(ValueError, match=words) as refused:
             parse_tokens(text)

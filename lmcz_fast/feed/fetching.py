@@ -223,13 +223,14 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _fetch_to(fetcher: _Fetcher, entry: SnapshotEntry | DeltaEntry, dest: Path, progress: Progress | None) -> None:
-    counted = None
+    counted: Callable[[int], None] | None = None
     if progress is not None:
         stage, done = f"downloading {entry.path}", [0]
         progress(stage, 0, entry.size, "bytes")
 
-        def counted(n: int) -> None:
+        def count(n: int) -> None:
             done[0] += n
             progress(stage, done[0], entry.size, "bytes")
+        counted = count
 
     fetcher.download(entry.path, entry.size, entry.sha256, dest, counted)
