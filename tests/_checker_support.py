@@ -35,7 +35,7 @@ MARGIN = 0.050
 # for its own reasons (a blocked event loop, a lock, the GIL held) is not, since the probe is another process. On a
 # quiet machine the probe is late by ~0.1-1 ms, so `margin()` is MARGIN as before.
 _SLOT = 0.01
-_SLOTS = 8192
+_SLOTS = 32768   # 327 s of slots, so a long timed window (a kill -9 loop's) is covered whole
 _PROBE = r"""
 import mmap, os, struct, sys, time
 slots, parent = int(sys.argv[2]), os.getppid()
@@ -91,6 +91,26 @@ def machine_stall(started: float, ended: float) -> float:
         if stamp == slot:
             worst = max(worst, late)
     return worst
+
+
+def machine_stall_total(started: float, ended: float) -> float:
+    """How long, in all, the machine kept the probe process waiting past its wake-ups within [started, ended]
+    (monotonic): the worst of each 10 ms slot, summed. A call made of many steps (a process's socket calls, each
+    waiting its turn for a CPU) is delayed by the sum of the machine's stalls, not only its longest one. On a quiet
+    machine it is ~0.1 ms a slot."""
+    path = _stall_file()
+    if path is None or ended <= started:
+        return 0.0
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    total = 0.0
+    for slot in range(int(started / _SLOT), int((ended + 2 * _SLOT) / _SLOT) + 1):
+        stamp, late = struct.unpack_from("<dd", data, (slot % _SLOTS) * 16)
+        if stamp == slot:
+            total += late
+    return total
 
 
 def timing() -> float:

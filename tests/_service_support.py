@@ -221,7 +221,8 @@ class ServeProcess:
         # Under a prefix (faketime runs serve as its child) serve gets a process group of its own, killed whole.
         self.proc = subprocess.Popen(cmd + self.args, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
                                      env=env, start_new_session=bool(self.prefix))
-        deadline = time.monotonic() + 20
+        # Under arm64 emulation (tests/test_arm64.py) starting serve (its imports) takes ~10x as long.
+        deadline = time.monotonic() + (180 if os.environ.get("LMCZ_EMULATED") else 20)
         assert self.proc.stderr is not None
         while time.monotonic() < deadline:
             line = self.proc.stderr.readline()

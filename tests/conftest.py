@@ -38,8 +38,23 @@ if os.environ.get("LMCZ_EMULATED"):
     # deadline and its too-slow health check would time the emulator, not the code. The examples are the same.
     from hypothesis import HealthCheck, settings
 
-    settings.register_profile("emulated", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.register_profile("emulated", deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                              max_examples=25)
     settings.load_profile("emulated")
+
+    def pytest_collection_modifyitems(items):
+        """Under emulation each hypothesis test runs a quarter of its own example count (at least 10): the full
+        counts run natively, and the emulated run (tests/test_arm64.py) must fit CI's time."""
+        for item in items:
+            test = getattr(item, "obj", None)
+            own = getattr(test, "_hypothesis_internal_use_settings", None)
+            if own is not None and hasattr(test, "hypothesis"):
+                test._hypothesis_internal_use_settings = settings(own, max_examples=max(10, own.max_examples // 4))
+            case = getattr(item, "cls", None)
+            own = getattr(case, "settings", None)
+            if isinstance(own, settings) and not getattr(case, "_lmcz_emulated_examples", False):
+                case.settings = settings(own, max_examples=max(10, own.max_examples // 4))
+                case._lmcz_emulated_examples = True
 
 
 def pytest_report_header(config):
