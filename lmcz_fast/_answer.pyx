@@ -550,6 +550,41 @@ cdef class Answers:
                 return item.db_version, item.db_age, item.instance_id
         raise ValueError("no code of the request was checked")
 
+    cdef int _v1_open(self, Buf* b, Buf* a, Py_ssize_t n, Py_ssize_t unread, Envelope head, object db_version,
+                      bint audit) except -1:
+        """Protocol 1's envelope up to its codes and, with `audit`, the audit line up to its codes (`v1`,
+        `v1_batches`)."""
+        _grow(b, 600 * n + 600)
+        if unread:
+            _lit(b, b'{"code":0,"description":"ok; ')
+            _digits(b, unread)
+            _lit(b, b' of ')
+            _digits(b, n)
+            _lit(b, b' codes could not be read (their entries: errorCode ')
+            _digits(b, self.error_unreadable)
+            _lit(b, b', isBlocked true)"')
+        else:
+            _lit(b, b'{"code":0,"description":"ok"')
+        self._head(b, head.req_id, head.req_ms, head.inst, head.version)
+        if audit:
+            _grow(a, 80 * n + 200)
+            self._audit_line(a, head, head.req_id, db_version, b"partial" if unread else b"ok")
+        return 0
+
+    cdef tuple _v1_close(self, Buf* b, Buf* a, Py_ssize_t unread, Envelope head, object db_version, object db_age,
+                         bint audit):
+        """Protocol 1's envelope after its codes, and the audit line's end: `(body, audit_line or None)`."""
+        self._tail(b, head.req_id, head.req_ms, head.inst, head.version, db_version, db_age, head.freshness)
+        if unread:
+            _lit(b, b',"unreadable":')
+            _digits(b, unread)
+        _raw(b, b"}", 1)
+        line = None
+        if audit:
+            self._audit_end(a, head)
+            line = _take_text(a)
+        return _take(b), line
+
     def v1_batches(self, list batches, dict unreadable, Envelope head):
         """`v1` of the compiled verdicts of a request's scans, in order (`_probe.CheckBatch`es of one version),
         `unreadable` the unreadable item of each scan a batch flags so, by its index in the request. Returns
@@ -566,21 +601,7 @@ cdef class Answers:
         b.data = a.data = NULL
         b.size = b.cap = a.size = a.cap = 0
         try:
-            _grow(&b, 600 * n + 600)
-            if unread:
-                _lit(&b, b'{"code":0,"description":"ok; ')
-                _digits(&b, unread)
-                _lit(&b, b' of ')
-                _digits(&b, n)
-                _lit(&b, b' codes could not be read (their entries: errorCode ')
-                _digits(&b, self.error_unreadable)
-                _lit(&b, b', isBlocked true)"')
-            else:
-                _lit(&b, b'{"code":0,"description":"ok"')
-            self._head(&b, head.req_id, head.req_ms, head.inst, head.version)
-            if audit:
-                _grow(&a, 80 * n + 200)
-                self._audit_line(&a, head, head.req_id, db_version, b"partial" if unread else b"ok")
+            self._v1_open(&b, &a, n, unread, head, db_version, audit)
             for batch in batches:
                 v.set(batch)
                 for j in range(v.n):
@@ -608,16 +629,8 @@ cdef class Answers:
                             if audit:
                                 self._audit_code(&a, item, False)
                     i += 1
-            self._tail(&b, head.req_id, head.req_ms, head.inst, head.version, db_version, db_age, head.freshness)
-            if unread:
-                _lit(&b, b',"unreadable":')
-                _digits(&b, unread)
-            _raw(&b, b"}", 1)
-            line = None
-            if audit:
-                self._audit_end(&a, head)
-                line = _take_text(&a)
-            return _take(&b), line, checked, blocked
+            body, line = self._v1_close(&b, &a, unread, head, db_version, db_age, audit)
+            return body, line, checked, blocked
         finally:
             PyMem_Free(b.data)
             PyMem_Free(a.data)
@@ -734,21 +747,7 @@ cdef class Answers:
         if first is None:
             raise ValueError("no code of the request was checked")
         try:
-            _grow(&b, 600 * n + 600)
-            if unread:
-                _lit(&b, b'{"code":0,"description":"ok; ')
-                _digits(&b, unread)
-                _lit(&b, b' of ')
-                _digits(&b, n)
-                _lit(&b, b' codes could not be read (their entries: errorCode ')
-                _digits(&b, self.error_unreadable)
-                _lit(&b, b', isBlocked true)"')
-            else:
-                _lit(&b, b'{"code":0,"description":"ok"')
-            self._head(&b, head.req_id, head.req_ms, head.inst, head.version)
-            if audit:
-                _grow(&a, 80 * n + 200)
-                self._audit_line(&a, head, head.req_id, first.db_version, b"partial" if unread else b"ok")
+            self._v1_open(&b, &a, n, unread, head, first.db_version, audit)
             for i in range(n):
                 item = <object>PyList_GET_ITEM(answers, i)
                 if i:
@@ -764,17 +763,8 @@ cdef class Answers:
                     blocked += bool(item.blocked)
                 if audit:
                     self._audit_code(&a, item, bad)
-            self._tail(&b, head.req_id, head.req_ms, head.inst, head.version, first.db_version, first.db_age,
-                       head.freshness)
-            if unread:
-                _lit(&b, b',"unreadable":')
-                _digits(&b, unread)
-            _raw(&b, b"}", 1)
-            line = None
-            if audit:
-                self._audit_end(&a, head)
-                line = _take_text(&a)
-            return _take(&b), line, checked, blocked
+            body, line = self._v1_close(&b, &a, unread, head, first.db_version, first.db_age, audit)
+            return body, line, checked, blocked
         finally:
             PyMem_Free(b.data)
             PyMem_Free(a.data)
