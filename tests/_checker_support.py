@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gc
 import json
 import os
 import random
@@ -126,9 +127,37 @@ def timed_since(started: float) -> float:
     return ended - started
 
 
+# This process's own garbage collections, as (ended, seconds). A full collection of the suite's heap (hundreds of
+# thousands of objects by the time the checker's tests run) holds the GIL for tens of milliseconds; every thread of
+# the process waits, the code under test included, and the probe (another process) cannot see it. Like the machine's
+# stalls, it is measured in the same run and added to the margin, not guessed.
+_gc_pauses: list[tuple[float, float]] = []
+_gc_started: list[float] = [0.0]
+
+
+def _on_gc(phase: str, info: dict[str, int]) -> None:
+    now = time.monotonic()
+    if phase == "start":
+        _gc_started[0] = now
+    else:
+        _gc_pauses.append((now, now - _gc_started[0]))
+        if len(_gc_pauses) > 4096:
+            del _gc_pauses[:2048]
+
+
+gc.callbacks.append(_on_gc)
+
+
+def gc_paused(started: float, ended: float) -> float:
+    """Seconds this process spent in garbage collection within [started, ended] (monotonic)."""
+    return sum(min(took, end - started) for end, took in _gc_pauses if started < end <= ended + _SLOT)
+
+
 def stalled() -> float:
-    """What the machine stalled during the last timed call (seconds, seen by the probe)."""
-    return machine_stall(*_last_window)
+    """What held the last timed call up from outside the code under test (seconds): the machine's stalls as the
+    probe saw them, summed over the call (a call of many steps waits at each), plus this process's garbage
+    collections within it."""
+    return machine_stall_total(*_last_window) + gc_paused(*_last_window)
 
 
 def margin() -> float:
