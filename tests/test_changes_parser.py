@@ -62,15 +62,38 @@ def _plain(item: object) -> tuple[str, bool]:
 @settings(max_examples=300, deadline=None)
 @given(changes, st.one_of(st.integers(0, 10**9), st.text(min_size=1, max_size=20)),
        st.sampled_from(["couchdb", "no final newline", "one line", "pretty", "commas first", "crlf", "spaced"]),
-       st.lists(st.integers(0, 10**6), max_size=12), st.booleans())
-def test_parser_gives_what_json_gives(results, last_seq, style, cuts, ids_only):
+       st.lists(st.integers(0, 10**6), max_size=12), st.sampled_from(["dicts", "ids", "keyed"]))
+def test_parser_gives_what_json_gives(results, last_seq, style, cuts, shape):
     data = _layout(results, last_seq, style)
-    out = list(_parse_changes(iter(_chunks(data, cuts)), "http://source/db/_changes", ids_only=ids_only))
+    out = list(_parse_changes(iter(_chunks(data, cuts)), "http://source/db/_changes", ids_only=shape == "ids",
+                              keyed=shape == "keyed"))
     assert isinstance(out[-1], _LastSeq) and out[-1].value == json.loads(data)["last_seq"]
     got = [item for items in out[:-1] for item in items]
     assert [_plain(item) for item in got] == [(c["id"], c.get("deleted") is True) for c in results]
-    if not ids_only:
+    if shape == "dicts":
         assert got == results
+    elif shape == "keyed":        # what an increment's checkpoint is anchored on: the sequence and the revision
+        assert [(_field(item, "seq"), _rev(item)) for item in got] == [(c["seq"], "1-abc") for c in results]
+
+
+def _field(item: object, name: str) -> object:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name)
+
+
+def _rev(item: object) -> object:
+    return item["changes"][0]["rev"] if isinstance(item, dict) else item.rev
+
+
+def test_keyed_changes_that_do_not_fit_come_as_dicts_and_are_read_alike():
+    """A change whose fields are not what CouchDB writes (a string for `deleted`, a fractional sequence) is not
+    forced into the keyed shape: it comes as a dict, mapped as before, and each list the parser yields holds one
+    shape (the replicator picks its mapping by the list's first item)."""
+    for odd in ('{"seq":1,"id":"a","deleted":"yes","changes":[{"rev":"1-a"}]}', '{"seq":1.5,"id":"a","changes":[]}',
+                '{"seq":1,"id":"a","changes":["1-a"]}', '{"seq":1,"changes":[]}'):
+        data = ('{"results":[\n{"seq":0,"id":"b","changes":[{"rev":"1-b"}]},\n' + odd + '\n],"last_seq":1}\n').encode()
+        out = list(_parse_changes(iter([data]), "u", keyed=True))
+        assert all(len({type(item) for item in items}) == 1 for items in out[:-1])
+        assert type(out[-2][-1]) is dict and out[-2][-1]["seq"] in (1, 1.5)
 
 
 @settings(max_examples=100, deadline=None)

@@ -62,18 +62,40 @@ class _Change(msgspec.Struct, gc=False):
     deleted: bool = False
 
 
+class _Rev(msgspec.Struct, gc=False):
+    rev: Any = None
+
+
+class _IdChange(msgspec.Struct, gc=False):
+    """A change of an incremental pass whose records are keyed by the document id (codes, GTINs): the id, whether
+    it was deleted, and the sequence and revision that anchor a checkpoint; the rest is skipped unbuilt. Untracked
+    by the garbage collector (JSON holds no cycle): a page of 10k changes as dicts made ~40 collections in the
+    writer between two commits, as these structs ~14 (their `changes` lists), and decodes in a fifth of the time."""
+
+    id: str
+    seq: int | str | None = None
+    deleted: bool = False
+    changes: list[_Rev] = []
+
+    @property
+    def rev(self) -> Any:
+        return self.changes[0].rev if self.changes else None
+
+
 _DECODE_IDS = msgspec.json.Decoder(list[_Change]).decode
+_DECODE_KEYED = msgspec.json.Decoder(list[_IdChange]).decode
 _DECODE_ANY = msgspec.json.Decoder().decode
 _RESULTS_OPEN_BYTES = re.compile(rb'\s*\{\s*"results"\s*:\s*\[')
 _MAX_PENDING = 1 << 20          # bytes of changes held undecoded before the parser cuts them one by one
 
 
-def _decode_array(text: bytes, ids_only: bool) -> list[Any]:
-    """A JSON array of changes, decoded in C: `_Change`s with `ids_only` (dicts where an element does not fit)."""
+def _decode_array(text: bytes, ids_only: bool, keyed: bool = False) -> list[Any]:
+    """A JSON array of changes, decoded in C: `_Change`s with `ids_only`, `_IdChange`s with `keyed` (dicts where
+    an element does not fit)."""
     try:
-        if ids_only:
+        if ids_only or keyed:
             try:
-                return _DECODE_IDS(text)
+                return _DECODE_IDS(text) if ids_only else _DECODE_KEYED(text)
             except msgspec.ValidationError:
                 pass
         try:
@@ -84,7 +106,8 @@ def _decode_array(text: bytes, ids_only: bool) -> list[Any]:
         raise SourceMalformed("a change in the answer is nested too deeply") from None
 
 
-def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) -> Iterator[list[Any] | _LastSeq]:
+def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False,
+                   keyed: bool = False) -> Iterator[list[Any] | _LastSeq]:
     """Stream-parse a `_changes` answer: lists of the elements of `results` as they arrive, then `last_seq`.
 
     CouchDB and its kin write `{"results":[`, then one change per line, then `],"last_seq":...}`: in that
@@ -92,7 +115,7 @@ def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) ->
     the bytes. A chunk whose lines are not whole changes is cut change by change (`raw_decode`); any other layout
     goes through ijson's event stream. Memory is bounded by a chunk and one change, whatever `limit` the server
     honoured. With `ids_only`, changes come as `_Change` (id and deleted only, the rest skipped unbuilt) where
-    they fit, else as dicts.
+    they fit, with `keyed` as `_IdChange` (id, deleted, seq and revision), else as dicts.
     """
     buffer = b""
     chunks = iter(chunks)
@@ -120,7 +143,7 @@ def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) ->
             buffer[comma] = 0x5D        # "]"
             try:
                 with memoryview(buffer) as view:
-                    items = _decode_array(view[:comma + 1], ids_only)
+                    items = _decode_array(view[:comma + 1], ids_only, keyed)
             except ValueError:
                 buffer[comma] = 0x2C
                 break                   # not one change per line: cut them one by one below
@@ -138,7 +161,7 @@ def _parse_changes(chunks: Iterator[bytes], url: str, ids_only: bool = False) ->
         if end >= 0:                    # the results close here: the last lines, then the tail
             body = bytes(buffer[1:end + 1]).strip().rstrip(b",")
             try:
-                items = _decode_array(b"[" + body + b"]", ids_only) if body else []
+                items = _decode_array(b"[" + body + b"]", ids_only, keyed) if body else []
             except ValueError:
                 break                   # not one change per line: cut them one by one below
             if items:

@@ -6,7 +6,7 @@ from typing import Any
 
 from .._codes import CodeError, parse_code
 from ..store import CutCodes, RecordError, parse_record
-from .changes import _Change
+from .changes import _Change, _IdChange
 from .config import Mapping
 
 
@@ -66,6 +66,28 @@ def _map_bulk(changes: list[Any], batch: _Batch) -> None:
         batch.unmapped.append(f"{doc_id}: {message}")
     if gone:
         batch.cut.remove(gone)
+    batch.changes += len(changes)
+
+
+def _map_keyed(changes: list[_IdChange], batch: _Batch) -> None:
+    """An incremental page of codes or GTINs keyed by the document id, decoded as `_IdChange`s: what `_map_change`
+    does with each (design documents skipped, a deletion, a record from the id or unmapped, the last word wins),
+    without a dict per change."""
+    kind, add, remove, unmapped = batch.kind, batch.add, batch.remove, batch.unmapped
+    for change in changes:
+        doc_id = change.id
+        if doc_id.startswith("_design/"):
+            continue                                  # views and validation functions, not data
+        if change.deleted:
+            add.pop(doc_id, None)
+            remove[doc_id] = None
+            continue
+        remove.pop(doc_id, None)
+        try:
+            add[doc_id] = _record_of(kind, doc_id, "_id")
+        except (ValueError, CodeError) as exc:
+            add.pop(doc_id, None)
+            unmapped.append(f"{doc_id}: {exc}")
     batch.changes += len(changes)
 
 

@@ -15,9 +15,10 @@ from ..store import Blocklist, Change, CutCodes
 from ..store import REPLICATION_META_PREFIX as META_PREFIX
 from ..store import REPLICATION_META_SOURCE as META_SOURCE
 from ..store import replication_checkpoint as _checkpoint
-from .changes import _LastSeq
+from .changes import _IdChange, _LastSeq
 from .config import MappingRefused, ReplicationConfig, SourceMalformed
-from .mapping import _Batch, _map_bulk, _map_change, _needs_no_doc, _record_of, grey_record, price_record
+from .mapping import (_Batch, _map_bulk, _map_change, _map_keyed, _needs_no_doc, _record_of, grey_record,
+                      price_record)
 from .source import _BadCheckpoint, _seq_number, _Source
 
 log = logging.getLogger("lmcz_fast.replicate")
@@ -237,14 +238,18 @@ class _Replicator:
         last: Any = since
         count = 0
         mapping = self.config.mapping
-        for items in self.source.changes(name, since, self.config.batch_size, longpoll,
-                                         include_docs=not _needs_no_doc(kind, mapping), ids_only=bulk):
+        by_id = _needs_no_doc(kind, mapping)
+        for items in self.source.changes(name, since, self.config.batch_size, longpoll, include_docs=not by_id,
+                                         ids_only=bulk, keyed=by_id and not bulk):
             if isinstance(items, _LastSeq):
                 last = items.value
                 continue
             if bulk:
                 count += len(items)
                 _map_bulk(items, batch)
+            elif items and type(items[0]) is _IdChange:     # one decode gives all `_IdChange`s or all dicts
+                count += len(items)
+                _map_keyed(items, batch)
             else:
                 count += len(items)
                 for item in items:
@@ -404,6 +409,10 @@ def _anchor_of(items: list[Any]) -> dict[str, Any] | None:
                 seq = None
             if isinstance(doc_id, str) and not doc_id.startswith("_") and isinstance(rev, str):
                 return {"id": doc_id, "rev": rev, "seq": seq}
+        elif type(item) is _IdChange:
+            rev = item.rev
+            if not item.id.startswith("_") and isinstance(rev, str):
+                return {"id": item.id, "rev": rev, "seq": item.seq}
         else:
             doc_id = getattr(item, "id", None)
             if isinstance(doc_id, str) and not doc_id.startswith("_"):

@@ -152,7 +152,8 @@ class _Source:
         return out
 
     def changes(self, db: str, since: Any, limit: int, longpoll: bool = False,
-                include_docs: bool = True, ids_only: bool = False) -> Iterator[list[Any] | _LastSeq]:
+                include_docs: bool = True, ids_only: bool = False,
+                keyed: bool = False) -> Iterator[list[Any] | _LastSeq]:
         """Yield each change (a dict) of one `_changes` page, then the page's `last_seq` (not a dict).
 
         Raises `_BadCheckpoint` when the source refuses `since` (HTTP 400), which calls for a full pass.
@@ -177,7 +178,7 @@ class _Source:
                 if longpoll:
                     chunks = self._until_deadline(chunks, time.monotonic() + self.config.longpoll_timeout + 1)
                 try:
-                    yield from _parse_changes(chunks, url, ids_only)
+                    yield from _parse_changes(chunks, url, ids_only, keyed)
                 except _WaitOver:
                     yield _LastSeq(since)          # no change within the wait: nothing to apply
         except UpstreamError as exc:
