@@ -36,13 +36,14 @@ import sys
 import textwrap
 import time
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from _board import Target, regression_level
-from bench_delta import READER, WRITER
+from bench_delta import READER
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "tests"))
 from _couch_support import Couch, needs_pouchdb  # noqa: E402
@@ -58,11 +59,12 @@ INCREMENT = 10_000
 FIRST_RUNS = 3
 STALL_BATCHES = 6            # 10k-change batches landing while a reader runs (replicated, then as feed deltas)
 STALL_ROUNDS = 3
-CONTROL_SECONDS = 2.0        # a control round: the same reader with no writer beside it, once per round
+CONTROL_SECONDS = 1.0        # a control round: the same reader with no writer beside it, once per round (1 s: the
+                             # time the paced feed rounds add on a quiet machine)
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CHILD = textwrap.dedent("""
-    import json, os, sys, time
+    import json, os, resource, sys, time
     from lmcz_fast import replicate as repl
     db, url, niceness = sys.argv[1], sys.argv[2], int(sys.argv[3])
     if niceness:
@@ -73,9 +75,37 @@ CHILD = textwrap.dedent("""
     report = repl.replicate(db, config)
     seconds = time.perf_counter() - started
     hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM:")]
+    used = resource.getrusage(resource.RUSAGE_SELF)
     print(json.dumps({"seconds": seconds, "full": report.full, "changes": report.changes,
-                      "batches": sum(d.batches for d in report.databases), "hwm_kb": int(hwm[0])}))
+                      "batches": sum(d.batches for d in report.databases), "hwm_kb": int(hwm[0]),
+                      "cpu": used.ru_utime + used.ru_stime}))
 """ % BATCH)
+
+# Feed deltas at the pace of a replicated round: each applied as `sync` applies it (bench_delta's WRITER, at the same
+# priority), STALL_BATCHES of them spread evenly up to `until` (the parent's time.monotonic(): CLOCK_MONOTONIC is the
+# machine's), and the process exits then: the reader's window holds as many commits over as long a time as the
+# replicated round's.
+PACED = textwrap.dedent("""
+    import os, sys, time
+    from lmcz_fast.store import Blocklist
+    db, add_path, remove_path, niceness, count, until = sys.argv[1:7]
+    if int(niceness):
+        os.nice(int(niceness))
+    forward = (open(add_path).read().split(), open(remove_path).read().split())
+    back = (forward[1], forward[0])
+    count, until = int(count), float(until)
+    applied = 0
+    with Blocklist.open(db, readonly=False) as bl:
+        start = time.monotonic()
+        gap = max(0.0, until - start) / count
+        for i in range(count):
+            time.sleep(max(0.0, start + (i + 0.5) * gap - time.monotonic()))
+            add, remove = back if bl.is_blocked(forward[0][0]) else forward
+            bl.apply_delta(add, remove, to_version=bl.get_meta("version") + 1)
+            applied += 1
+    time.sleep(max(0.0, until - time.monotonic()))
+    print(applied)
+""")
 
 SERVER = textwrap.dedent("""
     import sys
@@ -197,21 +227,21 @@ def _us(runs: list[dict], field: str) -> str:
     return "/".join(f"{r[field] / 1e3:.0f}" for r in runs)
 
 
-def _reader_during(db: str, probes: str, stop: str, writer: list[str], *, until_batches: int | None = None,
-                   progress: str | None = None) -> dict:
-    """Run bench_delta's reader on `db` while the `writer` process runs; stop the reader when the writer exits
-    (or, for a looping writer, once `progress` holds `until_batches` bytes)."""
+def _reader_during(db: str, probes: str, stop: str, writer: list[str] | Callable[[float], list[str]]) -> dict:
+    """Run bench_delta's reader on `db` while the `writer` process runs (a callable is given the monotonic time at
+    which the writer starts); stop the reader when the writer exits. `seconds`: from the writer's start to its exit."""
     reader = subprocess.Popen([sys.executable, "-c", READER, db, probes, stop], stdout=subprocess.PIPE, text=True)
     proc = None
     try:
         assert reader.stdout.readline().strip() == "ready"
         time.sleep(0.2)
-        proc = subprocess.Popen(writer, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 300
+        started = time.monotonic()
+        proc = subprocess.Popen(writer(started) if callable(writer) else writer, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = started + 300
         while proc.poll() is None and time.monotonic() < deadline:
-            if until_batches is not None and os.path.exists(progress) and os.path.getsize(progress) >= until_batches:
-                break
-            time.sleep(0.05)
+            time.sleep(0.02)
+        seconds = time.monotonic() - started
         time.sleep(0.2)
         open(stop, "w").close()
         out, _ = reader.communicate(timeout=60)
@@ -224,6 +254,7 @@ def _reader_during(db: str, probes: str, stop: str, writer: list[str], *, until_
                 p.wait()
     result = json.loads(out.strip().splitlines()[-1])
     result["writer"] = written
+    result["seconds"] = seconds
     return result
 
 
@@ -280,10 +311,16 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
                      f"peak RSS (VmHWM) of the first replication ({peak_mb:.0f} MB) / 300 MB")
 
         # Readers while batches land: STALL_BATCHES replicated batches of 10k changes (the writer at `replicate`'s
-        # default priority), then as many feed deltas of 10k codes (as `sync` applies them), on the same store, in
-        # STALL_ROUNDS alternating rounds. Each side's figure is the median of its rounds' worst calls: one worst call
-        # of ~300k is at the mercy of one pause of the VM (a CI run saw a 5 ms call on one side only, a reader call
-        # that used 17 ms of CPU in bench_delta in the same run), and a ratio of two single maxima with it.
+        # default priority), and feed deltas of 10k codes (as `sync` applies them) on the same store, in
+        # STALL_ROUNDS rounds. Each side's figure is the median of its rounds' worst calls: one worst call of ~300k
+        # is at the mercy of one pause of the VM (a CI run saw a 5 ms call on one side only, a reader call that used
+        # 17 ms of CPU in bench_delta in the same run), and a ratio of two single maxima with it.
+        # Both sides are read over windows of the same length holding as many commits: the feed writer (PACED)
+        # spreads its STALL_BATCHES deltas over as long as the replicated round before it took, from its process's
+        # start to its exit (the round's length swings 2x with the machine's load, so not another round's). The worst of a longer window samples more of the machine's pauses: a replicated round (a
+        # process that imports the HTTP client, asks the source who it is, and fetches and parses each page between
+        # commits) lasted 1.2-2.5x a feed round of STALL_BATCHES deltas back to back, and its worst call was that
+        # much more likely to meet a pause; the same time with more feed commits would lean the other way.
         codes = _base_codes(N_DOCS)
         rng = random.Random(7)
         probes = tmp_path / "probes.txt"
@@ -293,22 +330,30 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
         (tmp_path / "add.txt").write_text("\n".join(cis_list(half, seed=99)) + "\n")
         (tmp_path / "remove.txt").write_text("\n".join(kept[-half:]) + "\n")
         replicated_runs, fed_runs, control_runs = [], [], []
-        for round_ in range(STALL_ROUNDS):
-            control_runs.append(_reader_during(db, str(probes), str(tmp_path / f"stop-c{round_}"),
-                                               [sys.executable, "-c", f"import time; time.sleep({CONTROL_SECONDS})"]))
+
+        def replicated_round(round_: int) -> None:
             _post_increments(url, STALL_BATCHES)
             replicated = _reader_during(db, str(probes), str(tmp_path / f"stop-r{round_}"),
                                         [sys.executable, "-c", CHILD, db, url, str(WRITER_NICE)])
-            batches = json.loads(replicated["writer"].strip().splitlines()[-1])["batches"]
-            assert batches >= STALL_BATCHES and len(replicated["versions"]) >= 2
-            progress = str(tmp_path / f"progress-{round_}")
-            stop = str(tmp_path / f"stop-f{round_}")
-            fed = _reader_during(db, str(probes), stop,
-                                 [sys.executable, "-c", WRITER, db, str(tmp_path / "add.txt"),
-                                  str(tmp_path / "remove.txt"), stop, str(WRITER_NICE), progress],
-                                 until_batches=STALL_BATCHES, progress=progress)
+            replicated["child"] = json.loads(replicated["writer"].strip().splitlines()[-1])
+            assert replicated["child"]["batches"] >= STALL_BATCHES and len(replicated["versions"]) >= 2
             replicated_runs.append(replicated)
+
+        def fed_round(round_: int) -> None:
+            seconds = replicated_runs[-1]["seconds"]
+            fed = _reader_during(db, str(probes), str(tmp_path / f"stop-f{round_}"),
+                                 lambda started: [sys.executable, "-c", PACED, db, str(tmp_path / "add.txt"),
+                                                  str(tmp_path / "remove.txt"), str(WRITER_NICE), str(STALL_BATCHES),
+                                                  repr(started + seconds)])
+            fed["deltas"] = int(fed["writer"].strip().splitlines()[-1])
+            assert fed["deltas"] == STALL_BATCHES
             fed_runs.append(fed)
+
+        for round_ in range(STALL_ROUNDS):
+            control_runs.append(_reader_during(db, str(probes), str(tmp_path / f"stop-c{round_}"),
+                                               [sys.executable, "-c", f"import time; time.sleep({CONTROL_SECONDS})"]))
+            replicated_round(round_)
+            fed_round(round_)                   # paced to this round's replicated window
         # A call that slept (a voluntary switch) is counted in the worst latency: the kernel can put a reader to
         # sleep for a moment on a first touch of a page (bench_delta.py says more). A sleep as long as a writer's
         # transaction would be a reader waiting for the writer, which LMDB never makes it do.
@@ -336,6 +381,11 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
                            f"deltas")
 
         runs = ", ".join(f"{f['seconds']:.2f}" for f in firsts)
+        windows = (f"{'/'.join(format(r['seconds'], '.1f') for r in replicated_runs)} s replicated "
+                   f"({STALL_BATCHES} batches; writer CPU "
+                   f"{'/'.join(format(r['child']['cpu'], '.2f') for r in replicated_runs)} s) vs "
+                   f"{'/'.join(format(r['seconds'], '.1f') for r in fed_runs)} s fed "
+                   f"({'/'.join(str(r['deltas']) for r in fed_runs)} deltas)")
         board.notes.append(
             f"replicate (page server): first {first_seconds:.2f} s for {N_DOCS} docs (runs: {runs} s), bare fetch "
             f"{benchmark.stats.stats.median:.2f} s ({first_seconds / benchmark.stats.stats.median:.1f}x), load of the "
@@ -343,7 +393,7 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
             f" increment of {INCREMENT} {increment['seconds']:.2f} s; peak RSS {peak_mb:.0f} MB; reader worst (not "
             f"preempted) per round {_us(replicated_runs, 'max_own_ns')} us while replicated batches land vs "
             f"{_us(fed_runs, 'max_own_ns')} us under feed deltas vs {_us(control_runs, 'max_own_ns')} us with no "
-            f"writer (control); calls that slept "
+            f"writer (control); windows {windows}; calls that slept "
             f"{sum(r['waited'] for r in replicated_runs)} vs {sum(r['waited'] for r in fed_runs)}; p99.9 "
             f"{_us(replicated_runs, 'p999_ns')} vs {_us(fed_runs, 'p999_ns')} us; load average "
             f"{os.getloadavg()[0]:.1f}")
