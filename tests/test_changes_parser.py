@@ -16,7 +16,11 @@ from hypothesis import strategies as st
 
 from lmcz_fast.replicate import SourceUnavailable
 from lmcz_fast.replicate.config import SourceMalformed
-from lmcz_fast.replicate.changes import _LastSeq, _parse_changes
+from lmcz_fast.replicate import ReplicationConfig
+from lmcz_fast.replicate.changes import _IdChange, _LastSeq, _parse_changes
+from lmcz_fast.replicate.mapping import _Batch, _map_change, _map_keyed
+from lmcz_fast.replicate.replicator import _anchor_of
+from lmcz_fast.synth import cis_list
 
 ids = st.one_of(
     st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40),
@@ -166,3 +170,32 @@ def test_deep_nesting_is_refused_in_bounded_memory(layout):
               "tail": b'{"results":[\n],"other":' + deep + b',"last_seq":1}'}[layout]
     with pytest.raises(SourceMalformed, match="nested"):
         list(_parse_changes(iter([answer[i:i + 65536] for i in range(0, len(answer), 65536)]), "u"))
+
+
+code_ids = st.one_of(
+    st.sampled_from(cis_list(8, seed=3) + ["04606203084623", "4606203084623", "_design/views", "not a code"]),
+    ids,
+)
+keyed_changes = st.lists(st.fixed_dictionaries(
+    {"seq": st.integers(1, 10**9), "id": code_ids, "changes": st.just([{"rev": "1-abc"}])},
+    optional={"deleted": st.booleans()},
+), max_size=30)
+
+
+@settings(max_examples=200, deadline=None)
+@given(keyed_changes, st.sampled_from(["codes", "gtins"]))
+def test_a_keyed_page_maps_as_its_dicts_do(results, kind):
+    """An increment of records keyed by the id maps the same from `_IdChange`s as from dicts: the same records
+    to add, the same documents deleted, the same unmapped ones, the same anchor for the checkpoint."""
+    data = _layout(results, 7, "couchdb")
+    keyed = [c for items in _parse_changes(iter([data]), "u", keyed=True) if not isinstance(items, _LastSeq)
+             for c in items]
+    mapping = ReplicationConfig(source="http://source", databases={kind: "db"}).mapping
+    fast, plain = _Batch(kind), _Batch(kind)
+    assert all(type(c) is _IdChange for c in keyed)
+    _map_keyed(keyed, fast)
+    for change in results:
+        _map_change(change, plain, mapping)
+    assert (fast.add, fast.remove, fast.unmapped, fast.changes) == \
+        (plain.add, plain.remove, plain.unmapped, plain.changes)
+    assert _anchor_of(keyed) == _anchor_of(results)
