@@ -57,10 +57,9 @@ N_COUCH_DOCS = int(os.environ.get("LMCZ_BENCH_COUCH_DOCS", "200000"))
 BATCH = 10_000
 INCREMENT = 10_000
 FIRST_RUNS = 3
-STALL_BATCHES = 6            # 10k-change batches landing while a reader runs (replicated, then as feed deltas)
-STALL_ROUNDS = 3
-CONTROL_SECONDS = 1.0        # a control round: the same reader with no writer beside it, once per round (1 s: the
-                             # time the paced feed rounds add on a quiet machine)
+STALL_BATCHES = 3            # 10k-change batches landing while a reader runs (replicated, then as feed deltas)
+STALL_ROUNDS = 5             # the median of 5 rounds stands two rounds' VM pauses (of 3: one), in as much time
+CONTROL_SECONDS = 0.5        # a control round: the same reader with no writer beside it, once per round
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 CHILD = textwrap.dedent("""
@@ -99,7 +98,7 @@ PACED = textwrap.dedent("""
         start = time.monotonic()
         gap = max(0.0, until - start) / count
         for i in range(count):
-            time.sleep(max(0.0, start + (i + 0.5) * gap - time.monotonic()))
+            time.sleep(max(0.0, start + i * gap - time.monotonic()))     # the last one ends about `until`
             add, remove = back if bl.is_blocked(forward[0][0]) else forward
             bl.apply_delta(add, remove, to_version=bl.get_meta("version") + 1)
             applied += 1
