@@ -1015,11 +1015,11 @@ def cis_list(bytes body):
     gives None: the caller then decodes it with `json` as before, with the same answers and the same errors."""
     cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(body)
     cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
-    cdef Py_ssize_t i = 0, start, k
+    cdef Py_ssize_t i = 0, start, k, size
     cdef unsigned char c
     cdef int d, code
     cdef list out
-    cdef Buf t
+    cdef char* text
     while i < n and _ws(p[i]):
         i += 1
     if i >= n or p[i] != b'{':
@@ -1041,8 +1041,10 @@ def cis_list(bytes body):
         return None
     i += 1
     out = []
-    t.data = NULL
-    t.size = t.cap = 0
+    # every string's text, unescaped, goes here in turn: never longer than the body it comes from
+    text = <char*>PyMem_Malloc(n + 1)
+    if text == NULL:
+        raise MemoryError()
     try:
         while i < n and _ws(p[i]):
             i += 1
@@ -1059,8 +1061,8 @@ def cis_list(bytes body):
                 if i < n and p[i] == b'"':         # no escape: the text as it is
                     out.append(PyUnicode_DecodeASCII(<const char*>p + start, i - start, NULL))
                 else:
-                    t.size = 0
-                    _raw(&t, <const char*>p + start, i - start)
+                    size = i - start
+                    memcpy(text, p + start, size)
                     while True:
                         if i >= n:
                             return None
@@ -1104,8 +1106,9 @@ def cis_list(bytes body):
                             i += 1
                         else:
                             return None
-                        _raw(&t, <const char*>&c, 1)
-                    out.append(PyUnicode_DecodeASCII(t.data, t.size, NULL))
+                        text[size] = <char>c
+                        size += 1
+                    out.append(PyUnicode_DecodeASCII(text, size, NULL))
                 i += 1          # the closing quote
                 while i < n and _ws(p[i]):
                     i += 1
@@ -1119,7 +1122,7 @@ def cis_list(bytes body):
                     break
                 return None
     finally:
-        PyMem_Free(t.data)
+        PyMem_Free(text)
     while i < n and _ws(p[i]):
         i += 1
     if i >= n or p[i] != b'}':
