@@ -32,7 +32,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lmcz_fast._answer import Answers, Envelope, json_text, request_id
+from lmcz_fast._answer import Answers, Envelope, cis_list, json_text, request_id
 from lmcz_fast.audit import AuditLog, _format, line_ends
 from lmcz_fast.service import LocalModule, ServiceConfig
 from lmcz_fast.service.config import Token
@@ -354,3 +354,69 @@ def test_compiled_verdicts_are_written_as_their_verdicts_are(store: tuple[Path, 
                                  for (rid, outcome, codes), ver in zip(records, versions)) if audit else "")
 
     one()
+
+
+# -- the compiled reader of a check body (`_answer.cis_list`) ------------------------------------------------------
+
+_JSON_DECODER = json.JSONDecoder(strict=False)      # what `Shared.json_body` decodes with
+
+
+def _json_codes(body: bytes) -> Any:
+    """What the service read of `body` through `json` (`Shared.json_body`, then `["cis_list"]`), or "refused"."""
+    try:
+        data = _JSON_DECODER.decode(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "refused"
+    return data.get("cis_list") if isinstance(data, dict) else "refused"
+
+
+_BODY_TEXT = st.text(st.characters(codec="utf-8") | st.sampled_from('"\\/\x1d\x00\x7f\t'), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(codes=st.lists(_BODY_TEXT, max_size=5), ascii_only=st.booleans(),
+       indent=st.sampled_from([None, 0, 1, "\t"]),
+       separators=st.sampled_from([None, (",", ":"), (" , ", " :\n ")]))
+def test_cis_list_reads_what_json_reads(codes: list[str], ascii_only: bool, indent: Any, separators: Any) -> None:
+    """A body the compiled reader takes gives the list `json` gives; one it declines (None) goes to `json`."""
+    body = json.dumps({"cis_list": codes}, ensure_ascii=ascii_only, indent=indent,
+                      separators=separators).encode("utf-8", "surrogatepass")
+    got = cis_list(body)
+    if got is not None:
+        assert got == _json_codes(body) and all(type(code) is str for code in got)
+    elif ascii_only and all(all(ord(c) < 128 for c in code) for code in codes):
+        pytest.fail(f"an ASCII body of strings was declined: {body!r}")
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_cis_list_takes_no_body_json_reads_otherwise(data: st.DataObject) -> None:
+    """Bytes changed anywhere in a body: what the compiled reader still takes, `json` reads the same."""
+    body = bytearray(json.dumps({"cis_list": ["0104600439931256JgXJ5.T\x1d91ABCD\x1d92abc=", 'q"\\/']}).encode())
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(body)))
+        byte = data.draw(st.integers(0, 255) | st.sampled_from(list(b' \t\n"\\u[]{},:0aF/')))
+        if data.draw(st.booleans()) and at < len(body):
+            del body[at]
+        else:
+            body.insert(at, byte)
+    got = cis_list(bytes(body))
+    assert got is None or got == _json_codes(bytes(body)), bytes(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"cis_list": ["a"], "x": 1}', b'{"cis_list": ["a"], "cis_list": ["b"]}', b'{"cis_list": ["a", 1]}',
+    b'{"cis_list": [null]}', b'{"cis_list": ["\\u00e9"]}', b'{"cis_list": ["\\ud834\\udd1e"]}',
+    b'{"cis_list": ["\xc3\xa9"]}', b'{"cis_list": ["a\tb"]}', b'{"cis_list": ["a"]', b'{"cis_list": ["a"]} x',
+    b'{"cis_list": ["a",]}', b'{"cis_list": ["\\x"]}', b'{"cis_list": "a"}', b'["a"]', b'', b'{"CIS_LIST": ["a"]}',
+    b'{"cis_list": [["a"]]}', b'{"cis_list": [{"cis": "a"}]}'])
+def test_cis_list_declines_what_only_json_may_read(body: bytes) -> None:
+    """Another key, a non-string item, a non-ASCII character, a raw control character, a malformed body: the
+    service reads it with `json`, whose answer (or typed error: bad_json, bad_request, invalid_code) stands."""
+    assert cis_list(body) is None
+
+
+def test_cis_list_reads_whitespace_and_escapes() -> None:
+    assert cis_list(b' \r\n{ "cis_list" :\t[ "a\\u001db" , "\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041" ] }\n') == \
+        ["a\x1db", '"\\/\b\f\n\r\tA']
+    assert cis_list(b'{"cis_list":[]}') == []
