@@ -270,8 +270,13 @@ class Checks:
             for v in batch.verdicts.values():       # the exact path's: every blocked or sold code, in order
                 block = v.block
                 if block is not None:
-                    activity.refused(v.cis, "blocked" + "".join(f"; {x}" for x in (block.reason, block.authority)
-                                                                     if x))
+                    reason, authority = block.reason, block.authority
+                    if reason and authority:
+                        activity.refused(v.cis, f"blocked; {reason}; {authority}")
+                    elif reason or authority:
+                        activity.refused(v.cis, f"blocked; {reason or authority}")
+                    else:
+                        activity.refused(v.cis, "blocked")
                     refused += 1
                 elif v.sold:
                     activity.refused(v.cis, "sold")
