@@ -26,7 +26,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeASCII
 from libc.math cimport isfinite, signbit
-from libc.string cimport memcmp, memcpy, strlen
+from libc.string cimport memcmp, memcpy, strcmp, strlen
 
 import json
 
@@ -257,8 +257,10 @@ cdef str _take_text(Buf* b):
 cdef class Envelope:
     """What one check request's answer says around its codes, worked out by the service: `reqId`, `reqTimestamp`,
     the instance's and the version's UUIDs (`inst`, `version`), `dbFreshness`, whether `isGreyGtin` answers from
-    the grey list, and for the audit log the client (as its JSON text, None: no audit) and what its lines end with
-    (`,"a":...` of a token's label, or "")."""
+    the grey list, and for the audit log the client (as its JSON text, None: no audit), what its lines end with
+    (`,"a":...` of a token's label, or "") and the tag its outcomes carry (`audit_tag`, "" for none: a fronted
+    check answered locally records `"o":"local:<reason>"` for ok, `"o":"<outcome> local:<reason>"` otherwise, as
+    `AuditLog.record` is told by service/fronting.py)."""
 
     cdef readonly str req_id
     cdef readonly long long req_ms
@@ -268,9 +270,10 @@ cdef class Envelope:
     cdef readonly bint grey
     cdef readonly object audit_client
     cdef readonly str audit_tail
+    cdef readonly str audit_tag
 
     def __init__(self, str req_id, long long req_ms, str inst, str version, str freshness, bint grey,
-                 audit_client=None, str audit_tail=""):
+                 audit_client=None, str audit_tail="", str audit_tag=""):
         self.req_id = req_id
         self.req_ms = req_ms
         self.inst = inst
@@ -279,6 +282,7 @@ cdef class Envelope:
         self.grey = grey
         self.audit_client = audit_client
         self.audit_tail = audit_tail
+        self.audit_tag = audit_tag or ""
 
 
 cdef class Answers:
@@ -506,7 +510,13 @@ cdef class Answers:
         else:
             _ascii(a, str(version))
         _lit(a, b',"o":"')
-        _lit(a, outcome)
+        if head.audit_tag:
+            if strcmp(outcome, b"ok") != 0:
+                _lit(a, outcome)
+                _raw(a, b" ", 1)
+            _ascii(a, head.audit_tag)
+        else:
+            _lit(a, outcome)
         return _lit(a, b'","k":[')
 
     cdef int _audit_end(self, Buf* a, Envelope head) except -1:

@@ -74,6 +74,14 @@ def _uuids(instance_id: str, db_version: int) -> tuple[str, str]:
     return f"inst:{instance_id}\"\\", f"ver:{db_version}"
 
 
+def _tagged(outcome: str, tag: str) -> str:
+    """An outcome as a fronted check answered locally records it (service/fronting.py `_TaggedAudit.record`)."""
+    return outcome if not tag else tag if outcome == "ok" else f"{outcome} {tag}"
+
+
+TAGS = st.sampled_from(["", "local:timeout", "local:reset"])
+
+
 def _audit_line(req_id: str, req_ms: int, client: str | None, version: int | None, outcome: str,
                 codes: list[tuple[str, bool | None]], who: str | None) -> str:
     return _format((req_id, req_ms, client, version, outcome, tuple(codes), who))
@@ -81,18 +89,20 @@ def _audit_line(req_id: str, req_ms: int, client: str | None, version: int | Non
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answers=ANSWERS, grey=st.booleans(), freshness=st.sampled_from(["ready", "stale"]),
-       req_ms=st.integers(0, 2 ** 45), client=st.none() | TEXT, who=st.none() | TEXT, audit=st.booleans())
+       req_ms=st.integers(0, 2 ** 45), client=st.none() | TEXT, who=st.none() | TEXT, audit=st.booleans(),
+       tag=TAGS)
 def test_protocol_1_answer_is_the_reference_bytes(answers: list[Any], grey: bool, freshness: str, req_ms: int,
-                                                  client: str | None, who: str | None, audit: bool) -> None:
+                                                  client: str | None, who: str | None, audit: bool,
+                                                  tag: str) -> None:
     req_id = str(uuid.uuid4())
     first = next(v for v in answers if isinstance(v, Verdict))
     inst, version = _uuids(first.instance_id, first.db_version)
     expected, codes = reference_v1(answers, req_id, req_ms, inst, version, grey, freshness)
     c, tail = line_ends(client, who) if audit else (None, "")
     body, line, checked, blocked = Answers(Unreadable, ERROR_UNREADABLE).v1(
-        answers, Envelope(req_id, req_ms, inst, version, freshness, grey, c, tail))
+        answers, Envelope(req_id, req_ms, inst, version, freshness, grey, c, tail, tag))
     assert body == expected
-    outcome = "partial" if any(isinstance(v, Unreadable) for v in answers) else "ok"
+    outcome = _tagged("partial" if any(isinstance(v, Unreadable) for v in answers) else "ok", tag)
     assert line == (_audit_line(req_id, req_ms, client, first.db_version, outcome, codes, who) if audit else None)
     assert checked == sum(isinstance(v, Verdict) for v in answers)
     assert blocked == sum(v.blocked for v in answers if isinstance(v, Verdict))
@@ -100,10 +110,10 @@ def test_protocol_1_answer_is_the_reference_bytes(answers: list[Any], grey: bool
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answers=ANSWERS, data=st.data(), grey=st.booleans(), req_ms=st.integers(0, 2 ** 45),
-       client=st.none() | TEXT, who=st.none() | TEXT, audit=st.booleans())
+       client=st.none() | TEXT, who=st.none() | TEXT, audit=st.booleans(), tag=TAGS)
 def test_protocol_2_answer_is_the_reference_bytes(answers: list[Any], data: st.DataObject, grey: bool,
                                                   req_ms: int, client: str | None, who: str | None,
-                                                  audit: bool) -> None:
+                                                  audit: bool, tag: str) -> None:
     pgs = data.draw(st.lists(st.none() | st.integers(1, 70000), min_size=len(answers), max_size=len(answers)))
     ids = os.urandom(16 * (len(answers) - 1))
     req_id = str(uuid.uuid4())
@@ -113,10 +123,10 @@ def test_protocol_2_answer_is_the_reference_bytes(answers: list[Any], data: st.D
     inst, version = _uuids(known.instance_id, known.db_version)
     c, tail = line_ends(client, who) if audit else (None, "")
     body, lines, checked, blocked = Answers(Unreadable, ERROR_UNREADABLE).v2(
-        answers, pgs, ids, Envelope(req_id, req_ms, inst, version, "ready", grey, c, tail), 99, _uuids)
+        answers, pgs, ids, Envelope(req_id, req_ms, inst, version, "ready", grey, c, tail, tag), 99, _uuids)
     assert body == expected
     versions = [99 if isinstance(v, Unreadable) else v.db_version for v in answers]
-    assert lines == ("".join(_audit_line(rid, req_ms, client, ver, outcome, codes, who)
+    assert lines == ("".join(_audit_line(rid, req_ms, client, ver, _tagged(outcome, tag), codes, who)
                              for (rid, outcome, codes), ver in zip(records, versions)) if audit else "")
     assert checked == sum(isinstance(v, Verdict) for v in answers)
     assert blocked == sum(v.blocked for v in answers if isinstance(v, Verdict))

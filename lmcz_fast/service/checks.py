@@ -327,4 +327,4 @@ class Checks:
         version = shared.version_uuid(batch.instance_id, batch.db_version, who)
         audit_client, audit_tail = self._line_ends(client, who) if shared.audit is not None else (None, "")
         return Envelope(req_id, req_ms, inst, version, status.state, shared.status.grey_list, audit_client,
-                        audit_tail)
+                        audit_tail, shared.audit_tag or "")
