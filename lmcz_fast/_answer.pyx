@@ -933,6 +933,9 @@ cdef class _Batch:
     cdef object instance_id
 
     cdef set(self, object batch):
+        """View `batch` (nothing to do if it is the one viewed: `_first` took the first batch already)."""
+        if batch is self.batch:
+            return
         cdef carray.array flags = batch.flags
         cdef carray.array mrp = batch.mrp
         cdef carray.array smp = batch.smp
