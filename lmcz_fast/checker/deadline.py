@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import threading
 import time
@@ -12,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._codes import CodeError, readings_of
-from .._probe import offline_tag_1265
+from .._probe import SlotMaker, offline_tag_1265
 from ..store import NoListError, product_group_of
 from ..trueapi import CheckResponse, TrueApiClient, TrueApiError
 from .local_module import LocalModuleClient
@@ -35,6 +36,10 @@ from .verdicts import (
 )
 
 _monotonic = time.monotonic
+# The offline-only scan's two verdict objects, made slot by slot (every field, in the dataclasses' field order:
+# the same positional values their __init__ takes) without the generated __init__'s cost.
+_new_code_verdict = SlotMaker(CodeVerdict, [f.name for f in dataclasses.fields(CodeVerdict)])
+_new_till_verdict = SlotMaker(TillVerdict, [f.name for f in dataclasses.fields(TillVerdict)])
 log = logging.getLogger("lmcz_fast.checker")  # the checker's one logger, whichever file logs
 
 
@@ -227,10 +232,10 @@ class Checker(_OnlineSide, _OfflineSide):
         tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,
                 1265: offline_tag_1265(self._version_part(verdict))}
         text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, (bytes, bytearray)) else raw
-        code = CodeVerdict(text, None, verdict.cis, verdict.gtin, decision, Mode.OFFLINE, reasons,
-                           status.notes if status is not None else (), tags, None, verdict)
-        return TillVerdict(decision, Mode.OFFLINE, (code,), _monotonic() - started, self.deadline,
-                           "no online check configured", None)
+        code = _new_code_verdict(text, None, verdict.cis, verdict.gtin, decision, Mode.OFFLINE, reasons,
+                                 status.notes if status is not None else (), tags, None, verdict)
+        return _new_till_verdict(decision, Mode.OFFLINE, (code,), _monotonic() - started, self.deadline,
+                                 "no online check configured", None)
 
     async def check_async(self, raw: str | bytes, *, price: int | None = None,
                           pg: int | None = None) -> TillVerdict:
