@@ -14,7 +14,7 @@ from typing import Any
 
 from .._codes import CodeError, readings_of
 from .._probe import SlotMaker, offline_tag_1265
-from ..store import NoListError, product_group_of
+from ..store import NoListError, Verdict, product_group_of
 from ..trueapi import CheckResponse, TrueApiClient, TrueApiError
 from .local_module import LocalModuleClient
 from .offline import _BlocklistLike, _Offline, _OfflineSide, _sold_of
@@ -223,15 +223,20 @@ class Checker(_OnlineSide, _OfflineSide):
             verdict = bl.check(raw) if pg is None else bl.check(raw, pg=pg)  # type: ignore[union-attr]
         except (CodeError, NoListError):
             return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
-        sold = _sold_of(bl, verdict)
+        # The store's own Verdict says `sold` (same pass, same version); anything else is asked by `_sold_of`.
+        sold = verdict.sold if type(verdict) is Verdict else _sold_of(bl, verdict)
         if sold or verdict.blocked or price is not None:
             reasons = self._verdict_reasons(bl, verdict, raw, price, pg, sold)
             decision = _decided(reasons)
         else:
             reasons, decision = (), Decision.SELL
-        tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264,
-                1265: offline_tag_1265(self._version_part(verdict))}
-        text = raw.decode("utf-8", "surrogateescape") if isinstance(raw, (bytes, bytearray)) else raw
+        tail = self._version_tail
+        if tail is None or tail[0] != (verdict.instance_id, verdict.db_version):
+            self._version_part(verdict)
+            tail = self._version_tail
+        tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264, 1265: offline_tag_1265(tail[1])}  # type: ignore[index]
+        text = raw if type(raw) is str else raw.decode("utf-8", "surrogateescape") \
+            if isinstance(raw, (bytes, bytearray)) else raw
         code = _new_code_verdict(text, None, verdict.cis, verdict.gtin, decision, Mode.OFFLINE, reasons,
                                  status.notes if status is not None else (), tags, None, verdict)
         return _new_till_verdict(decision, Mode.OFFLINE, (code,), _monotonic() - started, self.deadline,
