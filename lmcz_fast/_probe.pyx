@@ -379,11 +379,16 @@ cdef uint64_t xxh3_64(const void* data, size_t n) noexcept nogil:
     return _xxh3_long(p, n)
 
 
-cdef inline uint32_t _identity_key(const uint8_t* p, size_t n) noexcept nogil:
-    """Prefilter key of an identity (at most IDENTITY_MAX bytes): xxh3_64 inlined for the hot paths."""
+cdef inline uint64_t _identity_hash(const uint8_t* p, size_t n) noexcept nogil:
+    """XXH3-64 of an identity (at most IDENTITY_MAX bytes), inlined for the hot paths: ``xxh3_64(p, n)``."""
     if n <= 16:
-        return <uint32_t>_xxh3_0to16(p, n)
-    return <uint32_t>_xxh3_17to128(p, n)
+        return _xxh3_0to16(p, n)
+    return _xxh3_17to128(p, n)
+
+
+cdef inline uint32_t _identity_key(const uint8_t* p, size_t n) noexcept nogil:
+    """Prefilter key of an identity: the low 32 bits of its XXH3-64."""
+    return <uint32_t>_identity_hash(p, n)
 
 
 # What the compiled core was built with (docs/platforms.md): the byte order the compiler stated, whether XXH3's
@@ -2092,7 +2097,8 @@ cdef class ProbeBase:
         cdef VerdictContext ctx
         cdef _Attached a
         cdef int64_t smp = -1
-        cdef bint grey = False, sold
+        cdef bint grey = False, sold, hit
+        cdef uint64_t h
         cdef double now
         if n < 0:
             raise _check_error(n, raw, tail_cut, -1)
@@ -2102,9 +2108,12 @@ cdef class ProbeBase:
         now = lmcz_wall_s()
         if n_alts or facts.kind == 0:
             return ctx.slow(_pinned(a), raw, pg, tail_cut, now)
-        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>ident, n)) if _state_hit(&a.st, ident, n) \
-            else None
-        sold = ctx.sold is not None and ctx.sold.has(_sold_hash(ident, n)) and \
+        # One XXH3-64 of the identity: its low 32 bits are the prefilter key, the whole of it the sold filter's hash.
+        h = _identity_hash(ident, n)
+        hit = rindex_contains(&a.st.ix, <uint32_t>h) or (
+            a.st.n_gtins != 0 and lmcz_u64_contains(a.st.gtins, a.st.n_gtins, _gtin_value(ident)))
+        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>ident, n)) if hit else None
+        sold = ctx.sold is not None and ctx.sold.has(h if h != 0 else 1) and \
             ctx.sold_of(PyBytes_FromStringAndSize(<const char*>ident, n), now)
         if ctx.tables is not None:
             smp = ctx.tables.answer(_gtin_value(ident), _group_of(pg, facts.kind), &grey)
@@ -2138,6 +2147,7 @@ cdef class ProbeBase:
         cdef Py_ssize_t start, end, prev
         cdef int64_t smp
         cdef bint grey, hit, sold_hit, sold
+        cdef uint64_t h
         cdef double now
         cdef ProbeBase pinned = None
         seq = raws if PyList_CheckExact(raws) or PyTuple_CheckExact(raws) else list(raws)
@@ -2190,10 +2200,12 @@ cdef class ProbeBase:
                 end = start + BATCH if start + BATCH < total else total
                 for i in range(start, end):
                     if not b.flags.data.as_uchars[i]:
-                        keys[i] = _identity_key(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        # One XXH3-64: the low 32 bits are the prefilter key, the whole the sold filter's hash.
+                        h = _identity_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        keys[i] = <uint32_t>h
                         lmcz_prefetch(&table[keys[i] >> 16])
                         if ctx.sold is not None:
-                            sold_hashes[i] = _sold_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                            sold_hashes[i] = h if h != 0 else 1
                             ctx.sold.prefetch(sold_hashes[i])
                 for i in range(prev, start if prev >= 0 else prev):
                     if b.flags.data.as_uchars[i]:
