@@ -440,10 +440,10 @@ def test_a_tampered_stored_index_is_refused_on_open(tmp_path, rng):
     env = lmdb.open(str(path), max_dbs=8, subdir=True)
     meta = env.open_db(b"meta")
     with env.begin(write=True) as txn:
-        index = bytearray(txn.get(b"prefilter_index", db=meta))
+        index = bytearray(txn.get(b"prefilter_base_index", db=meta))
         used = next(k for k in range(65536) if index[32 + 16 * k + 12])
         index[32 + 16 * used:32 + 16 * used + 8] = bytes(8)   # clear a summary: in bounds, but wrong
-        txn.put(b"prefilter_index", bytes(index), db=meta)
+        txn.put(b"prefilter_base_index", bytes(index), db=meta)
     env.close()
     with pytest.raises(StoreError, match="corrupt prefilter.*does not match"):
         Blocklist.open(path)

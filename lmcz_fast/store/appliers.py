@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import itertools
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -20,6 +21,7 @@ from typing import Any
 import lmdb
 
 from .._bulk import prepare_full_load
+from .._probe import build_index
 from .digest import _DIGEST_MOD, digest_add, format_digest, parse_digest
 from .environment import (
     DB_BLOCKS,
@@ -29,7 +31,12 @@ from .environment import (
     DB_META,
     DB_SIDE,
     META_GTIN_INDEX,
+    LEGACY_PREFILTER,
+    LEGACY_PREFILTER_INDEX,
     META_PREFILTER,
+    META_PREFILTER_INDEX,
+    get_prefilter,
+    put_overlay,
     put_prefilter,
     reserve_prefilter,
 )
@@ -126,44 +133,73 @@ class Blocks:
 
 
 class Codes:
-    """The blocked codes, the prefilter over them (a Roaring bitmap of their prefilter keys, in `meta`) and the
-    reference counts of prefilter keys shared by several codes (`collisions`). The bitmap this handle last wrote is
-    kept, so the next delta need not deserialize it again."""
+    """The blocked codes, the prefilter over them (the Roaring bitmap of their prefilter keys, in `meta`: a base and
+    the overlay a delta writes instead of rewriting the base) and the reference counts of prefilter keys shared by
+    several codes (`collisions`).
+
+    A delta changes the prefilter as a whole set (`bitmap`, the base with the overlay applied) and writes only the
+    overlay, the keys of that set not in the base and the keys of the base not in it: a few pages per delta, not
+    the ~2 MiB of a 300,000-code base and its index (issue 22). When the overlay could grow past `fold_limit` of
+    the base, the delta folds it: the whole set becomes the new base, with its pages taken first
+    (`reserve_prefilter`). What this handle last wrote (the set and its base) is kept, so the next delta need not
+    read them again."""
+
+    #: Fold when a delta could leave the overlay with more keys than the base's cardinality over this ...
+    FOLD_FRACTION = 8
+    #: ... and than this many keys (a small store's overlay folds rarely: its base is small to rewrite anyway).
+    FOLD_MIN = 4096
 
     def __init__(self, dbs: dict[bytes, Any]) -> None:
         self._codes = dbs[DB_CODES]
         self._collisions = dbs[DB_COLLISIONS]
         self._meta = dbs[DB_META]
-        self._cache: tuple[int, str, Any, int] | None = None   # (version, set digest, BitMap, bytes) last written
-        self._size = 0                  # bytes of the serialized prefilter `bitmap` gave (read or cached)
-        self._reserved = False          # the prefilter's pages are taken, its value not written yet
+        # (version, set digest, the whole set, its base, the base's bytes, the overlay's keys) last written
+        self._cache: tuple[int, str, Any, Any, int, int] | None = None
+        self._base: Any = None          # the base (a BitMap, never changed in place) of the set `bitmap` gave
+        self._size = 0                  # bytes of the serialized base
+        self._overlay = 0               # keys in the overlay over that base
+        self._legacy = False            # the base was read from a store written before the overlay
+        self._fold = False              # this delta writes the whole set as the new base
+        self._reserved = False          # a delta started, its prefilter (base or overlay) not written yet
 
     #: Bytes a serialized prefilter can grow by per code added: 2 for the value, 8 for a new container's header.
     GROWTH_PER_CODE = 10
 
-    def reserve(self, txn: lmdb.Transaction, bitmap: Any, adding: int) -> None:
-        """Take the pages of this delta's prefilter and index before any code page (`reserve_prefilter`), sized
-        for the prefilter `bitmap` gave (the version the delta starts from) growing by `adding` codes.
-        `write_prefilter` must follow in the same transaction; `check_written` says so before a commit."""
-        reserve_prefilter(txn, self._meta, self._size + self.GROWTH_PER_CODE * adding + 64)
+    @classmethod
+    def fold_limit(cls, base_keys: int) -> int:
+        """The most keys an overlay over a base of `base_keys` keys may hold."""
+        return max(cls.FOLD_MIN, base_keys // cls.FOLD_FRACTION)
+
+    def reserve(self, txn: lmdb.Transaction, bitmap: Any, adding: int, removing: int = 0) -> None:
+        """Decide whether this delta (adding and removing at most these many codes) folds the overlay into a new
+        base; if so, take the pages of the base and its index before any code page (`reserve_prefilter`), sized
+        for the set `bitmap` gave growing by `adding` codes. `write_prefilter` must follow in the same
+        transaction; `check_written` says so before a commit."""
+        self._fold = self._legacy or self._overlay + adding + removing > self.fold_limit(len(self._base))
+        if self._fold:
+            reserve_prefilter(txn, self._meta, self._size + self.GROWTH_PER_CODE * adding + 64)
         self._reserved = True
 
     def check_written(self) -> None:
-        """Refuse to commit a transaction holding a reserved prefilter that was never written (raised inside the
-        transaction, it aborts it: the store stays as it was)."""
+        """Refuse to commit a delta whose prefilter (a reserved base, or the overlay) was never written (raised
+        inside the transaction, it aborts it: the store stays as it was)."""
         if self._reserved:
             self._reserved = False
             raise StoreError("internal error: a delta reserved the prefilter's pages and never wrote it; "
                              "nothing was changed")
 
-    def forget(self) -> tuple[int, str, Any, int] | None:
+    def forget(self) -> tuple[int, str, Any, Any, int, int] | None:
         cached, self._cache = self._cache, None
         self._reserved = False
         return cached
 
-    def remember(self, version: int, digest: str, bitmap: Any, size: int | None = None) -> None:
-        """Keep `bitmap` (just written, or still current: then with its `size`) as the prefilter of `version`."""
-        self._cache = (version, digest, bitmap, self._size if size is None else size)
+    def restore(self, cached: tuple[int, str, Any, Any, int, int]) -> None:
+        """Keep what `forget` gave back (a transaction that changed nothing)."""
+        self._cache = cached
+
+    def remember(self, version: int, digest: str, bitmap: Any) -> None:
+        """Keep `bitmap` (just written) as the prefilter of `version`, with the base this handle last wrote."""
+        self._cache = (version, digest, bitmap, self._base, self._size, self._overlay)
 
     def replace(self, txn: lmdb.Transaction, items: Iterable[tuple[bytes, bytes]],
                 shared_keys: Mapping[int, int], bitmap: Any) -> None:
@@ -175,21 +211,29 @@ class Codes:
         with txn.cursor(db=self._collisions) as cursor:
             cursor.putmulti([(h.to_bytes(4, "big"), n.to_bytes(4, "big")) for h, n in sorted(shared_keys.items())],
                             append=True)
-        serialized = bitmap.serialize()
-        put_prefilter(txn, self._meta, serialized)
-        self._size = len(serialized)
+        self._write_base(txn, bitmap)
 
-    def bitmap(self, txn: lmdb.Transaction, cached: tuple[int, str, Any, int] | None, version: int,
+    def bitmap(self, txn: lmdb.Transaction, cached: tuple[int, str, Any, Any, int, int] | None, version: int,
                digest: str) -> Any:
-        """The prefilter of the version `txn` sees: the one this handle wrote last, if that is still the one."""
+        """The prefilter (the whole set: base and overlay) of the version `txn` sees: the one this handle wrote
+        last, if that is still the one."""
         from pyroaring import BitMap
 
         if cached is not None and cached[:2] == (version, digest):
-            self._size = cached[3]
-            return cached[2]
-        serialized = bytes(txn.get(META_PREFILTER, db=self._meta))
+            _, _, bitmap, self._base, self._size, self._overlay = cached
+            self._legacy = False
+            return bitmap
+        raw_base, _, raw_added, raw_removed = get_prefilter(txn, self._meta)
+        self._legacy = txn.get(META_PREFILTER, db=self._meta) is None
+        serialized = bytes(raw_base)
         self._size = len(serialized)
-        return BitMap.deserialize(serialized)
+        self._base = BitMap.deserialize(serialized)
+        bitmap = BitMap(self._base)
+        added, removed = _keys(raw_added), _keys(raw_removed)
+        bitmap -= BitMap(removed)
+        bitmap |= BitMap(added)
+        self._overlay = len(added) + len(removed)
+        return bitmap
 
     def delta(self, txn: lmdb.Transaction, plan: Plan, bitmap: Any, tally: Tally) -> None:
         """Remove, then add (each in key order), keeping `bitmap` and the collision counts true: removing a code
@@ -271,10 +315,56 @@ class Codes:
         tally.count(added_sums)
 
     def write_prefilter(self, txn: lmdb.Transaction, bitmap: Any) -> None:
+        """Write the set `bitmap` as this delta decided (`reserve`): as a new base, or as the overlay over the
+        base it started from."""
+        if self._fold:
+            self._write_base(txn, bitmap)
+        else:
+            added, removed = bitmap - self._base, self._base - bitmap
+            put_overlay(txn, self._meta, _key_bytes(added), _key_bytes(removed))
+            self._overlay = len(added) + len(removed)
+        self._reserved = False
+
+    def keep_prefilter(self, txn: lmdb.Transaction) -> None:
+        """A transaction that changes no code keeps the base and the overlay as they are: the base (and the cache
+        of every handle, keyed by version and digest) changes only with the set. Pages reserved for a fold get the
+        same base again, under its current keys."""
+        if self._reserved and self._fold:
+            serialized = self._base.serialize()
+            txn.put(META_PREFILTER, serialized, db=self._meta)
+            txn.put(META_PREFILTER_INDEX, build_index(serialized), db=self._meta)
+            for key in (LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX):
+                txn.delete(key, db=self._meta)
+            self._legacy = False
+        self._reserved = False
+
+    def _write_base(self, txn: lmdb.Transaction, bitmap: Any) -> None:
+        from pyroaring import BitMap
+
         serialized = bitmap.serialize()
         put_prefilter(txn, self._meta, serialized)
         self._size = len(serialized)
-        self._reserved = False
+        self._base = BitMap(bitmap)      # a copy: the next delta changes `bitmap` in place
+        self._overlay = 0
+        self._legacy = False
+
+
+def _keys(raw: Any) -> array.array:
+    """Overlay keys as stored (LE uint32; None: none)."""
+    keys = array.array("I")
+    if raw is not None:
+        keys.frombytes(bytes(raw))
+        if sys.byteorder == "big":
+            keys.byteswap()
+    return keys
+
+
+def _key_bytes(bitmap: Any) -> bytes:
+    """A bitmap's keys as the overlay stores them: ascending LE uint32."""
+    keys = array.array("I", bitmap)
+    if sys.byteorder == "big":
+        keys.byteswap()
+    return keys.tobytes()
 
 
 class Gtins:

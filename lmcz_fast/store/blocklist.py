@@ -327,9 +327,13 @@ class Blocklist(ProbeBase):
         meta["state"] = status.state
         meta["expires_at"] = status.expires_at
         meta["clock_behind"] = status.clock_behind
-        meta["prefilter_bytes"] = meta.pop("prefilter", 0)
+        meta["prefilter_bytes"] = meta.pop("prefilter_base", 0) or meta.pop("prefilter", 0)
         meta["gtin_index_bytes"] = meta.pop("gtin_index", 0)
-        meta["prefilter_index_bytes"] = meta.pop("prefilter_index", 0)
+        meta["prefilter_index_bytes"] = meta.pop("prefilter_base_index", 0) or meta.pop("prefilter_index", 0)
+        # The overlay deltas wrote over the base (keys added, keys removed), folded into it now and then.
+        meta["prefilter_overlay_keys"] = (meta.pop("prefilter_added", 0) + meta.pop("prefilter_removed", 0)) // 4
+        meta.pop("prefilter", None)
+        meta.pop("prefilter_index", None)
         meta["path"] = handle.path
         meta["file_bytes"] = os.path.getsize(os.path.join(handle.path, "data.mdb"))
         meta["used_bytes"] = (env_info["last_pgno"] + 1) * stat["psize"]

@@ -77,10 +77,21 @@ LATER_TABLES = (DB_SIDE, *TABLE_DBS, DB_SOLD, DB_SOLD_TIME, DB_OUTBOX)
 #: Named databases the environment may hold: the blocklist's five, the later tables, room for more.
 MAX_DBS = 16
 
-META_PREFILTER = b"prefilter"
+#: The prefilter (docs/ARCHITECTURE.md "LMDB layout"): a base, rewritten only by a full load or when a delta folds
+#: the overlay into it, its stored index, and the overlay every other delta writes instead (the keys added to and
+#: removed from the base: sorted little-endian uint32; absent when empty).
+META_PREFILTER = b"prefilter_base"
+META_PREFILTER_INDEX = b"prefilter_base_index"
+META_PREFILTER_ADDED = b"prefilter_added"
+META_PREFILTER_REMOVED = b"prefilter_removed"
+#: Where stores written before the overlay keep their (whole) prefilter: read as the base, deleted when the base is
+#: next written. A program older than the overlay finds no prefilter in a store written since, and refuses it
+#: ("metadata is missing the prefilter") instead of answering from a base without the overlay's codes.
+LEGACY_PREFILTER = b"prefilter"
+LEGACY_PREFILTER_INDEX = b"prefilter_index"
 META_GTIN_INDEX = b"gtin_index"
-META_PREFILTER_INDEX = b"prefilter_index"
-BINARY_META = {META_PREFILTER, META_GTIN_INDEX, META_PREFILTER_INDEX}
+BINARY_META = {META_PREFILTER, META_GTIN_INDEX, META_PREFILTER_INDEX, META_PREFILTER_ADDED, META_PREFILTER_REMOVED,
+               LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX}
 
 
 class _Shared:
@@ -352,9 +363,32 @@ def reserve_lock_file(fd: int, path: str) -> None:
 
 
 def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> None:
-    """Write the prefilter with its stored index, validated here once, so readers need not derive it."""
+    """Write the prefilter's base with its stored index (validated here once, so readers need not derive it); the
+    base is then the whole prefilter: the overlay (and a store's legacy prefilter) goes."""
     txn.put(META_PREFILTER, serialized, db=meta_db)
     txn.put(META_PREFILTER_INDEX, build_index(serialized), db=meta_db)
+    for key in (META_PREFILTER_ADDED, META_PREFILTER_REMOVED, LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX):
+        txn.delete(key, db=meta_db)
+
+
+def put_overlay(txn: lmdb.Transaction, meta_db: Any, added: bytes, removed: bytes) -> None:
+    """Write the prefilter's overlay (sorted LE uint32 keys added to and removed from the base); an empty half is
+    no key at all."""
+    for key, value in ((META_PREFILTER_ADDED, added), (META_PREFILTER_REMOVED, removed)):
+        if value:
+            txn.put(key, value, db=meta_db)
+        else:
+            txn.delete(key, db=meta_db)
+
+
+def get_prefilter(txn: lmdb.Transaction, meta_db: Any) -> tuple[Any, Any, Any, Any]:
+    """`(base, its stored index, added, removed)` as `txn` sees them (None where absent); a store written before
+    the overlay gives its whole prefilter as the base."""
+    base = txn.get(META_PREFILTER, db=meta_db)
+    if base is None:
+        return txn.get(LEGACY_PREFILTER, db=meta_db), txn.get(LEGACY_PREFILTER_INDEX, db=meta_db), None, None
+    return (base, txn.get(META_PREFILTER_INDEX, db=meta_db), txn.get(META_PREFILTER_ADDED, db=meta_db),
+            txn.get(META_PREFILTER_REMOVED, db=meta_db))
 
 
 def reserve_prefilter(txn: lmdb.Transaction, meta_db: Any, prefilter_bytes: int) -> None:

@@ -26,9 +26,8 @@ from .environment import (
     DB_META,
     DB_SOLD,
     META_GTIN_INDEX,
-    META_PREFILTER,
-    META_PREFILTER_INDEX,
     begin_read,
+    get_prefilter,
 )
 from .errors import NoListError, StoreError
 from .freshness import holds_list, reference_time
@@ -272,7 +271,7 @@ class Versions:
                 self.renew_at = time.monotonic() + self.refresh_interval
                 return
             meta = handle.dbs[DB_META]
-            prefilter = txn.get(META_PREFILTER, db=meta)
+            prefilter, prefilter_index, added, removed = get_prefilter(txn, meta)
             gtin_index = txn.get(META_GTIN_INDEX, db=meta)
             raw_version = txn.get(b"version", db=meta)
             if prefilter is None or gtin_index is None or raw_version is None:
@@ -283,8 +282,8 @@ class Versions:
             try:
                 # The first attach of this handle validates everything; later versions, written by a writer that
                 # validated them, are switched to by checking the stored index's bounds only.
-                probe._attach(prefilter, gtin_index, self.refresh_interval, snapshot,
-                              txn.get(META_PREFILTER_INDEX, db=meta), current is None, reading, reading.empty)
+                probe._attach(prefilter, gtin_index, self.refresh_interval, snapshot, prefilter_index,
+                              current is None, reading, reading.empty, added, removed)
             except ValueError as exc:
                 txn.abort()
                 raise StoreError(f"{handle.path}: corrupt prefilter: {exc}") from exc
