@@ -1689,19 +1689,24 @@ cdef class _Attached:
 OVERLAY_MAX = 1 << 24
 
 
-cdef int _check_keys(const Py_buffer* view, str what) except -1:
-    """An overlay half: a whole number of LE uint32, strictly ascending, at most ``OVERLAY_MAX``."""
+cdef uint32_t _check_keys(const Py_buffer* view, str what) except? 0xFFFFFFFF:
+    """An overlay half: its count ``n`` (LE uint32), then ``n`` LE uint32 keys strictly ascending, then padding
+    (the writer keeps the value's size steady, so its pages are reused); returns ``n``."""
     cdef const uint8_t* p = <const uint8_t*>view.buf
     cdef Py_ssize_t i, n
-    if view.len % 4:
-        raise ValueError(f"prefilter overlay: {what} keys of {view.len} bytes, not a whole number of uint32")
-    n = view.len // 4
-    if n > OVERLAY_MAX:
-        raise ValueError(f"prefilter overlay: {n} {what} keys, more than {OVERLAY_MAX}")
+    if view.len == 0:
+        return 0
+    if view.len < 4:
+        raise ValueError(f"prefilter overlay: {what} keys of {view.len} bytes, shorter than their count")
+    n = lmcz_r32(p)
+    if n > OVERLAY_MAX or 4 + 4 * n > view.len:
+        raise ValueError(f"prefilter overlay: {n} {what} keys do not fit in {view.len} bytes (at most "
+                         f"{OVERLAY_MAX})")
+    p += 4
     for i in range(1, n):
         if lmcz_r32(p + 4 * i) <= lmcz_r32(p + 4 * i - 4):
             raise ValueError(f"prefilter overlay: {what} keys not strictly ascending at item {i}")
-    return 0
+    return <uint32_t>n
 
 
 cdef int _attach_overlay(_Attached a, object added, object removed) except -1:
@@ -1717,15 +1722,13 @@ cdef int _attach_overlay(_Attached a, object added, object removed) except -1:
     if added is not None:
         PyObject_GetBuffer(added, &a.ad_view, PyBUF_SIMPLE)
         a.ad_held = True
-        _check_keys(&a.ad_view, "added")
-        a.st.ix.added = <const uint8_t*>a.ad_view.buf
-        a.st.ix.n_added = <uint32_t>(a.ad_view.len // 4)
+        a.st.ix.n_added = _check_keys(&a.ad_view, "added")
+        a.st.ix.added = <const uint8_t*>a.ad_view.buf + 4
     if removed is not None:
         PyObject_GetBuffer(removed, &a.rm_view, PyBUF_SIMPLE)
         a.rm_held = True
-        _check_keys(&a.rm_view, "removed")
-        a.st.ix.removed = <const uint8_t*>a.rm_view.buf
-        a.st.ix.n_removed = <uint32_t>(a.rm_view.len // 4)
+        a.st.ix.n_removed = _check_keys(&a.rm_view, "removed")
+        a.st.ix.removed = <const uint8_t*>a.rm_view.buf + 4
     if a.st.ix.n_added:
         # ~1/16 of the bits set at most: a miss of the base passes the filter ~6 % of the time, or less.
         while bits_log < 20 and (<uint64_t>1 << bits_log) < 16 * <uint64_t>a.st.ix.n_added:
@@ -1807,7 +1810,8 @@ cdef class ProbeBase:
         ``owner`` is kept alive with this attachment, and its ``_confirm`` confirms the hits probed in it.
         ``empty`` marks a version that holds no list: calls then raise through ``_refuse_empty`` instead of
         answering, while renewals still look for a list as usual.
-        ``added`` and ``removed`` are the prefilter's overlay (sorted LE uint32 keys, validated here; None: none):
+        ``added`` and ``removed`` are the prefilter's overlay (each a LE uint32 count, that many sorted LE uint32
+        keys and padding; validated here; None or empty: none):
         the set probed is the prefilter plus ``added`` minus ``removed``, as a delta wrote it without rewriting
         the prefilter.
         """

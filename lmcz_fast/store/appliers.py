@@ -141,8 +141,9 @@ class Codes:
     overlay, the keys of that set not in the base and the keys of the base not in it: a few pages per delta, not
     the ~2 MiB of a 300,000-code base and its index (issue 22). When the overlay could grow past `fold_limit` of
     the base, the delta folds it: the whole set becomes the new base, with its pages taken first
-    (`reserve_prefilter`). What this handle last wrote (the set and its base) is kept, so the next delta need not
-    read them again."""
+    (`reserve_prefilter`). The overlay's two values are taken first too, at a size that changes only in steps
+    (`overlay_capacity`), so they find the pages they had two versions before whole. What this handle last wrote
+    (the set, its base, the overlay's counts and sizes) is kept, so the next delta need not read them again."""
 
     #: Fold when a delta could leave the overlay with more keys than the base's cardinality over this ...
     FOLD_FRACTION = 8
@@ -153,11 +154,12 @@ class Codes:
         self._codes = dbs[DB_CODES]
         self._collisions = dbs[DB_COLLISIONS]
         self._meta = dbs[DB_META]
-        # (version, set digest, the whole set, its base, the base's bytes, the overlay's keys) last written
-        self._cache: tuple[int, str, Any, Any, int, int] | None = None
+        # (version, set digest, the whole set, its base, the base's bytes, the overlay's counts, its capacities)
+        self._cache: tuple[Any, ...] | None = None
         self._base: Any = None          # the base (a BitMap, never changed in place) of the set `bitmap` gave
         self._size = 0                  # bytes of the serialized base
-        self._overlay = 0               # keys in the overlay over that base
+        self._counts = (0, 0)           # keys the overlay over that base adds and removes
+        self._caps = (0, 0)             # keys each half of the stored overlay has room for
         self._legacy = False            # the base was read from a store written before the overlay
         self._fold = False              # this delta writes the whole set as the new base
         self._reserved = False          # a delta started, its prefilter (base or overlay) not written yet
@@ -170,14 +172,29 @@ class Codes:
         """The most keys an overlay over a base of `base_keys` keys may hold."""
         return max(cls.FOLD_MIN, base_keys // cls.FOLD_FRACTION)
 
+    @staticmethod
+    def overlay_capacity(keys: int, current: int = 0) -> int:
+        """Room for at least `keys` keys in an overlay half that has room for `current`: never less (a value whose
+        size does not change reuses the pages it had two versions before), else whole LMDB pages, a power of two
+        of them (a count, the keys and the 16-byte page header fill them exactly)."""
+        pages = 1
+        while 1024 * pages - 5 < keys:
+            pages *= 2
+        return max(current, 1024 * pages - 5)
+
     def reserve(self, txn: lmdb.Transaction, bitmap: Any, adding: int, removing: int = 0) -> None:
         """Decide whether this delta (adding and removing at most these many codes) folds the overlay into a new
         base; if so, take the pages of the base and its index before any code page (`reserve_prefilter`), sized
         for the set `bitmap` gave growing by `adding` codes. `write_prefilter` must follow in the same
         transaction; `check_written` says so before a commit."""
-        self._fold = self._legacy or self._overlay + adding + removing > self.fold_limit(len(self._base))
+        n_added, n_removed = self._counts
+        self._fold = self._legacy or n_added + n_removed + adding + removing > self.fold_limit(len(self._base))
         if self._fold:
             reserve_prefilter(txn, self._meta, self._size + self.GROWTH_PER_CODE * adding + 64)
+        else:
+            self._caps = (self.overlay_capacity(n_added + adding, self._caps[0]),
+                          self.overlay_capacity(n_removed + removing, self._caps[1]))
+            put_overlay(txn, self._meta, bytes(4 + 4 * self._caps[0]), bytes(4 + 4 * self._caps[1]))
         self._reserved = True
 
     def check_written(self) -> None:
@@ -188,18 +205,18 @@ class Codes:
             raise StoreError("internal error: a delta reserved the prefilter's pages and never wrote it; "
                              "nothing was changed")
 
-    def forget(self) -> tuple[int, str, Any, Any, int, int] | None:
+    def forget(self) -> tuple[Any, ...] | None:
         cached, self._cache = self._cache, None
         self._reserved = False
         return cached
 
-    def restore(self, cached: tuple[int, str, Any, Any, int, int]) -> None:
+    def restore(self, cached: tuple[Any, ...]) -> None:
         """Keep what `forget` gave back (a transaction that changed nothing)."""
         self._cache = cached
 
     def remember(self, version: int, digest: str, bitmap: Any) -> None:
         """Keep `bitmap` (just written) as the prefilter of `version`, with the base this handle last wrote."""
-        self._cache = (version, digest, bitmap, self._base, self._size, self._overlay)
+        self._cache = (version, digest, bitmap, self._base, self._size, self._counts, self._caps)
 
     def replace(self, txn: lmdb.Transaction, items: Iterable[tuple[bytes, bytes]],
                 shared_keys: Mapping[int, int], bitmap: Any) -> None:
@@ -213,14 +230,13 @@ class Codes:
                             append=True)
         self._write_base(txn, bitmap)
 
-    def bitmap(self, txn: lmdb.Transaction, cached: tuple[int, str, Any, Any, int, int] | None, version: int,
-               digest: str) -> Any:
+    def bitmap(self, txn: lmdb.Transaction, cached: tuple[Any, ...] | None, version: int, digest: str) -> Any:
         """The prefilter (the whole set: base and overlay) of the version `txn` sees: the one this handle wrote
         last, if that is still the one."""
         from pyroaring import BitMap
 
         if cached is not None and cached[:2] == (version, digest):
-            _, _, bitmap, self._base, self._size, self._overlay = cached
+            _, _, bitmap, self._base, self._size, self._counts, self._caps = cached
             self._legacy = False
             return bitmap
         raw_base, _, raw_added, raw_removed = get_prefilter(txn, self._meta)
@@ -229,10 +245,10 @@ class Codes:
         self._size = len(serialized)
         self._base = BitMap.deserialize(serialized)
         bitmap = BitMap(self._base)
-        added, removed = _keys(raw_added), _keys(raw_removed)
+        (added, cap_added), (removed, cap_removed) = _keys(raw_added), _keys(raw_removed)
         bitmap -= BitMap(removed)
         bitmap |= BitMap(added)
-        self._overlay = len(added) + len(removed)
+        self._counts, self._caps = (len(added), len(removed)), (cap_added, cap_removed)
         return bitmap
 
     def delta(self, txn: lmdb.Transaction, plan: Plan, bitmap: Any, tally: Tally) -> None:
@@ -320,12 +336,16 @@ class Codes:
         if self._fold:
             self._write_base(txn, bitmap)
         else:
-            added, removed = bitmap - self._base, self._base - bitmap
-            put_overlay(txn, self._meta, _key_bytes(added), _key_bytes(removed))
-            self._overlay = len(added) + len(removed)
+            self._write_overlay(txn, bitmap)
         self._reserved = False
 
-    def keep_prefilter(self, txn: lmdb.Transaction) -> None:
+    def _write_overlay(self, txn: lmdb.Transaction, bitmap: Any) -> None:
+        """The overlay of `bitmap` over the base, into the pages `reserve` took (as large as they were taken)."""
+        added, removed = bitmap - self._base, self._base - bitmap
+        put_overlay(txn, self._meta, _key_bytes(added, self._caps[0]), _key_bytes(removed, self._caps[1]))
+        self._counts = (len(added), len(removed))
+
+    def keep_prefilter(self, txn: lmdb.Transaction, bitmap: Any) -> None:
         """A transaction that changes no code keeps the base and the overlay as they are: the base (and the cache
         of every handle, keyed by version and digest) changes only with the set. Pages reserved for a fold get the
         same base again, under its current keys."""
@@ -336,6 +356,8 @@ class Codes:
             for key in (LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX):
                 txn.delete(key, db=self._meta)
             self._legacy = False
+        elif self._reserved:
+            self._write_overlay(txn, bitmap)
         self._reserved = False
 
     def _write_base(self, txn: lmdb.Transaction, bitmap: Any) -> None:
@@ -345,23 +367,32 @@ class Codes:
         put_prefilter(txn, self._meta, serialized)
         self._size = len(serialized)
         self._base = BitMap(bitmap)      # a copy: the next delta changes `bitmap` in place
-        self._overlay = 0
+        self._counts, self._caps = (0, 0), (0, 0)
         self._legacy = False
 
 
-def _keys(raw: Any) -> array.array:
-    """Overlay keys as stored (LE uint32; None: none)."""
+def _keys(raw: Any) -> tuple[array.array, int]:
+    """An overlay half's keys as stored (a LE uint32 count, the keys as LE uint32, padding; None: none) and the
+    number of keys it has room for."""
     keys = array.array("I")
-    if raw is not None:
-        keys.frombytes(bytes(raw))
-        if sys.byteorder == "big":
-            keys.byteswap()
-    return keys
+    if not raw:
+        return keys, 0
+    raw = bytes(raw)
+    keys.frombytes(raw[:len(raw) - len(raw) % 4])
+    if sys.byteorder == "big":
+        keys.byteswap()
+    count = keys[0]
+    return keys[1:1 + count], len(keys) - 1
 
 
-def _key_bytes(bitmap: Any) -> bytes:
-    """A bitmap's keys as the overlay stores them: ascending LE uint32."""
-    keys = array.array("I", bitmap)
+def _key_bytes(bitmap: Any, capacity: int) -> bytes:
+    """A bitmap's keys as an overlay half stores them: their count, the keys ascending (LE uint32), zeros up to
+    room for `capacity` keys."""
+    keys = array.array("I", [len(bitmap)])
+    keys.extend(bitmap)
+    if len(keys) > capacity + 1:
+        raise StoreError(f"internal error: {len(bitmap)} overlay keys in room for {capacity}")
+    keys.extend(bytes(capacity + 1 - len(keys)))
     if sys.byteorder == "big":
         keys.byteswap()
     return keys.tobytes()

@@ -79,7 +79,7 @@ MAX_DBS = 16
 
 #: The prefilter (docs/ARCHITECTURE.md "LMDB layout"): a base, rewritten only by a full load or when a delta folds
 #: the overlay into it, its stored index, and the overlay every other delta writes instead (the keys added to and
-#: removed from the base: sorted little-endian uint32; absent when empty).
+#: removed from the base: each a little-endian uint32 count, the keys sorted, padding; absent after a fold).
 META_PREFILTER = b"prefilter_base"
 META_PREFILTER_INDEX = b"prefilter_base_index"
 META_PREFILTER_ADDED = b"prefilter_added"
@@ -372,13 +372,11 @@ def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> Non
 
 
 def put_overlay(txn: lmdb.Transaction, meta_db: Any, added: bytes, removed: bytes) -> None:
-    """Write the prefilter's overlay (sorted LE uint32 keys added to and removed from the base); an empty half is
-    no key at all."""
-    for key, value in ((META_PREFILTER_ADDED, added), (META_PREFILTER_REMOVED, removed)):
-        if value:
-            txn.put(key, value, db=meta_db)
-        else:
-            txn.delete(key, db=meta_db)
+    """Write the prefilter's overlay: the keys added to and removed from the base, each a LE uint32 count, the keys
+    (sorted LE uint32) and padding. LMDB writes a value over the pages it took for it earlier in the same
+    transaction when they are enough (`Codes.reserve` takes them first)."""
+    txn.put(META_PREFILTER_ADDED, added, db=meta_db)
+    txn.put(META_PREFILTER_REMOVED, removed, db=meta_db)
 
 
 def get_prefilter(txn: lmdb.Transaction, meta_db: Any) -> tuple[Any, Any, Any, Any]:

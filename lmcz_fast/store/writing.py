@@ -210,7 +210,7 @@ class Writer:
                     # The records stay; the writer's side tables and its fields about them move together.
                     self._side.write(txn, change.side, change.clear_side)
                     meta.put(txn, plan.meta)
-                    self._codes.keep_prefilter(txn)      # the same set and base: the reserved pages get it
+                    self._codes.keep_prefilter(txn, bitmap)      # the same set and base: the reserved pages get it
                     self._codes.check_written()
                 else:
                     txn.abort()  # nothing changes: not even a new block record or the version
