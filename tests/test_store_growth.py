@@ -20,8 +20,10 @@ import pytest
 
 from lmcz_fast.store import Blocklist, Change, StoreError
 from lmcz_fast.store.appliers import Codes
+from lmcz_fast.store.environment import get_prefilter
 from lmcz_fast.store.compaction import compact
 from lmcz_fast._codes import parse_code
+from lmcz_fast._probe import STORED_INDEX_NBYTES
 from lmcz_fast.synth import cis_list
 
 from _store_support import prefilter_key
@@ -99,13 +101,14 @@ def test_a_delta_that_changes_only_side_tables_keeps_a_valid_prefilter(tmp_path,
 
 
 def _prefilter_values(db):
+    """The stored prefilter: `(base, index, added, removed, base id)` and the legacy keys, as bytes (or None)."""
     env = lmdb.open(str(db), max_dbs=16, subdir=True, readonly=True, lock=False)
     try:
         meta = env.open_db(b"meta", create=False)
         with env.begin() as txn:
-            return {key: txn.get(key, db=meta) for key in (b"prefilter_base", b"prefilter_base_index",
-                                                          b"prefilter_added", b"prefilter_removed",
-                                                          b"prefilter", b"prefilter_index")}
+            values = [None if v is None else bytes(v) for v in get_prefilter(txn, meta)]
+            legacy = [txn.get(key, db=meta) for key in (b"prefilter", b"prefilter_index")]
+            return values, legacy
     finally:
         env.close()
 
@@ -122,16 +125,15 @@ def test_a_delta_writes_the_overlay_and_leaves_the_base_alone(tmp_path):
     codes = cis_list(N_CODES // 10 + 20, seed=10)
     base, spare = codes[:-20], codes[-20:]
     db = _store(tmp_path, base)
-    before = _prefilter_values(db)
-    assert before[b"prefilter_added"] is None and before[b"prefilter_removed"] is None
+    (base_before, index_before, added, removed, id_before), _ = _prefilter_values(db)
+    assert added is None and removed is None and id_before is not None
     with Blocklist.open(db, readonly=False) as bl:
         bl.apply_delta(spare[:10], base[:10], to_version=bl.get_meta("version") + 1)
         assert bl.info()["prefilter_overlay_keys"] == 20
-    after = _prefilter_values(db)
-    assert after[b"prefilter_base"] == before[b"prefilter_base"]
-    assert after[b"prefilter_base_index"] == before[b"prefilter_base_index"]
-    assert _keys(after[b"prefilter_added"]) == {prefilter_key(code) for code in map(_identity, spare[:10])}
-    assert _keys(after[b"prefilter_removed"]) == {prefilter_key(code) for code in map(_identity, base[:10])}
+    (base_after, index_after, added, removed, id_after), _ = _prefilter_values(db)
+    assert (base_after, index_after, id_after) == (base_before, index_before, id_before)
+    assert _keys(added) == {prefilter_key(code) for code in map(_identity, spare[:10])}
+    assert _keys(removed) == {prefilter_key(code) for code in map(_identity, base[:10])}
     with Blocklist.open(db) as bl:           # a fresh reader: the set is the base with the overlay applied
         assert [bl.is_blocked(code) for code in spare[:10] + base[:20]] == [True] * 10 + [False] * 10 + [True] * 10
         assert bl.is_blocked_many(spare[:10] + base[:20]) == [True] * 10 + [False] * 10 + [True] * 10
@@ -162,20 +164,25 @@ def test_the_overlay_folds_into_a_new_base_past_its_limit(tmp_path, monkeypatch)
 def test_a_store_written_before_the_overlay_is_read_and_moved_on_its_next_delta(tmp_path):
     codes = cis_list(2_000, seed=12)
     db = _store(tmp_path, codes[:1_000])
+    (base, index, _, _, _), _ = _prefilter_values(db)
     env = lmdb.open(str(db), max_dbs=16, subdir=True)
     meta = env.open_db(b"meta", create=False)
-    with env.begin(write=True) as txn:        # as the program before the overlay wrote it
-        for old, new in ((b"prefilter", b"prefilter_base"), (b"prefilter_index", b"prefilter_base_index")):
-            txn.put(old, txn.get(new, db=meta), db=meta)
-            txn.delete(new, db=meta)
+    with env.begin(write=True) as txn:        # as the program before the overlay wrote it: one value each
+        with txn.cursor(db=meta) as cursor:
+            chunks = [bytes(key) for key in cursor.iternext(values=False) if bytes(key).startswith(b"prefilter_base")]
+        assert len(chunks) > 2
+        for key in chunks:
+            txn.delete(key, db=meta)
+        txn.put(b"prefilter", base, db=meta)
+        txn.put(b"prefilter_index", index, db=meta)
     env.close()
     with Blocklist.open(db, readonly=False) as bl:
         assert all(bl.is_blocked(code) for code in codes[:1_000])
         assert bl.info()["prefilter_bytes"] > 0
         bl.apply_delta(codes[1_000:1_010], codes[:10], to_version=bl.get_meta("version") + 1)
-    values = _prefilter_values(db)
-    assert values[b"prefilter"] is None and values[b"prefilter_index"] is None and values[b"prefilter_base"]
-    assert values[b"prefilter_added"] is None        # moved by a fold: the whole set is the new base
+    (base, _, added, removed, base_id), legacy = _prefilter_values(db)
+    assert legacy == [None, None] and base and base_id
+    assert added is None and removed is None        # moved by a fold: the whole set is the new base
     with Blocklist.open(db) as bl:
         assert [bl.is_blocked(code) for code in codes[:1_020]] == [False] * 10 + [True] * 1_000 + [False] * 10
 
@@ -193,3 +200,22 @@ def test_a_corrupt_overlay_is_refused_on_open(tmp_path):
     env.close()
     with pytest.raises(StoreError, match="corrupt prefilter.*not strictly ascending"):
         Blocklist.open(db)
+
+
+def test_a_fold_writes_the_base_in_chunks_of_single_pages(tmp_path, monkeypatch):
+    monkeypatch.setattr(Codes, "FOLD_MIN", 0)
+    monkeypatch.setattr(Codes, "FOLD_FRACTION", 2**40)
+    codes = cis_list(N_CODES // 4 + 10, seed=14)
+    db = _store(tmp_path, codes[:-10])
+    (_, _, _, _, first_id), _ = _prefilter_values(db)
+    with Blocklist.open(db, readonly=False) as bl:
+        bl.apply_delta(codes[-10:], (), to_version=bl.get_meta("version") + 1)       # every delta folds here
+        assert bl.info()["prefilter_overlay_keys"] == 0 and bl.info()["prefilter_bytes"] > 40_000
+    (base, index, _, _, base_id), _ = _prefilter_values(db)
+    assert base_id != first_id and len(index) == STORED_INDEX_NBYTES
+    env = lmdb.open(str(db), max_dbs=16, subdir=True, readonly=True, lock=False)
+    with env.begin() as txn:
+        assert txn.stat(env.open_db(b"meta", txn=txn, create=False))["overflow_pages"] == 0
+    env.close()
+    with Blocklist.open(db) as bl:
+        assert all(bl.is_blocked_many(codes))

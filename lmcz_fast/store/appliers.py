@@ -21,7 +21,6 @@ from typing import Any
 import lmdb
 
 from .._bulk import prepare_full_load
-from .._probe import build_index
 from .digest import _DIGEST_MOD, digest_add, format_digest, parse_digest
 from .environment import (
     DB_BLOCKS,
@@ -31,14 +30,9 @@ from .environment import (
     DB_META,
     DB_SIDE,
     META_GTIN_INDEX,
-    LEGACY_PREFILTER,
-    LEGACY_PREFILTER_INDEX,
-    META_PREFILTER,
-    META_PREFILTER_INDEX,
     get_prefilter,
     put_overlay,
     put_prefilter,
-    reserve_prefilter,
 )
 from .errors import DigestMismatchError, StoreError, VersionError
 from .keys import decode_block_id, encode_block_id, gtin_index
@@ -140,9 +134,9 @@ class Codes:
     A delta changes the prefilter as a whole set (`bitmap`, the base with the overlay applied) and writes only the
     overlay, the keys of that set not in the base and the keys of the base not in it: a few pages per delta, not
     the ~2 MiB of a 300,000-code base and its index (issue 22). When the overlay could grow past `fold_limit` of
-    the base, the delta folds it: the whole set becomes the new base, with its pages taken first
-    (`reserve_prefilter`). The overlay's two values are taken first too, at a size that changes only in steps
-    (`overlay_capacity`), so they find the pages they had two versions before whole. What this handle last wrote
+    the base, the delta folds it: the whole set becomes the new base (in chunks of single pages:
+    environment.py `put_prefilter`). The overlay's two values are taken first, at a size that changes only in
+    steps (`overlay_capacity`), so they find the pages they had two versions before whole. What this handle last wrote
     (the set, its base, the overlay's counts and sizes) is kept, so the next delta need not read them again."""
 
     #: Fold when a delta could leave the overlay with more keys than the base's cardinality over this ...
@@ -164,9 +158,6 @@ class Codes:
         self._fold = False              # this delta writes the whole set as the new base
         self._reserved = False          # a delta started, its prefilter (base or overlay) not written yet
 
-    #: Bytes a serialized prefilter can grow by per code added: 2 for the value, 8 for a new container's header.
-    GROWTH_PER_CODE = 10
-
     @classmethod
     def fold_limit(cls, base_keys: int) -> int:
         """The most keys an overlay over a base of `base_keys` keys may hold."""
@@ -184,16 +175,14 @@ class Codes:
 
     def reserve(self, txn: lmdb.Transaction, bitmap: Any, adding: int, removing: int = 0) -> None:
         """Decide whether this delta (adding and removing at most these many codes) folds the overlay into a new
-        base; if so, take the pages of the base and its index before any code page (`reserve_prefilter`), sized
-        for the set `bitmap` gave growing by `adding` codes. `write_prefilter` must follow in the same
-        transaction; `check_written` says so before a commit."""
+        base; if not, take the pages of the overlay's two values before any code page, as large as they may need
+        to be. `write_prefilter` must follow in the same transaction; `check_written` says so before a commit."""
         n_added, n_removed = self._counts
         self._fold = self._legacy or n_added + n_removed + adding + removing > self.fold_limit(len(self._base))
-        if self._fold:
-            reserve_prefilter(txn, self._meta, self._size + self.GROWTH_PER_CODE * adding + 64)
-        else:
+        if not self._fold:
             self._caps = (self.overlay_capacity(n_added + adding, self._caps[0]),
                           self.overlay_capacity(n_removed + removing, self._caps[1]))
+        if self._caps != (0, 0):    # a fold leaves the overlay empty, as large as it was: its pages stay in use
             put_overlay(txn, self._meta, bytes(4 + 4 * self._caps[0]), bytes(4 + 4 * self._caps[1]))
         self._reserved = True
 
@@ -228,6 +217,7 @@ class Codes:
         with txn.cursor(db=self._collisions) as cursor:
             cursor.putmulti([(h.to_bytes(4, "big"), n.to_bytes(4, "big")) for h, n in sorted(shared_keys.items())],
                             append=True)
+        self._caps = (0, 0)              # a full load starts without an overlay
         self._write_base(txn, bitmap)
 
     def bitmap(self, txn: lmdb.Transaction, cached: tuple[Any, ...] | None, version: int, digest: str) -> Any:
@@ -239,8 +229,8 @@ class Codes:
             _, _, bitmap, self._base, self._size, self._counts, self._caps = cached
             self._legacy = False
             return bitmap
-        raw_base, _, raw_added, raw_removed = get_prefilter(txn, self._meta)
-        self._legacy = txn.get(META_PREFILTER, db=self._meta) is None
+        raw_base, _, raw_added, raw_removed, base_id = get_prefilter(txn, self._meta)
+        self._legacy = base_id is None
         serialized = bytes(raw_base)
         self._size = len(serialized)
         self._base = BitMap.deserialize(serialized)
@@ -335,6 +325,8 @@ class Codes:
         base it started from."""
         if self._fold:
             self._write_base(txn, bitmap)
+            if self._caps != (0, 0):
+                self._write_overlay(txn, bitmap)
         else:
             self._write_overlay(txn, bitmap)
         self._reserved = False
@@ -347,16 +339,9 @@ class Codes:
 
     def keep_prefilter(self, txn: lmdb.Transaction, bitmap: Any) -> None:
         """A transaction that changes no code keeps the base and the overlay as they are: the base (and the cache
-        of every handle, keyed by version and digest) changes only with the set. Pages reserved for a fold get the
-        same base again, under its current keys."""
-        if self._reserved and self._fold:
-            serialized = self._base.serialize()
-            txn.put(META_PREFILTER, serialized, db=self._meta)
-            txn.put(META_PREFILTER_INDEX, build_index(serialized), db=self._meta)
-            for key in (LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX):
-                txn.delete(key, db=self._meta)
-            self._legacy = False
-        elif self._reserved:
+        of every handle, keyed by version and digest) changes only with the set. The overlay's pages taken first
+        get the same overlay again."""
+        if self._reserved and self._caps != (0, 0):
             self._write_overlay(txn, bitmap)
         self._reserved = False
 
@@ -367,7 +352,7 @@ class Codes:
         put_prefilter(txn, self._meta, serialized)
         self._size = len(serialized)
         self._base = BitMap(bitmap)      # a copy: the next delta changes `bitmap` in place
-        self._counts, self._caps = (0, 0), (0, 0)
+        self._counts = (0, 0)
         self._legacy = False
 
 

@@ -197,8 +197,7 @@ class Writer:
             bitmap = self._codes.bitmap(txn, cached, current, digest_text)
             count = meta.get(txn, "codes")
             tally = Tally()
-            # Fold the overlay into a new base or not; a base's pages first, while the free runs are whole
-            # (environment.reserve_prefilter).
+            # Fold the overlay into a new base or not; the overlay's pages first, while the free runs are whole.
             self._codes.reserve(txn, bitmap, len(plan.add_keys), len(plan.remove_keys))
             self._codes.delta(txn, plan, bitmap, tally)
             self._gtins.delta(txn, plan, block_value, tally)
