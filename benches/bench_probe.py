@@ -171,3 +171,60 @@ def test_floor_and_summary(board, world):
         f"set {board.values.get('probe.set_single', 0) * 1e9:.0f} ns; "
         f"cut_identity alone (the parser) {cut_ns:.0f} ns/scan"
     )
+
+
+class OverlayProbe(SetProbe):
+    """The same set as a base with an overlay (issue 22: what a store's deltas write instead of a new base): 1,000
+    of its keys moved out of the base into the overlay's added keys, and 1,000 keys no code has put into the base
+    and listed as removed. The set probed is the same, so are the answers."""
+
+    def __init__(self, packed_keys: set[bytes], bitmap: BitMap, overlay_keys: int = 1_000) -> None:
+        import array
+        import random
+
+        rnd = random.Random(22)
+        moved = BitMap(rnd.sample(list(bitmap), overlay_keys))
+        phantom = BitMap()
+        while len(phantom) < overlay_keys:
+            key = rnd.getrandbits(32)
+            if key not in bitmap:
+                phantom.add(key)
+        self.packed_keys = packed_keys
+        self.prefilter = ((bitmap - moved) | phantom).serialize()
+        self.added = array.array("I", [len(moved), *moved]).tobytes()
+        self.removed = array.array("I", [len(phantom), *phantom]).tobytes()
+        self._renew()
+
+    def _renew(self) -> None:
+        self._attach(self.prefilter, b"", 3600.0, added=self.added, removed=self.removed)
+
+
+@pytest.fixture(scope="module")
+def overlaid(world) -> OverlayProbe:
+    return OverlayProbe(world["probe"].packed_keys, world["bitmap"])
+
+
+@pytest.mark.benchmark(group="probe-single")
+def test_is_blocked_single_with_an_overlay(benchmark, board, world, overlaid):
+    scans = world["scans"]
+    assert overlaid._attached_info[1] == len(world["bitmap"])
+
+    def loop():
+        found = 0
+        for r in scans:
+            if overlaid.is_blocked(r):
+                found += 1
+        return found
+
+    assert _run(benchmark, board, "probe.is_blocked, 2,000-key overlay", loop) == sum(world["truth"])
+    board.target("probe.is_blocked, 2,000-key overlay", "probe.is_blocked", 1.15,
+                 "probe: is_blocked(raw) with a 2,000-key overlay / without (issue 22)")
+
+
+@pytest.mark.benchmark(group="probe-batch")
+def test_is_blocked_many_with_an_overlay(benchmark, board, world, overlaid):
+    scans = world["scans"]
+    assert _run(benchmark, board, "probe.is_blocked_many, 2,000-key overlay",
+                lambda: overlaid.is_blocked_many(scans)) == world["truth"]
+    board.target("probe.is_blocked_many, 2,000-key overlay", "probe.is_blocked_many", 1.15,
+                 "probe: is_blocked_many with a 2,000-key overlay / without, per code (issue 22)")

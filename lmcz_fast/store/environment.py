@@ -81,15 +81,15 @@ MAX_DBS = 16
 #: the overlay into it, with its stored index, and the overlay every other delta writes instead (the keys added to
 #: and removed from the base: each a little-endian uint32 count, the keys sorted, padding; absent after a fold).
 #: The base and its index are stored in chunks (`PREFILTER_CHUNK` bytes, under `PREFILTER_CHUNKS` + b"b" or b"i" +
-#: the chunk's number, u32 BE), each small enough to live inside a leaf page: a fold takes single free pages,
+#: the chunk's number, u32 BE), two to a leaf page: a fold takes single free pages,
 #: never a run of ~256 contiguous ones that the pages deltas copy one by one have broken up since the last fold.
 #: `prefilter_base` itself describes them: a 16-byte id (new at every write of the base), then the base's and the
 #: index's sizes (u64 LE each). Readers join the chunks into a private copy when the id changes (`get_prefilter`).
 META_PREFILTER = b"prefilter_base"
 META_PREFILTER_ADDED = b"prefilter_added"
 META_PREFILTER_REMOVED = b"prefilter_removed"
-PREFILTER_CHUNKS = b"prefilter_base/"
-PREFILTER_CHUNK = 1900
+PREFILTER_CHUNKS = b"\xffprefilter/"          # after every other key of `meta`: written in one append, full pages
+PREFILTER_CHUNK = 1984                          # two to a 4 KiB leaf page with their keys and headers
 #: Where stores written before the overlay keep their (whole) prefilter: read as the base, deleted when the base is
 #: next written. A program older than the overlay finds no prefilter in a store written since, and refuses it
 #: ("metadata is missing the prefilter") instead of answering from a base without the overlay's codes.
@@ -373,12 +373,14 @@ def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> Non
     chunks under a new id; the base is then the whole prefilter: the overlay (and a store's legacy prefilter) goes."""
     index = build_index(serialized)
     base_id = os.urandom(16)
-    for kind, value in ((b"b", serialized), (b"i", index)):
-        count = 0
-        for count, at in enumerate(range(0, len(value), PREFILTER_CHUNK), 1):
-            txn.put(PREFILTER_CHUNKS + kind + (count - 1).to_bytes(4, "big"), value[at:at + PREFILTER_CHUNK],
-                    db=meta_db)
-        _delete_from(txn, meta_db, PREFILTER_CHUNKS + kind + count.to_bytes(4, "big"), PREFILTER_CHUNKS + kind)
+    _delete_from(txn, meta_db, PREFILTER_CHUNKS, PREFILTER_CHUNKS)
+    chunks = [(PREFILTER_CHUNKS + kind + number.to_bytes(4, "big"), value[at:at + PREFILTER_CHUNK])
+              for kind, value in ((b"b", serialized), (b"i", index))
+              for number, at in enumerate(range(0, len(value), PREFILTER_CHUNK))]
+    with txn.cursor(db=meta_db) as cursor:
+        _, written = cursor.putmulti(chunks, append=True)
+    if written != len(chunks):
+        raise StoreError(f"internal error: {written} of the prefilter's {len(chunks)} chunks written")
     txn.put(META_PREFILTER, base_id + len(serialized).to_bytes(8, "little") + len(index).to_bytes(8, "little"),
             db=meta_db)
     for key in (META_PREFILTER_ADDED, META_PREFILTER_REMOVED, LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX):
@@ -386,7 +388,7 @@ def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> Non
 
 
 def _delete_from(txn: lmdb.Transaction, meta_db: Any, first: bytes, prefix: bytes) -> None:
-    """Delete the keys from `first` on that start with `prefix` (a base's chunks past its end)."""
+    """Delete the keys from `first` on that start with `prefix` (a base's chunks)."""
     with txn.cursor(db=meta_db) as cursor:
         if cursor.set_range(first):
             while bytes(cursor.key()).startswith(prefix):

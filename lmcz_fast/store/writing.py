@@ -37,7 +37,7 @@ RESERVED_META = frozenset({
 
 def checked_meta(fields: dict[str, Any]) -> dict[str, Any]:
     """Refuse fields the store keeps itself, and values that are not JSON, before any transaction starts."""
-    reserved = RESERVED_META & fields.keys()
+    reserved = (RESERVED_META & fields.keys()) | {name for name in fields if name.startswith("prefilter")}
     if reserved:
         raise StoreError(f"these fields are kept by the store itself: {sorted(reserved)}")
     for name, value in fields.items():
