@@ -148,10 +148,9 @@ class Codes:
         self._codes = dbs[DB_CODES]
         self._collisions = dbs[DB_COLLISIONS]
         self._meta = dbs[DB_META]
-        # (version, set digest, the whole set, its base, the base's bytes, the overlay's counts, its capacities)
+        # (version, set digest, the whole set, its base, the overlay's counts, its capacities) last written
         self._cache: tuple[Any, ...] | None = None
         self._base: Any = None          # the base (a BitMap, never changed in place) of the set `bitmap` gave
-        self._size = 0                  # bytes of the serialized base
         self._counts = (0, 0)           # keys the overlay over that base adds and removes
         self._caps = (0, 0)             # keys each half of the stored overlay has room for
         self._legacy = False            # the base was read from a store written before the overlay
@@ -205,7 +204,7 @@ class Codes:
 
     def remember(self, version: int, digest: str, bitmap: Any) -> None:
         """Keep `bitmap` (just written) as the prefilter of `version`, with the base this handle last wrote."""
-        self._cache = (version, digest, bitmap, self._base, self._size, self._counts, self._caps)
+        self._cache = (version, digest, bitmap, self._base, self._counts, self._caps)
 
     def replace(self, txn: lmdb.Transaction, items: Iterable[tuple[bytes, bytes]],
                 shared_keys: Mapping[int, int], bitmap: Any) -> None:
@@ -226,14 +225,12 @@ class Codes:
         from pyroaring import BitMap
 
         if cached is not None and cached[:2] == (version, digest):
-            _, _, bitmap, self._base, self._size, self._counts, self._caps = cached
+            _, _, bitmap, self._base, self._counts, self._caps = cached
             self._legacy = False
             return bitmap
         raw_base, _, raw_added, raw_removed, base_id = get_prefilter(txn, self._meta)
         self._legacy = base_id is None
-        serialized = bytes(raw_base)
-        self._size = len(serialized)
-        self._base = BitMap.deserialize(serialized)
+        self._base = BitMap.deserialize(bytes(raw_base))
         bitmap = BitMap(self._base)
         (added, cap_added), (removed, cap_removed) = _keys(raw_added), _keys(raw_removed)
         bitmap -= BitMap(removed)
@@ -348,9 +345,8 @@ class Codes:
     def _write_base(self, txn: lmdb.Transaction, bitmap: Any) -> None:
         from pyroaring import BitMap
 
-        serialized = bitmap.serialize()
-        put_prefilter(txn, self._meta, serialized)
-        self._size = len(serialized)
+        # A fold keeps the overlay's values (rewritten, empty, after this): their pages stay in use.
+        put_prefilter(txn, self._meta, bitmap.serialize(), clear_overlay=self._caps == (0, 0))
         self._base = BitMap(bitmap)      # a copy: the next delta changes `bitmap` in place
         self._counts = (0, 0)
         self._legacy = False
@@ -367,6 +363,8 @@ def _keys(raw: Any) -> tuple[array.array, int]:
     if sys.byteorder == "big":
         keys.byteswap()
     count = keys[0]
+    if count > len(keys) - 1:
+        raise StoreError(f"corrupt prefilter overlay: {count} keys in room for {len(keys) - 1}")
     return keys[1:1 + count], len(keys) - 1
 
 
@@ -377,7 +375,7 @@ def _key_bytes(bitmap: Any, capacity: int) -> bytes:
     keys.extend(bitmap)
     if len(keys) > capacity + 1:
         raise StoreError(f"internal error: {len(bitmap)} overlay keys in room for {capacity}")
-    keys.extend(bytes(capacity + 1 - len(keys)))
+    keys.frombytes(bytes(4 * (capacity + 1 - len(keys))))
     if sys.byteorder == "big":
         keys.byteswap()
     return keys.tobytes()

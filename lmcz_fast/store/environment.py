@@ -368,9 +368,10 @@ def reserve_lock_file(fd: int, path: str) -> None:
         log.debug("%s: could not preallocate the lock file: %s", path, exc)
 
 
-def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> None:
+def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes, clear_overlay: bool = True) -> None:
     """Write the prefilter's base with its stored index (validated here once, so readers need not derive it), in
-    chunks under a new id; the base is then the whole prefilter: the overlay (and a store's legacy prefilter) goes."""
+    chunks under a new id; the base is then the whole prefilter: a store's legacy prefilter goes, and the overlay
+    too unless the caller writes it again (empty) before the commit (`clear_overlay=False`)."""
     index = build_index(serialized)
     base_id = os.urandom(16)
     _delete_from(txn, meta_db, PREFILTER_CHUNKS, PREFILTER_CHUNKS)
@@ -383,7 +384,9 @@ def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> Non
         raise StoreError(f"internal error: {written} of the prefilter's {len(chunks)} chunks written")
     txn.put(META_PREFILTER, base_id + len(serialized).to_bytes(8, "little") + len(index).to_bytes(8, "little"),
             db=meta_db)
-    for key in (META_PREFILTER_ADDED, META_PREFILTER_REMOVED, LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX):
+    for key in (META_PREFILTER_ADDED, META_PREFILTER_REMOVED) if clear_overlay else ():
+        txn.delete(key, db=meta_db)
+    for key in (LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX):
         txn.delete(key, db=meta_db)
 
 
