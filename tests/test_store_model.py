@@ -205,7 +205,7 @@ class FoldingStoreModel(StoreModel):
 
 
 FoldingStoreModel.TestCase.settings = settings(
-    max_examples=25,
+    max_examples=12,
     stateful_step_count=12,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
