@@ -166,7 +166,8 @@ RECORDS: dict[tuple[str, str], Record] = {
                                    "3 rounds of 6 batches 0.785x, 0.873x, 0.907x and 1.645x (replicated rounds' "
                                    "worst 619/1317/8145 us: VM pauses in two of three); 5 rounds of 3 batches: "
                                    "1.018x at load 9 (361-835 us vs 553-999 us, no writer 334-565 us), 0.698x at "
-                                   "load 3.8 (418-1051 us vs 588-897 us): the same within noise"),
+                                   "load 3.8 (418-1051 us vs 588-897 us), 1.073x with issue 22's prefilter "
+                                   "overlay at load 4.7 (288-573 us vs 352-603 us): the same within noise"),
     ("abuse: wrong guesses answered per second, 50 connections",
      "abuse: right-password answers per second, 1 connection"):
         Record(0.0005, 0.001, True, "issue 12, this bench (4-5 guesses/s against 4,000-7,000 answers/s; "
