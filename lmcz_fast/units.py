@@ -100,6 +100,8 @@ class UnitOptions:
     prefix: str = "lmcz-fast"
     replicate_source: str | None = None
     source_credentials_file: str | None = None
+    #: `replicate --mapping FILE` (docs/replication.md): the databases and fields of the replication source.
+    replicate_mapping: str | None = None
     sold_keep: int = 30
     #: `serve --front URL` (docs/front.md): the official module moved to this URL, its login in this file.
     front: str | None = None
@@ -123,6 +125,8 @@ class UnitOptions:
             raise ValueError(f"not a TCP port: {self.port}")
         if self.front is not None and "@" in self.front.split("//", 1)[-1].split("/", 1)[0]:
             raise ValueError("the front URL must not hold credentials: give --front-credentials-file")
+        if self.replicate_mapping is not None and self.replicate_source is None:
+            raise ValueError("--replicate-mapping needs --replicate-source URL")
         if self.front is None and (self.front_credentials_file or self.front_deadline is not None):
             raise ValueError("--front-credentials-file and --front-deadline need --front URL")
         if self.sold_keep < 1:
@@ -143,6 +147,7 @@ class UnitOptions:
                             (self.organisations_file, "the organisations file"),
                             (self.public_key, "the public key"), (self.proxy_auth_file, "the proxy credentials"),
                             (self.source_credentials_file, "the source's credentials"),
+                            (self.replicate_mapping, "the replication mapping file"),
                             (self.front_credentials_file, "the official module's credentials")):
             if value is not None:
                 _path(value, what)
@@ -210,6 +215,8 @@ def render(options: UnitOptions) -> dict[str, str]:
                  "--follow", "--nice", "0"]
     if opts.source_credentials_file:
         replicate += ["--credentials-file", opts.source_credentials_file]
+    if opts.replicate_mapping:
+        replicate += ["--mapping", opts.replicate_mapping]
     for command in (sync, replicate):
         if opts.proxy:
             command += ["--proxy", opts.proxy]

@@ -129,6 +129,10 @@ def test_bad_options_are_refused_with_the_cause():
         render(options(db="store.db"))
     with pytest.raises(ValueError, match="user or group name"):
         render(options(user="Root Admin"))
+    with pytest.raises(ValueError, match="--replicate-mapping needs --replicate-source"):
+        render(options(replicate_mapping="/etc/lmcz-fast/mapping.toml"))
+    with pytest.raises(ValueError, match="mapping file.*absolute path"):
+        render(options(replicate_source="http://127.0.0.1:5984", replicate_mapping="mapping.toml"))
     result = CliRunner().invoke(main, ["systemd", "--db", "relative/store.db"])
     assert result.exit_code == 2 and "absolute path" in result.stderr and "Traceback" not in result.output
 
@@ -162,12 +166,14 @@ def test_sysusers_file_creates_the_user(tmp_path):
 @needs_analyze
 def test_a_replicating_store_gets_a_replicate_unit(tmp_path):
     files = render(options(replicate_source="http://127.0.0.1:5984", source_credentials_file="/etc/lmcz-fast/couch.cred",
-                           proxy="http://proxy.shop.local:3128", password_file="/etc/lmcz-fast/password"))
+                           proxy="http://proxy.shop.local:3128", password_file="/etc/lmcz-fast/password",
+                           replicate_mapping="/etc/lmcz-fast/mapping.toml"))
     assert "lmcz-fast-sync.service" not in files           # one unit keeps the store current
     replicate = directives(files["lmcz-fast-replicate.service"])
     words = shlex.split(replicate["ExecStart"][0])
     assert words[1:5] == ["replicate", "/var/lib/lmcz-fast/store.db", "--source", "http://127.0.0.1:5984"]
     assert "--follow" in words and "--credentials-file" in words and replicate["Nice"] == ["10"]
+    assert words[words.index("--mapping") + 1] == "/etc/lmcz-fast/mapping.toml"     # systemd --replicate-mapping
     result = CliRunner().invoke(main, [*words[1:], "--help"])
     assert result.exit_code == 0, result.output
     assert directives(files["lmcz-fast-serve.service"])["Wants"] == ["lmcz-fast-replicate.service"]

@@ -44,6 +44,9 @@ def _this_program() -> str | None:
                    "instead of the sync unit; see `lmcz-fast replicate --help`).")
 @click.option("--source-credentials-file", default=None, metavar="FILE",
               help="The replication source's user:password file.")
+@click.option("--replicate-mapping", default=None, metavar="FILE",
+              help="The replicate unit's mapping file (`replicate --mapping`: the source's databases and fields, "
+                   "e.g. as `replicate --inspect --out FILE` proposed it); with --replicate-source.")
 @click.option("--proxy", default=None, metavar="URL", help="The sync unit's HTTP proxy (see `lmcz-fast sync --help`).")
 @click.option("--proxy-auth-file", default=None, metavar="FILE", help="Its user:password file.")
 @click.option("--front", default=None, metavar="URL",
@@ -72,7 +75,7 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
             front: str | None, front_credentials_file: str | None, front_deadline: float | None,
             binary: str | None, prefix: str, unit_dir: str | None,
             sold_keep: int, force: bool, sysusers_dir: str, tmpfiles_dir: str,
-            organisations_file: str | None = None) -> None:
+            organisations_file: str | None = None, replicate_mapping: str | None = None) -> None:
     """Print (or --install) systemd units that run `serve` and `sync` (or `replicate`) as a hardened service.
 
     \b
@@ -92,6 +95,7 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
       /opt/lmcz-fast/bin/lmcz-fast systemd --feed https://feed.example/ --install
       /opt/lmcz-fast/bin/lmcz-fast systemd --organisations /etc/lmcz-fast/organisations.toml
       /opt/lmcz-fast/bin/lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --source-credentials-file /etc/lmcz-fast/couch.cred
+      /opt/lmcz-fast/bin/lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --replicate-mapping /etc/lmcz-fast/mapping.toml
       /opt/lmcz-fast/bin/lmcz-fast systemd --front http://127.0.0.1:5996 --front-credentials-file /etc/lmcz-fast/lm-admin
       systemd-sysusers && systemd-tmpfiles --create
       systemctl daemon-reload && systemctl enable --now lmcz-fast-sync.service lmcz-fast-serve.service lmcz-fast-sold-export.timer
@@ -103,7 +107,8 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
                           host=host, port=port, password_file=password_file, feed_url=feed_url,
                           public_key=public_key, every=every, nice=nice, proxy=proxy,
                           proxy_auth_file=proxy_auth_file, prefix=prefix, replicate_source=replicate_source,
-                          source_credentials_file=source_credentials_file, sold_keep=sold_keep, front=front,
+                          source_credentials_file=source_credentials_file, replicate_mapping=replicate_mapping,
+                          sold_keep=sold_keep, front=front,
                           front_credentials_file=front_credentials_file, front_deadline=front_deadline,
                           organisations_file=organisations_file)
     try:
