@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from ..units import UnitOptions, install, reachability_problems, render
+from ..replicate import MappingError, read_mapping
+from ..units import UnitOptions, install, reachability_problems, readability_problems, render
 from .common import EXIT_USAGE
 
 
@@ -45,8 +46,8 @@ def _this_program() -> str | None:
 @click.option("--source-credentials-file", default=None, metavar="FILE",
               help="The replication source's user:password file.")
 @click.option("--replicate-mapping", default=None, metavar="FILE",
-              help="The replicate unit's mapping file (`replicate --mapping`: the source's databases and fields, "
-                   "e.g. as `replicate --inspect --out FILE` proposed it); with --replicate-source.")
+              help="The replicate unit's mapping file (`replicate --mapping`; docs/replication.md), with "
+                   "--replicate-source; read now, and refused if malformed or not readable by the service user.")
 @click.option("--proxy", default=None, metavar="URL", help="The sync unit's HTTP proxy (see `lmcz-fast sync --help`).")
 @click.option("--proxy-auth-file", default=None, metavar="FILE", help="Its user:password file.")
 @click.option("--front", default=None, metavar="URL",
@@ -71,11 +72,12 @@ def _this_program() -> str | None:
 @click.option("--tmpfiles-dir", default="/etc/tmpfiles.d", show_default=True)
 def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: str, port: int,
             password_file: str | None, feed_url: str | None, public_key: str, every: str, nice: int,
-            replicate_source: str | None, source_credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None,
+            replicate_source: str | None, source_credentials_file: str | None, replicate_mapping: str | None,
+            proxy: str | None, proxy_auth_file: str | None,
             front: str | None, front_credentials_file: str | None, front_deadline: float | None,
             binary: str | None, prefix: str, unit_dir: str | None,
             sold_keep: int, force: bool, sysusers_dir: str, tmpfiles_dir: str,
-            organisations_file: str | None = None, replicate_mapping: str | None = None) -> None:
+            organisations_file: str | None = None) -> None:
     """Print (or --install) systemd units that run `serve` and `sync` (or `replicate`) as a hardened service.
 
     \b
@@ -116,12 +118,21 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
     except ValueError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_USAGE)
-    problems = reachability_problems(options)
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        advice = ("the service user could not start these units:\n" + lines + "\n  Install lmcz-fast where the "
-                  "service can run it, e.g. a venv under /opt/lmcz-fast (docs/operations.md), and give --bin "
-                  "/opt/lmcz-fast/bin/lmcz-fast")
+    if options.replicate_mapping:
+        try:        # what `replicate --mapping FILE` would refuse at every start of the unit, refused now
+            read_mapping(options.replicate_mapping)
+        except MappingError as exc:
+            raise click.UsageError(str(exc)) from None
+    problems, unreadable = reachability_problems(options), readability_problems(options)
+    if problems or unreadable:
+        lines = "\n".join(f"  - {p}" for p in problems + unreadable)
+        advice = "the service user could not start these units:\n" + lines
+        if problems:
+            advice += ("\n  Install lmcz-fast where the service can run it, e.g. a venv under /opt/lmcz-fast "
+                       "(docs/operations.md), and give --bin /opt/lmcz-fast/bin/lmcz-fast")
+        if unreadable:
+            advice += ("\n  Keep the files the units read where the service user can read them, e.g. "
+                       "/etc/lmcz-fast/mapping.toml, mode 0644 or 0640 with group the service user's")
         if not force:
             click.secho(f"error: {advice}\n  (--force writes the units anyway)", fg="red", err=True)
             sys.exit(EXIT_USAGE)
