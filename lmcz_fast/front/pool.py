@@ -316,13 +316,14 @@ class Pool:
             call._finish(None, PoolError("connect_failed", "cancelled"))
             raise
         self.opened_total += 1
-        if call.finished or self.closed:    # its deadline passed meanwhile: the connection serves the next one
-            if self.closed:
-                conn.abort()
-                self._release(None)
-            else:
-                conn.reused = True
-                self._release(conn)
+        if self.closed:
+            conn.abort()
+            self._release(None)
+            call._finish(None, PoolError("reset", "the front is closing"))
+            return
+        if call.finished:                   # its deadline passed meanwhile: the connection serves the next one
+            conn.reused = True
+            self._release(conn)
             return
         self._send(call, conn)
 
