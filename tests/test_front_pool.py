@@ -106,3 +106,30 @@ def test_nothing_listening_is_refused_at_once() -> None:
         (answer, error), open_now = _run(f"http://127.0.0.1:{port}", 2, scenario)
     assert answer is None and isinstance(error, PoolError) and error.reason == "refused"
     assert open_now == 0
+
+
+def test_each_call_keeps_its_own_deadline_under_the_one_timer() -> None:
+    """A long deadline first, then a short one: the short one ends at its own deadline (the timer is armed again
+    for it), the long one gets its answer; many calls that finished leave the heap as the timer passes."""
+    with StandIn() as lm:
+        lm.set(delay_ms=1000)
+
+        async def scenario(pool: Pool):  # type: ignore[no-untyped-def]
+            loop = asyncio.get_running_loop()
+            slow = asyncio.ensure_future(_call(pool, 5.0))
+            await asyncio.sleep(0.02)
+            started = loop.time()
+            short = await _call(pool, 0.1)
+            took = loop.time() - started - 0.05
+            first = await slow
+            lm.set(delay_ms=0)
+            for _ in range(20):
+                await _call(pool, 0.15)
+            await asyncio.sleep(0.3)
+            return first, short, took, len(pool._deadlines), pool._timer
+
+        first, short, took, left, timer = _run(lm.url, 4, scenario)
+    assert first[1] is None and first[0] is not None and first[0].status == 200
+    assert short[0] is None and isinstance(short[1], TimeoutError)
+    assert 0.09 <= took < 0.8                      # its own 100 ms, not the slow call's 5 s nor the 1 s answer
+    assert left == 0 and timer is None             # every call's deadline passed: the heap is empty, no timer

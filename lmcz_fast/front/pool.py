@@ -10,8 +10,8 @@ Failures are `PoolError`s with a short `reason` the front reports: `refused` (no
 `reset` (closed or reset before the whole answer), `bad_http` (not HTTP).
 
 Two ways in, one set of connections: `request` (a coroutine, bounded by the caller's deadline: init, sales) and
-`call` (the tills' checks: a callback with the answer or the failure, its own deadline timer, no task and no future
-per request; on a kept-alive connection the answer goes on in the callback that read it, in the same turn of the
+`call` (the tills' checks: a callback with the answer or the failure, a deadline watched by the pool's one timer, no
+task, no future and no timer of its own per request; on a kept-alive connection the answer goes on in the callback that read it, in the same turn of the
 loop). Per forwarded check that is a task, a future, five coroutine frames and one turn of the loop fewer: the
 front's own CPU per check and its latency at p99 on a busy machine (benches/bench_front.py, issue 21).
 """
@@ -19,6 +19,8 @@ front's own CPU per check and its latency at p99 on a busy machine (benches/benc
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -156,9 +158,9 @@ class Call:
     """One request sent by `Pool.call`: on a connection, waiting for one, or opening one; finished once, by its
     answer, its failure or its deadline (whichever comes first; the rest find it `finished`)."""
 
-    __slots__ = ("pool", "data", "callback", "timer", "conn", "fresh", "finished", "seconds")
+    __slots__ = ("pool", "data", "callback", "conn", "fresh", "finished", "seconds", "expires")
 
-    def __init__(self, pool: Pool, data: bytes, callback: Callback, seconds: float) -> None:
+    def __init__(self, pool: Pool, data: bytes, callback: Callback | None, seconds: float) -> None:
         self.pool = pool
         self.data = data
         self.callback = callback
@@ -166,7 +168,8 @@ class Call:
         self.conn: _Connection | None = None
         self.fresh = False
         self.finished = False
-        self.timer: asyncio.TimerHandle | None = pool.loop.call_later(seconds, self._expire)
+        #: When its deadline passes (the loop's clock); the pool's one deadline timer watches it (`Pool._due`).
+        self.expires = pool.loop.time() + seconds
 
     # as a waiter in `Pool._waiting` (`Pool._release` hands it a connection, or with None a free slot)
     def done(self) -> bool:
@@ -208,7 +211,6 @@ class Call:
         self._finish(None, error)
 
     def _expire(self) -> None:
-        self.timer = None
         if self.finished:
             return
         conn = self.conn
@@ -224,11 +226,10 @@ class Call:
         if self.finished:
             return
         self.finished = True
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
+        callback, self.callback, self.data = self.callback, None, b""   # the deadline heap keeps the call a while
         try:
-            self.callback(answer, error)
+            if callback is not None:
+                callback(answer, error)
         except Exception:
             log.exception("a front call's callback failed")
 
@@ -247,6 +248,10 @@ class Pool:
         self.open = 0
         self._waiting: deque[asyncio.Future[_Connection | None]] = deque()
         self._opening: set[asyncio.Task[None]] = set()
+        self._deadlines: list[tuple[float, int, Call]] = []
+        self._order = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
         self.opened_total = 0
         self.closed = False
 
@@ -269,8 +274,35 @@ class Pool:
         error)`: a `PoolError`, or `TimeoutError` when no whole answer came within `seconds`. Called once, on the
         loop, never from inside `call` itself unless it failed at once."""
         call = Call(self, data, callback, seconds)
+        self._watch(call)
         self._dispatch(call)
         return call
+
+    def _watch(self, call: Call) -> None:
+        """Put `call` under the pool's one deadline timer: a heap of calls by deadline (a finished call stays in it
+        until its deadline, or until the timer finds it at the top), the timer armed for the top. Per call that is
+        a push instead of a timer of its own started and cancelled: the tills' checks all have the same deadline,
+        so the timer is armed again only when it fires."""
+        heapq.heappush(self._deadlines, (call.expires, next(self._order), call))
+        if self._timer is None or call.expires < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = call.expires
+            self._timer = self.loop.call_at(call.expires, self._due)
+
+    def _due(self) -> None:
+        """The deadline timer: expire the calls whose deadline passed (the loop's clock counts in ms: within 1 ms
+        is due), drop the finished ones at the top, arm the timer for the next."""
+        self._timer = None
+        due = self.loop.time() + 0.001
+        heap = self._deadlines
+        while heap and (heap[0][2].finished or heap[0][0] <= due):
+            call = heapq.heappop(heap)[2]
+            if not call.finished:
+                call._expire()
+        if heap:
+            self._timer_at = heap[0][0]
+            self._timer = self.loop.call_at(self._timer_at, self._due)
 
     def _dispatch(self, call: Call) -> None:
         if not call.fresh:
