@@ -15,7 +15,9 @@ against RECORDS, the levels this project has measured for it, each with where it
 - NOT JUDGED:   the run's own control says it cannot tell this figure from the machine's noise (`Board.unjudged`,
                 e.g. a latency whose control round, the same reader with no writer, already had calls as slow as
                 the verdict would be about): printed with its figure and why, never a failure. A quiet run, whose
-                control is quiet, is judged exactly as before.
+                control is quiet, is judged exactly as before. Also a figure that would be a REGRESSION in a bench
+                during which the stall probe (another process, tests/_checker_support.py) waited past its wake-ups
+                for >= 10 % of the bench's time (`Board.machine_loaded`, benches/conftest.py): quiet it waits ~1 %.
 
 NOISE is 2x: measured swings of a ratio between runs on this VM reach ~1.8x (`is_blocked` / set: 1.34x in a quiet
 run, 2.39x in a loaded one), so a regression must be at least twice as bad as the worst the project has seen. It
@@ -283,6 +285,7 @@ class Board:
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     not_judged: dict[tuple[str, str], str] = field(default_factory=dict)
+    loaded: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def record(self, name: str, value: float, unit: str = "s") -> None:
         self.values[name] = value
@@ -297,12 +300,22 @@ class Board:
         nothing on it. Only for a reason measured in the same run (a control round), never by default."""
         self.not_judged[(candidate, baseline)] = why
 
+    def machine_loaded(self, candidate: str, baseline: str, why: str) -> None:
+        """The stall probe (another process) saw the machine keep it waiting for a large share of the bench that
+        measured this target: a figure that would be a REGRESSION is shown NOT JUDGED, with `why`. Every other
+        verdict (met, KNOWN MISS, missed) stands, so a loaded run still shows every figure and a quiet run, where
+        the probe waits ~1 % of the time, is judged exactly as before."""
+        self.loaded[(candidate, baseline)] = why
+
     def rows(self, records: dict[tuple[str, str], Record] = RECORDS) -> list[Row]:
         out = []
         for t in self.targets:
             if t.candidate in self.values and t.baseline in self.values and self.values[t.baseline] > 0:
-                out.append(classify(t, self.values[t.candidate] / self.values[t.baseline], records,
-                                    self.not_judged.get((t.candidate, t.baseline))))
+                key, ratio = (t.candidate, t.baseline), self.values[t.candidate] / self.values[t.baseline]
+                row = classify(t, ratio, records, self.not_judged.get(key))
+                if row.status == "REGRESSION" and key in self.loaded:
+                    row = classify(t, ratio, records, self.loaded[key])
+                out.append(row)
         return out
 
 
