@@ -11,9 +11,10 @@ Failures are `PoolError`s with a short `reason` the front reports: `refused` (no
 
 Two ways in, one set of connections: `request` (a coroutine, bounded by the caller's deadline: init, sales) and
 `call` (the tills' checks: a callback with the answer or the failure, a deadline watched by the pool's one timer, no
-task, no future and no timer of its own per request; on a kept-alive connection the answer goes on in the callback that read it, in the same turn of the
-loop). Per forwarded check that is a task, a future, five coroutine frames and one turn of the loop fewer: the
-front's own CPU per check and its latency at p99 on a busy machine (benches/bench_front.py, issue 21).
+task, no future and no timer of its own per request; on a kept-alive connection the answer goes on in the callback
+that read it, in the same turn of the loop). Per forwarded check that is a task, a future, five coroutine frames, a
+timer and one turn of the loop fewer: a few per cent of the front's CPU per check (docs/front.md, "Measured";
+issue 21).
 """
 
 from __future__ import annotations
