@@ -47,10 +47,13 @@ class Record:
 # of those issues (`issues show N`).
 RECORDS: dict[tuple[str, str], Record] = {
     ("checker/Checker.check offline-only", "checker/bare Blocklist.check"):
-        Record(18.7, 19.1, False, "docs/checker.md (Cost), this bench: 1.8-1.92x while Blocklist.check was the Python "
-               "verdict (~9 us); issue 24 compiled it (0.44 us a scan in CI), and the checker's own work per scan "
-               "(~8 us: the offline status, tag 1265's uuids, the reasons, the verdict objects) now dominates: "
-               "8.3 us a scan against ~17 us before, faster in itself but 19x the new baseline"),
+        Record(4.9, 20.5, False, "docs/checker.md (Cost), this bench: 1.8-1.92x while Blocklist.check was the Python "
+               "verdict (~9 us); issue 24 compiled it (0.44 us a scan) and the checker's own work per scan then "
+               "dominated (8.3 us in CI, 19x). The offline-only scan now reads the Verdict's own sold, makes tag 1265 "
+               "in one compiled step and its two verdicts slot by slot: 2.5-3.2 us a scan, 4.9-5.8x in "
+               "test_overhead_ratio's interleaved rounds (45-63x before, same VM); the board's figure, medians of "
+               "two groups run one after the other, read 11.2-20.5x in 5 runs at load average 9 (preemptions land "
+               "on the longer run). 3x needs the whole offline scan compiled"),
     ("apply a 10k-code delta", "full load of 900k codes"):
         Record(0.043, 0.087, False, "issue 4: random keys dirty most leaf pages; 0.067-0.087 in its closing runs"),
     ("apply a clustered 10k-code delta", "full load of 900k codes"):
@@ -89,18 +92,21 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("batch/is_blocked_many", "batch/set"):
         Record(0.796, 1.37, False, "issue 3 (0.90-0.95), issue 4 stop (0.91-1.37), this bench (0.80)"),
     ("verdict/check", "verdict/is_blocked"):
-        Record(2.62, 3.73, False, "issue 24, benches/bench_verdict.py on a loaded VM (load 4-13): the full Verdict "
+        Record(2.62, 3.88, False, "issue 24, benches/bench_verdict.py on a loaded VM (load 4-13): the full Verdict "
                                   "in one compiled pass, met in about half the runs (2.6-3.0x), 3.1-3.7x in the "
-                                  "others; main's Python verdict was 22-33x is_blocked in an A/B run"),
+                                  "others; main's Python verdict was 22-33x is_blocked in an A/B run; 3.43x and "
+                                  "3.88x at load 9.6 with the identity hashed once for prefilter and sold filter"),
     ("verdict/check", "verdict/python_verdict"):
         Record(0.084, 0.124, True, "issue 24, benches/bench_verdict.py: the compiled check against the Python "
                                    "verdict it replaced (Reading.slow_verdict), alternating rounds"),
     ("verdict/check_batch", "verdict/is_blocked_many"):
-        Record(1.76, 3.34, False, "issue 24, benches/bench_verdict.py on a loaded VM: compact per-code arrays, no "
-                                  "Python object per free code; 1.8-2.8x in most runs, 3.3x in one"),
+        Record(1.76, 3.75, False, "issue 24, benches/bench_verdict.py on a loaded VM: compact per-code arrays, no "
+                                  "Python object per free code; 1.8-2.8x in most runs, 3.3x in one; 2.88x and "
+                                  "3.75x at load 9.6"),
     ("verdict/check_many", "verdict/is_blocked_many"):
         Record(2.40, 7.25, False, "issue 24, benches/bench_verdict.py on a loaded VM: a Verdict object per code "
-                                  "(allocation and its strings) on top of check_batch; 2.4-4.6x, 7.3x in one run"),
+                                  "(allocation and its strings) on top of check_batch; 2.4-4.6x, 7.3x in one run; "
+                                  "7.2x and 10.6x at load 9.6"),
     ("tables/single_tables", "tables/single"):
         Record(0.908, 1.189, True, "issue 10: the same compiled hot path on two database files, interleaved rounds; "
                                    "0.91-1.02 in most runs, 1.19 in one on a loaded VM"),
