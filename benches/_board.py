@@ -174,19 +174,24 @@ RECORDS: dict[tuple[str, str], Record] = {
                                     "compact` brings it to 1x"),
     ("answer: v1 outCheck of 128 codes, server CPU per code",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(0.051, 0.064, False, "issue 24, benches/bench_answer.py on a loaded VM (docs/service.md, \"A whole "
-                                    "answer\"): 0.32-0.33 before (12.8-15.6 us a code), 0.051-0.064 in three runs "
-                                    "with the compiled verdicts and answer (2.1-2.4 us a code)"),
+        Record(0.041, 0.058, False, "issue 24, benches/bench_answer.py on a loaded VM (docs/service.md, \"A whole "
+                                    "answer\"): 0.32-0.33 before (12.8-15.6 us a code), 0.051-0.064 with the "
+                                    "compiled verdicts and answer (2.1-2.4 us a code); 0.041-0.058 in seven runs "
+                                    "with the compiled body reader and the cheaper refusals (1.98-2.61 us a code): "
+                                    "met in four, not held"),
     ("answer: v2 outCheck of 128 codes, server CPU per code",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(0.095, 0.117, False, "issue 24, benches/bench_answer.py on a loaded VM: 0.65-0.68 before (27-31 us "
-                                    "a code), 0.095-0.117 in three runs with the compiled verdicts and answer "
-                                    "(3.9-4.0 us)"),
+        Record(0.061, 0.065, True, "issue 24, benches/bench_answer.py on a loaded VM: 0.65-0.68 before (27-31 us "
+                                   "a code), 0.095-0.117 with the compiled verdicts and answer (3.9-4.0 us); "
+                                   "with the compiled body reader, ids written as text and the cheaper refusals "
+                                   "0.061-0.082 (2.88-3.39 us), and with a batch viewed once 0.061-0.065 in "
+                                   "three runs of three (2.95-3.13 us over a 45-52 us floor)"),
     ("answer: one-code outCheck, server CPU per request",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(1.97, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
-                                  "over a 40-47 us floor), 1.97-2.37 in three runs with the compiled answer "
-                                  "(79-88 us)"),
+        Record(1.82, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
+                                  "over a 40-47 us floor), 1.97-2.37 with the compiled answer (79-88 us); "
+                                  "1.82-2.19 in seven runs with the compiled body reader (77-107 us over a 41-52 "
+                                  "us floor; docs/service.md says where the rest goes)"),
     ("conns: p99, 10k keep-alive connections at 5k req/s (wrk)", "conns: 5 ms"):
         Record(25.4, 992.0, False, "issue 24: 127 ms at 4.6k req/s (wrk, 10k connections, same 2 cores); this "
                                    "bench, 4 runs on a VM at load average 8-13, the server runnable-waiting "
