@@ -54,9 +54,10 @@ def probe_per_code(db: str, codes: list[str], rounds: int = 7) -> float:
 
 def step_breakdown(db: str, codes: list[str], per_request: int) -> dict[str, dict[str, float]]:
     """Microseconds per code of each step of a check request, in this process, by protocol: `parse` (the body to
-    its items), `check` (the verdicts, from one snapshot), `encode` (the answer's bytes and its audit line, one
-    compiled pass), `audit` (the writer's formatting and writing, no fsync), and `handle` (the whole
-    `LocalModule.handle`, without the HTTP stack)."""
+    its items), `auth` (the credentials judged), `snapshot` (one version taken and let go), `check` (the verdicts,
+    from one snapshot, the snapshot included), `encode` (the answer's bytes and its audit line, one compiled pass),
+    `audit` (the writer's formatting and writing, no fsync), and `handle` (the whole `LocalModule.handle`, without
+    the HTTP stack)."""
     from lmcz_fast.audit import AuditLog
     from lmcz_fast.service import LocalModule, ServiceConfig
     from lmcz_fast.service.v2 import cis_items
@@ -117,7 +118,18 @@ def step_breakdown(db: str, codes: list[str], per_request: int) -> dict[str, dic
                                                   os.urandom(16 * count), head, done.db_version,
                                                   lambda i, v: (head.inst, head.version))
 
-            figures = {"handle": best(handle), "parse": best(parse), "check": best(check), "encode": best(encode)}
+            route = module._routes[path.lower()]
+
+            def auth_step() -> None:
+                for _ in bodies:
+                    module._admitted(route, auth)
+
+            def snapshot() -> None:
+                for _ in bodies:
+                    bl.snapshot().close()
+
+            figures = {"handle": best(handle), "parse": best(parse), "auth": best(auth_step),
+                       "snapshot": best(snapshot), "check": best(check), "encode": best(encode)}
             audit.flush()
             handle()
             started = time.process_time()

@@ -13,6 +13,7 @@ class Envelope:
     grey: bool
     audit_client: str | None
     audit_tail: str
+    audit_tag: str
     def __init__(
         self,
         req_id: str,
@@ -23,6 +24,7 @@ class Envelope:
         grey: bool,
         audit_client: str | None = None,
         audit_tail: str = "",
+        audit_tag: str = "",
     ) -> None: ...
 
 @disjoint_base
@@ -54,5 +56,6 @@ class Answers:
     ) -> tuple[bytes, str, int, int]: ...
 
 def request_id(raw: bytes) -> str: ...
+def cis_list(body: bytes) -> list[str] | None: ...
 def too_long(raws: list[Any], max_len: int) -> list[int]: ...
 def json_text(value: object) -> str: ...

@@ -26,7 +26,7 @@ from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeASCII
 from libc.math cimport isfinite, signbit
-from libc.string cimport memcpy
+from libc.string cimport memcmp, memcpy, strcmp, strlen
 
 import json
 
@@ -89,10 +89,8 @@ cdef inline int _raw(Buf* b, const char* text, Py_ssize_t n) except -1:
 
 
 cdef inline int _lit(Buf* b, const char* text) except -1:
-    cdef Py_ssize_t n = 0
-    while text[n]:
-        n += 1
-    return _raw(b, text, n)
+    # strlen of a literal, inlined: the compiler folds it to a constant (a hand-written loop it did not)
+    return _raw(b, text, strlen(text))
 
 
 cdef int _bytes(Buf* b, bytes data) except -1:
@@ -259,8 +257,10 @@ cdef str _take_text(Buf* b):
 cdef class Envelope:
     """What one check request's answer says around its codes, worked out by the service: `reqId`, `reqTimestamp`,
     the instance's and the version's UUIDs (`inst`, `version`), `dbFreshness`, whether `isGreyGtin` answers from
-    the grey list, and for the audit log the client (as its JSON text, None: no audit) and what its lines end with
-    (`,"a":...` of a token's label, or "")."""
+    the grey list, and for the audit log the client (as its JSON text, None: no audit), what its lines end with
+    (`,"a":...` of a token's label, or "") and the tag its outcomes carry (`audit_tag`, "" for none: a fronted
+    check answered locally records `"o":"local:<reason>"` for ok, `"o":"<outcome> local:<reason>"` otherwise, as
+    `AuditLog.record` is told by service/fronting.py)."""
 
     cdef readonly str req_id
     cdef readonly long long req_ms
@@ -270,9 +270,10 @@ cdef class Envelope:
     cdef readonly bint grey
     cdef readonly object audit_client
     cdef readonly str audit_tail
+    cdef readonly str audit_tag
 
     def __init__(self, str req_id, long long req_ms, str inst, str version, str freshness, bint grey,
-                 audit_client=None, str audit_tail=""):
+                 audit_client=None, str audit_tail="", str audit_tag=""):
         self.req_id = req_id
         self.req_ms = req_ms
         self.inst = inst
@@ -281,6 +282,7 @@ cdef class Envelope:
         self.grey = grey
         self.audit_client = audit_client
         self.audit_tail = audit_tail
+        self.audit_tag = audit_tag or ""
 
 
 cdef class Answers:
@@ -301,6 +303,8 @@ cdef class Answers:
     cdef long long piece_ms
     cdef bytes piece_head
     cdef bytes piece_tag
+    cdef Py_ssize_t cis_at
+    cdef Py_ssize_t cis_size
 
     def __init__(self, unreadable_type, long long error_unreadable):
         self.unreadable_type = unreadable_type
@@ -437,12 +441,32 @@ cdef class Answers:
         self._pieces(req_ms, inst, version)
         return _bytes(b, self.piece_head)
 
+    cdef int _head_id(self, Buf* b, const char* rid, long long req_ms, str inst, str version) except -1:
+        """`_head` of a generated request id (`_uuid4`'s 36 characters: nothing to escape)."""
+        _lit(b, b',"reqId":"')
+        _raw(b, rid, 36)
+        _raw(b, b'"', 1)
+        self._pieces(req_ms, inst, version)
+        return _bytes(b, self.piece_head)
+
     cdef int _tail(self, Buf* b, str req_id, long long req_ms, str inst, str version, object db_version,
                    object db_age, str freshness) except -1:
         """From the end of `codes` to `dbFreshness` (the envelope's last official field), without the `}`."""
-        cdef Buf tmp
         _lit(b, b'],"tag1265":"UUID=')
         _inner(b, req_id)
+        return self._tail_rest(b, req_ms, inst, version, db_version, db_age, freshness)
+
+    cdef int _tail_id(self, Buf* b, const char* rid, long long req_ms, str inst, str version, object db_version,
+                      object db_age, str freshness) except -1:
+        """`_tail` of a generated request id (`_uuid4`'s 36 characters: nothing to escape)."""
+        _lit(b, b'],"tag1265":"UUID=')
+        _raw(b, rid, 36)
+        return self._tail_rest(b, req_ms, inst, version, db_version, db_age, freshness)
+
+    cdef int _tail_rest(self, Buf* b, long long req_ms, str inst, str version, object db_version, object db_age,
+                        str freshness) except -1:
+        """`_tail` after the request id of tag 1265."""
+        cdef Buf tmp
         self._pieces(req_ms, inst, version)
         _bytes(b, self.piece_tag)
         if not (db_version is self.last_version and self.last_version_json is not None):
@@ -466,6 +490,18 @@ cdef class Answers:
         _digits(a, head.req_ms)
         _lit(a, b',"id":"')
         _ascii(a, req_id)
+        return self._audit_rest(a, head, version, outcome)
+
+    cdef int _audit_line_id(self, Buf* a, Envelope head, const char* rid, object version,
+                            const char* outcome) except -1:
+        """`_audit_line` of a generated request id (`_uuid4`'s 36 characters)."""
+        _lit(a, b'{"t":')
+        _digits(a, head.req_ms)
+        _lit(a, b',"id":"')
+        _raw(a, rid, 36)
+        return self._audit_rest(a, head, version, outcome)
+
+    cdef int _audit_rest(self, Buf* a, Envelope head, object version, const char* outcome) except -1:
         _lit(a, b'","c":')
         _ascii(a, head.audit_client)
         _lit(a, b',"v":')
@@ -474,7 +510,13 @@ cdef class Answers:
         else:
             _ascii(a, str(version))
         _lit(a, b',"o":"')
-        _lit(a, outcome)
+        if head.audit_tag:
+            if strcmp(outcome, b"ok") != 0:
+                _lit(a, outcome)
+                _raw(a, b" ", 1)
+            _ascii(a, head.audit_tag)
+        else:
+            _lit(a, outcome)
         return _lit(a, b'","k":[')
 
     cdef int _audit_end(self, Buf* a, Envelope head) except -1:
@@ -498,10 +540,16 @@ cdef class Answers:
         cdef int f = v.flags[j]
         cdef const unsigned char* cis = v.cis + j * CIS_STRIDE
         cdef Py_ssize_t n = v.cis_len[j]
+        cdef Py_ssize_t at, size
         _raw(b, b'{"cis":', 7)
+        at = b.size
         _ascii_str(b, cis, n)
+        size = b.size - at
         _raw(b, b',"printView":', 13)
-        _ascii_str(b, cis, n)
+        _grow(b, size)              # then copy the JSON text just written (b.data is where it will stay)
+        memcpy(b.data + b.size, b.data + at, size)
+        b.size += size
+        self.cis_at, self.cis_size = at, size       # for `_fast_audit`
         _raw(b, b',"gtin":', 8)
         _ascii_str(b, v.gtin + j * GTIN_STRIDE, GTIN_STRIDE)
         if pg is None:
@@ -528,9 +576,10 @@ cdef class Answers:
             _raw(b, b"null", 4)
         return _lit(b, b',"block":null}')
 
-    cdef int _fast_audit(self, Buf* a, _Batch v, Py_ssize_t j) except -1:
+    cdef int _fast_audit(self, Buf* a, Buf* b, _Batch v, Py_ssize_t j) except -1:
+        """A free code's `[cis, 1|0]`, its CIS the JSON text `_fast` last wrote into `b` (the same escaping)."""
         _raw(a, b"[", 1)
-        _ascii_str(a, v.cis + j * CIS_STRIDE, v.cis_len[j])
+        _raw(a, b.data + self.cis_at, self.cis_size)
         if v.flags[j] & F_BLOCKED:
             return _lit(a, b",1]")
         return _lit(a, b",0]")
@@ -622,7 +671,7 @@ cdef class Answers:
                             self._fast(&b, v, j, None, head.grey)
                             blocked += (f & F_BLOCKED) != 0
                             if audit:
-                                self._fast_audit(&a, v, j)
+                                self._fast_audit(&a, &b, v, j)
                         else:
                             self._code(&b, item, None, head.grey)
                             blocked += bool(item.blocked)
@@ -665,13 +714,16 @@ cdef class Answers:
                 v.set(batch)
                 for j in range(v.n):
                     pg = <object>PyList_GET_ITEM(pgs, i)
+                    f = v.flags[j]
+                    item = None if f & F_UNREADABLE else v.item(j)
                     if i:
                         _raw(&b, b",", 1)
                         _uuid4(rid_text, rnd + 16 * (i - 1))
-                        rid = PyUnicode_DecodeASCII(rid_text, 36, NULL)
+                        # a free code's envelope writes the id's text as it is; the others take it as a str
+                        rid = None if item is None and not f & F_UNREADABLE else PyUnicode_DecodeASCII(rid_text,
+                                                                                                       36, NULL)
                     else:
                         rid = head.req_id
-                    f = v.flags[j]
                     i += 1
                     if f & F_UNREADABLE:
                         item = unreadable[i - 1]
@@ -693,7 +745,6 @@ cdef class Answers:
                             self._audit_code(&a, item, True)
                             self._audit_end(&a, head)
                         continue
-                    item = v.item(j)
                     if item is None:
                         item_version, item_age, item_instance = v.db_version, v.db_age, v.instance_id
                     else:
@@ -703,20 +754,30 @@ cdef class Answers:
                     else:
                         inst, version = uuids(item_instance, item_version)
                     _lit(&b, b'{"code":0,"description":"ok"')
-                    self._head(&b, rid, head.req_ms, inst, version)
+                    if rid is None:
+                        self._head_id(&b, rid_text, head.req_ms, inst, version)
+                    else:
+                        self._head(&b, rid, head.req_ms, inst, version)
                     if item is None:
                         self._fast(&b, v, j, pg, head.grey)
                         blocked += (f & F_BLOCKED) != 0
                     else:
                         self._code(&b, item, pg, head.grey)
                         blocked += bool(item.blocked)
-                    self._tail(&b, rid, head.req_ms, inst, version, item_version, item_age, head.freshness)
+                    if rid is None:
+                        self._tail_id(&b, rid_text, head.req_ms, inst, version, item_version, item_age,
+                                      head.freshness)
+                    else:
+                        self._tail(&b, rid, head.req_ms, inst, version, item_version, item_age, head.freshness)
                     _raw(&b, b"}", 1)
                     checked += 1
                     if audit:
-                        self._audit_line(&a, head, rid, item_version, b"ok")
+                        if rid is None:
+                            self._audit_line_id(&a, head, rid_text, item_version, b"ok")
+                        else:
+                            self._audit_line(&a, head, rid, item_version, b"ok")
                         if item is None:
-                            self._fast_audit(&a, v, j)
+                            self._fast_audit(&a, &b, v, j)
                         else:
                             self._audit_code(&a, item, False)
                         self._audit_end(&a, head)
@@ -872,6 +933,9 @@ cdef class _Batch:
     cdef object instance_id
 
     cdef set(self, object batch):
+        """View `batch` (nothing to do if it is the one viewed: `_first` took the first batch already)."""
+        if batch is self.batch:
+            return
         cdef carray.array flags = batch.flags
         cdef carray.array mrp = batch.mrp
         cdef carray.array smp = batch.smp
@@ -939,6 +1003,148 @@ def too_long(list raws, Py_ssize_t max_len):
         raw = <object>PyList_GET_ITEM(raws, i)
         if PyUnicode_Check(raw) and PyUnicode_GET_LENGTH(raw) > max_len:
             out.append(i)
+    return out
+
+
+cdef inline bint _ws(unsigned char c) noexcept:
+    return c == 32 or c == 10 or c == 13 or c == 9
+
+
+cdef inline int _hex(unsigned char c) noexcept:
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    if 65 <= c <= 70:
+        return c - 55
+    return -1
+
+
+def cis_list(bytes body):
+    """The codes of a check request's body when it is exactly `{"cis_list": ["<code>", ...]}` in ASCII (JSON
+    whitespace anywhere between tokens, the escapes `\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX` below U+0080 in
+    the strings): the list of str `json.loads(body)["cis_list"]` is, read without a dict or the decoder's
+    machinery. Anything else (another key, a non-string item, a non-ASCII byte or escape, a malformed body)
+    gives None: the caller then decodes it with `json` as before, with the same answers and the same errors."""
+    cdef const unsigned char* p = <const unsigned char*>PyBytes_AS_STRING(body)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(body)
+    cdef Py_ssize_t i = 0, start, k, size
+    cdef unsigned char c
+    cdef int d, code
+    cdef list out
+    cdef char* text
+    while i < n and _ws(p[i]):
+        i += 1
+    if i >= n or p[i] != b'{':
+        return None
+    i += 1
+    while i < n and _ws(p[i]):
+        i += 1
+    if n - i < 10 or memcmp(p + i, b'"cis_list"', 10) != 0:
+        return None
+    i += 10
+    while i < n and _ws(p[i]):
+        i += 1
+    if i >= n or p[i] != b':':
+        return None
+    i += 1
+    while i < n and _ws(p[i]):
+        i += 1
+    if i >= n or p[i] != b'[':
+        return None
+    i += 1
+    out = []
+    # every string's text, unescaped, goes here in turn: never longer than the body it comes from
+    text = <char*>PyMem_Malloc(n + 1)
+    if text == NULL:
+        raise MemoryError()
+    try:
+        while i < n and _ws(p[i]):
+            i += 1
+        if i < n and p[i] == b']':
+            i += 1
+        else:
+            while True:
+                if i >= n or p[i] != b'"':
+                    return None
+                i += 1
+                start = i
+                while i < n and p[i] != b'"' and p[i] != b'\\' and 32 <= p[i] <= 127:
+                    i += 1
+                if i < n and p[i] == b'"':         # no escape: the text as it is
+                    out.append(PyUnicode_DecodeASCII(<const char*>p + start, i - start, NULL))
+                else:
+                    size = i - start
+                    memcpy(text, p + start, size)
+                    while True:
+                        if i >= n:
+                            return None
+                        c = p[i]
+                        if c == b'"':
+                            break
+                        if c == b'\\':
+                            if i + 1 >= n:
+                                return None
+                            c = p[i + 1]
+                            if c == b'u':
+                                if i + 6 > n:
+                                    return None
+                                code = 0
+                                for k in range(2, 6):
+                                    d = _hex(p[i + k])
+                                    if d < 0:
+                                        return None
+                                    code = code * 16 + d
+                                if code > 127:
+                                    return None
+                                c = <unsigned char>code
+                                i += 6
+                            else:
+                                if c == b'"' or c == b'\\' or c == b'/':
+                                    pass
+                                elif c == b'b':
+                                    c = 8
+                                elif c == b'f':
+                                    c = 12
+                                elif c == b'n':
+                                    c = 10
+                                elif c == b'r':
+                                    c = 13
+                                elif c == b't':
+                                    c = 9
+                                else:
+                                    return None
+                                i += 2
+                        elif 32 <= c <= 127:
+                            i += 1
+                        else:
+                            return None
+                        text[size] = <char>c
+                        size += 1
+                    out.append(PyUnicode_DecodeASCII(text, size, NULL))
+                i += 1          # the closing quote
+                while i < n and _ws(p[i]):
+                    i += 1
+                if i < n and p[i] == b',':
+                    i += 1
+                    while i < n and _ws(p[i]):
+                        i += 1
+                    continue
+                if i < n and p[i] == b']':
+                    i += 1
+                    break
+                return None
+    finally:
+        PyMem_Free(text)
+    while i < n and _ws(p[i]):
+        i += 1
+    if i >= n or p[i] != b'}':
+        return None
+    i += 1
+    while i < n and _ws(p[i]):
+        i += 1
+    if i != n:
+        return None
     return out
 
 

@@ -379,11 +379,16 @@ cdef uint64_t xxh3_64(const void* data, size_t n) noexcept nogil:
     return _xxh3_long(p, n)
 
 
-cdef inline uint32_t _identity_key(const uint8_t* p, size_t n) noexcept nogil:
-    """Prefilter key of an identity (at most IDENTITY_MAX bytes): xxh3_64 inlined for the hot paths."""
+cdef inline uint64_t _identity_hash(const uint8_t* p, size_t n) noexcept nogil:
+    """XXH3-64 of an identity (at most IDENTITY_MAX bytes), inlined for the hot paths: ``xxh3_64(p, n)``."""
     if n <= 16:
-        return <uint32_t>_xxh3_0to16(p, n)
-    return <uint32_t>_xxh3_17to128(p, n)
+        return _xxh3_0to16(p, n)
+    return _xxh3_17to128(p, n)
+
+
+cdef inline uint32_t _identity_key(const uint8_t* p, size_t n) noexcept nogil:
+    """Prefilter key of an identity: the low 32 bits of its XXH3-64."""
+    return <uint32_t>_identity_hash(p, n)
 
 
 # What the compiled core was built with (docs/platforms.md): the byte order the compiler stated, whether XXH3's
@@ -2092,7 +2097,8 @@ cdef class ProbeBase:
         cdef VerdictContext ctx
         cdef _Attached a
         cdef int64_t smp = -1
-        cdef bint grey = False, sold
+        cdef bint grey = False, sold, hit
+        cdef uint64_t h
         cdef double now
         if n < 0:
             raise _check_error(n, raw, tail_cut, -1)
@@ -2102,9 +2108,12 @@ cdef class ProbeBase:
         now = lmcz_wall_s()
         if n_alts or facts.kind == 0:
             return ctx.slow(_pinned(a), raw, pg, tail_cut, now)
-        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>ident, n)) if _state_hit(&a.st, ident, n) \
-            else None
-        sold = ctx.sold is not None and ctx.sold.has(_sold_hash(ident, n)) and \
+        # One XXH3-64 of the identity: its low 32 bits are the prefilter key, the whole of it the sold filter's hash.
+        h = _identity_hash(ident, n)
+        hit = rindex_contains(&a.st.ix, <uint32_t>h) or (
+            a.st.n_gtins != 0 and lmcz_u64_contains(a.st.gtins, a.st.n_gtins, _gtin_value(ident)))
+        block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>ident, n)) if hit else None
+        sold = ctx.sold is not None and ctx.sold.has(h if h != 0 else 1) and \
             ctx.sold_of(PyBytes_FromStringAndSize(<const char*>ident, n), now)
         if ctx.tables is not None:
             smp = ctx.tables.answer(_gtin_value(ident), _group_of(pg, facts.kind), &grey)
@@ -2138,6 +2147,7 @@ cdef class ProbeBase:
         cdef Py_ssize_t start, end, prev
         cdef int64_t smp
         cdef bint grey, hit, sold_hit, sold
+        cdef uint64_t h
         cdef double now
         cdef ProbeBase pinned = None
         seq = raws if PyList_CheckExact(raws) or PyTuple_CheckExact(raws) else list(raws)
@@ -2190,10 +2200,12 @@ cdef class ProbeBase:
                 end = start + BATCH if start + BATCH < total else total
                 for i in range(start, end):
                     if not b.flags.data.as_uchars[i]:
-                        keys[i] = _identity_key(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        # One XXH3-64: the low 32 bits are the prefilter key, the whole the sold filter's hash.
+                        h = _identity_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        keys[i] = <uint32_t>h
                         lmcz_prefetch(&table[keys[i] >> 16])
                         if ctx.sold is not None:
-                            sold_hashes[i] = _sold_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                            sold_hashes[i] = h if h != 0 else 1
                             ctx.sold.prefetch(sold_hashes[i])
                 for i in range(prev, start if prev >= 0 else prev):
                     if b.flags.data.as_uchars[i]:
@@ -2262,3 +2274,117 @@ cdef ProbeBase _pinned(_Attached a):
     p._st = &a.st
     p._set_deadlines(1e300)
     return p
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Tag 1265 of an offline check answered in this process (the till-side checker, every scan)
+# --------------------------------------------------------------------------------------------------------------
+
+import random as _random_mod
+
+cdef extern from *:
+    """
+    static inline int64_t lmcz_wall_ms(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        return (int64_t)ts.tv_sec * 1000 + (int64_t)(ts.tv_nsec / 1000000);
+    }
+    """
+    int64_t lmcz_wall_ms() noexcept nogil
+
+cdef extern from "Python.h":
+    object _new_ascii "PyUnicode_New"(Py_ssize_t size, uint32_t maxchar)
+
+cdef object _getrandbits = _random_mod.getrandbits
+cdef const char* _HEX = b"0123456789abcdef"
+
+
+cdef inline void _hex_nibbles(char* out, uint64_t v, int count, int skip) noexcept nogil:
+    """``count`` hex digits of ``v`` after its first ``skip`` ones (most significant first)."""
+    cdef int k
+    for k in range(count):
+        out[k] = _HEX[(v >> (60 - 4 * (skip + k))) & 15]
+
+
+def offline_tag_1265(str tail not None):
+    """``UUID=<request id>&Time=<Unix ms>`` followed by ``tail`` (the version's ``&Inst=...&Ver=...``): the text of
+    fiscal tag 1265 for one offline check answered in this process, as ``receipt.tag_1265(receipt.request_id(),
+    int(time.time() * 1000), inst, ver)`` makes it, in one compiled step. The request id is a random UUID version
+    4, variant RFC 4122, in its canonical text; its bits come from the ``random`` module's generator (which Python
+    reseeds in a forked child, so two workers never share a sequence)."""
+    cdef uint64_t hi = <uint64_t>_getrandbits(64)
+    cdef uint64_t lo = <uint64_t>_getrandbits(64)
+    cdef char head[5 + 36 + 6 + 20]
+    cdef char digits[20]
+    cdef int64_t ms = lmcz_wall_ms()
+    cdef int nd = 0, k
+    cdef Py_ssize_t n, tn
+    hi = (hi & ~(<uint64_t>0xF << 12)) | (<uint64_t>0x4 << 12)       # version 4: hex digit 12 is "4"
+    lo = (lo & ~(<uint64_t>0x3 << 62)) | (<uint64_t>0x2 << 62)       # variant RFC 4122: digit 16 is 8, 9, a or b
+    memcpy(head, b"UUID=", 5)
+    _hex_nibbles(head + 5, hi, 8, 0)
+    head[13] = 45   # "-"
+    _hex_nibbles(head + 14, hi, 4, 8)
+    head[18] = 45
+    _hex_nibbles(head + 19, hi, 4, 12)
+    head[23] = 45
+    _hex_nibbles(head + 24, lo, 4, 0)
+    head[28] = 45
+    _hex_nibbles(head + 29, lo, 12, 4)
+    memcpy(head + 41, b"&Time=", 6)
+    if ms < 0:
+        ms = 0
+    while True:
+        digits[nd] = <char>(48 + ms % 10)
+        nd += 1
+        ms //= 10
+        if ms == 0:
+            break
+    for k in range(nd):
+        head[47 + k] = digits[nd - 1 - k]
+    n = 47 + nd
+    if not PyUnicode_IS_COMPACT_ASCII(tail):
+        return PyUnicode_DecodeASCII(head, n, NULL) + tail
+    tn = PyUnicode_GET_LENGTH(tail)
+    out = _new_ascii(n + tn, 127)
+    memcpy(<char*>PyUnicode_DATA(out), head, <size_t>n)
+    memcpy(<char*>PyUnicode_DATA(out) + n, PyUnicode_DATA(tail), <size_t>tn)
+    return out
+
+
+@cython.final
+cdef class SlotMaker:
+    """Makes instances of a plain slotted class (a ``@dataclass(slots=True)`` with no ``__post_init__``) from one
+    value per field, in ``names`` order, slot by slot as its ``__init__`` would set them: what a till's every offline
+    scan builds twice (``checker.CodeVerdict``, ``checker.TillVerdict``) without the generated ``__init__``'s cost.
+    Every field must be given (defaults are the caller's business)."""
+    cdef object cls
+    cdef Py_ssize_t n
+    cdef Py_ssize_t at[24]
+
+    def __cinit__(self, cls, names):
+        cdef Py_ssize_t i
+        names = tuple(names)
+        if not isinstance(cls, type) or cls.__new__ is not object.__new__ or "__dict__" in cls.__dict__ \
+                or getattr(cls, "__post_init__", None) is not None:
+            raise TypeError(f"{cls!r}: only a plain slotted class without __post_init__")
+        if not 0 < len(names) <= 24:
+            raise ValueError("from 1 to 24 fields")
+        for i, name in enumerate(names):
+            descr = cls.__dict__.get(name)
+            if descr is None or not lmcz_has_descr_set(<PyObject*>descr):
+                raise TypeError(f"{cls!r}.{name} is not a slot of it")
+            self.at[i] = lmcz_slot_offset(<PyObject*>descr, <PyObject*>cls)
+            if self.at[i] < 0:
+                raise TypeError(f"{cls!r}.{name} is not a writable object slot of it")
+        self.cls = cls
+        self.n = len(names)
+
+    def __call__(self, *values):
+        cdef Py_ssize_t i
+        if PyTuple_GET_SIZE(values) != self.n:
+            raise TypeError(f"{self.cls.__name__} takes {self.n} values, got {len(values)}")
+        obj = lmcz_alloc(<PyObject*>self.cls)
+        for i in range(self.n):
+            lmcz_put_slot(<PyObject*>obj, self.at[i], PyTuple_GET_ITEM(values, i))
+        return obj

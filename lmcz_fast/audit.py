@@ -449,7 +449,8 @@ def _of_organisation(records: Iterator[dict[str, Any]], inn: str, stats: ReadSta
             stats.records -= 1
 
 
-CSV_COLUMNS = ("reqId", "time", "reqTimestamp", "clientId", "dbVersion", "outcome", "cis", "isBlocked")
+# `inn` last: the columns before it keep their positions; empty for a record without an organisation.
+CSV_COLUMNS = ("reqId", "time", "reqTimestamp", "clientId", "dbVersion", "outcome", "cis", "isBlocked", "inn")
 
 
 def export(
@@ -461,8 +462,9 @@ def export(
     fmt: str = "json",
     inn: str | None = None,
 ) -> ReadStats:
-    """Write the records in [since, until) as JSON lines (one per request) or CSV (one row per code); with `inn`,
-    only the requests of that organisation (`serve --organisations`)."""
+    """Write the records in [since, until) as JSON lines (one per request) or CSV (one row per code, columns
+    `CSV_COLUMNS`: the last, `inn`, is the request's organisation, empty without `serve --organisations`); with
+    `inn`, only the requests of that organisation."""
     if fmt not in ("json", "csv"):
         raise AuditError(f"unknown export format {fmt!r}; use json or csv")
     if since_ms is not None and until_ms is not None and until_ms <= since_ms:
@@ -480,8 +482,9 @@ def export(
     for record in records:
         base = (record.get("id"), _iso(record["t"]), record["t"], record.get("c") or "",
                 "" if record.get("v") is None else record["v"], record.get("o"))
+        organisation = record.get("i") or ""
         for cis, b in record.get("k", ()):
-            writer.writerow((*base, cis, "" if b is None else ("true" if b else "false")))
+            writer.writerow((*base, cis, "" if b is None else ("true" if b else "false"), organisation))
     return stats
 
 

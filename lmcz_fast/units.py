@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path, PurePosixPath
 
-__all__ = ["HARDENING", "UnitOptions", "install", "quote", "reachability_problems", "render"]
+__all__ = ["HARDENING", "UnitOptions", "install", "quote", "reachability_problems", "readability_problems",
+           "render"]
 
 #: What both services run under. Each line is one systemd directive; `systemd-analyze security` scores the result.
 HARDENING = """\
@@ -100,6 +101,8 @@ class UnitOptions:
     prefix: str = "lmcz-fast"
     replicate_source: str | None = None
     source_credentials_file: str | None = None
+    #: the replicate unit's `--mapping FILE` (docs/replication.md), read by the service user; None: the built-in.
+    replicate_mapping: str | None = None
     sold_keep: int = 30
     #: `serve --front URL` (docs/front.md): the official module moved to this URL, its login in this file.
     front: str | None = None
@@ -125,6 +128,8 @@ class UnitOptions:
             raise ValueError("the front URL must not hold credentials: give --front-credentials-file")
         if self.front is None and (self.front_credentials_file or self.front_deadline is not None):
             raise ValueError("--front-credentials-file and --front-deadline need --front URL")
+        if self.replicate_mapping is not None and not self.replicate_source:
+            raise ValueError("--replicate-mapping needs --replicate-source URL (the mapping is the replicate unit's)")
         if self.sold_keep < 1:
             raise ValueError(f"--sold-keep is 1 or more: {self.sold_keep}")
         if not 0 <= self.nice <= 19:
@@ -143,6 +148,7 @@ class UnitOptions:
                             (self.organisations_file, "the organisations file"),
                             (self.public_key, "the public key"), (self.proxy_auth_file, "the proxy credentials"),
                             (self.source_credentials_file, "the source's credentials"),
+                            (self.replicate_mapping, "the mapping file"),
                             (self.front_credentials_file, "the official module's credentials")):
             if value is not None:
                 _path(value, what)
@@ -210,6 +216,8 @@ def render(options: UnitOptions) -> dict[str, str]:
                  "--follow", "--nice", "0"]
     if opts.source_credentials_file:
         replicate += ["--credentials-file", opts.source_credentials_file]
+    if opts.replicate_mapping:
+        replicate += ["--mapping", os.path.normpath(opts.replicate_mapping)]
     for command in (sync, replicate):
         if opts.proxy:
             command += ["--proxy", opts.proxy]
@@ -280,6 +288,18 @@ def _under(path: str, roots: tuple[str, ...]) -> str | None:
         if path == root or path.startswith(root + "/"):
             return root
     return None
+
+
+def _hidden(what: str, path: str) -> list[str]:
+    """`path` (as the unit names it) lies where the units' sandbox hides it from the service."""
+    problems = []
+    for roots, why in ((HIDDEN_BY_PROTECT_HOME, "which ProtectHome=yes hides from the service"),
+                       (HIDDEN_BY_PRIVATE_TMP, "which PrivateTmp=yes replaces with an empty directory for the "
+                                               "service")):
+        hidden = _under(path, roots)
+        if hidden:
+            problems.append(f"{what} {path} is under {hidden}, {why}")
+    return problems
 
 
 def _interpreter(program: str) -> str | None:
@@ -397,15 +417,32 @@ def reachability_problems(options: UnitOptions) -> list[str]:
         programs.append(("its interpreter", interpreter))
     for what, path in programs:
         path = os.path.normpath(path)
-        for roots, why in ((HIDDEN_BY_PROTECT_HOME, "which ProtectHome=yes hides from the service"),
-                           (HIDDEN_BY_PRIVATE_TMP, "which PrivateTmp=yes replaces with an empty directory "
-                                                   "for the service")):
-            hidden = _under(path, roots)
-            if hidden:
-                problems.append(f"{what} {path} is under {hidden}, {why}")
+        problems += _hidden(what, path)
         if not os.path.exists(path):
             problems.append(f"{what} {path} does not exist")
             continue
         problems += _walk(path, uid, gids, what, 1 if what == "its interpreter" else 5)
     seen: set[str] = set()
     return [p for p in problems if not (p in seen or seen.add(p))]
+
+
+def readability_problems(options: UnitOptions) -> list[str]:
+    """Why the service user could not read the files the units read and `lmcz-fast systemd` checks, in words
+    (empty: it can): today the replicate unit's mapping file (`--replicate-mapping`), which `replicate` reads at
+    every start. The same checks as for the program: hidden by ProtectHome=yes or PrivateTmp=yes, a directory on
+    the way the user may not enter, a file it may not read (checked for the user as sysusers.d makes it when it
+    does not exist yet: then only the file's "other" bits, or its group's if that group exists, let it read)."""
+    opts = options.checked()
+    files = [("the mapping file", opts.replicate_mapping)]
+    uid, gids = _identity(opts.user, opts.group or opts.user)
+    problems: list[str] = []
+    for what, path in files:
+        if path is None:
+            continue
+        path = os.path.normpath(path)
+        problems += _hidden(what, path)
+        if not os.path.exists(path):
+            problems.append(f"{what} {path} does not exist")
+            continue
+        problems += _walk(path, uid, gids, what, 4)
+    return problems

@@ -29,10 +29,10 @@ from unittest import mock
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lmcz_fast._answer import Answers, Envelope, json_text, request_id
+from lmcz_fast._answer import Answers, Envelope, cis_list, json_text, request_id
 from lmcz_fast.audit import AuditLog, _format, line_ends
 from lmcz_fast.service import LocalModule, ServiceConfig
 from lmcz_fast.service.config import Token
@@ -74,6 +74,14 @@ def _uuids(instance_id: str, db_version: int) -> tuple[str, str]:
     return f"inst:{instance_id}\"\\", f"ver:{db_version}"
 
 
+def _tagged(outcome: str, tag: str) -> str:
+    """An outcome as a fronted check answered locally records it (service/fronting.py `_TaggedAudit.record`)."""
+    return outcome if not tag else tag if outcome == "ok" else f"{outcome} {tag}"
+
+
+TAGS = st.sampled_from(["", "local:timeout", "local:reset"])
+
+
 def _audit_line(req_id: str, req_ms: int, client: str | None, version: int | None, outcome: str,
                 codes: list[tuple[str, bool | None]], who: str | None) -> str:
     return _format((req_id, req_ms, client, version, outcome, tuple(codes), who))
@@ -81,18 +89,20 @@ def _audit_line(req_id: str, req_ms: int, client: str | None, version: int | Non
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answers=ANSWERS, grey=st.booleans(), freshness=st.sampled_from(["ready", "stale"]),
-       req_ms=st.integers(0, 2 ** 45), client=st.none() | TEXT, who=st.none() | TEXT, audit=st.booleans())
+       req_ms=st.integers(0, 2 ** 45), client=st.none() | TEXT, who=st.none() | TEXT, audit=st.booleans(),
+       tag=TAGS)
 def test_protocol_1_answer_is_the_reference_bytes(answers: list[Any], grey: bool, freshness: str, req_ms: int,
-                                                  client: str | None, who: str | None, audit: bool) -> None:
+                                                  client: str | None, who: str | None, audit: bool,
+                                                  tag: str) -> None:
     req_id = str(uuid.uuid4())
     first = next(v for v in answers if isinstance(v, Verdict))
     inst, version = _uuids(first.instance_id, first.db_version)
     expected, codes = reference_v1(answers, req_id, req_ms, inst, version, grey, freshness)
     c, tail = line_ends(client, who) if audit else (None, "")
     body, line, checked, blocked = Answers(Unreadable, ERROR_UNREADABLE).v1(
-        answers, Envelope(req_id, req_ms, inst, version, freshness, grey, c, tail))
+        answers, Envelope(req_id, req_ms, inst, version, freshness, grey, c, tail, tag))
     assert body == expected
-    outcome = "partial" if any(isinstance(v, Unreadable) for v in answers) else "ok"
+    outcome = _tagged("partial" if any(isinstance(v, Unreadable) for v in answers) else "ok", tag)
     assert line == (_audit_line(req_id, req_ms, client, first.db_version, outcome, codes, who) if audit else None)
     assert checked == sum(isinstance(v, Verdict) for v in answers)
     assert blocked == sum(v.blocked for v in answers if isinstance(v, Verdict))
@@ -100,10 +110,10 @@ def test_protocol_1_answer_is_the_reference_bytes(answers: list[Any], grey: bool
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(answers=ANSWERS, data=st.data(), grey=st.booleans(), req_ms=st.integers(0, 2 ** 45),
-       client=st.none() | TEXT, who=st.none() | TEXT, audit=st.booleans())
+       client=st.none() | TEXT, who=st.none() | TEXT, audit=st.booleans(), tag=TAGS)
 def test_protocol_2_answer_is_the_reference_bytes(answers: list[Any], data: st.DataObject, grey: bool,
                                                   req_ms: int, client: str | None, who: str | None,
-                                                  audit: bool) -> None:
+                                                  audit: bool, tag: str) -> None:
     pgs = data.draw(st.lists(st.none() | st.integers(1, 70000), min_size=len(answers), max_size=len(answers)))
     ids = os.urandom(16 * (len(answers) - 1))
     req_id = str(uuid.uuid4())
@@ -113,10 +123,10 @@ def test_protocol_2_answer_is_the_reference_bytes(answers: list[Any], data: st.D
     inst, version = _uuids(known.instance_id, known.db_version)
     c, tail = line_ends(client, who) if audit else (None, "")
     body, lines, checked, blocked = Answers(Unreadable, ERROR_UNREADABLE).v2(
-        answers, pgs, ids, Envelope(req_id, req_ms, inst, version, "ready", grey, c, tail), 99, _uuids)
+        answers, pgs, ids, Envelope(req_id, req_ms, inst, version, "ready", grey, c, tail, tag), 99, _uuids)
     assert body == expected
     versions = [99 if isinstance(v, Unreadable) else v.db_version for v in answers]
-    assert lines == ("".join(_audit_line(rid, req_ms, client, ver, outcome, codes, who)
+    assert lines == ("".join(_audit_line(rid, req_ms, client, ver, _tagged(outcome, tag), codes, who)
                              for (rid, outcome, codes), ver in zip(records, versions)) if audit else "")
     assert checked == sum(isinstance(v, Verdict) for v in answers)
     assert blocked == sum(v.blocked for v in answers if isinstance(v, Verdict))
@@ -263,10 +273,16 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
         oracle.install(old)
         stream = _Stream()
         seen: set[tuple[str, str, int]] = set()
+        # A request of several slices on each protocol, every time (the oracle answers protocol 1 only past one
+        # slice of codes, and the generated requests may hold none such in a run)
+        kinds = [scans[ITEM_KINDS[i % len(ITEM_KINDS)]] for i in range(70)]
+        big = [kind[i // len(ITEM_KINDS) % len(kind)] for i, kind in enumerate(kinds)]
 
         @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
         @given(request=requests(scans), client=st.none() | st.sampled_from([b"9999078900001234", b"till \"7\""]),
                token=st.booleans())
+        @example(request=("v1", "POST", big), client=b"9999078900001234", token=False)
+        @example(request=("v2", "POST", big), client=None, token=True)
         def one_request(request: tuple[str, str, list[Any]], client: bytes | None, token: bool) -> None:
             version, method, items = request
             if method == "GET" and not all(isinstance(i, str) for i in items):
@@ -354,3 +370,69 @@ def test_compiled_verdicts_are_written_as_their_verdicts_are(store: tuple[Path, 
                                  for (rid, outcome, codes), ver in zip(records, versions)) if audit else "")
 
     one()
+
+
+# -- the compiled reader of a check body (`_answer.cis_list`) ------------------------------------------------------
+
+_JSON_DECODER = json.JSONDecoder(strict=False)      # what `Shared.json_body` decodes with
+
+
+def _json_codes(body: bytes) -> Any:
+    """What the service read of `body` through `json` (`Shared.json_body`, then `["cis_list"]`), or "refused"."""
+    try:
+        data = _JSON_DECODER.decode(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return "refused"
+    return data.get("cis_list") if isinstance(data, dict) else "refused"
+
+
+_BODY_TEXT = st.text(st.characters(codec="utf-8") | st.sampled_from('"\\/\x1d\x00\x7f\t'), max_size=12)
+
+
+@settings(max_examples=400, deadline=None)
+@given(codes=st.lists(_BODY_TEXT, max_size=5), ascii_only=st.booleans(),
+       indent=st.sampled_from([None, 0, 1, "\t"]),
+       separators=st.sampled_from([None, (",", ":"), (" , ", " :\n ")]))
+def test_cis_list_reads_what_json_reads(codes: list[str], ascii_only: bool, indent: Any, separators: Any) -> None:
+    """A body the compiled reader takes gives the list `json` gives; one it declines (None) goes to `json`."""
+    body = json.dumps({"cis_list": codes}, ensure_ascii=ascii_only, indent=indent,
+                      separators=separators).encode("utf-8", "surrogatepass")
+    got = cis_list(body)
+    if got is not None:
+        assert got == _json_codes(body) and all(type(code) is str for code in got)
+    elif ascii_only and all(all(ord(c) < 128 for c in code) for code in codes):
+        pytest.fail(f"an ASCII body of strings was declined: {body!r}")
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data())
+def test_cis_list_takes_no_body_json_reads_otherwise(data: st.DataObject) -> None:
+    """Bytes changed anywhere in a body: what the compiled reader still takes, `json` reads the same."""
+    body = bytearray(json.dumps({"cis_list": ["0104600439931256JgXJ5.T\x1d91ABCD\x1d92abc=", 'q"\\/']}).encode())
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(body)))
+        byte = data.draw(st.integers(0, 255) | st.sampled_from(list(b' \t\n"\\u[]{},:0aF/')))
+        if data.draw(st.booleans()) and at < len(body):
+            del body[at]
+        else:
+            body.insert(at, byte)
+    got = cis_list(bytes(body))
+    assert got is None or got == _json_codes(bytes(body)), bytes(body)
+
+
+@pytest.mark.parametrize("body", [
+    b'{"cis_list": ["a"], "x": 1}', b'{"cis_list": ["a"], "cis_list": ["b"]}', b'{"cis_list": ["a", 1]}',
+    b'{"cis_list": [null]}', b'{"cis_list": ["\\u00e9"]}', b'{"cis_list": ["\\ud834\\udd1e"]}',
+    b'{"cis_list": ["\xc3\xa9"]}', b'{"cis_list": ["a\tb"]}', b'{"cis_list": ["a"]', b'{"cis_list": ["a"]} x',
+    b'{"cis_list": ["a",]}', b'{"cis_list": ["\\x"]}', b'{"cis_list": "a"}', b'["a"]', b'', b'{"CIS_LIST": ["a"]}',
+    b'{"cis_list": [["a"]]}', b'{"cis_list": [{"cis": "a"}]}'])
+def test_cis_list_declines_what_only_json_may_read(body: bytes) -> None:
+    """Another key, a non-string item, a non-ASCII character, a raw control character, a malformed body: the
+    service reads it with `json`, whose answer (or typed error: bad_json, bad_request, invalid_code) stands."""
+    assert cis_list(body) is None
+
+
+def test_cis_list_reads_whitespace_and_escapes() -> None:
+    assert cis_list(b' \r\n{ "cis_list" :\t[ "a\\u001db" , "\\"\\\\\\/\\b\\f\\n\\r\\t\\u0041" ] }\n') == \
+        ["a\x1db", '"\\/\b\f\n\r\tA']
+    assert cis_list(b'{"cis_list":[]}') == []

@@ -113,6 +113,34 @@ def test_export_json_and_csv_with_bounds(tmp_path: Path) -> None:
         export(tmp_path, io.StringIO(), since_ms=10, until_ms=5)
 
 
+def test_csv_export_names_each_rows_organisation(tmp_path: Path) -> None:
+    """With `serve --organisations` each record holds `"i"` (the organisation's INN); the CSV carries it in its last
+    column `inn` (after the columns it always had, so readers by position keep working), empty for a record
+    without one, and `--inn` keeps only that organisation's rows."""
+    from types import SimpleNamespace
+    with AuditLog(tmp_path, retention_days=0) as log:
+        log.record("a1", _ms("2026-11-01T12:00:00"), "FN1", 3, "ok", [("cisA", True), ("cisB", False)],
+                   SimpleNamespace(label=None, inn="7701234567"))
+        log.record("b1", _ms("2026-11-01T12:00:01"), None, 3, "ok", [("cisC", False)],
+                   SimpleNamespace(label="token:till 7", inn="770987654321"))
+        log.record("n1", _ms("2026-11-01T12:00:02"), "FN2", 3, "ok", [("cisD", True)])
+    out = io.StringIO()
+    export(tmp_path, out, fmt="csv")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "reqId,time,reqTimestamp,clientId,dbVersion,outcome,cis,isBlocked,inn"
+    table = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["reqId"], r["cis"], r["isBlocked"], r["inn"]) for r in table] == [
+        ("a1", "cisA", "true", "7701234567"), ("a1", "cisB", "false", "7701234567"),
+        ("b1", "cisC", "false", "770987654321"), ("n1", "cisD", "true", "")]
+    result = CliRunner().invoke(audit_group, ["export", "--audit-dir", str(tmp_path), "--csv",
+                                              "--inn", "770987654321"])
+    assert result.exit_code == 0, result.output
+    assert list(csv.reader(io.StringIO(result.stdout))) == [
+        ["reqId", "time", "reqTimestamp", "clientId", "dbVersion", "outcome", "cis", "isBlocked", "inn"],
+        ["b1", "2026-11-01T12:00:01.000+00:00", str(_ms("2026-11-01T12:00:01")), "", "3", "ok", "cisC", "false",
+         "770987654321"]]
+
+
 def test_export_command(tmp_path: Path) -> None:
     _fill(tmp_path)
     runner = CliRunner()
@@ -122,7 +150,7 @@ def test_export_command(tmp_path: Path) -> None:
     assert [json.loads(line)["reqId"] for line in result.stdout.splitlines()] == ["r1"]
     result = runner.invoke(audit_group, ["export", "--audit-dir", str(tmp_path), "--csv"])
     assert result.exit_code == 0
-    assert result.stdout.splitlines()[0] == "reqId,time,reqTimestamp,clientId,dbVersion,outcome,cis,isBlocked"
+    assert result.stdout.splitlines()[0] == "reqId,time,reqTimestamp,clientId,dbVersion,outcome,cis,isBlocked,inn"
     assert len(result.stdout.splitlines()) == 1 + 7
     result = runner.invoke(audit_group, ["export", "--audit-dir", str(tmp_path), "--since", "yesterday-ish"])
     assert result.exit_code == 2 and "cannot read" in result.stderr

@@ -89,6 +89,31 @@ def test_a_figure_its_control_calls_noise_is_shown_and_never_fails() -> None:
     assert failing([row], None) == [] and failing([row], "1") == []
 
 
+def test_a_regression_measured_while_the_machine_was_loaded_is_not_judged_and_nothing_else_changes() -> None:
+    """The stall probe's share of a bench marks its targets loaded: a figure that would be a REGRESSION is shown
+    NOT JUDGED with the probe's figure; met, KNOWN MISS and missed figures keep their verdicts."""
+    board = Board()
+    board.record("base", 1.0)
+    board.target("cand", "base", 0.05, "a target")
+    board.machine_loaded("cand", "base", "the stall probe waited 80 %")
+    for value, status in ((0.04, "met"), (0.1, "KNOWN MISS"), (0.5, "NOT JUDGED")):
+        board.record("cand", value)
+        [row] = board.rows(KNOWN)
+        assert row.status == status, (value, row)
+    assert "the stall probe waited 80 %" in row.line() and failing([row], None) == []
+    reached = Board()
+    reached.record("base", 1.0)
+    reached.target("cand", "base", 0.25, "reached")
+    reached.machine_loaded("cand", "base", "loaded")
+    reached.record("cand", 0.4)
+    assert [r.status for r in reached.rows(REACHED)] == ["missed"]
+    unloaded = Board()
+    unloaded.record("base", 1.0)
+    unloaded.record("cand", 0.5)
+    unloaded.target("cand", "base", 0.05, "a target")
+    assert [r.status for r in unloaded.rows(KNOWN)] == ["REGRESSION"]
+
+
 def _declared_targets() -> set[tuple[str, str]]:
     declared = set()
     for path in BENCHES.glob("bench_*.py"):

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from _checker_support import machine_stall, timing
 from _front_support import FrontServer, blocked_of, check, run_tills, till_requests
+from _checker_support import stalled, timed_since, timing
 from _official_standin import StandInProcess
 from _service_support import PASSWORD, ServeProcess, ServerThread, auth_header, make_db, make_identity
 
@@ -308,7 +308,10 @@ def test_200_tills_through_the_front_against_the_official_module_directly(tmp_pa
             run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=0.5)      # warm the pool
             # Each till asks a code every 0.4 s (500 checks/s in all): latency, not the machine's throughput.
             direct = run_tills(lm.port, till_requests(ids, direct_auth), tills=200, duration=2.0, pause=0.4)
+            started = timing()
             through = run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=2.0, pause=0.4)
+            timed_since(started)
+            late = stalled()     # what the machine stalled during the run through the front (the stall probe's control)
             assert direct.errors == through.errors == 0
             assert set(through.statuses) == {200}
             # A stall of this shared machine past the deadline is answered locally: rare, and only for that reason.
@@ -316,21 +319,20 @@ def test_200_tills_through_the_front_against_the_official_module_directly(tmp_pa
             assert set(through.answered_by) <= {"front", "local; reason=timeout"}, through.answered_by
             print(f"direct p50 {direct.pct(0.5) * 1000:.2f} ms p99 {direct.pct(0.99) * 1000:.2f} ms; through the "
                   f"front p50 {through.pct(0.5) * 1000:.2f} ms p99 {through.pct(0.99) * 1000:.2f} ms")
-            assert through.pct(0.5) <= 3 * direct.pct(0.5) + 0.020
-            assert through.pct(0.99) <= 3 * direct.pct(0.99) + 0.100
+            assert through.pct(0.5) <= 3 * direct.pct(0.5) + 0.020 + late, f"stalled {late:.3f} s"
+            assert through.pct(0.99) <= 3 * direct.pct(0.99) + 0.100 + late, f"stalled {late:.3f} s"
             lm.set(fault="hang")
             started = timing()
             hung = run_tills(serve.port, till_requests(ids, auth_header()), tills=200, duration=2.0, pause=0.4)
-            stall = machine_stall(started, time.monotonic())
+            timed_since(started)
             assert hung.errors == 0 and set(hung.statuses) == {200}
             assert set(hung.answered_by) == {"local; reason=timeout"}
             print(f"hung: p50 {hung.pct(0.5) * 1000:.1f} ms p99 {hung.pct(0.99) * 1000:.1f} ms "
                   f"(deadline {DEADLINE_MS} ms)")
             assert hung.pct(0.5) >= DEADLINE_MS / 1000 * 0.95
-            # The fallback's p99 is the deadline plus what an answer through the front took in this run (the same
-            # 200 tills, the same machine a moment before) plus the machine's longest stall meanwhile, within 0.5 s.
-            # A clean-clone CI run at load 9 saw 0.80 s against a fixed 0.8 s bound, every answer a local one.
-            assert hung.pct(0.99) <= DEADLINE_MS / 1000 + 0.5 + through.pct(0.99) + stall, (through.pct(0.99), stall)
+            # 200 tills time out at once and 200 local answers are made in one burst: on a loaded machine the burst
+            # waits for the CPUs, by what the stall probe saw during the run (a control from this run).
+            assert hung.pct(0.99) <= DEADLINE_MS / 1000 + 0.5 + stalled(), f"stalled {stalled():.3f} s"
     finally:
         lm.stop()
 

@@ -4,6 +4,7 @@ hang up, pipelines that would starve others, ambiguous credentials, memory over 
 from __future__ import annotations
 
 import base64
+import contextlib
 import gc
 import json
 import logging
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,27 @@ def _metric(port: int, name: str) -> float:
 
 def _wrong(n: int) -> str:
     return "Basic " + base64.b64encode(f"{USER}:guess-{n}".encode()).decode()
+
+
+@contextlib.contextmanager
+def _wrong_guesses_held(port: int, count: int) -> Iterator[list[socket.socket]]:
+    """`count` connections from 127.0.0.1, each sending one wrong guess and kept open while the server holds it;
+    entered once the server has looked at all of them (`lmcz_auth_failures_total`, from a fresh server), so what
+    the test does next meets the throttle in that state. The connections are closed on exit."""
+    held: list[socket.socket] = []
+    try:
+        for n in range(count):
+            sock = _connect(port)
+            held.append(sock)
+            sock.sendall(_request("/api/v1/status", auth=_wrong(n)))
+        deadline = time.monotonic() + 10
+        while (seen := _metric(port, "lmcz_auth_failures_total")) < count:
+            assert time.monotonic() < deadline, f"the server looked at {seen:.0f} of {count} wrong guesses in 10 s"
+            time.sleep(0.02)
+        yield held
+    finally:
+        for sock in held:
+            sock.close()
 
 
 # -- 4. brute force ---------------------------------------------------------------------------------------------
@@ -193,16 +216,7 @@ def test_the_right_password_is_answered_while_its_address_has_failures_in_flight
     address got 429. Tills share addresses (a terminal server, an integrator, every local till on 127.0.0.1): it is
     answered at once; the wrong guesses are still held, past their slots answered 429 after waiting their turn."""
     with ServerThread(db, throttle=AuthThrottle(free_failures=0, first_delay=3.0, max_delay=3.0)) as srv:
-        held = []
-        try:
-            for n in range(10):
-                sock = _connect(srv.port)
-                held.append(sock)
-                sock.sendall(_request("/api/v1/status", auth=_wrong(n)))
-            deadline = time.monotonic() + 10
-            while _metric(srv.port, "lmcz_auth_failures_total") < 10:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+        with _wrong_guesses_held(srv.port, 10) as held:
             assert _metric(srv.port, "lmcz_auth_delayed_total") == 8      # every slot held
             started = time.perf_counter()
             for _ in range(5):
@@ -216,9 +230,6 @@ def test_the_right_password_is_answered_while_its_address_has_failures_in_flight
                 sock.settimeout(20)
                 got.append(_read_response(sock, bytearray())[0])
             assert sorted(got) == [401] * 8 + [429] * 2, got
-        finally:
-            for sock in held:
-                sock.close()
 
 
 def test_an_address_with_too_many_guesses_waiting_is_refused_unread(db: Path) -> None:
@@ -227,25 +238,13 @@ def test_an_address_with_too_many_guesses_waiting_is_refused_unread(db: Path) ->
     on a guess); another address is not affected."""
     throttle = AuthThrottle(free_failures=0, first_delay=5.0, max_delay=5.0, slots=2, max_waiting=3)
     with ServerThread(db, throttle=throttle) as srv:
-        held = []
-        try:
-            for n in range(5):
-                sock = _connect(srv.port)
-                held.append(sock)
-                sock.sendall(_request("/api/v1/status", auth=_wrong(n)))
-            deadline = time.monotonic() + 10
-            while _metric(srv.port, "lmcz_auth_failures_total") < 5:
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
+        with _wrong_guesses_held(srv.port, 5):
             status, body, seconds = _ask(srv.port, _request("/api/v1/status", auth=auth_header()))
             assert status == 429 and seconds < 0.5
             assert json.loads(body)["error"] == "too_many_failed_logins"
             assert _metric(srv.port, "lmcz_auth_refused_total") == 1
             status, _, _ = _ask(srv.port, _request("/api/v1/status", auth=auth_header()), source="127.0.0.3")
             assert status == 200
-        finally:
-            for sock in held:
-                sock.close()
 
 
 def test_throttle_keys_ipv6_by_its_64() -> None:

@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from lmcz_fast.cli import main
-from lmcz_fast.units import UnitOptions, install, quote, reachability_problems, render
+from lmcz_fast.units import UnitOptions, install, quote, reachability_problems, readability_problems, render
 
 LMCZ = shutil.which("lmcz-fast", path=os.path.dirname(sys.executable)) or shutil.which("lmcz-fast")
 ANALYZE = shutil.which("systemd-analyze")
@@ -272,3 +272,95 @@ def test_the_serve_unit_learns_the_front(tmp_path):
         render(options(front="http://admin:admin@127.0.0.1:5996"))
     printed = CliRunner().invoke(main, ["systemd", "--bin", LMCZ, "--force", "--front", "http://127.0.0.1:5996"])
     assert printed.exit_code == 0 and "--front http://127.0.0.1:5996" in printed.stdout
+
+
+GOOD_MAPPING = """\
+[codes]
+database = "marks"
+code = "payload.mark"
+
+[gtins]
+database = "blocked_gtin"
+"""
+
+
+@needs_analyze
+def test_the_replicate_unit_takes_a_mapping_file(tmp_path):
+    """`lmcz-fast systemd --replicate-source URL --replicate-mapping FILE`: the replicate unit runs `replicate
+    --mapping FILE` (the command parses, the units verify); a malformed file is refused now with the error `replicate
+    --mapping` gives (not at the unit's every start), and so is a file the service user could not read under the
+    sandbox (--force: a warning); the option without --replicate-source is refused."""
+    mapping = tmp_path / "mapping.toml"
+    mapping.write_text(GOOD_MAPPING)
+    files = render(options(replicate_source="http://127.0.0.1:5984", replicate_mapping=str(mapping),
+                           source_credentials_file="/etc/lmcz-fast/couch.cred"))
+    words = shlex.split(directives(files["lmcz-fast-replicate.service"])["ExecStart"][0])
+    assert words[words.index("--mapping") + 1] == str(mapping)
+    result = CliRunner().invoke(main, [*words[1:], "--help"])
+    assert result.exit_code == 0, result.output
+    written = install(files, tmp_path / "units", tmp_path / "sysusers", tmp_path / "tmpfiles")
+    units = [p for p in written if p.suffix == ".service"]
+    result = verify(units)
+    assert result.returncode == 0 and our_complaints(result, units) == [], result.stdout + result.stderr
+    with pytest.raises(ValueError, match="--replicate-source"):
+        render(options(replicate_mapping=str(mapping)))
+    with pytest.raises(ValueError, match="absolute path"):
+        render(options(replicate_source="http://127.0.0.1:5984", replicate_mapping="mapping.toml"))
+
+    base = ["systemd", "--bin", REACHABLE, "--replicate-source", "http://127.0.0.1:5984"]
+    # a malformed mapping: the same error as `replicate --mapping`, exit 2, nothing printed or written; --force
+    # does not let it through
+    broken = tmp_path / "broken.toml"
+    broken.write_text('[codes]\ndatabase = "marks"\ncolumn = "cis"\n')
+    replicated = CliRunner().invoke(main, ["replicate", str(tmp_path / "store.db"), "--source",
+                                           "http://127.0.0.1:5984", "--mapping", str(broken)])
+    said = [line for line in replicated.stderr.splitlines() if line.startswith("Error: ")]
+    assert replicated.exit_code == 2 and len(said) == 1 and "unknown key codes.column" in said[0], replicated.output
+    for extra in ([], ["--force"]):
+        refused = CliRunner().invoke(main, [*base, "--replicate-mapping", str(broken), *extra,
+                                            "--install", str(tmp_path / "refused")])
+        assert refused.exit_code == 2 and said[0] in refused.stderr.splitlines(), refused.output
+        assert not (tmp_path / "refused").exists()
+    missing = CliRunner().invoke(main, [*base, "--replicate-mapping", str(tmp_path / "none.toml")])
+    assert missing.exit_code == 2 and "cannot read the mapping file" in missing.stderr
+
+    # a good one where the service cannot read it (pytest's temporary directory is under /tmp: PrivateTmp=yes)
+    refused = CliRunner().invoke(main, [*base, "--replicate-mapping", str(mapping)])
+    assert refused.exit_code == 2 and "ExecStart" not in refused.stdout, refused.output
+    assert f"the mapping file {mapping} is under /tmp, which PrivateTmp=yes" in refused.stderr
+    assert "/etc/lmcz-fast/mapping.toml" in refused.stderr and "--bin" not in refused.stderr
+    forced = CliRunner().invoke(main, [*base, "--replicate-mapping", str(mapping), "--force"])
+    assert forced.exit_code == 0 and "WILL FAIL TO START" in forced.stderr
+    assert f"--mapping {mapping}" in forced.stdout
+
+
+def test_a_mapping_file_the_service_user_cannot_read_is_named():
+    """The mapping file's mode bits and directories, for a user that does not exist yet (made by sysusers.d later:
+    only "other" bits let it in), and a file anyone may read outside the hidden directories (no problem)."""
+    assert readability_problems(UnitOptions(binary=REACHABLE, replicate_source="http://127.0.0.1:5984",
+                                            replicate_mapping=REACHABLE)) == []
+    assert readability_problems(UnitOptions(binary=REACHABLE)) == []
+    base = Path(tempfile.mkdtemp(prefix="lmcz-mapping-"))
+    try:
+        base.chmod(0o755)
+        mapping = base / "etc" / "mapping.toml"
+        mapping.parent.mkdir()
+        mapping.write_text(GOOD_MAPPING)
+
+        def problems() -> list[str]:
+            return readability_problems(UnitOptions(binary=REACHABLE, replicate_source="http://127.0.0.1:5984",
+                                                    replicate_mapping=str(mapping), user="lmcz-nobody-here"))
+
+        mapping.chmod(0o600)
+        private = problems()
+        mapping.chmod(0o644)
+        mapping.parent.chmod(0o700)
+        closed = problems()
+        mapping.parent.chmod(0o755)
+        readable = problems()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    assert any(f"may not read {mapping}" in p and "-rw-------" in p for p in private), private
+    assert any(f"cannot enter {mapping.parent}" in p for p in closed), closed
+    assert not any("may not read" in p or "cannot enter" in p for p in readable), readable
+    assert any("PrivateTmp=yes" in p for p in readable), readable     # mkdtemp is under /tmp

@@ -19,11 +19,21 @@ from .verdicts import _Item
 
 
 def _is_sold(bl: Any, cis: str) -> bool:
-    """THE ONE PLACE the in-process checker asks the store's sold register (`Blocklist.is_sold`, the register
-    engineer lm2 adds for LM 2.x parity). A store object without one (older lmcz-fast, another `check()`
-    provider) has no sales to report, so nothing is answered sold."""
+    """The store's sold register asked directly (`Blocklist.is_sold`, the register engineer lm2 adds for LM 2.x
+    parity), for a verdict that does not say (see `_sold_of`). A store object without one (older lmcz-fast,
+    another `check()` provider) has no sales to report, so nothing is answered sold."""
     is_sold = getattr(bl, "is_sold", None)
     return bool(is_sold(cis)) if is_sold is not None else False
+
+
+def _sold_of(bl: Any, verdict: Any) -> bool:
+    """THE ONE PLACE the in-process checker learns whether a code was sold here. The store's `Verdict` says it
+    (`sold`, read in the same compiled pass and from the same version as `blocked`); a verdict that carries no
+    bool `sold` (another `check()` provider) is asked of the store's register (`_is_sold`)."""
+    sold = getattr(verdict, "sold", None)
+    if sold is True or sold is False:
+        return sold
+    return _is_sold(bl, verdict.cis)
 
 
 class _BlocklistLike(Protocol):
@@ -58,12 +68,15 @@ class _OfflineSide:
     _blocklist: Any
     _lm: LocalModuleClient | None
     _status: tuple[float, _Offline | None] | None
+    _version_tail: tuple[tuple[Any, Any], str] | None
     status_every: float
 
     def _verdict_reasons(self, bl: Any, verdict: Any, raw: str | bytes, price: int | None,
-                         pg: int | None) -> tuple[Reason, ...]:
-        """An in-process `Verdict` through the offline refusal table (the sold register, blocked, grey, price)."""
-        sold = _is_sold(bl, verdict.cis)
+                         pg: int | None, sold: bool | None = None) -> tuple[Reason, ...]:
+        """An in-process `Verdict` through the offline refusal table (the sold register, blocked, grey, price);
+        `sold`: what `_sold_of` said, when the caller asked already."""
+        if sold is None:
+            sold = _sold_of(bl, verdict)
         grey = getattr(verdict, "grey_gtin", False) is True
         if not sold and not verdict.blocked and price is None:
             return ()
@@ -74,6 +87,18 @@ class _OfflineSide:
                 pg = None
         return offline_table(sold=sold, blocked=verdict.blocked, grey=grey, price=price, pg=pg,
                              mrp=getattr(verdict, "mrp", None), smp=getattr(verdict, "smp", None))
+
+    def _version_part(self, verdict: Any) -> str:
+        """The `&Inst=...&Ver=...` end of tag 1265 for the database version a verdict names, made once per version
+        (the UUIDs are derived, `receipt.instance_uuid` / `version_uuid`; only the request id and time change per
+        check)."""
+        key = (verdict.instance_id, verdict.db_version)
+        cached = self._version_tail
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        tail = f"&Inst={instance_uuid(key[0])}&Ver={version_uuid(key[0], key[1])}"
+        self._version_tail = (key, tail)
+        return tail
 
     def _offline_status(self) -> _Offline | None:
         """The Blocklist's freshness, re-read at most every `status_every` seconds (a meta read is not free)."""

@@ -299,7 +299,9 @@ def audit() -> None:
                               "such as 24h, 7d [default: the oldest record].")
 @click.option("--until", help="Before this time (same forms) [default: now].")
 @click.option("--json", "fmt", flag_value="json", default=True, help="JSON lines, one per request (default).")
-@click.option("--csv", "fmt", flag_value="csv", help="CSV, one row per checked code.")
+@click.option("--csv", "fmt", flag_value="csv",
+              help="CSV, one row per checked code; the last column, inn, is the organisation (empty without "
+                   "serve --organisations).")
 @click.option("--inn", default=None, metavar="INN",
               help="Only the requests of this organisation (serve --organisations records each request's INN).")
 @click.option("-o", "--output", type=click.File("w", encoding="utf-8"), default="-", show_default=True,

@@ -8,7 +8,8 @@ import sys
 
 import click
 
-from ..units import UnitOptions, install, reachability_problems, render
+from ..replicate import MappingError, read_mapping
+from ..units import UnitOptions, install, reachability_problems, readability_problems, render
 from .common import EXIT_USAGE
 
 
@@ -44,6 +45,9 @@ def _this_program() -> str | None:
                    "instead of the sync unit; see `lmcz-fast replicate --help`).")
 @click.option("--source-credentials-file", default=None, metavar="FILE",
               help="The replication source's user:password file.")
+@click.option("--replicate-mapping", default=None, metavar="FILE",
+              help="The replicate unit's mapping file (`replicate --mapping`; docs/replication.md), with "
+                   "--replicate-source; read now, and refused if malformed or not readable by the service user.")
 @click.option("--proxy", default=None, metavar="URL", help="The sync unit's HTTP proxy (see `lmcz-fast sync --help`).")
 @click.option("--proxy-auth-file", default=None, metavar="FILE", help="Its user:password file.")
 @click.option("--front", default=None, metavar="URL",
@@ -68,7 +72,8 @@ def _this_program() -> str | None:
 @click.option("--tmpfiles-dir", default="/etc/tmpfiles.d", show_default=True)
 def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: str, port: int,
             password_file: str | None, feed_url: str | None, public_key: str, every: str, nice: int,
-            replicate_source: str | None, source_credentials_file: str | None, proxy: str | None, proxy_auth_file: str | None,
+            replicate_source: str | None, source_credentials_file: str | None, replicate_mapping: str | None,
+            proxy: str | None, proxy_auth_file: str | None,
             front: str | None, front_credentials_file: str | None, front_deadline: float | None,
             binary: str | None, prefix: str, unit_dir: str | None,
             sold_keep: int, force: bool, sysusers_dir: str, tmpfiles_dir: str,
@@ -92,6 +97,7 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
       /opt/lmcz-fast/bin/lmcz-fast systemd --feed https://feed.example/ --install
       /opt/lmcz-fast/bin/lmcz-fast systemd --organisations /etc/lmcz-fast/organisations.toml
       /opt/lmcz-fast/bin/lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --source-credentials-file /etc/lmcz-fast/couch.cred
+      /opt/lmcz-fast/bin/lmcz-fast systemd --replicate-source http://127.0.0.1:5984 --replicate-mapping /etc/lmcz-fast/mapping.toml
       /opt/lmcz-fast/bin/lmcz-fast systemd --front http://127.0.0.1:5996 --front-credentials-file /etc/lmcz-fast/lm-admin
       systemd-sysusers && systemd-tmpfiles --create
       systemctl daemon-reload && systemctl enable --now lmcz-fast-sync.service lmcz-fast-serve.service lmcz-fast-sold-export.timer
@@ -103,7 +109,8 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
                           host=host, port=port, password_file=password_file, feed_url=feed_url,
                           public_key=public_key, every=every, nice=nice, proxy=proxy,
                           proxy_auth_file=proxy_auth_file, prefix=prefix, replicate_source=replicate_source,
-                          source_credentials_file=source_credentials_file, sold_keep=sold_keep, front=front,
+                          source_credentials_file=source_credentials_file, replicate_mapping=replicate_mapping,
+                          sold_keep=sold_keep, front=front,
                           front_credentials_file=front_credentials_file, front_deadline=front_deadline,
                           organisations_file=organisations_file)
     try:
@@ -111,12 +118,21 @@ def systemd(db: str, user: str, group: str | None, audit_dir: str | None, host: 
     except ValueError as exc:
         click.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(EXIT_USAGE)
-    problems = reachability_problems(options)
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        advice = ("the service user could not start these units:\n" + lines + "\n  Install lmcz-fast where the "
-                  "service can run it, e.g. a venv under /opt/lmcz-fast (docs/operations.md), and give --bin "
-                  "/opt/lmcz-fast/bin/lmcz-fast")
+    if options.replicate_mapping:
+        try:        # what `replicate --mapping FILE` would refuse at every start of the unit, refused now
+            read_mapping(options.replicate_mapping)
+        except MappingError as exc:
+            raise click.UsageError(str(exc)) from None
+    problems, unreadable = reachability_problems(options), readability_problems(options)
+    if problems or unreadable:
+        lines = "\n".join(f"  - {p}" for p in problems + unreadable)
+        advice = "the service user could not start these units:\n" + lines
+        if problems:
+            advice += ("\n  Install lmcz-fast where the service can run it, e.g. a venv under /opt/lmcz-fast "
+                       "(docs/operations.md), and give --bin /opt/lmcz-fast/bin/lmcz-fast")
+        if unreadable:
+            advice += ("\n  Keep the files the units read where the service user can read them, e.g. "
+                       "/etc/lmcz-fast/mapping.toml, mode 0644 or 0640 with group the service user's")
         if not force:
             click.secho(f"error: {advice}\n  (--force writes the units anyway)", fg="red", err=True)
             sys.exit(EXIT_USAGE)

@@ -56,7 +56,8 @@ def local_header(reason: str) -> bytes:
 
 class _TaggedAudit:
     """The audit log as the local answer of a fronted check sees it: each record's outcome says which side
-    answered and why (`local:timeout`, `partial local:reset`)."""
+    answered and why (`local:timeout`, `partial local:reset`). The lines the compiled answer writes carry the tag
+    from the start (`Shared.audit_tag`, the encoder's `Envelope.audit_tag`) and pass through as they are."""
 
     __slots__ = ("_audit", "_tag")
 
@@ -68,21 +69,6 @@ class _TaggedAudit:
                codes: list[tuple[str, bool | None]], who: Any = None) -> None:
         tagged = self._tag if outcome == "ok" else f"{outcome} {self._tag}"
         self._audit.record(req_id, ts_ms, client, db_version, tagged, codes, who)
-
-    def record_lines(self, ts_ms: int, lines: str, count: int) -> None:
-        """Lines the compiled answer wrote (`"o":"ok"` or `"o":"partial"`), retagged as `record` does. A line's
-        first `,"o":"` is its outcome field: the client's and the codes' strings are JSON-escaped, so no `"` of
-        theirs comes unescaped before it."""
-        retagged = []
-        for line in lines.splitlines(keepends=True):
-            head, sep, rest = line.partition(',"o":"')
-            outcome, quote, tail = rest.partition('"')
-            if not sep or not quote:
-                retagged.append(line)
-                continue
-            tagged = self._tag if outcome == "ok" else f"{outcome} {self._tag}"
-            retagged.append(f'{head},"o":"{tagged}"{tail}')
-        self._audit.record_lines(ts_ms, "".join(retagged), count)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._audit, name)
@@ -208,6 +194,7 @@ class Fronting:
         shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.caller = request[:5]
         if shared.audit is not None:
             shared.audit = _TaggedAudit(shared.audit, reason)  # type: ignore[assignment]
+            shared.audit_tag = f"local:{reason}"
         try:
             answer = handler(method, query, body, client_id, content_type)
             response = answer.run() if isinstance(answer, Steps) else answer
@@ -215,6 +202,7 @@ class Fronting:
             response = shared.error_response(exc)
         finally:
             shared.peer, shared.auth_label, shared.endpoint, shared.started, shared.caller, shared.audit = saved
+            shared.audit_tag = None
         assert isinstance(response, Response)
         self.front.count(f"local:{reason}")
         inst = self.front.inst

@@ -173,6 +173,9 @@ class Shared:
         self.organisations: Organisations | None = None
         #: The organisation the request being handled authenticated as (its `Caller`), or None.
         self.caller: Caller | None = None
+        #: What the audit lines of the check being answered add to their outcome ("local:<reason>" while a fronted
+        #: check is answered locally, service/fronting.py), or None.
+        self.audit_tag: str | None = None
         self._nested_json_log = OncePer(log, 60.0)
         self._inst = ""
         self._inst_source: str | None = None

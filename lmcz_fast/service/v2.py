@@ -17,7 +17,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from .answers import PRODUCT_GROUPS
-from .checks import new_request_id
+from .._answer import request_id
 from .responses import Deferred, Response, encode_json, error
 
 if TYPE_CHECKING:
@@ -67,26 +67,33 @@ class ProtocolTwo:
     def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response:
         shared = self._shared
-        pairs = cis_items(self._checks.items(method, query, body, content_type))
-        raws = [raw for raw, _ in pairs]
+        items, plain = self._checks.plain_items(method, query, body, content_type)
+        groups: list[int | None] | None = None     # None: a plain list of strings, no product group named
+        if plain:           # every item a str: no object to read, no product group named
+            raws, pgs = items, [None] * len(items)
+        else:
+            pairs = cis_items(items)
+            raws = [raw for raw, _ in pairs]
+            pgs = groups = [pg for _, pg in pairs]
         req_ms = int(shared.clock() * 1000)
-        req_id = new_request_id()
+        # The request's id and one per code after the first, in one system call (what `uuid.uuid4()` per id drew)
+        ids = os.urandom(16 * len(pgs))
+        req_id = request_id(ids[:16])
         client = client_id.decode("utf-8", "replace") if client_id else None
         who = shared.audit_who()
         status = self._checks.ready_for(req_id, req_ms, client, raws, who)
-        pgs = [pg for _, pg in pairs]
-        checked = self._checks.check_all(raws, req_id, req_ms, client, status, pgs, who)
-        return Response(200, self._encode(checked, pgs, req_id, req_ms, status, client, who))
+        checked = self._checks.check_all(raws, req_id, req_ms, client, status, groups, who)
+        return Response(200, self._encode(checked, pgs, ids, req_id, req_ms, status, client, who))
 
-    def _encode(self, checked: Checked, pgs: list[int | None], req_id: str, req_ms: int, status: Status,
-                client: str | None, who: Who) -> bytes:
+    def _encode(self, checked: Checked, pgs: list[int | None], ids: bytes, req_id: str, req_ms: int,
+                status: Status, client: str | None, who: Who) -> bytes:
         """The answer's body, in one compiled pass (lmcz_fast/_answer.pyx) that also writes the audit lines (one
         per code) and counts the codes checked and blocked. One envelope per code, each with its own reqId (a UUID
         version 4 of 16 random bytes, as `uuid.uuid4()`; the first code's is the request's); an unreadable code's
         says what went wrong, its version the one that answered the others."""
         shared = self._shared
         body, lines, checked_codes, blocked = self._checks.answers.v2_batches(
-            checked.batches, checked.unreadable, pgs, os.urandom(16 * (len(pgs) - 1)),
+            checked.batches, checked.unreadable, pgs, ids[16:],
             self._checks.envelope(req_id, req_ms, checked, status, client, who), checked.db_version,
             lambda instance_id, version: (shared.instance_uuid(instance_id, who),
                                           shared.version_uuid(instance_id, version, who)))

@@ -96,7 +96,11 @@ class _Shared:
         self.dbs: dict[bytes, Any] | None = None   # the named databases' handles, valid as long as the environment
 
 
-_ENV_LOCK = threading.Lock()
+# Re-entrant: a collection that runs while this thread holds it (any allocation inside may start one) can finalize
+# an unclosed Blocklist, whose `__del__` releases its environment here (`release_env`); with a plain lock that thread
+# waited for itself forever (seen in a test run: `_shared` -> gc -> `Blocklist.__del__` -> `release_env`). Every
+# loop over `_ENVS` walks a copy, so such a nested release cannot change a dict being iterated.
+_ENV_LOCK = threading.RLock()
 _ENVS: dict[str, _Shared] = {}
 
 
@@ -187,7 +191,7 @@ def release_env(env: lmdb.Environment) -> None:
 
 def _shared(env: lmdb.Environment) -> _Shared | None:
     with _ENV_LOCK:
-        return next((entry for entry in _ENVS.values() if entry.env is env), None)
+        return next((entry for entry in list(_ENVS.values()) if entry.env is env), None)
 
 
 # -- the reader table: stale slots ---------------------------------------------------------------------------
