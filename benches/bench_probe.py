@@ -171,3 +171,64 @@ def test_floor_and_summary(board, world):
         f"set {board.values.get('probe.set_single', 0) * 1e9:.0f} ns; "
         f"cut_identity alone (the parser) {cut_ns:.0f} ns/scan"
     )
+
+
+class OverlayProbe(SetProbe):
+    """The same set as a base with an overlay (issue 22: what a store's deltas write instead of a new base): 1,000
+    of its keys moved out of the base into the overlay's added keys, and 1,000 keys no code has put into the base
+    and listed as removed. The set probed is the same, so are the answers."""
+
+    def __init__(self, packed_keys: set[bytes], bitmap: BitMap, overlay_keys: int = 1_000) -> None:
+        import array
+        import random
+
+        rnd = random.Random(22)
+        moved = BitMap(rnd.sample(list(bitmap), overlay_keys))
+        phantom = BitMap()
+        while len(phantom) < overlay_keys:
+            key = rnd.getrandbits(32)
+            if key not in bitmap:
+                phantom.add(key)
+        self.packed_keys = packed_keys
+        self.prefilter = ((bitmap - moved) | phantom).serialize()
+        self.added = array.array("I", [len(moved), *moved]).tobytes()
+        self.removed = array.array("I", [len(phantom), *phantom]).tobytes()
+        self._renew()
+
+    def _renew(self) -> None:
+        self._attach(self.prefilter, b"", 3600.0, added=self.added, removed=self.removed)
+
+
+@pytest.fixture(scope="module")
+def overlaid(world) -> OverlayProbe:
+    return OverlayProbe(world["probe"].packed_keys, world["bitmap"])
+
+
+def _paired(board, name: str, plain, overlay) -> None:
+    """Rounds of the plain loop and the overlay loop alternated (a loaded machine's drift hits both alike); the
+    fastest round of each (what a loop costs when nothing else runs; a round is ~10 ms, easily hit by others) is
+    recorded per code as `name` + ", 2,000-key overlay" and `name` + ", same rounds without"."""
+    plain_times, overlay_times = [], []
+    plain(), overlay()                               # warm-up
+    for _ in range(3 * ROUNDS):
+        for fn, times in ((plain, plain_times), (overlay, overlay_times)):
+            started = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - started)
+    board.record(f"{name}, 2,000-key overlay", min(overlay_times) / N_PROBES)
+    board.record(f"{name}, same rounds without", min(plain_times) / N_PROBES)
+
+
+def test_is_blocked_with_an_overlay(board, world, overlaid):
+    scans, plain = world["scans"], world["probe"]
+    assert overlaid._attached_info[1] == len(world["bitmap"])
+    assert overlaid.is_blocked_many(scans) == world["truth"]
+    assert [overlaid.is_blocked(r) for r in scans] == world["truth"]
+    _paired(board, "probe.is_blocked", lambda: [plain.is_blocked(r) for r in scans],
+            lambda: [overlaid.is_blocked(r) for r in scans])
+    board.target("probe.is_blocked, 2,000-key overlay", "probe.is_blocked, same rounds without", 1.15,
+                 "probe: is_blocked(raw) with a 2,000-key overlay / without (issue 22)")
+    _paired(board, "probe.is_blocked_many", lambda: plain.is_blocked_many(scans),
+            lambda: overlaid.is_blocked_many(scans))
+    board.target("probe.is_blocked_many, 2,000-key overlay", "probe.is_blocked_many, same rounds without", 1.15,
+                 "probe: is_blocked_many with a 2,000-key overlay / without, per code (issue 22)")

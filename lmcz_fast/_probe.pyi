@@ -8,6 +8,7 @@ from typing_extensions import Buffer, Self, disjoint_base, final
 
 INDEX_NBYTES: int
 STORED_INDEX_NBYTES: int
+OVERLAY_MAX: int
 PLATFORM: dict[str, bool | int]
 
 def _mul_fold(a: int, b: int) -> tuple[int, int]: ...
@@ -129,6 +130,8 @@ class ProbeBase:
         verify: bool = True,
         owner: Any = None,
         empty: bool = False,
+        added: Buffer | None = None,
+        removed: Buffer | None = None,
     ) -> None: ...
     def _detach(self) -> None: ...
     def _adopt(self, source: ProbeBase) -> None: ...

@@ -200,6 +200,15 @@ cdef extern from *:
         }
         return x - lmcz_r16(c) <= lmcz_r16(c + 2);
     }
+    static inline int lmcz_u32_contains(const uint8_t* a, size_t n, uint32_t x) {
+        if (n == 0) return 0;
+        while (n > 1) {
+            size_t half = n >> 1;
+            a = (lmcz_r32(a + 4 * half) <= x) ? a + 4 * half : a;
+            n -= half;
+        }
+        return lmcz_r32(a) == x;
+    }
     static inline int lmcz_u64_contains(const uint8_t* a, size_t n, uint64_t x) {
         if (n == 0) return 0;
         while (n > 1) {
@@ -227,6 +236,7 @@ cdef extern from *:
     bint lmcz_array_contains(const uint8_t* c, uint32_t n, uint32_t x) noexcept nogil
     bint lmcz_run_contains(const uint8_t* c, uint32_t n, uint32_t x) noexcept nogil
     bint lmcz_u64_contains(const uint8_t* a, size_t n, uint64_t x) noexcept nogil
+    bint lmcz_u32_contains(const uint8_t* a, size_t n, uint32_t x) noexcept nogil
     int __builtin_popcountll(unsigned long long x) noexcept nogil
     void lmcz_prefetch_container(const uint8_t* c, bint bitset, uint32_t n, uint32_t v) noexcept nogil
 
@@ -476,6 +486,17 @@ cdef struct RIndex:
     const Entry* table  # MAX_CONTAINERS entries, indexed by the high 16 bits of a value (owned or stored)
     uint32_t containers
     uint64_t cardinality
+    # The overlay a delta writes instead of the base (``ProbeBase._attach``: sorted LE uint32 arrays): a value is
+    # in the set when it is in ``added``, or in the base and not in ``removed``. ``overlay`` is False for an
+    # empty one (no pointer is read then), ``filter`` is a bitset over the top ``32 - filter_shift`` bits of the
+    # added values, so most misses of the base are answered by one bit.
+    bint overlay
+    const uint8_t* added
+    uint32_t n_added
+    const uint8_t* removed
+    uint32_t n_removed
+    const uint8_t* filter
+    uint32_t filter_shift
 
 
 cdef inline void rindex_prefetch_container(const RIndex* ix, Entry e, uint32_t v) noexcept nogil:
@@ -483,7 +504,7 @@ cdef inline void rindex_prefetch_container(const RIndex* ix, Entry e, uint32_t v
         lmcz_prefetch_container(ix.base + e.offset, e.kind == KIND_BITSET, e.n, v)
 
 
-cdef inline bint rindex_contains_entry(const RIndex* ix, Entry e, uint32_t v) noexcept nogil:
+cdef inline bint rindex_base_contains(const RIndex* ix, Entry e, uint32_t v) noexcept nogil:
     cdef uint32_t lo = v & 0xFFFF
     cdef const uint8_t* c = ix.base + e.offset
     if not ((e.summary >> (lo >> 10)) & 1):
@@ -495,6 +516,27 @@ cdef inline bint rindex_contains_entry(const RIndex* ix, Entry e, uint32_t v) no
     if e.kind == KIND_RUN:
         return lmcz_run_contains(c, e.n, lo)
     return False
+
+
+cdef bint rindex_overlay(const RIndex* ix, bint base_hit, uint32_t v) noexcept nogil:
+    """The answer for ``v`` once the overlay is applied to the base's (kept out of line: the hot path with an
+    empty overlay is one flag test)."""
+    cdef uint32_t bit
+    if base_hit:
+        return not (ix.n_removed and lmcz_u32_contains(ix.removed, ix.n_removed, v))
+    if ix.n_added == 0:
+        return False
+    bit = v >> ix.filter_shift
+    if not ((ix.filter[bit >> 3] >> (bit & 7)) & 1):
+        return False
+    return lmcz_u32_contains(ix.added, ix.n_added, v)
+
+
+cdef inline bint rindex_contains_entry(const RIndex* ix, Entry e, uint32_t v) noexcept nogil:
+    cdef bint hit = rindex_base_contains(ix, e, v)
+    if not ix.overlay:
+        return hit
+    return rindex_overlay(ix, hit, v)
 
 
 cdef inline bint rindex_contains(const RIndex* ix, uint32_t v) noexcept nogil:
@@ -518,6 +560,7 @@ cdef int rindex_build(RIndex* ix, Entry* t, const uint8_t* p, Py_ssize_t size) e
     cdef uint64_t ALL_ONES = 0xFFFFFFFFFFFFFFFFULL
     cdef const uint8_t* c
     memset(t, 0, MAX_CONTAINERS * sizeof(Entry))
+    memset(ix, 0, sizeof(RIndex))
     ix.table = t
     ix.base = p
     ix.size = size
@@ -728,6 +771,7 @@ cdef int rindex_adopt(RIndex* ix, const Entry* table, const IndexHeader* header,
             raise ValueError(f"stored prefilter index: entry {k} reaches past the prefilter's end")
     if present != header.containers:
         raise ValueError(f"stored prefilter index: {present} entries, header says {header.containers}")
+    memset(ix, 0, sizeof(RIndex))
     ix.base = p
     ix.size = size
     ix.table = table
@@ -1612,8 +1656,13 @@ cdef class _Attached:
     cdef Py_buffer pf_view
     cdef Py_buffer gt_view
     cdef Py_buffer ix_view
+    cdef Py_buffer ad_view          # the overlay's added and removed keys (sorted LE uint32), when given
+    cdef Py_buffer rm_view
+    cdef uint8_t* filter            # the bitset over the added keys' top bits (freed with this object)
     cdef bint held
     cdef bint ix_held
+    cdef bint ad_held
+    cdef bint rm_held
     cdef bint empty
     cdef object version
     cdef object owner
@@ -1629,8 +1678,77 @@ cdef class _Attached:
         if self.ix_held:
             PyBuffer_Release(&self.ix_view)
             self.ix_held = False
+        if self.ad_held:
+            PyBuffer_Release(&self.ad_view)
+            self.ad_held = False
+        if self.rm_held:
+            PyBuffer_Release(&self.rm_view)
+            self.rm_held = False
+        free(self.filter)
+        self.filter = NULL
         free(self.own_table)
         self.own_table = NULL
+
+
+#: At most this many keys in each half of an overlay (the writer folds it into the base long before).
+OVERLAY_MAX = 1 << 24
+
+
+cdef uint32_t _check_keys(const Py_buffer* view, str what) except? 0xFFFFFFFF:
+    """An overlay half: its count ``n`` (LE uint32), then ``n`` LE uint32 keys strictly ascending, then padding
+    (the writer keeps the value's size steady, so its pages are reused); returns ``n``."""
+    cdef const uint8_t* p = <const uint8_t*>view.buf
+    cdef Py_ssize_t i, n
+    if view.len == 0:
+        return 0
+    if view.len < 4:
+        raise ValueError(f"prefilter overlay: {what} keys of {view.len} bytes, shorter than their count")
+    n = lmcz_r32(p)
+    if n > OVERLAY_MAX or 4 + 4 * n > view.len:
+        raise ValueError(f"prefilter overlay: {n} {what} keys do not fit in {view.len} bytes (at most "
+                         f"{OVERLAY_MAX})")
+    p += 4
+    for i in range(1, n):
+        if lmcz_r32(p + 4 * i) <= lmcz_r32(p + 4 * i - 4):
+            raise ValueError(f"prefilter overlay: {what} keys not strictly ascending at item {i}")
+    return <uint32_t>n
+
+
+cdef int _attach_overlay(_Attached a, object added, object removed) except -1:
+    """Set ``a``'s overlay from its two buffers (None or empty: no overlay), validated in full (O(n), small)."""
+    cdef uint32_t bits_log = 12, i, bit
+    cdef const uint8_t* p
+    a.st.ix.overlay = False
+    a.st.ix.n_added = 0
+    a.st.ix.n_removed = 0
+    a.st.ix.added = NULL
+    a.st.ix.removed = NULL
+    a.st.ix.filter = NULL
+    if added is not None:
+        PyObject_GetBuffer(added, &a.ad_view, PyBUF_SIMPLE)
+        a.ad_held = True
+        a.st.ix.n_added = _check_keys(&a.ad_view, "added")
+        a.st.ix.added = <const uint8_t*>a.ad_view.buf + 4
+    if removed is not None:
+        PyObject_GetBuffer(removed, &a.rm_view, PyBUF_SIMPLE)
+        a.rm_held = True
+        a.st.ix.n_removed = _check_keys(&a.rm_view, "removed")
+        a.st.ix.removed = <const uint8_t*>a.rm_view.buf + 4
+    if a.st.ix.n_added:
+        # ~1/16 of the bits set at most: a miss of the base passes the filter ~6 % of the time, or less.
+        while bits_log < 20 and (<uint64_t>1 << bits_log) < 16 * <uint64_t>a.st.ix.n_added:
+            bits_log += 1
+        a.filter = <uint8_t*>calloc((<size_t>1 << bits_log) // 8, 1)
+        if a.filter == NULL:
+            raise MemoryError()
+        a.st.ix.filter_shift = 32 - bits_log
+        p = a.st.ix.added
+        for i in range(a.st.ix.n_added):
+            bit = lmcz_r32(p + 4 * i) >> a.st.ix.filter_shift
+            a.filter[bit >> 3] |= <uint8_t>(1 << (bit & 7))
+        a.st.ix.filter = a.filter
+    a.st.ix.overlay = a.st.ix.n_added != 0 or a.st.ix.n_removed != 0
+    return 0
 
 
 cdef inline bint _state_hit(const AState* st, const uint8_t* ident, Py_ssize_t n) noexcept:
@@ -1683,7 +1801,7 @@ cdef class ProbeBase:
         self._deadline = INT64_MIN if self._cur is None or self._cur.empty else self._renew_ns
 
     def _attach(self, prefilter, gtins, refresh_interval=0.25, version=None, index=None, bint verify=True,
-                owner=None, bint empty=False):
+                owner=None, bint empty=False, added=None, removed=None):
         """Attach a prefilter (Roaring portable bytes) and a blocked-GTIN array (sorted LE uint64).
 
         ``index`` is the prefilter's stored index (``build_index``), or None to derive one here. With
@@ -1697,6 +1815,10 @@ cdef class ProbeBase:
         ``owner`` is kept alive with this attachment, and its ``_confirm`` confirms the hits probed in it.
         ``empty`` marks a version that holds no list: calls then raise through ``_refuse_empty`` instead of
         answering, while renewals still look for a list as usual.
+        ``added`` and ``removed`` are the prefilter's overlay (each a LE uint32 count, that many sorted LE uint32
+        keys and padding; validated here; None or empty: none):
+        the set probed is the prefilter plus ``added`` minus ``removed``, as a delta wrote it without rewriting
+        the prefilter.
         """
         cdef bint has_index = index is not None
         cdef const uint8_t* g
@@ -1758,6 +1880,7 @@ cdef class ProbeBase:
         else:
             a.own_table = _table_alloc()
             rindex_build(&a.st.ix, a.own_table, <const uint8_t*>a.pf_view.buf, a.pf_view.len)
+        _attach_overlay(a, added, removed)
         a.st.gtins = <const uint8_t*>a.gt_view.buf
         a.st.n_gtins = <size_t>(a.gt_view.len // 8)
         a.version = version
@@ -1805,7 +1928,8 @@ cdef class ProbeBase:
         """``(containers, cardinality, gtins)`` of the attached prefilter, or None (tests, ``info()``)."""
         if self._st == NULL:
             return None
-        return (self._st.ix.containers, self._st.ix.cardinality, self._st.n_gtins)
+        return (self._st.ix.containers, self._st.ix.cardinality + self._st.ix.n_added - self._st.ix.n_removed,
+                self._st.n_gtins)
 
     @property
     def _index_nbytes(self) -> int:

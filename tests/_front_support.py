@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -156,3 +157,30 @@ def run_tills(port: int, requests: list[bytes], tills: int = 200, duration: floa
     """`tills` keep-alive connections, each asking its next check `pause` s after it has the last answer (0: at
     once, a closed loop that measures throughput more than latency)."""
     return asyncio.run(_tills(port, requests, tills, duration, keep_bodies, pause))
+
+
+def cpu_times(*pids: int) -> tuple[int, int] | None:
+    """(ns on a CPU, ns runnable but waiting for one) summed over the threads of `pids` (/proc/PID/task/*/schedstat),
+    or None where the kernel does not keep them. The control of a latency comparison: a process that waited for a
+    CPU longer than it ran measured the machine's queue of other work, not the code under test."""
+    run = wait = 0
+    try:
+        for pid in pids:
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
+                    fields = fh.read().split()
+                run, wait = run + int(fields[0]), wait + int(fields[1])
+    except (OSError, IndexError, ValueError):
+        return None
+    return run, wait
+
+
+def oversubscribed(before: tuple[int, int] | None, after: tuple[int, int] | None) -> str | None:
+    """Why a latency comparison cannot be judged (the processes waited longer for a CPU than they ran between
+    `before` and `after`, two `cpu_times`), or None."""
+    if before is None or after is None:
+        return None
+    ran, waited = after[0] - before[0], after[1] - before[1]
+    if waited > ran > 0:
+        return f"the machine was oversubscribed: waited {waited / 1e6:.0f} ms for a CPU, ran {ran / 1e6:.0f} ms"
+    return None

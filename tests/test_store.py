@@ -433,6 +433,8 @@ def test_readers_switch_versions_through_the_stored_index(tmp_path, rng):
 def test_a_tampered_stored_index_is_refused_on_open(tmp_path, rng):
     import lmdb
 
+    from lmcz_fast.store.environment import PREFILTER_CHUNK, PREFILTER_CHUNKS, get_prefilter
+
     path = tmp_path / "db"
     codes = [make_identity(rng) for _ in range(500)]
     with Blocklist.create(path) as bl:
@@ -440,10 +442,12 @@ def test_a_tampered_stored_index_is_refused_on_open(tmp_path, rng):
     env = lmdb.open(str(path), max_dbs=8, subdir=True)
     meta = env.open_db(b"meta")
     with env.begin(write=True) as txn:
-        index = bytearray(txn.get(b"prefilter_index", db=meta))
+        index = bytearray(get_prefilter(txn, meta)[1])       # joined from its chunks
         used = next(k for k in range(65536) if index[32 + 16 * k + 12])
         index[32 + 16 * used:32 + 16 * used + 8] = bytes(8)   # clear a summary: in bounds, but wrong
-        txn.put(b"prefilter_index", bytes(index), db=meta)
+        for number, at in enumerate(range(0, len(index), PREFILTER_CHUNK)):
+            txn.put(PREFILTER_CHUNKS + b"i" + number.to_bytes(4, "big"), bytes(index[at:at + PREFILTER_CHUNK]),
+                    db=meta)
     env.close()
     with pytest.raises(StoreError, match="corrupt prefilter.*does not match"):
         Blocklist.open(path)

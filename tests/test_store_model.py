@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from lmcz_fast.store import ShrinkRefusedError, guard
+from lmcz_fast.store import Change, ShrinkRefusedError, guard
 from lmcz_fast import Blocklist, DigestMismatchError, NoListError, VersionError, digest_after, set_digest_of
 
 from _store_support import colliding_pairs, make_identity, make_scan, prefilter_key
@@ -116,6 +116,15 @@ class StoreModel(RuleBasedStateMachine):
             self.renew_both()
             assert self.other.get_meta("model_step") == self.version - 1
 
+    @precondition(lambda self: self.version > 0)
+    @rule(data=st.data(), through_other=st.booleans())
+    def side_tables_only(self, data, through_other):
+        # Codes already blocked and a side table: the list and its version stay, the side table changes.
+        add = data.draw(st.lists(st.sampled_from(sorted(self.model)), unique=True)) if self.model else []
+        writer = self.other if through_other else self.bl
+        report = writer.apply(Change(add=add, to_version=self.version + 1, side={b"model": {b"step": b"1"}}))
+        assert not report.applied and report.to_version == self.version
+
     @precondition(lambda self: self.last_delta is not None)
     @rule()
     def reapply_last_delta(self):
@@ -171,3 +180,34 @@ StoreModel.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestStoreModel = StoreModel.TestCase
+
+
+class FoldingStoreModel(StoreModel):
+    """The same steps with an overlay that folds into a new base after a few keys (store/appliers.py `Codes`): a
+    delta writes either the overlay over the base or a new base, and folds come at every boundary — the overlay's
+    first key, a delta that just fits, one that goes past, a fold right after a fold, a full load over an overlay,
+    and a second handle whose cached base another handle's fold made stale."""
+
+    def __init__(self) -> None:
+        from lmcz_fast.store.appliers import Codes
+
+        self._saved = (Codes.FOLD_MIN, Codes.FOLD_FRACTION)
+        Codes.FOLD_MIN, Codes.FOLD_FRACTION = 5, 4
+        super().__init__()
+
+    def teardown(self) -> None:
+        from lmcz_fast.store.appliers import Codes
+
+        try:
+            super().teardown()
+        finally:
+            Codes.FOLD_MIN, Codes.FOLD_FRACTION = self._saved
+
+
+FoldingStoreModel.TestCase.settings = settings(
+    max_examples=12,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestFoldingStoreModel = FoldingStoreModel.TestCase

@@ -44,6 +44,8 @@ class Outcome:
     reason: str
     payload: Any = None
     elapsed: float = 0.0
+    #: The per-code objects of an "ok" answer (`payload`'s, as judged), for the observers.
+    codes: list[dict[str, Any]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -206,16 +208,44 @@ class Front:
     async def check(self, protocol: int, method: bytes, path: bytes, query: bytes | None, body: bytes,
                     content_type: bytes | None, client_id: bytes | None, since: float | None = None) -> Outcome:
         """Forward one check (the deadline counted from `since`, when the till's request arrived) and judge the
-        answer (`Outcome.reason`): "ok" for a 200 whose body is a check answer
-        of the documented shape; `official_4045`/`official_4050` for the module's not-ready refusal (the answer is
-        kept: the service passes it through when our store cannot answer either); otherwise why not."""
+        answer (`judge`). The service uses `check_soon`, the same without a task."""
+        waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+
+        def done(outcome: Outcome) -> None:
+            if not waiter.done():
+                waiter.set_result(outcome)
+
+        self.check_soon(protocol, method, path, query, body, content_type, client_id, since, done)
+        return await waiter
+
+    def check_soon(self, protocol: int, method: bytes, path: bytes, query: bytes | None, body: bytes,
+                   content_type: bytes | None, client_id: bytes | None, since: float | None,
+                   done: Callable[[Outcome], None]) -> None:
+        """Forward one check on the pool (`Pool.call`: no task, no future) and call `done(outcome)` on the loop
+        once it is judged (`judge`), within the deadline counted from `since` (a `time.perf_counter()`: when the
+        till's request arrived; default now)."""
+        if self.pool is None:
+            self.start()
+        pool = self.pool
+        assert pool is not None
         started = time.perf_counter()
-        try:
-            answer = await self.forward(method, path, query, body, content_type, client_id, since=since)
-        except TimeoutError:
+        left = self.config.deadline
+        if since is not None:
+            left -= max(0.0, started - since)
+
+        def answered(answer: Answer | None, error: Exception | None) -> None:
+            done(self.judge(protocol, answer, error, started))
+
+        pool.call(pool.request_bytes(method, path, query, body, content_type, client_id), max(left, 0.0), answered)
+
+    def judge(self, protocol: int, answer: Answer | None, error: Exception | None, started: float) -> Outcome:
+        """What a forwarded check gave (`Outcome.reason`): "ok" for a 200 whose body is a check answer of the
+        documented shape; `official_4045`/`official_4050` for the module's not-ready refusal (the answer is
+        kept: the service passes it through when our store cannot answer either); otherwise why not."""
+        if answer is None:
+            if isinstance(error, PoolError):
+                return self._failed(error.reason, str(error), started)
             return self._failed("timeout", f"no answer within {self.config.deadline * 1000:g} ms", started)
-        except PoolError as exc:
-            return self._failed(exc.reason, str(exc), started)
         elapsed = time.perf_counter() - started
         if answer.status != 200:
             number = refusal_code(answer)
@@ -233,13 +263,16 @@ class Front:
                                 answer)
         self.last_official_at = self.clock()
         self.learn(_envelope(protocol, payload))
-        return Outcome(answer, "ok", payload, elapsed)
+        return Outcome(answer, "ok", payload, elapsed, codes)
 
-    def observe(self, protocol: int, payload: dict[str, Any], local_version: int | None) -> None:
-        """Hand a check the module answered to the observers (after the till has its answer)."""
+    def observe(self, protocol: int, payload: dict[str, Any], local_version: int | None,
+                codes: list[dict[str, Any]] | None = None) -> None:
+        """Hand a check the module answered to the observers (after the till has its answer); `codes`: its
+        per-code objects when already known (`Outcome.codes`)."""
         if not self.observers:
             return
-        codes = _codes_of(protocol, payload) or []
+        if codes is None:
+            codes = _codes_of(protocol, payload) or []
         for observer in self.observers:
             try:
                 observer(protocol, codes, payload, local_version)

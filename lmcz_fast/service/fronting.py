@@ -118,22 +118,38 @@ class Fronting:
         deferred = Deferred(endpoint, shared.started)
         # Who is asking, as `LocalModule.handle` set it: restored around our own answer, which comes later.
         request = (shared.peer, shared.auth_label, endpoint, shared.started, shared.caller, shared.audit_who())
-        work = (self._check if endpoint == "check" else self._init)(
-            deferred, request, handler, method, path, query, body, client_id, content_type)
-        task = loop.create_task(work)
+        if endpoint == "check":
+            # No task per check: the pool calls back with the module's answer, which goes on to the till in the
+            # same turn of the loop (`Front.check_soon`).
+            protocol = 1 if path[:8].lower() == b"/api/v1/" else 2
+
+            def checked(outcome: Outcome) -> None:
+                self._checked(deferred, request, handler, protocol, outcome, method, query, body, client_id,
+                              content_type)
+
+            try:
+                self.front.check_soon(protocol, method, path, query, body, content_type, client_id,
+                                      request[3] or None, checked)
+            except Exception:
+                log.exception("the front failed on a check: answering from the local store")
+                self._resolve(deferred, self._local(request, handler, "internal", method, query, body, client_id,
+                                                    content_type), "ok")
+            return deferred
+        task = loop.create_task(self._init(deferred, request, handler, method, path, query, body, client_id,
+                                           content_type))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return deferred
 
     # -- checks ---------------------------------------------------------------------------------------------------
 
-    async def _check(self, deferred: Deferred, request: tuple[Any, ...], handler: Handler, method: bytes,
-                     path: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                     content_type: bytes | None) -> None:
-        protocol = 1 if path[:8].lower() == b"/api/v1/" else 2
+    def _checked(self, deferred: Deferred, request: tuple[Any, ...], handler: Handler, protocol: int,
+                 outcome: Outcome, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
+                 content_type: bytes | None) -> None:
+        """The module's answer to a check was judged (`outcome`): the till gets it, or ours."""
+        if deferred.response is not None:
+            return
         try:
-            outcome = await self.front.check(protocol, method, path, query, body, content_type, client_id,
-                                             since=request[3] or None)
             if outcome.ok:
                 self._official(deferred, request, protocol, outcome, client_id)
                 return
@@ -149,6 +165,9 @@ class Fronting:
             self._resolve(deferred, self._local(request, handler, reason, method, query, body, client_id,
                                                 content_type), "ok")
         except Exception:
+            if deferred.response is not None:       # the till has its answer: what failed came after it
+                log.exception("the front failed after answering a check")
+                return
             log.exception("the front failed on a check: answering from the local store")
             self._resolve(deferred, self._local(request, handler, "internal", method, query, body, client_id,
                                                 content_type), "ok")
@@ -183,7 +202,7 @@ class Fronting:
         shared.metrics.codes_checked += checked
         shared.metrics.codes_blocked += blocked
         last = shared.status.last
-        self.front.observe(protocol, payload, None if last is None else last.version)
+        self.front.observe(protocol, payload, None if last is None else last.version, outcome.codes)
 
     def _local(self, request: tuple[Any, ...], handler: Handler, reason: str, method: bytes, query: bytes | None,
                body: bytes, client_id: bytes | None, content_type: bytes | None) -> Response:

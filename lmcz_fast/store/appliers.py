@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import itertools
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -29,9 +30,9 @@ from .environment import (
     DB_META,
     DB_SIDE,
     META_GTIN_INDEX,
-    META_PREFILTER,
+    get_prefilter,
+    put_overlay,
     put_prefilter,
-    reserve_prefilter,
 )
 from .errors import DigestMismatchError, StoreError, VersionError
 from .keys import decode_block_id, encode_block_id, gtin_index
@@ -126,44 +127,84 @@ class Blocks:
 
 
 class Codes:
-    """The blocked codes, the prefilter over them (a Roaring bitmap of their prefilter keys, in `meta`) and the
-    reference counts of prefilter keys shared by several codes (`collisions`). The bitmap this handle last wrote is
-    kept, so the next delta need not deserialize it again."""
+    """The blocked codes, the prefilter over them (the Roaring bitmap of their prefilter keys, in `meta`: a base and
+    the overlay a delta writes instead of rewriting the base) and the reference counts of prefilter keys shared by
+    several codes (`collisions`).
+
+    A delta changes the prefilter as a whole set (`bitmap`, the base with the overlay applied) and writes only the
+    overlay, the keys of that set not in the base and the keys of the base not in it: a few pages per delta, not
+    the ~2 MiB of a 300,000-code base and its index (issue 22). When the overlay could grow past `fold_limit` of
+    the base, the delta folds it: the whole set becomes the new base (in chunks of single pages:
+    environment.py `put_prefilter`). The overlay's two values are taken first, at a size that changes only in
+    steps (`overlay_capacity`), so they find the pages they had two versions before whole. What this handle last wrote
+    (the set, its base, the overlay's counts and sizes) is kept, so the next delta need not read them again."""
+
+    #: Fold when a delta could leave the overlay with more keys than the base's cardinality over this ...
+    FOLD_FRACTION = 8
+    #: ... and than this many keys (a small store's overlay folds rarely: its base is small to rewrite anyway).
+    FOLD_MIN = 4096
 
     def __init__(self, dbs: dict[bytes, Any]) -> None:
         self._codes = dbs[DB_CODES]
         self._collisions = dbs[DB_COLLISIONS]
         self._meta = dbs[DB_META]
-        self._cache: tuple[int, str, Any, int] | None = None   # (version, set digest, BitMap, bytes) last written
-        self._size = 0                  # bytes of the serialized prefilter `bitmap` gave (read or cached)
-        self._reserved = False          # the prefilter's pages are taken, its value not written yet
+        # (version, set digest, the whole set, its base, the overlay's counts, its capacities) last written
+        self._cache: tuple[Any, ...] | None = None
+        self._base: Any = None          # the base (a BitMap, never changed in place) of the set `bitmap` gave
+        self._counts = (0, 0)           # keys the overlay over that base adds and removes
+        self._caps = (0, 0)             # keys each half of the stored overlay has room for
+        self._legacy = False            # the base was read from a store written before the overlay
+        self._fold = False              # this delta writes the whole set as the new base
+        self._reserved = False          # a delta started, its prefilter (base or overlay) not written yet
 
-    #: Bytes a serialized prefilter can grow by per code added: 2 for the value, 8 for a new container's header.
-    GROWTH_PER_CODE = 10
+    @classmethod
+    def fold_limit(cls, base_keys: int) -> int:
+        """The most keys an overlay over a base of `base_keys` keys may hold."""
+        return max(cls.FOLD_MIN, base_keys // cls.FOLD_FRACTION)
 
-    def reserve(self, txn: lmdb.Transaction, bitmap: Any, adding: int) -> None:
-        """Take the pages of this delta's prefilter and index before any code page (`reserve_prefilter`), sized
-        for the prefilter `bitmap` gave (the version the delta starts from) growing by `adding` codes.
-        `write_prefilter` must follow in the same transaction; `check_written` says so before a commit."""
-        reserve_prefilter(txn, self._meta, self._size + self.GROWTH_PER_CODE * adding + 64)
+    @staticmethod
+    def overlay_capacity(keys: int, current: int = 0) -> int:
+        """Room for at least `keys` keys in an overlay half that has room for `current`: never less (a value whose
+        size does not change reuses the pages it had two versions before), else whole LMDB pages, a power of two
+        of them (a count, the keys and the 16-byte page header fill them exactly)."""
+        pages = 1
+        while 1024 * pages - 5 < keys:
+            pages *= 2
+        return max(current, 1024 * pages - 5)
+
+    def reserve(self, txn: lmdb.Transaction, bitmap: Any, adding: int, removing: int = 0) -> None:
+        """Decide whether this delta (adding and removing at most these many codes) folds the overlay into a new
+        base; if not, take the pages of the overlay's two values before any code page, as large as they may need
+        to be. `write_prefilter` must follow in the same transaction; `check_written` says so before a commit."""
+        n_added, n_removed = self._counts
+        self._fold = self._legacy or n_added + n_removed + adding + removing > self.fold_limit(len(self._base))
+        if not self._fold:
+            self._caps = (self.overlay_capacity(n_added + adding, self._caps[0]),
+                          self.overlay_capacity(n_removed + removing, self._caps[1]))
+        if self._caps != (0, 0):    # a fold leaves the overlay empty, as large as it was: its pages stay in use
+            put_overlay(txn, self._meta, bytes(4 + 4 * self._caps[0]), bytes(4 + 4 * self._caps[1]))
         self._reserved = True
 
     def check_written(self) -> None:
-        """Refuse to commit a transaction holding a reserved prefilter that was never written (raised inside the
-        transaction, it aborts it: the store stays as it was)."""
+        """Refuse to commit a delta whose prefilter (a reserved base, or the overlay) was never written (raised
+        inside the transaction, it aborts it: the store stays as it was)."""
         if self._reserved:
             self._reserved = False
             raise StoreError("internal error: a delta reserved the prefilter's pages and never wrote it; "
                              "nothing was changed")
 
-    def forget(self) -> tuple[int, str, Any, int] | None:
+    def forget(self) -> tuple[Any, ...] | None:
         cached, self._cache = self._cache, None
         self._reserved = False
         return cached
 
-    def remember(self, version: int, digest: str, bitmap: Any, size: int | None = None) -> None:
-        """Keep `bitmap` (just written, or still current: then with its `size`) as the prefilter of `version`."""
-        self._cache = (version, digest, bitmap, self._size if size is None else size)
+    def restore(self, cached: tuple[Any, ...]) -> None:
+        """Keep what `forget` gave back (a transaction that changed nothing)."""
+        self._cache = cached
+
+    def remember(self, version: int, digest: str, bitmap: Any) -> None:
+        """Keep `bitmap` (just written) as the prefilter of `version`, with the base this handle last wrote."""
+        self._cache = (version, digest, bitmap, self._base, self._counts, self._caps)
 
     def replace(self, txn: lmdb.Transaction, items: Iterable[tuple[bytes, bytes]],
                 shared_keys: Mapping[int, int], bitmap: Any) -> None:
@@ -175,21 +216,27 @@ class Codes:
         with txn.cursor(db=self._collisions) as cursor:
             cursor.putmulti([(h.to_bytes(4, "big"), n.to_bytes(4, "big")) for h, n in sorted(shared_keys.items())],
                             append=True)
-        serialized = bitmap.serialize()
-        put_prefilter(txn, self._meta, serialized)
-        self._size = len(serialized)
+        self._caps = (0, 0)              # a full load starts without an overlay
+        self._write_base(txn, bitmap)
 
-    def bitmap(self, txn: lmdb.Transaction, cached: tuple[int, str, Any, int] | None, version: int,
-               digest: str) -> Any:
-        """The prefilter of the version `txn` sees: the one this handle wrote last, if that is still the one."""
+    def bitmap(self, txn: lmdb.Transaction, cached: tuple[Any, ...] | None, version: int, digest: str) -> Any:
+        """The prefilter (the whole set: base and overlay) of the version `txn` sees: the one this handle wrote
+        last, if that is still the one."""
         from pyroaring import BitMap
 
         if cached is not None and cached[:2] == (version, digest):
-            self._size = cached[3]
-            return cached[2]
-        serialized = bytes(txn.get(META_PREFILTER, db=self._meta))
-        self._size = len(serialized)
-        return BitMap.deserialize(serialized)
+            _, _, bitmap, self._base, self._counts, self._caps = cached
+            self._legacy = False
+            return bitmap
+        raw_base, _, raw_added, raw_removed, base_id = get_prefilter(txn, self._meta)
+        self._legacy = base_id is None
+        self._base = BitMap.deserialize(bytes(raw_base))
+        bitmap = BitMap(self._base)
+        (added, cap_added), (removed, cap_removed) = _keys(raw_added), _keys(raw_removed)
+        bitmap -= BitMap(removed)
+        bitmap |= BitMap(added)
+        self._counts, self._caps = (len(added), len(removed)), (cap_added, cap_removed)
+        return bitmap
 
     def delta(self, txn: lmdb.Transaction, plan: Plan, bitmap: Any, tally: Tally) -> None:
         """Remove, then add (each in key order), keeping `bitmap` and the collision counts true: removing a code
@@ -271,10 +318,67 @@ class Codes:
         tally.count(added_sums)
 
     def write_prefilter(self, txn: lmdb.Transaction, bitmap: Any) -> None:
-        serialized = bitmap.serialize()
-        put_prefilter(txn, self._meta, serialized)
-        self._size = len(serialized)
+        """Write the set `bitmap` as this delta decided (`reserve`): as a new base, or as the overlay over the
+        base it started from."""
+        if self._fold:
+            self._write_base(txn, bitmap)
+            if self._caps != (0, 0):
+                self._write_overlay(txn, bitmap)
+        else:
+            self._write_overlay(txn, bitmap)
         self._reserved = False
+
+    def _write_overlay(self, txn: lmdb.Transaction, bitmap: Any) -> None:
+        """The overlay of `bitmap` over the base, into the pages `reserve` took (as large as they were taken)."""
+        added, removed = bitmap - self._base, self._base - bitmap
+        put_overlay(txn, self._meta, _key_bytes(added, self._caps[0]), _key_bytes(removed, self._caps[1]))
+        self._counts = (len(added), len(removed))
+
+    def keep_prefilter(self, txn: lmdb.Transaction, bitmap: Any) -> None:
+        """A transaction that changes no code keeps the base and the overlay as they are: the base (and the cache
+        of every handle, keyed by version and digest) changes only with the set. The overlay's pages taken first
+        get the same overlay again."""
+        if self._reserved and self._caps != (0, 0):
+            self._write_overlay(txn, bitmap)
+        self._reserved = False
+
+    def _write_base(self, txn: lmdb.Transaction, bitmap: Any) -> None:
+        from pyroaring import BitMap
+
+        # A fold keeps the overlay's values (rewritten, empty, after this): their pages stay in use.
+        put_prefilter(txn, self._meta, bitmap.serialize(), clear_overlay=self._caps == (0, 0))
+        self._base = BitMap(bitmap)      # a copy: the next delta changes `bitmap` in place
+        self._counts = (0, 0)
+        self._legacy = False
+
+
+def _keys(raw: Any) -> tuple[array.array, int]:
+    """An overlay half's keys as stored (a LE uint32 count, the keys as LE uint32, padding; None: none) and the
+    number of keys it has room for."""
+    keys = array.array("I")
+    if not raw:
+        return keys, 0
+    raw = bytes(raw)
+    keys.frombytes(raw[:len(raw) - len(raw) % 4])
+    if sys.byteorder == "big":
+        keys.byteswap()
+    count = keys[0]
+    if count > len(keys) - 1:
+        raise StoreError(f"corrupt prefilter overlay: {count} keys in room for {len(keys) - 1}")
+    return keys[1:1 + count], len(keys) - 1
+
+
+def _key_bytes(bitmap: Any, capacity: int) -> bytes:
+    """A bitmap's keys as an overlay half stores them: their count, the keys ascending (LE uint32), zeros up to
+    room for `capacity` keys."""
+    keys = array.array("I", [len(bitmap)])
+    keys.extend(bitmap)
+    if len(keys) > capacity + 1:
+        raise StoreError(f"internal error: {len(bitmap)} overlay keys in room for {capacity}")
+    keys.frombytes(bytes(4 * (capacity + 1 - len(keys))))
+    if sys.byteorder == "big":
+        keys.byteswap()
+    return keys.tobytes()
 
 
 class Gtins:

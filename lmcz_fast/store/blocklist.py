@@ -38,6 +38,8 @@ from .environment import (
     DEFAULT_REFRESH_WINDOW,
     LATER_TABLES,
     META_GTIN_INDEX,
+    META_PREFILTER_ADDED,
+    META_PREFILTER_REMOVED,
     acquire_env,
     check_room_to_create,
     open_dbs,
@@ -320,16 +322,26 @@ class Blocklist(ProbeBase):
         now = time.time()
         handle = self._handle
         with handle.lock:
-            meta = dict(handle.fresh().meta())
+            reading = handle.fresh()
+            meta = dict(reading.meta())
+            overlay = [reading.txn.get(key, db=handle.dbs[DB_META])
+                       for key in (META_PREFILTER_ADDED, META_PREFILTER_REMOVED)]
+            # The overlay deltas wrote over the base (keys added, keys removed: each a count first), folded into
+            # the base now and then.
+            overlay_keys = sum(int.from_bytes(bytes(value[:4]), "little") for value in overlay if value)
             stat = handle.env.stat()
             env_info = handle.env.info()
         status = freshness(meta, now)
         meta["state"] = status.state
         meta["expires_at"] = status.expires_at
         meta["clock_behind"] = status.clock_behind
-        meta["prefilter_bytes"] = meta.pop("prefilter", 0)
+        meta["prefilter_bytes"] = meta.pop("prefilter_base", 0) or meta.pop("prefilter", 0)
         meta["gtin_index_bytes"] = meta.pop("gtin_index", 0)
-        meta["prefilter_index_bytes"] = meta.pop("prefilter_index", 0)
+        meta["prefilter_index_bytes"] = meta.pop("prefilter_base_index", 0) or meta.pop("prefilter_index", 0)
+        meta["prefilter_overlay_bytes"] = meta.pop("prefilter_added", 0) + meta.pop("prefilter_removed", 0)
+        meta["prefilter_overlay_keys"] = overlay_keys
+        meta.pop("prefilter", None)
+        meta.pop("prefilter_index", None)
         meta["path"] = handle.path
         meta["file_bytes"] = os.path.getsize(os.path.join(handle.path, "data.mdb"))
         meta["used_bytes"] = (env_info["last_pgno"] + 1) * stat["psize"]

@@ -14,7 +14,7 @@ from typing import Any
 
 import lmdb
 
-from .._probe import STORED_INDEX_NBYTES, build_index
+from .._probe import build_index
 from .errors import DiskFullError, MapFullError, StoreError
 from .tables import DB_GREY, DB_PRICES
 
@@ -77,10 +77,27 @@ LATER_TABLES = (DB_SIDE, *TABLE_DBS, DB_SOLD, DB_SOLD_TIME, DB_OUTBOX)
 #: Named databases the environment may hold: the blocklist's five, the later tables, room for more.
 MAX_DBS = 16
 
-META_PREFILTER = b"prefilter"
+#: The prefilter (docs/ARCHITECTURE.md "LMDB layout"): a base, rewritten only by a full load or when a delta folds
+#: the overlay into it, with its stored index, and the overlay every other delta writes instead (the keys added to
+#: and removed from the base: each a little-endian uint32 count, the keys sorted, padding; absent after a fold).
+#: The base and its index are stored in chunks (`PREFILTER_CHUNK` bytes, under `PREFILTER_CHUNKS` + b"b" or b"i" +
+#: the chunk's number, u32 BE), two to a leaf page: a fold takes single free pages,
+#: never a run of ~256 contiguous ones that the pages deltas copy one by one have broken up since the last fold.
+#: `prefilter_base` itself describes them: a 16-byte id (new at every write of the base), then the base's and the
+#: index's sizes (u64 LE each). Readers join the chunks into a private copy when the id changes (`get_prefilter`).
+META_PREFILTER = b"prefilter_base"
+META_PREFILTER_ADDED = b"prefilter_added"
+META_PREFILTER_REMOVED = b"prefilter_removed"
+PREFILTER_CHUNKS = b"\xffprefilter/"          # after every other key of `meta`: written in one append, full pages
+PREFILTER_CHUNK = 1984                          # two to a 4 KiB leaf page with their keys and headers
+#: Where stores written before the overlay keep their (whole) prefilter: read as the base, deleted when the base is
+#: next written. A program older than the overlay finds no prefilter in a store written since, and refuses it
+#: ("metadata is missing the prefilter") instead of answering from a base without the overlay's codes.
+LEGACY_PREFILTER = b"prefilter"
+LEGACY_PREFILTER_INDEX = b"prefilter_index"
 META_GTIN_INDEX = b"gtin_index"
-META_PREFILTER_INDEX = b"prefilter_index"
-BINARY_META = {META_PREFILTER, META_GTIN_INDEX, META_PREFILTER_INDEX}
+BINARY_META = {META_PREFILTER, META_GTIN_INDEX, META_PREFILTER_ADDED, META_PREFILTER_REMOVED, LEGACY_PREFILTER,
+               LEGACY_PREFILTER_INDEX}
 
 
 class _Shared:
@@ -355,25 +372,79 @@ def reserve_lock_file(fd: int, path: str) -> None:
         log.debug("%s: could not preallocate the lock file: %s", path, exc)
 
 
-def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes) -> None:
-    """Write the prefilter with its stored index, validated here once, so readers need not derive it."""
-    txn.put(META_PREFILTER, serialized, db=meta_db)
-    txn.put(META_PREFILTER_INDEX, build_index(serialized), db=meta_db)
+def put_prefilter(txn: lmdb.Transaction, meta_db: Any, serialized: bytes, clear_overlay: bool = True) -> None:
+    """Write the prefilter's base with its stored index (validated here once, so readers need not derive it), in
+    chunks under a new id; the base is then the whole prefilter: a store's legacy prefilter goes, and the overlay
+    too unless the caller writes it again (empty) before the commit (`clear_overlay=False`)."""
+    index = build_index(serialized)
+    base_id = os.urandom(16)
+    _delete_from(txn, meta_db, PREFILTER_CHUNKS, PREFILTER_CHUNKS)
+    chunks = [(PREFILTER_CHUNKS + kind + number.to_bytes(4, "big"), value[at:at + PREFILTER_CHUNK])
+              for kind, value in ((b"b", serialized), (b"i", index))
+              for number, at in enumerate(range(0, len(value), PREFILTER_CHUNK))]
+    with txn.cursor(db=meta_db) as cursor:
+        _, written = cursor.putmulti(chunks, append=True)
+    if written != len(chunks):
+        raise StoreError(f"internal error: {written} of the prefilter's {len(chunks)} chunks written")
+    txn.put(META_PREFILTER, base_id + len(serialized).to_bytes(8, "little") + len(index).to_bytes(8, "little"),
+            db=meta_db)
+    for key in (META_PREFILTER_ADDED, META_PREFILTER_REMOVED) if clear_overlay else ():
+        txn.delete(key, db=meta_db)
+    for key in (LEGACY_PREFILTER, LEGACY_PREFILTER_INDEX):
+        txn.delete(key, db=meta_db)
 
 
-def reserve_prefilter(txn: lmdb.Transaction, meta_db: Any, prefilter_bytes: int) -> None:
-    """Take the pages of the prefilter and its index first in a write transaction (zeros, as long as they will
-    be), for `put_prefilter` to overwrite in place before the commit.
+def _delete_from(txn: lmdb.Transaction, meta_db: Any, first: bytes, prefix: bytes) -> None:
+    """Delete the keys from `first` on that start with `prefix` (a base's chunks)."""
+    with txn.cursor(db=meta_db) as cursor:
+        if cursor.set_range(first):
+            while bytes(cursor.key()).startswith(prefix):
+                if not cursor.delete():
+                    break
 
-    Each is one value of ~1 MiB per 300,000 codes: an LMDB overflow run, which needs that many contiguous free
-    pages. Taken last in a delta, after the code pages it changed were copied one by one into the free pages
-    (LMDB takes single pages from the runs too), the runs freed two versions ago are broken up, no run is long
-    enough, and the file grows by ~0.2 MiB per 1,000 codes under long-running random deltas (benches/
-    bench_store_size.py: 2.48x what it holds instead of 2.27x). Taken first, they find those runs whole. LMDB
-    overwrites a value in place when the pages it already took in this transaction are enough (else it frees
-    them and takes new ones: nothing is lost but the place). The caller writes the real values before the
-    transaction commits, on every path that commits (`Codes.check_written`).
-    """
-    txn.put(META_PREFILTER, bytes(prefilter_bytes), db=meta_db)
-    txn.put(META_PREFILTER_INDEX, bytes(STORED_INDEX_NBYTES), db=meta_db)
+
+def put_overlay(txn: lmdb.Transaction, meta_db: Any, added: bytes, removed: bytes) -> None:
+    """Write the prefilter's overlay: the keys added to and removed from the base, each a LE uint32 count, the keys
+    (sorted LE uint32) and padding. LMDB writes a value over the pages it took for it earlier in the same
+    transaction when they are enough (`Codes.reserve` takes them first)."""
+    txn.put(META_PREFILTER_ADDED, added, db=meta_db)
+    txn.put(META_PREFILTER_REMOVED, removed, db=meta_db)
+
+
+#: What `get_prefilter` gives: the base and its stored index, the overlay's halves (None when absent), and the
+#: base's id (None for a store written before the overlay: its prefilter, read in place, is the base).
+Prefilter = tuple[Any, Any, Any, Any, "bytes | None"]
+
+
+def get_prefilter(txn: lmdb.Transaction, meta_db: Any, known: Prefilter | None = None) -> Prefilter:
+    """The prefilter as `txn` sees it. The base and its index are joined from their chunks, unless `known` (what
+    an earlier call gave) has the same id: a base is never changed under its id. A base whose chunks do not add
+    up to the sizes it was written with raises `ValueError`."""
+    described = txn.get(META_PREFILTER, db=meta_db)
+    if described is None:
+        return txn.get(LEGACY_PREFILTER, db=meta_db), txn.get(LEGACY_PREFILTER_INDEX, db=meta_db), None, None, None
+    described = bytes(described)
+    base_id = described[:16]
+    added, removed = txn.get(META_PREFILTER_ADDED, db=meta_db), txn.get(META_PREFILTER_REMOVED, db=meta_db)
+    if known is not None and known[4] == base_id:
+        return known[0], known[1], added, removed, base_id
+    if len(described) != 32:
+        raise ValueError(f"prefilter description of {len(described)} bytes, expected 32")
+    sizes = int.from_bytes(described[16:24], "little"), int.from_bytes(described[24:], "little")
+    joined = []
+    with txn.cursor(db=meta_db) as cursor:
+        for kind, size in zip((b"b", b"i"), sizes):
+            prefix = PREFILTER_CHUNKS + kind
+            parts = []
+            if cursor.set_range(prefix):
+                for key, value in cursor:
+                    if not bytes(key).startswith(prefix):
+                        break
+                    parts.append(value)
+            value = b"".join(parts)
+            if len(value) != size:
+                raise ValueError(f"the prefilter's {'base' if kind == b'b' else 'index'} has {len(value)} bytes "
+                                 f"in its chunks, {size} written")
+            joined.append(value)
+    return joined[0], joined[1], added, removed, base_id
 

@@ -27,8 +27,10 @@ from .environment import (
     DB_SOLD,
     META_GTIN_INDEX,
     META_PREFILTER,
-    META_PREFILTER_INDEX,
+    PREFILTER_CHUNKS,
+    Prefilter,
     begin_read,
+    get_prefilter,
 )
 from .errors import NoListError, StoreError
 from .freshness import holds_list, reference_time
@@ -51,7 +53,12 @@ def read_meta(txn: lmdb.Transaction, meta_db: Any) -> dict[str, Any]:
     with txn.cursor(db=meta_db) as cursor:
         for key, value in cursor:
             key = bytes(key)
-            if key in BINARY_META:
+            if key.startswith(PREFILTER_CHUNKS):
+                continue
+            if key == META_PREFILTER and len(value) == 32:       # the base's description: its sizes
+                result["prefilter_base"] = int.from_bytes(bytes(value[16:24]), "little")
+                result["prefilter_base_index"] = int.from_bytes(bytes(value[24:32]), "little")
+            elif key in BINARY_META:
                 result[key.decode()] = len(value)
             else:
                 result[key.decode()] = json.loads(bytes(value))
@@ -241,6 +248,7 @@ class Versions:
         self._tables = tables
         self._sold_filters = SoldFilters(handle.dbs)
         self.refresh_interval = refresh_interval
+        self._prefilter: Prefilter | None = None     # the last prefilter read: its base is reused while its id stays
         self.current: Reading | None = None
         #: The monotonic time after which the next call renews first (0: the next call does).
         self.renew_at = 0.0
@@ -272,7 +280,12 @@ class Versions:
                 self.renew_at = time.monotonic() + self.refresh_interval
                 return
             meta = handle.dbs[DB_META]
-            prefilter = txn.get(META_PREFILTER, db=meta)
+            try:
+                known = self._prefilter = get_prefilter(txn, meta, self._prefilter)
+            except ValueError as exc:
+                txn.abort()
+                raise StoreError(f"{handle.path}: corrupt prefilter: {exc}") from exc
+            prefilter, prefilter_index, added, removed, base_id = known
             gtin_index = txn.get(META_GTIN_INDEX, db=meta)
             raw_version = txn.get(b"version", db=meta)
             if prefilter is None or gtin_index is None or raw_version is None:
@@ -283,8 +296,9 @@ class Versions:
             try:
                 # The first attach of this handle validates everything; later versions, written by a writer that
                 # validated them, are switched to by checking the stored index's bounds only.
-                probe._attach(prefilter, gtin_index, self.refresh_interval, snapshot,
-                              txn.get(META_PREFILTER_INDEX, db=meta), current is None, reading, reading.empty)
+                # A chunked base is a private copy kept while its id stays: its checks are reused under that id.
+                probe._attach(prefilter, gtin_index, self.refresh_interval, snapshot if base_id is None else base_id,
+                              prefilter_index, current is None, reading, reading.empty, added, removed)
             except ValueError as exc:
                 txn.abort()
                 raise StoreError(f"{handle.path}: corrupt prefilter: {exc}") from exc

@@ -29,14 +29,15 @@ from .tables import whole_tables as tables_of
 
 #: Metadata fields the store keeps itself: `set_meta` and a change's `meta` may not set them.
 RESERVED_META = frozenset({
-    "version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "prefilter_index", "instance_id",
+    "version", "codes", "gtins", "set_digest", "prefilter", "gtin_index", "prefilter_index", "prefilter_base",
+    "prefilter_base_index", "prefilter_added", "prefilter_removed", "instance_id",
     "updated_at", "loaded_at", "source", META_TABLES_DIGEST, META_TABLES_VERSION, *META_COUNTS.values(),
 })
 
 
 def checked_meta(fields: dict[str, Any]) -> dict[str, Any]:
     """Refuse fields the store keeps itself, and values that are not JSON, before any transaction starts."""
-    reserved = RESERVED_META & fields.keys()
+    reserved = (RESERVED_META & fields.keys()) | {name for name in fields if name.startswith("prefilter")}
     if reserved:
         raise StoreError(f"these fields are kept by the store itself: {sorted(reserved)}")
     for name, value in fields.items():
@@ -189,15 +190,15 @@ class Writer:
             current = meta.get(txn, "version")
             if meta.delta_is_done(current, to_version, change.from_version):
                 if cached:
-                    self._codes.remember(*cached)
+                    self._codes.restore(cached)
                 return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
             block_value = self._blocks.add(txn, plan, own_block=change.collected is None)
             digest_text = meta.get(txn, "set_digest")
             bitmap = self._codes.bitmap(txn, cached, current, digest_text)
             count = meta.get(txn, "codes")
             tally = Tally()
-            # The prefilter's pages first, while the free runs are whole (environment.reserve_prefilter).
-            self._codes.reserve(txn, bitmap, len(plan.add_keys))
+            # Fold the overlay into a new base or not; the overlay's pages first, while the free runs are whole.
+            self._codes.reserve(txn, bitmap, len(plan.add_keys), len(plan.remove_keys))
             self._codes.delta(txn, plan, bitmap, tally)
             self._gtins.delta(txn, plan, block_value, tally)
             self._records.delta(txn, plan, to_version, tally)
@@ -208,12 +209,12 @@ class Writer:
                     # The records stay; the writer's side tables and its fields about them move together.
                     self._side.write(txn, change.side, change.clear_side)
                     meta.put(txn, plan.meta)
-                    self._codes.write_prefilter(txn, bitmap)      # the same set: the reserved pages get it
+                    self._codes.keep_prefilter(txn, bitmap)      # the same set and base: the reserved pages get it
                     self._codes.check_written()
                 else:
                     txn.abort()  # nothing changes: not even a new block record or the version
                 if cached:
-                    self._codes.remember(*cached)
+                    self._codes.restore(cached)
                 return DeltaReport(False, current, current, 0, 0, 0, 0, time.perf_counter() - started)
             meta.put(txn, meta.version_fields(
                 to_version, change.synced, **plan.meta, **tally.fields, codes=count + tally.added - tally.removed,
