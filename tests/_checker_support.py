@@ -271,13 +271,18 @@ class LoopbackServer:
 
     def __exit__(self, *exc: object) -> None:
         async def stop() -> None:
+            # The connections' handlers are cancelled and awaited, so none is left pending when the loop stops. A
+            # handler ends a cancellation by returning (`_serve`): asyncio 3.11's done-callback of a connection's
+            # task calls `task.exception()`, which for a cancelled task raises and is logged as an error.
             assert self._server is not None
             self._server.close()
             for w in list(self._writers):
                 w.close()
-            for task in [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
                 task.cancel()
-            await asyncio.sleep(0)
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(stop(), self.loop).result()
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -324,6 +329,8 @@ class LoopbackServer:
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             return
+        except asyncio.CancelledError:
+            return      # the server is stopping (__exit__): the connection closes below, the task ends cleanly
         finally:
             self._writers.discard(writer)
             writer.close()

@@ -15,6 +15,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +105,36 @@ class Couch:
         for name in names:
             self.request("PUT", f"/{name}/_security", {"admins": {"names": [], "roles": []},
                                                        "members": {"names": [user], "roles": []}})
+
+
+class SharedCouch:
+    """One pouchdb-server for a module's tests, each test starting from a fresh source: every database of the last
+    test dropped and the ones it needs made anew. Starting pouchdb-server (node) takes ~1-2 s, once per test before;
+    a test that ends admin party (`require_auth`) or stops the server leaves it to no one, and the next test gets a
+    new one."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.server: Couch | None = None
+        self.started = 0
+
+    def fresh(self, *names: str) -> Iterator[Couch]:
+        if self.server is None or self.server.proc is None or self.server.proc.poll() is not None:
+            self.started += 1
+            self.server = Couch(self.workdir / f"server-{self.started}").__enter__()
+        server = self.server
+        for name in server.request("GET", "/_all_dbs"):
+            if not name.startswith("_"):
+                server.drop(name)
+        server.create(*names)
+        try:
+            yield server
+        finally:
+            if server.auth is not None:
+                server.__exit__()
+                self.server = None
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.__exit__()
+            self.server = None

@@ -186,8 +186,8 @@ def tls_true_api(tmp_path, status: bytes = b"200 OK"):
                 length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
                 await reader.readexactly(length)
                 writer.write(b"HTTP/1.1 %s\r\nContent-Length: %d\r\n\r\n%s" % (status, len(reply), reply))
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
+        except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
+            writer.close()      # a connection still open when asyncio.run ends is cancelled: a clean end too
 
     async def start():
         return await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_ctx)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _couch_support import Couch, needs_pouchdb
+from _couch_support import Couch, SharedCouch, needs_pouchdb
 from _lm_contract import STATUS, decode
 from _service_support import gtin_with_check, make_identity
 from click.testing import CliRunner
@@ -38,11 +38,17 @@ def _gtins(n: int, seed: int) -> list[str]:
     return sorted({gtin_with_check("0" + "".join(rng.choice("0123456789") for _ in range(12))) for _ in range(n)})
 
 
+@pytest.fixture(scope="module")
+def couch_server(tmp_path_factory):
+    shared = SharedCouch(tmp_path_factory.mktemp("couch"))
+    yield shared
+    shared.close()
+
+
 @pytest.fixture()
-def couch(tmp_path):
-    with Couch(tmp_path / "couch") as server:
-        server.create("blocked_cis", "blocked_gtin")
-        yield server
+def couch(couch_server):
+    """A fresh source: one pouchdb-server per module, every test's databases made anew (tests/_couch_support.py)."""
+    yield from couch_server.fresh("blocked_cis", "blocked_gtin")
 
 
 def _config(couch: Couch, **kwargs) -> repl.ReplicationConfig:

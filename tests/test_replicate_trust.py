@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _couch_support import Couch, free_port, needs_pouchdb
+from _couch_support import Couch, SharedCouch, free_port, needs_pouchdb
 from _service_support import make_identity
 from click.testing import CliRunner
 
@@ -42,11 +42,17 @@ def _identities(n: int, seed: int) -> list[str]:
     return sorted({make_identity(rng) for _ in range(n)})
 
 
+@pytest.fixture(scope="module")
+def couch_server(tmp_path_factory):
+    shared = SharedCouch(tmp_path_factory.mktemp("couch"))
+    yield shared
+    shared.close()
+
+
 @pytest.fixture()
-def couch(tmp_path):
-    with Couch(tmp_path / "couch") as server:
-        server.create("blocked_cis", "blocked_gtin")
-        yield server
+def couch(couch_server):
+    """A fresh source: one pouchdb-server per module, every test's databases made anew (tests/_couch_support.py)."""
+    yield from couch_server.fresh("blocked_cis", "blocked_gtin")
 
 
 def _config(url: str, **kwargs) -> repl.ReplicationConfig:

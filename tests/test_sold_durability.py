@@ -15,6 +15,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from _checker_support import machine_stall_total, timing
@@ -28,7 +29,15 @@ ROUNDS = 4 if os.environ.get("LMCZ_EMULATED") else 20
 TILLS = 6
 
 
-def _till(port: int, codes: list[str], acknowledged: list[str], stop: threading.Event) -> None:
+def _codes(seed: int, count: int) -> Iterator[str]:
+    """Fresh codes drawn as the till sells them: a round sells a few hundred before its kill, and drawing the
+    12,000 a round may reach up front took most of the test's time."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        yield make_identity(rng)
+
+
+def _till(port: int, codes: Iterable[str], acknowledged: list[str], stop: threading.Event) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     headers = {"Authorization": auth_header(), "Content-Type": "application/json"}
     try:
@@ -55,12 +64,12 @@ def test_kill_9_during_sales_loses_no_acknowledged_sale(tmp_path: Path) -> None:
     acknowledged_total = 0
     started = timing()   # the machine-stall probe running from here (tests/_checker_support.py)
     for round_no in range(ROUNDS):
-        codes = [make_identity(rng) for _ in range(TILLS * per_till)]
         acknowledged: list[str] = []
         stop = threading.Event()
         with ServeProcess(db, "--no-audit", password_file=password) as proc:
-            tills = [threading.Thread(target=_till, args=(proc.port, codes[i::TILLS], acknowledged, stop))
-                     for i in range(TILLS)]
+            tills = [threading.Thread(target=_till,
+                                      args=(proc.port, _codes(rng.getrandbits(64), per_till), acknowledged, stop))
+                     for _ in range(TILLS)]
             for till in tills:
                 till.start()
             # The kill comes at a random moment after the first answer (waited for with a deadline: a loaded or

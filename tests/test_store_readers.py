@@ -238,30 +238,38 @@ OPEN_WHILE_WRITING = textwrap.dedent("""
     print("done")
 """)
 
+# Holds LMDB's writer lock until told to let go (a line on stdin), so the wait below is as long as the test makes it,
+# whatever the machine's load makes of process start-up.
 HOLD_WRITE = textwrap.dedent("""
-    import sys, time
+    import sys
     import lmdb
     env = lmdb.open(sys.argv[1], max_dbs=16, map_size=1 << 34)
     with env.begin(write=True):
         print("holding", flush=True)
-        time.sleep(1.0)
+        sys.stdin.readline()
 """)
 
+# A thread ticks every 10 ms. Its rate while the main thread sleeps (the GIL free) is the control, measured in the
+# same process just before the open; then the rate while the main thread waits in the open.
 FIRST_OPEN_KEEPS_THREADS_RUNNING = textwrap.dedent("""
     import sys, threading, time
+    from lmcz_fast import Blocklist
     ticks = [0]
     def tick():
-        end = time.monotonic() + 3
-        while time.monotonic() < end:
+        while True:
             ticks[0] += 1
             time.sleep(0.01)
     threading.Thread(target=tick, daemon=True).start()
     time.sleep(0.1)
     started, before = time.monotonic(), ticks[0]
-    from lmcz_fast import Blocklist
+    time.sleep(0.5)
+    control = (ticks[0] - before) / (time.monotonic() - started)
+    print("opening", flush=True)
+    started, before = time.monotonic(), ticks[0]
     with Blocklist.open(sys.argv[1]) as bl:       # waits for the other process's write transaction
         waited = time.monotonic() - started
-    print(waited, ticks[0] - before)
+        ran = ticks[0] - before
+    print(waited, ran, control)
 """)
 
 
@@ -278,15 +286,27 @@ def test_a_first_open_waiting_for_another_writer_lets_other_threads_run(tmp_path
     codes = cis_list(100, seed=42)
     with Blocklist.building(tmp_path / "db") as bl:
         bl.load([codes])
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE, str(tmp_path / "db")], stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE, str(tmp_path / "db")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    opener = None
     try:
         assert holder.stdout.readline().strip() == "holding"
-        done = subprocess.run([sys.executable, "-c", FIRST_OPEN_KEEPS_THREADS_RUNNING, str(tmp_path / "db")],
-                              capture_output=True, text=True, timeout=60)
+        opener = subprocess.Popen([sys.executable, "-c", FIRST_OPEN_KEEPS_THREADS_RUNNING, str(tmp_path / "db")],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert opener.stdout.readline().strip() == "opening"
+        time.sleep(0.8)                          # the opener waits for the writer lock at least this long
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        out, err = opener.communicate(timeout=60)
     finally:
+        holder.stdin.close()
         holder.wait(30)
-    assert done.returncode == 0, done.stderr[-2000:]
-    waited, ticks = map(float, done.stdout.split())
-    assert waited > 0.3                      # it did wait for the writer lock ...
-    assert ticks >= waited / 0.01 * 0.5      # ... and the other thread ran meanwhile (the GIL was free)
+        if opener is not None and opener.poll() is None:
+            opener.kill()
+            opener.wait()
+    assert opener.returncode == 0, err[-2000:]
+    waited, ran, control = map(float, out.split())
+    assert waited > 0.5                          # it did wait for the writer lock ...
+    # ... and the other thread ran meanwhile (the GIL was free): at least a fifth as often as in the control; with
+    # the GIL held through the wait it would not have run at all.
+    assert ran >= 0.2 * control * waited, (waited, ran, control)
