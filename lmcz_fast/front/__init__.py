@@ -14,10 +14,10 @@ service/fronting.py decides what a till gets from an `Outcome`)."""
 from __future__ import annotations
 
 from .config import DEFAULT_DEADLINE_MS, DEFAULT_POOL_SIZE, Credentials, FrontConfig, FrontConfigError
-from .forwarder import NOT_READY_CODES, Front, Observer, Outcome, refusal_code
+from .forwarder import NOT_READY_CODES, Forwarded, Front, Observer, Outcome, refusal_code
 from .pool import Answer, Pool, PoolError
 from .state import FrontState
 
 __all__ = ["DEFAULT_DEADLINE_MS", "DEFAULT_POOL_SIZE", "NOT_READY_CODES", "Answer", "Credentials", "Front",
-           "FrontConfig", "FrontConfigError", "FrontState", "Observer", "Outcome", "Pool", "PoolError",
+           "Forwarded", "FrontConfig", "FrontConfigError", "FrontState", "Observer", "Outcome", "Pool", "PoolError",
            "refusal_code"]

@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .config import FrontConfig
 from .pool import Answer, Pool, PoolError
@@ -33,6 +33,16 @@ NOT_READY_CODES = (4045, 4050)
 #: module's answer, the whole decoded answer, the version of our store the request saw (or None).
 Observer = Callable[[int, list[dict[str, Any]], dict[str, Any], "int | None"], None]
 _LOG_EVERY = 60.0
+
+
+class Forwarded(NamedTuple):
+    """A till's check as the module is asked it: `Pool.request_bytes` takes these fields in this order."""
+    method: bytes
+    path: bytes
+    query: bytes | None
+    body: bytes
+    content_type: bytes | None
+    client_id: bytes | None
 
 
 @dataclass(slots=True)
@@ -215,15 +225,15 @@ class Front:
             if not waiter.done():
                 waiter.set_result(outcome)
 
-        self.check_soon(protocol, method, path, query, body, content_type, client_id, since, done)
+        self.check_soon(protocol, Forwarded(method, path, query, body, content_type, client_id), since, done)
         return await waiter
 
-    def check_soon(self, protocol: int, method: bytes, path: bytes, query: bytes | None, body: bytes,
-                   content_type: bytes | None, client_id: bytes | None, since: float | None,
+    def check_soon(self, protocol: int, request: Forwarded, since: float | None,
                    done: Callable[[Outcome], None]) -> None:
-        """Forward one check on the pool (`Pool.call`: no task, no future) and call `done(outcome)` on the loop
-        once it is judged (`judge`), within the deadline counted from `since` (a `time.perf_counter()`: when the
-        till's request arrived; default now)."""
+        """Forward one check (`request`: the till's method, path, query, body, content type and X-ClientId) on the
+        pool (`Pool.call`: no task, no future) and call `done(outcome)` on the loop once it is judged (`judge`),
+        within the deadline counted from `since` (a `time.perf_counter()`: when the till's request arrived;
+        default now)."""
         if self.pool is None:
             self.start()
         pool = self.pool
@@ -236,7 +246,7 @@ class Front:
         def answered(answer: Answer | None, error: Exception | None) -> None:
             done(self.judge(protocol, answer, error, started))
 
-        pool.call(pool.request_bytes(method, path, query, body, content_type, client_id), max(left, 0.0), answered)
+        pool.call(pool.request_bytes(*request), max(left, 0.0), answered)
 
     def judge(self, protocol: int, answer: Answer | None, error: Exception | None, started: float) -> Outcome:
         """What a forwarded check gave (`Outcome.reason`): "ok" for a 200 whose body is a check answer of the

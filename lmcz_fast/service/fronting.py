@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..front import Front, Outcome
+from ..front import Forwarded, Front, Outcome
 from ..receipt import tag_1265
 from .responses import Deferred, HttpError, Response, Steps, encode_json
 
@@ -128,7 +128,7 @@ class Fronting:
                               content_type)
 
             try:
-                self.front.check_soon(protocol, method, path, query, body, content_type, client_id,
+                self.front.check_soon(protocol, Forwarded(method, path, query, body, content_type, client_id),
                                       request[3] or None, checked)
             except Exception:
                 log.exception("the front failed on a check: answering from the local store")
