@@ -1672,6 +1672,32 @@ def readings_of(raw, *, bint tail_cut=False):
     return tuple(out)
 
 
+def reading_error(raw, *, bint tail_cut=False):
+    """The `CodeError` `readings_of(raw, tail_cut=tail_cut)` raises, made but not raised, or None when the scan
+    reads. A batch keeps its unreadable scans' errors: one never raised carries no traceback (whose frames would
+    keep the caller's locals alive) and costs no raise and catch. The parse is `readings_of`'s, step by step."""
+    cdef Parsed p
+    cdef const unsigned char* data
+    cdef Py_ssize_t n
+    cdef int specs[READINGS_MAX]
+    cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
+    cdef Py_ssize_t lens[READINGS_MAX]
+    cdef int rc
+    p.cut_ok = tail_cut
+    raw = _coerce(raw)
+    rc = _text(raw, &data, &n, &p)
+    if rc == 0:
+        rc = _parse_text(data, n, &p, False)
+        if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
+            return None
+        rc = _readings_after(data, n, &p, False, rc, specs, ids, lens)
+    if rc >= 0:
+        return None
+    if p.err_at == -2:
+        return _utf8_error(raw)
+    return _error(rc, p.err_at)
+
+
 def _cut_repeatedly(raw, Py_ssize_t repeat, *, bint cis=False):
     """Run cut_identity (cut_cis_identity with cis=True) `repeat` times on one scan, with no Python in the loop; for
     benches measuring its cost and tests reaching the C entry points.

@@ -920,6 +920,7 @@ def unpack_key(key) -> str:
 
 CodeError = _codes_mod.CodeError
 _reason_of = _codes_mod.reason_of
+_reading_error = _codes_mod.reading_error
 cdef Py_ssize_t _E_TOO_LONG = -1 - _codes_mod.REASONS.index("too_long")
 cdef Py_ssize_t _E_INVALID_UTF8 = -1 - _codes_mod.REASONS.index("invalid_utf8")
 cdef Py_ssize_t _RAW_MAX = 2048     # _codes' RAW_MAX: a longer str is refused before it is encoded
@@ -1613,16 +1614,17 @@ cdef inline Py_ssize_t _cut_check(object raw, uint8_t* out, uint8_t* alts, Py_ss
 
 cdef object _check_error(Py_ssize_t code, object raw, bint tail_cut, Py_ssize_t index):
     """The ``CodeError`` ``check`` raises for a scan refused with ``code``: ``readings_of``'s own (the reason and
-    position the Python parser gives), and for a batch item the index in the message and as ``.index``."""
-    try:
-        _codes_mod.readings_of(raw, tail_cut=tail_cut)
-    except CodeError as exc:
-        err = exc
-    else:
+    position the Python parser gives), and for a batch item the index in the message and as ``.index``, and
+    ``check``'s own error for the scan alone as ``.alone`` (a service answers each scan in its own entry with it).
+    Made without a raise (``reading_error``): a batch keeps its errors, and one raised would keep its traceback."""
+    err = _reading_error(raw, tail_cut=tail_cut)
+    if err is None:
         err = CodeError(_reason_of(code))
     if index >= 0:
-        err = CodeError(err.reason, err.position, f"item {index}: {err}")
+        alone = err
+        err = CodeError(alone.reason, alone.position, f"item {index}: {alone}")
         err.index = index
+        err.alone = alone
     return err
 
 

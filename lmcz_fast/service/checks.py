@@ -84,36 +84,23 @@ class Checked:
         self.db_version = 0
 
 
-class _Refusal:
-    """An unreadable scan's `Unreadable` and the error that says why (for the status page's refusals)."""
-
-    __slots__ = ("unreadable", "error", "raw")
-
-    def __init__(self, unreadable: Unreadable, error: Exception, raw: str) -> None:
-        self.unreadable = unreadable
-        self.error = error
-        self.raw = raw
-
-
-def _unreadable(view: Snapshot, raw: Any, index: int, pg: int | None, fallback: Exception) -> _Refusal:
-    """The `Unreadable` of scan `index` of a request, which the compiled check refused: the error `check` gives
-    for it alone (not a string, longer than DEFAULT_MAX_CODE_LENGTH, or the parser's reason), as the entry
-    says it (`fallback`, the batch's own, if the scan alone reads after all)."""
+def _unreadable(raw: Any, index: int, refused: CodeError) -> tuple[Unreadable, str]:
+    """The `Unreadable` of scan `index` of a request, which the compiled check refused with `refused` (the batch's
+    `CodeError`), and the error's text for the status page's refusals: the error `check` gives for the scan alone
+    (not a string, longer than DEFAULT_MAX_CODE_LENGTH, or the parser's reason, which the batch kept as
+    `refused.alone`; the scan is not parsed again)."""
     max_len = DEFAULT_MAX_CODE_LENGTH
-    exc: Exception = fallback
+    exc: Exception
     if not isinstance(raw, str):
         exc = CodeError(f"item {index} is {type(raw).__name__}, not a string")
     elif len(raw) > max_len:
         exc = CodeError(f"longer than {max_len} characters")
     else:
-        try:
-            view.check(raw, pg, tail_cut=True)
-        except CodeError as refused:
-            exc = refused
+        exc = getattr(refused, "alone", refused)
     text = raw[:max_len] if isinstance(raw, str) else str(raw)[:64]
-    item = Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
-                      f"cis_list[{index}] is not a marking code: {exc}")
-    return _Refusal(item, exc, text)
+    why = str(exc)
+    return Unreadable(index, text, getattr(exc, "reason", None) or "invalid",
+                      f"cis_list[{index}] is not a marking code: {why}"), why
 
 
 class Checks:
@@ -242,12 +229,11 @@ class Checks:
                         errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
         errors = batch.errors
         if errors:
-            activity = self._shared.activity
-            for index in errors:
-                item = _unreadable(view, raws[start + index], start + index,
-                                   None if groups is None else groups[index], errors[index])
-                activity.refused(item.raw[:64], f"invalid_code: {item.error}")
-                checked.unreadable[start + index] = item.unreadable
+            refused = self._shared.activity.refused
+            for index, err in errors.items():
+                item, why = _unreadable(raws[start + index], start + index, err)
+                refused(item.raw, "invalid_code: " + why)
+                checked.unreadable[start + index] = item
         checked.batches.append(batch)
 
     def _checked(self, checked: Checked, raws: list[Any], req_id: str, req_ms: int, client: str | None,
