@@ -921,6 +921,7 @@ def unpack_key(key) -> str:
 CodeError = _codes_mod.CodeError
 _reason_of = _codes_mod.reason_of
 _reading_error = _codes_mod.reading_error
+_new_code_error = _codes_mod.code_error
 cdef Py_ssize_t _E_TOO_LONG = -1 - _codes_mod.REASONS.index("too_long")
 cdef Py_ssize_t _E_INVALID_UTF8 = -1 - _codes_mod.REASONS.index("invalid_utf8")
 cdef Py_ssize_t _RAW_MAX = 2048     # _codes' RAW_MAX: a longer str is refused before it is encoded
@@ -1622,7 +1623,7 @@ cdef object _check_error(Py_ssize_t code, object raw, bint tail_cut, Py_ssize_t 
         err = CodeError(_reason_of(code))
     if index >= 0:
         alone = err
-        err = CodeError(alone.reason, alone.position, f"item {index}: {alone}")
+        err = _new_code_error(alone.reason, alone.position, f"item {index}: {alone}")
         err.index = index
         err.alone = alone
     return err

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlsplit, urlunsplit
 
 from ..receipt import tag_1265
@@ -54,9 +54,10 @@ def code_json(verdict: Verdict, pg: int | None, grey_list: bool) -> dict[str, An
 ERROR_UNREADABLE = 400
 
 
-@dataclass(frozen=True, slots=True)
-class Unreadable:
-    """A scan of a check request that is not a marking code (or not a string): answered on its own, refused."""
+class Unreadable(NamedTuple):
+    """A scan of a check request that is not a marking code (or not a string): answered on its own, refused. A
+    named tuple: one is made per unreadable scan answered, in C (`checks._unreadable`), where a frozen dataclass's
+    `__init__` ran in Python."""
 
     index: int
     raw: str

@@ -84,13 +84,21 @@ class Checked:
         self.db_version = 0
 
 
+_new_tuple = tuple.__new__
+
+
 def _unreadable(raw: Any, index: int, refused: CodeError) -> tuple[Unreadable, str]:
     """The `Unreadable` of scan `index` of a request, which the compiled check refused with `refused` (the batch's
     `CodeError`), and the error's text for the status page's refusals: the error `check` gives for the scan alone
     (not a string, longer than DEFAULT_MAX_CODE_LENGTH, or the parser's reason, which the batch kept as
-    `refused.alone`; the scan is not parsed again)."""
+    `refused.alone`: the scan is not parsed again)."""
     max_len = DEFAULT_MAX_CODE_LENGTH
     exc: Exception
+    if type(raw) is str and len(raw) <= max_len:       # the usual case (a JSON string), in the fewest steps
+        exc = refused.alone
+        why = str(exc)
+        return _new_tuple(Unreadable, (index, raw, exc.reason or "invalid",   # Unreadable(...), in C
+                                       f"cis_list[{index}] is not a marking code: {why}")), why
     if not isinstance(raw, str):
         exc = CodeError(f"item {index} is {type(raw).__name__}, not a string")
     elif len(raw) > max_len:
