@@ -273,6 +273,7 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
         oracle.install(old)
         stream = _Stream()
         seen: set[tuple[str, str, int]] = set()
+        refused_unreadable: list[str] = []
         # A request of several slices on each protocol, every time (the oracle answers protocol 1 only past one
         # slice of codes, and the generated requests may hold none such in a run)
         kinds = [scans[ITEM_KINDS[i % len(ITEM_KINDS)]] for i in range(70)]
@@ -289,6 +290,7 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
                 return
             answers = []
             for module in (new, old):
+                module.activity.refusals.clear()
                 stream.at = 0
                 with mock.patch.object(os, "urandom", stream), mock.patch.object(time, "time", lambda: now):
                     m, p, q, body = _request(items, version, method)
@@ -300,6 +302,10 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
             assert (answers[0][0], _AGE.sub(b'"dbAge":AGE', answers[0][1])) == \
                 (answers[1][0], _AGE.sub(b'"dbAge":AGE', answers[1][1])), (version, method, items)
             seen.add((version, method, answers[0][0]))
+            # The status page's refusals: the same codes, and for an unreadable scan the same text (check's own error)
+            refusals = [[(r.code, r.reason) for r in module.activity.refusals] for module in (new, old)]
+            assert refusals[0] == refusals[1], (version, method, items)
+            refused_unreadable.extend(why for _, why in refusals[0] if why.startswith("invalid_code: "))
 
         calls = dict(oracle.CALLS)
         one_request()
@@ -308,6 +314,8 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
         old_audit.flush()
         assert new.metrics.codes_checked == old.metrics.codes_checked > 0
         assert new.metrics.codes_blocked == old.metrics.codes_blocked > 0
+        assert new.metrics.codes_unreadable == old.metrics.codes_unreadable > 0
+        assert refused_unreadable
     new_lines = "".join(p.read_text() for p in sorted((tmp_path / "new").glob("audit-*.jsonl")))
     old_lines = "".join(p.read_text() for p in sorted((tmp_path / "old").glob("audit-*.jsonl")))
     assert new_lines == old_lines and new_lines.count("\n") > 100

@@ -13,8 +13,10 @@ from lmcz_fast._codes import (
     REPAIRS,
     CodeError,
     MarkingCode,
+    code_error,
     identity_of,
     parse_code,
+    reading_error,
     readings_of,
     reason_of,
 )
@@ -533,3 +535,34 @@ def test_tail_cut_of_any_prefix_is_the_whole_codes_identity_or_refused(group):
                 assert all(code.identity.startswith(r.identity) for r in readings), (group, prefix)
                 continue
             assert {r.identity for r in readings} == {code.identity}, (group, prefix)
+
+
+@pytest.mark.parametrize("raw", [SHOES, SHOES[:31], f"01{G}21ABCDEFGHI93abcd", f"01{G[:13]}0", f"01{G[:9]}", "hello",
+                                 SHOES + "\ud800", b"\xff\xfe\x00", "", f"01{G}21ЙЦabc{GS}93abcd",
+                                 f"01{G}21" + "A" * 21, SHOES + "A" * 600])
+@pytest.mark.parametrize("tail_cut", [False, True])
+def test_reading_error_is_the_error_readings_of_raises(raw, tail_cut):
+    """`reading_error` (what a batch keeps per unreadable scan, made without a raise) is, field for field, the
+    `CodeError` `readings_of` raises for the scan, and None for one it reads."""
+    try:
+        readings_of(raw, tail_cut=tail_cut)
+    except CodeError as exc:
+        raised = exc
+    else:
+        raised = None
+    made = reading_error(raw, tail_cut=tail_cut)
+    if raised is None:
+        assert made is None
+    else:
+        assert type(made) is CodeError and made.__traceback__ is None
+        assert (made.reason, made.position, str(made), made.args) == \
+            (raised.reason, raised.position, str(raised), raised.args)
+
+
+def test_code_error_made_without_init_is_the_same_error():
+    made, built = code_error("unknown_format", 3, "no such code"), CodeError("unknown_format", 3, "no such code")
+    assert type(made) is CodeError and isinstance(made, ValueError)
+    assert (made.args, made.reason, made.position, str(made), made.__dict__) == \
+        (built.args, built.reason, built.position, str(built), built.__dict__)
+    copy = pickle.loads(pickle.dumps(made))
+    assert (copy.reason, copy.position, str(copy)) == ("unknown_format", 3, "no such code")
