@@ -17,7 +17,6 @@ from typing import Any, NoReturn
 
 import click
 
-from .. import feed
 from ..store import Blocklist, StoreError, wake
 
 EXIT_OK = 0
@@ -190,7 +189,9 @@ def run_forever(every: float, once: Callable[[Callable[[float], Any]], str], on_
 
     failures = 0
     rng = random.Random()
-    retriable: tuple[type[BaseException], ...] = (feed.FeedError, StoreError, OSError, *retry_on)
+    from ..feed import FeedError
+
+    retriable: tuple[type[BaseException], ...] = (FeedError, StoreError, OSError, *retry_on)
     log.info("running every %s; stop with SIGTERM", span(every))
     while not stop.is_set():
         round_started = time.time()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import http.server
 import json
 import logging
 import sys
@@ -11,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,6 +34,9 @@ from .common import (
 )
 from .progress import progress_shown
 from .upstream import proxy_config, proxy_options
+
+if TYPE_CHECKING:
+    import http.server
 
 #: `status --check` exit codes, as monitoring plugins (Nagios, Icinga, Zabbix agents) read them.
 CHECK_CODES = {"ready": 0, "stale": 1, "expired": 2, "empty": 2}
@@ -245,17 +247,18 @@ def _record_round(bl: Blocklist | None, error: str | None) -> None:
 
 
 def _serve(directory: str, address: str) -> http.server.ThreadingHTTPServer:
+    import http.server   # ~20 ms: loaded by `mirror --serve` only
+
+    class QuietHandler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http %s - %s", self.address_string(), format % args)
+
     host, _, port = address.rpartition(":")
-    handler = functools.partial(_QuietHandler, directory=directory)
+    handler = functools.partial(QuietHandler, directory=directory)
     server = http.server.ThreadingHTTPServer((host or "0.0.0.0", int(port)), handler)
     threading.Thread(target=server.serve_forever, name="mirror-http", daemon=True).start()
     log.info("serving %s at http://%s:%d/", directory, *server.server_address[:2])
     return server
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("http %s - %s", self.address_string(), format % args)
 
 
 @click.command()

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..front import DEFAULT_DEADLINE_MS, FrontConfig, FrontConfigError
+if TYPE_CHECKING:   # the front (asyncio, its connection pool) loads when `serve --front` runs
+    from ..front import FrontConfig
+
+#: The front's deadline (front.DEFAULT_DEADLINE_MS) as `serve --help` shows it, stated here so that every other
+#: command starts without loading the front; tests/test_cli_startup.py checks that it is the front's own.
+DEFAULT_DEADLINE_MS = 300
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +54,8 @@ def front_config(db: str, front: str | None, front_credentials_file: str | None,
             if value is not None:
                 raise click.UsageError(f"{name} is given without --front URL")
         return None
+    from ..front import FrontConfig, FrontConfigError
+
     try:
         return FrontConfig.build(front, front_credentials_file, front_deadline,
                                  front_state_dir or os.path.normpath(db) + ".front")

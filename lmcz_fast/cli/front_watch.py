@@ -5,11 +5,12 @@ front.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..front.watch import WatchOptions
+if TYPE_CHECKING:   # the front (asyncio) loads when `serve` runs
+    from ..front.watch import WatchOptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 NAMES = ("front_poll", "front_reinit_every", "front_database", "no_front_crosscheck", "front_retry_max")
@@ -39,6 +40,8 @@ def front_watch_options(command: F) -> F:
 
 def watch_options(values: dict[str, Any]) -> WatchOptions:
     """The `WatchOptions` of the watch's options, popped from `values` (serve's front options)."""
+    from ..front.watch import WatchOptions
+
     poll, reinit, database, no_cross, retry_max = (values.pop(name) for name in NAMES)
     if values.get("front") is None:
         given = [option for option, value, default in (

@@ -10,7 +10,6 @@ import sys
 import click
 
 from ..feed import FeedError
-from ..feed.adopting import adopt as adopt_feed
 from ..store import StoreBusyError, StoreError, space
 from ..store import compact as compact_store
 from .common import EXIT_FEED, EXIT_STORE
@@ -86,6 +85,8 @@ def adopt(db: str, feed_url: str, public_key: str, proxy_url: str | None, proxy_
     Example:
       lmcz-fast adopt store.db --feed https://feed.example/lmcz/ --public-key feed.pub
     """
+    from ..feed.adopting import adopt as adopt_feed   # the feed's cryptography and HTTP client: loaded here
+
     proxy = proxy_config(proxy_url, proxy_auth_file)
     try:
         report = adopt_feed(db, feed_url, public_key, proxy=proxy)

@@ -17,7 +17,6 @@ from click.core import ParameterSource
 from .. import replicate as repl
 from ..store import Blocklist, StoreError
 from ..store import guard as shrink_guard
-from ..upstream import ProxyConfig, ProxyConfigError
 from .common import (
     EXIT_FEED,
     EXIT_STORE,
@@ -155,6 +154,8 @@ def replicate(db: str | None, source: str, inspect_only: bool, db_names: tuple[s
         raise click.UsageError("give --every or --follow, not both")
     if not follow and context.get_parameter_source("settle") is ParameterSource.COMMANDLINE:
         raise click.UsageError("--settle goes with --follow (it spaces the batches of a continuous follow)")
+    from ..upstream import ProxyConfig, ProxyConfigError   # httpx: loaded by the commands that reach upstream
+
     try:
         kinds, mapping = _mapping_of(context, mapping_file, databases,
                                      (code_field, gtin_field, price_key_field, price_field))
@@ -265,6 +266,8 @@ def _inspect(context: click.Context, db: str | None, source: str, db_names: tupl
     if out is not None and os.path.lexists(out):
         raise click.UsageError(f"{out} exists: --inspect does not overwrite a mapping file; remove it or choose "
                                f"another --out")
+    from ..upstream import ProxyConfig, ProxyConfigError
+
     try:
         config = repl.ReplicationConfig(source=source, credentials=repl.read_credentials(credentials_file),
                                         proxy=ProxyConfig.from_options(proxy, proxy_auth_file), timeout=timeout)

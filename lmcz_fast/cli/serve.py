@@ -7,30 +7,30 @@ import errno
 import logging
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
 from ..audit import DEFAULT_FLUSH_INTERVAL, DEFAULT_RETENTION_DAYS, AuditError, export, parse_when
-from ..service import (
-    DEFAULT_HOST,
-    DEFAULT_KEEPALIVE_TIMEOUT,
-    DEFAULT_MAX_BODY,
-    DEFAULT_MAX_CODES,
-    DEFAULT_PASSWORD,
-    DEFAULT_PORT,
-    DEFAULT_USER,
-    ServiceConfig,
-    run,
-)
 from ..secret_files import first_line
-from ..service.config import AuditOptions, Token, read_token_file
-from ..service.organisations import Organisation, read_organisations
 from ..store import Blocklist, StoreError
 from .common import EXIT_STORE, EXIT_USAGE, setup_logging
 from .front import front_config, front_options
 from .front_watch import front_watch_options, watch_options
 
+if TYPE_CHECKING:   # the service (its event loop, HTTP parser, answer encoder) loads when `serve` runs
+    from ..service.config import Token
+    from ..service.organisations import Organisation
+
+#: The service's defaults (service/config.py) as `serve --help` shows them, stated here so that every other command
+#: starts without loading the service; tests/test_cli_startup.py checks that they are the service's own.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 5995
+DEFAULT_USER = "admin"
+DEFAULT_PASSWORD = "admin"
+DEFAULT_MAX_BODY = 1 << 20
+DEFAULT_MAX_CODES = 1000
+DEFAULT_KEEPALIVE_TIMEOUT = 120.0
 
 
 def _password_in(path: str) -> str:
@@ -50,6 +50,8 @@ def _password_in(path: str) -> str:
 def _read_tokens(path: str | None) -> tuple[Token, ...]:
     if path is None:
         return ()
+    from ..service.config import read_token_file
+
     try:
         return read_token_file(path)
     except ValueError as exc:
@@ -66,6 +68,8 @@ def _read_organisations(path: str | None, password_file: str | None, token_file:
             raise click.UsageError(f"--organisations and {option} do not go together: with --organisations, each "
                                    "organisation's own credentials (its password_file, token_file) are the only "
                                    "ones accepted")
+    from ..service.organisations import read_organisations
+
     try:
         return read_organisations(path)
     except ValueError as exc:
@@ -185,6 +189,9 @@ def serve(db: str, host: str, port: int, user: str, password_file: str | None, t
       curl -u admin:admin -H 'Content-Type: application/json' \\
            -d '{"cis_list": ["0104650000000010215abcdef\\u001d93ab12"]}' http://127.0.0.1:5995/api/v1/cis/outCheck
     """
+    from ..service import ServiceConfig, run
+    from ..service.config import AuditOptions, read_token_file
+
     watching = watch_options(front)
     fronting = front_config(db, **front)
     if timezone is not None:

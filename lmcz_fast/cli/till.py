@@ -6,23 +6,23 @@ import json
 import logging
 import sys
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
 from urllib.parse import urlsplit
 
-from ..checker import (
-    MAX_RECEIPT_CODES,
-    Checker,
-    Decision,
-    LocalModuleClient,
-    PriceError,
-    ReceiptTooLarge,
-    TillVerdict,
-)
 from ..store import Blocklist, StoreError
-from ..trueapi import CDN_URL, TrueApiClient
 from .upstream import proxy_config, proxy_options
+
+if TYPE_CHECKING:   # the checker and the True API client (httpx) load when `check` runs
+    from ..checker import LocalModuleClient, TillVerdict
+
+#: The True API's CDN (trueapi.CDN_URL) and a receipt's most codes (checker.MAX_RECEIPT_CODES) as `check --help`
+#: shows them, stated here so that every other command starts without loading the HTTP client;
+#: tests/test_cli_startup.py checks that they are the library's own.
+CDN_URL = "https://cdn.crpt.ru"
+MAX_RECEIPT_CODES = 128
 
 EXIT_SELL = 0
 EXIT_REFUSE = 1
@@ -42,6 +42,8 @@ def _scans(codes: tuple[str, ...]) -> Iterator[str]:
 
 
 def _print(verdict: TillVerdict, lang: str) -> None:
+    from ..checker import Decision
+
     colour = {Decision.SELL: "green", Decision.REFUSE: "red", Decision.CANNOT_CHECK: "yellow"}
     for code in verdict.codes:
         label = click.style(f"{code.decision.value.upper():12}", fg=colour[code.decision], bold=True)
@@ -138,6 +140,9 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, lm_auth_fi
           --proxy-auth-file /etc/lmcz-fast/proxy.auth "0104601234567893215Mvb<GS>93Abcd"
     The proxy carries the online check only; the Local Module (--lm) is asked directly.
     """
+    from ..checker import Checker, Decision, PriceError, ReceiptTooLarge
+    from ..trueapi import TrueApiClient
+
     logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     if db and lm_url:
         raise click.UsageError("give either --db or --lm for the offline side, not both")
@@ -197,6 +202,8 @@ def check(codes: tuple[str, ...], db: str | None, lm_url: str | None, lm_auth_fi
 
 def _local_module(url: str, auth_file: str | None, client_id: str | None) -> LocalModuleClient:
     """The Local Module client of --lm, with the credentials of --lm-auth-file; credentials in the URL refused."""
+    from ..checker import LocalModuleClient
+
     try:
         parts = urlsplit(url)
         parts.port

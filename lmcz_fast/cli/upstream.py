@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from ..upstream import ProxyConfig, ProxyConfigError
+if TYPE_CHECKING:   # the HTTP client (httpx) loads with the first command that reaches upstream
+    from ..upstream import ProxyConfig
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,6 +32,8 @@ def proxy_options(func: F) -> F:
 
 def proxy_config(proxy_url: str | None, proxy_auth_file: str | None) -> ProxyConfig:
     """The options as a `ProxyConfig`, or a usage error that names the cause."""
+    from ..upstream import ProxyConfig, ProxyConfigError
+
     try:
         return ProxyConfig.from_options(proxy_url, proxy_auth_file)
     except ProxyConfigError as exc:

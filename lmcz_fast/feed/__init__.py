@@ -27,38 +27,46 @@ atomic writes, pruning), `fetching.py` (downloads with retries), `syncing.py` (`
 
 from __future__ import annotations
 
-from .errors import (
-    ExpiredManifestError,
-    FeedError,
-    FeedUnavailable,
-    FutureManifestError,
-    IntegrityError,
-    ManifestError,
-    PublishError,
-    ReplayError,
-    SignatureError,
-    UnsupportedFeedError,
-)
-from .fetching import RetryPolicy
-from .files import Delta, Snapshot, read_delta, read_snapshot
-from .keys import key_id, load_private_key, load_public_key, public_key_text, write_keypair
-from .manifest import (  # the format names too, as `lmcz_fast.feed.FORMAT` was before the split
-    FORMAT,
-    FORMAT_1,
-    FORMAT_2,
-    FORMATS,
-    MANIFEST_NAME,
-    MAX_AHEAD,
-    MAX_MANIFEST_BYTES,
-    SIGNING_CONTEXT,
-    DeltaEntry,
-    Manifest,
-    SnapshotEntry,
-    parse_manifest,
-)
-from .mirroring import MirrorReport, mirror
-from .publishing import DEFAULT_KEEP_DELTAS, DEFAULT_VALID_FOR, PublishReport, publish
-from .syncing import SyncReport, sync
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The names below are loaded on first use (PEP 562), each from its file: `lmcz-fast --help` and the commands that
+# never touch a feed do not pay for the cryptography and the HTTP client (fetching.py loads httpx) at start-up.
+# `from lmcz_fast.feed import sync` and `feed.sync` work as before. The type checker reads the imports here.
+if TYPE_CHECKING:
+    from .errors import (
+        ExpiredManifestError,
+        FeedError,
+        FeedUnavailable,
+        FutureManifestError,
+        IntegrityError,
+        ManifestError,
+        PublishError,
+        ReplayError,
+        SignatureError,
+        UnsupportedFeedError,
+    )
+    from .fetching import RetryPolicy
+    from .files import Delta, Snapshot, read_delta, read_snapshot
+    from .keys import key_id, load_private_key, load_public_key, public_key_text, write_keypair
+    from .manifest import (  # the format names too, as `lmcz_fast.feed.FORMAT` was before the split
+        FORMAT,
+        FORMAT_1,
+        FORMAT_2,
+        FORMATS,
+        MANIFEST_NAME,
+        MAX_AHEAD,
+        MAX_MANIFEST_BYTES,
+        SIGNING_CONTEXT,
+        DeltaEntry,
+        Manifest,
+        SnapshotEntry,
+        parse_manifest,
+    )
+    from .mirroring import MirrorReport, mirror
+    from .defaults import DEFAULT_KEEP_DELTAS, DEFAULT_VALID_FOR
+    from .publishing import PublishReport, publish
+    from .syncing import SyncReport, sync
 
 __all__ = [
     "DEFAULT_KEEP_DELTAS",
@@ -96,3 +104,33 @@ __all__ = [
     "sync",
     "write_keypair",
 ]
+
+
+#: Where each public name lives (a file of this package).
+_HOMES = {
+    **dict.fromkeys(("ExpiredManifestError", "FeedError", "FeedUnavailable", "FutureManifestError", "IntegrityError",
+                     "ManifestError", "PublishError", "ReplayError", "SignatureError", "UnsupportedFeedError"),
+                    "errors"),
+    "RetryPolicy": "fetching",
+    **dict.fromkeys(("Delta", "Snapshot", "read_delta", "read_snapshot"), "files"),
+    **dict.fromkeys(("key_id", "load_private_key", "load_public_key", "public_key_text", "write_keypair"), "keys"),
+    **dict.fromkeys(("FORMAT", "FORMAT_1", "FORMAT_2", "FORMATS", "MANIFEST_NAME", "MAX_AHEAD", "MAX_MANIFEST_BYTES",
+                     "SIGNING_CONTEXT", "DeltaEntry", "Manifest", "SnapshotEntry", "parse_manifest"), "manifest"),
+    **dict.fromkeys(("MirrorReport", "mirror"), "mirroring"),
+    **dict.fromkeys(("DEFAULT_KEEP_DELTAS", "DEFAULT_VALID_FOR"), "defaults"),
+    **dict.fromkeys(("PublishReport", "publish"), "publishing"),
+    **dict.fromkeys(("SyncReport", "sync"), "syncing"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

@@ -29,6 +29,7 @@ from ..store import (
     read_price_file,
     set_digest_of,
 )
+from .defaults import DEFAULT_KEEP_DELTAS, DEFAULT_VALID_FOR
 from .directory import _atomic_write, _file_matches, _prune
 from .errors import PublishError, SignatureError, UnsupportedFeedError
 from .files import (
@@ -56,11 +57,6 @@ from .manifest import (
     _sign_envelope,
 )
 
-DEFAULT_KEEP_DELTAS = 48
-#: A manifest stops being acceptable this long after it was signed. The publisher re-signs (a "heartbeat"
-#: `publish` without input) well within it; a mirror or attacker replaying the last manifest forever can therefore
-#: keep a store "ready" for at most this long.
-DEFAULT_VALID_FOR = 24 * 3600
 
 
 @dataclass(frozen=True)

@@ -17,28 +17,36 @@ continuously), inspection/ (`replicate --inspect`: sample the source, read its f
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The names below are loaded on first use (PEP 562), each from its file: the CLI's choices and defaults (KINDS,
+# DEFAULT_BATCH, DEFAULT_SETTLE, in config.py) do not load the HTTP client (source.py loads httpx) at start-up.
+# `from lmcz_fast.replicate import replicate` and `repl.replicate` work as before; the type checker reads the imports below.
 # Also reached through this package though not in `__all__` (as before the split): ProxyConfig (a
 # ReplicationConfig's `proxy`), KINDS and DEFAULT_BATCH (the CLI's choices and default), DbReport.
-from ..store import replication_status
-from ..upstream import ProxyConfig
-from .config import (
-    DEFAULT_BATCH,
-    DEFAULT_DATABASES,
-    KINDS,
-    Mapping,
-    MappingError,
-    MappingRefused,
-    ReplicationConfig,
-    ReplicationError,
-    SourceAuthError,
-    SourceMalformed,
-    SourceUnavailable,
-    read_credentials,
-)
-from .inspection import Proposal, inspect_source, mapping_text
-from .mapping_file import DEFAULT_MAPPING_TEXT, default_mapping, parse_mapping, read_mapping
-from .replicator import DbReport, ReplicationReport
-from .running import DEFAULT_SETTLE, follow, replicate
+if TYPE_CHECKING:
+    from ..store import replication_status
+    from ..upstream import ProxyConfig
+    from .config import (
+        DEFAULT_BATCH,
+        DEFAULT_SETTLE,
+        DEFAULT_DATABASES,
+        KINDS,
+        Mapping,
+        MappingError,
+        MappingRefused,
+        ReplicationConfig,
+        ReplicationError,
+        SourceAuthError,
+        SourceMalformed,
+        SourceUnavailable,
+        read_credentials,
+    )
+    from .inspection import Proposal, inspect_source, mapping_text
+    from .mapping_file import DEFAULT_MAPPING_TEXT, default_mapping, parse_mapping, read_mapping
+    from .replicator import DbReport, ReplicationReport
+    from .running import follow, replicate
 
 __all__ = [
     "DEFAULT_DATABASES",
@@ -63,3 +71,30 @@ __all__ = [
     "replicate",
     "replication_status",
 ]
+
+
+#: Where each name lives: a file of this package, or another package.
+_HOMES = {
+    "replication_status": "..store",
+    "ProxyConfig": "..upstream",
+    **dict.fromkeys(("DEFAULT_BATCH", "DEFAULT_DATABASES", "DEFAULT_SETTLE", "KINDS", "Mapping", "MappingError",
+                     "MappingRefused", "ReplicationConfig", "ReplicationError", "SourceAuthError", "SourceMalformed",
+                     "SourceUnavailable", "read_credentials"), ".config"),
+    **dict.fromkeys(("Proposal", "inspect_source", "mapping_text"), ".inspection"),
+    **dict.fromkeys(("DEFAULT_MAPPING_TEXT", "default_mapping", "parse_mapping", "read_mapping"), ".mapping_file"),
+    **dict.fromkeys(("DbReport", "ReplicationReport"), ".replicator"),
+    **dict.fromkeys(("follow", "replicate"), ".running"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_HOMES})

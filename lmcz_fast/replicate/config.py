@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from ..upstream import ProxyConfig
+if TYPE_CHECKING:   # the HTTP client (httpx) loads with source.py, not with the CLI's choices and defaults
+    from ..upstream import ProxyConfig
 
 
 #: What each kind of data is called in the official module's database (LM 2.x), and the kinds we replicate:
@@ -14,6 +16,8 @@ from ..upstream import ProxyConfig
 DEFAULT_DATABASES = {"codes": "blocked_cis", "gtins": "blocked_gtin", "prices": "min_price"}
 KINDS = ("codes", "gtins", "prices", "grey")
 DEFAULT_BATCH = 10_000
+#: Seconds `follow` lets changes gather after a batch before it asks for more.
+DEFAULT_SETTLE = 5.0
 
 
 class ReplicationError(Exception):

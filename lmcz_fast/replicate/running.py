@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..store import Blocklist, StoreError
-from .config import ReplicationConfig, ReplicationError
+from .config import DEFAULT_SETTLE, ReplicationConfig, ReplicationError
 from .replicator import ReplicationReport, _Replicator
 from .source import _BadCheckpoint
 
@@ -51,10 +51,6 @@ def _run_once(bl: Blocklist, config: ReplicationConfig, full: bool,
         return replicator.run_once(full=full)
     finally:
         replicator.source.close()
-
-
-#: Seconds `follow` lets changes gather after a batch before it asks for more.
-DEFAULT_SETTLE = 5.0
 
 
 def follow(db: Blocklist | str | os.PathLike[str], config: ReplicationConfig, *, stop: threading.Event,
