@@ -2489,22 +2489,22 @@ cdef class SlotMaker:
     cdef Py_ssize_t n
     cdef Py_ssize_t at[24]
 
-    def __cinit__(self, cls, names):
+    def __cinit__(self, kind, names):
         cdef Py_ssize_t i
         names = tuple(names)
-        if not isinstance(cls, type) or cls.__new__ is not object.__new__ or "__dict__" in cls.__dict__ \
-                or getattr(cls, "__post_init__", None) is not None:
-            raise TypeError(f"{cls!r}: only a plain slotted class without __post_init__")
+        if not isinstance(kind, type) or kind.__new__ is not object.__new__ or "__dict__" in kind.__dict__ \
+                or getattr(kind, "__post_init__", None) is not None:
+            raise TypeError(f"{kind!r}: only a plain slotted class without __post_init__")
         if not 0 < len(names) <= 24:
             raise ValueError("from 1 to 24 fields")
         for i, name in enumerate(names):
-            descr = cls.__dict__.get(name)
+            descr = kind.__dict__.get(name)
             if descr is None or not lmcz_has_descr_set(<PyObject*>descr):
-                raise TypeError(f"{cls!r}.{name} is not a slot of it")
-            self.at[i] = lmcz_slot_offset(<PyObject*>descr, <PyObject*>cls)
+                raise TypeError(f"{kind!r}.{name} is not a slot of it")
+            self.at[i] = lmcz_slot_offset(<PyObject*>descr, <PyObject*>kind)
             if self.at[i] < 0:
-                raise TypeError(f"{cls!r}.{name} is not a writable object slot of it")
-        self.cls = cls
+                raise TypeError(f"{kind!r}.{name} is not a writable object slot of it")
+        self.cls = kind
         self.n = len(names)
 
     def __call__(self, *values):
