@@ -44,6 +44,7 @@ from bench_service import _make_corpus, _Serve, run_client_process
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
 
+from _front_support import cpu_times  # noqa: E402
 from _official_standin import StandInProcess  # noqa: E402
 
 TILLS = 200
@@ -53,20 +54,6 @@ DEADLINE_MS = 300
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
-
-
-def _schedstat(pid: int) -> tuple[int, int] | None:
-    """(ns on a CPU, ns runnable waiting for one) summed over the threads of `pid` (/proc/PID/task/*/schedstat),
-    or None where the kernel does not keep them."""
-    run = wait = 0
-    try:
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/schedstat") as fh:
-                fields = fh.read().split()
-            run, wait = run + int(fields[0]), wait + int(fields[1])
-    except (OSError, IndexError, ValueError):
-        return None
-    return run, wait
 
 
 def test_front_overhead_and_fallback(tmp_path, board) -> None:  # type: ignore[no-untyped-def]
@@ -97,9 +84,9 @@ def test_front_overhead_and_fallback(tmp_path, board) -> None:  # type: ignore[n
         for round_no in range(rounds):
             order = ["direct", "front"] if round_no % 2 == 0 else ["front", "direct"]
             for name in order:
-                before = _schedstat(official.proc.pid) if name == "direct" else None
+                before = cpu_times(official.proc.pid) if name == "direct" else None
                 runs[name].append(run_client_process(ports[name], codes_file, **load))
-                after = _schedstat(official.proc.pid) if name == "direct" else None
+                after = cpu_times(official.proc.pid) if name == "direct" else None
                 if name == "direct" and standin_cpu is not None:
                     if before is None or after is None:
                         standin_cpu = None
