@@ -25,7 +25,7 @@ from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeASCII
-from libc.math cimport isfinite, signbit
+from libc.math cimport fabs, isfinite, signbit
 from libc.string cimport memcmp, memcpy, strcmp, strlen
 
 import json
@@ -105,8 +105,8 @@ cdef int _ascii(Buf* b, str text) except -1:
     return _raw(b, <const char*>PyUnicode_DATA(text), n)
 
 
-cdef int _digits(Buf* b, long long value) except -1:
-    cdef char tmp[24]
+cdef inline int _digits_into(char* tmp, long long value) noexcept:
+    """`value`'s decimal text at the end of `tmp` (24 bytes); returns where it starts."""
     cdef int at = 24
     cdef unsigned long long v
     cdef bint negative = value < 0
@@ -120,6 +120,12 @@ cdef int _digits(Buf* b, long long value) except -1:
     if negative:
         at -= 1
         tmp[at] = b'-'
+    return at
+
+
+cdef int _digits(Buf* b, long long value) except -1:
+    cdef char tmp[24]
+    cdef int at = _digits_into(tmp, value)
     return _raw(b, tmp + at, 24 - at)
 
 
@@ -296,13 +302,21 @@ cdef class Answers:
     cdef bytes unreadable_head
     cdef object last_age
     cdef bytes last_age_json
+    cdef double last_age_rounded
+    cdef bint last_age_near
     cdef object last_version
     cdef bytes last_version_json
+    cdef object audit_version
+    cdef bytes audit_version_text
+    cdef object last_freshness
+    cdef bytes last_freshness_json
     cdef object piece_inst
     cdef object piece_version
-    cdef long long piece_ms
     cdef bytes piece_head
     cdef bytes piece_tag
+    cdef long long ms_value
+    cdef char ms_text[24]
+    cdef Py_ssize_t ms_len
     cdef Py_ssize_t cis_at
     cdef Py_ssize_t cis_size
 
@@ -311,24 +325,47 @@ cdef class Answers:
         self.error_unreadable = error_unreadable
         self.last_age = None
         self.last_age_json = b"null"
+        self.last_age_near = False
+        self.ms_value = -1
+        self.ms_len = 0
 
     cdef int _age(self, Buf* b, object age) except -1:
-        """`dbAge`: None, or the age rounded to the millisecond (`round(age, 3)`), remembered for the next code."""
+        """`dbAge`: None, or the age rounded to the millisecond (`round(age, 3)`), remembered for the next code.
+
+        An age within 0.49 ms of the last one's rounded value (of the same sign, not zero, below 1e9 s) rounds to
+        that same value: the decimal of three places nearest to it is the one the last age rounded to (it is
+        less than half a step away, the double of that decimal adding at most 6e-8 at 1e9 s), so its text is
+        reused without `round` and `repr` (each request of a one-code check has an age of its own)."""
         cdef object last = self.last_age
+        cdef double d, r
         cdef Buf tmp
         if age is None:
             return _raw(b, b"null", 4)
-        if not (age is last or (PyFloat_CheckExact(age) and PyFloat_CheckExact(last)
-                                and PyFloat_AS_DOUBLE(age) == PyFloat_AS_DOUBLE(last)
-                                and signbit(PyFloat_AS_DOUBLE(age)) == signbit(PyFloat_AS_DOUBLE(last)))):
-            tmp.data = NULL
-            tmp.size = tmp.cap = 0
-            try:
-                _value(&tmp, round(age, 3))
-                self.last_age_json = _take(&tmp)
-            finally:
-                PyMem_Free(tmp.data)
-            self.last_age = age
+        if age is last:
+            return _bytes(b, self.last_age_json)
+        if PyFloat_CheckExact(age):
+            d = PyFloat_AS_DOUBLE(age)
+            r = self.last_age_rounded
+            if self.last_age_near and fabs(d - r) < 0.00049 and signbit(d) == signbit(r):
+                self.last_age = age
+                return _bytes(b, self.last_age_json)
+            if PyFloat_CheckExact(last) and d == PyFloat_AS_DOUBLE(last) and signbit(d) == signbit(
+                    PyFloat_AS_DOUBLE(last)):
+                return _bytes(b, self.last_age_json)
+        tmp.data = NULL
+        tmp.size = tmp.cap = 0
+        try:
+            rounded = round(age, 3)
+            _value(&tmp, rounded)
+            self.last_age_json = _take(&tmp)
+        finally:
+            PyMem_Free(tmp.data)
+        self.last_age = age
+        self.last_age_near = False
+        if PyFloat_CheckExact(age) and PyFloat_CheckExact(rounded):
+            r = PyFloat_AS_DOUBLE(rounded)
+            self.last_age_rounded = r
+            self.last_age_near = isfinite(r) and r != 0.0 and fabs(r) < 1e9
         return _bytes(b, self.last_age_json)
 
     cdef int _code(self, Buf* b, object v, object pg, bint grey) except -1:
@@ -403,17 +440,22 @@ cdef class Answers:
         return _raw(b, b"}", 1)
 
     cdef int _pieces(self, long long req_ms, str inst, str version) except -1:
-        """The parts of an envelope that depend on the request's time, instance and version only, written once for
-        the codes of a request that share them (protocol 2 writes them for every code)."""
+        """The parts of an envelope that depend on the instance and version only (written once while they stay the
+        same objects: protocol 2 writes them for every code, and every request of a version shares them), and
+        the request's time as text (`ms_text`, once per millisecond)."""
         cdef Buf tmp
-        if (self.piece_inst is inst and self.piece_version is version and self.piece_ms == req_ms
-                and self.piece_head is not None):
+        cdef char digits[24]
+        cdef int at
+        if req_ms != self.ms_value or self.ms_len == 0:
+            at = _digits_into(digits, req_ms)
+            memcpy(self.ms_text, digits + at, 24 - at)
+            self.ms_len = 24 - at
+            self.ms_value = req_ms
+        if self.piece_inst is inst and self.piece_version is version and self.piece_head is not None:
             return 0
         tmp.data = NULL
         tmp.size = tmp.cap = 0
         try:
-            _lit(&tmp, b',"reqTimestamp":')
-            _digits(&tmp, req_ms)
             _lit(&tmp, b',"inst":')
             _str(&tmp, inst)
             _lit(&tmp, b',"version":')
@@ -421,8 +463,6 @@ cdef class Answers:
             _lit(&tmp, b',"isCheckedOffline":true,"codes":[')
             self.piece_head = _take(&tmp)
             tmp.size = 0
-            _lit(&tmp, b'&Time=')
-            _digits(&tmp, req_ms)
             _lit(&tmp, b'&Inst=')
             _inner(&tmp, inst)
             _lit(&tmp, b'&Ver=')
@@ -431,23 +471,28 @@ cdef class Answers:
             self.piece_tag = _take(&tmp)
         finally:
             PyMem_Free(tmp.data)
-        self.piece_inst, self.piece_version, self.piece_ms = inst, version, req_ms
+        self.piece_inst, self.piece_version = inst, version
         return 0
+
+    cdef inline int _piece_head(self, Buf* b, long long req_ms, str inst, str version) except -1:
+        """`,"reqTimestamp":...` to `"codes":[` (`_pieces`)."""
+        self._pieces(req_ms, inst, version)
+        _raw(b, b',"reqTimestamp":', 16)
+        _raw(b, self.ms_text, self.ms_len)
+        return _bytes(b, self.piece_head)
 
     cdef int _head(self, Buf* b, str req_id, long long req_ms, str inst, str version) except -1:
         """`reqId` to `isCheckedOffline`, after `"code":...,"description":...`."""
         _lit(b, b',"reqId":')
         _str(b, req_id)
-        self._pieces(req_ms, inst, version)
-        return _bytes(b, self.piece_head)
+        return self._piece_head(b, req_ms, inst, version)
 
     cdef int _head_id(self, Buf* b, const char* rid, long long req_ms, str inst, str version) except -1:
         """`_head` of a generated request id (`_uuid4`'s 36 characters: nothing to escape)."""
         _lit(b, b',"reqId":"')
         _raw(b, rid, 36)
         _raw(b, b'"', 1)
-        self._pieces(req_ms, inst, version)
-        return _bytes(b, self.piece_head)
+        return self._piece_head(b, req_ms, inst, version)
 
     cdef int _tail(self, Buf* b, str req_id, long long req_ms, str inst, str version, object db_version,
                    object db_age, str freshness) except -1:
@@ -468,6 +513,8 @@ cdef class Answers:
         """`_tail` after the request id of tag 1265."""
         cdef Buf tmp
         self._pieces(req_ms, inst, version)
+        _raw(b, b'&Time=', 6)
+        _raw(b, self.ms_text, self.ms_len)
         _bytes(b, self.piece_tag)
         if not (db_version is self.last_version and self.last_version_json is not None):
             tmp.data = NULL
@@ -482,7 +529,16 @@ cdef class Answers:
         _lit(b, b',"dbAge":')
         self._age(b, db_age)
         _lit(b, b',"dbFreshness":')
-        return _str(b, freshness)
+        if freshness is not self.last_freshness or self.last_freshness_json is None:
+            tmp.data = NULL
+            tmp.size = tmp.cap = 0
+            try:
+                _str(&tmp, freshness)
+                self.last_freshness_json = _take(&tmp)
+            finally:
+                PyMem_Free(tmp.data)
+            self.last_freshness = freshness
+        return _bytes(b, self.last_freshness_json)
 
     cdef int _audit_line(self, Buf* a, Envelope head, str req_id, object version, const char* outcome) except -1:
         """An audit line up to its codes: `{"t":...,"id":...,"c":...,"v":...,"o":...,"k":[` (`audit._format`)."""
@@ -508,7 +564,10 @@ cdef class Answers:
         if version is None:
             _raw(a, b"null", 4)
         else:
-            _ascii(a, str(version))
+            if version is not self.audit_version or self.audit_version_text is None:
+                self.audit_version_text = str(version).encode("ascii")
+                self.audit_version = version
+            _bytes(a, self.audit_version_text)
         _lit(a, b',"o":"')
         if head.audit_tag:
             if strcmp(outcome, b"ok") != 0:

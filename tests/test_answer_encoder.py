@@ -132,6 +132,41 @@ def test_protocol_2_answer_is_the_reference_bytes(answers: list[Any], data: st.D
     assert blocked == sum(v.blocked for v in answers if isinstance(v, Verdict))
 
 
+#: Ages one after the other as a service's requests see them: close to each other (a request's age is the last
+#: one's plus its interval), near the halves of a millisecond where the rounding turns, of either sign, zero.
+AGE_STEPS = st.lists(st.sampled_from([0.0, 1e-7, 0.00001, 0.0001, 0.00048, 0.00049, 0.0005, 0.00051, 0.003])
+                     | st.floats(-0.002, 0.002), min_size=1, max_size=25)
+AGE_START = st.sampled_from([0.0, -0.0, 0.0005, 0.0004999, 0.0015, 1234.5675, 1234.5685, -3.2105, 72 * 3600.0,
+                             1e9 - 0.01, 1e12 + 0.25]) | st.floats(-1e6, 1e6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(start=AGE_START, steps=AGE_STEPS, data=st.data())
+def test_one_encoder_over_many_requests_is_the_reference_bytes(start: float, steps: list[float],
+                                                               data: st.DataObject) -> None:
+    """The service keeps one encoder for all its requests: what it remembers of the last one (the age's text, the
+    request time's, the instance's and the version's pieces, the freshness) must never leak into the next."""
+    encoder = Answers(Unreadable, ERROR_UNREADABLE)
+    age = start
+    insts = ["inst-a", "inst-b"]
+    for step in steps:
+        age += step
+        verdict = Verdict(blocked=False, cis="0104600439931256" "21ABC", gtin="04600439931256", serial="ABC",
+                          identity="x", block=None, db_version=data.draw(st.sampled_from([3, 4])),
+                          db_updated_at=None, db_age=float(age), instance_id="inst-a", mrp=None, smp=None,
+                          grey_gtin=False, sold=False)
+        req_ms = data.draw(st.sampled_from([1_700_000_000_000, 1_700_000_000_001, 0, 7]))
+        # equal texts as new objects, and other texts: the pieces are remembered by the objects they came from
+        inst = "".join(data.draw(st.sampled_from(insts)))
+        version = data.draw(st.sampled_from(["ver-1", "ver-2", "".join(["ver-", "1"])]))
+        freshness = data.draw(st.sampled_from(["ready", "stale", "".join(["rea", "dy"])]))
+        req_id = str(uuid.uuid4())
+        expected, _ = reference_v1([verdict], req_id, req_ms, inst, version, False, freshness)
+        body, *_ = encoder.v1([verdict], Envelope(req_id, req_ms, inst, version, freshness, False, None, "", ""))
+        assert body == expected, (age, body, expected)
+        assert json.loads(body)["dbAge"] == round(age, 3)
+
+
 @given(value=JSON_VALUE)
 @settings(max_examples=300, deadline=None)
 def test_a_value_is_written_as_the_json_encoder_writes_it(value: Any) -> None:
