@@ -290,7 +290,7 @@ class LocalModule:
         """Whether a request to `path` has its credentials checked (so may fail them): every endpoint but
         /metrics (status and config check credentials a client sends, and answer without any)."""
         route = self._routes.get(path.rstrip(b"/").lower() or b"/")
-        return self.config.auth and route is not None and bool(route[3])
+        return self.shared.config.auth and route is not None and bool(route[3])
 
     def admit(self, path: bytes, authorization: bytes | None) -> tuple[bool, str | None]:
         """The one authentication decision for a request: whether a request to `path` with this `Authorization`
@@ -306,7 +306,8 @@ class LocalModule:
 
     def _admitted(self, route: Any, authorization: bytes | None) -> tuple[bool, str | None, Caller | None]:
         """`admit` and, when several organisations are served, the organisation's `Caller` (None: none)."""
-        if route is None or not route[3] or not self.config.auth:
+        config = self.shared.config       # (not the `config` property: a call fewer per request)
+        if route is None or not route[3] or not config.auth:
             return True, None, None
         organisations = self.organisations
         if organisations is not None:
@@ -322,7 +323,7 @@ class LocalModule:
                 return True, who, None
         if route[0] == "page" and self._page_authorized(authorization):
             return True, "page", None
-        optional = route[3] == "optional" and authorization is None and not self.config.status_auth
+        optional = route[3] == "optional" and authorization is None and not config.status_auth
         return optional, None, None
 
     def authenticate(self, header: bytes | None) -> str | None:

@@ -122,13 +122,9 @@ class Checks:
         #: Protocol 1's request ids (protocol 2 draws a request's ids in one `os.urandom` call of its own).
         self.request_id = RequestIds()
         self._ends: tuple[str | None, Who, tuple[str, str]] = (None, None, line_ends(None, None))
-
-    def _line_ends(self, client: str | None, who: Who) -> tuple[str, str]:
-        """`audit.line_ends(client, who)`, remembered for the next request (a till sends the same client id)."""
-        ends = self._ends
-        if ends[0] != client or ends[1] != who:
-            ends = self._ends = (client, who, line_ends(client, who))
-        return ends[2]
+        #: The instance's and the version's UUIDs of the last request of no organisation: `(instance_id,
+        #: db_version, inst, version)` (`Shared.instance_uuid` and `version_uuid` are functions of the two).
+        self._ids: tuple[Any, ...] = (None, None, "", "")
 
     def items(self, method: bytes, query: bytes | None, body: bytes, content_type: bytes | None) -> list[Any]:
         """The `cis_list` of a POST body, or the `cis` parameters of a query; refuses none or too many."""
@@ -170,7 +166,8 @@ class Checks:
         """The store's status if checks may be answered; else the LM's 4045/4050 refusal, audited."""
         shared = self._shared
         shared.activity.request(client, shared.peer, len(raws))
-        shared.organisation_saw(who, client, len(raws))
+        if who is not None:
+            shared.organisation_saw(who, client, len(raws))
         try:
             return shared.status.require_ready()
         except HttpError as exc:
@@ -216,17 +213,26 @@ class Checks:
         """`check_steps` worked at once, without a pause (a request of one slice; protocol 2's envelopes are all
         written in one pass)."""
         checked = Checked()
-        with self._pin_version() as view:
+        view = self._pin_version()
+        try:
             checked.db_version = view.db_version
-            for start in range(0, len(raws), CHECK_SLICE):
-                self._check_slice(view, checked, raws, start, pgs, req_id)
+            if len(raws) <= CHECK_SLICE:
+                self._check_slice(view, checked, raws, 0, pgs, req_id)
+            else:
+                for start in range(0, len(raws), CHECK_SLICE):
+                    self._check_slice(view, checked, raws, start, pgs, req_id)
+        finally:
+            view.close()
         return self._checked(checked, raws, req_id, req_ms, client, who)
 
     def _check_slice(self, view: Snapshot, checked: Checked, raws: list[Any], start: int,
                      pgs: list[int | None] | None, req_id: str) -> None:
         """The compiled verdicts of `raws[start:start + CHECK_SLICE]` into `checked` (one `CheckBatch`)."""
-        chunk = raws[start:start + CHECK_SLICE]
-        groups = None if pgs is None else pgs[start:start + CHECK_SLICE]
+        if start == 0 and len(raws) <= CHECK_SLICE:        # the whole request: no copy of it
+            chunk, groups = raws, pgs
+        else:
+            chunk = raws[start:start + CHECK_SLICE]
+            groups = None if pgs is None else pgs[start:start + CHECK_SLICE]
         long = too_long(chunk, DEFAULT_MAX_CODE_LENGTH)
         if long:
             chunk = [None if index in long else raw for index, raw in enumerate(chunk)]
@@ -258,6 +264,8 @@ class Checks:
                         index=first.index, reason=first.reason, reqId=req_id)
         if checked.unreadable:
             self._shared.metrics.codes_unreadable += len(checked.unreadable)
+        elif len(checked.batches) == 1 and not checked.batches[0].verdicts:
+            return checked          # free codes only: nothing refused to count
         activity = self._shared.activity
         refused = len(checked.unreadable)
         for batch in checked.batches:
@@ -281,17 +289,39 @@ class Checks:
 
     def handle_check(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                      content_type: bytes | None) -> Response | Steps:
-        raws = self.items(method, query, body, content_type)
-        now = self._shared.clock()
-        req_ms = int(now * 1000)
+        raws = self.plain_items(method, query, body, content_type)[0]
+        req_ms = int(self._shared.clock() * 1000)
         req_id = self.request_id()
         client = client_id.decode("utf-8", "replace") if client_id else None
         who = self._shared.audit_who()
         status = self.ready_for(req_id, req_ms, client, raws, who)
         if len(raws) <= CHECK_SLICE:        # one slice: answered at once, without the slices' generator
-            checked = self.check_all(raws, req_id, req_ms, client, status, None, who)
-            return Response(200, self._encode_v1(checked, req_id, req_ms, status, client, who))
+            return Response(200, self._one_slice_v1(raws, req_id, req_ms, client, status, who))
         return Steps(self._check_steps(raws, req_id, req_ms, client, status, who))
+
+    def _one_slice_v1(self, raws: list[Any], req_id: str, req_ms: int, client: str | None, status: Status,
+                      who: Who) -> bytes:
+        """Protocol 1's answer to a request of one slice (CHECK_SLICE codes at most: a till's scan is one code),
+        checked and encoded in one go: `check_all`, `_checked` and `_encode_v1` with no call between them but the
+        snapshot's, the compiled check's and the encoder's (`_checked` only when something was refused)."""
+        shared = self._shared
+        checked = Checked()
+        view = self._pin_version()
+        try:
+            checked.db_version = view.db_version
+            self._check_slice(view, checked, raws, 0, None, req_id)
+        finally:
+            view.close()
+        if checked.unreadable or checked.batches[0].verdicts:
+            self._checked(checked, raws, req_id, req_ms, client, who)
+        body, line, checked_codes, blocked = self.answers.v1_batches(
+            checked.batches, checked.unreadable, self.envelope(req_id, req_ms, checked, status, client, who))
+        metrics = shared.metrics
+        metrics.codes_checked += checked_codes
+        metrics.codes_blocked += blocked
+        if line is not None:
+            shared.audit.record_lines(req_ms, line, 1)  # type: ignore[union-attr]
+        return body  # type: ignore[no-any-return]
 
     def _check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                      status: Status, who: Who = None) -> Generator[None, None, Response]:
@@ -317,8 +347,21 @@ class Checks:
         refreshed, and what the audit lines name (no audit log: none written)."""
         shared = self._shared
         batch = checked.batches[0]
-        inst = shared.instance_uuid(batch.instance_id, who)
-        version = shared.version_uuid(batch.instance_id, batch.db_version, who)
-        audit_client, audit_tail = self._line_ends(client, who) if shared.audit is not None else (None, "")
+        ids = self._ids
+        plain = who is None or who.__class__ is str         # not an organisation's request
+        if plain and ids[0] is not None and ids[0] == batch.instance_id and ids[1] == batch.db_version:
+            inst, version = ids[2], ids[3]
+        else:
+            inst = shared.instance_uuid(batch.instance_id, who)
+            version = shared.version_uuid(batch.instance_id, batch.db_version, who)
+            if plain:
+                self._ids = (batch.instance_id, batch.db_version, inst, version)
+        if shared.audit is not None:        # `audit.line_ends(client, who)`, remembered (a till sends one client id)
+            ends = self._ends
+            if ends[0] != client or ends[1] != who:
+                ends = self._ends = (client, who, line_ends(client, who))
+            audit_client, audit_tail = ends[2]
+        else:
+            audit_client, audit_tail = None, ""
         return Envelope(req_id, req_ms, inst, version, status.state, shared.status.grey_list, audit_client,
                         audit_tail, shared.audit_tag or "")
