@@ -19,7 +19,9 @@ it. Of lmcz_fast only `_probe` is imported (its flags); the service hands in the
 
 from cpython cimport array as carray
 from cpython.bytearray cimport PyByteArray_AS_STRING
-from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE, _PyBytes_Resize
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_INCREF, Py_XDECREF
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact
 from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_CheckExact
@@ -61,6 +63,34 @@ cdef struct Buf:
     char* data
     Py_ssize_t size
     Py_ssize_t cap
+    PyObject* obj       # the bytes object `data` is the buffer of (an answer's body), or NULL: PyMem memory
+
+
+cdef inline void _init(Buf* b) noexcept:
+    b.data = NULL
+    b.size = b.cap = 0
+    b.obj = NULL
+
+
+cdef int _init_bytes(Buf* b, Py_ssize_t cap) except -1:
+    """`b` written straight into a new bytes object of `cap` bytes (grown as needed, cut to size by `_take`): an
+    answer's body is not copied once written (a protocol 2 answer of 128 codes is ~130 KB)."""
+    cdef object obj = PyBytes_FromStringAndSize(NULL, cap)
+    Py_INCREF(obj)
+    b.obj = <PyObject*>obj
+    b.data = PyBytes_AS_STRING(obj)
+    b.size = 0
+    b.cap = cap
+    return 0
+
+
+cdef void _free(Buf* b) noexcept:
+    if b.obj != NULL:
+        Py_XDECREF(b.obj)
+        b.obj = NULL
+    else:
+        PyMem_Free(b.data)
+    b.data = NULL
 
 
 cdef int _grow(Buf* b, Py_ssize_t extra) except -1:
@@ -72,6 +102,11 @@ cdef int _grow(Buf* b, Py_ssize_t extra) except -1:
     cap = b.cap * 2 if b.cap else 1024
     while cap < want:
         cap *= 2
+    if b.obj != NULL:
+        _PyBytes_Resize(&b.obj, cap)        # on failure it frees the object and sets it NULL
+        b.data = PyBytes_AS_STRING(<object>b.obj)
+        b.cap = cap
+        return 0
     data = <char*>PyMem_Realloc(b.data, cap)
     if data == NULL:
         raise MemoryError()
@@ -184,13 +219,11 @@ cdef int _inner(Buf* b, str text) except -1:
     return 0
 
 
-cdef int _ascii_str(Buf* b, const unsigned char* data, Py_ssize_t n) except -1:
-    """ASCII bytes as a JSON string, escaped as `_inner` escapes the same text."""
+cdef inline char* _ascii_into(char* out, const unsigned char* data, Py_ssize_t n) noexcept:
+    """ASCII bytes as a JSON string at `out` (room for `6 * n + 2` bytes), escaped as `_inner` escapes the same
+    text; returns the end."""
     cdef Py_ssize_t i
     cdef unsigned int c
-    cdef char* out
-    _grow(b, n * 6 + 2)
-    out = b.data + b.size
     out[0] = b'"'
     out += 1
     for i in range(n):
@@ -206,8 +239,38 @@ cdef int _ascii_str(Buf* b, const unsigned char* data, Py_ssize_t n) except -1:
             _u4(out, c)
             out += 6
     out[0] = b'"'
-    b.size = out + 1 - b.data
+    return out + 1
+
+
+cdef int _ascii_str(Buf* b, const unsigned char* data, Py_ssize_t n) except -1:
+    """ASCII bytes as a JSON string, escaped as `_inner` escapes the same text."""
+    _grow(b, n * 6 + 2)
+    b.size = _ascii_into(b.data + b.size, data, n) - b.data
     return 0
+
+
+cdef inline char* _put(char* out, const char* text) noexcept:
+    """A literal at `out` (its length folded by the compiler); returns the end."""
+    cdef size_t n = strlen(text)
+    memcpy(out, text, n)
+    return out + n
+
+
+cdef inline char* _put_bool(char* out, bint value) noexcept:
+    if value:
+        return _put(out, b"true")
+    return _put(out, b"false")
+
+
+cdef inline char* _put_price(char* out, bint has, long long value) noexcept:
+    """A price in kopecks, or null."""
+    cdef char tmp[24]
+    cdef int at
+    if not has:
+        return _put(out, b"null")
+    at = _digits_into(tmp, value)
+    memcpy(out, tmp + at, 24 - at)
+    return out + 24 - at
 
 
 cdef inline int _str(Buf* b, str text) except -1:
@@ -253,7 +316,17 @@ cdef inline int _bool(Buf* b, bint value) except -1:
 
 
 cdef bytes _take(Buf* b):
-    return PyBytes_FromStringAndSize(b.data, b.size)
+    """What `b` holds, as bytes: its own object cut to size (`_init_bytes`), else a copy."""
+    cdef bytes out
+    if b.obj == NULL:
+        return PyBytes_FromStringAndSize(b.data, b.size)
+    _PyBytes_Resize(&b.obj, b.size)
+    out = <bytes>b.obj
+    Py_XDECREF(b.obj)
+    b.obj = NULL
+    b.data = NULL
+    b.cap = b.size = 0
+    return out
 
 
 cdef str _take_text(Buf* b):
@@ -352,14 +425,13 @@ cdef class Answers:
             if PyFloat_CheckExact(last) and d == PyFloat_AS_DOUBLE(last) and signbit(d) == signbit(
                     PyFloat_AS_DOUBLE(last)):
                 return _bytes(b, self.last_age_json)
-        tmp.data = NULL
-        tmp.size = tmp.cap = 0
+        _init(&tmp)
         try:
             rounded = round(age, 3)
             _value(&tmp, rounded)
             self.last_age_json = _take(&tmp)
         finally:
-            PyMem_Free(tmp.data)
+            _free(&tmp)
         self.last_age = age
         self.last_age_near = False
         if PyFloat_CheckExact(age) and PyFloat_CheckExact(rounded):
@@ -453,8 +525,7 @@ cdef class Answers:
             self.ms_value = req_ms
         if self.piece_inst is inst and self.piece_version is version and self.piece_head is not None:
             return 0
-        tmp.data = NULL
-        tmp.size = tmp.cap = 0
+        _init(&tmp)
         try:
             _lit(&tmp, b',"inst":')
             _str(&tmp, inst)
@@ -470,7 +541,7 @@ cdef class Answers:
             _lit(&tmp, b'","dbVersion":')
             self.piece_tag = _take(&tmp)
         finally:
-            PyMem_Free(tmp.data)
+            _free(&tmp)
         self.piece_inst, self.piece_version = inst, version
         return 0
 
@@ -517,26 +588,24 @@ cdef class Answers:
         _raw(b, self.ms_text, self.ms_len)
         _bytes(b, self.piece_tag)
         if not (db_version is self.last_version and self.last_version_json is not None):
-            tmp.data = NULL
-            tmp.size = tmp.cap = 0
+            _init(&tmp)
             try:
                 _str(&tmp, str(db_version))
                 self.last_version_json = _take(&tmp)
             finally:
-                PyMem_Free(tmp.data)
+                _free(&tmp)
             self.last_version = db_version
         _bytes(b, self.last_version_json)
         _lit(b, b',"dbAge":')
         self._age(b, db_age)
         _lit(b, b',"dbFreshness":')
         if freshness is not self.last_freshness or self.last_freshness_json is None:
-            tmp.data = NULL
-            tmp.size = tmp.cap = 0
+            _init(&tmp)
             try:
                 _str(&tmp, freshness)
                 self.last_freshness_json = _take(&tmp)
             finally:
-                PyMem_Free(tmp.data)
+                _free(&tmp)
             self.last_freshness = freshness
         return _bytes(b, self.last_freshness_json)
 
@@ -595,45 +664,47 @@ cdef class Answers:
         return _lit(a, b",0]")
 
     cdef int _fast(self, Buf* b, _Batch v, Py_ssize_t j, object pg, bint grey) except -1:
-        """One free code's entry from its batch's arrays, as `_code` writes its `Verdict`."""
+        """One free code's entry from its batch's arrays, as `_code` writes its `Verdict`: room made once, then
+        written with no check per field (but `groupIds`' value, an object)."""
         cdef int f = v.flags[j]
         cdef const unsigned char* cis = v.cis + j * CIS_STRIDE
         cdef Py_ssize_t n = v.cis_len[j]
         cdef Py_ssize_t at, size
-        _raw(b, b'{"cis":', 7)
-        at = b.size
-        _ascii_str(b, cis, n)
-        size = b.size - at
-        _raw(b, b',"printView":', 13)
-        _grow(b, size)              # then copy the JSON text just written (b.data is where it will stay)
-        memcpy(b.data + b.size, b.data + at, size)
-        b.size += size
+        cdef char* out
+        # the fields, two CIS and a GTIN of 6 bytes a character at most, two prices of 20 digits
+        _grow(b, 360 + 12 * n + 6 * GTIN_STRIDE)
+        out = _put(b.data + b.size, b'{"cis":')
+        at = out - b.data
+        out = _ascii_into(out, cis, n)
+        size = out - b.data - at
+        out = _put(out, b',"printView":')
+        memcpy(out, b.data + at, size)          # the JSON text just written
+        out += size
         self.cis_at, self.cis_size = at, size       # for `_fast_audit`
-        _raw(b, b',"gtin":', 8)
-        _ascii_str(b, v.gtin + j * GTIN_STRIDE, GTIN_STRIDE)
+        out = _put(out, b',"gtin":')
+        out = _ascii_into(out, v.gtin + j * GTIN_STRIDE, GTIN_STRIDE)
         if pg is None:
-            _lit(b, b',"groupIds":[]')
+            out = _put(out, b',"groupIds":[]')
         else:
-            _lit(b, b',"groupIds":[')
+            out = _put(out, b',"groupIds":[')
+            b.size = out - b.data
             _value(b, pg)
             _raw(b, b"]", 1)
-        _lit(b, b',"found":true,"valid":true,"verified":true,"realizable":true,"utilised":true,"sold":')
-        _bool(b, f & F_SOLD)
-        _lit(b, b',"isBlocked":')
-        _bool(b, f & F_BLOCKED)
-        _lit(b, b',"ogvs":[],"isGreyGtin":')
-        _bool(b, grey and (f & F_GREY))
-        _lit(b, b',"mrp":')
-        if f & F_HAS_MRP:
-            _digits(b, v.mrp[j])
-        else:
-            _raw(b, b"null", 4)
-        _lit(b, b',"smp":')
-        if f & F_HAS_SMP:
-            _digits(b, v.smp[j])
-        else:
-            _raw(b, b"null", 4)
-        return _lit(b, b',"block":null}')
+            _grow(b, 300)
+            out = b.data + b.size
+        out = _put(out, b',"found":true,"valid":true,"verified":true,"realizable":true,"utilised":true,"sold":')
+        out = _put_bool(out, f & F_SOLD)
+        out = _put(out, b',"isBlocked":')
+        out = _put_bool(out, f & F_BLOCKED)
+        out = _put(out, b',"ogvs":[],"isGreyGtin":')
+        out = _put_bool(out, grey and (f & F_GREY))
+        out = _put(out, b',"mrp":')
+        out = _put_price(out, f & F_HAS_MRP, v.mrp[j])
+        out = _put(out, b',"smp":')
+        out = _put_price(out, f & F_HAS_SMP, v.smp[j])
+        out = _put(out, b',"block":null}')
+        b.size = out - b.data
+        return 0
 
     cdef int _fast_audit(self, Buf* a, Buf* b, _Batch v, Py_ssize_t j) except -1:
         """A free code's `[cis, 1|0]`, its CIS the JSON text `_fast` last wrote into `b` (the same escaping)."""
@@ -693,6 +764,41 @@ cdef class Answers:
             line = _take_text(a)
         return _take(b), line
 
+    cdef tuple _v2_parts(self, Envelope head, object db_version, object db_age):
+        """What protocol 2 writes around each free code of a batch of `head`'s instance and version, but its
+        request id (`_head_id`, `_tail_id`, `_audit_line_id`, `_audit_end`), written once per batch:
+        `(after the id in the head, after the id in tag 1265 to the envelope's end, the audit line up to the id,
+        after it up to the code, after the code)`."""
+        cdef Buf tmp
+        cdef Py_ssize_t at
+        cdef list out = []
+        _init(&tmp)
+        try:
+            _raw(&tmp, b'"', 1)
+            self._piece_head(&tmp, head.req_ms, head.inst, head.version)
+            out.append(_take(&tmp))
+            tmp.size = 0
+            self._tail_rest(&tmp, head.req_ms, head.inst, head.version, db_version, db_age, head.freshness)
+            _raw(&tmp, b"}", 1)
+            out.append(_take(&tmp))
+            tmp.size = 0
+            _lit(&tmp, b'{"t":')
+            _digits(&tmp, head.req_ms)
+            _lit(&tmp, b',"id":"')
+            out.append(_take(&tmp))
+            tmp.size = 0
+            if head.audit_client is not None:
+                self._audit_rest(&tmp, head, db_version, b"ok")
+                out.append(_take(&tmp))
+                tmp.size = 0
+                self._audit_end(&tmp, head)
+                out.append(_take(&tmp))
+            else:
+                out += [b"", b""]
+        finally:
+            _free(&tmp)
+        return tuple(out)
+
     def v1_batches(self, list batches, dict unreadable, Envelope head):
         """`v1` of the compiled verdicts of a request's scans, in order (`_probe.CheckBatch`es of one version),
         `unreadable` the unreadable item of each scan a batch flags so, by its index in the request. Returns
@@ -706,9 +812,10 @@ cdef class Answers:
         for batch in batches:
             n += len(batch)
         db_version, db_age, _ = self._first(batches, v)
-        b.data = a.data = NULL
-        b.size = b.cap = a.size = a.cap = 0
+        _init(&b)
+        _init(&a)
         try:
+            _init_bytes(&b, 600 * n + 600)
             self._v1_open(&b, &a, n, unread, head, db_version, audit)
             for batch in batches:
                 v.set(batch)
@@ -740,8 +847,8 @@ cdef class Answers:
             body, line = self._v1_close(&b, &a, unread, head, db_version, db_age, audit)
             return body, line, checked, blocked
         finally:
-            PyMem_Free(b.data)
-            PyMem_Free(a.data)
+            _free(&b)
+            _free(&a)
 
     def v2_batches(self, list batches, dict unreadable, list pgs, bytes ids, Envelope head, object db_version,
                    object uuids):
@@ -753,6 +860,8 @@ cdef class Answers:
         cdef char rid_text[36]
         cdef str rid, inst, version
         cdef object item, pg, seen_instance, seen_version, item_version, item_age, item_instance
+        cdef tuple parts
+        cdef bytes p_head, p_tail, p_line, p_rest, p_end
         cdef int f
         cdef Buf b, a
         for batch in batches:
@@ -762,19 +871,44 @@ cdef class Answers:
         known_version, known_age, seen_instance = self._first(batches, v)
         seen_version = known_version
         rnd = <const unsigned char*>PyBytes_AS_STRING(ids)
-        b.data = a.data = NULL
-        b.size = b.cap = a.size = a.cap = 0
+        _init(&b)
+        _init(&a)
         try:
-            _grow(&b, 1100 * n + 100)
+            _init_bytes(&b, 1100 * n + 100)
             if audit:
                 _grow(&a, 200 * n + 100)
             _lit(&b, b'{"results":[')
             for batch in batches:
                 v.set(batch)
+                # a free code of the batch's own instance and version: its envelope is these parts and its id
+                parts = (self._v2_parts(head, v.db_version, v.db_age)
+                         if v.instance_id == seen_instance and v.db_version == seen_version else None)
+                if parts is not None:
+                    p_head, p_tail, p_line, p_rest, p_end = parts
                 for j in range(v.n):
                     pg = <object>PyList_GET_ITEM(pgs, i)
                     f = v.flags[j]
                     item = None if f & F_UNREADABLE else v.item(j)
+                    if i and item is None and parts is not None and not f & F_UNREADABLE:
+                        _raw(&b, b",", 1)
+                        _uuid4(rid_text, rnd + 16 * (i - 1))
+                        i += 1
+                        _raw(&b, b'{"code":0,"description":"ok","reqId":"', 38)
+                        _raw(&b, rid_text, 36)
+                        _bytes(&b, p_head)
+                        self._fast(&b, v, j, pg, head.grey)
+                        blocked += (f & F_BLOCKED) != 0
+                        _raw(&b, b'],"tag1265":"UUID=', 18)
+                        _raw(&b, rid_text, 36)
+                        _bytes(&b, p_tail)
+                        checked += 1
+                        if audit:
+                            _bytes(&a, p_line)
+                            _raw(&a, rid_text, 36)
+                            _bytes(&a, p_rest)
+                            self._fast_audit(&a, &b, v, j)
+                            _bytes(&a, p_end)
+                        continue
                     if i:
                         _raw(&b, b",", 1)
                         _uuid4(rid_text, rnd + 16 * (i - 1))
@@ -843,8 +977,8 @@ cdef class Answers:
             _lit(&b, b"]}")
             return _take(&b), _take_text(&a) if audit else "", checked, blocked
         finally:
-            PyMem_Free(b.data)
-            PyMem_Free(a.data)
+            _free(&b)
+            _free(&a)
 
     def v1(self, list answers, Envelope head):
         """Protocol 1's answer to a check: `(body, audit_line or None, checked, blocked)`; `answers` holds a
@@ -856,8 +990,8 @@ cdef class Answers:
         cdef bint audit = head.audit_client is not None
         cdef bint bad
         cdef Buf b, a
-        b.data = a.data = NULL
-        b.size = b.cap = a.size = a.cap = 0
+        _init(&b)
+        _init(&a)
         for i in range(n):
             item = <object>PyList_GET_ITEM(answers, i)
             if type(item) is kind:
@@ -886,8 +1020,8 @@ cdef class Answers:
             body, line = self._v1_close(&b, &a, unread, head, first.db_version, first.db_age, audit)
             return body, line, checked, blocked
         finally:
-            PyMem_Free(b.data)
-            PyMem_Free(a.data)
+            _free(&b)
+            _free(&a)
 
     def v2(self, list answers, list pgs, bytes ids, Envelope head, object db_version, object uuids):
         """Protocol 2's answer to a check, one envelope per code: `(body, audit_lines or "", checked, blocked)`.
@@ -918,8 +1052,8 @@ cdef class Answers:
             raise ValueError("no code of the request was checked")
         seen_instance, seen_version = known.instance_id, known.db_version
         rnd = <const unsigned char*>PyBytes_AS_STRING(ids)
-        b.data = a.data = NULL
-        b.size = b.cap = a.size = a.cap = 0
+        _init(&b)
+        _init(&a)
         try:
             _grow(&b, 1100 * n + 100)
             if audit:
@@ -971,8 +1105,8 @@ cdef class Answers:
             _lit(&b, b"]}")
             return _take(&b), _take_text(&a) if audit else "", checked, blocked
         finally:
-            PyMem_Free(b.data)
-            PyMem_Free(a.data)
+            _free(&b)
+            _free(&a)
 
 
 cdef class _Batch:
@@ -1210,10 +1344,9 @@ def cis_list(bytes body):
 def json_text(value):
     """`value` as the service's JSON encoder writes it (a str, int, float, bool, None, or anything it encodes)."""
     cdef Buf b
-    b.data = NULL
-    b.size = b.cap = 0
+    _init(&b)
     try:
         _value(&b, value)
         return _take_text(&b)
     finally:
-        PyMem_Free(b.data)
+        _free(&b)
