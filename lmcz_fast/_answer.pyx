@@ -51,6 +51,7 @@ cdef extern from "Python.h":
     int PyUnicode_KIND(object text)
     Py_UCS4 PyUnicode_READ(int kind, void* data, Py_ssize_t index)
     Py_ssize_t PyUnicode_GET_LENGTH(object text)
+    object PyUnicode_New(Py_ssize_t size, Py_UCS4 maxchar)
 
 #: The encoder every answer was sent with (service/responses.py `encode_json`): what a value of another type than
 #: str, int, float, bool or None goes through, so that it is written as before.
@@ -173,6 +174,25 @@ cdef inline void _u4(char* out, unsigned int c) noexcept:
     out[5] = HEX[c & 15]
 
 
+cdef inline char* _escape_low(char* out, unsigned int c) noexcept:
+    """A control character or DEL as `encode_basestring_ascii` escapes it (`\\n`, `\\u001d`...); returns the end."""
+    out[0] = b'\\'
+    if c == 8:
+        out[1] = b'b'
+    elif c == 12:
+        out[1] = b'f'
+    elif c == 10:
+        out[1] = b'n'
+    elif c == 13:
+        out[1] = b'r'
+    elif c == 9:
+        out[1] = b't'
+    else:
+        _u4(out, c)
+        return out + 6
+    return out + 2
+
+
 cdef int _inner(Buf* b, str text) except -1:
     """`text` JSON-escaped as `json.encoder.encode_basestring_ascii` does, without the quotes."""
     cdef Py_ssize_t n = PyUnicode_GET_LENGTH(text)
@@ -181,6 +201,24 @@ cdef int _inner(Buf* b, str text) except -1:
     cdef void* data = PyUnicode_DATA(text)
     cdef unsigned int c, v
     cdef char* out
+    cdef const unsigned char* ascii
+    if PyUnicode_IS_ASCII(text):        # one byte a character, none above 127: the usual text, read as bytes
+        _grow(b, n * 6)
+        ascii = <const unsigned char*>data
+        out = b.data + b.size
+        for i in range(n):
+            c = ascii[i]
+            if 32 <= c <= 126 and c != 34 and c != 92:
+                out[0] = <char>c
+                out += 1
+            elif c == 34 or c == 92:
+                out[0] = b'\\'
+                out[1] = <char>c
+                out += 2
+            else:
+                out = _escape_low(out, c)
+        b.size = out - b.data
+        return 0
     _grow(b, n * 12)
     out = b.data + b.size
     for i in range(n):
@@ -1213,6 +1251,13 @@ cdef inline int _hex(unsigned char c) noexcept:
     return -1
 
 
+cdef inline str _ascii_text(const char* data, Py_ssize_t n):
+    """A str of `n` characters known to be ASCII (0-127): made and filled, with no decoder's scan."""
+    cdef str out = PyUnicode_New(n, 127)
+    memcpy(PyUnicode_DATA(out), data, n)
+    return out
+
+
 def cis_list(bytes body):
     """The codes of a check request's body when it is exactly `{"cis_list": ["<code>", ...]}` in ASCII (JSON
     whitespace anywhere between tokens, the escapes `\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX` below U+0080 in
@@ -1265,11 +1310,16 @@ def cis_list(bytes body):
                 while i < n and p[i] != b'"' and p[i] != b'\\' and 32 <= p[i] <= 127:
                     i += 1
                 if i < n and p[i] == b'"':         # no escape: the text as it is
-                    out.append(PyUnicode_DecodeASCII(<const char*>p + start, i - start, NULL))
+                    out.append(_ascii_text(<const char*>p + start, i - start))
                 else:
                     size = i - start
                     memcpy(text, p + start, size)
                     while True:
+                        # a run of plain characters, copied in a tight loop; then one escape (or the end)
+                        while i < n and p[i] != b'"' and p[i] != b'\\' and 32 <= p[i] <= 127:
+                            text[size] = <char>p[i]
+                            size += 1
+                            i += 1
                         if i >= n:
                             return None
                         c = p[i]
@@ -1314,7 +1364,7 @@ def cis_list(bytes body):
                             return None
                         text[size] = <char>c
                         size += 1
-                    out.append(PyUnicode_DecodeASCII(text, size, NULL))
+                    out.append(_ascii_text(text, size))
                 i += 1          # the closing quote
                 while i < n and _ws(p[i]):
                     i += 1
