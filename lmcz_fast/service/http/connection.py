@@ -1,109 +1,21 @@
-"""The HTTP/1.1 stack: asyncio protocols over `httptools` (the llhttp parser), uvloop when installed.
-
-A small request — a check is a few microseconds of compiled probe plus an LMDB read — is answered at once, from
-the parser callback. Everything that could hold the event loop longer waits its turn in the `Scheduler`
-(`scheduler.py`), round-robin across connections with a time budget per turn of the loop: a request with a large
-body, a check of many codes (answered in slices, `Steps`), and requests pipelined behind another one (a client
-that pipelines 100 requests gets one per turn, like everyone else). Responses leave in request order. Work of a
-connection that has hung up is dropped, not run.
-
-Wrong credentials are answered late (`throttle.py`): the 401 (or, past the address's slots, a 429) is held with
-`loop.call_later`, never a sleep; a right password is answered at once whatever else its address is doing.
-
-A request's credentials are judged on its headers, before any of its body is read (`LocalModule.
-request_authorised`, the one hook every scheme goes through): a request with a body that would be refused is
-answered 401 (through the throttle, like any failure) and the connection closed with the body unread, so an
-unauthenticated client can make the server hold nothing but its headers. Bodies that are read count against one
-budget for the whole server (`ServiceConfig.max_pending_bodies`, reserved at their declared length when the headers
-arrive): a body that would take the total past it is refused 503 (Retry-After: 1) and its connection closed, unread,
-and the budget is returned when the request is answered or its client goes. A request line of another HTTP version
-than 1.0 or 1.1 is refused 505.
-
-The server accepts connections itself (`loop.add_reader` on the listening socket, up to `ACCEPT_BATCH` at a
-time) instead of leaving it to uvloop's `create_server`: under load, uvloop's listener took one waiting connection
-per turn of the loop, so with 1,000 busy connections a new one waited seconds in the kernel's accept queue.
-
-A durable write (a sale) is answered with a `Deferred`, resolved once the group commit holding it is on disk; it
-stands ahead of the connection's queue like a check in slices, so requests pipelined behind a sale are handled only
-after its answer (a check sent after a sale sees the sale) and responses still leave in request order.
-
-The application behind it (`api.LocalModule`) knows nothing of sockets.
-"""
+"""One client connection (`_Connection`): feeds bytes to llhttp (httptools' callbacks), answers a small request at
+once, queues the rest in order, writes the answers in request order (the package's docstring says the rules)."""
 
 from __future__ import annotations
 
 import asyncio
-import errno
-import logging
 import math
 import socket
 import time
 from collections import deque
-from email.utils import formatdate
 from typing import Any
 
 import httptools
 
-from .api import LocalModule
-from .bodies import BodyBudget
-from .config import MAX_HEAD_BYTES, ServiceConfig
-from .responses import Deferred, HttpError, Response, Steps, error, reason
-from .scheduler import Scheduler
-from .throttle import AuthThrottle, address_key
-
-log = logging.getLogger("lmcz_fast.service")
-
-#: A request with a body (or query) larger than this waits its turn in the scheduler instead of being answered
-#: inside the read callback: decoding it is not free, and its client may be gone by its turn.
-BULK_BYTES = 8192
-#: A response body larger than this is written beside its head (`writelines`: one writev) rather than copied into
-#: one bytes object with it.
-BIG_BODY = 16384
-#: Requests one connection may have queued (pipelined) before the server stops reading from it.
-MAX_QUEUED = 64
-#: Connections accepted per turn of the loop (a burst of new connections is spread over turns: each costs ~50 us).
-ACCEPT_BATCH = 64
-#: The timeout sweep checks every open connection once a second, in this many slices (`Server._sweep`).
-SWEEP_SLICES = 10
-
-_Request = tuple[bytes, bytes, "bytes | None", bytes, "bytes | None", "bytes | None", "bytes | None", float]
-
-
-#: What a closed connection's `parser` is (see `_Connection.connection_lost`): nothing is fed to it.
-_CLOSED_PARSER = httptools.HttpRequestParser(object())
-
-
-_HEAD_STARTS: dict[tuple[int, bytes], bytes] = {}
-
-
-def _head_start(status: int, content_type: bytes) -> bytes:
-    """A response's head up to its Content-Length value, built once per status and content type."""
-    key = (status, content_type)
-    head = _HEAD_STARTS.get(key)
-    if head is None:
-        head = (b"HTTP/1.1 %d %s\r\nServer: lmcz-fast\r\nContent-Type: %s\r\nContent-Length: "
-                % (status, reason(status), content_type))
-        if len(_HEAD_STARTS) < 256:     # a few statuses times a few content types; never grows with clients
-            _HEAD_STARTS[key] = head
-    return head
-
-
-class _Clock:
-    """The Date header, formatted once a second rather than per response."""
-
-    __slots__ = ("second", "header")
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.header = b""
-
-    def date(self) -> bytes:
-        now = int(time.time())
-        if now != self.second:
-            self.second = now
-            self.header = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
-        return self.header
-
+from ..config import MAX_HEAD_BYTES
+from ..responses import Deferred, HttpError, Response, Steps, error
+from ..throttle import address_key
+from .framing import _CLOSED_PARSER, BIG_BODY, BULK_BYTES, MAX_QUEUED, _head_start, _Request
 
 class _Held:
     """A 401 held back by the throttle until its delay is over."""
@@ -125,7 +37,7 @@ class _Connection(asyncio.Protocol):
                  "fresh", "stopped", "reading_paused", "writing_paused", "peer_key", "declared", "chunked",
                  "reserved", "queued_bytes", "parsed")
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: Any) -> None:      # the `Server` (server.py, which imports this module)
         self.server = server
         self.app = server.app
         self.parser = httptools.HttpRequestParser(self)
@@ -577,161 +489,3 @@ class _Connection(asyncio.Protocol):
             return
         self.app.metrics.observe("http", exc.error, time.perf_counter() - self.started if self.started else 0.0)
         self._write(self.app.error_response(exc), keep_alive=False)
-
-
-def _check_timeouts(connections: list[_Connection], now: float) -> None:
-    for conn in connections:
-        conn.timed_out(now)
-
-
-class Server:
-    """The HTTP/1.1 server around a `LocalModule`. `start()` binds; `close()` drains and stops."""
-
-    def __init__(self, app: LocalModule, config: ServiceConfig | None = None, *, backlog: int = 4096,
-                 throttle: AuthThrottle | None = None) -> None:
-        self.app = app
-        self.config = config or app.config
-        self.backlog = backlog
-        self.connections: set[_Connection] = set()
-        self.clock = _Clock()
-        self.draining = False
-        self.scheduler = Scheduler()
-        self.throttle = throttle if throttle is not None else (AuthThrottle() if self.config.auth else None)
-        self.dropped_total = 0
-        self.accept_errors_total = 0
-        self.bodies = BodyBudget(self.config.max_pending_bodies)
-        app.metrics.sources.append(self.metrics)
-        self._sockets: list[socket.socket] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._sweeper: asyncio.Task[None] | None = None
-        self._accept_error_logged = 0.0
-        self.port: int | None = None
-
-    async def start(self, sock: socket.socket | None = None) -> None:
-        loop = self._loop = asyncio.get_running_loop()
-        if sock is not None:
-            sock.setblocking(False)
-            self._sockets = [sock]
-        else:
-            self._sockets = await self._bind(loop)
-        self.port = self._sockets[0].getsockname()[1]
-        for listener in self._sockets:
-            loop.add_reader(listener.fileno(), self._accept, listener)
-        self.app.start_writer(loop)
-        self._sweeper = loop.create_task(self._sweep())
-
-    async def _bind(self, loop: asyncio.AbstractEventLoop) -> list[socket.socket]:
-        """Listening sockets for `config.host` (every address it resolves to) on `config.port`."""
-        infos = await loop.getaddrinfo(self.config.host or None, self.config.port, family=socket.AF_UNSPEC,
-                                       type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        sockets: list[socket.socket] = []
-        seen = set()
-        port = self.config.port
-        try:
-            for family, kind, proto, _, address in infos:
-                if (family, address) in seen:
-                    continue
-                seen.add((family, address))
-                listener = socket.socket(family, kind, proto)
-                sockets.append(listener)
-                listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                if port == 0 and len(sockets) > 1:  # one free port for every address of the name
-                    address = (address[0], sockets[0].getsockname()[1], *address[2:])
-                listener.bind(address)
-                listener.listen(self.backlog)
-                listener.setblocking(False)
-        except OSError:
-            for listener in sockets:
-                listener.close()
-            raise
-        return sockets
-
-    def _accept(self, listener: socket.socket) -> None:
-        loop = self._loop
-        assert loop is not None
-        for _ in range(ACCEPT_BATCH):
-            try:
-                conn, _address = listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except ConnectionAbortedError:
-                continue
-            except OSError as exc:
-                # Out of file descriptors: the socket stays readable, so stop watching it for a moment instead of
-                # spinning on it.
-                self.accept_errors_total += 1
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    now = time.monotonic()
-                    if now - self._accept_error_logged > 60:
-                        log.error("cannot accept connections: %s (%d connections open); retrying every 0.1 s",
-                                  exc.strerror, len(self.connections))
-                        self._accept_error_logged = now
-                    loop.remove_reader(listener.fileno())
-                    loop.call_later(0.1, self._resume_accepting, listener)
-                    return
-                log.warning("accept failed: %s", exc)
-                return
-            conn.setblocking(False)
-            loop.create_task(self._connect(loop, conn))
-
-    def _resume_accepting(self, listener: socket.socket) -> None:
-        if self._loop is not None and not self.draining and listener.fileno() >= 0:
-            self._loop.add_reader(listener.fileno(), self._accept, listener)
-
-    async def _connect(self, loop: asyncio.AbstractEventLoop, conn: socket.socket) -> None:
-        try:
-            await loop.connect_accepted_socket(lambda: _Connection(self), conn)
-        except OSError:
-            conn.close()
-
-    async def _sweep(self) -> None:
-        """Every connection's timeouts are checked once a second, a tenth of them every 0.1 s: with 10,000 open
-        connections one pass over all of them held the loop for ~3 ms (15 ms on a loaded machine) once a second,
-        which every request arriving meanwhile waited out; a tenth of it is within the noise of one request."""
-        pending: list[_Connection] = []
-        per_slice = 1
-        while True:
-            await asyncio.sleep(1.0 / SWEEP_SLICES)
-            if not pending:
-                pending = list(self.connections)
-                per_slice = -(-len(pending) // SWEEP_SLICES)
-                if self.throttle is not None:
-                    self.throttle.sweep()
-            batch = pending[-per_slice:]     # rebound every slice: no connection outlives its close in here
-            del pending[-per_slice:]
-            _check_timeouts(batch, time.monotonic())
-
-    def metrics(self) -> dict[str, float]:
-        """The HTTP stack's own figures, for /metrics."""
-        out: dict[str, float] = {
-            **self.bodies.metrics(),
-            "lmcz_connections_open": len(self.connections),
-            "lmcz_queued_dropped_total": self.dropped_total,
-            "lmcz_scheduler_longest_step_seconds": round(self.scheduler.longest_step, 6),
-            "lmcz_accept_errors_total": self.accept_errors_total,
-        }
-        if self.throttle is not None:
-            out.update(self.throttle.metrics())
-        return out
-
-    async def close(self, grace: float = 2.0) -> None:
-        """Stop accepting, let connections finish the requests they are in, then close them all."""
-        self.draining = True
-        loop = self._loop
-        for listener in self._sockets:
-            if loop is not None and listener.fileno() >= 0:
-                loop.remove_reader(listener.fileno())
-            listener.close()
-        self._sockets = []
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-        deadline = time.monotonic() + grace
-        while any(c.busy for c in self.connections) and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        self.app.stop_writer()
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.close()
-
