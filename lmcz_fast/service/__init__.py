@@ -4,9 +4,9 @@ Till software already speaks to the official Local Module (LM) on 127.0.0.1:5995
 requests under the same names (see docs/service.md for every deviation and guess) and adds the ready-made value of
 fiscal tag 1265, the database's age, Prometheus metrics and an audit log of every check.
 
-Its files say their jobs: `api.py` is the protocol (`LocalModule`: one parsed request in, one `Response` out, no
+Its files say their jobs: `api/` is the protocol (`LocalModule`: one parsed request in, one `Response` out, no
 I/O), with `checks.py` (the check path), `v2.py`, `sold.py`, `answers.py` and `auth.py` (credentials) beside it;
-`http.py` is the HTTP/1.1 stack (`Server`: asyncio protocols over httptools, uvloop when installed); `scheduler.py`
+`http/` is the HTTP/1.1 stack (`Server`: asyncio protocols over httptools, uvloop when installed); `scheduler.py`
 takes slow work round-robin between turns of the event loop; `throttle.py` delays failed logins per address;
 `runner.py` runs it all in the foreground; `config.py`, `responses.py` and `metrics.py` are what they say.
 """

@@ -1,7 +1,7 @@
 """Who a request is: HTTP Basic, or `Authorization: Token <token>` (`serve --token-file`), judged in one place.
 
 `Credentials.authenticate(header)` answers "basic:<user>", "token:<label>" or None (missing, wrong, expired).
-`LocalModule.admit` (api.py) adds the route's rule (status answers without credentials) and is what `handle` and
+`LocalModule.admit` (api/) adds the route's rule (status answers without credentials) and is what `handle` and
 the HTTP layer call. Secrets are compared in constant time: the Basic header against the one expected (then user
 and password each, for a header encoded differently), a token against every configured token, all of them every
 time, so the time taken says nothing about which one came close. Nothing here logs a secret.

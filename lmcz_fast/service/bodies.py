@@ -1,7 +1,7 @@
 """The memory request bodies may hold in the whole server: one budget, reserved on a request's headers and given back
 when its body is answered or its client goes; the C allocator's free memory returned to the system after a peak.
 
-See http.py (who reserves and when) and docs/service.md, "Request bodies".
+See http/ (who reserves and when) and docs/service.md, "Request bodies".
 """
 
 from __future__ import annotations

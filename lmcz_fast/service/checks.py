@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 #: Who asked, as the audit log records it (`Shared.audit_who`): a token's label, an organisation's `Caller`, or None.
 Who: TypeAlias = "str | Caller | None"
-#: Codes checked between two turns of the event loop: a big request never holds it for long (see http.py).
+#: Codes checked between two turns of the event loop: a big request never holds it for long (see http/).
 CHECK_SLICE = 64
 
 

@@ -4,7 +4,7 @@ A small request is answered at once, inside the callback that read it. Anything 
 body, a check of many codes (`Steps`), requests pipelined behind another — waits here: each turn of the event loop
 runs one slice of work from each waiting connection in round-robin order until `budget` seconds are spent, then
 yields to the loop, so sockets are read between turns and a till's one-code check never waits behind a bulk
-request for more than a turn. A connection that hangs up is skipped (its work is dropped, see `http.py`).
+request for more than a turn. A connection that hangs up is skipped (its work is dropped, see `http/`).
 """
 
 from __future__ import annotations

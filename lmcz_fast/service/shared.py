@@ -3,7 +3,7 @@ the audit log, the clock, the activity board, who the request being handled is, 
 answer needs (`StatusView`: the store's status, cached; the UUIDs of an instance and a database version).
 
 The parts (`checks.Checks`, `v2.ProtocolTwo`, `sold.SoldEndpoints`, `durable.DurableWriter`) read this one object;
-none reaches into another part. `LocalModule` (api.py) owns it and sets the request fields on each request.
+none reaches into another part. `LocalModule` (api/) owns it and sets the request fields on each request.
 """
 
 from __future__ import annotations

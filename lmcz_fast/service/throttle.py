@@ -16,7 +16,7 @@ misconfigured till must never lock the others out. Only wrong guesses are slowed
   (answering a right one would make each refusal a verdict on a guess at line speed). That bound caps the
   connections and memory one address can tie up; below it, a right password is never refused.
 
-The delay is not a sleep: the HTTP stack holds the answer with `loop.call_later` (see `http.py`). The table of
+The delay is not a sleep: the HTTP stack holds the answer with `loop.call_later` (see `http/`). The table of
 addresses is bounded; IPv6 clients are keyed by their /64, which one host can fill with addresses.
 """
 

@@ -8,7 +8,7 @@ What differs from protocol 1 (docs/protocol.md, "Protocol 2"):
   reads `results[0]` either way (docs/service.md says why one per code);
 - `POST /api/v2/greyList {"enableGreyList": bool}` switches the grey-GTIN answer on or off (durable, like init).
 
-Status and init are shared with protocol 1 (`api.py`): the same fields, the same types on both.
+Status and init are shared with protocol 1 (`api/`): the same fields, the same types on both.
 """
 
 from __future__ import annotations

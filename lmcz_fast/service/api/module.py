@@ -1,13 +1,14 @@
 """The official Local Module's API over a `Blocklist`: one parsed request in, one `Response` out, no I/O.
 
-It has no sockets of its own, so the HTTP stack underneath (`http.py`) is replaceable (docs/service.md measures three).
-This file is the dispatcher, who may call what (`admit`; who a request is: `auth.py`), status, init, config, metrics
-and the status page. The rest are parts the module holds and hands one `Shared` (shared.py: the store, the settings,
-the metrics, the audit log, the clock, the request being handled, the status cache): the check path both protocols
-share and protocol 1's check answer (`checks.Checks`), protocol 2's own answers (`v2.ProtocolTwo`), the sold
-register's endpoints (`sold.SoldEndpoints`) and the durable writes (`durable.DurableWriter`: a sale, `init` with
-`clearSold` or a round request, `greyList` answer a `Deferred` that the writer thread resolves once committed).
-The fields the answers hold are in `answers.py`.
+It has no sockets of its own, so the HTTP stack underneath (`http/`) is replaceable (docs/service.md measures three).
+This file is the dispatcher and who may call what (`admit`; who a request is: `auth.py`); its own endpoints (status,
+init, config, metrics, the status page) are a part of it (`endpoints.Endpoints`). The rest are parts the module
+holds and hands one `Shared` (shared.py: the store, the settings, the metrics, the audit log, the clock, the request
+being handled, the status cache): the check path both protocols share and protocol 1's check answer
+(`checks.Checks`), protocol 2's own answers (`v2.ProtocolTwo`), the sold register's endpoints (`sold.SoldEndpoints`)
+and the durable writes (`durable.DurableWriter`: a sale, `init` with `clearSold` or a round request, `greyList`
+answer a `Deferred` that the writer thread resolves once committed). The fields the answers hold are in
+`answers.py`.
 """
 
 from __future__ import annotations
@@ -15,50 +16,36 @@ from __future__ import annotations
 import base64
 import dataclasses
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
-from ..store import guard as shrink_guard
-from ..store import replication_status, wake
-from .answers import Identity, ServiceFacts, config_json, public_url, status_json, sync_kind
-from .auth import Credentials
-from .checks import CHECK_SLICE, Checks, query_values
-from .config import DEFAULT_PASSWORD, ServiceConfig, Token, software_version
-from .durable import DurableWriter
-from .fronting import FRONTED, Fronting
-from .metrics import Metrics
-from .organisations import Caller, Member, Organisation, Organisations
-from .page import Activity, PageData, TillSeen, render
-from .responses import Deferred, HttpError, Response, Steps, encode_json, error
-from .shared import Shared, clock_behind_text
-from .sold import SoldEndpoints
-from .v2 import ProtocolTwo
+from ..auth import Credentials
+from ..checks import CHECK_SLICE, Checks
+from ..config import ServiceConfig, Token, software_version
+from ..durable import DurableWriter
+from ..fronting import FRONTED, Fronting
+from ..metrics import Metrics
+from ..organisations import Caller, Organisation, Organisations
+from ..page import Activity
+from ..responses import Deferred, HttpError, Response, Steps, error
+from ..shared import Shared, clock_behind_text
+from ..sold import SoldEndpoints
+from ..v2 import ProtocolTwo
+from .endpoints import Endpoints
 
 if TYPE_CHECKING:
     import asyncio
 
-    from ..audit import AuditLog
-    from ..front import Front
-    from ..front.watch import FrontWatch
-    from ..store import Blocklist, GroupCommitter, Status
+    from ...audit import AuditLog
+    from ...front import Front
+    from ...front.watch import FrontWatch
+    from ...store import Blocklist, GroupCommitter, Status
 
 log = logging.getLogger("lmcz_fast.service")
 
-_ENCODE = encode_json
 __all__ = ["CHECK_SLICE", "LocalModule", "clock_behind_text"]
-
-
-def _loopback(host: str) -> bool:
-    """Whether `host` (what `serve --host` was given) is reachable only from this machine."""
-    if host in ("localhost", ""):
-        return host == "localhost"
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class LocalModule:
@@ -94,6 +81,8 @@ class LocalModule:
         self.checks = Checks(shared)
         self.v2 = ProtocolTwo(shared, self.checks, self.durable)
         self.sold = SoldEndpoints(shared, self.durable)
+        #: The module's own endpoints (status, config, init, metrics, the status page) and its warnings.
+        self.endpoints = Endpoints(self)
         #: The organisations served (`serve --organisations`), or None: one organisation, as the official module.
         self.organisations = shared.organisations = (
             Organisations(blocklist, shared.config.organisations, clock) if shared.config.organisations else None)
@@ -101,17 +90,17 @@ class LocalModule:
         # sent are checked (a wrong one is a 401, throttled); "": anyone.
         self._routes: dict[bytes, tuple[str, Callable[..., Response | Steps | Deferred], tuple[bytes, ...], str]] = {}
         for prefix, check in ((b"/api/v1", self.checks.handle_check), (b"/api/v2", self.v2.handle_check)):
-            self._routes[prefix + b"/status"] = ("status", self._handle_status, (b"GET",), "optional")
-            self._routes[prefix + b"/config"] = ("config", self._handle_config, (b"GET",), "required")
-            self._routes[prefix + b"/init"] = ("init", self._handle_init, (b"POST",), "required")
+            self._routes[prefix + b"/status"] = ("status", self.endpoints.handle_status, (b"GET",), "optional")
+            self._routes[prefix + b"/config"] = ("config", self.endpoints.handle_config, (b"GET",), "required")
+            self._routes[prefix + b"/init"] = ("init", self.endpoints.handle_init, (b"POST",), "required")
             self._routes[prefix + b"/cis/outcheck"] = ("check", check, (b"GET", b"POST"), "required")
             self._routes[prefix + b"/cis/check"] = ("check", check, (b"GET", b"POST"), "required")
             self._routes[prefix + b"/cis/sell"] = ("sell", self.sold.handle_sell, (b"POST",), "required")
             self._routes[prefix + b"/cis/return"] = ("return", self.sold.handle_return, (b"POST",), "required")
             self._routes[prefix + b"/cis/sold"] = ("sold", self.sold.handle_sold, (b"GET",), "required")
         self._routes[b"/api/v2/greylist"] = ("greylist", self.v2.handle_grey_list, (b"POST",), "required")
-        self._routes[b"/metrics"] = ("metrics", self._handle_metrics, (b"GET",), "")
-        self._routes[b"/"] = ("page", self._handle_page, (b"GET", b"HEAD"), "required")
+        self._routes[b"/metrics"] = ("metrics", self.endpoints.handle_metrics, (b"GET",), "")
+        self._routes[b"/"] = ("page", self.endpoints.handle_page, (b"GET", b"HEAD"), "required")
         self.metrics.families.append(self.activity.prometheus_lines)
         if self.organisations is not None:
             self.metrics.families.append(self.organisations.prometheus_lines)
@@ -359,223 +348,6 @@ class LocalModule:
 
     # -- endpoints --------------------------------------------------------------------------------------------
 
-    def _handle_status(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                       content_type: bytes | None) -> Response:
-        status, lm = self.current_status(force=True)
-        info = self.blocklist.info()
-        instance_id = str(info.get("instance_id", ""))
-        caller = self.shared.caller
-        member = caller.member if caller is not None else None
-        inst = self.shared.instance_uuid(instance_id, caller)
-        replication = replication_status(self.blocklist)
-        inn, name = (self.config.inn, self.config.name) if member is None else (member.organisation.inn,
-                                                                               member.organisation.name)
-        initialized_at = self.initialized_at if member is None else member.initialized_at
-        if member is not None and lm in ("not_configured", "initialization"):
-            lm = "not_configured" if initialized_at is None else "initialization"
-        identity = Identity(
-            operation_mode=self.config.operation_mode, software_version=self.software_version, inst=inst,
-            inn=inn, name=name, service_url=public_url((replication or {}).get("source") or status.feed_url or ""))
-        facts = ServiceFacts(
-            lm_status=lm, grey_list=info.get("grey_list_enabled") is True, sold_count=self.blocklist.sold.count(),
-            initialized=initialized_at is not None, replication=replication,
-            version_id=self.version_uuid_for(instance_id, status.version, caller) if status.version else "")
-        payload = status_json(status, info, identity, facts)
-        payload["roundRequest"] = self._round_request(info, status)
-        if self.front_watch is not None:
-            payload["front"] = self.front_watch.status()
-        # What an operator must fix (the status page says it too): only to a client that authenticated, since
-        # status answers anyone and a warning such as "the default password is in use" is a key to the door.
-        if self.shared.auth_label is not None or not self.config.auth:
-            payload["warnings"] = self.warnings()
-        return Response(200, _ENCODE(payload).encode())
-
-    def _round_request(self, info: dict[str, Any], status: Status) -> dict[str, Any]:
-        """What `init` asked the store's sync or replication loop to do, and whether a loop took it (status)."""
-        requested = info.get(wake.META_REQUESTED)
-        taken = info.get(wake.META_TAKEN)
-        return {
-            "kind": sync_kind(self.blocklist, status) or "none",
-            "requestedAt": 0 if requested is None else int(float(requested) * 1000),
-            "takenAt": 0 if taken is None else int(float(taken) * 1000),
-            "pending": wake.pending(info) is not None,
-        }
-
-    def _handle_config(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                       content_type: bytes | None) -> Response:
-        """`GET /api/v{1,2}/config`: a read-only view of the settings, in the official module's field names where
-        one was seen in the field (docs/service.md lists which); ours under `lmczFast`. No secret: no password,
-        no token, no URL credentials."""
-        status, _ = self.current_status(force=True)
-        config = self.config
-        caller = self.shared.caller
-        if caller is not None:      # an organisation sees its own login, tokens and name, nobody else's
-            org = caller.member.organisation
-            config = dataclasses.replace(config, user=org.user, tokens=org.tokens, name=org.name)
-        payload = config_json(config, status, self.blocklist.info(), replication_status(self.blocklist),
-                              sync_kind(self.blocklist, status), self.blocklist.sold.expire_after(),
-                              self.software_version)
-        return Response(200, _ENCODE(payload).encode())
-
-    def _handle_init(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                     content_type: bytes | None) -> Response | Deferred:
-        data = self.shared.json_body(body, content_type)
-        token = data.get("token") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token.strip():
-            raise error(400, "bad_request", 'expected {"token": "<participant token>"}')
-        clear_sold = data.get("clearSold", False)
-        grey = data.get("enableGreyList")
-        if not isinstance(clear_sold, bool) or not (grey is None or isinstance(grey, bool)):
-            raise error(400, "bad_request", "clearSold and enableGreyList must be true or false")
-        caller = self.shared.caller
-        member = caller.member if caller is not None else None
-        first = (self.initialized_at if member is None else member.initialized_at) is None
-        if member is None:
-            self.shared.status.initialized_at = self.clock()
-        else:
-            member.initialized_at = self.clock()
-        if first and self.fronting is None:
-            log.info("init received%s (token not stored; the database comes from `lmcz-fast sync`)",
-                     "" if member is None else f" for inn {member.organisation.inn}")
-        status, lm = self.current_status(force=True)
-        if member is not None and lm == "not_configured":
-            lm = "initialization"
-        payload: dict[str, Any] = {"code": 0, "description": "ok", "status": lm,
-                                   "reqTimestamp": int(self.clock() * 1000)}
-        # On a store that is not ready, init asks its sync or replication loop for a round now (through the store:
-        # the loop runs in its own process; store/wake.py), as the official module re-syncs on init.
-        kind = sync_kind(self.blocklist, status) if status.state != "ready" else None
-        started = kind is not None
-        payload["started"] = kind or "none"
-        if started:
-            payload["description"] = (f"ok; a {kind} round was asked for now (the running `lmcz-fast "
-                                      f"{'sync' if kind == 'sync' else 'replicate'} --every` loop of this store "
-                                      f"starts it within {wake.POLL:g} s; status roundRequest says when it did)")
-        elif status.state != "ready":
-            payload["description"] = ("ok; nothing to start: no sync or replication is configured for this store "
-                                      "(load a list, or run `lmcz-fast sync` / `lmcz-fast replicate`)")
-        if not clear_sold and grey is None and not started:
-            return Response(200, _ENCODE(payload).encode())
-        register = self.blocklist.sold
-        clear = register.op_clear(None if member is None else member.owner) if clear_sold else None
-        fields: dict[str, Any] = {}
-        if grey is not None:
-            fields["grey_list_enabled"] = grey
-        if started:
-            fields.update(wake.request_fields("init", self.clock()))
-            log.info("init on a %s store: a %s round was asked for now", status.state, kind)
-        meta = self.blocklist.op_set_meta(**fields) if fields else None
-
-        def op(txn: Any) -> int:
-            cleared = clear(txn) if clear is not None else 0
-            if meta is not None:
-                meta(txn)
-            return cleared
-
-        def build(cleared: int) -> Response:
-            if clear_sold:
-                log.info("init with clearSold%s: %d sold codes forgotten",
-                         "" if member is None else f" of inn {member.organisation.inn}", cleared)
-                payload["soldCleared"] = cleared
-            if grey is not None:
-                payload["enableGreyList"] = grey
-            return Response(200, _ENCODE(payload).encode())
-
-        return self.durable.write(op, build)
-
-    def _handle_metrics(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                        content_type: bytes | None) -> Response:
-        try:
-            status, lm = self.current_status(force=True)
-        except Exception:
-            log.exception("status unavailable for /metrics")
-            status, lm = None, "sync_error"
-        extra = dict(self.audit.metrics()) if self.audit is not None else {}
-        extra.update(self.sold_metrics())
-        cleared = getattr(self.blocklist, "stale_readers_cleared", None)
-        replication = replication_status(self.blocklist) if hasattr(self.blocklist, "get_meta") else None
-        if hasattr(self.blocklist, "get_meta"):
-            extra.update(shrink_guard.metrics(self.blocklist))      # store/guard.py
-        return Response(200, self.metrics.render(status, lm, extra, stale_readers_cleared=cleared,
-                                                 replication=replication),
-                        content_type=b"text/plain; version=0.0.4")
-
-    def _handle_page(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
-                     content_type: bytes | None) -> Response:
-        """The status page for a person (service/page.py): Russian, or English with `?lang=en`."""
-        lang = "en" if query_values(query, b"lang")[-1:] == ["en"] else "ru"
-        caller = self.shared.caller
-        if caller is not None:
-            return self._organisation_page(caller.member, lang)
-        status, lm = self.current_status(force=True)
-        info = self.blocklist.info()
-        now = self.clock()
-        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins,
-                  "min_prices": int(info.get("min_prices") or 0) + int(info.get("group_min_prices") or 0),
-                  "grey_gtins": int(info.get("grey_gtins") or 0), "sold": self.blocklist.sold.count()}
-        page = PageData(
-            state=status.state,
-            lm_status=lm,
-            now=now,
-            version=status.version,
-            age=status.age,
-            last_sync_at=status.last_sync_at,
-            next_sync_at=status.next_sync_at,
-            expires_at=status.expires_at,
-            source=status.feed_url or (", ".join(info.get("source") or []) or None),
-            counts=counts,
-            tills=sorted(self.activity.tills.values(), key=lambda t: t.last_request, reverse=True),
-            refusals=list(self.activity.refusals),
-            rate=self.activity.rate(),
-            name=self.config.name,
-            software_version=self.software_version,
-            warnings=self.warnings(),
-            failing=sorted(self.activity.failing.values(), key=lambda t: t.last_failure, reverse=True),
-            last_error=self.blocklist.get_meta("sync_last_error"),
-            last_error_at=self.blocklist.get_meta("sync_last_error_at"),
-            organisations=self.organisations.rows() if self.organisations is not None else [],
-            front=self.front_watch.status() if self.front_watch is not None else None,
-        )
-        return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
-
-    def _organisation_page(self, member: Member, lang: str) -> Response:
-        """The status page as one organisation sees it (its tills' or its manager's login): the store's state (the
-        lists are national), its own row, its own tills; nothing of the other organisations."""
-        status, lm = self.current_status(force=True)
-        info = self.blocklist.info()
-        now = self.clock()
-        counts = {"blocked_codes": status.codes, "blocked_gtins": status.gtins,
-                  "min_prices": int(info.get("min_prices") or 0) + int(info.get("group_min_prices") or 0),
-                  "grey_gtins": int(info.get("grey_gtins") or 0)}
-        tills = [TillSeen(name=key, by="client-id", last_request=at) for key, at in reversed(member.tills.items())]
-        page = PageData(
-            state=status.state, lm_status=lm, now=now, version=status.version, age=status.age,
-            last_sync_at=status.last_sync_at, next_sync_at=status.next_sync_at, expires_at=status.expires_at,
-            source=None, counts=counts, tills=tills, name=member.organisation.name,
-            software_version=self.software_version, organisations=self.organisations.rows(member)
-            if self.organisations is not None else [])
-        return Response(200, render(page, lang), content_type=b"text/html; charset=utf-8")
-
     def warnings(self) -> list[str]:
-        """What an operator must fix, said on the status page and at start."""
-        out = []
-        if (self.config.auth and self.organisations is None and self.config.password == DEFAULT_PASSWORD
-                and not _loopback(self.config.host)):
-            out.append(f"the default password admin:admin is in use while the service listens on "
-                       f"{self.config.host}, reachable from the network: set one with `serve --password-file` "
-                       f"(пароль по умолчанию при доступе из сети: задайте свой)")
-        elif not self.config.auth and not _loopback(self.config.host):
-            out.append(f"authentication is off while the service listens on {self.config.host} "
-                       f"(проверка пароля отключена при доступе из сети)")
-        status = self.shared.status.last
-        if status is not None and status.clock_behind is not None:
-            out.append(f"{clock_behind_text(status.clock_behind)}: checks are refused until the clock is right "
-                       f"(часы отстают от времени последней синхронизации базы: проверьте время и NTP)")
-        if hasattr(self.blocklist, "get_meta"):     # a refused full replacement (store/guard.py)
-            out += [f"{text} (список не заменён: он сократился бы слишком сильно)"
-                    for text in shrink_guard.warnings(self.blocklist)]
-        if self.fronting is not None:
-            out += self.fronting.warnings()
-        if self.front_watch is not None:
-            out += self.front_watch.warnings()
-        return out
+        """What an operator must fix, said on the status page and at start (`Endpoints.warnings`)."""
+        return self.endpoints.warnings()
