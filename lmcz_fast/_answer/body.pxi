@@ -1,5 +1,19 @@
 # Part of lmcz_fast/_answer.pyx (included): `cis_list`, a check request's body read in compiled code.
 
+#: The bytes a JSON string's text holds as they are (32-127 but the quote and the backslash): one load a byte in
+#: `cis_list`'s loops instead of four comparisons.
+cdef unsigned char _PLAIN[256]
+
+
+cdef void _fill_plain() noexcept:
+    cdef int c
+    for c in range(256):
+        _PLAIN[c] = 32 <= c <= 127 and c != 34 and c != 92
+
+
+_fill_plain()
+
+
 cdef inline bint _ws(unsigned char c) noexcept:
     return c == 32 or c == 10 or c == 13 or c == 9
 
@@ -70,7 +84,7 @@ def cis_list(bytes body):
                     return None
                 i += 1
                 start = i
-                while i < n and p[i] != b'"' and p[i] != b'\\' and 32 <= p[i] <= 127:
+                while i < n and _PLAIN[p[i]]:
                     i += 1
                 if i < n and p[i] == b'"':         # no escape: the text as it is
                     out.append(_ascii_text(<const char*>p + start, i - start))
@@ -79,7 +93,7 @@ def cis_list(bytes body):
                     memcpy(text, p + start, size)
                     while True:
                         # a run of plain characters, copied in a tight loop; then one escape (or the end)
-                        while i < n and p[i] != b'"' and p[i] != b'\\' and 32 <= p[i] <= 127:
+                        while i < n and _PLAIN[p[i]]:
                             text[size] = <char>p[i]
                             size += 1
                             i += 1
