@@ -21,7 +21,7 @@ from typing import Any
 import lmdb
 
 from .._bulk import prepare_full_load
-from .digest import _DIGEST_MOD, digest_add, format_digest, parse_digest
+from .digest import DIGEST_MOD, digest_add, format_digest, parse_digest
 from .environment import (
     DB_BLOCKS,
     DB_CODES,
@@ -74,7 +74,7 @@ class Tally:
     fields: dict[str, Any] = field(default_factory=dict)
 
     def count(self, sums: tuple[int, int], sign: int = 1) -> None:
-        self.sums = ((self.sums[0] + sign * sums[0]) % _DIGEST_MOD, (self.sums[1] + sign * sums[1]) % _DIGEST_MOD)
+        self.sums = ((self.sums[0] + sign * sums[0]) % DIGEST_MOD, (self.sums[1] + sign * sums[1]) % DIGEST_MOD)
 
     @property
     def changed(self) -> bool:
