@@ -64,7 +64,8 @@ def test_the_map_check_sees_a_missing_module() -> None:
     """The check can fail: a document that leaves out a store module, or names it under another package, is
     caught."""
     text = DOC.read_text(encoding="utf-8")
-    assert "lmcz_fast/store/appliers.py" in _missing(text.replace("appliers.py", "app1iers.py"))
+    assert "lmcz_fast/store/compaction.py" in _missing(text.replace("compaction.py", "c0mpaction.py"))
+    assert "lmcz_fast/store/appliers/codes.py" in _missing(text.replace("codes.py (`Codes`", "c0des.py (`Codes`"))
     assert "lmcz_fast/synth.py" in _missing(text.replace("lmcz_fast/synth.py", "lmcz_fast/synth.pyz"))
 
 
