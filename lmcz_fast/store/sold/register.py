@@ -1,47 +1,5 @@
-"""The sold register: marking codes this store has sold, so that a second sale of one code is refused offline.
-
-A till reports each sale after the receipt is fiscalised (`POST /api/v2/cis/sell`, or `bl.record_sold(...)` in
-process); from the next check on, every till of the store is answered `sold: true` for that code (the official
-Local Module 2.x keeps the same register; see docs/protocol.md, "The sold register"). A return
-(`/cis/return`, `return_sold`) removes it. Entries expire after `sold_expire_after` seconds (a metadata field,
-30 days by default), as the official module's do.
-
-The register lives in the store's LMDB environment, beside the blocked codes, in two tables of its own:
-
-- `sold`: key = the identity (canonical GS1 form, ASCII) -> value = sold-at (u64 BE, Unix ms) + the CIS as CRPT
-  prints it [+ NUL + the INN of the organisation that sold it, when `serve --organisations` serves several; a
-  record without it, as every store made before, belongs to no organisation: see "Organisations" below];
-- `sold_time`: key = sold-at (u64 BE ms) + identity -> empty: the same entries in time order, so expired ones are
-  found (and purged) from the front, and `/cis/sold` pages through them oldest first.
-
-(The key is the identity itself rather than the packed form of `codes`: a check looks it up with a cursor kept per
-read transaction, and encoding the str is cheaper than packing it; the few bytes more per sale do not matter.)
-
-Loads, deltas, feed syncs and snapshots never touch these tables: a full reload drops the blocklist's tables only.
-Every change is one durable write transaction (committed before the call returns). Many concurrent sales are
-batched into one transaction by a `GroupCommitter` (store/group_commit.py; the service uses one).
-
-**Time.** A sale is stamped by the clock, but never earlier than the newest time the database already holds (its
-newest sale, its last sync or load): a till whose clock is behind (a dead CMOS battery) stamps its sales at that
-floor instead of a year ago, so when the clock is corrected they are not expired at once (a double sale would
-pass). The purge, the one step that deletes, never runs by a clock that jumped ahead: in a process it counts no
-faster than the monotonic clock since it last agreed with the wall clock, and never past a day after the
-database's newest time. (Lookups judge expiry by the wall clock: a clock jumped ahead far enough to hide a sale,
-30 days, has expired the whole store long before, 72 h, so no check is answered from it; and the entry is still
-there once the clock is right.) See docs/service.md, "Clocks".
-
-**Organisations.** One store may serve several organisations (`serve --organisations`): a code sold by any of them
-is sold for all (the check reads only the sold-at), and the record names who sold it. The write and read operations
-take an `Owner` (its INN, and whether it also owns the records that name no organisation); with one, a record of
-another owner is never overwritten, removed, cleared or listed. Without one (None) they act on every record, as they
-did before organisations existed. A record without an organisation is read as `organisation=None`; the NUL cannot
-be part of a CIS (GS1's character set), so the old format is the new one's "no organisation".
-
-Reads answer from the `Blocklist`'s current read transaction, so `check()`'s `sold` and its `blocked` come from
-the same database version; a write made through this handle is seen by its next call. `check()` asks a filter of
-the register first (store/sold_filter.py), so every write that adds entries also records `sold_high`/`sold_epoch`
-(`note_added`) for readers to bring their filter forward.
-"""
+"""`SoldRegister`: the sold register of one open `Blocklist` (`bl.sold`): its write operations (alone, or in a
+group commit), its durable writes, its reads from the store's current version, its export and import."""
 
 from __future__ import annotations
 
@@ -49,22 +7,20 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import lmdb
 
-from .._codes import CodeError, MarkingCode, parse_code
-from .environment import DB_META, DB_SOLD, DB_SOLD_TIME
-from .errors import StoreError
-from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
-from .handle import StoreHandle
-from .sold_filter import note_added, renew_epoch
+from ..._codes import CodeError, MarkingCode, parse_code
+from ..environment import DB_META, DB_SOLD, DB_SOLD_TIME
+from ..errors import StoreError
+from ..group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
+from ..handle import StoreHandle
+from ..sold_filter import note_added, renew_epoch
+from .records import DEFAULT_SOLD_EXPIRE_AFTER, Owner, SoldEntry, _ms, _value, newest_time_ms, sold_in, split_value
 
 log = logging.getLogger("lmcz_fast.store")
 
-#: How long a sale is remembered (seconds) unless the metadata field `sold_expire_after` says otherwise.
-DEFAULT_SOLD_EXPIRE_AFTER = 30 * 86400.0
 #: Expired entries purged per write transaction at most (the rest go in the next ones, or in idle housekeeping).
 PURGE_PER_COMMIT = 2000
 #: The purge never deletes by a time further than this past the database's newest own time (seconds).
@@ -78,48 +34,10 @@ EXPORT_KIND = "lmcz-fast sold register"
 EXPORT_FORMAT = 1
 
 
-@dataclass(frozen=True, slots=True)
-class SoldEntry:
-    """One sold code: its identity (canonical GS1 form), its CIS as CRPT prints it, when it was sold (ms), and the
-    INN of the organisation that sold it (None: a record that names none, as every one made without organisations)."""
-
-    identity: str
-    cis: str
-    sold_at_ms: int
-    organisation: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    """On whose behalf a register operation acts (`serve --organisations`): the organisation's INN, and whether it
-    also owns the records that name no organisation (the sales recorded before the organisations file)."""
-
-    inn: str
-    owns_unowned: bool = False
-
-    def owns(self, organisation: str | None) -> bool:
-        """Whether a record naming `organisation` (None: none) is this owner's."""
-        return organisation == self.inn if organisation is not None else self.owns_unowned
-
-
-def split_value(value: bytes | memoryview) -> tuple[int, str, str | None]:
-    """A `sold` record's value: (sold-at ms, CIS, organisation INN or None). Records written before organisations
-    existed hold no NUL and read as no organisation."""
-    raw = bytes(value)
-    cis, sep, organisation = raw[8:].partition(b"\0")
-    return int.from_bytes(raw[:8], "big"), cis.decode(), organisation.decode("ascii") if sep else None
-
-
-def _value(stamp: bytes, cis: str, organisation: str | None) -> bytes:
-    return stamp + cis.encode() + (b"" if organisation is None else b"\0" + organisation.encode("ascii"))
-
 
 class SoldRegisterError(StoreError):
     """A register operation refused before anything was written (a bad export, another instance's export)."""
 
-
-def _ms(value: float) -> bytes:
-    return int(value).to_bytes(8, "big")
 
 
 def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
@@ -139,29 +57,6 @@ def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
             raise
     return codes
 
-
-def newest_time_ms(txn: lmdb.Transaction, time_db: Any, meta_db: Any) -> int:
-    """The newest time the database holds (Unix ms): its newest sale, its last sync or load; 0 if none."""
-    newest = 0
-    with txn.cursor(db=time_db) as cursor:
-        if cursor.last():
-            newest = int.from_bytes(bytes(cursor.key()[:8]), "big")
-    for name in (b"last_sync_at", b"loaded_at"):
-        raw = txn.get(name, db=meta_db)
-        value = json.loads(bytes(raw)) if raw is not None else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            newest = max(newest, int(value * 1000))
-    return newest
-
-
-def sold_in(cursor: lmdb.Cursor, identity: str, meta: dict[str, Any], now: float) -> bool:
-    """Whether `identity` is in the register and not expired, through a cursor on the `sold` table of the reader's
-    transaction: one `set_key` is what `Blocklist.check` adds to a check (a cursor lookup costs less than half a
-    `Transaction.get`, which also releases and retakes the GIL); the expiry is looked at only for a code there."""
-    if not cursor.set_key(identity.encode("ascii")):
-        return False
-    expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
-    return int.from_bytes(cursor.value()[:8], "big") >= int((now - float(expire)) * 1000)
 
 
 class SoldRegister:
