@@ -274,7 +274,6 @@ def _key_bytes(bitmap: Any, capacity: int) -> bytes:
     return keys.tobytes()
 
 
-
 def ordered_items(collected_keys: list[bytes], hashes: Any, values: list[bytes] | None,
                   uniform: bytes) -> tuple[Iterable[tuple[bytes, bytes]], int, Any, dict[int, int], tuple[int, int]]:
     """A full load's codes in key order (distinct), with the prefilter keys, shared counts and digest sums, computed

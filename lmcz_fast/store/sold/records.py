@@ -50,10 +50,8 @@ def _value(stamp: bytes, cis: str, organisation: str | None) -> bytes:
     return stamp + cis.encode() + (b"" if organisation is None else b"\0" + organisation.encode("ascii"))
 
 
-
 def _ms(value: float) -> bytes:
     return int(value).to_bytes(8, "big")
-
 
 
 def newest_time_ms(txn: lmdb.Transaction, time_db: Any, meta_db: Any) -> int:

@@ -34,10 +34,8 @@ EXPORT_KIND = "lmcz-fast sold register"
 EXPORT_FORMAT = 1
 
 
-
 class SoldRegisterError(StoreError):
     """A register operation refused before anything was written (a bad export, another instance's export)."""
-
 
 
 def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
@@ -56,7 +54,6 @@ def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
             exc.index = index  # type: ignore[attr-defined]
             raise
     return codes
-
 
 
 class SoldRegister:
