@@ -43,22 +43,17 @@ the register first (store/sold_filter.py), so every write that adds entries also
 (`note_added`) for readers to bring their filter forward.
 
 The parts: `records.py` (the tables' records as stored: `SoldEntry`, `Owner`, the value's layout, the newest time
-the database holds, the check's lookup) and `register.py` (`SoldRegister`, the register of one open `Blocklist`).
+the database holds, the check's lookup), `register.py` (`SoldRegister`, the register of one open `Blocklist`: its
+operations, writes and reads), `clock.py` (`PurgeClock`: the time the purge deletes by, which a clock jumped ahead
+does not move) and `transfer.py` (the export format: `sold export`, `sold import`).
 """
 
 from __future__ import annotations
 
+from .clock import JUMP_SLACK
 from .records import DEFAULT_SOLD_EXPIRE_AFTER, Owner, SoldEntry, newest_time_ms, sold_in, split_value
-from .register import (
-    EXPORT_FORMAT,
-    EXPORT_KIND,
-    JUMP_SLACK,
-    MAX_PAGE,
-    PURGE_LEAD,
-    PURGE_PER_COMMIT,
-    SoldRegister,
-    SoldRegisterError,
-)
+from .register import MAX_PAGE, PURGE_LEAD, PURGE_PER_COMMIT, SoldRegister
+from .transfer import EXPORT_FORMAT, EXPORT_KIND, SoldRegisterError
 
 __all__ = ["DEFAULT_SOLD_EXPIRE_AFTER", "EXPORT_FORMAT", "EXPORT_KIND", "JUMP_SLACK", "MAX_PAGE", "PURGE_LEAD",
            "PURGE_PER_COMMIT", "Owner", "SoldEntry", "SoldRegister", "SoldRegisterError", "newest_time_ms",

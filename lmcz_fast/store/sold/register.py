@@ -1,10 +1,10 @@
 """`SoldRegister`: the sold register of one open `Blocklist` (`bl.sold`): its write operations (alone, or in a
-group commit), its durable writes, its reads from the store's current version, its export and import."""
+group commit), its durable writes, its reads from the store's current version; its export and import in the format
+of transfer.py, its purge by the clock of clock.py."""
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
@@ -17,25 +17,16 @@ from ..errors import StoreError
 from ..group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
 from ..handle import StoreHandle
 from ..sold_filter import note_added, renew_epoch
+from .clock import PurgeClock
 from .records import DEFAULT_SOLD_EXPIRE_AFTER, Owner, SoldEntry, _ms, _value, newest_time_ms, sold_in, split_value
-
-log = logging.getLogger("lmcz_fast.store")
+from .transfer import export_lines, read_export
 
 #: Expired entries purged per write transaction at most (the rest go in the next ones, or in idle housekeeping).
 PURGE_PER_COMMIT = 2000
 #: The purge never deletes by a time further than this past the database's newest own time (seconds).
 PURGE_LEAD = 86400.0
-#: How far the wall clock may run ahead of the monotonic clock, between two purges, before it counts as a jump.
-JUMP_SLACK = 60.0
 #: Most entries `page()` (and `GET /cis/sold`) returns at once, as the official module's `limit`.
 MAX_PAGE = 1000
-#: First line of a register export: names the format and the instance the entries belong to.
-EXPORT_KIND = "lmcz-fast sold register"
-EXPORT_FORMAT = 1
-
-
-class SoldRegisterError(StoreError):
-    """A register operation refused before anything was written (a bad export, another instance's export)."""
 
 
 def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
@@ -61,25 +52,7 @@ class SoldRegister:
 
     def __init__(self, handle: StoreHandle) -> None:
         self._handle = handle
-        self._anchor: tuple[float, float] | None = None   # (wall, monotonic) when the purge's clock last agreed
-        self._jump_logged = False
-
-    def _purge_now(self) -> float:
-        """The wall clock, unless it jumped ahead since the last purge of this handle: then the time that really
-        elapsed since (monotonic), so that a clock set years ahead by mistake deletes nothing it should not."""
-        wall, mono = time.time(), time.monotonic()
-        anchor = self._anchor
-        if anchor is not None:
-            bound = anchor[0] + (mono - anchor[1]) + JUMP_SLACK
-            if wall > bound:
-                if not self._jump_logged:
-                    self._jump_logged = True
-                    log.warning("the clock jumped %.0f s ahead of the time that elapsed: the sold register's purge "
-                                "counts the time that really elapsed until this process restarts (a sale is never "
-                                "deleted by a clock set ahead by mistake)", wall - bound + JUMP_SLACK)
-                return bound - JUMP_SLACK
-        self._anchor = (wall, mono)
-        return wall
+        self._clock = PurgeClock()
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -228,7 +201,7 @@ class SoldRegister:
             raw = txn.get(b"sold_expire_after", db=meta_db)
             expire = (json.loads(bytes(raw)) if raw is not None else None) or DEFAULT_SOLD_EXPIRE_AFTER
             if now is None:
-                clock = min(self._purge_now(), newest_time_ms(txn, time_db, meta_db) / 1000 + PURGE_LEAD)
+                clock = min(self._clock.now(), newest_time_ms(txn, time_db, meta_db) / 1000 + PURGE_LEAD)
             else:
                 clock = now
             cutoff = _ms((clock - float(expire)) * 1000)
@@ -414,15 +387,8 @@ class SoldRegister:
             raw_expire = txn.get(b"sold_expire_after", db=meta_db)
             raw_instance = txn.get(b"instance_id", db=meta_db)
             cutoff = self._cutoff_ms({"sold_expire_after": json.loads(bytes(raw_expire)) if raw_expire else None})
-            header = {"kind": EXPORT_KIND, "format": EXPORT_FORMAT,
-                      "instanceId": json.loads(bytes(raw_instance)) if raw_instance else None,
-                      "exportedAt": int(time.time() * 1000), "count": self._count(txn, cutoff)}
-            yield json.dumps(header, ensure_ascii=False)
-            for entry in self._iter(txn, cutoff):
-                item: dict[str, Any] = {"cis": entry.cis, "identity": entry.identity, "soldAt": entry.sold_at_ms}
-                if entry.organisation is not None:
-                    item["organisation"] = entry.organisation
-                yield json.dumps(item, ensure_ascii=False)
+            instance_id = json.loads(bytes(raw_instance)) if raw_instance else None
+            yield from export_lines(instance_id, self._count(txn, cutoff), self._iter(txn, cutoff))
 
     def import_lines(self, lines: Iterable[str], *, force: bool = False, replace: bool = False) -> int:
         """Load an export made by `export_lines`. Everything is read and checked first, then written in one
@@ -432,55 +398,7 @@ class SoldRegister:
         hardware gets a new instance id). `replace` empties the register first; else entries are merged (the later
         sale time wins). Entries already expired here are skipped. Returns how many entries were written.
         """
-        iterator = iter(lines)
-        try:
-            header = json.loads(next(iterator))
-        except StopIteration:
-            raise SoldRegisterError("the export is empty (no header line)") from None
-        except ValueError as exc:
-            raise SoldRegisterError(f"line 1 is not JSON: {exc}") from None
-        if not isinstance(header, dict) or header.get("kind") != EXPORT_KIND:
-            raise SoldRegisterError("line 1 is not the header of a sold-register export "
-                                    "(made by `lmcz-fast sold export`)")
-        if header.get("format") != EXPORT_FORMAT:
-            raise SoldRegisterError(f"unknown export format {header.get('format')!r}; this version reads "
-                                    f"format {EXPORT_FORMAT}")
-        mine = self._meta_field("instance_id")
-        theirs = header.get("instanceId")
-        if theirs != mine and not force:
-            raise SoldRegisterError(
-                f"the export belongs to instance {theirs!r}, this database is instance {mine!r}: importing "
-                "another store's sales would refuse its codes here. If this store moved to new hardware, "
-                "import with force")
-        entries: list[tuple[MarkingCode, int, str | None]] = []
-        for number, line in enumerate(iterator, start=2):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError as exc:
-                raise SoldRegisterError(f"line {number} is not JSON: {exc}") from None
-            if not isinstance(item, dict):
-                raise SoldRegisterError(f"line {number}: expected an object")
-            cis, identity, sold_at = item.get("cis"), item.get("identity"), item.get("soldAt")
-            organisation = item.get("organisation")
-            if organisation is not None and not (isinstance(organisation, str) and organisation.isdigit()):
-                raise SoldRegisterError(f"line {number}: `organisation` must be an INN (digits)")
-            if not isinstance(cis, str) or not isinstance(identity, str):
-                raise SoldRegisterError(f"line {number}: `cis` and `identity` must be strings")
-            if not isinstance(sold_at, int) or isinstance(sold_at, bool) or not 0 <= sold_at < 1 << 63:
-                raise SoldRegisterError(f"line {number}: `soldAt` must be a non-negative integer (Unix ms)")
-            try:
-                code = parse_code(cis)
-            except CodeError as exc:
-                raise SoldRegisterError(f"line {number}: {cis!r} is not a marking code: {exc}") from None
-            if code.identity != identity:
-                raise SoldRegisterError(f"line {number}: `identity` {identity!r} is not the identity of `cis` "
-                                        f"({code.identity!r})")
-            entries.append((code, sold_at, organisation))
-        if header.get("count") is not None and header.get("count") != len(entries):
-            raise SoldRegisterError(f"the header announces {header.get('count')} entries, the file holds "
-                                    f"{len(entries)}: the export is incomplete")
+        entries = read_export(lines, self._meta_field("instance_id"), force=force)
         cutoff = int((time.time() - self.expire_after()) * 1000)
         fresh = [(code, at, org) for code, at, org in entries if at >= cutoff]
         clear = self.op_clear()
