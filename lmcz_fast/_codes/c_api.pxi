@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): the C contract of _codes.pxd (cut_identity, cut_readings, cut_check), for _probe and the bulk paths.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): the C contract of _codes.pxd
+# (cut_identity, cut_readings, cut_check), for _probe and the bulk paths.
 
 cdef Py_ssize_t cut_identity(const unsigned char* raw, Py_ssize_t n, unsigned char* out) noexcept nogil:
     cdef Parsed p

@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): limits, the core's error codes and their reasons, kinds, repairs.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): limits, the core's error
+# codes and their reasons, kinds, repairs.
 
 cdef enum:
     RAW_MAX = 2048       # bytes looked at, at all: longer input is refused before any other work

@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): the core: a scan's bytes parsed (the fast path, then the normalised one), the identity written.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): the core: a scan's bytes
+# parsed (the fast path, then the normalised one), the identity written.
 
 cdef inline int _parse_text(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis_mode) noexcept nogil:
     return _parse_text_f(raw, n, p, cis_mode, 0)

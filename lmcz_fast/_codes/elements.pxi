@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): GS1 elements: the GTIN's check digit, GS placeholders, trimming, AIs and the tail after the serial.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): GS1 elements: the GTIN's
+# check digit, GS placeholders, trimming, AIs and the tail after the serial.
 
 cdef inline bint _gtin_ok(const unsigned char* g) noexcept nogil:
     cdef int k, total = 0

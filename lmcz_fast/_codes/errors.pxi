@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): `CodeError`, and errors made without a Python __init__ call.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): `CodeError`, and errors made
+# without a Python __init__ call.
 
 class CodeError(ValueError):
     """A scan that is not a valid marking code.

@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): the forms of a code: a GS1 element string, a tobacco pack, its CIS.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): the forms of a code: a GS1
+# element string, a tobacco pack, its CIS.
 
 cdef int _parse_gs1(Parsed* p) noexcept nogil:
     cdef const unsigned char* s = p.s

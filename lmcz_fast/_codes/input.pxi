@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): what Python hands the core: str, bytes, bytearray or a buffer, read in place.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): what Python hands the core:
+# str, bytes, bytearray or a buffer, read in place.
 
 cdef inline object _coerce(object raw):
     """raw itself if the core can read it in place (str, bytes, bytearray), else a bytes copy of its buffer."""

@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): a scan whose GS was lost (or whose tail was cut short): where its serial may end.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): a scan whose GS was lost (or
+# whose tail was cut short): where its serial may end.
 
 # The tails CRPT's groups use (see _known_tail), as (AI, value length) in order, for _cut_tail: 0 ends a pattern; a
 # value length of 88 is the variable 92 (44 or 88 characters when complete), always last.

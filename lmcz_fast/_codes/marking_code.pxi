@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): `MarkingCode`, and the price a code carries.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): `MarkingCode`, and the price
+# a code carries.
 
 cdef inline str _ascii(const char* s, Py_ssize_t n):
     return PyUnicode_DecodeASCII(s, n, NULL)

@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): the Python entry points: identity_of, parse_code, readings_of, reading_error.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): the Python entry points:
+# identity_of, parse_code, readings_of, reading_error.
 
 def identity_of(raw, *, bint cis=False):
     """The canonical identity bytes (`01` + GTIN + `21` + serial) of a scan; raises CodeError.

@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): every reading of one scan, the most likely first.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): every reading of one scan,
+# the most likely first.
 
 # A reading is (placeholder variant, CIS mode, forced serial length), kept as one int:
 # (variant * 2 + cis) * 32 + serial length (0: the parser's own choice).

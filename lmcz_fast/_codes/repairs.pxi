@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): scanner damage undone before a parse: GS written as text, Base64, the Cyrillic layout, UTF-8.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): scanner damage undone before
+# a parse: GS written as text, Base64, the Cyrillic layout, UTF-8.
 
 cdef inline bint _only_prefix(const unsigned char* s, Py_ssize_t n) noexcept nogil:
     """Whether s[:n] is only what may come before a code: whitespace, a symbology identifier, GS (FNC1)."""

@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): `Parsed`, the state of one parse, and how a failure is recorded in it.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): `Parsed`, the state of one
+# parse, and how a failure is recorded in it.
 
 cdef struct Parsed:
     const unsigned char* s      # the trimmed, normalised scan (into the input, or into buf)

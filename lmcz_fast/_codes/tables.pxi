@@ -1,4 +1,5 @@
-# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): character classes, AI codes and the lookup tables the parse loops read.
+# Included by lmcz_fast/_codes.pyx (one compilation unit with it and its other .pxi files): character classes, AI codes
+# and the lookup tables the parse loops read.
 
 # Character classes.
 cdef enum:
