@@ -27,22 +27,16 @@ cdef Py_ssize_t cut_readings(const unsigned char* raw, Py_ssize_t n, unsigned ch
     cdef int specs[READINGS_MAX]
     cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
     cdef Py_ssize_t lens[READINGS_MAX]
-    cdef int rc, k
+    cdef int rc
     p.cut_ok = False
-    rc = _parse_text(raw, n, &p, False)
-    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
+    rc = _readings(raw, n, &p, specs, ids, lens)
+    if rc == 0:
         n_alts[0] = 0
         return _write_identity(&p, out)
-    rc = _readings_after(raw, n, &p, False, rc, specs, ids, lens)
     if rc < 0:
         n_alts[0] = 0
         return rc
-    memcpy(out, ids, <size_t>lens[0])
-    for k in range(1, rc):
-        memcpy(alts + (k - 1) * IDENTITY_MAX, ids + k * IDENTITY_MAX, <size_t>lens[k])
-        alt_lens[k - 1] = lens[k]
-    n_alts[0] = rc - 1
-    return lens[0]
+    return _put_readings(rc, ids, lens, out, alts, alt_lens, n_alts)
 
 
 cdef inline void _facts_of(Parsed* p, CodeFacts* facts) noexcept nogil:
@@ -63,21 +57,15 @@ cdef Py_ssize_t cut_check(const unsigned char* raw, Py_ssize_t n, unsigned char*
     cdef int specs[READINGS_MAX]
     cdef unsigned char ids[READINGS_MAX * IDENTITY_MAX]
     cdef Py_ssize_t lens[READINGS_MAX]
-    cdef int rc, k
+    cdef int rc
     p.cut_ok = tail_cut
     facts.kind = 0
-    rc = _parse_text(raw, n, &p, False)
-    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
+    rc = _readings(raw, n, &p, specs, ids, lens)
+    if rc == 0:
         n_alts[0] = 0
         _facts_of(&p, facts)
         return _write_identity(&p, out)
-    rc = _readings_after(raw, n, &p, False, rc, specs, ids, lens)
     if rc < 0:
         n_alts[0] = 0
         return rc
-    memcpy(out, ids, <size_t>lens[0])
-    for k in range(1, rc):
-        memcpy(alts + (k - 1) * IDENTITY_MAX, ids + k * IDENTITY_MAX, <size_t>lens[k])
-        alt_lens[k - 1] = lens[k]
-    n_alts[0] = rc - 1
-    return lens[0]
+    return _put_readings(rc, ids, lens, out, alts, alt_lens, n_alts)

@@ -45,7 +45,22 @@ cdef inline int _run(object raw, Parsed* p, bint cis) except? -100:
     return _primary(data, n, p, cis)
 
 
-cdef inline object _raise_for(int rc, Parsed* p, object raw):
+cdef inline int _run_readings(object raw, Parsed* p, const unsigned char** data, Py_ssize_t* n, int* specs,
+                              unsigned char* ids, Py_ssize_t* lens) except? -100:
+    """`_readings` of raw (p.cut_ok set by the caller), its bytes in *data, *n for a caller that parses a listed
+    reading again; a str the core cannot read is the negative code `_run` returns for it."""
+    cdef int rc = _text(raw, data, n, p)
+    if rc < 0:
+        return rc
+    return _readings(data[0], n[0], p, specs, ids, lens)
+
+
+cdef inline object _error_for(int rc, Parsed* p, object raw):
+    """The CodeError of a parse that failed with rc (p.err_at set by it; -2: a str that is not valid Unicode)."""
     if p.err_at == -2:
-        raise _utf8_error(raw)
-    raise _error(rc, p.err_at)
+        return _utf8_error(raw)
+    return _error(rc, p.err_at)
+
+
+cdef inline object _raise_for(int rc, Parsed* p, object raw):
+    raise _error_for(rc, p, raw)

@@ -73,12 +73,9 @@ def readings_of(raw, *, bint tail_cut=False):
     cdef int rc, k
     p.cut_ok = tail_cut
     raw = _coerce(raw)
-    rc = _text(raw, &data, &n, &p)
+    rc = _run_readings(raw, &p, &data, &n, specs, ids, lens)
     if rc == 0:
-        rc = _parse_text(data, n, &p, False)
-        if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
-            return (_code(&p),)
-        rc = _readings_after(data, n, &p, False, rc, specs, ids, lens)
+        return (_code(&p),)
     if rc < 0:
         _raise_for(rc, &p, raw)
     out = []
@@ -91,7 +88,8 @@ def readings_of(raw, *, bint tail_cut=False):
 def reading_error(raw, *, bint tail_cut=False):
     """The `CodeError` `readings_of(raw, tail_cut=tail_cut)` raises, made but not raised, or None when the scan
     reads. A batch keeps its unreadable scans' errors: one never raised carries no traceback (whose frames would
-    keep the caller's locals alive) and costs no raise and catch. The parse is `readings_of`'s, step by step."""
+    keep the caller's locals alive) and costs no raise and catch. The parse is `readings_of`'s own path
+    (`_run_readings`)."""
     cdef Parsed p
     cdef const unsigned char* data
     cdef Py_ssize_t n
@@ -101,17 +99,10 @@ def reading_error(raw, *, bint tail_cut=False):
     cdef int rc
     p.cut_ok = tail_cut
     raw = _coerce(raw)
-    rc = _text(raw, &data, &n, &p)
-    if rc == 0:
-        rc = _parse_text(data, n, &p, False)
-        if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
-            return None
-        rc = _readings_after(data, n, &p, False, rc, specs, ids, lens)
+    rc = _run_readings(raw, &p, &data, &n, specs, ids, lens)
     if rc >= 0:
         return None
-    if p.err_at == -2:
-        return _utf8_error(raw)
-    return _error(rc, p.err_at)
+    return _error_for(rc, &p, raw)
 
 
 def _cut_repeatedly(raw, Py_ssize_t repeat, *, bint cis=False):

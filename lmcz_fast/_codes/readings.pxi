@@ -103,6 +103,31 @@ cdef int _readings_after(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint
     return count
 
 
+cdef inline int _readings(const unsigned char* raw, Py_ssize_t n, Parsed* p, int* specs, unsigned char* ids,
+                          Py_ssize_t* lens) noexcept nogil:
+    """Every reading of a scan (p.cut_ok set by the caller): the one path of readings_of, reading_error,
+    cut_readings and cut_check. 0 when the scan has one reading, left parsed in p (the fast path: nothing listed);
+    else how many readings `_readings_after` listed in specs, ids and lens (>= 1), or a negative error code
+    (p.err_at set)."""
+    cdef int rc = _parse_text(raw, n, p, False)
+    if rc == 0 and not (p.repaired & (R_PH_SEEN | R_LOST_GS)) and not p.x_mask:
+        return 0
+    return _readings_after(raw, n, p, False, rc, specs, ids, lens)
+
+
+cdef inline Py_ssize_t _put_readings(int count, const unsigned char* ids, const Py_ssize_t* lens, unsigned char* out,
+                                     unsigned char* alts, Py_ssize_t* alt_lens, int* n_alts) noexcept nogil:
+    """The `count` readings `_readings` listed, as cut_readings hands them out: the first into out (its length
+    returned), the others into alts and alt_lens, their number in *n_alts."""
+    cdef int k
+    memcpy(out, ids, <size_t>lens[0])
+    for k in range(1, count):
+        memcpy(alts + (k - 1) * IDENTITY_MAX, ids + k * IDENTITY_MAX, <size_t>lens[k])
+        alt_lens[k - 1] = lens[k]
+    n_alts[0] = count - 1
+    return lens[0]
+
+
 cdef inline int _primary(const unsigned char* raw, Py_ssize_t n, Parsed* p, bint cis) noexcept nogil:
     """Parse the most likely reading of raw into p: 0, or the negative error code (p.err_at set)."""
     cdef int rc = _parse_text(raw, n, p, cis)
