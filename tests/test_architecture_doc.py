@@ -13,7 +13,7 @@ DOC = ROOT.parent / "docs" / "ARCHITECTURE.md"
 
 def _layer_tree(text: str) -> dict[str, str]:
     """The first code block of the document: each entry (a path at the start of a line, with its continuation
-    lines) by the paths it names at its start (`lmcz_fast/audit.py, service/` names both)."""
+    lines) by the paths it names at its start (`lmcz_fast/a.py, b/` would name both)."""
     block = text.split("```", 2)[1]
     entries: dict[str, str] = {}
     current: list[str] = []
