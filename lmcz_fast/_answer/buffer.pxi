@@ -45,7 +45,8 @@ cdef int _grow(Buf* b, Py_ssize_t extra) except -1:
     while cap < want:
         cap *= 2
     if b.obj != NULL:
-        _PyBytes_Resize(&b.obj, cap)        # on failure it frees the object and sets it NULL
+        b.data = NULL                       # on failure the object is freed and set NULL: nothing left to free
+        _PyBytes_Resize(&b.obj, cap)
         b.data = PyBytes_AS_STRING(<object>b.obj)
         b.cap = cap
         return 0
@@ -299,6 +300,7 @@ cdef bytes _take(Buf* b):
     cdef bytes out
     if b.obj == NULL:
         return PyBytes_FromStringAndSize(b.data, b.size)
+    b.data = NULL                           # (as in `_grow`)
     _PyBytes_Resize(&b.obj, b.size)
     out = <bytes>b.obj
     Py_XDECREF(b.obj)
