@@ -252,12 +252,14 @@ def _run_watched(args: list[str], marker: str, timeout: float) -> tuple[subproce
 
 
 def _compile_key() -> str:
-    """A hash of what the compiled modules are made from: the Cython sources, setup.py and the build requirements.
-    The same key means the same C and the same objects (with the root's compiler, which the root key covers)."""
+    """A hash of what the compiled modules are made from: the Cython sources (a split module's .pxi parts too),
+    setup.py and the build requirements. The same key means the same C and the same objects (with the root's
+    compiler, which the root key covers)."""
     import tomllib
 
     digest = hashlib.sha256(_root_key().encode())
-    for path in sorted([*ROOT.glob("lmcz_fast/*.pyx"), *ROOT.glob("lmcz_fast/*.pxd"), ROOT / "setup.py"]):
+    for path in sorted([*ROOT.glob("lmcz_fast/*.pyx"), *ROOT.glob("lmcz_fast/*.pxd"), *ROOT.glob("lmcz_fast/*/*.pxi"),
+                        ROOT / "setup.py"]):
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
     digest.update(json.dumps(requires, sort_keys=True).encode())
