@@ -49,6 +49,7 @@ cdef extern from "Python.h":
     const char* _utf8_or_null "PyUnicode_AsUTF8AndSize"(object o, Py_ssize_t* size)
     str PyUnicode_DecodeASCII(const char* s, Py_ssize_t size, const char* errors)
     void PyObject_GC_UnTrack(void* op)
+    void PyObject_GC_Track(void* op)
 
 
 # Small C primitives the algorithms are written with: little-endian unaligned loads (the memory map gives no
@@ -1476,10 +1477,17 @@ cdef class CheckBatch:
         """``[self.verdict(i) for i in range(len(self))]`` (``check_many``), built in one compiled loop."""
         cdef Py_ssize_t i
         cdef list out = PyList_New(self.n)
-        for i in range(self.n):
-            v = self._verdict(i)
-            Py_INCREF(v)
-            PyList_SET_ITEM(out, i, v)
+        # The list is out of the cyclic collector's sight while it is filled: every Verdict allocated counts
+        # towards a young collection, and each of those (one per ~700 codes) would walk the whole half-filled list.
+        # Nothing in it can form a cycle meanwhile (Verdicts are untracked, see _build_verdict).
+        PyObject_GC_UnTrack(<PyObject*>out)
+        try:
+            for i in range(self.n):
+                v = self._verdict(i)
+                Py_INCREF(v)
+                PyList_SET_ITEM(out, i, v)
+        finally:
+            PyObject_GC_Track(<PyObject*>out)
         return out
 
     def verdict(self, Py_ssize_t i):
@@ -2227,24 +2235,40 @@ cdef class ProbeBase:
         cdef bint grey = False, sold, hit
         cdef uint64_t h
         cdef double now
+        cdef Entry e
         if n < 0:
             raise _check_error(n, raw, tail_cut, -1)
         self._ready()
         a = self._cur
+        # One XXH3-64 of the identity: its low 32 bits are the prefilter key, the whole of it the sold filter's hash.
+        # Hashed first and both lines prefetched (the index entry, the sold slot): their cache misses then arrive
+        # while the context and the clock are read, instead of one after the other in the probe below.
+        h = _identity_hash(ident, n)
+        lmcz_prefetch(&a.st.ix.table[<uint32_t>h >> 16])
         ctx = self._context(a)
+        if ctx.sold is not None:
+            ctx.sold.prefetch(h if h != 0 else 1)
         now = lmcz_wall_s()
         if n_alts or facts.kind == 0:
             return ctx.slow(_pinned(a), raw, pg, tail_cut, now)
-        # One XXH3-64 of the identity: its low 32 bits are the prefilter key, the whole of it the sold filter's hash.
-        h = _identity_hash(ident, n)
-        hit = rindex_contains(&a.st.ix, <uint32_t>h) or (
+        # The Verdict's strings and the tables' answer need no probe: made while the index entry arrives, then
+        # the minimum price looked up while its container does.
+        identity = _ascii_str(ident, n)
+        cis = identity if facts.kind == 1 else _ascii_str(facts.cis, facts.cis_len)
+        gtin = _ascii_str(ident + 2, 14)
+        serial = _ascii_str(ident + SERIAL_AT, n - SERIAL_AT)
+        e = a.st.ix.table[<uint32_t>h >> 16]
+        rindex_prefetch_container(&a.st.ix, e, <uint32_t>h)
+        if ctx.tables is not None:
+            smp = ctx.tables.answer(_gtin_value(ident), _group_of(pg, facts.kind), &grey)
+        hit = rindex_contains_entry(&a.st.ix, e, <uint32_t>h) or (
             a.st.n_gtins != 0 and lmcz_u64_contains(a.st.gtins, a.st.n_gtins, _gtin_value(ident)))
         block = ctx.block_of(PyBytes_FromStringAndSize(<const char*>ident, n)) if hit else None
         sold = ctx.sold is not None and ctx.sold.has(h if h != 0 else 1) and \
             ctx.sold_of(PyBytes_FromStringAndSize(<const char*>ident, n), now)
-        if ctx.tables is not None:
-            smp = ctx.tables.answer(_gtin_value(ident), _group_of(pg, facts.kind), &grey)
-        return _fast_verdict(ident, n, &facts, ctx, now, smp, grey, block, sold)
+        return _build_verdict(block, cis, gtin, serial, identity, ctx.db_version, ctx.db_updated_at, ctx.age(now),
+                              ctx.instance_id, None if facts.mrp < 0 else facts.mrp, None if smp < 0 else smp, grey,
+                              sold)
 
     def _check_batch(self, raws, pgs=None, bint tail_cut=False, bint strict=False):
         """The full verdicts of ``raws`` as a ``CheckBatch``, every one from the one version this call takes.
