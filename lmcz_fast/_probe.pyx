@@ -1082,15 +1082,17 @@ cdef extern from *:
 
 
 cdef inline Py_ssize_t _search_u64(const uint64_t* a, Py_ssize_t n, uint64_t x) noexcept nogil:
-    """Index of ``x`` in the sorted ``a[0:n]``, or -1."""
-    cdef Py_ssize_t lo = 0, hi = n, mid
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if a[mid] < x:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo if lo < n and a[lo] == x else -1
+    """Index of ``x`` in the sorted ``a[0:n]`` (native uint64, no duplicates), or -1. Branch-free lower bound (the
+    compiler makes the ternary a cmov): a GTIN looked up per code costs no mispredicted branches."""
+    cdef const uint64_t* base = a
+    cdef Py_ssize_t half
+    if n <= 0:
+        return -1
+    while n > 1:
+        half = n >> 1
+        base = base + half if base[half] <= x else base
+        n -= half
+    return (base - a) if base[0] == x else -1
 
 
 @cython.final
@@ -2279,6 +2281,18 @@ cdef class ProbeBase:
         each key's index entry), then every index entry is loaded (prefetching its container), then each code is
         tested and its fields filled: the lines a code needs have had the other codes' work to arrive.
         """
+        return self._batch(raws, pgs, tail_cut, strict, False)
+
+    def _check_many(self, raws, pgs=None):
+        """``self._check_batch(raws, pgs, strict=True).verdict_list()`` (``check_many``: a ``Verdict`` per code,
+        the first bad scan raised) in the same compiled pass, each free code's ``Verdict`` built as its code is
+        tested instead of going through the batch's arrays."""
+        return self._batch(raws, pgs, False, True, True)
+
+    @cython.final
+    cdef object _batch(self, raws, pgs, bint tail_cut, bint strict, bint as_verdicts):
+        """``_check_batch`` (a ``CheckBatch``), or with ``as_verdicts`` (and ``strict``) the list of the codes'
+        ``Verdict``s, equal to its ``verdict_list()``."""
         cdef Py_ssize_t total, i, n
         cdef uint8_t alts[(READINGS_MAX - 1) * IDENTITY_MAX]
         cdef Py_ssize_t alt_lens[READINGS_MAX - 1]
@@ -2287,9 +2301,13 @@ cdef class ProbeBase:
         cdef uint32_t* keys = NULL
         cdef uint64_t* sold_hashes = NULL
         cdef uint8_t* multi = NULL
+        cdef uint8_t* scratch = NULL        # with as_verdicts: the identities, their lengths and the flags
         cdef uint8_t* idp
+        cdef uint8_t* flags
+        cdef uint8_t* id_lens
         cdef uint8_t f
-        cdef CheckBatch b
+        cdef CheckBatch b = None
+        cdef list out = None
         cdef VerdictContext ctx
         cdef _Attached a
         cdef const AState* st
@@ -2304,7 +2322,6 @@ cdef class ProbeBase:
         seq = raws if PyList_CheckExact(raws) or PyTuple_CheckExact(raws) else list(raws)
         total = len(seq)
         groups = None if pgs is None else pgs if PyList_CheckExact(pgs) or PyTuple_CheckExact(pgs) else list(pgs)
-        b = _new_batch(total)
         facts = <CodeFacts*>calloc(total + 1, sizeof(CodeFacts))
         keys = <uint32_t*>calloc(total + 1, sizeof(uint32_t))
         sold_hashes = <uint64_t*>calloc(total + 1, sizeof(uint64_t))
@@ -2312,7 +2329,22 @@ cdef class ProbeBase:
         try:
             if facts == NULL or keys == NULL or multi == NULL or sold_hashes == NULL:
                 raise MemoryError()
-            idp = <uint8_t*>PyByteArray_AS_STRING(b.identity)
+            if as_verdicts:
+                scratch = <uint8_t*>calloc(total + 1, IDENTITY_MAX + 2)
+                if scratch == NULL:
+                    raise MemoryError()
+                idp = scratch
+                id_lens = scratch + (total + 1) * IDENTITY_MAX
+                flags = id_lens + total + 1
+                out = PyList_New(total)
+                # Out of the cyclic collector's sight while it is filled (as verdict_list's): nothing in it can
+                # form a cycle, and a young collection per ~700 Verdicts would walk the half-filled list.
+                PyObject_GC_UnTrack(<PyObject*>out)
+            else:
+                b = _new_batch(total)
+                idp = <uint8_t*>PyByteArray_AS_STRING(b.identity)
+                id_lens = b.identity_len.data.as_uchars
+                flags = b.flags.data.as_uchars
             for i in range(total):
                 item = seq[i]
                 try:
@@ -2327,9 +2359,9 @@ cdef class ProbeBase:
                     if strict:
                         raise err
                     b.errors[i] = err
-                    b.flags.data.as_uchars[i] = F_UNREADABLE
+                    flags[i] = F_UNREADABLE
                     continue
-                b.identity_len.data.as_uchars[i] = <uint8_t>n
+                id_lens[i] = <uint8_t>n
                 multi[i] = n_alts != 0 or facts[i].kind == 0
             if groups is not None and len(groups) != total:
                 raise ValueError(f"pgs holds {len(groups)} entries for {total} scans: one (or None) per scan")
@@ -2339,10 +2371,12 @@ cdef class ProbeBase:
             table = st.ix.table
             ctx = self._context(a)
             now = lmcz_wall_s()
-            b.db_version = ctx.db_version
-            b.db_updated_at = ctx.db_updated_at
-            b.db_age = ctx.age(now)
-            b.instance_id = ctx.instance_id
+            db_age = ctx.age(now)
+            if not as_verdicts:
+                b.db_version = ctx.db_version
+                b.db_updated_at = ctx.db_updated_at
+                b.db_age = db_age
+                b.instance_id = ctx.instance_id
             # In blocks of BATCH codes, two in flight: block k is hashed (prefetching its index entries and sold
             # slots), block k-1 is tested and filled, then block k's entries are loaded (prefetching containers).
             start = 0
@@ -2350,23 +2384,28 @@ cdef class ProbeBase:
             while True:
                 end = start + BATCH if start + BATCH < total else total
                 for i in range(start, end):
-                    if not b.flags.data.as_uchars[i]:
+                    if not flags[i]:
                         # One XXH3-64: the low 32 bits are the prefilter key, the whole the sold filter's hash.
-                        h = _identity_hash(idp + i * IDENTITY_MAX, b.identity_len.data.as_uchars[i])
+                        h = _identity_hash(idp + i * IDENTITY_MAX, id_lens[i])
                         keys[i] = <uint32_t>h
                         lmcz_prefetch(&table[keys[i] >> 16])
                         if ctx.sold is not None:
                             sold_hashes[i] = h if h != 0 else 1
                             ctx.sold.prefetch(sold_hashes[i])
                 for i in range(prev, start if prev >= 0 else prev):
-                    if b.flags.data.as_uchars[i]:
+                    if flags[i]:
                         continue
-                    n = b.identity_len.data.as_uchars[i]
+                    n = id_lens[i]
                     pg = groups[i] if groups is not None else None
                     if multi[i]:
                         if pinned is None:
                             pinned = _pinned(a)
-                        _fill_exact(b, i, ctx.slow(pinned, seq[i], pg, tail_cut, now))
+                        v = ctx.slow(pinned, seq[i], pg, tail_cut, now)
+                        if as_verdicts:
+                            Py_INCREF(v)
+                            PyList_SET_ITEM(out, i, v)
+                        else:
+                            _fill_exact(b, i, v)
                         continue
                     hit = (rindex_contains_entry(&st.ix, ents[i - prev], keys[i])
                            or (st.n_gtins != 0 and lmcz_u64_contains(st.gtins, st.n_gtins,
@@ -2383,29 +2422,48 @@ cdef class ProbeBase:
                             if ctx.tables is not None:
                                 smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX),
                                                         _group_of(pg, facts[i].kind), &grey)
-                            _fill_exact(b, i, _fast_verdict(idp + i * IDENTITY_MAX, n, &facts[i], ctx, now, smp,
-                                                            grey, block, sold))
+                            v = _fast_verdict(idp + i * IDENTITY_MAX, n, &facts[i], ctx, now, smp, grey, block, sold)
+                            if as_verdicts:
+                                Py_INCREF(v)
+                                PyList_SET_ITEM(out, i, v)
+                            else:
+                                _fill_exact(b, i, v)
                             continue
+                    smp = -1
+                    grey = False
+                    if ctx.tables is not None:
+                        smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX), _group_of(pg, facts[i].kind),
+                                                &grey)
+                    if as_verdicts:
+                        # What CheckBatch._verdict builds from the arrays, made from the code's own fields.
+                        identity = _ascii_str(idp + i * IDENTITY_MAX, n)
+                        v = _build_verdict(None, identity if facts[i].kind == 1 else
+                                           _ascii_str(facts[i].cis, facts[i].cis_len),
+                                           _ascii_str(idp + i * IDENTITY_MAX + 2, 14),
+                                           _ascii_str(idp + i * IDENTITY_MAX + SERIAL_AT, n - SERIAL_AT), identity,
+                                           ctx.db_version, ctx.db_updated_at, db_age, ctx.instance_id,
+                                           None if facts[i].mrp < 0 else facts[i].mrp, None if smp < 0 else smp,
+                                           grey, False)
+                        Py_INCREF(v)
+                        PyList_SET_ITEM(out, i, v)
+                        continue
                     f = 0
                     if facts[i].mrp >= 0:
                         f |= F_HAS_MRP
                         b.mrp.data.as_longlongs[i] = facts[i].mrp
-                    if ctx.tables is not None:
-                        smp = ctx.tables.answer(_gtin_value(idp + i * IDENTITY_MAX), _group_of(pg, facts[i].kind),
-                                                &grey)
-                        if smp >= 0:
-                            f |= F_HAS_SMP
-                            b.smp.data.as_longlongs[i] = smp
-                        if grey:
-                            f |= F_GREY
-                    b.flags.data.as_uchars[i] = f
+                    if smp >= 0:
+                        f |= F_HAS_SMP
+                        b.smp.data.as_longlongs[i] = smp
+                    if grey:
+                        f |= F_GREY
+                    flags[i] = f
                     memcpy(PyByteArray_AS_STRING(b.cis) + i * IDENTITY_MAX, facts[i].cis, <size_t>facts[i].cis_len)
                     b.cis_len.data.as_uchars[i] = <uint8_t>facts[i].cis_len
                     memcpy(PyByteArray_AS_STRING(b.gtin) + i * 14, idp + i * IDENTITY_MAX + 2, 14)
                 if start >= total:
                     break
                 for i in range(start, end):
-                    if not b.flags.data.as_uchars[i]:
+                    if not flags[i]:
                         ents[i - start] = table[keys[i] >> 16]
                         rindex_prefetch_container(&st.ix, ents[i - start], keys[i])
                 prev = start
@@ -2415,7 +2473,10 @@ cdef class ProbeBase:
             free(keys)
             free(sold_hashes)
             free(multi)
-        return b
+            free(scratch)
+            if out is not None:
+                PyObject_GC_Track(<PyObject*>out)
+        return out if as_verdicts else b
 
 
 cdef ProbeBase _pinned(_Attached a):
