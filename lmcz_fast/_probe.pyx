@@ -23,7 +23,7 @@ from cpython.ref cimport Py_INCREF
 from cpython.exc cimport PyErr_Clear
 from cpython.array cimport array as c_array, resize as array_resize
 from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t, INT64_MAX, INT64_MIN
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcmp, memcpy, memset
 
 from lmcz_fast._codes cimport (IDENTITY_MAX, READINGS_MAX, CodeFacts, cut_check, cut_cis_identity, cut_identity,

@@ -159,20 +159,23 @@ cdef object _check_pass(ProbeBase self, raws, pgs, bint tail_cut, bint strict, b
     seq = raws if PyList_CheckExact(raws) or PyTuple_CheckExact(raws) else list(raws)
     total = len(seq)
     groups = None if pgs is None else pgs if PyList_CheckExact(pgs) or PyTuple_CheckExact(pgs) else list(pgs)
-    facts = <CodeFacts*>calloc(total + 1, sizeof(CodeFacts))
-    keys = <uint32_t*>calloc(total + 1, sizeof(uint32_t))
-    sold_hashes = <uint64_t*>calloc(total + 1, sizeof(uint64_t))
-    multi = <uint8_t*>calloc(total + 1, sizeof(uint8_t))
+    # Not zeroed (a receipt's worth of codes is written once and read once): every entry is written before it is
+    # read, for each code that is not flagged unreadable (the flags are zeroed).
+    facts = <CodeFacts*>malloc((total + 1) * sizeof(CodeFacts))
+    keys = <uint32_t*>malloc((total + 1) * sizeof(uint32_t))
+    sold_hashes = <uint64_t*>malloc((total + 1) * sizeof(uint64_t))
+    multi = <uint8_t*>malloc((total + 1) * sizeof(uint8_t))
     try:
         if facts == NULL or keys == NULL or multi == NULL or sold_hashes == NULL:
             raise MemoryError()
         if as_verdicts:
-            scratch = <uint8_t*>calloc(total + 1, IDENTITY_MAX + 2)
+            scratch = <uint8_t*>malloc((total + 1) * (IDENTITY_MAX + 2))
             if scratch == NULL:
                 raise MemoryError()
             idp = scratch
             id_lens = scratch + (total + 1) * IDENTITY_MAX
             flags = id_lens + total + 1
+            memset(flags, 0, <size_t>total + 1)
             out = PyList_New(total)
             # Out of the cyclic collector's sight while it is filled (as verdict_list's): nothing in it can
             # form a cycle, and a young collection per ~700 Verdicts would walk the half-filled list.
