@@ -1,4 +1,5 @@
-# lmcz_fast/_probe.pyx, included: what the compiled check reads besides the prefilter: tables, sold filter, VerdictContext.
+# lmcz_fast/_probe.pyx, included: what the compiled check reads besides the prefilter: tables, sold filter,
+# VerdictContext.
 
 # --------------------------------------------------------------------------------------------------------------
 # Full verdicts: the tables and the sold register as the compiled check reads them
