@@ -534,7 +534,7 @@ def test_organisations_cost(tmp_path, board) -> None:  # type: ignore[no-untyped
             for name, (_, srv, _) in sides.items():
                 served = int(results[name]["responses"]) or 1  # type: ignore[call-overload]
                 per_request[name].append(srv.cpu_since(before[name]) / served)
-                for status, count in results[name]["statuses"].items():  # type: ignore[union-attr]
+                for status, count in results[name]["statuses"].items():  # type: ignore[attr-defined]
                     statuses[name][status] = statuses[name].get(status, 0) + count
     ratios = sorted(o / n for o, n in zip(per_request["organisations"], per_request["none"]))
     ratio = ratios[len(ratios) // 2]
