@@ -4,7 +4,7 @@ LMDB is the single source of truth. The blocked identities, blocked GTINs, block
 and the serialized Roaring prefilter all live in one environment and change in one write transaction, so a
 reader in any process sees the old state or the new one, never a mix.
 
-The package's files say their jobs. A `Blocklist` (`blocklist.py`: the hot path's Python half and the public
+The package's files say their jobs. A `Blocklist` (`blocklist/`: the hot path's Python half and the public
 calls) is made of parts sharing one environment handle (`handle.py`): the reading side (`reading.py`: the version
 calls answer from; `snapshot.py`: one version held for several calls), the writer (`writing.py`: every change is
 a `Change`, `change.py`, applied in one write transaction by the appliers of `appliers/`, each owning one part
