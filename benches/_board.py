@@ -212,34 +212,36 @@ RECORDS: dict[tuple[str, str], Record] = {
                                  "brings it to 1x"),
     ("answer: v1 outCheck of 128 codes, server CPU per code",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(0.040, 0.058, False, "issue 24, benches/bench_answer.py on a loaded VM (docs/service.md, \"A whole "
+        Record(0.036, 0.064, False, "issue 24, benches/bench_answer.py on a loaded VM (docs/service.md, \"A whole "
                                     "answer\"): 0.32-0.33 before (12.8-15.6 us a code), 0.051-0.064 with the "
                                     "compiled verdicts and answer (2.1-2.4 us a code); 0.041-0.058 in seven runs "
                                     "with the compiled body reader and the cheaper refusals (1.98-2.61 us a code): "
                                     "met in four, not held; with the answer written in place (third pass) "
-                                    "0.040-0.052 in five runs (1.69-1.88 us a code; the base 0.043-0.049, "
-                                    "1.90-1.98 us, in the same period) and 1420k -> 1232k instructions a request "
-                                    "(callgrind): on the target, within the noise, not held"),
+                                    "0.036-0.052 in seven runs (1.64-1.88 us a code; the base 0.043-0.049, "
+                                    "1.90-1.98 us, in the same period), 0.043-0.064 in seven after merging main "
+                                    "(1.70-2.69 us; its 404 floor read 37-43 us where the branch's read 46 us); "
+                                    "1420k -> 1204k instructions a request (callgrind): on the target, not held"),
     ("answer: v2 outCheck of 128 codes, server CPU per code",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(0.058, 0.066, True, "issue 24, benches/bench_answer.py on a loaded VM: 0.65-0.68 before (27-31 us "
-                                   "a code), 0.095-0.117 with the compiled verdicts and answer (3.9-4.0 us); "
-                                   "with the compiled body reader, ids written as text and the cheaper refusals "
-                                   "0.061-0.082 (2.88-3.39 us), 0.076-0.082 in three clean-clone CI runs; with "
-                                   "the answer written in place and each envelope from parts made once a batch "
-                                   "(third pass) 0.058-0.066 in five runs of five (2.21-2.59 us a code; the base "
-                                   "0.060-0.076, 2.67-3.04 us, in the same period) and 1898k -> 1416k "
-                                   "instructions a request (callgrind, -25%)"),
+        Record(0.050, 0.080, False, "issue 24, benches/bench_answer.py on a loaded VM: 0.65-0.68 before (27-31 us "
+                                    "a code), 0.095-0.117 with the compiled verdicts and answer (3.9-4.0 us); "
+                                    "with the compiled body reader, ids written as text and the cheaper refusals "
+                                    "0.061-0.082 (2.88-3.39 us), 0.076-0.082 in three clean-clone CI runs; with "
+                                    "the answer written in place and each envelope from parts made once a batch "
+                                    "(third pass) 0.050-0.066 in seven runs of seven (2.21-2.59 us a code; the "
+                                    "base 0.060-0.076, 2.67-3.04 us, in the same period), but 0.065-0.080 in seven "
+                                    "after merging main (2.61-3.45 us, a lower 404 floor), though 1898k -> 1391k "
+                                    "instructions a request (callgrind, -27%): not held"),
     ("answer: one-code outCheck, server CPU per request",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(1.66, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
+        Record(1.52, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
                                   "over a 40-47 us floor), 1.97-2.37 with the compiled answer (79-88 us); "
                                   "1.82-2.19 in seven runs with the compiled body reader (77-107 us over a 41-52 "
-                                  "us floor); 1.66-1.84 in five runs with the envelope's pieces remembered "
-                                  "across requests and the one-slice path in one go (60-78 us over a 35-44 us "
-                                  "floor; the base 1.91-1.95 in the same period), 200.7k -> 178.8k instructions "
-                                  "a request against the floor's 118k (callgrind): docs/service.md says where "
-                                  "the rest goes"),
+                                  "us floor); 1.52-1.84 in seven runs with the envelope's pieces remembered "
+                                  "across requests and the one-slice path in one go (60-78 us over a 35-47 us "
+                                  "floor; the base 1.91-1.95 in the same period), 1.60-2.01 in seven after "
+                                  "merging main; 200.7k -> 178.8k instructions a request against the floor's "
+                                  "118k (callgrind): docs/service.md says where the rest goes"),
     ("conns: p99, 10k keep-alive connections at 5k req/s (wrk)", "conns: 5 ms"):
         Record(25.4, 992.0, False, "issue 24: 127 ms at 4.6k req/s (wrk, 10k connections, same 2 cores); this "
                                    "bench, 4 runs on a VM at load average 8-13, the server runnable-waiting "
