@@ -5,6 +5,7 @@ readings, an unreadable scan, a stale store, and a store that is not a plain pro
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import fields
@@ -14,6 +15,7 @@ import pytest
 from _checker_support import GS, gtin_with_check
 
 from lmcz_fast import Blocklist, parse_code
+from lmcz_fast._probe import offline_tag_1265
 from lmcz_fast.checker import Checker, Decision
 from lmcz_fast.receipt import instance_uuid, version_uuid
 
@@ -151,3 +153,24 @@ def test_an_empty_store_answers_through_the_general_path(tmp_path):
         verdict = checker.check(PACK)
         assert verdict.decision is Decision.CANNOT_CHECK
         assert [r.key for r in verdict.reasons] == ["offline_empty"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_worker_draws_other_request_ids():
+    """The request ids' generator is seeded again in a forked child: two till workers forked from one process never
+    send the same ids (as they would if the child went on with the parent's state)."""
+    tail = "&Inst=x&Ver=y"
+    offline_tag_1265(tail)                                      # the parent's generator is seeded and in use
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                                # the child: its next ids, then out at once
+        try:
+            os.write(write, "\n".join(offline_tag_1265(tail).split("&")[0] for _ in range(50)).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child = set(pipe.read().split("\n"))
+    os.waitpid(pid, 0)
+    parent = {offline_tag_1265(tail).split("&")[0] for _ in range(50)}
+    assert len(child) == len(parent) == 50 and not child & parent

@@ -33,6 +33,7 @@ from .verdicts import (
     _Item,
 )
 
+_PRICE_END = 1 << 63
 log = logging.getLogger("lmcz_fast.checker")  # the checker's one logger, whichever file logs
 
 
@@ -195,9 +196,10 @@ class Checker(_OnlineSide, _OfflineSide):
         retail price and the minimum price that applies (see `price_reasons`). `pg`: the product group, when the
         till knows it (a tobacco pack is group 3 by itself). A bad price or pg raises `PriceError` first.
         """
-        if price is not None:
+        # A plain int in range passes as it is (what _check_price/_check_pg would answer); the rest is theirs.
+        if price is not None and (type(price) is not int or not 0 <= price < _PRICE_END):
             price = _check_price(price, "check")
-        if pg is not None:
+        if pg is not None and (type(pg) is not int or not 1 <= pg <= 0xFFFF):
             pg = _check_pg(pg, "check")
         scan = self._scan
         if scan is not None:
