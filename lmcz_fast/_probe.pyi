@@ -39,12 +39,8 @@ class TillScan:
         tags: dict[int, str | None],
         no_online: str,
         errors: tuple[type[BaseException], ...],
-        status_of: Callable[[], Any],
-        tail_of: Callable[[Any], str],
-        reasons_of: Callable[..., tuple[Any, ...]],
         decided: Callable[[tuple[Any, ...]], Any],
         sold_of: Callable[[Any, Any], bool],
-        fallback: Callable[[Any, int | None, int | None], Any],
     ) -> Self: ...
     def check(self, raw: str | Buffer, price: int | None, pg: int | None) -> Any: ...
 def keys_and_hashes(

@@ -174,3 +174,23 @@ def test_a_forked_worker_draws_other_request_ids():
     os.waitpid(pid, 0)
     parent = {offline_tag_1265(tail).split("&")[0] for _ in range(50)}
     assert len(child) == len(parent) == 50 and not child & parent
+
+
+def test_a_checker_nobody_holds_goes_at_once(store):
+    """The compiled scan holds its checker weakly: no reference cycle, so a dropped checker (and what it holds) goes
+    when its last reference does, without waiting for the cyclic collector (off here)."""
+    import gc
+    import weakref
+
+    checker = Checker(None, store)
+    checker.check(PACK)
+    gone = weakref.ref(checker)
+    scan = checker._scan
+    gc.disable()
+    try:
+        del checker
+        assert gone() is None
+    finally:
+        gc.enable()
+    with pytest.raises(ReferenceError):
+        scan.check(PACK, None, None)

@@ -8,7 +8,8 @@
 import os as _os_mod
 import random as _random_mod
 
-from cpython.dict cimport PyDict_Copy, PyDict_GetItem
+from cpython.dict cimport PyDict_Copy
+from cpython.weakref cimport PyWeakref_GetObject, PyWeakref_NewRef
 
 cdef extern from *:
     """
@@ -203,15 +204,6 @@ cdef Py_ssize_t _offset_in(object cls, str name) except -1:
     return at
 
 
-cdef inline object _attr_of(dict attrs, object owner, str name):
-    """``owner.name`` read from its instance dict ``attrs`` (a dict lookup, not an attribute lookup through the type),
-    else through ``getattr`` (a class attribute, a property)."""
-    cdef PyObject* ref = PyDict_GetItem(attrs, name)
-    if ref != NULL:
-        return <object>ref
-    return getattr(owner, name)
-
-
 _TILL_CODE_FIELDS = ("raw", "code", "cis", "gtin", "decision", "mode", "reasons", "notes", "tags", "online", "offline")
 _TILL_VERDICT_FIELDS = ("decision", "mode", "codes", "elapsed", "deadline", "online_error", "offline_error")
 
@@ -228,13 +220,15 @@ cdef class TillScan:
     path does not: ``code_of``/``till_of`` (``SlotMaker`` of ``CodeVerdict``/``TillVerdict`` over
     ``_TILL_CODE_FIELDS``/``_TILL_VERDICT_FIELDS``), ``table`` (the offline table's ``(reasons, decision)`` for
     ``sold << 2 | blocked << 1 | grey``, no price), ``tags`` (1262-1264 and key 1265), ``errors`` (what sends a
-    scan to ``fallback(raw, price, pg)``, the checker's general path), ``status_of()`` (the offline status, when
-    the checker's ``_status`` cache is older than ``status_every``), ``tail_of(verdict)`` (tag 1265's version
-    part), ``reasons_of(bl, verdict, raw, price, pg, sold)`` and ``decided(reasons)`` (the Python table),
-    ``sold_of(bl, verdict)`` (``sold`` of a verdict that is not the store's own ``Verdict``).
+    scan to the checker's general path, ``_receipt_of_one(raw, price, pg)``), ``decided(reasons)`` (the decision
+    of reasons the Python table gave) and ``sold_of(bl, verdict)`` (``sold`` of a verdict that is not the store's
+    own ``Verdict``). Of the checker (held weakly: a checker nobody holds goes, and its store with it, at once, as
+    before it had a compiled scan) it reads ``_status``, ``status_every`` and ``deadline`` per scan, and calls
+    ``_offline_status()`` (the status, when its cache is older than ``status_every``), ``_version_part(verdict)``
+    (tag 1265's version part, once per version) and ``_verdict_reasons(bl, verdict, raw, price, pg, sold)`` (the
+    Python table, for a price that earns a reason or needs the code's group).
     """
-    cdef object checker
-    cdef dict attrs             # checker.__dict__: its `_status`, `status_every` and `deadline`, read per scan
+    cdef object owner           # weakref.ref(checker)
     cdef object bl
     cdef ProbeBase probe
     cdef object vtype
@@ -248,19 +242,14 @@ cdef class TillScan:
     cdef dict tags
     cdef object key_1265
     cdef object errors
-    cdef object status_of
-    cdef object tail_of
-    cdef object reasons_of
     cdef object decided
     cdef object sold_of
-    cdef object fallback
     cdef object inst
     cdef object ver
     cdef str tail
 
     def __cinit__(self, checker, bl, SlotMaker code_of not None, SlotMaker till_of not None, tuple table not None,
-                  mode, sell, dict tags not None, no_online, errors, status_of, tail_of, reasons_of, decided,
-                  sold_of, fallback):
+                  mode, sell, dict tags not None, no_online, errors, decided, sold_of):
         if len(table) != 8:
             raise ValueError("the table holds the 8 (reasons, decision) of sold, blocked, grey")
         if code_of.names != _TILL_CODE_FIELDS or till_of.names != _TILL_VERDICT_FIELDS:
@@ -269,8 +258,7 @@ cdef class TillScan:
             raise ValueError("tags holds key 1265 (its value is replaced per scan)")
         if _verdict_type is None:
             raise RuntimeError("no Verdict class registered (lmcz_fast.store registers it on import)")
-        self.checker = checker
-        self.attrs = checker.__dict__
+        self.owner = PyWeakref_NewRef(checker, None)
         self.bl = bl
         self.probe = bl if isinstance(bl, ProbeBase) and type(bl).check is ProbeBase.check else None
         self.vtype = _verdict_type
@@ -292,12 +280,8 @@ cdef class TillScan:
         self.tags = tags
         self.key_1265 = next(k for k in tags if k == 1265)
         self.errors = errors
-        self.status_of = status_of
-        self.tail_of = tail_of
-        self.reasons_of = reasons_of
         self.decided = decided
         self.sold_of = sold_of
-        self.fallback = fallback
         self.inst = self.ver = self.tail = None
 
     cdef object _store_verdict(self, object raw, object pg):
@@ -326,24 +310,27 @@ cdef class TillScan:
         """``Checker.check(raw, price=price, pg=pg)`` of an offline-only checker (price and pg checked by it)."""
         cdef double started = lmcz_monotonic_s()
         cdef bint sold, blocked, grey, own
-        cdef object checker = self.checker
+        cdef PyObject* owner = PyWeakref_GetObject(self.owner)
+        if owner == NULL or owner == <PyObject*>None:
+            raise ReferenceError("the Checker of this scan is gone")
+        cdef object checker = <object>owner
         cdef object verdict, status, notes, reasons, decision, inst, ver, cis, gtin, text, code, till
         cdef dict tags
-        cached = _attr_of(self.attrs, checker, "_status")
-        if cached is not None and started - (<tuple?>cached)[0] < _attr_of(self.attrs, checker, "status_every"):
+        cached = checker._status
+        if cached is not None and started - (<tuple?>cached)[0] < checker.status_every:
             status = (<tuple>cached)[1]
         else:
-            status = self.status_of()
+            status = checker._offline_status()
         if status is None:
             notes = ()
         elif status.failure is not None:
-            return self.fallback(raw, price, pg)
+            return checker._receipt_of_one(raw, price, pg)
         else:
             notes = status.notes
         try:
             verdict = self._store_verdict(raw, pg)
         except self.errors:
-            return self.fallback(raw, price, pg)
+            return checker._receipt_of_one(raw, price, pg)
         own = type(verdict) is self.vtype
         if own:
             sold = _slot_of(verdict, self.v_sold) is True
@@ -355,7 +342,7 @@ cdef class TillScan:
                                                                   _slot_of(verdict, self.v_smp)):
                 reasons, decision = (), self.sell
             else:
-                reasons = self.reasons_of(self.bl, verdict, raw, price, pg, sold)
+                reasons = checker._verdict_reasons(self.bl, verdict, raw, price, pg, sold)
                 decision = self.decided(reasons)
             cis = _slot_of(verdict, self.v_cis)
             gtin = _slot_of(verdict, self.v_gtin)
@@ -364,7 +351,7 @@ cdef class TillScan:
         else:
             sold = self.sold_of(self.bl, verdict)
             if sold or verdict.blocked or price is not None:
-                reasons = self.reasons_of(self.bl, verdict, raw, price, pg, sold)
+                reasons = checker._verdict_reasons(self.bl, verdict, raw, price, pg, sold)
                 decision = self.decided(reasons)
             else:
                 reasons, decision = (), self.sell
@@ -374,7 +361,7 @@ cdef class TillScan:
             ver = verdict.db_version
         if self.tail is None or not ((self.inst is inst or self.inst == inst) and
                                      (self.ver is ver or self.ver == ver)):
-            tail = self.tail_of(verdict)
+            tail = checker._version_part(verdict)
             self.inst, self.ver, self.tail = inst, ver, tail
         tags = PyDict_Copy(self.tags)
         tags[self.key_1265] = _tag_1265(self.tail)
@@ -397,7 +384,7 @@ cdef class TillScan:
         _put(code, self.code_of, 9, None)
         _put(code, self.code_of, 10, verdict)
         codes = (code,)
-        deadline = _attr_of(self.attrs, checker, "deadline")
+        deadline = checker.deadline
         till = lmcz_alloc(<PyObject*>self.till_of.cls)
         _put(till, self.till_of, 0, decision)
         _put(till, self.till_of, 1, self.mode)

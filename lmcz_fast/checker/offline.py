@@ -86,7 +86,8 @@ class _OfflineSide:
         cached per database version, the status as cached for `status_every`, and no Python work on the refusal
         table for a scan without a price (its eight rows are made here, by `offline_table`, once). What it does not
         answer itself goes to `check_receipt` (an unreadable scan, an empty or expired store) or to this class's
-        Python pieces (the status re-read, a new version's tail, a price that earns a reason)."""
+        Python pieces (the status re-read, a new version's tail, a price that earns a reason). It holds the checker
+        weakly (no reference cycle: a checker nobody holds goes at once, with its store)."""
         table = []
         for row in range(8):
             reasons = offline_table(sold=bool(row & 4), blocked=bool(row & 2), grey=bool(row & 1))
@@ -96,8 +97,7 @@ class _OfflineSide:
             SlotMaker(CodeVerdict, _CODE_FIELDS), SlotMaker(TillVerdict, _TILL_FIELDS),
             tuple(table), Mode.OFFLINE, Decision.SELL,
             {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264, 1265: None}, "no online check configured",
-            (CodeError, NoListError), self._offline_status, self._version_part, self._verdict_reasons, _decided,
-            _sold_of, self._receipt_of_one,
+            (CodeError, NoListError), _decided, _sold_of,
         )
 
     def _verdict_reasons(self, bl: Any, verdict: Any, raw: str | bytes, price: int | None,
