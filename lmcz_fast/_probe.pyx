@@ -2403,5 +2403,7 @@ cdef ProbeBase _pinned(_Attached a):
     return p
 
 
-# The till-side checker's compiled pieces (lmcz_fast/checker): tag 1265 of an offline check, its verdicts.
+# The module's parts, by job (lmcz_fast/_probe/, included here: the hot paths stay one compilation unit).
+include "_probe/tag_1265.pxi"
+include "_probe/slot_maker.pxi"
 include "_probe/till_scan.pxi"

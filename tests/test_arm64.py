@@ -257,8 +257,8 @@ def _compile_key() -> str:
     import tomllib
 
     digest = hashlib.sha256(_root_key().encode())
-    for path in sorted([*ROOT.glob("lmcz_fast/*.pyx"), *ROOT.glob("lmcz_fast/*.pxd"),
-                       *ROOT.glob("lmcz_fast/*/*.pxi"), ROOT / "setup.py"]):
+    for path in sorted([*ROOT.glob("lmcz_fast/*.pyx"), *ROOT.glob("lmcz_fast/*.pxd"), *ROOT.glob("lmcz_fast/*/*.pxi"),
+                        ROOT / "setup.py"]):
         digest.update(path.relative_to(ROOT).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
     digest.update(json.dumps(requires, sort_keys=True).encode())
