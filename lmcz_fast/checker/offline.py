@@ -78,8 +78,6 @@ class _OfflineSide:
     _version_tail: tuple[tuple[Any, Any], str] | None
     status_every: float
 
-    def _receipt_of_one(self, raw: str | bytes, price: int | None, pg: int | None) -> Any: ...
-
     def _till_scan(self) -> TillScan:
         """The offline-only check of one scan by the in-process store, whole in compiled code (`_probe.TillScan`):
         what `check_receipt((raw,))` answers for a readable scan of a usable store, with tag 1265's version part
