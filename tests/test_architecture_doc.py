@@ -13,7 +13,7 @@ DOC = ROOT.parent / "docs" / "ARCHITECTURE.md"
 
 def _layer_tree(text: str) -> dict[str, str]:
     """The first code block of the document: each entry (a path at the start of a line, with its continuation
-    lines) by the paths it names at its start (`lmcz_fast/audit.py, service/` names both)."""
+    lines) by the paths it names at its start (`lmcz_fast/a.py, b/` would name both)."""
     block = text.split("```", 2)[1]
     entries: dict[str, str] = {}
     current: list[str] = []
@@ -64,7 +64,8 @@ def test_the_map_check_sees_a_missing_module() -> None:
     """The check can fail: a document that leaves out a store module, or names it under another package, is
     caught."""
     text = DOC.read_text(encoding="utf-8")
-    assert "lmcz_fast/store/appliers.py" in _missing(text.replace("appliers.py", "app1iers.py"))
+    assert "lmcz_fast/store/compaction.py" in _missing(text.replace("compaction.py", "c0mpaction.py"))
+    assert "lmcz_fast/store/appliers/codes.py" in _missing(text.replace("codes.py (`Codes`", "c0des.py (`Codes`"))
     assert "lmcz_fast/synth.py" in _missing(text.replace("lmcz_fast/synth.py", "lmcz_fast/synth.pyz"))
 
 

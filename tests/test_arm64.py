@@ -252,8 +252,9 @@ def _run_watched(args: list[str], marker: str, timeout: float) -> tuple[subproce
 
 
 def _compile_key() -> str:
-    """A hash of what the compiled modules are made from: the Cython sources, setup.py and the build requirements.
-    The same key means the same C and the same objects (with the root's compiler, which the root key covers)."""
+    """A hash of what the compiled modules are made from: the Cython sources (a split module's .pxi parts too),
+    setup.py and the build requirements. The same key means the same C and the same objects (with the root's
+    compiler, which the root key covers)."""
     import tomllib
 
     digest = hashlib.sha256(_root_key().encode())

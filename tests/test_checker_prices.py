@@ -43,7 +43,7 @@ def store(tmp_path) -> Iterator[Blocklist]:
     path = tmp_path / "db"
     with Blocklist.create(path) as bl:
         bl.load([[parse_code(PACK_BLOCKED).cis, f"01{MILK}21Blocked"]])
-    bl = Blocklist.open(path, readonly=False)   # its sold register (store/sold.py) is the real one
+    bl = Blocklist.open(path, readonly=False)   # its sold register (store/sold/) is the real one
     yield bl
     bl.close()
 

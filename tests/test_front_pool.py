@@ -133,3 +133,42 @@ def test_each_call_keeps_its_own_deadline_under_the_one_timer() -> None:
     assert short[0] is None and isinstance(short[1], TimeoutError)
     assert 0.09 <= took < 0.8                      # its own 100 ms, not the slow call's 5 s nor the 1 s answer
     assert left == 0 and timer is None             # every call's deadline passed: the heap is empty, no timer
+
+
+def test_the_answer_decoder_is_json_loads_exactly() -> None:
+    """`decode_json` (the forwarder's judge of the module's answer) takes and refuses exactly what `json.loads`
+    does, with the same values: a malformed answer must fall back to our own, a good one must not. Hand-picked
+    edges, then random damage to a check answer."""
+    import random
+
+    from lmcz_fast.front.forwarder import decode_json
+
+    answer = json.dumps({"code": 0, "reqId": "r", "inst": "i", "codes": [
+        {"cis": "0104600439930110215abc\u001d91AAAA", "isBlocked": True, "mrp": 12.5, "groupIds": [1], "smp": None,
+         "sold": False}]}).encode()
+    bodies = [b'{"a":1}', b'{"a":1} \n\r\t', b'{"a":1} x', b'{"a":1}{}', b"{", b'{"a":}', b'{"a":NaN}',
+              b'{"a":"\xff"}', b'\xef\xbb\xbf{"a":1}', b"{\x00", b"[1]", b' {"a":1}', b'{"a":1,}', b"{}", b"",
+              b'{"a":1e999}', b'{"a":"\\ud800"}', b'{"a":1}\x00', b'{"a":"\x1d"}', answer]
+    rng = random.Random(21)
+    for _ in range(3000):
+        damaged = bytearray(answer)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(damaged) + 1)
+            roll = rng.random()
+            if roll < 0.4:
+                del damaged[at:at + 1]
+            elif roll < 0.8:
+                damaged.insert(at, rng.choice(b'{}[]",:0123456789 \t\nabeflnrstu.-+\\\x00\xff'))
+            else:
+                del damaged[at:]
+        bodies.append(bytes(damaged))
+    for body in bodies:
+        try:
+            expected: object = ("ok", json.loads(body))
+        except ValueError as exc:
+            expected = ("refused", type(exc))
+        try:
+            got: object = ("ok", decode_json(body))
+        except ValueError as exc:
+            got = ("refused", type(exc))
+        assert repr(got) == repr(expected), body

@@ -183,7 +183,7 @@ TestStoreModel = StoreModel.TestCase
 
 
 class FoldingStoreModel(StoreModel):
-    """The same steps with an overlay that folds into a new base after a few keys (store/appliers.py `Codes`): a
+    """The same steps with an overlay that folds into a new base after a few keys (store/appliers/codes.py `Codes`): a
     delta writes either the overlay over the base or a new base, and folds come at every boundary — the overlay's
     first key, a delta that just fits, one that goes past, a fold right after a fold, a full load over an overlay,
     and a second handle whose cached base another handle's fold made stale."""

@@ -99,6 +99,28 @@ def _envelope(protocol: int, payload: dict[str, Any]) -> dict[str, Any] | None:
     return first if isinstance(first, dict) else None
 
 
+_scan_json = json.JSONDecoder().scan_once
+_JSON_SPACE = " \t\n\r"
+
+
+def decode_json(body: bytes) -> Any:
+    """`json.loads(body)`, exactly (the same values, the same bodies refused with a `ValueError`), without its
+    wrappers for the common case, a UTF-8 object: the C scanner called directly, the surrounding whitespace checked
+    here. 7.5 instead of 11.6 us for a one-code answer of the module (~700 bytes): the largest single piece of the
+    front's own work per forwarded check (issue 21). Anything else (another first byte, a BOM, UTF-16/32) goes to
+    `json.loads` itself."""
+    if body[:1] != b"{" or body[1:2] == b"\x00":
+        return json.loads(body)
+    text = body.decode("utf-8")
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration as exc:           # the scanner's "no value here" (json.loads says "Expecting value")
+        raise json.JSONDecodeError("Expecting value", text, exc.value) from None
+    if end != len(text) and text[end:].strip(_JSON_SPACE):
+        raise json.JSONDecodeError("Extra data", text, end)
+    return value
+
+
 async def within(seconds: float, work: Awaitable[Answer]) -> Answer:
     """`await work`, or `TimeoutError` once `seconds` have passed (cancelling it: a connection cut off mid-answer
     is closed by the pool). `asyncio.timeout` without Python 3.11: one timer on the loop, no extra task."""
@@ -264,7 +286,7 @@ class Front:
                 return Outcome(answer, f"official_{number}", None, elapsed)
             return self._failed(f"http_{answer.status}", f"HTTP {answer.status}", started, answer)
         try:
-            payload = json.loads(answer.body)
+            payload = decode_json(answer.body)
         except ValueError:
             return self._failed("malformed", "the answer is not JSON", started, answer)
         codes = _codes_of(protocol, payload)

@@ -134,20 +134,20 @@ class _Connection(asyncio.Protocol):
         self.body.append(body)
 
     def on_message_complete(self) -> None:
-        self.keep_alive = self.parser.should_keep_alive()
+        parser = self.parser
+        self.keep_alive = keep_alive = parser.should_keep_alive()
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        answer = Answer(parser.get_status_code(), body, self.content_type)
+        if not keep_alive:          # llhttp reads the next answer of a kept-alive connection with the same parser
+            self.parser = httptools.HttpResponseParser(self)
         call = self.call
         if call is not None:
-            body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-            answer = Answer(self.parser.get_status_code(), body, self.content_type)
-            self.parser = httptools.HttpResponseParser(self)
             call._answered(self, answer)
             return
         waiter = self.waiter
         self.waiter = None
         if waiter is not None and not waiter.done():
-            body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
-            waiter.set_result(Answer(self.parser.get_status_code(), body, self.content_type))
-        self.parser = httptools.HttpResponseParser(self)
+            waiter.set_result(answer)
 
 
 #: `callback(answer, error)`: the module's whole answer and None, or None and why there is none (a `PoolError`, or
@@ -188,13 +188,7 @@ class Call:
     def _answered(self, conn: _Connection, answer: Answer) -> None:
         self.conn = None
         conn.call = None
-        pool = self.pool
-        if conn.keep_alive and conn.alive and not pool.closed:
-            conn.reused = True
-            pool._release(conn)
-        else:
-            conn.abort()
-            pool._release(None)
+        self.pool._give_back(conn)
         self._finish(answer, None)
 
     def _lost(self, conn: _Connection, error: PoolError) -> None:
@@ -379,12 +373,7 @@ class Pool:
                 conn.abort()
                 self._release(None)
                 raise
-            if conn.keep_alive and conn.alive and not self.closed:
-                conn.reused = True
-                self._release(conn)
-            else:
-                conn.abort()
-                self._release(None)
+            self._give_back(conn)
             return answer
         raise AssertionError("unreachable")
 
@@ -426,6 +415,16 @@ class Pool:
             raise
         self.opened_total += 1
         return conn
+
+    def _give_back(self, conn: _Connection) -> None:
+        """A connection whose answer came whole: kept for the next request when the module keeps it alive, else
+        closed and its slot freed."""
+        if conn.keep_alive and conn.alive and not self.closed:
+            conn.reused = True
+            self._release(conn)
+        else:
+            conn.abort()
+            self._release(None)
 
     def _release(self, conn: _Connection | None) -> None:
         """Hand a connection (or, with None, its slot) to the next waiter, else keep it idle (or free the slot)."""

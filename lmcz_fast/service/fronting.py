@@ -101,6 +101,8 @@ class Fronting:
         #: `sink(kind, body, client_id)`, kind "sell" or "return". None: sent once, in the background.
         self.sold_sink: Callable[[str, bytes, bytes | None], None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        #: The module's answers given to tills and not yet recorded (`_record_answered`).
+        self._answered: list[tuple[Any, ...]] = []
 
     # -- dispatch -----------------------------------------------------------------------------------------------
 
@@ -174,35 +176,56 @@ class Fronting:
 
     def _official(self, deferred: Deferred, request: tuple[Any, ...], protocol: int, outcome: Outcome,
                   client_id: bytes | None) -> None:
-        """The module answered in time: its answer to the till as it came, then the audit log, the counters and
-        the observers (after the till has it)."""
+        """The module answered in time: its answer to the till as it came. What the answer teaches the rest (the
+        audit log, the counters, the till's activity, the observers: the cross-check) is recorded after, for all
+        the answers of one turn of the loop at once (`_record_answered`), off the path of the tills whose events
+        came in the same turn."""
         answer = outcome.answer
         assert answer is not None
         self.front.count("front")
         self._resolve(deferred, Response(200, answer.body, FRONT_HEADER, answer.content_type), "ok")
-        payload = outcome.payload
+        last = self.shared.status.last
+        pending = self._answered
+        pending.append((protocol, outcome.payload, outcome.codes, client_id, request[0], request[5],
+                        None if last is None else last.version))
+        if len(pending) == 1:
+            asyncio.get_running_loop().call_soon(self._record_answered)
+
+    def _record_answered(self) -> None:
+        """Record the module's answers given since the last call (see `_official`): one audit record per envelope
+        (outcome `front`, the module's `reqId` and codes), its blocked codes on the status page, the till's and
+        its organisation's counts, the metrics, then the observers. Runs in the next turn of the loop, before any
+        later request is read, so that a till that asks /metrics or the status page next sees its check there."""
+        items, self._answered = self._answered, []
         shared = self.shared
-        client = client_id.decode("utf-8", "replace") if client_id else None
-        envelopes = payload["results"] if protocol == 2 else [payload]
-        blocked = checked = 0
-        for entry in envelopes:
-            codes = [(str(c.get("cis", ""))[:64], c.get("isBlocked") is True) for c in entry.get("codes") or ()
-                     if isinstance(c, dict)]
-            checked += len(codes)
-            blocked += sum(1 for _, b in codes if b)
-            if shared.audit is not None:
-                stamp = entry.get("reqTimestamp")
-                shared.audit.record(str(entry.get("reqId", "")), stamp if isinstance(stamp, int) else
-                                    int(self.shared.clock() * 1000), client, None, "front", codes, request[5])
-            for cis, is_blocked in codes:
-                if is_blocked:
-                    shared.activity.refused(cis, "blocked (official module)")
-        shared.activity.request(client, request[0], checked)
-        shared.organisation_saw(request[5], client, checked, blocked)
-        shared.metrics.codes_checked += checked
-        shared.metrics.codes_blocked += blocked
-        last = shared.status.last
-        self.front.observe(protocol, payload, None if last is None else last.version, outcome.codes)
+        audit = shared.audit
+        activity = shared.activity
+        metrics = shared.metrics
+        front = self.front
+        for protocol, payload, codes, client_id, peer, who, version in items:
+            try:
+                client = client_id.decode("utf-8", "replace") if client_id else None
+                envelopes = payload["results"] if protocol == 2 else (payload,)
+                blocked = checked = 0
+                for entry in envelopes:
+                    ids = [(str(c.get("cis", ""))[:64], c.get("isBlocked") is True) for c in entry.get("codes") or ()
+                           if isinstance(c, dict)]
+                    checked += len(ids)
+                    for cis, is_blocked in ids:
+                        if is_blocked:
+                            blocked += 1
+                            activity.refused(cis, "blocked (official module)")
+                    if audit is not None:
+                        stamp = entry.get("reqTimestamp")
+                        audit.record(str(entry.get("reqId", "")), stamp if isinstance(stamp, int) else
+                                     int(shared.clock() * 1000), client, None, "front", ids, who)
+                activity.request(client, peer, checked)
+                shared.organisation_saw(who, client, checked, blocked, peer)
+                metrics.codes_checked += checked
+                metrics.codes_blocked += blocked
+                front.observe(protocol, payload, version, codes)
+            except Exception:
+                log.exception("the front failed recording an answer of the official module")
 
     def _local(self, request: tuple[Any, ...], handler: Handler, reason: str, method: bytes, query: bytes | None,
                body: bytes, client_id: bytes | None, content_type: bytes | None) -> Response:
@@ -350,6 +373,8 @@ class Fronting:
         return out
 
     async def close(self) -> None:
+        if self._answered:
+            self._record_answered()
         for task in list(self._tasks):
             task.cancel()
         self.front.close()

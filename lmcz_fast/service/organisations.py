@@ -5,7 +5,7 @@ The official Local Module serves one organisation (its participant token is its 
 process serve several: the national lists (blocked codes and GTINs, minimum prices, grey GTINs) are one copy shared
 by all, while each organisation has its own credentials, its own instance UUID (`inst`, fiscal tag 1265; one per
 organisation, kept in the store's metadata as `organisation_instance:<INN>` so it survives restarts), its own
-`init` state and its own share of the sold register (store/sold.py, "Organisations").
+`init` state and its own share of the sold register (store/sold/, "Organisations").
 
 The file is TOML, one `[[organisation]]` table each (docs/service.md, "Several organisations"):
 

@@ -221,14 +221,16 @@ class Shared:
         label = self.auth_label
         return label if label is not None and label.startswith("token:") else None
 
-    def organisation_saw(self, who: Any, client: str | None, codes: int = 0, refused: int = 0) -> None:
-        """Count a check request (`codes` asked about, `refused` of them) for the organisation of `who`, if any."""
+    def organisation_saw(self, who: Any, client: str | None, codes: int = 0, refused: int = 0,
+                         peer: str | None = None) -> None:
+        """Count a check request (`codes` asked about, `refused` of them) for the organisation of `who`, if any;
+        `peer`: the till's address when the request is not the one being handled (default: that one's)."""
         if who.__class__ is Caller:
             member = who.member
             if codes:
                 member.checks += 1
                 member.codes += codes
-                member.saw(client, self.peer, self.clock())
+                member.saw(client, self.peer if peer is None else peer, self.clock())
             member.refusals += refused
 
     def json_body(self, body: bytes, content_type: bytes | None) -> Any:

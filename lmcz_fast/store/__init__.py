@@ -4,12 +4,12 @@ LMDB is the single source of truth. The blocked identities, blocked GTINs, block
 and the serialized Roaring prefilter all live in one environment and change in one write transaction, so a
 reader in any process sees the old state or the new one, never a mix.
 
-The package's files say their jobs. A `Blocklist` (`blocklist.py`: the hot path's Python half and the public
+The package's files say their jobs. A `Blocklist` (`blocklist/`: the hot path's Python half and the public
 calls) is made of parts sharing one environment handle (`handle.py`): the reading side (`reading.py`: the version
 calls answer from; `snapshot.py`: one version held for several calls), the writer (`writing.py`: every change is
-a `Change`, `change.py`, applied in one write transaction by the appliers of `appliers.py`, each owning one part
+a `Change`, `change.py`, applied in one write transaction by the appliers of `appliers/`, each owning one part
 of the database), the tables (`tables.py`: the minimum-price and grey-GTIN record kinds; `prices.py`: loading and
-asking them) and the sold register (`sold.py`: codes this store sold; `group_commit.py`: batching many durable
+asking them) and the sold register (`sold/`: codes this store sold; `group_commit.py`: batching many durable
 writes into one transaction). Below them: `environment.py` (the LMDB environment and its tables), `sources.py`
 (reading blocklist files), `keys.py` (row keys), `digest.py` (the set digest), `freshness.py` (when offline
 answers stop), `records.py` and `errors.py` (what it answers), `replication.py` (where a replicated store keeps

@@ -9,7 +9,7 @@ from .._probe import pack_identity
 from .keys import pack_gtin
 from .tables import Record, parse_record, records_sums
 
-_DIGEST_MOD = 1 << 64
+DIGEST_MOD = 1 << 64
 _GTIN_DIGEST_PREFIX = b"G"
 
 
@@ -69,7 +69,7 @@ def digest_after(
 
 
 def format_digest(sums: tuple[int, int]) -> str:
-    return f"{sums[0] % _DIGEST_MOD:016x}{sums[1] % _DIGEST_MOD:016x}"
+    return f"{sums[0] % DIGEST_MOD:016x}{sums[1] % DIGEST_MOD:016x}"
 
 
 def parse_digest(text: str) -> tuple[int, int]:
@@ -82,5 +82,5 @@ def digest_add(sums: tuple[int, int], code_keys: Iterable[bytes], gtin_keys: Ite
                 sign: int = 1) -> tuple[int, int]:
     codes_a, codes_b = digest_sums(list(code_keys))
     gtins_a, gtins_b = digest_sums(list(gtin_keys), _GTIN_DIGEST_PREFIX)
-    return (sums[0] + sign * (codes_a + gtins_a)) % _DIGEST_MOD, (sums[1] + sign * (codes_b + gtins_b)) % _DIGEST_MOD
+    return (sums[0] + sign * (codes_a + gtins_a)) % DIGEST_MOD, (sums[1] + sign * (codes_b + gtins_b)) % DIGEST_MOD
 

@@ -68,7 +68,7 @@ TABLE_DBS = (DB_PRICES, DB_GREY)
 #: Tables added after the first format: created when an older store is opened (an empty table changes nothing;
 #: empty price and grey tables add nothing to the set digest).
 DB_SIDE = b"side"          # side tables of writers above the store (replication's document maps), key table\0key
-#: The sold register (store/sold.py): written by the sales, never by a load, a delta, a sync or a snapshot.
+#: The sold register (store/sold/): written by the sales, never by a load, a delta, a sync or a snapshot.
 DB_SOLD = b"sold"
 DB_SOLD_TIME = b"sold_time"
 #: Sales and returns waiting for the official module (store/outbox.py; written with the sale, in its transaction).

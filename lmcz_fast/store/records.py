@@ -41,7 +41,7 @@ class Verdict:
     smp: int | None = None
     #: The GTIN is in the store's grey list.
     grey_gtin: bool = False
-    #: In the sold register (store/sold.py) and not expired: a second sale of this code must be refused.
+    #: In the sold register (store/sold/) and not expired: a second sale of this code must be refused.
     sold: bool = False
 
 

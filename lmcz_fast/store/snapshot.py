@@ -110,8 +110,14 @@ class Snapshot(ProbeBase):
 
     def check_many(self, raws: Iterable[str | bytes], pgs: Iterable[int | None] | None = None) -> list[Verdict]:
         """`[check(r) for r in raws]`, all from this version (`pgs`: one product group or None per scan). A bad
-        scan raises `CodeError` naming its index (also `.index`), as `is_blocked_many` does."""
-        return self.check_batch(raws, pgs, strict=True).verdict_list()  # type: ignore[no-any-return]
+        scan raises `CodeError` naming its index (also `.index`), as `is_blocked_many` does. One compiled pass
+        (`ProbeBase._check_many`): `check_batch(raws, pgs, strict=True).verdict_list()` without the arrays."""
+        groups = _groups(pgs)
+        try:
+            return self._check_many(raws, groups)  # type: ignore[no-any-return]
+        except NotAttachedError:
+            self._live()
+            raise
 
     def check_batch(self, raws: Iterable[Any], pgs: Iterable[int | None] | None = None, *,
                     tail_cut: bool = False, strict: bool = False) -> CheckBatch:

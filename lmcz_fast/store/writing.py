@@ -1,5 +1,5 @@
 """The writer of a `Blocklist`: every change of the store is a `Change`, applied in one LMDB write transaction by
-the appliers of `appliers.py`, each owning one part of the database.
+the appliers of `appliers/`, each owning one part of the database.
 
 `load` and `apply_delta` (the public calls) only build a `Change`; so do the feed, replication and the tables.
 Kept apart from the read side because it is a job of its own: every till process reads; only the loader, the feed

@@ -1,125 +1,32 @@
-"""The sold register: marking codes this store has sold, so that a second sale of one code is refused offline.
-
-A till reports each sale after the receipt is fiscalised (`POST /api/v2/cis/sell`, or `bl.record_sold(...)` in
-process); from the next check on, every till of the store is answered `sold: true` for that code (the official
-Local Module 2.x keeps the same register; see docs/protocol.md, "The sold register"). A return
-(`/cis/return`, `return_sold`) removes it. Entries expire after `sold_expire_after` seconds (a metadata field,
-30 days by default), as the official module's do.
-
-The register lives in the store's LMDB environment, beside the blocked codes, in two tables of its own:
-
-- `sold`: key = the identity (canonical GS1 form, ASCII) -> value = sold-at (u64 BE, Unix ms) + the CIS as CRPT
-  prints it [+ NUL + the INN of the organisation that sold it, when `serve --organisations` serves several; a
-  record without it, as every store made before, belongs to no organisation: see "Organisations" below];
-- `sold_time`: key = sold-at (u64 BE ms) + identity -> empty: the same entries in time order, so expired ones are
-  found (and purged) from the front, and `/cis/sold` pages through them oldest first.
-
-(The key is the identity itself rather than the packed form of `codes`: a check looks it up with a cursor kept per
-read transaction, and encoding the str is cheaper than packing it; the few bytes more per sale do not matter.)
-
-Loads, deltas, feed syncs and snapshots never touch these tables: a full reload drops the blocklist's tables only.
-Every change is one durable write transaction (committed before the call returns). Many concurrent sales are
-batched into one transaction by a `GroupCommitter` (store/group_commit.py; the service uses one).
-
-**Time.** A sale is stamped by the clock, but never earlier than the newest time the database already holds (its
-newest sale, its last sync or load): a till whose clock is behind (a dead CMOS battery) stamps its sales at that
-floor instead of a year ago, so when the clock is corrected they are not expired at once (a double sale would
-pass). The purge, the one step that deletes, never runs by a clock that jumped ahead: in a process it counts no
-faster than the monotonic clock since it last agreed with the wall clock, and never past a day after the
-database's newest time. (Lookups judge expiry by the wall clock: a clock jumped ahead far enough to hide a sale,
-30 days, has expired the whole store long before, 72 h, so no check is answered from it; and the entry is still
-there once the clock is right.) See docs/service.md, "Clocks".
-
-**Organisations.** One store may serve several organisations (`serve --organisations`): a code sold by any of them
-is sold for all (the check reads only the sold-at), and the record names who sold it. The write and read operations
-take an `Owner` (its INN, and whether it also owns the records that name no organisation); with one, a record of
-another owner is never overwritten, removed, cleared or listed. Without one (None) they act on every record, as they
-did before organisations existed. A record without an organisation is read as `organisation=None`; the NUL cannot
-be part of a CIS (GS1's character set), so the old format is the new one's "no organisation".
-
-Reads answer from the `Blocklist`'s current read transaction, so `check()`'s `sold` and its `blocked` come from
-the same database version; a write made through this handle is seen by its next call. `check()` asks a filter of
-the register first (store/sold_filter.py), so every write that adds entries also records `sold_high`/`sold_epoch`
-(`note_added`) for readers to bring their filter forward.
-"""
+"""`SoldRegister`: the sold register of one open `Blocklist` (`bl.sold`): its write operations (alone, or in a
+group commit), its durable writes, its reads from the store's current version; its export and import in the format
+of transfer.py, its purge by the clock of clock.py."""
 
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import lmdb
 
-from .._codes import CodeError, MarkingCode, parse_code
-from .environment import DB_META, DB_SOLD, DB_SOLD_TIME
-from .errors import StoreError
-from .group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
-from .handle import StoreHandle
-from .sold_filter import note_added, renew_epoch
+from ..._codes import CodeError, MarkingCode, parse_code
+from ..environment import DB_META, DB_SOLD, DB_SOLD_TIME
+from ..errors import StoreError
+from ..group_commit import DEFAULT_MAX_BATCH, GroupCommitter, Job
+from ..handle import StoreHandle
+from ..sold_filter import note_added, renew_epoch
+from .clock import PurgeClock
+from .records import DEFAULT_SOLD_EXPIRE_AFTER, Owner, SoldEntry, _ms, _value, newest_time_ms, sold_in, split_value
+from .transfer import export_lines, read_export
 
-log = logging.getLogger("lmcz_fast.store")
-
-#: How long a sale is remembered (seconds) unless the metadata field `sold_expire_after` says otherwise.
-DEFAULT_SOLD_EXPIRE_AFTER = 30 * 86400.0
 #: Expired entries purged per write transaction at most (the rest go in the next ones, or in idle housekeeping).
 PURGE_PER_COMMIT = 2000
 #: The purge never deletes by a time further than this past the database's newest own time (seconds).
 PURGE_LEAD = 86400.0
-#: How far the wall clock may run ahead of the monotonic clock, between two purges, before it counts as a jump.
-JUMP_SLACK = 60.0
 #: Most entries `page()` (and `GET /cis/sold`) returns at once, as the official module's `limit`.
 MAX_PAGE = 1000
-#: First line of a register export: names the format and the instance the entries belong to.
-EXPORT_KIND = "lmcz-fast sold register"
-EXPORT_FORMAT = 1
-
-
-@dataclass(frozen=True, slots=True)
-class SoldEntry:
-    """One sold code: its identity (canonical GS1 form), its CIS as CRPT prints it, when it was sold (ms), and the
-    INN of the organisation that sold it (None: a record that names none, as every one made without organisations)."""
-
-    identity: str
-    cis: str
-    sold_at_ms: int
-    organisation: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    """On whose behalf a register operation acts (`serve --organisations`): the organisation's INN, and whether it
-    also owns the records that name no organisation (the sales recorded before the organisations file)."""
-
-    inn: str
-    owns_unowned: bool = False
-
-    def owns(self, organisation: str | None) -> bool:
-        """Whether a record naming `organisation` (None: none) is this owner's."""
-        return organisation == self.inn if organisation is not None else self.owns_unowned
-
-
-def split_value(value: bytes | memoryview) -> tuple[int, str, str | None]:
-    """A `sold` record's value: (sold-at ms, CIS, organisation INN or None). Records written before organisations
-    existed hold no NUL and read as no organisation."""
-    raw = bytes(value)
-    cis, sep, organisation = raw[8:].partition(b"\0")
-    return int.from_bytes(raw[:8], "big"), cis.decode(), organisation.decode("ascii") if sep else None
-
-
-def _value(stamp: bytes, cis: str, organisation: str | None) -> bytes:
-    return stamp + cis.encode() + (b"" if organisation is None else b"\0" + organisation.encode("ascii"))
-
-
-class SoldRegisterError(StoreError):
-    """A register operation refused before anything was written (a bad export, another instance's export)."""
-
-
-def _ms(value: float) -> bytes:
-    return int(value).to_bytes(8, "big")
 
 
 def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
@@ -140,54 +47,12 @@ def _parse_sales(raws: Sequence[Any]) -> list[MarkingCode]:
     return codes
 
 
-def newest_time_ms(txn: lmdb.Transaction, time_db: Any, meta_db: Any) -> int:
-    """The newest time the database holds (Unix ms): its newest sale, its last sync or load; 0 if none."""
-    newest = 0
-    with txn.cursor(db=time_db) as cursor:
-        if cursor.last():
-            newest = int.from_bytes(bytes(cursor.key()[:8]), "big")
-    for name in (b"last_sync_at", b"loaded_at"):
-        raw = txn.get(name, db=meta_db)
-        value = json.loads(bytes(raw)) if raw is not None else None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            newest = max(newest, int(value * 1000))
-    return newest
-
-
-def sold_in(cursor: lmdb.Cursor, identity: str, meta: dict[str, Any], now: float) -> bool:
-    """Whether `identity` is in the register and not expired, through a cursor on the `sold` table of the reader's
-    transaction: one `set_key` is what `Blocklist.check` adds to a check (a cursor lookup costs less than half a
-    `Transaction.get`, which also releases and retakes the GIL); the expiry is looked at only for a code there."""
-    if not cursor.set_key(identity.encode("ascii")):
-        return False
-    expire = meta.get("sold_expire_after") or DEFAULT_SOLD_EXPIRE_AFTER
-    return int.from_bytes(cursor.value()[:8], "big") >= int((now - float(expire)) * 1000)
-
-
 class SoldRegister:
     """The sold register of one open `Blocklist` (`bl.sold`). Thread-safe; writes are durable on return."""
 
     def __init__(self, handle: StoreHandle) -> None:
         self._handle = handle
-        self._anchor: tuple[float, float] | None = None   # (wall, monotonic) when the purge's clock last agreed
-        self._jump_logged = False
-
-    def _purge_now(self) -> float:
-        """The wall clock, unless it jumped ahead since the last purge of this handle: then the time that really
-        elapsed since (monotonic), so that a clock set years ahead by mistake deletes nothing it should not."""
-        wall, mono = time.time(), time.monotonic()
-        anchor = self._anchor
-        if anchor is not None:
-            bound = anchor[0] + (mono - anchor[1]) + JUMP_SLACK
-            if wall > bound:
-                if not self._jump_logged:
-                    self._jump_logged = True
-                    log.warning("the clock jumped %.0f s ahead of the time that elapsed: the sold register's purge "
-                                "counts the time that really elapsed until this process restarts (a sale is never "
-                                "deleted by a clock set ahead by mistake)", wall - bound + JUMP_SLACK)
-                return bound - JUMP_SLACK
-        self._anchor = (wall, mono)
-        return wall
+        self._clock = PurgeClock()
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
@@ -336,7 +201,7 @@ class SoldRegister:
             raw = txn.get(b"sold_expire_after", db=meta_db)
             expire = (json.loads(bytes(raw)) if raw is not None else None) or DEFAULT_SOLD_EXPIRE_AFTER
             if now is None:
-                clock = min(self._purge_now(), newest_time_ms(txn, time_db, meta_db) / 1000 + PURGE_LEAD)
+                clock = min(self._clock.now(), newest_time_ms(txn, time_db, meta_db) / 1000 + PURGE_LEAD)
             else:
                 clock = now
             cutoff = _ms((clock - float(expire)) * 1000)
@@ -522,15 +387,8 @@ class SoldRegister:
             raw_expire = txn.get(b"sold_expire_after", db=meta_db)
             raw_instance = txn.get(b"instance_id", db=meta_db)
             cutoff = self._cutoff_ms({"sold_expire_after": json.loads(bytes(raw_expire)) if raw_expire else None})
-            header = {"kind": EXPORT_KIND, "format": EXPORT_FORMAT,
-                      "instanceId": json.loads(bytes(raw_instance)) if raw_instance else None,
-                      "exportedAt": int(time.time() * 1000), "count": self._count(txn, cutoff)}
-            yield json.dumps(header, ensure_ascii=False)
-            for entry in self._iter(txn, cutoff):
-                item: dict[str, Any] = {"cis": entry.cis, "identity": entry.identity, "soldAt": entry.sold_at_ms}
-                if entry.organisation is not None:
-                    item["organisation"] = entry.organisation
-                yield json.dumps(item, ensure_ascii=False)
+            instance_id = json.loads(bytes(raw_instance)) if raw_instance else None
+            yield from export_lines(instance_id, self._count(txn, cutoff), self._iter(txn, cutoff))
 
     def import_lines(self, lines: Iterable[str], *, force: bool = False, replace: bool = False) -> int:
         """Load an export made by `export_lines`. Everything is read and checked first, then written in one
@@ -540,55 +398,7 @@ class SoldRegister:
         hardware gets a new instance id). `replace` empties the register first; else entries are merged (the later
         sale time wins). Entries already expired here are skipped. Returns how many entries were written.
         """
-        iterator = iter(lines)
-        try:
-            header = json.loads(next(iterator))
-        except StopIteration:
-            raise SoldRegisterError("the export is empty (no header line)") from None
-        except ValueError as exc:
-            raise SoldRegisterError(f"line 1 is not JSON: {exc}") from None
-        if not isinstance(header, dict) or header.get("kind") != EXPORT_KIND:
-            raise SoldRegisterError("line 1 is not the header of a sold-register export "
-                                    "(made by `lmcz-fast sold export`)")
-        if header.get("format") != EXPORT_FORMAT:
-            raise SoldRegisterError(f"unknown export format {header.get('format')!r}; this version reads "
-                                    f"format {EXPORT_FORMAT}")
-        mine = self._meta_field("instance_id")
-        theirs = header.get("instanceId")
-        if theirs != mine and not force:
-            raise SoldRegisterError(
-                f"the export belongs to instance {theirs!r}, this database is instance {mine!r}: importing "
-                "another store's sales would refuse its codes here. If this store moved to new hardware, "
-                "import with force")
-        entries: list[tuple[MarkingCode, int, str | None]] = []
-        for number, line in enumerate(iterator, start=2):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except ValueError as exc:
-                raise SoldRegisterError(f"line {number} is not JSON: {exc}") from None
-            if not isinstance(item, dict):
-                raise SoldRegisterError(f"line {number}: expected an object")
-            cis, identity, sold_at = item.get("cis"), item.get("identity"), item.get("soldAt")
-            organisation = item.get("organisation")
-            if organisation is not None and not (isinstance(organisation, str) and organisation.isdigit()):
-                raise SoldRegisterError(f"line {number}: `organisation` must be an INN (digits)")
-            if not isinstance(cis, str) or not isinstance(identity, str):
-                raise SoldRegisterError(f"line {number}: `cis` and `identity` must be strings")
-            if not isinstance(sold_at, int) or isinstance(sold_at, bool) or not 0 <= sold_at < 1 << 63:
-                raise SoldRegisterError(f"line {number}: `soldAt` must be a non-negative integer (Unix ms)")
-            try:
-                code = parse_code(cis)
-            except CodeError as exc:
-                raise SoldRegisterError(f"line {number}: {cis!r} is not a marking code: {exc}") from None
-            if code.identity != identity:
-                raise SoldRegisterError(f"line {number}: `identity` {identity!r} is not the identity of `cis` "
-                                        f"({code.identity!r})")
-            entries.append((code, sold_at, organisation))
-        if header.get("count") is not None and header.get("count") != len(entries):
-            raise SoldRegisterError(f"the header announces {header.get('count')} entries, the file holds "
-                                    f"{len(entries)}: the export is incomplete")
+        entries = read_export(lines, self._meta_field("instance_id"), force=force)
         cutoff = int((time.time() - self.expire_after()) * 1000)
         fresh = [(code, at, org) for code, at, org in entries if at >= cutoff]
         clear = self.op_clear()

@@ -13,69 +13,44 @@ read transaction (`_renew`), which is what bounds how long a reader keeps answer
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
 import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from .._probe import ProbeBase, unpack_key
-from .change import Change
-from .digest import format_digest
-from .environment import (
-    DB_BLOCKS,
+from ..._probe import ProbeBase, unpack_key
+from ..change import Change
+from ..environment import (
     DB_CODES,
-    DB_COLLISIONS,
     DB_GTINS,
     DB_META,
     DB_SIDE,
-    DEFAULT_EXPIRE_AFTER,
     DEFAULT_REFRESH_INTERVAL,
-    DEFAULT_REFRESH_WINDOW,
-    LATER_TABLES,
-    META_GTIN_INDEX,
     META_PREFILTER_ADDED,
     META_PREFILTER_REMOVED,
     acquire_env,
     check_room_to_create,
     open_dbs,
-    put_prefilter,
     release_env,
     stale_readers_cleared,
-    write_txn,
 )
-from . import leftovers
-from .errors import StoreError
-from .freshness import freshness
-from .group_commit import WriteOp
-from .handle import StoreHandle
-from .prices import Tables, TablesReport
-from .reading import Versions, no_list_error
-from .records import DeltaReport, LoadReport, Status, Verdict
-from .snapshot import Snapshot, readings_of
-from .outbox import Outbox
-from .sold import SoldEntry, SoldRegister
-from .tables import META_COUNTS, META_TABLES_DIGEST, Record, iter_rows
-from .writing import Writer
-
-
-def _discard_new(path: str, made_dir: bool) -> None:
-    """Remove what a failed `create` left (an environment no transaction was ever committed to), so that a retry
-    after freeing space starts afresh."""
-    for name in ("data.mdb", "lock.mdb"):
-        try:
-            os.unlink(os.path.join(path, name))
-        except OSError:
-            pass
-    if made_dir:
-        try:
-            os.rmdir(path)
-        except OSError:
-            pass
+from .. import leftovers
+from ..errors import StoreError
+from ..freshness import freshness
+from ..group_commit import WriteOp
+from ..handle import StoreHandle
+from ..prices import Tables, TablesReport
+from ..reading import Versions, no_list_error
+from ..records import DeltaReport, LoadReport, Status, Verdict
+from ..snapshot import Snapshot, readings_of
+from ..outbox import Outbox
+from ..sold import SoldEntry, SoldRegister
+from ..tables import Record, iter_rows
+from ..writing import Writer
+from .creation import make_empty, move_into_place
 
 
 class Blocklist(ProbeBase):
@@ -110,48 +85,7 @@ class Blocklist(ProbeBase):
         once its first list is in, use `building`.
         """
         path = os.fspath(path)
-        if os.path.exists(os.path.join(path, "data.mdb")):
-            raise StoreError(f"a database already exists at {path}; open it instead")
-        check_room_to_create(path)
-        made_dir = not os.path.isdir(path)
-        os.makedirs(path, exist_ok=True)
-        try:
-            env = acquire_env(path)
-        except StoreError:
-            _discard_new(path, made_dir)
-            raise
-        try:
-            from pyroaring import BitMap
-
-            now = time.time()
-            with write_txn(env, path) as txn:
-                dbs = {name: env.open_db(name, txn=txn) for name in (DB_CODES, DB_GTINS, DB_BLOCKS,
-                                                                     DB_COLLISIONS, DB_META, *LATER_TABLES)}
-                meta = dbs[DB_META]
-                fields: dict[str, Any] = {
-                    "format": 1,
-                    "version": 0,
-                    "created_at": now,
-                    "updated_at": now,
-                    "instance_id": instance_id or str(uuid.uuid4()),
-                    "codes": 0,
-                    "gtins": 0,
-                    "set_digest": format_digest((0, 0)),
-                    META_TABLES_DIGEST: format_digest((0, 0)),
-                    **{count: 0 for count in META_COUNTS.values()},
-                    "source": None,
-                    "refresh_window": DEFAULT_REFRESH_WINDOW,
-                    "expire_after": DEFAULT_EXPIRE_AFTER,
-                }
-                for name, value in fields.items():
-                    txn.put(name.encode(), json.dumps(value).encode(), db=meta)
-                put_prefilter(txn, meta, BitMap().serialize())
-                txn.put(META_GTIN_INDEX, b"", db=meta)
-        except StoreError:
-            release_env(env)
-            _discard_new(path, made_dir)
-            raise
-        release_env(env)
+        make_empty(path, instance_id)
         return cls.open(path, readonly=False)
 
     @classmethod
@@ -188,7 +122,7 @@ class Blocklist(ProbeBase):
                     yield bl
                 finally:
                     bl.close()
-                _move_into_place(work, path)
+                move_into_place(work, path)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
@@ -541,49 +475,3 @@ _DELTA_OPTIONS = frozenset({
     "to_version", "from_version", "add_gtins", "remove_gtins", "block", "synced", "expect_digest", "meta", "side",
     "clear_side", "advance_empty", "add_records", "remove_records",
 })
-
-
-def _move_into_place(work: str, path: str) -> None:
-    """Move the database built in `work` to `path` without ever replacing one that is there.
-
-    `data.mdb` is hard-linked into `path` (which fails if the name exists, so a database another process put
-    there meanwhile survives), then the directory entry is synced. The lock file goes first, unless one is there:
-    it is already allocated (64 KiB), so opening the store later needs no room on a full disk.
-    """
-    made_dir = not os.path.isdir(path)
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot make the database directory {path}: {exc}") from exc
-    source = os.path.join(work, "data.mdb")
-    target = os.path.join(path, "data.mdb")
-    lock = os.path.join(path, "lock.mdb")
-    linked_lock = False
-    try:
-        with contextlib.suppress(OSError):
-            os.link(os.path.join(work, "lock.mdb"), lock)
-            linked_lock = True
-        try:
-            os.link(source, target)
-        except FileExistsError:
-            raise StoreError(f"a database appeared at {path} while this one was built; it was left as it is "
-                             f"and the new one discarded") from None
-        except OSError:
-            # A file system without hard links: rename, after one more look (a narrow window, unlike link).
-            if os.path.exists(target):
-                raise StoreError(f"a database appeared at {path} while this one was built; it was left as it "
-                                 f"is and the new one discarded") from None
-            os.rename(source, target)
-    except BaseException:
-        if linked_lock:
-            with contextlib.suppress(OSError):
-                os.unlink(lock)
-        if made_dir:
-            with contextlib.suppress(OSError):
-                os.rmdir(path)
-        raise
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
