@@ -138,12 +138,13 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("tables/batch_tables", "tables/batch"):
         Record(0.964, 1.333, True, "issue 10: as above; 0.96-1.06 in most runs, 1.33 in one on a loaded VM"),
     ("check/tables", "check/plain"):
-        Record(1.11, 1.14, True, "issue 24, this bench in short alternating rounds (chunks of 200 scans, medians, the "
-                                 "same Python work per verdict on both sides): 1.11-1.14 in 5 runs at load 5 (+60-70 "
-                                 "ns a scan: the table lookup, the smp int, grey). Before, fastest of 8 whole rounds of "
-                                 "20,000 scans (plain first, the tables side alone counting priced verdicts): 0.89-1.19 "
-                                 "in issue 10's quiet runs, 1.59 once loaded, 1.287 in one CI run, and 0.81, 1.27, 1.34 "
-                                 "in the same runs as the 1.11-1.14 above: the CI miss was that method's spread"),
+        Record(1.106, 1.14, True, "issue 24, this bench in short alternating rounds (chunks of 200 scans, medians, "
+                                  "the same Python work per verdict on both sides): 1.106-1.14 in 7 runs at load 5 "
+                                  "(+60-70 ns a scan: the table lookup, the smp int, grey). Before, fastest of 8 "
+                                  "whole rounds of 20,000 scans (plain first, the tables side alone counting priced "
+                                  "verdicts): 0.89-1.19 in issue 10's quiet runs, 1.59 once loaded, 1.287 in one CI "
+                                  "run, and 0.81, 1.27, 1.34 in the same runs as 1.11-1.14 above: the CI miss was "
+                                  "that method's spread"),
     ("single/is_blocked", "single/lmdb_get"):
         Record(0.155, 0.16, True, "issue 3 closing note, this bench"),
     ("single/is_blocked", "single/sqlite"):
