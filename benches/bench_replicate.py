@@ -111,7 +111,7 @@ SERVER = textwrap.dedent("""
     import sys
     sys.path.insert(0, sys.argv[1])
     import bench_replicate
-    bench_replicate.serve_pages(int(sys.argv[2]))
+    bench_replicate.serve_pages(int(sys.argv[2]), sys.argv[3])
 """)
 
 
@@ -162,10 +162,13 @@ def _increment(codes: list[str], k: int) -> list[tuple[str, bool]]:
                                                                         codes[k * half:(k + 1) * half]]
 
 
-def serve_pages(n_docs: int) -> None:
-    """The page server's process: prints its port, then serves until killed. `POST /_bench/increments?n=N` adds
-    the next N increments of 10k changes to `blocked_cis`."""
+def serve_pages(n_docs: int, listing: str) -> None:
+    """The page server's process: writes its documents' codes to `listing` (one a line, in order: the parent reads
+    them there instead of generating 900k codes again, ~5 s on the loaded VM each time), prints its port, then
+    serves until killed. `POST /_bench/increments?n=N` adds the next N increments of 10k changes to `blocked_cis`."""
     codes = _base_codes(n_docs)
+    with open(listing, "w", encoding="ascii") as out:
+        out.write("\n".join(codes) + "\n")
     pages = _Pages()
     pages.add("blocked_cis", [(code, False) for code in codes])
     added = [0]
@@ -234,7 +237,10 @@ def _reader_during(db: str, probes: str, stop: str, writer: list[str] | Callable
     proc = None
     try:
         assert reader.stdout.readline().strip() == "ready"
-        time.sleep(0.2)
+        # The reader is warm when it says ready (1000 calls); 0.1 s puts it in its loop before the writer starts,
+        # and 0.1 s after the writer's exit is still several passes over its 4000 probes, each reading the version
+        # (0.2 s each before: 6 s of the bench's 15 windows, nothing measured in them but the machine's pauses).
+        time.sleep(0.1)
         started = time.monotonic()
         proc = subprocess.Popen(writer(started) if callable(writer) else writer, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
@@ -242,7 +248,7 @@ def _reader_during(db: str, probes: str, stop: str, writer: list[str] | Callable
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
         seconds = time.monotonic() - started
-        time.sleep(0.2)
+        time.sleep(0.1)
         open(stop, "w").close()
         out, _ = reader.communicate(timeout=60)
         written, errors = proc.communicate(timeout=120)
@@ -260,9 +266,13 @@ def _reader_during(db: str, probes: str, stop: str, writer: list[str] | Callable
 
 @pytest.mark.benchmark(group="replicate")
 def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
-    server = subprocess.Popen([sys.executable, "-c", SERVER, HERE, str(N_DOCS)], stdout=subprocess.PIPE, text=True)
+    listing = tmp_path / "codes.txt"
+    server = subprocess.Popen([sys.executable, "-c", SERVER, HERE, str(N_DOCS), str(listing)],
+                              stdout=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{int(server.stdout.readline())}"
+        codes = listing.read_text(encoding="ascii").split()         # _base_codes(N_DOCS), as the server made them
+        assert len(codes) == N_DOCS
         expected = _post_increments(url, 0)["bytes"]
 
         def bare_fetch() -> int:
@@ -284,8 +294,6 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
             assert first["full"] and first["changes"] == N_DOCS
         first_seconds = statistics.median(f["seconds"] for f in firsts)
         board.record("replicate.first", first_seconds)
-        listing = tmp_path / "codes.txt"
-        listing.write_text("\n".join(_base_codes(N_DOCS)) + "\n", encoding="ascii")
         loads = []
         for i in range(FIRST_RUNS):
             with Blocklist.building(tmp_path / f"loaded{i}.db") as bl:
@@ -321,7 +329,6 @@ def test_first_replication_increment_and_readers(benchmark, board, tmp_path):
         # process that imports the HTTP client, asks the source who it is, and fetches and parses each page between
         # commits) lasted 1.2-2.5x a feed round of STALL_BATCHES deltas back to back, and its worst call was that
         # much more likely to meet a pause; the same time with more feed commits would lean the other way.
-        codes = _base_codes(N_DOCS)
         rng = random.Random(7)
         probes = tmp_path / "probes.txt"
         kept = codes[(STALL_ROUNDS * STALL_BATCHES + 2) * INCREMENT:]      # never deleted by an increment

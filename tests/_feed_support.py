@@ -26,6 +26,9 @@ from _nginx_support import MISSING, NGINX, nginx_command, nginx_main
 from _store_support import gtin_with_check
 from cryptography.hazmat.primitives import serialization
 
+from lmcz_fast import feed
+from lmcz_fast.store import Blocklist
+
 
 
 def signing_context(fmt: str) -> bytes:
@@ -51,6 +54,30 @@ def fast_identities(count: int, seed: int = 1, serial_len: int = 13, gtins: int 
 def write_list(path: Path, identities: list[str], gtins: list[str] = ()) -> str:
     path.write_text("".join(f"{line}\n" for line in (*gtins, *identities)))
     return str(path)
+
+
+def publish_set(feed_dir: Path, key: Path, identities: list[str], gtins: list[str] = (), **kwargs):
+    source = feed_dir.parent / f"input-{random.random()}.txt"
+    try:
+        return feed.publish(feed_dir, key, snapshot=write_list(source, identities, list(gtins)), **kwargs)
+    finally:
+        source.unlink()
+
+
+def full_state(db: Path) -> tuple[int, str, float | None]:
+    with Blocklist.open(db) as bl:
+        info = bl.info()
+        return info["version"], info["set_digest"], info.get("last_sync_at")
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _newest(fd: Path, prefix: str) -> Path:
+    return sorted(fd.glob(f"{prefix}-*.txt.gz"))[-1]
 
 
 def db_state(path: Any) -> tuple[int, str]:

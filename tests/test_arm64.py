@@ -61,6 +61,9 @@ CORE = (
     "tests/test_bulk.py",                       # _bulk: the radix sort of keys, hashes against xxhash
     "tests/test_store_model.py",                # the store's state machine (hypothesis, stateful)
     "tests/test_feed.py",                       # feed: signatures, SHA-256, digests, damaged files, size bounds
+    "tests/test_feed_refusals.py",              # (test_feed.py's, split by jobs: its refusals,
+    "tests/test_feed_cli.py",                   # its CLI,
+    "tests/test_feed_kill.py",                  # its kill -9 loops, left out below)
     "tests/test_service.py",                    # the service contract (/api/v1) on loopback
     "tests/test_sold_durability.py",            # the sold register: kill -9 loses nothing acknowledged
 )
@@ -69,11 +72,11 @@ CORE = (
 # the whole files took emulated, measured, and their timing-bound steps are what fails there first). They run
 # natively in the suite; the arm64 core keeps a kill -9 loop of its own (the sold register's).
 LEFT_OUT = {
-    "tests/test_feed.py::test_sync_killed_anywhere_leaves_old_or_new_state":
+    "tests/test_feed_kill.py::test_sync_killed_anywhere_leaves_old_or_new_state":
         "kill -9 of a sync at every step (428 s emulated): LMDB's commit is covered by the sold register's loop",
-    "tests/test_feed.py::test_mirror_killed_anywhere_serves_only_whole_verified_files":
+    "tests/test_feed_kill.py::test_mirror_killed_anywhere_serves_only_whole_verified_files":
         "kill -9 of a mirror at every step (245 s emulated): file renames, no compiled code",
-    "tests/test_feed.py::test_sync_daemon_logs_and_stops_on_sigterm":
+    "tests/test_feed_cli.py::test_sync_daemon_logs_and_stops_on_sigterm":
         "the sync daemon's log lines and SIGTERM, timed against its 0 s interval",
     "tests/test_service.py::test_serve_process_sigterm_is_graceful":
         "a serve process's SIGTERM lifecycle, timed",
