@@ -47,13 +47,13 @@ class Record:
 # of those issues (`issues show N`).
 RECORDS: dict[tuple[str, str], Record] = {
     ("checker/Checker.check offline-only", "checker/bare Blocklist.check"):
-        Record(4.9, 20.5, False, "docs/checker.md (Cost), this bench: 1.8-1.92x while Blocklist.check was the Python "
-               "verdict (~9 us); issue 24 compiled it (0.44 us a scan) and the checker's own work per scan then "
-               "dominated (8.3 us in CI, 19x). The offline-only scan now reads the Verdict's own sold, makes tag 1265 "
-               "in one compiled step and its two verdicts slot by slot: 2.5-3.2 us a scan, 4.9-5.8x in "
-               "test_overhead_ratio's interleaved rounds (45-63x before, same VM); the board's figure, medians of "
-               "two groups run one after the other, read 11.2-20.5x in 5 runs at load average 9 (preemptions land "
-               "on the longer run). 3x needs the whole offline scan compiled"),
+        Record(2.25, 2.48, True, "issue 24, this bench's test_overhead_ratio (short alternating rounds, medians) at "
+               "load 5-9: 2.25-2.48x in 10 runs (fastest rounds 2.39-2.61x) once the offline-only scan was compiled "
+               "whole (_probe.TillScan: the store's check, the offline table's row, tag 1265, both verdicts in one "
+               "call); 4.37-4.39x for the Python path it replaced in the same bench (fastest rounds 4.7-5.0x). "
+               "History: 1.8-1.92x while Blocklist.check was a Python verdict (~9 us); 19x in CI once it was "
+               "compiled (0.44 us) and the checker's Python dominated; 11.2-20.5x read by the former figure, two "
+               "pytest-benchmark groups one after the other, at load 9"),
     ("apply a 10k-code delta", "full load of 900k codes"):
         Record(0.043, 0.087, False, "issue 4: random keys dirty most leaf pages; 0.067-0.087 in its closing runs"),
     ("apply a clustered 10k-code delta", "full load of 900k codes"):
@@ -143,8 +143,13 @@ RECORDS: dict[tuple[str, str], Record] = {
     ("tables/batch_tables", "tables/batch"):
         Record(0.964, 1.333, True, "issue 10: as above; 0.96-1.06 in most runs, 1.33 in one on a loaded VM"),
     ("check/tables", "check/plain"):
-        Record(0.892, 1.59, True, "issue 10: check() answers smp and grey too (~0.2-0.8 us a scan in quiet runs, "
-                                  "0.89-1.19x); 1.59 in one run on a loaded VM"),
+        Record(1.106, 1.14, True, "issue 24, this bench in short alternating rounds (chunks of 200 scans, medians, "
+                                  "the same Python work per verdict on both sides): 1.106-1.14 in 7 runs at load 5 "
+                                  "(+60-70 ns a scan: the table lookup, the smp int, grey). Before, fastest of 8 "
+                                  "whole rounds of 20,000 scans (plain first, the tables side alone counting priced "
+                                  "verdicts): 0.89-1.19 in issue 10's quiet runs, 1.59 once loaded, 1.287 in one CI "
+                                  "run, and 0.81, 1.27, 1.34 in the same runs as 1.11-1.14 above: the CI miss was "
+                                  "that method's spread"),
     ("single/is_blocked", "single/lmdb_get"):
         Record(0.155, 0.16, True, "issue 3 closing note, this bench"),
     ("single/is_blocked", "single/sqlite"):

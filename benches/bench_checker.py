@@ -3,8 +3,10 @@
 Run (from the repository root): python -m pytest -p no:randomly benches/bench_checker.py -q -s
 
 - group "checker-overhead": `Blocklist.check` alone vs `Checker(online=None, offline=bl).check`, same scans, same
-  run (compare the two rows, not absolute times: the VM is shared). `test_overhead_ratio` also measures both
-  interleaved, best of 7, and prints the per-call difference.
+  run (compare the two rows, not absolute times: the VM is shared). The board's figure is `test_overhead_ratio`'s:
+  both sides over the same chunks of 100 scans in short alternating rounds, medians (see there); two groups run one
+  after the other put a loaded machine's preemptions on whichever ran during them (11-20x read that way at load 9
+  while alternating rounds read 5x).
 - `test_deadline_overshoot`: sync and async calls against an online host that never answers in time; prints the
   distribution of (return time - deadline), the figure docs/checker.md quotes as the deadline margin.
 """
@@ -18,7 +20,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import median_of
 
 from lmcz_fast import Blocklist
 from lmcz_fast.checker import Checker, Decision
@@ -51,7 +52,6 @@ def test_bare_blocklist_check(benchmark, setup, board):
         return [bl.check(q).blocked for q in queries]
 
     assert benchmark(run) == truth
-    board.record("checker/bare Blocklist.check", median_of(benchmark) / len(queries))
 
 
 @pytest.mark.benchmark(group="checker-overhead")
@@ -62,31 +62,51 @@ def test_checker_offline_only(benchmark, setup, board):
         return [checker.check(q).decision is Decision.REFUSE for q in queries]
 
     assert benchmark(run) == truth
-    board.record("checker/Checker.check offline-only", median_of(benchmark) / len(queries))
-    board.target("checker/Checker.check offline-only", "checker/bare Blocklist.check", 3.0,
-                 "Checker(online=None).check vs bare Blocklist.check, per scan")
 
 
-def test_overhead_ratio(setup):
+CHUNK = 100
+PASSES = 9
+
+
+def test_overhead_ratio(setup, board):
+    """The board's figure: both sides over the same chunks of 100 scans in alternating rounds (~0.05-0.1 ms each, the
+    order swapped every pass), each chunk's median round per side, summed over the chunks. A loaded machine preempts
+    a process for milliseconds at a time: long rounds (a whole list per side) were hit in proportion to their length,
+    so the slower side's median took the preemptions (21x read once that way where the fastest rounds said 2.4x);
+    rounds this short are rarely hit, and the median leaves out the ones that are."""
     bl, checker, queries, truth = setup
-    bare_times, checker_times = [], []
-    for _ in range(7):
-        started = time.perf_counter()
-        bare = [bl.check(q).blocked for q in queries]
-        bare_times.append(time.perf_counter() - started)
-        started = time.perf_counter()
-        verdicts = [checker.check(q) for q in queries]
-        checker_times.append(time.perf_counter() - started)
-    assert bare == truth
-    assert [v.decision is Decision.REFUSE for v in verdicts] == truth
+    check = checker.check
+    refuse = Decision.REFUSE
+    chunks = [queries[i:i + CHUNK] for i in range(0, len(queries), CHUNK)]
+    truths = [truth[i:i + CHUNK] for i in range(0, len(queries), CHUNK)]
+    times: dict[str, list[list[float]]] = {"bare": [[] for _ in chunks], "checker": [[] for _ in chunks]}
+    perf = time.perf_counter
+    for p in range(PASSES):
+        for c, (chunk, expected) in enumerate(zip(chunks, truths)):
+            for name in (("bare", "checker") if (p + c) % 2 == 0 else ("checker", "bare")):
+                if name == "bare":
+                    started = perf()
+                    answers = [bl.check(q).blocked for q in chunk]
+                else:
+                    started = perf()
+                    answers = [check(q).decision is refuse for q in chunk]
+                times[name][c].append(perf() - started)
+                assert answers == expected
+    verdicts = [checker.check(q) for q in queries]
     ver = version_uuid(bl.info()["instance_id"], 1)
     assert all(v.tag_1265 and v.tag_1265.endswith(f"&Ver={ver}") for v in verdicts)
-    per_bare = min(bare_times) / len(queries) * 1e6
-    per_checker = min(checker_times) / len(queries) * 1e6
-    print(f"\nBlocklist.check {per_bare:.2f} us/call, Checker.check (offline only) {per_checker:.2f} us/call: "
-          f"+{per_checker - per_bare:.2f} us ({per_checker / per_bare:.2f}x)")
+    per_bare = sum(statistics.median(t) for t in times["bare"]) / len(queries)
+    per_checker = sum(statistics.median(t) for t in times["checker"]) / len(queries)
+    fastest = sum(min(t) for t in times["checker"]) / sum(min(t) for t in times["bare"])
+    board.record("checker/bare Blocklist.check", per_bare)
+    board.record("checker/Checker.check offline-only", per_checker)
+    board.target("checker/Checker.check offline-only", "checker/bare Blocklist.check", 3.0,
+                 "Checker(online=None).check vs bare Blocklist.check, per scan")
+    print(f"\nBlocklist.check {per_bare * 1e6:.2f} us/call, Checker.check (offline only) {per_checker * 1e6:.2f} "
+          f"us/call: +{(per_checker - per_bare) * 1e6:.2f} us ({per_checker / per_bare:.2f}x; fastest rounds "
+          f"{fastest:.2f}x), medians of {PASSES} alternating rounds of {CHUNK} scans")
     # Loose on purpose (shared VM): the checker is a thin layer, not a second lookup.
-    assert per_checker < per_bare * 5 + 20
+    assert per_checker < per_bare * 5 + 20e-6
 
 
 def test_deadline_overshoot(setup):

@@ -366,37 +366,55 @@ def test_hot_path_with_and_without_tables(benchmark, data, reader, tables_reader
 N_CHECKS = 20_000
 
 
+CHECK_CHUNK = 200
+CHECK_PASSES = 5
+
+
 @pytest.mark.benchmark(group="tables")
 def test_check_with_and_without_tables(benchmark, data, reader, tables_reader, board):
-    """The richer call: `check` also answers `smp` and `grey_gtin` when the tables hold anything. Alternating
-    rounds as above; the ratio is of the fastest round of each side."""
+    """The richer call: `check` also answers `smp` and `grey_gtin` when the tables hold anything. Both sides over the
+    same chunks of 200 scans in alternating rounds (~0.1-0.2 ms each, the order swapped every round), each chunk's
+    median round per side, summed over the chunks; both sides' loops do the same Python work per verdict. Rounds of
+    the whole 20,000 scans (fastest of 8, plain always first) read 1.29 in one CI run against 0.89-1.19 otherwise: a
+    loaded machine's preemptions (milliseconds) land in rounds that long, while the median of short rounds leaves
+    out the few they hit."""
+    import statistics as _statistics
     import time as _time
 
     probes = data["scans"][:N_CHECKS]
-    rounds: dict[str, list[float]] = {"plain": [], "tables": []}
-    priced = [0]
+    chunks = [probes[i:i + CHECK_CHUNK] for i in range(0, len(probes), CHECK_CHUNK)]
+    sides = {"plain": reader, "tables": tables_reader}
+    times: dict[str, list[list[float]]] = {name: [[] for _ in chunks] for name in sides}
+    perf = _time.perf_counter
+    counts = {"blocked": 0, "priced": 0}
 
-    def one_round() -> int:
-        blocked = 0
-        for name, bl in (("plain", reader), ("tables", tables_reader)):
-            check = bl.check
-            started = _time.perf_counter()
-            for scan in probes:
-                verdict = check(scan)
-                blocked += verdict.blocked
-                if verdict.smp is not None:
-                    priced[0] += 1
-            rounds[name].append(_time.perf_counter() - started)
+    def one_pass(p: int) -> int:
+        blocked = priced = 0
+        for c, chunk in enumerate(chunks):
+            for name in (("plain", "tables") if (p + c) % 2 == 0 else ("tables", "plain")):
+                check = sides[name].check
+                started = perf()
+                for scan in chunk:
+                    verdict = check(scan)
+                    blocked += verdict.blocked
+                    priced += verdict.smp is not None
+                times[name][c].append(perf() - started)
+        counts["blocked"] += blocked
+        counts["priced"] += priced
         return blocked
 
-    assert benchmark.pedantic(one_round, rounds=8, iterations=1) == 2 * sum(data["truth"][:N_CHECKS])
-    assert priced[0] == 8 * N_CHECKS                       # every probe's GTIN has an entry on the tables side
-    for name, times in rounds.items():
-        board.record(f"check/{name}", min(times) / len(probes))
-    # The richer call does more (smp and grey of every scan: a method call, a property, a dict lookup, ~0.5 us
-    # here); the issue's "unchanged" is for is_blocked/is_blocked_many, measured above.
+    passes = iter(range(CHECK_PASSES))
+    assert benchmark.pedantic(lambda: one_pass(next(passes)), rounds=CHECK_PASSES, iterations=1) == \
+        2 * sum(data["truth"][:N_CHECKS])
+    assert counts["priced"] == CHECK_PASSES * N_CHECKS     # every probe's GTIN has an entry on the tables side
+    for name, per_chunk in times.items():
+        board.record(f"check/{name}", sum(_statistics.median(t) for t in per_chunk) / len(probes))
+    # The richer call does more (smp and grey of every scan: a table lookup and an int object); the issue's
+    # "unchanged" is for is_blocked/is_blocked_many, measured above.
     board.target("check/tables", "check/plain", 1.25, "check() with price+grey tables vs without (interleaved)")
+    fastest = sum(min(t) for t in times["tables"]) / sum(min(t) for t in times["plain"])
     board.notes.append(
         f"check() per scan: {board.values['check/tables'] * 1e6:.2f} us with price+grey tables, "
-        f"{board.values['check/plain'] * 1e6:.2f} us without (fastest of 8 interleaved rounds)"
+        f"{board.values['check/plain'] * 1e6:.2f} us without (medians of {CHECK_PASSES} alternating rounds of "
+        f"{CHECK_CHUNK} scans; fastest rounds {fastest:.3f}x)"
     )

@@ -25,6 +25,24 @@ def offline_tag_1265(tail: str) -> str: ...
 class SlotMaker:
     def __new__(cls, kind: type, names: Iterable[str]) -> Self: ...
     def __call__(self, *values: Any) -> Any: ...
+@final
+class TillScan:
+    def __new__(
+        cls,
+        checker: Any,
+        bl: Any,
+        code_of: SlotMaker,
+        till_of: SlotMaker,
+        table: tuple[tuple[tuple[Any, ...], Any], ...],
+        mode: Any,
+        sell: Any,
+        tags: dict[int, str | None],
+        no_online: str,
+        errors: tuple[type[BaseException], ...],
+        decided: Callable[[tuple[Any, ...]], Any],
+        sold_of: Callable[[Any, Any], bool],
+    ) -> Self: ...
+    def check(self, raw: str | Buffer, price: int | None, pg: int | None) -> Any: ...
 def keys_and_hashes(
     raws: Iterable[str | Buffer], *, cis: bool = True
 ) -> tuple[list[bytes], array.array[int], list[tuple[int, str, str]]]: ...

@@ -7,6 +7,7 @@ cdef class SlotMaker:
     scan builds twice (``checker.CodeVerdict``, ``checker.TillVerdict``) without the generated ``__init__``'s cost.
     Every field must be given (defaults are the caller's business)."""
     cdef object cls
+    cdef tuple names
     cdef Py_ssize_t n
     cdef Py_ssize_t at[24]
 
@@ -26,6 +27,7 @@ cdef class SlotMaker:
             if self.at[i] < 0:
                 raise TypeError(f"{kind!r}.{name} is not a writable object slot of it")
         self.cls = kind
+        self.names = names
         self.n = len(names)
 
     def __call__(self, *values):

@@ -4,6 +4,7 @@
 # Tag 1265 of an offline check answered in this process (the till-side checker, every scan)
 # --------------------------------------------------------------------------------------------------------------
 
+import os as _os_mod
 import random as _random_mod
 
 cdef extern from *:
@@ -22,6 +23,48 @@ cdef extern from "Python.h":
 cdef object _getrandbits = _random_mod.getrandbits
 cdef const char* _HEX = b"0123456789abcdef"
 
+# Request ids' random bits: xoshiro256** (Blackman and Vigna), seeded from the `random` module's generator on first
+# use and again in a forked child (whose `random` Python reseeds), so two workers never share ids; two steps per id
+# instead of two Python calls.
+cdef uint64_t _id_state[4]
+cdef bint _id_seeded = False
+
+
+def _reseed_ids():
+    """Seed the request ids' generator again on next use (a forked child: its `random` was reseeded)."""
+    global _id_seeded
+    _id_seeded = False
+
+
+if hasattr(_os_mod, "register_at_fork"):
+    _os_mod.register_at_fork(after_in_child=_reseed_ids)
+
+
+cdef int _seed_ids() except -1:
+    global _id_seeded
+    cdef bytes seed = (<object>_getrandbits(256)).to_bytes(32, "little")
+    memcpy(_id_state, PyBytes_AS_STRING(seed), 32)
+    if (_id_state[0] | _id_state[1] | _id_state[2] | _id_state[3]) == 0:
+        _id_state[0] = 1                                            # the one state xoshiro cannot leave
+    _id_seeded = True
+    return 0
+
+
+cdef inline uint64_t _rotl(uint64_t x, int k) noexcept nogil:
+    return (x << k) | (x >> (64 - k))
+
+
+cdef inline uint64_t _id_bits() noexcept nogil:
+    cdef uint64_t out = _rotl(_id_state[1] * 5, 7) * 9
+    cdef uint64_t t = _id_state[1] << 17
+    _id_state[2] ^= _id_state[0]
+    _id_state[3] ^= _id_state[1]
+    _id_state[1] ^= _id_state[2]
+    _id_state[0] ^= _id_state[3]
+    _id_state[2] ^= t
+    _id_state[3] = _rotl(_id_state[3], 45)
+    return out
+
 
 cdef inline void _hex_nibbles(char* out, uint64_t v, int count, int skip) noexcept nogil:
     """``count`` hex digits of ``v`` after its first ``skip`` ones (most significant first)."""
@@ -34,15 +77,23 @@ def offline_tag_1265(str tail not None):
     """``UUID=<request id>&Time=<Unix ms>`` followed by ``tail`` (the version's ``&Inst=...&Ver=...``): the text of
     fiscal tag 1265 for one offline check answered in this process, as ``receipt.tag_1265(receipt.request_id(),
     int(time.time() * 1000), inst, ver)`` makes it, in one compiled step. The request id is a random UUID version
-    4, variant RFC 4122, in its canonical text; its bits come from the ``random`` module's generator (which Python
-    reseeds in a forked child, so two workers never share a sequence)."""
-    cdef uint64_t hi = <uint64_t>_getrandbits(64)
-    cdef uint64_t lo = <uint64_t>_getrandbits(64)
+    4, variant RFC 4122, in its canonical text; its bits come from a xoshiro256** generator seeded from the
+    ``random`` module's (which Python reseeds in a forked child; this one is seeded again there too, so two workers
+    never share a sequence)."""
+    return _tag_1265(tail)
+
+
+cdef str _tag_1265(str tail):
+    cdef uint64_t hi, lo
     cdef char head[5 + 36 + 6 + 20]
     cdef char digits[20]
     cdef int64_t ms = lmcz_wall_ms()
     cdef int nd = 0, k
     cdef Py_ssize_t n, tn
+    if not _id_seeded:
+        _seed_ids()
+    hi = _id_bits()
+    lo = _id_bits()
     hi = (hi & ~(<uint64_t>0xF << 12)) | (<uint64_t>0x4 << 12)       # version 4: hex digit 12 is "4"
     lo = (lo & ~(<uint64_t>0x3 << 62)) | (<uint64_t>0x2 << 62)       # variant RFC 4122: digit 16 is 8, 9, a or b
     memcpy(head, b"UUID=", 5)

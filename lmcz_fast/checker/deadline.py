@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import dataclasses
 import logging
 import threading
 import time
@@ -13,11 +12,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._codes import CodeError, readings_of
-from .._probe import SlotMaker, offline_tag_1265
-from ..store import NoListError, Verdict, product_group_of
+from ..store import product_group_of
 from ..trueapi import CheckResponse, TrueApiClient, TrueApiError
 from .local_module import LocalModuleClient
-from .offline import _BlocklistLike, _Offline, _OfflineSide, _sold_of
+from .offline import _BlocklistLike, _Offline, _OfflineSide
 from .online import _online_entries, _OnlineSide, _outcome
 from .reasons import REASONS
 from .rules import PriceError, _check_pg, _check_price, _decided, online_reasons
@@ -35,11 +33,7 @@ from .verdicts import (
     _Item,
 )
 
-_monotonic = time.monotonic
-# The offline-only scan's two verdict objects, made slot by slot (every field, in the dataclasses' field order:
-# the same positional values their __init__ takes) without the generated __init__'s cost.
-_new_code_verdict = SlotMaker(CodeVerdict, [f.name for f in dataclasses.fields(CodeVerdict)])
-_new_till_verdict = SlotMaker(TillVerdict, [f.name for f in dataclasses.fields(TillVerdict)])
+_PRICE_END = 1 << 63
 log = logging.getLogger("lmcz_fast.checker")  # the checker's one logger, whichever file logs
 
 
@@ -92,6 +86,9 @@ class Checker(_OnlineSide, _OfflineSide):
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        # The offline-only in-process scan, whole in compiled code (offline.py, `_till_scan`): the path a till
+        # without internet takes for every scan.
+        self._scan = self._till_scan() if online is None and self._blocklist is not None else None
 
     # ----- lifecycle
 
@@ -199,48 +196,20 @@ class Checker(_OnlineSide, _OfflineSide):
         retail price and the minimum price that applies (see `price_reasons`). `pg`: the product group, when the
         till knows it (a tobacco pack is group 3 by itself). A bad price or pg raises `PriceError` first.
         """
-        if price is not None:
+        # A plain int in range passes as it is (what _check_price/_check_pg would answer); the rest is theirs.
+        if price is not None and (type(price) is not int or not 0 <= price < _PRICE_END):
             price = _check_price(price, "check")
-        if pg is not None:
+        if pg is not None and (type(pg) is not int or not 1 <= pg <= 0xFFFF):
             pg = _check_pg(pg, "check")
-        if self.online is None and self._blocklist is not None:
-            return self._check_in_process(raw, price, pg)
+        scan = self._scan
+        if scan is not None:
+            return scan.check(raw, price, pg)
         return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
 
-    def _check_in_process(self, raw: str | bytes, price: int | None = None, pg: int | None = None) -> TillVerdict:
-        """`check_receipt((raw,))` for the offline-only in-process case, without its general machinery: this is
-        the path a till without internet takes for every scan, so it is kept to the lookup plus one verdict
-        (the offline status as cached for `status_every`, tag 1265's version part cached per database version,
-        no Python work on the refusal table for a code that is neither sold nor blocked and has no price)."""
-        started = _monotonic()
-        cached = self._status
-        status = cached[1] if cached is not None and started - cached[0] < self.status_every \
-            else self._offline_status()
-        if status is not None and status.failure is not None:
-            return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
-        bl = self._blocklist
-        try:
-            verdict = bl.check(raw) if pg is None else bl.check(raw, pg=pg)  # type: ignore[union-attr]
-        except (CodeError, NoListError):
-            return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
-        # The store's own Verdict says `sold` (same pass, same version); anything else is asked by `_sold_of`.
-        sold = verdict.sold if type(verdict) is Verdict else _sold_of(bl, verdict)
-        if sold or verdict.blocked or price is not None:
-            reasons = self._verdict_reasons(bl, verdict, raw, price, pg, sold)
-            decision = _decided(reasons)
-        else:
-            reasons, decision = (), Decision.SELL
-        tail = self._version_tail
-        if tail is None or tail[0] != (verdict.instance_id, verdict.db_version):
-            self._version_part(verdict)
-            tail = self._version_tail
-        tags = {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264, 1265: offline_tag_1265(tail[1])}  # type: ignore[index]
-        text = raw if type(raw) is str else raw.decode("utf-8", "surrogateescape") \
-            if isinstance(raw, (bytes, bytearray)) else raw
-        code = _new_code_verdict(text, None, verdict.cis, verdict.gtin, decision, Mode.OFFLINE, reasons,
-                                 status.notes if status is not None else (), tags, None, verdict)
-        return _new_till_verdict(decision, Mode.OFFLINE, (code,), _monotonic() - started, self.deadline,
-                                 "no online check configured", None)
+    def _receipt_of_one(self, raw: str | bytes, price: int | None, pg: int | None) -> TillVerdict:
+        """`check_receipt((raw,))`: where the offline-only scan (`_till_scan`) sends what it does not answer itself
+        (an unreadable scan, an empty or expired store)."""
+        return self.check_receipt((raw,), prices=(price,), pgs=(pg,))
 
     async def check_async(self, raw: str | bytes, *, price: int | None = None,
                           pg: int | None = None) -> TillVerdict:

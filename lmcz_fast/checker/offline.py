@@ -4,18 +4,25 @@ or a Local Module's answer, through the offline refusal table."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._codes import CodeError, readings_of
+from .._probe import SlotMaker, TillScan
 from ..receipt import instance_uuid, request_id, tag_1265, version_uuid
 from ..store import DEFAULT_EXPIRE_AFTER, NoListError, product_group_of
 from .local_module import LocalModuleClient, LocalModuleError
 from .reasons import REASONS, Reason, offline_expired_reason, offline_sync_error_reason
-from .rules import offline_reasons, offline_table
-from .verdicts import _Item
+from .rules import _decided, offline_reasons, offline_table
+from .verdicts import TAG_1262, TAG_1263, TAG_1264, CodeVerdict, Decision, Mode, TillVerdict, _Item
+
+# The offline-only scan's two verdict objects, made slot by slot in compiled code (`_till_scan`): every field, in
+# the order TillScan fills them (it refuses makers of other fields: a field added here must be filled there too).
+_CODE_FIELDS = tuple(f.name for f in dataclasses.fields(CodeVerdict))
+_TILL_FIELDS = tuple(f.name for f in dataclasses.fields(TillVerdict))
 
 
 def _is_sold(bl: Any, cis: str) -> bool:
@@ -70,6 +77,26 @@ class _OfflineSide:
     _status: tuple[float, _Offline | None] | None
     _version_tail: tuple[tuple[Any, Any], str] | None
     status_every: float
+
+    def _till_scan(self) -> TillScan:
+        """The offline-only check of one scan by the in-process store, whole in compiled code (`_probe.TillScan`):
+        what `check_receipt((raw,))` answers for a readable scan of a usable store, with tag 1265's version part
+        cached per database version, the status as cached for `status_every`, and no Python work on the refusal
+        table for a scan without a price (its eight rows are made here, by `offline_table`, once). What it does not
+        answer itself goes to `check_receipt` (an unreadable scan, an empty or expired store) or to this class's
+        Python pieces (the status re-read, a new version's tail, a price that earns a reason). It holds the checker
+        weakly (no reference cycle: a checker nobody holds goes at once, with its store)."""
+        table = []
+        for row in range(8):
+            reasons = offline_table(sold=bool(row & 4), blocked=bool(row & 2), grey=bool(row & 1))
+            table.append((reasons, _decided(reasons)))
+        return TillScan(
+            self, self._blocklist,
+            SlotMaker(CodeVerdict, _CODE_FIELDS), SlotMaker(TillVerdict, _TILL_FIELDS),
+            tuple(table), Mode.OFFLINE, Decision.SELL,
+            {1262: TAG_1262, 1263: TAG_1263, 1264: TAG_1264, 1265: None}, "no online check configured",
+            (CodeError, NoListError), _decided, _sold_of,
+        )
 
     def _verdict_reasons(self, bl: Any, verdict: Any, raw: str | bytes, price: int | None,
                          pg: int | None, sold: bool | None = None) -> tuple[Reason, ...]:
