@@ -148,7 +148,7 @@ def test_the_answer_decoder_is_json_loads_exactly() -> None:
          "sold": False}]}).encode()
     bodies = [b'{"a":1}', b'{"a":1} \n\r\t', b'{"a":1} x', b'{"a":1}{}', b"{", b'{"a":}', b'{"a":NaN}',
               b'{"a":"\xff"}', b'\xef\xbb\xbf{"a":1}', b"{\x00", b"[1]", b' {"a":1}', b'{"a":1,}', b"{}", b"",
-              b'{"a":1e999}', b'{"a":"\\ud800"}', b'{"a":1}\x00', b'{"a":"\x1d"}', answer]
+              b'{"a":1e999}', b'{"a":"\\ud800"}', b'{"a":1}\x00', b'{"a":"\x1d"}', b'{"a":"\xed\xa0\x80"}', answer]
     rng = random.Random(21)
     for _ in range(3000):
         damaged = bytearray(answer)

@@ -111,7 +111,7 @@ def decode_json(body: bytes) -> Any:
     `json.loads` itself."""
     if body[:1] != b"{" or body[1:2] == b"\x00":
         return json.loads(body)
-    text = body.decode("utf-8")
+    text = body.decode("utf-8", "surrogatepass")        # as json.loads decodes bytes (a lone surrogate passes)
     try:
         value, end = _scan_json(text, 0)
     except StopIteration as exc:           # the scanner's "no value here" (json.loads says "Expecting value")
