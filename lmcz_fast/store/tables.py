@@ -117,7 +117,7 @@ def check_group(value: Any) -> int:
     return value
 
 
-_register_group_check(check_group)     # the compiled check's `pg` check (lmcz_fast/_probe.pyx, `check`)
+_register_group_check(check_group)     # the compiled check's `pg` check (lmcz_fast/_probe/probe.pxi, `check`)
 
 
 def parse_group(text: str) -> int:
