@@ -45,7 +45,8 @@ class Verdict:
     sold: bool = False
 
 
-# The compiled check builds Verdicts itself (lmcz_fast/_probe/verdicts.pxi, `_fast_verdict`), slot by slot as __init__ does.
+# The compiled check builds Verdicts itself (lmcz_fast/_probe/verdicts.pxi, `_fast_verdict`), slot by slot as
+# __init__ does.
 _register_verdict(Verdict)
 
 
