@@ -10,7 +10,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from .._codes import CodeError, MarkingCode, readings_of
+from .._codes import CodeError, MarkingCode
 from .._probe import CheckBatch, NotAttachedError, ProbeBase
 from .errors import StoreError
 from .reading import Reading, no_list_error

@@ -45,7 +45,7 @@ from ..handle import StoreHandle
 from ..prices import Tables, TablesReport
 from ..reading import Versions, no_list_error
 from ..records import DeltaReport, LoadReport, Status, Verdict
-from ..snapshot import Snapshot, readings_of
+from ..snapshot import Snapshot
 from ..outbox import Outbox
 from ..sold import SoldEntry, SoldRegister
 from ..tables import Record, iter_rows
