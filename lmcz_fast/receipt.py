@@ -35,7 +35,7 @@ def version_uuid(instance_id: str, db_version: int) -> str:
     return str(uuid.uuid5(uuid.UUID(instance_uuid(instance_id)), f"db-version:{int(db_version)}"))
 
 
-_RANDOM_128 = random.getrandbits
+_RANDOM_128 = random.SystemRandom().getrandbits
 #: The bits a UUID version 4 of RFC 4122 fixes: version (4) in bits 76-79, variant (10) in bits 62-63.
 _V4_KEEP = ((1 << 128) - 1) & ~((0xF << 76) | (0x3 << 62))
 _V4_SET = (0x4 << 76) | (0x2 << 62)
@@ -45,8 +45,8 @@ def request_id() -> str:
     """A new request id (`reqId`, `UUID=`): a random UUID version 4, variant RFC 4122, in its canonical text
     (`str(uuid.UUID(int=..., version=4))`, formatted here without the `UUID` object: a till's every check makes one).
 
-    The bits come from the `random` module's generator, which Python reseeds in a forked child, so two workers never
-    share a sequence."""
+    The bits come from the system's generator (`os.urandom`): two workers never share a sequence, and an application
+    that calls `random.seed(...)` never repeats an id."""
     h = "%032x" % (_RANDOM_128(128) & _V4_KEEP | _V4_SET)
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 

@@ -57,6 +57,23 @@ def test_the_checkers_own_request_ids_are_uuid4(db):
         assert_uuid4(match["uuid"])
 
 
+def test_request_ids_do_not_follow_the_applications_random_seed(db):
+    """A till daemon that seeds `random` for its own reasons must not send the same request ids twice: both the
+    receipt's ids and the checker's compiled ones come from the system's generator."""
+    path, blocked = db
+    rng = random.Random(8)
+    scans = [make_scan(blocked[0], rng) for _ in range(4)]
+
+    def draw(checker: Checker) -> list[str]:
+        random.seed(1265)
+        ids = [request_id() for _ in range(4)]
+        return ids + [TAG.fullmatch(checker.check(scan).tag_1265)["uuid"] for scan in scans]
+
+    with Blocklist.open(path) as bl, Checker(None, bl) as checker:
+        first, second = draw(checker), draw(checker)
+    assert not set(first) & set(second)
+
+
 def test_one_database_version_one_ver_on_every_surface(db, tmp_path):
     path, blocked = db
     rng = random.Random(8)

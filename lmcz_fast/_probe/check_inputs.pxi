@@ -153,7 +153,7 @@ cdef class SoldFilter:
     """A superset of the identities in a sold register: an open-addressing set of their XXH3-64 hashes.
 
     A miss proves a code is not in the register; a hit (a sold code, a removed one, a hash collision) is
-    confirmed in the register itself (``store/sold.py``). It only grows: a return or a purge leaves a hit that
+    confirmed in the register itself (``store/sold/``). It only grows: a return or a purge leaves a hit that
     the confirmation answers, so one filter serves every later version it was brought up to date with
     (``store.sold_filter``)."""
     cdef uint64_t* slots

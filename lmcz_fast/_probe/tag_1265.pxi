@@ -5,7 +5,6 @@
 # --------------------------------------------------------------------------------------------------------------
 
 import os as _os_mod
-import random as _random_mod
 
 cdef extern from *:
     """
@@ -20,18 +19,18 @@ cdef extern from *:
 cdef extern from "Python.h":
     object _new_ascii "PyUnicode_New"(Py_ssize_t size, uint32_t maxchar)
 
-cdef object _getrandbits = _random_mod.getrandbits
+cdef object _urandom = _os_mod.urandom
 cdef const char* _HEX = b"0123456789abcdef"
 
-# Request ids' random bits: xoshiro256** (Blackman and Vigna), seeded from the `random` module's generator on first
-# use and again in a forked child (whose `random` Python reseeds), so two workers never share ids; two steps per id
-# instead of two Python calls.
+# Request ids' random bits: xoshiro256** (Blackman and Vigna), seeded from os.urandom on first use and again in a
+# forked child, so two workers never share ids and an application's `random.seed(...)` never repeats them; two steps
+# per id instead of two Python calls.
 cdef uint64_t _id_state[4]
 cdef bint _id_seeded = False
 
 
 def _reseed_ids():
-    """Seed the request ids' generator again on next use (a forked child: its `random` was reseeded)."""
+    """Seed the request ids' generator again on next use (a forked child must not repeat its parent's ids)."""
     global _id_seeded
     _id_seeded = False
 
@@ -42,7 +41,7 @@ if hasattr(_os_mod, "register_at_fork"):
 
 cdef int _seed_ids() except -1:
     global _id_seeded
-    cdef bytes seed = (<object>_getrandbits(256)).to_bytes(32, "little")
+    cdef bytes seed = _urandom(32)
     memcpy(_id_state, PyBytes_AS_STRING(seed), 32)
     if (_id_state[0] | _id_state[1] | _id_state[2] | _id_state[3]) == 0:
         _id_state[0] = 1                                            # the one state xoshiro cannot leave
@@ -77,9 +76,8 @@ def offline_tag_1265(str tail not None):
     """``UUID=<request id>&Time=<Unix ms>`` followed by ``tail`` (the version's ``&Inst=...&Ver=...``): the text of
     fiscal tag 1265 for one offline check answered in this process, as ``receipt.tag_1265(receipt.request_id(),
     int(time.time() * 1000), inst, ver)`` makes it, in one compiled step. The request id is a random UUID version
-    4, variant RFC 4122, in its canonical text; its bits come from a xoshiro256** generator seeded from the
-    ``random`` module's (which Python reseeds in a forked child; this one is seeded again there too, so two workers
-    never share a sequence)."""
+    4, variant RFC 4122, in its canonical text; its bits come from a xoshiro256** generator seeded from
+    ``os.urandom`` (and again in a forked child, so two workers never share a sequence)."""
     return _tag_1265(tail)
 
 

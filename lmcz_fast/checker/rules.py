@@ -22,7 +22,6 @@ _ONLINE_ORDER = (
 )
 
 
-_BLOCKED: tuple[Reason, ...] = (REASONS["blocked"],)
 #: Reasons that make a code `cannot_check` rather than `refuse` (try again online).
 _CANNOT_DECIDE = frozenset({"online_only"})
 

@@ -328,9 +328,6 @@ class LocalModule:
         takes): what the HTTP layer asks on a request's headers, before it reads any of its body."""
         return self.admit(path, authorization)[0]
 
-    def _authorized(self, header: bytes | None) -> bool:
-        return self.authenticate(header) is not None
-
     def _observed(self, steps: Steps, endpoint: str, started: float) -> Generator[None, None, Response]:
         """An answer worked out in slices, with what `handle` does for a whole one: errors as responses, metrics."""
         try:
