@@ -199,28 +199,32 @@ cdef class CheckBatch:
                               self.smp.data.as_longlongs[i] if f & F_HAS_SMP else None, f & F_GREY, f & F_SOLD)
 
 
+# Empty arrays of each type code a batch holds: `clone` makes a new one of a given size straight from the array
+# type (no call of `array.array` through the module, no resize after).
+cdef c_array _ARRAY_B = _py_array.array("B")
+cdef c_array _ARRAY_Q = _py_array.array("q")
+
+
+cdef bytearray _zeroed_bytearray(Py_ssize_t size):
+    """`bytearray(size)` without the call through the type."""
+    cdef bytearray out = PyByteArray_FromStringAndSize(NULL, size)
+    if size:
+        memset(PyByteArray_AS_STRING(out), 0, <size_t>size)
+    return out
+
+
 cdef CheckBatch _new_batch(Py_ssize_t total):
+    """An empty batch of `total` codes, every array zeroed (as the arrays `array.array` and `bytearray` make)."""
     cdef CheckBatch b = CheckBatch.__new__(CheckBatch)
     b.n = total
-    b.flags = _py_array.array("B")
-    array_resize(b.flags, total)
-    b.mrp = _py_array.array("q")
-    array_resize(b.mrp, total)
-    b.smp = _py_array.array("q")
-    array_resize(b.smp, total)
-    b.cis_len = _py_array.array("B")
-    array_resize(b.cis_len, total)
-    b.identity_len = _py_array.array("B")
-    array_resize(b.identity_len, total)
-    if total:
-        memset(b.flags.data.as_uchars, 0, <size_t>total)
-        memset(b.mrp.data.as_voidptr, 0, <size_t>total * 8)
-        memset(b.smp.data.as_voidptr, 0, <size_t>total * 8)
-        memset(b.cis_len.data.as_uchars, 0, <size_t>total)
-        memset(b.identity_len.data.as_uchars, 0, <size_t>total)
-    b.cis = bytearray(total * IDENTITY_MAX)
-    b.identity = bytearray(total * IDENTITY_MAX)
-    b.gtin = bytearray(total * 14)
+    b.flags = array_clone(_ARRAY_B, total, True)
+    b.mrp = array_clone(_ARRAY_Q, total, True)
+    b.smp = array_clone(_ARRAY_Q, total, True)
+    b.cis_len = array_clone(_ARRAY_B, total, True)
+    b.identity_len = array_clone(_ARRAY_B, total, True)
+    b.cis = _zeroed_bytearray(total * IDENTITY_MAX)
+    b.identity = _zeroed_bytearray(total * IDENTITY_MAX)
+    b.gtin = _zeroed_bytearray(total * 14)
     b.verdicts = {}
     b.errors = {}
     return b
