@@ -331,3 +331,32 @@ def test_sales_of_one_millisecond_in_any_order_are_brought_forward(tmp_path):
             assert bl.check(c.scan).sold and bl.snapshot().check_batch([c.scan]).flags[0] & CHECK_SOLD
         assert filters.builds == builds
         assert all(bl.check(c.scan).sold for c in codes[1:12]) and not bl.check(codes[20].scan).sold
+
+
+def test_the_blocklists_own_check_batch_is_a_snapshots_from_the_version_it_takes(tmp_path):
+    """`Blocklist.check_batch` (a one-slice service request: no snapshot taken) answers exactly what a snapshot's
+    does, from the newest version after a commit, and refuses no list and a closed store as a snapshot does."""
+    codes = synth.generate(40, seed=6)
+    scans = [c.scan for c in codes] + ["junk"]
+    fields = ("flags", "mrp", "smp", "cis", "cis_len", "identity", "identity_len", "gtin", "db_version",
+              "instance_id")
+    with Blocklist.create(tmp_path / "db") as bl:
+        with pytest.raises(NoListError):
+            bl.check_batch(scans[:1])
+        bl.load([[codes[0].identity]])
+        bl.record_sold([codes[1].scan])
+        before = bl.check_batch(scans, tail_cut=True)
+        with bl.snapshot() as view:
+            same = view.check_batch(scans, tail_cut=True)
+        assert all(getattr(before, name) == getattr(same, name) for name in fields)
+        assert sorted(before.verdicts) == [0, 1]
+        for i in (0, 1):                            # the same Verdict but its age, taken a moment later
+            assert dataclasses.replace(before.verdicts[i], db_age=0.0) == dataclasses.replace(same.verdicts[i],
+                                                                                                db_age=0.0)
+        assert sorted(before.errors) == [40] and str(before.errors[40]) == str(same.errors[40])
+        bl.load([[codes[2].identity]], replace=False)
+        after = bl.check_batch(scans)
+        assert after.db_version == before.db_version + 1 and after.flags[2] & CHECK_BLOCKED
+        assert not before.flags[2] & CHECK_BLOCKED
+    with pytest.raises(StoreError, match="closed"):
+        bl.check_batch(scans[:1])

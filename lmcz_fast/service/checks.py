@@ -24,7 +24,7 @@ from .responses import HttpError, Response, Steps, error
 if TYPE_CHECKING:
     from .._probe import CheckBatch
     from .organisations import Caller
-    from ..store import Snapshot, Status
+    from ..store import Blocklist, Snapshot, Status
     from .shared import Shared
 
 #: Who asked, as the audit log records it (`Shared.audit_who`): a token's label, an organisation's `Caller`, or None.
@@ -181,8 +181,9 @@ class Checks:
             raise
 
     def _pin_version(self) -> Snapshot:
-        """The one place a request takes the database version it answers from: a snapshot of the store, which
-        checks every code of the request (across the slices of a big one) and names the version sent."""
+        """The version a request of several slices answers from: a snapshot of the store, which checks every code
+        of the request (across its slices) and names the version sent. A request of one slice is one compiled
+        call on the blocklist (`Blocklist.check_batch`), which takes one version itself."""
         return self._shared.blocklist.snapshot()
 
     def check_steps(self, raws: list[Any], req_id: str, req_ms: int, client: str | None,
@@ -213,21 +214,24 @@ class Checks:
         """`check_steps` worked at once, without a pause (a request of one slice; protocol 2's envelopes are all
         written in one pass)."""
         checked = Checked()
+        if len(raws) <= CHECK_SLICE:
+            # One batch, one compiled call: it takes one version and names it, with no snapshot to take.
+            checked.db_version = self._check_slice(self._shared.blocklist, checked, raws, 0, pgs, req_id)
+            return self._checked(checked, raws, req_id, req_ms, client, who)
         view = self._pin_version()
         try:
             checked.db_version = view.db_version
-            if len(raws) <= CHECK_SLICE:
-                self._check_slice(view, checked, raws, 0, pgs, req_id)
-            else:
-                for start in range(0, len(raws), CHECK_SLICE):
-                    self._check_slice(view, checked, raws, start, pgs, req_id)
+            for start in range(0, len(raws), CHECK_SLICE):
+                self._check_slice(view, checked, raws, start, pgs, req_id)
         finally:
             view.close()
         return self._checked(checked, raws, req_id, req_ms, client, who)
 
-    def _check_slice(self, view: Snapshot, checked: Checked, raws: list[Any], start: int,
-                     pgs: list[int | None] | None, req_id: str) -> None:
-        """The compiled verdicts of `raws[start:start + CHECK_SLICE]` into `checked` (one `CheckBatch`)."""
+    def _check_slice(self, view: Snapshot | Blocklist, checked: Checked, raws: list[Any], start: int,
+                     pgs: list[int | None] | None, req_id: str) -> Any:
+        """The compiled verdicts of `raws[start:start + CHECK_SLICE]` into `checked` (one `CheckBatch`), from
+        `view`: the request's snapshot, or for a request of one slice the blocklist itself (`Blocklist.check_batch`:
+        one call, one version). Returns the batch's `db_version`."""
         if start == 0 and len(raws) <= CHECK_SLICE:        # the whole request: no copy of it
             chunk, groups = raws, pgs
         else:
@@ -249,6 +253,7 @@ class Checks:
                 refused(item.raw, "invalid_code: " + why)
                 checked.unreadable[start + index] = item
         checked.batches.append(batch)
+        return batch.db_version
 
     def _checked(self, checked: Checked, raws: list[Any], req_id: str, req_ms: int, client: str | None,
                  who: Who) -> Checked:
@@ -303,15 +308,11 @@ class Checks:
                       who: Who) -> bytes:
         """Protocol 1's answer to a request of one slice (CHECK_SLICE codes at most: a till's scan is one code),
         checked and encoded in one go: `check_all`, `_checked` and `_encode_v1` with no call between them but the
-        snapshot's, the compiled check's and the encoder's (`_checked` only when something was refused)."""
+        compiled check's (one call on the blocklist, one version: no snapshot) and the encoder's (`_checked` only
+        when something was refused)."""
         shared = self._shared
         checked = Checked()
-        view = self._pin_version()
-        try:
-            checked.db_version = view.db_version
-            self._check_slice(view, checked, raws, 0, None, req_id)
-        finally:
-            view.close()
+        checked.db_version = self._check_slice(shared.blocklist, checked, raws, 0, None, req_id)
         if checked.unreadable or checked.batches[0].verdicts:
             self._checked(checked, raws, req_id, req_ms, client, who)
         body, line, checked_codes, blocked = self.answers.v1_batches(

@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from ..._probe import ProbeBase, unpack_key
+from ..._probe import CheckBatch, NotAttachedError, ProbeBase, unpack_key
 from ..change import Change
 from ..environment import (
     DB_CODES,
@@ -45,7 +45,7 @@ from ..handle import StoreHandle
 from ..prices import Tables, TablesReport
 from ..reading import Versions, no_list_error
 from ..records import DeltaReport, LoadReport, Status, Verdict
-from ..snapshot import Snapshot
+from ..snapshot import Snapshot, _groups
 from ..outbox import Outbox
 from ..sold import SoldEntry, SoldRegister
 from ..tables import Record, iter_rows
@@ -235,6 +235,18 @@ class Blocklist(ProbeBase):
         then."""
         with self.snapshot() as snapshot:
             return snapshot.check_many(raws, pgs)
+
+    def check_batch(self, raws: Iterable[Any], pgs: Iterable[int | None] | None = None, *,
+                    tail_cut: bool = False, strict: bool = False) -> CheckBatch:
+        """`Snapshot.check_batch` in one call with no snapshot taken: every code from the one version the call
+        takes (renewed first if due, as `check`), which the batch names (`db_version`, `instance_id`). What a
+        request that fits one batch answers from; several batches that must agree take a `snapshot()`."""
+        groups = _groups(pgs)
+        try:
+            return self._check_batch(raws, groups, tail_cut, strict)
+        except NotAttachedError:
+            self._check_detached()      # closed: the store's own error; else the current version attached
+        return self._check_batch(raws, groups, tail_cut, strict)
 
     def snapshot(self) -> Snapshot:
         """The current version, for several calls that must agree (renewed first if due).
