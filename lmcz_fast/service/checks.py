@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 from .._answer import Answers, Envelope, cis_list, request_id, too_long
 from .._codes import CodeError
+from .._probe import NotAttachedError
 from ..audit import line_ends
 from ..store import NoListError
 from .answers import ERROR_UNREADABLE, Unreadable
@@ -241,7 +242,13 @@ class Checks:
         if long:
             chunk = [None if index in long else raw for index, raw in enumerate(chunk)]
         try:
-            batch = view.check_batch(chunk, groups, tail_cut=True)
+            if groups is None:
+                try:        # the compiled pass itself (`check_batch` without its groups' check)
+                    batch = view._check_batch(chunk, None, True, False)
+                except NotAttachedError:        # closed: the store's own error; else attached again
+                    batch = view.check_batch(chunk, None, tail_cut=True)
+            else:
+                batch = view.check_batch(chunk, groups, tail_cut=True)
         except NoListError:
             raise error(400, "not_configured", "the local module is not configured: no list loaded",
                         errorCode=ERROR_NOT_READY, status="not_configured", reqId=req_id) from None
