@@ -239,14 +239,18 @@ RECORDS: dict[tuple[str, str], Record] = {
                                     "instructions a request (callgrind, -27%): not held"),
     ("answer: one-code outCheck, server CPU per request",
      "answer: 404 request of the same size, server CPU per request"):
-        Record(1.52, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
+        Record(1.36, 2.37, False, "issue 24, benches/bench_answer.py on a loaded VM: 2.78-3.01 before (121-132 us "
                                   "over a 40-47 us floor), 1.97-2.37 with the compiled answer (79-88 us); "
                                   "1.82-2.19 in seven runs with the compiled body reader (77-107 us over a 41-52 "
                                   "us floor); 1.52-1.84 in seven runs with the envelope's pieces remembered "
                                   "across requests and the one-slice path in one go (60-78 us over a 35-47 us "
                                   "floor; the base 1.91-1.95 in the same period), 1.60-2.01 in seven after "
                                   "merging main; 200.7k -> 178.8k instructions a request against the floor's "
-                                  "118k (callgrind): docs/service.md says where the rest goes"),
+                                  "118k (callgrind); a one-slice request checked by one compiled call with no "
+                                  "snapshot and a batch's arrays cloned (fourth pass): 172.6k -> 147.9k against "
+                                  "115k (callgrind), 1.36-1.93 in five runs (49-61 us over a 31-38 us floor), the "
+                                  "base 1.77-1.80 alternating with two of them: docs/service.md says where the rest "
+                                  "goes"),
     ("conns: p99, 10k keep-alive connections at 5k req/s (wrk)", "conns: 5 ms"):
         Record(25.4, 992.0, False, "issue 24: 127 ms at 4.6k req/s (wrk, 10k connections, same 2 cores); this "
                                    "bench, 4 runs on a VM at load average 8-13, the server runnable-waiting "
