@@ -106,6 +106,9 @@ def test_each_organisation_has_its_own_grey_switch(tmp_path: Path) -> None:
             page = org_client(srv.port, number).request("GET", "/?lang=en")[2]
             row = page.split(f'data-inn="{_inn(number)}"', 1)[1].split("</tr>", 1)[0]
             assert f'data-grey-list="{"on" if on else "off"}"' in row, row
+        metrics = a.request("GET", "/metrics")[2]
+        for number, on in ((0, 1), (1, 0)):
+            assert f'lmcz_organisation_grey_list{{inn="{_inn(number)}",name="Организация {number}"}} {on}' in metrics
         # a second process serving the store (here: a second module on it) reads the same switches
         with ServerThread(db, organisations=orgs) as other:
             assert _seen(org_client(other.port, 0), codes) == ON
