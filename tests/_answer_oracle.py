@@ -77,6 +77,11 @@ def verdict_steps(checks: Checks, raws: list[Any], req_id: str, req_ms: int, cli
     return answers, db_version
 
 
+def _grey(shared: Any, who: Any) -> bool:
+    """The grey switch a request answers by: the store's, or an organisation's own (its `Caller.member`)."""
+    return shared.status.grey_list if who is None or isinstance(who, str) else who.member.grey_list  # type: ignore[no-any-return]
+
+
 def _check_steps_v1(checks: Checks, raws: list[Any], req_id: str, req_ms: int, client: str | None, status: Any,
                     who: str | None = None) -> Generator[None, None, Response]:
     CALLS["v1"] += 1
@@ -85,7 +90,7 @@ def _check_steps_v1(checks: Checks, raws: list[Any], req_id: str, req_ms: int, c
     first = next(v for v in answers if not isinstance(v, Unreadable))
     inst = shared.instance_uuid(first.instance_id, who)
     version = shared.version_uuid(first.instance_id, first.db_version, who)
-    body, codes = reference_v1(answers, req_id, req_ms, inst, version, shared.status.grey_list, status.state)
+    body, codes = reference_v1(answers, req_id, req_ms, inst, version, _grey(shared, who), status.state)
     checked = [v for v in answers if not isinstance(v, Unreadable)]
     shared.metrics.codes_checked += len(checked)
     shared.metrics.codes_blocked += sum(v.blocked for v in checked)
@@ -117,7 +122,7 @@ def _handle_check_v2(two: ProtocolTwo, method: bytes, query: bytes | None, body:
     req_ids = [req_id if index == 0 else str(uuid.uuid4()) for index in range(len(answers))]
     out, records = reference_v2(answers, pgs, req_ids, req_ms,
                                 lambda i, v: (shared.instance_uuid(i, who), shared.version_uuid(i, v, who)),
-                                shared.status.grey_list, status.state)
+                                _grey(shared, who), status.state)
     for verdict, (rid, outcome, codes) in zip(answers, records):
         if shared.audit is not None:
             shared.audit.record(rid, req_ms, client, db_version if outcome == "invalid_code" else

@@ -303,6 +303,8 @@ def test_service_answers_are_the_reference_bytes_over_every_kind_of_code(
     started = time.monotonic()
     with Blocklist.open(path, readonly=False) as bl, AuditLog(tmp_path / "new", fsync=False) as new_audit, \
             AuditLog(tmp_path / "old", fsync=False) as old_audit:
+        if organisations:       # each organisation's own grey switch (the store's is on): A's on, B's off
+            bl.set_meta(**{"organisation_grey_list:7707083893": True})
         new = LocalModule(bl, config, audit=new_audit, clock=lambda: now)
         old = LocalModule(bl, config, audit=old_audit, clock=lambda: now)
         oracle.install(old)

@@ -352,11 +352,12 @@ class Checks:
                  who: Who) -> Envelope:
         """What a check answer says around its codes (the compiled encoder's `Envelope`): the UUIDs of the
         instance and the version that checked them, the grey-list switch as read with the status `ready_for` just
-        refreshed, and what the audit lines name (no audit log: none written)."""
+        refreshed (the organisation's own for a request of one: `Member.grey_list`), and what the audit lines name (no audit log: none written)."""
         shared = self._shared
         batch = checked.batches[0]
         ids = self._ids
         plain = who is None or who.__class__ is str         # not an organisation's request
+        grey = shared.status.grey_list if plain else who.member.grey_list    # type: ignore[union-attr]
         if plain and ids[0] is not None and ids[0] == batch.instance_id and ids[1] == batch.db_version:
             inst, version = ids[2], ids[3]
         else:
@@ -371,5 +372,5 @@ class Checks:
             audit_client, audit_tail = ends[2]
         else:
             audit_client, audit_tail = None, ""
-        return Envelope(req_id, req_ms, inst, version, status.state, shared.status.grey_list, audit_client,
+        return Envelope(req_id, req_ms, inst, version, status.state, grey, audit_client,
                         audit_tail, shared.audit_tag or "")

@@ -5,7 +5,9 @@ The official Local Module serves one organisation (its participant token is its 
 process serve several: the national lists (blocked codes and GTINs, minimum prices, grey GTINs) are one copy shared
 by all, while each organisation has its own credentials, its own instance UUID (`inst`, fiscal tag 1265; one per
 organisation, kept in the store's metadata as `organisation_instance:<INN>` so it survives restarts), its own
-`init` state and its own share of the sold register (store/sold/, "Organisations").
+`init` state, its own grey-list switch (`enableGreyList`; the metadata field `organisation_grey_list:<INN>`, durable
+with the answer as the store's own `grey_list_enabled` is) and its own share of the sold register (store/sold/,
+"Organisations").
 
 The file is TOML, one `[[organisation]]` table each (docs/service.md, "Several organisations"):
 
@@ -52,6 +54,8 @@ log = logging.getLogger("lmcz_fast.service")
 
 #: The metadata field holding one organisation's instance id (a UUID made the first time it is served).
 META_INSTANCE = "organisation_instance:"
+#: The metadata field holding one organisation's grey-list switch (`init`/`greyList` `enableGreyList`; absent: off).
+META_GREY = "organisation_grey_list:"
 #: Tills remembered per organisation for the status page (the oldest seen is forgotten first).
 MAX_TILLS = 256
 _KEYS = frozenset({"inn", "name", "user", "password_file", "token_file", "page_user", "page_password_file",
@@ -201,8 +205,9 @@ class Caller:
 
 
 class Member:
-    """One organisation being served: its settings, its identity (instance UUID, version UUIDs), its `init` state
-    and what the service counted for it (tills seen, check requests, codes refused, failed logins)."""
+    """One organisation being served: its settings, its identity (instance UUID, version UUIDs), its `init` state,
+    its grey-list switch and what the service counted for it (tills seen, check requests, codes refused, failed
+    logins)."""
 
     def __init__(self, organisation: Organisation, instance_id: str) -> None:
         self.organisation = organisation
@@ -210,6 +215,11 @@ class Member:
         self.inst = instance_uuid(instance_id)
         self.owner = SoldOwner(organisation.inn, organisation.earlier_sales)
         self.initialized_at: float | None = None
+        #: Whether `isGreyGtin` answers from the grey-GTIN list for this organisation's tills (`META_GREY`, as
+        #: read with the store's status: `Organisations.read_switches`).
+        self.grey_list = False
+        #: The metadata field of that switch.
+        self.grey_field = META_GREY + organisation.inn
         self.tills: collections.OrderedDict[str, float] = collections.OrderedDict()
         self.requests = 0
         self.checks = 0
@@ -300,10 +310,18 @@ class Organisations:
                 pages[b"Basic " + base64.b64encode(f"{org.page_user}:{org.page_password}".encode())] = member
         self.members = members
         self._by_header, self._by_user, self._tokens, self._pages = by_header, by_user, tuple(tokens), pages
+        self.read_switches()
         added = [inn for inn in members if inn not in old]
         removed = [inn for inn in old if inn not in members]
         return (f"{len(members)} organisations (added: {', '.join(added) or 'none'}; removed: "
                 f"{', '.join(removed) or 'none'}; credentials changed: {', '.join(changed) or 'none'})")
+
+    def read_switches(self) -> None:
+        """Read each organisation's grey-list switch from the store (at start, SIGHUP, and with every read of the
+        store's status: another process serving this store may have changed it)."""
+        get = self._blocklist.get_meta
+        for member in self.members.values():
+            member.grey_list = get(member.grey_field, False) is True
 
     @property
     def has_tokens(self) -> bool:
@@ -389,7 +407,8 @@ class Organisations:
         """One row per organisation (or only `only`) for the status page."""
         return [{"inn": m.organisation.inn, "name": m.organisation.name, "tills": self.tills_seen(m),
                  "requests": m.requests, "checks": m.checks, "codes": m.codes, "refusals": m.refusals,
-                 "auth_failures": m.auth_failures, "initialized": m.initialized_at is not None, "inst": m.inst}
+                 "auth_failures": m.auth_failures, "initialized": m.initialized_at is not None, "inst": m.inst,
+                 "grey_list": m.grey_list}
                 for m in self.members.values() if only is None or m is only]
 
     def prometheus_lines(self) -> list[str]:
@@ -408,6 +427,9 @@ class Organisations:
              lambda m: m.refusals),
             ("lmcz_organisation_auth_failures_total", "counter",
              "Failed logins naming one of the organisation's users.", lambda m: m.auth_failures),
+            ("lmcz_organisation_grey_list", "gauge",
+             "1 if isGreyGtin answers from the grey-GTIN list for the organisation (enableGreyList), else 0.",
+             lambda m: int(m.grey_list)),
         )
         out: list[str] = []
         for name, kind, text, value in families:

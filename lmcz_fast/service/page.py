@@ -366,9 +366,9 @@ def _reason(reason: str, t: Mapping[str, str]) -> str:
 
 _ORGANISATIONS_TEXT = {
     "ru": ("Организации", "ИНН", "Название", "Касс за сутки", "Запросов", "Проверок", "Кодов", "Отказов",
-           "Неудачных входов", "Инициализирован", "да", "нет"),
+           "Неудачных входов", "Инициализирован", "Серый список", "да", "нет"),
     "en": ("Organisations", "INN", "Name", "Tills (24 h)", "Requests", "Check requests", "Codes", "Refusals",
-           "Failed logins", "Initialised", "yes", "no"),
+           "Failed logins", "Initialised", "Grey list", "yes", "no"),
 }
 
 
@@ -379,12 +379,13 @@ def organisations_section(rows: list[dict[str, Any]], lang: str) -> list[str]:
     t = _ORGANISATIONS_TEXT.get(lang, _ORGANISATIONS_TEXT["ru"])
     esc = html.escape
     out = [f'<section id="organisations"><h2>{esc(t[0])} ({len(rows)})</h2><table><tr>'
-           + "".join(f"<th>{esc(h)}</th>" for h in t[1:10]) + "</tr>"]
+           + "".join(f"<th>{esc(h)}</th>" for h in t[1:11]) + "</tr>"]
     for row in rows:
         cells = [esc(row["inn"]), esc(row["name"])] + [_number(row[k], lang) for k in (
             "tills", "requests", "checks", "codes", "refusals", "auth_failures")]
-        cells.append(esc(t[10] if row["initialized"] else t[11]))
-        out.append(f'<tr class="organisation" data-inn="{esc(row["inn"])}">'
+        cells += [esc(t[11] if row[k] else t[12]) for k in ("initialized", "grey_list")]
+        out.append(f'<tr class="organisation" data-inn="{esc(row["inn"])}" '
+                   f'data-grey-list="{"on" if row["grey_list"] else "off"}">'
                    + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     out.append("</table></section>")
     return out

@@ -23,7 +23,7 @@ from .responses import HttpError, Response, encode_json, error
 
 if TYPE_CHECKING:
     from ..audit import AuditLog
-    from .organisations import Organisations
+    from .organisations import Member, Organisations
     from ..store import Blocklist, Status
 
 log = logging.getLogger("lmcz_fast.service")
@@ -66,7 +66,7 @@ def _utc(moment: float | None) -> str:
 
 class StatusView:
     """The store's `Status` and the LM status it maps to, re-read at most every `status_cache` seconds, with the
-    grey-list switch read alongside; logs the store's state changes (and a stale store every 10 minutes)."""
+    grey-list switches read alongside (the store's, and each organisation's when `organisations` is set); logs the store's state changes (and a stale store every 10 minutes)."""
 
     def __init__(self, blocklist: Blocklist, status_cache: Callable[[], float]) -> None:
         self._blocklist = blocklist
@@ -75,6 +75,8 @@ class StatusView:
         self.initialized_at: float | None = None
         #: The grey-list switch as read with the last status (`grey_list_enabled` re-reads when due).
         self.grey_list = False
+        #: The organisations served (`Shared.organisations`), whose own switches are read with the status; or None.
+        self.organisations: Organisations | None = None
         self._status: Status | None = None
         self._lm_status = "not_configured"
         self._until = 0.0
@@ -96,6 +98,8 @@ class StatusView:
         if force or self._status is None or now >= self._until:
             status = self._blocklist.status()
             self.grey_list = self._blocklist.get_meta("grey_list_enabled", False) is True
+            if self.organisations is not None:
+                self.organisations.read_switches()
             lm = _LM_STATUS.get(status.state, "sync_error")
             if lm == "not_configured" and self.initialized_at is not None:
                 lm = "initialization"
@@ -122,7 +126,8 @@ class StatusView:
 
     def grey_list_enabled(self) -> bool:
         """Whether `isGreyGtin` answers from the grey-GTIN list (`init`/`greyList` `enableGreyList`; a meta field),
-        read with the status (at most every `status_cache` seconds; at once after this module changed it)."""
+        read with the status (at most every `status_cache` seconds; at once after this module changed it). The
+        store's switch: a request of an organisation answers by its own (`Member.grey_list`)."""
         self.current()
         return self.grey_list
 
@@ -211,6 +216,12 @@ class Shared:
         return found
 
     # -- what every handler needs -------------------------------------------------------------------------------
+
+    @staticmethod
+    def grey_field(member: Member | None) -> str:
+        """The metadata field of the grey-list switch a request sets (`enableGreyList`): the store's, or for a
+        request of an organisation (`member`) its own."""
+        return "grey_list_enabled" if member is None else member.grey_field
 
     def audit_who(self) -> str | Caller | None:
         """What the audit log records of who asked: the token's label; None for HTTP Basic (one user) or none. A

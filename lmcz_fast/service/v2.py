@@ -105,16 +105,20 @@ class ProtocolTwo:
 
     def handle_grey_list(self, method: bytes, query: bytes | None, body: bytes, client_id: bytes | None,
                          content_type: bytes | None) -> Response | Deferred:
-        """`POST /api/v2/greyList {"enableGreyList": bool}`: answer `isGreyGtin` from the grey-GTIN list or not."""
+        """`POST /api/v2/greyList {"enableGreyList": bool}`: answer `isGreyGtin` from the grey-GTIN list or not
+        (the store's switch; for a request of an organisation, that organisation's own)."""
         shared = self._shared
         data = shared.json_body(body, content_type)
         enable = data.get("enableGreyList") if isinstance(data, dict) else None
         if not isinstance(enable, bool):
             raise error(400, "bad_request", 'expected {"enableGreyList": true or false}')
-        op = shared.blocklist.op_set_meta(grey_list_enabled=enable)
+        member = None if shared.caller is None else shared.caller.member
+        op = shared.blocklist.op_set_meta(**{shared.grey_field(member): enable})
         req_ms = int(shared.clock() * 1000)
 
         def build(_: Any) -> Response:
+            if member is not None:
+                member.grey_list = enable
             payload = {"code": 0, "description": "ok", "enableGreyList": enable, "reqTimestamp": req_ms}
             return Response(200, encode_json(payload).encode())
 

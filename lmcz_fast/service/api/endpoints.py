@@ -62,7 +62,7 @@ class Endpoints:
             operation_mode=self.module.config.operation_mode, software_version=self.module.software_version, inst=inst,
             inn=inn, name=name, service_url=public_url((replication or {}).get("source") or status.feed_url or ""))
         facts = ServiceFacts(
-            lm_status=lm, grey_list=info.get("grey_list_enabled") is True,
+            lm_status=lm, grey_list=info.get(self.module.shared.grey_field(member)) is True,
             sold_count=self.module.blocklist.sold.count(),
             initialized=initialized_at is not None, replication=replication,
             version_id=self.module.version_uuid_for(instance_id, status.version, caller) if status.version else "")
@@ -95,10 +95,12 @@ class Endpoints:
         status, _ = self.module.current_status(force=True)
         config = self.module.config
         caller = self.module.shared.caller
-        if caller is not None:      # an organisation sees its own login, tokens and name, nobody else's
+        info = self.module.blocklist.info()
+        if caller is not None:      # an organisation sees its own login, tokens, name and grey switch, nobody else's
             org = caller.member.organisation
             config = dataclasses.replace(config, user=org.user, tokens=org.tokens, name=org.name)
-        payload = config_json(config, status, self.module.blocklist.info(), replication_status(self.module.blocklist),
+            info["grey_list_enabled"] = info.get(caller.member.grey_field) is True
+        payload = config_json(config, status, info, replication_status(self.module.blocklist),
                               sync_kind(self.module.blocklist, status), self.module.blocklist.sold.expire_after(),
                               self.module.software_version)
         return Response(200, _ENCODE(payload).encode())
@@ -146,7 +148,7 @@ class Endpoints:
         clear = register.op_clear(None if member is None else member.owner) if clear_sold else None
         fields: dict[str, Any] = {}
         if grey is not None:
-            fields["grey_list_enabled"] = grey
+            fields[self.module.shared.grey_field(member)] = grey
         if started:
             fields.update(wake.request_fields("init", self.module.clock()))
             log.info("init on a %s store: a %s round was asked for now", status.state, kind)
@@ -165,6 +167,8 @@ class Endpoints:
                 payload["soldCleared"] = cleared
             if grey is not None:
                 payload["enableGreyList"] = grey
+                if member is not None:
+                    member.grey_list = grey
             return Response(200, _ENCODE(payload).encode())
 
         return self.module.durable.write(op, build)

@@ -84,7 +84,7 @@ class LocalModule:
         #: The module's own endpoints (status, config, init, metrics, the status page) and its warnings.
         self.endpoints = Endpoints(self)
         #: The organisations served (`serve --organisations`), or None: one organisation, as the official module.
-        self.organisations = shared.organisations = (
+        self.organisations = shared.organisations = shared.status.organisations = (
             Organisations(blocklist, shared.config.organisations, clock) if shared.config.organisations else None)
         # The last field: who may call it. "required": valid credentials; "optional": anyone, but credentials
         # sent are checked (a wrong one is a 401, throttled); "": anyone.
