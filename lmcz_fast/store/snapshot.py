@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 
-def _groups(pgs: Iterable[int | None] | None) -> list[int | None] | None:
+def checked_groups(pgs: Iterable[int | None] | None) -> list[int | None] | None:
     """`pgs` as a list, every group checked (`RecordError` for one that is not a product group id)."""
     if pgs is None:
         return None
@@ -112,7 +112,7 @@ class Snapshot(ProbeBase):
         """`[check(r) for r in raws]`, all from this version (`pgs`: one product group or None per scan). A bad
         scan raises `CodeError` naming its index (also `.index`), as `is_blocked_many` does. One compiled pass
         (`ProbeBase._check_many`): `check_batch(raws, pgs, strict=True).verdict_list()` without the arrays."""
-        groups = _groups(pgs)
+        groups = checked_groups(pgs)
         try:
             return self._check_many(raws, groups)  # type: ignore[no-any-return]
         except NotAttachedError:
@@ -128,7 +128,7 @@ class Snapshot(ProbeBase):
         in `.verdicts` for each code the exact Python path answered (blocked, in the sold register, several
         readings). No Python object per free code: what a service encodes straight from. `pgs`: one product group
         id or None per scan (`RecordError` for a bad one). `tail_cut` as `check`'s."""
-        groups = _groups(pgs)
+        groups = checked_groups(pgs)
         try:
             return self._check_batch(raws, groups, tail_cut, strict)
         except NotAttachedError:

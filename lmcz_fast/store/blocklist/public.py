@@ -45,7 +45,7 @@ from ..handle import StoreHandle
 from ..prices import Tables, TablesReport
 from ..reading import Versions, no_list_error
 from ..records import DeltaReport, LoadReport, Status, Verdict
-from ..snapshot import Snapshot, _groups
+from ..snapshot import Snapshot, checked_groups
 from ..outbox import Outbox
 from ..sold import SoldEntry, SoldRegister
 from ..tables import Record, iter_rows
@@ -241,7 +241,7 @@ class Blocklist(ProbeBase):
         """`Snapshot.check_batch` in one call with no snapshot taken: every code from the one version the call
         takes (renewed first if due, as `check`), which the batch names (`db_version`, `instance_id`). What a
         request that fits one batch answers from; several batches that must agree take a `snapshot()`."""
-        groups = _groups(pgs)
+        groups = checked_groups(pgs)
         try:
             return self._check_batch(raws, groups, tail_cut, strict)
         except NotAttachedError:
