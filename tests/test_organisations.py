@@ -17,48 +17,17 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _lm_contract import ACK, CONFIG, ENVELOPE, ERROR, EVOTOR_ENVELOPE, PASCAL_ENVELOPE, RESULTS, SALE_RESULTS, SOLD_PAGE
 from _lm_contract import STATUS_FIELD, decode
+from _organisations_support import JSON, inn_of, org_client, post, write_organisations
 from _service_support import Client, ServeProcess, ServerThread, auth_header, make_db, make_identity
 
 from lmcz_fast.audit import export
 from lmcz_fast.service.organisations import OrganisationsError, parse_organisations, read_organisations
 from lmcz_fast.store import Blocklist, SoldOwner
 from lmcz_fast.store.environment import DB_SOLD
-
-JSON = {"Content-Type": "application/json"}
-
-
-def _inn(number: int) -> str:
-    return f"77{number:08d}"
-
-
-def write_organisations(directory: Path, count: int, *, first: int = 0, extra: str = "") -> Path:
-    """An organisations file of `count` organisations (INN 77000000NN, user uNN, password pw-NN), its secret files
-    beside it (mode 600)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tables = []
-    for number in range(first, first + count):
-        secret = directory / f"password-{number}"
-        secret.write_text(f"pw-{number}\n")
-        secret.chmod(0o600)
-        tables.append(f'[[organisation]]\ninn = "{_inn(number)}"\nname = "Организация {number}"\nuser = "u{number}"\n'
-                      f'password_file = "password-{number}"\n{extra if number == first else ""}\n')
-    path = directory / "organisations.toml"
-    path.write_text("".join(tables), encoding="utf-8")
-    return path
-
-
-def org_client(port: int, number: int) -> Client:
-    return Client(port, auth=auth_header(f"u{number}", f"pw-{number}"))
-
-
-def _post(client: Client, path: str, payload: Any) -> tuple[int, Any]:
-    status, _, body = client.request("POST", path, json.dumps(payload), JSON)
-    return status, body
 
 
 @pytest.fixture(scope="module")
@@ -73,20 +42,20 @@ def codes() -> dict[str, list[str]]:
 def test_the_file_is_checked_and_said_in_words(tmp_path: Path) -> None:
     path = write_organisations(tmp_path, 2)
     orgs = read_organisations(path)
-    assert [o.inn for o in orgs] == [_inn(0), _inn(1)] and orgs[0].password == "pw-0"
+    assert [o.inn for o in orgs] == [inn_of(0), inn_of(1)] and orgs[0].password == "pw-0"
     assert "pw-0" not in repr(orgs)
     base = str(tmp_path)
-    good = f'[[organisation]]\ninn = "{_inn(0)}"\nname = "A"\nuser = "a"\npassword_file = "password-0"\n'
+    good = f'[[organisation]]\ninn = "{inn_of(0)}"\nname = "A"\nuser = "a"\npassword_file = "password-0"\n'
     cases = {
         "": "names no organisation",
         "[[organisation]\n": "not valid TOML",
-        good.replace(f'"{_inn(0)}"', "7700000000"): "10 or 12 digits",
-        good.replace(f'"{_inn(0)}"', '"123"'): "10 or 12 digits",
+        good.replace(f'"{inn_of(0)}"', "7700000000"): "10 or 12 digits",
+        good.replace(f'"{inn_of(0)}"', '"123"'): "10 or 12 digits",
         good + good: "given twice",
-        good + good.replace(f'"{_inn(0)}"', f'"{_inn(1)}"'): "used twice",
+        good + good.replace(f'"{inn_of(0)}"', f'"{inn_of(1)}"'): "used twice",
         good.replace("password-0", "missing"): "cannot read its password_file",
         good + 'pasword_file = "x"\n': "unknown key(s) pasword_file",
-        good + "earlier_sales = true\n" + good.replace(f'"{_inn(0)}"', f'"{_inn(1)}"').replace('"a"', '"b"')
+        good + "earlier_sales = true\n" + good.replace(f'"{inn_of(0)}"', f'"{inn_of(1)}"').replace('"a"', '"b"')
         + "earlier_sales = true\n": "more than one organisation",
         good + 'page_user = "m"\n': "together",
     }
@@ -112,9 +81,9 @@ def _till(port: int, number: int, codes: list[str], blocked: str, seen: list[tup
             assert [c["isBlocked"] for c in body["codes"]] == [False, True]
             assert f"&Inst={body['inst']}&" in body["tag1265"]
             seen.append((number, "check", "", body["inst"]))
-            status, body = _post(client, "/api/v2/cis/sell", {"cis_list": [code]})
+            status, body = post(client, "/api/v2/cis/sell", {"cis_list": [code]})
             assert status == 201 and body["results"][0]["success"] is True, body
-            status, body = _post(client, "/api/v2/cis/outCheck", {"cis_list": [code]})
+            status, body = post(client, "/api/v2/cis/outCheck", {"cis_list": [code]})
             assert status == 200 and body["results"][0]["codes"][0]["sold"] is True, body
             seen.append((number, "check2", "", body["results"][0]["inst"]))
     except Exception as exc:      # noqa: BLE001 - collected and asserted by the test
@@ -143,7 +112,7 @@ def test_organisations_with_ten_tills_each_at_once(tmp_path: Path, codes: dict[s
         insts = {number: {inst for n, _, _, inst in seen if n == number} for number in range(count)}
         assert all(len(found) == 1 for found in insts.values()), insts        # one inst per organisation
         assert len({next(iter(found)) for found in insts.values()}) == count   # and each its own
-        assert {(n, inn) for n, kind, inn, _ in seen if kind == "status"} == {(n, _inn(n)) for n in range(count)}
+        assert {(n, inn) for n, kind, inn, _ in seen if kind == "status"} == {(n, inn_of(n)) for n in range(count)}
         # Every organisation's sales are its own.
         for number in range(count):
             status, _, body = org_client(srv.port, number).request("GET", "/api/v2/cis/sold")
@@ -177,17 +146,17 @@ def test_an_organisation_cannot_act_as_another(tmp_path: Path, codes: dict[str, 
                 assert status == 401, (auth, path, body)
                 decode(body, ERROR)
         # init is each organisation's own
-        status, body = _post(a, "/api/v1/init", {"token": "participant-a"})
+        status, body = post(a, "/api/v1/init", {"token": "participant-a"})
         assert status == 200
         decode(body, ACK)
         assert a.request("GET", "/api/v1/status")[2]["initialized"] is True
         assert b.request("GET", "/api/v1/status")[2]["initialized"] is False
         # a code sold by A is sold for B's tills; B can neither return it nor sell it again
-        assert _post(a, "/api/v2/cis/sell", {"cis_list": [a_code, a_other]})[0] == 201
-        assert _post(b, "/api/v2/cis/sell", {"cis_list": [b_code]})[0] == 201
+        assert post(a, "/api/v2/cis/sell", {"cis_list": [a_code, a_other]})[0] == 201
+        assert post(b, "/api/v2/cis/sell", {"cis_list": [b_code]})[0] == 201
         assert b.check([a_code])[2]["codes"][0]["sold"] is True
         for path in ("/api/v2/cis/return", "/api/v2/cis/sell"):
-            status, body = _post(b, path, {"cis_list": [b_code, a_code]})
+            status, body = post(b, path, {"cis_list": [b_code, a_code]})
             assert status == 403 and body["error"] == "sold_by_another_organisation" and body["index"] == 1, body
             decode(body, ERROR)
         assert b.check([b_code])[2]["codes"][0]["sold"] is True          # nothing of B's refused request changed
@@ -195,18 +164,18 @@ def test_an_organisation_cannot_act_as_another(tmp_path: Path, codes: dict[str, 
         assert sorted(a.request("GET", "/api/v2/cis/sold")[2]["cis_list"]) == sorted([a_code, a_other])
         assert b.request("GET", "/api/v2/cis/sold")[2]["cis_list"] == [b_code]
         # clearSold of A leaves B's sales
-        status, body = _post(a, "/api/v1/init", {"token": "participant-a", "clearSold": True})
+        status, body = post(a, "/api/v1/init", {"token": "participant-a", "clearSold": True})
         assert status == 200 and body["soldCleared"] == 2
         assert a.check([a_code])[2]["codes"][0]["sold"] is False
         assert b.check([b_code])[2]["codes"][0]["sold"] is True
         assert b.request("GET", "/api/v2/cis/sold")[2]["total_count"] == 1
         # A returns its own; B can now sell the code A returned
-        assert _post(a, "/api/v2/cis/sell", {"cis_list": [a_code]})[0] == 201
-        status, body = _post(a, "/api/v2/cis/return", {"cis_list": [a_code]})
+        assert post(a, "/api/v2/cis/sell", {"cis_list": [a_code]})[0] == 201
+        status, body = post(a, "/api/v2/cis/return", {"cis_list": [a_code]})
         assert status == 200 and body["results"][0] == {"success": True, "cis": a_code, "wasSold": True}
-        assert _post(b, "/api/v2/cis/sell", {"cis_list": [a_code]})[0] == 201
+        assert post(b, "/api/v2/cis/sell", {"cis_list": [a_code]})[0] == 201
     with Blocklist.open(db) as bl:
-        assert {e.cis: e.organisation for e in bl.sold} == {b_code: _inn(1), a_code: _inn(1)}
+        assert {e.cis: e.organisation for e in bl.sold} == {b_code: inn_of(1), a_code: inn_of(1)}
 
 
 def test_every_answer_decodes_for_an_organisation(tmp_path: Path, codes: dict[str, list[str]]) -> None:
@@ -217,24 +186,24 @@ def test_every_answer_decodes_for_an_organisation(tmp_path: Path, codes: dict[st
         client = org_client(srv.port, 1)
         for prefix in ("/api/v1", "/api/v2"):
             status, _, body = client.request("GET", prefix + "/status")
-            assert status == 200 and body["inn"] == _inn(1) and body["name"] == "Организация 1"
+            assert status == 200 and body["inn"] == inn_of(1) and body["name"] == "Организация 1"
             decode(body, STATUS_FIELD)
             status, _, body = client.request("GET", prefix + "/config")
             assert status == 200 and body["authorization"] == [{"type": "basic", "user": "u1"}], body
             decode(body, CONFIG)
-            status, body = _post(client, prefix + "/cis/outCheck", {"cis_list": [free, blocked, "junk"]})
+            status, body = post(client, prefix + "/cis/outCheck", {"cis_list": [free, blocked, "junk"]})
             assert status == 200, body
             envelopes = decode(body, RESULTS)["results"] if prefix == "/api/v2" else [body]
             for one in envelopes:
                 decode(one, ENVELOPE)
                 decode(one, EVOTOR_ENVELOPE)
                 decode(one, PASCAL_ENVELOPE)
-            decode(_post(client, prefix + "/init", {"token": "t", "clearSold": True})[1], ACK)
-            status, body = _post(client, prefix + "/cis/sell", {"cis_list": [free]})
+            decode(post(client, prefix + "/init", {"token": "t", "clearSold": True})[1], ACK)
+            status, body = post(client, prefix + "/cis/sell", {"cis_list": [free]})
             assert status == 201
             decode(body, SALE_RESULTS)
             decode(client.request("GET", prefix + "/cis/sold?limit=3")[2], SOLD_PAGE)
-            decode(_post(client, prefix + "/cis/return", {"cis_list": [free]})[1], SALE_RESULTS)
+            decode(post(client, prefix + "/cis/return", {"cis_list": [free]})[1], SALE_RESULTS)
         # anyone's status (no credentials) is the module's, not an organisation's
         status, _, body = Client(srv.port, auth="").request("GET", "/api/v1/status")
         assert status == 200 and body["inn"] == "" and "warnings" not in body
@@ -258,14 +227,14 @@ def test_an_existing_store_opens_and_its_sales_belong_to_no_organisation(tmp_pat
     with ServerThread(db, organisations=orgs) as srv:
         a, b = org_client(srv.port, 0), org_client(srv.port, 1)
         assert b.check([old])[2]["codes"][0]["sold"] is True        # sold for every till
-        assert _post(b, "/api/v2/cis/return", {"cis_list": [old]})[0] == 403
+        assert post(b, "/api/v2/cis/return", {"cis_list": [old]})[0] == 403
         assert b.request("GET", "/api/v2/cis/sold")[2]["total_count"] == 0
         assert a.request("GET", "/api/v2/cis/sold")[2]["total_count"] == 2       # earlier_sales = true
-        assert _post(a, "/api/v2/cis/return", {"cis_list": [old]})[1]["results"][0]["wasSold"] is True
+        assert post(a, "/api/v2/cis/return", {"cis_list": [old]})[1]["results"][0]["wasSold"] is True
     # the store still opens and answers without the file, as before
     with Blocklist.open(db) as bl:
         assert bl.sold.is_sold(kept) and not bl.sold.is_sold(old)
-        assert bl.sold.op_clear(SoldOwner(_inn(1)))  # an owner's clear is an op like any other
+        assert bl.sold.op_clear(SoldOwner(inn_of(1)))  # an owner's clear is an op like any other
     with ServerThread(db) as srv:
         assert srv.client().check([kept])[2]["codes"][0]["sold"] is True
 
@@ -275,14 +244,14 @@ def test_export_and_import_keep_the_organisation(tmp_path: Path, codes: dict[str
     one, two = codes["free"][30:32]
     with Blocklist.open(db) as bl:
         bl.commit(bl.sold.op_record([__import__("lmcz_fast").parse_code(one)], int(time.time() * 1000),
-                                    owner=SoldOwner(_inn(3))))
+                                    owner=SoldOwner(inn_of(3))))
         bl.record_sold([two])
         lines = list(bl.sold.export_lines())
         # Entries by their code: two sales of one millisecond are exported in their identities' order.
         entries = {item["cis"]: item for item in map(json.loads, lines[1:])}
-        assert len(entries) == 2 and entries[one].get("organisation") == _inn(3) and "organisation" not in entries[two]
+        assert len(entries) == 2 and entries[one].get("organisation") == inn_of(3) and "organisation" not in entries[two]
         assert bl.sold.import_lines(lines, replace=True) == 2
-        assert {e.cis: e.organisation for e in bl.sold} == {one: _inn(3), two: None}
+        assert {e.cis: e.organisation for e in bl.sold} == {one: inn_of(3), two: None}
 
 
 # -- audit, page, metrics ------------------------------------------------------------------------------------------
@@ -298,19 +267,19 @@ def test_audit_records_the_organisation_and_exports_by_inn(tmp_path: Path, codes
     audit_dir = tmp_path / "audit"
     with ServerThread(db, organisations=orgs, audit_dir=audit_dir) as srv:
         by_token = Client(srv.port, auth=f"Token {token}")
-        assert by_token.request("GET", "/api/v1/status")[2]["inn"] == _inn(0)
+        assert by_token.request("GET", "/api/v1/status")[2]["inn"] == inn_of(0)
         for number, n in ((0, 3), (1, 2)):
             client = by_token if number == 0 else org_client(srv.port, number)
             for code in codes["free"][40:40 + n]:
                 assert client.check([code])[0] == 200
-            assert _post(client, "/api/v2/cis/outCheck", {"cis_list": [codes["free"][50]]})[0] == 200
+            assert post(client, "/api/v2/cis/outCheck", {"cis_list": [codes["free"][50]]})[0] == 200
     import io
-    for inn, expected in ((_inn(0), 4), (_inn(1), 3), ("7799999999", 0)):
+    for inn, expected in ((inn_of(0), 4), (inn_of(1), 3), ("7799999999", 0)):
         out = io.StringIO()
         stats = export(audit_dir, out, inn=inn)
         records = [json.loads(line) for line in out.getvalue().splitlines()]
         assert len(records) == expected == stats.records and all(r["inn"] == inn for r in records)
-        assert all(r.get("auth") == ("token:till 7" if inn == _inn(0) else None) for r in records)
+        assert all(r.get("auth") == ("token:till 7" if inn == inn_of(0) else None) for r in records)
     out = io.StringIO()
     assert export(audit_dir, out).records == 7
 
@@ -328,20 +297,20 @@ def test_page_and_metrics_per_organisation(tmp_path: Path, codes: dict[str, list
         org_client(srv.port, 1).check([codes["free"][61]], headers={"X-ClientId": "till-b1"})
         assert Client(srv.port, auth=auth_header("u1", "wrong")).request("GET", "/api/v1/cis/sold")[0] == 401
         metrics = a.request("GET", "/metrics")[2]
-        for line in (f'lmcz_organisation_checks_total{{inn="{_inn(0)}",name="Организация 0"}} 2',
-                     f'lmcz_organisation_refusals_total{{inn="{_inn(0)}",name="Организация 0"}} 2',
-                     f'lmcz_organisation_tills{{inn="{_inn(1)}",name="Организация 1"}} 1',
-                     f'lmcz_organisation_auth_failures_total{{inn="{_inn(1)}",name="Организация 1"}} 1'):
+        for line in (f'lmcz_organisation_checks_total{{inn="{inn_of(0)}",name="Организация 0"}} 2',
+                     f'lmcz_organisation_refusals_total{{inn="{inn_of(0)}",name="Организация 0"}} 2',
+                     f'lmcz_organisation_tills{{inn="{inn_of(1)}",name="Организация 1"}} 1',
+                     f'lmcz_organisation_auth_failures_total{{inn="{inn_of(1)}",name="Организация 1"}} 1'):
             assert line in metrics, line
         # the manager's read-only login: the page of A only, and nothing else
         manager = Client(srv.port, auth=auth_header("manager0", "manager-pw"))
         status, _, page = manager.request("GET", "/?lang=en")
-        assert status == 200 and f'data-inn="{_inn(0)}"' in page and _inn(1) not in page and "till-a1" in page
+        assert status == 200 and f'data-inn="{inn_of(0)}"' in page and inn_of(1) not in page and "till-a1" in page
         assert "till-b1" not in page
         assert manager.request("GET", "/api/v2/cis/sold")[0] == 401
         # the tills' login of B: B's row
         status, _, page = org_client(srv.port, 1).request("GET", "/")
-        assert status == 200 and f'data-inn="{_inn(1)}"' in page and _inn(0) not in page
+        assert status == 200 and f'data-inn="{inn_of(1)}"' in page and inn_of(0) not in page
 
 
 # -- kill -9 during a mixed stream of sales -------------------------------------------------------------------------
@@ -384,7 +353,7 @@ def test_kill_9_during_sales_of_several_organisations_loses_none(tmp_path: Path)
         with Blocklist.open(db) as bl:
             for code, number in acknowledged:
                 entry = bl.sold.entry(code)
-                assert entry is not None and entry.organisation == _inn(number), code
+                assert entry is not None and entry.organisation == inn_of(number), code
         total += len(acknowledged)
     assert total > 30, "too few sales were answered to judge"
 
@@ -429,20 +398,20 @@ def test_sighup_adds_and_removes_organisations_under_load(tmp_path: Path, codes:
             assert org_client(served.port, 2).check([codes["free"][9]])[0] == 401
             write_organisations(etc, 3)                                   # C added
             served.proc.send_signal(signal.SIGHUP)                        # type: ignore[union-attr]
-            served.wait_for_log("added: " + _inn(2))
+            served.wait_for_log("added: " + inn_of(2))
             c_till = org_client(served.port, 2)
             status, _, body = c_till.request("GET", "/api/v1/status")
-            assert status == 200 and body["inn"] == _inn(2)
+            assert status == 200 and body["inn"] == inn_of(2)
             connection = c_till.conn.sock
             (etc / "password-2").write_text("pw-2-changed\n")           # C's password changed
             served.proc.send_signal(signal.SIGHUP)                        # type: ignore[union-attr]
-            served.wait_for_log("credentials changed: " + _inn(2))
+            served.wait_for_log("credentials changed: " + inn_of(2))
             assert c_till.request("GET", "/api/v1/status")[0] == 401     # a request without a body: kept open
             c_till.auth = auth_header("u2", "pw-2-changed")
             assert c_till.check([codes["free"][9]])[0] == 200 and c_till.conn.sock is connection
             write_organisations(etc, 2)                                   # C removed
             served.proc.send_signal(signal.SIGHUP)                        # type: ignore[union-attr]
-            served.wait_for_log("removed: " + _inn(2))
+            served.wait_for_log("removed: " + inn_of(2))
             assert org_client(served.port, 2).check([codes["free"][9]])[0] == 401
             path.write_text("[[organisation]\n")                          # broken: the old ones stay
             served.proc.send_signal(signal.SIGHUP)                        # type: ignore[union-attr]
@@ -486,7 +455,7 @@ def test_basic_header_encoded_otherwise_still_names_its_organisation(tmp_path: P
     with ServerThread(db, organisations=orgs) as srv:
         header = "basic   " + base64.b64encode(b"u1:pw-1").decode() + " "
         status, _, body = Client(srv.port, auth=header).request("GET", "/api/v1/status")
-        assert status == 200 and body["inn"] == _inn(1)
+        assert status == 200 and body["inn"] == inn_of(1)
 
 
 def test_the_documented_file_is_read_as_printed(tmp_path: Path) -> None:

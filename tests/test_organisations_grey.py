@@ -9,47 +9,16 @@ request of no organisation keeps the store's one switch.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path
-from typing import Any
 
 from _lm_contract import ACK, RESULTS, STATUS_FIELD, decode
-from _service_support import Client, ServerThread, auth_header, make_db, make_identity
+from _organisations_support import inn_of, org_client, post, write_organisations
+from _service_support import Client, ServerThread, make_db, make_identity
 
 from lmcz_fast.service.organisations import read_organisations
 from lmcz_fast.store import Blocklist
-
-JSON = {"Content-Type": "application/json"}
-
-
-def _inn(number: int) -> str:
-    return f"77{number:08d}"
-
-
-def write_organisations(directory: Path, count: int) -> Path:
-    """An organisations file of `count` organisations (INN 77000000NN, user uNN, password pw-NN)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    tables = []
-    for number in range(count):
-        secret = directory / f"password-{number}"
-        secret.write_text(f"pw-{number}\n")
-        secret.chmod(0o600)
-        tables.append(f'[[organisation]]\ninn = "{_inn(number)}"\nname = "Организация {number}"\n'
-                      f'user = "u{number}"\npassword_file = "password-{number}"\n')
-    path = directory / "organisations.toml"
-    path.write_text("".join(tables), encoding="utf-8")
-    return path
-
-
-def org_client(port: int, number: int) -> Client:
-    return Client(port, auth=auth_header(f"u{number}", f"pw-{number}"))
-
-
-def _post(client: Client, path: str, payload: Any) -> tuple[int, Any]:
-    status, _, body = client.request("POST", path, json.dumps(payload), JSON)
-    return status, body
 
 
 def _grey_store(tmp_path: Path) -> tuple[Path, str, str]:
@@ -69,7 +38,7 @@ def _seen(client: Client, codes: list[str]) -> tuple[bool, bool, bool, bool]:
     status = decode(client.request("GET", "/api/v1/status")[2], STATUS_FIELD)["isGreyGtin"]
     config = client.request("GET", "/api/v2/config")[2]["lmczFast"]["isGreyGtin"]
     one = client.check(codes)[2]["codes"]
-    two = decode(_post(client, "/api/v2/cis/check", {"cis_list": codes})[1], RESULTS)["results"]
+    two = decode(post(client, "/api/v2/cis/check", {"cis_list": codes})[1], RESULTS)["results"]
     v1 = {code["isGreyGtin"] for code in one}
     v2 = {code["isGreyGtin"] for result in two for code in result["codes"]}
     assert len(v1) == 1 and len(v2) == 1, (one, two)     # every code here is on the grey list
@@ -87,41 +56,41 @@ def test_each_organisation_has_its_own_grey_switch(tmp_path: Path) -> None:
     with ServerThread(db, organisations=orgs) as srv:
         a, b = org_client(srv.port, 0), org_client(srv.port, 1)
         assert _seen(a, codes) == OFF and _seen(b, codes) == OFF
-        status, body = _post(a, "/api/v2/greyList", {"enableGreyList": True})
+        status, body = post(a, "/api/v2/greyList", {"enableGreyList": True})
         assert status == 200 and decode(body, ACK)["enableGreyList"] is True
         assert _seen(b, codes) == OFF                   # B's answers do not change
         assert _seen(a, codes) == ON
         # durable: in the store when answered, as the organisation's own field; the store's switch is untouched
         with Blocklist.open(db) as bl:
-            assert bl.get_meta(f"organisation_grey_list:{_inn(0)}") is True
-            assert bl.get_meta(f"organisation_grey_list:{_inn(1)}") is None
+            assert bl.get_meta(f"organisation_grey_list:{inn_of(0)}") is True
+            assert bl.get_meta(f"organisation_grey_list:{inn_of(1)}") is None
             assert bl.get_meta("grey_list_enabled") is None
         # B switches its own on and off through init (both protocols); A's stays on
-        assert _post(b, "/api/v1/init", {"token": "t", "enableGreyList": True})[1]["enableGreyList"] is True
+        assert post(b, "/api/v1/init", {"token": "t", "enableGreyList": True})[1]["enableGreyList"] is True
         assert _seen(b, codes) == ON and _seen(a, codes) == ON
-        assert _post(b, "/api/v2/init", {"token": "t", "enableGreyList": False})[1]["enableGreyList"] is False
+        assert post(b, "/api/v2/init", {"token": "t", "enableGreyList": False})[1]["enableGreyList"] is False
         assert _seen(b, codes) == OFF and _seen(a, codes) == ON
         # the status page shows each organisation's switch (a till's login: its own row)
         for number, on in ((0, True), (1, False)):
             page = org_client(srv.port, number).request("GET", "/?lang=en")[2]
-            row = page.split(f'data-inn="{_inn(number)}"', 1)[1].split("</tr>", 1)[0]
+            row = page.split(f'data-inn="{inn_of(number)}"', 1)[1].split("</tr>", 1)[0]
             assert f'data-grey-list="{"on" if on else "off"}"' in row, row
         metrics = a.request("GET", "/metrics")[2]
         for number, on in ((0, 1), (1, 0)):
-            assert f'lmcz_organisation_grey_list{{inn="{_inn(number)}",name="Организация {number}"}} {on}' in metrics
+            assert f'lmcz_organisation_grey_list{{inn="{inn_of(number)}",name="Организация {number}"}} {on}' in metrics
         # a second process serving the store (here: a second module on it) reads the same switches
         with ServerThread(db, organisations=orgs) as other:
             assert _seen(org_client(other.port, 0), codes) == ON
             assert _seen(org_client(other.port, 1), codes) == OFF
-            assert _post(org_client(other.port, 1), "/api/v2/greyList", {"enableGreyList": True})[0] == 200
+            assert post(org_client(other.port, 1), "/api/v2/greyList", {"enableGreyList": True})[0] == 200
         deadline = time.monotonic() + 10.0      # seen by the first once its reader moves on (refresh_interval)
         while _seen(b, codes) != ON:
             assert time.monotonic() < deadline, "the other process's switch was never seen"
             time.sleep(0.02)
-        assert _post(b, "/api/v2/greyList", {"enableGreyList": False})[0] == 200
+        assert post(b, "/api/v2/greyList", {"enableGreyList": False})[0] == 200
         # SIGHUP: B removed and added again keeps its switch, A (staying) keeps its own
-        assert _post(a, "/api/v2/greyList", {"enableGreyList": False})[0] == 200
-        assert _post(b, "/api/v2/greyList", {"enableGreyList": True})[0] == 200
+        assert post(a, "/api/v2/greyList", {"enableGreyList": False})[0] == 200
+        assert post(b, "/api/v2/greyList", {"enableGreyList": True})[0] == 200
         srv.app.set_organisations(orgs[:1])
         srv.app.set_organisations(orgs)
         assert _seen(a, codes) == OFF and _seen(org_client(srv.port, 1), codes) == ON
@@ -138,15 +107,15 @@ def test_a_request_of_no_organisation_keeps_the_stores_switch(tmp_path: Path) ->
     db, blocked, free = _grey_store(tmp_path)
     orgs = read_organisations(write_organisations(tmp_path / "etc", 1))
     with ServerThread(db) as srv:                       # served alone first: the store's switch on
-        assert _post(srv.client(), "/api/v2/greyList", {"enableGreyList": True})[0] == 200
+        assert post(srv.client(), "/api/v2/greyList", {"enableGreyList": True})[0] == 200
         assert _seen(srv.client(), [free]) == ON
     with ServerThread(db, organisations=orgs) as srv:
         a = org_client(srv.port, 0)
         assert _seen(a, [free]) == OFF                   # an organisation starts with its own switch, off
         anyone = Client(srv.port, auth="").request("GET", "/api/v1/status")[2]
         assert anyone["isGreyGtin"] is True and anyone["inn"] == ""     # the module's own status: the store's
-        assert _post(a, "/api/v2/greyList", {"enableGreyList": True})[0] == 200
-        assert _post(a, "/api/v2/greyList", {"enableGreyList": False})[0] == 200
+        assert post(a, "/api/v2/greyList", {"enableGreyList": True})[0] == 200
+        assert post(a, "/api/v2/greyList", {"enableGreyList": False})[0] == 200
         assert Client(srv.port, auth="").request("GET", "/api/v1/status")[2]["isGreyGtin"] is True
     with ServerThread(db) as srv:
         assert _seen(srv.client(), [free]) == ON
